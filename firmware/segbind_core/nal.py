@@ -1,0 +1,117 @@
+"""H.264 NAL units: Annex-B scanning, length-prefixed framing, emulation prevention.
+
+NAL units are handled as (start, end) offsets into one buffer, so nothing is
+copied while scanning; callers slice a ``memoryview`` when they need bytes.
+"""
+
+# nal_unit_type values (ITU-T H.264 table 7-1) that segbind needs by name.
+NAL_SLICE = 1
+NAL_IDR = 5
+NAL_SEI = 6
+NAL_SPS = 7
+NAL_PPS = 8
+NAL_AUD = 9
+NAL_END_OF_SEQUENCE = 10
+NAL_END_OF_STREAM = 11
+NAL_FILLER = 12
+
+START_CODE = b"\x00\x00\x00\x01"
+
+
+def nal_type(header_byte: int) -> int:
+    return header_byte & 0x1F
+
+
+def is_vcl(kind: int) -> bool:
+    """Slices of a coded picture (types 1-5), the units that carry video."""
+    return 1 <= kind <= 5
+
+
+def annexb_units(buf, start: int = 0, end: int = -1) -> list:
+    """Offsets ``(s, e)`` of each NAL unit in an Annex-B byte stream.
+
+    Start codes (3 or 4 bytes) and trailing zero bytes are excluded from each
+    unit; empty units (consecutive start codes) are skipped. Bytes before the
+    first start code are not a NAL unit and are ignored by this function;
+    ``leading_garbage`` tells whether there were any.
+    """
+    if end < 0:
+        end = len(buf)
+    find = buf.find
+    units = []
+    pos = find(b"\x00\x00\x01", start, end)
+    while pos >= 0:
+        s = pos + 3
+        nxt = find(b"\x00\x00\x01", s, end)
+        e = end if nxt < 0 else nxt
+        while e > s and buf[e - 1] == 0:
+            e -= 1
+        if e > s:
+            units.append((s, e))
+        pos = nxt
+    return units
+
+
+def leading_garbage(buf) -> bool:
+    """True when a buffer has bytes other than zeros before its first start code."""
+    pos = buf.find(b"\x00\x00\x01")
+    head = len(buf) if pos < 0 else pos
+    for i in range(head):
+        if buf[i] != 0:
+            return True
+    return False
+
+
+def length_prefixed_units(buf, length_size: int = 4) -> list:
+    """Offsets of each NAL unit in length-prefixed (MP4 'avcC') framing.
+
+    Raises ValueError when a length runs past the end of the buffer.
+    """
+    units = []
+    pos = 0
+    end = len(buf)
+    while pos < end:
+        if pos + length_size > end:
+            raise ValueError("truncated NAL length prefix")
+        size = int.from_bytes(bytes(buf[pos:pos + length_size]), "big")
+        pos += length_size
+        if size == 0 or pos + size > end:
+            raise ValueError("NAL length runs past the end of the sample")
+        units.append((pos, pos + size))
+        pos += size
+    return units
+
+
+def to_annexb(units) -> bytes:
+    """Join NAL units (bytes-like, without start codes) into Annex-B."""
+    out = bytearray()
+    for unit in units:
+        out += START_CODE
+        out += unit
+    return bytes(out)
+
+
+def escape_rbsp(rbsp: bytes) -> bytes:
+    """Insert emulation-prevention bytes: 00 00 0x (x <= 3) becomes 00 00 03 0x."""
+    out = bytearray()
+    zeros = 0
+    for b in rbsp:
+        if zeros >= 2 and b <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(b)
+        zeros = zeros + 1 if b == 0 else 0
+    return bytes(out)
+
+
+def unescape_rbsp(ebsp) -> bytes:
+    """Remove emulation-prevention bytes (the 03 of every 00 00 03)."""
+    out = bytearray()
+    zeros = 0
+    for b in ebsp:
+        if zeros >= 2 and b == 3:
+            zeros = 0
+            continue
+        out.append(b)
+        zeros = zeros + 1 if b == 0 else 0
+    return bytes(out)

@@ -1,0 +1,99 @@
+"""SEI NAL units carrying segbind tags (H.264 user_data_unregistered, payloadType 5).
+
+A segbind SEI NAL unit holds exactly one SEI message: user_data_unregistered
+with ``SEGBIND_UUID`` followed by the tag body. Decoders skip unregistered user
+data they do not know, so the video decodes exactly as without it.
+"""
+
+from .nal import NAL_SEI, escape_rbsp, unescape_rbsp
+
+SEGBIND_UUID = bytes.fromhex("b531d1f007fb8425d19479ee862d845d")
+USER_DATA_UNREGISTERED = 5
+SEI_NAL_HEADER = 0x06  # forbidden_zero_bit 0, nal_ref_idc 0, nal_unit_type 6
+
+# Longest SEI payload segbind ever parses; anything longer is oversized.
+MAX_SEGBIND_PAYLOAD = 255
+
+
+class SeiError(ValueError):
+    """An SEI NAL unit that cannot be parsed."""
+
+
+def _ff_coded(value: int) -> bytes:
+    return b"\xff" * (value // 255) + bytes((value % 255,))
+
+
+def build_sei_nal(body: bytes) -> bytes:
+    """The escaped SEI NAL unit (header included, start code excluded) for a tag body."""
+    payload = SEGBIND_UUID + body
+    rbsp = (
+        _ff_coded(USER_DATA_UNREGISTERED)
+        + _ff_coded(len(payload))
+        + payload
+        + b"\x80"  # rbsp_trailing_bits
+    )
+    return bytes((SEI_NAL_HEADER,)) + escape_rbsp(rbsp)
+
+
+def _read_ff(rbsp: bytes, pos: int):
+    value = 0
+    while True:
+        if pos >= len(rbsp):
+            raise SeiError("SEI message header runs past the end of the NAL unit")
+        b = rbsp[pos]
+        pos += 1
+        value += b
+        if b != 0xFF:
+            return value, pos
+
+
+def sei_messages(nal) -> list:
+    """The (payloadType, payload) pairs of an escaped SEI NAL unit."""
+    if len(nal) < 2 or nal[0] & 0x1F != NAL_SEI:
+        raise SeiError("not an SEI NAL unit")
+    rbsp = unescape_rbsp(bytes(nal[1:]))
+    messages = []
+    pos = 0
+    # The loop ends at rbsp_trailing_bits: a final 0x80 byte (after which only
+    # cabac_zero_words could follow, which SEI does not have).
+    while pos < len(rbsp) and not (rbsp[pos] == 0x80 and pos == len(rbsp) - 1):
+        kind, pos = _read_ff(rbsp, pos)
+        size, pos = _read_ff(rbsp, pos)
+        if pos + size > len(rbsp):
+            raise SeiError("SEI payload runs past the end of the NAL unit")
+        messages.append((kind, rbsp[pos:pos + size]))
+        pos += size
+    return messages
+
+
+def is_segbind_sei(nal) -> bool:
+    """True when an SEI NAL unit's first message is segbind's user data.
+
+    Cheap: reads only the first bytes, so verifiers can test every NAL unit.
+    The header bytes before the UUID (type 5, an ff-coded size) and the UUID
+    itself contain no two zero bytes in a row, so no emulation-prevention byte
+    can sit among them and the escaped bytes are compared directly.
+    """
+    if len(nal) < 19 or nal[0] & 0x1F != NAL_SEI or nal[1] != USER_DATA_UNREGISTERED:
+        return False
+    pos = 2
+    while pos < len(nal) and nal[pos] == 0xFF:
+        pos += 1
+    pos += 1
+    return bytes(nal[pos:pos + 16]) == SEGBIND_UUID
+
+
+def segbind_payload(nal) -> bytes:
+    """The tag body of a segbind SEI NAL unit (the bytes after the UUID).
+
+    Raises SeiError when the NAL unit is not exactly one segbind message.
+    """
+    messages = sei_messages(nal)
+    if len(messages) != 1:
+        raise SeiError("a segbind SEI NAL unit must hold exactly one SEI message")
+    kind, payload = messages[0]
+    if kind != USER_DATA_UNREGISTERED or payload[:16] != SEGBIND_UUID:
+        raise SeiError("SEI message is not segbind user data")
+    if len(payload) > MAX_SEGBIND_PAYLOAD:
+        raise SeiError("segbind SEI payload is oversized")
+    return payload[16:]

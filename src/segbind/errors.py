@@ -1,0 +1,30 @@
+"""The exceptions segbind raises; nothing else escapes its public functions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from .verdict import Reason, TagInfo
+
+
+class SegbindError(Exception):
+    """Base class of every segbind exception."""
+
+
+class InvalidSegment(SegbindError):
+    """A segment that must not be shown; ``reason`` says why (like cryptography's InvalidSignature)."""
+
+    def __init__(self, reason: "Reason", detail: str, tag: Optional["TagInfo"] = None) -> None:
+        super().__init__("%s: %s" % (reason.value, detail))
+        self.reason = reason
+        self.detail = detail
+        self.tag = tag
+
+
+class KeyringError(SegbindError):
+    """A keyring, device or binding file that is missing, corrupt or inconsistent."""
+
+
+class InputError(SegbindError):
+    """Input that is not an H.264 stream segbind can read (empty, truncated, not H.264)."""

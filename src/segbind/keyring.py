@@ -1,0 +1,202 @@
+"""The viewer's keyring: binding keys for the cameras it was granted, and nothing else.
+
+Keys enter a verifier only from here, never from a stream. Files are JSON and
+written atomically; key bytes never appear in ``repr`` or error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Set, Tuple
+
+from segbind_core.keys import KEY_SIZE
+
+from .errors import InvalidSegment, KeyringError
+from .verdict import Reason
+
+GrantId = Tuple[str, str, int]  # (owner, camera, epoch)
+
+
+def _hex_key(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise KeyringError("%s: key is not a hex string" % what)
+    try:
+        key = bytes.fromhex(value)
+    except ValueError:
+        raise KeyringError("%s: key is not valid hex" % what) from None
+    if len(key) != KEY_SIZE:
+        raise KeyringError("%s: key must be %d bytes" % (what, KEY_SIZE))
+    return key
+
+
+def read_json(path: Path | str, kind: str) -> dict:
+    """A segbind JSON file of the given kind ("device", "binding", "keyring")."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyringError("%s: no such file" % path) from None
+    except (OSError, UnicodeError) as exc:
+        raise KeyringError("%s: cannot read (%s)" % (path, exc.__class__.__name__)) from None
+    if not text.strip():
+        raise KeyringError("%s: file is empty" % path)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise KeyringError("%s: not valid JSON" % path) from None
+    if not isinstance(data, dict) or data.get("segbind") != kind:
+        raise KeyringError("%s: not a segbind %s file" % (path, kind))
+    if data.get("version") != 1:
+        raise KeyringError("%s: unsupported %s file version" % (path, kind))
+    return data
+
+
+def write_json(path: Path | str, data: dict) -> None:
+    """Write atomically (temp file, fsync, rename) with owner-only permissions."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent or Path(".")), prefix=".segbind-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One (owner, camera, epoch) and its binding key: what a camera tags with and a viewer is granted."""
+
+    owner: str
+    camera: str
+    epoch: int
+    key: bytes
+
+    def __repr__(self) -> str:
+        return "Binding(owner=%r, camera=%r, epoch=%d, key=<hidden>)" % (
+            self.owner, self.camera, self.epoch)
+
+    def to_json(self) -> dict:
+        return {"segbind": "binding", "version": 1, "owner": self.owner, "camera": self.camera,
+                "epoch": self.epoch, "key": self.key.hex()}
+
+    @classmethod
+    def from_json(cls, data: dict, what: str = "binding") -> "Binding":
+        try:
+            owner, camera, epoch = data["owner"], data["camera"], data["epoch"]
+        except (KeyError, TypeError):
+            raise KeyringError("%s: owner, camera and epoch are required" % what) from None
+        if not isinstance(owner, str) or not isinstance(camera, str) or not owner or not camera:
+            raise KeyringError("%s: owner and camera must be non-empty strings" % what)
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= 0xFFFFFFFF:
+            raise KeyringError("%s: epoch must be an integer from 0 to 2^32-1" % what)
+        return cls(owner, camera, epoch, _hex_key(data.get("key"), what))
+
+    @classmethod
+    def load(cls, path: Path | str) -> "Binding":
+        return cls.from_json(read_json(path, "binding"), str(path))
+
+    def save(self, path: Path | str) -> None:
+        write_json(path, self.to_json())
+
+
+class Keyring:
+    """A viewer's grants: (owner, camera, epoch) -> binding key, plus revoked epochs."""
+
+    def __init__(self, bindings: Iterable[Binding] = ()) -> None:
+        self._keys: Dict[GrantId, bytes] = {}
+        self._revoked: Set[GrantId] = set()
+        for binding in bindings:
+            self.grant(binding)
+
+    def __repr__(self) -> str:
+        return "Keyring(%d grants, %d revoked)" % (len(self._keys), len(self._revoked))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def grant(self, binding: Binding) -> None:
+        """Hold ``binding``'s key; granting a revoked epoch again is refused."""
+        gid = (binding.owner, binding.camera, binding.epoch)
+        if gid in self._revoked:
+            raise KeyringError("epoch %d of camera %r (owner %r) was revoked"
+                               % (binding.epoch, binding.camera, binding.owner))
+        self._keys[gid] = binding.key
+
+    def revoke(self, owner: str, camera: str, below_epoch: int) -> None:
+        """Drop every epoch of (owner, camera) below ``below_epoch``, and remember them."""
+        for gid in [g for g in self._keys if g[0] == owner and g[1] == camera and g[2] < below_epoch]:
+            del self._keys[gid]
+            self._revoked.add(gid)
+
+    def revoke_camera(self, camera: str) -> None:
+        """Drop every grant for ``camera`` (the viewer lost access to it)."""
+        for gid in [g for g in self._keys if g[1] == camera]:
+            del self._keys[gid]
+            self._revoked.add(gid)
+
+    def grants(self) -> List[GrantId]:
+        return sorted(self._keys)
+
+    def key_for(self, owner: str, camera: str, epoch: int) -> bytes:
+        """The binding key, or InvalidSegment(NO_GRANT) saying precisely what is missing."""
+        key = self._keys.get((owner, camera, epoch))
+        if key is not None:
+            return key
+        raise InvalidSegment(Reason.NO_GRANT, self._why_not(owner, camera, epoch))
+
+    def _why_not(self, owner: str, camera: str, epoch: int) -> str:
+        if (owner, camera, epoch) in self._revoked:
+            return "epoch %d of camera %r (owner %r) was revoked" % (epoch, camera, owner)
+        epochs = sorted(g[2] for g in self._keys if g[0] == owner and g[1] == camera)
+        if epochs:
+            return "epoch %d of camera %r (owner %r) is not granted (granted: %s)" % (
+                epoch, camera, owner, ", ".join(str(e) for e in epochs))
+        if any(g[1] == camera for g in self._keys):
+            return "camera %r is not granted for owner %r" % (camera, owner)
+        return "no grant for camera %r of owner %r" % (camera, owner)
+
+    def to_json(self) -> dict:
+        return {
+            "segbind": "keyring", "version": 1,
+            "grants": [{"owner": o, "camera": c, "epoch": e, "key": k.hex()}
+                       for (o, c, e), k in sorted(self._keys.items())],
+            "revoked": [{"owner": o, "camera": c, "epoch": e} for o, c, e in sorted(self._revoked)],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, what: str = "keyring") -> "Keyring":
+        grants, revoked = data.get("grants", []), data.get("revoked", [])
+        if not isinstance(grants, list) or not isinstance(revoked, list):
+            raise KeyringError("%s: grants and revoked must be lists" % what)
+        ring = cls()
+        for item in revoked:
+            if not isinstance(item, dict):
+                raise KeyringError("%s: a revoked entry is not an object" % what)
+            try:
+                ring._revoked.add((str(item["owner"]), str(item["camera"]), int(item["epoch"])))
+            except (KeyError, TypeError, ValueError):
+                raise KeyringError("%s: a revoked entry lacks owner, camera or epoch" % what) from None
+        for item in grants:
+            if not isinstance(item, dict):
+                raise KeyringError("%s: a grant is not an object" % what)
+            ring.grant(Binding.from_json(item, what))
+        return ring
+
+    @classmethod
+    def load(cls, path: Path | str) -> "Keyring":
+        return cls.from_json(read_json(path, "keyring"), str(path))
+
+    def save(self, path: Path | str) -> None:
+        write_json(path, self.to_json())

@@ -1,0 +1,92 @@
+"""The segbind command line, run as a user would, on real H.264."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.fixture()
+def provisioned(tmp_path: Path, clip: bytes) -> Path:
+    """A device, alice's binding and keyring, bob's keyring, and the clip."""
+    (tmp_path / "in.h264").write_bytes(clip)
+    for args in (
+        ["keys", "device", "--device-id", "cam-7", "--out", "dev.json", "--test-only"],
+        ["keys", "bind", "--device", "dev.json", "--owner", "alice", "--out", "alice.json"],
+        ["keys", "grant", "--binding", "alice.json", "--keyring", "alice-ring.json"],
+        ["keys", "bind", "--device", "dev.json", "--owner", "bob", "--out", "bob.json"],
+        ["keys", "grant", "--binding", "bob.json", "--keyring", "bob-ring.json"],
+    ):
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    return tmp_path
+
+
+def test_owner_accepts_and_stranger_refuses(provisioned: Path) -> None:
+    assert run_cli("tag", "--binding", "alice.json", "in.h264", "out.h264", cwd=provisioned).returncode == 0
+    owner = run_cli("verify", "--keyring", "alice-ring.json", "out.h264", cwd=provisioned)
+    assert owner.returncode == 0, owner.stdout
+    assert b"ACCEPTED: 2 ok" in owner.stdout
+    stranger = run_cli("verify", "--keyring", "bob-ring.json", "--json", "out.h264", cwd=provisioned)
+    assert stranger.returncode == 1
+    lines = [json.loads(line) for line in stranger.stdout.splitlines()]
+    assert [line["reason"] for line in lines[:-1]] == ["no_grant", "no_grant"]
+    assert lines[-1] == {"ok": False, "summary": {"no_grant": 2}}
+
+
+def test_tag_and_verify_through_pipes(provisioned: Path, clip: bytes) -> None:
+    tagged = run_cli("tag", "--binding", "alice.json", "-", "-", stdin=clip, cwd=provisioned)
+    assert tagged.returncode == 0
+    verified = run_cli("verify", "--keyring", "alice-ring.json", "-", stdin=tagged.stdout, cwd=provisioned)
+    assert verified.returncode == 0, verified.stdout
+
+
+def test_untagged_stream_is_refused(provisioned: Path) -> None:
+    result = run_cli("verify", "--keyring", "alice-ring.json", "in.h264", cwd=provisioned)
+    assert result.returncode == 1
+    assert b"no_tag" in result.stdout
+
+
+def test_inspect_shows_tags_but_no_key_material(provisioned: Path) -> None:
+    run_cli("tag", "--binding", "alice.json", "in.h264", "out.h264", cwd=provisioned)
+    result = run_cli("inspect", "--json", "out.h264", cwd=provisioned)
+    assert result.returncode == 0
+    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["tag"]["seq"] for e in entries] == [0, 1]
+    assert {e["tag"]["owner"] for e in entries} == {"alice"}
+    secret = json.loads((provisioned / "dev.json").read_text())["secret"]
+    key = json.loads((provisioned / "alice.json").read_text())["key"]
+    assert secret not in result.stdout.decode() and key not in result.stdout.decode()
+
+
+@pytest.mark.parametrize("content, why", [
+    (None, b"no such file"),
+    (b"", b"file is empty"),
+    (b"this is not video at all" * 10, b"not an H.264"),
+])
+def test_bad_input_is_one_line_and_exit_2(provisioned: Path, content: bytes | None, why: bytes) -> None:
+    if content is not None:
+        (provisioned / "bad.h264").write_bytes(content)
+    for args in (["verify", "--keyring", "alice-ring.json", "bad.h264"], ["inspect", "bad.h264"],
+                 ["tag", "--binding", "alice.json", "bad.h264", "o.h264"]):
+        result = run_cli(*args, cwd=provisioned)
+        assert result.returncode == 2, (args, result)
+        assert why in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("corrupt", [b"", b"{", b'{"segbind": "keyring", "version": 1, "grants": [{"owner": 1}]}',
+                                     b'{"segbind": "device", "version": 1}', b"\xff\xfe"])
+def test_corrupt_key_files_are_one_line_and_exit_2(provisioned: Path, corrupt: bytes) -> None:
+    (provisioned / "bad.json").write_bytes(corrupt)
+    for args in (["verify", "--keyring", "bad.json", "in.h264"],
+                 ["tag", "--binding", "bad.json", "in.h264", "o.h264"],
+                 ["keys", "bind", "--device", "bad.json", "--owner", "x", "--out", "o.json"],
+                 ["keys", "grant", "--binding", "bad.json", "--keyring", "r.json"]):
+        result = run_cli(*args, cwd=provisioned)
+        assert result.returncode == 2, (args, result)
+        assert len(result.stderr.strip().splitlines()) == 1 and b"Traceback" not in result.stderr
