@@ -27,6 +27,27 @@ def is_vcl(kind: int) -> bool:
     return 1 <= kind <= 5
 
 
+try:  # CPython's regex engine finds start codes about twice as fast as bytes.find
+    import re as _re
+
+    _start_code_positions = _re.compile(b"\x00\x00\x01").finditer
+except (ImportError, AttributeError, TypeError, ValueError):  # MicroPython: no finditer
+    _start_code_positions = None
+
+
+def _start_codes(buf, start: int, end: int) -> list:
+    """Offsets of every 00 00 01 in buf[start:end]."""
+    if _start_code_positions is not None:
+        return [m.start() for m in _start_code_positions(buf, start, end)]
+    found = []
+    find = buf.find
+    pos = find(b"\x00\x00\x01", start, end)
+    while pos >= 0:
+        found.append(pos)
+        pos = find(b"\x00\x00\x01", pos + 3, end)
+    return found
+
+
 def annexb_units(buf, start: int = 0, end: int = -1) -> list:
     """Offsets ``(s, e)`` of each NAL unit in an Annex-B byte stream.
 
@@ -37,18 +58,16 @@ def annexb_units(buf, start: int = 0, end: int = -1) -> list:
     """
     if end < 0:
         end = len(buf)
-    find = buf.find
+    codes = _start_codes(buf, start, end)
+    codes.append(end)
     units = []
-    pos = find(b"\x00\x00\x01", start, end)
-    while pos >= 0:
-        s = pos + 3
-        nxt = find(b"\x00\x00\x01", s, end)
-        e = end if nxt < 0 else nxt
+    for i in range(len(codes) - 1):
+        s = codes[i] + 3
+        e = codes[i + 1]
         while e > s and buf[e - 1] == 0:
             e -= 1
         if e > s:
             units.append((s, e))
-        pos = nxt
     return units
 
 

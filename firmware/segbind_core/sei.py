@@ -35,10 +35,10 @@ def build_sei_nal(body: bytes) -> bytes:
     return bytes((SEI_NAL_HEADER,)) + escape_rbsp(rbsp)
 
 
-def _read_ff(rbsp: bytes, pos: int):
+def _read_ff(rbsp: bytes, pos: int, end: int):
     value = 0
     while True:
-        if pos >= len(rbsp):
+        if pos >= end:
             raise SeiError("SEI message header runs past the end of the NAL unit")
         b = rbsp[pos]
         pos += 1
@@ -52,14 +52,15 @@ def sei_messages(nal) -> list:
     if len(nal) < 2 or nal[0] & 0x1F != NAL_SEI:
         raise SeiError("not an SEI NAL unit")
     rbsp = unescape_rbsp(bytes(nal[1:]))
+    if not rbsp or rbsp[-1] != 0x80:
+        raise SeiError("SEI NAL unit does not end with rbsp_trailing_bits")
+    end = len(rbsp) - 1
     messages = []
     pos = 0
-    # The loop ends at rbsp_trailing_bits: a final 0x80 byte (after which only
-    # cabac_zero_words could follow, which SEI does not have).
-    while pos < len(rbsp) and not (rbsp[pos] == 0x80 and pos == len(rbsp) - 1):
-        kind, pos = _read_ff(rbsp, pos)
-        size, pos = _read_ff(rbsp, pos)
-        if pos + size > len(rbsp):
+    while pos < end:
+        kind, pos = _read_ff(rbsp, pos, end)
+        size, pos = _read_ff(rbsp, pos, end)
+        if pos + size > end:
             raise SeiError("SEI payload runs past the end of the NAL unit")
         messages.append((kind, rbsp[pos:pos + size]))
         pos += size
@@ -70,11 +71,13 @@ def is_segbind_sei(nal) -> bool:
     """True when an SEI NAL unit's first message is segbind's user data.
 
     Cheap: reads only the first bytes, so verifiers can test every NAL unit.
+    The header byte must be exactly 0x06 (nal_ref_idc 0, as H.264 requires of
+    SEI): any other value makes the unit a foreign SEI, covered by the digest.
     The header bytes before the UUID (type 5, an ff-coded size) and the UUID
     itself contain no two zero bytes in a row, so no emulation-prevention byte
     can sit among them and the escaped bytes are compared directly.
     """
-    if len(nal) < 19 or nal[0] & 0x1F != NAL_SEI or nal[1] != USER_DATA_UNREGISTERED:
+    if len(nal) < 19 or nal[0] != SEI_NAL_HEADER or nal[1] != USER_DATA_UNREGISTERED:
         return False
     pos = 2
     while pos < len(nal) and nal[pos] == 0xFF:

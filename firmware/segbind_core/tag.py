@@ -77,8 +77,8 @@ def decode_uvarint(buf: bytes, pos: int, limit: int):
 def encode_id(name: str, what: str) -> bytes:
     """A length byte then the UTF-8 id; ``what`` names the field in errors."""
     raw = name.encode("utf-8")
-    if not 1 <= len(raw) <= MAX_ID_BYTES:
-        raise ValueError("%s id must be 1 to %d bytes of UTF-8" % (what, MAX_ID_BYTES))
+    if not 1 <= len(raw) <= MAX_ID_BYTES or 0 in raw:
+        raise ValueError("%s id must be 1 to %d bytes of UTF-8 without NUL" % (what, MAX_ID_BYTES))
     return bytes((len(raw),)) + raw
 
 
@@ -89,6 +89,8 @@ def _decode_id(buf: bytes, pos: int, what: str):
     pos += 1
     if not 1 <= size <= MAX_ID_BYTES or pos + size > len(buf):
         raise TagError(MALFORMED, "%s id has a bad length" % what)
+    if 0 in buf[pos:pos + size]:
+        raise TagError(MALFORMED, "%s id contains a zero byte" % what)
     try:
         name = str(bytes(buf[pos:pos + size]), "utf-8")
     except UnicodeError:

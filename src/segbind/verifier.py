@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from segbind_core.crypto import constant_time_equal
-from segbind_core.nal import annexb_units, length_prefixed_units
+from segbind_core.nal import annexb_units, leading_garbage, length_prefixed_units
 from segbind_core.sei import SeiError, is_segbind_sei, segbind_payload
 from segbind_core.tag import (DIGEST_HINT_SIZE, GENESIS_LINK, LINK_SIZE, UNKNOWN_VERSION, Tag,
                               TagError, compute_mac, content_digest, decode_tag)
@@ -56,6 +56,17 @@ def _as_searchable(segment: Buffer) -> Union[bytes, bytearray]:
     if isinstance(segment, memoryview):
         return segment.tobytes()
     raise TypeError("a segment is bytes, bytearray or memoryview, not %s" % type(segment).__name__)
+
+
+def annexb_segment_units(buf: Union[bytes, bytearray]) -> List[Tuple[int, int]]:
+    """The NAL units of an Annex-B segment; bytes before its first start code are refused.
+
+    A decoder would skip such bytes, but a verifier that skipped them would let
+    them be changed unseen.
+    """
+    if leading_garbage(buf):
+        raise InvalidSegment(Reason.CONTENT_MISMATCH, "bytes before the first NAL unit")
+    return annexb_units(buf)
 
 
 def find_tag(buf: Buffer, units: Units) -> Tuple[Tag, bytes, List[Tuple[int, int]]]:
@@ -106,7 +117,7 @@ def verify_segment(segment: Buffer, keyring: Keyring, *, window: Optional[TimeWi
     No stream state: replay, order and chain need ``StreamVerifier``.
     """
     buf = _as_searchable(segment)
-    return _info(authenticate(buf, annexb_units(buf), keyring, window, now_s))
+    return _info(authenticate(buf, annexb_segment_units(buf), keyring, window, now_s))
 
 
 class _CameraState:
@@ -130,15 +141,19 @@ class _CameraState:
 
 
 class StreamVerifier:
-    """Verifies the segments of the cameras one viewer watches, in arrival order.
+    """Verifies segments in arrival order, keeping the stream state of each camera.
 
-    One instance per viewer; it keeps, per camera, the newest stream and the
-    sequence numbers it accepted. ``verify`` never raises for any bytes.
+    With ``camera`` set, the stream is that camera's alone and a segment of
+    any other camera spliced into it is a ``chain_break``; without it, one
+    verifier serves a viewer that watches several cameras, each with its own
+    state. ``verify`` never raises, whatever bytes it is given.
     """
 
-    def __init__(self, keyring: Keyring, *, window: Optional[TimeWindow] = None,
+    def __init__(self, keyring: Keyring, *, camera: Optional[str] = None,
+                 window: Optional[TimeWindow] = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.keyring = keyring
+        self.camera = camera
         self.window = window
         self.clock = clock
         self._cameras: dict = {}
@@ -146,7 +161,11 @@ class StreamVerifier:
     def verify(self, segment: Buffer) -> Verdict:
         """Verdict for one Annex-B segment (start codes, one segbind SEI)."""
         buf = _as_searchable(segment)
-        return self.verify_units(buf, annexb_units(buf))
+        try:
+            units = annexb_segment_units(buf)
+        except InvalidSegment as exc:
+            return Verdict(exc.reason, exc.detail)
+        return self.verify_units(buf, units)
 
     def verify_length_prefixed(self, sample: Buffer, length_size: int = 4) -> Verdict:
         """Verdict for one segment in MP4 framing (each NAL unit after a big-endian length)."""
@@ -167,6 +186,9 @@ class StreamVerifier:
 
     def _sequence(self, tag: Tag) -> Verdict:
         info = _info(tag)
+        if self.camera is not None and tag.camera != self.camera:
+            return Verdict(Reason.CHAIN_BREAK, "segment of camera %r in the stream of camera %r"
+                           % (tag.camera, self.camera), info)
         state = self._cameras.get(tag.camera)
         if state is None:
             if tag.seq == 0 and tag.link != GENESIS_LINK:
