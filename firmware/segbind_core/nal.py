@@ -124,13 +124,9 @@ def escape_rbsp(rbsp: bytes) -> bytes:
 
 
 def unescape_rbsp(ebsp) -> bytes:
-    """Remove emulation-prevention bytes (the 03 of every 00 00 03)."""
-    out = bytearray()
-    zeros = 0
-    for b in ebsp:
-        if zeros >= 2 and b == 3:
-            zeros = 0
-            continue
-        out.append(b)
-        zeros = zeros + 1 if b == 0 else 0
-    return bytes(out)
+    """Remove emulation-prevention bytes (the 03 of every 00 00 03).
+
+    ``replace`` scans left to right without overlap, which is exactly the
+    rule: after a removed 03 the zero count starts again.
+    """
+    return bytes(ebsp).replace(b"\x00\x00\x03", b"\x00\x00")

@@ -5,6 +5,7 @@ shared by the camera's tagger and the viewers' verifier.
 """
 
 import hashlib
+import sys
 
 from .crypto import hmac_sha256
 from .nal import NAL_AUD, NAL_END_OF_SEQUENCE, NAL_END_OF_STREAM, NAL_FILLER
@@ -25,6 +26,11 @@ GENESIS_LINK = b"\xff" * LINK_SIZE
 # NAL unit types left out of the content digest: framing that remuxers add or
 # drop (access unit delimiters, end of sequence/stream, filler data).
 UNCOVERED_NAL_TYPES = (NAL_AUD, NAL_END_OF_SEQUENCE, NAL_END_OF_STREAM, NAL_FILLER)
+
+# On CPython a small copy costs less than a hash call, so units under 16 KiB
+# are joined and hashed together; MicroPython keeps copy-free updates.
+_JOIN_SMALL = sys.implementation.name == "cpython"
+_SMALL_UNIT = 16384
 
 MALFORMED = "malformed_tag"
 UNKNOWN_VERSION = "unknown_version"
@@ -74,10 +80,49 @@ def decode_uvarint(buf: bytes, pos: int, limit: int):
             raise TagError(MALFORMED, "integer field too long")
 
 
+def _is_utf8(raw: bytes) -> bool:
+    """Strict UTF-8 (RFC 3629; Unicode table 3-7), as CPython's decoder checks it.
+
+    MicroPython's ``str(raw, "utf-8")`` accepts overlong forms, surrogates and
+    code points above U+10FFFF, so both interpreters check ids with this.
+    """
+    i = 0
+    n = len(raw)
+    while i < n:
+        b = raw[i]
+        if b < 0x80:
+            i += 1
+            continue
+        lo, hi = 0x80, 0xBF  # range of the first continuation byte
+        if 0xC2 <= b <= 0xDF:
+            more = 1
+        elif 0xE0 <= b <= 0xEF:
+            more = 2
+            if b == 0xE0:
+                lo = 0xA0  # no overlong 3-byte forms
+            elif b == 0xED:
+                hi = 0x9F  # no surrogates
+        elif 0xF0 <= b <= 0xF4:
+            more = 3
+            if b == 0xF0:
+                lo = 0x90  # no overlong 4-byte forms
+            elif b == 0xF4:
+                hi = 0x8F  # nothing above U+10FFFF
+        else:
+            return False
+        if i + more >= n or not lo <= raw[i + 1] <= hi:
+            return False
+        for j in range(i + 2, i + more + 1):
+            if not 0x80 <= raw[j] <= 0xBF:
+                return False
+        i += more + 1
+    return True
+
+
 def encode_id(name: str, what: str) -> bytes:
     """A length byte then the UTF-8 id; ``what`` names the field in errors."""
-    raw = name.encode("utf-8")
-    if not 1 <= len(raw) <= MAX_ID_BYTES or 0 in raw:
+    raw = name.encode("utf-8")  # CPython raises on lone surrogates; MicroPython encodes them
+    if not 1 <= len(raw) <= MAX_ID_BYTES or 0 in raw or not _is_utf8(raw):
         raise ValueError("%s id must be 1 to %d bytes of UTF-8 without NUL" % (what, MAX_ID_BYTES))
     return bytes((len(raw),)) + raw
 
@@ -91,11 +136,10 @@ def _decode_id(buf: bytes, pos: int, what: str):
         raise TagError(MALFORMED, "%s id has a bad length" % what)
     if 0 in buf[pos:pos + size]:
         raise TagError(MALFORMED, "%s id contains a zero byte" % what)
-    try:
-        name = str(bytes(buf[pos:pos + size]), "utf-8")
-    except UnicodeError:
+    raw = bytes(buf[pos:pos + size])
+    if not _is_utf8(raw):
         raise TagError(MALFORMED, "%s id is not UTF-8" % what)
-    return name, pos + size
+    return str(raw, "utf-8"), pos + size
 
 
 class Tag:
@@ -179,7 +223,7 @@ def decode_tag(body: bytes):
     return tag, bytes(body[:pos])
 
 
-def content_digest(buf, units) -> bytes:
+def content_digest(buf, units, prefixed: bool = False) -> bytes:
     """SHA-256 over the covered NAL units of a segment, in order.
 
     ``units`` are (start, end) offsets into ``buf``; each covered unit enters
@@ -187,14 +231,38 @@ def content_digest(buf, units) -> bytes:
     bitstream). That is MP4's length-prefixed framing, so Annex-B, MPEG-TS and
     MP4 carriage of one segment give one digest. The caller leaves segbind's
     own SEI out of ``units``.
+
+    With ``prefixed``, the caller vouches that every unit sits right after its
+    own 4-byte length in ``buf`` (as ``length_prefixed_units(buf, 4)`` finds
+    them): runs of adjacent covered units are then hashed straight from
+    ``buf``, one call a run.
     """
     view = memoryview(buf)
     h = hashlib.sha256()
+    small = []  # CPython: small units gathered and hashed in one call
+    run_start = run_end = -1
     for s, e in units:
         if buf[s] & 0x1F in UNCOVERED_NAL_TYPES:
             continue
-        h.update((e - s).to_bytes(4, "big"))
-        h.update(view[s:e])
+        if prefixed:
+            if s - 4 != run_end:
+                if run_end > run_start:
+                    h.update(view[run_start:run_end])
+                run_start = s - 4
+            run_end = e
+        elif _JOIN_SMALL and e - s < _SMALL_UNIT:
+            small.append((e - s).to_bytes(4, "big"))
+            small.append(view[s:e])
+        else:
+            if small:
+                h.update(b"".join(small))
+                small = []
+            h.update((e - s).to_bytes(4, "big"))
+            h.update(view[s:e])
+    if small:
+        h.update(b"".join(small))
+    if run_end > run_start:
+        h.update(view[run_start:run_end])
     return h.digest()
 
 

@@ -13,7 +13,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from segbind_core.crypto import constant_time_equal
 from segbind_core.nal import annexb_units, leading_garbage, length_prefixed_units
-from segbind_core.sei import SeiError, is_segbind_sei, segbind_payload
+from segbind_core.sei import SEI_NAL_HEADER, SeiError, is_segbind_sei, segbind_payload
 from segbind_core.tag import (DIGEST_HINT_SIZE, GENESIS_LINK, LINK_SIZE, UNKNOWN_VERSION, Tag,
                               TagError, compute_mac, content_digest, decode_tag)
 
@@ -72,7 +72,7 @@ def annexb_segment_units(buf: Union[bytes, bytearray]) -> List[Tuple[int, int]]:
 def find_tag(buf: Buffer, units: Units) -> Tuple[Tag, bytes, List[Tuple[int, int]]]:
     """(tag, signed fields, covered units) of a segment; InvalidSegment if it has no usable tag."""
     view = memoryview(buf)
-    tag_units = [u for u in units if is_segbind_sei(view[u[0]:u[1]])]
+    tag_units = [u for u in units if buf[u[0]] == SEI_NAL_HEADER and is_segbind_sei(view[u[0]:u[1]])]
     if not tag_units:
         raise InvalidSegment(Reason.NO_TAG, "segment carries no segbind tag"
                              if units else "no H.264 NAL units in segment")
@@ -90,15 +90,19 @@ def find_tag(buf: Buffer, units: Units) -> Tuple[Tag, bytes, List[Tuple[int, int
 
 
 def authenticate(buf: Buffer, units: Units, keyring: Keyring,
-                 window: Optional[TimeWindow] = None, now_s: Optional[float] = None) -> Tag:
-    """The checks that need no stream state: tag, grant, MAC, content, capture time."""
+                 window: Optional[TimeWindow] = None, now_s: Optional[float] = None,
+                 prefixed: bool = False) -> Tag:
+    """The checks that need no stream state: tag, grant, MAC, content, capture time.
+
+    ``prefixed``: every unit follows its own 4-byte length in ``buf``.
+    """
     tag, signed, covered = find_tag(buf, units)
     info = _info(tag)
     try:
         key = keyring.key_for(tag.owner, tag.camera, tag.epoch)
     except InvalidSegment as exc:
         raise InvalidSegment(exc.reason, exc.detail, info) from None
-    digest = content_digest(buf, covered)
+    digest = content_digest(buf, covered, prefixed)
     if not constant_time_equal(compute_mac(key, signed, digest), tag.mac):
         if not constant_time_equal(digest[:DIGEST_HINT_SIZE], tag.digest_hint):
             raise InvalidSegment(Reason.CONTENT_MISMATCH,
@@ -173,13 +177,17 @@ class StreamVerifier:
             units = length_prefixed_units(sample, length_size)
         except ValueError as exc:
             return Verdict(Reason.NO_TAG, "not length-prefixed H.264: %s" % exc)
-        return self.verify_units(sample, units)
+        return self.verify_units(sample, units, prefixed=length_size == 4)
 
-    def verify_units(self, buf: Buffer, units: Units) -> Verdict:
-        """Verdict for a segment given as NAL unit offsets into ``buf``."""
+    def verify_units(self, buf: Buffer, units: Units, prefixed: bool = False) -> Verdict:
+        """Verdict for a segment given as NAL unit offsets into ``buf``.
+
+        ``prefixed``: each unit follows its own 4-byte length in ``buf``, which
+        lets the digest hash runs of units in one call.
+        """
         try:
             now = self.clock() if self.window is not None else None
-            tag = authenticate(buf, units, self.keyring, self.window, now)
+            tag = authenticate(buf, units, self.keyring, self.window, now, prefixed)
             return self._sequence(tag)
         except InvalidSegment as exc:
             return Verdict(exc.reason, exc.detail, exc.tag)
