@@ -18,6 +18,7 @@ Importable API (no work is done at import time)::
     ensure_image(arch) -> Path                       # build if needed, return rootfs
     run_in_image(arch, argv, binds=(), env=None, timeout=None, capture=False)
         -> subprocess.CompletedProcess
+    popen_in_image(arch, argv, binds=(), env=None, **popen_kwargs) -> Popen
 
 Package set (``RECIPE["packages"]``): ``python3-minimal`` + ``libpython3.11-stdlib``
 ----------------------------------------------------------------------------------
@@ -114,6 +115,9 @@ __all__ = [
     "ensure_binfmt",
     "ensure_image",
     "run_in_image",
+    "popen_in_image",
+    "guest_command",
+    "host_env",
     "parse_bind",
     "main",
 ]
@@ -359,13 +363,42 @@ def _safe_rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _run_logged(argv: Sequence[str], log, what: str, log_path: Path) -> None:
+def _die_with_parent() -> None:
+    """preexec_fn: SIGKILL this child if the builder dies (PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
+# Build steps run in private mount + PID namespaces: their mounts never reach
+# the host, and if the builder dies (even SIGKILL) PR_SET_PDEATHSIG kills
+# unshare, --kill-child kills the namespace's PID 1, and the kernel then kills
+# every process left in it (debootstrap forks dpkg pipelines that would
+# otherwise run on as orphans, writing into a directory a later build deletes).
+_BUILD_NS = ("unshare", "--mount", "--propagation", "private", "--pid", "--fork",
+             "--kill-child")
+
+
+def _run_logged(argv: Sequence[str], log, what: str, log_path: Path, lock_fd: int) -> None:
+    """Run a build step.  It inherits the lock fd, so even if the builder is
+    killed, nobody else starts building until every orphan has exited; and it
+    runs in its own process group, killed as a whole if the builder is
+    interrupted."""
     log.write(f"\n$ {' '.join(argv)}\n")
     log.flush()
-    r = subprocess.run(list(argv), stdout=log, stderr=subprocess.STDOUT,
-                       stdin=subprocess.DEVNULL, env=_host_env())
-    if r.returncode != 0:
-        raise ImageError(f"{what} failed (exit {r.returncode}); see {log_path}")
+    proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=_host_env(), pass_fds=(lock_fd,),
+                            start_new_session=True, preexec_fn=_die_with_parent)
+    try:
+        rc = proc.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    if rc != 0:
+        raise ImageError(f"{what} failed (exit {rc}); see {log_path}")
 
 
 def _host_env() -> dict:
@@ -401,11 +434,11 @@ def ensure_image(arch: str, *, mirror: str | None = None, verbose: bool = False)
             _safe_rmtree(stale)
         if root.exists():  # incomplete/corrupt (no marker): never reuse
             _safe_rmtree(root)
-        _build(arch, idir, root, mirror or find_mirror(), verbose)
+        _build(arch, idir, root, mirror or find_mirror(), verbose, lockf.fileno())
     return root
 
 
-def _build(arch: str, idir: Path, root: Path, mirror: str, verbose: bool) -> None:
+def _build(arch: str, idir: Path, root: Path, mirror: str, verbose: bool, lock_fd: int) -> None:
     recipe = recipe_for(arch)
     tmp = Path(tempfile.mkdtemp(prefix="rootfs.tmp-", dir=idir))
     log_path = idir / "build.log"
@@ -415,17 +448,17 @@ def _build(arch: str, idir: Path, root: Path, mirror: str, verbose: bool) -> Non
     try:
         with open(log_path, "w") as log:
             log.write(json.dumps(recipe, sort_keys=True) + f"\nmirror: {mirror}\n")
-            _run_logged(["debootstrap", "--foreign", f"--variant={recipe['variant']}",
+            _run_logged([*_BUILD_NS, "debootstrap", "--foreign", f"--variant={recipe['variant']}",
                          f"--arch={arch}", "--include=" + ",".join(recipe["packages"]),
                          recipe["suite"], str(tmp), mirror],
-                        log, "debootstrap first stage", log_path)
+                        log, "debootstrap first stage", log_path, lock_fd)
             if verbose:
                 print(f"  first stage done ({time.monotonic() - t0:.0f} s); second stage "
                       "under emulation...", file=sys.stderr)
             # Private mount namespace: debootstrap's /proc and /sys mounts die with it.
-            _run_logged(["unshare", "--mount", "--propagation", "private", "chroot", str(tmp),
+            _run_logged([*_BUILD_NS, "chroot", str(tmp),
                          "/debootstrap/debootstrap", "--second-stage"],
-                        log, "debootstrap second stage (chroot)", log_path)
+                        log, "debootstrap second stage (chroot)", log_path, lock_fd)
             _strip(tmp, recipe["strip"])
             for rel, content in recipe["files"].items():
                 (tmp / rel).write_text(content)
@@ -505,22 +538,19 @@ def _guest_target(root: Path, guest: str, is_dir: bool) -> str:
     return real
 
 
-def run_in_image(arch: str, argv: Sequence[str], binds: Iterable = (),
-                 env: Mapping[str, str] | None = None, timeout: float | None = None,
-                 capture: bool = False, *, cwd: str = "/", input: bytes | str | None = None,
-                 text: bool = True, check: bool = False) -> subprocess.CompletedProcess:
-    """Run *argv* inside the *arch* image (building it if needed).
+def guest_command(arch: str, argv: Sequence[str], binds: Iterable = (),
+                  env: Mapping[str, str] | None = None, *, cwd: str = "/") -> list[str]:
+    """Host argv that runs *argv* in the *arch* image (building it if needed).
 
-    binds: iterable of 'HOST:GUEST[:ro]' strings or (host, guest[, readonly]).
-    env: added to the guest's base environment (PATH, HOME, LANG).
-    timeout: seconds; on expiry the whole process group is killed and
-    subprocess.TimeoutExpired is raised.  capture: capture stdout/stderr
-    (str when text=True, else bytes).  Returns a CompletedProcess whose
-    returncode is the guest command's (negative if killed by a signal,
-    127 if the command was not found in the guest).
+    Run it with the environment from host_env().  The chain is
+    unshare -> python helper -> (mounts, chroot) -> exec argv: no extra
+    process stays in between, so signals sent to the returned process reach
+    the guest command itself.
     """
     if isinstance(argv, (str, bytes)) or not argv:
         raise ImageError("argv must be a non-empty sequence of strings")
+    if not str(cwd).startswith("/"):
+        raise ImageError(f"guest cwd {cwd!r} must be absolute")
     binds = [_normalize_bind(b) for b in binds]
     root = ensure_image(arch)
     mounts = []
@@ -530,25 +560,63 @@ def run_in_image(arch: str, argv: Sequence[str], binds: Iterable = (),
     if env:
         genv.update({str(k): str(v) for k, v in env.items()})
     spec = {"root": str(root), "mounts": mounts, "argv": [os.fspath(a) for a in argv],
-            "env": genv, "cwd": cwd}
-    cmd = ["unshare", "--mount", "--propagation", "private", "--",
-           sys.executable, "-I", str(_HERE), "_nsexec", json.dumps(spec)]
+            "env": genv, "cwd": str(cwd)}
+    return ["unshare", "--mount", "--propagation", "private", "--",
+            sys.executable, "-I", str(_HERE), "_nsexec", json.dumps(spec)]
+
+
+def host_env() -> dict:
+    """Environment for the host side of guest_command() (guest env is separate)."""
+    return _host_env()
+
+
+def popen_in_image(arch: str, argv: Sequence[str], binds: Iterable = (),
+                   env: Mapping[str, str] | None = None, *, cwd: str = "/",
+                   **popen_kwargs) -> subprocess.Popen:
+    """Start *argv* in the image without waiting (e.g. the agent as a daemon).
+
+    Extra keyword arguments go to subprocess.Popen; start_new_session
+    defaults to True so os.killpg(p.pid, ...) reaches everything it spawned.
+    terminate()/kill() signal the guest command directly.
+    """
+    cmd = guest_command(arch, argv, binds, env, cwd=cwd)
+    popen_kwargs.setdefault("start_new_session", True)
+    popen_kwargs.setdefault("env", _host_env())
+    return subprocess.Popen(cmd, **popen_kwargs)
+
+
+def run_in_image(arch: str, argv: Sequence[str], binds: Iterable = (),
+                 env: Mapping[str, str] | None = None, timeout: float | None = None,
+                 capture: bool = False, *, cwd: str = "/", input: bytes | str | None = None,
+                 text: bool = True, check: bool = False) -> subprocess.CompletedProcess:
+    """Run *argv* inside the *arch* image (building it if needed) and wait.
+
+    binds: iterable of 'HOST:GUEST[:ro]' strings or (host, guest[, readonly]);
+    GUEST directories/files are created in the image when missing.
+    env: added to the guest's base environment (PATH, HOME, LANG); the host
+    environment is not passed through.  timeout: seconds; on expiry the whole
+    process group is killed and subprocess.TimeoutExpired is raised.
+    capture: capture stdout/stderr (str when text=True, else bytes).
+    Returns a CompletedProcess whose returncode is the guest command's
+    (negative if killed by a signal, 127 if the command was not found in the
+    guest, 125 if a mount failed).
+    """
     new_session = timeout is not None
-    kw: dict = {"env": _host_env(), "start_new_session": new_session}
+    kw: dict = {"start_new_session": new_session}
     if capture:
         kw.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if input is not None:
         kw["stdin"] = subprocess.PIPE
     if text:
         kw.update(text=True, errors="replace")
-    with subprocess.Popen(cmd, **kw) as proc:
+    with popen_in_image(arch, argv, binds, env, cwd=cwd, **kw) as proc:
         try:
             out, err = proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
-            raise subprocess.TimeoutExpired(argv, timeout, out, err) from None
+            raise subprocess.TimeoutExpired(list(argv), timeout, out, err) from None
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 if new_session:
@@ -580,7 +648,11 @@ def _nsexec(spec_json: str) -> None:
         if ro:
             mount("-o", "remount,bind,ro", target)
     os.chroot(root)
-    os.chdir(spec["cwd"])
+    try:
+        os.chdir(spec["cwd"])
+    except OSError as e:
+        sys.stderr.write(f"camera_image: guest cwd {spec['cwd']}: {e.strerror}\n")
+        os._exit(125)
     argv = spec["argv"]
     try:
         os.execvpe(argv[0], argv, spec["env"])
