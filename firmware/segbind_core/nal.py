@@ -4,6 +4,8 @@ NAL units are handled as (start, end) offsets into one buffer, so nothing is
 copied while scanning; callers slice a ``memoryview`` when they need bytes.
 """
 
+from struct import unpack_from as _unpack_from
+
 # nal_unit_type values (ITU-T H.264 table 7-1) that segbind needs by name.
 NAL_SLICE = 1
 NAL_IDR = 5
@@ -32,7 +34,7 @@ try:  # CPython's regex engine finds start codes about twice as fast as bytes.fi
 
     _start_code_positions = _re.compile(b"\x00\x00\x01").finditer
 except (ImportError, AttributeError, TypeError, ValueError):  # MicroPython: no finditer
-    _start_code_positions = None
+    _start_code_positions = None  # type: ignore[assignment]
 
 
 def _start_codes(buf, start: int, end: int) -> list:
@@ -89,10 +91,14 @@ def length_prefixed_units(buf, length_size: int = 4) -> list:
     units = []
     pos = 0
     end = len(buf)
+    unpack = _unpack_from
     while pos < end:
         if pos + length_size > end:
             raise ValueError("truncated NAL length prefix")
-        size = int.from_bytes(bytes(buf[pos:pos + length_size]), "big")
+        if length_size == 4:
+            size = unpack(">I", buf, pos)[0]
+        else:
+            size = int.from_bytes(bytes(buf[pos:pos + length_size]), "big")
         pos += length_size
         if size == 0 or pos + size > end:
             raise ValueError("NAL length runs past the end of the sample")

@@ -134,10 +134,10 @@ def _decode_id(buf: bytes, pos: int, what: str):
     pos += 1
     if not 1 <= size <= MAX_ID_BYTES or pos + size > len(buf):
         raise TagError(MALFORMED, "%s id has a bad length" % what)
-    if 0 in buf[pos:pos + size]:
+    raw = bytes(buf[pos:pos + size])  # MicroPython: `int in` works on bytes only
+    if 0 in raw:
         raise TagError(MALFORMED, "%s id contains a zero byte" % what)
-    raw = bytes(buf[pos:pos + size])
-    if not _is_utf8(raw):
+    if max(raw) >= 0x80 and not _is_utf8(raw):  # ASCII ids skip the byte loop
         raise TagError(MALFORMED, "%s id is not UTF-8" % what)
     return str(raw, "utf-8"), pos + size
 

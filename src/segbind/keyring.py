@@ -11,7 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Set, Tuple
+from typing import Any, Dict, Iterable, List, Set, Tuple
 
 from segbind_core.keys import KEY_SIZE
 
@@ -33,7 +33,7 @@ def _hex_key(value: object, what: str) -> bytes:
     return key
 
 
-def read_json(path: Path | str, kind: str) -> dict:
+def read_json(path: Path | str, kind: str) -> Dict[str, Any]:
     """A segbind JSON file of the given kind ("device", "binding", "keyring")."""
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -54,7 +54,7 @@ def read_json(path: Path | str, kind: str) -> dict:
     return data
 
 
-def write_json(path: Path | str, data: dict) -> None:
+def write_json(path: Path | str, data: Dict[str, Any]) -> None:
     """Write atomically (temp file, fsync, rename) with owner-only permissions."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=str(path.parent or Path(".")), prefix=".segbind-")
@@ -87,12 +87,12 @@ class Binding:
         return "Binding(owner=%r, camera=%r, epoch=%d, key=<hidden>)" % (
             self.owner, self.camera, self.epoch)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> Dict[str, Any]:
         return {"segbind": "binding", "version": 1, "owner": self.owner, "camera": self.camera,
                 "epoch": self.epoch, "key": self.key.hex()}
 
     @classmethod
-    def from_json(cls, data: dict, what: str = "binding") -> "Binding":
+    def from_json(cls, data: Dict[str, Any], what: str = "binding") -> "Binding":
         try:
             owner, camera, epoch = data["owner"], data["camera"], data["epoch"]
         except (KeyError, TypeError):
@@ -167,7 +167,7 @@ class Keyring:
             return "camera %r is not granted for owner %r" % (camera, owner)
         return "no grant for camera %r of owner %r" % (camera, owner)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> Dict[str, Any]:
         return {
             "segbind": "keyring", "version": 1,
             "grants": [{"owner": o, "camera": c, "epoch": e, "key": k.hex()}
@@ -176,7 +176,7 @@ class Keyring:
         }
 
     @classmethod
-    def from_json(cls, data: dict, what: str = "keyring") -> "Keyring":
+    def from_json(cls, data: Dict[str, Any], what: str = "keyring") -> "Keyring":
         grants, revoked = data.get("grants", []), data.get("revoked", [])
         if not isinstance(grants, list) or not isinstance(revoked, list):
             raise KeyringError("%s: grants and revoked must be lists" % what)

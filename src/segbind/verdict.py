@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, Optional
 
 
 class Reason(str, enum.Enum):
@@ -40,7 +40,7 @@ class TagInfo:
     seq: int
     capture_ms: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> Dict[str, Any]:
         return {
             "owner": self.owner, "camera": self.camera, "epoch": self.epoch,
             "stream_id": self.stream_id, "seq": self.seq, "capture_ms": self.capture_ms,
@@ -60,7 +60,7 @@ class Verdict:
     def accepted(self) -> bool:
         return self.reason.accepted
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> Dict[str, Any]:
         return {
             "accepted": self.accepted, "reason": self.reason.value, "detail": self.detail,
             "missing": self.missing, "tag": self.tag.as_dict() if self.tag else None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from segbind_core.crypto import constant_time_equal
 from segbind_core.nal import annexb_units, leading_garbage, length_prefixed_units
@@ -160,7 +160,7 @@ class StreamVerifier:
         self.camera = camera
         self.window = window
         self.clock = clock
-        self._cameras: dict = {}
+        self._cameras: Dict[str, _CameraState] = {}
 
     def verify(self, segment: Buffer) -> Verdict:
         """Verdict for one Annex-B segment (start codes, one segbind SEI)."""

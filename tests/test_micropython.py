@@ -1,0 +1,155 @@
+"""The core and its unit tests on the real MicroPython VM (tests/micropython/run.mjs).
+
+tests/core/ runs there exactly as pytest runs it here; the expected number of
+tests is counted from the files, so a run that collects nothing cannot pass.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNNER = ROOT / "tests" / "micropython" / "run.mjs"
+CORE_TESTS = sorted((ROOT / "tests" / "core").glob("test_*.py"))
+SUMMARY = "SEGBIND_MP_SUMMARY "
+
+
+def run(*args: str, stdin: bytes = b"", timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["node", str(RUNNER), *args], input=stdin, capture_output=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def summary(proc: subprocess.CompletedProcess) -> dict:
+    lines = [l for l in proc.stdout.decode().splitlines() if l.startswith(SUMMARY)]
+    assert len(lines) == 1, proc.stdout.decode()[-3000:] + proc.stderr.decode()[-3000:]
+    return json.loads(lines[0][len(SUMMARY):])
+
+
+def expected_tests(paths: list[Path]) -> set[str]:
+    names = set()
+    for path in paths:
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                names.add("%s.%s" % (path.stem, node.name))
+    return names
+
+
+def test_core_tests_pass_on_micropython():
+    expected = expected_tests(CORE_TESTS)
+    assert len(CORE_TESTS) >= 6 and len(expected) >= 60
+    proc = run("test", *map(str, CORE_TESTS))
+    out = proc.stdout.decode()
+    s = summary(proc)
+    assert s["implementation"] == "micropython", s
+    assert s["failed"] == 0, out[-5000:]
+    assert s["passed"] == s["total"] == len(expected), s
+    passed = {l.split()[1] for l in out.splitlines() if l.startswith("PASS ")}
+    assert passed == expected
+    assert proc.returncode == 0
+
+
+def test_harness_reports_failures(tmp_path):
+    probe = tmp_path / "test_probe.py"
+    probe.write_text("def test_ok():\n    assert 1 + 1 == 2\n\n"
+                     "def test_bad():\n    assert [1] == [2], 'as intended'\n\n"
+                     "def helper():\n    raise RuntimeError('never run')\n")
+    proc = run("test", str(probe))
+    s = summary(proc)
+    assert proc.returncode == 1
+    assert (s["passed"], s["failed"], s["total"]) == (1, 1, 2)
+    assert s["failures"] == ["test_probe.test_bad"]
+    assert "FAIL test_probe.test_bad: AssertionError: as intended" in proc.stdout.decode()
+
+
+def test_harness_fails_when_nothing_ran(tmp_path):
+    empty = tmp_path / "test_empty.py"
+    empty.write_text("X = 1\n")
+    proc = run("test", str(empty))
+    assert summary(proc)["total"] == 0
+    assert proc.returncode == 1
+
+
+def test_harness_exec_script(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import sys\n"
+        "from segbind_core.tag import encode_uvarint\n"
+        "print(sys.implementation.name, sys.argv[1:], __name__)\n"
+        "print(encode_uvarint(300).hex())\n"
+        "print(open('/data/in.bin', 'rb').read())\n"
+        "sys.exit(int(sys.argv[1]))\n")
+    data = tmp_path / "in.bin"
+    data.write_bytes(b"\x00\x01payload")
+    proc = run("exec", str(script), "--file", "/data/in.bin=%s" % data, "--", "7")
+    assert proc.returncode == 7, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines() == [
+        "micropython ['7'] __main__", "ac02", "b'\\x00\\x01payload'"]
+    proc = run("exec", "-", stdin=b"print('from stdin')\nraise ValueError('boom')\n")
+    assert proc.returncode == 1
+    assert proc.stdout.decode() == "from stdin\n"
+    assert "ValueError: boom" in proc.stderr.decode()
+
+
+# Every id byte string of 1-2 bytes, and 3-4 byte ones built from boundary values:
+# segbind must accept exactly the strict UTF-8 (without NUL) that CPython accepts.
+UTF8_CASES = """
+def utf8_cases():
+    edges = (0x00, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xFF)
+    for a in range(256):
+        yield bytes((a,))
+    for a in range(256):
+        for b in range(256):
+            yield bytes((a, b))
+    for a in range(0xC0, 0x100):
+        for b in edges:
+            for c in edges:
+                yield bytes((a, b, c))
+                for d in edges:
+                    yield bytes((a, b, c, d))
+"""
+
+UTF8_SCRIPT = UTF8_CASES + """
+from segbind_core.tag import TagError, decode_tag
+tail = b"\\x01c\\x01\\x02\\x03\\x04" + bytes(28)
+out = []
+for raw in utf8_cases():
+    try:
+        decode_tag(bytes((1, 1, len(raw))) + raw + tail)
+        out.append("1")
+    except TagError:
+        out.append("0")
+print("VERDICTS " + "".join(out))
+"""
+
+
+def test_id_utf8_checks_match_cpython():
+    proc = run("exec", "-", stdin=UTF8_SCRIPT.encode(), timeout=600)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    line = next(l for l in proc.stdout.decode().splitlines() if l.startswith("VERDICTS "))
+    on_micropython = line.split()[1]
+    scope: dict = {}
+    exec(UTF8_CASES, scope)
+
+    def cpython_accepts(raw: bytes) -> str:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "0"
+        return "0" if 0 in raw else "1"
+
+    expected = "".join(cpython_accepts(raw) for raw in scope["utf8_cases"]())
+    assert len(on_micropython) == len(expected) > 130000
+    assert 0 < expected.count("1") < len(expected)
+    mismatches = [i for i, (a, b) in enumerate(zip(on_micropython, expected)) if a != b]
+    assert mismatches == []
+
+
+def test_vectors_file_matches_a_fresh_micropython_run():
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "make_vectors.py"), "--check"],
+                          capture_output=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    assert b"matches a fresh MicroPython run" in proc.stdout
