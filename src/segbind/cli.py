@@ -7,18 +7,21 @@ segment, 2 usage or input error (one line on stderr, never a traceback).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
 import time
-from typing import IO, Callable, Iterator, List, Optional, Sequence
+from typing import IO, Callable, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 from segbind_core.keys import KEY_SIZE, derive_binding_key
 from segbind_core.tagger import Tagger
 
-from .errors import InvalidSegment, SegbindError
+from .containers import ANNEXB, HLS, MP4, SNIFF_BYTES, ConcatReader, Segment
+from .containers import NAMES as CONTAINER_NAMES
+from .containers import annexb_segments, container_segments, hls_segments, sniff, write_hls
+from .errors import InputError, InvalidSegment, SegbindError
 from .keyring import Binding, Keyring, read_json, write_json
-from .stream import tagged_segments
 from .verdict import Reason, Verdict
 from .verifier import StreamVerifier, TimeWindow, find_tag
 
@@ -105,43 +108,143 @@ def cmd_keys_grant(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+CHUNK = 1 << 16
+
+
+def _open_source(path: str) -> Tuple[IO[bytes], str]:
+    """A binary stream to read incrementally and the name to use in messages."""
+    if path == "-":
+        return sys.stdin.buffer, "stdin"
+    try:
+        return open(path, "rb"), path
+    except FileNotFoundError:
+        raise CliError("%s: no such file" % path) from None
+    except IsADirectoryError:
+        raise CliError("%s: is a directory" % path) from None
+    except OSError as exc:
+        raise CliError("%s: cannot read (%s)" % (path, exc.strerror)) from None
+
+
+def _read_some(src: IO[bytes], name: str) -> bytes:
+    try:
+        read1 = getattr(src, "read1", None)
+        return read1(CHUNK) if read1 is not None else src.read(CHUNK)
+    except OSError as exc:
+        raise CliError("%s: cannot read (%s)" % (name, exc.strerror)) from None
+
+
+def _read_head(src: IO[bytes], name: str) -> bytes:
+    """The first bytes of an input (enough to tell what it is); CliError when empty."""
+    head = b""
+    while len(head) < SNIFF_BYTES:
+        chunk = _read_some(src, name)
+        if not chunk:
+            break
+        head += chunk
+    if not head:
+        raise CliError("%s: file is empty" % name if name != "stdin" else "stdin: no input")
+    return head
+
+
+def _kind_of(head: bytes, name: str) -> str:
+    try:
+        return sniff(head[:SNIFF_BYTES])
+    except InputError as exc:
+        raise CliError("%s: %s" % (name, exc)) from None
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
-    from segbind_core.nal import annexb_units, leading_garbage
-    from segbind_core.segment import split_segments
+    """Tag an Annex-B stream as it arrives: each segment is written as soon as it closes."""
+    from segbind_core.nal import annexb_units, is_vcl
+    from segbind_core.segment import Segmenter
 
     binding = Binding.load(args.binding)
-    data = _read_input(args.input)
-    units = annexb_units(data)
-    if not units or leading_garbage(data):
-        raise CliError("%s: not an H.264 Annex-B stream" % args.input)
-    stream_id = args.stream_id if args.stream_id is not None else int(time.time() * 1000)
-    tagger = Tagger(binding.key, binding.owner, binding.camera, binding.epoch, stream_id)
+    if not args.max_duration > 0 or (args.fps is not None and not args.fps > 0):
+        raise CliError("--max-duration and --fps must be positive")
+    src, name = _open_source(args.input)
     try:
-        segments = [tagger.tag_annexb(data, seg, int(time.time() * 1000))[0]
-                    for seg in split_segments(data, units)]
-    except ValueError as exc:
-        raise CliError("%s: %s" % (args.input, exc)) from None
-    out = _open_output(args.output)
-    try:
-        for segment in segments:
-            out.write(segment)
-        out.flush()
+        head = _read_head(src, name)
+        kind = _kind_of(head, name)
+        if kind != ANNEXB:
+            raise CliError("%s: %s input; segbind tag reads H.264 Annex-B, as encoders write it"
+                           % (name, CONTAINER_NAMES[kind]))
+        stream_id = args.stream_id if args.stream_id is not None else int(time.time() * 1000)
+        tagger = Tagger(binding.key, binding.owner, binding.camera, binding.epoch, stream_id)
+        segmenter = Segmenter(max_duration_s=args.max_duration, fps=args.fps)
+        out = _open_output(args.output)
+        written = 0
+        try:
+            def emit(segments: list, last: bool = False) -> None:
+                nonlocal written
+                for seg in segments:
+                    units = annexb_units(seg)
+                    if last and not written and not any(is_vcl(seg[s] & 0x1F) for s, _ in units):
+                        raise CliError("%s: no H.264 pictures in the stream" % name)
+                    try:
+                        tagged, _tag = tagger.tag_annexb(seg, units, int(time.time() * 1000))
+                    except ValueError as exc:
+                        raise CliError("%s: %s" % (name, exc)) from None
+                    out.write(tagged)
+                    written += 1
+                if segments:
+                    out.flush()
+
+            emit(segmenter.feed(head))
+            while True:
+                chunk = _read_some(src, name)
+                if not chunk:
+                    break
+                emit(segmenter.feed(chunk))
+            emit(segmenter.flush(), last=True)
+        finally:
+            if out is not sys.stdout.buffer:
+                out.close()
     finally:
-        if out is not sys.stdout.buffer:
-            out.close()
-    print("tagged %d segments (stream %d)" % (len(segments), stream_id), file=sys.stderr)
+        if src is not sys.stdin.buffer:
+            src.close()
+    print("tagged %d segments (stream %d)" % (written, stream_id), file=sys.stderr)
     return EXIT_OK
 
 
-def _segments(path: str) -> Iterator[tuple]:
-    """(index, buffer, units) of each tagged segment of an input file."""
-    data = _read_input(path)
-    try:
-        segments = tagged_segments(data)
-    except SegbindError as exc:
-        raise CliError("%s: %s" % (path, exc)) from None
-    for index, units in enumerate(segments):
-        yield index, data, units
+def _segments(paths: Sequence[str]) -> Iterator[Segment]:
+    """Each tagged segment of the input, whatever its container (decided by content).
+
+    Several files are read as one stream, in order: an fMP4 init segment then its
+    media segments, MPEG-TS segments, or Annex-B pieces.
+    """
+    if "-" in paths and len(paths) > 1:
+        raise CliError("stdin (-) cannot be combined with files")
+    if paths == ["-"]:
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise CliError("stdin: no input")
+        kind = _kind_of(data[:SNIFF_BYTES], "stdin")
+        if kind == ANNEXB:
+            return annexb_segments(data)
+        if kind == HLS:
+            raise CliError("stdin: an HLS playlist must be read from a file (its segments are relative to it)")
+        return container_segments(io.BytesIO(data), kind, "stdin")
+    heads = []
+    for path in paths:
+        src, name = _open_source(path)
+        try:
+            heads.append(_read_head(src, name))
+        finally:
+            src.close()
+    kind = _kind_of(heads[0], paths[0])
+    if kind == HLS:
+        if len(paths) > 1:
+            raise CliError("give one HLS playlist at a time")
+        return hls_segments(paths[0])
+    if kind == MP4 and heads[0][4:8] in (b"styp", b"moof", b"sidx"):
+        raise CliError("%s: a fragmented MP4 media segment without its init segment; give the init "
+                       "segment first (segbind verify init.mp4 seg1.m4s ...) or the .m3u8" % paths[0])
+    if kind == ANNEXB:
+        data = b"".join(_read_input(path) for path in paths)
+        return annexb_segments(data)
+    if len(paths) == 1:
+        return container_segments(paths[0], kind, paths[0])
+    return container_segments(ConcatReader([(path, 0, None) for path in paths]), kind, paths[0])
 
 
 def _describe(index: int, verdict: Verdict) -> str:
@@ -162,8 +265,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     verifier = StreamVerifier(keyring, window=window)
     counts: dict = {}
     worst = EXIT_OK
-    for index, buf, units in _segments(args.file):
-        verdict = verifier.verify_units(buf, units)
+    for index, segment in enumerate(_segments(args.files)):
+        verdict = segment.verify(verifier)
         counts[verdict.reason.value] = counts.get(verdict.reason.value, 0) + 1
         if not verdict.accepted:
             worst = EXIT_REFUSED
@@ -180,7 +283,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    for index, buf, units in _segments(args.file):
+    for index, segment in enumerate(_segments(args.files)):
+        buf, units = segment.buf, segment.units
         try:
             tag, _signed, covered = find_tag(buf, units)
             entry = {"segment": index, "tag": {
@@ -203,8 +307,54 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_hls(args: argparse.Namespace) -> int:
+    from segbind_core.nal import annexb_units
+    from segbind_core.sei import is_segbind_sei
+
+    if not args.segment_duration > 0 or (args.fps is not None and not args.fps > 0):
+        raise CliError("--segment-duration and --fps must be positive")
+    src, name = _open_source(args.input)
+    try:
+        head = _read_head(src, name)
+        kind = _kind_of(head, name)
+        if kind != ANNEXB:
+            raise CliError("%s: %s input; segbind hls reads a tagged H.264 Annex-B stream"
+                           % (name, CONTAINER_NAMES[kind]))
+        while len(head) < (1 << 20):
+            chunk = _read_some(src, name)
+            if not chunk:
+                break
+            head += chunk
+        view = memoryview(head)
+        if not any(is_segbind_sei(view[s:e]) for s, e in annexb_units(head)):
+            raise CliError("%s: carries no segbind tag (tag it first: segbind tag)" % name)
+        if src is sys.stdin.buffer:
+            source = io.BytesIO(head + src.read())
+        else:
+            source = args.input
+    finally:
+        if src is not sys.stdin.buffer:
+            src.close()
+    out_dir = os.path.dirname(os.path.abspath(args.playlist))
+    if not os.path.isdir(out_dir):
+        raise CliError("%s: no such directory" % out_dir)
+    counts = write_hls(source, args.playlist, args.type, args.segment_duration, args.fps)
+    print("wrote %s: %d tagged segments, %d pictures, %s segments"
+          % (args.playlist, counts["tagged_segments"], counts["packets"],
+             "fMP4" if args.type == "fmp4" else "MPEG-TS"), file=sys.stderr)
+    return EXIT_OK
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line on stderr and exit status 2, like every other error."""
+
+    def error(self, message: str) -> "NoReturn":
+        print("segbind: error: %s (see %s --help)" % (message, self.prog), file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="segbind",
         description="Bind camera video to its owner: tag H.264 segments on the camera, "
                     "refuse every segment not bound to the viewer.")
@@ -230,9 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keyring", required=True, metavar="KEYRING.json")
     p.set_defaults(func=cmd_keys_grant)
 
-    p = sub.add_parser("tag", help="tag an Annex-B H.264 stream, one segment per IDR picture")
+    p = sub.add_parser("tag", help="tag an Annex-B H.264 stream as it arrives (a pipe filter with - -)")
     p.add_argument("--binding", required=True, metavar="BINDING.json")
     p.add_argument("--stream-id", type=int, help="stream id (default: now in ms)")
+    p.add_argument("--max-duration", type=float, default=4.0, metavar="S",
+                   help="no segment longer than S seconds (default 4); segments are cut at IDR "
+                        "pictures and recovery points, and here when there are none")
+    p.add_argument("--fps", type=float, help="frame rate for --max-duration (default: from the SPS, else 25)")
     p.add_argument("input", metavar="IN", help="Annex-B input, - for stdin")
     p.add_argument("output", metavar="OUT", help="tagged Annex-B output, - for stdout")
     p.set_defaults(func=cmd_tag)
@@ -243,13 +397,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-age", type=float, metavar="S", help="refuse segments captured over S seconds ago")
     p.add_argument("--max-future", type=float, metavar="S",
                    help="refuse segments captured over S seconds in the future")
-    p.add_argument("file", metavar="FILE", help="tagged Annex-B stream, - for stdin")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="tagged stream: Annex-B, MPEG-TS, MP4, fragmented MP4 (init segment first, "
+                        "then media segments) or an HLS playlist; - for stdin")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("inspect", help="list the tags in a stream (never key material)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="as for verify")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("hls", help="write a tagged Annex-B stream as an HLS playlist (fMP4 or TS segments)")
+    p.add_argument("--type", choices=("fmp4", "ts"), default="fmp4", help="segment format (default fmp4)")
+    p.add_argument("--segment-duration", type=float, default=4.0, metavar="S",
+                   help="target media segment duration; segments hold whole tagged segments (default 4)")
+    p.add_argument("--fps", type=float, help="frame rate (default: from the SPS, else 25)")
+    p.add_argument("input", metavar="IN", help="tagged Annex-B stream, - for stdin")
+    p.add_argument("playlist", metavar="OUT.m3u8", help="playlist to write; segments go next to it")
+    p.set_defaults(func=cmd_hls)
     return parser
 
 

@@ -1,0 +1,78 @@
+"""Shared pieces of the media tests: key material made through the CLI, tagging, ffmpeg.
+
+(No tests here; the test_media_*.py modules import these.)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import List, Tuple
+
+import pytest
+
+from host_sim import clips
+from segbind import Binding, Keyring
+from tests.conftest import run_cli
+
+FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A camera, alice's binding and keyring (the owner), bob's (a stranger), made by the CLI."""
+    d = tmp_path_factory.mktemp("keys")
+    for args in (
+        ["keys", "device", "--device-id", "cam-9", "--out", "dev.json", "--test-only"],
+        ["keys", "bind", "--device", "dev.json", "--owner", "alice", "--out", "alice.json"],
+        ["keys", "grant", "--binding", "alice.json", "--keyring", "alice-ring.json"],
+        ["keys", "bind", "--device", "dev.json", "--owner", "bob", "--out", "bob.json"],
+        ["keys", "grant", "--binding", "bob.json", "--keyring", "bob-ring.json"],
+    ):
+        result = run_cli(*args, cwd=d)
+        assert result.returncode == 0, result.stderr
+    return d
+
+
+def rings(keys: Path) -> Tuple[Keyring, Keyring]:
+    """(alice's keyring, bob's keyring) as library objects."""
+    return Keyring([Binding.load(str(keys / "alice.json"))]), Keyring([Binding.load(str(keys / "bob.json"))])
+
+
+def tag(keys: Path, data: bytes, out: Path, *extra: str) -> Path:
+    """Tag Annex-B bytes with alice's binding through ``segbind tag`` (a pipe, as a camera would)."""
+    result = run_cli("tag", "--binding", str(keys / "alice.json"), "--stream-id", "42", *extra, "-", "-",
+                     stdin=data)
+    assert result.returncode == 0, result.stderr
+    out.write_bytes(result.stdout)
+    return out
+
+
+def verify(keys: Path, ring: str, *files: str) -> Tuple[int, List[dict]]:
+    """(exit status, one dict per segment) of ``segbind verify --json`` with a keyring."""
+    result = run_cli("verify", "--keyring", str(keys / ring), "--json", *files)
+    assert b"Traceback" not in result.stderr
+    if result.returncode == 2:
+        raise AssertionError("verify failed: %s" % result.stderr.decode())
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert "summary" in lines[-1]
+    return result.returncode, lines[:-1]
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([FFMPEG, "-v", "error", "-y", *args], check=True, capture_output=True, timeout=300)
+
+
+def frame_hashes(path: Path) -> List[str]:
+    """Per-frame hashes of a file (any container, or an HLS playlist) from the ffmpeg CLI."""
+    return clips.decode_hashes_ffmpeg(b"", path=str(path))
+
+
+def owner_accepts_stranger_refuses(keys: Path, *files: str, segments: int) -> None:
+    code, verdicts = verify(keys, "alice-ring.json", *files)
+    assert code == 0 and [v["reason"] for v in verdicts] == ["ok"] * segments, verdicts
+    assert [v["tag"]["seq"] for v in verdicts] == list(range(segments))
+    code, verdicts = verify(keys, "bob-ring.json", *files)
+    assert code == 1 and [v["reason"] for v in verdicts] == ["no_grant"] * segments, verdicts
