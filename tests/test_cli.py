@@ -90,3 +90,22 @@ def test_corrupt_key_files_are_one_line_and_exit_2(provisioned: Path, corrupt: b
         result = run_cli(*args, cwd=provisioned)
         assert result.returncode == 2, (args, result)
         assert len(result.stderr.strip().splitlines()) == 1 and b"Traceback" not in result.stderr
+
+
+def test_a_file_is_one_cameras_stream_unless_told_otherwise(provisioned: Path, clip: bytes) -> None:
+    for args in (["keys", "device", "--device-id", "cam-8", "--out", "dev8.json"],
+                 ["keys", "bind", "--device", "dev8.json", "--owner", "alice", "--out", "alice8.json"],
+                 ["keys", "grant", "--binding", "alice8.json", "--keyring", "alice-ring.json"],
+                 ["tag", "--binding", "alice.json", "in.h264", "a.h264"],
+                 ["tag", "--binding", "alice8.json", "in.h264", "b.h264"]):
+        assert run_cli(*args, cwd=provisioned).returncode == 0
+    spliced = (provisioned / "a.h264").read_bytes() + (provisioned / "b.h264").read_bytes()
+    (provisioned / "spliced.h264").write_bytes(spliced)
+    locked = run_cli("verify", "--keyring", "alice-ring.json", "--json", "spliced.h264", cwd=provisioned)
+    assert locked.returncode == 1
+    reasons = [json.loads(line)["reason"] for line in locked.stdout.splitlines()[:-1]]
+    assert reasons == ["ok", "ok", "chain_break", "chain_break"]
+    several = run_cli("verify", "--keyring", "alice-ring.json", "--any-camera", "spliced.h264", cwd=provisioned)
+    assert several.returncode == 0, several.stdout
+    named = run_cli("verify", "--keyring", "alice-ring.json", "--camera", "cam-8", "spliced.h264", cwd=provisioned)
+    assert named.returncode == 1 and b"REFUSED: 2 chain_break, 2 ok" in named.stdout

@@ -12,6 +12,8 @@ Commands (run as root; needs ``debootstrap``, ``qemu-user-static``, ``unshare``)
     python3 tools/camera_image.py path  --arch arm64
     python3 tools/camera_image.py run   --arch armhf --bind ./firmware:/opt/fw:ro -- \\
         python3 -c "import platform; print(platform.machine())"
+    python3 tools/camera_image.py run   --arch armhf --overlay /tmp/cam1 \\
+        --bind ./dist:/mnt/bundle:ro -- tar -xzf /mnt/bundle/segbind-bundle.tar.gz -C /
 
 Importable API (no work is done at import time)::
 
@@ -19,6 +21,8 @@ Importable API (no work is done at import time)::
     run_in_image(arch, argv, binds=(), env=None, timeout=None, capture=False)
         -> subprocess.CompletedProcess
     popen_in_image(arch, argv, binds=(), env=None, **popen_kwargs) -> Popen
+    (run_in_image, popen_in_image and guest_command also take overlay=DIR: a
+    throwaway writable layer over the cached image, see "Running")
 
 Package set (``RECIPE["packages"]``): ``python3-minimal`` + ``libpython3.11-stdlib``
 ----------------------------------------------------------------------------------
@@ -77,6 +81,16 @@ set debootstrap created (null, zero, full, random, urandom, tty, ptmx).
 The network namespace is the host's: a guest can reach a broker listening on
 the host's 127.0.0.1.  Guest environment: PATH, HOME=/root, LANG=C.UTF-8
 plus what ``env`` adds; the host environment is not passed through.
+
+Throwaway writable layer (``overlay=DIR`` / ``--overlay DIR``): the cached
+rootfs becomes the read-only lower layer of an overlayfs whose upper layer is
+``DIR/upper`` on the host, so a guest can install software into its real paths
+(``tar -xzf bundle.tar.gz -C /``, as a camera's firmware build or a Dockerfile
+does) and later calls with the same DIR see it, while the cached image is
+never modified (bind targets are created in the upper layer too).  One live
+guest per DIR at a time (an flock on ``DIR/.lock``, held by the guest command
+and whatever it leaves running; a second user gets exit 125).  Delete DIR to
+start again from the pristine image.
 """
 
 from __future__ import annotations
@@ -538,8 +552,24 @@ def _guest_target(root: Path, guest: str, is_dir: bool) -> str:
     return real
 
 
+def _overlay_dirs(overlay: str | os.PathLike) -> dict:
+    """Create DIR/{upper,work,merged} (host side) for an overlay guest."""
+    base = Path(os.path.abspath(os.fspath(overlay)))
+    if re.search(r"[,:\s]", str(base)):
+        raise ImageError(f"overlay dir {str(base)!r}: no commas, colons or spaces (mount options)")
+    layer = {k: str(base / k) for k in ("upper", "work", "merged")}
+    try:
+        for d in layer.values():
+            os.makedirs(d, exist_ok=True)
+    except OSError as e:
+        raise ImageError(f"overlay dir {base}: {e.strerror}") from None
+    layer["lock"] = str(base / ".lock")
+    return layer
+
+
 def guest_command(arch: str, argv: Sequence[str], binds: Iterable = (),
-                  env: Mapping[str, str] | None = None, *, cwd: str = "/") -> list[str]:
+                  env: Mapping[str, str] | None = None, *, cwd: str = "/",
+                  overlay: str | os.PathLike | None = None) -> list[str]:
     """Host argv that runs *argv* in the *arch* image (building it if needed).
 
     Run it with the environment from host_env().  The chain is
@@ -553,14 +583,20 @@ def guest_command(arch: str, argv: Sequence[str], binds: Iterable = (),
         raise ImageError(f"guest cwd {cwd!r} must be absolute")
     binds = [_normalize_bind(b) for b in binds]
     root = ensure_image(arch)
+    layer = None
+    if overlay is not None:
+        layer = _overlay_dirs(overlay)
     mounts = []
     for host, guest, ro in binds:
-        mounts.append([host, _guest_target(root, guest, os.path.isdir(host)), ro])
+        if layer is None:
+            mounts.append([host, _guest_target(root, guest, os.path.isdir(host)), ro])
+        else:  # resolved inside the namespace, against the merged tree
+            mounts.append([host, guest, ro, os.path.isdir(host)])
     genv = {"PATH": GUEST_PATH, "HOME": "/root", "LANG": "C.UTF-8"}
     if env:
         genv.update({str(k): str(v) for k, v in env.items()})
     spec = {"root": str(root), "mounts": mounts, "argv": [os.fspath(a) for a in argv],
-            "env": genv, "cwd": str(cwd)}
+            "env": genv, "cwd": str(cwd), "overlay": layer}
     return ["unshare", "--mount", "--propagation", "private", "--",
             sys.executable, "-I", str(_HERE), "_nsexec", json.dumps(spec)]
 
@@ -572,6 +608,7 @@ def host_env() -> dict:
 
 def popen_in_image(arch: str, argv: Sequence[str], binds: Iterable = (),
                    env: Mapping[str, str] | None = None, *, cwd: str = "/",
+                   overlay: str | os.PathLike | None = None,
                    **popen_kwargs) -> subprocess.Popen:
     """Start *argv* in the image without waiting (e.g. the agent as a daemon).
 
@@ -579,7 +616,7 @@ def popen_in_image(arch: str, argv: Sequence[str], binds: Iterable = (),
     defaults to True so os.killpg(p.pid, ...) reaches everything it spawned.
     terminate()/kill() signal the guest command directly.
     """
-    cmd = guest_command(arch, argv, binds, env, cwd=cwd)
+    cmd = guest_command(arch, argv, binds, env, cwd=cwd, overlay=overlay)
     popen_kwargs.setdefault("start_new_session", True)
     popen_kwargs.setdefault("env", _host_env())
     return subprocess.Popen(cmd, **popen_kwargs)
@@ -588,7 +625,8 @@ def popen_in_image(arch: str, argv: Sequence[str], binds: Iterable = (),
 def run_in_image(arch: str, argv: Sequence[str], binds: Iterable = (),
                  env: Mapping[str, str] | None = None, timeout: float | None = None,
                  capture: bool = False, *, cwd: str = "/", input: bytes | str | None = None,
-                 text: bool = True, check: bool = False) -> subprocess.CompletedProcess:
+                 text: bool = True, check: bool = False,
+                 overlay: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
     """Run *argv* inside the *arch* image (building it if needed) and wait.
 
     binds: iterable of 'HOST:GUEST[:ro]' strings or (host, guest[, readonly]);
@@ -597,6 +635,8 @@ def run_in_image(arch: str, argv: Sequence[str], binds: Iterable = (),
     environment is not passed through.  timeout: seconds; on expiry the whole
     process group is killed and subprocess.TimeoutExpired is raised.
     capture: capture stdout/stderr (str when text=True, else bytes).
+    overlay: host dir of a throwaway writable layer over the image (see the
+    module docstring); None runs on the cached rootfs itself.
     Returns a CompletedProcess whose returncode is the guest command's
     (negative if killed by a signal, 127 if the command was not found in the
     guest, 125 if a mount failed).
@@ -609,7 +649,7 @@ def run_in_image(arch: str, argv: Sequence[str], binds: Iterable = (),
         kw["stdin"] = subprocess.PIPE
     if text:
         kw.update(text=True, errors="replace")
-    with popen_in_image(arch, argv, binds, env, cwd=cwd, **kw) as proc:
+    with popen_in_image(arch, argv, binds, env, cwd=cwd, overlay=overlay, **kw) as proc:
         try:
             out, err = proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -641,9 +681,30 @@ def _nsexec(spec_json: str) -> None:
             sys.stderr.write(f"camera_image: mount {' '.join(args)}: {r.stderr.strip()}\n")
             os._exit(125)
 
+    layer = spec.get("overlay")
+    if layer:
+        lock_fd = os.open(layer["lock"], os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            sys.stderr.write(f"camera_image: overlay {os.path.dirname(layer['lock'])} "
+                             "is in use by another guest\n")
+            os._exit(125)
+        os.set_inheritable(lock_fd, True)  # held by the guest command and its children
+        mount("-t", "overlay", "overlay", "-o",
+              f"lowerdir={root},upperdir={layer['upper']},workdir={layer['work']}",
+              layer["merged"])
+        root = layer["merged"]
     mount("-t", "proc", "proc", os.path.join(root, "proc"))
     mount("-t", "tmpfs", "-o", "mode=1777,size=64m", "shm", os.path.join(root, "dev/shm"))
-    for host, target, ro in spec["mounts"]:
+    for m in spec["mounts"]:
+        host, target, ro = m[0], m[1], m[2]
+        if layer:
+            try:
+                target = _guest_target(Path(root), target, m[3])
+            except (ImageError, OSError) as e:
+                sys.stderr.write(f"camera_image: bind target {m[1]}: {e}\n")
+                os._exit(125)
         mount("--bind", host, target)
         if ro:
             mount("-o", "remount,bind,ro", target)
@@ -692,13 +753,15 @@ def _build_parser() -> argparse.ArgumentParser:
     common(pa)
     r = sub.add_parser("run", help="run CMD inside the image; exit with CMD's status",
                        usage="%(prog)s --arch ARCH [--bind HOST:GUEST[:ro] ...] [--env K=V ...] "
-                             "[--cwd DIR] [--timeout S] -- CMD [ARG ...]")
+                             "[--cwd DIR] [--overlay DIR] [--timeout S] -- CMD [ARG ...]")
     common(r)
     r.add_argument("--bind", action="append", default=[], metavar="HOST:GUEST[:ro]",
                    help="bind-mount a host path into the guest (repeatable)")
     r.add_argument("--env", action="append", default=[], metavar="K=V",
                    help="extra guest environment variable (repeatable)")
     r.add_argument("--cwd", default="/", help="working directory inside the guest")
+    r.add_argument("--overlay", metavar="DIR",
+                   help="throwaway writable layer over the image, kept in DIR (reusable)")
     r.add_argument("--timeout", type=float, help="kill CMD after this many seconds (exit 124)")
     r.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD",
                    help="command and arguments (after --)")
@@ -733,7 +796,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         binds = [parse_bind(s) for s in args.bind]
         try:
             res = run_in_image(args.arch, cmd, binds=binds, env=env, timeout=args.timeout,
-                               cwd=args.cwd, text=False)
+                               cwd=args.cwd, text=False, overlay=args.overlay)
         except subprocess.TimeoutExpired:
             print(f"camera_image: timed out after {args.timeout} s", file=sys.stderr)
             return 124

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from typing import IO, Callable, Iterator, List, NoReturn, Optional, Sequence, Tuple
+from typing import IO, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 from segbind_core.keys import KEY_SIZE, derive_binding_key
 from segbind_core.tagger import Tagger
@@ -262,11 +262,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     window = None
     if args.max_age is not None or args.max_future is not None:
         window = TimeWindow(args.max_age, args.max_future)
-    verifier = StreamVerifier(keyring, window=window)
-    counts: dict = {}
+    verifier = StreamVerifier(keyring, window=window, camera=args.camera)
+    counts: Dict[str, int] = {}
     worst = EXIT_OK
     for index, segment in enumerate(_segments(args.files)):
         verdict = segment.verify(verifier)
+        if verifier.camera is None and not args.any_camera and verdict.accepted and verdict.tag:
+            verifier.camera = verdict.tag.camera  # a file is one camera's stream
         counts[verdict.reason.value] = counts.get(verdict.reason.value, 0) + 1
         if not verdict.accepted:
             worst = EXIT_REFUSED
@@ -394,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="verify every segment against a viewer's keyring")
     p.add_argument("--keyring", required=True, metavar="KEYRING.json")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--camera", metavar="ID", help="the stream's camera; segments of any other "
+                   "camera are refused (default: the camera of the first accepted segment)")
+    p.add_argument("--any-camera", action="store_true",
+                   help="accept several cameras in one input, each checked as its own stream")
     p.add_argument("--max-age", type=float, metavar="S", help="refuse segments captured over S seconds ago")
     p.add_argument("--max-future", type=float, metavar="S",
                    help="refuse segments captured over S seconds in the future")

@@ -1,0 +1,138 @@
+"""The agent's configuration file (JSON) and the device secret file it points to.
+
+Relative paths in the configuration are taken from the configuration file's
+directory. See docs/AGENT.md for every key.
+"""
+
+import json
+import os
+import stat
+
+KEY_SIZE = 32
+
+DEFAULTS = {
+    "topic_prefix": "segbind/v1",
+    "on_eof": None,                # "exit", "reopen" (FIFO default) or "idle"
+    "segment": {"max_duration_s": 4.0, "fps": None},
+    "spool": {"max_bytes": 64 * 1024 * 1024, "max_segments": 2000, "fsync": False},
+    "publish_window": 8,
+    "health_interval_s": 10.0,
+    "exit_drain_timeout_s": 10.0,
+    "log_level": "INFO",
+    "broker": {"host": "127.0.0.1", "port": 1883, "keepalive": 30, "client_id": None,
+               "username": None, "password_file": None, "tls_ca": None,
+               "reconnect_min_s": 0.5, "reconnect_max_s": 10.0,
+               "session_expiry_s": 7 * 24 * 3600},
+}
+
+
+class ConfigError(Exception):
+    """A configuration or device secret file the agent cannot start from."""
+
+
+def _merge(defaults: dict, given: dict, where: str) -> dict:
+    out = {}
+    for key, value in defaults.items():
+        if isinstance(value, dict):
+            sub = given.get(key, {})
+            if not isinstance(sub, dict):
+                raise ConfigError("%s%s must be an object" % (where, key))
+            out[key] = _merge(value, sub, where + key + ".")
+        else:
+            out[key] = given.get(key, value)
+    for key, value in given.items():
+        if key not in defaults:
+            out[key] = value
+    return out
+
+
+class Config:
+    def __init__(self, data: dict, base_dir: str = ".") -> None:
+        if not isinstance(data, dict):
+            raise ConfigError("configuration must be a JSON object")
+        known = set(DEFAULTS) | {"camera_id", "device_secret_file", "state_dir", "input"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError("unknown configuration keys: %s" % ", ".join(unknown))
+        for key in ("camera_id", "device_secret_file", "state_dir", "input"):
+            if not isinstance(data.get(key), str) or not data[key]:
+                raise ConfigError("%s is required (a string)" % key)
+        merged = _merge(DEFAULTS, data, "")
+
+        def path(p):
+            return p if p is None or p == "-" or os.path.isabs(p) else os.path.join(base_dir, p)
+
+        self.camera_id = merged["camera_id"]
+        self.device_secret_file = path(merged["device_secret_file"])
+        self.state_dir = path(merged["state_dir"])
+        self.input = path(merged["input"])
+        self.on_eof = merged["on_eof"]
+        if self.on_eof not in (None, "exit", "reopen", "idle"):
+            raise ConfigError("on_eof must be exit, reopen or idle")
+        self.topic_prefix = merged["topic_prefix"].rstrip("/")
+        seg = merged["segment"]
+        self.max_duration_s = float(seg["max_duration_s"])
+        self.fps = None if seg["fps"] is None else float(seg["fps"])
+        sp = merged["spool"]
+        self.spool_max_bytes = int(sp["max_bytes"])
+        self.spool_max_segments = int(sp["max_segments"])
+        self.spool_fsync = bool(sp["fsync"])
+        self.publish_window = max(1, int(merged["publish_window"]))
+        self.health_interval_s = float(merged["health_interval_s"])
+        self.exit_drain_timeout_s = float(merged["exit_drain_timeout_s"])
+        self.log_level = str(merged["log_level"]).upper()
+        b = merged["broker"]
+        self.broker_host = b["host"]
+        self.broker_port = int(b["port"])
+        self.keepalive = int(b["keepalive"])
+        self.client_id = b["client_id"] or "segbind-cam-" + self.camera_id
+        self.username = b["username"]
+        self.password_file = path(b["password_file"])
+        self.tls_ca = path(b["tls_ca"])
+        self.reconnect_min_s = float(b["reconnect_min_s"])
+        self.reconnect_max_s = float(b["reconnect_max_s"])
+        self.session_expiry_s = int(b["session_expiry_s"])
+        if self.spool_max_bytes <= 0 or self.spool_max_segments <= 0:
+            raise ConfigError("spool bounds must be positive")
+
+    @classmethod
+    def load(cls, path: str) -> "Config":
+        try:
+            with open(path, "rb") as f:
+                data = json.loads(f.read().decode("utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("%s: no such file" % path) from None
+        except (ValueError, UnicodeError):
+            raise ConfigError("%s: not valid JSON" % path) from None
+        return cls(data, os.path.dirname(os.path.abspath(path)))
+
+    def password(self):
+        if not self.password_file:
+            return None
+        with open(self.password_file, "r") as f:
+            return f.read().strip()
+
+
+def load_device_secret(path: str, camera_id: str):
+    """(secret bytes, test_only) from a segbind device file; never logs or returns it in errors."""
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            data = json.loads(f.read().decode("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("%s: no such device secret file" % path) from None
+    except (ValueError, UnicodeError):
+        raise ConfigError("%s: not valid JSON" % path) from None
+    if not isinstance(data, dict) or data.get("segbind") != "device" or data.get("version") != 1:
+        raise ConfigError("%s: not a segbind device file" % path)
+    if data.get("device_id") != camera_id:
+        raise ConfigError("%s: device secret belongs to %r, not %r"
+                          % (path, data.get("device_id"), camera_id))
+    try:
+        secret = bytes.fromhex(data.get("secret", ""))
+    except (TypeError, ValueError):
+        raise ConfigError("%s: secret is not hex" % path) from None
+    if len(secret) != KEY_SIZE:
+        raise ConfigError("%s: secret must be %d bytes" % (path, KEY_SIZE))
+    world_readable = bool(mode & (stat.S_IROTH | stat.S_IWOTH))
+    return secret, bool(data.get("test_only")), world_readable

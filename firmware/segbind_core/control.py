@@ -1,0 +1,309 @@
+"""Control messages: the cloud's commands to one camera and the camera's results.
+
+Pure code like the rest of the core (CPython and MicroPython, no I/O), used by
+the camera agent and by the cloud. Both kinds of message share one binary
+layout and are authenticated with HMAC-SHA256 under the camera's control key
+(``keys.derive_control_key``), which only the camera and the cloud's registry
+can derive from the device secret::
+
+    version    u8   1
+    kind       u8   0x43 'C' command, 0x52 'R' result
+    op         u8   1 claim, 2 rotate, 3 transfer, 4 reset (0 in a result for an unreadable command)
+    camera     u8 length (1-32) + UTF-8
+    counter    uvarint (< 2^64)   the command's counter, strictly increasing per camera
+    owner      u8 length (0-32) + UTF-8 (empty: none)
+    epoch      uvarint (< 2^32)
+    command:   issued_ms uvarint   the cloud's clock, diagnostic only
+    result:    status    u8 length (1-32) + ASCII   "ok" or why the command was refused
+               stream_id uvarint, seq uvarint       where the camera's stream stood after it
+               detail    uvarint length (< 256) + UTF-8, for people
+    mac        32 bytes  HMAC-SHA256(control key, LABEL || every byte above)
+
+Commands: ``claim(owner, epoch)`` binds an unclaimed camera, ``rotate(owner,
+epoch)`` moves the current owner to a new epoch (revoking every viewer not
+granted the new one), ``transfer(owner, epoch)`` hands the camera to another
+owner, ``reset()`` clears the binding (owner empty, epoch 0). A camera accepts
+a command only when its MAC verifies and its counter is above every counter
+it accepted before; every epoch must be above every epoch the camera used.
+"""
+
+from .crypto import constant_time_equal, hmac_sha256
+from .tag import MAX_EPOCH, MAX_ID_BYTES, MAX_U64, TagError, decode_uvarint, encode_uvarint
+
+VERSION = 1
+KIND_COMMAND = 0x43
+KIND_RESULT = 0x52
+MAC_SIZE = 32
+LABEL = b"segbind/v1 control message\x00"
+MAX_DETAIL_BYTES = 255
+
+CLAIM = 1
+ROTATE = 2
+TRANSFER = 3
+RESET = 4
+OP_NAMES = {CLAIM: "claim", ROTATE: "rotate", TRANSFER: "transfer", RESET: "reset"}
+OPS = {"claim": CLAIM, "rotate": ROTATE, "transfer": TRANSFER, "reset": RESET}
+
+# Result statuses (stable strings for logs, JSON and tests).
+OK = "ok"
+ALREADY_APPLIED = "already_applied"  # a redelivery of the last command accepted
+MALFORMED = "malformed"
+UNKNOWN_VERSION = "unknown_version"
+WRONG_CAMERA = "wrong_camera"
+BAD_MAC = "bad_mac"                  # forged or altered
+REPLAY = "replay"                    # counter not above the last one accepted
+NOT_CLAIMED = "not_claimed"
+ALREADY_CLAIMED = "already_claimed"
+STALE_EPOCH = "stale_epoch"          # epoch not above every epoch used before
+OWNER_MISMATCH = "owner_mismatch"    # rotate for an owner the camera does not have
+
+ACCEPTED_STATUSES = (OK, ALREADY_APPLIED)
+
+
+class ControlError(ValueError):
+    """A control message that must not be acted on; ``reason`` is one of the statuses."""
+
+    def __init__(self, reason, message):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _enc_name(name, what, allow_empty):
+    raw = name.encode("utf-8")
+    if len(raw) > MAX_ID_BYTES or (not raw and not allow_empty):
+        raise ValueError("%s must be %d to %d bytes of UTF-8"
+                         % (what, 0 if allow_empty else 1, MAX_ID_BYTES))
+    return bytes((len(raw),)) + raw
+
+
+def _dec_name(buf, pos, what, allow_empty):
+    if pos >= len(buf):
+        raise ControlError(MALFORMED, "message truncated before the %s" % what)
+    size = buf[pos]
+    pos += 1
+    if size > MAX_ID_BYTES or (size == 0 and not allow_empty) or pos + size > len(buf):
+        raise ControlError(MALFORMED, "%s has a bad length" % what)
+    try:
+        name = str(bytes(buf[pos:pos + size]), "utf-8")
+    except UnicodeError:
+        raise ControlError(MALFORMED, "%s is not UTF-8" % what)
+    return name, pos + size
+
+
+def _dec_uint(buf, pos, limit, what):
+    try:
+        return decode_uvarint(buf, pos, limit)
+    except TagError:
+        raise ControlError(MALFORMED, "%s is not a valid integer" % what)
+
+
+def _check_fields(op, owner, epoch):
+    """The rules every command of ``op`` obeys, whoever reads it."""
+    if op not in OP_NAMES:
+        raise ControlError(MALFORMED, "unknown command %d" % op)
+    if op == RESET:
+        if owner or epoch:
+            raise ControlError(MALFORMED, "reset carries no owner and no epoch")
+    elif not owner or not 1 <= epoch <= MAX_EPOCH:
+        raise ControlError(MALFORMED, "%s needs an owner and an epoch from 1" % OP_NAMES[op])
+
+
+def mac_of(control_key, signed):
+    return hmac_sha256(control_key, LABEL + signed)
+
+
+class Command:
+    """One command to one camera. ``name`` is "claim", "rotate", "transfer" or "reset"."""
+
+    def __init__(self, op, camera, counter, owner="", epoch=0, issued_ms=0):
+        self.op = op
+        self.camera = camera
+        self.counter = counter
+        self.owner = owner
+        self.epoch = epoch
+        self.issued_ms = issued_ms
+
+    @property
+    def name(self):
+        return OP_NAMES.get(self.op, "op%d" % self.op)
+
+    def signed_bytes(self):
+        _check_fields(self.op, self.owner, self.epoch)
+        if not 0 <= self.counter <= MAX_U64 or not 0 <= self.issued_ms <= MAX_U64:
+            raise ValueError("counter or issued_ms out of range")
+        return (bytes((VERSION, KIND_COMMAND, self.op))
+                + _enc_name(self.camera, "camera", False)
+                + encode_uvarint(self.counter)
+                + _enc_name(self.owner, "owner", True)
+                + encode_uvarint(self.epoch)
+                + encode_uvarint(self.issued_ms))
+
+    def encode(self, control_key):
+        """The wire bytes: the fields, then their MAC under ``control_key``."""
+        signed = self.signed_bytes()
+        return signed + mac_of(control_key, signed)
+
+    def __repr__(self):
+        return "Command(%s, camera=%r, counter=%d, owner=%r, epoch=%d)" % (
+            self.name, self.camera, self.counter, self.owner, self.epoch)
+
+
+def _dec_header(data, kind):
+    if len(data) < 3 + MAC_SIZE:
+        raise ControlError(MALFORMED, "control message is too short")
+    if data[0] != VERSION:
+        raise ControlError(UNKNOWN_VERSION, "control message version %d is not supported" % data[0])
+    if data[1] != kind:
+        raise ControlError(MALFORMED, "not a control %s" % ("command" if kind == KIND_COMMAND
+                                                             else "result"))
+    return data[2], 3
+
+
+def decode_command(data):
+    """(Command, signed bytes, mac) from wire bytes, without checking the MAC.
+
+    Raises ControlError (MALFORMED or UNKNOWN_VERSION) for anything not exactly
+    one well-formed command. Never act on the result: use ``open_command``.
+    """
+    data = bytes(data)
+    op, pos = _dec_header(data, KIND_COMMAND)
+    end = len(data) - MAC_SIZE
+    body = data[:end]
+    camera, pos = _dec_name(body, pos, "camera", False)
+    counter, pos = _dec_uint(body, pos, MAX_U64, "counter")
+    owner, pos = _dec_name(body, pos, "owner", True)
+    epoch, pos = _dec_uint(body, pos, MAX_EPOCH, "epoch")
+    issued_ms, pos = _dec_uint(body, pos, MAX_U64, "issued_ms")
+    if pos != end:
+        raise ControlError(MALFORMED, "command has %d unexpected bytes" % (end - pos))
+    _check_fields(op, owner, epoch)
+    return Command(op, camera, counter, owner, epoch, issued_ms), body, data[end:]
+
+
+def open_command(control_key, camera, data):
+    """The Command in ``data`` if it is well formed, for ``camera`` and authentic.
+
+    Raises ControlError with reason MALFORMED, UNKNOWN_VERSION, WRONG_CAMERA or
+    BAD_MAC. The counter (replay) and the camera's state are the caller's to check.
+    """
+    cmd, body, mac = decode_command(data)
+    if cmd.camera != camera:
+        raise ControlError(WRONG_CAMERA, "command is for camera %r" % cmd.camera)
+    if not constant_time_equal(mac_of(control_key, body), mac):
+        raise ControlError(BAD_MAC, "command does not authenticate under this camera's key")
+    return cmd
+
+
+class Result:
+    """What a camera did with one command: ``status`` and where its binding stood after it."""
+
+    def __init__(self, camera, counter, op, status, owner="", epoch=0, stream_id=0, seq=0,
+                 detail=""):
+        self.camera = camera
+        self.counter = counter
+        self.op = op
+        self.status = status
+        self.owner = owner
+        self.epoch = epoch
+        self.stream_id = stream_id
+        self.seq = seq
+        self.detail = detail
+
+    @property
+    def accepted(self):
+        return self.status in ACCEPTED_STATUSES
+
+    @property
+    def name(self):
+        return OP_NAMES.get(self.op, "op%d" % self.op)
+
+    def signed_bytes(self):
+        detail = self.detail.encode("utf-8")[:MAX_DETAIL_BYTES]
+        while detail:  # never cut a UTF-8 sequence in half
+            try:
+                str(detail, "utf-8")
+                break
+            except UnicodeError:
+                detail = detail[:-1]
+        if not 0 <= self.op <= 255 or not 0 <= self.epoch <= MAX_EPOCH:
+            raise ValueError("op or epoch out of range")
+        return (bytes((VERSION, KIND_RESULT, self.op))
+                + _enc_name(self.camera, "camera", False)
+                + encode_uvarint(self.counter)
+                + _enc_name(self.owner, "owner", True)
+                + encode_uvarint(self.epoch)
+                + _enc_name(self.status, "status", False)
+                + encode_uvarint(self.stream_id)
+                + encode_uvarint(self.seq)
+                + encode_uvarint(len(detail)) + detail)
+
+    def encode(self, control_key):
+        signed = self.signed_bytes()
+        return signed + mac_of(control_key, signed)
+
+    def as_dict(self):
+        return {"camera": self.camera, "counter": self.counter, "command": self.name,
+                "status": self.status, "owner": self.owner, "epoch": self.epoch,
+                "stream_id": self.stream_id, "seq": self.seq, "detail": self.detail}
+
+    def __repr__(self):
+        return "Result(%s #%d: %s, owner=%r, epoch=%d, stream %d from seq %d)" % (
+            self.name, self.counter, self.status, self.owner, self.epoch, self.stream_id, self.seq)
+
+
+def decode_result(data):
+    """(Result, signed bytes, mac) from wire bytes, without checking the MAC."""
+    data = bytes(data)
+    op, pos = _dec_header(data, KIND_RESULT)
+    end = len(data) - MAC_SIZE
+    body = data[:end]
+    camera, pos = _dec_name(body, pos, "camera", False)
+    counter, pos = _dec_uint(body, pos, MAX_U64, "counter")
+    owner, pos = _dec_name(body, pos, "owner", True)
+    epoch, pos = _dec_uint(body, pos, MAX_EPOCH, "epoch")
+    status, pos = _dec_name(body, pos, "status", False)
+    stream_id, pos = _dec_uint(body, pos, MAX_U64, "stream_id")
+    seq, pos = _dec_uint(body, pos, MAX_U64, "seq")
+    size, pos = _dec_uint(body, pos, MAX_DETAIL_BYTES, "detail length")
+    if pos + size != end:
+        raise ControlError(MALFORMED, "result detail has a bad length")
+    try:
+        detail = str(body[pos:end], "utf-8")
+    except UnicodeError:
+        raise ControlError(MALFORMED, "result detail is not UTF-8")
+    return Result(camera, counter, op, status, owner, epoch, stream_id, seq, detail), body, data[end:]
+
+
+def open_result(control_key, camera, data):
+    """The Result in ``data`` if it is well formed, from ``camera`` and authentic."""
+    result, body, mac = decode_result(data)
+    if result.camera != camera:
+        raise ControlError(WRONG_CAMERA, "result is from camera %r" % result.camera)
+    if not constant_time_equal(mac_of(control_key, body), mac):
+        raise ControlError(BAD_MAC, "result does not authenticate under this camera's key")
+    return result
+
+
+# The MQTT topic scheme (docs/AGENT.md). Camera ids are 1-32 bytes of UTF-8; a
+# camera id with "/", "+" or "#" cannot be used as a topic level.
+TOPIC_PREFIX = "segbind/v1"
+SEG = "seg"              # camera -> cloud: tagged Annex-B segments, QoS 1
+STATUS = "status"        # camera -> all: retained JSON status and health (and the will)
+EVENT = "event"          # camera -> cloud: JSON events (gaps, refused commands), QoS 1
+CTL = "ctl"              # cloud -> camera: commands, QoS 1, never retained
+CTL_RESULT = "ctl/result"  # camera -> cloud: results, QoS 1
+
+
+def check_topic_id(name, what="id"):
+    """Raise ValueError when ``name`` cannot be one MQTT topic level."""
+    if not name or "/" in name or "+" in name or "#" in name or "\x00" in name:
+        raise ValueError("%s %r cannot be used in an MQTT topic" % (what, name))
+    return name
+
+
+def camera_topic(camera, leaf, prefix=TOPIC_PREFIX):
+    return "%s/cam/%s/%s" % (prefix, check_topic_id(camera, "camera"), leaf)
+
+
+def account_topic(account, leaf, prefix=TOPIC_PREFIX):
+    return "%s/acct/%s/%s" % (prefix, check_topic_id(account, "account"), leaf)

@@ -1,0 +1,537 @@
+"""The camera agent without a broker: bindings, commands, stream ids, the spool, durability."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from host_sim import clips
+from host_sim.broker import free_port
+from host_sim.camera import FIRMWARE, Camera, vendor_dir
+from segbind import Binding, Keyring, StreamVerifier, derive_binding_key
+from segbind.errors import InvalidSegment
+from segbind_core import control
+from segbind_core.keys import derive_control_key
+from segbind_core.nal import annexb_units
+from segbind_core.segment import Segmenter
+
+if str(FIRMWARE) not in sys.path:
+    sys.path.insert(0, str(FIRMWARE))
+
+from segbind_agent import agent as agent_mod  # noqa: E402
+from segbind_agent.config import Config, ConfigError  # noqa: E402
+from segbind_agent.spool import Spool  # noqa: E402
+from segbind_agent.state import StateStore  # noqa: E402
+
+CAM = "cam-1"
+
+
+class FakeMsg:
+    def __init__(self, payload: bytes) -> None:
+        self.topic = control.camera_topic(CAM, control.CTL)
+        self.payload = payload
+        self.user_properties = {}
+        self.acked = False
+
+    def ack(self) -> None:
+        self.acked = True
+
+
+class FakeLink:
+    """The agent's link interface, in memory; acknowledges at once while connected."""
+
+    def __init__(self, connected: bool = True) -> None:
+        self.connected = connected
+        self.published: List[tuple] = []
+        self._token = 0
+        self._ack = None
+        self._conn = None
+        self.subs = {}
+
+    def on_ack(self, cb) -> None:
+        self._ack = cb
+
+    def on_connection(self, cb) -> None:
+        self._conn = cb
+
+    def subscribe(self, topic, cb, qos=1) -> None:
+        self.subs[topic] = cb
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def publish(self, topic, payload, qos=1, retain=False, user_properties=None):
+        self._token += 1
+        self.published.append((self._token, topic, payload, retain, user_properties))
+        if self.connected:
+            self._ack(self._token, True)
+        return self._token
+
+    def set_connected(self, up: bool) -> None:
+        self.connected = up
+        self._conn(up)
+
+    def leaf(self, leaf: str) -> list:
+        topic = control.camera_topic(CAM, leaf)
+        return [p for _t, tp, p, _r, _u in self.published if tp == topic]
+
+
+@pytest.fixture()
+def secret() -> bytes:
+    return os.urandom(32)
+
+
+def make_agent(tmp_path: Path, secret: bytes, link=None, **overrides) -> "agent_mod.Agent":
+    device = tmp_path / "device.json"
+    if not device.exists():
+        fd = os.open(str(device), os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, json.dumps({"segbind": "device", "version": 1, "device_id": CAM,
+                                 "secret": secret.hex()}).encode())
+        os.close(fd)
+    cfg = {"camera_id": CAM, "device_secret_file": str(device),
+           "state_dir": str(tmp_path / "state"), "input": str(tmp_path / "in.h264")}
+    cfg.update(overrides)
+    agent = agent_mod.Agent(Config(cfg, str(tmp_path)), link=link or FakeLink())
+    agent.begin()
+    return agent
+
+
+def segments_of(clip: bytes) -> List[bytes]:
+    seg = Segmenter(max_duration_s=4.0)
+    out = []
+    for i in range(0, len(clip), 4096):
+        out += seg.feed(clip[i:i + 4096])
+    return out + seg.flush()
+
+
+def command(secret: bytes, op: int, counter: int, owner: str = "", epoch: int = 0,
+            camera: str = CAM) -> bytes:
+    return control.Command(op, camera, counter, owner, epoch).encode(derive_control_key(secret, camera))
+
+
+def send(agent, payload: bytes) -> FakeMsg:
+    msg = FakeMsg(payload)
+    agent.on_command_message(msg)
+    agent.drain_events()
+    return msg
+
+
+def last_result(agent, secret: bytes) -> control.Result:
+    return control.open_result(derive_control_key(secret, CAM), CAM, agent.link.leaf(control.CTL_RESULT)[-1])
+
+
+def binding(secret: bytes, owner: str, epoch: int) -> Binding:
+    return Binding(owner, CAM, epoch, derive_binding_key(secret, owner, CAM, epoch))
+
+
+@pytest.fixture(scope="module")
+def short_clip() -> bytes:
+    return clips.encode_pyav(frames=50, gop=5)  # ten segments of 0.2 s
+
+
+def test_bindings_change_only_between_segments(tmp_path: Path, secret: bytes, short_clip: bytes) -> None:
+    agent = make_agent(tmp_path, secret)
+    segs = segments_of(short_clip)
+    assert len(segs) == 10
+    plan = {0: (control.CLAIM, 1, "alice", 1), 3: (control.ROTATE, 2, "alice", 2),
+            6: (control.TRANSFER, 3, "bob", 3), 8: (control.RESET, 4, "", 0)}
+    effective = {}
+    for i, seg in enumerate(segs):
+        if i in plan:
+            op, counter, owner, epoch = plan[i]
+            msg = send(agent, command(secret, op, counter, owner, epoch))
+            assert msg.acked
+            result = last_result(agent, secret)
+            assert result.status == control.OK, result
+            effective[i] = result.seq
+        agent.on_segment(seg)
+    published = agent.link.leaf(control.SEG)
+    assert len(published) == 8  # nothing after the reset
+    assert effective == {0: 0, 3: 3, 6: 6, 8: 0}
+    keys = {(o, e): binding(secret, o, e) for o, e in (("alice", 1), ("alice", 2), ("bob", 3))}
+    owners = []
+    for payload in published:  # each segment verifies under exactly one binding
+        fits = []
+        for gid, b in keys.items():
+            try:
+                from segbind import verify_segment
+                verify_segment(payload, Keyring([b]))
+                fits.append(gid)
+            except InvalidSegment:
+                pass
+        assert len(fits) == 1
+        owners.append(fits[0])
+    assert owners == [("alice", 1)] * 3 + [("alice", 2)] * 3 + [("bob", 3)] * 2
+    # one chained stream across the rotation and the transfer
+    alice = StreamVerifier(Keyring([keys[("alice", 1)], keys[("alice", 2)]]))
+    assert [alice.verify(p).reason.value for p in published[:6]] == ["ok"] * 6
+    assert [alice.verify(p).reason.value for p in published[6:]] == ["no_grant"] * 2
+    state = agent.store.load()
+    assert (state.owner, state.epoch, state.epoch_hwm, state.counter) == (None, 0, 3, 4)
+    assert agent.counts["segments_unclaimed"] == 2
+
+
+def test_refused_commands_are_reported_and_change_nothing(tmp_path: Path, secret: bytes) -> None:
+    agent = make_agent(tmp_path, secret)
+    good = command(secret, control.CLAIM, 5, "alice", 1)
+    assert send(agent, good).acked and last_result(agent, secret).status == control.OK
+    before = agent.store.load().to_json()
+    altered = bytearray(command(secret, control.TRANSFER, 6, "mallory", 2))
+    altered[12] ^= 0x20  # owner "mallory" -> "Mallory": the MAC no longer fits
+    cases = [
+        (command(os.urandom(32), control.TRANSFER, 6, "mallory", 2), control.BAD_MAC),  # forged
+        (bytes(altered), control.BAD_MAC),                                               # altered
+        (good, control.ALREADY_APPLIED),                                                 # redelivered
+        (command(secret, control.ROTATE, 4, "alice", 7), control.REPLAY),                # replayed
+        (command(secret, control.ROTATE, 5, "alice", 7), control.REPLAY),                # counter reused
+        (command(secret, control.CLAIM, 9, "bob", 1, camera="cam-2"), control.WRONG_CAMERA),
+        (b"\x01C\x01garbage", control.MALFORMED),
+    ]
+    for payload, status in cases:
+        msg = send(agent, payload)
+        assert msg.acked
+        assert last_result(agent, secret).status == status, payload
+    assert agent.store.load().to_json() == before
+    events = [json.loads(e) for e in agent.link.leaf(control.EVENT)]
+    refused = [e["status"] for e in events if e["event"] == "command_refused"]
+    assert refused == [control.BAD_MAC, control.BAD_MAC, control.REPLAY, control.REPLAY,
+                       control.WRONG_CAMERA, control.MALFORMED]
+    assert agent.refused == {"bad_mac": 2, "replay": 2, "wrong_camera": 1, "malformed": 1}
+    # authentic but not applicable: refused, and the counter is used up
+    send(agent, command(secret, control.ROTATE, 10, "alice", 1))
+    assert last_result(agent, secret).status == control.STALE_EPOCH
+    send(agent, command(secret, control.ROTATE, 11, "bob", 5))
+    assert last_result(agent, secret).status == control.OWNER_MISMATCH
+    send(agent, command(secret, control.CLAIM, 12, "bob", 5))
+    assert last_result(agent, secret).status == control.ALREADY_CLAIMED
+    state = agent.store.load()
+    assert (state.owner, state.epoch, state.counter) == ("alice", 1, 12)
+    status = json.loads(agent.link.leaf(control.STATUS)[-1])
+    assert status["commands_refused"]["bad_mac"] == 2 and status["counter"] == 12
+
+
+def test_factory_reset_keeps_counter_and_epochs(tmp_path: Path, secret: bytes, short_clip) -> None:
+    link = FakeLink(connected=False)
+    agent = make_agent(tmp_path, secret, link=link)
+    send(agent, command(secret, control.CLAIM, 1, "alice", 4))
+    for seg in segments_of(short_clip)[:3]:
+        agent.on_segment(seg)
+    assert len(agent.spool) == 3
+    send(agent, command(secret, control.RESET, 2))
+    assert len(agent.spool) == 0  # nothing of the old owner stays on the camera
+    for seg in segments_of(short_clip)[3:5]:
+        agent.on_segment(seg)
+    assert len(agent.spool) == 0 and agent.counts["segments_unclaimed"] == 2
+    # a recorded old claim cannot be replayed after the reset, nor an old epoch reused
+    send(agent, command(secret, control.CLAIM, 1, "alice", 4))
+    assert last_result(agent, secret).status == control.REPLAY
+    send(agent, command(secret, control.CLAIM, 3, "mallory", 4))
+    assert last_result(agent, secret).status == control.STALE_EPOCH
+    send(agent, command(secret, control.CLAIM, 4, "carol", 5))
+    result = last_result(agent, secret)
+    assert result.status == control.OK and result.seq == 0
+    assert result.stream_id > agent.store.load().stream_id - 1  # a new stream for the new owner
+
+
+def test_restart_begins_a_stream_that_orders_after(tmp_path: Path, secret: bytes, monkeypatch) -> None:
+    first = make_agent(tmp_path, secret)
+    sid = first.state.stream_id
+    assert abs(sid - time.time() * 1000) < 5000
+    second = make_agent(tmp_path, secret)
+    assert second.state.stream_id > sid
+    # a camera clock that went backwards still gives a later stream
+    store = StateStore(str(tmp_path / "state"), CAM)
+    state = store.load()
+    state.stream_id = int(time.time() * 1000) + 10 ** 9
+    store.save(state)
+    third = make_agent(tmp_path, secret)
+    assert third.state.stream_id == state.stream_id + 1
+    assert store.load().stream_id == state.stream_id + 1
+
+
+def test_unclaimed_camera_publishes_no_video(tmp_path: Path, secret: bytes, short_clip) -> None:
+    agent = make_agent(tmp_path, secret)
+    for seg in segments_of(short_clip):
+        agent.on_segment(seg)
+    assert agent.link.leaf(control.SEG) == [] and len(agent.spool) == 0
+    assert agent.counts["segments_unclaimed"] == 10
+
+
+def test_spool_keeps_order_and_reports_gaps(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path / "spool"), max_bytes=10 ** 6, max_segments=3)
+    gaps = []
+    for seq in range(6):
+        gaps += spool.append(b"\x00\x00\x00\x01\x65seg%d" % seq, 77, seq, 1)
+    assert [g.count for g in gaps] == [1, 1, 1] and spool.dropped_total == 3
+    assert [e.seq for e in spool.to_send(10)] == [3, 4, 5]
+    # in-flight segments are never the ones dropped
+    spool.mark_inflight(spool.to_send(1)[0].index)
+    gaps = spool.append(b"x" * 10, 77, 6, 1)
+    assert gaps[0].first == (77, 4)
+    # survives a restart; torn or foreign files are ignored
+    (tmp_path / "spool" / ("%020d.seg" % 999)).write_bytes(b"SBS1\x00\x00\x00\x09short")
+    (tmp_path / "spool" / "00000000000000001000.seg.tmp").write_bytes(b"partial")
+    again = Spool(str(tmp_path / "spool"), max_bytes=10 ** 6, max_segments=3)
+    assert [e.seq for e in again.to_send(10)] == [3, 5, 6]
+    assert again.corrupt_total == 1
+    assert again.read(again.to_send(1)[0]) == b"\x00\x00\x00\x01\x65seg3"
+    # bounded in bytes too
+    small = Spool(str(tmp_path / "small"), max_bytes=100, max_segments=100)
+    for seq in range(10):
+        small.append(b"y" * 30, 1, seq, 1)
+    assert small.total_bytes <= 100 and small.dropped_total == 7
+    assert small.append(b"z" * 101, 1, 10, 1)[0].why.startswith("segment larger")
+
+
+def test_agent_spools_while_offline_then_delivers_in_order(tmp_path: Path, secret: bytes,
+                                                           short_clip) -> None:
+    link = FakeLink(connected=False)
+    agent = make_agent(tmp_path, secret, link=link, spool={"max_segments": 6},
+                       publish_window=3)
+    send(agent, command(secret, control.CLAIM, 1, "alice", 1))
+    for seg in segments_of(short_clip):
+        agent.on_segment(seg)
+    assert link.leaf(control.SEG) == []
+    assert len(agent.spool) == 6 and agent.spool.dropped_total == 4
+    gaps = [json.loads(e) for e in link.leaf(control.EVENT) if b"spool_gap" in e]
+    assert sum(g["count"] for g in gaps) == 4 and gaps[0]["first"]["seq"] == 0
+    link.set_connected(True)
+    for _ in range(10):
+        agent.drain_events()
+        agent.pump()
+    delivered = link.leaf(control.SEG)
+    verifier = StreamVerifier(Keyring([binding(secret, "alice", 1)]))
+    verdicts = [verifier.verify(p) for p in delivered]
+    assert [v.tag.seq for v in verdicts] == [4, 5, 6, 7, 8, 9]
+    assert all(v.accepted for v in verdicts)
+    assert len(agent.spool) == 0 and agent.counts["segments_delivered"] == 6
+
+
+ATOMIC_WRITER = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from segbind_agent.state import atomic_write
+path = sys.argv[2]
+i = 0
+while True:
+    i += 1
+    body = (b'{"version": %d, "pad": "' % i) + (b"x" * (i % 5000)) + b'"}'
+    atomic_write(path, body)
+"""
+
+
+def test_atomic_write_survives_kill_9_at_any_instant(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    script = tmp_path / "writer.py"
+    script.write_text(ATOMIC_WRITER)
+    rng = random.Random(1)
+    versions = []
+    for _ in range(25):
+        proc = subprocess.Popen([sys.executable, str(script), str(FIRMWARE), str(path)])
+        time.sleep(rng.uniform(0.02, 0.15))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if path.exists():
+            data = json.loads(path.read_bytes())  # always whole: never torn, never empty
+            versions.append(data["version"])
+    assert versions and all(v >= 1 for v in versions)
+
+
+def test_agent_runs_on_stdlib_paho_and_core_only(tmp_path: Path) -> None:
+    """No site-packages, no ``segbind`` library, no ``hmac`` module: what a camera has."""
+    code = r"""
+import sys
+sys.modules["hmac"] = None
+import segbind_agent.__main__, segbind_agent.agent, segbind_agent.link
+from segbind_core import crypto, control
+from segbind_core.keys import derive_control_key
+assert crypto._openssl_hmac_digest is None
+key = derive_control_key(bytes(32), "cam-1")
+control.open_command(key, "cam-1", control.Command(1, "cam-1", 1, "a", 1).encode(key))
+bad = sorted(m for m in sys.modules if m.split(".")[0] in ("segbind", "numpy", "av", "hypothesis"))
+print("FOREIGN", bad)
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = os.pathsep.join([str(FIRMWARE), str(vendor_dir(tmp_path))])
+    proc = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "FOREIGN []" in proc.stdout
+
+
+def test_config_and_secret_errors(tmp_path: Path, secret: bytes) -> None:
+    with pytest.raises(ConfigError):
+        Config({"camera_id": CAM}, str(tmp_path))
+    with pytest.raises(ConfigError):
+        Config({"camera_id": CAM, "device_secret_file": "d", "state_dir": "s", "input": "-",
+                "bogus": 1}, str(tmp_path))
+    make_agent(tmp_path, secret)
+    device = tmp_path / "device.json"
+    data = json.loads(device.read_text())
+    data["device_id"] = "cam-9"
+    device.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="belongs to"):
+        make_agent(tmp_path, secret)
+    cam = Camera(CAM, str(device), tmp_path / "cam", "127.0.0.1", free_port(), input_mode="file")
+    cam.write_file(b"")
+    cam.start()
+    assert cam.wait(30) == 2
+    assert "error" in cam.log() and secret.hex() not in cam.log()
+
+
+def test_sigterm_stops_cleanly_and_keeps_the_spool(tmp_path: Path, secret: bytes,
+                                                   short_clip: bytes) -> None:
+    """No broker at all: segments wait in the spool; SIGTERM tags the last one and exits 0."""
+    device = tmp_path / "device.json"
+    device.write_text(json.dumps({"segbind": "device", "version": 1, "device_id": CAM,
+                                  "secret": secret.hex()}))
+    os.chmod(device, 0o600)
+    cam = Camera(CAM, str(device), tmp_path / "cam", "127.0.0.1", free_port(), input_mode="file",
+                 on_eof="idle")
+    store = StateStore(str(cam.state_dir), CAM)
+    state = store.load()
+    state.owner, state.epoch, state.epoch_hwm, state.counter = "alice", 1, 1, 1
+    store.save(state)
+    cam.write_file(short_clip)
+    cam.start()
+    deadline = time.time() + 30
+    while cam.spooled() < 10 and time.time() < deadline:
+        time.sleep(0.05)
+    assert cam.spooled() == 10
+    assert cam.stop() == 0
+    log = cam.log()
+    assert "stopped: 10 segment(s) tagged, 0 delivered, 10 left in the spool" in log
+    for key in (secret, derive_binding_key(secret, "alice", CAM, 1),
+                derive_control_key(secret, CAM)):
+        assert key.hex() not in log and key.hex().upper() not in log
+    # restarted, it starts a later stream and still holds the first stream's segments
+    first = cam.state()["stream_id"]
+    cam.start()
+    time.sleep(1.0)
+    assert cam.stop() == 0
+    assert cam.state()["stream_id"] > first
+    spool = Spool(str(cam.state_dir / "spool"), 10 ** 9, 10 ** 6)
+    entries = spool.to_send(100)
+    assert [e.stream_id for e in entries[:10]] == [first] * 10
+    assert [e.seq for e in entries[:10]] == list(range(10))
+
+
+def test_agent_cloud_and_displays_in_process(tmp_path: Path, secret: bytes, short_clip) -> None:
+    """The same agent, cloud and display code over the in-process bus: no broker at all."""
+    from host_sim.cloud import Cloud, InProcessBus
+    from host_sim.display import Display
+
+    bus = InProcessBus()
+    cloud = Cloud(bus.transport("cloud")).start()
+    cloud.provision(CAM, secret)
+    alice = Display(bus.transport("alice"), "alice").start()
+    bob = Display(bus.transport("bob"), "bob").start()
+    agent = make_agent(tmp_path, secret, link=bus.transport(CAM))
+    agent.connect()
+    segs = segments_of(short_clip)
+
+    def run(cmd_fn, *segments):
+        cmd = cmd_fn()
+        agent.drain_events()  # the agent's loop: the command takes effect at this boundary
+        for seg in segments:
+            agent.on_segment(seg)
+            agent.drain_events()
+            agent.pump()
+        return cloud.results[(CAM, cmd.counter)]
+
+    assert run(lambda: cloud.claim(CAM, "alice"), *segs[:3]).status == control.OK
+    cloud.share(CAM, "bob")
+    for seg in segs[3:5]:
+        agent.on_segment(seg)
+    bob.transport.set_online(False)  # bob's display drops off the network for a while
+    for seg in segs[5:6]:
+        agent.on_segment(seg)
+    bob.transport.set_online(True)
+    revoked = run(lambda: cloud.revoke(CAM, "bob"), *segs[6:8])
+    moved = run(lambda: cloud.transfer(CAM, "carol"), *segs[8:])
+    assert (revoked.seq, moved.seq) == (6, 8)
+    assert [t.seq for t in alice.shown] == list(range(8))
+    assert [t.seq for t in bob.shown] == [3, 4, 5]
+    assert alice.rejected == 0 and bob.rejected == 0
+    assert cloud.relayed[(CAM, "carol")] == 2 and not agent.spool.to_send(10)
+
+
+def test_reset_cut_short_still_deletes_the_old_owners_spool(tmp_path: Path, secret: bytes,
+                                                            short_clip) -> None:
+    agent = make_agent(tmp_path, secret, link=FakeLink(connected=False))
+    send(agent, command(secret, control.CLAIM, 1, "alice", 1))
+    for seg in segments_of(short_clip)[:3]:
+        agent.on_segment(seg)
+    # the reset's state write happened, then the power went before the spool was purged
+    store = StateStore(str(tmp_path / "state"), CAM)
+    state = store.load()
+    state.owner, state.epoch, state.counter = None, 0, 2
+    store.save(state)
+    again = make_agent(tmp_path, secret, link=FakeLink(connected=False))
+    assert len(again.spool) == 0 and again.tagger is None
+
+
+def test_input_reader_reopens_fifos_never_files(tmp_path: Path) -> None:
+    import threading
+
+    from segbind_agent.source import EOF, InputReader
+
+    def drain(reader, eofs: int) -> bytes:
+        out, seen = b"", 0
+        while seen < eofs:
+            chunk = reader.chunks.get(timeout=10)
+            if chunk is EOF:
+                seen += 1
+            else:
+                out += chunk
+        return out
+
+    path = tmp_path / "in.h264"
+    path.write_bytes(b"abc")
+    reader = InputReader(str(path), reopen=True)
+    reader.start()
+    assert drain(reader, 1) == b"abc"
+    reader.join(5)
+    assert not reader.is_alive() and reader.chunks.empty()  # read once, not from the start again
+
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    reader = InputReader(str(fifo), reopen=True)
+    reader.start()
+
+    def encoder(data: bytes) -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    for data in (b"first run", b"second run"):  # the encoder restarts
+        t = threading.Thread(target=encoder, args=(data,))
+        t.start()
+        assert drain(reader, 1) == data
+        t.join(5)
+    assert reader.is_alive() and reader.opens == 2
+    reader.stop()
+    for _ in range(200):  # wake a reader blocked in open(); never block here ourselves
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # ENXIO: nobody is opening the FIFO right now
+            pass
+        reader.join(0.05)
+        if not reader.is_alive():
+            break
+    assert not reader.is_alive()
+
+    missing = InputReader(str(tmp_path / "nope"), reopen=False)
+    missing.start()
+    assert missing.chunks.get(timeout=5) is EOF and "nope" in missing.error
