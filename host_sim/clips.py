@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 CACHE = Path(os.environ.get("SEGBIND_CLIP_CACHE", Path.home() / ".cache" / "segbind" / "clips"))
 
@@ -50,8 +50,12 @@ def _frame_rgb(i: int, width: int, height: int, seed: int):
 def encode_pyav(frames: int = 50, width: int = 192, height: int = 112, fps: int = 25,
                 gop: int = 25, bframes: int = 0, slices: int = 1, profile: str = "high",
                 seed: int = 0, options: Optional[Dict[str, str]] = None, x264: str = "",
-                headers: str = "every") -> bytes:
+                headers: str = "every", frame_source: Optional[Callable[[int], Any]] = None,
+                source_id: str = "") -> bytes:
     """Annex-B H.264 from libx264 through PyAV; ``gop`` frames between IDR pictures.
+
+    Frames come from ``frame_source(i)`` (an RGB array) when given, named by
+    ``source_id`` in the cache key; else from a moving test scene set by ``seed``.
 
     ``x264`` adds x264 parameters (``"intra-refresh=1"``, ``"aud=1"``, ``"interlaced=1"``...).
     ``headers="once"`` encodes with a global header, so SPS and PPS come once, at the
@@ -59,12 +63,16 @@ def encode_pyav(frames: int = 50, width: int = 192, height: int = 112, fps: int 
     """
     if headers not in ("every", "once"):
         raise ValueError("headers is 'every' or 'once'")
+    if frame_source is not None and not source_id:
+        raise ValueError("a frame_source needs a source_id for the cache key")
     params = dict(encoder="pyav", frames=frames, width=width, height=height, fps=fps, gop=gop,
                   bframes=bframes, slices=slices, profile=profile, seed=seed, options=options or {})
     if x264:
         params["x264"] = x264
     if headers != "every":
         params["headers"] = headers
+    if source_id:
+        params["source"] = source_id
 
     def make() -> bytes:
         import av
@@ -86,7 +94,8 @@ def encode_pyav(frames: int = 50, width: int = 192, height: int = 112, fps: int 
         if headers == "once":
             out += bytes(ctx.extradata)  # Annex-B SPS and PPS
         for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(_frame_rgb(i, width, height, seed), format="rgb24")
+            rgb = frame_source(i) if frame_source else _frame_rgb(i, width, height, seed)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame = frame.reformat(format="yuv420p")
             frame.pts = i
             for packet in ctx.encode(frame):

@@ -274,7 +274,11 @@ class InProcessBus:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._subs: List[Tuple["InProcessTransport", str, Callable]] = []
+        # Subscriptions indexed by topic (exact) or kept for matching (wildcards), each with
+        # its order of arrival: publishing costs the same with 2 displays or 2,000.
+        self._exact: Dict[str, List[Tuple[int, "InProcessTransport", Callable]]] = {}
+        self._wild: List[Tuple[int, "InProcessTransport", str, Callable]] = []
+        self._subscriptions = 0
         self._retained: Dict[str, Message] = {}
         self._queue: "collections.deque" = collections.deque()
         self._draining = False
@@ -293,14 +297,22 @@ class InProcessBus:
                     self._retained[topic] = Message(topic, msg.payload, msg.user_properties, True)
                 else:
                     self._retained.pop(topic, None)
-            for transport, pattern, cb in self._subs:
-                if topic_matches(pattern, topic):
-                    self._queue.append((transport, cb, msg))
+            targets = list(self._exact.get(topic, ()))
+            targets += [(n, transport, cb) for n, transport, pattern, cb in self._wild
+                        if topic_matches(pattern, topic)]
+            if len(targets) > 1:
+                targets.sort(key=lambda target: target[0])  # in subscription order
+            for _n, transport, cb in targets:
+                self._queue.append((transport, cb, msg))
         self._drain()
 
     def _subscribe(self, transport: "InProcessTransport", pattern: str, cb: Callable) -> None:
         with self._lock:
-            self._subs.append((transport, pattern, cb))
+            self._subscriptions += 1
+            if "+" in pattern or "#" in pattern:
+                self._wild.append((self._subscriptions, transport, pattern, cb))
+            else:
+                self._exact.setdefault(pattern, []).append((self._subscriptions, transport, cb))
             for topic, msg in self._retained.items():
                 if topic_matches(pattern, topic):
                     self._queue.append((transport, cb, msg))

@@ -37,7 +37,6 @@ import collections
 import hashlib
 import heapq
 import logging
-import os
 import random
 import sys
 import threading
@@ -57,7 +56,7 @@ from segbind_core.tagger import Tagger
 from host_sim import clips
 from host_sim.cache import CacheRouter, QualityRelay, StreamingQualityCache
 from host_sim.cloud import (CameraRecord, Cloud, InProcessBus, Message, MqttTransport, Registry,
-                            Transport, topic_matches)
+                            Transport)
 from host_sim.display import Display
 from host_sim.netem import Clock, Link, LinkProfile
 
@@ -247,37 +246,10 @@ def scene_frame(k: int, i: int, width: int, height: int):
 
 
 def scene_clip(k: int, frames: int, width: int, height: int, fps: int, gop: int) -> bytes:
-    """Annex-B H.264 of scene ``k`` from libx264 through PyAV, cached on disk like host_sim.clips."""
-    import fractions
-
-    params = "fleet-scene-v1-%d-%d-%dx%d-%d-%d" % (k, frames, width, height, fps, gop)
-    path = clips.CACHE / ("%s.h264" % params)
-    if path.exists() and path.stat().st_size:
-        return path.read_bytes()
-    import av
-
-    ctx = av.CodecContext.create("libx264", "w")
-    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
-    ctx.time_base = fractions.Fraction(1, fps)
-    ctx.framerate = fps
-    ctx.options = {"x264-params": "keyint=%d:min-keyint=%d:scenecut=0:bframes=0" % (gop, gop),
-                   "preset": "veryfast"}
-    ctx.open()
-    out = bytearray()
-    for i in range(frames):
-        frame = av.VideoFrame.from_ndarray(scene_frame(k, i, width, height), format="rgb24")
-        frame = frame.reformat(format="yuv420p")
-        frame.pts = i
-        for packet in ctx.encode(frame):
-            out += bytes(packet)
-    for packet in ctx.encode(None):
-        out += bytes(packet)
-    data = bytes(out)
-    clips.CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp%d" % os.getpid())
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return data
+    """Annex-B H.264 of scene ``k`` from libx264 through PyAV (host_sim.clips, cached)."""
+    return clips.encode_pyav(frames=frames, width=width, height=height, fps=fps, gop=gop,
+                             frame_source=lambda i: scene_frame(k, i, width, height),
+                             source_id="fleet-scene-v1-%d" % k)
 
 
 def clip_templates(cfg: FleetConfig) -> List[List[Tuple[bytes, list]]]:
@@ -402,47 +374,8 @@ class RealTimeScheduler:
 
 
 # ------------------------------------------------------------------------------------------
-# Transports: an indexed in-process bus, and a display's transport behind a weak link
+# Transports: a display's transport behind a weak link
 # ------------------------------------------------------------------------------------------
-
-class IndexedBus(InProcessBus):
-    """``InProcessBus`` with subscriptions indexed by topic, so publishing costs the
-    same with 2 displays or 2,000 (the base class matches every subscription)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._exact: Dict[str, list] = {}
-        self._wild: list = []
-        self._n = 0
-
-    def _subscribe(self, transport, pattern: str, cb: Callable) -> None:
-        with self._lock:
-            self._n += 1
-            if "+" in pattern or "#" in pattern:
-                self._wild.append((self._n, transport, pattern, cb))
-            else:
-                self._exact.setdefault(pattern, []).append((self._n, transport, cb))
-        super()._subscribe(transport, pattern, cb)  # the base class's bookkeeping and retained messages
-
-    def _publish(self, sender, topic: str, payload: bytes, retain: bool, props: Optional[dict]) -> None:
-        msg = Message(topic, bytes(payload), dict(props or {}), False)
-        with self._lock:
-            self.published += 1
-            if retain:
-                if payload:
-                    self._retained[topic] = Message(topic, msg.payload, msg.user_properties, True)
-                else:
-                    self._retained.pop(topic, None)
-            targets = list(self._exact.get(topic, ()))
-            for n, transport, pattern, cb in self._wild:
-                if topic_matches(pattern, topic):
-                    targets.append((n, transport, cb))
-            if len(targets) > 1:
-                targets.sort(key=lambda t: t[0])
-            for _n, transport, cb in targets:
-                self._queue.append((transport, cb, msg))
-        self._drain()
-
 
 class ImpairedTransport:
     """A display's transport with its segments arriving over ``downlink`` and its
@@ -777,7 +710,7 @@ class Fleet:
     def _run_in_process(self) -> dict:
         cfg = self.cfg
         clock = Clock()
-        bus = IndexedBus()
+        bus = InProcessBus()
         self.bus = bus
         self._build(clock, control.TOPIC_PREFIX, bus.transport("cloud"),
                     lambda i, name: bus.transport(name).start(),
