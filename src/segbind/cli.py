@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from typing import IO, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 from segbind_core.keys import KEY_SIZE, derive_binding_key
 from segbind_core.tagger import Tagger
@@ -58,7 +58,7 @@ def _open_output(path: str) -> IO[bytes]:
         raise CliError("%s: cannot write (%s)" % (path, exc.strerror)) from None
 
 
-def _load_device(path: str) -> tuple:
+def _load_device(path: str) -> Tuple[str, bytes]:
     data = read_json(path, "device")
     device_id, secret = data.get("device_id"), data.get("secret")
     if not isinstance(device_id, str) or not device_id or not isinstance(secret, str):
@@ -174,7 +174,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
         out = _open_output(args.output)
         written = 0
         try:
-            def emit(segments: list, last: bool = False) -> None:
+            def emit(segments: List[bytes], last: bool = False) -> None:
                 nonlocal written
                 for seg in segments:
                     units = annexb_units(seg)
@@ -289,7 +289,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         buf, units = segment.buf, segment.units
         try:
             tag, _signed, covered = find_tag(buf, units)
-            entry = {"segment": index, "tag": {
+            entry: Dict[str, Any] = {"segment": index, "tag": {
                 "version": tag.version, "alg": tag.alg, "owner": tag.owner, "camera": tag.camera,
                 "epoch": tag.epoch, "stream_id": tag.stream_id, "seq": tag.seq,
                 "capture_ms": tag.capture_ms, "link": tag.link.hex(), "mac": tag.mac.hex()},

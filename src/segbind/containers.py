@@ -22,16 +22,30 @@ import fractions
 import io
 import os
 import re
-from typing import IO, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from segbind_core.nal import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS, annexb_units, is_vcl
-from segbind_core.segment import _Bits, parse_pps_ids, parse_sps
+from segbind_core.segment import _Bits, parse_sps
+from segbind_core.segment import parse_pps_ids as _parse_pps_ids
 from segbind_core.nal import unescape_rbsp
 from segbind_core.sei import is_segbind_sei
 
 from .errors import InputError
 
+if TYPE_CHECKING:
+    from segbind_core.segment import SpsInfo
+
+    from .verdict import Verdict
+    from .verifier import Buffer, StreamVerifier
+
+    # What PyAV opens: a path, or a binary file object (BytesIO, ConcatReader, ...).
+    Source = Union[str, IO[bytes], io.RawIOBase]
+
 Unit = Tuple[int, int]
+
+# segbind_core runs on MicroPython and leaves this one unannotated; its documented
+# contract: an escaped PPS NAL unit in, (pic_parameter_set_id, seq_parameter_set_id) out.
+parse_pps_ids: Callable[[Buffer], Tuple[int, int]] = _parse_pps_ids
 
 ANNEXB, MPEGTS, MP4, HLS, MATROSKA, FLV = "annexb", "mpegts", "mp4", "hls", "matroska", "flv"
 NAMES = {ANNEXB: "H.264 Annex-B", MPEGTS: "MPEG-TS", MP4: "MP4", HLS: "HLS playlist",
@@ -93,7 +107,7 @@ def _describe_other(head: bytes) -> str:
 
 # -- NAL units of one packet -------------------------------------------------------------
 
-def parse_avcc(extradata: bytes):
+def parse_avcc(extradata: bytes) -> Tuple[int, List[bytes], List[bytes]]:
     """(NAL length size, SPS list, PPS list) of an AVCDecoderConfigurationRecord."""
     if len(extradata) < 7 or extradata[0] != 1:
         raise InputError("invalid avcC record")
@@ -115,9 +129,9 @@ def parse_avcc(extradata: bytes):
     return length_size, sets[0], sets[1]
 
 
-def _prefixed_units(data, length_size: int) -> List[Unit]:
+def _prefixed_units(data: Buffer, length_size: int) -> List[Unit]:
     """Units of a length-prefixed packet; a length running past the end keeps what is there."""
-    units = []
+    units: List[Unit] = []
     pos, end = 0, len(data)
     while pos + length_size <= end:
         size = int.from_bytes(data[pos:pos + length_size], "big")
@@ -143,13 +157,13 @@ class Segment:
 
     __slots__ = ("buf", "units", "prefixed", "restore")
 
-    def __init__(self, buf, units: List[Unit], prefixed: bool, restore: Sequence[bytes] = ()) -> None:
+    def __init__(self, buf: Buffer, units: List[Unit], prefixed: bool, restore: Sequence[bytes] = ()) -> None:
         self.buf = buf
         self.units = units
         self.prefixed = prefixed
         self.restore = restore
 
-    def verify(self, verifier):
+    def verify(self, verifier: StreamVerifier) -> Verdict:
         """The verifier's verdict on this segment (a ``StreamVerifier``)."""
         verdict = verifier.verify_units(self.buf, self.units, prefixed=self.prefixed)
         if verdict.reason.value == "content_mismatch":
@@ -159,7 +173,7 @@ class Segment:
                     return other
         return verdict
 
-    def variants(self) -> List[tuple]:
+    def variants(self) -> List[Tuple[Buffer, List[Unit], bool]]:
         """(buf, units, prefixed) of the other heads to try, in order."""
         buf, units = self.buf, self.units
         kinds = [buf[s] & 0x1F for s, _ in units]
@@ -179,9 +193,9 @@ class Segment:
         if not self.restore:
             return []
         out = bytearray()
-        new_units = []
+        new_units: List[Unit] = []
 
-        def put(unit) -> None:
+        def put(unit: Buffer) -> None:
             start = len(out) + 4
             out.extend(len(unit).to_bytes(4, "big"))
             out.extend(unit)
@@ -206,11 +220,11 @@ class SegmentBuilder:
 
     def __init__(self, restore: Sequence[bytes] = ()) -> None:
         self.extradata = [bytes(u) for u in restore if u and u[0] & 0x1F in (NAL_SPS, NAL_PPS)]
-        self.latest: dict = {}  # (7 or 8, id) -> the latest SPS/PPS seen in the stream
+        self.latest: Dict[Tuple[int, int], bytes] = {}  # (7 or 8, id) -> the latest SPS/PPS seen in the stream
         self.restore = self.extradata
         self._new()
 
-    def _track(self, unit, kind: int) -> None:
+    def _track(self, unit: Buffer, kind: int) -> None:
         try:
             key = (kind, parse_sps(unit).sps_id if kind == NAL_SPS else parse_pps_ids(unit)[0])
         except (ValueError, IndexError):
@@ -224,13 +238,13 @@ class SegmentBuilder:
         self.first_vcl = -1
         self.tag = -1
 
-    def _put(self, unit) -> None:
+    def _put(self, unit: Buffer) -> None:
         start = len(self.buf) + 4
         self.buf += len(unit).to_bytes(4, "big")
         self.buf += unit
         self.units.append((start, len(self.buf)))
 
-    def add(self, unit) -> Optional[Segment]:
+    def add(self, unit: Buffer) -> Optional[Segment]:
         kind = unit[0] & 0x1F
         closed = None
         if kind == 6 and is_segbind_sei(unit):
@@ -288,7 +302,7 @@ def _extradata_sets(extradata: bytes) -> Tuple[int, List[bytes]]:
     return 0, [extradata[s:e] for s, e in annexb_units(extradata)]
 
 
-def annexb_segments(data) -> Iterator[Segment]:
+def annexb_segments(data: Buffer) -> Iterator[Segment]:
     """The tagged segments of an Annex-B buffer, as offsets into it (nothing is copied).
 
     Same rules as ``SegmentBuilder``: a segment begins at its tag; parameter sets and
@@ -299,7 +313,7 @@ def annexb_segments(data) -> Iterator[Segment]:
     if not units:
         raise InputError("not an H.264 Annex-B stream (no start code)")
     view = memoryview(data)
-    latest: dict = {}
+    latest: Dict[Tuple[int, int], bytes] = {}
     current: List[Unit] = []
     last_vcl = -1
     restore: List[bytes] = []
@@ -329,7 +343,9 @@ def annexb_segments(data) -> Iterator[Segment]:
 
 # -- containers through PyAV ---------------------------------------------------------------
 
-def _av():
+# PyAV (optional) and its objects (containers, streams, packets) are typed Any: its stubs
+# differ between the versions segbind supports (av>=12), and may be absent.
+def _av() -> Any:
     try:
         import av
         import av.error  # noqa: F401
@@ -338,7 +354,7 @@ def _av():
     return av
 
 
-def _open_av(source, fmt: Optional[str], name: str):
+def _open_av(source: Source, fmt: Optional[str], name: str) -> Any:
     av = _av()
     try:
         return av.open(source, mode="r", format=fmt)
@@ -353,7 +369,7 @@ def _av_reason(exc: Exception) -> str:
     return str(text).split(":")[0].strip() or type(exc).__name__
 
 
-def _h264_stream(container, name: str):
+def _h264_stream(container: Any, name: str) -> Any:
     videos = list(container.streams.video)
     for stream in videos:
         if stream.codec_context.name == "h264":
@@ -366,7 +382,7 @@ def _h264_stream(container, name: str):
     raise InputError("%s: no H.264 video stream" % name)
 
 
-def container_segments(source, fmt: str, name: str, stats: Optional[dict] = None
+def container_segments(source: Source, fmt: str, name: str, stats: Optional[Dict[str, Any]] = None
                        ) -> Iterator[Segment]:
     """Each tagged segment of a container (MPEG-TS, MP4, fMP4, Matroska), in stream order.
 
@@ -436,7 +452,7 @@ class ConcatReader(io.RawIOBase):
         self._left = length
         return True
 
-    def readinto(self, b) -> int:
+    def readinto(self, b: Any) -> int:  # any writable buffer with len(): bytearray, memoryview
         while True:
             if self._file is None and not self._next():
                 return 0
@@ -463,7 +479,7 @@ class ConcatReader(io.RawIOBase):
 _ATTR = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
 
 
-def _attrs(text: str) -> dict:
+def _attrs(text: str) -> Dict[str, str]:
     return {k: v.strip('"') for k, v in _ATTR.findall(text)}
 
 
@@ -503,8 +519,8 @@ def read_playlist(path: str, text: Optional[str] = None) -> List[List[Tuple[str,
     runs: List[List[Tuple[str, int, Optional[int]]]] = []
     run: List[Tuple[str, int, Optional[int]]] = []
     init: Optional[Tuple[str, int, Optional[int]]] = None
-    pending_range = None
-    last_end: dict = {}
+    pending_range: Optional[str] = None
+    last_end: Dict[str, int] = {}
     variants: List[Optional[str]] = []
     media = 0
     for line in text.splitlines():
@@ -573,7 +589,7 @@ def _head_of(part: Tuple[str, int, Optional[int]]) -> bytes:
         raise InputError("%s: cannot read (%s)" % (path, exc.strerror)) from None
 
 
-def hls_segments(path: str, stats: Optional[dict] = None) -> Iterator[Segment]:
+def hls_segments(path: str, stats: Optional[Dict[str, Any]] = None) -> Iterator[Segment]:
     """(buffer, units) of each tagged segment of a local HLS playlist (TS or fMP4 segments)."""
     runs = read_playlist(path)
     for part in [part for run in runs for part in run]:
@@ -601,9 +617,9 @@ class PocClock:
     """
 
     def __init__(self) -> None:
-        self._sps: dict = {}
-        self._pps: dict = {}
-        self._queue: List[list] = []  # [order, decode index, item, display or None], decode order
+        self._sps: Dict[int, SpsInfo] = {}
+        self._pps: Dict[int, int] = {}  # pps_id -> sps_id
+        self._queue: List[List[Any]] = []  # [order, decode index, item, display or None], decode order
         self._waiting = 0  # entries of the queue without a display index
         self._decoded = 0
         self._displayed = 0
@@ -613,7 +629,7 @@ class PocClock:
         self._frame_num_offset = 0
         self.reorder: Optional[int] = None  # pictures held back; known from the first SPS
 
-    def push(self, item, payload, units: List[Unit]) -> List[tuple]:
+    def push(self, item: Any, payload: Buffer, units: List[Unit]) -> List[Tuple[Any, int, int]]:
         poc = None
         idr = False
         for s, e in units:
@@ -643,13 +659,13 @@ class PocClock:
             self._bump()
         return self._release()
 
-    def flush(self) -> List[tuple]:
+    def flush(self) -> List[Tuple[Any, int, int]]:
         while self._waiting:
             self._bump()
         return self._release()
 
     def _bump(self) -> None:
-        best: list = []
+        best: List[Any] = []
         for entry in self._queue:
             if entry[3] is None and (not best or entry[0] < best[0]):
                 best = entry
@@ -657,8 +673,8 @@ class PocClock:
         self._displayed += 1
         self._waiting -= 1
 
-    def _release(self) -> List[tuple]:
-        out = []
+    def _release(self) -> List[Tuple[Any, int, int]]:
+        out: List[Tuple[Any, int, int]] = []
         while self._queue and self._queue[0][3] is not None:
             _, decode_index, item, display = self._queue.pop(0)
             out.append((item, display, decode_index))
@@ -711,13 +727,13 @@ class PocClock:
             return None
 
 
-def _has_tag(payload, units: List[Unit]) -> bool:
+def _has_tag(payload: Buffer, units: List[Unit]) -> bool:
     view = memoryview(payload)
     return any(payload[s] & 0x1F == 6 and is_segbind_sei(view[s:e]) for s, e in units)
 
 
-def write_hls(source, playlist: str, segment_type: str = "fmp4", target_s: float = 4.0,
-              fps: Optional[float] = None) -> dict:
+def write_hls(source: Source, playlist: str, segment_type: str = "fmp4", target_s: float = 4.0,
+              fps: Optional[float] = None) -> Dict[str, int]:
     """Write a tagged Annex-B stream as an HLS playlist with fMP4 or MPEG-TS segments.
 
     NAL units are copied unchanged; packets get timestamps from the POC (raw H.264
@@ -743,8 +759,8 @@ def write_hls(source, playlist: str, segment_type: str = "fmp4", target_s: float
     return remux_annexb(source, playlist, "hls", options, fps, keys="tags")
 
 
-def remux_annexb(source, dest: str, fmt: str, options: Optional[dict] = None,
-                 fps: Optional[float] = None, keys: str = "stream") -> dict:
+def remux_annexb(source: Source, dest: str, fmt: str, options: Optional[Dict[str, str]] = None,
+                 fps: Optional[float] = None, keys: str = "stream") -> Dict[str, int]:
     """Copy an Annex-B H.264 stream (path or file object) into a container with PyAV.
 
     The packets (access units, as FFmpeg's parser cuts them) are copied
@@ -768,9 +784,9 @@ def remux_annexb(source, dest: str, fmt: str, options: Optional[dict] = None,
             ost.time_base = time_base
             clock = PocClock()
             seen_tag = False
-            state: dict = {}
+            state: Dict[str, Union[fractions.Fraction, int]] = {}  # frame duration, pts offset
 
-            def mux(released) -> None:
+            def mux(released: List[Tuple[Any, int, int]]) -> None:
                 for (packet, key), display, decode in released:
                     if "frame" not in state:
                         rate = fps or clock_fps(clock) or 25
