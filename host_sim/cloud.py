@@ -387,6 +387,17 @@ class InProcessTransport(Transport):
             log.exception("in-process handler for %s failed", msg.topic)
 
 
+def wait_for_sigterm() -> None:
+    """Block a service's main thread until SIGTERM or Ctrl-C."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    try:
+        while not stop.wait(1):
+            pass
+    except KeyboardInterrupt:
+        pass
+
+
 def parse_broker(text: str) -> Tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host:
@@ -846,13 +857,7 @@ def main(argv=None) -> int:
         ", ".join(accounts) or "nobody")
     cloud.start()
     log.info("cloud running on %s:%d with %d camera(s)", host, port, len(cloud.registry.cameras))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    try:
-        while not stop.wait(1):
-            pass
-    except KeyboardInterrupt:
-        pass
+    wait_for_sigterm()
     cloud.stop()
     return 0
 

@@ -18,7 +18,6 @@ import argparse
 import collections
 import json
 import logging
-import signal
 import sys
 import threading
 import time
@@ -27,7 +26,7 @@ from typing import Callable, List, Optional
 from segbind import Keyring, KeyringError, Reason, StreamVerifier, TagInfo, Verdict
 from segbind_core import control
 
-from host_sim.cloud import Message, MqttTransport, Transport, parse_broker
+from host_sim.cloud import Message, MqttTransport, Transport, parse_broker, wait_for_sigterm
 
 log = logging.getLogger("segbind.display")
 
@@ -144,13 +143,7 @@ def main(argv=None) -> int:
                       args.account, on_verdict=show)
     display.start()
     print("display of %s on %s:%d; Ctrl-C stops it" % (args.account, host, port), file=sys.stderr)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    try:
-        while not stop.wait(1):
-            pass
-    except KeyboardInterrupt:
-        pass
+    wait_for_sigterm()
     display.stop()
     print(json.dumps(display.summary(), sort_keys=True), file=sys.stderr)
     return 0

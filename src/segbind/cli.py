@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from typing import IO, Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
+from typing import IO, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 from segbind_core.keys import KEY_SIZE, derive_binding_key
 from segbind_core.tagger import Tagger
@@ -22,7 +22,7 @@ from .containers import NAMES as CONTAINER_NAMES
 from .containers import annexb_segments, container_segments, hls_segments, sniff, write_hls
 from .errors import InputError, InvalidSegment, SegbindError
 from .keyring import Binding, Keyring, read_json, write_json
-from .verdict import Reason, Verdict
+from .verdict import Verdict
 from .verifier import StreamVerifier, TimeWindow, find_tag
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -153,6 +153,21 @@ def _kind_of(head: bytes, name: str) -> str:
         raise CliError("%s: %s" % (name, exc)) from None
 
 
+def _open_annexb(path: str, purpose: str) -> Tuple[IO[bytes], str, bytes]:
+    """An Annex-B input, open, with its first bytes read; any other container is a CliError."""
+    src, name = _open_source(path)
+    try:
+        head = _read_head(src, name)
+        kind = _kind_of(head, name)
+        if kind != ANNEXB:
+            raise CliError("%s: %s input; %s" % (name, CONTAINER_NAMES[kind], purpose))
+    except BaseException:
+        if src is not sys.stdin.buffer:
+            src.close()
+        raise
+    return src, name, head
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
     """Tag an Annex-B stream as it arrives: each segment is written as soon as it closes."""
     from segbind_core.nal import annexb_units, is_vcl
@@ -161,13 +176,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
     binding = Binding.load(args.binding)
     if not args.max_duration > 0 or (args.fps is not None and not args.fps > 0):
         raise CliError("--max-duration and --fps must be positive")
-    src, name = _open_source(args.input)
+    src, name, head = _open_annexb(args.input, "segbind tag reads H.264 Annex-B, as encoders write it")
     try:
-        head = _read_head(src, name)
-        kind = _kind_of(head, name)
-        if kind != ANNEXB:
-            raise CliError("%s: %s input; segbind tag reads H.264 Annex-B, as encoders write it"
-                           % (name, CONTAINER_NAMES[kind]))
         stream_id = args.stream_id if args.stream_id is not None else int(time.time() * 1000)
         tagger = Tagger(binding.key, binding.owner, binding.camera, binding.epoch, stream_id)
         segmenter = Segmenter(max_duration_s=args.max_duration, fps=args.fps)
@@ -315,13 +325,8 @@ def cmd_hls(args: argparse.Namespace) -> int:
 
     if not args.segment_duration > 0 or (args.fps is not None and not args.fps > 0):
         raise CliError("--segment-duration and --fps must be positive")
-    src, name = _open_source(args.input)
+    src, name, head = _open_annexb(args.input, "segbind hls reads a tagged H.264 Annex-B stream")
     try:
-        head = _read_head(src, name)
-        kind = _kind_of(head, name)
-        if kind != ANNEXB:
-            raise CliError("%s: %s input; segbind hls reads a tagged H.264 Annex-B stream"
-                           % (name, CONTAINER_NAMES[kind]))
         while len(head) < (1 << 20):
             chunk = _read_some(src, name)
             if not chunk:
