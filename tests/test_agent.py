@@ -21,7 +21,6 @@ from segbind import Binding, Keyring, StreamVerifier, derive_binding_key
 from segbind.errors import InvalidSegment
 from segbind_core import control
 from segbind_core.keys import derive_control_key
-from segbind_core.nal import annexb_units
 from segbind_core.segment import Segmenter
 
 if str(FIRMWARE) not in sys.path:

@@ -7,23 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import provision_keys, run_cli
 
 
 @pytest.fixture()
 def provisioned(tmp_path: Path, clip: bytes) -> Path:
     """A device, alice's binding and keyring, bob's keyring, and the clip."""
     (tmp_path / "in.h264").write_bytes(clip)
-    for args in (
-        ["keys", "device", "--device-id", "cam-7", "--out", "dev.json", "--test-only"],
-        ["keys", "bind", "--device", "dev.json", "--owner", "alice", "--out", "alice.json"],
-        ["keys", "grant", "--binding", "alice.json", "--keyring", "alice-ring.json"],
-        ["keys", "bind", "--device", "dev.json", "--owner", "bob", "--out", "bob.json"],
-        ["keys", "grant", "--binding", "bob.json", "--keyring", "bob-ring.json"],
-    ):
-        result = run_cli(*args, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
-    return tmp_path
+    return provision_keys(tmp_path, "cam-7")
 
 
 def test_owner_accepts_and_stranger_refuses(provisioned: Path) -> None:

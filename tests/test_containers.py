@@ -16,7 +16,7 @@ from segbind.containers import (ANNEXB, FLV, HLS, MATROSKA, MP4, MPEGTS, ConcatR
                                 remux_annexb, sniff)
 from segbind.errors import InputError
 from segbind_core.nal import annexb_units
-from tests.test_media_support import ffmpeg, keys, rings, tag  # noqa: F401
+from tests.test_media_support import ffmpeg, rings, tag
 
 
 @pytest.fixture(scope="module")

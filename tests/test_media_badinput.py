@@ -18,7 +18,7 @@ import pytest
 from host_sim import clips
 from segbind import tagged_segments
 from tests.conftest import run_cli
-from tests.test_media_support import FFMPEG, ffmpeg, keys, tag  # noqa: F401
+from tests.test_media_support import ffmpeg, tag
 
 
 @pytest.fixture(scope="module")

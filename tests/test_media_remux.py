@@ -8,16 +8,15 @@ each remux keeps.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Tuple
 
 import pytest
 
 from host_sim import clips
 from segbind import StreamVerifier, tagged_segments
 from segbind.containers import container_segments, remux_annexb, write_hls
-from segbind_core.nal import annexb_units
 from tests.conftest import run_cli
-from tests.test_media_support import (ffmpeg, frame_hashes, keys, owner_accepts_stranger_refuses,  # noqa: F401
+from tests.test_media_support import (ffmpeg, frame_hashes, owner_accepts_stranger_refuses,
                                       rings, tag, verify)
 
 KINDS = ["pyav-every", "pyav-once", "pyav-intra-refresh", "pyav-bframes-slices-aud",

@@ -16,7 +16,7 @@ from pathlib import Path
 from host_sim import clips
 from segbind import StreamVerifier, tagged_segments
 from segbind_core.nal import NAL_IDR, annexb_units
-from tests.test_media_support import keys, rings  # noqa: F401
+from tests.test_media_support import rings
 
 HANG_GUARD_S = 120
 

@@ -11,29 +11,12 @@ import subprocess
 from pathlib import Path
 from typing import List, Tuple
 
-import pytest
 
 from host_sim import clips
 from segbind import Binding, Keyring
 from tests.conftest import run_cli
 
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
-
-
-@pytest.fixture(scope="session")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A camera, alice's binding and keyring (the owner), bob's (a stranger), made by the CLI."""
-    d = tmp_path_factory.mktemp("keys")
-    for args in (
-        ["keys", "device", "--device-id", "cam-9", "--out", "dev.json", "--test-only"],
-        ["keys", "bind", "--device", "dev.json", "--owner", "alice", "--out", "alice.json"],
-        ["keys", "grant", "--binding", "alice.json", "--keyring", "alice-ring.json"],
-        ["keys", "bind", "--device", "dev.json", "--owner", "bob", "--out", "bob.json"],
-        ["keys", "grant", "--binding", "bob.json", "--keyring", "bob-ring.json"],
-    ):
-        result = run_cli(*args, cwd=d)
-        assert result.returncode == 0, result.stderr
-    return d
 
 
 def rings(keys: Path) -> Tuple[Keyring, Keyring]:

@@ -15,7 +15,7 @@ from host_sim import clips
 from segbind import StreamVerifier, tagged_segments
 from segbind_core.nal import NAL_IDR, NAL_PPS, NAL_SPS, annexb_units, is_vcl
 from segbind_core.sei import is_segbind_sei
-from tests.test_media_support import keys, rings, tag  # noqa: F401  (keys is a fixture)
+from tests.test_media_support import rings, tag
 
 KINDS = sorted(clips.KINDS)
 

@@ -112,7 +112,56 @@ def mac_of(control_key, signed):
     return hmac_sha256(control_key, LABEL + signed)
 
 
-class Command:
+class _Signed:
+    """What commands and results share: an op, a name for it, MAC'd wire bytes."""
+
+    op = 0
+
+    @property
+    def name(self):
+        return OP_NAMES.get(self.op, "op%d" % self.op)
+
+    def signed_bytes(self):
+        raise NotImplementedError
+
+    def encode(self, control_key):
+        """The wire bytes: the fields, then their MAC under ``control_key``."""
+        signed = self.signed_bytes()
+        return signed + mac_of(control_key, signed)
+
+
+def _enc_head(kind, op, camera, counter, owner, epoch):
+    """The fields every command and result starts with."""
+    return (bytes((VERSION, kind, op))
+            + _enc_name(camera, "camera", False)
+            + encode_uvarint(counter)
+            + _enc_name(owner, "owner", True)
+            + encode_uvarint(epoch))
+
+
+def _dec_head(data, kind):
+    """(op, camera, counter, owner, epoch, pos, body, mac) of a command or result."""
+    data = bytes(data)
+    op, pos = _dec_header(data, kind)
+    end = len(data) - MAC_SIZE
+    body = data[:end]
+    camera, pos = _dec_name(body, pos, "camera", False)
+    counter, pos = _dec_uint(body, pos, MAX_U64, "counter")
+    owner, pos = _dec_name(body, pos, "owner", True)
+    epoch, pos = _dec_uint(body, pos, MAX_EPOCH, "epoch")
+    return op, camera, counter, owner, epoch, pos, body, data[end:]
+
+
+def _authentic(message, body, mac, control_key, camera, what, relation):
+    """``message`` when it names ``camera`` and its MAC is right; else ControlError."""
+    if message.camera != camera:
+        raise ControlError(WRONG_CAMERA, "%s %s camera %r" % (what, relation, message.camera))
+    if not constant_time_equal(mac_of(control_key, body), mac):
+        raise ControlError(BAD_MAC, "%s does not authenticate under this camera's key" % what)
+    return message
+
+
+class Command(_Signed):
     """One command to one camera. ``name`` is "claim", "rotate", "transfer" or "reset"."""
 
     def __init__(self, op, camera, counter, owner="", epoch=0, issued_ms=0):
@@ -123,25 +172,12 @@ class Command:
         self.epoch = epoch
         self.issued_ms = issued_ms
 
-    @property
-    def name(self):
-        return OP_NAMES.get(self.op, "op%d" % self.op)
-
     def signed_bytes(self):
         _check_fields(self.op, self.owner, self.epoch)
         if not 0 <= self.counter <= MAX_U64 or not 0 <= self.issued_ms <= MAX_U64:
             raise ValueError("counter or issued_ms out of range")
-        return (bytes((VERSION, KIND_COMMAND, self.op))
-                + _enc_name(self.camera, "camera", False)
-                + encode_uvarint(self.counter)
-                + _enc_name(self.owner, "owner", True)
-                + encode_uvarint(self.epoch)
+        return (_enc_head(KIND_COMMAND, self.op, self.camera, self.counter, self.owner, self.epoch)
                 + encode_uvarint(self.issued_ms))
-
-    def encode(self, control_key):
-        """The wire bytes: the fields, then their MAC under ``control_key``."""
-        signed = self.signed_bytes()
-        return signed + mac_of(control_key, signed)
 
     def __repr__(self):
         return "Command(%s, camera=%r, counter=%d, owner=%r, epoch=%d)" % (
@@ -165,19 +201,12 @@ def decode_command(data):
     Raises ControlError (MALFORMED or UNKNOWN_VERSION) for anything not exactly
     one well-formed command. Never act on the result: use ``open_command``.
     """
-    data = bytes(data)
-    op, pos = _dec_header(data, KIND_COMMAND)
-    end = len(data) - MAC_SIZE
-    body = data[:end]
-    camera, pos = _dec_name(body, pos, "camera", False)
-    counter, pos = _dec_uint(body, pos, MAX_U64, "counter")
-    owner, pos = _dec_name(body, pos, "owner", True)
-    epoch, pos = _dec_uint(body, pos, MAX_EPOCH, "epoch")
+    op, camera, counter, owner, epoch, pos, body, mac = _dec_head(data, KIND_COMMAND)
     issued_ms, pos = _dec_uint(body, pos, MAX_U64, "issued_ms")
-    if pos != end:
-        raise ControlError(MALFORMED, "command has %d unexpected bytes" % (end - pos))
+    if pos != len(body):
+        raise ControlError(MALFORMED, "command has %d unexpected bytes" % (len(body) - pos))
     _check_fields(op, owner, epoch)
-    return Command(op, camera, counter, owner, epoch, issued_ms), body, data[end:]
+    return Command(op, camera, counter, owner, epoch, issued_ms), body, mac
 
 
 def open_command(control_key, camera, data):
@@ -187,14 +216,10 @@ def open_command(control_key, camera, data):
     BAD_MAC. The counter (replay) and the camera's state are the caller's to check.
     """
     cmd, body, mac = decode_command(data)
-    if cmd.camera != camera:
-        raise ControlError(WRONG_CAMERA, "command is for camera %r" % cmd.camera)
-    if not constant_time_equal(mac_of(control_key, body), mac):
-        raise ControlError(BAD_MAC, "command does not authenticate under this camera's key")
-    return cmd
+    return _authentic(cmd, body, mac, control_key, camera, "command", "is for")
 
 
-class Result:
+class Result(_Signed):
     """What a camera did with one command: ``status`` and where its binding stood after it."""
 
     def __init__(self, camera, counter, op, status, owner="", epoch=0, stream_id=0, seq=0,
@@ -213,10 +238,6 @@ class Result:
     def accepted(self):
         return self.status in ACCEPTED_STATUSES
 
-    @property
-    def name(self):
-        return OP_NAMES.get(self.op, "op%d" % self.op)
-
     def signed_bytes(self):
         detail = self.detail.encode("utf-8")[:MAX_DETAIL_BYTES]
         while detail:  # never cut a UTF-8 sequence in half
@@ -227,19 +248,11 @@ class Result:
                 detail = detail[:-1]
         if not 0 <= self.op <= 255 or not 0 <= self.epoch <= MAX_EPOCH:
             raise ValueError("op or epoch out of range")
-        return (bytes((VERSION, KIND_RESULT, self.op))
-                + _enc_name(self.camera, "camera", False)
-                + encode_uvarint(self.counter)
-                + _enc_name(self.owner, "owner", True)
-                + encode_uvarint(self.epoch)
+        return (_enc_head(KIND_RESULT, self.op, self.camera, self.counter, self.owner, self.epoch)
                 + _enc_name(self.status, "status", False)
                 + encode_uvarint(self.stream_id)
                 + encode_uvarint(self.seq)
                 + encode_uvarint(len(detail)) + detail)
-
-    def encode(self, control_key):
-        signed = self.signed_bytes()
-        return signed + mac_of(control_key, signed)
 
     def as_dict(self):
         return {"camera": self.camera, "counter": self.counter, "command": self.name,
@@ -253,14 +266,8 @@ class Result:
 
 def decode_result(data):
     """(Result, signed bytes, mac) from wire bytes, without checking the MAC."""
-    data = bytes(data)
-    op, pos = _dec_header(data, KIND_RESULT)
-    end = len(data) - MAC_SIZE
-    body = data[:end]
-    camera, pos = _dec_name(body, pos, "camera", False)
-    counter, pos = _dec_uint(body, pos, MAX_U64, "counter")
-    owner, pos = _dec_name(body, pos, "owner", True)
-    epoch, pos = _dec_uint(body, pos, MAX_EPOCH, "epoch")
+    op, camera, counter, owner, epoch, pos, body, mac = _dec_head(data, KIND_RESULT)
+    end = len(body)
     status, pos = _dec_name(body, pos, "status", False)
     stream_id, pos = _dec_uint(body, pos, MAX_U64, "stream_id")
     seq, pos = _dec_uint(body, pos, MAX_U64, "seq")
@@ -271,17 +278,13 @@ def decode_result(data):
         detail = str(body[pos:end], "utf-8")
     except UnicodeError:
         raise ControlError(MALFORMED, "result detail is not UTF-8")
-    return Result(camera, counter, op, status, owner, epoch, stream_id, seq, detail), body, data[end:]
+    return Result(camera, counter, op, status, owner, epoch, stream_id, seq, detail), body, mac
 
 
 def open_result(control_key, camera, data):
     """The Result in ``data`` if it is well formed, from ``camera`` and authentic."""
     result, body, mac = decode_result(data)
-    if result.camera != camera:
-        raise ControlError(WRONG_CAMERA, "result is from camera %r" % result.camera)
-    if not constant_time_equal(mac_of(control_key, body), mac):
-        raise ControlError(BAD_MAC, "result does not authenticate under this camera's key")
-    return result
+    return _authentic(result, body, mac, control_key, camera, "result", "is from")
 
 
 # The MQTT topic scheme (docs/AGENT.md). Camera ids are 1-32 bytes of UTF-8; a

@@ -33,19 +33,17 @@ class CliError(Exception):
 
 
 def _read_input(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
+    """A whole input file; CliError (one line) when it cannot be read or is empty."""
+    src, name = _open_source(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise CliError("%s: no such file" % path) from None
-    except IsADirectoryError:
-        raise CliError("%s: is a directory" % path) from None
+        data = src.read()
     except OSError as exc:
-        raise CliError("%s: cannot read (%s)" % (path, exc.strerror)) from None
+        raise CliError("%s: cannot read (%s)" % (name, exc.strerror)) from None
+    finally:
+        if src is not sys.stdin.buffer:
+            src.close()
     if not data:
-        raise CliError("%s: file is empty" % path)
+        raise CliError("%s: file is empty" % name)
     return data
 
 
