@@ -31,7 +31,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Tuple
 
-from host_sim.cloud import Message, Router
+from host_sim.cloud import Router
+from host_sim.transport import Message
 
 
 @dataclass(frozen=True)

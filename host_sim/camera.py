@@ -53,10 +53,8 @@ def vendor_dir(base: Path) -> Path:
 
 def picture_chunks(clip: bytes) -> List[bytes]:
     """The clip cut before each picture's first NAL unit (its AUD/SPS/PPS/SEI included)."""
-    from segbind_core.nal import annexb_units, is_vcl
-
-    def starts_picture(buf: bytes, unit) -> bool:  # first_mb_in_slice == 0
-        return unit[1] - unit[0] > 1 and bool(buf[unit[0] + 1] & 0x80)
+    from segbind_core.h264 import first_slice_of_picture, is_vcl
+    from segbind_core.nal import annexb_units
 
     units = annexb_units(clip)
     cuts, pending = [0], None
@@ -66,7 +64,7 @@ def picture_chunks(clip: bytes) -> List[bytes]:
             if pending is None:
                 pending = unit[0]
             continue
-        if starts_picture(clip, unit):
+        if first_slice_of_picture(clip[unit[0]:min(unit[1], unit[0] + 2)]):
             at = pending if pending is not None else unit[0]
             # back up over the start code (3 or 4 bytes)
             at -= 4 if at >= 4 and clip[at - 4:at] == b"\x00\x00\x00\x01" else 3

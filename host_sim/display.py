@@ -24,9 +24,9 @@ import time
 from typing import Callable, List, Optional
 
 from segbind import Keyring, KeyringError, Reason, StreamVerifier, TagInfo, Verdict
-from segbind_core import control
+from segbind_core import control, topics
 
-from host_sim.cloud import Message, MqttTransport, Transport, parse_broker, wait_for_sigterm
+from host_sim.transport import Message, MqttTransport, Transport, parse_broker, wait_for_sigterm
 
 log = logging.getLogger("segbind.display")
 
@@ -34,7 +34,7 @@ log = logging.getLogger("segbind.display")
 class Display:
     def __init__(self, transport: Transport, account: str, *, keep_segments: bool = False,
                  on_verdict: Optional[Callable[[Verdict, bytes], None]] = None,
-                 prefix: str = control.TOPIC_PREFIX) -> None:
+                 prefix: str = topics.TOPIC_PREFIX) -> None:
         self.transport = transport
         self.account = account
         self.prefix = prefix
@@ -51,9 +51,9 @@ class Display:
         self._cond = threading.Condition()
 
     def start(self) -> "Display":
-        self.transport.subscribe(control.account_topic(self.account, "grants", self.prefix),
+        self.transport.subscribe(topics.account_topic(self.account, topics.GRANTS, self.prefix),
                                  self._on_grants)
-        self.transport.subscribe(control.account_topic(self.account, control.SEG, self.prefix),
+        self.transport.subscribe(topics.account_topic(self.account, topics.SEG, self.prefix),
                                  self._on_segment)
         self.transport.start()
         self.transport.wait_ready(10)

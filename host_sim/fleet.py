@@ -47,24 +47,23 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from segbind import Keyring, Reason, StreamVerifier
-from segbind_core import control
-from segbind_core.keys import derive_binding_key
-from segbind_core.nal import annexb_units
-from segbind_core.segment import split_segments
-from segbind_core.tagger import Tagger
+from segbind.controlplane import CameraRecord, Registry
+from segbind_agent.core import (AgentCore, AgentSettings, BindingState, Delete, DeviceKeys, Publish,
+                                Send, Store)
+from segbind_core import topics
+from segbind_core.segment import cut
 
 from host_sim import clips
 from host_sim.cache import CacheRouter, QualityRelay, StreamingQualityCache
-from host_sim.cloud import (CameraRecord, Cloud, InProcessBus, Message, MqttTransport, Registry,
-                            Transport)
+from host_sim.cloud import Cloud
 from host_sim.display import Display
 from host_sim.netem import Clock, Link, LinkProfile
+from host_sim.transport import ImpairedTransport, InProcessBus, Message, MqttTransport
 
 log = logging.getLogger("segbind.fleet")
 
 # 2020-01-01T00:00:00Z: capture times and stream ids of the simulated cameras start here.
 BASE_MS = 1_577_836_800_000
-RX = "rx"  # <prefix>/acct/<account>/rx: a player's receipts for the quality relay
 # Over MQTT one process carries every camera, the cloud and every display: on two cores it
 # keeps up in real time with about this many cameras (larger fleets run slower by default).
 REALTIME_CAMERAS = 300
@@ -252,16 +251,15 @@ def scene_clip(k: int, frames: int, width: int, height: int, fps: int, gop: int)
                              source_id="fleet-scene-v1-%d" % k)
 
 
-def clip_templates(cfg: FleetConfig) -> List[List[Tuple[bytes, list]]]:
-    """Each scene's clip cut into segments: (Annex-B bytes, NAL unit offsets), ready to tag."""
+def clip_templates(cfg: FleetConfig) -> List[List[bytes]]:
+    """Each scene's clip cut into segments (Annex-B), one segment period of encoder output each."""
     gop = max(1, cfg.fps * cfg.segment_ms // 1000)
     out = []
     for k in range(min(cfg.clips, cfg.cameras)):
         video = scene_clip(k, gop * cfg.clip_segments, cfg.width, cfg.height, cfg.fps, gop)
         segments = []
-        for units in split_segments(video, annexb_units(video)):
-            data = b"".join(b"\x00\x00\x00\x01" + video[s:e] for s, e in units)
-            segments.append((data, annexb_units(data)))
+        for segment in cut(video):
+            segments.append(segment.data)
         out.append(segments)
     return out
 
@@ -433,12 +431,15 @@ class ImpairedTransport:
 # Cameras
 # ------------------------------------------------------------------------------------------
 
-class SimCamera:
-    """One camera: tags a segment every ``segment_ms`` and sends it over its uplink,
-    holding up to ``spool`` segments (oldest dropped first) while the link is down."""
+class FleetCamera:
+    """One camera: the real agent core (``segbind_agent.core.AgentCore``) fed its clip one
+    segment's worth of encoder bytes every ``segment_ms``, its spool in memory, its uplink a
+    ``netem`` link. Segments the core sends go out over the link (lost, delayed, duplicated
+    or held by an outage); a link outage is a lost connection, during which the core keeps
+    what it tags in its spool (``spool`` segments at most, the oldest dropped first)."""
 
-    def __init__(self, plan: CameraPlan, cfg: FleetConfig, templates, transport, scheduler,
-                 uplink: Link, ledger: Ledger, prefix: str) -> None:
+    def __init__(self, plan: CameraPlan, cfg: FleetConfig, templates: List[bytes], transport,
+                 scheduler, uplink: Link, ledger: Ledger, prefix: str, claimed: bool = True) -> None:
         self.plan = plan
         self.name = plan.name
         self.cfg = cfg
@@ -447,47 +448,87 @@ class SimCamera:
         self.scheduler = scheduler
         self.uplink = uplink
         self.ledger = ledger
-        self.topic = control.camera_topic(plan.name, control.SEG, prefix)
-        key = derive_binding_key(plan.secret, plan.owner, plan.name, 1)
-        self.tagger = Tagger(key, plan.owner, plan.name, 1, plan.stream_id)
+        self.prefix = prefix
+        self.topic = topics.camera_topic(plan.name, topics.SEG, prefix)
+        state = BindingState(plan.name)
+        if claimed:  # claimed by its owner at epoch 1 before the run
+            state.owner, state.epoch, state.epoch_hwm, state.counter = plan.owner, 1, 1, 1
+        settings = AgentSettings(max_duration_s=4.0, spool_max_segments=cfg.spool,
+                                 publish_window=cfg.spool, health_interval_s=10 ** 9)
+        self.core = AgentCore(plan.name, DeviceKeys(plan.secret, plan.name), state, settings)
+        self.stored: Dict[int, bytes] = {}  # the spool's bytes, by index
         self.total = cfg.seconds * 1000 // cfg.segment_ms
-        self.produced = 0
+        self.fed = 0
         self.handed = 0         # handed to the uplink
         self.published = 0      # copies that reached the broker/bus (duplicates included)
-        self.spool_dropped = 0
         self.spool_max = 0
-        self.spool: "collections.deque" = collections.deque()
         self.done = False
 
+    @property
+    def produced(self) -> int:
+        return self.core.counts["segments_tagged"]
+
+    @property
+    def spool_dropped(self) -> int:
+        return self.core.spool.dropped_total
+
     def start(self, offset_ms: float = 0.0) -> None:
-        self.scheduler.at(offset_ms + self.plan.phase_ms, self._tick)
+        self.transport.subscribe(topics.camera_topic(self.name, topics.CTL, self.prefix),
+                                 self._on_command)
+        self.scheduler.at(offset_ms + self.plan.phase_ms, self._first_tick)
+
+    def _on_command(self, msg: Message) -> None:
+        self._carry_out(self.core.command(msg.payload, BASE_MS + int(self.scheduler.now_ms)))
+        msg.ack()
+
+    def _first_tick(self) -> None:
+        now = self.scheduler.now_ms
+        self._carry_out(self.core.start(BASE_MS + int(now), stream_id=self.plan.stream_id))
+        self._tick()
 
     def _tick(self) -> None:
         now = self.scheduler.now_ms
-        if self.produced < self.total:
-            buf, units = self.templates[self.produced % len(self.templates)]
-            payload, tag = self.tagger.tag_annexb(buf, units, BASE_MS + int(now))
-            self.ledger.record(payload, self.name, tag.stream_id, tag.seq)
-            self.produced += 1
-            if len(self.spool) >= self.cfg.spool:
-                self.spool.popleft()
-                self.spool_dropped += 1
-            self.spool.append((payload, tag.seq))
-            self.spool_max = max(self.spool_max, len(self.spool))
-        if self.uplink.is_up(now):
-            while self.spool:
-                payload, seq = self.spool.popleft()
-                self.handed += 1
-                self.scheduler.send(self.uplink, self._publish, payload, seq)
-        if self.produced < self.total or self.spool:
+        clock = BASE_MS + int(now)
+        up = self.uplink.is_up(now)
+        if up != self.core.connected:
+            self._carry_out(self.core.connection(up, clock))
+        if self.fed < self.total:
+            data = self.templates[self.fed % len(self.templates)]
+            self.fed += 1
+            self._carry_out(self.core.encoder_bytes(data, clock))
+            if self.fed == self.total:
+                self._carry_out(self.core.encoder_end(clock))
+        if self.fed < self.total or len(self.core.spool):
             self.scheduler.at(now + self.cfg.segment_ms, self._tick)
         else:
             self.done = True
 
-    def _publish(self, payload: bytes, seq: int) -> None:
+    def _carry_out(self, actions: list) -> None:
+        """The core's actions, in order; what a delivery brings comes after them."""
+        pending = list(actions)
+        while pending:
+            action = pending.pop(0)
+            if isinstance(action, Store):
+                self.stored[action.entry.index] = action.payload
+                self.ledger.record(action.payload, self.name, action.entry.stream_id,
+                                   action.entry.seq)
+                self.spool_max = max(self.spool_max, len(self.core.spool))
+            elif isinstance(action, Delete):
+                self.stored.pop(action.index, None)
+            elif isinstance(action, Send):
+                # The MQTT client takes it; what the weak link does to it happens below it.
+                entry = action.entry
+                self.handed += 1
+                self.scheduler.send(self.uplink, self._publish, self.stored[entry.index], entry)
+                pending += self.core.delivered(entry.index, True)
+            elif isinstance(action, Publish):
+                self.transport.publish(topics.camera_topic(self.name, action.leaf, self.prefix),
+                                       action.payload, 1, action.retain)
+
+    def _publish(self, payload: bytes, entry) -> None:
         self.published += 1
         self.transport.publish(self.topic, payload, 1, False,
-                               {"stream": self.plan.stream_id, "seq": seq, "epoch": 1})
+                               {"stream": entry.stream_id, "seq": entry.seq, "epoch": entry.epoch})
 
 
 # ------------------------------------------------------------------------------------------
@@ -644,7 +685,7 @@ class Fleet:
         self.progress_stream = progress_stream
         self.plan = make_plan(cfg)
         self.ledger = Ledger()
-        self.cameras: List[SimCamera] = []
+        self.cameras: List[FleetCamera] = []
         self.displays: List[FleetDisplay] = []
         self.impaired: List[ImpairedTransport] = []
         self.links: Dict[str, List[Tuple[bool, Link]]] = {"uplink": [], "downlink": [], "receipts": []}
@@ -662,14 +703,15 @@ class Fleet:
         cloud_holder: list = []
 
         def publish(account: str, payload: bytes, props: dict) -> None:
-            cloud_holder[0].transport.publish(control.account_topic(account, control.SEG, prefix),
+            cloud_holder[0].transport.publish(topics.account_topic(account, topics.SEG, prefix),
                                               payload, qos=1, user_properties=props)
 
         self.relay = QualityRelay(self.cache, scheduler, publish, Ledger.digest, cfg.retry_ms)
         self.router = CacheRouter(self.relay)
         self.cloud = Cloud(cloud_transport, self.registry, router=self.router, prefix=prefix)
         cloud_holder.append(self.cloud)
-        cloud_transport.subscribe("%s/acct/+/%s" % (prefix, RX), self.relay.on_receipt_message)
+        cloud_transport.subscribe(topics.every_account(topics.RECEIPTS, prefix),
+                                  self.relay.on_receipt_message)
         self.cloud.start()
 
         for i, acct in enumerate(plan.accounts):
@@ -679,8 +721,8 @@ class Fleet:
             self.links["receipts"].append((acct.weak, back))
             transport = ImpairedTransport(
                 display_transports(i, acct.name), scheduler, down, back,
-                control.account_topic(acct.name, control.SEG, prefix),
-                control.account_topic(acct.name, RX, prefix), shared=shared_displays)
+                topics.account_topic(acct.name, topics.SEG, prefix),
+                topics.account_topic(acct.name, topics.RECEIPTS, prefix), shared=shared_displays)
             self.impaired.append(transport)
             display = FleetDisplay(transport, acct.name, acct.cameras, self.ledger, prefix, cfg.samples)
             display.start()
@@ -690,7 +732,7 @@ class Fleet:
         for i, cam in enumerate(plan.cameras):
             uplink = Link(cfg.weak if cam.weak else cfg.good, cam.link_seed)
             self.links["uplink"].append((cam.weak, uplink))
-            self.cameras.append(SimCamera(cam, cfg, templates[cam.clip], camera_transports(i, cam.name),
+            self.cameras.append(FleetCamera(cam, cfg, templates[cam.clip], camera_transports(i, cam.name),
                                           scheduler, uplink, self.ledger, prefix))
 
     def verified(self) -> int:
@@ -712,7 +754,7 @@ class Fleet:
         clock = Clock()
         bus = InProcessBus()
         self.bus = bus
-        self._build(clock, control.TOPIC_PREFIX, bus.transport("cloud"),
+        self._build(clock, topics.TOPIC_PREFIX, bus.transport("cloud"),
                     lambda i, name: bus.transport(name).start(),
                     lambda i, name: bus.transport("display-" + name), shared_displays=False)
         end_ms = cfg.seconds * 1000.0 + 1000.0  # the cameras start at 1 s
@@ -735,7 +777,7 @@ class Fleet:
         return self.results()
 
     def _run_mqtt(self) -> dict:
-        from host_sim.cloud import parse_broker
+        from host_sim.transport import parse_broker
 
         cfg = self.cfg
         broker = None
@@ -808,7 +850,7 @@ class Fleet:
                 t.stop()
             token = None
             for acct in self.plan.accounts:
-                token = cloud_t.publish(control.account_topic(acct.name, "grants", prefix), b"", qos=1,
+                token = cloud_t.publish(topics.account_topic(acct.name, topics.GRANTS, prefix), b"", qos=1,
                                         retain=True)
             if token is not None:
                 cloud_t.wait_acked(token, 5)

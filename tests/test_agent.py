@@ -19,24 +19,21 @@ from host_sim.broker import free_port
 from host_sim.camera import FIRMWARE, Camera, vendor_dir
 from segbind import Binding, Keyring, StreamVerifier, derive_binding_key
 from segbind.errors import InvalidSegment
-from segbind_core import control
+from segbind_agent import daemon as agent_mod
+from segbind_agent.config import Config, ConfigError
+from segbind_agent.core import SpoolQueue
+from segbind_agent.spool import SpoolFiles
+from segbind_agent.state import StateStore
+from segbind_core import control, topics
 from segbind_core.keys import derive_control_key
 from segbind_core.segment import Segmenter
-
-if str(FIRMWARE) not in sys.path:
-    sys.path.insert(0, str(FIRMWARE))
-
-from segbind_agent import agent as agent_mod  # noqa: E402
-from segbind_agent.config import Config, ConfigError  # noqa: E402
-from segbind_agent.spool import Spool  # noqa: E402
-from segbind_agent.state import StateStore  # noqa: E402
 
 CAM = "cam-1"
 
 
 class FakeMsg:
     def __init__(self, payload: bytes) -> None:
-        self.topic = control.camera_topic(CAM, control.CTL)
+        self.topic = topics.camera_topic(CAM, topics.CTL)
         self.payload = payload
         self.user_properties = {}
         self.acked = False
@@ -83,7 +80,7 @@ class FakeLink:
         self._conn(up)
 
     def leaf(self, leaf: str) -> list:
-        topic = control.camera_topic(CAM, leaf)
+        topic = topics.camera_topic(CAM, leaf)
         return [p for _t, tp, p, _r, _u in self.published if tp == topic]
 
 
@@ -92,7 +89,8 @@ def secret() -> bytes:
     return os.urandom(32)
 
 
-def make_agent(tmp_path: Path, secret: bytes, link=None, **overrides) -> "agent_mod.Agent":
+def make_agent(tmp_path: Path, secret: bytes, link=None, clock=time.time, state_stream_id=None,
+               **overrides) -> "agent_mod.Agent":
     device = tmp_path / "device.json"
     if not device.exists():
         fd = os.open(str(device), os.O_WRONLY | os.O_CREAT, 0o600)
@@ -102,7 +100,12 @@ def make_agent(tmp_path: Path, secret: bytes, link=None, **overrides) -> "agent_
     cfg = {"camera_id": CAM, "device_secret_file": str(device),
            "state_dir": str(tmp_path / "state"), "input": str(tmp_path / "in.h264")}
     cfg.update(overrides)
-    agent = agent_mod.Agent(Config(cfg, str(tmp_path)), link=link or FakeLink())
+    if state_stream_id is not None:
+        store = StateStore(cfg["state_dir"], CAM)
+        state = store.load()
+        state.stream_id = state_stream_id
+        store.save(state)
+    agent = agent_mod.Agent(Config(cfg, str(tmp_path)), link=link or FakeLink(), clock=clock)
     agent.begin()
     return agent
 
@@ -120,6 +123,12 @@ def command(secret: bytes, op: int, counter: int, owner: str = "", epoch: int = 
     return control.Command(op, camera, counter, owner, epoch).encode(derive_control_key(secret, camera))
 
 
+def on_segment(agent, segment: bytes) -> None:
+    """An encoder that delivers one whole segment, then ends it: it closes at once."""
+    agent.feed(segment)
+    agent.end_of_input()
+
+
 def send(agent, payload: bytes) -> FakeMsg:
     msg = FakeMsg(payload)
     agent.on_command_message(msg)
@@ -128,7 +137,7 @@ def send(agent, payload: bytes) -> FakeMsg:
 
 
 def last_result(agent, secret: bytes) -> control.Result:
-    return control.open_result(derive_control_key(secret, CAM), CAM, agent.link.leaf(control.CTL_RESULT)[-1])
+    return control.open_result(derive_control_key(secret, CAM), CAM, agent.link.leaf(topics.CTL_RESULT)[-1])
 
 
 def binding(secret: bytes, owner: str, epoch: int) -> Binding:
@@ -155,8 +164,8 @@ def test_bindings_change_only_between_segments(tmp_path: Path, secret: bytes, sh
             result = last_result(agent, secret)
             assert result.status == control.OK, result
             effective[i] = result.seq
-        agent.on_segment(seg)
-    published = agent.link.leaf(control.SEG)
+        on_segment(agent, seg)
+    published = agent.link.leaf(topics.SEG)
     assert len(published) == 8  # nothing after the reset
     assert effective == {0: 0, 3: 3, 6: 6, 8: 0}
     keys = {(o, e): binding(secret, o, e) for o, e in (("alice", 1), ("alice", 2), ("bob", 3))}
@@ -203,11 +212,11 @@ def test_refused_commands_are_reported_and_change_nothing(tmp_path: Path, secret
         assert msg.acked
         assert last_result(agent, secret).status == status, payload
     assert agent.store.load().to_json() == before
-    events = [json.loads(e) for e in agent.link.leaf(control.EVENT)]
+    events = [json.loads(e) for e in agent.link.leaf(topics.EVENT)]
     refused = [e["status"] for e in events if e["event"] == "command_refused"]
     assert refused == [control.BAD_MAC, control.BAD_MAC, control.REPLAY, control.REPLAY,
                        control.WRONG_CAMERA, control.MALFORMED]
-    assert agent.refused == {"bad_mac": 2, "replay": 2, "wrong_camera": 1, "malformed": 1}
+    assert agent.core.refused == {"bad_mac": 2, "replay": 2, "wrong_camera": 1, "malformed": 1}
     # authentic but not applicable: refused, and the counter is used up
     send(agent, command(secret, control.ROTATE, 10, "alice", 1))
     assert last_result(agent, secret).status == control.STALE_EPOCH
@@ -217,7 +226,7 @@ def test_refused_commands_are_reported_and_change_nothing(tmp_path: Path, secret
     assert last_result(agent, secret).status == control.ALREADY_CLAIMED
     state = agent.store.load()
     assert (state.owner, state.epoch, state.counter) == ("alice", 1, 12)
-    status = json.loads(agent.link.leaf(control.STATUS)[-1])
+    status = json.loads(agent.link.leaf(topics.STATUS)[-1])
     assert status["commands_refused"]["bad_mac"] == 2 and status["counter"] == 12
 
 
@@ -226,13 +235,13 @@ def test_factory_reset_keeps_counter_and_epochs(tmp_path: Path, secret: bytes, s
     agent = make_agent(tmp_path, secret, link=link)
     send(agent, command(secret, control.CLAIM, 1, "alice", 4))
     for seg in segments_of(short_clip)[:3]:
-        agent.on_segment(seg)
-    assert len(agent.spool) == 3
+        on_segment(agent, seg)
+    assert len(agent.core.spool) == 3
     send(agent, command(secret, control.RESET, 2))
-    assert len(agent.spool) == 0  # nothing of the old owner stays on the camera
+    assert len(agent.core.spool) == 0  # nothing of the old owner stays on the camera
     for seg in segments_of(short_clip)[3:5]:
-        agent.on_segment(seg)
-    assert len(agent.spool) == 0 and agent.counts["segments_unclaimed"] == 2
+        on_segment(agent, seg)
+    assert len(agent.core.spool) == 0 and agent.counts["segments_unclaimed"] == 2
     # a recorded old claim cannot be replayed after the reset, nor an old epoch reused
     send(agent, command(secret, control.CLAIM, 1, "alice", 4))
     assert last_result(agent, secret).status == control.REPLAY
@@ -263,9 +272,26 @@ def test_restart_begins_a_stream_that_orders_after(tmp_path: Path, secret: bytes
 def test_unclaimed_camera_publishes_no_video(tmp_path: Path, secret: bytes, short_clip) -> None:
     agent = make_agent(tmp_path, secret)
     for seg in segments_of(short_clip):
-        agent.on_segment(seg)
-    assert agent.link.leaf(control.SEG) == [] and len(agent.spool) == 0
+        on_segment(agent, seg)
+    assert agent.link.leaf(topics.SEG) == [] and len(agent.core.spool) == 0
     assert agent.counts["segments_unclaimed"] == 10
+
+
+class Spool:
+    """The spool's policy (core.SpoolQueue) and its files (spool.SpoolFiles), as the daemon
+    combines them."""
+
+    def __init__(self, directory: str, max_bytes: int, max_segments: int) -> None:
+        self.files = SpoolFiles(directory)
+        self.queue = SpoolQueue(max_bytes, max_segments, self.files.load())
+
+    def append(self, payload: bytes, stream_id: int, seq: int, epoch: int) -> list:
+        entry, evicted, gaps = self.queue.add(len(payload), stream_id, seq, epoch)
+        for e in evicted:
+            self.files.delete(e.index)
+        if entry is not None:
+            self.files.write(entry, payload)
+        return gaps
 
 
 def test_spool_keeps_order_and_reports_gaps(tmp_path: Path) -> None:
@@ -273,24 +299,24 @@ def test_spool_keeps_order_and_reports_gaps(tmp_path: Path) -> None:
     gaps = []
     for seq in range(6):
         gaps += spool.append(b"\x00\x00\x00\x01\x65seg%d" % seq, 77, seq, 1)
-    assert [g.count for g in gaps] == [1, 1, 1] and spool.dropped_total == 3
-    assert [e.seq for e in spool.to_send(10)] == [3, 4, 5]
+    assert [g.count for g in gaps] == [1, 1, 1] and spool.queue.dropped_total == 3
+    assert [e.seq for e in spool.queue.to_send(10)] == [3, 4, 5]
     # in-flight segments are never the ones dropped
-    spool.mark_inflight(spool.to_send(1)[0].index)
+    spool.queue.inflight[spool.queue.to_send(1)[0].index] = True
     gaps = spool.append(b"x" * 10, 77, 6, 1)
     assert gaps[0].first == (77, 4)
     # survives a restart; torn or foreign files are ignored
     (tmp_path / "spool" / ("%020d.seg" % 999)).write_bytes(b"SBS1\x00\x00\x00\x09short")
     (tmp_path / "spool" / "00000000000000001000.seg.tmp").write_bytes(b"partial")
     again = Spool(str(tmp_path / "spool"), max_bytes=10 ** 6, max_segments=3)
-    assert [e.seq for e in again.to_send(10)] == [3, 5, 6]
-    assert again.corrupt_total == 1
-    assert again.read(again.to_send(1)[0]) == b"\x00\x00\x00\x01\x65seg3"
+    assert [e.seq for e in again.queue.to_send(10)] == [3, 5, 6]
+    assert again.files.corrupt_total == 1
+    assert again.files.read(again.queue.to_send(1)[0]) == b"\x00\x00\x00\x01\x65seg3"
     # bounded in bytes too
     small = Spool(str(tmp_path / "small"), max_bytes=100, max_segments=100)
     for seq in range(10):
         small.append(b"y" * 30, 1, seq, 1)
-    assert small.total_bytes <= 100 and small.dropped_total == 7
+    assert small.queue.bytes <= 100 and small.queue.dropped_total == 7
     assert small.append(b"z" * 101, 1, 10, 1)[0].why.startswith("segment larger")
 
 
@@ -301,21 +327,20 @@ def test_agent_spools_while_offline_then_delivers_in_order(tmp_path: Path, secre
                        publish_window=3)
     send(agent, command(secret, control.CLAIM, 1, "alice", 1))
     for seg in segments_of(short_clip):
-        agent.on_segment(seg)
-    assert link.leaf(control.SEG) == []
-    assert len(agent.spool) == 6 and agent.spool.dropped_total == 4
-    gaps = [json.loads(e) for e in link.leaf(control.EVENT) if b"spool_gap" in e]
+        on_segment(agent, seg)
+    assert link.leaf(topics.SEG) == []
+    assert len(agent.core.spool) == 6 and agent.core.spool.dropped_total == 4
+    gaps = [json.loads(e) for e in link.leaf(topics.EVENT) if b"spool_gap" in e]
     assert sum(g["count"] for g in gaps) == 4 and gaps[0]["first"]["seq"] == 0
     link.set_connected(True)
     for _ in range(10):
         agent.drain_events()
-        agent.pump()
-    delivered = link.leaf(control.SEG)
+    delivered = link.leaf(topics.SEG)
     verifier = StreamVerifier(Keyring([binding(secret, "alice", 1)]))
     verdicts = [verifier.verify(p) for p in delivered]
     assert [v.tag.seq for v in verdicts] == [4, 5, 6, 7, 8, 9]
     assert all(v.accepted for v in verdicts)
-    assert len(agent.spool) == 0 and agent.counts["segments_delivered"] == 6
+    assert len(agent.core.spool) == 0 and agent.counts["segments_delivered"] == 6
 
 
 ATOMIC_WRITER = r"""
@@ -353,7 +378,7 @@ def test_agent_runs_on_stdlib_paho_and_core_only(tmp_path: Path) -> None:
     code = r"""
 import sys
 sys.modules["hmac"] = None
-import segbind_agent.__main__, segbind_agent.agent, segbind_agent.link
+import segbind_agent.__main__, segbind_agent.daemon, segbind_agent.link
 from segbind_core import crypto, control
 from segbind_core.keys import derive_control_key
 assert crypto._openssl_hmac_digest is None
@@ -421,15 +446,15 @@ def test_sigterm_stops_cleanly_and_keeps_the_spool(tmp_path: Path, secret: bytes
     time.sleep(1.0)
     assert cam.stop() == 0
     assert cam.state()["stream_id"] > first
-    spool = Spool(str(cam.state_dir / "spool"), 10 ** 9, 10 ** 6)
-    entries = spool.to_send(100)
+    entries = SpoolFiles(str(cam.state_dir / "spool")).load()
     assert [e.stream_id for e in entries[:10]] == [first] * 10
     assert [e.seq for e in entries[:10]] == list(range(10))
 
 
 def test_agent_cloud_and_displays_in_process(tmp_path: Path, secret: bytes, short_clip) -> None:
     """The same agent, cloud and display code over the in-process bus: no broker at all."""
-    from host_sim.cloud import Cloud, InProcessBus
+    from host_sim.cloud import Cloud
+    from host_sim.transport import InProcessBus
     from host_sim.display import Display
 
     bus = InProcessBus()
@@ -445,18 +470,17 @@ def test_agent_cloud_and_displays_in_process(tmp_path: Path, secret: bytes, shor
         cmd = cmd_fn()
         agent.drain_events()  # the agent's loop: the command takes effect at this boundary
         for seg in segments:
-            agent.on_segment(seg)
+            on_segment(agent, seg)
             agent.drain_events()
-            agent.pump()
         return cloud.results[(CAM, cmd.counter)]
 
     assert run(lambda: cloud.claim(CAM, "alice"), *segs[:3]).status == control.OK
     cloud.share(CAM, "bob")
     for seg in segs[3:5]:
-        agent.on_segment(seg)
+        on_segment(agent, seg)
     bob.transport.set_online(False)  # bob's display drops off the network for a while
     for seg in segs[5:6]:
-        agent.on_segment(seg)
+        on_segment(agent, seg)
     bob.transport.set_online(True)
     revoked = run(lambda: cloud.revoke(CAM, "bob"), *segs[6:8])
     moved = run(lambda: cloud.transfer(CAM, "carol"), *segs[8:])
@@ -464,7 +488,7 @@ def test_agent_cloud_and_displays_in_process(tmp_path: Path, secret: bytes, shor
     assert [t.seq for t in alice.shown] == list(range(8))
     assert [t.seq for t in bob.shown] == [3, 4, 5]
     assert alice.rejected == 0 and bob.rejected == 0
-    assert cloud.relayed[(CAM, "carol")] == 2 and not agent.spool.to_send(10)
+    assert cloud.relayed[(CAM, "carol")] == 2 and not agent.core.spool.to_send(10)
 
 
 def test_reset_cut_short_still_deletes_the_old_owners_spool(tmp_path: Path, secret: bytes,
@@ -472,14 +496,14 @@ def test_reset_cut_short_still_deletes_the_old_owners_spool(tmp_path: Path, secr
     agent = make_agent(tmp_path, secret, link=FakeLink(connected=False))
     send(agent, command(secret, control.CLAIM, 1, "alice", 1))
     for seg in segments_of(short_clip)[:3]:
-        agent.on_segment(seg)
+        on_segment(agent, seg)
     # the reset's state write happened, then the power went before the spool was purged
     store = StateStore(str(tmp_path / "state"), CAM)
     state = store.load()
     state.owner, state.epoch, state.counter = None, 0, 2
     store.save(state)
     again = make_agent(tmp_path, secret, link=FakeLink(connected=False))
-    assert len(again.spool) == 0 and again.tagger is None
+    assert len(again.core.spool) == 0 and again.core.tagger is None
 
 
 def test_input_reader_reopens_fifos_never_files(tmp_path: Path) -> None:
@@ -534,3 +558,58 @@ def test_input_reader_reopens_fifos_never_files(tmp_path: Path) -> None:
     missing = InputReader(str(tmp_path / "nope"), reopen=False)
     missing.start()
     assert missing.chunks.get(timeout=5) is EOF and "nope" in missing.error
+
+
+def test_the_daemon_and_a_fleet_camera_run_the_same_core(tmp_path: Path, secret: bytes,
+                                                          short_clip: bytes) -> None:
+    """The same clip and the same commands, at the same times, to the daemon (its own event
+    handling, files and link) and to a fleet camera (simulated time, in-process bus): the very
+    same tagged bytes come out of both, and the same command results."""
+    from host_sim.fleet import BASE_MS, CameraPlan, FleetCamera, FleetConfig, Ledger
+    from host_sim.netem import Clock, Link, LinkProfile
+    from host_sim.transport import InProcessBus
+
+    pieces = segments_of(short_clip)  # what the encoder writes every 200 ms
+    stream_id = BASE_MS + 10 ** 6
+    commands = {3: command(secret, control.CLAIM, 1, "alice", 1),
+                6: command(secret, control.ROTATE, 2, "alice", 2),
+                8: command(secret, control.TRANSFER, 3, "bob", 3)}
+
+    # The fleet camera, on the simulation's clock: a piece every 200 ms from t = 0.
+    clock, bus = Clock(), InProcessBus()
+    cfg = FleetConfig(cameras=1, seconds=2, segment_ms=200, spool=100)
+    plan = CameraPlan(CAM, "alice", [], secret, 0, 0.0, stream_id, False, 1)
+    camera = FleetCamera(plan, cfg, pieces, bus.transport(CAM).start(), clock,
+                         Link(LinkProfile(), 1), Ledger(), "segbind/v1", claimed=False)
+    fleet_out, fleet_results = [], []
+    tap = bus.transport("tap").start()
+    tap.subscribe(topics.camera_topic(CAM, topics.SEG), lambda m: fleet_out.append(m.payload))
+    tap.subscribe(topics.camera_topic(CAM, topics.CTL_RESULT), lambda m: fleet_results.append(m.payload))
+    cloud = bus.transport("cloud").start()
+    for i, payload in commands.items():  # just before piece i is written
+        clock.at(200 * i - 1, cloud.publish, topics.camera_topic(CAM, topics.CTL), payload)
+    camera.start()
+    clock.run()
+    # The claim drops the piece in progress (captured unclaimed); the rotation closes the piece
+    # in progress under epoch 1; the transfer drops the piece in progress: bob's video starts
+    # at the next random access point.
+    assert camera.done and camera.produced == 6
+
+    # The daemon, given the same pieces and commands at the same times.
+    now = [0.0]
+    agent = make_agent(tmp_path, secret, clock=lambda: BASE_MS / 1000.0 + now[0],
+                       state_stream_id=stream_id - 1)
+    for i, piece in enumerate(pieces):
+        if i in commands:
+            now[0] = (200 * i - 1) / 1000.0
+            send(agent, commands[i])
+        now[0] = 200 * i / 1000.0
+        agent.feed(piece)
+    agent.end_of_input()
+    assert agent.link.leaf(topics.SEG) == fleet_out
+    assert agent.link.leaf(topics.CTL_RESULT) == fleet_results
+    alice = StreamVerifier(Keyring([binding(secret, "alice", 1), binding(secret, "alice", 2)]))
+    assert [alice.verify(p).reason.value for p in fleet_out[:4]] == ["ok"] * 4
+    assert [alice.verify(p).tag.epoch for p in fleet_out[:4]] == [1, 1, 1, 2]
+    bob = StreamVerifier(Keyring([binding(secret, "bob", 3)]))
+    assert [bob.verify(p).reason.value for p in fleet_out[4:]] == ["ok", "ok"]

@@ -11,9 +11,9 @@ import pytest
 
 from host_sim import clips
 from segbind import StreamVerifier
-from segbind.containers import (ANNEXB, FLV, HLS, MATROSKA, MP4, MPEGTS, ConcatReader, PocClock, Segment,
-                                SegmentBuilder, annexb_segments, container_segments, read_playlist,
-                                remux_annexb, sniff)
+from segbind.read import (ANNEXB, FLV, HLS, MATROSKA, MP4, MPEGTS, ConcatReader, Segment, SegmentBuilder,
+                          annexb_segments, container_segments, read_playlist, sniff)
+from segbind.write import PocClock, remux_annexb
 from segbind.errors import InputError
 from segbind_core.nal import annexb_units
 from tests.test_media_support import ffmpeg, rings, tag

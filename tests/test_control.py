@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segbind_core import control
+from segbind_core import control, topics
 from segbind_core.keys import derive_control_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,12 +117,12 @@ def test_result_round_trip_and_authenticity() -> None:
 
 
 def test_topics() -> None:
-    assert control.camera_topic("cam-1", control.CTL) == "segbind/v1/cam/cam-1/ctl"
-    assert control.camera_topic("cam-1", control.CTL_RESULT) == "segbind/v1/cam/cam-1/ctl/result"
-    assert control.account_topic("alice", "seg") == "segbind/v1/acct/alice/seg"
+    assert topics.camera_topic("cam-1", topics.CTL) == "segbind/v1/cam/cam-1/ctl"
+    assert topics.camera_topic("cam-1", topics.CTL_RESULT) == "segbind/v1/cam/cam-1/ctl/result"
+    assert topics.account_topic("alice", "seg") == "segbind/v1/acct/alice/seg"
     for bad in ("a/b", "+", "#", ""):
         with pytest.raises(ValueError):
-            control.camera_topic(bad, control.SEG)
+            topics.camera_topic(bad, topics.SEG)
 
 
 MP_SCRIPT = r"""

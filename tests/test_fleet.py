@@ -13,13 +13,13 @@ import pytest
 
 from host_sim import report
 from host_sim.cache import StreamingQualityCache
-from host_sim.cloud import InProcessBus, Message
+from host_sim.transport import InProcessBus, Message
 from host_sim.fleet import (BASE_MS, FleetConfig, FleetDisplay, Ledger, Progress, make_plan, main,
                             run_fleet)
 from host_sim.netem import LinkProfile
 from segbind import Binding, Keyring, derive_binding_key
 from segbind_core.nal import annexb_units
-from segbind_core.segment import split_segments
+from segbind_core.segment import cut
 from segbind_core.tagger import Tagger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,8 +188,7 @@ def test_false_rejection_is_counted_when_an_own_segment_is_refused_for_no_networ
     tagger = Tagger(key, "alice", "cam-1", 1, BASE_MS)
     ledger = Ledger()
     tagged = []
-    for units in split_segments(clip, annexb_units(clip)) * 2:
-        data = b"".join(b"\x00\x00\x00\x01" + clip[s:e] for s, e in units)
+    for data in [segment.data for segment in cut(clip)] * 2:
         payload, tag = tagger.tag_annexb(data, annexb_units(data), BASE_MS + 1000 * len(tagged))
         ledger.record(payload, "cam-1", tag.stream_id, tag.seq)
         tagged.append(payload)

@@ -14,7 +14,8 @@ import pytest
 
 from host_sim import clips
 from segbind import StreamVerifier, tagged_segments
-from segbind.containers import container_segments, remux_annexb, write_hls
+from segbind.read import container_segments
+from segbind.write import remux_annexb, write_hls
 from tests.conftest import run_cli
 from tests.test_media_support import (ffmpeg, frame_hashes, owner_accepts_stranger_refuses,
                                       rings, tag, verify)

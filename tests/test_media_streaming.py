@@ -15,7 +15,8 @@ from pathlib import Path
 
 from host_sim import clips
 from segbind import StreamVerifier, tagged_segments
-from segbind_core.nal import NAL_IDR, annexb_units
+from segbind_core.h264 import NAL_IDR
+from segbind_core.nal import annexb_units
 from tests.test_media_support import rings
 
 HANG_GUARD_S = 120

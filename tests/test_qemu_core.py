@@ -18,7 +18,7 @@ import pytest
 from host_sim import clips
 from segbind import Binding, Keyring, Reason, StreamVerifier, derive_binding_key, tagged_segments
 from segbind_core.nal import annexb_units
-from segbind_core.segment import split_segments
+from segbind_core.segment import cut
 from segbind_core.tagger import Tagger
 from tests._qemu_support import REPO, guest_python, install_bundle
 
@@ -99,7 +99,7 @@ GUEST_TAG_CLIP = r'''
 import json, platform, sys
 from segbind_core.keys import derive_binding_key
 from segbind_core.nal import annexb_units
-from segbind_core.segment import split_segments
+from segbind_core.segment import cut
 from segbind_core.tagger import Tagger
 p = json.load(open("/mnt/work/params.json"))
 secret = bytes.fromhex(open("/mnt/work/secret.hex").read().strip())
@@ -107,9 +107,9 @@ clip = open("/mnt/work/clip.h264", "rb").read()
 key = derive_binding_key(secret, p["owner"], p["camera"], p["epoch"])
 tagger = Tagger(key, p["owner"], p["camera"], p["epoch"], p["stream_id"])
 out = bytearray()
-segments = split_segments(clip, annexb_units(clip))
+segments = cut(clip)
 for i, seg in enumerate(segments):
-    tagged, tag = tagger.tag_annexb(clip, seg, p["capture_ms"] + 1000 * i)
+    tagged, tag = tagger.tag_annexb(seg.data, annexb_units(seg.data), p["capture_ms"] + 1000 * i)
     out += tagged
 with open("/mnt/out/tagged.h264", "wb") as f:
     f.write(out)
@@ -188,11 +188,10 @@ def test_real_clip_tagged_on_arm_verifies_on_the_host_for_its_owner_only(install
     tagged = (out / "tagged.h264").read_bytes()
 
     # the host's tagger makes the very same bytes
-    units = annexb_units(clip)
     key = derive_binding_key(secret, "alice", "cam-arm", 3)
     host = Tagger(key, "alice", "cam-arm", 3, params["stream_id"])
-    expected = b"".join(host.tag_annexb(clip, seg, params["capture_ms"] + 1000 * i)[0]
-                        for i, seg in enumerate(split_segments(clip, units)))
+    expected = b"".join(host.tag_annexb(seg.data, annexb_units(seg.data), params["capture_ms"] + 1000 * i)[0]
+                        for i, seg in enumerate(cut(clip)))
     assert tagged == expected
 
     view = memoryview(tagged)

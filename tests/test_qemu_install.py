@@ -59,7 +59,7 @@ def test_bundle_installs_into_the_image_with_its_own_tar(arch, tmp_path):
         "644 root:root /etc/segbind/agent.example.json",
         "644 root:root /opt/segbind/mpy/segbind_core/tag.mpy"]
     assert lines[5] == "usr/lib"  # the merged-/usr symlink survived the extraction
-    assert lines[6].startswith("usage: segbind_agent")
+    assert lines[6].startswith("usage: segbind-agent")
     # the guest's files are the bundle's, byte for byte
     upper = tmp_path / "layer" / "upper"
     for e in b.entries:
@@ -104,7 +104,7 @@ def test_dockerfile_install_steps_replayed_in_the_image(arch, tmp_path):
     # ENTRYPOINT with CMD: the agent itself starts and wants its configuration
     res = ci.run_in_image(arch, entry + cmd, capture=True, timeout=120, overlay=layer)
     assert res.returncode == 2
-    assert res.stderr.strip() == "segbind_agent: error: /etc/segbind/agent.json: no such file"
+    assert res.stderr.strip() == "segbind-agent: error: /etc/segbind/agent.json: no such file"
     res = ci.run_in_image(arch, entry + ["--help"], capture=True, timeout=120, overlay=layer)
     assert res.returncode == 0 and "--config" in res.stdout
 

@@ -20,8 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from host_sim import clips
-from segbind_core.nal import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS, annexb_units, is_vcl
-from segbind_core.segment import Segmenter, has_recovery_point, parse_sps
+from segbind_core.h264 import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS, is_vcl
+from segbind_core.nal import annexb_units
+from segbind_core.h264 import has_recovery_point, parse_sps
+from segbind_core.segment import Segmenter
 
 ROOT = Path(__file__).resolve().parent.parent
 MP_PKG = ROOT / "tests" / "micropython" / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"

@@ -29,7 +29,7 @@ from segbind import (Binding, InvalidSegment, Keyring, Reason, StreamVerifier, T
                      derive_binding_key, verify_segment)
 from segbind_core.nal import START_CODE, annexb_units
 from segbind_core.sei import build_sei_nal, is_segbind_sei, segbind_payload
-from segbind_core.segment import split_segments
+from segbind_core.segment import cut
 from segbind_core.tag import decode_tag
 from segbind_core.tagger import Tagger
 
@@ -46,10 +46,7 @@ def _key(owner: str, camera: str, epoch: int, secret: bytes = SECRET) -> bytes:
 def raw_segments() -> Tuple[bytes, ...]:
     """Eight untagged segments of real libx264 video (an IDR every 5 frames)."""
     video = clips.encode_pyav(frames=40, gop=5, width=128, height=96, seed=3)
-    units = annexb_units(video)
-    view = memoryview(video)
-    return tuple(b"".join(START_CODE + view[s:e] for s, e in seg)
-                 for seg in split_segments(video, units))
+    return tuple(segment.data for segment in cut(video))
 
 
 def tag_stream(owner: str = "alice", camera: str = "cam-1", epoch: int = 1, stream_id: int = T0,

@@ -103,13 +103,13 @@ def agent_peak_memory(arch: str, work: Path) -> dict:
     """VmHWM of the bundle's agent in the image while it tags and publishes 720p video."""
     from host_sim import clips
     from host_sim.broker import Broker
-    from host_sim.cloud import Cloud, MqttTransport
-    from segbind_core.nal import annexb_units
-    from segbind_core.segment import split_segments
+    from host_sim.cloud import Cloud
+    from host_sim.transport import MqttTransport
+    from segbind_core.segment import cut
     from tests._qemu_support import GuestCamera, bare_python_peak_kb
 
     clip = clips.encode_pyav(frames=250, gop=50, width=1280, height=720, seed=5)
-    sizes = [sum(4 + e - s for s, e in seg) for seg in split_segments(clip, annexb_units(clip))]
+    sizes = [len(seg.data) for seg in cut(clip)]
     camera = "cam-bench"
     secret = os.urandom(32)
     with Broker() as broker:

@@ -29,7 +29,7 @@ from host_sim import clips  # noqa: E402
 from segbind import Binding, Keyring, StreamVerifier, derive_binding_key  # noqa: E402
 from segbind_core.nal import START_CODE, annexb_units  # noqa: E402
 from segbind_core.sei import is_segbind_sei  # noqa: E402
-from segbind_core.segment import split_segments  # noqa: E402
+from segbind_core.segment import cut  # noqa: E402
 from segbind_core.tagger import Tagger  # noqa: E402
 
 OWNER, CAMERA = "acct-0001044", "cam-00f3a9c2"
@@ -43,14 +43,14 @@ def segment_of_size(target: int) -> bytes:
     else:
         video = clips.encode_pyav(frames=25, gop=25, width=320, height=180, seed=7,
                                   options={"crf": "23"})
-    units = annexb_units(video)
-    seg = split_segments(video, units)[0]
+    first = cut(video)[0].data
+    seg = annexb_units(first)
     size, end = 0, 0
     for end, (s, e) in enumerate(seg, 1):  # whole NAL units, as many as fit the target
         size += 4 + e - s
         if size >= target:
             break
-    view = memoryview(video)
+    view = memoryview(first)
     return b"".join(START_CODE + view[s:e] for s, e in seg[:end])
 
 

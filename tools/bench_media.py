@@ -33,7 +33,7 @@ for extra in (ROOT, ROOT / "src", ROOT / "firmware"):
 
 from host_sim import clips  # noqa: E402
 from segbind import Binding, Keyring, StreamVerifier  # noqa: E402
-from segbind.containers import annexb_segments, container_segments  # noqa: E402
+from segbind.read import annexb_segments, container_segments  # noqa: E402
 from segbind_core.nal import annexb_units  # noqa: E402
 from segbind_core.segment import Segmenter  # noqa: E402
 from segbind_core.tagger import Tagger  # noqa: E402

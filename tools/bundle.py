@@ -140,7 +140,8 @@ def agent_entries(firmware: Path = FIRMWARE) -> List[Entry]:
 
 
 def agent_version(firmware: Path = FIRMWARE) -> Optional[str]:
-    init = firmware / "segbind_agent" / "__init__.py"
+    """segbind's version, written once in segbind_core/__init__.py."""
+    init = firmware / "segbind_core" / "__init__.py"
     if not init.is_file():
         return None
     m = re.search(r'^__version__\s*=\s*["\']([^"\']+)["\']', init.read_text(), re.M)

@@ -28,15 +28,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for extra in (ROOT, ROOT / "firmware", ROOT / "src"):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
-
-from host_sim.cloud import (Cloud, CommandFailed, InProcessBus, MqttTransport,  # noqa: E402
-                            Registry, parse_broker)
-from segbind_core import control  # noqa: E402
-from segbind_core.keys import KEY_SIZE  # noqa: E402
+from segbind.controlplane import CommandFailed, ControlPlane, Registry
+from segbind_agent.link import MqttTransport, parse_broker
+from segbind_core.device import DeviceFileError, device_json, parse_device
+from segbind_core.keys import KEY_SIZE
 
 
 def write_private(path: Path, data: dict) -> None:
@@ -50,15 +45,14 @@ def cmd_provision(args, registry: Registry) -> int:
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
     camera = args.camera
-    control.check_topic_id(camera, "camera")
     if args.secret_file:
-        data = json.loads(Path(args.secret_file).read_text())
-        if data.get("segbind") != "device" or data.get("device_id") != camera:
+        try:
+            _, secret, _ = parse_device(json.loads(Path(args.secret_file).read_text()), camera)
+        except (ValueError, DeviceFileError):
             print("segbind_ops: %s is not the device file of %s" % (args.secret_file, camera),
                   file=sys.stderr)
             return 2
         device_path = Path(args.secret_file).resolve()
-        secret = bytes.fromhex(data["secret"])
     else:
         device_path = out / ("%s.device.json" % camera)
         if device_path.exists():
@@ -66,11 +60,8 @@ def cmd_provision(args, registry: Registry) -> int:
                   file=sys.stderr)
             return 2
         secret = os.urandom(KEY_SIZE)
-        data = {"segbind": "device", "version": 1, "device_id": camera, "secret": secret.hex()}
-        if args.test_only:
-            data["test_only"] = True
-        write_private(device_path, data)
-    Cloud(InProcessBus().transport(), registry).provision(camera, secret)
+        write_private(device_path, device_json(camera, secret, args.test_only))
+    ControlPlane(None, registry).provision(camera, secret)
     host, port = parse_broker(args.broker)
     config = {
         "camera_id": camera,
@@ -86,18 +77,19 @@ def cmd_provision(args, registry: Registry) -> int:
     return 0
 
 
-def _cloud(args, registry: Registry) -> Cloud:
+def _cloud(args, registry: Registry) -> ControlPlane:
     host, port = parse_broker(args.broker)
     transport = MqttTransport(host, port, "segbind-ops-%d" % os.getpid(), clean=True)
-    cloud = Cloud(transport, registry, relay=False)
-    cloud.start(publish_grants=False)
+    cloud = ControlPlane(transport, registry)
+    cloud.subscribe()
+    transport.start()
     if not transport.wait_ready(10):
-        cloud.stop()
+        transport.stop()
         raise CommandFailed("cannot reach the broker at %s:%d" % (host, port))
     return cloud
 
 
-def _report(cloud: Cloud, cmd) -> None:
+def _report(cloud: ControlPlane, cmd) -> None:
     result = cloud.results.get((cmd.camera, cmd.counter))
     if result is None:
         print("sent %s #%d to %s (not waiting for the camera)" % (cmd.name, cmd.counter, cmd.camera))
@@ -131,7 +123,7 @@ def cmd_control(args, registry: Registry) -> int:
         _report(cloud, cmd)
         return 0
     finally:
-        cloud.stop()
+        cloud.transport.stop()
 
 
 def cmd_status(args, registry: Registry) -> int:
@@ -144,7 +136,7 @@ def cmd_status(args, registry: Registry) -> int:
                              sort_keys=True))
         return 0
     finally:
-        cloud.stop()
+        cloud.transport.stop()
 
 
 def cmd_keyring(args, registry: Registry) -> int:

@@ -7,4 +7,6 @@ It never imports the ``segbind`` verifier library. See docs/AGENT.md.
     python3 -m segbind_agent --config /etc/segbind/agent.json
 """
 
-__version__ = "0.1.0"
+from segbind_core import __version__
+
+__all__ = ["__version__"]

@@ -1,4 +1,4 @@
-"""``python3 -m segbind_agent --config agent.json``: run the camera agent until SIGTERM.
+"""``segbind-agent --config agent.json`` (or ``python3 -m segbind_agent``): run the camera agent.
 
 Exit status: 0 after a clean stop (SIGTERM, SIGINT, or the end of the input in
 "exit" mode), 2 when the configuration, the device secret or the state file
@@ -9,13 +9,13 @@ import argparse
 import logging
 import sys
 
-from .agent import Agent, install_signal_handlers
 from .config import Config, ConfigError
-from .state import StateError
+from .core import StateError
+from .daemon import Agent, install_signal_handlers
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="segbind_agent",
+    parser = argparse.ArgumentParser(prog="segbind-agent",
                                      description="segbind camera agent: tag and publish H.264 segments")
     parser.add_argument("--config", required=True, metavar="AGENT.json")
     parser.add_argument("--log-level", help="override the configuration's log level")
@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     try:
         config = Config.load(args.config)
     except ConfigError as exc:
-        print("segbind_agent: error: %s" % exc, file=sys.stderr)
+        print("segbind-agent: error: %s" % exc, file=sys.stderr)
         return 2
     logging.basicConfig(level=getattr(logging, (args.log_level or config.log_level).upper(),
                                       logging.INFO),
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     try:
         agent = Agent(config)
     except (ConfigError, StateError, ValueError, OSError) as exc:
-        print("segbind_agent: error: %s" % exc, file=sys.stderr)
+        print("segbind-agent: error: %s" % exc, file=sys.stderr)
         return 2
     install_signal_handlers(agent)
     return agent.run()

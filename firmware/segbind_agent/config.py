@@ -8,10 +8,13 @@ import json
 import os
 import stat
 
-KEY_SIZE = 32
+from segbind_core.device import DeviceFileError, parse_device
+from segbind_core.topics import TOPIC_PREFIX
+
+from .core import AgentSettings
 
 DEFAULTS = {
-    "topic_prefix": "segbind/v1",
+    "topic_prefix": TOPIC_PREFIX,
     "on_eof": None,                # "exit", "reopen" (FIFO default) or "idle"
     "segment": {"max_duration_s": 4.0, "fps": None},
     "spool": {"max_bytes": 64 * 1024 * 1024, "max_segments": 2000, "fsync": False},
@@ -94,6 +97,12 @@ class Config:
         self.session_expiry_s = int(b["session_expiry_s"])
         if self.spool_max_bytes <= 0 or self.spool_max_segments <= 0:
             raise ConfigError("spool bounds must be positive")
+        self.spool_dir = os.path.join(self.state_dir, "spool")
+
+    def settings(self) -> AgentSettings:
+        """What the agent's core needs of this configuration."""
+        return AgentSettings(self.max_duration_s, self.fps, self.spool_max_bytes,
+                             self.spool_max_segments, self.publish_window, self.health_interval_s)
 
     @classmethod
     def load(cls, path: str) -> "Config":
@@ -114,7 +123,7 @@ class Config:
 
 
 def load_device_secret(path: str, camera_id: str):
-    """(secret bytes, test_only) from a segbind device file; never logs or returns it in errors."""
+    """(secret, test_only, readable by others) from a device file; never logs or returns it in errors."""
     try:
         with open(path, "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
@@ -123,16 +132,9 @@ def load_device_secret(path: str, camera_id: str):
         raise ConfigError("%s: no such device secret file" % path) from None
     except (ValueError, UnicodeError):
         raise ConfigError("%s: not valid JSON" % path) from None
-    if not isinstance(data, dict) or data.get("segbind") != "device" or data.get("version") != 1:
-        raise ConfigError("%s: not a segbind device file" % path)
-    if data.get("device_id") != camera_id:
-        raise ConfigError("%s: device secret belongs to %r, not %r"
-                          % (path, data.get("device_id"), camera_id))
     try:
-        secret = bytes.fromhex(data.get("secret", ""))
-    except (TypeError, ValueError):
-        raise ConfigError("%s: secret is not hex" % path) from None
-    if len(secret) != KEY_SIZE:
-        raise ConfigError("%s: secret must be %d bytes" % (path, KEY_SIZE))
+        _camera, secret, test_only = parse_device(data, camera_id)
+    except DeviceFileError as exc:
+        raise ConfigError("%s: %s" % (path, exc)) from None
     world_readable = bool(mode & (stat.S_IROTH | stat.S_IWOTH))
-    return secret, bool(data.get("test_only")), world_readable
+    return secret, test_only, world_readable

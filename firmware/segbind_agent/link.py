@@ -1,32 +1,38 @@
-"""The agent's MQTT link: paho-mqtt 2.x, MQTT 5, a persistent session, QoS 1.
+"""The transport interface every segbind party speaks, and its MQTT implementation (paho-mqtt 2.x).
 
-Callbacks run on paho's network thread; the agent only queues what they
-report and does every piece of work on its own thread. The interface is the
-small transport the host simulation also implements (``publish`` with an
-acknowledgement callback, ``subscribe`` with a message callback that can
-acknowledge later), so the agent can run over an in-process bus too.
+The camera agent, the reference cloud, the displays and the operator tools
+all talk through this small interface, so the same code runs over a real
+broker (``MqttTransport``: MQTT 5, QoS 1, persistent sessions) and over the
+host simulation's in-process bus (``host_sim.transport.InProcessBus``)::
+
+    transport.start(); transport.stop(); transport.connected
+    transport.publish(topic, payload, qos=1, retain=False, user_properties=None) -> token
+    transport.subscribe(pattern, callback, qos=1)      # callback(Message)
+    transport.on_ack(callback(token, ok)); transport.on_connection(callback(up))
+    transport.wait_ready(timeout); transport.wait_acked(token, timeout)
+
+Callbacks run on the transport's thread (paho's network thread); a handler
+that must do real work queues it for its own thread.
 """
 
+import collections
 import logging
 import threading
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+import time
+import uuid
 
 log = logging.getLogger("segbind_agent.link")
 
 
 class Message:
-    """One received message; call ``ack()`` once it has been acted on (QoS 1)."""
+    """One received message; call ``ack()`` once it has been acted on (manual QoS 1 acks)."""
 
     __slots__ = ("topic", "payload", "user_properties", "retain", "_ack")
 
-    def __init__(self, topic, payload, user_properties, retain, ack) -> None:
+    def __init__(self, topic, payload, user_properties=None, retain=False, ack=None) -> None:
         self.topic = topic
         self.payload = payload
-        self.user_properties = user_properties
+        self.user_properties = user_properties or {}
         self.retain = retain
         self._ack = ack
 
@@ -36,23 +42,95 @@ class Message:
             ack()
 
 
-class MqttLink:
-    def __init__(self, client_id: str, host: str, port: int, *, keepalive: int = 30,
-                 will=None, username=None, password=None, tls_ca=None,
-                 session_expiry_s: int = 7 * 24 * 3600, reconnect_min_s: float = 0.5,
-                 reconnect_max_s: float = 10.0, max_inflight: int = 20) -> None:
-        self.host = host
-        self.port = port
-        self.keepalive = keepalive
-        self.session_expiry_s = session_expiry_s
-        self._subs = {}  # topic -> (callback, qos)
-        self._on_ack = None
-        self._on_connection = None
-        self._lock = threading.Lock()
+class Transport:
+    """Base class: the callbacks and the acknowledgement bookkeeping both transports share."""
+
+    def __init__(self) -> None:
+        self._ack_cb = None
+        self._conn_cb = None
+        self._acked = collections.deque(maxlen=4096)
+        self._acked_set = set()
+        self._cond = threading.Condition()
         self.connected = False
+
+    def on_ack(self, callback) -> None:
+        """``callback(token, ok)`` when the broker acknowledges a QoS-1 publish."""
+        self._ack_cb = callback
+
+    def on_connection(self, callback) -> None:
+        """``callback(connected: bool)`` on every connect and disconnect."""
+        self._conn_cb = callback
+
+    def _note_ack(self, token, ok: bool) -> None:
+        with self._cond:
+            if len(self._acked) == self._acked.maxlen:
+                self._acked_set.discard(self._acked[0])
+            self._acked.append(token)
+            self._acked_set.add(token)
+            self._cond.notify_all()
+        if self._ack_cb:
+            self._ack_cb(token, ok)
+
+    def _note_connection(self, up: bool) -> None:
+        with self._cond:
+            self.connected = up
+            self._cond.notify_all()
+        if self._conn_cb:
+            self._conn_cb(up)
+
+    def wait_acked(self, token, timeout: float = 10.0) -> bool:
+        return self._wait(lambda: token in self._acked_set, timeout)
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        return self._wait(self._ready, timeout)
+
+    def _wait(self, predicate, timeout: float) -> bool:
+        deadline = time.time() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.time()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def _ready(self) -> bool:
+        return self.connected
+
+
+class MqttTransport(Transport):
+    """paho-mqtt 2.x, MQTT 5, QoS 1.
+
+    A persistent session (``clean=False``) keeps subscriptions and queued QoS-1
+    messages across reconnects and broker restarts; ``clean=True`` is for
+    one-shot tools. With ``manual_ack`` a received QoS-1 message is
+    acknowledged only when its handler calls ``Message.ack()`` (the camera acts
+    on a command before the broker forgets it).
+    """
+
+    def __init__(self, host: str, port: int, client_id=None, *, clean: bool = False,
+                 session_expiry_s: int = 7 * 24 * 3600, keepalive: int = 30, username=None,
+                 password=None, tls_ca=None, will=None, reconnect_min_s: float = 0.2,
+                 reconnect_max_s: float = 10.0, max_inflight: int = 50,
+                 manual_ack: bool = False) -> None:
+        super().__init__()
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self._mqtt = mqtt
+        self.host, self.port = host, port
+        self.clean = clean
+        self.session_expiry_s = 0 if clean else session_expiry_s
+        self.keepalive = keepalive
+        self.client_id = client_id or "segbind-%s" % uuid.uuid4().hex[:12]
+        self.manual_ack = manual_ack
+        self._subs = {}  # pattern -> (callback, qos)
+        self._pending_subs = set()
+        self._lock = threading.Lock()
+        self._stopping = False
         self.connects = 0
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=mqtt.MQTTv5, manual_ack=True)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                  protocol=mqtt.MQTTv5, manual_ack=manual_ack)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.reconnect_delay_set(min_delay=reconnect_min_s, max_delay=reconnect_max_s)
         if username:
@@ -62,107 +140,125 @@ class MqttLink:
         if will is not None:
             topic, payload, retain = will
             self.client.will_set(topic, payload, qos=1, retain=retain)
-        self.client.on_connect = self._connected
-        self.client.on_disconnect = self._disconnected
-        self.client.on_publish = self._published
-        self.client.on_message = self._message
-        self.client.on_subscribe = self._subscribed
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = lambda c, u, mid, rc, p: self._note_ack(mid, not rc.is_failure)
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
 
-    # -- interface -----------------------------------------------------------------------
+    def _ready(self) -> bool:
+        return self.connected and not self._pending_subs
 
-    def on_ack(self, callback) -> None:
-        """``callback(token, ok)`` when the broker acknowledges a QoS-1 publish."""
-        self._on_ack = callback
+    def start(self) -> "MqttTransport":
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
-    def on_connection(self, callback) -> None:
-        """``callback(connected: bool)`` on every connect and disconnect."""
-        self._on_connection = callback
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        self.client.connect_async(self.host, self.port, self.keepalive,
+                                  clean_start=self.clean, properties=props)
+        self.client.loop_start()
+        return self
 
-    def subscribe(self, topic: str, callback, qos: int = 1) -> None:
-        """``callback(Message)`` for each message; subscriptions survive reconnects."""
-        with self._lock:
-            self._subs[topic] = (callback, qos)
-        if self.connected:
-            self.client.subscribe(topic, qos)
+    def stop(self) -> None:
+        self._stopping = True  # a disconnection asked for is not worth a warning
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+        self._note_connection(False)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
                 user_properties=None):
         """Queue a message (also while disconnected); returns its token (the MQTT message id)."""
         props = None
         if user_properties:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
             props = Properties(PacketTypes.PUBLISH)
             props.UserProperty = [(str(k), str(v)) for k, v in user_properties.items()]
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
-        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            raise OSError("publish to %s failed: %s" % (topic, mqtt.error_string(info.rc)))
+        if info.rc not in (self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_NO_CONN):
+            raise OSError("publish to %s failed: %s" % (topic, self._mqtt.error_string(info.rc)))
+        if qos == 0:
+            self._note_ack(info.mid, True)
         return info.mid
 
-    def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.session_expiry_s
-        self.client.connect_async(self.host, self.port, self.keepalive, clean_start=False,
-                                  properties=props)
-        self.client.loop_start()
+    def subscribe(self, pattern: str, callback, qos: int = 1) -> None:
+        """``callback(Message)`` for each message; subscriptions survive reconnects."""
+        with self._lock:
+            self._subs[pattern] = (callback, qos)
+        if self.connected:
+            self._send_subscribe(pattern, qos)
 
-    def stop(self, timeout: float = 2.0) -> None:
-        try:
-            self.client.disconnect()
-        finally:
-            self.client.loop_stop()
-        self.connected = False
+    def unsubscribe(self, pattern: str) -> None:
+        with self._lock:
+            self._subs.pop(pattern, None)
+        self.client.unsubscribe(pattern)
 
+    def _send_subscribe(self, pattern: str, qos: int) -> None:
+        with self._cond:
+            rc, mid = self.client.subscribe(pattern, qos)
+            if rc == self._mqtt.MQTT_ERR_SUCCESS:
+                self._pending_subs.add(mid)
 
     # -- paho callbacks (network thread) -------------------------------------------------------
 
-    def _connected(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            log.warning("%s: %s:%d refused the connection: %s", self.client_id, self.host,
+                        self.port, reason_code)
             return
-        self.connected = True
         self.connects += 1
-        log.info("connected to %s:%d (session %s)", self.host, self.port,
+        self._stopping = False
+        log.info("%s: connected to %s:%d (session %s)", self.client_id, self.host, self.port,
                  "resumed" if flags.session_present else "new")
         with self._lock:
             subs = list(self._subs.items())
-        for topic, (_cb, qos) in subs:
-            client.subscribe(topic, qos)
-        if self._on_connection:
-            self._on_connection(True)
+        for pattern, (_cb, qos) in subs:
+            self._send_subscribe(pattern, qos)
+        self._note_connection(True)
 
-    def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
-        was = self.connected
-        self.connected = False
-        if was:
-            log.warning("disconnected from %s:%d: %s", self.host, self.port, reason_code)
-        if self._on_connection:
-            self._on_connection(False)
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.connected and not self._stopping:
+            log.warning("%s: disconnected from %s:%d: %s", self.client_id, self.host, self.port,
+                        reason_code)
+        self._note_connection(False)
 
-    def _subscribed(self, client, userdata, mid, reason_codes, properties) -> None:
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         for rc in reason_codes:
             if rc.is_failure:
-                log.error("subscription refused: %s", rc)
+                log.error("%s: subscription refused: %s", self.client_id, rc)
+        with self._cond:
+            self._pending_subs.discard(mid)
+            self._cond.notify_all()
 
-    def _published(self, client, userdata, mid, reason_code, properties) -> None:
-        if self._on_ack:
-            self._on_ack(mid, not reason_code.is_failure)
-
-    def _message(self, client, userdata, msg) -> None:
+    def _on_message(self, client, userdata, msg) -> None:
+        matches = self._mqtt.topic_matches_sub
         with self._lock:
-            entry = None
-            for topic, value in self._subs.items():
-                if mqtt.topic_matches_sub(topic, msg.topic):
-                    entry = value
-                    break
+            callbacks = [cb for pattern, (cb, _q) in self._subs.items()
+                         if matches(pattern, msg.topic)]
         mid, qos = msg.mid, msg.qos
 
         def ack() -> None:
-            if qos:
+            if qos and self.manual_ack:
                 client.ack(mid, qos)
 
-        if entry is None:
-            ack()
-            return
-        props = {}
-        for key, value in getattr(msg.properties, "UserProperty", None) or []:
-            props[key] = value
-        entry[0](Message(msg.topic, bytes(msg.payload), props, msg.retain, ack))
+        props = dict(getattr(msg.properties, "UserProperty", None) or [])
+        message = Message(msg.topic, bytes(msg.payload), props, bool(msg.retain), ack)
+        if not callbacks:
+            message.ack()
+        for cb in callbacks:
+            try:
+                cb(message)
+            except Exception:  # a handler bug must not kill paho's thread
+                log.exception("handler for %s failed", msg.topic)
+
+
+def parse_broker(text: str):
+    """(host, port) of "HOST:PORT" or "HOST" (port 1883)."""
+    host, _, port = text.rpartition(":")
+    if not host:
+        return text, 1883
+    return host, int(port)

@@ -1,9 +1,10 @@
 """The encoder's Annex-B output: a pipe (stdin), a FIFO or a file, read on a thread.
 
-The reader thread only moves bytes into a bounded queue; blocking opens and
-reads (a FIFO waits for its writer) never hold up command handling or
-publishing on the agent's thread. At end of input it queues ``EOF``; for a
-FIFO in "reopen" mode it then waits for the next writer (an encoder restart).
+The reader thread only moves bytes into a bounded queue (``chunks``, or the
+caller's ``sink``); blocking opens and reads (a FIFO waits for its writer)
+never hold up command handling or publishing on the agent's thread. At end of
+input it queues ``EOF``; for a FIFO in "reopen" mode it then waits for the next
+writer (an encoder restart).
 """
 
 import os
@@ -25,11 +26,14 @@ def is_fifo(path: str) -> bool:
 
 
 class InputReader(threading.Thread):
-    def __init__(self, path: str, reopen: bool, max_chunks: int = 256) -> None:
+    """``sink(chunk)`` gets each chunk read, then ``EOF``; it may block (backpressure)."""
+
+    def __init__(self, path: str, reopen: bool, max_chunks: int = 256, sink=None) -> None:
         threading.Thread.__init__(self, name="segbind-input", daemon=True)
         self.path = path
         self.reopen = reopen and path != "-"
         self.chunks = queue.Queue(max_chunks)
+        self.sink = sink or self.chunks.put
         self.bytes_read = 0
         self.opens = 0
         self.error = None
@@ -48,7 +52,7 @@ class InputReader(threading.Thread):
                 except OSError as exc:
                     self.error = "%s: %s" % (self.path, exc.strerror or exc)
                     if not self.reopen:
-                        self.chunks.put(EOF)
+                        self.sink(EOF)
                         return
                     time.sleep(1.0)  # the encoder has not created its FIFO yet
                     continue
@@ -60,12 +64,12 @@ class InputReader(threading.Thread):
                     if not data:
                         break
                     self.bytes_read += len(data)
-                    self.chunks.put(data)
+                    self.sink(data)
             except OSError as exc:
                 self.error = "%s: %s" % (self.path, exc.strerror or exc)
             finally:
                 if self.path != "-":
                     stream.close()
-            self.chunks.put(EOF)
+            self.sink(EOF)
             if not self.reopen or not is_fifo(self.path):
                 return  # a regular file is read once, never again from its start

@@ -1,11 +1,9 @@
-"""The camera's persistent, bounded segment spool.
+"""The spool's bytes on the camera's storage (its policy is ``core.SpoolQueue``).
 
 Every tagged segment is written here before it is published and removed when
 the broker acknowledges it (QoS 1 PUBACK), so segments wait on the camera's
 storage while the broker is unreachable and go out in order once it is back,
-also after the agent restarts. The spool is bounded in bytes and in
-segments; when a new segment does not fit, the oldest segments not handed to
-the MQTT client yet are dropped and the gap is recorded (never a crash).
+also after the agent restarts.
 
 One file per segment, ``<index>.seg`` (a 20-digit, ever-increasing index),
 written to a temporary name and renamed, so a file is whole or absent::
@@ -14,67 +12,25 @@ written to a temporary name and renamed, so a file is whole or absent::
 """
 
 import os
-from collections import deque
+
+from .core import Entry
 
 MAGIC = b"SBS1"
 HEADER_SIZE = 4 + 4 + 8 + 8 + 4
 SUFFIX = ".seg"
 
 
-class Entry:
-    __slots__ = ("index", "size", "stream_id", "seq", "epoch")
-
-    def __init__(self, index: int, size: int, stream_id: int, seq: int, epoch: int) -> None:
-        self.index = index
-        self.size = size
-        self.stream_id = stream_id
-        self.seq = seq
-        self.epoch = epoch
-
-    def __repr__(self) -> str:
-        return "Entry(#%d, stream %d seq %d, %d bytes)" % (self.index, self.stream_id, self.seq,
-                                                           self.size)
-
-
-class Gap:
-    """Segments dropped together: ``count`` of them, from (stream, seq) to (stream, seq)."""
-
-    def __init__(self, entries: list, why: str) -> None:
-        self.count = len(entries)
-        self.bytes = sum(e.size for e in entries)
-        self.first = (entries[0].stream_id, entries[0].seq)
-        self.last = (entries[-1].stream_id, entries[-1].seq)
-        self.why = why
-
-    def as_dict(self) -> dict:
-        return {"count": self.count, "bytes": self.bytes, "why": self.why,
-                "first": {"stream_id": self.first[0], "seq": self.first[1]},
-                "last": {"stream_id": self.last[0], "seq": self.last[1]}}
-
-
-class Spool:
-    def __init__(self, directory: str, max_bytes: int, max_segments: int, fsync: bool = False) -> None:
-        if max_bytes <= 0 or max_segments <= 0:
-            raise ValueError("spool bounds must be positive")
+class SpoolFiles:
+    def __init__(self, directory: str, fsync: bool = False) -> None:
         self.dir = directory
-        self.max_bytes = max_bytes
-        self.max_segments = max_segments
         self.fsync = fsync
-        self._entries: deque = deque()  # Entry, oldest first
-        self._inflight: set = set()     # indexes handed to the MQTT client, not yet acknowledged
-        self._bytes = 0
-        self._next_index = 0
-        self.dropped_total = 0
         self.corrupt_total = 0
-        self.load()
-
-    # -- persistence -------------------------------------------------------------------
 
     def _path(self, index: int) -> str:
         return os.path.join(self.dir, "%020d%s" % (index, SUFFIX))
 
-    def load(self) -> None:
-        """Read the index of what an earlier run left; drop torn or foreign files."""
+    def load(self) -> list:
+        """The entries an earlier run left, oldest first; torn or foreign files are dropped."""
         os.makedirs(self.dir, exist_ok=True)
         found = []
         for name in os.listdir(self.dir):
@@ -97,9 +53,7 @@ class Spool:
                 continue
             found.append(entry)
         found.sort(key=lambda e: e.index)
-        self._entries = deque(found)
-        self._bytes = sum(e.size for e in found)
-        self._next_index = found[-1].index + 1 if found else 0
+        return found
 
     @staticmethod
     def _parse_header(index: int, head: bytes, file_size: int):
@@ -111,35 +65,11 @@ class Spool:
         return Entry(index, size, int.from_bytes(head[8:16], "big"),
                      int.from_bytes(head[16:24], "big"), int.from_bytes(head[24:28], "big"))
 
-    # -- the queue ---------------------------------------------------------------------
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def total_bytes(self) -> int:
-        return self._bytes
-
-    def append(self, payload: bytes, stream_id: int, seq: int, epoch: int) -> list:
-        """Store one tagged segment; returns the Gaps this caused (usually none)."""
-        size = len(payload)
-        entry = Entry(self._next_index, size, stream_id, seq, epoch)
-        if size > self.max_bytes:
-            self.dropped_total += 1
-            return [Gap([entry], "segment larger than the whole spool")]
-        evicted = []
-        while self._entries and (self._bytes + size > self.max_bytes
-                                 or len(self._entries) + 1 > self.max_segments):
-            victim = self._oldest_not_inflight()
-            if victim is None:
-                break
-            self._discard(victim)
-            evicted.append(victim)
-        self._next_index += 1
+    def write(self, entry: Entry, payload: bytes) -> None:
         path = self._path(entry.index)
         tmp = path + ".tmp"
-        header = (MAGIC + size.to_bytes(4, "big") + stream_id.to_bytes(8, "big")
-                  + seq.to_bytes(8, "big") + epoch.to_bytes(4, "big"))
+        header = (MAGIC + len(payload).to_bytes(4, "big") + entry.stream_id.to_bytes(8, "big")
+                  + entry.seq.to_bytes(8, "big") + entry.epoch.to_bytes(4, "big"))
         with open(tmp, "wb") as f:
             f.write(header)
             f.write(payload)
@@ -147,71 +77,18 @@ class Spool:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-        self._entries.append(entry)
-        self._bytes += size
-        if not evicted:
-            return []
-        self.dropped_total += len(evicted)
-        return [Gap(evicted, "spool full")]
-
-    def _oldest_not_inflight(self):
-        for entry in self._entries:
-            if entry.index not in self._inflight:
-                return entry
-        return None
-
-    def _discard(self, entry: Entry) -> None:
-        self._entries.remove(entry)
-        self._bytes -= entry.size
-        self._inflight.discard(entry.index)
-        try:
-            os.unlink(self._path(entry.index))
-        except FileNotFoundError:
-            pass
-
-    def to_send(self, limit: int) -> list:
-        """Up to ``limit`` of the oldest entries not yet handed to the MQTT client."""
-        out = []
-        for entry in self._entries:
-            if len(out) >= limit:
-                break
-            if entry.index not in self._inflight:
-                out.append(entry)
-        return out
 
     def read(self, entry: Entry) -> bytes:
         with open(self._path(entry.index), "rb") as f:
             f.seek(HEADER_SIZE)
             return f.read()
 
-    def mark_inflight(self, index: int) -> None:
-        self._inflight.add(index)
+    def delete(self, index: int) -> None:
+        try:
+            os.unlink(self._path(index))
+        except FileNotFoundError:
+            pass
 
-    @property
-    def inflight(self) -> int:
-        return len(self._inflight)
-
-    def release_inflight(self) -> None:
-        """Forget what was handed to the MQTT client (it was discarded): send it again."""
-        self._inflight.clear()
-
-    def delivered(self, index: int) -> None:
-        """The broker acknowledged entry ``index``: it leaves the spool."""
-        self._inflight.discard(index)
-        for entry in self._entries:
-            if entry.index == index:
-                self._discard(entry)
-                return
-
-    def purge(self) -> int:
-        """Drop every entry (factory reset: nothing of the old owner stays on the camera)."""
-        count = len(self._entries)
-        for entry in list(self._entries):
-            self._discard(entry)
-        self._inflight.clear()
-        return count
-
-    def stats(self) -> dict:
-        return {"segments": len(self._entries), "bytes": self._bytes, "inflight": len(self._inflight),
-                "max_bytes": self.max_bytes, "max_segments": self.max_segments,
-                "dropped_total": self.dropped_total, "corrupt_total": self.corrupt_total}
+    def count(self) -> int:
+        """Segment files on storage (for tests and tools)."""
+        return len([n for n in os.listdir(self.dir) if n.endswith(SUFFIX)]) if os.path.isdir(self.dir) else 0

@@ -1,4 +1,4 @@
-"""The camera's binding state on its own storage, durable through kill -9 and power cuts.
+"""The camera's binding state (``core.BindingState``) on its own storage, durable through kill -9.
 
 One small JSON file, replaced atomically: write a temporary file in the same
 directory, fsync it, rename it over the state file, fsync the directory. A
@@ -10,14 +10,10 @@ the device secret (a separate, read-only, provisioned file) when loaded.
 import json
 import os
 
+from .core import BindingState, StateError
 from .faults import crashpoint
 
-STATE_KIND = "agent-state"
-STATE_VERSION = 1
-
-
-class StateError(Exception):
-    """A state file that exists but cannot be trusted (corrupt, other camera)."""
+__all__ = ["BindingState", "StateError", "StateStore", "atomic_write"]
 
 
 def fsync_dir(path: str) -> None:
@@ -46,71 +42,6 @@ def atomic_write(path: str, data: bytes, crash_tag: str = "") -> None:
     if crash_tag:
         crashpoint(crash_tag + ":state_renamed")
     fsync_dir(directory)
-
-
-class BindingState:
-    """What the camera must never forget.
-
-    counter    the highest command counter accepted (replay protection)
-    owner      the owner the camera tags for, or None when unclaimed
-    epoch      the epoch it tags under (0 when unclaimed)
-    epoch_hwm  the highest epoch ever used: a new binding must be above it
-    stream_id  the id of the stream begun most recently
-    last_command, last_result   digest of the last accepted command and the
-               encoded result, to answer its redelivery the same way
-    """
-
-    def __init__(self, camera: str) -> None:
-        self.camera = camera
-        self.counter = 0
-        self.owner = None
-        self.epoch = 0
-        self.epoch_hwm = 0
-        self.stream_id = 0
-        self.last_command = ""
-        self.last_result = ""
-
-    @property
-    def claimed(self) -> bool:
-        return self.owner is not None
-
-    def copy(self) -> "BindingState":
-        other = BindingState(self.camera)
-        other.__dict__.update(self.__dict__)
-        return other
-
-    def to_json(self) -> dict:
-        return {"segbind": STATE_KIND, "version": STATE_VERSION, "camera": self.camera,
-                "counter": self.counter, "owner": self.owner, "epoch": self.epoch,
-                "epoch_hwm": self.epoch_hwm, "stream_id": self.stream_id,
-                "last_command": self.last_command, "last_result": self.last_result}
-
-    @classmethod
-    def from_json(cls, data: dict, camera: str) -> "BindingState":
-        if not isinstance(data, dict) or data.get("segbind") != STATE_KIND:
-            raise StateError("not a segbind agent state file")
-        if data.get("version") != STATE_VERSION:
-            raise StateError("unsupported state file version")
-        if data.get("camera") != camera:
-            raise StateError("state file belongs to camera %r" % data.get("camera"))
-        state = cls(camera)
-        try:
-            for name in ("counter", "epoch", "epoch_hwm", "stream_id"):
-                value = data[name]
-                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise StateError("%s is not a non-negative integer" % name)
-                setattr(state, name, value)
-            owner = data["owner"]
-            if owner is not None and (not isinstance(owner, str) or not owner):
-                raise StateError("owner is not a string")
-            state.owner = owner
-            state.last_command = str(data.get("last_command", ""))
-            state.last_result = str(data.get("last_result", ""))
-        except KeyError as exc:
-            raise StateError("state file lacks %s" % exc) from None
-        if (state.owner is None) != (state.epoch == 0) or state.epoch > state.epoch_hwm:
-            raise StateError("state file is inconsistent")
-        return state
 
 
 class StateStore:
@@ -143,5 +74,4 @@ class StateStore:
         return BindingState.from_json(data, self.camera)
 
     def save(self, state: BindingState, crash_tag: str = "") -> None:
-        raw = json.dumps(state.to_json(), sort_keys=True).encode("utf-8") + b"\n"
-        atomic_write(self.path, raw, crash_tag)
+        atomic_write(self.path, state.encode(), crash_tag)

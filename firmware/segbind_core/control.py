@@ -255,9 +255,21 @@ class Result(_Signed):
                 + encode_uvarint(len(detail)) + detail)
 
     def as_dict(self):
+        """For people and logs: the command by name."""
         return {"camera": self.camera, "counter": self.counter, "command": self.name,
                 "status": self.status, "owner": self.owner, "epoch": self.epoch,
                 "stream_id": self.stream_id, "seq": self.seq, "detail": self.detail}
+
+    def to_json(self):
+        """Every field, for storage (the agent keeps its last result to answer a redelivery)."""
+        return {"camera": self.camera, "counter": self.counter, "op": self.op,
+                "status": self.status, "owner": self.owner, "epoch": self.epoch,
+                "stream_id": self.stream_id, "seq": self.seq, "detail": self.detail}
+
+    @classmethod
+    def from_json(cls, data):
+        return cls(data["camera"], data["counter"], data["op"], data["status"], data["owner"],
+                   data["epoch"], data["stream_id"], data["seq"], data["detail"])
 
     def __repr__(self):
         return "Result(%s #%d: %s, owner=%r, epoch=%d, stream %d from seq %d)" % (
@@ -285,28 +297,3 @@ def open_result(control_key, camera, data):
     """The Result in ``data`` if it is well formed, from ``camera`` and authentic."""
     result, body, mac = decode_result(data)
     return _authentic(result, body, mac, control_key, camera, "result", "is from")
-
-
-# The MQTT topic scheme (docs/AGENT.md). Camera ids are 1-32 bytes of UTF-8; a
-# camera id with "/", "+" or "#" cannot be used as a topic level.
-TOPIC_PREFIX = "segbind/v1"
-SEG = "seg"              # camera -> cloud: tagged Annex-B segments, QoS 1
-STATUS = "status"        # camera -> all: retained JSON status and health (and the will)
-EVENT = "event"          # camera -> cloud: JSON events (gaps, refused commands), QoS 1
-CTL = "ctl"              # cloud -> camera: commands, QoS 1, never retained
-CTL_RESULT = "ctl/result"  # camera -> cloud: results, QoS 1
-
-
-def check_topic_id(name, what="id"):
-    """Raise ValueError when ``name`` cannot be one MQTT topic level."""
-    if not name or "/" in name or "+" in name or "#" in name or "\x00" in name:
-        raise ValueError("%s %r cannot be used in an MQTT topic" % (what, name))
-    return name
-
-
-def camera_topic(camera, leaf, prefix=TOPIC_PREFIX):
-    return "%s/cam/%s/%s" % (prefix, check_topic_id(camera, "camera"), leaf)
-
-
-def account_topic(account, leaf, prefix=TOPIC_PREFIX):
-    return "%s/acct/%s/%s" % (prefix, check_topic_id(account, "account"), leaf)

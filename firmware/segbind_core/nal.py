@@ -1,32 +1,14 @@
-"""H.264 NAL units: Annex-B scanning, length-prefixed framing, emulation prevention.
+"""NAL unit framing: Annex-B scanning, length-prefixed framing, emulation prevention.
 
-NAL units are handled as (start, end) offsets into one buffer, so nothing is
-copied while scanning; callers slice a ``memoryview`` when they need bytes.
+Codec-neutral: what a NAL unit means is the codec module's business
+(``segbind_core.h264``). NAL units are handled as (start, end) offsets into
+one buffer, so nothing is copied while scanning; callers slice a
+``memoryview`` when they need bytes.
 """
 
 from struct import unpack_from as _unpack_from
 
-# nal_unit_type values (ITU-T H.264 table 7-1) that segbind needs by name.
-NAL_SLICE = 1
-NAL_IDR = 5
-NAL_SEI = 6
-NAL_SPS = 7
-NAL_PPS = 8
-NAL_AUD = 9
-NAL_END_OF_SEQUENCE = 10
-NAL_END_OF_STREAM = 11
-NAL_FILLER = 12
-
 START_CODE = b"\x00\x00\x00\x01"
-
-
-def nal_type(header_byte: int) -> int:
-    return header_byte & 0x1F
-
-
-def is_vcl(kind: int) -> bool:
-    """Slices of a coded picture (types 1-5), the units that carry video."""
-    return 1 <= kind <= 5
 
 
 try:  # CPython's regex engine finds start codes about twice as fast as bytes.find

@@ -2,261 +2,75 @@
 
 A segment is a run of whole access units. segbind cuts one at every random
 access point: an IDR picture, or an access unit carrying a recovery-point SEI
-(payloadType 6, what encoders with intra refresh and no periodic IDR emit),
-and never lets one run longer than a maximum duration (counted in pictures).
-An access unit's leading non-VCL units (AUD, SPS, PPS, SEI) belong with the
-picture they precede.
+(what encoders with intra refresh and no periodic IDR emit), and never lets
+one run longer than a maximum duration (counted in pictures). An access
+unit's leading non-VCL units (AUD, SPS, PPS, SEI) belong with the picture they
+precede.
 
-``Segmenter`` does this incrementally, for bytes as they arrive from an
-encoder's pipe; ``split_segments`` is the one-shot form for a whole buffer
-(IDR cuts only). Pure code: no I/O, no dependencies, runs on MicroPython.
+``Segmenter`` is the one segmenter: the camera agent, ``segbind tag``, the
+fleet simulation, the tests and the benchmarks all cut with it. It takes
+Annex-B bytes as they arrive from an encoder's pipe (``push``) or whole NAL
+units from an encoder SDK (``push_unit``). Pure code: no I/O, no
+dependencies, runs on MicroPython.
 """
 
-from .nal import (NAL_AUD, NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS, START_CODE, is_vcl,
-                  unescape_rbsp)
+from .h264 import (AU_OPENERS, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SEI, NAL_SPS, ParameterSets, Sps,
+                   first_slice_of_picture, has_recovery_point, is_vcl, parameter_set_key,
+                   parse_slice_header)
+from .nal import START_CODE
 
-# Non-VCL NAL unit types that begin a new access unit when they follow a
-# picture's slices (H.264 7.4.1.2.3): SEI, SPS, PPS, AUD and types 14 to 18.
-_AU_OPENERS = (6, 7, 8, 9, 14, 15, 16, 17, 18)
-
-SEI_RECOVERY_POINT = 6
 DEFAULT_FPS = 25.0
 
-# How many bytes of an SEI NAL unit are examined for a recovery point message.
-_SEI_SCAN_BYTES = 4096
-# Profiles whose SPS carries chroma format, bit depths and scaling matrices.
-_HIGH_PROFILES = (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135)
 
+class Segment:
+    """One closed segment: Annex-B ``data`` (4-byte start codes) and what the cut knew.
 
-def starts_picture(buf, unit) -> bool:
-    """True for the first slice of a picture (first_mb_in_slice == 0).
-
-    first_mb_in_slice is the first ue(v) of the slice header; it is 0 exactly
-    when its first bit is 1.
+    ``pictures``   access units with a picture (a field pair counts twice)
+    ``fields``     its duration in fields (a frame is 2)
+    ``first_ms``   the time given with the bytes of its first picture, or None
+    ``rap``        True when it begins at a random access point (IDR or recovery point)
     """
-    s, e = unit
-    return e - s > 1 and bool(buf[s + 1] & 0x80)
 
+    __slots__ = ("data", "pictures", "fields", "first_ms", "rap")
 
-def segment_starts(buf, units) -> list:
-    """Indexes into ``units`` where each segment begins.
-
-    A segment begins with the first non-VCL unit after the previous picture's
-    last slice, when the next picture is an IDR picture. Units before the first
-    IDR picture form a segment of their own (index 0), so nothing is dropped.
-    """
-    starts = [0] if units else []
-    pending = -1  # first non-VCL unit since the last slice
-    for i, unit in enumerate(units):
-        if not is_vcl(buf[unit[0]] & 0x1F):
-            if pending < 0:
-                pending = i
-            continue
-        if buf[unit[0]] & 0x1F == NAL_IDR and starts_picture(buf, unit):
-            start = i if pending < 0 else pending
-            if start > starts[-1]:
-                starts.append(start)
-        pending = -1
-    return starts
-
-
-def split_segments(buf, units) -> list:
-    """The units of each segment, as lists of (start, end) offsets (IDR cuts only)."""
-    starts = segment_starts(buf, units)
-    bounds = starts + [len(units)]
-    return [units[bounds[i]:bounds[i + 1]] for i in range(len(starts))]
-
-
-class _Bits:
-    """An Exp-Golomb bit reader over RBSP bytes; raises IndexError past the end."""
-
-    def __init__(self, data) -> None:
+    def __init__(self, data: bytes, pictures: int, fields: int, first_ms, rap: bool) -> None:
         self.data = data
-        self.pos = 0
+        self.pictures = pictures
+        self.fields = fields
+        self.first_ms = first_ms
+        self.rap = rap
 
-    def u(self, n: int) -> int:
-        value = 0
-        for _ in range(n):
-            byte = self.data[self.pos >> 3]
-            value = (value << 1) | ((byte >> (7 - (self.pos & 7))) & 1)
-            self.pos += 1
-        return value
-
-    def ue(self) -> int:
-        zeros = 0
-        while not self.u(1):
-            zeros += 1
-            if zeros > 31:
-                raise ValueError("Exp-Golomb code too long")
-        return (1 << zeros) - 1 + self.u(zeros)
-
-    def se(self) -> int:
-        k = self.ue()
-        return (k + 1) // 2 if k & 1 else -(k // 2)
+    def __repr__(self) -> str:
+        return "Segment(%d bytes, %d pictures%s)" % (len(self.data), self.pictures,
+                                                      "" if self.rap else ", no RAP")
 
 
-def _skip_scaling_list(bits, size: int) -> None:
-    last = nxt = 8
-    for _ in range(size):
-        if nxt:
-            nxt = (last + bits.se() + 256) % 256
-        if nxt:
-            last = nxt
+class _CutMarker:
+    def __repr__(self) -> str:
+        return "CUT"
 
 
-class SpsInfo:
-    """What the segmenter needs from a sequence parameter set."""
+CUT = _CutMarker()
+"""Among ``push``'s results: where a cut asked for with ``Segmenter.cut`` took effect.
 
-    def __init__(self, sps_id: int) -> None:
-        self.sps_id = sps_id
-        self.separate_colour_plane = False
-        self.log2_max_frame_num = 4
-        self.frame_mbs_only = True
-        self.poc_type = 0
-        self.log2_max_poc_lsb = 4
-        self.fps = None  # type: float | None  # from VUI timing_info, when present
-        self.max_num_reorder = None  # type: int | None  # from VUI bitstream_restriction
-        self.complete = False  # False when only the id could be read (VUI fields optional)
-
-
-def parse_sps(nal) -> SpsInfo:
-    """The id (always) and frame timing (when readable) of an escaped SPS NAL unit.
-
-    Raises ValueError or IndexError when not even the id can be read.
-    """
-    bits = _Bits(unescape_rbsp(nal[1:]))
-    profile = bits.u(8)
-    bits.u(16)  # constraint flags, level_idc
-    info = SpsInfo(bits.ue())
-    if info.sps_id > 31:
-        raise ValueError("seq_parameter_set_id out of range")
-    try:
-        if profile in _HIGH_PROFILES:
-            chroma = bits.ue()
-            if chroma == 3:
-                info.separate_colour_plane = bool(bits.u(1))
-            bits.ue()
-            bits.ue()
-            bits.u(1)
-            if bits.u(1):  # seq_scaling_matrix_present_flag
-                for i in range(12 if chroma == 3 else 8):
-                    if bits.u(1):
-                        _skip_scaling_list(bits, 16 if i < 6 else 64)
-        info.log2_max_frame_num = bits.ue() + 4
-        poc_type = info.poc_type = bits.ue()
-        if poc_type == 0:
-            info.log2_max_poc_lsb = bits.ue() + 4
-        elif poc_type == 1:
-            bits.u(1)
-            bits.se()
-            bits.se()
-            for _ in range(bits.ue()):
-                bits.se()
-        bits.ue()  # max_num_ref_frames
-        bits.u(1)
-        bits.ue()
-        bits.ue()
-        info.frame_mbs_only = bool(bits.u(1))
-        if not info.frame_mbs_only:
-            bits.u(1)
-        bits.u(1)
-        if bits.u(1):  # frame_cropping_flag
-            for _ in range(4):
-                bits.ue()
-        info.complete = True  # what cutting needs; the VUI below is optional
-        if bits.u(1):  # vui_parameters_present_flag
-            if bits.u(1) and bits.u(8) == 255:
-                bits.u(32)
-            if bits.u(1):
-                bits.u(1)
-            if bits.u(1):
-                bits.u(4)
-                if bits.u(1):
-                    bits.u(24)
-            if bits.u(1):
-                bits.ue()
-                bits.ue()
-            if bits.u(1):  # timing_info_present_flag
-                units = bits.u(32)
-                scale = bits.u(32)
-                if units and scale:
-                    fps = scale / (2.0 * units)
-                    if 0.5 <= fps <= 1000:
-                        info.fps = fps
-                bits.u(1)
-            hrd = False
-            for _ in range(2):  # NAL then VCL hrd_parameters
-                if bits.u(1):
-                    hrd = True
-                    count = bits.ue() + 1
-                    bits.u(8)  # bit_rate_scale, cpb_size_scale
-                    for _ in range(count):
-                        bits.ue()
-                        bits.ue()
-                        bits.u(1)
-                    bits.u(20)  # four delay/offset lengths
-            if hrd:
-                bits.u(1)  # low_delay_hrd_flag
-            bits.u(1)  # pic_struct_present_flag
-            if bits.u(1):  # bitstream_restriction_flag
-                bits.u(1)
-                for _ in range(4):
-                    bits.ue()
-                info.max_num_reorder = bits.ue()
-    except (ValueError, IndexError):
-        pass
-    return info
-
-
-def parse_pps_ids(nal):
-    """(pic_parameter_set_id, seq_parameter_set_id) of an escaped PPS NAL unit."""
-    bits = _Bits(unescape_rbsp(nal[1:12]))
-    pps_id = bits.ue()
-    sps_id = bits.ue()
-    if pps_id > 255 or sps_id > 31:
-        raise ValueError("parameter set id out of range")
-    return pps_id, sps_id
-
-
-def has_recovery_point(nal) -> bool:
-    """True when an escaped SEI NAL unit holds a recovery point message (payloadType 6)."""
-    rbsp = unescape_rbsp(nal[1:1 + _SEI_SCAN_BYTES])
-    pos = 0
-    end = len(rbsp)
-    while pos < end and not (pos == end - 1 and rbsp[pos] == 0x80):
-        kind = 0
-        while pos < end and rbsp[pos] == 0xFF:
-            kind += 255
-            pos += 1
-        if pos >= end:
-            return False
-        kind += rbsp[pos]
-        pos += 1
-        size = 0
-        while pos < end and rbsp[pos] == 0xFF:
-            size += 255
-            pos += 1
-        if pos >= end:
-            return False
-        size += rbsp[pos]
-        pos += 1
-        if kind == SEI_RECOVERY_POINT:
-            return True
-        pos += size
-    return False
+Every segment before it holds only pictures begun before the cut, every
+segment after it only pictures begun after."""
 
 
 class Segmenter:
-    """Cuts an Annex-B byte stream, fed as it arrives, into self-contained segments.
+    """Cuts an H.264 stream, fed as it arrives, into self-contained segments.
 
-    ``feed(data)`` returns the segments that closed; ``flush()`` returns the
-    rest at the end of the stream. Each segment is Annex-B ``bytes`` (4-byte
-    start codes) made of whole access units, and begins at an IDR picture, at
-    a recovery point, or where the ``max_duration_s`` bound forced a cut.
-    When a segment does not itself carry the parameter sets in force, the
-    latest SPS and PPS of every id are inserted at its start (after any AUD),
-    so it decodes on its own. Bytes before the first start code are not H.264:
-    they are counted in ``discarded`` (zero padding is not counted).
+    ``push(data, t_ms)`` takes Annex-B bytes and ``push_unit(nal, t_ms)`` one
+    NAL unit (escaped, without start code); both return the ``Segment``\\ s
+    that closed (and ``CUT`` markers). ``finish()`` returns the rest at the
+    end of the stream. ``feed``/``flush`` are the same with the segments' bytes
+    only. Each segment is made of whole access units and begins at an IDR
+    picture, at a recovery point, where the ``max_duration_s`` bound forced a
+    cut, or at a ``cut()``. When a segment does not itself carry the parameter
+    sets in force, the latest SPS and PPS of every id are inserted at its
+    start (after any AUD), so it decodes on its own. Bytes before the first
+    start code are not H.264: they are counted in ``discarded`` (zero padding
+    is not counted).
 
     Memory: the current segment, the non-VCL units of the next access unit
     and the incomplete NAL unit at the end of the input.
@@ -270,17 +84,26 @@ class Segmenter:
         self.max_duration_s = max_duration_s
         self.fixed_fps = fps
         self.discarded = 0
+        self.dropped_pictures = 0
         self.segments = 0
+        self.params = ParameterSets()
         self._nal = None  # type: bytearray | None  # the incomplete NAL unit, after its start code
+        self._nal_t = None  # the time given with the bytes that began it
+        self._begun = 0  # NAL units begun so far (the incomplete one included)
         self._carry = b""  # the last two input bytes, for start codes split across feeds
         self._seg = bytearray()  # the current segment, Annex-B
         self._seg_fields = 0  # pictures in the current segment, in fields (a frame is 2)
+        self._seg_pictures = 0
         self._seg_has_vcl = False
+        self._seg_first_ms = None
+        self._seg_rap = False
         self._pending = []  # type: list  # non-VCL units since the last slice: the next AU's head
         self._pending_rap = False  # a recovery point SEI among them
-        self._sps = {}  # type: dict  # id -> (SpsInfo, NAL bytes)
-        self._pps = {}  # type: dict  # id -> (sps id, NAL bytes)
-        self._active_sps = None  # type: SpsInfo | None
+        self._cut_from = -1  # the first unit after a cut asked for, until it takes effect
+        self._cut_fresh = False  # that cut drops what it interrupts and waits for a RAP
+        self._wait_rap = False  # drop pictures until a random access point
+        self._dropping = False  # the picture being read is dropped
+        self._active_sps = None  # type: Sps | None
         self._out = []  # type: list
 
     @property
@@ -292,8 +115,10 @@ class Segmenter:
             return self._active_sps.fps
         return DEFAULT_FPS
 
-    def feed(self, data) -> list:
-        """Take the next bytes of the stream; return the segments that closed."""
+    # -- input ------------------------------------------------------------------------
+
+    def push(self, data, t_ms=None) -> list:
+        """Take the next Annex-B bytes of the stream; return the Segments that closed."""
         if not hasattr(data, "find"):
             data = bytes(data)
         n = len(data)
@@ -310,7 +135,7 @@ class Segmenter:
                     keep = len(self._nal) - cut
                     self._nal = self._nal[:keep] if keep > 0 else bytearray()
                     self._end_nal(None, 0, 0)
-                self._nal = bytearray()
+                self._begin_nal(t_ms)
                 pos = 3 - cut
         find = data.find
         while True:
@@ -321,7 +146,7 @@ class Segmenter:
                 self._leading(data, pos, i)
             else:
                 self._end_nal(data, pos, i)
-            self._nal = bytearray()
+            self._begin_nal(t_ms)
             pos = i + 3
         if pos < n:
             if self._nal is None:
@@ -329,12 +154,21 @@ class Segmenter:
             else:
                 self._nal += data[pos:n] if pos else data
         self._carry = bytes(data[n - 2:]) if n >= 2 else bytes(carry[-1:]) + bytes(data)
-        out = self._out
-        self._out = []
-        return out
+        return self._take_out()
 
-    def flush(self) -> list:
-        """End of stream: the remaining segment(s)."""
+    def push_unit(self, nal, t_ms=None) -> list:
+        """Take one whole NAL unit (an encoder SDK's output); return the Segments that closed."""
+        if self._nal is not None:  # Annex-B bytes came before: their last unit is complete now
+            self._end_nal(None, 0, 0)
+            self._nal = None
+            self._carry = b""
+        if len(nal):
+            self._begun += 1
+            self._unit(bytes(nal), t_ms, self._begun - 1)
+        return self._take_out()
+
+    def finish(self) -> list:
+        """End of stream: the remaining Segment(s), and a pending cut's marker."""
         if self._nal is not None:
             self._end_nal(None, 0, 0)
             self._nal = None
@@ -342,13 +176,55 @@ class Segmenter:
         self._take_pending()
         if self._seg:
             self._close()
-        self._seg_has_vcl = False
-        self._seg_fields = 0
+        if self._cut_from >= 0:
+            self._cut_takes_effect()
+        return self._take_out()
+
+    def cut(self, fresh_start: bool = False) -> list:
+        """Cut the stream here: every unit begun so far stays before the cut, the rest after.
+
+        For a change that must take effect at an instant (a camera's binding).
+        When pictures from before the cut are still in progress, the cut takes
+        effect at the first picture begun after it (or at ``finish``): the
+        segment in progress closes there, then ``CUT`` comes out of ``push``;
+        ``cut_pending`` is True meanwhile. Otherwise it takes effect at once and
+        ``[CUT]`` is returned. With ``fresh_start``, the pictures in progress are
+        dropped instead of closed, and so are the pictures after the cut until a
+        random access point (counted in ``dropped_pictures``): the next segment
+        decodes on its own and holds nothing from before the cut.
+        """
+        self._cut_from = self._begun
+        self._cut_fresh = self._cut_fresh or fresh_start
+        incomplete = self._nal
+        if self._seg_has_vcl or bool(incomplete and is_vcl(incomplete[0] & 0x1F)):
+            return []
+        self._cut_takes_effect()
+        return self._take_out()
+
+    @property
+    def cut_pending(self) -> bool:
+        """True between a ``cut()`` and the point where it takes effect."""
+        return self._cut_from >= 0
+
+    def feed(self, data) -> list:
+        """``push`` without times, giving each closed segment's bytes."""
+        return [s.data for s in self.push(data) if s is not CUT]
+
+    def flush(self) -> list:
+        """``finish``, giving each remaining segment's bytes."""
+        return [s.data for s in self.finish() if s is not CUT]
+
+    # -- scanning ---------------------------------------------------------------------
+
+    def _take_out(self) -> list:
         out = self._out
         self._out = []
         return out
 
-    # -- scanning ---------------------------------------------------------
+    def _begin_nal(self, t_ms) -> None:
+        self._nal = bytearray()
+        self._nal_t = t_ms
+        self._begun += 1
 
     def _leading(self, data, s: int, e: int) -> None:
         for k in range(s, e):
@@ -357,11 +233,12 @@ class Segmenter:
 
     def _end_nal(self, data, s: int, e: int) -> None:
         """The NAL unit made of self._nal then data[s:e] is complete."""
+        index = self._begun - 1
         if data is not None and not self._nal:
             while e > s and data[e - 1] == 0:
                 e -= 1
             if e > s:
-                self._unit(data[s:e])
+                self._unit(data[s:e], self._nal_t, index)
             return
         nal = self._nal
         if nal is None:
@@ -372,96 +249,113 @@ class Segmenter:
         while k > 0 and nal[k - 1] == 0:
             k -= 1
         if k:
-            self._unit(bytes(nal[:k]) if k < len(nal) else bytes(nal))
+            self._unit(bytes(nal[:k]) if k < len(nal) else bytes(nal), self._nal_t, index)
 
-    # -- access units and cuts ---------------------------------------------
+    # -- access units and cuts ------------------------------------------------------------
 
-    def _unit(self, nal) -> None:
+    def _unit(self, nal, t_ms, index: int) -> None:
         kind = nal[0] & 0x1F
         if is_vcl(kind):
-            self._picture_unit(nal, kind)
+            self._picture_unit(nal, kind, t_ms, index)
             return
-        if kind == NAL_SPS:
-            try:
-                info = parse_sps(nal)
-                self._sps[info.sps_id] = (info, nal)
-            except (ValueError, IndexError):
-                pass
-        elif kind == NAL_PPS:
-            try:
-                pps_id, sps_id = parse_pps_ids(nal)
-                self._pps[pps_id] = (sps_id, nal)
-            except (ValueError, IndexError):
-                pass
+        self.params.add(nal)
         # Units that open an access unit, and everything before the first
         # picture, wait for the next picture (its type decides the cut);
         # end of sequence/stream, filler and the like end the current one.
-        if self._pending or kind in _AU_OPENERS or not self._seg_has_vcl:
+        if self._pending or kind in AU_OPENERS or not self._seg_has_vcl:
             if kind == NAL_SEI and not self._pending_rap and has_recovery_point(nal):
                 self._pending_rap = True
             self._pending.append(nal)
         else:
             self._append(nal)
 
-    def _picture_unit(self, nal, kind: int) -> None:
-        if not (len(nal) > 1 and nal[1] & 0x80):  # not the first slice of a picture
+    def _picture_unit(self, nal, kind: int, t_ms, index: int) -> None:
+        if not first_slice_of_picture(nal):
+            if self._dropping:
+                return
             self._take_pending()
             self._append(nal)
             self._seg_has_vcl = True
             return
-        fields = self._picture_fields(nal)
-        if self._seg_has_vcl:
+        fields = self._read_picture(nal)
+        rap = kind == NAL_IDR or self._pending_rap
+        if self._cut_from >= 0 and index >= self._cut_from:
+            self._cut_takes_effect()
+        elif self._seg_has_vcl:
             limit = int(self.max_duration_s * self.fps * 2 + 1e-6)
             if limit < 2:
                 limit = 2
-            rap = kind == NAL_IDR or self._pending_rap
             too_long = self._seg_fields + fields > limit and self._seg_fields % 2 == 0
             if rap or too_long:
                 self._close()
-        if not self._seg_has_vcl and (self._sps or self._pps):
-            self._carry_parameter_sets()
+        if self._wait_rap:
+            if not rap:
+                self._drop_picture()
+                return
+            self._wait_rap = False
+        self._dropping = False
+        if not self._seg_has_vcl:
+            if self.params:
+                self._carry_parameter_sets()
+            self._seg_first_ms = t_ms
+            self._seg_rap = rap
         self._take_pending()
         self._append(nal)
         self._seg_has_vcl = True
+        self._seg_pictures += 1
         self._seg_fields += fields
 
-    def _picture_fields(self, nal) -> int:
-        """2 for a frame, 1 for a field (needs the slice header when the SPS allows fields)."""
+    def _read_picture(self, nal) -> int:
+        """The picture's duration in fields (2 for a frame); notes the SPS in force.
+
+        Reading the slice header is needed only where fields are possible or
+        several SPS exist; a stream of frames under one SPS skips it.
+        """
+        sps = self.params.sps
+        if len(sps) == 1:
+            only = next(iter(sps.values()))[0]
+            if only.complete and only.frame_mbs_only:
+                self._active_sps = only
+                return 2
         try:
-            bits = _Bits(unescape_rbsp(nal[1:24]))
-            bits.ue()
-            bits.ue()
-            pps = self._pps.get(bits.ue())
-            entry = self._sps.get(pps[0]) if pps is not None else None
-            if entry is None:
-                return 2
-            sps = entry[0]
-            self._active_sps = sps
-            if sps.frame_mbs_only or not sps.complete:
-                return 2
-            if sps.separate_colour_plane:
-                bits.u(2)
-            bits.u(sps.log2_max_frame_num)
-            return 1 if bits.u(1) else 2
+            header = parse_slice_header(nal, self.params)
         except (ValueError, IndexError):
             return 2
+        if header.sps is not None:
+            self._active_sps = header.sps
+        return 1 if header.field_pic else 2
+
+    def _cut_takes_effect(self) -> None:
+        if self._cut_fresh:
+            self.dropped_pictures += self._seg_pictures
+            self._pending = []
+            self._pending_rap = False
+            self._reset_segment()
+            self._wait_rap = True
+        elif self._seg_has_vcl:
+            self._close()
+        self._out.append(CUT)
+        self._cut_from = -1
+        self._cut_fresh = False
+
+    def _drop_picture(self) -> None:
+        """A picture (and its head) that must not be kept: dropped until the next RAP."""
+        self._pending = []
+        self._pending_rap = False
+        self.dropped_pictures += 1
+        self._dropping = True
 
     def _carry_parameter_sets(self) -> None:
         """Put the SPS/PPS in force that the new segment's head lacks at its start."""
         head = self._pending
-        have_sps = {}
-        have_pps = {}
+        have = {}
         for nal in head:
-            kind = nal[0] & 0x1F
             try:
-                if kind == NAL_SPS:
-                    have_sps[parse_sps(nal).sps_id] = True
-                elif kind == NAL_PPS:
-                    have_pps[parse_pps_ids(nal)[0]] = True
+                have[parameter_set_key(nal)] = True
             except (ValueError, IndexError):
                 pass
-        add_sps = [self._sps[k][1] for k in sorted(self._sps) if k not in have_sps]
-        add_pps = [self._pps[k][1] for k in sorted(self._pps) if k not in have_pps]
+        add_sps = [u for k, (_i, u) in sorted(self.params.sps.items()) if (NAL_SPS, k) not in have]
+        add_pps = [u for k, (_s, u) in sorted(self.params.pps.items()) if (NAL_PPS, k) not in have]
         if not add_sps and not add_pps:
             return
         at = 1 if head and head[0][0] & 0x1F == NAL_AUD else 0
@@ -484,8 +378,21 @@ class Segmenter:
         self._seg += nal
 
     def _close(self) -> None:
-        self._out.append(bytes(self._seg))
-        self._seg = bytearray()
-        self._seg_has_vcl = False
-        self._seg_fields = 0
+        self._out.append(Segment(bytes(self._seg), self._seg_pictures, self._seg_fields,
+                                 self._seg_first_ms, self._seg_rap))
         self.segments += 1
+        self._reset_segment()
+
+    def _reset_segment(self) -> None:
+        self._seg = bytearray()
+        self._seg_fields = 0
+        self._seg_pictures = 0
+        self._seg_has_vcl = False
+        self._seg_first_ms = None
+        self._seg_rap = False
+
+
+def cut(data, max_duration_s=4.0, fps=None) -> list:
+    """Every segment of a whole Annex-B buffer (a Segmenter fed once, then finished)."""
+    segmenter = Segmenter(max_duration_s, fps)
+    return [s for s in segmenter.push(data) + segmenter.finish() if s is not CUT]

@@ -5,18 +5,15 @@ with ``SEGBIND_UUID`` followed by the tag body. Decoders skip unregistered user
 data they do not know, so the video decodes exactly as without it.
 """
 
-from .nal import NAL_SEI, escape_rbsp, unescape_rbsp
+from .h264 import SEI_USER_DATA_UNREGISTERED as USER_DATA_UNREGISTERED
+from .h264 import SeiError, sei_messages
+from .nal import escape_rbsp
 
 SEGBIND_UUID = bytes.fromhex("b531d1f007fb8425d19479ee862d845d")
-USER_DATA_UNREGISTERED = 5
 SEI_NAL_HEADER = 0x06  # forbidden_zero_bit 0, nal_ref_idc 0, nal_unit_type 6
 
 # Longest SEI payload segbind ever parses; anything longer is oversized.
 MAX_SEGBIND_PAYLOAD = 255
-
-
-class SeiError(ValueError):
-    """An SEI NAL unit that cannot be parsed."""
 
 
 def _ff_coded(value: int) -> bytes:
@@ -33,38 +30,6 @@ def build_sei_nal(body: bytes) -> bytes:
         + b"\x80"  # rbsp_trailing_bits
     )
     return bytes((SEI_NAL_HEADER,)) + escape_rbsp(rbsp)
-
-
-def _read_ff(rbsp: bytes, pos: int, end: int):
-    value = 0
-    while True:
-        if pos >= end:
-            raise SeiError("SEI message header runs past the end of the NAL unit")
-        b = rbsp[pos]
-        pos += 1
-        value += b
-        if b != 0xFF:
-            return value, pos
-
-
-def sei_messages(nal) -> list:
-    """The (payloadType, payload) pairs of an escaped SEI NAL unit."""
-    if len(nal) < 2 or nal[0] & 0x1F != NAL_SEI:
-        raise SeiError("not an SEI NAL unit")
-    rbsp = unescape_rbsp(bytes(nal[1:]))
-    if not rbsp or rbsp[-1] != 0x80:
-        raise SeiError("SEI NAL unit does not end with rbsp_trailing_bits")
-    end = len(rbsp) - 1
-    messages = []
-    pos = 0
-    while pos < end:
-        kind, pos = _read_ff(rbsp, pos, end)
-        size, pos = _read_ff(rbsp, pos, end)
-        if pos + size > end:
-            raise SeiError("SEI payload runs past the end of the NAL unit")
-        messages.append((kind, rbsp[pos:pos + size]))
-        pos += size
-    return messages
 
 
 def is_segbind_sei(nal) -> bool:

@@ -8,7 +8,7 @@ import hashlib
 import sys
 
 from .crypto import hmac_sha256
-from .nal import NAL_AUD, NAL_END_OF_SEQUENCE, NAL_END_OF_STREAM, NAL_FILLER
+from .h264 import NAL_AUD, NAL_END_OF_SEQUENCE, NAL_END_OF_STREAM, NAL_FILLER
 
 VERSION = 1
 ALG_HMAC_SHA256_128 = 1

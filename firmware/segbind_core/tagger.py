@@ -4,7 +4,8 @@ Holds the stream's state (binding, next sequence number, the chain link), so
 one Tagger tags one stream. Pure code: the agent and the CLI feed it bytes.
 """
 
-from .nal import NAL_AUD, START_CODE
+from .h264 import NAL_AUD
+from .nal import START_CODE
 from .sei import build_sei_nal, is_segbind_sei
 from .tag import DIGEST_HINT_SIZE, GENESIS_LINK, LINK_SIZE, Tag, compute_mac, content_digest
 

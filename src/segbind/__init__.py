@@ -10,18 +10,19 @@ Verifying (cloud services, displays)::
     segbind.verify_segment(segment_bytes, keyring)  # one segment; raises InvalidSegment
 """
 
+from segbind_core import __version__
 from segbind_core.keys import derive_binding_key, derive_control_key
 from segbind_core.tag import VERSION as FORMAT_VERSION
 
 from .errors import InputError, InvalidSegment, KeyringError, SegbindError
 from .keyring import Binding, Keyring
-from .stream import tagged_segments
+from .read.annexb import tagged_segments
 from .verdict import Reason, TagInfo, Verdict
 from .verifier import StreamVerifier, TimeWindow, verify_segment
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "Binding", "FORMAT_VERSION", "InputError", "InvalidSegment", "Keyring", "KeyringError",
     "Reason", "SegbindError", "StreamVerifier", "TagInfo", "TimeWindow", "Verdict",
     "derive_binding_key", "derive_control_key", "tagged_segments", "verify_segment",

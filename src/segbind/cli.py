@@ -14,12 +14,13 @@ import sys
 import time
 from typing import IO, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
+from segbind_core.device import DeviceFileError, device_json, parse_device
 from segbind_core.keys import KEY_SIZE, derive_binding_key
-from segbind_core.tagger import Tagger
 
-from .containers import ANNEXB, HLS, MP4, SNIFF_BYTES, ConcatReader, Segment
-from .containers import NAMES as CONTAINER_NAMES
-from .containers import annexb_segments, container_segments, hls_segments, sniff, write_hls
+from .read import ANNEXB, HLS, MP4, SNIFF_BYTES, ConcatReader, Segment
+from .read import NAMES as CONTAINER_NAMES
+from .read import annexb_segments, container_segments, hls_segments, sniff
+from .write import write_hls
 from .errors import InputError, InvalidSegment, SegbindError
 from .keyring import Binding, Keyring, read_json, write_json
 from .verdict import Verdict
@@ -57,26 +58,16 @@ def _open_output(path: str) -> IO[bytes]:
 
 
 def _load_device(path: str) -> Tuple[str, bytes]:
-    data = read_json(path, "device")
-    device_id, secret = data.get("device_id"), data.get("secret")
-    if not isinstance(device_id, str) or not device_id or not isinstance(secret, str):
-        raise CliError("%s: device_id and secret are required" % path)
     try:
-        raw = bytes.fromhex(secret)
-    except ValueError:
-        raise CliError("%s: secret is not valid hex" % path) from None
-    if len(raw) != KEY_SIZE:
-        raise CliError("%s: secret must be %d bytes" % (path, KEY_SIZE))
-    return device_id, raw
+        camera, secret, _test_only = parse_device(read_json(path, "device"))
+    except DeviceFileError as exc:
+        raise CliError("%s: %s" % (path, exc)) from None
+    return camera, secret
 
 
 def cmd_keys_device(args: argparse.Namespace) -> int:
-    secret = os.urandom(KEY_SIZE)
-    data = {"segbind": "device", "version": 1, "device_id": args.device_id, "secret": secret.hex()}
-    if args.test_only:
-        data["test_only"] = True
     try:
-        derive_binding_key(secret, "check", args.device_id, 0)  # validates the id
+        data = device_json(args.device_id, os.urandom(KEY_SIZE), args.test_only)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     write_json(args.out, data)
@@ -166,50 +157,80 @@ def _open_annexb(path: str, purpose: str) -> Tuple[IO[bytes], str, bytes]:
     return src, name, head
 
 
+class _BindingFileKeys:
+    """The keys ``segbind tag`` has: one binding's, and no control key (it takes no commands)."""
+
+    control = None
+
+    def __init__(self, binding: Binding) -> None:
+        self._binding = binding
+
+    def binding(self, owner: str, epoch: int) -> bytes:
+        b = self._binding
+        if (owner, epoch) != (b.owner, b.epoch):
+            raise ValueError("no key for owner %r epoch %d" % (owner, epoch))
+        return b.key
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
-    """Tag an Annex-B stream as it arrives: each segment is written as soon as it closes."""
-    from segbind_core.nal import annexb_units, is_vcl
-    from segbind_core.segment import Segmenter
+    """Tag an Annex-B stream as it arrives, with the camera agent's own core (segbind_agent.core):
+    each segment is written as soon as it closes."""
+    from segbind_agent.core import (ERROR, AgentCore, AgentSettings, BindingState, Log, Send,
+                                    Store)
 
     binding = Binding.load(args.binding)
     if not args.max_duration > 0 or (args.fps is not None and not args.fps > 0):
         raise CliError("--max-duration and --fps must be positive")
+    state = BindingState(binding.camera)
+    state.owner, state.epoch, state.epoch_hwm = binding.owner, binding.epoch, binding.epoch
+    try:
+        core = AgentCore(binding.camera, _BindingFileKeys(binding), state, AgentSettings(
+            max_duration_s=args.max_duration, fps=args.fps, spool_max_bytes=1 << 40,
+            spool_max_segments=1 << 30, publish_window=1))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     src, name, head = _open_annexb(args.input, "segbind tag reads H.264 Annex-B, as encoders write it")
     try:
         stream_id = args.stream_id if args.stream_id is not None else int(time.time() * 1000)
-        tagger = Tagger(binding.key, binding.owner, binding.camera, binding.epoch, stream_id)
-        segmenter = Segmenter(max_duration_s=args.max_duration, fps=args.fps)
         out = _open_output(args.output)
         written = 0
-        try:
-            def emit(segments: List[bytes], last: bool = False) -> None:
-                nonlocal written
-                for seg in segments:
-                    units = annexb_units(seg)
-                    if last and not written and not any(is_vcl(seg[s] & 0x1F) for s, _ in units):
-                        raise CliError("%s: no H.264 pictures in the stream" % name)
-                    try:
-                        tagged, _tag = tagger.tag_annexb(seg, units, int(time.time() * 1000))
-                    except ValueError as exc:
-                        raise CliError("%s: %s" % (name, exc)) from None
-                    out.write(tagged)
-                    written += 1
-                if segments:
-                    out.flush()
+        kept: Dict[int, bytes] = {}
 
-            emit(segmenter.feed(head))
-            while True:
+        def now_ms() -> int:
+            return int(time.time() * 1000)
+
+        def carry_out(actions: List[Any]) -> None:
+            """The core's actions, in order; what a delivery brings comes after them."""
+            nonlocal written
+            queue = list(actions)
+            while queue:
+                action = queue.pop(0)
+                if isinstance(action, Store):
+                    kept[action.entry.index] = action.payload
+                elif isinstance(action, Send):  # "published": written out, at once
+                    out.write(kept.pop(action.entry.index))
+                    out.flush()
+                    written += 1
+                    queue += core.delivered(action.entry.index, True)
+                elif isinstance(action, Log) and action.level >= ERROR:
+                    raise CliError("%s: %s" % (name, action.message))
+
+        try:
+            carry_out(core.start(now_ms(), stream_id=stream_id))
+            carry_out(core.connection(True, now_ms()))
+            chunk = head
+            while chunk:
+                carry_out(core.encoder_bytes(chunk, now_ms()))
                 chunk = _read_some(src, name)
-                if not chunk:
-                    break
-                emit(segmenter.feed(chunk))
-            emit(segmenter.flush(), last=True)
+            carry_out(core.encoder_end(now_ms()))
         finally:
             if out is not sys.stdout.buffer:
                 out.close()
     finally:
         if src is not sys.stdin.buffer:
             src.close()
+    if not written:
+        raise CliError("%s: no H.264 pictures in the stream" % name)
     print("tagged %d segments (stream %d)" % (written, stream_id), file=sys.stderr)
     return EXIT_OK
 

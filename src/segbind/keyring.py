@@ -134,6 +134,11 @@ class Keyring:
                                % (binding.epoch, binding.camera, binding.owner))
         self._keys[gid] = binding.key
 
+    def mark_revoked(self, owner: str, camera: str, epoch: int) -> None:
+        """Remember (owner, camera, epoch) as revoked: it can never be granted again here."""
+        self._keys.pop((owner, camera, epoch), None)
+        self._revoked.add((owner, camera, epoch))
+
     def revoke(self, owner: str, camera: str, below_epoch: int) -> None:
         """Drop every epoch of (owner, camera) below ``below_epoch``, and remember them."""
         for gid in [g for g in self._keys if g[0] == owner and g[1] == camera and g[2] < below_epoch]:
@@ -185,7 +190,7 @@ class Keyring:
             if not isinstance(item, dict):
                 raise KeyringError("%s: a revoked entry is not an object" % what)
             try:
-                ring._revoked.add((str(item["owner"]), str(item["camera"]), int(item["epoch"])))
+                ring.mark_revoked(str(item["owner"]), str(item["camera"]), int(item["epoch"]))
             except (KeyError, TypeError, ValueError):
                 raise KeyringError("%s: a revoked entry lacks owner, camera or epoch" % what) from None
         for item in grants:

@@ -4,14 +4,6 @@ from _support import h, raises
 from segbind_core import nal
 
 
-def test_nal_type_and_vcl():
-    assert nal.nal_type(0x65) == nal.NAL_IDR
-    assert nal.nal_type(0x06) == nal.NAL_SEI
-    assert nal.nal_type(0x67) == nal.NAL_SPS
-    assert nal.nal_type(0xE8) == nal.NAL_PPS
-    assert [k for k in range(32) if nal.is_vcl(k)] == [1, 2, 3, 4, 5]
-
-
 def _units(buf, *args):
     return [bytes(buf[s:e]) for s, e in nal.annexb_units(buf, *args)]
 

@@ -1,7 +1,7 @@
 """The core reproduces tests/vectors/segbind_v1.json (made on MicroPython) byte for byte."""
 
 from _support import h, load_vectors, raises
-from segbind_core import nal, sei
+from segbind_core import h264, nal, sei
 from segbind_core import tag as T
 from segbind_core.keys import derive_binding_key, derive_control_key
 from segbind_core.tagger import Tagger
@@ -106,7 +106,7 @@ def test_chain_links():
 
 def test_idr_unit_carries_the_recorded_rbsp():
     doc = _doc()
-    idr = [u for u in doc["segments"][0]["units"] if h(u)[0] & 0x1F == nal.NAL_IDR]
+    idr = [u for u in doc["segments"][0]["units"] if h(u)[0] & 0x1F == h264.NAL_IDR]
     assert len(idr) == 1
     assert nal.unescape_rbsp(h(idr[0])[1:]) == h(doc["idr_rbsp"])
     assert len(h(idr[0])) > 1 + len(h(doc["idr_rbsp"]))  # escape bytes were needed

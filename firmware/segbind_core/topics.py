@@ -1,0 +1,55 @@
+"""The MQTT topic scheme (docs/AGENT.md): every topic name segbind uses, defined here once.
+
+Camera and account ids become topic levels, so an id with "/", "+", "#" or
+NUL cannot be used.
+"""
+
+TOPIC_PREFIX = "segbind/v1"
+
+# Leaves under <prefix>/cam/<camera>/
+SEG = "seg"                # camera -> cloud: tagged Annex-B segments, QoS 1
+STATUS = "status"          # camera -> all: retained JSON status and health (and the will)
+EVENT = "event"            # camera -> cloud: JSON events (gaps, refused commands), QoS 1
+CTL = "ctl"                # cloud -> camera: commands, QoS 1, never retained
+CTL_RESULT = "ctl/result"  # camera -> cloud: results, QoS 1
+CAMERA_LEAVES = (SEG, STATUS, EVENT, CTL, CTL_RESULT)
+
+# Leaves under <prefix>/acct/<account>/
+GRANTS = "grants"          # cloud -> displays: the account's keyring, retained
+RECEIPTS = "rx"            # display -> cloud: a player's receipts (the simulated quality relay)
+# SEG: cloud -> displays, the camera's segments unchanged
+
+
+def check_topic_id(name, what="id"):
+    """``name`` when it can be one MQTT topic level; else ValueError."""
+    if not name or "/" in name or "+" in name or "#" in name or "\x00" in name:
+        raise ValueError("%s %r cannot be used in an MQTT topic" % (what, name))
+    return name
+
+
+def camera_topic(camera, leaf, prefix=TOPIC_PREFIX):
+    return "%s/cam/%s/%s" % (prefix, check_topic_id(camera, "camera"), leaf)
+
+
+def account_topic(account, leaf, prefix=TOPIC_PREFIX):
+    return "%s/acct/%s/%s" % (prefix, check_topic_id(account, "account"), leaf)
+
+
+def every_camera(leaf, prefix=TOPIC_PREFIX):
+    """The subscription pattern for ``leaf`` of every camera."""
+    return "%s/cam/+/%s" % (prefix, leaf)
+
+
+def every_account(leaf, prefix=TOPIC_PREFIX):
+    """The subscription pattern for ``leaf`` of every account."""
+    return "%s/acct/+/%s" % (prefix, leaf)
+
+
+def id_of_topic(topic, prefix=TOPIC_PREFIX):
+    """The camera or account id of a ``<prefix>/cam|acct/<id>/<leaf>`` topic, or None."""
+    if not topic.startswith(prefix + "/"):
+        return None
+    parts = topic[len(prefix) + 1:].split("/")
+    if len(parts) < 3 or parts[0] not in ("cam", "acct"):
+        return None
+    return parts[1]
