@@ -1,18 +1,38 @@
-"""Shared fixtures: real H.264 clips and key material made fresh for each test session."""
+"""Shared fixtures (real H.264 clips, key material made fresh for each session) and the tiers.
+
+Tiers are markers. A test that needs the ARM images is marked ``qemu``, one that
+starts Mosquitto ``broker``, one that drives a browser ``browser``, one that takes
+minutes ``slow``; every other test is ``quick`` (added here), so
+``pytest -m quick`` runs the core, the verifier and the CLI in under two minutes.
+"""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+import segbind
 from host_sim import clips
 from segbind import Binding, Keyring, derive_binding_key
+from tests.support import ROOT, provision_keys
 
-ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("qemu", "broker", "browser", "slow")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    here = Path(segbind.__file__).resolve()
+    if ROOT not in here.parents:
+        raise pytest.UsageError(
+            "the segbind package imported is %s, not this checkout's (%s): run the tests with "
+            "bash tools/test.sh, which installs this checkout" % (here.parent, ROOT))
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in HEAVY):
+            item.add_marker(pytest.mark.quick)
 
 
 @pytest.fixture(scope="session")
@@ -34,27 +54,6 @@ def binding(device_secret: bytes) -> Binding:
 @pytest.fixture()
 def keyring(binding: Binding) -> Keyring:
     return Keyring([binding])
-
-
-def run_cli(*args: str, stdin: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The installed ``segbind`` command, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "segbind.cli", *args], input=stdin,
-                          capture_output=True, cwd=cwd, timeout=120)
-
-
-def provision_keys(directory: Path, camera: str) -> Path:
-    """Through the CLI, in ``directory``: a device (dev.json), alice's binding and keyring
-    (the owner: alice.json, alice-ring.json) and bob's (a stranger: bob.json, bob-ring.json)."""
-    for args in (
-        ["keys", "device", "--device-id", camera, "--out", "dev.json", "--test-only"],
-        ["keys", "bind", "--device", "dev.json", "--owner", "alice", "--out", "alice.json"],
-        ["keys", "grant", "--binding", "alice.json", "--keyring", "alice-ring.json"],
-        ["keys", "bind", "--device", "dev.json", "--owner", "bob", "--out", "bob.json"],
-        ["keys", "grant", "--binding", "bob.json", "--keyring", "bob-ring.json"],
-    ):
-        result = run_cli(*args, cwd=directory)
-        assert result.returncode == 0, result.stderr
-    return directory
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "firmware"), str(ROOT / "tools")]
 
 GUEST_BENCH = r'''
 import hashlib, json, platform, sys, time
@@ -85,7 +84,7 @@ def segment(size: int) -> bytes:
 
 
 def run_guest(arch: str, workdir: Path, rounds: int, mode: str) -> dict:
-    from tests._qemu_support import ci, install_bundle
+    from camera_guest import ci, install_bundle
 
     layer = workdir / f"layer-{arch}"
     if not (layer / "upper" / "opt" / "segbind").is_dir():
@@ -106,7 +105,7 @@ def agent_peak_memory(arch: str, work: Path) -> dict:
     from host_sim.cloud import Cloud
     from host_sim.transport import MqttTransport
     from segbind_core.segment import cut
-    from tests._qemu_support import GuestCamera, bare_python_peak_kb
+    from camera_guest import GuestCamera, bare_python_peak_kb
 
     clip = clips.encode_pyav(frames=250, gop=50, width=1280, height=720, seed=5)
     sizes = [len(seg.data) for seg in cut(clip)]

@@ -22,16 +22,14 @@ import time
 from pathlib import Path
 from typing import Callable, List, Sequence
 
+from host_sim import clips
+from segbind import Binding, Keyring, StreamVerifier, derive_binding_key
+from segbind_core.nal import START_CODE, annexb_units
+from segbind_core.sei import is_segbind_sei
+from segbind_core.segment import cut
+from segbind_core.tagger import Tagger
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "firmware"), str(ROOT / "src")]
-
-from host_sim import clips  # noqa: E402
-from segbind import Binding, Keyring, StreamVerifier, derive_binding_key  # noqa: E402
-from segbind_core.nal import START_CODE, annexb_units  # noqa: E402
-from segbind_core.sei import is_segbind_sei  # noqa: E402
-from segbind_core.segment import cut  # noqa: E402
-from segbind_core.tagger import Tagger  # noqa: E402
-
 OWNER, CAMERA = "acct-0001044", "cam-00f3a9c2"
 
 

@@ -27,16 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for extra in (ROOT, ROOT / "src", ROOT / "firmware"):
-    sys.path.insert(0, str(extra))
 
-from host_sim import clips  # noqa: E402
-from segbind import Binding, Keyring, StreamVerifier  # noqa: E402
-from segbind.read import annexb_segments, container_segments  # noqa: E402
-from segbind_core.nal import annexb_units  # noqa: E402
-from segbind_core.segment import Segmenter  # noqa: E402
-from segbind_core.tagger import Tagger  # noqa: E402
+from host_sim import clips
+from segbind import Binding, Keyring, StreamVerifier
+from segbind.read import annexb_segments, container_segments
+from segbind_core.nal import annexb_units
+from segbind_core.segment import Segmenter
+from segbind_core.tagger import Tagger
 
 CHUNK = 1 << 16
 KEY = hashlib.sha256(b"bench").digest()
@@ -112,8 +109,7 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter(
 
 def pipe_run(copies: int, clip_path: str, cmd: list) -> tuple:
     """(peak RSS in KiB, seconds) of ``cmd`` filtering ``copies`` copies of the clip, piped in and out."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "firmware"), str(ROOT)]))
-    out = subprocess.run([sys.executable, "-c", PEAK, str(copies), clip_path, *cmd], env=env,
+    out = subprocess.run([sys.executable, "-c", PEAK, str(copies), clip_path, *cmd],
                          check=True, capture_output=True).stdout.split()
     return int(out[0]), float(out[1])
 

@@ -22,7 +22,9 @@ from host_sim.cloud import Cloud, LeakyRouter
 from host_sim.transport import MqttTransport
 from host_sim.display import Display
 from segbind import Binding, Keyring, StreamVerifier, derive_binding_key
-from tests._qemu_support import GuestCamera, bare_python_peak_kb
+from tests.support.qemu import GuestCamera, bare_python_peak_kb
+
+pytestmark = [pytest.mark.qemu, pytest.mark.broker]
 
 CAMERA = "cam-arm7"
 SEGMENTS_PER_CLIP = 10

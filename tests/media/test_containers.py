@@ -16,7 +16,7 @@ from segbind.read import (ANNEXB, FLV, HLS, MATROSKA, MP4, MPEGTS, ConcatReader,
 from segbind.write import PocClock, remux_annexb
 from segbind.errors import InputError
 from segbind_core.nal import annexb_units
-from tests.test_media_support import ffmpeg, rings, tag
+from tests.support.media import ffmpeg, rings, tag
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as c_hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from tests.support import ROOT
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
+VECTORS = ROOT / "tests" / "vectors"
 UUID = bytes.fromhex("b531d1f007fb8425d19479ee862d845d")
 UNCOVERED = {9, 10, 11, 12}
 
@@ -191,7 +192,7 @@ def test_rfc5869(case, monkeypatch):
 def test_segbind_provenance():
     p = SEGBIND["provenance"]
     assert p["generator"] == "tools/make_vectors.py"
-    assert (Path(__file__).resolve().parent.parent / p["generator"]).is_file()
+    assert (ROOT / p["generator"]).is_file()
     assert p["interpreter"]["name"] == "micropython"
     assert p["interpreter"]["version"].count(".") == 2
     assert len(p["date"]) == 10

@@ -11,8 +11,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "tests" / "micropython" / "run.mjs"
 CORE_TESTS = sorted((ROOT / "tests" / "core").glob("test_*.py"))
 SUMMARY = "SEGBIND_MP_SUMMARY "

@@ -13,8 +13,10 @@ import pytest
 
 from host_sim.broker import Broker
 from host_sim.fleet import FleetConfig, run_fleet
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.broker
+
 
 
 @pytest.fixture(scope="module")

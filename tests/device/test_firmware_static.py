@@ -29,9 +29,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from tests.support import ROOT
 
 
-ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 CORE = FIRMWARE / "segbind_core"
 SOURCES = sorted(p for p in FIRMWARE.rglob("*.py") if "__pycache__" not in p.parts)

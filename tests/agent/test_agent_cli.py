@@ -14,8 +14,10 @@ import pytest
 
 from host_sim import clips
 from host_sim.broker import free_port, port_open
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.broker
+
 
 
 class Procs:

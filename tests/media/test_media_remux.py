@@ -16,8 +16,8 @@ from host_sim import clips
 from segbind import StreamVerifier, tagged_segments
 from segbind.read import container_segments
 from segbind.write import remux_annexb, write_hls
-from tests.conftest import run_cli
-from tests.test_media_support import (ffmpeg, frame_hashes, owner_accepts_stranger_refuses,
+from tests.support import run_cli
+from tests.support.media import (ffmpeg, frame_hashes, owner_accepts_stranger_refuses,
                                       rings, tag, verify)
 
 KINDS = ["pyav-every", "pyav-once", "pyav-intra-refresh", "pyav-bframes-slices-aud",

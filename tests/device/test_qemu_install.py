@@ -17,9 +17,10 @@ import time
 
 import pytest
 
-from tests._qemu_support import REPO, BUNDLE_MOUNT, built_bundle, bundle_tool as bt, ci, \
-    install_bundle
-from tests.test_bundle import parse_dockerfile
+from tests.support import ROOT as REPO
+from tests.support.qemu import BUNDLE_MOUNT, bt, built_bundle, ci, install_bundle, parse_dockerfile
+
+pytestmark = pytest.mark.qemu
 
 ARCHES = ["armhf", "arm64"]
 

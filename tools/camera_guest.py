@@ -1,4 +1,7 @@
-"""Helpers for the tests that run segbind inside the ARM camera images (tests/test_qemu_*.py).
+"""The camera under QEMU: segbind installed from the bundle in an ARM image, and run there.
+
+Used by the tests that run segbind inside the ARM camera images (tests/device/test_qemu_*.py)
+and by tools/bench_arm.py.
 
 Everything that runs in a guest is installed from the flashable bundle
 (tools/bundle.py), never from the source tree: the bundle's tarball is
@@ -10,31 +13,18 @@ from __future__ import annotations
 
 import atexit
 import functools
-import importlib.util
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+import bundle as bundle_tool  # siblings in tools/ (tests load them first, by path)
+import camera_image as ci
+
 REPO = Path(__file__).resolve().parents[1]
 GUEST_LIB = "/opt/segbind/lib"
 GUEST_ENV = {"PYTHONPATH": GUEST_LIB, "PYTHONDONTWRITEBYTECODE": "1"}
 BUNDLE_MOUNT = "/mnt/bundle"
-
-
-def load_tool(name: str):
-    """tools/<name>.py as a module (one instance per session)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ci = load_tool("camera_image")
-bundle_tool = load_tool("bundle")
 
 
 def _tmpdir(prefix: str) -> Path:

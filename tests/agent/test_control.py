@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from segbind_core import control, topics
 from segbind_core.keys import derive_control_key
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "firmware" / "segbind_core"
 MP_PACKAGE = ROOT / "tests" / "micropython" / "node_modules" / "@micropython" / \
     "micropython-webassembly-pyscript" / "micropython.mjs"

@@ -17,7 +17,7 @@ from host_sim import clips
 from segbind import StreamVerifier, tagged_segments
 from segbind_core.h264 import NAL_IDR
 from segbind_core.nal import annexb_units
-from tests.test_media_support import rings
+from tests.support.media import rings
 
 HANG_GUARD_S = 120
 
@@ -105,8 +105,7 @@ def test_peak_memory_does_not_grow_with_the_stream(keys: Path, tmp_path: Path) -
 
     def peak(copies: int):
         result = subprocess.run([sys.executable, "-c", PEAK, str(copies), str(tmp_path / "clip.h264"),
-                                 str(keys / "alice.json")], capture_output=True, timeout=600,
-                                env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+                                 str(keys / "alice.json")], capture_output=True, timeout=600)
         assert result.returncode == 0, result.stderr
         rss_kib, out_bytes, tags = map(int, result.stdout.split())
         assert out_bytes > copies * len(clip) and tags == 4 * copies

@@ -16,7 +16,7 @@ from segbind import StreamVerifier, tagged_segments
 from segbind_core.h264 import NAL_IDR, NAL_PPS, NAL_SPS, is_vcl
 from segbind_core.nal import annexb_units
 from segbind_core.sei import is_segbind_sei
-from tests.test_media_support import rings, tag
+from tests.support.media import rings, tag
 
 KINDS = sorted(clips.KINDS)
 

@@ -345,9 +345,8 @@ def test_agent_spools_while_offline_then_delivers_in_order(tmp_path: Path, secre
 
 ATOMIC_WRITER = r"""
 import sys
-sys.path.insert(0, sys.argv[1])
 from segbind_agent.state import atomic_write
-path = sys.argv[2]
+path = sys.argv[1]
 i = 0
 while True:
     i += 1
@@ -363,7 +362,7 @@ def test_atomic_write_survives_kill_9_at_any_instant(tmp_path: Path) -> None:
     rng = random.Random(1)
     versions = []
     for _ in range(25):
-        proc = subprocess.Popen([sys.executable, str(script), str(FIRMWARE), str(path)])
+        proc = subprocess.Popen([sys.executable, str(script), str(path)])
         time.sleep(rng.uniform(0.02, 0.15))
         proc.send_signal(signal.SIGKILL)
         proc.wait()

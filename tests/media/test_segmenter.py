@@ -24,8 +24,8 @@ from segbind_core.h264 import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS, is_vcl
 from segbind_core.nal import annexb_units
 from segbind_core.h264 import has_recovery_point, parse_sps
 from segbind_core.segment import Segmenter
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 MP_PKG = ROOT / "tests" / "micropython" / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 
 KINDS = clips.KINDS

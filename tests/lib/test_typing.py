@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_library_passes_strict_mypy(tmp_path: Path) -> None:

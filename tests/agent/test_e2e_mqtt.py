@@ -23,8 +23,10 @@ from host_sim.transport import MqttTransport
 from host_sim.display import Display
 from segbind_core import control
 from segbind_core.keys import derive_control_key
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.broker
+
 KEYS = ROOT / "keys" / "test"
 SEGS_PER_CLIP = 10
 CRASH_POINTS = ("ctl:received", "ctl:state_tmp", "ctl:state_renamed", "ctl:persisted", "ctl:applied")

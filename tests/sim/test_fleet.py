@@ -21,8 +21,8 @@ from segbind import Binding, Keyring, derive_binding_key
 from segbind_core.nal import annexb_units
 from segbind_core.segment import cut
 from segbind_core.tagger import Tagger
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(cameras=8, seconds=40, seed=3)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import provision_keys, run_cli
+from tests.support import provision_keys, run_cli
 
 
 @pytest.fixture()

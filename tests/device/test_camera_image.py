@@ -17,8 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support import ROOT as REPO
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.qemu
+
 TOOL = REPO / "tools" / "camera_image.py"
 
 

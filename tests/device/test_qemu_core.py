@@ -20,7 +20,10 @@ from segbind import Binding, Keyring, Reason, StreamVerifier, derive_binding_key
 from segbind_core.nal import annexb_units
 from segbind_core.segment import cut
 from segbind_core.tagger import Tagger
-from tests._qemu_support import REPO, guest_python, install_bundle
+from tests.support import ROOT as REPO
+from tests.support.qemu import guest_python, install_bundle
+
+pytestmark = pytest.mark.qemu
 
 ARCHES = ["armhf", "arm64"]
 VECTORS = REPO / "tests" / "vectors"

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests._qemu_support import REPO, bundle_tool as bt, ci
+from tests.support import ROOT as REPO
+from tests.support.qemu import bt, ci, parse_dockerfile
 
 TOOL = REPO / "tools" / "bundle.py"
 CORE = REPO / "firmware" / "segbind_core"
@@ -317,40 +318,6 @@ def test_cli_help_and_one_line_errors(tmp_path):
 # ---------------------------------------------------------------- the Dockerfile and its drift
 
 
-def parse_dockerfile(text: str) -> list:
-    """Stages: [{"from": image, "platform": str|None, "name": str|None, "instructions": [(OP, args)]}]."""
-    logical, buf = [], ""
-    for raw in text.splitlines():
-        line = raw.rstrip()
-        if not buf and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.lstrip().startswith("#"):  # comment inside a continued instruction
-            continue
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        logical.append(buf + line)
-        buf = ""
-    assert not buf, "dangling line continuation"
-    stages = []
-    for line in logical:
-        op, _, args = line.strip().partition(" ")
-        op, args = op.upper(), args.strip()
-        if op == "FROM":
-            words = args.split()
-            platform = None
-            while words and words[0].startswith("--"):
-                flag = words.pop(0)
-                if flag.startswith("--platform="):
-                    platform = flag.split("=", 1)[1]
-            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
-            stages.append({"from": words[0], "platform": platform, "name": name,
-                           "instructions": []})
-        else:
-            assert stages, f"{op} before FROM"
-            stages[-1]["instructions"].append((op, args))
-    return stages
-
 
 def exec_form(args: str) -> list:
     value = json.loads(args)
@@ -568,11 +535,8 @@ def test_init_script_unit_and_example_config_are_valid(bundle):
     assert sections == ["Unit", "Service", "Install"]
     state_dir = "/var/lib/" + re.search(r"^StateDirectory=(\S+)$", unit, re.M).group(1)
     # the example configuration loads with the agent's own parser and fits the unit
-    sys.path.insert(0, str(REPO / "firmware"))
-    try:
-        from segbind_agent.config import Config
-    finally:
-        sys.path.remove(str(REPO / "firmware"))
+    from segbind_agent.config import Config
+
     cfg = Config(json.loads(members[bt.EXAMPLE_CONFIG][1]), "/etc/segbind")
     assert cfg.state_dir == state_dir
     assert cfg.device_secret_file.startswith("/etc/segbind/")

@@ -1,7 +1,4 @@
-"""Shared pieces of the media tests: key material made through the CLI, tagging, ffmpeg.
-
-(No tests here; the test_media_*.py modules import these.)
-"""
+"""Shared pieces of the media tests: key material made through the CLI, tagging, ffmpeg."""
 
 from __future__ import annotations
 
@@ -14,7 +11,7 @@ from typing import List, Tuple
 
 from host_sim import clips
 from segbind import Binding, Keyring
-from tests.conftest import run_cli
+from tests.support import run_cli
 
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 
