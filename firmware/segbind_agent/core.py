@@ -26,8 +26,28 @@ from binascii import hexlify
 from segbind_core import control, topics
 from segbind_core.keys import derive_binding_key, derive_control_key
 from segbind_core.nal import annexb_units
-from segbind_core.segment import CUT, Segmenter
+from segbind_core.segment import Segment, Segmenter
 from segbind_core.tagger import Tagger
+
+try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
+    from typing import Any, Iterable, Optional, Protocol, Union
+
+    from segbind_core.nal import Buffer
+    from segbind_core.segment import SegmentOrCut
+
+    Action = Union["Persist", "Store", "Delete", "Send", "Publish", "Log"]
+
+    class Keys(Protocol):
+        """What AgentCore needs of its keys (``DeviceKeys`` has it)."""
+
+        @property
+        def control(self) -> Optional[bytes]:
+            """The control key; None where no command is accepted."""
+
+        def binding(self, owner: str, epoch: int) -> bytes:
+            """The binding key of (owner, epoch)."""
+except ImportError:
+    pass
 
 STATE_KIND = "agent-state"
 STATE_VERSION = 1
@@ -42,7 +62,7 @@ DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 class Persist:
     """Write ``state`` durably (atomically) before carrying out the next action."""
 
-    def __init__(self, state, crash_tag: str) -> None:
+    def __init__(self, state: "BindingState", crash_tag: str) -> None:
         self.state = state
         self.crash_tag = crash_tag
 
@@ -50,7 +70,7 @@ class Persist:
 class Store:
     """Keep ``payload`` in the spool as ``entry`` (it must survive a restart)."""
 
-    def __init__(self, entry, payload: bytes) -> None:
+    def __init__(self, entry: "Entry", payload: bytes) -> None:
         self.entry = entry
         self.payload = payload
 
@@ -65,7 +85,7 @@ class Delete:
 class Send:
     """Publish spooled ``entry`` on the segment topic, QoS 1; report ``delivered(index, ok)``."""
 
-    def __init__(self, entry) -> None:
+    def __init__(self, entry: "Entry") -> None:
         self.entry = entry
 
 
@@ -105,7 +125,7 @@ class BindingState:
     def __init__(self, camera: str) -> None:
         self.camera = camera
         self.counter = 0
-        self.owner = None  # type: str | None
+        self.owner: Optional[str] = None
         self.epoch = 0
         self.epoch_hwm = 0
         self.stream_id = 0
@@ -123,7 +143,7 @@ class BindingState:
             setattr(other, name, getattr(self, name))
         return other
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"segbind": STATE_KIND, "version": STATE_VERSION, "camera": self.camera,
                 "counter": self.counter, "owner": self.owner, "epoch": self.epoch,
                 "epoch_hwm": self.epoch_hwm, "stream_id": self.stream_id,
@@ -133,7 +153,7 @@ class BindingState:
         return json.dumps(self.to_json()).encode("utf-8") + b"\n"
 
     @classmethod
-    def from_json(cls, data, camera: str) -> "BindingState":
+    def from_json(cls, data: object, camera: str) -> "BindingState":
         if not isinstance(data, dict) or data.get("segbind") != STATE_KIND:
             raise StateError("not a segbind agent state file")
         if data.get("version") != STATE_VERSION:
@@ -182,14 +202,14 @@ class Entry:
 class Gap:
     """Segments dropped together: ``count`` of them, from (stream, seq) to (stream, seq)."""
 
-    def __init__(self, entries: list, why: str) -> None:
+    def __init__(self, entries: list[Entry], why: str) -> None:
         self.count = len(entries)
         self.bytes = sum(e.size for e in entries)
         self.first = (entries[0].stream_id, entries[0].seq)
         self.last = (entries[-1].stream_id, entries[-1].seq)
         self.why = why
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"count": self.count, "bytes": self.bytes, "why": self.why,
                 "first": {"stream_id": self.first[0], "seq": self.first[1]},
                 "last": {"stream_id": self.last[0], "seq": self.last[1]}}
@@ -203,13 +223,14 @@ class SpoolQueue:
     is reported (never a crash). Segments leave when the broker acknowledges them.
     """
 
-    def __init__(self, max_bytes: int, max_segments: int, entries=()) -> None:
+    def __init__(self, max_bytes: int, max_segments: int, entries: Iterable[Entry] = ()) -> None:
         if max_bytes <= 0 or max_segments <= 0:
             raise ValueError("spool bounds must be positive")
         self.max_bytes = max_bytes
         self.max_segments = max_segments
         self.entries = sorted(entries, key=lambda e: e.index)  # oldest first
-        self.inflight = {}  # type: dict  # index -> True: handed to the MQTT client, not acknowledged
+        # index -> True: handed to the MQTT client, not acknowledged
+        self.inflight: dict[int, bool] = {}
         self.bytes = sum(e.size for e in self.entries)
         self.next_index = self.entries[-1].index + 1 if self.entries else 0
         self.dropped_total = 0
@@ -217,7 +238,8 @@ class SpoolQueue:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def add(self, size: int, stream_id: int, seq: int, epoch: int):
+    def add(self, size: int, stream_id: int, seq: int,
+            epoch: int) -> tuple[Optional[Entry], list[Entry], list[Gap]]:
         """(entry or None when it cannot be kept, evicted entries, gaps) for a new segment."""
         entry = Entry(self.next_index, size, stream_id, seq, epoch)
         if size > self.max_bytes:
@@ -237,13 +259,13 @@ class SpoolQueue:
         self.dropped_total += len(evicted)
         return entry, evicted, [Gap(evicted, "spool full")] if evicted else []
 
-    def _oldest_not_inflight(self):
+    def _oldest_not_inflight(self) -> Optional[Entry]:
         for entry in self.entries:
             if entry.index not in self.inflight:
                 return entry
         return None
 
-    def remove(self, index: int):
+    def remove(self, index: int) -> Optional[Entry]:
         """Take entry ``index`` out (delivered or evicted); None when it is not there."""
         self.inflight.pop(index, None)
         for i, entry in enumerate(self.entries):
@@ -253,9 +275,9 @@ class SpoolQueue:
                 return entry
         return None
 
-    def to_send(self, limit: int) -> list:
+    def to_send(self, limit: int) -> list[Entry]:
         """Up to ``limit`` of the oldest entries not yet handed to the MQTT client."""
-        out = []
+        out: list[Entry] = []
         for entry in self.entries:
             if len(out) >= limit:
                 break
@@ -263,7 +285,7 @@ class SpoolQueue:
                 out.append(entry)
         return out
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         return {"segments": len(self.entries), "bytes": self.bytes, "inflight": len(self.inflight),
                 "max_bytes": self.max_bytes, "max_segments": self.max_segments,
                 "dropped_total": self.dropped_total}
@@ -279,8 +301,9 @@ def new_stream_id(previous: int, now_ms: int) -> int:
 class AgentSettings:
     """What the core needs of the agent's configuration (``segbind_agent.config.Config`` has it)."""
 
-    def __init__(self, max_duration_s=4.0, fps=None, spool_max_bytes=64 * 1024 * 1024,
-                 spool_max_segments=2000, publish_window=8, health_interval_s=10.0) -> None:
+    def __init__(self, max_duration_s: float = 4.0, fps: Optional[float] = None,
+                 spool_max_bytes: int = 64 * 1024 * 1024, spool_max_segments: int = 2000,
+                 publish_window: int = 8, health_interval_s: float = 10.0) -> None:
         self.max_duration_s = max_duration_s
         self.fps = fps
         self.spool_max_bytes = spool_max_bytes
@@ -308,7 +331,8 @@ class AgentCore:
     (``DeviceKeys``; ``control`` may be None where no command is accepted).
     """
 
-    def __init__(self, camera: str, keys, state, settings=None, spooled=(),
+    def __init__(self, camera: str, keys: Keys, state: BindingState,
+                 settings: Optional[AgentSettings] = None, spooled: Iterable[Entry] = (),
                  version: str = "") -> None:
         topics.check_topic_id(camera, "camera")
         self.camera = camera
@@ -319,30 +343,30 @@ class AgentCore:
         self.spool = SpoolQueue(self.settings.spool_max_bytes, self.settings.spool_max_segments,
                                 spooled)
         self.segmenter = self._new_segmenter()
-        self.tagger = None
+        self.tagger: Optional[Tagger] = None
         self._switch_pending = False  # the tagger follows ``state`` once the cut segment closes
         self.connected = False
         self.counts = {"segments_in": 0, "segments_tagged": 0, "segments_delivered": 0,
                        "segments_unclaimed": 0, "publish_refused": 0, "commands_applied": 0,
                        "commands_refused": 0, "gaps": 0}
-        self.refused = {}  # type: dict  # status -> count
-        self.gaps = []  # type: list  # the latest spool gaps, as dicts
-        self.input = {"bytes": 0, "done": False, "error": None}
+        self.refused: dict[str, int] = {}  # status -> count
+        self.gaps: list[dict[str, Any]] = []  # the latest spool gaps, as dicts
+        self.input: dict[str, Any] = {"bytes": 0, "done": False, "error": None}
         self._started_ms = 0
         self._next_health_ms = 0
 
-    def _new_segmenter(self):
+    def _new_segmenter(self) -> Segmenter:
         return Segmenter(max_duration_s=self.settings.max_duration_s, fps=self.settings.fps)
 
     # -- the stream --------------------------------------------------------------------------
 
-    def start(self, now_ms: int, stream_id=None) -> list:
+    def start(self, now_ms: int, stream_id: Optional[int] = None) -> list[Action]:
         """The agent starts: a new stream, ordered after every earlier one (or ``stream_id``)."""
         self._started_ms = now_ms
         self._next_health_ms = now_ms + int(self.settings.health_interval_s * 1000)
         state = self.state.copy()
         state.stream_id = new_stream_id(state.stream_id, now_ms) if stream_id is None else stream_id
-        actions = [Persist(state, "start")]
+        actions: list[Action] = [Persist(state, "start")]
         self.state = state
         self._make_tagger()
         if not state.claimed and len(self.spool):
@@ -360,32 +384,33 @@ class AgentCore:
     def _make_tagger(self) -> None:
         s = self.state
         self.tagger = (Tagger(self._binding_key(s.owner, s.epoch), s.owner, self.camera, s.epoch,
-                              s.stream_id) if s.claimed else None)
+                              s.stream_id) if s.owner is not None else None)  # claimed
 
     def _binding_key(self, owner: str, epoch: int) -> bytes:
         return self.keys.binding(owner, epoch)
 
     # -- video in ----------------------------------------------------------------------------
 
-    def encoder_bytes(self, data, now_ms: int) -> list:
+    def encoder_bytes(self, data: Buffer, now_ms: int) -> list[Action]:
         """The encoder's next Annex-B bytes."""
         self.input["bytes"] += len(data)
         return self._segments(self.segmenter.push(data, now_ms), now_ms)
 
-    def encoder_unit(self, nal, now_ms: int) -> list:
+    def encoder_unit(self, nal: Buffer, now_ms: int) -> list[Action]:
         """One NAL unit from an encoder SDK."""
         return self._segments(self.segmenter.push_unit(nal, now_ms), now_ms)
 
-    def encoder_end(self, now_ms: int) -> list:
+    def encoder_end(self, now_ms: int) -> list[Action]:
         """The encoder's output ended (or restarts): the last segment closes."""
         actions = self._segments(self.segmenter.finish(), now_ms)
         self.segmenter = self._new_segmenter()
         return actions
 
-    def _segments(self, segments: list, now_ms: int) -> list:
-        actions = []
+    def _segments(self, segments: list[SegmentOrCut], now_ms: int) -> list[Action]:
+        actions: list[Action] = []
         for segment in segments:
-            if segment is CUT:  # a command's instant: the tagger follows the new binding
+            # CUT, a command's instant: the tagger follows the new binding
+            if not isinstance(segment, Segment):
                 if self._switch_pending:
                     actions += self._switch_binding()
                 continue
@@ -397,11 +422,11 @@ class AgentCore:
             actions += self._pump()
         return actions
 
-    def _switch_binding(self) -> list:
+    def _switch_binding(self) -> list[Action]:
         """Make the tagger follow the binding state (after a command's cut)."""
         self._switch_pending = False
         s = self.state
-        if not s.claimed:
+        if s.owner is None:  # not claimed (spelled out for the type checker)
             self.tagger = None
             count = len(self.spool)
             actions = self._purge()
@@ -424,7 +449,7 @@ class AgentCore:
             return 0
         return self.tagger.seq + (1 if closes_one_more else 0)
 
-    def _tag(self, data: bytes, now_ms: int) -> list:
+    def _tag(self, data: bytes, now_ms: int) -> list[Action]:
         """Tag one closed segment under the binding in force now, and spool it."""
         self.counts["segments_in"] += 1
         if self.tagger is None:
@@ -439,14 +464,14 @@ class AgentCore:
             return [Log(ERROR, "segment not tagged: %s" % exc)]
         self.counts["segments_tagged"] += 1
         entry, evicted, gaps = self.spool.add(len(tagged), tag.stream_id, tag.seq, tag.epoch)
-        actions = [Delete(e.index) for e in evicted]
+        actions: list[Action] = [Delete(e.index) for e in evicted]
         if entry is not None:
             actions.append(Store(entry, tagged))
         for gap in gaps:
             actions += self._gap(gap, now_ms)
         return actions
 
-    def _gap(self, gap, now_ms: int) -> list:
+    def _gap(self, gap: Gap, now_ms: int) -> list[Action]:
         self.counts["gaps"] += 1
         info = gap.as_dict()
         self.gaps = (self.gaps + [info])[-MAX_GAPS_IN_STATUS:]
@@ -457,24 +482,24 @@ class AgentCore:
 
     # -- delivery ----------------------------------------------------------------------------
 
-    def _pump(self) -> list:
+    def _pump(self) -> list[Action]:
         """Hand the oldest spooled segments to the MQTT client, ``publish_window`` at once."""
         if not self.connected:
             return []
         room = self.settings.publish_window - len(self.spool.inflight)
         if room <= 0:
             return []
-        actions = []
+        actions: list[Action] = []
         for entry in self.spool.to_send(room):
             self.spool.inflight[entry.index] = True
             actions.append(Send(entry))
         return actions
 
-    def delivered(self, index: int, ok: bool, now_ms: int = 0) -> list:
+    def delivered(self, index: int, ok: bool, now_ms: int = 0) -> list[Action]:
         """The broker acknowledged (``ok``) or refused spooled entry ``index``; or it was unreadable."""
         if self.spool.remove(index) is None:
             return []
-        actions = [Delete(index)]
+        actions: list[Action] = [Delete(index)]
         if ok:
             self.counts["segments_delivered"] += 1
         else:
@@ -482,7 +507,7 @@ class AgentCore:
             actions.append(Log(ERROR, "spooled segment %d refused or unreadable: dropped" % index))
         return actions + self._pump()
 
-    def connection(self, up: bool, now_ms: int) -> list:
+    def connection(self, up: bool, now_ms: int) -> list[Action]:
         """The MQTT client connected (``up``) or lost the connection."""
         self.connected = up
         if not up:
@@ -490,7 +515,7 @@ class AgentCore:
             return []
         return [self.status(now_ms)] + self._pump()
 
-    def tick(self, now_ms: int) -> list:
+    def tick(self, now_ms: int) -> list[Action]:
         """Time passes: health status when due, and delivery."""
         actions = []
         if now_ms >= self._next_health_ms:
@@ -498,14 +523,14 @@ class AgentCore:
             actions.append(self.status(now_ms))
         return actions + self._pump()
 
-    def input_status(self, done: bool, error=None) -> None:
+    def input_status(self, done: bool, error: Optional[str] = None) -> None:
         """What the input reader knows (for the status); no actions."""
         self.input["done"] = done
         self.input["error"] = error
 
     # -- the control plane -------------------------------------------------------------------
 
-    def command(self, payload: bytes, now_ms: int) -> list:
+    def command(self, payload: bytes, now_ms: int) -> list[Action]:
         """One control message from the cloud.
 
         Authenticate, check the counter, persist, cut the stream, then act;
@@ -542,7 +567,7 @@ class AgentCore:
         status, detail = self._plan(cmd, new)
         if status == control.OK and cmd.op == control.CLAIM:
             new.stream_id = new_stream_id(new.stream_id, now_ms)
-        now_cut = []
+        now_cut: list[SegmentOrCut] = []
         if status == control.OK:
             # The command takes effect at this instant. A rotation (same owner) closes the
             # segment in progress, tagged for the epoch it was captured under. A claim,
@@ -555,7 +580,8 @@ class AgentCore:
         result = control.Result(self.camera, cmd.counter, cmd.op, status, new.owner or "",
                                 new.epoch, new.stream_id, self._next_seq(closes_one_more), detail)
         new.last_result = json.dumps(result.to_json())
-        actions = [Persist(new, "ctl")]  # the counter is durable before anything is done
+        # The counter is durable before anything is done.
+        actions: list[Action] = [Persist(new, "ctl")]
         if status == control.OK:
             self._switch_pending = True  # at the cut: now, or where the segmenter says
             actions += self._segments(now_cut, now_ms)
@@ -578,7 +604,7 @@ class AgentCore:
         actions.append(self.status(now_ms))
         return actions + self._pump()
 
-    def _plan(self, cmd, new):
+    def _plan(self, cmd: control.Command, new: BindingState) -> tuple[str, str]:
         """(status, detail); on OK, ``new`` holds the binding after the command."""
         if cmd.op == control.CLAIM:
             if new.claimed:
@@ -596,15 +622,16 @@ class AgentCore:
         new.owner, new.epoch, new.epoch_hwm = cmd.owner, cmd.epoch, cmd.epoch
         return control.OK, ""
 
-    def _purge(self) -> list:
+    def _purge(self) -> list[Action]:
         """Drop every spooled segment (nothing of an old owner stays on the camera)."""
-        actions = [Delete(e.index) for e in self.spool.entries]
+        actions: list[Action] = [Delete(e.index) for e in self.spool.entries]
         self.spool.entries = []
         self.spool.inflight = {}
         self.spool.bytes = 0
         return actions
 
-    def _refuse(self, status: str, detail: str, counter: int, op: int, now_ms: int) -> list:
+    def _refuse(self, status: str, detail: str, counter: int, op: int,
+                now_ms: int) -> list[Action]:
         self._count_refusal(status)
         s = self.state
         result = control.Result(self.camera, counter, op if 0 <= op <= 255 else 0, status,
@@ -620,8 +647,10 @@ class AgentCore:
         self.counts["commands_refused"] += 1
         self.refused[status] = self.refused.get(status, 0) + 1
 
-    def _result(self, result) -> Publish:
-        return Publish(topics.CTL_RESULT, result.encode(self.keys.control))
+    def _result(self, result: control.Result) -> Publish:
+        key = self.keys.control
+        assert key is not None  # ``command`` answers only when there is a control key
+        return Publish(topics.CTL_RESULT, result.encode(key))
 
     # -- status and events -------------------------------------------------------------------
 
@@ -646,13 +675,13 @@ class AgentCore:
     def status(self, now_ms: int, state: str = "online", reason: str = "") -> Publish:
         return Publish(topics.STATUS, self.status_json(state, now_ms, reason), retain=True)
 
-    def _event(self, name: str, info: dict, now_ms: int) -> Publish:
+    def _event(self, name: str, info: dict[str, Any], now_ms: int) -> Publish:
         body = dict(info)
         body["event"] = name
         body["camera"] = self.camera
         body["time_ms"] = now_ms
         return Publish(topics.EVENT, json.dumps(body).encode("utf-8"))
 
-    def stop(self, now_ms: int) -> list:
+    def stop(self, now_ms: int) -> list[Action]:
         """Stopping: tag what the encoder sent so far."""
         return self.encoder_end(now_ms)

@@ -30,6 +30,15 @@ it accepted before; every epoch must be above every epoch the camera used.
 from .crypto import constant_time_equal, hmac_sha256
 from .tag import MAX_EPOCH, MAX_ID_BYTES, MAX_U64, TagError, decode_uvarint, encode_uvarint
 
+try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
+    from typing import Any, TypeVar
+
+    from .nal import Buffer
+
+    _Message = TypeVar("_Message", "Command", "Result")
+except ImportError:
+    pass
+
 VERSION = 1
 KIND_COMMAND = 0x43
 KIND_RESULT = 0x52
@@ -63,12 +72,12 @@ ACCEPTED_STATUSES = (OK, ALREADY_APPLIED)
 class ControlError(ValueError):
     """A control message that must not be acted on; ``reason`` is one of the statuses."""
 
-    def __init__(self, reason, message):
+    def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
 
-def _enc_name(name, what, allow_empty):
+def _enc_name(name: str, what: str, allow_empty: bool) -> bytes:
     raw = name.encode("utf-8")
     if len(raw) > MAX_ID_BYTES or (not raw and not allow_empty):
         raise ValueError("%s must be %d to %d bytes of UTF-8"
@@ -76,7 +85,7 @@ def _enc_name(name, what, allow_empty):
     return bytes((len(raw),)) + raw
 
 
-def _dec_name(buf, pos, what, allow_empty):
+def _dec_name(buf: bytes, pos: int, what: str, allow_empty: bool) -> tuple[str, int]:
     if pos >= len(buf):
         raise ControlError(MALFORMED, "message truncated before the %s" % what)
     size = buf[pos]
@@ -90,14 +99,14 @@ def _dec_name(buf, pos, what, allow_empty):
     return name, pos + size
 
 
-def _dec_uint(buf, pos, limit, what):
+def _dec_uint(buf: bytes, pos: int, limit: int, what: str) -> tuple[int, int]:
     try:
         return decode_uvarint(buf, pos, limit)
     except TagError:
         raise ControlError(MALFORMED, "%s is not a valid integer" % what)
 
 
-def _check_fields(op, owner, epoch):
+def _check_fields(op: int, owner: str, epoch: int) -> None:
     """The rules every command of ``op`` obeys, whoever reads it."""
     if op not in OP_NAMES:
         raise ControlError(MALFORMED, "unknown command %d" % op)
@@ -108,7 +117,7 @@ def _check_fields(op, owner, epoch):
         raise ControlError(MALFORMED, "%s needs an owner and an epoch from 1" % OP_NAMES[op])
 
 
-def mac_of(control_key, signed):
+def mac_of(control_key: bytes, signed: bytes) -> bytes:
     return hmac_sha256(control_key, LABEL + signed)
 
 
@@ -118,19 +127,19 @@ class _Signed:
     op = 0
 
     @property
-    def name(self):
+    def name(self) -> str:
         return OP_NAMES.get(self.op, "op%d" % self.op)
 
-    def signed_bytes(self):
+    def signed_bytes(self) -> bytes:
         raise NotImplementedError
 
-    def encode(self, control_key):
+    def encode(self, control_key: bytes) -> bytes:
         """The wire bytes: the fields, then their MAC under ``control_key``."""
         signed = self.signed_bytes()
         return signed + mac_of(control_key, signed)
 
 
-def _enc_head(kind, op, camera, counter, owner, epoch):
+def _enc_head(kind: int, op: int, camera: str, counter: int, owner: str, epoch: int) -> bytes:
     """The fields every command and result starts with."""
     return (bytes((VERSION, kind, op))
             + _enc_name(camera, "camera", False)
@@ -139,7 +148,7 @@ def _enc_head(kind, op, camera, counter, owner, epoch):
             + encode_uvarint(epoch))
 
 
-def _dec_head(data, kind):
+def _dec_head(data: Buffer, kind: int) -> tuple[int, str, int, str, int, int, bytes, bytes]:
     """(op, camera, counter, owner, epoch, pos, body, mac) of a command or result."""
     data = bytes(data)
     op, pos = _dec_header(data, kind)
@@ -152,7 +161,8 @@ def _dec_head(data, kind):
     return op, camera, counter, owner, epoch, pos, body, data[end:]
 
 
-def _authentic(message, body, mac, control_key, camera, what, relation):
+def _authentic(message: _Message, body: bytes, mac: bytes, control_key: bytes, camera: str,
+               what: str, relation: str) -> _Message:
     """``message`` when it names ``camera`` and its MAC is right; else ControlError."""
     if message.camera != camera:
         raise ControlError(WRONG_CAMERA, "%s %s camera %r" % (what, relation, message.camera))
@@ -164,7 +174,8 @@ def _authentic(message, body, mac, control_key, camera, what, relation):
 class Command(_Signed):
     """One command to one camera. ``name`` is "claim", "rotate", "transfer" or "reset"."""
 
-    def __init__(self, op, camera, counter, owner="", epoch=0, issued_ms=0):
+    def __init__(self, op: int, camera: str, counter: int, owner: str = "", epoch: int = 0,
+                 issued_ms: int = 0) -> None:
         self.op = op
         self.camera = camera
         self.counter = counter
@@ -172,19 +183,19 @@ class Command(_Signed):
         self.epoch = epoch
         self.issued_ms = issued_ms
 
-    def signed_bytes(self):
+    def signed_bytes(self) -> bytes:
         _check_fields(self.op, self.owner, self.epoch)
         if not 0 <= self.counter <= MAX_U64 or not 0 <= self.issued_ms <= MAX_U64:
             raise ValueError("counter or issued_ms out of range")
         return (_enc_head(KIND_COMMAND, self.op, self.camera, self.counter, self.owner, self.epoch)
                 + encode_uvarint(self.issued_ms))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Command(%s, camera=%r, counter=%d, owner=%r, epoch=%d)" % (
             self.name, self.camera, self.counter, self.owner, self.epoch)
 
 
-def _dec_header(data, kind):
+def _dec_header(data: bytes, kind: int) -> tuple[int, int]:
     if len(data) < 3 + MAC_SIZE:
         raise ControlError(MALFORMED, "control message is too short")
     if data[0] != VERSION:
@@ -195,7 +206,7 @@ def _dec_header(data, kind):
     return data[2], 3
 
 
-def decode_command(data):
+def decode_command(data: Buffer) -> tuple[Command, bytes, bytes]:
     """(Command, signed bytes, mac) from wire bytes, without checking the MAC.
 
     Raises ControlError (MALFORMED or UNKNOWN_VERSION) for anything not exactly
@@ -209,7 +220,7 @@ def decode_command(data):
     return Command(op, camera, counter, owner, epoch, issued_ms), body, mac
 
 
-def open_command(control_key, camera, data):
+def open_command(control_key: bytes, camera: str, data: Buffer) -> Command:
     """The Command in ``data`` if it is well formed, for ``camera`` and authentic.
 
     Raises ControlError with reason MALFORMED, UNKNOWN_VERSION, WRONG_CAMERA or
@@ -222,8 +233,8 @@ def open_command(control_key, camera, data):
 class Result(_Signed):
     """What a camera did with one command: ``status`` and where its binding stood after it."""
 
-    def __init__(self, camera, counter, op, status, owner="", epoch=0, stream_id=0, seq=0,
-                 detail=""):
+    def __init__(self, camera: str, counter: int, op: int, status: str, owner: str = "",
+                 epoch: int = 0, stream_id: int = 0, seq: int = 0, detail: str = "") -> None:
         self.camera = camera
         self.counter = counter
         self.op = op
@@ -235,10 +246,10 @@ class Result(_Signed):
         self.detail = detail
 
     @property
-    def accepted(self):
+    def accepted(self) -> bool:
         return self.status in ACCEPTED_STATUSES
 
-    def signed_bytes(self):
+    def signed_bytes(self) -> bytes:
         detail = self.detail.encode("utf-8")[:MAX_DETAIL_BYTES]
         while detail:  # never cut a UTF-8 sequence in half
             try:
@@ -254,29 +265,29 @@ class Result(_Signed):
                 + encode_uvarint(self.seq)
                 + encode_uvarint(len(detail)) + detail)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         """For people and logs: the command by name."""
         return {"camera": self.camera, "counter": self.counter, "command": self.name,
                 "status": self.status, "owner": self.owner, "epoch": self.epoch,
                 "stream_id": self.stream_id, "seq": self.seq, "detail": self.detail}
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         """Every field, for storage (the agent keeps its last result to answer a redelivery)."""
         return {"camera": self.camera, "counter": self.counter, "op": self.op,
                 "status": self.status, "owner": self.owner, "epoch": self.epoch,
                 "stream_id": self.stream_id, "seq": self.seq, "detail": self.detail}
 
     @classmethod
-    def from_json(cls, data):
+    def from_json(cls, data: dict[str, Any]) -> "Result":
         return cls(data["camera"], data["counter"], data["op"], data["status"], data["owner"],
                    data["epoch"], data["stream_id"], data["seq"], data["detail"])
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Result(%s #%d: %s, owner=%r, epoch=%d, stream %d from seq %d)" % (
             self.name, self.counter, self.status, self.owner, self.epoch, self.stream_id, self.seq)
 
 
-def decode_result(data):
+def decode_result(data: Buffer) -> tuple[Result, bytes, bytes]:
     """(Result, signed bytes, mac) from wire bytes, without checking the MAC."""
     op, camera, counter, owner, epoch, pos, body, mac = _dec_head(data, KIND_RESULT)
     end = len(body)
@@ -293,7 +304,7 @@ def decode_result(data):
     return Result(camera, counter, op, status, owner, epoch, stream_id, seq, detail), body, mac
 
 
-def open_result(control_key, camera, data):
+def open_result(control_key: bytes, camera: str, data: Buffer) -> Result:
     """The Result in ``data`` if it is well formed, from ``camera`` and authentic."""
     result, body, mac = decode_result(data)
     return _authentic(result, body, mac, control_key, camera, "result", "is from")

@@ -8,9 +8,20 @@ prove both paths equal.
 
 import hashlib
 
+try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
+    from typing import Callable, Optional
+
+    from .nal import Buffer
+except ImportError:
+    pass
+
 try:
-    from hmac import compare_digest as _c_compare_digest
-    from hmac import digest as _openssl_hmac_digest
+    from hmac import compare_digest as _hmac_compare_digest
+    from hmac import digest as _hmac_digest
+
+    # Assigned, not imported, under these names: they are Optional (None without hmac).
+    _c_compare_digest: Optional[Callable[[bytes, bytes], bool]] = _hmac_compare_digest
+    _openssl_hmac_digest: Optional[Callable[[bytes, Buffer, str], bytes]] = _hmac_digest
 except ImportError:  # MicroPython, python3-minimal
     _c_compare_digest = None
     _openssl_hmac_digest = None
@@ -44,7 +55,7 @@ class HmacSha256:
         self._outer_key = _xor(block, _OPAD)
         self._inner = hashlib.sha256(_xor(block, _IPAD))
 
-    def update(self, data) -> None:  # data: any bytes-like object
+    def update(self, data: Buffer) -> None:
         self._inner.update(data)
 
     def digest(self) -> bytes:
@@ -53,14 +64,14 @@ class HmacSha256:
         return outer.digest()
 
 
-def hmac_sha256_pure(key: bytes, data) -> bytes:
+def hmac_sha256_pure(key: bytes, data: Buffer) -> bytes:
     """HMAC-SHA256 with nothing but ``hashlib.sha256`` (the MicroPython path)."""
     mac = HmacSha256(key)
     mac.update(data)
     return mac.digest()
 
 
-def hmac_sha256(key: bytes, data) -> bytes:
+def hmac_sha256(key: bytes, data: Buffer) -> bytes:
     """HMAC-SHA256; OpenSSL's when the interpreter has it, else the pure path."""
     if _openssl_hmac_digest is not None:
         return _openssl_hmac_digest(key, data, "sha256")

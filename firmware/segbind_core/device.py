@@ -12,6 +12,11 @@ from .keys import KEY_SIZE
 from .tag import encode_id
 from .topics import check_topic_id
 
+try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
+    from typing import Any, Optional
+except ImportError:
+    pass
+
 KIND = "device"
 VERSION = 1
 
@@ -20,7 +25,7 @@ class DeviceFileError(ValueError):
     """Not a usable device file; the message never holds key material."""
 
 
-def device_json(camera: str, secret: bytes, test_only: bool = False) -> dict:
+def device_json(camera: str, secret: bytes, test_only: bool = False) -> dict[str, Any]:
     """The device file's content for ``camera`` (whose id is checked)."""
     check_id(camera)
     if len(secret) != KEY_SIZE:
@@ -38,7 +43,7 @@ def check_id(camera: str) -> str:
     return camera
 
 
-def parse_device(data, camera=None):
+def parse_device(data: object, camera: Optional[str] = None) -> tuple[str, bytes, bool]:
     """(camera id, secret, test_only) from a device file's parsed JSON.
 
     With ``camera``, the file must belong to that camera.

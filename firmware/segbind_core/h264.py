@@ -13,6 +13,13 @@ first, as they are in the bitstream.
 
 from .nal import unescape_rbsp
 
+try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
+    from typing import Optional
+
+    from .nal import Buffer
+except ImportError:
+    pass
+
 # nal_unit_type values (ITU-T H.264 table 7-1) that segbind needs by name.
 NAL_SLICE = 1
 NAL_IDR = 5
@@ -50,7 +57,7 @@ def is_vcl(kind: int) -> bool:
     return 1 <= kind <= 5
 
 
-def first_slice_of_picture(nal) -> bool:
+def first_slice_of_picture(nal: Buffer) -> bool:
     """True for the first slice of a picture: first_mb_in_slice == 0.
 
     first_mb_in_slice is the slice header's first ue(v); it is 0 exactly when
@@ -62,7 +69,7 @@ def first_slice_of_picture(nal) -> bool:
 class BitReader:
     """An Exp-Golomb bit reader over RBSP bytes; raises IndexError past the end."""
 
-    def __init__(self, data) -> None:
+    def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
 
@@ -87,7 +94,7 @@ class BitReader:
         return (k + 1) // 2 if k & 1 else -(k // 2)
 
 
-def _skip_scaling_list(bits, size: int) -> None:
+def _skip_scaling_list(bits: BitReader, size: int) -> None:
     last = nxt = 8
     for _ in range(size):
         if nxt:
@@ -106,12 +113,12 @@ class Sps:
         self.frame_mbs_only = True
         self.poc_type = 0
         self.log2_max_poc_lsb = 4
-        self.fps = None  # type: float | None  # from VUI timing_info, when present
-        self.max_num_reorder = None  # type: int | None  # from VUI bitstream_restriction
+        self.fps: Optional[float] = None  # from VUI timing_info, when present
+        self.max_num_reorder: Optional[int] = None  # from VUI bitstream_restriction
         self.complete = False  # False when only the id could be read (VUI fields optional)
 
 
-def parse_sps(nal) -> Sps:
+def parse_sps(nal: Buffer) -> Sps:
     """The id (always) and frame timing (when readable) of an escaped SPS NAL unit.
 
     Raises ValueError or IndexError when not even the id can be read.
@@ -163,7 +170,7 @@ def parse_sps(nal) -> Sps:
     return info
 
 
-def _read_vui(bits, info) -> None:
+def _read_vui(bits: BitReader, info: Sps) -> None:
     if bits.u(1) and bits.u(8) == 255:  # aspect_ratio_info, Extended_SAR
         bits.u(32)
     if bits.u(1):  # overscan_info_present_flag
@@ -204,7 +211,7 @@ def _read_vui(bits, info) -> None:
         info.max_num_reorder = bits.ue()
 
 
-def parse_pps_ids(nal):
+def parse_pps_ids(nal: Buffer) -> tuple[int, int]:
     """(pic_parameter_set_id, seq_parameter_set_id) of an escaped PPS NAL unit."""
     bits = BitReader(unescape_rbsp(nal[1:12]))
     pps_id = bits.ue()
@@ -214,7 +221,7 @@ def parse_pps_ids(nal):
     return pps_id, sps_id
 
 
-def parameter_set_key(nal):
+def parameter_set_key(nal: Buffer) -> tuple[int, int]:
     """(7, sps id) or (8, pps id) for an SPS or PPS unit; ValueError/IndexError if unreadable."""
     kind = nal[0] & 0x1F
     if kind == NAL_SPS:
@@ -234,13 +241,13 @@ class ParameterSets:
     """
 
     def __init__(self) -> None:
-        self.sps = {}  # type: dict  # id -> (Sps, NAL bytes)
-        self.pps = {}  # type: dict  # id -> (sps id, NAL bytes)
+        self.sps: dict[int, tuple[Sps, bytes]] = {}  # id -> (Sps, NAL bytes)
+        self.pps: dict[int, tuple[int, bytes]] = {}  # id -> (sps id, NAL bytes)
 
     def __len__(self) -> int:
         return len(self.sps) + len(self.pps)
 
-    def add(self, nal) -> bool:
+    def add(self, nal: Buffer) -> bool:
         kind = nal[0] & 0x1F
         try:
             if kind == NAL_SPS:
@@ -255,11 +262,11 @@ class ParameterSets:
             pass
         return False
 
-    def units(self) -> list:
+    def units(self) -> list[bytes]:
         return ([self.sps[k][1] for k in sorted(self.sps)]
                 + [self.pps[k][1] for k in sorted(self.pps)])
 
-    def sps_of_pps(self, pps_id: int):
+    def sps_of_pps(self, pps_id: int) -> Optional[Sps]:
         """The Sps a PPS refers to, or None when either is unknown."""
         pps = self.pps.get(pps_id)
         if pps is None:
@@ -274,15 +281,15 @@ class SliceHeader:
     def __init__(self) -> None:
         self.slice_type = 0
         self.pps_id = 0
-        self.sps = None  # type: Sps | None  # the SPS in force, when known
+        self.sps: Optional[Sps] = None  # the SPS in force, when known
         self.frame_num = 0
         self.field_pic = False
         self.bottom_field = False
         self.idr_pic_id = 0
-        self.poc_lsb = None  # type: int | None  # pic_order_cnt_lsb (POC type 0)
+        self.poc_lsb: Optional[int] = None  # pic_order_cnt_lsb (POC type 0)
 
 
-def parse_slice_header(nal, params) -> SliceHeader:
+def parse_slice_header(nal: Buffer, params: ParameterSets) -> SliceHeader:
     """Slice header fields of an escaped slice NAL unit, read against ``params``.
 
     Fields after pic_parameter_set_id are read only when the SPS in force is
@@ -320,15 +327,15 @@ class PocCounter:
     decoding order.
     """
 
-    def __init__(self, params) -> None:
+    def __init__(self, params: ParameterSets) -> None:
         self.params = params
-        self.sps = None  # type: Sps | None  # the SPS of the last picture read
+        self.sps: Optional[Sps] = None  # the SPS of the last picture read
         self._prev_msb = 0
         self._prev_lsb = 0
         self._prev_frame_num = 0
         self._frame_num_offset = 0
 
-    def poc(self, nal):
+    def poc(self, nal: Buffer) -> Optional[int]:
         try:
             header = parse_slice_header(nal, self.params)
         except (ValueError, IndexError):
@@ -367,7 +374,7 @@ class SeiError(ValueError):
     """An SEI NAL unit that cannot be parsed."""
 
 
-def _read_ff(rbsp, pos: int, end: int):
+def _read_ff(rbsp: bytes, pos: int, end: int) -> tuple[int, int]:
     value = 0
     while True:
         if pos >= end:
@@ -379,7 +386,7 @@ def _read_ff(rbsp, pos: int, end: int):
             return value, pos
 
 
-def sei_messages(nal, header_size: int = 1) -> list:
+def sei_messages(nal: Buffer, header_size: int = 1) -> list[tuple[int, bytes]]:
     """The (payloadType, payload) pairs of an escaped SEI NAL unit, strictly.
 
     Raises SeiError when a message runs past the unit or the unit does not end
@@ -404,7 +411,7 @@ def sei_messages(nal, header_size: int = 1) -> list:
     return messages
 
 
-def sei_payload_types(nal, header_size: int = 1, limit: int = _SEI_SCAN_BYTES) -> list:
+def sei_payload_types(nal: Buffer, header_size: int = 1, limit: int = _SEI_SCAN_BYTES) -> list[int]:
     """The payloadType of each SEI message in the first ``limit`` bytes, leniently.
 
     For cutting decisions (is there a recovery point?): a message cut off by
@@ -425,6 +432,6 @@ def sei_payload_types(nal, header_size: int = 1, limit: int = _SEI_SCAN_BYTES) -
     return kinds
 
 
-def has_recovery_point(nal) -> bool:
+def has_recovery_point(nal: Buffer) -> bool:
     """True when an escaped SEI NAL unit holds a recovery point message (payloadType 6)."""
     return SEI_RECOVERY_POINT in sei_payload_types(nal)

@@ -8,18 +8,26 @@ one buffer, so nothing is copied while scanning; callers slice a
 
 from struct import unpack_from as _unpack_from
 
+try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
+    from typing import Any, Callable, Iterable, Iterator, Optional, Union
+
+    Buffer = Union[bytes, bytearray, memoryview]  # any bytes-like object
+except ImportError:
+    pass
+
 START_CODE = b"\x00\x00\x00\x01"
 
 
+_start_code_positions: Optional[Callable[[Buffer, int, int], Iterator[Any]]]
 try:  # CPython's regex engine finds start codes about twice as fast as bytes.find
     import re as _re
 
     _start_code_positions = _re.compile(b"\x00\x00\x01").finditer
 except (ImportError, AttributeError, TypeError, ValueError):  # MicroPython: no finditer
-    _start_code_positions = None  # type: ignore[assignment]
+    _start_code_positions = None
 
 
-def _start_codes(buf, start: int, end: int) -> list:
+def _start_codes(buf: Union[bytes, bytearray], start: int, end: int) -> list[int]:
     """Offsets of every 00 00 01 in buf[start:end]."""
     if _start_code_positions is not None:
         return [m.start() for m in _start_code_positions(buf, start, end)]
@@ -32,7 +40,8 @@ def _start_codes(buf, start: int, end: int) -> list:
     return found
 
 
-def annexb_units(buf, start: int = 0, end: int = -1) -> list:
+def annexb_units(buf: Union[bytes, bytearray], start: int = 0,
+                 end: int = -1) -> list[tuple[int, int]]:
     """Offsets ``(s, e)`` of each NAL unit in an Annex-B byte stream.
 
     Start codes (3 or 4 bytes) and trailing zero bytes are excluded from each
@@ -55,7 +64,7 @@ def annexb_units(buf, start: int = 0, end: int = -1) -> list:
     return units
 
 
-def leading_garbage(buf) -> bool:
+def leading_garbage(buf: Union[bytes, bytearray]) -> bool:
     """True when a buffer has bytes other than zeros before its first start code."""
     pos = buf.find(b"\x00\x00\x01")
     head = len(buf) if pos < 0 else pos
@@ -65,7 +74,7 @@ def leading_garbage(buf) -> bool:
     return False
 
 
-def length_prefixed_units(buf, length_size: int = 4) -> list:
+def length_prefixed_units(buf: Buffer, length_size: int = 4) -> list[tuple[int, int]]:
     """Offsets of each NAL unit in length-prefixed (MP4 'avcC') framing.
 
     Raises ValueError when a length runs past the end of the buffer.
@@ -89,7 +98,7 @@ def length_prefixed_units(buf, length_size: int = 4) -> list:
     return units
 
 
-def to_annexb(units) -> bytes:
+def to_annexb(units: Iterable[Buffer]) -> bytes:
     """Join NAL units (bytes-like, without start codes) into Annex-B."""
     out = bytearray()
     for unit in units:
@@ -111,7 +120,7 @@ def escape_rbsp(rbsp: bytes) -> bytes:
     return bytes(out)
 
 
-def unescape_rbsp(ebsp) -> bytes:
+def unescape_rbsp(ebsp: Buffer) -> bytes:
     """Remove emulation-prevention bytes (the 03 of every 00 00 03).
 
     ``replace`` scans left to right without overlap, which is exactly the

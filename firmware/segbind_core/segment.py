@@ -19,6 +19,15 @@ from .h264 import (AU_OPENERS, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SEI, NAL_SPS, Para
                    parse_slice_header)
 from .nal import START_CODE
 
+try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
+    from typing import Optional, Union
+
+    from .nal import Buffer
+
+    SegmentOrCut = Union["Segment", "_CutMarker"]  # what a Segmenter returns: Segments, CUT
+except ImportError:
+    pass
+
 DEFAULT_FPS = 25.0
 
 
@@ -33,7 +42,8 @@ class Segment:
 
     __slots__ = ("data", "pictures", "fields", "first_ms", "rap")
 
-    def __init__(self, data: bytes, pictures: int, fields: int, first_ms, rap: bool) -> None:
+    def __init__(self, data: bytes, pictures: int, fields: int, first_ms: Optional[int],
+                 rap: bool) -> None:
         self.data = data
         self.pictures = pictures
         self.fields = fields
@@ -76,7 +86,7 @@ class Segmenter:
     and the incomplete NAL unit at the end of the input.
     """
 
-    def __init__(self, max_duration_s=4.0, fps=None) -> None:
+    def __init__(self, max_duration_s: float = 4.0, fps: Optional[float] = None) -> None:
         if not max_duration_s > 0:
             raise ValueError("max_duration_s must be positive")
         if fps is not None and not fps > 0:
@@ -87,24 +97,25 @@ class Segmenter:
         self.dropped_pictures = 0
         self.segments = 0
         self.params = ParameterSets()
-        self._nal = None  # type: bytearray | None  # the incomplete NAL unit, after its start code
-        self._nal_t = None  # the time given with the bytes that began it
+        self._nal: Optional[bytearray] = None  # the incomplete NAL unit, after its start code
+        self._nal_t: Optional[int] = None  # the time given with the bytes that began it
         self._begun = 0  # NAL units begun so far (the incomplete one included)
         self._carry = b""  # the last two input bytes, for start codes split across feeds
         self._seg = bytearray()  # the current segment, Annex-B
         self._seg_fields = 0  # pictures in the current segment, in fields (a frame is 2)
         self._seg_pictures = 0
         self._seg_has_vcl = False
-        self._seg_first_ms = None
+        self._seg_first_ms: Optional[int] = None
         self._seg_rap = False
-        self._pending = []  # type: list  # non-VCL units since the last slice: the next AU's head
+        # non-VCL units since the last slice: the next AU's head
+        self._pending: list[Buffer] = []
         self._pending_rap = False  # a recovery point SEI among them
         self._cut_from = -1  # the first unit after a cut asked for, until it takes effect
         self._cut_fresh = False  # that cut drops what it interrupts and waits for a RAP
         self._wait_rap = False  # drop pictures until a random access point
         self._dropping = False  # the picture being read is dropped
-        self._active_sps = None  # type: Sps | None
-        self._out = []  # type: list
+        self._active_sps: Optional[Sps] = None
+        self._out: list[SegmentOrCut] = []
 
     @property
     def fps(self) -> float:
@@ -117,7 +128,7 @@ class Segmenter:
 
     # -- input ------------------------------------------------------------------------
 
-    def push(self, data, t_ms=None) -> list:
+    def push(self, data: Buffer, t_ms: Optional[int] = None) -> list[SegmentOrCut]:
         """Take the next Annex-B bytes of the stream; return the Segments that closed."""
         if not hasattr(data, "find"):
             data = bytes(data)
@@ -156,7 +167,8 @@ class Segmenter:
         self._carry = bytes(data[n - 2:]) if n >= 2 else bytes(carry[-1:]) + bytes(data)
         return self._take_out()
 
-    def push_unit(self, nal, t_ms=None) -> list:
+    def push_unit(self, nal: Buffer,
+                  t_ms: Optional[int] = None) -> list[SegmentOrCut]:
         """Take one whole NAL unit (an encoder SDK's output); return the Segments that closed."""
         if self._nal is not None:  # Annex-B bytes came before: their last unit is complete now
             self._end_nal(None, 0, 0)
@@ -167,7 +179,7 @@ class Segmenter:
             self._unit(bytes(nal), t_ms, self._begun - 1)
         return self._take_out()
 
-    def finish(self) -> list:
+    def finish(self) -> list[SegmentOrCut]:
         """End of stream: the remaining Segment(s), and a pending cut's marker."""
         if self._nal is not None:
             self._end_nal(None, 0, 0)
@@ -180,7 +192,7 @@ class Segmenter:
             self._cut_takes_effect()
         return self._take_out()
 
-    def cut(self, fresh_start: bool = False) -> list:
+    def cut(self, fresh_start: bool = False) -> list[SegmentOrCut]:
         """Cut the stream here: every unit begun so far stays before the cut, the rest after.
 
         For a change that must take effect at an instant (a camera's binding).
@@ -206,32 +218,32 @@ class Segmenter:
         """True between a ``cut()`` and the point where it takes effect."""
         return self._cut_from >= 0
 
-    def feed(self, data) -> list:
+    def feed(self, data: Buffer) -> list[bytes]:
         """``push`` without times, giving each closed segment's bytes."""
-        return [s.data for s in self.push(data) if s is not CUT]
+        return [s.data for s in self.push(data) if isinstance(s, Segment)]  # all but CUT
 
-    def flush(self) -> list:
+    def flush(self) -> list[bytes]:
         """``finish``, giving each remaining segment's bytes."""
-        return [s.data for s in self.finish() if s is not CUT]
+        return [s.data for s in self.finish() if isinstance(s, Segment)]
 
     # -- scanning ---------------------------------------------------------------------
 
-    def _take_out(self) -> list:
+    def _take_out(self) -> list[SegmentOrCut]:
         out = self._out
         self._out = []
         return out
 
-    def _begin_nal(self, t_ms) -> None:
+    def _begin_nal(self, t_ms: Optional[int]) -> None:
         self._nal = bytearray()
         self._nal_t = t_ms
         self._begun += 1
 
-    def _leading(self, data, s: int, e: int) -> None:
+    def _leading(self, data: Buffer, s: int, e: int) -> None:
         for k in range(s, e):
             if data[k]:
                 self.discarded += 1
 
-    def _end_nal(self, data, s: int, e: int) -> None:
+    def _end_nal(self, data: Optional[Buffer], s: int, e: int) -> None:
         """The NAL unit made of self._nal then data[s:e] is complete."""
         index = self._begun - 1
         if data is not None and not self._nal:
@@ -253,7 +265,7 @@ class Segmenter:
 
     # -- access units and cuts ------------------------------------------------------------
 
-    def _unit(self, nal, t_ms, index: int) -> None:
+    def _unit(self, nal: Buffer, t_ms: Optional[int], index: int) -> None:
         kind = nal[0] & 0x1F
         if is_vcl(kind):
             self._picture_unit(nal, kind, t_ms, index)
@@ -269,7 +281,7 @@ class Segmenter:
         else:
             self._append(nal)
 
-    def _picture_unit(self, nal, kind: int, t_ms, index: int) -> None:
+    def _picture_unit(self, nal: Buffer, kind: int, t_ms: Optional[int], index: int) -> None:
         if not first_slice_of_picture(nal):
             if self._dropping:
                 return
@@ -305,7 +317,7 @@ class Segmenter:
         self._seg_pictures += 1
         self._seg_fields += fields
 
-    def _read_picture(self, nal) -> int:
+    def _read_picture(self, nal: Buffer) -> int:
         """The picture's duration in fields (2 for a frame); notes the SPS in force.
 
         Reading the slice header is needed only where fields are possible or
@@ -348,7 +360,7 @@ class Segmenter:
     def _carry_parameter_sets(self) -> None:
         """Put the SPS/PPS in force that the new segment's head lacks at its start."""
         head = self._pending
-        have = {}
+        have: dict[tuple[int, int], bool] = {}
         for nal in head:
             try:
                 have[parameter_set_key(nal)] = True
@@ -373,7 +385,7 @@ class Segmenter:
         self._pending = []
         self._pending_rap = False
 
-    def _append(self, nal) -> None:
+    def _append(self, nal: Buffer) -> None:
         self._seg += START_CODE
         self._seg += nal
 
@@ -392,7 +404,7 @@ class Segmenter:
         self._seg_rap = False
 
 
-def cut(data, max_duration_s=4.0, fps=None) -> list:
+def cut(data: Buffer, max_duration_s: float = 4.0, fps: Optional[float] = None) -> list[Segment]:
     """Every segment of a whole Annex-B buffer (a Segmenter fed once, then finished)."""
     segmenter = Segmenter(max_duration_s, fps)
-    return [s for s in segmenter.push(data) + segmenter.finish() if s is not CUT]
+    return [s for s in segmenter.push(data) + segmenter.finish() if isinstance(s, Segment)]

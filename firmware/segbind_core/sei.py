@@ -9,6 +9,11 @@ from .h264 import SEI_USER_DATA_UNREGISTERED as USER_DATA_UNREGISTERED
 from .h264 import SeiError, sei_messages
 from .nal import escape_rbsp
 
+try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
+    from .nal import Buffer
+except ImportError:
+    pass
+
 SEGBIND_UUID = bytes.fromhex("b531d1f007fb8425d19479ee862d845d")
 SEI_NAL_HEADER = 0x06  # forbidden_zero_bit 0, nal_ref_idc 0, nal_unit_type 6
 
@@ -32,7 +37,7 @@ def build_sei_nal(body: bytes) -> bytes:
     return bytes((SEI_NAL_HEADER,)) + escape_rbsp(rbsp)
 
 
-def is_segbind_sei(nal) -> bool:
+def is_segbind_sei(nal: Buffer) -> bool:
     """True when an SEI NAL unit's first message is segbind's user data.
 
     Cheap: reads only the first bytes, so verifiers can test every NAL unit.
@@ -51,7 +56,7 @@ def is_segbind_sei(nal) -> bool:
     return bytes(nal[pos:pos + 16]) == SEGBIND_UUID
 
 
-def segbind_payload(nal) -> bytes:
+def segbind_payload(nal: Buffer) -> bytes:
     """The tag body of a segbind SEI NAL unit (the bytes after the UUID).
 
     Raises SeiError when the NAL unit is not exactly one segbind message.

@@ -10,6 +10,13 @@ import sys
 from .crypto import hmac_sha256
 from .h264 import NAL_AUD, NAL_END_OF_SEQUENCE, NAL_END_OF_STREAM, NAL_FILLER
 
+try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
+    from typing import Iterable, Union
+
+    from .nal import Buffer
+except ImportError:
+    pass
+
 VERSION = 1
 ALG_HMAC_SHA256_128 = 1
 
@@ -59,7 +66,7 @@ def encode_uvarint(value: int) -> bytes:
             return bytes(out)
 
 
-def decode_uvarint(buf: bytes, pos: int, limit: int):
+def decode_uvarint(buf: bytes, pos: int, limit: int) -> tuple[int, int]:
     """(value, new_pos); rejects truncated, non-minimal and out-of-range varints."""
     value = 0
     shift = 0
@@ -127,7 +134,7 @@ def encode_id(name: str, what: str) -> bytes:
     return bytes((len(raw),)) + raw
 
 
-def _decode_id(buf: bytes, pos: int, what: str):
+def _decode_id(buf: bytes, pos: int, what: str) -> tuple[str, int]:
     if pos >= len(buf):
         raise TagError(MALFORMED, "tag truncated before the %s id" % what)
     size = buf[pos]
@@ -192,7 +199,7 @@ class Tag:
             self.owner, self.camera, self.epoch, self.stream_id, self.seq, self.capture_ms)
 
 
-def decode_tag(body: bytes):
+def decode_tag(body: bytes) -> tuple[Tag, bytes]:
     """(Tag, signed_fields) from a tag body; raises TagError on any defect."""
     if len(body) < 1:
         raise TagError(MALFORMED, "empty tag")
@@ -223,7 +230,7 @@ def decode_tag(body: bytes):
     return tag, bytes(body[:pos])
 
 
-def content_digest(buf, units, prefixed: bool = False) -> bytes:
+def content_digest(buf: Buffer, units: Iterable[tuple[int, int]], prefixed: bool = False) -> bytes:
     """SHA-256 over the covered NAL units of a segment, in order.
 
     ``units`` are (start, end) offsets into ``buf``; each covered unit enters
@@ -239,7 +246,7 @@ def content_digest(buf, units, prefixed: bool = False) -> bytes:
     """
     view = memoryview(buf)
     h = hashlib.sha256()
-    small = []  # CPython: small units gathered and hashed in one call
+    small: list[Union[bytes, memoryview]] = []  # CPython: small units gathered, hashed in one call
     run_start = run_end = -1
     for s, e in units:
         if buf[s] & 0x1F in UNCOVERED_NAL_TYPES:

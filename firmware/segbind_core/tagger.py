@@ -9,6 +9,13 @@ from .nal import START_CODE
 from .sei import build_sei_nal, is_segbind_sei
 from .tag import DIGEST_HINT_SIZE, GENESIS_LINK, LINK_SIZE, Tag, compute_mac, content_digest
 
+try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
+    from typing import Sequence
+
+    from .nal import Buffer
+except ImportError:
+    pass
+
 
 class Tagger:
     """Tags the segments of one stream, in order, under one binding at a time."""
@@ -27,7 +34,8 @@ class Tagger:
         self.owner = owner
         self.epoch = epoch
 
-    def tag_units(self, buf, units, capture_ms: int):
+    def tag_units(self, buf: Buffer, units: Sequence[tuple[int, int]],
+                  capture_ms: int) -> tuple[bytes, Tag]:
         """(SEI NAL unit, Tag) for the segment made of ``units`` of ``buf``.
 
         Advances the sequence number and the chain. Raises ValueError when the
@@ -47,7 +55,8 @@ class Tagger:
         self.link = tag.mac[:LINK_SIZE]
         return build_sei_nal(tag.encode()), tag
 
-    def tag_annexb(self, buf, units, capture_ms: int):
+    def tag_annexb(self, buf: Buffer, units: Sequence[tuple[int, int]],
+                   capture_ms: int) -> tuple[bytes, Tag]:
         """(tagged Annex-B bytes, Tag): the segment with its SEI after any leading AUD."""
         sei, tag = self.tag_units(buf, units, capture_ms)
         at = 1 if buf[units[0][0]] & 0x1F == NAL_AUD else 0

@@ -4,6 +4,11 @@ Camera and account ids become topic levels, so an id with "/", "+", "#" or
 NUL cannot be used.
 """
 
+try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
+    from typing import Optional
+except ImportError:
+    pass
+
 TOPIC_PREFIX = "segbind/v1"
 
 # Leaves under <prefix>/cam/<camera>/
@@ -20,32 +25,32 @@ RECEIPTS = "rx"            # display -> cloud: a player's receipts (the simulate
 # SEG: cloud -> displays, the camera's segments unchanged
 
 
-def check_topic_id(name, what="id"):
+def check_topic_id(name: str, what: str = "id") -> str:
     """``name`` when it can be one MQTT topic level; else ValueError."""
     if not name or "/" in name or "+" in name or "#" in name or "\x00" in name:
         raise ValueError("%s %r cannot be used in an MQTT topic" % (what, name))
     return name
 
 
-def camera_topic(camera, leaf, prefix=TOPIC_PREFIX):
+def camera_topic(camera: str, leaf: str, prefix: str = TOPIC_PREFIX) -> str:
     return "%s/cam/%s/%s" % (prefix, check_topic_id(camera, "camera"), leaf)
 
 
-def account_topic(account, leaf, prefix=TOPIC_PREFIX):
+def account_topic(account: str, leaf: str, prefix: str = TOPIC_PREFIX) -> str:
     return "%s/acct/%s/%s" % (prefix, check_topic_id(account, "account"), leaf)
 
 
-def every_camera(leaf, prefix=TOPIC_PREFIX):
+def every_camera(leaf: str, prefix: str = TOPIC_PREFIX) -> str:
     """The subscription pattern for ``leaf`` of every camera."""
     return "%s/cam/+/%s" % (prefix, leaf)
 
 
-def every_account(leaf, prefix=TOPIC_PREFIX):
+def every_account(leaf: str, prefix: str = TOPIC_PREFIX) -> str:
     """The subscription pattern for ``leaf`` of every account."""
     return "%s/acct/+/%s" % (prefix, leaf)
 
 
-def id_of_topic(topic, prefix=TOPIC_PREFIX):
+def id_of_topic(topic: str, prefix: str = TOPIC_PREFIX) -> Optional[str]:
     """The camera or account id of a ``<prefix>/cam|acct/<id>/<leaf>`` topic, or None."""
     if not topic.startswith(prefix + "/"):
         return None

@@ -45,8 +45,9 @@ PURE_MICROPYTHON_MODULES = {
     "array", "binascii", "collections", "errno", "gc", "hashlib", "heapq", "math",
     "micropython", "re", "struct", "sys", "time",
 }
-# CPython-only accelerators: allowed only inside try/except ImportError.
-GUARDED_ONLY = {"hmac"}
+# CPython-only accelerators, and typing (for annotations; MicroPython has none): allowed only
+# inside try/except ImportError.
+GUARDED_ONLY = {"hmac", "typing"}
 IO_BUILTINS = {"open", "input", "print", "exec", "eval", "compile", "__import__", "breakpoint"}
 IO_ATTRIBUTES = {("sys", "stdin"), ("sys", "stdout"), ("sys", "stderr")}
 

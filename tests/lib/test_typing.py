@@ -1,8 +1,10 @@
-"""The verifier library is typed: ``python3 -m mypy`` (strict, per pyproject.toml) passes.
+"""The verifier library and the camera's core are typed: ``python3 -m mypy`` (strict, per
+pyproject.toml) passes.
 
 The targets and options come from ``[tool.mypy]`` in pyproject.toml (src/segbind,
-strict, firmware/ on the path). The firmware core is checked separately against
-MicroPython's stubs (tests/test_firmware_static.py).
+firmware/segbind_core and firmware/segbind_agent/core.py, strict, firmware/ on the
+path). The firmware core is also checked against MicroPython's stubs
+(tests/test_firmware_static.py).
 """
 
 from __future__ import annotations

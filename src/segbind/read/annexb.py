@@ -12,7 +12,7 @@ from .regroup import Segment, segments_of_units
 Unit = Tuple[int, int]
 
 
-def annexb_segments(data: Union[bytes, bytearray, memoryview]) -> Iterator[Segment]:
+def annexb_segments(data: Union[bytes, bytearray]) -> Iterator[Segment]:
     """The tagged segments of an Annex-B buffer, as offsets into it (nothing is copied).
 
     InputError when the buffer holds no NAL unit.
