@@ -25,6 +25,8 @@ import pytest
 from tests.support import ROOT as REPO
 from tests.support.qemu import bt, ci, parse_dockerfile
 
+pytestmark = pytest.mark.slow
+
 TOOL = REPO / "tools" / "bundle.py"
 CORE = REPO / "firmware" / "segbind_core"
 NODE_RUNNER = REPO / "tests" / "micropython" / "run.mjs"

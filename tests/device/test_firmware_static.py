@@ -29,7 +29,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 from tests.support import ROOT
+
+pytestmark = pytest.mark.slow
 
 
 FIRMWARE = ROOT / "firmware"

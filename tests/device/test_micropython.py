@@ -11,7 +11,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 from tests.support import ROOT
+
+pytestmark = pytest.mark.slow
 
 RUNNER = ROOT / "tests" / "micropython" / "run.mjs"
 CORE_TESTS = sorted((ROOT / "tests" / "core").glob("test_*.py"))

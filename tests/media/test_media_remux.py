@@ -20,6 +20,8 @@ from tests.support import run_cli
 from tests.support.media import (ffmpeg, frame_hashes, owner_accepts_stranger_refuses,
                                       rings, tag, verify)
 
+pytestmark = pytest.mark.slow
+
 KINDS = ["pyav-every", "pyav-once", "pyav-intra-refresh", "pyav-bframes-slices-aud",
          "ffmpeg-every", "ffmpeg-once", "ffmpeg-intra-refresh", "ffmpeg-bframes-slices-aud"]
 FRAG = "frag_keyframe+empty_moov+default_base_moof"

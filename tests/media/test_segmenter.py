@@ -26,6 +26,8 @@ from segbind_core.h264 import has_recovery_point, parse_sps
 from segbind_core.segment import Segmenter
 from tests.support import ROOT
 
+pytestmark = pytest.mark.slow
+
 MP_PKG = ROOT / "tests" / "micropython" / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 
 KINDS = clips.KINDS

@@ -23,6 +23,8 @@ from segbind_core.segment import cut
 from segbind_core.tagger import Tagger
 from tests.support import ROOT
 
+pytestmark = pytest.mark.slow
+
 SMALL = dict(cameras=8, seconds=40, seed=3)
 
 
