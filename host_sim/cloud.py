@@ -22,14 +22,13 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional
 
+from host_sim.transport import Message, MqttTransport, Transport, wait_for_sigterm
 from segbind.controlplane import CommandFailed, ControlPlane, Registry
 from segbind.errors import InvalidSegment
 from segbind.verifier import find_tag
+from segbind_agent.link import parse_broker
 from segbind_core import topics
 from segbind_core.nal import annexb_units
-from segbind_agent.link import parse_broker
-
-from host_sim.transport import Message, MqttTransport, Transport, wait_for_sigterm
 
 log = logging.getLogger("segbind.cloud")
 

@@ -23,10 +23,9 @@ import threading
 import time
 from typing import Callable, List, Optional
 
-from segbind import Keyring, KeyringError, Reason, StreamVerifier, TagInfo, Verdict
-from segbind_core import control, topics
-
 from host_sim.transport import Message, MqttTransport, Transport, parse_broker, wait_for_sigterm
+from segbind import Keyring, KeyringError, Reason, StreamVerifier, TagInfo, Verdict
+from segbind_core import topics
 
 log = logging.getLogger("segbind.display")
 

@@ -46,19 +46,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from segbind import Keyring, Reason, StreamVerifier
-from segbind.controlplane import CameraRecord, Registry
-from segbind_agent.core import (AgentCore, AgentSettings, BindingState, Delete, DeviceKeys, Publish,
-                                Send, Store)
-from segbind_core import topics
-from segbind_core.segment import cut
-
 from host_sim import clips
 from host_sim.cache import CacheRouter, QualityRelay, StreamingQualityCache
 from host_sim.cloud import Cloud
 from host_sim.display import Display
 from host_sim.netem import Clock, Link, LinkProfile
 from host_sim.transport import ImpairedTransport, InProcessBus, Message, MqttTransport
+from segbind import Keyring, Reason, StreamVerifier
+from segbind.controlplane import CameraRecord, Registry
+from segbind_agent.core import (
+    AgentCore,
+    AgentSettings,
+    BindingState,
+    Delete,
+    DeviceKeys,
+    Publish,
+    Send,
+    Store,
+)
+from segbind_core import topics
+from segbind_core.segment import cut
 
 log = logging.getLogger("segbind.fleet")
 
@@ -369,62 +376,6 @@ class RealTimeScheduler:
             finally:
                 with self._cond:
                     self._busy = False
-
-
-# ------------------------------------------------------------------------------------------
-# Transports: a display's transport behind a weak link
-# ------------------------------------------------------------------------------------------
-
-class ImpairedTransport:
-    """A display's transport with its segments arriving over ``downlink`` and its
-    receipts leaving over ``back`` (the grants, the account API, are not impaired).
-    ``shared``: the inner transport serves several displays and is started and
-    stopped by its owner."""
-
-    def __init__(self, inner: Transport, scheduler, downlink: Link, back: Link, seg_topic: str,
-                 rx_topic: str, shared: bool = False) -> None:
-        self.inner = inner
-        self.scheduler = scheduler
-        self.downlink = downlink
-        self.back = back
-        self.seg_topic = seg_topic
-        self.rx_topic = rx_topic
-        self.shared = shared
-        self.arrived = 0  # segment messages handed to the downlink
-
-    def subscribe(self, pattern: str, callback: Callable, qos: int = 1) -> None:
-        if pattern != self.seg_topic:
-            self.inner.subscribe(pattern, callback, qos)
-            return
-
-        def through_link(msg: Message) -> None:
-            self.arrived += 1
-            self.scheduler.send(self.downlink, callback, msg)
-
-        self.inner.subscribe(pattern, through_link, qos)
-
-    def ack(self, d: bytes) -> None:
-        """The player's receipt for a segment it received."""
-        self.scheduler.send(self.back, self.inner.publish, self.rx_topic, d, 1)
-
-    def start(self) -> "ImpairedTransport":
-        if not self.shared:
-            self.inner.start()
-        return self
-
-    def stop(self) -> None:
-        if not self.shared:
-            self.inner.stop()
-
-    def wait_ready(self, timeout: float = 10.0) -> bool:
-        return self.inner.wait_ready(timeout)
-
-    @property
-    def connected(self) -> bool:
-        return self.inner.connected
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
 
 
 # ------------------------------------------------------------------------------------------

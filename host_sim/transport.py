@@ -18,9 +18,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from paho.mqtt.client import topic_matches_sub
 
-from segbind_agent.link import Message, MqttTransport, Transport, parse_broker
-
 from host_sim.netem import Link
+from segbind_agent.link import Message, MqttTransport, Transport, parse_broker
 
 log = logging.getLogger("segbind.transport")
 

@@ -100,12 +100,13 @@ def run_guest(arch: str, workdir: Path, rounds: int, mode: str) -> dict:
 
 def agent_peak_memory(arch: str, work: Path) -> dict:
     """VmHWM of the bundle's agent in the image while it tags and publishes 720p video."""
+    from camera_guest import GuestCamera, bare_python_peak_kb
+
     from host_sim import clips
     from host_sim.broker import Broker
     from host_sim.cloud import Cloud
     from host_sim.transport import MqttTransport
     from segbind_core.segment import cut
-    from camera_guest import GuestCamera, bare_python_peak_kb
 
     clip = clips.encode_pyav(frames=250, gop=50, width=1280, height=720, seed=5)
     sizes = [len(seg.data) for seg in cut(clip)]

@@ -25,8 +25,8 @@ from typing import Callable, List, Sequence
 from host_sim import clips
 from segbind import Binding, Keyring, StreamVerifier, derive_binding_key
 from segbind_core.nal import START_CODE, annexb_units
-from segbind_core.sei import is_segbind_sei
 from segbind_core.segment import cut
+from segbind_core.sei import is_segbind_sei
 from segbind_core.tagger import Tagger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def segment_of_size(target: int) -> bytes:
     first = cut(video)[0].data
     seg = annexb_units(first)
     size, end = 0, 0
-    for end, (s, e) in enumerate(seg, 1):  # whole NAL units, as many as fit the target
+    for end, (s, e) in enumerate(seg, 1):  # noqa: B007  (whole NAL units, as many as fit the target)
         size += 4 + e - s
         if size >= target:
             break

@@ -19,14 +19,12 @@ import argparse
 import hashlib
 import hmac
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
 
 from host_sim import clips
 from segbind import Binding, Keyring, StreamVerifier

@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import functools
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 

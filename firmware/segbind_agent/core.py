@@ -174,7 +174,7 @@ class BindingState:
             state.last_command = str(data.get("last_command", ""))
             state.last_result = str(data.get("last_result", ""))
         except KeyError as exc:
-            raise StateError("state file lacks %s" % exc)
+            raise StateError("state file lacks %s" % exc) from None
         if (state.owner is None) != (state.epoch == 0) or state.epoch > state.epoch_hwm:
             raise StateError("state file is inconsistent")
         return state

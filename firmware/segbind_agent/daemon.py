@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 
-from segbind_core import control, topics
+from segbind_core import topics
 
 from . import __version__
 from .config import load_device_secret

@@ -95,7 +95,7 @@ def _dec_name(buf: bytes, pos: int, what: str, allow_empty: bool) -> tuple[str, 
     try:
         name = str(bytes(buf[pos:pos + size]), "utf-8")
     except UnicodeError:
-        raise ControlError(MALFORMED, "%s is not UTF-8" % what)
+        raise ControlError(MALFORMED, "%s is not UTF-8" % what) from None
     return name, pos + size
 
 
@@ -103,7 +103,7 @@ def _dec_uint(buf: bytes, pos: int, limit: int, what: str) -> tuple[int, int]:
     try:
         return decode_uvarint(buf, pos, limit)
     except TagError:
-        raise ControlError(MALFORMED, "%s is not a valid integer" % what)
+        raise ControlError(MALFORMED, "%s is not a valid integer" % what) from None
 
 
 def _check_fields(op: int, owner: str, epoch: int) -> None:
@@ -300,7 +300,7 @@ def decode_result(data: Buffer) -> tuple[Result, bytes, bytes]:
     try:
         detail = str(body[pos:end], "utf-8")
     except UnicodeError:
-        raise ControlError(MALFORMED, "result detail is not UTF-8")
+        raise ControlError(MALFORMED, "result detail is not UTF-8") from None
     return Result(camera, counter, op, status, owner, epoch, stream_id, seq, detail), body, mac
 
 

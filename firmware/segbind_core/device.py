@@ -59,7 +59,7 @@ def parse_device(data: object, camera: Optional[str] = None) -> tuple[str, bytes
     try:
         secret = bytes.fromhex(text) if isinstance(text, str) else b""
     except ValueError:
-        raise DeviceFileError("secret is not hex")
+        raise DeviceFileError("secret is not hex") from None
     if len(secret) != KEY_SIZE:
         raise DeviceFileError("secret must be %d bytes of hex" % KEY_SIZE)
     return device_id, secret, bool(data.get("test_only"))

@@ -14,9 +14,21 @@ units from an encoder SDK (``push_unit``). Pure code: no I/O, no
 dependencies, runs on MicroPython.
 """
 
-from .h264 import (AU_OPENERS, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SEI, NAL_SPS, ParameterSets, Sps,
-                   first_slice_of_picture, has_recovery_point, is_vcl, parameter_set_key,
-                   parse_slice_header)
+from .h264 import (
+    AU_OPENERS,
+    NAL_AUD,
+    NAL_IDR,
+    NAL_PPS,
+    NAL_SEI,
+    NAL_SPS,
+    ParameterSets,
+    Sps,
+    first_slice_of_picture,
+    has_recovery_point,
+    is_vcl,
+    parameter_set_key,
+    parse_slice_header,
+)
 from .nal import START_CODE
 
 try:  # for annotations only: MicroPython has no typing module and never evaluates annotations

@@ -20,7 +20,6 @@ from .read.annexb import tagged_segments
 from .verdict import Reason, TagInfo, Verdict
 from .verifier import StreamVerifier, TimeWindow, verify_segment
 
-
 __all__ = [
     "__version__",
     "Binding", "FORMAT_VERSION", "InputError", "InvalidSegment", "Keyring", "KeyringError",

@@ -17,14 +17,24 @@ from typing import IO, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, 
 from segbind_core.device import DeviceFileError, device_json, parse_device
 from segbind_core.keys import KEY_SIZE, derive_binding_key
 
-from .read import ANNEXB, HLS, MP4, SNIFF_BYTES, ConcatReader, Segment
-from .read import NAMES as CONTAINER_NAMES
-from .read import annexb_segments, container_segments, hls_segments, sniff
-from .write import write_hls
 from .errors import InputError, InvalidSegment, SegbindError
 from .keyring import Binding, Keyring, read_json, write_json
+from .read import (
+    ANNEXB,
+    HLS,
+    MP4,
+    SNIFF_BYTES,
+    ConcatReader,
+    Segment,
+    annexb_segments,
+    container_segments,
+    hls_segments,
+    sniff,
+)
+from .read import NAMES as CONTAINER_NAMES
 from .verdict import Verdict
 from .verifier import StreamVerifier, TimeWindow, find_tag
+from .write import write_hls
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -175,8 +185,7 @@ class _BindingFileKeys:
 def cmd_tag(args: argparse.Namespace) -> int:
     """Tag an Annex-B stream as it arrives, with the camera agent's own core (segbind_agent.core):
     each segment is written as soon as it closes."""
-    from segbind_agent.core import (ERROR, AgentCore, AgentSettings, BindingState, Log, Send,
-                                    Store)
+    from segbind_agent.core import ERROR, AgentCore, AgentSettings, BindingState, Log, Send, Store
 
     binding = Binding.load(args.binding)
     if not args.max_duration > 0 or (args.fps is not None and not args.fps > 0):

@@ -12,11 +12,20 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from segbind_core.crypto import constant_time_equal
-from segbind_core.nal import annexb_units, leading_garbage, length_prefixed_units
 from segbind_core.h264 import SeiError
+from segbind_core.nal import annexb_units, leading_garbage, length_prefixed_units
 from segbind_core.sei import SEI_NAL_HEADER, is_segbind_sei, segbind_payload
-from segbind_core.tag import (DIGEST_HINT_SIZE, GENESIS_LINK, LINK_SIZE, UNKNOWN_VERSION, Tag,
-                              TagError, compute_mac, content_digest, decode_tag)
+from segbind_core.tag import (
+    DIGEST_HINT_SIZE,
+    GENESIS_LINK,
+    LINK_SIZE,
+    UNKNOWN_VERSION,
+    Tag,
+    TagError,
+    compute_mac,
+    content_digest,
+    decode_tag,
+)
 
 from .errors import InvalidSegment
 from .keyring import Keyring

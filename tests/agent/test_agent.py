@@ -453,8 +453,8 @@ def test_sigterm_stops_cleanly_and_keeps_the_spool(tmp_path: Path, secret: bytes
 def test_agent_cloud_and_displays_in_process(tmp_path: Path, secret: bytes, short_clip) -> None:
     """The same agent, cloud and display code over the in-process bus: no broker at all."""
     from host_sim.cloud import Cloud
-    from host_sim.transport import InProcessBus
     from host_sim.display import Display
+    from host_sim.transport import InProcessBus
 
     bus = InProcessBus()
     cloud = Cloud(bus.transport("cloud")).start()

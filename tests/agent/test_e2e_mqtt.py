@@ -19,8 +19,8 @@ from host_sim import clips
 from host_sim.broker import Broker
 from host_sim.camera import Camera
 from host_sim.cloud import Cloud, LeakyRouter
-from host_sim.transport import MqttTransport
 from host_sim.display import Display
+from host_sim.transport import MqttTransport
 from segbind_core import control
 from segbind_core.keys import derive_control_key
 from tests.support import ROOT

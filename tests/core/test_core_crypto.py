@@ -6,6 +6,7 @@ Published vectors only (RFC 4231, RFC 5869), read from tests/vectors/.
 import hashlib
 
 from _support import IS_MICROPYTHON, h, load_vectors, patched, raises
+
 from segbind_core import crypto
 
 

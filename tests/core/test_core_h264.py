@@ -1,6 +1,7 @@
 """h264.py: NAL header, parameter sets, slice headers, SEI messages (one home for H.264 syntax)."""
 
 from _support import h, raises
+
 from segbind_core import h264
 
 # A real SPS and PPS from libx264 through PyAV (192x112, 25 fps, no B-frames: POC type 2),

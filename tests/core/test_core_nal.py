@@ -1,6 +1,7 @@
 """nal.py: Annex-B scanning, length-prefixed framing, emulation prevention."""
 
 from _support import h, raises
+
 from segbind_core import nal
 
 

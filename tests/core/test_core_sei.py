@@ -1,6 +1,7 @@
 """sei.py: building, parsing and recognising segbind's SEI NAL unit."""
 
 from _support import h, raises
+
 from segbind_core import sei
 from segbind_core.nal import escape_rbsp
 

@@ -3,6 +3,7 @@
 import hashlib
 
 from _support import h, raises
+
 from segbind_core import tag as T
 from segbind_core.crypto import hmac_sha256_pure
 from segbind_core.tag import MALFORMED, UNKNOWN_VERSION, TagError

@@ -1,6 +1,7 @@
 """The core reproduces tests/vectors/segbind_v1.json (made on MicroPython) byte for byte."""
 
 from _support import h, load_vectors, raises
+
 from segbind_core import h264, nal, sei
 from segbind_core import tag as T
 from segbind_core.keys import derive_binding_key, derive_control_key

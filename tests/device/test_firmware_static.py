@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.support import ROOT
 
 pytestmark = pytest.mark.slow

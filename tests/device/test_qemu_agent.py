@@ -19,8 +19,8 @@ import pytest
 from host_sim import clips
 from host_sim.broker import Broker
 from host_sim.cloud import Cloud, LeakyRouter
-from host_sim.transport import MqttTransport
 from host_sim.display import Display
+from host_sim.transport import MqttTransport
 from segbind import Binding, Keyring, StreamVerifier, derive_binding_key
 from tests.support.qemu import GuestCamera, bare_python_peak_kb
 

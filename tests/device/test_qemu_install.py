@@ -9,10 +9,10 @@ the same way from the same bundle.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest

@@ -25,11 +25,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from host_sim import clips
-from segbind import (Binding, InvalidSegment, Keyring, Reason, StreamVerifier, TimeWindow,
-                     derive_binding_key, verify_segment)
+from segbind import (
+    Binding,
+    InvalidSegment,
+    Keyring,
+    Reason,
+    StreamVerifier,
+    TimeWindow,
+    derive_binding_key,
+    verify_segment,
+)
 from segbind_core.nal import START_CODE, annexb_units
-from segbind_core.sei import build_sei_nal, is_segbind_sei, segbind_payload
 from segbind_core.segment import cut
+from segbind_core.sei import build_sei_nal, is_segbind_sei, segbind_payload
 from segbind_core.tag import decode_tag
 from segbind_core.tagger import Tagger
 

@@ -11,10 +11,23 @@ import pytest
 
 from host_sim import clips
 from segbind import StreamVerifier
-from segbind.read import (ANNEXB, FLV, HLS, MATROSKA, MP4, MPEGTS, ConcatReader, Segment, SegmentBuilder,
-                          annexb_segments, container_segments, read_playlist, sniff)
-from segbind.write import PocClock, remux_annexb
 from segbind.errors import InputError
+from segbind.read import (
+    ANNEXB,
+    FLV,
+    HLS,
+    MATROSKA,
+    MP4,
+    MPEGTS,
+    ConcatReader,
+    Segment,
+    SegmentBuilder,
+    annexb_segments,
+    container_segments,
+    read_playlist,
+    sniff,
+)
+from segbind.write import PocClock, remux_annexb
 from segbind_core.nal import annexb_units
 from tests.support.media import ffmpeg, rings, tag
 

@@ -7,7 +7,6 @@ error (exit 2) or a per-segment rejection (exit 1); never a traceback, never a h
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from pathlib import Path

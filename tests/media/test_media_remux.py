@@ -17,8 +17,7 @@ from segbind import StreamVerifier, tagged_segments
 from segbind.read import container_segments
 from segbind.write import remux_annexb, write_hls
 from tests.support import run_cli
-from tests.support.media import (ffmpeg, frame_hashes, owner_accepts_stranger_refuses,
-                                      rings, tag, verify)
+from tests.support.media import ffmpeg, frame_hashes, owner_accepts_stranger_refuses, rings, tag, verify
 
 pytestmark = pytest.mark.slow
 

@@ -20,9 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from host_sim import clips
-from segbind_core.h264 import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS, is_vcl
+from segbind_core.h264 import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS, has_recovery_point, is_vcl, parse_sps
 from segbind_core.nal import annexb_units
-from segbind_core.h264 import has_recovery_point, parse_sps
 from segbind_core.segment import Segmenter
 from tests.support import ROOT
 
@@ -287,7 +286,8 @@ import fs from "fs";
 const mp = await loadMicroPython({ stdout: (s) => process.stdout.write(s + "\\n") });
 mp.FS.mkdir("/pkg"); mp.FS.mkdir("/pkg/segbind_core");
 const src = %s;
-for (const f of fs.readdirSync(src)) if (f.endsWith(".py")) mp.FS.writeFile("/pkg/segbind_core/" + f, fs.readFileSync(src + "/" + f));
+for (const f of fs.readdirSync(src))
+  if (f.endsWith(".py")) mp.FS.writeFile("/pkg/segbind_core/" + f, fs.readFileSync(src + "/" + f));
 mp.FS.writeFile("/clip.h264", fs.readFileSync(%s));
 mp.runPython(fs.readFileSync(%s, "utf8"));
 """ % (json.dumps(str(MP_PKG / "micropython.mjs")), json.dumps(str(ROOT / "firmware" / "segbind_core")),

@@ -13,10 +13,9 @@ import pytest
 
 from host_sim import report
 from host_sim.cache import StreamingQualityCache
-from host_sim.transport import InProcessBus, Message
-from host_sim.fleet import (BASE_MS, FleetConfig, FleetDisplay, Ledger, Progress, make_plan, main,
-                            run_fleet)
+from host_sim.fleet import BASE_MS, FleetConfig, FleetDisplay, Ledger, Progress, main, make_plan, run_fleet
 from host_sim.netem import LinkProfile
+from host_sim.transport import InProcessBus, Message
 from segbind import Binding, Keyring, derive_binding_key
 from segbind_core.nal import annexb_units
 from segbind_core.segment import cut

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 from typing import List, Tuple
 
-
 from host_sim import clips
 from segbind import Binding, Keyring
 from tests.support import run_cli

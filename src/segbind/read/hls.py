@@ -16,7 +16,6 @@ from .containers import container_segments
 from .regroup import Segment
 from .sniff import MP4, MPEGTS, NAMES, SNIFF_BYTES, sniff
 
-
 # -- several files read as one stream ---------------------------------------------------------
 
 class ConcatReader(io.RawIOBase):
