@@ -17,6 +17,7 @@ import threading
 from typing import Callable, Dict, List, Optional, Tuple
 
 from paho.mqtt.client import topic_matches_sub
+from paho.mqtt.matcher import MQTTMatcher
 
 from host_sim.netem import Link
 from segbind_agent.link import Message, MqttTransport, Transport, parse_broker
@@ -41,7 +42,7 @@ class InProcessBus:
         # Subscriptions indexed by topic (exact) or kept for matching (wildcards), each with
         # its order of arrival: publishing costs the same with 2 displays or 2,000.
         self._exact: Dict[str, List[Tuple[int, "InProcessTransport", Callable]]] = {}
-        self._wild: List[Tuple[int, "InProcessTransport", str, Callable]] = []
+        self._wild = MQTTMatcher()  # pattern -> [(order, transport, callback)], paho's trie
         self._subscriptions = 0
         self._retained: Dict[str, Message] = {}
         self._queue: "collections.deque" = collections.deque()
@@ -62,8 +63,8 @@ class InProcessBus:
                 else:
                     self._retained.pop(topic, None)
             targets = list(self._exact.get(topic, ()))
-            targets += [(n, transport, cb) for n, transport, pattern, cb in self._wild
-                        if topic_matches_sub(pattern, topic)]
+            for subscribers in self._wild.iter_match(topic):
+                targets += subscribers
             if len(targets) > 1:
                 targets.sort(key=lambda target: target[0])  # in subscription order
             for _n, transport, cb in targets:
@@ -74,7 +75,11 @@ class InProcessBus:
         with self._lock:
             self._subscriptions += 1
             if "+" in pattern or "#" in pattern:
-                self._wild.append((self._subscriptions, transport, pattern, cb))
+                try:
+                    subscribers = self._wild[pattern]
+                except KeyError:
+                    subscribers = self._wild[pattern] = []
+                subscribers.append((self._subscriptions, transport, cb))
                 retained = [m for t, m in self._retained.items() if topic_matches_sub(pattern, t)]
             else:  # an exact topic: one look-up, whatever the number of retained messages
                 self._exact.setdefault(pattern, []).append((self._subscriptions, transport, cb))

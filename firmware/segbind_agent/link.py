@@ -125,6 +125,9 @@ class MqttTransport(Transport):
         self.client_id = client_id or "segbind-%s" % uuid.uuid4().hex[:12]
         self.manual_ack = manual_ack
         self._subs = {}  # pattern -> (callback, qos)
+        from paho.mqtt.matcher import MQTTMatcher
+
+        self._matcher = MQTTMatcher()  # pattern -> callback, to dispatch each message
         self._pending_subs = set()
         self._lock = threading.Lock()
         self._stopping = False
@@ -189,12 +192,14 @@ class MqttTransport(Transport):
         """``callback(Message)`` for each message; subscriptions survive reconnects."""
         with self._lock:
             self._subs[pattern] = (callback, qos)
+            self._matcher[pattern] = callback
         if self.connected:
             self._send_subscribe(pattern, qos)
 
     def unsubscribe(self, pattern: str) -> None:
         with self._lock:
-            self._subs.pop(pattern, None)
+            if self._subs.pop(pattern, None) is not None:
+                del self._matcher[pattern]
         self.client.unsubscribe(pattern)
 
     def _send_subscribe(self, pattern: str, qos: int) -> None:
@@ -235,10 +240,8 @@ class MqttTransport(Transport):
             self._cond.notify_all()
 
     def _on_message(self, client, userdata, msg) -> None:
-        matches = self._mqtt.topic_matches_sub
         with self._lock:
-            callbacks = [cb for pattern, (cb, _q) in self._subs.items()
-                         if matches(pattern, msg.topic)]
+            callbacks = list(self._matcher.iter_match(msg.topic))
         mid, qos = msg.mid, msg.qos
 
         def ack() -> None:

@@ -243,24 +243,41 @@ class ParameterSets:
     def __init__(self) -> None:
         self.sps: dict[int, tuple[Sps, bytes]] = {}  # id -> (Sps, NAL bytes)
         self.pps: dict[int, tuple[int, bytes]] = {}  # id -> (sps id, NAL bytes)
+        # The units in force, by their bytes: encoders repeat them at every IDR picture,
+        # and a unit seen before is not read again.
+        self._in_force: dict[bytes, tuple[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self.sps) + len(self.pps)
 
     def add(self, nal: Buffer) -> bool:
         kind = nal[0] & 0x1F
+        if kind != NAL_SPS and kind != NAL_PPS:
+            return False
+        unit = bytes(nal)
+        if unit in self._in_force:
+            return True
         try:
             if kind == NAL_SPS:
-                info = parse_sps(nal)
-                self.sps[info.sps_id] = (info, bytes(nal))
-                return True
-            if kind == NAL_PPS:
-                pps_id, sps_id = parse_pps_ids(nal)
-                self.pps[pps_id] = (sps_id, bytes(nal))
-                return True
+                info = parse_sps(unit)
+                key = (NAL_SPS, info.sps_id)
+                replaced = self.sps.get(info.sps_id, (info, b""))[1]
+                self.sps[info.sps_id] = (info, unit)
+            else:
+                pps_id, sps_id = parse_pps_ids(unit)
+                key = (NAL_PPS, pps_id)
+                replaced = self.pps.get(pps_id, (sps_id, b""))[1]
+                self.pps[pps_id] = (sps_id, unit)
         except (ValueError, IndexError):
-            pass
-        return False
+            return False
+        self._in_force.pop(replaced, None)
+        self._in_force[unit] = key
+        return True
+
+    def key(self, nal: Buffer) -> tuple[int, int]:
+        """(7, sps id) or (8, pps id) of an SPS or PPS (read once); ValueError if unreadable."""
+        found = self._in_force.get(bytes(nal))
+        return found if found is not None else parameter_set_key(nal)
 
     def units(self) -> list[bytes]:
         return ([self.sps[k][1] for k in sorted(self.sps)]

@@ -26,7 +26,6 @@ from .h264 import (
     first_slice_of_picture,
     has_recovery_point,
     is_vcl,
-    parameter_set_key,
     parse_slice_header,
 )
 from .nal import START_CODE
@@ -375,7 +374,7 @@ class Segmenter:
         have: dict[tuple[int, int], bool] = {}
         for nal in head:
             try:
-                have[parameter_set_key(nal)] = True
+                have[self.params.key(nal)] = True
             except (ValueError, IndexError):
                 pass
         add_sps = [u for k, (_i, u) in sorted(self.params.sps.items()) if (NAL_SPS, k) not in have]
