@@ -78,6 +78,41 @@ def hmac_sha256(key: bytes, data: Buffer) -> bytes:
     return hmac_sha256_pure(key, data)
 
 
+class MacKey:
+    """HMAC-SHA256 under one key, its key schedule done once (a key that MACs many segments).
+
+    Where hash objects can be copied (CPython), the inner and outer states are
+    computed once and copied per message; elsewhere (MicroPython) the padded
+    keys are kept, so no byte loop runs per message.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        block = _block_key(key)
+        self._ipad = _xor(block, _IPAD)
+        self._opad = _xor(block, _OPAD)
+        inner = hashlib.sha256(self._ipad)
+        self._copyable = getattr(inner, "copy", None) is not None
+        if self._copyable:
+            self._inner = inner
+            self._outer = hashlib.sha256(self._opad)
+
+    def mac(self, *parts: Buffer) -> bytes:
+        """HMAC-SHA256(key, the parts concatenated)."""
+        if self._copyable:
+            inner = getattr(self._inner, "copy")()
+            for part in parts:
+                inner.update(part)
+            outer = getattr(self._outer, "copy")()
+            outer.update(inner.digest())
+            return outer.digest()
+        inner = hashlib.sha256(self._ipad)
+        for part in parts:
+            inner.update(part)
+        outer = hashlib.sha256(self._opad)
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
     """HKDF-SHA256 (RFC 5869): extract then expand to ``length`` bytes."""
     if length < 0 or length > 255 * DIGEST_SIZE:

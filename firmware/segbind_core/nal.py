@@ -127,3 +127,111 @@ def unescape_rbsp(ebsp: Buffer) -> bytes:
     rule: after a removed 03 the zero count starts again.
     """
     return bytes(ebsp).replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+class AnnexBScanner:
+    """Splits an Annex-B byte stream, fed in pieces of any size, into whole NAL units.
+
+    ``push(data, t)`` returns the units it completed, as (unit, index, t):
+    the escaped bytes (without start code or trailing zero bytes), the order in
+    which the unit began (empty units count too), and the ``t`` given with the
+    piece in which it began. ``finish()`` returns the last one. A unit is
+    complete when the next start code arrives, even one split across pieces.
+    Bytes before the first start code are not a NAL unit: counted in
+    ``discarded`` (zero padding is not counted). ``begun`` counts units begun
+    so far (the incomplete one included); ``pending`` is the incomplete one's
+    first byte (or None). Memory: the incomplete unit and two bytes.
+    """
+
+    def __init__(self) -> None:
+        self.discarded = 0
+        self.begun = 0
+        self._nal: Optional[bytearray] = None  # the incomplete unit, after its start code
+        self._nal_t: Optional[int] = None  # the t of the piece it began in
+        self._carry = b""  # the last two bytes of input, for start codes split across pieces
+        self._out: list[tuple[bytes, int, Optional[int]]] = []
+
+    @property
+    def pending(self) -> Optional[int]:
+        nal = self._nal
+        return nal[0] if nal else None
+
+    def push(self, data: Buffer, t: Optional[int] = None) -> list[tuple[bytes, int, Optional[int]]]:
+        n = len(data)
+        if n == 0:
+            return []
+        if not isinstance(data, (bytes, bytearray)):
+            data = bytes(data)
+        carry = self._carry
+        pos = 0  # where the current unit's bytes start in data
+        if carry:
+            # A start code that begins in the previous piece and ends in this one.
+            i = (carry + bytes(data[:2])).find(b"\x00\x00\x01")
+            if 0 <= i < len(carry):
+                cut = len(carry) - i  # bytes of that start code already taken
+                if self._nal is not None:
+                    keep = len(self._nal) - cut
+                    self._nal = self._nal[:keep] if keep > 0 else bytearray()
+                    self._complete(None, 0, 0)
+                self._begin(t)
+                pos = 3 - cut
+        find = data.find
+        while True:
+            i = find(b"\x00\x00\x01", pos)
+            if i < 0:
+                break
+            if self._nal is None:
+                self._leading(data, pos, i)
+            else:
+                self._complete(data, pos, i)
+            self._begin(t)
+            pos = i + 3
+        if pos < n:
+            if self._nal is None:
+                self._leading(data, pos, n)
+            else:
+                self._nal += data[pos:n] if pos else data
+        self._carry = bytes(data[n - 2:]) if n >= 2 else bytes(carry[-1:]) + bytes(data)
+        out = self._out
+        self._out = []
+        return out
+
+    def finish(self) -> list[tuple[bytes, int, Optional[int]]]:
+        """The end of the stream: the last unit, if any."""
+        if self._nal is not None:
+            self._complete(None, 0, 0)
+            self._nal = None
+        self._carry = b""
+        out = self._out
+        self._out = []
+        return out
+
+    def _begin(self, t: Optional[int]) -> None:
+        self._nal = bytearray()
+        self._nal_t = t
+        self.begun += 1
+
+    def _leading(self, data: Union[bytes, bytearray], s: int, e: int) -> None:
+        for k in range(s, e):
+            if data[k]:
+                self.discarded += 1
+
+    def _complete(self, data: Optional[Union[bytes, bytearray]], s: int, e: int) -> None:
+        """The unit made of self._nal then data[s:e] is complete."""
+        if data is not None and not self._nal:
+            while e > s and data[e - 1] == 0:
+                e -= 1
+            if e > s:
+                self._out.append((bytes(data[s:e]), self.begun - 1, self._nal_t))
+            return
+        nal = self._nal
+        if nal is None:
+            return
+        if data is not None and e > s:
+            nal += data[s:e]
+        k = len(nal)
+        while k > 0 and nal[k - 1] == 0:
+            k -= 1
+        if k:
+            self._out.append((bytes(nal[:k]) if k < len(nal) else bytes(nal), self.begun - 1,
+                              self._nal_t))

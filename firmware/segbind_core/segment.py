@@ -28,7 +28,8 @@ from .h264 import (
     is_vcl,
     parse_slice_header,
 )
-from .nal import START_CODE
+from .nal import START_CODE, AnnexBScanner
+from .sei import tag_codec
 
 try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
     from typing import Optional, Union
@@ -40,26 +41,34 @@ except ImportError:
     pass
 
 DEFAULT_FPS = 25.0
+# The access unit delimiter inserted where an access unit has none (primary_pic_type 7: any).
+DELIMITER = b"\x09\xf0"
 
 
 class Segment:
     """One closed segment: Annex-B ``data`` (4-byte start codes) and what the cut knew.
 
-    ``pictures``   access units with a picture (a field pair counts twice)
-    ``fields``     its duration in fields (a frame is 2)
-    ``first_ms``   the time given with the bytes of its first picture, or None
-    ``rap``        True when it begins at a random access point (IDR or recovery point)
+    ``units``        its NAL units
+    ``pictures``     its frames (a pair of fields counts once)
+    ``fields``       its duration in fields (a frame is 2)
+    ``duration_ms``  that duration at the stream's frame rate
+    ``first_ms``     the time given with the bytes of its first picture, or None
+    ``rap``          True when it begins at a random access point (IDR or recovery point)
+    ``tagged``       True when it already holds a segbind tag
     """
 
-    __slots__ = ("data", "pictures", "fields", "first_ms", "rap")
+    __slots__ = ("data", "units", "pictures", "fields", "duration_ms", "first_ms", "rap", "tagged")
 
-    def __init__(self, data: bytes, pictures: int, fields: int, first_ms: Optional[int],
-                 rap: bool) -> None:
+    def __init__(self, data: bytes, units: int, pictures: int, fields: int, duration_ms: int,
+                 first_ms: Optional[int], rap: bool, tagged: bool = False) -> None:
         self.data = data
+        self.units = units
         self.pictures = pictures
         self.fields = fields
+        self.duration_ms = duration_ms
         self.first_ms = first_ms
         self.rap = rap
+        self.tagged = tagged
 
     def __repr__(self) -> str:
         return "Segment(%d bytes, %d pictures%s)" % (len(self.data), self.pictures,
@@ -97,22 +106,22 @@ class Segmenter:
     and the incomplete NAL unit at the end of the input.
     """
 
-    def __init__(self, max_duration_s: float = 4.0, fps: Optional[float] = None) -> None:
+    def __init__(self, max_duration_s: float = 4.0, fps: Optional[float] = None,
+                 delimit: bool = False) -> None:
         if not max_duration_s > 0:
             raise ValueError("max_duration_s must be positive")
         if fps is not None and not fps > 0:
             raise ValueError("fps must be positive")
         self.max_duration_s = max_duration_s
         self.fixed_fps = fps
-        self.discarded = 0
+        self.delimit = delimit
         self.dropped_pictures = 0
         self.segments = 0
         self.params = ParameterSets()
-        self._nal: Optional[bytearray] = None  # the incomplete NAL unit, after its start code
-        self._nal_t: Optional[int] = None  # the time given with the bytes that began it
-        self._begun = 0  # NAL units begun so far (the incomplete one included)
-        self._carry = b""  # the last two input bytes, for start codes split across feeds
+        self._scanner = AnnexBScanner()
         self._seg = bytearray()  # the current segment, Annex-B
+        self._seg_units = 0
+        self._seg_tagged = False
         self._seg_fields = 0  # pictures in the current segment, in fields (a frame is 2)
         self._seg_pictures = 0
         self._seg_has_vcl = False
@@ -140,68 +149,39 @@ class Segmenter:
     # -- input ------------------------------------------------------------------------
 
     def push(self, data: Buffer, t_ms: Optional[int] = None) -> list[SegmentOrCut]:
-        """Take the next Annex-B bytes of the stream; return the Segments that closed."""
-        if not hasattr(data, "find"):
-            data = bytes(data)
-        n = len(data)
-        if n == 0:
-            return []
-        carry = self._carry
-        pos = 0  # where the current NAL unit's bytes start in data
-        if carry:
-            # A start code that begins in the previous feed and ends in this one.
-            i = (carry + bytes(data[:2])).find(b"\x00\x00\x01")
-            if 0 <= i < len(carry):
-                cut = len(carry) - i  # bytes of that start code already taken
-                if self._nal is not None:
-                    keep = len(self._nal) - cut
-                    self._nal = self._nal[:keep] if keep > 0 else bytearray()
-                    self._end_nal(None, 0, 0)
-                self._begin_nal(t_ms)
-                pos = 3 - cut
-        find = data.find
-        while True:
-            i = find(b"\x00\x00\x01", pos)
-            if i < 0:
-                break
-            if self._nal is None:
-                self._leading(data, pos, i)
-            else:
-                self._end_nal(data, pos, i)
-            self._begin_nal(t_ms)
-            pos = i + 3
-        if pos < n:
-            if self._nal is None:
-                self._leading(data, pos, n)
-            else:
-                self._nal += data[pos:n] if pos else data
-        self._carry = bytes(data[n - 2:]) if n >= 2 else bytes(carry[-1:]) + bytes(data)
+        """Take the next Annex-B bytes of the stream; return the Segments that closed.
+
+        ``t_ms`` is when these bytes were read: a picture's capture time is that
+        of the bytes its first NAL unit began in.
+        """
+        for unit, index, t in self._scanner.push(data, t_ms):
+            self._unit(unit, t, index)
         return self._take_out()
 
-    def push_unit(self, nal: Buffer,
-                  t_ms: Optional[int] = None) -> list[SegmentOrCut]:
+    def push_unit(self, nal: Buffer, t_ms: Optional[int] = None) -> list[SegmentOrCut]:
         """Take one whole NAL unit (an encoder SDK's output); return the Segments that closed."""
-        if self._nal is not None:  # Annex-B bytes came before: their last unit is complete now
-            self._end_nal(None, 0, 0)
-            self._nal = None
-            self._carry = b""
+        for unit, index, t in self._scanner.finish():  # Annex-B bytes before: now complete
+            self._unit(unit, t, index)
         if len(nal):
-            self._begun += 1
-            self._unit(bytes(nal), t_ms, self._begun - 1)
+            self._scanner.begun += 1
+            self._unit(bytes(nal), t_ms, self._scanner.begun - 1)
         return self._take_out()
 
     def finish(self) -> list[SegmentOrCut]:
         """End of stream: the remaining Segment(s), and a pending cut's marker."""
-        if self._nal is not None:
-            self._end_nal(None, 0, 0)
-            self._nal = None
-        self._carry = b""
+        for unit, index, t in self._scanner.finish():
+            self._unit(unit, t, index)
         self._take_pending()
         if self._seg:
             self._close()
         if self._cut_from >= 0:
             self._cut_takes_effect()
         return self._take_out()
+
+    @property
+    def discarded(self) -> int:
+        """Bytes other than zeros before the first start code (not H.264)."""
+        return self._scanner.discarded
 
     def cut(self, fresh_start: bool = False) -> list[SegmentOrCut]:
         """Cut the stream here: every unit begun so far stays before the cut, the rest after.
@@ -216,10 +196,10 @@ class Segmenter:
         random access point (counted in ``dropped_pictures``): the next segment
         decodes on its own and holds nothing from before the cut.
         """
-        self._cut_from = self._begun
+        self._cut_from = self._scanner.begun
         self._cut_fresh = self._cut_fresh or fresh_start
-        incomplete = self._nal
-        if self._seg_has_vcl or bool(incomplete and is_vcl(incomplete[0] & 0x1F)):
+        incomplete = self._scanner.pending
+        if self._seg_has_vcl or (incomplete is not None and is_vcl(incomplete & 0x1F)):
             return []
         self._cut_takes_effect()
         return self._take_out()
@@ -243,36 +223,6 @@ class Segmenter:
         out = self._out
         self._out = []
         return out
-
-    def _begin_nal(self, t_ms: Optional[int]) -> None:
-        self._nal = bytearray()
-        self._nal_t = t_ms
-        self._begun += 1
-
-    def _leading(self, data: Buffer, s: int, e: int) -> None:
-        for k in range(s, e):
-            if data[k]:
-                self.discarded += 1
-
-    def _end_nal(self, data: Optional[Buffer], s: int, e: int) -> None:
-        """The NAL unit made of self._nal then data[s:e] is complete."""
-        index = self._begun - 1
-        if data is not None and not self._nal:
-            while e > s and data[e - 1] == 0:
-                e -= 1
-            if e > s:
-                self._unit(data[s:e], self._nal_t, index)
-            return
-        nal = self._nal
-        if nal is None:
-            return
-        if data is not None and e > s:
-            nal += data[s:e]
-        k = len(nal)
-        while k > 0 and nal[k - 1] == 0:
-            k -= 1
-        if k:
-            self._unit(bytes(nal[:k]) if k < len(nal) else bytes(nal), self._nal_t, index)
 
     # -- access units and cuts ------------------------------------------------------------
 
@@ -317,6 +267,8 @@ class Segmenter:
                 return
             self._wait_rap = False
         self._dropping = False
+        if self.delimit and not (self._pending and self._pending[0][0] & 0x1F == NAL_AUD):
+            self._pending.insert(0, DELIMITER)
         if not self._seg_has_vcl:
             if self.params:
                 self._carry_parameter_sets()
@@ -399,15 +351,22 @@ class Segmenter:
     def _append(self, nal: Buffer) -> None:
         self._seg += START_CODE
         self._seg += nal
+        self._seg_units += 1
+        if nal[0] == 0x06 and tag_codec(nal):
+            self._seg_tagged = True
 
     def _close(self) -> None:
-        self._out.append(Segment(bytes(self._seg), self._seg_pictures, self._seg_fields,
-                                 self._seg_first_ms, self._seg_rap))
+        fields = self._seg_fields
+        self._out.append(Segment(bytes(self._seg), self._seg_units, (fields + 1) // 2, fields,
+                                 int(fields * 500.0 / self.fps + 0.5), self._seg_first_ms,
+                                 self._seg_rap, self._seg_tagged))
         self.segments += 1
         self._reset_segment()
 
     def _reset_segment(self) -> None:
         self._seg = bytearray()
+        self._seg_units = 0
+        self._seg_tagged = False
         self._seg_fields = 0
         self._seg_pictures = 0
         self._seg_has_vcl = False
@@ -417,5 +376,5 @@ class Segmenter:
 
 def cut(data: Buffer, max_duration_s: float = 4.0, fps: Optional[float] = None) -> list[Segment]:
     """Every segment of a whole Annex-B buffer (a Segmenter fed once, then finished)."""
-    segmenter = Segmenter(max_duration_s, fps)
+    segmenter = Segmenter(max_duration_s, fps)  # no delimiters inserted: the stream as it was
     return [s for s in segmenter.push(data) + segmenter.finish() if isinstance(s, Segment)]

@@ -1,31 +1,40 @@
-"""SEI NAL units carrying segbind tags (H.264 user_data_unregistered, payloadType 5).
+"""The SEI NAL unit that carries a segbind tag (user_data_unregistered, payloadType 5).
 
-A segbind SEI NAL unit holds exactly one SEI message: user_data_unregistered
-with ``SEGBIND_UUID`` followed by the tag body. Decoders skip unregistered user
-data they do not know, so the video decodes exactly as without it.
+H.264: an SEI NAL unit (header ``06``); H.265: a prefix SEI NAL unit (header
+``4e 01``). It holds exactly one SEI message: user_data_unregistered with
+``SEGBIND_UUID`` followed by the tag body. Decoders skip unregistered user data
+they do not know, so the video decodes exactly as without it.
 """
 
 from .h264 import SEI_USER_DATA_UNREGISTERED as USER_DATA_UNREGISTERED
 from .h264 import SeiError, sei_messages
 from .nal import escape_rbsp
+from .tag import CODEC_H264, CODEC_H265, DIGEST_HINT_SIZE, LINK_SIZE, MAC_SIZE, MAX_ID_BYTES, MAX_SLOTS
 
 try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
     from .nal import Buffer
 except ImportError:
     pass
 
-SEGBIND_UUID = bytes.fromhex("b531d1f007fb8425d19479ee862d845d")
-SEI_NAL_HEADER = 0x06  # forbidden_zero_bit 0, nal_ref_idc 0, nal_unit_type 6
+__all__ = ["SEGBIND_UUID", "SeiError", "build_sei_nal", "sei_messages", "segbind_payload",
+           "tag_codec"]
 
-# Longest SEI payload segbind ever parses; anything longer is oversized.
-MAX_SEGBIND_PAYLOAD = 255
+SEGBIND_UUID = bytes.fromhex("b531d1f007fb8425d19479ee862d845d")
+# The tag's NAL header for each codec: H.264 SEI (nal_ref_idc 0), H.265 prefix SEI
+# (type 39, layer 0, temporal id plus 1 = 1).
+SEI_HEADERS = {CODEC_H264: b"\x06", CODEC_H265: b"\x4e\x01"}
+
+# The longest tag body: 3 + two 33-byte ids + the varints at their longest (5+10+10+10+5+5+5)
+# + flags, link, hint, slot count + 8 MACs. Anything longer is not a segbind tag.
+MAX_BODY = 3 + 2 * (1 + MAX_ID_BYTES) + 50 + 1 + LINK_SIZE + DIGEST_HINT_SIZE + 1 + MAX_SLOTS * MAC_SIZE
+MAX_SEGBIND_PAYLOAD = 16 + MAX_BODY
 
 
 def _ff_coded(value: int) -> bytes:
     return b"\xff" * (value // 255) + bytes((value % 255,))
 
 
-def build_sei_nal(body: bytes) -> bytes:
+def build_sei_nal(body: bytes, codec: int = CODEC_H264) -> bytes:
     """The escaped SEI NAL unit (header included, start code excluded) for a tag body."""
     payload = SEGBIND_UUID + body
     rbsp = (
@@ -34,26 +43,35 @@ def build_sei_nal(body: bytes) -> bytes:
         + payload
         + b"\x80"  # rbsp_trailing_bits
     )
-    return bytes((SEI_NAL_HEADER,)) + escape_rbsp(rbsp)
+    return SEI_HEADERS[codec] + escape_rbsp(rbsp)
 
 
-def is_segbind_sei(nal: Buffer) -> bool:
-    """True when an SEI NAL unit's first message is segbind's user data.
+def tag_codec(nal: Buffer) -> int:
+    """The codec of a segbind tag NAL unit (CODEC_H264, CODEC_H265), or 0 when it is none.
 
-    Cheap: reads only the first bytes, so verifiers can test every NAL unit.
-    The header byte must be exactly 0x06 (nal_ref_idc 0, as H.264 requires of
-    SEI): any other value makes the unit a foreign SEI, covered by the digest.
-    The header bytes before the UUID (type 5, an ff-coded size) and the UUID
-    itself contain no two zero bytes in a row, so no emulation-prevention byte
-    can sit among them and the escaped bytes are compared directly.
+    Cheap: reads only the first bytes, so readers can test every NAL unit. The
+    header must be exactly the codec's (any other value makes the unit a foreign
+    SEI, covered by the digest). The bytes before the UUID (type 5, an ff-coded
+    size) and the UUID itself hold no two zero bytes in a row, so no
+    emulation-prevention byte can sit among them.
     """
-    if len(nal) < 19 or nal[0] != SEI_NAL_HEADER or nal[1] != USER_DATA_UNREGISTERED:
-        return False
-    pos = 2
-    while pos < len(nal) and nal[pos] == 0xFF:
+    n = len(nal)
+    if n < 19:
+        return 0
+    first = nal[0]
+    if first == 0x06:
+        codec, pos = CODEC_H264, 1
+    elif first == 0x4E and nal[1] == 0x01:
+        codec, pos = CODEC_H265, 2
+    else:
+        return 0
+    if nal[pos] != USER_DATA_UNREGISTERED:
+        return 0
+    pos += 1
+    while pos < n and nal[pos] == 0xFF:
         pos += 1
     pos += 1
-    return bytes(nal[pos:pos + 16]) == SEGBIND_UUID
+    return codec if bytes(nal[pos:pos + 16]) == SEGBIND_UUID else 0
 
 
 def segbind_payload(nal: Buffer) -> bytes:
@@ -61,7 +79,10 @@ def segbind_payload(nal: Buffer) -> bytes:
 
     Raises SeiError when the NAL unit is not exactly one segbind message.
     """
-    messages = sei_messages(nal)
+    codec = tag_codec(nal)
+    if not codec:
+        raise SeiError("not a segbind SEI NAL unit")
+    messages = sei_messages(nal, len(SEI_HEADERS[codec]))
     if len(messages) != 1:
         raise SeiError("a segbind SEI NAL unit must hold exactly one SEI message")
     kind, payload = messages[0]
@@ -69,4 +90,4 @@ def segbind_payload(nal: Buffer) -> bytes:
         raise SeiError("SEI message is not segbind user data")
     if len(payload) > MAX_SEGBIND_PAYLOAD:
         raise SeiError("segbind SEI payload is oversized")
-    return payload[16:]
+    return bytes(payload[16:])

@@ -1,43 +1,39 @@
-"""The segbind v1 tag: fields, byte layout, content digest and MAC.
+"""The segbind tag, format version 2: fields, byte layout, MACs.
 
 docs/FORMAT.md is the normative text; this module is its one implementation,
-shared by the camera's tagger and the viewers' verifier.
+shared by the camera's tagger and the viewers' verifier. The content digest
+is SHA-256 over the segment's canonical form (``canonical``): as the camera
+emits a segment, its own bytes without the tag.
 """
 
-import hashlib
-import sys
-
-from .crypto import hmac_sha256
-from .h264 import NAL_AUD, NAL_END_OF_SEQUENCE, NAL_END_OF_STREAM, NAL_FILLER
-
 try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
-    from typing import Iterable, Union
+    from typing import List, Optional
 
+    from .crypto import MacKey
     from .nal import Buffer
 except ImportError:
     pass
 
-VERSION = 1
+VERSION = 2
 ALG_HMAC_SHA256_128 = 1
+CODEC_H264 = 1
+CODEC_H265 = 2
+CODECS = (CODEC_H264, CODEC_H265)
+CODEC_NAMES = {CODEC_H264: "H.264", CODEC_H265: "H.265"}
+FLAG_END_OF_STREAM = 1
 
 MAC_SIZE = 16
 LINK_SIZE = 8
+DIGEST_SIZE = 32
 DIGEST_HINT_SIZE = 4
+MAX_SLOTS = 8
 MAX_ID_BYTES = 32
 MAX_EPOCH = 0xFFFFFFFF
+MAX_U32 = 0xFFFFFFFF
 MAX_U64 = 0xFFFFFFFFFFFFFFFF
 
 # The link carried by the first segment (seq 0) of every stream.
 GENESIS_LINK = b"\xff" * LINK_SIZE
-
-# NAL unit types left out of the content digest: framing that remuxers add or
-# drop (access unit delimiters, end of sequence/stream, filler data).
-UNCOVERED_NAL_TYPES = (NAL_AUD, NAL_END_OF_SEQUENCE, NAL_END_OF_STREAM, NAL_FILLER)
-
-# On CPython a small copy costs less than a hash call, so units under 16 KiB
-# are joined and hashed together; MicroPython keeps copy-free updates.
-_JOIN_SMALL = sys.implementation.name == "cpython"
-_SMALL_UNIT = 16384
 
 MALFORMED = "malformed_tag"
 UNKNOWN_VERSION = "unknown_version"
@@ -150,129 +146,142 @@ def _decode_id(buf: bytes, pos: int, what: str) -> tuple[str, int]:
 
 
 class Tag:
-    """One segment's tag: who it is bound to, where it sits in the stream, its MAC."""
+    """One segment's tag: who it is bound to, where it sits, what it holds, its MACs.
 
-    def __init__(self, owner: str, camera: str, epoch: int, stream_id: int, seq: int,
-                 capture_ms: int, link: bytes, digest_hint: bytes = b"", mac: bytes = b"",
-                 version: int = VERSION, alg: int = ALG_HMAC_SHA256_128) -> None:
+    ``macs`` holds one MAC per slot (the owner first); ``slots`` is their number
+    (set before the MACs are made: it is a signed field).
+    """
+
+    def __init__(self, codec: int, owner: str, camera: str, epoch: int, stream_id: int, seq: int,
+                 capture_ms: int, duration_ms: int, pictures: int, units: int, link: bytes,
+                 digest_hint: bytes = b"", slots: int = 1, macs: "Optional[List[bytes]]" = None,
+                 flags: int = 0, version: int = VERSION, alg: int = ALG_HMAC_SHA256_128) -> None:
         self.version = version
         self.alg = alg
+        self.codec = codec
         self.owner = owner
         self.camera = camera
         self.epoch = epoch
         self.stream_id = stream_id
         self.seq = seq
         self.capture_ms = capture_ms
+        self.duration_ms = duration_ms
+        self.pictures = pictures
+        self.units = units
+        self.flags = flags
         self.link = link
         self.digest_hint = digest_hint
-        self.mac = mac
+        self.slots = slots
+        self.macs = macs if macs is not None else []
+
+    @property
+    def end_of_stream(self) -> bool:
+        return bool(self.flags & FLAG_END_OF_STREAM)
 
     def signed_fields(self) -> bytes:
-        """Every carried byte before the MAC; the MAC covers these and the digest."""
-        if not 0 <= self.epoch <= MAX_EPOCH:
+        """Every carried byte before the MACs; each MAC covers these and the digest."""
+        if self.codec not in CODECS or self.flags & ~FLAG_END_OF_STREAM:
+            raise ValueError("unknown codec or flags")
+        if not 1 <= self.epoch <= MAX_EPOCH:
             raise ValueError("epoch out of range")
         for value in (self.stream_id, self.seq, self.capture_ms):
             if not 0 <= value <= MAX_U64:
                 raise ValueError("stream id, sequence number or capture time out of range")
+        if not 0 <= self.duration_ms <= MAX_U32 or not 1 <= self.pictures <= MAX_U32 \
+                or not 1 <= self.units <= MAX_U32:
+            raise ValueError("duration, pictures or units out of range")
         if len(self.link) != LINK_SIZE or len(self.digest_hint) != DIGEST_HINT_SIZE:
             raise ValueError("link or digest hint has the wrong size")
+        if not 1 <= self.slots <= MAX_SLOTS:
+            raise ValueError("1 to %d slots" % MAX_SLOTS)
         return (
-            bytes((self.version, self.alg))
+            bytes((self.version, self.alg, self.codec))
             + encode_id(self.owner, "owner")
             + encode_id(self.camera, "camera")
             + encode_uvarint(self.epoch)
             + encode_uvarint(self.stream_id)
             + encode_uvarint(self.seq)
             + encode_uvarint(self.capture_ms)
+            + encode_uvarint(self.duration_ms)
+            + encode_uvarint(self.pictures)
+            + encode_uvarint(self.units)
+            + bytes((self.flags,))
             + self.link
             + self.digest_hint
+            + bytes((self.slots,))
         )
 
     def encode(self) -> bytes:
-        """The tag body as carried in the SEI (signed fields, then the MAC)."""
-        if len(self.mac) != MAC_SIZE:
-            raise ValueError("tag has no MAC yet")
-        return self.signed_fields() + self.mac
+        """The tag body as carried in the SEI (signed fields, then the MACs)."""
+        if len(self.macs) != self.slots or any(len(m) != MAC_SIZE for m in self.macs):
+            raise ValueError("tag has no MACs yet")
+        return self.signed_fields() + b"".join(self.macs)
 
     def __repr__(self) -> str:
-        return "Tag(owner=%r, camera=%r, epoch=%d, stream_id=%d, seq=%d, capture_ms=%d)" % (
-            self.owner, self.camera, self.epoch, self.stream_id, self.seq, self.capture_ms)
+        return ("Tag(owner=%r, camera=%r, epoch=%d, stream_id=%d, seq=%d, capture_ms=%d, "
+                "%d pictures%s)" % (self.owner, self.camera, self.epoch, self.stream_id, self.seq,
+                                    self.capture_ms, self.pictures,
+                                    ", end of stream" if self.end_of_stream else ""))
 
 
-def decode_tag(body: bytes) -> tuple[Tag, bytes]:
-    """(Tag, signed_fields) from a tag body; raises TagError on any defect."""
+def decode_tag(body: Buffer) -> "tuple[Tag, bytes]":
+    """(Tag, signed fields) from a tag body; raises TagError on any defect."""
+    body = bytes(body)
     if len(body) < 1:
         raise TagError(MALFORMED, "empty tag")
     if body[0] != VERSION:
         raise TagError(UNKNOWN_VERSION, "tag format version %d is not supported" % body[0])
-    if len(body) < 2:
+    if len(body) < 3:
         raise TagError(MALFORMED, "tag truncated after the version")
     if body[1] != ALG_HMAC_SHA256_128:
         raise TagError(UNKNOWN_VERSION, "tag algorithm %d is not supported" % body[1])
-    owner, pos = _decode_id(body, 2, "owner")
+    if body[2] not in CODECS:
+        raise TagError(UNKNOWN_VERSION, "tag codec %d is not supported" % body[2])
+    owner, pos = _decode_id(body, 3, "owner")
     camera, pos = _decode_id(body, pos, "camera")
+    return decode_rest(body, pos, body[2], owner, camera)
+
+
+def decode_rest(body: bytes, pos: int, codec: int, owner: str,
+                camera: str) -> "tuple[Tag, bytes]":
+    """The fields after the camera id (``pos``): what changes from one segment to the next.
+
+    A verifier that already decoded a tag with the same bytes up to ``pos``
+    decodes only this part.
+    """
     epoch, pos = decode_uvarint(body, pos, MAX_EPOCH)
+    if epoch == 0:
+        raise TagError(MALFORMED, "epoch 0 is not an epoch")
     stream_id, pos = decode_uvarint(body, pos, MAX_U64)
     seq, pos = decode_uvarint(body, pos, MAX_U64)
     capture_ms, pos = decode_uvarint(body, pos, MAX_U64)
+    duration_ms, pos = decode_uvarint(body, pos, MAX_U32)
+    pictures, pos = decode_uvarint(body, pos, MAX_U32)
+    units, pos = decode_uvarint(body, pos, MAX_U32)
+    if not pictures or not units:
+        raise TagError(MALFORMED, "a segment has at least one picture and one NAL unit")
+    fixed = 1 + LINK_SIZE + DIGEST_HINT_SIZE + 1
+    if len(body) < pos + fixed:
+        raise TagError(MALFORMED, "tag truncated before its MACs")
+    flags = body[pos]
+    if flags & ~FLAG_END_OF_STREAM:
+        raise TagError(MALFORMED, "unknown flags %02x" % flags)
+    link = body[pos + 1:pos + 1 + LINK_SIZE]
+    pos += 1 + LINK_SIZE
+    hint = body[pos:pos + DIGEST_HINT_SIZE]
+    slots = body[pos + DIGEST_HINT_SIZE]
+    pos += DIGEST_HINT_SIZE + 1
+    if not 1 <= slots <= MAX_SLOTS:
+        raise TagError(MALFORMED, "tag has %d slots" % slots)
     rest = len(body) - pos
-    fixed = LINK_SIZE + DIGEST_HINT_SIZE + MAC_SIZE
-    if rest < fixed:
-        raise TagError(MALFORMED, "tag truncated (%d bytes short)" % (fixed - rest))
-    if rest > fixed:
-        raise TagError(MALFORMED, "tag has %d unexpected trailing bytes" % (rest - fixed))
-    link = bytes(body[pos:pos + LINK_SIZE])
-    pos += LINK_SIZE
-    hint = bytes(body[pos:pos + DIGEST_HINT_SIZE])
-    pos += DIGEST_HINT_SIZE
-    tag = Tag(owner, camera, epoch, stream_id, seq, capture_ms, link, hint,
-              bytes(body[pos:]))
-    return tag, bytes(body[:pos])
+    if rest != slots * MAC_SIZE:
+        raise TagError(MALFORMED, "tag has %d bytes of MACs for %d slots" % (rest, slots))
+    macs = [body[pos + i * MAC_SIZE:pos + (i + 1) * MAC_SIZE] for i in range(slots)]
+    tag = Tag(codec, owner, camera, epoch, stream_id, seq, capture_ms, duration_ms, pictures,
+              units, link, hint, slots, macs, flags)
+    return tag, body[:pos]
 
 
-def content_digest(buf: Buffer, units: Iterable[tuple[int, int]], prefixed: bool = False) -> bytes:
-    """SHA-256 over the covered NAL units of a segment, in order.
-
-    ``units`` are (start, end) offsets into ``buf``; each covered unit enters
-    the hash as a 4-byte big-endian length then its bytes (escaped, as in the
-    bitstream). That is MP4's length-prefixed framing, so Annex-B, MPEG-TS and
-    MP4 carriage of one segment give one digest. The caller leaves segbind's
-    own SEI out of ``units``.
-
-    With ``prefixed``, the caller vouches that every unit sits right after its
-    own 4-byte length in ``buf`` (as ``length_prefixed_units(buf, 4)`` finds
-    them): runs of adjacent covered units are then hashed straight from
-    ``buf``, one call a run.
-    """
-    view = memoryview(buf)
-    h = hashlib.sha256()
-    small: list[Union[bytes, memoryview]] = []  # CPython: small units gathered, hashed in one call
-    run_start = run_end = -1
-    for s, e in units:
-        if buf[s] & 0x1F in UNCOVERED_NAL_TYPES:
-            continue
-        if prefixed:
-            if s - 4 != run_end:
-                if run_end > run_start:
-                    h.update(view[run_start:run_end])
-                run_start = s - 4
-            run_end = e
-        elif _JOIN_SMALL and e - s < _SMALL_UNIT:
-            small.append((e - s).to_bytes(4, "big"))
-            small.append(view[s:e])
-        else:
-            if small:
-                h.update(b"".join(small))
-                small = []
-            h.update((e - s).to_bytes(4, "big"))
-            h.update(view[s:e])
-    if small:
-        h.update(b"".join(small))
-    if run_end > run_start:
-        h.update(view[run_start:run_end])
-    return h.digest()
-
-
-def compute_mac(binding_key: bytes, signed_fields: bytes, digest: bytes) -> bytes:
-    """The tag's MAC: HMAC-SHA256 over the signed fields and the content digest, first 16 bytes."""
-    return hmac_sha256(binding_key, signed_fields + digest)[:MAC_SIZE]
+def compute_mac(key: "MacKey", signed_fields: bytes, digest: bytes) -> bytes:
+    """A slot's MAC: HMAC-SHA256 over the signed fields and the content digest, first 16 bytes."""
+    return key.mac(signed_fields, digest)[:MAC_SIZE]

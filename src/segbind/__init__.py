@@ -2,27 +2,28 @@
 
 Verifying (cloud services, displays)::
 
-    keyring = segbind.Keyring.load("keyring.json")
-    verifier = segbind.StreamVerifier(keyring)
-    verdict = verifier.verify(segment_bytes)       # never raises
+    keyring = segbind.Keyring.load("keyring.json")     # or from the owner's sealed grants
+    verifier = segbind.StreamVerifier(keyring, window=segbind.LIVE)
+    verdict = verifier.verify(segment_bytes)           # never raises
     if verdict.accepted: show(segment_bytes)
 
-    segbind.verify_segment(segment_bytes, keyring)  # one segment; raises InvalidSegment
+    segbind.verify_segment(segment_bytes, keyring)      # one segment; raises InvalidSegment
 """
 
 from segbind_core import __version__
-from segbind_core.keys import derive_binding_key, derive_control_key
+from segbind_core.keys import Epoch, command_key, epoch_root, slot_key
 from segbind_core.tag import VERSION as FORMAT_VERSION
 
 from .errors import InputError, InvalidSegment, KeyringError, SegbindError
-from .keyring import Binding, Keyring
+from .keyring import Binding, EpochFile, Keyring
 from .read.annexb import tagged_segments
 from .verdict import Reason, TagInfo, Verdict
-from .verifier import StreamVerifier, TimeWindow, verify_segment
+from .verifier import LIVE, Canonical, StreamVerifier, TimeWindow, verify_segment
 
 __all__ = [
     "__version__",
-    "Binding", "FORMAT_VERSION", "InputError", "InvalidSegment", "Keyring", "KeyringError",
-    "Reason", "SegbindError", "StreamVerifier", "TagInfo", "TimeWindow", "Verdict",
-    "derive_binding_key", "derive_control_key", "tagged_segments", "verify_segment",
+    "Binding", "Canonical", "Epoch", "EpochFile", "FORMAT_VERSION", "InputError", "InvalidSegment",
+    "Keyring", "KeyringError", "LIVE", "Reason", "SegbindError", "StreamVerifier", "TagInfo",
+    "TimeWindow", "Verdict", "command_key", "epoch_root", "slot_key", "tagged_segments",
+    "verify_segment",
 ]

@@ -1,7 +1,9 @@
-"""The viewer's keyring: binding keys for the cameras it was granted, and nothing else.
+"""The viewer's keyring: the slot keys it was granted, and nothing else; and the key files.
 
-Keys enter a verifier only from here, never from a stream. Files are JSON and
-written atomically; key bytes never appear in ``repr`` or error messages.
+Keys enter a verifier only from here, never from a stream. A display fills its
+keyring from grants its owner signed and sealed to it (``segbind.grants``); a
+keyring file is for tools and tests. Files are JSON, written atomically and
+0600; key bytes never appear in ``repr`` or error messages.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Set, Tuple
 
-from segbind_core.keys import KEY_SIZE
+from segbind_core.keys import KEY_SIZE, Epoch
+from segbind_core.tag import MAX_SLOTS
 
 from .errors import InvalidSegment, KeyringError
 from .verdict import Reason
 
 GrantId = Tuple[str, str, int]  # (owner, camera, epoch)
+FILE_VERSION = 2
 
 
 def _hex_key(value: object, what: str) -> bytes:
@@ -49,7 +53,7 @@ def read_json(path: Path | str, kind: str) -> Dict[str, Any]:
         raise KeyringError("%s: not valid JSON" % path) from None
     if not isinstance(data, dict) or data.get("segbind") != kind:
         raise KeyringError("%s: not a segbind %s file" % (path, kind))
-    if data.get("version") != 1:
+    if data.get("version") != FILE_VERSION:
         raise KeyringError("%s: unsupported %s file version" % (path, kind))
     return data
 
@@ -74,48 +78,89 @@ def write_json(path: Path | str, data: Dict[str, Any]) -> None:
         raise
 
 
+def _id(value: object, what: str, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise KeyringError("%s: %s must be a non-empty string" % (where, what))
+    return value
+
+
+def _epoch(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 0xFFFFFFFF:
+        raise KeyringError("%s: epoch must be an integer from 1 to 2^32-1" % where)
+    return value
+
+
 @dataclass(frozen=True)
 class Binding:
-    """One (owner, camera, epoch) and its binding key: what a camera tags with and a viewer is granted."""
+    """One slot of one (owner, camera, epoch) and its key: what a viewer is granted.
+
+    Slot 0 is the owner's; slots from 1 are the accounts the epoch is shared with.
+    """
 
     owner: str
     camera: str
     epoch: int
     key: bytes
+    slot: int = 0
 
     def __repr__(self) -> str:
-        return "Binding(owner=%r, camera=%r, epoch=%d, key=<hidden>)" % (
-            self.owner, self.camera, self.epoch)
+        return "Binding(owner=%r, camera=%r, epoch=%d, slot=%d, key=<hidden>)" % (
+            self.owner, self.camera, self.epoch, self.slot)
 
     def to_json(self) -> Dict[str, Any]:
-        return {"segbind": "binding", "version": 1, "owner": self.owner, "camera": self.camera,
-                "epoch": self.epoch, "key": self.key.hex()}
+        return {"owner": self.owner, "camera": self.camera, "epoch": self.epoch,
+                "slot": self.slot, "key": self.key.hex()}
 
     @classmethod
-    def from_json(cls, data: Dict[str, Any], what: str = "binding") -> "Binding":
+    def from_json(cls, data: Any, what: str = "grant") -> "Binding":
+        if not isinstance(data, dict):
+            raise KeyringError("%s: a grant is not an object" % what)
+        slot = data.get("slot", 0)
+        if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < MAX_SLOTS:
+            raise KeyringError("%s: slot must be an integer from 0 to %d" % (what, MAX_SLOTS - 1))
+        return cls(_id(data.get("owner"), "owner", what), _id(data.get("camera"), "camera", what),
+                   _epoch(data.get("epoch"), what), _hex_key(data.get("key"), what), slot)
+
+
+class EpochFile:
+    """An epoch file: one epoch's root and who holds its slots (``segbind keys epoch``).
+
+    What ``segbind tag`` tags with, standing in for a camera: it can make every
+    slot's MAC, so it is the owner's secret, like the pairing it comes from.
+    """
+
+    @staticmethod
+    def to_json(epoch: Epoch) -> Dict[str, Any]:
+        return {"segbind": "epoch", "version": FILE_VERSION, "owner": epoch.owner,
+                "camera": epoch.camera, "epoch": epoch.epoch, "shares": list(epoch.shares),
+                "root": epoch.root.hex()}
+
+    @staticmethod
+    def load(path: Path | str) -> Epoch:
+        data = read_json(path, "epoch")
+        where = str(path)
+        shares = data.get("shares", [])
+        if not isinstance(shares, list) or len(shares) > MAX_SLOTS - 1:
+            raise KeyringError("%s: shares must be a list of at most %d accounts"
+                               % (where, MAX_SLOTS - 1))
         try:
-            owner, camera, epoch = data["owner"], data["camera"], data["epoch"]
-        except (KeyError, TypeError):
-            raise KeyringError("%s: owner, camera and epoch are required" % what) from None
-        if not isinstance(owner, str) or not isinstance(camera, str) or not owner or not camera:
-            raise KeyringError("%s: owner and camera must be non-empty strings" % what)
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= 0xFFFFFFFF:
-            raise KeyringError("%s: epoch must be an integer from 0 to 2^32-1" % what)
-        return cls(owner, camera, epoch, _hex_key(data.get("key"), what))
+            return Epoch(_id(data.get("owner"), "owner", where), _id(data.get("camera"), "camera", where),
+                         _epoch(data.get("epoch"), where),
+                         [_id(a, "a share", where) for a in shares],
+                         _hex_key(data.get("root"), where))
+        except ValueError as exc:
+            raise KeyringError("%s: %s" % (where, exc)) from None
 
-    @classmethod
-    def load(cls, path: Path | str) -> "Binding":
-        return cls.from_json(read_json(path, "binding"), str(path))
-
-    def save(self, path: Path | str) -> None:
-        write_json(path, self.to_json())
+    @staticmethod
+    def save(epoch: Epoch, path: Path | str) -> None:
+        write_json(path, EpochFile.to_json(epoch))
 
 
 class Keyring:
-    """A viewer's grants: (owner, camera, epoch) -> binding key, plus revoked epochs."""
+    """A viewer's grants: (owner, camera, epoch) -> its slot and key, plus revoked epochs."""
 
     def __init__(self, bindings: Iterable[Binding] = ()) -> None:
-        self._keys: Dict[GrantId, bytes] = {}
+        self._keys: Dict[GrantId, Binding] = {}
         self._revoked: Set[GrantId] = set()
         for binding in bindings:
             self.grant(binding)
@@ -132,7 +177,7 @@ class Keyring:
         if gid in self._revoked:
             raise KeyringError("epoch %d of camera %r (owner %r) was revoked"
                                % (binding.epoch, binding.camera, binding.owner))
-        self._keys[gid] = binding.key
+        self._keys[gid] = binding
 
     def mark_revoked(self, owner: str, camera: str, epoch: int) -> None:
         """Remember (owner, camera, epoch) as revoked: it can never be granted again here."""
@@ -154,12 +199,15 @@ class Keyring:
     def grants(self) -> List[GrantId]:
         return sorted(self._keys)
 
-    def key_for(self, owner: str, camera: str, epoch: int) -> bytes:
-        """The binding key, or InvalidSegment(NO_GRANT) saying precisely what is missing."""
-        key = self._keys.get((owner, camera, epoch))
-        if key is not None:
-            return key
+    def binding(self, owner: str, camera: str, epoch: int) -> Binding:
+        """The slot and key held for it, or InvalidSegment(NO_GRANT) saying precisely what is missing."""
+        found = self._keys.get((owner, camera, epoch))
+        if found is not None:
+            return found
         raise InvalidSegment(Reason.NO_GRANT, self._why_not(owner, camera, epoch))
+
+    def bindings(self) -> List[Binding]:
+        return [self._keys[g] for g in sorted(self._keys)]
 
     def _why_not(self, owner: str, camera: str, epoch: int) -> str:
         if (owner, camera, epoch) in self._revoked:
@@ -174,9 +222,8 @@ class Keyring:
 
     def to_json(self) -> Dict[str, Any]:
         return {
-            "segbind": "keyring", "version": 1,
-            "grants": [{"owner": o, "camera": c, "epoch": e, "key": k.hex()}
-                       for (o, c, e), k in sorted(self._keys.items())],
+            "segbind": "keyring", "version": FILE_VERSION,
+            "grants": [b.to_json() for b in self.bindings()],
             "revoked": [{"owner": o, "camera": c, "epoch": e} for o, c, e in sorted(self._revoked)],
         }
 
@@ -194,8 +241,6 @@ class Keyring:
             except (KeyError, TypeError, ValueError):
                 raise KeyringError("%s: a revoked entry lacks owner, camera or epoch" % what) from None
         for item in grants:
-            if not isinstance(item, dict):
-                raise KeyringError("%s: a grant is not an object" % what)
             ring.grant(Binding.from_json(item, what))
         return ring
 

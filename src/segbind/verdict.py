@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 
 class Reason(str, enum.Enum):
-    """Why a segment was accepted or refused. Values are stable strings for logs and JSON."""
+    """Why a segment was accepted or refused. Values are stable strings for logs and JSON;
+    ``str(reason)`` is the value."""
 
     OK = "ok"
     GAP = "gap"                      # accepted; segments before it were lost
+    LATE = "late"                    # accepted; an intact segment that arrived after a newer one
     DUPLICATE = "duplicate"          # an exact copy of a segment already accepted
     NO_TAG = "no_tag"
     NO_GRANT = "no_grant"            # owner, camera or epoch not in the viewer's keyring
@@ -19,18 +20,26 @@ class Reason(str, enum.Enum):
     CONTENT_MISMATCH = "content_mismatch"
     MALFORMED_TAG = "malformed_tag"  # also truncated or oversized tags
     UNKNOWN_VERSION = "unknown_version"
+    FRAMING = "framing"              # bytes a decoder could read that the tag does not cover
+    TIMING = "timing"                # a container's timing contradicts the tag
     REPLAY = "replay"
-    OUT_OF_ORDER = "out_of_order"
     CHAIN_BREAK = "chain_break"
     TIME_WINDOW = "time_window"
+    MISSING = "missing"              # recording mode: segments before this one are missing
+    INCOMPLETE = "incomplete"        # recording mode: the recording does not end cleanly
+
+    def __str__(self) -> str:
+        return self.value
 
     @property
     def accepted(self) -> bool:
-        return self in (Reason.OK, Reason.GAP)
+        return self in _ACCEPTED
 
 
-@dataclass(frozen=True)
-class TagInfo:
+_ACCEPTED = (Reason.OK, Reason.GAP, Reason.LATE)
+
+
+class TagInfo(NamedTuple):
     """The public fields of a tag (never key material)."""
 
     owner: str
@@ -39,26 +48,37 @@ class TagInfo:
     stream_id: int
     seq: int
     capture_ms: int
+    duration_ms: int = 0
+    pictures: int = 0
+    codec: int = 1
+    end_of_stream: bool = False
 
     def as_dict(self) -> Dict[str, Any]:
         return {
             "owner": self.owner, "camera": self.camera, "epoch": self.epoch,
             "stream_id": self.stream_id, "seq": self.seq, "capture_ms": self.capture_ms,
+            "duration_ms": self.duration_ms, "pictures": self.pictures,
+            "codec": "H.264" if self.codec == 1 else "H.265", "end_of_stream": self.end_of_stream,
         }
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """One segment's result. Show the segment only when ``accepted`` is true."""
+class Verdict(NamedTuple):
+    """One segment's result. Show the segment only when ``accepted`` is true.
+
+    (Named tuples: a verifier makes one of each per segment, cheaply.)
+    """
 
     reason: Reason
     detail: str = ""
     tag: Optional[TagInfo] = None
-    missing: int = 0  # segments lost just before this one (reason GAP)
+    missing: int = 0  # segments lost just before this one (reason GAP or MISSING)
 
     @property
     def accepted(self) -> bool:
-        return self.reason.accepted
+        return self.reason in _ACCEPTED
+
+    def __str__(self) -> str:
+        return self.reason.value + (": " + self.detail if self.detail else "")
 
     def as_dict(self) -> Dict[str, Any]:
         return {

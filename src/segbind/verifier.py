@@ -1,42 +1,40 @@
 """Verifying segments: a one-shot check that raises, and a per-stream state machine.
 
-Sans-I/O: bytes in, verdicts out. The clock is a parameter, so tests and
-simulations decide what "now" is.
+Sans-I/O: bytes in, verdicts out; the clock is a parameter. Every segment is
+judged in its canonical form (docs/FORMAT.md section 4): Annex-B with 4-byte
+start codes, which is how the camera emits it. Such a segment is hashed in two
+calls (the bytes before the tag, the bytes after it) with no parsing; any other
+framing is put into canonical form first (``Canonical.of_annexb``, and the
+readers in ``segbind.read``), and what a decoder then gets is exactly what was
+verified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from segbind_core.crypto import constant_time_equal
+from segbind_core.crypto import MacKey, constant_time_equal
 from segbind_core.h264 import SeiError
-from segbind_core.nal import annexb_units, leading_garbage, length_prefixed_units
-from segbind_core.sei import SEI_NAL_HEADER, is_segbind_sei, segbind_payload
-from segbind_core.tag import (
-    DIGEST_HINT_SIZE,
-    GENESIS_LINK,
-    LINK_SIZE,
-    UNKNOWN_VERSION,
-    Tag,
-    TagError,
-    compute_mac,
-    content_digest,
-    decode_tag,
-)
+from segbind_core.nal import START_CODE, annexb_units, leading_garbage, unescape_rbsp
+from segbind_core.sei import SEGBIND_UUID, segbind_payload, tag_codec
+from segbind_core.tag import (CODEC_H264, CODEC_NAMES, DIGEST_HINT_SIZE, GENESIS_LINK, LINK_SIZE, MAC_SIZE,
+                              UNKNOWN_VERSION, Tag, TagError, decode_rest, decode_tag)
 
 from .errors import InvalidSegment
 from .keyring import Keyring
 from .verdict import Reason, TagInfo, Verdict
 
 Buffer = Union[bytes, bytearray, memoryview]
-Units = Sequence[Tuple[int, int]]
 
-# How many accepted sequence numbers per camera are remembered to tell an
-# exact duplicate (QoS-1 redelivery) from a replay; libsrtp keeps 128 too.
+# How many sequence numbers per camera are remembered, to tell a redelivery (duplicate)
+# from a replay and to take late segments; libsrtp keeps 128 too.
 REPLAY_WINDOW = 128
+# Recording mode: how far a segment's capture time may be from where the previous one ended.
+CONTINUITY_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -56,72 +54,257 @@ class TimeWindow:
                                  % (-age, self.max_future_s), _info(tag))
 
 
+LIVE = TimeWindow(max_age_s=30.0, max_future_s=5.0)
+"""The window a live display uses: video captured in the last 30 s (or 5 s ahead of a slow clock)."""
+
+
 def _info(tag: Tag) -> TagInfo:
-    return TagInfo(tag.owner, tag.camera, tag.epoch, tag.stream_id, tag.seq, tag.capture_ms)
+    return TagInfo(tag.owner, tag.camera, tag.epoch, tag.stream_id, tag.seq, tag.capture_ms,
+                   tag.duration_ms, tag.pictures, tag.codec, tag.end_of_stream)
 
 
-def _as_searchable(segment: Buffer) -> Union[bytes, bytearray]:
-    if isinstance(segment, (bytes, bytearray)):
-        return segment
-    if isinstance(segment, memoryview):
-        return segment.tobytes()
-    raise TypeError("a segment is bytes, bytearray or memoryview, not %s" % type(segment).__name__)
+class Timing(NamedTuple):
+    """What a container says of a segment's timing (readers fill it; Annex-B has none)."""
+
+    samples: int         # samples (access units) the container holds for the segment
+    duration_ms: float   # their presentation span plus the last one's duration
+    hidden: int = 0      # samples the container marks as not to be presented (edit lists)
+    frame_ms: float = 0  # the container's duration of one sample
 
 
-def annexb_segment_units(buf: Union[bytes, bytearray]) -> List[Tuple[int, int]]:
-    """The NAL units of an Annex-B segment; bytes before its first start code are refused.
+class Canonical:
+    """A segment in canonical form: ``data`` is Annex-B with 4-byte start codes, the tag included.
 
-    A decoder would skip such bytes, but a verifier that skipped them would let
-    them be changed unseen.
+    ``tag_start``/``tag_end`` delimit the tag's NAL unit with its start code;
+    ``units`` is the number of NAL units other than the tag, when the framing
+    told (None for a segment taken as is: its bytes are then hashed as they are).
+    A reader attaches what it learned about the container: ``timing``, and a
+    ``problem`` (a framing defect that refuses the segment whatever its tag).
     """
-    if leading_garbage(buf):
-        raise InvalidSegment(Reason.CONTENT_MISMATCH, "bytes before the first NAL unit")
-    return annexb_units(buf)
+
+    __slots__ = ("data", "tag_start", "tag_end", "units", "timing", "problem", "variants")
+
+    def __init__(self, data: bytes, tag_start: int, tag_end: int, units: Optional[int] = None,
+                 timing: Optional[Timing] = None, problem: str = "",
+                 variants: Sequence["Canonical"] = ()) -> None:
+        self.data = data
+        self.tag_start = tag_start
+        self.tag_end = tag_end
+        self.units = units
+        self.timing = timing
+        self.problem = problem
+        self.variants = variants  # other heads to try when the digest does not match
+
+    @classmethod
+    def of_units(cls, units: Sequence[Buffer], timing: Optional[Timing] = None, problem: str = "",
+                 variants: Sequence["Canonical"] = ()) -> "Canonical":
+        """From NAL units (as found in any framing): joined with 4-byte start codes.
+
+        Raises InvalidSegment when there is not exactly one tag among them.
+        """
+        tags = [i for i, u in enumerate(units) if len(u) and tag_codec(u)]
+        if not tags:
+            raise InvalidSegment(Reason.NO_TAG, "segment carries no segbind tag" if units
+                                 else "no NAL units in segment")
+        if len(tags) > 1:
+            raise InvalidSegment(Reason.MALFORMED_TAG, "segment carries %d segbind tags" % len(tags))
+        at = tags[0]
+        head = b"".join(START_CODE + bytes(u) for u in units[:at])
+        tag = START_CODE + bytes(units[at])
+        rest = b"".join(START_CODE + bytes(u) for u in units[at + 1:])
+        return cls(head + tag + rest, len(head), len(head) + len(tag), len(units) - 1, timing,
+                   problem, variants)
+
+    @classmethod
+    def of_annexb(cls, buf: Buffer) -> "Canonical":
+        """From Annex-B bytes in any framing (3-byte start codes, trailing zeros): refused
+        when bytes other than zeros come before the first start code."""
+        buf = bytes(buf)
+        if leading_garbage(buf):
+            raise InvalidSegment(Reason.FRAMING, "bytes before the first NAL unit")
+        return cls.of_units([buf[s:e] for s, e in annexb_units(buf)])
 
 
-def find_tag(buf: Buffer, units: Units) -> Tuple[Tag, bytes, List[Tuple[int, int]]]:
-    """(tag, signed fields, covered units) of a segment; InvalidSegment if it has no usable tag."""
-    view = memoryview(buf)
-    tag_units = [u for u in units if buf[u[0]] == SEI_NAL_HEADER and is_segbind_sei(view[u[0]:u[1]])]
-    if not tag_units:
-        raise InvalidSegment(Reason.NO_TAG, "segment carries no segbind tag"
-                             if units else "no H.264 NAL units in segment")
-    if len(tag_units) > 1:
-        raise InvalidSegment(Reason.MALFORMED_TAG, "segment carries %d segbind tags" % len(tag_units))
-    s, e = tag_units[0]
-    try:
-        tag, signed = decode_tag(segbind_payload(view[s:e]))
-    except SeiError as exc:
-        raise InvalidSegment(Reason.MALFORMED_TAG, str(exc)) from None
-    except TagError as exc:
-        reason = Reason.UNKNOWN_VERSION if exc.reason == UNKNOWN_VERSION else Reason.MALFORMED_TAG
-        raise InvalidSegment(reason, str(exc)) from None
-    return tag, signed, [u for u in units if u[0] != s]
+def _tag_body(nal: bytes, codec: int) -> bytes:
+    """The tag body of a tag NAL unit: read directly when the unit has its usual shape (one
+    message, a one-byte size), else through the strict SEI parser."""
+    if codec:
+        header = 1 if codec == CODEC_H264 else 2
+        rbsp = unescape_rbsp(nal)
+        size = rbsp[header + 1] if len(rbsp) > header + 18 else 255
+        if (rbsp[header] == 5 and size < 255 and len(rbsp) == header + 3 + size
+                and rbsp[-1] == 0x80 and rbsp[header + 2:header + 18] == SEGBIND_UUID):
+            return rbsp[header + 18:-1]
+    return segbind_payload(nal)
 
 
-def authenticate(buf: Buffer, units: Units, keyring: Keyring,
-                 window: Optional[TimeWindow] = None, now_s: Optional[float] = None,
-                 prefixed: bool = False) -> Tag:
-    """The checks that need no stream state: tag, grant, MAC, content, capture time.
+def _as_camera_emits(buf: bytes) -> Optional[Canonical]:
+    """The tag's place, when ``buf`` looks as the camera emits a segment: the tag first, or
+    right after a delimiter, with 4-byte start codes; else None."""
+    if not buf.startswith(START_CODE) or len(buf) < 24:
+        return None
+    start = 0
+    if not tag_codec(buf[4:48]):  # a delimiter first? (H.264 09, H.265 type 35)
+        first = buf[4]
+        if first & 0x1F != 9 and (first >> 1) & 0x3F != 35:
+            return None
+        start = buf.find(START_CODE, 5, 12)
+        if start < 0 or not tag_codec(buf[start + 4:start + 48]):
+            return None
+    end = buf.find(START_CODE, start + 4)
+    return Canonical(buf, start, end if end >= 0 else len(buf))
 
-    ``prefixed``: every unit follows its own 4-byte length in ``buf``.
+
+class _Keys:
+    """MacKey schedules of the keyring's slot keys, made once per (owner, camera, epoch)."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+        self._cache: Dict[Tuple[str, str, int], Tuple[int, MacKey]] = {}
+
+    def slot(self, owner: str, camera: str, epoch: int) -> Tuple[int, MacKey]:
+        gid = (owner, camera, epoch)
+        found = self._cache.get(gid)
+        if found is None:
+            binding = self.keyring.binding(owner, camera, epoch)  # NO_GRANT when missing
+            found = self._cache[gid] = (binding.slot, MacKey(binding.key))
+        return found
+
+
+class Authentic(NamedTuple):
+    """A segment whose tag authenticated: the tag, its digest, the MAC of the viewer's slot."""
+
+    tag: Tag
+    digest: bytes
+    mac: bytes
+
+
+class Authenticator:
+    """Checks 1 to 8 of docs/FORMAT.md 7.1 on canonical segments (no stream state).
+
+    Keeps what can be kept between segments: the key schedules, and the decoded
+    tag fields every segment of one stream shares (owner and camera).
     """
-    tag, signed, covered = find_tag(buf, units)
-    info = _info(tag)
-    try:
-        key = keyring.key_for(tag.owner, tag.camera, tag.epoch)
-    except InvalidSegment as exc:
-        raise InvalidSegment(exc.reason, exc.detail, info) from None
-    digest = content_digest(buf, covered, prefixed)
-    if not constant_time_equal(compute_mac(key, signed, digest), tag.mac):
-        if not constant_time_equal(digest[:DIGEST_HINT_SIZE], tag.digest_hint):
-            raise InvalidSegment(Reason.CONTENT_MISMATCH,
-                                 "video content differs from what the camera tagged", info)
-        raise InvalidSegment(Reason.MAC_MISMATCH, "tag does not authenticate under the granted key",
-                             info)
-    if window is not None:
-        window.check(tag, time.time() if now_s is None else now_s)
-    return tag
+
+    def __init__(self, keyring: Keyring, window: Optional[TimeWindow] = None) -> None:
+        self.keys = _Keys(keyring)
+        self.window = window
+        self._prefix = b""
+        self._prefix_fields: Tuple[int, str, str] = (0, "", "")
+
+    @property
+    def keyring(self) -> Keyring:
+        return self.keys.keyring
+
+    @keyring.setter
+    def keyring(self, keyring: Keyring) -> None:
+        self.keys = _Keys(keyring)
+
+    def _decode(self, body: bytes) -> Tuple[Tag, bytes]:
+        prefix = self._prefix
+        if prefix and body.startswith(prefix):
+            codec, owner, camera = self._prefix_fields
+            return decode_rest(body, len(prefix), codec, owner, camera)
+        tag, signed = decode_tag(body)
+        size = 3 + 2 + len(tag.owner.encode()) + len(tag.camera.encode())
+        self._prefix, self._prefix_fields = body[:size], (tag.codec, tag.owner, tag.camera)
+        return tag, signed
+
+    def tag_of(self, seg: Canonical) -> Tuple[Tag, bytes]:
+        """(tag, signed fields) of a canonical segment; InvalidSegment when unusable."""
+        nal = seg.data[seg.tag_start + 4:seg.tag_end]
+        codec = tag_codec(nal)
+        try:
+            tag, signed = self._decode(_tag_body(nal, codec))
+        except SeiError as exc:
+            raise InvalidSegment(Reason.MALFORMED_TAG, str(exc)) from None
+        except TagError as exc:
+            reason = Reason.UNKNOWN_VERSION if exc.reason == UNKNOWN_VERSION else Reason.MALFORMED_TAG
+            raise InvalidSegment(reason, str(exc)) from None
+        if tag.codec != codec:
+            raise InvalidSegment(Reason.MALFORMED_TAG, "a %s tag in an %s SEI" % (
+                CODEC_NAMES[tag.codec], CODEC_NAMES.get(codec, "unknown")), _info(tag))
+        return tag, signed
+
+    def authenticate(self, seg: Canonical, now_s: Optional[float] = None) -> Authentic:
+        tag, signed = self.tag_of(seg)
+        try:
+            slot, key = self.keys.slot(tag.owner, tag.camera, tag.epoch)
+        except InvalidSegment as exc:
+            raise InvalidSegment(exc.reason, exc.detail, _info(tag)) from None
+        if slot >= tag.slots:
+            raise InvalidSegment(Reason.NO_GRANT, "the tag has no slot %d for this viewer (%d slots)"
+                                 % (slot, tag.slots), _info(tag))
+        if seg.problem:
+            raise InvalidSegment(Reason.FRAMING, seg.problem, _info(tag))
+        if seg.units is not None and seg.units != tag.units:
+            raise InvalidSegment(Reason.CONTENT_MISMATCH, "%d NAL units where the camera tagged %d"
+                                 % (seg.units, tag.units), _info(tag))
+        data = memoryview(seg.data)
+        h = hashlib.sha256(data[:seg.tag_start])
+        h.update(data[seg.tag_end:])
+        digest = h.digest()
+        mac = key.mac(signed, digest)[:MAC_SIZE]
+        theirs = tag.macs[slot]
+        if not constant_time_equal(mac, theirs):
+            if not constant_time_equal(digest[:DIGEST_HINT_SIZE], tag.digest_hint):
+                raise InvalidSegment(Reason.CONTENT_MISMATCH,
+                                     "video content differs from what the camera tagged", _info(tag))
+            raise InvalidSegment(Reason.MAC_MISMATCH, "tag does not authenticate under the granted key",
+                                 _info(tag))
+        if seg.timing is not None:
+            _check_timing(tag, seg.timing)
+        if self.window is not None:
+            self.window.check(tag, time.time() if now_s is None else now_s)
+        return Authentic(tag, digest, mac)
+
+    def authenticate_any(self, seg: Canonical, now_s: Optional[float] = None) -> Authentic:
+        """``authenticate``, then the segment's other heads (undoing what remuxers do) when
+        only its content mismatched."""
+        try:
+            return self.authenticate(seg, now_s)
+        except InvalidSegment as exc:
+            if exc.reason is not Reason.CONTENT_MISMATCH or not seg.variants:
+                raise
+            for other in seg.variants:
+                try:
+                    return self.authenticate(other, now_s)
+                except InvalidSegment as again:
+                    if again.reason is not Reason.CONTENT_MISMATCH:
+                        raise
+            raise
+
+    def authenticate_bytes(self, buf: Buffer, now_s: Optional[float] = None) -> Tuple[Authentic, Canonical]:
+        """A segment given as Annex-B bytes: as the camera emits it (no parsing), else read
+        into canonical form. Returns the canonical segment that authenticated."""
+        data = buf if isinstance(buf, bytes) else bytes(buf)
+        fast = _as_camera_emits(data)
+        if fast is not None:
+            try:
+                return self.authenticate(fast, now_s), fast
+            except InvalidSegment as exc:
+                if exc.reason is not Reason.CONTENT_MISMATCH:
+                    raise
+                slow = Canonical.of_annexb(data)
+                if slow.data == data:
+                    raise
+                return self.authenticate(slow, now_s), slow
+        slow = Canonical.of_annexb(data)
+        return self.authenticate(slow, now_s), slow
+
+
+def _check_timing(tag: Tag, timing: Timing) -> None:
+    if timing.hidden:
+        raise InvalidSegment(Reason.TIMING, "the container hides %d of its pictures (an edit list)"
+                             % timing.hidden, _info(tag))
+    if timing.samples != tag.pictures:
+        raise InvalidSegment(Reason.TIMING, "%d pictures where the camera tagged %d"
+                             % (timing.samples, tag.pictures), _info(tag))
+    slack = max(timing.frame_ms, tag.duration_ms / tag.pictures if tag.pictures else 0,
+                0.1 * tag.duration_ms) + 1
+    if abs(timing.duration_ms - tag.duration_ms) > slack:
+        raise InvalidSegment(Reason.TIMING, "the container plays it in %.0f ms; the camera captured %d ms"
+                             % (timing.duration_ms, tag.duration_ms), _info(tag))
 
 
 def verify_segment(segment: Buffer, keyring: Keyring, *, window: Optional[TimeWindow] = None,
@@ -130,79 +313,119 @@ def verify_segment(segment: Buffer, keyring: Keyring, *, window: Optional[TimeWi
 
     No stream state: replay, order and chain need ``StreamVerifier``.
     """
-    buf = _as_searchable(segment)
-    return _info(authenticate(buf, annexb_segment_units(buf), keyring, window, now_s))
+    if not isinstance(segment, (bytes, bytearray, memoryview)):
+        raise TypeError("a segment is bytes, bytearray or memoryview, not %s" % type(segment).__name__)
+    found, _canonical = Authenticator(keyring, window).authenticate_bytes(segment, now_s)
+    return _info(found.tag)
+
+
+class _Accepted(NamedTuple):
+    digest: bytes
+    link: bytes
+    mac: bytes
 
 
 class _CameraState:
-    __slots__ = ("stream_id", "epoch", "highest", "last_mac", "recent")
+    __slots__ = ("stream_id", "epoch", "highest", "recent", "last")
 
-    def __init__(self, tag: Tag) -> None:
-        self.stream_id = tag.stream_id
-        self.epoch = tag.epoch
-        self.highest = tag.seq
-        self.last_mac = tag.mac
-        self.recent: "OrderedDict[int, bytes]" = OrderedDict()
-        self.accept(tag)
+    def __init__(self, found: Authentic) -> None:
+        self.stream_id = found.tag.stream_id
+        self.epoch = found.tag.epoch
+        self.highest = found.tag.seq
+        self.recent: "OrderedDict[int, _Accepted]" = OrderedDict()
+        self.last = found.tag  # the latest accepted in stream order
+        self.accept(found)
 
-    def accept(self, tag: Tag) -> None:
-        self.epoch = tag.epoch
-        self.highest = tag.seq
-        self.last_mac = tag.mac
-        self.recent[tag.seq] = tag.mac
-        while len(self.recent) > REPLAY_WINDOW:
-            self.recent.popitem(last=False)
+    def accept(self, found: Authentic) -> None:
+        tag = found.tag
+        self.recent[tag.seq] = _Accepted(found.digest, tag.link, found.mac)
+        if tag.seq >= self.highest:
+            self.highest = tag.seq
+            self.epoch = tag.epoch
+            self.last = tag
+        floor = self.highest - REPLAY_WINDOW
+        recent = self.recent
+        while recent:
+            oldest = next(iter(recent))
+            if oldest >= floor:
+                break
+            del recent[oldest]
 
 
 class StreamVerifier:
     """Verifies segments in arrival order, keeping the stream state of each camera.
 
-    With ``camera`` set, the stream is that camera's alone and a segment of
-    any other camera spliced into it is a ``chain_break``; without it, one
-    verifier serves a viewer that watches several cameras, each with its own
-    state. ``verify`` never raises, whatever bytes it is given.
+    With ``camera`` set, the stream is that camera's alone and a segment of any
+    other camera is a ``chain_break``; without it, each camera is its own stream.
+    With ``recording`` (a finished recording, not a live feed), gaps, streams
+    that do not follow a clean end and discontinuous capture times are refused,
+    and ``finish()`` says whether the recording ends cleanly. ``verify`` never
+    raises, whatever bytes it is given.
     """
 
     def __init__(self, keyring: Keyring, *, camera: Optional[str] = None,
-                 window: Optional[TimeWindow] = None,
+                 window: Optional[TimeWindow] = None, recording: bool = False,
                  clock: Callable[[], float] = time.time) -> None:
-        self.keyring = keyring
+        self.auth = Authenticator(keyring, window)
         self.camera = camera
-        self.window = window
+        self.recording = recording
         self.clock = clock
         self._cameras: Dict[str, _CameraState] = {}
 
+    @property
+    def keyring(self) -> Keyring:
+        return self.auth.keyring
+
+    @keyring.setter
+    def keyring(self, keyring: Keyring) -> None:
+        """A new keyring (grants changed); the stream state is kept."""
+        self.auth.keyring = keyring
+
+    @property
+    def window(self) -> Optional[TimeWindow]:
+        return self.auth.window
+
+    @window.setter
+    def window(self, window: Optional[TimeWindow]) -> None:
+        self.auth.window = window
+
     def verify(self, segment: Buffer) -> Verdict:
-        """Verdict for one Annex-B segment (start codes, one segbind SEI)."""
-        buf = _as_searchable(segment)
+        """Verdict for one Annex-B segment (as the camera emits it, or any Annex-B framing)."""
+        if not isinstance(segment, (bytes, bytearray, memoryview)):
+            return Verdict(Reason.FRAMING, "a segment is bytes, not %s" % type(segment).__name__)
         try:
-            units = annexb_segment_units(buf)
-        except InvalidSegment as exc:
-            return Verdict(exc.reason, exc.detail)
-        return self.verify_units(buf, units)
-
-    def verify_length_prefixed(self, sample: Buffer, length_size: int = 4) -> Verdict:
-        """Verdict for one segment in MP4 framing (each NAL unit after a big-endian length)."""
-        try:
-            units = length_prefixed_units(sample, length_size)
-        except ValueError as exc:
-            return Verdict(Reason.NO_TAG, "not length-prefixed H.264: %s" % exc)
-        return self.verify_units(sample, units, prefixed=length_size == 4)
-
-    def verify_units(self, buf: Buffer, units: Units, prefixed: bool = False) -> Verdict:
-        """Verdict for a segment given as NAL unit offsets into ``buf``.
-
-        ``prefixed``: each unit follows its own 4-byte length in ``buf``, which
-        lets the digest hash runs of units in one call.
-        """
-        try:
-            now = self.clock() if self.window is not None else None
-            tag = authenticate(buf, units, self.keyring, self.window, now, prefixed)
-            return self._sequence(tag)
+            found, _seg = self.auth.authenticate_bytes(segment, self._now())
         except InvalidSegment as exc:
             return Verdict(exc.reason, exc.detail, exc.tag)
+        return self._sequence(found)
 
-    def _sequence(self, tag: Tag) -> Verdict:
+    def verify_canonical(self, seg: Canonical) -> Verdict:
+        """Verdict for a segment a reader put into canonical form (containers, streams)."""
+        try:
+            found = self.auth.authenticate_any(seg, self._now())
+        except InvalidSegment as exc:
+            return Verdict(exc.reason, exc.detail, exc.tag)
+        return self._sequence(found)
+
+    def _now(self) -> Optional[float]:
+        return self.clock() if self.auth.window is not None else None
+
+    def finish(self) -> Optional[Verdict]:
+        """Recording mode, at the end of the input: a refusal when a stream did not end cleanly."""
+        if not self.recording:
+            return None
+        for camera, state in sorted(self._cameras.items()):
+            if not state.last.end_of_stream:
+                return Verdict(Reason.INCOMPLETE, "the recording of camera %r ends at segment %d of "
+                               "stream %d, without its end of stream" % (camera, state.highest,
+                                                                         state.stream_id),
+                               _info(state.last))
+        if not self._cameras:
+            return Verdict(Reason.INCOMPLETE, "no segment was accepted")
+        return None
+
+    def _sequence(self, found: Authentic) -> Verdict:
+        tag = found.tag
         info = _info(tag)
         if self.camera is not None and tag.camera != self.camera:
             return Verdict(Reason.CHAIN_BREAK, "segment of camera %r in the stream of camera %r"
@@ -210,8 +433,12 @@ class StreamVerifier:
         state = self._cameras.get(tag.camera)
         if state is None:
             if tag.seq == 0 and tag.link != GENESIS_LINK:
-                return Verdict(Reason.CHAIN_BREAK, "first segment of a stream without the genesis link", info)
-            self._cameras[tag.camera] = _CameraState(tag)
+                return Verdict(Reason.CHAIN_BREAK, "first segment of a stream without the genesis link",
+                               info)
+            if self.recording and tag.seq:
+                return Verdict(Reason.MISSING, "the recording starts at segment %d of stream %d"
+                               % (tag.seq, tag.stream_id), info, tag.seq)
+            self._cameras[tag.camera] = _CameraState(found)
             return Verdict(Reason.OK, "first segment seen of stream %d" % tag.stream_id, info)
         if tag.stream_id < state.stream_id:
             return Verdict(Reason.CHAIN_BREAK, "stream %d is older than stream %d already seen"
@@ -219,29 +446,81 @@ class StreamVerifier:
         if tag.stream_id > state.stream_id:
             if tag.seq == 0 and tag.link != GENESIS_LINK:
                 return Verdict(Reason.CHAIN_BREAK, "new stream does not start with the genesis link", info)
-            self._cameras[tag.camera] = _CameraState(tag)
+            if self.recording and (tag.seq or not state.last.end_of_stream):
+                return Verdict(Reason.MISSING, "stream %d begins before stream %d ended cleanly"
+                               % (tag.stream_id, state.stream_id), info, tag.seq)
+            self._cameras[tag.camera] = _CameraState(found)
             if tag.seq:
                 return Verdict(Reason.GAP, "new stream %d joined at segment %d" % (tag.stream_id, tag.seq),
-                               info, missing=tag.seq)
+                               info, tag.seq)
             return Verdict(Reason.OK, "new stream %d" % tag.stream_id, info)
-        if tag.epoch < state.epoch:
+        if tag.epoch < state.epoch and tag.seq > state.highest:
             return Verdict(Reason.CHAIN_BREAK, "epoch went back from %d to %d" % (state.epoch, tag.epoch),
                            info)
         if tag.seq <= state.highest:
-            seen = state.recent.get(tag.seq)
-            if seen is not None and constant_time_equal(seen, tag.mac):
-                return Verdict(Reason.DUPLICATE, "segment %d already accepted" % tag.seq, info)
-            if seen is not None or tag.seq < state.highest - REPLAY_WINDOW:
-                return Verdict(Reason.REPLAY, "sequence number %d already used" % tag.seq, info)
-            return Verdict(Reason.OUT_OF_ORDER, "segment %d arrived after %d" % (tag.seq, state.highest),
-                           info)
+            return self._earlier(state, found, info)
         if tag.seq == state.highest + 1:
-            if not constant_time_equal(tag.link, state.last_mac[:LINK_SIZE]):
+            if not constant_time_equal(tag.link, state.recent[state.highest].digest[:LINK_SIZE]):
                 return Verdict(Reason.CHAIN_BREAK, "segment %d does not follow segment %d"
                                % (tag.seq, state.highest), info)
-            state.accept(tag)
+            if self.recording:
+                refused = self._discontinuous(state.last, tag, info)
+                if refused is not None:
+                    return refused
+            state.accept(found)
             return Verdict(Reason.OK, "", info)
         missing = tag.seq - state.highest - 1
-        state.accept(tag)
+        if self.recording:
+            return Verdict(Reason.MISSING, "%d segment(s) missing before segment %d"
+                           % (missing, tag.seq), info, missing)
+        state.accept(found)
         return Verdict(Reason.GAP, "%d segment(s) lost before segment %d" % (missing, tag.seq), info,
                        missing=missing)
+
+    @staticmethod
+    def _discontinuous(previous: Tag, tag: Tag, info: TagInfo) -> Optional[Verdict]:
+        expected = previous.capture_ms + previous.duration_ms
+        if abs(tag.capture_ms - expected) > CONTINUITY_MS:
+            return Verdict(Reason.TIMING, "captured at %d ms, %d ms from where segment %d ended"
+                           % (tag.capture_ms, tag.capture_ms - expected, previous.seq), info)
+        return None
+
+    def _earlier(self, state: _CameraState, found: Authentic, info: TagInfo) -> Verdict:
+        """A segment at or below the highest seq: a copy, a replay, or an intact late one."""
+        tag = found.tag
+        seen = state.recent.get(tag.seq)
+        if seen is not None:
+            if constant_time_equal(seen.digest, found.digest) and constant_time_equal(seen.mac, found.mac):
+                return Verdict(Reason.DUPLICATE, "segment %d already accepted" % tag.seq, info)
+            return Verdict(Reason.REPLAY, "sequence number %d already used" % tag.seq, info)
+        if tag.seq < state.highest - REPLAY_WINDOW:
+            return Verdict(Reason.REPLAY, "segment %d is older than the window (%d)"
+                           % (tag.seq, REPLAY_WINDOW), info)
+        before = state.recent.get(tag.seq - 1)
+        if tag.seq == 0:
+            if tag.link != GENESIS_LINK:
+                return Verdict(Reason.CHAIN_BREAK, "segment 0 without the genesis link", info)
+        elif before is not None and not constant_time_equal(tag.link, before.digest[:LINK_SIZE]):
+            return Verdict(Reason.CHAIN_BREAK, "late segment %d does not follow segment %d"
+                           % (tag.seq, tag.seq - 1), info)
+        after = state.recent.get(tag.seq + 1)
+        if after is not None and not constant_time_equal(after.link, found.digest[:LINK_SIZE]):
+            return Verdict(Reason.CHAIN_BREAK, "segment %d does not lead to segment %d"
+                           % (tag.seq, tag.seq + 1), info)
+        if tag.epoch > state.epoch:
+            return Verdict(Reason.CHAIN_BREAK, "a late segment of epoch %d after epoch %d"
+                           % (tag.epoch, state.epoch), info)
+        if self.recording:
+            return Verdict(Reason.MISSING, "segment %d arrived after segment %d" % (tag.seq, state.highest),
+                           info)
+        state.accept(found)
+        return Verdict(Reason.LATE, "segment %d arrived after segment %d" % (tag.seq, state.highest), info)
+
+
+def tags_in(buf: Buffer) -> List[Tuple[int, int]]:
+    """Offsets of the segbind tag NAL units in an Annex-B buffer (for tools)."""
+    return [(s, e) for s, e in annexb_units(buf) if tag_codec(memoryview(buf)[s:e])]
+
+
+__all__ = ["Authentic", "Authenticator", "Canonical", "LIVE", "REPLAY_WINDOW", "StreamVerifier",
+           "TimeWindow", "Timing", "tags_in", "verify_segment"]

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from segbind_core.h264 import NAL_IDR, NAL_SEI, ParameterSets, PocCounter, first_slice_of_picture, is_vcl
 from segbind_core.nal import annexb_units
-from segbind_core.sei import is_segbind_sei
+from segbind_core.sei import tag_codec
 
 from .errors import InputError
 from .read.containers import Source, av_module, av_reason, h264_stream, open_av
@@ -99,7 +99,7 @@ class PocClock:
 
 def _has_tag(payload: bytes, units: List[Unit]) -> bool:
     view = memoryview(payload)
-    return any(payload[s] & 0x1F == NAL_SEI and is_segbind_sei(view[s:e]) for s, e in units)
+    return any(payload[s] & 0x1F == NAL_SEI and tag_codec(view[s:e]) for s, e in units)
 
 
 def write_hls(source: Source, playlist: str, segment_type: str = "fmp4", target_s: float = 4.0,

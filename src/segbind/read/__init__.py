@@ -10,11 +10,11 @@
 from .annexb import annexb_segments, tagged_segments
 from .containers import container_segments
 from .hls import ConcatReader, hls_segments, read_playlist
-from .regroup import Segment, SegmentBuilder
+from .regroup import Regrouper, Segment
 from .sniff import ANNEXB, FLV, HLS, MATROSKA, MP4, MPEGTS, NAMES, SNIFF_BYTES, sniff
 
 __all__ = [
     "ANNEXB", "FLV", "HLS", "MATROSKA", "MP4", "MPEGTS", "NAMES", "SNIFF_BYTES", "ConcatReader",
-    "Segment", "SegmentBuilder", "annexb_segments", "container_segments", "hls_segments",
+    "Regrouper", "Segment", "annexb_segments", "container_segments", "hls_segments",
     "read_playlist", "sniff", "tagged_segments",
 ]

@@ -182,8 +182,14 @@ def _head_of(part: Tuple[str, int, Optional[int]]) -> bytes:
         raise InputError("%s: cannot read (%s)" % (path, exc.strerror)) from None
 
 
-def hls_segments(path: str, stats: Optional[Dict[str, Any]] = None) -> Iterator[Segment]:
-    """(buffer, units) of each tagged segment of a local HLS playlist (TS or fMP4 segments)."""
+def hls_segments(path: str, stats: Optional[Dict[str, Any]] = None,
+                 video_only: bool = False) -> Iterator[Segment]:
+    """Each tagged segment of a local HLS playlist (MPEG-TS or fMP4 media segments).
+
+    Every media segment the playlist lists is read and judged: one of another
+    container type than its run's, or one that cannot be read to its end,
+    refuses the playlist (InputError, after the segments read so far).
+    """
     runs = read_playlist(path)
     for part in [part for run in runs for part in run]:
         if not os.path.isfile(part[0]):
@@ -193,4 +199,20 @@ def hls_segments(path: str, stats: Optional[Dict[str, Any]] = None) -> Iterator[
         if kind not in (MPEGTS, MP4):
             raise InputError("%s: HLS segments are %s; expected MPEG-TS or fMP4"
                              % (path, NAMES.get(kind, kind)))
-        yield from container_segments(ConcatReader(run), kind, path, stats)
+        media = run[1:] if kind == MP4 else run
+        for part in media:
+            try:
+                other = sniff(_head_of(part))
+            except InputError as exc:
+                raise InputError("%s: listed media segment %s: %s" % (path, part[0], exc)) from None
+            if other != kind and not (kind == MP4 and other == MP4):
+                raise InputError("%s: media segment %s is %s in a run of %s segments (a segment "
+                                 "that would never be judged)" % (path, part[0], NAMES.get(other, other),
+                                                                 NAMES.get(kind, kind)))
+        run_stats: Dict[str, Any] = {}
+        yield from container_segments(ConcatReader(run), kind, path, run_stats, video_only)
+        if stats is not None:
+            stats.update(run_stats)
+        if "error" in run_stats:
+            raise InputError("%s: the media segments cannot be read to their end (%s): the rest of "
+                             "the playlist is never judged" % (path, run_stats["error"]))
