@@ -15,7 +15,7 @@ import pytest
 
 import segbind
 from host_sim import clips
-from segbind import Binding, Keyring, derive_binding_key
+from segbind import Binding, Epoch, Keyring
 from tests.support import ROOT, provision_keys
 
 HEAVY = ("qemu", "broker", "browser", "slow")
@@ -42,13 +42,20 @@ def clip() -> bytes:
 
 
 @pytest.fixture(scope="session")
-def device_secret() -> bytes:
+def pairing_secret() -> bytes:
     return os.urandom(32)
 
 
 @pytest.fixture()
-def binding(device_secret: bytes) -> Binding:
-    return Binding("alice", "cam-1", 1, derive_binding_key(device_secret, "alice", "cam-1", 1))
+def epoch(pairing_secret: bytes) -> Epoch:
+    """Epoch 1 of alice's camera cam-1, shared with nobody."""
+    return Epoch.of_pairing(pairing_secret, "alice", "cam-1", 1, [])
+
+
+@pytest.fixture()
+def binding(epoch: Epoch) -> Binding:
+    """The owner's slot of that epoch: what alice's displays hold."""
+    return Binding.of_epoch(epoch)
 
 
 @pytest.fixture()

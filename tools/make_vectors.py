@@ -1,6 +1,6 @@
-"""Generate tests/vectors/segbind_v1.json by running segbind's core on real MicroPython.
+"""Generate tests/vectors/segbind_v2.json by running segbind's core on real MicroPython.
 
-    python3 tools/make_vectors.py            # (re)write tests/vectors/segbind_v1.json
+    python3 tools/make_vectors.py            # (re)write tests/vectors/segbind_v2.json
     python3 tools/make_vectors.py --check    # exit 1 unless the file matches a fresh run
     python3 tools/make_vectors.py --stdout   # print the vectors instead of writing them
 
@@ -27,7 +27,7 @@ def _h(text):
 
 def _secret(label):
     import hashlib
-    return hashlib.sha256(b"segbind/v1 test vector device secret: " + label).digest()
+    return hashlib.sha256(b"segbind/v2 test vector pairing secret: " + label).digest()
 
 
 def _ff(value):
@@ -35,7 +35,7 @@ def _ff(value):
 
 
 def _synthetic_units():
-    """Hand-made NAL units, escaped as in a bitstream: AUD, SPS, PPS, x264 SEI, IDR, filler, P."""
+    """Hand-made H.264 NAL units, escaped as in a bitstream: AUD, SPS, PPS, x264 SEI, IDR, filler, P."""
     from segbind_core.nal import escape_rbsp
     x264_uuid = _h("dc45e9bde6d948b7962cd820d923eeef")
     x264_text = b"x264 - core 164 r3108 31e19f9 - H.264/MPEG-4 AVC codec - options: cabac=1\x00"
@@ -56,110 +56,174 @@ def _synthetic_units():
     ]
 
 
-def _annexb(units, four_byte=(0, 1)):
-    """Annex-B with 4-byte start codes before the units at ``four_byte``, 3-byte elsewhere."""
+def _hevc_units():
+    """Hand-made H.265 NAL units: AUD, VPS, SPS, PPS, x265 prefix SEI, IDR_W_RADL, TRAIL_R."""
+    from segbind_core.nal import escape_rbsp
+    x265_payload = _h("2ca2de09b51747dbbb55a4fe7fc2fc4e") + b"x265 (build 199) - 3.5\x00"
+    return [
+        _h("460150"),
+        _h("40010c01ffff016000000300b0000003000003005d"),
+        _h("420101016000000300b0000003000003005da00280802d16"),
+        _h("4401c172b46240"),
+        _h("4e01") + escape_rbsp(_ff(5) + _ff(len(x265_payload)) + x265_payload + b"\x80"),
+        _h("2601") + escape_rbsp(_h("af 000000 0001 c0 000002 ee 80")),
+        _h("0201") + escape_rbsp(_h("d0 1234 000003 56 80")),
+    ]
+
+
+def _canonical(units):
+    return b"".join(b"\x00\x00\x00\x01" + u for u in units)
+
+
+def _reframed(units):
+    """The same units in another Annex-B framing: 3-byte start codes after the first,
+    two trailing zero bytes after the first (a verifier puts it back into canonical form)."""
     out = b""
     for i, unit in enumerate(units):
-        out += (b"\x00\x00\x00\x01" if i in four_byte else b"\x00\x00\x01") + unit
+        out += (b"\x00\x00\x00\x01" if i == 0 else b"\x00\x00\x01") + unit
+        if i == 0:
+            out += b"\x00\x00"
     return out
 
 
-def _segment_vector(name, comment, secret, owner, camera, epoch, tagger, units, capture_ms):
-    from segbind_core.nal import annexb_units
+def _segment_vector(name, comment, pairing, epoch, tagger, units, capture_ms, duration_ms,
+                    pictures, end=False):
+    import hashlib
+
     from segbind_core.sei import build_sei_nal
-    from segbind_core.tag import content_digest
-    buf = _annexb(units)
-    offsets = annexb_units(buf)
-    assert [bytes(buf[s:e]) for s, e in offsets] == list(units)
+    data = _canonical(units)
     stream_id, seq, link = tagger.stream_id, tagger.seq, tagger.link
-    digest = content_digest(buf, offsets)
-    tagged, tag = tagger.tag_annexb(buf, offsets, capture_ms)
+    tagged, tag = tagger.tag(data, len(units), capture_ms, duration_ms, pictures, end)
     body = tag.encode()
     return {
         "name": name,
         "comment": comment,
-        "device_secret": secret.hex(),
-        "owner": owner,
-        "camera": camera,
-        "epoch": epoch,
-        "binding_key": tagger._key.hex(),
+        "pairing_secret": pairing.hex(),
+        "owner": epoch.owner,
+        "camera": epoch.camera,
+        "epoch": epoch.epoch,
+        "shares": epoch.shares,
+        "codec": tag.codec,
         "stream_id": stream_id,
         "seq": seq,
         "capture_ms": capture_ms,
+        "duration_ms": duration_ms,
+        "pictures": pictures,
+        "end_of_stream": end,
         "link": link.hex(),
         "units": [u.hex() for u in units],
-        "segment": buf.hex(),
-        "content_digest": digest.hex(),
+        "segment": data.hex(),
+        "reframed_segment": _reframed(units).hex(),
+        "content_digest": hashlib.sha256(data).digest().hex(),
         "signed_fields": tag.signed_fields().hex(),
-        "mac": tag.mac.hex(),
+        "macs": [m.hex() for m in tag.macs],
         "tag_body": body.hex(),
-        "sei_nal": build_sei_nal(body).hex(),
+        "sei_nal": build_sei_nal(body, tag.codec).hex(),
         "tagged_segment": tagged.hex(),
     }
 
 
 def compute():
     """Every vector, computed by segbind_core on the running interpreter."""
-    from segbind_core.keys import derive_binding_key, derive_control_key
+    from segbind_core import control
+    from segbind_core.keys import Epoch, command_key, slot_key
+    from segbind_core.tag import CODEC_H265
     from segbind_core.tagger import Tagger
 
     keys = []
     key_cases = [
-        ("ascii", b"1", "alice", "cam-1", 1),
-        ("utf8_ids", b"2", "zo\u00eb", "\u30ab\u30e1\u30e9-1", 7),
-        ("32_byte_ids_max_epoch", b"3", "\u00e9" * 16, "camera-0123456789abcdef-01234567", 0xFFFFFFFF),
-        ("epoch_0_one_byte_ids", b"4", "o", "c", 0),
+        ("ascii_no_shares", b"1", "alice", "cam-1", 1, []),
+        ("utf8_ids_two_shares", b"2", "zo\u00eb", "\u30ab\u30e1\u30e9-1", 7, ["bob", "\u00e9ve"]),
+        ("32_byte_ids_max_epoch_seven_shares", b"3", "\u00e9" * 16, "camera-0123456789abcdef-01234567",
+         0xFFFFFFFF, ["s%d" % i for i in range(1, 8)]),
+        ("one_byte_ids", b"4", "o", "c", 1, ["v"]),
     ]
-    for name, label, owner, camera, epoch in key_cases:
-        secret = _secret(label)
+    for name, label, owner, camera, number, shares in key_cases:
+        pairing = _secret(label)
+        epoch = Epoch.of_pairing(pairing, owner, camera, number, shares)
         keys.append({
             "name": name,
-            "device_secret": secret.hex(),
+            "pairing_secret": pairing.hex(),
             "owner": owner,
             "camera": camera,
-            "epoch": epoch,
-            "binding_key": derive_binding_key(secret, owner, camera, epoch).hex(),
-            "control_key": derive_control_key(secret, camera).hex(),
+            "epoch": number,
+            "shares": shares,
+            "epoch_root": epoch.root.hex(),
+            "slot_keys": [slot_key(epoch.root, s, holder).hex() for s, holder in enumerate(epoch.holders())],
+            "command_key": command_key(pairing, owner, camera).hex(),
         })
 
     idr_rbsp, named = _synthetic_units()
     units = [u for _, u in named]
     segments = []
 
-    secret = _secret(b"1")
-    key = derive_binding_key(secret, "alice", "cam-1", 1)
-    tagger = Tagger(key, "alice", "cam-1", 1, 1767225600)
+    pairing = _secret(b"1")
+    epoch = Epoch.of_pairing(pairing, "alice", "cam-1", 1, ["bob"])
+    tagger = Tagger(epoch, 1767225600000)
     segments.append(_segment_vector(
-        "synthetic_segment",
+        "h264_segment",
         "AUD, SPS, PPS, x264 user-data SEI, IDR (emulation-prevention bytes), filler, P slice; "
-        "first segment of a stream (genesis link); the tag goes after the AUD",
-        secret, "alice", "cam-1", 1, tagger, units, 1767225600123))
+        "first segment of a stream (genesis link); two slots (the owner, bob); the tag goes after "
+        "the AUD", pairing, epoch, tagger, units, 1767225600123, 80, 2))
 
-    secret = _secret(b"3")
-    owner, camera, epoch = "\u00e9" * 16, "camera-0123456789abcdef-01234567", 0xFFFFFFFF
-    key = derive_binding_key(secret, owner, camera, epoch)
+    pairing = _secret(b"3")
+    epoch = Epoch.of_pairing(pairing, "\u00e9" * 16, "camera-0123456789abcdef-01234567", 0xFFFFFFFF,
+                             ["s%d" % i for i in range(1, 8)])
     top = (1 << 64) - 1
-    tagger = Tagger(key, owner, camera, epoch, top, seq=top, link=_h("0123456789abcdef"))
+    tagger = Tagger(epoch, top, seq=top, link=_h("0123456789abcdef"))
     segments.append(_segment_vector(
         "large_varints_longest_body",
-        "32-byte ids, epoch 2^32-1, stream id, seq and capture time 2^64-1 (10-byte varints): "
-        "the longest tag body, 131 bytes; no AUD, so the tag comes first",
-        secret, owner, camera, epoch, tagger, units[1:5], top))
+        "32-byte ids, epoch 2^32-1, stream id, seq and capture time 2^64-1, eight slots: the "
+        "longest tag body with four units (257 bytes; 261 at most, with 2^32-1 units); no AUD, so "
+        "the tag comes first; the end of the stream",
+        pairing, epoch, tagger, units[1:5], top, 0xFFFFFFFF, 0xFFFFFFFF, end=True))
 
-    secret = _secret(b"4")
-    key = derive_binding_key(secret, "o", "c", 0)
-    tagger = Tagger(key, "o", "c", 0, 0)
+    pairing = _secret(b"2")
+    epoch = Epoch.of_pairing(pairing, "zo\u00eb", "\u30ab\u30e1\u30e9-1", 7, ["bob"])
+    tagger = Tagger(epoch, 42, codec=CODEC_H265)
+    segments.append(_segment_vector(
+        "h265_segment",
+        "H.265: AUD, VPS, SPS, PPS, x265 prefix SEI, IDR_W_RADL, TRAIL_R; the tag is a prefix SEI "
+        "(4e 01) after the AUD", pairing, epoch, tagger, _hevc_units(), 1767225600500, 40, 1))
+
+    pairing = _secret(b"4")
+    epoch = Epoch.of_pairing(pairing, "o", "c", 1, [])
+    tagger = Tagger(epoch, 0)
     chain = [
         _segment_vector(
             "chain_segment_0",
-            "epoch, stream id, seq and capture time 0: the zero varints make the SEI need "
-            "emulation prevention",
-            secret, "o", "c", 0, tagger, units[1:5], 0),
+            "stream id, seq and capture time 0: the zero varints make the SEI need emulation "
+            "prevention", pairing, epoch, tagger, units[1:5], 0, 40, 1),
         _segment_vector(
             "chain_segment_1",
-            "the next segment of the same stream: seq 1, link = first 8 bytes of segment 0's MAC",
-            secret, "o", "c", 0, tagger, [units[0], units[6]], 40),
+            "the next segment of the same stream: seq 1, link = first 8 bytes of segment 0's digest",
+            pairing, epoch, tagger, [units[0], units[6]], 40, 40, 1),
     ]
+
+    pairing = _secret(b"1")
+    key = command_key(pairing, "alice", "cam-1")
+    rotate = {"counter": 5, "epoch": 4, "shares": ["bob", "carol"], "issued_ms": 1767225600000}
+    release = {"counter": 6, "epoch": 0, "shares": [], "issued_ms": 1767225601000}
+    result = {"counter": 5, "op": "rotate", "status": control.OK, "epoch": 4,
+              "stream_id": 1767225600000, "seq": 17, "detail": ""}
+    offer = {"expires_ms": 1767226200000}
+    for op, fields in ((control.ROTATE, rotate), (control.RELEASE, release)):
+        fields["encoded"] = control.Command(op, "cam-1", "alice", fields["counter"], fields["epoch"],
+                                            fields["shares"], fields["issued_ms"]).encode(key).hex()
+    result["encoded"] = control.Result("cam-1", "alice", result["counter"], control.ROTATE, result["status"],
+                                       result["epoch"], result["stream_id"], result["seq"],
+                                       result["detail"]).encode(key).hex()
+    offer["encoded"] = control.PairingOffer("alice", "cam-1", pairing, offer["expires_ms"]).encode().hex()
+    commands = {
+        "pairing_secret": pairing.hex(),
+        "owner": "alice",
+        "camera": "cam-1",
+        "command_key": key.hex(),
+        "rotate": rotate,
+        "release": release,
+        "result": result,
+        "pairing_offer": offer,
+    }
 
     impl = sys.implementation
     return {
@@ -174,6 +238,7 @@ def compute():
         "keys": keys,
         "segments": segments,
         "chains": [{"name": "two_segment_chain", "segments": chain}],
+        "commands": commands,
     }
 
 
@@ -196,10 +261,12 @@ def _run_on_micropython():
 
 
 _FIELD_ORDER = [
-    "name", "comment", "version", "machine", "build", "platform", "device_secret", "owner",
-    "camera", "epoch", "binding_key", "control_key", "stream_id", "seq", "capture_ms", "link",
-    "units", "segment", "content_digest", "signed_fields", "mac", "tag_body", "sei_nal",
-    "tagged_segment", "segments",
+    "name", "comment", "version", "machine", "build", "platform", "pairing_secret", "owner",
+    "camera", "epoch", "shares", "epoch_root", "slot_keys", "command_key", "codec", "stream_id",
+    "seq", "capture_ms", "duration_ms", "pictures", "end_of_stream", "link", "units", "segment",
+    "reframed_segment", "content_digest", "signed_fields", "macs", "tag_body", "sei_nal",
+    "tagged_segment", "segments", "rotate", "release", "result", "pairing_offer", "counter", "op",
+    "status", "issued_ms", "detail", "expires_ms", "encoded",
 ]
 
 
@@ -220,18 +287,20 @@ def build_document(computed, date):
         raise SystemExit("vectors must come from MicroPython, got %r" % interpreter["name"])
     doc = {
         "provenance": {
-            "description": "segbind v1 test vectors (docs/FORMAT.md): keys, content digests, tag "
-                           "bodies, SEI NAL units and tagged Annex-B segments. Hex strings; "
-                           "ids are text (UTF-8 on the wire).",
+            "description": "segbind format version 2 test vectors (docs/FORMAT.md): keys from a "
+                           "pairing secret, canonical content digests, tag bodies with slot MACs, "
+                           "SEI NAL units (H.264 and H.265), tagged Annex-B segments, commands, "
+                           "results and a pairing offer. Hex strings; ids are text (UTF-8 on the wire).",
             "generator": GENERATOR,
             "interpreter": interpreter,
             "harness": "tests/micropython/run.mjs (npm @micropython/micropython-webassembly-pyscript)",
             "date": date,
-            "checked_by": "tests/test_vectors.py (independent implementation) and "
-                          "tests/core/test_core_vectors.py (the core, on CPython and MicroPython)",
+            "checked_by": "tests/lib/test_vectors.py (an independent implementation with the "
+                          "cryptography package) and tests/core/test_core_vectors.py (the core, on "
+                          "CPython and MicroPython)",
         },
     }
-    for key in ("idr_rbsp", "keys", "segments", "chains"):
+    for key in ("idr_rbsp", "keys", "segments", "chains", "commands"):
         doc[key] = computed.pop(key)
     if computed:
         raise SystemExit("unexpected fields %s" % sorted(computed))
@@ -242,7 +311,7 @@ def main(argv):
     import datetime
     import json
     from pathlib import Path
-    out = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "segbind_v1.json"
+    out = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "segbind_v2.json"
     fresh = build_document(_run_on_micropython(), datetime.date.today().isoformat())
     text = json.dumps(fresh, indent=1, ensure_ascii=False) + "\n"
     if "--stdout" in argv:

@@ -1,19 +1,20 @@
 """The camera agent's decisions: one object fed events, returning actions (sans-I/O, like h11).
 
-``AgentCore`` holds everything the camera decides: its binding state, the
-segmenter, the tagger, the spool's policy (what is kept, dropped, sent next),
-what to publish and what to persist. It does no I/O and reads no clock: each
-event carries the time, and each call returns the actions to carry out, in
-order. The daemon (``segbind_agent.daemon``: threads, signals, paho, files),
-the fleet simulation and ``segbind tag`` all drive this one core.
+``AgentCore`` holds everything the camera decides: its pairing and binding
+state, the segmenter, the tagger, the spool's policy (what is kept, dropped,
+sent next), what to publish and what to persist. It does no I/O and reads no
+clock: each event carries the time, and each call returns the actions to carry
+out, in order. The daemon (``segbind_agent.daemon``: threads, signals, paho,
+files), the fleet simulation and ``segbind tag`` all drive this one core.
 
 Events (methods): ``start``, ``encoder_bytes``, ``encoder_unit``,
-``encoder_end``, ``command``, ``delivered``, ``connection``, ``tick``,
-``input_status``, ``stop``.
+``encoder_end``, ``pair`` and ``physical_reset`` (local, out of band),
+``command`` (the owner's, through the cloud), ``delivered``, ``connection``,
+``tick``, ``input_status``, ``stop``.
 
 Actions: ``Persist`` (write the state durably before going on), ``Store``
 and ``Delete`` (spool entries), ``Send`` (publish a spooled segment; answer
-with ``delivered``), ``Publish`` (status, events, command results), ``Log``.
+with ``delivered``), ``Publish`` (status, events, results), ``Log``.
 
 Pure code on the camera's CPython and on MicroPython (it uses only
 ``segbind_core`` and ``json``).
@@ -21,36 +22,25 @@ Pure code on the camera's CPython and on MicroPython (it uses only
 
 import hashlib
 import json
-from binascii import hexlify
+from binascii import hexlify, unhexlify
 
 from segbind_core import control, topics
-from segbind_core.keys import derive_binding_key, derive_control_key
-from segbind_core.nal import annexb_units
+from segbind_core.keys import Epoch, command_key
 from segbind_core.segment import Segment, Segmenter
 from segbind_core.tagger import Tagger
 
 try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
-    from typing import Any, Iterable, Optional, Protocol, Union
+    from typing import Any, Dict, Iterable, List, Optional, Union
 
     from segbind_core.nal import Buffer
     from segbind_core.segment import SegmentOrCut
 
     Action = Union["Persist", "Store", "Delete", "Send", "Publish", "Log"]
-
-    class Keys(Protocol):
-        """What AgentCore needs of its keys (``DeviceKeys`` has it)."""
-
-        @property
-        def control(self) -> Optional[bytes]:
-            """The control key; None where no command is accepted."""
-
-        def binding(self, owner: str, epoch: int) -> bytes:
-            """The binding key of (owner, epoch)."""
 except ImportError:
     pass
 
 STATE_KIND = "agent-state"
-STATE_VERSION = 1
+STATE_VERSION = 2
 MAX_GAPS_IN_STATUS = 8
 
 # Log levels of ``Log`` actions (the logging module's numbers).
@@ -107,28 +97,34 @@ class Log:
 # -- the binding state -------------------------------------------------------------------------
 
 class StateError(Exception):
-    """A state file that exists but cannot be trusted (corrupt, other camera)."""
+    """A state file that cannot be trusted (corrupt, another camera's, missing, rolled back)."""
 
 
 class BindingState:
-    """What the camera must never forget (the agent state file, docs/AGENT.md).
+    """What the camera must never forget (the agent's state file, docs/AGENT.md).
 
-    counter    the highest command counter accepted (replay protection)
-    owner      the owner the camera tags for, or None when unclaimed
-    epoch      the epoch it tags under (0 when unclaimed)
-    epoch_hwm  the highest epoch ever used: a new binding must be above it
-    stream_id  the id of the stream begun most recently
-    last_command, last_result   digest of the last accepted command and its
-               result (``control.Result.to_json``), to answer a redelivery the same way
+    pairing     the pairing secret P of the current claim (hex), or None when unclaimed
+    owner       the owner it tags for, or None
+    epoch, shares   the epoch in force and the accounts it is shared with (slots 1..)
+    epoch_hwm   the highest epoch ever used: a new epoch must be above it, across resets
+    counter     the highest command counter accepted in this pairing
+    stream_id   the id of the stream begun most recently
+    generation  counts every write; a monotonic counter kept apart from the file must not
+                be above it (a state restored from a backup, or deleted, is refused)
+    last_command, last_result   the last accepted command's digest and its result
+                (``control.Result.to_json``), to answer its redelivery the same way
     """
 
     def __init__(self, camera: str) -> None:
         self.camera = camera
-        self.counter = 0
+        self.pairing: Optional[str] = None
         self.owner: Optional[str] = None
         self.epoch = 0
+        self.shares: List[str] = []
         self.epoch_hwm = 0
+        self.counter = 0
         self.stream_id = 0
+        self.generation = 0
         self.last_command = ""
         self.last_result = ""
 
@@ -138,15 +134,22 @@ class BindingState:
 
     def copy(self) -> "BindingState":
         other = BindingState(self.camera)
-        for name in ("counter", "owner", "epoch", "epoch_hwm", "stream_id", "last_command",
-                     "last_result"):
+        for name in ("pairing", "owner", "epoch", "epoch_hwm", "counter", "stream_id",
+                     "generation", "last_command", "last_result"):
             setattr(other, name, getattr(self, name))
+        other.shares = list(self.shares)
         return other
 
-    def to_json(self) -> dict[str, Any]:
+    def secret(self) -> bytes:
+        if self.pairing is None:
+            raise ValueError("not paired")
+        return unhexlify(self.pairing)
+
+    def to_json(self) -> "Dict[str, Any]":
         return {"segbind": STATE_KIND, "version": STATE_VERSION, "camera": self.camera,
-                "counter": self.counter, "owner": self.owner, "epoch": self.epoch,
-                "epoch_hwm": self.epoch_hwm, "stream_id": self.stream_id,
+                "pairing": self.pairing, "owner": self.owner, "epoch": self.epoch,
+                "shares": list(self.shares), "epoch_hwm": self.epoch_hwm, "counter": self.counter,
+                "stream_id": self.stream_id, "generation": self.generation,
                 "last_command": self.last_command, "last_result": self.last_result}
 
     def encode(self) -> bytes:
@@ -162,21 +165,35 @@ class BindingState:
             raise StateError("state file belongs to camera %r" % data.get("camera"))
         state = cls(camera)
         try:
-            for name in ("counter", "epoch", "epoch_hwm", "stream_id"):
+            for name in ("epoch", "epoch_hwm", "counter", "stream_id", "generation"):
                 value = data[name]
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise StateError("%s is not a non-negative integer" % name)
                 setattr(state, name, value)
-            owner = data["owner"]
-            if owner is not None and (not isinstance(owner, str) or not owner):
-                raise StateError("owner is not a string")
-            state.owner = owner
+            owner, pairing, shares = data["owner"], data["pairing"], data["shares"]
+            if owner is not None:
+                control.check_account(owner, "owner")
+            if pairing is not None and (not isinstance(pairing, str) or len(pairing) != 64):
+                raise StateError("pairing is not 32 bytes of hex")
+            if not isinstance(shares, list) or len(shares) > 7:
+                raise StateError("shares is not a list of at most 7 accounts")
+            for share in shares:
+                control.check_account(share, "share")
+            state.owner, state.pairing, state.shares = owner, pairing, list(shares)
             state.last_command = str(data.get("last_command", ""))
             state.last_result = str(data.get("last_result", ""))
         except KeyError as exc:
             raise StateError("state file lacks %s" % exc) from None
-        if (state.owner is None) != (state.epoch == 0) or state.epoch > state.epoch_hwm:
+        except control.ControlError as exc:
+            raise StateError("state file: %s" % exc) from None
+        if ((state.owner is None) != (state.pairing is None) or (state.owner is None) != (state.epoch == 0)
+                or state.epoch > state.epoch_hwm or (state.owner is None and state.shares)):
             raise StateError("state file is inconsistent")
+        if state.pairing is not None:
+            try:
+                unhexlify(state.pairing)
+            except ValueError:
+                raise StateError("pairing is not hex") from None
         return state
 
 
@@ -312,65 +329,56 @@ class AgentSettings:
         self.health_interval_s = health_interval_s
 
 
-class DeviceKeys:
-    """The camera's keys, derived from its device secret (never stored, never logged)."""
-
-    def __init__(self, device_secret: bytes, camera: str) -> None:
-        self._secret = device_secret
-        self.camera = camera
-        self.control = derive_control_key(device_secret, camera)
-
-    def binding(self, owner: str, epoch: int) -> bytes:
-        return derive_binding_key(self._secret, owner, self.camera, epoch)
-
-
 class AgentCore:
     """One camera's decisions. Every method takes an event and returns a list of actions.
 
-    ``keys`` gives the binding key of (owner, epoch) and the control key
-    (``DeviceKeys``; ``control`` may be None where no command is accepted).
+    Keys come from the pairing secret in ``state`` (docs/FORMAT.md section 2).
+    ``fixed_epoch`` (``segbind tag``, a camera stand-in) tags with one epoch and
+    takes no pairing and no command.
     """
 
-    def __init__(self, camera: str, keys: Keys, state: BindingState,
-                 settings: Optional[AgentSettings] = None, spooled: Iterable[Entry] = (),
-                 version: str = "") -> None:
-        topics.check_topic_id(camera, "camera")
+    def __init__(self, camera: str, state: BindingState, settings: Optional[AgentSettings] = None,
+                 spooled: Iterable[Entry] = (), version: str = "",
+                 fixed_epoch: Optional[Epoch] = None) -> None:
+        control.check_account(camera, "camera")
         self.camera = camera
         self.settings = settings or AgentSettings()
         self.version = version
-        self.keys = keys
         self.state = state
+        self.fixed_epoch = fixed_epoch
         self.spool = SpoolQueue(self.settings.spool_max_bytes, self.settings.spool_max_segments,
                                 spooled)
         self.segmenter = self._new_segmenter()
         self.tagger: Optional[Tagger] = None
-        self._switch_pending = False  # the tagger follows ``state`` once the cut segment closes
+        self._end_next = False  # the next segment that closes ends the stream
+        self._switch_pending = False  # the tagger follows ``state`` once the cut takes effect
         self.connected = False
         self.counts = {"segments_in": 0, "segments_tagged": 0, "segments_delivered": 0,
-                       "segments_unclaimed": 0, "publish_refused": 0, "commands_applied": 0,
-                       "commands_refused": 0, "gaps": 0}
-        self.refused: dict[str, int] = {}  # status -> count
-        self.gaps: list[dict[str, Any]] = []  # the latest spool gaps, as dicts
-        self.input: dict[str, Any] = {"bytes": 0, "done": False, "error": None}
+                       "segments_unclaimed": 0, "segments_refused": 0, "publish_refused": 0,
+                       "commands_applied": 0, "commands_refused": 0, "gaps": 0,
+                       "pictures_dropped": 0}
+        self.refused: "Dict[str, int]" = {}  # status -> count
+        self.gaps: "List[Dict[str, Any]]" = []  # the latest spool gaps, as dicts
+        self.input: "Dict[str, Any]" = {"bytes": 0, "done": False, "error": None}
         self._started_ms = 0
         self._next_health_ms = 0
 
     def _new_segmenter(self) -> Segmenter:
-        return Segmenter(max_duration_s=self.settings.max_duration_s, fps=self.settings.fps)
+        return Segmenter(max_duration_s=self.settings.max_duration_s, fps=self.settings.fps,
+                         delimit=True)
 
     # -- the stream --------------------------------------------------------------------------
 
-    def start(self, now_ms: int, stream_id: Optional[int] = None) -> list[Action]:
+    def start(self, now_ms: int, stream_id: Optional[int] = None) -> "List[Action]":
         """The agent starts: a new stream, ordered after every earlier one (or ``stream_id``)."""
         self._started_ms = now_ms
         self._next_health_ms = now_ms + int(self.settings.health_interval_s * 1000)
         state = self.state.copy()
         state.stream_id = new_stream_id(state.stream_id, now_ms) if stream_id is None else stream_id
-        actions: list[Action] = [Persist(state, "start")]
-        self.state = state
+        actions = [self._persist(state, "start")]  # type: List[Action]
         self._make_tagger()
         if not state.claimed and len(self.spool):
-            # Only a claimed camera spools: these are a previous owner's, and a reset
+            # Only a claimed camera spools: these are a previous owner's, and a release
             # was cut short before it could delete them.
             count = len(self.spool)
             actions += self._purge()
@@ -381,97 +389,117 @@ class AgentCore:
             if state.claimed else "unclaimed: no video is tagged or published")))
         return actions
 
-    def _make_tagger(self) -> None:
-        s = self.state
-        self.tagger = (Tagger(self._binding_key(s.owner, s.epoch), s.owner, self.camera, s.epoch,
-                              s.stream_id) if s.owner is not None else None)  # claimed
+    def _persist(self, state: BindingState, crash_tag: str) -> Persist:
+        """``state`` becomes the camera's, one generation on (kept durably before anything else)."""
+        state.generation += 1
+        self.state = state
+        return Persist(state, crash_tag)
 
-    def _binding_key(self, owner: str, epoch: int) -> bytes:
-        return self.keys.binding(owner, epoch)
+    def _epoch(self) -> Optional[Epoch]:
+        """The epoch in force (its slot keys), or None when unclaimed."""
+        if self.fixed_epoch is not None:
+            return self.fixed_epoch
+        s = self.state
+        if s.owner is None:
+            return None
+        return Epoch.of_pairing(s.secret(), s.owner, self.camera, s.epoch, s.shares)
+
+    def _command_key(self) -> Optional[bytes]:
+        s = self.state
+        if self.fixed_epoch is not None or s.owner is None:
+            return None
+        return command_key(s.secret(), s.owner, self.camera)
+
+    def _make_tagger(self) -> None:
+        epoch = self._epoch()
+        self.tagger = Tagger(epoch, self.state.stream_id) if epoch is not None else None
 
     # -- video in ----------------------------------------------------------------------------
 
-    def encoder_bytes(self, data: Buffer, now_ms: int) -> list[Action]:
+    def encoder_bytes(self, data: "Buffer", now_ms: int) -> "List[Action]":
         """The encoder's next Annex-B bytes."""
         self.input["bytes"] += len(data)
         return self._segments(self.segmenter.push(data, now_ms), now_ms)
 
-    def encoder_unit(self, nal: Buffer, now_ms: int) -> list[Action]:
+    def encoder_unit(self, nal: "Buffer", now_ms: int) -> "List[Action]":
         """One NAL unit from an encoder SDK."""
         return self._segments(self.segmenter.push_unit(nal, now_ms), now_ms)
 
-    def encoder_end(self, now_ms: int) -> list[Action]:
-        """The encoder's output ended (or restarts): the last segment closes."""
+    def encoder_end(self, now_ms: int) -> "List[Action]":
+        """The encoder's output ended (or restarts): the last segment closes, and ends the stream."""
+        self._end_next = True
         actions = self._segments(self.segmenter.finish(), now_ms)
+        self._end_next = False
         self.segmenter = self._new_segmenter()
         return actions
 
-    def _segments(self, segments: list[SegmentOrCut], now_ms: int) -> list[Action]:
-        actions: list[Action] = []
-        for segment in segments:
-            # CUT, a command's instant: the tagger follows the new binding
-            if not isinstance(segment, Segment):
+    def _segments(self, segments: "List[SegmentOrCut]", now_ms: int) -> "List[Action]":
+        actions = []  # type: List[Action]
+        last = len(segments) - 1
+        while last >= 0 and not isinstance(segments[last], Segment):
+            last -= 1
+        for i, segment in enumerate(segments):
+            if not isinstance(segment, Segment):  # CUT, a command's instant
                 if self._switch_pending:
                     actions += self._switch_binding()
                 continue
             if segment.pictures:
-                actions += self._tag(segment.data, now_ms)
+                actions += self._tag(segment, now_ms, self._end_next and i == last)
             else:  # only units before the first picture (a stream cut short): nothing to show
                 actions.append(Log(WARNING, "%d bytes without a picture: not tagged"
                                    % len(segment.data)))
             actions += self._pump()
+        self.counts["pictures_dropped"] = self.segmenter.dropped_pictures
         return actions
 
-    def _switch_binding(self) -> list[Action]:
-        """Make the tagger follow the binding state (after a command's cut)."""
+    def _switch_binding(self) -> "List[Action]":
+        """Make the tagger follow the binding state (after a change's cut)."""
         self._switch_pending = False
         s = self.state
-        if s.owner is None:  # not claimed (spelled out for the type checker)
+        epoch = self._epoch()
+        if epoch is None:
             self.tagger = None
             count = len(self.spool)
             actions = self._purge()
             if count:
-                actions.append(Log(INFO, "binding cleared: %d spooled segment(s) of the old owner"
-                                   " deleted" % count))
+                actions.append(Log(INFO, "unclaimed: %d spooled segment(s) of the old owner deleted"
+                                   % count))
             return actions
         if self.tagger is None or self.tagger.stream_id != s.stream_id:
-            self._make_tagger()
+            self.tagger = Tagger(epoch, s.stream_id)
         else:
-            self.tagger.rebind(self._binding_key(s.owner, s.epoch), s.owner, s.epoch)
+            self.tagger.rebind(epoch)
         return []
 
     def _next_seq(self, closes_one_more: bool) -> int:
         """The seq of the first segment tagged under ``state``'s binding."""
         s = self.state
-        if not s.claimed:
-            return 0
-        if self.tagger is None or self.tagger.stream_id != s.stream_id:
+        if s.owner is None or self.tagger is None or self.tagger.stream_id != s.stream_id:
             return 0
         return self.tagger.seq + (1 if closes_one_more else 0)
 
-    def _tag(self, data: bytes, now_ms: int) -> list[Action]:
+    def _tag(self, segment: Segment, now_ms: int, end: bool) -> "List[Action]":
         """Tag one closed segment under the binding in force now, and spool it."""
         self.counts["segments_in"] += 1
         if self.tagger is None:
             self.counts["segments_unclaimed"] += 1
             return []
-        units = annexb_units(data)
-        if not units:
-            return []
-        try:
-            tagged, tag = self.tagger.tag_annexb(data, units, now_ms)
-        except ValueError as exc:
-            return [Log(ERROR, "segment not tagged: %s" % exc)]
+        if segment.tagged:
+            self.counts["segments_refused"] += 1
+            return [Log(ERROR, "segment not tagged: it already carries a segbind tag")]
+        capture = segment.first_ms if segment.first_ms is not None else now_ms
+        tagged, tag = self.tagger.tag(segment.data, segment.units, capture, segment.duration_ms,
+                                      segment.pictures, end)
         self.counts["segments_tagged"] += 1
         entry, evicted, gaps = self.spool.add(len(tagged), tag.stream_id, tag.seq, tag.epoch)
-        actions: list[Action] = [Delete(e.index) for e in evicted]
+        actions = [Delete(e.index) for e in evicted]  # type: List[Action]
         if entry is not None:
             actions.append(Store(entry, tagged))
         for gap in gaps:
             actions += self._gap(gap, now_ms)
         return actions
 
-    def _gap(self, gap: Gap, now_ms: int) -> list[Action]:
+    def _gap(self, gap: Gap, now_ms: int) -> "List[Action]":
         self.counts["gaps"] += 1
         info = gap.as_dict()
         self.gaps = (self.gaps + [info])[-MAX_GAPS_IN_STATUS:]
@@ -482,24 +510,24 @@ class AgentCore:
 
     # -- delivery ----------------------------------------------------------------------------
 
-    def _pump(self) -> list[Action]:
+    def _pump(self) -> "List[Action]":
         """Hand the oldest spooled segments to the MQTT client, ``publish_window`` at once."""
         if not self.connected:
             return []
         room = self.settings.publish_window - len(self.spool.inflight)
         if room <= 0:
             return []
-        actions: list[Action] = []
+        actions = []  # type: List[Action]
         for entry in self.spool.to_send(room):
             self.spool.inflight[entry.index] = True
             actions.append(Send(entry))
         return actions
 
-    def delivered(self, index: int, ok: bool, now_ms: int = 0) -> list[Action]:
+    def delivered(self, index: int, ok: bool, now_ms: int = 0) -> "List[Action]":
         """The broker acknowledged (``ok``) or refused spooled entry ``index``; or it was unreadable."""
         if self.spool.remove(index) is None:
             return []
-        actions: list[Action] = [Delete(index)]
+        actions = [Delete(index)]  # type: List[Action]
         if ok:
             self.counts["segments_delivered"] += 1
         else:
@@ -507,7 +535,7 @@ class AgentCore:
             actions.append(Log(ERROR, "spooled segment %d refused or unreadable: dropped" % index))
         return actions + self._pump()
 
-    def connection(self, up: bool, now_ms: int) -> list[Action]:
+    def connection(self, up: bool, now_ms: int) -> "List[Action]":
         """The MQTT client connected (``up``) or lost the connection."""
         self.connected = up
         if not up:
@@ -515,9 +543,9 @@ class AgentCore:
             return []
         return [self.status(now_ms)] + self._pump()
 
-    def tick(self, now_ms: int) -> list[Action]:
+    def tick(self, now_ms: int) -> "List[Action]":
         """Time passes: health status when due, and delivery."""
-        actions = []
+        actions = []  # type: List[Action]
         if now_ms >= self._next_health_ms:
             self._next_health_ms = now_ms + int(self.settings.health_interval_s * 1000)
             actions.append(self.status(now_ms))
@@ -528,19 +556,92 @@ class AgentCore:
         self.input["done"] = done
         self.input["error"] = error
 
-    # -- the control plane -------------------------------------------------------------------
+    # -- the owner's control -----------------------------------------------------------------
 
-    def command(self, payload: bytes, now_ms: int) -> list[Action]:
-        """One control message from the cloud.
+    def pair(self, offer_bytes: bytes, now_ms: int) -> "List[Action]":
+        """A pairing offer, handed over out of band (the camera read the owner's QR code).
 
-        Authenticate, check the counter, persist, cut the stream, then act;
-        every outcome is reported (result, event, status).
+        An unclaimed camera takes it: a fresh pairing secret, a new epoch above
+        every epoch it used, a new stream. Its result goes to the owner's app
+        under the new command key.
+        """
+        try:
+            offer = control.decode_pairing(offer_bytes)
+        except control.ControlError as exc:
+            return self._refused_locally("pairing", exc.reason, str(exc), now_ms)
+        if offer.camera != self.camera:
+            return self._refused_locally("pairing", control.WRONG_CAMERA,
+                                         "an offer for camera %r" % offer.camera, now_ms)
+        key = command_key(offer.secret, offer.owner, self.camera)
+        status, detail = control.OK, ""
+        if self.fixed_epoch is not None or self.state.claimed:
+            status, detail = control.ALREADY_CLAIMED, "claimed: release or reset it first"
+        elif now_ms > offer.expires_ms:
+            status, detail = control.EXPIRED, "the offer expired at %d" % offer.expires_ms
+        if status != control.OK:
+            self._count_refusal(status)
+            return [Log(WARNING, "pairing refused: %s (%s)" % (status, detail)),
+                    self._event("pairing_refused", {"status": status, "detail": detail}, now_ms),
+                    Publish(topics.CTL_RESULT, control.Result(
+                        self.camera, offer.owner, 0, control.PAIR, status, self.state.epoch,
+                        self.state.stream_id, 0, detail).encode(key))]
+        new = self.state.copy()
+        new.pairing = hexlify(offer.secret).decode()
+        new.owner, new.shares, new.counter = offer.owner, [], 0
+        new.epoch = new.epoch_hwm = new.epoch_hwm + 1
+        new.stream_id = new_stream_id(new.stream_id, now_ms)
+        result = control.Result(self.camera, offer.owner, 0, control.PAIR, control.OK, new.epoch,
+                                new.stream_id, 0, "")
+        new.last_command, new.last_result = "", ""
+        actions = [self._persist(new, "pair")]  # type: List[Action]
+        actions += self._change(control.PAIR, now_ms)
+        self.counts["commands_applied"] += 1
+        actions.append(Log(INFO, "paired with owner %s: epoch %d, stream %d"
+                           % (new.owner, new.epoch, new.stream_id)))
+        actions.append(Publish(topics.CTL_RESULT, result.encode(key)))
+        actions.append(self.status(now_ms))
+        return actions + self._pump()
+
+    def physical_reset(self, now_ms: int) -> "List[Action]":
+        """The reset button: the binding and the pairing are forgotten, as by a release."""
+        if not self.state.claimed:
+            return [Log(INFO, "reset: the camera is not claimed")]
+        new = self._released()
+        actions = [self._persist(new, "reset")]  # type: List[Action]
+        actions += self._change(control.RELEASE, now_ms)
+        actions.append(Log(INFO, "reset by its button: no owner, waiting for a pairing"))
+        actions.append(self._event("reset", {}, now_ms))
+        actions.append(self.status(now_ms))
+        return actions
+
+    def _released(self) -> BindingState:
+        new = self.state.copy()
+        new.pairing, new.owner, new.epoch, new.shares, new.counter = None, None, 0, [], 0
+        new.last_command, new.last_result = "", ""
+        return new
+
+    def _change(self, op: int, now_ms: int) -> "List[Action]":
+        """The binding changes at this instant. A rotation (the same owner) closes the segment
+        in progress, tagged for the epoch it was captured under. A pairing, a release or a reset
+        drops the pictures in progress, and the new binding's video starts at the next random
+        access point: nothing captured before a change of owner is tagged, for the old owner
+        or the new."""
+        self._switch_pending = True
+        return self._segments(self.segmenter.cut(fresh_start=op != control.ROTATE), now_ms)
+
+    def command(self, payload: bytes, now_ms: int) -> "List[Action]":
+        """One command from the owner (through the cloud): authenticate, check, persist, act.
+
+        Every outcome is reported: a result under the command key, an event, the status.
         """
         digest = hexlify(hashlib.sha256(payload).digest()[:16]).decode()
-        if self.keys.control is None:
-            return [Log(WARNING, "a control message arrived, but this tagger takes no commands")]
+        key = self._command_key()
+        if key is None:
+            return self._refused_locally("command", control.NOT_CLAIMED,
+                                         "no pairing: commands are not accepted", now_ms)
+        state = self.state
         try:
-            cmd = control.open_command(self.keys.control, self.camera, payload)
+            cmd = control.open_command(key, self.camera, payload)
         except control.ControlError as exc:
             counter, op = 0, 0
             try:
@@ -548,122 +649,105 @@ class AgentCore:
                 counter, op = parsed.counter, parsed.op
             except control.ControlError:
                 pass
-            return self._refuse(exc.reason, str(exc), counter, op, now_ms)
-        state = self.state
+            return self._refuse(exc.reason, str(exc), counter, op, key, now_ms)
         if cmd.counter <= state.counter:
             if cmd.counter == state.counter and digest == state.last_command and state.last_result:
-                # QoS-1 redelivery of the command accepted last (the agent died before acking it)
+                # A QoS-1 redelivery of the command accepted last (the agent died before acking it)
                 again = control.Result.from_json(json.loads(state.last_result))
                 if again.status == control.OK:
                     again.status = control.ALREADY_APPLIED
-                return [self._result(again),
+                return [Publish(topics.CTL_RESULT, again.encode(key)),
                         Log(INFO, "command %s #%d delivered again: already applied"
                             % (cmd.name, cmd.counter))]
             return self._refuse(control.REPLAY, "counter %d is not above %d"
-                                % (cmd.counter, state.counter), cmd.counter, cmd.op, now_ms)
-        new = state.copy()
+                                % (cmd.counter, state.counter), cmd.counter, cmd.op, key, now_ms)
+        status, detail = control.OK, ""
+        if cmd.owner != state.owner:
+            status, detail = control.OWNER_MISMATCH, "a command naming owner %r" % cmd.owner
+        elif cmd.op == control.ROTATE and cmd.epoch <= state.epoch_hwm:
+            status, detail = control.STALE_EPOCH, "epoch %d is not above %d" % (cmd.epoch,
+                                                                               state.epoch_hwm)
+        if status == control.OK and cmd.op == control.ROTATE:
+            new = state.copy()
+            new.epoch = new.epoch_hwm = cmd.epoch
+            new.shares = list(cmd.shares)
+        elif status == control.OK:
+            new = self._released()
+        else:
+            new = state.copy()
         new.counter = cmd.counter
         new.last_command = digest
-        status, detail = self._plan(cmd, new)
-        if status == control.OK and cmd.op == control.CLAIM:
-            new.stream_id = new_stream_id(new.stream_id, now_ms)
-        now_cut: list[SegmentOrCut] = []
+        closes_one_more = cmd.op == control.ROTATE and self.segmenter.in_progress
+        result = control.Result(self.camera, state.owner or "", cmd.counter, cmd.op, status,
+                                new.epoch, new.stream_id, 0, detail)
+        actions = []  # type: List[Action]
         if status == control.OK:
-            # The command takes effect at this instant. A rotation (same owner) closes the
-            # segment in progress, tagged for the epoch it was captured under. A claim,
-            # transfer or reset drops the pictures in progress, and the new binding's
-            # video starts at the next random access point: nothing captured before a
-            # change of owner is ever tagged, for the old owner or the new.
-            now_cut = self.segmenter.cut(fresh_start=cmd.op != control.ROTATE)
-        closes_one_more = self.segmenter.cut_pending and cmd.op == control.ROTATE
-        self.state = new
-        result = control.Result(self.camera, cmd.counter, cmd.op, status, new.owner or "",
-                                new.epoch, new.stream_id, self._next_seq(closes_one_more), detail)
-        new.last_result = json.dumps(result.to_json())
-        # The counter is durable before anything is done.
-        actions: list[Action] = [Persist(new, "ctl")]
-        if status == control.OK:
-            self._switch_pending = True  # at the cut: now, or where the segmenter says
-            actions += self._segments(now_cut, now_ms)
+            result.seq = self._next_seq(closes_one_more) if cmd.op == control.ROTATE else 0
+            new.last_result = json.dumps(result.to_json()) if cmd.op == control.ROTATE else ""
+            actions.append(self._persist(new, "ctl"))  # the counter is durable before anything
+            actions += self._change(cmd.op, now_ms)
             self.counts["commands_applied"] += 1
-            if new.claimed:
-                actions.append(Log(INFO, "command %s #%d applied: owner %s, epoch %d, from stream %d"
-                                   " seq %d" % (cmd.name, cmd.counter, new.owner, new.epoch,
-                                                new.stream_id, result.seq)))
-            else:
-                actions.append(Log(INFO, "command %s #%d applied: binding cleared, no video is"
-                                   " tagged" % (cmd.name, cmd.counter)))
+            actions.append(Log(INFO, "command %s #%d applied: %s" % (
+                cmd.name, cmd.counter, "epoch %d shared with %s, from seq %d" % (
+                    new.epoch, ", ".join(new.shares) or "nobody", result.seq)
+                if cmd.op == control.ROTATE else "released: no owner, waiting for a pairing")))
         else:
+            new.last_result = json.dumps(result.to_json())
+            actions.append(self._persist(new, "ctl"))
             self._count_refusal(status)
             actions.append(Log(WARNING, "command %s #%d refused: %s (%s)"
                                % (cmd.name, cmd.counter, status, detail)))
             actions.append(self._event("command_refused", {
                 "status": status, "counter": cmd.counter, "command": cmd.name, "detail": detail},
                 now_ms))
-        actions.append(self._result(result))
+        actions.append(Publish(topics.CTL_RESULT, result.encode(key)))
         actions.append(self.status(now_ms))
         return actions + self._pump()
 
-    def _plan(self, cmd: control.Command, new: BindingState) -> tuple[str, str]:
-        """(status, detail); on OK, ``new`` holds the binding after the command."""
-        if cmd.op == control.CLAIM:
-            if new.claimed:
-                return control.ALREADY_CLAIMED, "claimed by another owner or epoch"
-        elif cmd.op in (control.ROTATE, control.TRANSFER):
-            if not new.claimed:
-                return control.NOT_CLAIMED, "camera is not claimed"
-            if cmd.op == control.ROTATE and cmd.owner != new.owner:
-                return control.OWNER_MISMATCH, "rotate names another owner"
-        elif cmd.op == control.RESET:
-            new.owner, new.epoch = None, 0
-            return control.OK, "binding cleared"
-        if cmd.epoch <= new.epoch_hwm:
-            return control.STALE_EPOCH, "epoch %d is not above %d" % (cmd.epoch, new.epoch_hwm)
-        new.owner, new.epoch, new.epoch_hwm = cmd.owner, cmd.epoch, cmd.epoch
-        return control.OK, ""
-
-    def _purge(self) -> list[Action]:
+    def _purge(self) -> "List[Action]":
         """Drop every spooled segment (nothing of an old owner stays on the camera)."""
-        actions: list[Action] = [Delete(e.index) for e in self.spool.entries]
+        actions = [Delete(e.index) for e in self.spool.entries]  # type: List[Action]
         self.spool.entries = []
         self.spool.inflight = {}
         self.spool.bytes = 0
         return actions
 
-    def _refuse(self, status: str, detail: str, counter: int, op: int,
-                now_ms: int) -> list[Action]:
+    def _refuse(self, status: str, detail: str, counter: int, op: int, key: bytes,
+                now_ms: int) -> "List[Action]":
         self._count_refusal(status)
         s = self.state
-        result = control.Result(self.camera, counter, op if 0 <= op <= 255 else 0, status,
-                                s.owner or "", s.epoch, s.stream_id,
+        result = control.Result(self.camera, s.owner or "", counter, op if 0 <= op <= 255 else 0,
+                                status, s.epoch, s.stream_id,
                                 self.tagger.seq if self.tagger else 0, detail)
         return [Log(WARNING, "command refused: %s (%s)" % (status, detail)),
                 self._event("command_refused", {"status": status, "counter": counter,
                                                 "command": control.OP_NAMES.get(op, "unknown"),
                                                 "detail": detail}, now_ms),
-                self._result(result)]
+                Publish(topics.CTL_RESULT, result.encode(key))]
+
+    def _refused_locally(self, what: str, status: str, detail: str, now_ms: int) -> "List[Action]":
+        """A refusal no result can carry (no key to authenticate it): an event and a log line."""
+        self._count_refusal(status)
+        return [Log(WARNING, "%s refused: %s (%s)" % (what, status, detail)),
+                self._event(what + "_refused", {"status": status, "detail": detail}, now_ms)]
 
     def _count_refusal(self, status: str) -> None:
         self.counts["commands_refused"] += 1
         self.refused[status] = self.refused.get(status, 0) + 1
-
-    def _result(self, result: control.Result) -> Publish:
-        key = self.keys.control
-        assert key is not None  # ``command`` answers only when there is a control key
-        return Publish(topics.CTL_RESULT, result.encode(key))
 
     # -- status and events -------------------------------------------------------------------
 
     def status_json(self, state: str, now_ms: int, reason: str = "") -> bytes:
         """The retained status; ``state`` "offline" with reason "connection lost" is the will."""
         s = self.state
-        body = {"camera": self.camera, "state": state, "agent": self.version, "time_ms": now_ms}
+        body = {"camera": self.camera, "state": state, "agent": self.version,
+                "time_ms": now_ms}  # type: Dict[str, Any]
         if reason:
             body["reason"] = reason
         if state != "offline" or reason != "connection lost":
             body.update({
-                "claimed": s.claimed, "owner": s.owner, "epoch": s.epoch, "epoch_hwm": s.epoch_hwm,
-                "counter": s.counter, "stream_id": s.stream_id,
+                "claimed": s.claimed, "owner": s.owner, "epoch": s.epoch, "shares": list(s.shares),
+                "epoch_hwm": s.epoch_hwm, "counter": s.counter, "stream_id": s.stream_id,
                 "next_seq": self.tagger.seq if self.tagger else None,
                 "uptime_s": round((now_ms - self._started_ms) / 1000.0, 1),
                 "counts": dict(self.counts), "commands_refused": dict(self.refused),
@@ -675,13 +759,13 @@ class AgentCore:
     def status(self, now_ms: int, state: str = "online", reason: str = "") -> Publish:
         return Publish(topics.STATUS, self.status_json(state, now_ms, reason), retain=True)
 
-    def _event(self, name: str, info: dict[str, Any], now_ms: int) -> Publish:
+    def _event(self, name: str, info: "Dict[str, Any]", now_ms: int) -> Publish:
         body = dict(info)
         body["event"] = name
         body["camera"] = self.camera
         body["time_ms"] = now_ms
         return Publish(topics.EVENT, json.dumps(body).encode("utf-8"))
 
-    def stop(self, now_ms: int) -> list[Action]:
-        """Stopping: tag what the encoder sent so far."""
+    def stop(self, now_ms: int) -> "List[Action]":
+        """Stopping: tag what the encoder sent so far; the stream ends cleanly."""
         return self.encoder_end(now_ms)

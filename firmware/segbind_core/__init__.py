@@ -5,6 +5,6 @@ MicroPython 1.22+. The verifier library (``segbind``) builds on it, so the
 format exists in one place.
 """
 
-__version__ = "0.1.0"  # the one place segbind's version is written (pyproject reads it)
+__version__ = "0.2.0"  # the one place segbind's version is written (pyproject reads it)
 
 FORMAT_VERSION = 1

@@ -99,12 +99,13 @@ class MacKey:
     def mac(self, *parts: Buffer) -> bytes:
         """HMAC-SHA256(key, the parts concatenated)."""
         if self._copyable:
-            inner = getattr(self._inner, "copy")()
+            inner = self._inner.copy()
             for part in parts:
                 inner.update(part)
-            outer = getattr(self._outer, "copy")()
+            outer = self._outer.copy()
             outer.update(inner.digest())
-            return outer.digest()
+            digest: bytes = outer.digest()
+            return digest
         inner = hashlib.sha256(self._ipad)
         for part in parts:
             inner.update(part)

@@ -1,12 +1,10 @@
-"""NAL unit framing: Annex-B scanning, length-prefixed framing, emulation prevention.
+"""NAL unit framing: Annex-B scanning and emulation prevention.
 
 Codec-neutral: what a NAL unit means is the codec module's business
 (``segbind_core.h264``). NAL units are handled as (start, end) offsets into
 one buffer, so nothing is copied while scanning; callers slice a
 ``memoryview`` when they need bytes.
 """
-
-from struct import unpack_from as _unpack_from
 
 try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
     from typing import Any, Callable, Iterable, Iterator, Optional, Union
@@ -72,30 +70,6 @@ def leading_garbage(buf: Union[bytes, bytearray]) -> bool:
         if buf[i] != 0:
             return True
     return False
-
-
-def length_prefixed_units(buf: Buffer, length_size: int = 4) -> list[tuple[int, int]]:
-    """Offsets of each NAL unit in length-prefixed (MP4 'avcC') framing.
-
-    Raises ValueError when a length runs past the end of the buffer.
-    """
-    units = []
-    pos = 0
-    end = len(buf)
-    unpack = _unpack_from
-    while pos < end:
-        if pos + length_size > end:
-            raise ValueError("truncated NAL length prefix")
-        if length_size == 4:
-            size = unpack(">I", buf, pos)[0]
-        else:
-            size = int.from_bytes(bytes(buf[pos:pos + length_size]), "big")
-        pos += length_size
-        if size == 0 or pos + size > end:
-            raise ValueError("NAL length runs past the end of the sample")
-        units.append((pos, pos + size))
-        pos += size
-    return units
 
 
 def to_annexb(units: Iterable[Buffer]) -> bytes:

@@ -198,11 +198,16 @@ class Segmenter:
         """
         self._cut_from = self._scanner.begun
         self._cut_fresh = self._cut_fresh or fresh_start
-        incomplete = self._scanner.pending
-        if self._seg_has_vcl or (incomplete is not None and is_vcl(incomplete & 0x1F)):
+        if self.in_progress:
             return []
         self._cut_takes_effect()
         return self._take_out()
+
+    @property
+    def in_progress(self) -> bool:
+        """True while pictures wait in a segment not closed yet (or in a unit not complete)."""
+        incomplete = self._scanner.pending
+        return self._seg_has_vcl or (incomplete is not None and is_vcl(incomplete & 0x1F))
 
     @property
     def cut_pending(self) -> bool:

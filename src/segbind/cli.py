@@ -14,11 +14,12 @@ import sys
 import time
 from typing import IO, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
+from segbind_core import __version__
 from segbind_core.device import DeviceFileError, device_json, parse_device
-from segbind_core.keys import KEY_SIZE, derive_binding_key
+from segbind_core.keys import KEY_SIZE, Epoch
 
 from .errors import InputError, InvalidSegment, SegbindError
-from .keyring import Binding, Keyring, read_json, write_json
+from .keyring import Binding, EpochFile, Keyring, read_json, write_json
 from .read import (
     ANNEXB,
     HLS,
@@ -33,7 +34,7 @@ from .read import (
 )
 from .read import NAMES as CONTAINER_NAMES
 from .verdict import Verdict
-from .verifier import StreamVerifier, TimeWindow, find_tag
+from .verifier import Authenticator, StreamVerifier, TimeWindow
 from .write import write_hls
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -85,25 +86,58 @@ def cmd_keys_device(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_keys_bind(args: argparse.Namespace) -> int:
-    device_id, secret = _load_device(args.device)
+def cmd_keys_pair(args: argparse.Namespace) -> int:
+    """The owner's side of a claim: a fresh pairing secret (what the app hands the camera)."""
     try:
-        key = derive_binding_key(secret, args.owner, device_id, args.epoch)
+        Epoch.of_pairing(bytes(KEY_SIZE), args.owner, args.camera, 1, [])  # validates the ids
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    Binding(args.owner, device_id, args.epoch, key).save(args.out)
-    print("wrote binding %s/%s epoch %d to %s" % (args.owner, device_id, args.epoch, args.out),
+    data: Dict[str, Any] = {"segbind": "pairing", "version": 2, "owner": args.owner,
+                            "camera": args.camera, "secret": os.urandom(KEY_SIZE).hex()}
+    if args.test_only:
+        data["test_only"] = True
+    write_json(args.out, data)
+    print("wrote a pairing of %s with %s to %s (keep it private)" % (args.camera, args.owner, args.out),
           file=sys.stderr)
     return EXIT_OK
 
 
+def _load_pairing(path: str) -> Tuple[str, str, bytes]:
+    data = read_json(path, "pairing")
+    owner, camera, secret = data.get("owner"), data.get("camera"), data.get("secret")
+    if not isinstance(owner, str) or not isinstance(camera, str) or not isinstance(secret, str):
+        raise CliError("%s: owner, camera and secret are required" % path)
+    try:
+        raw = bytes.fromhex(secret)
+    except ValueError:
+        raise CliError("%s: secret is not valid hex" % path) from None
+    if len(raw) != KEY_SIZE:
+        raise CliError("%s: secret must be %d bytes" % (path, KEY_SIZE))
+    return owner, camera, raw
+
+
+def cmd_keys_epoch(args: argparse.Namespace) -> int:
+    owner, camera, secret = _load_pairing(args.pairing)
+    try:
+        epoch = Epoch.of_pairing(secret, owner, camera, args.epoch, args.share or [])
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    EpochFile.save(epoch, args.out)
+    print("wrote epoch %d of %s/%s (%d slot(s)) to %s" % (args.epoch, owner, camera,
+                                                          len(epoch.holders()), args.out), file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_keys_grant(args: argparse.Namespace) -> int:
-    binding = Binding.load(args.binding)
+    epoch = EpochFile.load(args.epoch)
+    binding = Binding.of_epoch(epoch, args.holder)
     ring = Keyring.load(args.keyring) if os.path.exists(args.keyring) else Keyring()
     ring.grant(binding)
     ring.save(args.keyring)
-    print("granted %s/%s epoch %d in %s (%d grants)"
-          % (binding.owner, binding.camera, binding.epoch, args.keyring, len(ring)), file=sys.stderr)
+    print("granted %s slot %d of %s/%s epoch %d in %s (%d grants)"
+          % (epoch.holders()[binding.slot], binding.slot, epoch.owner, epoch.camera, epoch.epoch,
+             args.keyring, len(ring)),
+          file=sys.stderr)
     return EXIT_OK
 
 
@@ -167,36 +201,19 @@ def _open_annexb(path: str, purpose: str) -> Tuple[IO[bytes], str, bytes]:
     return src, name, head
 
 
-class _BindingFileKeys:
-    """The keys ``segbind tag`` has: one binding's, and no control key (it takes no commands)."""
-
-    control = None
-
-    def __init__(self, binding: Binding) -> None:
-        self._binding = binding
-
-    def binding(self, owner: str, epoch: int) -> bytes:
-        b = self._binding
-        if (owner, epoch) != (b.owner, b.epoch):
-            raise ValueError("no key for owner %r epoch %d" % (owner, epoch))
-        return b.key
-
-
 def cmd_tag(args: argparse.Namespace) -> int:
     """Tag an Annex-B stream as it arrives, with the camera agent's own core (segbind_agent.core):
     each segment is written as soon as it closes."""
     from segbind_agent.core import ERROR, AgentCore, AgentSettings, BindingState, Log, Send, Store
 
-    binding = Binding.load(args.binding)
+    epoch = EpochFile.load(args.epoch)
     if not args.max_duration > 0 or (args.fps is not None and not args.fps > 0):
         raise CliError("--max-duration and --fps must be positive")
-    state = BindingState(binding.camera)
-    state.owner, state.epoch, state.epoch_hwm = binding.owner, binding.epoch, binding.epoch
     try:
-        core = AgentCore(binding.camera, _BindingFileKeys(binding), state, AgentSettings(
+        core = AgentCore(epoch.camera, BindingState(epoch.camera), AgentSettings(
             max_duration_s=args.max_duration, fps=args.fps, spool_max_bytes=1 << 40,
-            spool_max_segments=1 << 30, publish_window=1))
-    except ValueError as exc:
+            spool_max_segments=1 << 30, publish_window=1), fixed_epoch=epoch)
+    except (ValueError, SegbindError) as exc:
         raise CliError(str(exc)) from None
     src, name, head = _open_annexb(args.input, "segbind tag reads H.264 Annex-B, as encoders write it")
     try:
@@ -244,24 +261,24 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _segments(paths: Sequence[str]) -> Iterator[Segment]:
-    """Each tagged segment of the input, whatever its container (decided by content).
+def _segments(paths: Sequence[str], video_only: bool = False) -> Iterator[Segment]:
+    """Each tagged segment of the input, as it is read, whatever its container (decided by content).
 
     Several files are read as one stream, in order: an fMP4 init segment then its
-    media segments, MPEG-TS segments, or Annex-B pieces.
+    media segments, MPEG-TS segments, or Annex-B pieces. Annex-B (files or
+    stdin) is read a piece at a time: each segment comes out as soon as it ends.
     """
     if "-" in paths and len(paths) > 1:
         raise CliError("stdin (-) cannot be combined with files")
     if paths == ["-"]:
-        data = sys.stdin.buffer.read()
-        if not data:
-            raise CliError("stdin: no input")
-        kind = _kind_of(data[:SNIFF_BYTES], "stdin")
+        src = sys.stdin.buffer
+        head = _read_head(src, "stdin")
+        kind = _kind_of(head[:SNIFF_BYTES], "stdin")
         if kind == ANNEXB:
-            return annexb_segments(data)
+            return annexb_segments(_chained(head, src, "stdin"), "stdin")
         if kind == HLS:
             raise CliError("stdin: an HLS playlist must be read from a file (its segments are relative to it)")
-        return container_segments(io.BytesIO(data), kind, "stdin")
+        return container_segments(_Prefixed(head, src), kind, "stdin", video_only=video_only)
     heads = []
     for path in paths:
         src, name = _open_source(path)
@@ -273,16 +290,60 @@ def _segments(paths: Sequence[str]) -> Iterator[Segment]:
     if kind == HLS:
         if len(paths) > 1:
             raise CliError("give one HLS playlist at a time")
-        return hls_segments(paths[0])
+        return hls_segments(paths[0], video_only=video_only)
     if kind == MP4 and heads[0][4:8] in (b"styp", b"moof", b"sidx"):
         raise CliError("%s: a fragmented MP4 media segment without its init segment; give the init "
                        "segment first (segbind verify init.mp4 seg1.m4s ...) or the .m3u8" % paths[0])
     if kind == ANNEXB:
-        data = b"".join(_read_input(path) for path in paths)
-        return annexb_segments(data)
+        return annexb_segments(_files_in_pieces(paths), paths[0])
     if len(paths) == 1:
-        return container_segments(paths[0], kind, paths[0])
-    return container_segments(ConcatReader([(path, 0, None) for path in paths]), kind, paths[0])
+        return container_segments(paths[0], kind, paths[0], video_only=video_only)
+    return container_segments(ConcatReader([(path, 0, None) for path in paths]), kind, paths[0],
+                              video_only=video_only)
+
+
+def _chained(head: bytes, src: IO[bytes], name: str) -> Iterator[bytes]:
+    yield head
+    while True:
+        piece = _read_some(src, name)
+        if not piece:
+            return
+        yield piece
+
+
+def _files_in_pieces(paths: Sequence[str]) -> Iterator[bytes]:
+    for path in paths:
+        src, name = _open_source(path)
+        try:
+            while True:
+                piece = _read_some(src, name)
+                if not piece:
+                    break
+                yield piece
+        finally:
+            src.close()
+
+
+class _Prefixed(io.RawIOBase):
+    """A non-seekable binary stream whose first bytes were already read (stdin, sniffed)."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        super().__init__()
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(b))
+        b[:len(data)] = data
+        return len(data)
 
 
 def _describe(index: int, verdict: Verdict) -> str:
@@ -300,20 +361,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
     window = None
     if args.max_age is not None or args.max_future is not None:
         window = TimeWindow(args.max_age, args.max_future)
-    verifier = StreamVerifier(keyring, window=window, camera=args.camera)
+    verifier = StreamVerifier(keyring, window=window, camera=args.camera, recording=args.recording)
     counts: Dict[str, int] = {}
     worst = EXIT_OK
-    for index, segment in enumerate(_segments(args.files)):
-        verdict = segment.verify(verifier)
-        if verifier.camera is None and not args.any_camera and verdict.accepted and verdict.tag:
-            verifier.camera = verdict.tag.camera  # a file is one camera's stream
+
+    def report(index: int, verdict: Verdict) -> None:
+        nonlocal worst
         counts[verdict.reason.value] = counts.get(verdict.reason.value, 0) + 1
         if not verdict.accepted:
             worst = EXIT_REFUSED
         if args.json:
-            print(json.dumps(dict(verdict.as_dict(), segment=index), sort_keys=True))
+            print(json.dumps(dict(verdict.as_dict(), segment=index), sort_keys=True), flush=True)
         else:
-            print(_describe(index, verdict))
+            print(_describe(index, verdict), flush=True)
+
+    index = -1
+    for index, segment in enumerate(_segments(args.files, args.video_only)):
+        verdict = segment.verify(verifier)
+        if verifier.camera is None and not args.any_camera and verdict.accepted and verdict.tag:
+            verifier.camera = verdict.tag.camera  # a file is one camera's stream
+        report(index, verdict)
+    final = verifier.finish()
+    if final is not None:
+        report(index + 1, final)
     summary = ", ".join("%d %s" % (n, r) for r, n in sorted(counts.items()))
     if args.json:
         print(json.dumps({"summary": counts, "ok": worst == EXIT_OK}, sort_keys=True))
@@ -323,33 +393,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    reader = Authenticator(Keyring())  # reads tags; holds no key
     for index, segment in enumerate(_segments(args.files)):
-        buf, units = segment.buf, segment.units
         try:
-            tag, _signed, covered = find_tag(buf, units)
+            tag, _signed = reader.tag_of(segment.canonical())
             entry: Dict[str, Any] = {"segment": index, "tag": {
-                "version": tag.version, "alg": tag.alg, "owner": tag.owner, "camera": tag.camera,
-                "epoch": tag.epoch, "stream_id": tag.stream_id, "seq": tag.seq,
-                "capture_ms": tag.capture_ms, "link": tag.link.hex(), "mac": tag.mac.hex()},
-                "nal_units": len(covered) + 1}
+                "version": tag.version, "alg": tag.alg, "codec": tag.codec, "owner": tag.owner,
+                "camera": tag.camera, "epoch": tag.epoch, "stream_id": tag.stream_id, "seq": tag.seq,
+                "capture_ms": tag.capture_ms, "duration_ms": tag.duration_ms,
+                "pictures": tag.pictures, "units": tag.units, "end_of_stream": tag.end_of_stream,
+                "link": tag.link.hex(), "slots": tag.slots, "macs": [m.hex() for m in tag.macs]},
+                "nal_units": len(segment.units)}
         except InvalidSegment as exc:
             entry = {"segment": index, "tag": None, "problem": exc.reason.value,
-                     "detail": exc.detail, "nal_units": len(units)}
+                     "detail": exc.detail, "nal_units": len(segment.units)}
         if args.json:
-            print(json.dumps(entry, sort_keys=True))
+            print(json.dumps(entry, sort_keys=True), flush=True)
         elif entry["tag"] is None:
-            print("segment %d: %s (%s)" % (index, entry["problem"], entry["detail"]))
+            print("segment %d: %s (%s)" % (index, entry["problem"], entry["detail"]), flush=True)
         else:
             t = entry["tag"]
-            print("segment %d: v%d camera %s owner %s epoch %d stream %d seq %d capture_ms %d mac %s"
-                  % (index, t["version"], t["camera"], t["owner"], t["epoch"], t["stream_id"],
-                     t["seq"], t["capture_ms"], t["mac"]))
+            print("segment %d: v%d camera %s owner %s epoch %d stream %d seq %d capture_ms %d "
+                  "%d pictures %d ms%s, %d slot(s)" % (
+                      index, t["version"], t["camera"], t["owner"], t["epoch"], t["stream_id"], t["seq"],
+                      t["capture_ms"], t["pictures"], t["duration_ms"],
+                      ", end of stream" if t["end_of_stream"] else "", t["slots"]), flush=True)
     return EXIT_OK
 
 
 def cmd_hls(args: argparse.Namespace) -> int:
     from segbind_core.nal import annexb_units
-    from segbind_core.sei import is_segbind_sei
+    from segbind_core.sei import tag_codec
 
     if not args.segment_duration > 0 or (args.fps is not None and not args.fps > 0):
         raise CliError("--segment-duration and --fps must be positive")
@@ -361,7 +435,7 @@ def cmd_hls(args: argparse.Namespace) -> int:
                 break
             head += chunk
         view = memoryview(head)
-        if not any(is_segbind_sei(view[s:e]) for s, e in annexb_units(head)):
+        if not any(tag_codec(view[s:e]) for s, e in annexb_units(head)):
             raise CliError("%s: carries no segbind tag (tag it first: segbind tag)" % name)
         if src is sys.stdin.buffer:
             source = io.BytesIO(head + src.read())
@@ -393,10 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="segbind",
         description="Bind camera video to its owner: tag H.264 segments on the camera, "
                     "refuse every segment not bound to the viewer.")
+    parser.add_argument("--version", action="version",
+                        version="segbind %s (format version 2)" % __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    keys = sub.add_parser("keys", help="provision device secrets, bindings and keyrings")
+    keys = sub.add_parser("keys", help="device secrets, pairings, epochs and keyrings (files)")
     ksub = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND")
     ksub.required = True
     p = ksub.add_parser("device", help="factory: make a new device secret for a camera")
@@ -404,19 +480,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DEVICE.json")
     p.add_argument("--test-only", action="store_true", help="mark the secret as test material")
     p.set_defaults(func=cmd_keys_device)
-    p = ksub.add_parser("bind", help="derive the binding key of (owner, camera, epoch)")
-    p.add_argument("--device", required=True, metavar="DEVICE.json")
+    p = ksub.add_parser("pair", help="the owner: a fresh pairing secret for a camera (a claim)")
     p.add_argument("--owner", required=True, metavar="ACCOUNT", help="owner account id (1-32 bytes)")
-    p.add_argument("--epoch", type=int, default=1, help="binding epoch (default 1)")
-    p.add_argument("--out", required=True, metavar="BINDING.json")
-    p.set_defaults(func=cmd_keys_bind)
-    p = ksub.add_parser("grant", help="add a binding to a viewer's keyring (created if missing)")
-    p.add_argument("--binding", required=True, metavar="BINDING.json")
+    p.add_argument("--camera", required=True, metavar="CAMERA", help="the camera's id")
+    p.add_argument("--out", required=True, metavar="PAIRING.json")
+    p.add_argument("--test-only", action="store_true", help="mark the secret as test material")
+    p.set_defaults(func=cmd_keys_pair)
+    p = ksub.add_parser("epoch", help="the owner: one epoch's keys, for segbind tag (a camera stand-in)")
+    p.add_argument("--pairing", required=True, metavar="PAIRING.json")
+    p.add_argument("--epoch", type=int, default=1, help="the epoch (default 1)")
+    p.add_argument("--share", action="append", metavar="ACCOUNT",
+                   help="an account this epoch is shared with (repeat, in slot order)")
+    p.add_argument("--out", required=True, metavar="EPOCH.json")
+    p.set_defaults(func=cmd_keys_epoch)
+    p = ksub.add_parser("grant", help="add one slot's key to a viewer's keyring (created if missing)")
+    p.add_argument("--epoch", required=True, metavar="EPOCH.json")
+    p.add_argument("--holder", metavar="ACCOUNT", help="whose slot (default: the owner's)")
     p.add_argument("--keyring", required=True, metavar="KEYRING.json")
     p.set_defaults(func=cmd_keys_grant)
 
     p = sub.add_parser("tag", help="tag an Annex-B H.264 stream as it arrives (a pipe filter with - -)")
-    p.add_argument("--binding", required=True, metavar="BINDING.json")
+    p.add_argument("--epoch", required=True, metavar="EPOCH.json", help="the epoch to tag with")
     p.add_argument("--stream-id", type=int, help="stream id (default: now in ms)")
     p.add_argument("--max-duration", type=float, default=4.0, metavar="S",
                    help="no segment longer than S seconds (default 4); segments are cut at IDR "
@@ -436,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-age", type=float, metavar="S", help="refuse segments captured over S seconds ago")
     p.add_argument("--max-future", type=float, metavar="S",
                    help="refuse segments captured over S seconds in the future")
+    p.add_argument("--recording", action="store_true",
+                   help="a finished recording, not a live feed: any gap, a stream that does not "
+                        "end cleanly, or a capture time out of sequence is refused")
+    p.add_argument("--video-only", action="store_true",
+                   help="verify a container's video and ignore its other tracks (which a player "
+                        "then must not play: they are never verified)")
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="tagged stream: Annex-B, MPEG-TS, MP4, fragmented MP4 (init segment first, "
                         "then media segments) or an HLS playlist; - for stdin")

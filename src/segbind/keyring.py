@@ -13,9 +13,9 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
-from segbind_core.keys import KEY_SIZE, Epoch
+from segbind_core.keys import KEY_SIZE, Epoch, slot_key
 from segbind_core.tag import MAX_SLOTS
 
 from .errors import InvalidSegment, KeyringError
@@ -110,6 +110,17 @@ class Binding:
     def to_json(self) -> Dict[str, Any]:
         return {"owner": self.owner, "camera": self.camera, "epoch": self.epoch,
                 "slot": self.slot, "key": self.key.hex()}
+
+    @classmethod
+    def of_epoch(cls, epoch: Epoch, holder: Optional[str] = None) -> "Binding":
+        """The slot of ``holder`` (default: the owner) in ``epoch``, with its key; KeyringError when
+        ``holder`` holds no slot."""
+        holders = epoch.holders()
+        holder = epoch.owner if holder is None else holder
+        if holder not in holders:
+            raise KeyringError("%s holds no slot of epoch %d (slots: %s)" % (holder, epoch.epoch, ", ".join(holders)))
+        slot = holders.index(holder)
+        return cls(epoch.owner, epoch.camera, epoch.epoch, slot_key(epoch.root, slot, holder), slot)
 
     @classmethod
     def from_json(cls, data: Any, what: str = "grant") -> "Binding":

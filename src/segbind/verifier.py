@@ -21,8 +21,19 @@ from segbind_core.crypto import MacKey, constant_time_equal
 from segbind_core.h264 import SeiError
 from segbind_core.nal import START_CODE, annexb_units, leading_garbage, unescape_rbsp
 from segbind_core.sei import SEGBIND_UUID, segbind_payload, tag_codec
-from segbind_core.tag import (CODEC_H264, CODEC_NAMES, DIGEST_HINT_SIZE, GENESIS_LINK, LINK_SIZE, MAC_SIZE,
-                              UNKNOWN_VERSION, Tag, TagError, decode_rest, decode_tag)
+from segbind_core.tag import (
+    CODEC_H264,
+    CODEC_NAMES,
+    DIGEST_HINT_SIZE,
+    GENESIS_LINK,
+    LINK_SIZE,
+    MAC_SIZE,
+    UNKNOWN_VERSION,
+    Tag,
+    TagError,
+    decode_rest,
+    decode_tag,
+)
 
 from .errors import InvalidSegment
 from .keyring import Keyring
@@ -517,7 +528,7 @@ class StreamVerifier:
         return Verdict(Reason.LATE, "segment %d arrived after segment %d" % (tag.seq, state.highest), info)
 
 
-def tags_in(buf: Buffer) -> List[Tuple[int, int]]:
+def tags_in(buf: Union[bytes, bytearray]) -> List[Tuple[int, int]]:
     """Offsets of the segbind tag NAL units in an Annex-B buffer (for tools)."""
     return [(s, e) for s, e in annexb_units(buf) if tag_codec(memoryview(buf)[s:e])]
 

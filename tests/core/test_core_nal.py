@@ -59,23 +59,6 @@ def test_to_annexb_round_trip():
     assert _units(buf) == [h("09f0"), h("6742c01e"), h("658884")]
 
 
-def test_length_prefixed_units():
-    buf = h("00000002 09f0 00000004 6742c01e 00000001 68")
-    assert nal.length_prefixed_units(buf) == [(4, 6), (10, 14), (18, 19)]
-    assert nal.length_prefixed_units(h("02 09f0 01 68"), 1) == [(1, 3), (4, 5)]
-    assert nal.length_prefixed_units(h("0002 09f0"), 2) == [(2, 4)]
-    assert nal.length_prefixed_units(b"") == []
-
-
-def test_length_prefixed_truncation_errors():
-    raises(ValueError, nal.length_prefixed_units, h("000000"))                # prefix cut
-    raises(ValueError, nal.length_prefixed_units, h("00000002 09f0 0000"))    # second prefix cut
-    raises(ValueError, nal.length_prefixed_units, h("00000003 09f0"))         # unit cut
-    raises(ValueError, nal.length_prefixed_units, h("00000000 09f0"))         # zero length
-    raises(ValueError, nal.length_prefixed_units, h("ffffffff 09f0"))
-    raises(ValueError, nal.length_prefixed_units, h("03 09f0"), 1)
-
-
 def test_escape_edge_cases():
     esc = nal.escape_rbsp
     assert esc(h("000000")) == h("00000300")

@@ -1,4 +1,4 @@
-"""sei.py: building, parsing and recognising segbind's SEI NAL unit."""
+"""sei.py: building, parsing and recognising segbind's SEI NAL unit, in H.264 and H.265."""
 
 from _support import h, raises
 
@@ -21,7 +21,10 @@ def test_build_layout():
     body = h("0102030405")
     nal = sei.build_sei_nal(body)
     assert nal == h("06 05 15") + UUID + body + h("80")
-    assert sei.is_segbind_sei(nal)
+    assert sei.tag_codec(nal) == 1
+    hevc = sei.build_sei_nal(body, 2)
+    assert hevc == h("4e 01 05 15") + UUID + body + h("80")  # a prefix SEI: type 39, layer 0, tid 1
+    assert sei.tag_codec(hevc) == 2 and sei.segbind_payload(hevc) == body
     assert sei.sei_messages(nal) == [(5, UUID + body)]
     assert sei.segbind_payload(nal) == body
 
@@ -30,59 +33,70 @@ def test_build_applies_emulation_prevention():
     body = h("01 000000 000001 0000")
     nal = sei.build_sei_nal(body)
     assert nal == h("06 05 19") + UUID + h("01 0000 03 0000 03 00 01 0000 80")
-    assert sei.is_segbind_sei(nal)
+    assert sei.tag_codec(nal)
     assert sei.segbind_payload(nal) == body
 
 
 def test_round_trip_many_bodies():
-    for n in (0, 1, 2, 50, 131, 239):
+    for n in (0, 1, 2, 50, 131, 239, 261):
         for fill in (0, 3, 0x80, 0xFF):
-            body = bytes((fill,)) * n
-            nal = sei.build_sei_nal(body)
-            assert sei.is_segbind_sei(nal), (n, fill)
-            assert sei.segbind_payload(nal) == body, (n, fill)
-            assert sei.segbind_payload(memoryview(nal)) == body
+            for codec in (1, 2):
+                body = bytes((fill,)) * n
+                nal = sei.build_sei_nal(body, codec)
+                assert sei.tag_codec(nal) == codec, (n, fill)
+                assert sei.segbind_payload(nal) == body, (n, fill)
+                assert sei.segbind_payload(memoryview(nal)) == body
 
 
 def test_payload_size_boundary_and_ff_coding():
     body = bytes(range(1, 240))  # 239 bytes: payloadSize 255 = ff 00
     nal = sei.build_sei_nal(body)
     assert nal[:4] == h("06 05 ff 00")
-    assert sei.is_segbind_sei(nal)
+    assert sei.tag_codec(nal)
     assert sei.segbind_payload(nal) == body
-    big = sei.build_sei_nal(body + b"\x01")  # payloadSize 256: oversized for segbind
-    assert big[:4] == h("06 05 ff 01")
-    assert sei.is_segbind_sei(big)
+    longest = bytes(range(1, 250)) + bytes(range(1, 13))  # the longest body: payloadSize 277
+    assert len(longest) == sei.MAX_BODY == 261
+    nal = sei.build_sei_nal(longest)
+    assert nal[:4] == h("06 05 ff 16") and sei.segbind_payload(nal) == longest
+    big = sei.build_sei_nal(longest + b"\x01")  # one byte more: oversized for segbind
+    assert sei.tag_codec(big)
     assert str(raises(sei.SeiError, sei.segbind_payload, big)) == "segbind SEI payload is oversized"
 
 
 def test_foreign_and_non_sei_units_are_not_segbind():
     x264 = _sei_nal(h("05 20") + X264_UUID + b"x264 - core 164" + h("00 80"))
-    assert not sei.is_segbind_sei(x264)
+    assert not sei.tag_codec(x264)
     assert sei.sei_messages(x264) == [(5, X264_UUID + b"x264 - core 164\x00")]
-    assert str(raises(sei.SeiError, sei.segbind_payload, x264)) == "SEI message is not segbind user data"
+    assert str(raises(sei.SeiError, sei.segbind_payload, x264)) == "not a segbind SEI NAL unit"
     ours = sei.build_sei_nal(b"\x01\x02")
-    assert not sei.is_segbind_sei(h("26") + ours[1:])      # nal_ref_idc != 0
-    assert not sei.is_segbind_sei(h("65") + ours[1:])      # an IDR slice
-    assert not sei.is_segbind_sei(ours[:18])               # too short for a UUID
-    assert not sei.is_segbind_sei(ours[:3] + h("b531d1f007fb8425d19479ee862d845e"))
+    assert not sei.tag_codec(h("26") + ours[1:])      # nal_ref_idc != 0
+    assert not sei.tag_codec(h("65") + ours[1:])      # an IDR slice
+    assert not sei.tag_codec(ours[:18])               # too short for a UUID
+    assert not sei.tag_codec(ours[:3] + h("b531d1f007fb8425d19479ee862d845e"))
+    hevc = sei.build_sei_nal(b"\x01\x02", 2)
+    assert not sei.tag_codec(h("50 01") + hevc[2:])         # a suffix SEI (type 40) is not the tag
+    assert not sei.tag_codec(h("4e 02") + hevc[2:])         # temporal id 1: not the tag's header
+    assert not sei.tag_codec(h("4e") + hevc[2:])            # a truncated HEVC header
     recovery = _sei_nal(h("06 01 84 80"))                  # recovery point SEI
-    assert not sei.is_segbind_sei(recovery)
+    assert not sei.tag_codec(recovery)
     assert sei.sei_messages(recovery) == [(6, h("84"))]
     # payloadType 260 = ff 05 is not type 5
     far = _sei_nal(h("ff05 12") + UUID + h("0102 80"))
-    assert not sei.is_segbind_sei(far)
+    assert not sei.tag_codec(far)
     assert sei.sei_messages(far) == [(260, UUID + h("0102"))]
 
 
 def test_multiple_messages():
     two = _sei_nal(h("05 12") + UUID + h("0102") + h("06 01 84") + h("80"))
     assert sei.sei_messages(two) == [(5, UUID + h("0102")), (6, h("84"))]
-    assert sei.is_segbind_sei(two)  # first message is ours: recognised...
+    assert sei.tag_codec(two)  # first message is ours: recognised...
     e = raises(sei.SeiError, sei.segbind_payload, two)  # ...but refused when parsed
     assert str(e) == "a segbind SEI NAL unit must hold exactly one SEI message"
+    two_hevc = h("4e01") + escape_rbsp(h("05 12") + UUID + h("0102") + h("06 01 84") + h("80"))
+    assert sei.tag_codec(two_hevc) == 2
+    raises(sei.SeiError, sei.segbind_payload, two_hevc)
     foreign_first = _sei_nal(h("06 01 84") + h("05 12") + UUID + h("0102") + h("80"))
-    assert not sei.is_segbind_sei(foreign_first)
+    assert not sei.tag_codec(foreign_first)
     raises(sei.SeiError, sei.segbind_payload, foreign_first)
 
 

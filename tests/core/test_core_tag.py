@@ -5,19 +5,22 @@ import hashlib
 from _support import h, raises
 
 from segbind_core import tag as T
-from segbind_core.crypto import hmac_sha256_pure
+from segbind_core.crypto import MacKey, hmac_sha256_pure
 from segbind_core.tag import MALFORMED, UNKNOWN_VERSION, TagError
 
 LINK = h("0102030405060708")
 HINT = h("a1b2c3d4")
 MAC = bytes(range(0x10, 0x20))
+MAC2 = bytes(range(0x20, 0x30))
+# epoch 1, stream 2, seq 3, capture 4 ms, 1000 ms, 25 pictures, 31 units
+VARINTS = h("01 02 03 04 e807 19 1f")
 
 
-def _body(version=1, alg=1, owner=b"alice", camera=b"cam-1", varints=h("01 02 03 04"),
-          tail=LINK + HINT + MAC) -> bytes:
+def _body(version=2, alg=1, codec=1, owner=b"alice", camera=b"cam-1", varints=VARINTS, flags=0,
+          tail=LINK + HINT + h("01") + MAC) -> bytes:
     """A tag body assembled field by field, so tests can break any one of them."""
-    return (bytes((version, alg, len(owner))) + owner + bytes((len(camera),)) + camera
-            + varints + tail)
+    return (bytes((version, alg, codec, len(owner))) + owner + bytes((len(camera),)) + camera
+            + varints + bytes((flags,)) + tail)
 
 
 def _malformed(body, reason=MALFORMED) -> str:
@@ -29,7 +32,7 @@ def _malformed(body, reason=MALFORMED) -> str:
 
 # ---- varints ------------------------------------------------------------------------
 
-VARINTS = [
+VARINT_CASES = [
     (0, "00"), (1, "01"), (127, "7f"), (128, "8001"), (300, "ac02"), (16383, "ff7f"),
     (16384, "808001"), (0xFFFFFFFF, "ffffffff0f"), (1 << 32, "8080808010"),
     (1 << 63, "80808080808080808001"), ((1 << 64) - 1, "ffffffffffffffffff01"),
@@ -37,7 +40,7 @@ VARINTS = [
 
 
 def test_uvarint_encoding():
-    for value, enc in VARINTS:
+    for value, enc in VARINT_CASES:
         assert T.encode_uvarint(value) == h(enc), value
         assert T.decode_uvarint(h(enc), 0, T.MAX_U64) == (value, len(h(enc)))
     raises(ValueError, T.encode_uvarint, -1)
@@ -110,7 +113,7 @@ def test_decode_rejects_bad_id_lengths_and_nul():
     assert _malformed(_body(camera=b"")) == "camera id has a bad length"
     assert _malformed(_body(owner=b"a" * 33)) == "owner id has a bad length"
     assert _malformed(_body(camera=b"c" * 33)) == "camera id has a bad length"
-    assert _malformed(h("0101 05") + b"ali") == "owner id has a bad length"   # runs off the end
+    assert _malformed(h("020101 05") + b"ali") == "owner id has a bad length"   # runs off the end
     assert _malformed(_body(owner=b"a\x00b")) == "owner id contains a zero byte"
     assert _malformed(_body(camera=b"\x00")) == "camera id contains a zero byte"
     tag, _ = T.decode_tag(_body(owner=b"o" * 32, camera=b"c" * 32))
@@ -120,8 +123,9 @@ def test_decode_rejects_bad_id_lengths_and_nul():
 # ---- the body ----------------------------------------------------------------------
 
 def _tag(**kw):
-    args = dict(owner="alice", camera="cam-1", epoch=1, stream_id=2, seq=3, capture_ms=4,
-                link=LINK, digest_hint=HINT, mac=MAC)
+    args = dict(codec=1, owner="alice", camera="cam-1", epoch=1, stream_id=2, seq=3, capture_ms=4,
+                duration_ms=1000, pictures=25, units=31, link=LINK, digest_hint=HINT, slots=1,
+                macs=[MAC])
     args.update(kw)
     return T.Tag(**args)
 
@@ -130,28 +134,46 @@ def test_encode_layout_by_hand():
     body = _tag().encode()
     assert body == _body()
     assert _tag().signed_fields() == body[:-16]
+    two = _tag(slots=2, macs=[MAC, MAC2], flags=T.FLAG_END_OF_STREAM, codec=T.CODEC_H265).encode()
+    assert two == _body(codec=2, flags=1, tail=LINK + HINT + h("02") + MAC + MAC2)
     big = _tag(owner="o" * 32, camera="c" * 32, epoch=0xFFFFFFFF, stream_id=(1 << 64) - 1,
-               seq=(1 << 64) - 1, capture_ms=(1 << 64) - 1).encode()
-    assert len(big) == 131  # the longest body (docs/FORMAT.md section 5)
+               seq=(1 << 64) - 1, capture_ms=(1 << 64) - 1, duration_ms=0xFFFFFFFF,
+               pictures=0xFFFFFFFF, units=0xFFFFFFFF, slots=8, macs=[MAC] * 8).encode()
+    assert len(big) == 261  # the longest body (sei.MAX_BODY)
     assert big == _body(owner=b"o" * 32, camera=b"c" * 32, varints=h(
-        "ffffffff0f" + "ffffffffffffffffff01" * 3))
+        "ffffffff0f" + "ffffffffffffffffff01" * 3 + "ffffffff0f" * 3),
+        tail=LINK + HINT + h("08") + MAC * 8)
+
+
+def test_four_slots_with_12_byte_ids_fit_in_160_bytes():
+    """The size FORMAT.md promises: owner and three shares, 12-byte ids, today's clock."""
+    from segbind_core.sei import build_sei_nal
+    t = _tag(owner="acct-0001044", camera="cam-00f3a9c2", epoch=3, stream_id=1795000000000,
+             seq=86400, capture_ms=1795000123456, duration_ms=4000, pictures=100, units=150,
+             slots=4, macs=[MAC] * 4)
+    for codec in (T.CODEC_H264, T.CODEC_H265):
+        t.codec = codec
+        carried = 4 + len(build_sei_nal(t.encode(), codec))
+        assert carried == (152 if codec == T.CODEC_H264 else 153), carried
 
 
 def test_decode_round_trip():
-    for kw in ({}, {"epoch": 0, "stream_id": 0, "seq": 0, "capture_ms": 0},
-               {"owner": "zoë", "camera": "カメラ-1"},
+    for kw in ({}, {"stream_id": 0, "seq": 0, "capture_ms": 0, "duration_ms": 0},
+               {"owner": "zoë", "camera": "カメラ-1"}, {"codec": T.CODEC_H265, "flags": 1},
+               {"slots": 3, "macs": [MAC, MAC2, MAC]},
                {"epoch": 0xFFFFFFFF, "seq": (1 << 64) - 1, "capture_ms": 1767225600000}):
         t = _tag(**kw)
         body = t.encode()
         got, signed = T.decode_tag(body)
-        assert signed == body[:-16]
-        for name in ("version", "alg", "owner", "camera", "epoch", "stream_id", "seq",
-                     "capture_ms", "link", "digest_hint", "mac"):
+        assert signed == body[:-16 * t.slots]
+        for name in ("version", "alg", "codec", "owner", "camera", "epoch", "stream_id", "seq",
+                     "capture_ms", "duration_ms", "pictures", "units", "flags", "link",
+                     "digest_hint", "slots", "macs"):
             assert getattr(got, name) == getattr(t, name), (kw, name)
     got, _ = T.decode_tag(memoryview(_body()))
-    assert got.owner == "alice" and got.mac == MAC
-    got, _ = T.decode_tag(bytearray(_body(owner=b"zo\xc3\xab")))
-    assert got.owner == "zoë"
+    assert got.owner == "alice" and got.macs == [MAC] and not got.end_of_stream
+    got, _ = T.decode_tag(bytearray(_body(owner=b"zo\xc3\xab", flags=1)))
+    assert got.owner == "zoë" and got.end_of_stream
 
 
 def test_decode_truncated_at_every_byte():
@@ -159,96 +181,65 @@ def test_decode_truncated_at_every_byte():
     for cut in range(len(body)):
         _malformed(body[:cut])
     assert _malformed(b"") == "empty tag"
-    assert _malformed(h("01")) == "tag truncated after the version"
-    assert _malformed(h("0101")) == "tag truncated before the owner id"
-    assert _malformed(_body()[:-1]) == "tag truncated (1 bytes short)"
-    assert _malformed(_body(tail=b"")) == "tag truncated (28 bytes short)"
+    assert _malformed(h("02")) == "tag truncated after the version"
+    assert _malformed(h("020101")) == "tag truncated before the owner id"
+    assert _malformed(_body()[:-1]) == "tag has 15 bytes of MACs for 1 slots"
+    assert _malformed(_body(tail=b"")) == "tag truncated before its MACs"
 
 
-def test_decode_trailing_bytes():
-    assert _malformed(_body() + h("00")) == "tag has 1 unexpected trailing bytes"
-    assert _malformed(_body(tail=LINK + HINT + MAC + MAC)) == "tag has 16 unexpected trailing bytes"
+def test_decode_trailing_bytes_and_slot_counts():
+    assert _malformed(_body() + h("00")) == "tag has 17 bytes of MACs for 1 slots"
+    assert _malformed(_body(tail=LINK + HINT + h("01") + MAC + MAC)) == "tag has 32 bytes of MACs for 1 slots"
+    assert _malformed(_body(tail=LINK + HINT + h("00"))) == "tag has 0 slots"
+    assert _malformed(_body(tail=LINK + HINT + h("09") + MAC * 9)) == "tag has 9 slots"
 
 
-def test_decode_unknown_version_and_alg():
-    for v in (0, 2, 255):
+def test_decode_unknown_version_alg_codec_and_flags():
+    for v in (0, 1, 3, 255):
         _malformed(_body(version=v), UNKNOWN_VERSION)
         _malformed(bytes((v,)), UNKNOWN_VERSION)
     for a in (0, 2, 255):
         assert _malformed(_body(alg=a), UNKNOWN_VERSION) == "tag algorithm %d is not supported" % a
-    assert str(raises(TagError, T.decode_tag, _body(version=2))) == \
-        "tag format version 2 is not supported"
+    for c in (0, 3, 255):
+        assert _malformed(_body(codec=c), UNKNOWN_VERSION) == "tag codec %d is not supported" % c
+    assert str(raises(TagError, T.decode_tag, _body(version=1))) == \
+        "tag format version 1 is not supported"
+    assert _malformed(_body(flags=2)) == "unknown flags 02"
+    assert _malformed(_body(flags=0x81)) == "unknown flags 81"
 
 
 def test_decode_bad_varint_fields():
-    assert _malformed(_body(varints=h("8000 02 03 04"))) == "integer field is not minimally encoded"
-    assert _malformed(_body(varints=h("01 02 03 8400"))) == "integer field is not minimally encoded"
-    assert _malformed(_body(varints=h("8080808010 02 03 04"))) == "integer field out of range"
-    assert _malformed(_body(varints=h("01 02 80808080808080808002 04"))) == \
+    assert _malformed(_body(varints=h("8000 02 03 04 e807 19 1f"))) == "integer field is not minimally encoded"
+    assert _malformed(_body(varints=h("01 02 03 8400 e807 19 1f"))) == "integer field is not minimally encoded"
+    assert _malformed(_body(varints=h("8080808010 02 03 04 e807 19 1f"))) == "integer field out of range"
+    assert _malformed(_body(varints=h("01 02 80808080808080808002 04 e807 19 1f"))) == \
         "integer field out of range"
-    assert _malformed(_body(varints=h("01 02 03"), tail=h("ff"))) == \
-        "tag truncated inside an integer field"
+    assert _malformed(_body(varints=h("01 02 03 04 8080808010 19 1f"))) == "integer field out of range"
+    assert _malformed(_body(varints=h("00 02 03 04 e807 19 1f"))) == "epoch 0 is not an epoch"
+    assert _malformed(_body(varints=h("01 02 03 04 e807 00 1f"))) == \
+        "a segment has at least one picture and one NAL unit"
+    assert _malformed(_body(varints=h("01 02 03 04 e807 19 00"))) == \
+        "a segment has at least one picture and one NAL unit"
 
 
 def test_signed_fields_range_checks():
-    for kw in ({"epoch": 1 << 32}, {"epoch": -1}, {"stream_id": 1 << 64}, {"seq": 1 << 64},
+    for kw in ({"epoch": 1 << 32}, {"epoch": 0}, {"stream_id": 1 << 64}, {"seq": 1 << 64},
                {"capture_ms": 1 << 64}, {"seq": -1}, {"link": LINK[:7]}, {"digest_hint": HINT + b"!"},
-               {"owner": ""}, {"camera": "c" * 33}):
+               {"owner": ""}, {"camera": "c" * 33}, {"pictures": 0}, {"units": 0},
+               {"duration_ms": 1 << 32}, {"codec": 3}, {"flags": 2}, {"slots": 0}, {"slots": 9}):
         raises(ValueError, _tag(**kw).signed_fields)
-    raises(ValueError, _tag(mac=b"").encode)
-    raises(ValueError, _tag(mac=MAC[:15]).encode)
+    raises(ValueError, _tag(macs=[]).encode)
+    raises(ValueError, _tag(macs=[MAC[:15]]).encode)
+    raises(ValueError, _tag(slots=2, macs=[MAC]).encode)
 
 
-# ---- content digest and MAC ------------------------------------------------------------
+# ---- the MAC ---------------------------------------------------------------------------
 
-def _annexb(units):
-    buf = b""
-    offsets = []
-    for u in units:
-        buf += h("00000001")
-        offsets.append((len(buf), len(buf) + len(u)))
-        buf += u
-    return buf, offsets
-
-
-UNITS = [h("09f0"), h("6742c01e"), h("68ce3c80"), h("06 05 02 abcd 80"), h("0c ffff 80"),
-         h("65888400000301"), h("0a"), h("0b"), h("419a0203")]
-
-
-def test_content_digest_covers_all_but_framing_units():
-    buf, offsets = _annexb(UNITS)
-    expect = hashlib.sha256()
-    for u in UNITS:
-        if u[0] & 0x1F not in (9, 10, 11, 12):
-            expect.update(len(u).to_bytes(4, "big") + u)
-    expect = expect.digest()  # once: MicroPython's digest() finalizes the object
-    assert T.content_digest(buf, offsets) == expect
-    assert T.content_digest(memoryview(buf), offsets) == expect
-    # a changed covered unit changes the digest; an uncovered one does not
-    changed = UNITS[:5] + [h("65888400000302")] + UNITS[6:]
-    assert T.content_digest(*_annexb(changed)) != expect
-    no_framing = [u for u in UNITS if u[0] & 0x1F not in (9, 10, 11, 12)]
-    assert T.content_digest(*_annexb(no_framing)) == expect
-    assert T.content_digest(b"", []) == hashlib.sha256(b"").digest()
-
-
-def test_content_digest_length_prefixed_fast_path_agrees():
-    buf = b""
-    offsets = []
-    for u in UNITS:
-        buf += len(u).to_bytes(4, "big")
-        offsets.append((len(buf), len(buf) + len(u)))
-        buf += u
-    annexb = T.content_digest(*_annexb(UNITS))
-    assert T.content_digest(buf, offsets) == annexb
-    assert T.content_digest(buf, offsets, True) == annexb
-
-
-def test_compute_mac():
+def test_compute_mac_is_hmac_sha256_over_the_signed_fields_and_the_digest():
     key = bytes(range(32))
     signed = _tag().signed_fields()
     digest = hashlib.sha256(b"segment").digest()
-    mac = T.compute_mac(key, signed, digest)
+    mac = T.compute_mac(MacKey(key), signed, digest)
     assert len(mac) == 16
     assert mac == hmac_sha256_pure(key, signed + digest)[:16]
-    assert T.compute_mac(key, signed, digest[:31] + b"\x00") != mac
+    assert T.compute_mac(MacKey(key), signed, digest[:31] + b"\x00") != mac

@@ -1,15 +1,16 @@
-"""The core reproduces tests/vectors/segbind_v1.json (made on MicroPython) byte for byte."""
+"""The core reproduces tests/vectors/segbind_v2.json (made on MicroPython) byte for byte."""
 
 from _support import h, load_vectors, raises
 
-from segbind_core import h264, nal, sei
+from segbind_core import control, h264, nal, sei
 from segbind_core import tag as T
-from segbind_core.keys import derive_binding_key, derive_control_key
+from segbind_core.crypto import MacKey
+from segbind_core.keys import Epoch, command_key, epoch_root, slot_key
 from segbind_core.tagger import Tagger
 
 
 def _doc():
-    return load_vectors("segbind_v1.json")
+    return load_vectors("segbind_v2.json")
 
 
 def _all_segments(doc):
@@ -19,81 +20,90 @@ def _all_segments(doc):
     return out
 
 
+def _epoch(v):
+    return Epoch.of_pairing(h(v["pairing_secret"]), v["owner"], v["camera"], v["epoch"], v["shares"])
+
+
 def test_vector_file_is_complete():
     doc = _doc()
     assert doc["provenance"]["interpreter"]["name"] == "micropython"
     assert doc["provenance"]["generator"] == "tools/make_vectors.py"
     assert len(doc["keys"]) >= 4
-    assert len(_all_segments(doc)) >= 4
+    assert len(_all_segments(doc)) >= 5
     assert len(doc["chains"][0]["segments"]) == 2
+    assert {v["codec"] for v in _all_segments(doc)} == {T.CODEC_H264, T.CODEC_H265}
 
 
 def test_keys():
     for v in _doc()["keys"]:
-        secret = h(v["device_secret"])
-        assert derive_binding_key(secret, v["owner"], v["camera"], v["epoch"]) == h(v["binding_key"]), v["name"]
-        assert derive_control_key(secret, v["camera"]) == h(v["control_key"]), v["name"]
+        epoch = _epoch(v)
+        assert epoch.root == h(v["epoch_root"]), v["name"]
+        assert [k.hex() for _holder, k in epoch.slot_keys()] == v["slot_keys"], v["name"]
+        assert command_key(h(v["pairing_secret"]), v["owner"], v["camera"]) == h(v["command_key"])
 
 
 def test_keys_depend_on_every_input():
     v = _doc()["keys"][0]
-    secret = h(v["device_secret"])
-    base = h(v["binding_key"])
-    assert derive_binding_key(secret, v["owner"] + "x", v["camera"], v["epoch"]) != base
-    assert derive_binding_key(secret, v["owner"], v["camera"] + "x", v["epoch"]) != base
-    assert derive_binding_key(secret, v["owner"], v["camera"], v["epoch"] + 1) != base
-    assert derive_binding_key(bytes(32), v["owner"], v["camera"], v["epoch"]) != base
+    secret = h(v["pairing_secret"])
+    base = h(v["epoch_root"])
+    assert epoch_root(secret, v["owner"] + "x", v["camera"], v["epoch"]) != base
+    assert epoch_root(secret, v["owner"], v["camera"] + "x", v["epoch"]) != base
+    assert epoch_root(secret, v["owner"], v["camera"], v["epoch"] + 1) != base
+    assert epoch_root(bytes(32), v["owner"], v["camera"], v["epoch"]) != base
     # the length bytes keep ("ab", "c") and ("a", "bc") apart
-    assert derive_binding_key(secret, "ab", "c", 1) != derive_binding_key(secret, "a", "bc", 1)
-    assert derive_control_key(secret, v["camera"]) != base
+    assert epoch_root(secret, "ab", "c", 1) != epoch_root(secret, "a", "bc", 1)
+    assert slot_key(base, 1, "bob") != slot_key(base, 2, "bob") != slot_key(base, 1, "bo")
+    assert command_key(secret, v["owner"], v["camera"]) != base
 
 
 def test_keys_reject_bad_inputs():
     secret = bytes(32)
-    raises(ValueError, derive_binding_key, bytes(31), "a", "c", 1)
-    raises(ValueError, derive_binding_key, bytes(33), "a", "c", 1)
-    raises(ValueError, derive_control_key, bytes(16), "c")
-    raises(ValueError, derive_binding_key, secret, "a", "c", -1)
-    raises(ValueError, derive_binding_key, secret, "a", "c", 1 << 32)
-    raises(ValueError, derive_binding_key, secret, "", "c", 1)
-    raises(ValueError, derive_binding_key, secret, "a", "c" * 33, 1)
-    raises(ValueError, derive_control_key, secret, "")
+    raises(ValueError, epoch_root, bytes(31), "a", "c", 1)
+    raises(ValueError, epoch_root, bytes(33), "a", "c", 1)
+    raises(ValueError, command_key, bytes(16), "a", "c")
+    raises(ValueError, epoch_root, secret, "a", "c", 0)
+    raises(ValueError, epoch_root, secret, "a", "c", 1 << 32)
+    raises(ValueError, epoch_root, secret, "", "c", 1)
+    raises(ValueError, epoch_root, secret, "a", "c" * 33, 1)
+    raises(ValueError, slot_key, secret, 8, "a")
+    raises(ValueError, Epoch, "a", "c", 1, ["s"] * 8, secret)
 
 
 def test_segments_reproduced():
     for chain in [[v] for v in _doc()["segments"]] + [c["segments"] for c in _doc()["chains"]]:
         first = chain[0]
-        key = derive_binding_key(h(first["device_secret"]), first["owner"], first["camera"],
-                                 first["epoch"])
-        assert key == h(first["binding_key"])
-        tagger = Tagger(key, first["owner"], first["camera"], first["epoch"], first["stream_id"],
-                        seq=first["seq"], link=h(first["link"]))
+        tagger = Tagger(_epoch(first), first["stream_id"], codec=first["codec"], seq=first["seq"],
+                        link=h(first["link"]))
         for v in chain:
-            buf = h(v["segment"])
-            units = nal.annexb_units(buf)
-            assert [buf[s:e].hex() for s, e in units] == v["units"], v["name"]
-            assert T.content_digest(buf, units) == h(v["content_digest"]), v["name"]
+            data = h(v["segment"])
+            units = nal.annexb_units(data)
+            assert [data[s:e].hex() for s, e in units] == v["units"], v["name"]
+            assert nal.to_annexb([data[s:e] for s, e in units]) == data   # canonical
             assert (tagger.seq, tagger.link) == (v["seq"], h(v["link"])), v["name"]
-            tagged, tag = tagger.tag_annexb(buf, units, v["capture_ms"])
+            tagged, tag = tagger.tag(data, len(units), v["capture_ms"], v["duration_ms"],
+                                     v["pictures"], v["end_of_stream"])
             assert tag.signed_fields() == h(v["signed_fields"]), v["name"]
-            assert tag.mac == h(v["mac"]), v["name"]
+            assert [m.hex() for m in tag.macs] == v["macs"], v["name"]
             assert tag.encode() == h(v["tag_body"]), v["name"]
-            assert sei.build_sei_nal(tag.encode()) == h(v["sei_nal"]), v["name"]
+            assert sei.build_sei_nal(tag.encode(), v["codec"]) == h(v["sei_nal"]), v["name"]
             assert tagged == h(v["tagged_segment"]), v["name"]
 
 
-def test_tags_in_vectors_decode():
+def test_tags_in_vectors_decode_and_every_slot_verifies():
     for v in _all_segments(_doc()):
         sei_nal = h(v["sei_nal"])
-        assert sei.is_segbind_sei(sei_nal)
+        assert sei.tag_codec(sei_nal) == v["codec"]
         assert sei.segbind_payload(sei_nal) == h(v["tag_body"])
         tag, signed = T.decode_tag(h(v["tag_body"]))
         assert signed == h(v["signed_fields"])
         assert (tag.owner, tag.camera, tag.epoch, tag.stream_id, tag.seq, tag.capture_ms) == \
             (v["owner"], v["camera"], v["epoch"], v["stream_id"], v["seq"], v["capture_ms"])
-        assert tag.link == h(v["link"]) and tag.mac == h(v["mac"])
+        assert (tag.duration_ms, tag.pictures, tag.units, tag.end_of_stream) == \
+            (v["duration_ms"], v["pictures"], len(v["units"]), v["end_of_stream"])
+        assert tag.link == h(v["link"]) and [m.hex() for m in tag.macs] == v["macs"]
         assert tag.digest_hint == h(v["content_digest"])[:4]
-        assert T.compute_mac(h(v["binding_key"]), signed, h(v["content_digest"])) == tag.mac
+        for (holder, key), mac in zip(_epoch(v).slot_keys(), tag.macs):
+            assert T.compute_mac(MacKey(key), signed, h(v["content_digest"])) == mac, holder
 
 
 def test_chain_links():
@@ -102,7 +112,28 @@ def test_chain_links():
         assert segs[0]["seq"] == 0 and segs[0]["link"] == "ff" * 8
         for prev, cur in zip(segs, segs[1:]):
             assert cur["seq"] == prev["seq"] + 1
-            assert cur["link"] == prev["mac"][:16]
+            assert cur["link"] == prev["content_digest"][:16]
+
+
+def test_commands_and_pairing_offer():
+    c = _doc()["commands"]
+    key = command_key(h(c["pairing_secret"]), c["owner"], c["camera"])
+    assert key == h(c["command_key"])
+    for name, op in (("rotate", control.ROTATE), ("release", control.RELEASE)):
+        v = c[name]
+        command = control.open_command(key, c["camera"], h(v["encoded"]))
+        assert (command.op, command.counter, command.epoch, command.shares, command.issued_ms) == \
+            (op, v["counter"], v["epoch"], v["shares"], v["issued_ms"])
+    v = c["result"]
+    result = control.open_result(key, c["camera"], h(v["encoded"]))
+    assert (control.OP_NAMES[result.op], result.status, result.counter, result.epoch, result.stream_id,
+            result.seq, result.detail) == (v["op"], v["status"], v["counter"], v["epoch"], v["stream_id"],
+                                           v["seq"], v["detail"])
+    offer = control.decode_pairing(h(c["pairing_offer"]["encoded"]))
+    assert (offer.owner, offer.camera, offer.secret, offer.expires_ms) == \
+        (c["owner"], c["camera"], h(c["pairing_secret"]), c["pairing_offer"]["expires_ms"])
+    assert raises(control.ControlError, control.open_command, bytes(32), c["camera"],
+                  h(c["rotate"]["encoded"])).reason == control.BAD_MAC
 
 
 def test_idr_unit_carries_the_recorded_rbsp():

@@ -2,10 +2,10 @@
 
 Nothing below imports segbind_core for the computation it checks: HKDF and HMAC
 come from the ``cryptography`` package, and the Annex-B scan, emulation
-prevention, content digest, tag layout, SEI and tagged segment are re-encoded
-by hand. Separately, the CPython core (OpenSSL fast path) must give the same
-bytes, and the RFC vectors must hold on the core's pure path and on
-``cryptography``, so a typo in a vector file cannot pass.
+prevention, canonical form, tag layout, SEI (H.264 and H.265), tagged segment,
+commands and pairing offer are re-encoded by hand. Separately, the CPython core
+(OpenSSL fast path) must give the same bytes, and the RFC vectors must hold on
+the core's pure path and on ``cryptography``, so a typo in a vector file cannot pass.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as c_hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from tests.support import ROOT
+from tests.support import VECTORS
 
-VECTORS = ROOT / "tests" / "vectors"
 UUID = bytes.fromhex("b531d1f007fb8425d19479ee862d845d")
-UNCOVERED = {9, 10, 11, 12}
+SALT = b"segbind/v2"
+GENESIS = b"\xff" * 8
+SEI_HEADER = {1: b"\x06", 2: b"\x4e\x01"}
 
 
 def load(name: str) -> dict:
@@ -51,13 +52,22 @@ def ident(text: str) -> bytes:
     return bytes([len(raw)]) + raw
 
 
-def binding_key(secret: bytes, owner: str, camera: str, epoch: int) -> bytes:
-    info = b"segbind/v1 binding\x00" + ident(owner) + ident(camera) + epoch.to_bytes(4, "big")
-    return hkdf_sha256(secret, b"segbind/v1", info, 32)
+def epoch_root(pairing: bytes, owner: str, camera: str, epoch: int) -> bytes:
+    info = b"segbind/v2 epoch\x00" + ident(owner) + ident(camera) + epoch.to_bytes(4, "big")
+    return hkdf_sha256(pairing, SALT, info, 32)
 
 
-def control_key(secret: bytes, camera: str) -> bytes:
-    return hkdf_sha256(secret, b"segbind/v1", b"segbind/v1 control\x00" + ident(camera), 32)
+def slot_key(root: bytes, slot: int, holder: str) -> bytes:
+    return hkdf_sha256(root, SALT, b"segbind/v2 slot\x00" + bytes([slot]) + ident(holder), 32)
+
+
+def command_key(pairing: bytes, owner: str, camera: str) -> bytes:
+    return hkdf_sha256(pairing, SALT, b"segbind/v2 command\x00" + ident(owner) + ident(camera), 32)
+
+
+def slot_keys(v: dict) -> list[bytes]:
+    root = epoch_root(h(v["pairing_secret"]), v["owner"], v["camera"], v["epoch"])
+    return [slot_key(root, s, holder) for s, holder in enumerate([v["owner"]] + v["shares"])]
 
 
 def leb128(value: int) -> bytes:
@@ -106,43 +116,65 @@ def epb_remove(data: bytes) -> bytes:
     return bytes(out)
 
 
-def is_segbind_sei(unit: bytes) -> bool:
-    if len(unit) < 19 or unit[0] != 0x06 or unit[1] != 5:
+def header_size(unit: bytes, codec: int) -> int:
+    return 1 if codec == 1 else 2
+
+
+def is_aud(unit: bytes, codec: int) -> bool:
+    return (unit[0] & 0x1F) == 9 if codec == 1 else ((unit[0] >> 1) & 0x3F) == 35
+
+
+def is_segbind_tag(unit: bytes, codec: int) -> bool:
+    head = SEI_HEADER[codec]
+    if not unit.startswith(head):
         return False
-    i = 2
-    while unit[i] == 0xFF:
+    rbsp = epb_remove(unit[len(head):])
+    if rbsp[:1] != b"\x05":
+        return False
+    i = 1
+    while rbsp[i] == 0xFF:
         i += 1
-    return unit[i + 1:i + 17] == UUID
+    return rbsp[i + 1:i + 17] == UUID
 
 
-def digest_of(units: list[bytes]) -> bytes:
-    d = hashlib.sha256()
-    for u in units:
-        if (u[0] & 0x1F) in UNCOVERED or is_segbind_sei(u):
-            continue
-        d.update(len(u).to_bytes(4, "big") + u)
-    return d.digest()
+def canonical(units: list[bytes], codec: int) -> bytes:
+    return b"".join(b"\x00\x00\x00\x01" + u for u in units if not is_segbind_tag(u, codec))
 
 
 def signed_fields(v: dict, digest: bytes) -> bytes:
-    return (bytes([1, 1]) + ident(v["owner"]) + ident(v["camera"]) + leb128(v["epoch"])
+    return (bytes([2, 1, v["codec"]]) + ident(v["owner"]) + ident(v["camera"]) + leb128(v["epoch"])
             + leb128(v["stream_id"]) + leb128(v["seq"]) + leb128(v["capture_ms"])
-            + h(v["link"]) + digest[:4])
+            + leb128(v["duration_ms"]) + leb128(v["pictures"]) + leb128(len(v["units"]))
+            + bytes([1 if v["end_of_stream"] else 0]) + h(v["link"]) + digest[:4]
+            + bytes([1 + len(v["shares"])]))
 
 
 def ff_coded(n: int) -> bytes:
     return b"\xff" * (n // 255) + bytes([n % 255])
 
 
-def sei_nal(body: bytes) -> bytes:
+def sei_nal(body: bytes, codec: int) -> bytes:
     payload = UUID + body
-    return b"\x06" + epb_insert(ff_coded(5) + ff_coded(len(payload)) + payload + b"\x80")
+    return SEI_HEADER[codec] + epb_insert(ff_coded(5) + ff_coded(len(payload)) + payload + b"\x80")
 
 
-def tagged_segment(units: list[bytes], sei: bytes) -> bytes:
-    at = 1 if units[0][0] & 0x1F == 9 else 0
-    out = units[:at] + [sei] + units[at:]
-    return b"".join(b"\x00\x00\x00\x01" + u for u in out)
+def tagged_segment(units: list[bytes], sei: bytes, codec: int) -> bytes:
+    at = 1 if is_aud(units[0], codec) else 0
+    return b"".join(b"\x00\x00\x00\x01" + u for u in units[:at] + [sei] + units[at:])
+
+
+def command_bytes(kind: int, op: int, c: dict, v: dict, key: bytes) -> bytes:
+    body = bytes([2, kind, op]) + ident(c["camera"]) + ident(c["owner"]) + leb128(v["counter"]) \
+        + leb128(v["epoch"])
+    if kind == 0x43:
+        if op == 2:
+            body += bytes([len(v["shares"])]) + b"".join(ident(a) for a in v["shares"])
+        body += leb128(v["issued_ms"])
+    else:
+        status, detail = v["status"].encode("ascii"), v["detail"].encode("utf-8")
+        body += bytes([len(status)]) + status + leb128(v["stream_id"]) + leb128(v["seq"]) \
+            + leb128(len(detail)) + detail
+    return body + hmac_sha256(key, b"segbind/v2 command\x00" + body)
 
 
 def all_segments(doc: dict) -> list[dict]:
@@ -153,7 +185,7 @@ def all_segments(doc: dict) -> list[dict]:
 
 RFC4231 = load("rfc4231_hmac_sha256.json")
 RFC5869 = load("rfc5869_hkdf_sha256.json")
-SEGBIND = load("segbind_v1.json")
+SEGBIND = load("segbind_v2.json")
 
 
 def test_rfc_provenance():
@@ -187,9 +219,10 @@ def test_rfc5869(case, monkeypatch):
     assert crypto.hkdf_sha256(ikm, salt, info, n) == h(case["okm"])
 
 
-# ---- segbind_v1.json: independent implementation ----------------------------------------
+# ---- segbind_v2.json: independent implementation ----------------------------------------
 
 def test_segbind_provenance():
+    from tests.support import ROOT
     p = SEGBIND["provenance"]
     assert p["generator"] == "tools/make_vectors.py"
     assert (ROOT / p["generator"]).is_file()
@@ -200,65 +233,92 @@ def test_segbind_provenance():
 
 @pytest.mark.parametrize("v", SEGBIND["keys"], ids=lambda v: v["name"])
 def test_keys(v):
-    secret = h(v["device_secret"])
-    assert binding_key(secret, v["owner"], v["camera"], v["epoch"]) == h(v["binding_key"])
-    assert control_key(secret, v["camera"]) == h(v["control_key"])
+    pairing = h(v["pairing_secret"])
+    assert epoch_root(pairing, v["owner"], v["camera"], v["epoch"]) == h(v["epoch_root"])
+    assert slot_keys(v) == [h(k) for k in v["slot_keys"]]
+    assert command_key(pairing, v["owner"], v["camera"]) == h(v["command_key"])
 
 
 def test_key_vectors_cover_the_edges():
-    ids = [v[k] for v in SEGBIND["keys"] for k in ("owner", "camera")]
+    keys = SEGBIND["keys"]
+    ids = [v[k] for v in keys for k in ("owner", "camera")]
     assert any(len(i.encode()) == 32 for i in ids)
     assert any(len(i.encode()) != len(i) for i in ids)             # multi-byte UTF-8
     assert any(len(i.encode()) == 32 and len(i) < 32 for i in ids)
-    assert {0, 0xFFFFFFFF} <= {v["epoch"] for v in SEGBIND["keys"]}
+    assert {1, 0xFFFFFFFF} <= {v["epoch"] for v in keys}
+    assert {0, 7} <= {len(v["shares"]) for v in keys}               # one slot to eight
+    # a slot key depends on its holder and its slot, and the epoch roots differ per pairing
+    flat = [k for v in keys for k in v["slot_keys"]]
+    assert len(set(flat)) == len(flat)
 
 
 @pytest.mark.parametrize("v", all_segments(SEGBIND), ids=lambda v: v["name"])
 def test_segment(v):
-    secret = h(v["device_secret"])
-    key = binding_key(secret, v["owner"], v["camera"], v["epoch"])
-    assert key == h(v["binding_key"])
+    codec = v["codec"]
     units = split_annexb(h(v["segment"]))
     assert [u.hex() for u in units] == v["units"]
     for u in units:  # every unit is a well-escaped NAL unit
-        assert epb_insert(epb_remove(u[1:])) == u[1:]
-    digest = digest_of(units)
+        n = header_size(u, codec)
+        assert epb_insert(epb_remove(u[n:])) == u[n:]
+    data = canonical(units, codec)
+    assert data == h(v["segment"])                               # the camera emits canonical form
+    digest = hashlib.sha256(data).digest()
     assert digest == h(v["content_digest"])
+    # another framing of the same units has the same canonical form
+    assert canonical(split_annexb(h(v["reframed_segment"])), codec) == data != h(v["reframed_segment"])
     signed = signed_fields(v, digest)
     assert signed == h(v["signed_fields"])
-    mac = hmac_sha256(key, signed + digest)[:16]
-    assert mac == h(v["mac"])
-    body = signed + mac
+    macs = [hmac_sha256(k, signed + digest)[:16] for k in slot_keys(v)]
+    assert macs == [h(m) for m in v["macs"]]
+    body = signed + b"".join(macs)
     assert body == h(v["tag_body"])
-    sei = sei_nal(body)
+    sei = sei_nal(body, codec)
     assert sei == h(v["sei_nal"])
-    assert tagged_segment(units, sei) == h(v["tagged_segment"])
-    # the tagged segment's digest, recomputed without the tag, is the same digest
-    assert digest_of(split_annexb(h(v["tagged_segment"]))) == digest
+    tagged = tagged_segment(units, sei, codec)
+    assert tagged == h(v["tagged_segment"])
+    # the tagged segment's canonical form without the tag is the same bytes
+    assert canonical(split_annexb(tagged), codec) == data
+    assert [is_segbind_tag(u, codec) for u in split_annexb(tagged)].count(True) == 1
 
 
 def test_segment_vectors_cover_the_edges():
     segs = all_segments(SEGBIND)
-    kinds = {h(u)[0] & 0x1F for v in segs for u in v["units"]}
-    assert {5, 6, 7, 8, 9, 12, 1} <= kinds                         # IDR, SEI, SPS, PPS, AUD, filler, P
-    assert any(len(h(v["tag_body"])) == 131 for v in segs)         # the longest body
+    h264 = {h(u)[0] & 0x1F for v in segs if v["codec"] == 1 for u in v["units"]}
+    assert {5, 6, 7, 8, 9, 12, 1} <= h264                           # IDR, SEI, SPS, PPS, AUD, filler, P
+    h265 = {(h(u)[0] >> 1) & 0x3F for v in segs if v["codec"] == 2 for u in v["units"]}
+    assert {35, 32, 33, 34, 39, 19, 1} <= h265                      # AUD, VPS, SPS, PPS, SEI, IDR, TRAIL
+    assert max(len(h(v["tag_body"])) for v in segs) == 257          # eight slots, the widest varints
     assert any(v["seq"] == 2**64 - 1 and v["stream_id"] == 2**64 - 1 for v in segs)
+    assert {True, False} == {v["end_of_stream"] for v in segs}
     # at least one SEI needed emulation prevention, and the IDR needed it
     assert any(len(h(v["sei_nal"])) > len(epb_remove(h(v["sei_nal"]))) for v in segs)
     idr = next(h(u) for u in segs[0]["units"] if h(u)[0] & 0x1F == 5)
     assert epb_remove(idr[1:]) == h(SEGBIND["idr_rbsp"]) != idr[1:]
     # one segment opens with an AUD (tag second), another does not (tag first)
-    assert {h(v["units"][0])[0] & 0x1F == 9 for v in segs} == {True, False}
+    assert {is_aud(h(v["units"][0]), v["codec"]) for v in segs} == {True, False}
 
 
 def test_chain():
     for chain in SEGBIND["chains"]:
         segs = chain["segments"]
         assert len(segs) >= 2
-        assert segs[0]["seq"] == 0 and h(segs[0]["link"]) == b"\xff" * 8
+        assert segs[0]["seq"] == 0 and h(segs[0]["link"]) == GENESIS
         for prev, cur in zip(segs, segs[1:]):
             assert (cur["stream_id"], cur["seq"]) == (prev["stream_id"], prev["seq"] + 1)
-            assert h(cur["link"]) == h(prev["mac"])[:8]
+            assert h(cur["link"]) == h(prev["content_digest"])[:8]
+
+
+def test_commands_and_pairing_offer():
+    c = SEGBIND["commands"]
+    pairing = h(c["pairing_secret"])
+    key = command_key(pairing, c["owner"], c["camera"])
+    assert key == h(c["command_key"])
+    assert command_bytes(0x43, 2, c, c["rotate"], key) == h(c["rotate"]["encoded"])
+    assert command_bytes(0x43, 3, c, c["release"], key) == h(c["release"]["encoded"])
+    assert c["result"]["op"] == "rotate"
+    assert command_bytes(0x52, 2, c, c["result"], key) == h(c["result"]["encoded"])
+    offer = b"SBP2" + ident(c["owner"]) + ident(c["camera"]) + pairing + leb128(c["pairing_offer"]["expires_ms"])
+    assert offer == h(c["pairing_offer"]["encoded"])
 
 
 # ---- the CPython core gives the same bytes ----------------------------------------------
@@ -268,25 +328,25 @@ def test_chain():
                          ids=lambda c: c[0]["name"])
 def test_cpython_core_reproduces(chain):
     from segbind_core import crypto
-    from segbind_core.keys import derive_binding_key
-    from segbind_core.nal import annexb_units
+    from segbind_core.keys import Epoch
     from segbind_core.tagger import Tagger
     assert crypto._openssl_hmac_digest is not None     # the OpenSSL path, not the pure one
     first = chain[0]
-    key = derive_binding_key(h(first["device_secret"]), first["owner"], first["camera"],
-                             first["epoch"])
-    tagger = Tagger(key, first["owner"], first["camera"], first["epoch"], first["stream_id"],
-                    seq=first["seq"], link=h(first["link"]))
+    epoch = Epoch.of_pairing(h(first["pairing_secret"]), first["owner"], first["camera"], first["epoch"],
+                             first["shares"])
+    tagger = Tagger(epoch, first["stream_id"], codec=first["codec"], seq=first["seq"], link=h(first["link"]))
     for v in chain:
-        buf = h(v["segment"])
-        tagged, tag = tagger.tag_annexb(buf, annexb_units(buf), v["capture_ms"])
+        tagged, tag = tagger.tag(h(v["segment"]), len(v["units"]), v["capture_ms"], v["duration_ms"],
+                                 v["pictures"], v["end_of_stream"])
         assert tag.encode() == h(v["tag_body"])
         assert tagged == h(v["tagged_segment"])
 
 
 def test_cpython_core_keys():
-    from segbind_core.keys import derive_binding_key, derive_control_key
+    from segbind_core.keys import Epoch
+    from segbind_core.keys import command_key as core_command_key
     for v in SEGBIND["keys"]:
-        secret = h(v["device_secret"])
-        assert derive_binding_key(secret, v["owner"], v["camera"], v["epoch"]) == h(v["binding_key"])
-        assert derive_control_key(secret, v["camera"]) == h(v["control_key"])
+        pairing = h(v["pairing_secret"])
+        epoch = Epoch.of_pairing(pairing, v["owner"], v["camera"], v["epoch"], v["shares"])
+        assert epoch.root == h(v["epoch_root"])
+        assert core_command_key(pairing, v["owner"], v["camera"]) == h(v["command_key"])

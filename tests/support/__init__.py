@@ -18,14 +18,17 @@ def run_cli(*args: str, stdin: bytes = b"", cwd: Path | None = None) -> subproce
 
 
 def provision_keys(directory: Path, camera: str) -> Path:
-    """Through the CLI, in ``directory``: a device (dev.json), alice's binding and keyring
-    (the owner: alice.json, alice-ring.json) and bob's (a stranger: bob.json, bob-ring.json)."""
+    """Through the CLI, in ``directory``: a device (dev.json); alice's pairing of it, its epoch 1
+    (alice.json, what ``segbind tag --epoch`` takes) and her keyring (alice-ring.json); and
+    bob's, a stranger who paired the same camera once (bob.json, bob-ring.json)."""
     for args in (
         ["keys", "device", "--device-id", camera, "--out", "dev.json", "--test-only"],
-        ["keys", "bind", "--device", "dev.json", "--owner", "alice", "--out", "alice.json"],
-        ["keys", "grant", "--binding", "alice.json", "--keyring", "alice-ring.json"],
-        ["keys", "bind", "--device", "dev.json", "--owner", "bob", "--out", "bob.json"],
-        ["keys", "grant", "--binding", "bob.json", "--keyring", "bob-ring.json"],
+        ["keys", "pair", "--owner", "alice", "--camera", camera, "--out", "alice.pairing", "--test-only"],
+        ["keys", "epoch", "--pairing", "alice.pairing", "--epoch", "1", "--out", "alice.json"],
+        ["keys", "grant", "--epoch", "alice.json", "--keyring", "alice-ring.json"],
+        ["keys", "pair", "--owner", "bob", "--camera", camera, "--out", "bob.pairing", "--test-only"],
+        ["keys", "epoch", "--pairing", "bob.pairing", "--epoch", "1", "--out", "bob.json"],
+        ["keys", "grant", "--epoch", "bob.json", "--keyring", "bob-ring.json"],
     ):
         result = run_cli(*args, cwd=directory)
         assert result.returncode == 0, result.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 from host_sim import clips
-from segbind import Binding, Keyring
+from segbind import Keyring
 from tests.support import run_cli
 
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
@@ -17,12 +17,12 @@ FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 
 def rings(keys: Path) -> Tuple[Keyring, Keyring]:
     """(alice's keyring, bob's keyring) as library objects."""
-    return Keyring([Binding.load(str(keys / "alice.json"))]), Keyring([Binding.load(str(keys / "bob.json"))])
+    return Keyring.load(keys / "alice-ring.json"), Keyring.load(keys / "bob-ring.json")
 
 
 def tag(keys: Path, data: bytes, out: Path, *extra: str) -> Path:
     """Tag Annex-B bytes with alice's binding through ``segbind tag`` (a pipe, as a camera would)."""
-    result = run_cli("tag", "--binding", str(keys / "alice.json"), "--stream-id", "42", *extra, "-", "-",
+    result = run_cli("tag", "--epoch", str(keys / "alice.json"), "--stream-id", "42", *extra, "-", "-",
                      stdin=data)
     assert result.returncode == 0, result.stderr
     out.write_bytes(result.stdout)

@@ -28,7 +28,7 @@ def _pieces(source: Union[bytes, bytearray, memoryview, IO[bytes], Iterable[byte
                 return
             yield piece
     else:
-        yield from source  # type: ignore[misc]
+        yield from source
 
 
 def annexb_segments(source: Union[bytes, bytearray, memoryview, IO[bytes], Iterable[bytes]],

@@ -97,7 +97,7 @@ def _extradata_sets(extradata: bytes) -> Tuple[int, List[bytes]]:
     return 0, [extradata[s:e] for s, e in annexb_units(extradata)]
 
 
-def _prefixed_units(data: bytes, length_size: int) -> Tuple[List[bytes], str]:
+def prefixed_units(data: bytes, length_size: int) -> Tuple[List[bytes], str]:
     """The units of a length-prefixed sample, and a defect ("" when none): the lengths must
     tile the sample exactly, with no empty unit and no unit ending in a zero byte."""
     units: List[bytes] = []
@@ -202,7 +202,7 @@ def container_segments(source: Source, fmt: str, name: str, stats: Optional[Dict
                 packets += 1
                 data = bytes(packet)
                 if length_size:
-                    units, defect = _prefixed_units(data, length_size)
+                    units, defect = prefixed_units(data, length_size)
                 else:
                     units, defect = [data[s:e] for s, e in annexb_units(data)], ""
                 if defect:

@@ -16,7 +16,7 @@ retry policy that undoes what remuxers are seen to do to a segment's head
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from segbind_core.h264 import NAL_AUD, NAL_PPS, NAL_SPS, is_vcl
 from segbind_core.sei import tag_codec
@@ -96,7 +96,7 @@ class Regrouper:
 
     def __init__(self, initial: Sequence[bytes] = ()) -> None:
         self._initial = [bytes(u) for u in initial if u and u[0] & 0x1F in (NAL_SPS, NAL_PPS)]
-        self._latest: Dict[tuple, bytes] = {}
+        self._latest: Dict[Tuple[int, int], bytes] = {}
         self._units: List[bytes] = []
         self._kinds: List[int] = []
         self._size = 0
