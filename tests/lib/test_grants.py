@@ -1,0 +1,565 @@
+"""Owner-held keys (docs/GRANTS.md): cards and files, enrollment, sealed grants, every refusal
+of section 6 produced by the attack it names, share offers, and secrets kept out of sight.
+
+The wire format is also checked independently: a sealed message is opened, and another
+made, here with the ``cryptography`` primitives written out from the spec, not grants.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from segbind import Binding, InvalidSegment, Keyring, KeyringError, SegbindError
+from segbind.grants import (
+    Account,
+    AccountCard,
+    Display,
+    DisplayCard,
+    DisplayGrants,
+    GrantError,
+    GrantRefusal,
+    GrantSet,
+    OutOfBand,
+    ShareOffer,
+    enrollment_code,
+    open_sealed,
+    seal,
+)
+from segbind_core.keys import Epoch
+
+R = GrantRefusal
+
+
+# -- the spec, written out here (independent of grants.py) ---------------------------------------
+
+def spec_id(name: str) -> bytes:
+    raw = name.encode("utf-8")
+    return bytes([len(raw)]) + raw
+
+
+def spec_key(shared: bytes, eph_pub: bytes, to_pub: bytes, kind: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=eph_pub + to_pub,
+                info=b"segbind/v2 seal\x00" + kind.encode()).derive(shared)
+
+
+def spec_aad(kind: str, to: str, issuer: str) -> bytes:
+    return b"segbind/v2 sealed\x00" + kind.encode() + b"\x00" + spec_id(to) + spec_id(issuer)
+
+
+def spec_open(sealed: Dict[str, Any], recipient_secret: bytes, issuer_signing_pub: bytes) -> bytes:
+    """GRANTS.md section 4 backwards: X25519, HKDF, AES-256-GCM, then the Ed25519 signature."""
+    kind = sealed["kind"]
+    eph_pub, to_pub = bytes.fromhex(sealed["eph"]), bytes.fromhex(sealed["to_pub"])
+    shared = X25519PrivateKey.from_private_bytes(recipient_secret).exchange(
+        X25519PublicKey.from_public_bytes(eph_pub))
+    plaintext = AESGCM(spec_key(shared, eph_pub, to_pub, kind)).decrypt(
+        bytes(12), bytes.fromhex(sealed["ciphertext"]), spec_aad(kind, sealed["to"], sealed["from"]))
+    size = int.from_bytes(plaintext[:4], "big")
+    payload, signature = plaintext[4:4 + size], plaintext[4 + size:]
+    assert len(signature) == 64
+    Ed25519PublicKey.from_public_bytes(issuer_signing_pub).verify(
+        signature, b"segbind/v2 " + kind.encode() + b"\x00" + payload)
+    return payload
+
+
+def spec_seal(kind: str, to: str, to_pub: bytes, issuer: str, payload: bytes, signature: bytes) -> Dict[str, Any]:
+    """GRANTS.md section 4 forwards, with any ``issuer`` named in the envelope."""
+    eph = X25519PrivateKey.generate()
+    eph_pub = eph.public_key().public_bytes_raw()
+    shared = eph.exchange(X25519PublicKey.from_public_bytes(to_pub))
+    plaintext = len(payload).to_bytes(4, "big") + payload + signature
+    ciphertext = AESGCM(spec_key(shared, eph_pub, to_pub, kind)).encrypt(
+        bytes(12), plaintext, spec_aad(kind, to, issuer))
+    return {"segbind": "sealed", "version": 2, "kind": kind, "to": to, "to_pub": to_pub.hex(),
+            "from": issuer, "eph": eph_pub.hex(), "ciphertext": ciphertext.hex()}
+
+
+# -- a small world: alice owns cam-1 and shares it with bob; tv-1 is alice's display ---------------
+
+@dataclass
+class World:
+    tmp: Path
+    alice: Account
+    bob: Account
+    mallory: Account
+    tv: Display
+    other_tv: Display
+    epoch: Epoch
+    grants: DisplayGrants
+    pairing: bytes
+    secrets: List[str] = field(default_factory=list, repr=False)
+    first: Dict[str, Any] = field(default_factory=dict)   # grants serial 1 and 2 (the ``held`` fixture)
+    second: Dict[str, Any] = field(default_factory=dict)
+
+    def key(self, slot: int, epoch: int = 1) -> Binding:
+        """Slot ``slot`` (0 alice, 1 bob) of an epoch of alice's cam-1."""
+        ep = self.epoch if epoch == 1 else Epoch.of_pairing(self.pairing, "alice", "cam-1", epoch, ["bob"])
+        return Binding("alice", "cam-1", epoch, ep.slot_keys()[slot][1], slot)
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> World:
+    alice, bob, mallory = Account.new("alice", test_only=True), Account.new("bob"), Account.new("mallory")
+    tv, other_tv = Display.new("tv-1", test_only=True), Display.new("tv-2")
+    OutOfBand.enroll(alice, tv)
+    OutOfBand.enroll(alice, other_tv)
+    pairing = os.urandom(32)
+    w = World(tmp_path, alice, bob, mallory, tv, other_tv,
+              Epoch.of_pairing(pairing, "alice", "cam-1", 1, ["bob"]), DisplayGrants(tv), pairing)
+    for name, party in (("alice", alice), ("bob", bob), ("mallory", mallory), ("tv", tv), ("tv2", other_tv)):
+        party.save(tmp_path / (name + ".json"))
+        data = json.loads((tmp_path / (name + ".json")).read_text())
+        w.secrets += [data[k] for k in ("signing_key", "sealing_key") if k in data]
+    w.secrets += [key.hex() for _, key in w.epoch.slot_keys()]
+    w.secrets.append(w.pairing.hex())
+    return w
+
+
+def secret_of(path: Path, name: str) -> bytes:
+    return bytes.fromhex(json.loads(path.read_text())[name])
+
+
+# -- cards and files ---------------------------------------------------------------------------
+
+def test_account_and_display_files_round_trip_and_are_owner_only(world: World) -> None:
+    for name in ("alice", "tv"):
+        assert stat.S_IMODE((world.tmp / (name + ".json")).stat().st_mode) == 0o600
+    alice = Account.load(world.tmp / "alice.json")
+    assert alice.account == "alice" and alice.test_only and alice.card() == world.alice.card()
+    assert Account.load(world.tmp / "bob.json").test_only is False
+    tv = Display.load(world.tmp / "tv.json")
+    assert tv.card() == world.tv.card() and tv.owner == world.alice.card() and tv.test_only
+    # A loaded display opens what was sealed to the saved one.
+    assert DisplayGrants(tv).accept(world.alice.grants_for(world.tv.card(), 1, [world.key(0)])) is not None
+    # An unenrolled display saves "owner": null and loads without one.
+    fresh = Display.new("tv-3")
+    fresh.save(world.tmp / "tv3.json")
+    assert json.loads((world.tmp / "tv3.json").read_text())["owner"] is None
+    assert Display.load(world.tmp / "tv3.json").owner is None
+
+
+def test_cards_round_trip_through_json(world: World) -> None:
+    card, dcard = world.alice.card(), world.tv.card()
+    assert AccountCard.from_json(json.loads(json.dumps(card.to_json()))) == card
+    assert DisplayCard.from_json(json.loads(json.dumps(dcard.to_json()))) == dcard
+    assert card.to_json()["segbind"] == "account-card" and dcard.to_json()["segbind"] == "display-card"
+    assert len(card.fingerprint) == 32 and card.fingerprint != world.bob.card().fingerprint
+
+
+def _mutations(good: Dict[str, Any], key_field: str, id_field: str) -> List[Dict[str, Any]]:
+    out: List[Dict[str, Any]] = []
+    for change in ({"segbind": "account"}, {"version": 1}, {"version": "2"}, {"version": 2.0}, {"version": True},
+                   {key_field: good[key_field].upper()}, {key_field: good[key_field][:-2]},
+                   {key_field: "zz" + good[key_field][2:]}, {key_field: " " + good[key_field][1:]},
+                   {key_field: 7}, {id_field: ""}, {id_field: "a/b"}, {id_field: "x" * 33}, {id_field: "a\x00b"},
+                   {id_field: 12}, {"extra": 1}):
+        out.append({**good, **change})
+    for name in good:
+        out.append({k: v for k, v in good.items() if k != name})
+    return out
+
+
+def test_bad_cards_are_refused_with_a_clear_error(world: World) -> None:
+    good = world.alice.card().to_json()
+    for bad in _mutations(good, "signing_pub", "account") + [[good], None, "card"]:
+        with pytest.raises(KeyringError, match=r"^account card: "):
+            AccountCard.from_json(bad)
+    dgood = world.tv.card().to_json()
+    for bad in _mutations(dgood, "sealing_pub", "display"):
+        if bad.get("display") == "a/b":
+            continue  # a display id is not an MQTT level: "/" is allowed
+        with pytest.raises(KeyringError, match=r"^display card: "):
+            DisplayCard.from_json(bad)
+    with pytest.raises(KeyringError, match="signing_pub must be 32 bytes"):
+        AccountCard("alice", b"\x01" * 31, world.alice.card().sealing_pub)
+
+
+def test_bad_files_are_refused_with_a_clear_error(world: World) -> None:
+    path = world.tmp / "bad.json"
+    with pytest.raises(KeyringError, match="no such file"):
+        Account.load(world.tmp / "missing.json")
+    for text, message in (("", "empty"), ("{", "not valid JSON"), ('{"segbind": "keyring", "version": 2}',
+                                                                   "not a segbind account file")):
+        path.write_text(text)
+        with pytest.raises(KeyringError, match=message):
+            Account.load(path)
+    good = json.loads((world.tmp / "alice.json").read_text())
+    for change, message in (({"signing_key": good["signing_key"][:-2]}, "signing_key must be 32 bytes"),
+                            ({"sealing_key": good["sealing_key"].upper()}, "sealing_key must be lowercase hex"),
+                            ({"test_only": "yes"}, "test_only"), ({"account": "a+b"}, "account must not contain"),
+                            ({"extra": 1}, "unknown field")):
+        path.write_text(json.dumps({**good, **change}))
+        with pytest.raises(KeyringError, match=message) as info:
+            Account.load(path)
+        assert str(info.value).startswith(str(path))
+    dgood = json.loads((world.tmp / "tv.json").read_text())
+    path.write_text(json.dumps({**dgood, "owner": {**dgood["owner"], "signing_pub": "00"}}))
+    with pytest.raises(KeyringError, match="owner: signing_pub must be 32 bytes"):
+        Display.load(path)
+    path.write_text(json.dumps({k: v for k, v in dgood.items() if k != "owner"}))
+    with pytest.raises(KeyringError, match="missing owner"):
+        Display.load(path)
+
+
+# -- enrollment ------------------------------------------------------------------------------------
+
+def test_enrollment_code_is_the_spec_formula_and_changes_with_either_card(world: World) -> None:
+    alice, tv = world.alice.card(), world.tv.card()
+    digest = hashlib.sha256(b"segbind/v2 enroll\x00" + tv.sealing_pub + alice.signing_pub).digest()
+    expected = base64.b32encode(digest[:5]).decode()
+    code = enrollment_code(tv, alice)
+    assert code == expected and len(code) == 8 and "=" not in code
+    assert set(code) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+    assert enrollment_code(world.other_tv.card(), alice) != code   # the cloud swapped the display's card
+    assert enrollment_code(tv, world.mallory.card()) != code        # or the account's
+    assert enrollment_code(tv, AccountCard("alice", world.mallory.card().signing_pub, alice.sealing_pub)) != code
+    # Both sides compute the same code from the cards they were handed.
+    fresh = Display.new("tv-9")
+    assert OutOfBand.enroll(world.alice, fresh) == enrollment_code(fresh.card(), alice)
+
+
+def test_a_pinned_display_keeps_its_owner_until_reset(world: World) -> None:
+    assert world.tv.owner == world.alice.card()
+    OutOfBand.enroll(world.alice, world.tv)  # the same owner again: nothing changes
+    with pytest.raises(KeyringError, match="enrolled to another account"):
+        OutOfBand.enroll(world.mallory, world.tv)
+    assert world.tv.owner == world.alice.card()
+
+
+def test_exchange_cards_gives_each_contact_the_other_card(world: World) -> None:
+    a_card, b_card = OutOfBand.exchange_cards(world.alice, world.bob)
+    assert a_card == world.alice.card() and b_card == world.bob.card()
+
+
+# -- grants ------------------------------------------------------------------------------------
+
+def test_grants_open_on_the_display_and_give_the_keyring(world: World) -> None:
+    shared_in = Binding("carol", "cam-7", 3, os.urandom(32), 2)  # a camera carol shares with alice
+    sealed = world.alice.grants_for(world.tv.card(), 5, [world.key(0), shared_in],
+                                    [("alice", "cam-1", 9)], issued_ms=1_700_000_000_000)
+    keyring = world.grants.accept(sealed)
+    assert isinstance(keyring, Keyring) and world.grants.keyring is keyring and world.grants.serial == 5
+    held = keyring.binding("alice", "cam-1", 1)
+    assert held.slot == 0 and held.key == world.epoch.slot_keys()[0][1]
+    assert keyring.binding("carol", "cam-7", 3) == shared_in
+    with pytest.raises(InvalidSegment, match="revoked"):
+        keyring.binding("alice", "cam-1", 9)
+    # The next grants replace the keyring whole; revoked epochs stay revoked.
+    keyring = world.grants.accept(world.alice.grants_for(world.tv.card(), 6, [world.key(0, epoch=2)]))
+    assert keyring.grants() == [("alice", "cam-1", 2)]
+    assert {tuple(r.values()) for r in keyring.to_json()["revoked"]} == {("alice", "cam-1", 9)}
+
+
+def test_the_wire_format_is_the_specs(world: World) -> None:
+    """Opened here with the primitives written out from section 4, not by grants.py."""
+    sealed = world.alice.grants_for(world.tv.card(), 1, [world.key(0)], issued_ms=123)
+    assert set(sealed) == {"segbind", "version", "kind", "to", "to_pub", "from", "eph", "ciphertext"}
+    assert (sealed["segbind"], sealed["version"], sealed["kind"], sealed["to"], sealed["from"]) == (
+        "sealed", 2, "grants", "tv-1", "alice")
+    assert sealed["to_pub"] == world.tv.card().sealing_pub.hex()
+    payload = spec_open(sealed, secret_of(world.tmp / "tv.json", "sealing_key"), world.alice.card().signing_pub)
+    assert payload == json.dumps(json.loads(payload), sort_keys=True, separators=(",", ":")).encode()
+    assert json.loads(payload) == {
+        "segbind": "grants", "version": 2, "issuer": "alice", "display": "tv-1",
+        "display_pub": world.tv.card().sealing_pub.hex(), "serial": 1, "issued_ms": 123,
+        "keys": [{"owner": "alice", "camera": "cam-1", "epoch": 1, "slot": 0, "key": world.key(0).key.hex()}],
+        "revoked": []}
+    again = world.alice.grants_for(world.tv.card(), 1, [world.key(0)], issued_ms=123)
+    assert again["eph"] != sealed["eph"] and again["ciphertext"] != sealed["ciphertext"]  # a fresh key each time
+
+
+def test_a_message_sealed_from_the_spec_is_accepted(world: World) -> None:
+    payload = GrantSet("alice", "tv-1", world.tv.card().sealing_pub, 1, 0, [world.key(0)], []).to_payload()
+    signature = world.alice.sign("grants", payload)
+    Ed25519PublicKey.from_public_bytes(world.alice.card().signing_pub).verify(
+        signature, b"segbind/v2 grants\x00" + payload)
+    sealed = spec_seal("grants", "tv-1", world.tv.card().sealing_pub, "alice", payload, signature)
+    assert world.grants.accept(sealed).binding("alice", "cam-1", 1).key == world.key(0).key
+
+
+# -- every refusal of section 6, by the attack it names --------------------------------------------
+
+def _grant_payload(w: World, **change: Any) -> bytes:
+    data = json.loads(GrantSet("alice", "tv-1", w.tv.card().sealing_pub, 9, 0, [w.key(0)], []).to_payload())
+    data.update(change)
+    return json.dumps(data).encode()
+
+
+def _edit(sealed: Dict[str, Any], **change: Any) -> Dict[str, Any]:
+    out = copy.deepcopy(sealed)
+    out.update(change)
+    return out
+
+
+def _flip(hex_text: str, at: int = -1) -> str:
+    raw = bytearray(bytes.fromhex(hex_text))
+    raw[at] ^= 1
+    return raw.hex()
+
+
+def _flipped(sealed: Dict[str, Any], name: str, at: int = -1) -> Dict[str, Any]:
+    """``sealed`` with one bit of one field flipped (the rest of that very message kept)."""
+    return _edit(sealed, **{name: _flip(sealed[name], at)})
+
+
+def _truncated(sealed: Dict[str, Any]) -> Dict[str, Any]:
+    return _edit(sealed, ciphertext=sealed["ciphertext"][:-2])
+
+
+def _grants(w: World, serial: int = 9, by: Account | None = None, to: Display | None = None) -> Dict[str, Any]:
+    return (by or w.alice).grants_for((to or w.tv).card(), serial, [w.key(0, epoch=3)])
+
+
+ATTACKS: Dict[str, tuple[GrantRefusal, Callable[[World], Any]]] = {
+    # 1. malformed
+    "not an object": (R.MALFORMED, lambda w: [_grants(w)]),
+    "version 1": (R.MALFORMED, lambda w: _edit(_grants(w), version=1)),
+    "a share offer sent to a display": (
+        R.MALFORMED, lambda w: _edit(seal(w.alice, "share-offer", "tv-1", w.tv.card().sealing_pub, b"{}"))),
+    "no ciphertext": (R.MALFORMED, lambda w: {k: v for k, v in _grants(w).items() if k != "ciphertext"}),
+    "an extra envelope field": (R.MALFORMED, lambda w: _edit(_grants(w), note="hi")),
+    "ciphertext not hex": (R.MALFORMED, lambda w: _edit(_grants(w), ciphertext="xyz")),
+    "signed junk from the owner": (R.MALFORMED, lambda w: seal(w.alice, "grants", "tv-1", w.tv.card().sealing_pub,
+                                                                 b"not json")),
+    "a payload field added": (R.MALFORMED, lambda w: seal(w.alice, "grants", "tv-1", w.tv.card().sealing_pub,
+                                                            _grant_payload(w, extra=1))),
+    "a payload of version 1": (R.MALFORMED, lambda w: seal(w.alice, "grants", "tv-1", w.tv.card().sealing_pub,
+                                                             _grant_payload(w, version=1))),
+    "a duplicated payload field": (R.MALFORMED, lambda w: seal(
+        w.alice, "grants", "tv-1", w.tv.card().sealing_pub, _grant_payload(w)[:-1] + b', "serial": 99}')),
+    "a revoked epoch granted again": (R.MALFORMED, lambda w: w.alice.grants_for(w.tv.card(), 9, [w.key(0, 2)])),
+    # 2. not for this display
+    "a grant sealed to another display": (R.NOT_FOR_THIS_DISPLAY, lambda w: _grants(w, to=w.other_tv)),
+    "this display's name with another display's key": (
+        R.NOT_FOR_THIS_DISPLAY, lambda w: _edit(_grants(w), to_pub=w.other_tv.card().sealing_pub.hex())),
+    "another display's grant renamed to this one": (
+        R.NOT_FOR_THIS_DISPLAY, lambda w: _edit(_grants(w, to=w.other_tv), to="tv-1")),
+    # 3. cannot open
+    "a tampered ciphertext (its tag)": (R.CANNOT_OPEN, lambda w: _flipped(_grants(w), "ciphertext")),
+    "a tampered ciphertext (the length)": (R.CANNOT_OPEN, lambda w: _flipped(_grants(w), "ciphertext", 0)),
+    "a tampered ciphertext (the payload)": (R.CANNOT_OPEN, lambda w: _flipped(_grants(w), "ciphertext", 10)),
+    "a truncated ciphertext": (R.CANNOT_OPEN, lambda w: _truncated(_grants(w))),
+    "another display's grant readdressed here": (R.CANNOT_OPEN, lambda w: _edit(
+        _grants(w, to=w.other_tv), to="tv-1", to_pub=w.tv.card().sealing_pub.hex())),
+    "a changed sender": (R.CANNOT_OPEN, lambda w: _edit(_grants(w), **{"from": "mallory"})),
+    "a changed ephemeral key": (R.CANNOT_OPEN, lambda w: _flipped(_grants(w), "eph", 0)),
+    "a low-order ephemeral key": (R.CANNOT_OPEN, lambda w: _edit(_grants(w), eph="00" * 32)),
+    "a bad plaintext framing": (R.CANNOT_OPEN, lambda w: spec_seal(
+        "grants", "tv-1", w.tv.card().sealing_pub, "alice", b"", b"\x00" * 10)),
+    # 4. not from the owner
+    "grants signed by another account": (R.NOT_FROM_OWNER, lambda w: _grants(w, by=w.mallory)),
+    "an impostor with the owner's name": (R.NOT_FROM_OWNER, lambda w: _grants(w, by=Account.new("alice"))),
+    "the owner's signature in another's envelope": (R.NOT_FROM_OWNER, lambda w: spec_seal(
+        "grants", "tv-1", w.tv.card().sealing_pub, "mallory", _grant_payload(w),
+        w.alice.sign("grants", _grant_payload(w)))),
+    "the owner's share-offer signature reused": (R.NOT_FROM_OWNER, lambda w: spec_seal(
+        "grants", "tv-1", w.tv.card().sealing_pub, "alice", _grant_payload(w),
+        w.alice.sign("share-offer", _grant_payload(w)))),
+    # 5. the payload names another issuer or display
+    "a payload naming another issuer": (R.NOT_FROM_OWNER, lambda w: seal(
+        w.alice, "grants", "tv-1", w.tv.card().sealing_pub, _grant_payload(w, issuer="mallory"))),
+    "a payload naming another display": (R.NOT_FOR_THIS_DISPLAY, lambda w: seal(
+        w.alice, "grants", "tv-1", w.tv.card().sealing_pub, _grant_payload(w, display="tv-2"))),
+    "a payload naming another display key": (R.NOT_FOR_THIS_DISPLAY, lambda w: seal(
+        w.alice, "grants", "tv-1", w.tv.card().sealing_pub,
+        _grant_payload(w, display_pub=w.other_tv.card().sealing_pub.hex()))),
+    # 6. stale
+    "a replayed older serial": (R.STALE, lambda w: w.first),
+    "the held grants replayed": (R.STALE, lambda w: w.second),
+}
+
+
+@pytest.fixture()
+def held(world: World) -> World:
+    """tv-1 holds serial 2 (epoch 2 revoked) after serial 1; ``first`` and ``second`` kept for replays."""
+    world.first = world.alice.grants_for(world.tv.card(), 1, [world.key(0)])
+    world.second = world.alice.grants_for(world.tv.card(), 2, [world.key(0)], [("alice", "cam-1", 2)])
+    world.grants.accept(world.first)
+    world.grants.accept(world.second)
+    return world
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_each_attack_is_refused_with_its_reason_and_changes_nothing(held: World, attack: str) -> None:
+    reason, make = ATTACKS[attack]
+    before, snapshot = held.grants.keyring, held.grants.keyring.to_json()
+    with pytest.raises(GrantError) as info:
+        held.grants.accept(make(held))
+    assert info.value.reason is reason, str(info.value)
+    assert str(info.value).startswith(reason.value + ": ") and "\n" not in str(info.value)
+    assert isinstance(info.value, SegbindError)
+    assert held.grants.keyring is before and before.to_json() == snapshot and held.grants.serial == 2
+    # The owner's next genuine grants are still taken.
+    assert held.grants.accept(held.alice.grants_for(held.tv.card(), 10, [held.key(0, 3)])).grants() == [
+        ("alice", "cam-1", 3)]
+
+
+def test_every_refusal_of_section_6_is_exercised() -> None:
+    named = {reason for reason, _ in ATTACKS.values()} | {R.NOT_ENROLLED}
+    assert named == set(R) - {R.NOT_FOR_THIS_ACCOUNT, R.NOT_FROM_CONTACT}
+
+
+def test_a_display_never_enrolled_refuses_everything(world: World) -> None:
+    fresh = Display.new("tv-5")
+    grants = DisplayGrants(fresh)
+    for sealed in (world.alice.grants_for(fresh.card(), 1, [world.key(0)]), {"junk": 1}):
+        with pytest.raises(GrantError) as info:
+            grants.accept(sealed)
+        assert info.value.reason is R.NOT_ENROLLED
+        assert len(grants.keyring) == 0 and grants.serial == 0
+    OutOfBand.enroll(world.alice, fresh)
+    assert len(grants.accept(world.alice.grants_for(fresh.card(), 1, [world.key(0)]))) == 1
+
+
+def test_open_sealed_names_the_refusals_by_kind(world: World) -> None:
+    sealed = world.alice.grants_for(world.tv.card(), 1, [world.key(0)])
+    tv_secret = X25519PrivateKey.from_private_bytes(secret_of(world.tmp / "tv.json", "sealing_key"))
+    payload = open_sealed(sealed, "grants", "tv-1", tv_secret, world.tv.card().sealing_pub, world.alice.card())
+    assert GrantSet.from_payload(payload).keys == [world.key(0)]
+    with pytest.raises(GrantError) as info:
+        open_sealed(sealed, "grants", "tv-1", tv_secret, world.tv.card().sealing_pub, world.bob.card())
+    assert info.value.reason is R.NOT_FROM_OWNER
+
+
+# -- grant sets ------------------------------------------------------------------------------------
+
+def test_grant_set_payload_is_canonical_and_round_trips(world: World) -> None:
+    gs = GrantSet("alice", "tv-1", world.tv.card().sealing_pub, 3, 42,
+                  [world.key(0), Binding("carol", "cam-ü", 4, bytes(range(32)), 3)], [("alice", "cam-1", 7)])
+    payload = gs.to_payload()
+    assert payload == json.dumps(json.loads(payload), sort_keys=True, separators=(",", ":")).encode()
+    assert GrantSet.from_payload(payload) == gs
+    offer = ShareOffer("alice", "bob", 4, 42, [world.key(1)], [("alice", "cam-1", 7)])
+    assert ShareOffer.from_payload(offer.to_payload()) == offer
+
+
+@pytest.mark.parametrize("change", [
+    {"serial": 0}, {"serial": 1.5}, {"serial": True}, {"serial": 2 ** 64}, {"issued_ms": -1}, {"issuer": ""},
+    {"issuer": "a#b"}, {"display_pub": "00"}, {"keys": {}}, {"revoked": None},
+    {"keys": [{"owner": "alice", "camera": "cam-1", "epoch": 1, "slot": 0}]},
+    {"keys": [{"owner": "alice", "camera": "cam-1", "epoch": 0, "slot": 0, "key": "00" * 32}]},
+    {"keys": [{"owner": "alice", "camera": "cam-1", "epoch": 1, "slot": 8, "key": "00" * 32}]},
+    {"keys": [{"owner": "alice", "camera": "cam-1", "epoch": 1, "slot": 0, "key": "AA" * 32}]},
+    {"keys": [{"owner": "alice", "camera": "cam-1", "epoch": 1, "slot": 0, "key": "00" * 32, "x": 1}]},
+    {"keys": [{"owner": "alice", "camera": "cam-1", "epoch": 1, "slot": s, "key": "00" * 32} for s in (0, 1)]},
+    {"revoked": [{"owner": "alice", "camera": "cam-1", "epoch": 1}]},
+    {"revoked": [{"owner": "alice", "camera": "cam-1"}]},
+])
+def test_grant_set_from_payload_is_strict(world: World, change: Dict[str, Any]) -> None:
+    data = json.loads(GrantSet("alice", "tv-1", world.tv.card().sealing_pub, 1, 0,
+                               [Binding("alice", "cam-1", 1, bytes(32))], []).to_payload())
+    with pytest.raises(GrantError) as info:
+        GrantSet.from_payload(json.dumps({**data, **change}).encode())
+    assert info.value.reason is R.MALFORMED
+
+
+@pytest.mark.parametrize("payload", [b"", b"\xff", b"[]", b'{"serial": NaN}', b"[" * 100000, b"null"])
+def test_grant_set_from_payload_refuses_what_is_not_an_object(payload: bytes) -> None:
+    with pytest.raises(GrantError) as info:
+        GrantSet.from_payload(payload)
+    assert info.value.reason is R.MALFORMED
+
+
+# -- sharing with another account (section 7) --------------------------------------------------------
+
+def test_a_share_offer_is_taken_only_from_the_contact_and_only_when_addressed_here(world: World) -> None:
+    alice, bob, mallory = world.alice, world.bob, world.mallory
+    alice_card, bob_card = OutOfBand.exchange_cards(alice, bob)
+    carol = Account.new("carol")
+    sealed = alice.offer_share(bob_card, 1, [world.key(1)], issued_ms=5)
+    offer = bob.open_offer(sealed, alice_card)
+    assert (offer.issuer, offer.to, offer.serial, offer.keys) == ("alice", "bob", 1, [world.key(1)])
+
+    def refused(sealed: Any, card: AccountCard, reason: GrantRefusal, by: Account = bob, after: int = 0) -> None:
+        with pytest.raises(GrantError) as info:
+            by.open_offer(sealed, card, after_serial=after)
+        assert info.value.reason is reason, str(info.value)
+
+    refused(sealed, mallory.card(), R.NOT_FROM_CONTACT)                           # checked against another card
+    refused(Account.new("alice").offer_share(bob_card, 2, [world.key(1)]), alice_card, R.NOT_FROM_CONTACT)
+    refused(mallory.offer_share(bob_card, 2, [Binding("mallory", "cam-m", 1, bytes(32), 1)]), alice_card,
+            R.NOT_FROM_CONTACT)
+    as_mallory = ShareOffer("mallory", "bob", 2, 0, [Binding("mallory", "cam-m", 1, bytes(32), 1)], []).to_payload()
+    refused(seal(alice, "share-offer", "bob", bob_card.sealing_pub, as_mallory), alice_card, R.NOT_FROM_CONTACT)
+    refused(alice.offer_share(carol.card(), 2, [world.key(1)]), alice_card, R.NOT_FOR_THIS_ACCOUNT)  # carol's
+    refused(_edit(alice.offer_share(carol.card(), 2, [world.key(1)]), to="bob",
+                  to_pub=bob_card.sealing_pub.hex()), alice_card, R.CANNOT_OPEN)
+    to_carol = ShareOffer("alice", "carol", 2, 0, [world.key(1)], []).to_payload()
+    refused(seal(alice, "share-offer", "bob", bob_card.sealing_pub, to_carol), alice_card, R.NOT_FOR_THIS_ACCOUNT)
+    refused(sealed, alice_card, R.STALE, after=1)                                   # an offer already taken
+    refused(alice.grants_for(world.tv.card(), 3, [world.key(0)]), alice_card, R.MALFORMED)  # not an offer
+    refused(_edit(sealed, ciphertext=_flip(sealed["ciphertext"])), alice_card, R.CANNOT_OPEN)
+    # An offer carries only the issuer's own cameras and never the owner's slot 0, on either side.
+    for keys in ([world.key(0)], [Binding("carol", "cam-c", 1, bytes(32), 1)]):
+        with pytest.raises(GrantError) as info:
+            alice.offer_share(bob_card, 3, keys)
+        assert info.value.reason is R.MALFORMED
+        data = json.loads(ShareOffer("alice", "bob", 3, 0, [world.key(1)], []).to_payload())
+        data["keys"] = [b.to_json() for b in keys]
+        refused(seal(alice, "share-offer", "bob", bob_card.sealing_pub, json.dumps(data).encode()), alice_card,
+                R.MALFORMED)
+
+
+def test_the_receiver_grants_shared_keys_to_its_own_displays_and_they_refuse_the_sharer(world: World) -> None:
+    alice, bob = world.alice, world.bob
+    alice_card, bob_card = OutOfBand.exchange_cards(alice, bob)
+    bob_tv = Display.new("bob-tv")
+    OutOfBand.enroll(bob, bob_tv)
+    bob_grants = DisplayGrants(bob_tv)
+    sealed_offer = alice.offer_share(bob_card, 1, [world.key(1)])
+    offer = bob.open_offer(sealed_offer, alice_card)
+    for from_alice, reason in ((alice.grants_for(bob_tv.card(), 1, [world.key(1)]), R.NOT_FROM_OWNER),
+                               (sealed_offer, R.MALFORMED)):
+        with pytest.raises(GrantError) as info:
+            bob_grants.accept(from_alice)
+        assert info.value.reason is reason
+    held = bob_grants.accept(bob.grants_for(bob_tv.card(), 1, offer.keys)).binding("alice", "cam-1", 1)
+    assert held.slot == 1 and held.key == world.epoch.slot_keys()[1][1]
+
+
+# -- nothing secret in sight -------------------------------------------------------------------------
+
+def test_nothing_secret_appears_in_repr_str_or_errors(held: World) -> None:
+    w = held
+    texts: List[str] = []
+    offer = w.bob.open_offer(w.alice.offer_share(w.bob.card(), 1, [w.key(1)]), w.alice.card())
+    objects: List[Any] = [w.alice, w.bob, w.tv, w.alice.card(), w.tv.card(), w.grants, w.grants.keyring, offer,
+                          GrantSet("alice", "tv-1", w.tv.card().sealing_pub, 1, 0, [w.key(0)], []),
+                          Account.load(w.tmp / "alice.json"), Display.load(w.tmp / "tv.json"), w.key(0)]
+    texts += [repr(o) for o in objects] + [str(o) for o in objects]
+    for reason, make in ATTACKS.values():
+        try:
+            w.grants.accept(make(w))
+        except GrantError as exc:
+            texts += [str(exc), repr(exc), exc.detail]
+    # File errors near key bytes: a key with a bad byte, one too short, a stray field.
+    good = json.loads((w.tmp / "alice.json").read_text())
+    bad_path = w.tmp / "bad.json"
+    for change in ({"signing_key": good["signing_key"].upper()}, {"sealing_key": good["sealing_key"][:-2]},
+                   {good["signing_key"]: 1}):
+        bad_path.write_text(json.dumps({**good, **change}))
+        with pytest.raises(KeyringError) as info:
+            Account.load(bad_path)
+        texts.append(str(info.value))
+    sealed = w.alice.grants_for(w.tv.card(), 99, [w.key(0)])
+    texts.append(json.dumps(sealed))  # what the cloud carries
+    assert len(w.secrets) == 11
+    for secret in w.secrets:
+        for text in texts:
+            assert secret not in text.lower()
+            assert secret.upper() not in text
