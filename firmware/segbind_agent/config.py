@@ -53,7 +53,8 @@ class Config:
     def __init__(self, data: dict, base_dir: str = ".") -> None:
         if not isinstance(data, dict):
             raise ConfigError("configuration must be a JSON object")
-        known = set(DEFAULTS) | {"camera_id", "device_secret_file", "state_dir", "input"}
+        known = set(DEFAULTS) | {"camera_id", "device_secret_file", "state_dir", "input", "counter_file",
+                                 "inbox_dir"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError("unknown configuration keys: %s" % ", ".join(unknown))
@@ -98,6 +99,10 @@ class Config:
         if self.spool_max_bytes <= 0 or self.spool_max_segments <= 0:
             raise ConfigError("spool bounds must be positive")
         self.spool_dir = os.path.join(self.state_dir, "spool")
+        # Apart from the state: wiping or restoring the state directory must not reach it.
+        self.counter_file = path(merged.get("counter_file") or self.state_dir.rstrip("/") + ".counter")
+        # The local hand-over (a pairing offer read by the lens, the reset button): never the broker.
+        self.inbox_dir = path(merged.get("inbox_dir") or os.path.join(self.state_dir, "inbox"))
 
     def settings(self) -> AgentSettings:
         """What the agent's core needs of this configuration."""

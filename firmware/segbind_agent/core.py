@@ -197,6 +197,38 @@ class BindingState:
         return state
 
 
+def check_rollback(state: "Optional[BindingState]", counter: int, camera: str) -> BindingState:
+    """The state to run with, given the state file (None when there is none) and the monotonic
+    counter kept apart from it (the highest generation ever written); StateError when the
+    camera must not run: its state was lost, or restored from an older copy.
+
+    The state is written before the counter is advanced, so a state one or more generations
+    ahead of the counter is a write the counter missed (a power cut between the two): fine.
+    """
+    if state is None:
+        if counter:
+            raise StateError("the state file is missing but the camera has written %d generations of "
+                             "it (deleted or lost): reset the camera to claim it again" % counter)
+        return BindingState(camera)
+    if state.generation < counter:
+        raise StateError("the state file is generation %d but generation %d was written (restored "
+                         "from an older copy): reset the camera to claim it again"
+                         % (state.generation, counter))
+    return state
+
+
+def state_after_reset(camera: str, counter: int, previous: "Optional[BindingState]" = None) -> BindingState:
+    """The state a physical reset leaves: unclaimed, one generation above every one written, and
+    (when the old state is readable) keeping the epoch high-water mark and stream order."""
+    state = BindingState(camera)
+    if previous is not None:
+        state.epoch_hwm = previous.epoch_hwm
+        state.stream_id = previous.stream_id
+        state.generation = previous.generation
+    state.generation = max(state.generation, counter) + 1
+    return state
+
+
 # -- the spool's policy ------------------------------------------------------------------------
 
 class Entry:

@@ -18,8 +18,11 @@ from segbind_core import topics
 
 from . import __version__
 from .config import load_device_secret
-from .core import AgentCore, Delete, DeviceKeys, Log, Persist, Publish, Send, Store
+from .core import (AgentCore, Delete, Log, Persist, Publish, Send, StateError, Store, check_rollback,
+                   state_after_reset)
+from .counter import CounterFile
 from .faults import crashpoint
+from .inbox import PAIR, RESET, Inbox
 from .source import EOF, InputReader, is_fifo
 from .spool import SpoolFiles
 from .state import StateStore
@@ -39,7 +42,9 @@ class Agent:
         self.camera = config.camera_id
         self.clock = clock
         topics.check_topic_id(self.camera, "camera")
-        secret, test_only, exposed = load_device_secret(config.device_secret_file, self.camera)
+        # The device secret is the camera's identity toward the cloud (its broker credentials),
+        # never the root of a key it tags with: those come from the owner's pairing.
+        _secret, test_only, exposed = load_device_secret(config.device_secret_file, self.camera)
         if test_only:
             log.warning("camera %s runs on a TEST-ONLY device secret: never ship this",
                         self.camera)
@@ -47,9 +52,10 @@ class Agent:
             log.warning("device secret file %s is readable by other users",
                         config.device_secret_file)
         self.store = StateStore(config.state_dir, self.camera)
+        self.counter = CounterFile(config.counter_file)
+        self.inbox = Inbox(config.inbox_dir)
         self.spool = SpoolFiles(config.spool_dir, config.spool_fsync)
-        self.core = AgentCore(self.camera, DeviceKeys(secret, self.camera), self.store.load(),
-                              config.settings(),
+        self.core = AgentCore(self.camera, self._boot_state(), config.settings(),
                               spooled=self.spool.load(), version=__version__)
         self.topic = {leaf: topics.camera_topic(self.camera, leaf, config.topic_prefix)
                       for leaf in topics.CAMERA_LEAVES}
@@ -73,6 +79,27 @@ class Agent:
         self._stopping = False
         self.reader = None
         self.exit_code = 0
+
+    def _boot_state(self):
+        """The state to start from: a reset asked for while the camera was off (the button held
+        at power-on) first; else the state file, refused when it rolled back (StateError)."""
+        counter = self.counter.read()
+        if self.inbox.take((RESET,)):
+            try:
+                previous = self.store.load()
+            except StateError:
+                previous = None
+            if previous is not None and previous.generation < counter:
+                previous = None  # a rolled-back copy: nothing of it is trusted
+            state = state_after_reset(self.camera, counter, previous)
+            self.store.save(state, "reset")
+            self.counter.advance(state.generation)
+            log.warning("camera %s was reset: no owner, waiting for a pairing", self.camera)
+            return state
+        state = check_rollback(self.store.load(), counter, self.camera)
+        if state.generation > counter:
+            self.counter.advance(state.generation)  # a write the counter missed (power cut)
+        return state
 
     @property
     def state(self):
@@ -103,6 +130,7 @@ class Agent:
             elif isinstance(action, Persist):
                 self.store.save(action.state, crash_tag=action.crash_tag)
                 crashpoint(action.crash_tag + ":persisted")
+                self.counter.advance(action.state.generation)
             elif isinstance(action, Log):
                 log.log(action.level, "%s", action.message)
 
@@ -171,6 +199,14 @@ class Agent:
         elif kind == "conn":
             self.execute(self.core.connection(a, self.now_ms()))
 
+    def local_handover(self) -> None:
+        """Pairing offers and reset requests handed over locally (``segbind_agent.inbox``)."""
+        for kind, data in self.inbox.take():
+            if kind == PAIR:
+                self.execute(self.core.pair(data, self.now_ms()))
+            elif kind == RESET:
+                self.execute(self.core.physical_reset(self.now_ms()))
+
     def on_command_message(self, msg) -> None:  # paho's thread
         self.events.put(("cmd", msg, None))
 
@@ -215,6 +251,7 @@ class Agent:
                  self.camera, cfg.input, self._on_eof_mode, cfg.broker_host, cfg.broker_port)
         while not self._stopping:
             self.drain_events(block_s=0.05)
+            self.local_handover()
             self.execute(self.core.tick(self.now_ms()))
             if self._drain_until is not None and (not len(self.core.spool)
                                                   or time.time() > self._drain_until):

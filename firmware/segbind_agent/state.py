@@ -3,8 +3,8 @@
 One small JSON file, replaced atomically: write a temporary file in the same
 directory, fsync it, rename it over the state file, fsync the directory. A
 reader therefore finds either the old state or the new one, whole, at any
-instant. The state holds no key material: binding keys are derived again from
-the device secret (a separate, read-only, provisioned file) when loaded.
+instant. The state holds the pairing secret of the current claim (the root of
+every key the camera tags with), so it is written 0600 and never logged.
 """
 
 import json
@@ -52,8 +52,8 @@ class StateStore:
         self.path = os.path.join(state_dir, "state.json")
         self.camera = camera
 
-    def load(self) -> BindingState:
-        """The saved state, or a fresh unclaimed one when there is none yet.
+    def load(self):
+        """The saved state, or None when there is none (``core.check_rollback`` decides).
 
         Leftover temporary files of an interrupted write are removed: the
         rename never happened, so the state file is the truth.
@@ -66,7 +66,7 @@ class StateStore:
             with open(self.path, "rb") as f:
                 raw = f.read()
         except FileNotFoundError:
-            return BindingState(self.camera)
+            return None
         try:
             data = json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeError):
@@ -75,3 +75,10 @@ class StateStore:
 
     def save(self, state: BindingState, crash_tag: str = "") -> None:
         atomic_write(self.path, state.encode(), crash_tag)
+
+    def wipe(self) -> None:
+        """Forget the state (a reset); the monotonic counter is what remembers it existed."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass

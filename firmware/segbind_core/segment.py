@@ -131,7 +131,7 @@ class Segmenter:
         self._pending: list[Buffer] = []
         self._pending_rap = False  # a recovery point SEI among them
         self._cut_from = -1  # the first unit after a cut asked for, until it takes effect
-        self._cut_fresh = False  # that cut drops what it interrupts and waits for a RAP
+        self._drop_below = 0  # units begun before a fresh cut are dropped when they complete
         self._wait_rap = False  # drop pictures until a random access point
         self._dropping = False  # the picture being read is dropped
         self._active_sps: Optional[Sps] = None
@@ -191,16 +191,19 @@ class Segmenter:
         effect at the first picture begun after it (or at ``finish``): the
         segment in progress closes there, then ``CUT`` comes out of ``push``;
         ``cut_pending`` is True meanwhile. Otherwise it takes effect at once and
-        ``[CUT]`` is returned. With ``fresh_start``, the pictures in progress are
-        dropped instead of closed, and so are the pictures after the cut until a
+        ``[CUT]`` is returned. With ``fresh_start`` it takes effect at once: the
+        segment in progress and every unit begun before the cut are dropped (even
+        those that complete later), and so are the pictures after the cut until a
         random access point (counted in ``dropped_pictures``): the next segment
         decodes on its own and holds nothing from before the cut.
         """
         self._cut_from = self._scanner.begun
-        self._cut_fresh = self._cut_fresh or fresh_start
-        if self.in_progress:
-            return []
-        self._cut_takes_effect()
+        if fresh_start:
+            self._drop_below = self._cut_from
+            self._dropping = True
+            self._cut_takes_effect(fresh=True)
+        elif not self.in_progress:
+            self._cut_takes_effect()
         return self._take_out()
 
     @property
@@ -233,6 +236,10 @@ class Segmenter:
 
     def _unit(self, nal: Buffer, t_ms: Optional[int], index: int) -> None:
         kind = nal[0] & 0x1F
+        if index < self._drop_below:  # begun before a fresh cut: never in a segment
+            if is_vcl(kind) and first_slice_of_picture(nal):
+                self.dropped_pictures += 1
+            return
         if is_vcl(kind):
             self._picture_unit(nal, kind, t_ms, index)
             return
@@ -305,8 +312,8 @@ class Segmenter:
             self._active_sps = header.sps
         return 1 if header.field_pic else 2
 
-    def _cut_takes_effect(self) -> None:
-        if self._cut_fresh:
+    def _cut_takes_effect(self, fresh: bool = False) -> None:
+        if fresh:
             self.dropped_pictures += self._seg_pictures
             self._pending = []
             self._pending_rap = False
@@ -316,7 +323,6 @@ class Segmenter:
             self._close()
         self._out.append(CUT)
         self._cut_from = -1
-        self._cut_fresh = False
 
     def _drop_picture(self) -> None:
         """A picture (and its head) that must not be kept: dropped until the next RAP."""

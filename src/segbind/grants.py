@@ -279,8 +279,7 @@ class Account:
         return self._signing_key.sign(_signed(kind, payload))
 
     @classmethod
-    def load(cls, path: Path | str) -> "Account":
-        data = read_json(path, "account")
+    def from_json(cls, data: object, where: str = "account") -> "Account":
         try:
             obj = _object(data, "account", ("segbind", "version", "account", "signing_key", "sealing_key"),
                           ("test_only",))
@@ -289,16 +288,24 @@ class Account:
                        X25519PrivateKey.from_private_bytes(_unhex(obj["sealing_key"], "sealing_key", KEY_SIZE)),
                        _test_only(obj, "account"))
         except ValueError as exc:
-            raise KeyringError("%s: %s" % (path, exc)) from None
+            raise KeyringError("%s: %s" % (where, exc)) from None
 
-    def save(self, path: Path | str) -> None:
-        """Written atomically, 0600: this file is the account."""
+    def to_json(self) -> Dict[str, Any]:
+        """The account file's content, secret keys included: only for a 0600 file of its own device."""
         data: Dict[str, Any] = {"segbind": "account", "version": FILE_VERSION, "account": self.account,
                                 "signing_key": _secret_bytes(self._signing_key).hex(),
                                 "sealing_key": _secret_bytes(self._sealing_key).hex()}
         if self.test_only:
             data["test_only"] = True
-        write_json(path, data)
+        return data
+
+    @classmethod
+    def load(cls, path: Path | str) -> "Account":
+        return cls.from_json(read_json(path, "account"), str(path))
+
+    def save(self, path: Path | str) -> None:
+        """Written atomically, 0600: this file is the account."""
+        write_json(path, self.to_json())
 
     def grants_for(self, display_card: DisplayCard, serial: int, keys: Iterable[Binding],
                    revoked: Iterable[GrantId] = (), issued_ms: Optional[int] = None) -> Dict[str, Any]:
@@ -678,15 +685,38 @@ class ShareOffer:
 class DisplayGrants:
     """A display's keyring, changed only by a grants message that passes every check of section 6.
 
-    Held in memory only: replay protection lasts as long as this object, so a display
-    must keep the serial (and the revoked epochs) across restarts for it to hold.
+    With ``path`` it is kept in the display's own store (0600, written atomically after
+    every accepted message, read back at start), so the serial and the revoked epochs
+    hold across restarts: an old grants message replayed to a restarted display is
+    ``stale``. Without it, replay protection lasts as long as this object.
     """
 
-    def __init__(self, display: Display) -> None:
+    def __init__(self, display: Display, path: Optional[Path | str] = None) -> None:
         self._display = display
         self._keyring = Keyring()
         self._serial = 0
         self._revoked: Set[GrantId] = set()
+        self._path = path
+        if path is not None and Path(path).exists():
+            self._restore(read_json(path, "display-grants"), str(path))
+
+    def _restore(self, data: Dict[str, Any], where: str) -> None:
+        try:
+            obj = _object(data, "display-grants", ("segbind", "version", "display", "serial", "keyring"))
+            if obj["display"] != self._display.display:
+                raise ValueError("kept by display %r" % obj["display"])
+            serial = _uint(obj["serial"], "serial", 0, MAX_U64)
+            keyring = Keyring.from_json(obj["keyring"], where)
+        except (ValueError, KeyringError) as exc:
+            raise KeyringError("%s: %s" % (where, exc)) from None
+        self._keyring, self._serial = keyring, serial
+        self._revoked = set(keyring.revoked_ids())
+
+    def _save(self) -> None:
+        if self._path is not None:
+            write_json(self._path, {"segbind": "display-grants", "version": FILE_VERSION,
+                                    "display": self._display.display, "serial": self._serial,
+                                    "keyring": self._keyring.to_json()})
 
     def __repr__(self) -> str:
         return "DisplayGrants(%r, serial=%d, %r)" % (self._display.display, self._serial, self._keyring)
@@ -725,6 +755,7 @@ class DisplayGrants:
                                  % (binding.epoch, binding.camera))
             keyring.grant(binding)
         self._keyring, self._serial, self._revoked = keyring, grants.serial, revoked
+        self._save()
         return keyring
 
 

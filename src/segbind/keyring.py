@@ -210,6 +210,10 @@ class Keyring:
     def grants(self) -> List[GrantId]:
         return sorted(self._keys)
 
+    def revoked_ids(self) -> List[GrantId]:
+        """The revoked (owner, camera, epoch) entries, sorted."""
+        return sorted(self._revoked)
+
     def binding(self, owner: str, camera: str, epoch: int) -> Binding:
         """The slot and key held for it, or InvalidSegment(NO_GRANT) saying precisely what is missing."""
         found = self._keys.get((owner, camera, epoch))

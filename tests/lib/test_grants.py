@@ -563,3 +563,27 @@ def test_nothing_secret_appears_in_repr_str_or_errors(held: World) -> None:
         for text in texts:
             assert secret not in text.lower()
             assert secret.upper() not in text
+
+
+def test_a_restarted_display_keeps_its_serial_and_refuses_an_old_grants_message(tmp_path) -> None:
+    from segbind import Binding, Epoch
+    owner = Account.new("alice", test_only=True)
+    screen = Display.new("tv-1", test_only=True)
+    OutOfBand.enroll(owner, screen)
+    epoch = Epoch.of_pairing(bytes(range(32)), "alice", "cam-1", 1, [])
+    old = owner.grants_for(screen.card(), 1, [Binding.of_epoch(epoch)])
+    new = owner.grants_for(screen.card(), 2, [], revoked=[("alice", "cam-1", 1)])
+    store = tmp_path / "tv-1-grants.json"
+    first = DisplayGrants(screen, store)
+    first.accept(old)
+    first.accept(new)
+    assert oct(store.stat().st_mode & 0o777) == "0o600"
+    again = DisplayGrants(screen, store)                 # the display restarts
+    assert again.serial == 2 and len(again.keyring) == 0
+    with pytest.raises(GrantError) as info:
+        again.accept(old)                                # the cloud replays the old message
+    assert info.value.reason is GrantRefusal.STALE
+    assert again.keyring.revoked_ids() == [("alice", "cam-1", 1)]
+    other = Display.new("tv-2", test_only=True)
+    with pytest.raises(KeyringError):
+        DisplayGrants(other, store)                      # another display's store is not taken
