@@ -18,8 +18,7 @@ from segbind_core import topics
 
 from . import __version__
 from .config import load_device_secret
-from .core import (AgentCore, Delete, Log, Persist, Publish, Send, StateError, Store, check_rollback,
-                   state_after_reset)
+from .core import AgentCore, Delete, Log, Persist, Publish, Send, StateError, Store, check_rollback, state_after_reset
 from .counter import CounterFile
 from .faults import crashpoint
 from .inbox import PAIR, RESET, Inbox
