@@ -31,7 +31,6 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Tuple
 
-from host_sim.cloud import Router
 from host_sim.transport import Message
 
 
@@ -102,11 +101,12 @@ class QualityRelay:
 
     ``scheduler`` has ``now_ms`` and ``at(t_ms, callback, *args)`` (a
     ``netem.Clock`` or the fleet's real-time scheduler). ``publish(account,
-    payload, user_properties)`` sends to an account's segment topic.
+    camera, payload)`` sends a refill to an account, as a segment of ``camera``
+    (the cloud's ``deliver``, through its second line).
     ``digest(payload)`` names a delivery in receipts. Thread-safe.
     """
 
-    def __init__(self, cache: StreamingQualityCache, scheduler, publish: Callable[[str, bytes, dict], None],
+    def __init__(self, cache: StreamingQualityCache, scheduler, publish: Callable[[str, str, bytes], None],
                  digest: Callable[[bytes], bytes], retry_ms: float = 1500.0) -> None:
         self.cache = cache
         self.scheduler = scheduler
@@ -154,25 +154,9 @@ class QualityRelay:
             if entry.camera != missing[0]:
                 self.stats.fills_other_camera += 1
                 self.stats.by_account[account] = self.stats.by_account.get(account, 0) + 1
-        self.publish(account, entry.payload, {"camera": entry.camera, "source": "quality-cache"})
+        self.publish(account, missing[0], entry.payload)
 
     @property
     def outstanding(self) -> int:
         with self._lock:
             return len(self._outstanding)
-
-
-class CacheRouter(Router):
-    """Correct routing of live segments, with every relayed segment handed to the quality relay."""
-
-    def __init__(self, relay: QualityRelay) -> None:
-        self.relay = relay
-        self.routed = 0
-        self._lock = threading.Lock()
-
-    def route(self, cloud, camera: str, tag, payload: bytes):
-        accounts = super().route(cloud, camera, tag, payload)
-        self.relay.relayed(camera, tag, payload, accounts)
-        with self._lock:
-            self.routed += 1
-        return accounts

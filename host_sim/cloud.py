@@ -1,126 +1,533 @@
-"""The reference cloud: the control plane (``segbind.controlplane``) plus the relay.
+"""The reference cloud: routing, relay, and a carrier of what it cannot read.
 
-The cloud is deliberately *not* trusted by the viewers: it routes segments to
-accounts (``router``, pluggable, so a simulation can switch on a 2020-style
-cache bug), but a display shows only what verifies under its own grants.
+The cloud holds no key. It routes each camera's segments to the accounts it
+believes may watch (the owner and the accounts it is shared with), forwards
+the owner's commands to cameras and the cameras' results back, stores each
+display's sealed grants (retained on the display's topic) and hands share
+offers between accounts. Displays trust none of it: they show only what
+verifies under grants their owner signed (docs/GRANTS.md, docs/THREAT_MODEL.md).
 
-Topics (docs/AGENT.md, ``segbind_core.topics``): cameras publish on
-``segbind/v1/cam/<camera>/...``; the cloud relays to
-``segbind/v1/acct/<account>/seg`` and hands each account its keyring,
-retained, on ``segbind/v1/acct/<account>/grants``.
+It is also a second line, without keys: a tag's owner and camera are readable
+by anyone, so before delivering a segment to an account the cloud checks them
+against its own routing for that account, and refuses (and makes no thumbnail
+of) a segment that does not match. That catches its own mix-ups early; the
+displays stay the defence.
 
-``python3 -m host_sim.cloud --broker 127.0.0.1:1883 --registry cloud.json`` runs
-the service; tools/segbind_ops.py provisions cameras and changes bindings.
+The incidents' bugs can be switched on one by one (``CloudFaults``), so the
+fleet simulation (``host_sim.fleet``) can show each reproduced and defeated.
+
+Topics (``segbind_core.topics``, docs/AGENT.md): cameras publish on
+``segbind/v2/cam/<camera>/{seg,status,event,ctl/result}`` and take commands on
+``.../ctl``; an owner's app sends requests on ``segbind/v2/acct/<account>/req``
+and hears on ``.../results`` and ``.../offers``; the account's displays get
+segments on ``.../seg`` and their grants on ``segbind/v2/disp/<display>/grants``.
+
+``python3 -m host_sim.cloud --broker 127.0.0.1:1883 --store cloud.json`` runs it.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import logging
+import os
 import sys
+import threading
+import zlib
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 from host_sim.transport import Message, MqttTransport, Transport, wait_for_sigterm
-from segbind.controlplane import CommandFailed, ControlPlane, Registry
-from segbind.errors import InvalidSegment
-from segbind.verifier import find_tag
 from segbind_agent.link import parse_broker
-from segbind_core import topics
+from segbind_core import control, topics
 from segbind_core.nal import annexb_units
+from segbind_core.sei import segbind_payload, tag_codec
+from segbind_core.tag import TagError, decode_tag
 
 log = logging.getLogger("segbind.cloud")
 
-__all__ = ["Cloud", "CommandFailed", "LeakyRouter", "Registry", "Router"]
+STORE_KIND = "cloud-routing"
+THUMBNAIL_EVERY = 10  # the cloud makes a thumbnail (and an event) of every 10th segment it delivers
+
+# Requests from an owner's app (JSON on <prefix>/acct/<account>/req), and what each carries.
+REQUESTS = {
+    "claim": ("camera",),               # route this camera to me (its status must name me)
+    "share": ("camera", "viewer"),      # also route it to that account
+    "unshare": ("camera", "viewer"),
+    "forget": ("camera",),              # I released it, or it was reset: stop routing it to me
+    "command": ("camera", "payload"),   # forward these command bytes (hex) to my camera
+    "display": ("display",),            # this display is mine: its grants are mine to store
+    "grants": ("display", "sealed"),    # store this sealed grants message for my display
+    "offer": ("to", "sealed"),          # hand this sealed share offer to another account
+}
 
 
-class Router:
-    """Correct routing: a segment goes to the accounts granted the binding its tag names."""
-
-    def route(self, cloud: "Cloud", camera: str, tag, payload: bytes) -> List[str]:
-        return cloud.registry.granted(camera, tag.owner, tag.epoch)
-
-
-class LeakyRouter(Router):
-    """A broken cloud: also sends every segment to ``extra`` accounts (a mixed-up cache)."""
-
-    def __init__(self, extra: Iterable[str]) -> None:
-        self.extra = list(extra)
-
-    def route(self, cloud: "Cloud", camera: str, tag, payload: bytes) -> List[str]:
-        right = super().route(cloud, camera, tag, payload)
-        return right + [a for a in self.extra if a not in right]
+def request(op: str, **params: Any) -> bytes:
+    """One request's bytes (the owner's app sends them; ``Cloud`` reads them)."""
+    if op not in REQUESTS or sorted(params) != sorted(REQUESTS[op]):
+        raise ValueError("request %s takes %s" % (op, ", ".join(REQUESTS.get(op, ()))))
+    return json.dumps(dict(params, op=op), sort_keys=True).encode()
 
 
-class Cloud(ControlPlane):
-    """Control plane + relay. Thread-safe; handlers run on the transport's thread."""
+class TagFields(NamedTuple):
+    """A tag's fields as anyone can read them: NOT authenticated, for routing checks only."""
 
-    def __init__(self, transport: Transport, registry: Optional[Registry] = None, *,
-                 router: Optional[Router] = None, relay: bool = True,
+    owner: str
+    camera: str
+    epoch: int
+    stream_id: int
+    seq: int
+
+
+def peek_tag(segment: bytes) -> Optional[TagFields]:
+    """The first tag's readable fields, or None when there is no readable tag (never verified)."""
+    view = memoryview(segment)
+    for start, end in annexb_units(segment):
+        if tag_codec(view[start:end]):
+            try:
+                tag, _signed = decode_tag(segbind_payload(view[start:end]))
+            except (TagError, ValueError):
+                return None
+            return TagFields(tag.owner, tag.camera, tag.epoch, tag.stream_id, tag.seq)
+    return None
+
+
+@dataclass
+class CloudFaults:
+    """The incidents' server-side bugs, each switchable (docs/FLEET.md says what each does)."""
+
+    relay_cache_2020: bool = False        # Xiaomi / Nest Hub 2020: the quality cache serves a stranger's segment
+    ids_swapped: bool = False             # Wyze 2024: a cache mixes device and user ids for some cameras
+    grants_to_wrong_display: bool = False  # a display's grants delivered to another account's display
+    share_to_wrong_account: bool = False  # a share recorded for the wrong account (routing is right)
+    restart_during_claim: bool = False    # the cloud restarts during a claim and loses unflushed routing
+    resale_without_reset: bool = False    # Nest/Wink 2019, Arlo 2016: a former owner keeps the route
+    duplicate_device_secret: bool = False  # Swann 2018: two cameras with one factory identity
+
+    def on(self) -> List[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name)]
+
+
+@dataclass
+class Routing:
+    """What the cloud believes: owners, shares, displays. Plain data, no key material."""
+
+    owner: Dict[str, str] = field(default_factory=dict)            # camera -> account
+    shares: Dict[str, List[str]] = field(default_factory=dict)     # camera -> accounts
+    former: Dict[str, List[str]] = field(default_factory=dict)     # camera -> former owners (a bug keeps them)
+    displays: Dict[str, List[str]] = field(default_factory=dict)   # account -> displays
+    grants: Dict[str, Any] = field(default_factory=dict)           # display -> sealed grants (opaque)
+    identity: Dict[str, str] = field(default_factory=dict)         # camera -> device identity it connects with
+
+    def audience(self, camera: str) -> List[str]:
+        owner = self.owner.get(camera)
+        if owner is None:
+            return []
+        return [owner] + [a for a in self.shares.get(camera, []) if a != owner]
+
+    def allows(self, account: str, fields_: TagFields, camera: str) -> bool:
+        """The second line: may ``account`` get this segment of ``camera``, by the tag's claims?"""
+        return (fields_.camera == camera and self.owner.get(camera) == fields_.owner
+                and account in self.audience(camera))
+
+    def to_json(self) -> Dict[str, Any]:
+        return dict(asdict(self), segbind=STORE_KIND, version=2)
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "Routing":
+        if data.get("segbind") != STORE_KIND:
+            raise ValueError("not a segbind cloud routing store")
+        return cls(**{f.name: data.get(f.name, {}) for f in fields(cls)})
+
+
+class RoutingStore:
+    """Where the routing survives the cloud's restarts: a JSON file (0600), or memory (tests)."""
+
+    def __init__(self, path: Optional[str] = None) -> None:
+        self.path = Path(path) if path else None
+        self._saved: Dict[str, Any] = Routing().to_json()
+
+    def load(self) -> Routing:
+        if self.path is not None and self.path.exists():
+            return Routing.from_json(json.loads(self.path.read_text()))
+        return Routing.from_json(json.loads(json.dumps(self._saved)))
+
+    def save(self, routing: Routing) -> None:
+        data = routing.to_json()
+        if self.path is None:
+            self._saved = json.loads(json.dumps(data))
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, sort_keys=True)
+        os.replace(tmp, self.path)
+
+
+class Cloud:
+    """Routing, relay, carrier. Thread-safe; handlers run on the transport's thread.
+
+    ``relay`` (``host_sim.cache.QualityRelay``) refills viewers from a cache; its
+    deliveries pass the same second line. ``on_thumbnail(account, camera, payload)``
+    sees every thumbnail the cloud makes.
+    """
+
+    def __init__(self, transport: Transport, store: Optional[RoutingStore] = None, *,
+                 faults: Optional[CloudFaults] = None, second_line: bool = True,
                  prefix: str = topics.TOPIC_PREFIX) -> None:
-        super().__init__(transport, registry, prefix=prefix)
-        self.router = router or Router()
-        self.relay_enabled = relay
-        self.relayed: collections.Counter = collections.Counter()  # (camera, account) -> segments
-        self.dropped: collections.Counter = collections.Counter()  # reason -> segments not relayed
-        self.on_relay: Optional[Callable[[str, object, List[str]], None]] = None
+        self.transport = transport
+        self.store = store or RoutingStore()
+        self.routing = self.store.load()
+        self.faults = faults or CloudFaults()
+        self.second_line = second_line
+        self.prefix = prefix
+        self.relay: Any = None
+        self.status: Dict[str, Dict[str, Any]] = {}
+        self.delivered: collections.Counter = collections.Counter()   # (camera, account) -> segments
+        self.refused: collections.Counter = collections.Counter()     # why -> segments not delivered
+        self.requests: collections.Counter = collections.Counter()    # op or refusal -> requests
+        self.thumbnails = 0
+        self.on_thumbnail: Optional[Callable[[str, str, bytes], None]] = None
+        self.on_delivery: Optional[Callable[[str, str, bytes], None]] = None
+        self.restarts = 0
+        self._unflushed: List[str] = []  # cameras whose routing changed since the last flush
+        self._grants_sent: collections.Counter = collections.Counter()  # display -> grants messages
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
 
-    def start(self, publish_grants: bool = True) -> "Cloud":
-        if self.relay_enabled:
-            self.transport.subscribe(topics.every_camera(topics.SEG, self.prefix), self._on_segment)
-        self.subscribe()
-        self.transport.start()
-        self.transport.wait_ready(10)
-        if publish_grants:
-            for account in self.registry.accounts():
-                self.publish_grants(account)
+    # -- running -----------------------------------------------------------------------------
+
+    def start(self) -> "Cloud":
+        t, p = self.transport, self.prefix
+        t.subscribe(topics.every_camera(topics.SEG, p), self._on_segment)
+        t.subscribe(topics.every_camera(topics.STATUS, p), self._on_status)
+        t.subscribe(topics.every_camera(topics.CTL_RESULT, p), self._on_result)
+        t.subscribe(topics.every_camera(topics.EVENT, p), self._on_event)
+        t.subscribe(topics.every_account(topics.REQUESTS, p), self._on_request)
+        t.start()
+        t.wait_ready(10)
         return self
 
     def stop(self) -> None:
         self.transport.stop()
 
+    def restart(self) -> None:
+        """The service restarts: what it kept in memory is gone, the store is read again. With
+        ``restart_during_claim`` the routing changes not yet flushed are lost (a write-behind
+        cache), as a crash mid-claim loses them."""
+        with self._lock:
+            self.restarts += 1
+            if not self.faults.restart_during_claim:
+                self.store.save(self.routing)
+            self.routing = self.store.load()
+            self._unflushed = []
+            self.status = dict(self.status)  # retained statuses arrive again from the broker
+
+    def _changed(self, camera: str) -> None:
+        """Routing of ``camera`` changed: flushed at once, unless the write-behind bug holds it."""
+        if self.faults.restart_during_claim:
+            self._unflushed.append(camera)
+        else:
+            self.store.save(self.routing)
+
+    def flush(self) -> None:
+        with self._lock:
+            self.store.save(self.routing)
+            self._unflushed = []
+
+    # -- segments ----------------------------------------------------------------------------
+
+    def _camera_of(self, topic: str) -> str:
+        return topics.id_of_topic(topic, self.prefix) or ""
+
+    def _identity(self, camera: str) -> str:
+        """Which camera the cloud takes an uplink for. Swann 2018: two cameras made with one
+        factory identity are one camera to the cloud (the first registered)."""
+        if self.faults.duplicate_device_secret:
+            ident = self.routing.identity.get(camera)
+            if ident is not None:
+                for other, other_ident in sorted(self.routing.identity.items()):
+                    if other_ident == ident:
+                        return other
+        return camera
+
+    def _audience(self, camera: str) -> List[str]:
+        r = self.routing
+        accounts = r.audience(camera)
+        if self.faults.ids_swapped:
+            swapped = self._swapped_camera(camera)
+            if swapped is not None:
+                accounts = r.audience(swapped)
+        if self.faults.resale_without_reset:
+            accounts = accounts + [a for a in r.former.get(camera, []) if a not in accounts]
+        return accounts
+
+    def _swapped_camera(self, camera: str) -> Optional[str]:
+        """Wyze 2024: for about one camera in eight, the cache hands back another camera's user
+        mapping (its neighbour in the cache's table)."""
+        names = sorted(self.routing.owner)
+        if len(names) < 2 or zlib.crc32(camera.encode()) % 8:
+            return None
+        return names[(names.index(camera) + 1) % len(names)] if camera in names else None
+
     def _on_segment(self, msg: Message) -> None:
-        camera = self._camera_of(msg.topic)
-        self.registry.refresh()
-        try:
-            tag = find_tag(msg.payload, annexb_units(msg.payload))[0]
-        except InvalidSegment as exc:
-            self.dropped[exc.reason.value] += 1
-            return
-        if tag.camera != camera:
-            self.dropped["camera_mismatch"] += 1
-            return
-        accounts = self.router.route(self, camera, tag, msg.payload)
+        camera = self._identity(self._camera_of(msg.topic))
+        peeked = peek_tag(msg.payload)
+        with self._lock:
+            accounts = [a for a in self._audience(camera) if self._admit(a, camera, peeked, "live")]
         if not accounts:
-            self.dropped["no_audience"] += 1
+            self.refused["no_route"] += 1
+            return
+        if self.relay is not None and peeked is not None:
+            self.relay.relayed(camera, peeked, msg.payload, accounts)  # before: receipts may come at once
         for account in accounts:
-            self.transport.publish(topics.account_topic(account, topics.SEG, self.prefix),
-                                   msg.payload, qos=1, user_properties={"camera": camera})
-            self.relayed[(camera, account)] += 1
-        if self.on_relay:
-            self.on_relay(camera, tag, accounts)
+            self._publish(account, camera, msg.payload, peeked, "live")
+
+    def deliver(self, account: str, camera: str, payload: bytes, source: str = "live") -> bool:
+        """Send one segment to an account's displays, unless the second line refuses it."""
+        peeked = peek_tag(payload)
+        with self._lock:
+            if not self._admit(account, camera, peeked, source):
+                return False
+        self._publish(account, camera, payload, peeked, source)
+        return True
+
+    def _admit(self, account: str, camera: str, peeked: Optional[TagFields], source: str) -> bool:
+        """The second line: the tag's readable owner and camera against the routing for ``account``."""
+        if not self.second_line:
+            return True
+        if peeked is None:
+            self.refused["second_line:no_tag"] += 1
+            return False
+        if not self.routing.allows(account, peeked, camera):
+            self.refused["second_line:" + source] += 1
+            return False
+        return True
+
+    def _publish(self, account: str, camera: str, payload: bytes, peeked: Optional[TagFields],
+                 source: str) -> None:
+        thumbnail = source == "live" and peeked is not None and peeked.seq % THUMBNAIL_EVERY == 0
+        with self._lock:
+            self.delivered[(camera, account)] += 1
+            if thumbnail:
+                self.thumbnails += 1
+        self.transport.publish(topics.account_topic(account, topics.SEG, self.prefix), payload, qos=1,
+                               user_properties={"camera": camera, "source": source})
+        if self.on_delivery is not None:
+            self.on_delivery(account, camera, payload)
+        if thumbnail and self.on_thumbnail is not None:
+            self.on_thumbnail(account, camera, payload)
+
+    # -- what cameras say --------------------------------------------------------------------
+
+    def _on_status(self, msg: Message) -> None:
+        camera = self._camera_of(msg.topic)
+        try:
+            status = json.loads(msg.payload)
+        except ValueError:
+            return
+        if not isinstance(status, dict):
+            return
+        owner = status.get("owner")
+        with self._cond:
+            self.status[camera] = status
+            if status.get("claimed") is False and camera in self.routing.owner:
+                self._unroute(camera)   # reset by its button, or released
+            elif status.get("claimed") and isinstance(owner, str) and self.routing.owner.get(camera) != owner:
+                self._route(camera, owner)  # the camera was paired: it says by whom
+            self._cond.notify_all()
+
+    def _route(self, camera: str, owner: str) -> None:
+        """``camera`` is ``owner``'s now (a pairing): nobody it was shared with before keeps it."""
+        r = self.routing
+        if r.owner.get(camera) not in (None, owner):
+            self._unroute(camera)
+        r.owner[camera] = owner
+        r.shares[camera] = []
+        self._changed(camera)
+
+    def _unroute(self, camera: str) -> None:
+        r = self.routing
+        owner = r.owner.pop(camera, None)
+        r.shares.pop(camera, None)
+        if owner is not None and self.faults.resale_without_reset:
+            r.former.setdefault(camera, []).append(owner)
+        self._changed(camera)
+
+    def _on_result(self, msg: Message) -> None:
+        """A camera's result goes to the owner it names (readable; the app checks its MAC)."""
+        camera = self._camera_of(msg.topic)
+        try:
+            result = control.decode_result(msg.payload)[0]
+        except control.ControlError:
+            self.refused["result:malformed"] += 1
+            return
+        if result.camera != camera or not result.owner:
+            return
+        self.transport.publish(topics.account_topic(result.owner, topics.RESULTS, self.prefix),
+                               msg.payload, qos=1, user_properties={"camera": camera})
+
+    def _on_event(self, msg: Message) -> None:
+        try:
+            event = json.loads(msg.payload)
+        except ValueError:
+            return
+        log.info("camera %s reports %s", self._camera_of(msg.topic), event.get("event"))
+
+    # -- what owners ask ---------------------------------------------------------------------
+
+    def _on_request(self, msg: Message) -> None:
+        account = self._camera_of(msg.topic)
+        try:
+            req = json.loads(msg.payload)
+            op = req["op"]
+            params = {k: req[k] for k in REQUESTS[op]}
+        except (ValueError, KeyError, TypeError):
+            self.requests["malformed"] += 1
+            return
+        handler = getattr(self, "_req_" + op)
+        with self._cond:
+            refusal = handler(account, **params)
+            self.requests[op if refusal is None else op + ":" + refusal] += 1
+            self._cond.notify_all()
+        if refusal is not None:
+            log.warning("request %s from %s refused: %s", op, account, refusal)
+
+    def _owns(self, account: str, camera: object) -> bool:
+        return isinstance(camera, str) and self.routing.owner.get(camera) == account
+
+    def _req_claim(self, account: str, camera: str) -> Optional[str]:
+        """The owner's app saw its pairing succeed. The camera's own status has the last word:
+        a claim it contradicts is refused."""
+        said = self.status.get(camera, {}).get("owner")
+        if said is not None and said != account:
+            return "the camera says it is %s's" % said
+        if self.routing.owner.get(camera) != account:
+            self._route(camera, account)
+        return None
+
+    def _req_share(self, account: str, camera: str, viewer: Any) -> Optional[str]:
+        if not self._owns(account, camera):
+            return "not the owner"
+        try:
+            topics.check_topic_id(viewer, "account")
+        except (TypeError, ValueError):
+            return "bad account id"
+        if self.faults.share_to_wrong_account:
+            viewer = self._wrong_account(viewer)
+        shares = self.routing.shares.setdefault(camera, [])
+        if viewer not in shares:
+            shares.append(viewer)
+        self._changed(camera)
+        return None
+
+    def _wrong_account(self, account: str) -> str:
+        """The account recorded in place of ``account``: the next one the cloud knows."""
+        known = sorted(set(self.routing.owner.values()) | set(self.routing.displays))
+        if account not in known or len(known) < 2:
+            return account
+        return known[(known.index(account) + 1) % len(known)]
+
+    def _req_unshare(self, account: str, camera: str, viewer: Any) -> Optional[str]:
+        if not self._owns(account, camera):
+            return "not the owner"
+        shares = self.routing.shares.get(camera, [])
+        if viewer in shares:
+            shares.remove(viewer)
+        self._changed(camera)
+        return None
+
+    def _req_forget(self, account: str, camera: str) -> Optional[str]:
+        if not self._owns(account, camera):
+            return "not the owner"
+        self._unroute(camera)
+        return None
+
+    def _req_command(self, account: str, camera: str, payload: Any) -> Optional[str]:
+        if not self._owns(account, camera):
+            return "not the owner"
+        try:
+            data = bytes.fromhex(payload)
+        except (TypeError, ValueError):
+            return "payload is not hex"
+        self.transport.publish(topics.camera_topic(camera, topics.CTL, self.prefix), data, qos=1)
+        return None
+
+    def _req_display(self, account: str, display: Any) -> Optional[str]:
+        try:
+            topics.check_topic_id(display, "display")
+        except (TypeError, ValueError):
+            return "bad display id"
+        owned = [d for ds in self.routing.displays.values() for d in ds]
+        if display in owned and display not in self.routing.displays.get(account, []):
+            return "another account's display"
+        if display not in self.routing.displays.setdefault(account, []):
+            self.routing.displays[account].append(display)
+        return None
+
+    def _req_grants(self, account: str, display: Any, sealed: Any) -> Optional[str]:
+        if display not in self.routing.displays.get(account, []):
+            return "not the account's display"
+        target = display
+        if self.faults.grants_to_wrong_display:
+            target = self._neighbour_display(display)
+        self.routing.grants[target] = sealed
+        self.transport.publish(topics.display_topic(target, topics.GRANTS, self.prefix),
+                               json.dumps(sealed, sort_keys=True).encode(), qos=1, retain=True)
+        return None
+
+    def _neighbour_display(self, display: str) -> str:
+        """A grants cache keyed by a hash slot: for half the displays, every other grants message
+        goes to the next display the cloud knows (another account's)."""
+        every = sorted(d for ds in self.routing.displays.values() for d in ds)
+        self._grants_sent[display] += 1
+        if len(every) < 2 or zlib.crc32(display.encode()) % 2 or self._grants_sent[display] % 2 == 0:
+            return display
+        return every[(every.index(display) + 1) % len(every)]
+
+    def _req_offer(self, account: str, to: Any, sealed: Any) -> Optional[str]:
+        try:
+            topics.check_topic_id(to, "account")
+        except (TypeError, ValueError):
+            return "bad account id"
+        self.transport.publish(topics.account_topic(to, topics.OFFERS, self.prefix),
+                               json.dumps({"from": account, "sealed": sealed}, sort_keys=True).encode(),
+                               qos=1)
+        return None
+
+    # -- waiting (tests, tools) --------------------------------------------------------------
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        import time
+        deadline = time.time() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.time()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.2))
+            return True
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m host_sim.cloud",
-                                     description="segbind reference cloud: relay, grants, control")
+                                     description="segbind reference cloud: routing, relay, carrier (no keys)")
     parser.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST:PORT")
-    parser.add_argument("--registry", required=True, metavar="CLOUD.json")
+    parser.add_argument("--store", required=True, metavar="ROUTING.json",
+                        help="where the routing is kept (created when missing)")
     parser.add_argument("--client-id", default="segbind-cloud")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s segbind-cloud %(levelname)s %(message)s")
-    host, port = parse_broker(args.broker)
-    if not Path(args.registry).exists():
-        print("no registry at %s: provision a camera first (tools/segbind_ops.py provision)"
-              % args.registry, file=sys.stderr)
+    try:
+        host, port = parse_broker(args.broker)
+        cloud = Cloud(MqttTransport(host, port, args.client_id), RoutingStore(args.store))
+    except ValueError as exc:
+        print("host_sim.cloud: error: %s" % exc, file=sys.stderr)
         return 2
-    cloud = Cloud(MqttTransport(host, port, args.client_id), Registry(args.registry))
-    cloud.on_relay = lambda camera, tag, accounts: log.info(
-        "relayed %s stream %d seq %d epoch %d to %s", camera, tag.stream_id, tag.seq, tag.epoch,
-        ", ".join(accounts) or "nobody")
     cloud.start()
-    log.info("cloud running on %s:%d with %d camera(s)", host, port, len(cloud.registry.cameras))
+    log.info("cloud running on %s:%d, routing %d camera(s)", host, port, len(cloud.routing.owner))
     wait_for_sigterm()
     cloud.stop()
     return 0

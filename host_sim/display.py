@@ -1,15 +1,17 @@
-"""A display client: one account's screen. It trusts its keyring, never the cloud.
+"""A display client: one screen of one account. It trusts its owner's signed grants, never the cloud.
 
-It subscribes to its account's segment topic and its grants (retained, from
-the cloud), verifies every segment with the segbind library (one
-``StreamVerifier`` per account, so duplicates, replays and reordering are
-caught), shows only accepted segments and counts every verdict by reason.
-"Shown" means accepted and not a duplicate: a QoS-1 redelivery is never
-shown twice.
+It was enrolled out of band (it pinned its owner's account key), takes its keyring
+only from grants its owner signed and sealed to it (``segbind.grants``), verifies
+every segment with the segbind library and keeps one output per camera, decided by
+the authenticated tag, never by what the relay says. A segment is shown live when
+it is accepted and was captured within the live window (``segbind.LIVE``); an
+accepted segment too old for live is kept for the recording only. A feed that goes
+stale or freezes raises an alarm (``segbind.freshness``). A display decodes only the
+bytes the verifier accepted (``StreamVerifier.verified``).
 
-``python3 -m host_sim.display --broker 127.0.0.1:1883 --account alice --out alice.h264``
-prints one line per verdict and appends the shown segments to an Annex-B file
-(play it with ``ffplay alice.h264``).
+``python3 -m host_sim.display --broker 127.0.0.1:1883 --display DISPLAY.json --account alice``
+prints one line per verdict and appends each camera's shown segments to its own
+Annex-B file (play one with ``ffplay``).
 """
 
 from __future__ import annotations
@@ -21,78 +23,126 @@ import logging
 import sys
 import threading
 import time
-from typing import Callable, List, Optional
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
 
 from host_sim.transport import Message, MqttTransport, Transport, parse_broker, wait_for_sigterm
-from segbind import Keyring, KeyringError, Reason, StreamVerifier, TagInfo, Verdict
+from segbind import LIVE, Reason, StreamVerifier, TagInfo, TimeWindow, Verdict
+from segbind.errors import InvalidSegment, KeyringError
+from segbind.freshness import Alarm, FeedWatch
+from segbind.grants import Display as DisplayIdentity
+from segbind.grants import DisplayGrants, GrantError
 from segbind_core import topics
 
 log = logging.getLogger("segbind.display")
 
 
 class Display:
-    def __init__(self, transport: Transport, account: str, *, keep_segments: bool = False,
+    """``identity`` is the display's own key and pinned owner (``segbind.grants.Display``);
+    ``grants_path`` its store for grants across restarts."""
+
+    def __init__(self, transport: Transport, account: str, identity: DisplayIdentity, *,
+                 grants_path: Optional[str] = None, window: Optional[TimeWindow] = LIVE,
+                 clock: Callable[[], float] = time.time, keep_segments: bool = False,
                  on_verdict: Optional[Callable[[Verdict, bytes], None]] = None,
-                 prefix: str = topics.TOPIC_PREFIX) -> None:
+                 stale_s: float = 10.0, prefix: str = topics.TOPIC_PREFIX) -> None:
         self.transport = transport
         self.account = account
+        self.identity = identity
         self.prefix = prefix
-        self.keyring = Keyring()
-        self.verifier = StreamVerifier(self.keyring)
-        self.counts: collections.Counter = collections.Counter()  # reason value -> segments
-        self.shown: List[TagInfo] = []
-        self.shown_segments: List[bytes] = []
+        self.grants = DisplayGrants(identity, grants_path)
+        self.verifier = StreamVerifier(self.grants.keyring)  # the live window is applied on showing
+        self.window = window
+        self.clock = clock
+        self.watch = FeedWatch(stale_s=stale_s, frozen_s=stale_s)
+        self.counts: collections.Counter = collections.Counter()   # reason value -> segments
+        self.grant_refusals: collections.Counter = collections.Counter()
+        self.shown: Dict[str, List[TagInfo]] = collections.defaultdict(list)      # camera -> live
+        self.recorded: Dict[str, List[TagInfo]] = collections.defaultdict(list)   # camera -> too old for live
+        self.output: Dict[str, List[bytes]] = collections.defaultdict(list)       # camera -> verified bytes
         self.refused: List[Verdict] = []
-        self.verdicts: List[Verdict] = []
+        self.last_verdict: Optional[Verdict] = None
         self.keep_segments = keep_segments
         self.on_verdict = on_verdict
         self.grant_updates = 0
         self._cond = threading.Condition()
 
+    @property
+    def name(self) -> str:
+        return self.identity.display
+
     def start(self) -> "Display":
-        self.transport.subscribe(topics.account_topic(self.account, topics.GRANTS, self.prefix),
-                                 self._on_grants)
-        self.transport.subscribe(topics.account_topic(self.account, topics.SEG, self.prefix),
-                                 self._on_segment)
+        self.transport.subscribe(topics.display_topic(self.name, topics.GRANTS, self.prefix), self._on_grants)
+        self.transport.subscribe(topics.account_topic(self.account, topics.SEG, self.prefix), self._on_segment)
         self.transport.start()
         self.transport.wait_ready(10)
+        self.watch.watch(self._granted_cameras(), self.clock())
         return self
 
     def stop(self) -> None:
         self.transport.stop()
 
+    def _granted_cameras(self) -> List[str]:
+        return sorted({camera for _owner, camera, _epoch in self.grants.keyring.grants()})
+
     def _on_grants(self, msg: Message) -> None:
         try:
-            ring = Keyring.from_json(json.loads(msg.payload), "grants for %s" % self.account)
-        except (ValueError, KeyringError) as exc:
-            log.error("%s: unusable grants: %s", self.account, exc)
+            sealed = json.loads(msg.payload)
+            ring = self.grants.accept(sealed)
+        except (ValueError, GrantError, KeyringError) as exc:
+            reason = getattr(exc, "reason", None)
+            with self._cond:
+                self.grant_refusals[str(reason.value) if reason is not None else "malformed"] += 1
+            log.warning("%s: grants refused: %s", self.name, exc)
             return
         with self._cond:
-            self.keyring = ring
             self.verifier.keyring = ring  # the stream state (sequence, chain) is kept
+            self.watch.watch(self._granted_cameras(), self.clock())
             self.grant_updates += 1
             self._cond.notify_all()
 
     def _on_segment(self, msg: Message) -> None:
         with self._cond:
             verdict = self.verifier.verify(msg.payload)
+            self.last_verdict = verdict
             self.counts[verdict.reason.value] += 1
-            self.verdicts.append(verdict)
-            if verdict.accepted:
-                self.shown.append(verdict.tag)
-                if self.keep_segments:
-                    self.shown_segments.append(msg.payload)
+            if verdict.accepted and verdict.tag is not None:
+                tag, now = verdict.tag, self.clock()
+                camera = tag.camera  # the authenticated tag decides the tile
+                if self._live(verdict, now):
+                    self.shown[camera].append(tag)
+                else:
+                    self.recorded[camera].append(tag)
+                self.watch.accepted(tag, now)
+                if self.keep_segments and self.verifier.verified is not None:
+                    self.output[camera].append(self.verifier.verified)
             else:
                 self.refused.append(verdict)
             self._cond.notify_all()
         if self.on_verdict:
             self.on_verdict(verdict, msg.payload)
 
+    def _live(self, verdict: Verdict, now_s: float) -> bool:
+        if self.window is None or verdict.tag is None:
+            return True
+        try:
+            self.window.check(verdict.tag, now_s)  # type: ignore[arg-type]
+        except InvalidSegment:
+            return False
+        return True
+
+    def alarms(self) -> List[Alarm]:
+        with self._cond:
+            return self.watch.check(self.clock())
+
     # -- for tests and tools -------------------------------------------------------------------
 
     @property
     def rejected(self) -> int:
         return sum(n for reason, n in self.counts.items() if not Reason(reason).accepted)
+
+    def shown_total(self) -> int:
+        return sum(len(v) for v in self.shown.values())
 
     def wait_for(self, predicate: Callable[["Display"], bool], timeout: float = 10.0) -> bool:
         deadline = time.time() + timeout
@@ -105,43 +155,58 @@ class Display:
             return True
 
     def has_grant(self, camera: str, epoch: Optional[int] = None) -> bool:
-        return any(c == camera and (epoch is None or e == epoch) for _o, c, e in self.keyring.grants())
+        return any(c == camera and (epoch is None or e == epoch) for _o, c, e in self.grants.keyring.grants())
 
     def summary(self) -> dict:
         with self._cond:
-            return {"account": self.account, "shown": len(self.shown), "counts": dict(self.counts)}
+            return {"display": self.name, "account": self.account,
+                    "shown": {c: len(v) for c, v in sorted(self.shown.items())},
+                    "recorded": {c: len(v) for c, v in sorted(self.recorded.items())},
+                    "counts": dict(self.counts), "grant_refusals": dict(self.grant_refusals),
+                    "alarms": [a._asdict() for a in self.watch.check(self.clock())]}
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m host_sim.display",
-                                     description="a segbind display: shows only segments bound to it")
+                                     description="a segbind display: shows only what its owner granted it")
     parser.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST:PORT")
-    parser.add_argument("--account", required=True)
-    parser.add_argument("--out", metavar="FILE.h264", help="append shown segments (Annex-B)")
+    parser.add_argument("--display", required=True, metavar="DISPLAY.json",
+                        help="the display's identity file (its key and pinned owner)")
+    parser.add_argument("--account", required=True, help="the account whose feeds it shows")
+    parser.add_argument("--grants", metavar="GRANTS.json", help="where it keeps its grants (default: beside "
+                        "the display file)")
+    parser.add_argument("--out", metavar="DIR", help="append each camera's shown segments to DIR/<camera>.h264")
     parser.add_argument("--json", action="store_true", help="one JSON verdict per line")
     args = parser.parse_args(argv)
-    host, port = parse_broker(args.broker)
-    out = open(args.out, "ab") if args.out else None
+    try:
+        host, port = parse_broker(args.broker)
+        identity = DisplayIdentity.load(args.display)
+    except (ValueError, KeyringError) as exc:
+        print("host_sim.display: error: %s" % exc, file=sys.stderr)
+        return 2
+    grants_path = args.grants or str(Path(args.display).with_suffix(".grants.json"))
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
 
     def show(verdict: Verdict, segment: bytes) -> None:
         if args.json:
             print(json.dumps(verdict.as_dict(), sort_keys=True), flush=True)
         else:
             t = verdict.tag
-            where = ("%s stream %d seq %d epoch %d" % (t.camera, t.stream_id, t.seq, t.epoch)
-                     if t else "?")
-            print("%-9s %s %s" % ("SHOW" if verdict.accepted else "REFUSE", where,
+            where = "%s stream %d seq %d epoch %d" % (t.camera, t.stream_id, t.seq, t.epoch) if t else "?"
+            print("%-7s %s %s" % ("SHOW" if verdict.accepted else "REFUSE", where,
                                   verdict.reason.value + (" - " + verdict.detail if verdict.detail
-                                                          and not verdict.accepted else "")),
-                  flush=True)
-        if out is not None and verdict.accepted:
-            out.write(segment)
-            out.flush()
+                                                          and not verdict.accepted else "")), flush=True)
+        if out is not None and verdict.accepted and verdict.tag is not None and display.verifier.verified:
+            with open(out / ("%s.h264" % verdict.tag.camera), "ab") as f:
+                f.write(display.verifier.verified)
 
-    display = Display(MqttTransport(host, port, "segbind-display-%s" % args.account),
-                      args.account, on_verdict=show)
+    display = Display(MqttTransport(host, port, "segbind-display-%s" % identity.display), args.account,
+                      identity, grants_path=grants_path, on_verdict=show)
     display.start()
-    print("display of %s on %s:%d; Ctrl-C stops it" % (args.account, host, port), file=sys.stderr)
+    print("display %s of %s on %s:%d; Ctrl-C stops it" % (identity.display, args.account, host, port),
+          file=sys.stderr)
     wait_for_sigterm()
     display.stop()
     print(json.dumps(display.summary(), sort_keys=True), file=sys.stderr)

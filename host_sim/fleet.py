@@ -1,33 +1,28 @@
-"""The 2020 incident, reproduced and defeated: a fleet of cameras, a relay with a
-"streaming quality" cache, and one display per account, over a weak network.
+"""The incidents, reproduced and defeated: a fleet of cameras, their owners' apps, a cloud with
+the incidents' bugs switchable, and one display per account, over a weak network.
 
-    python3 -m host_sim.fleet                       # 24 cameras, 60 s, in-process, simulated time
-    python3 -m host_sim.fleet --cameras 1044        # the incident's scale
-    python3 -m host_sim.fleet --broker local        # the same over a private Mosquitto, real time
-    python3 -m host_sim.fleet --broker mqtt://127.0.0.1:1883 --seconds 20
+    python3 -m host_sim.fleet                        # 24 cameras, 60 s, every fault, in-process
+    python3 -m host_sim.fleet --cameras 1044         # the 2020 incident's scale
+    python3 -m host_sim.fleet --faults relay_cache_2020,viewer_forgery
+    python3 -m host_sim.fleet --broker local         # over a private Mosquitto, real time
 
-Every camera is bound to its own owner (some are shared with a second
-account) and tags its own copy of real H.264 (a few libx264 clips, encoded
-once and cached) with its own ``Tagger``. Camera uplinks and display
-downlinks are seeded ``netem`` links (loss, delay, jitter, reordering,
-duplication, outages); a camera holds what it cannot send in a bounded spool.
-The cloud (``host_sim.cloud.Cloud``) relays each segment to the accounts
-granted it, and its quality relay (``host_sim.cache``) refills viewers whose
-receipts do not come back in time, from a cache that, with ``--bug``, is
-keyed the 2020 way and serves some viewers a stranger's segments.
+Every camera runs the real agent core (``segbind_agent.core.AgentCore``) and is
+claimed by its owner's app (``segbind.owner`` behind ``host_sim.app``) with a
+pairing offer handed over out of band; some are shared with a second account
+(a new epoch, a share offer the other account accepts, grants to its display).
+Every display was enrolled by its owner out of band and takes keys only from
+grants its owner signed and sealed to it. The cloud (``host_sim.cloud``) routes,
+relays and carries; it holds no key.
 
-Each display (``host_sim.display.Display``) verifies every segment it
-receives with the segbind library and shows only what is bound to it. The
-same deliveries are also counted as a display without verification would
-show them, so one run gives both columns of the table. The ground truth (which
-camera really produced each delivered byte string) comes from a ledger the
-cameras fill as they tag, never from the tag itself. docs/FLEET.md defines
-every number.
+Each fault of ``FAULTS`` can be switched on alone or with the others. A scenario
+runs twice on the same seed: **with segbind** (displays verify, cameras refuse a
+rolled-back state, the cloud's second line checks tags against its routing) and
+**without** (none of these). The ground truth (which camera really produced each
+delivered byte string, and who may watch it) comes from a ledger the fleet fills
+as cameras tag, never from a tag. docs/FLEET.md defines every number.
 
-In-process (the default) runs in simulated time on a ``netem.Clock``: fast
-and deterministic (the same seed gives the same results, byte for byte).
-``--broker`` runs the same fleet over MQTT in real time (``--speed`` scales
-it), through Mosquitto, with the same invariants but not the same numbers.
+In-process (the default) runs in simulated time on a ``netem.Clock``: fast and
+deterministic. ``--broker`` runs the same fleet over MQTT in real time.
 """
 
 from __future__ import annotations
@@ -37,35 +32,45 @@ import collections
 import hashlib
 import heapq
 import logging
+import os
 import random
 import sys
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from host_sim import clips
-from host_sim.cache import CacheRouter, QualityRelay, StreamingQualityCache
-from host_sim.cloud import Cloud
+from host_sim.app import OwnerApp
+from host_sim.cache import QualityRelay, StreamingQualityCache
+from host_sim.cloud import Cloud, CloudFaults, RoutingStore
 from host_sim.display import Display
 from host_sim.netem import Clock, Link, LinkProfile
+from host_sim.scenes import SCENES, scene_clip, scene_frame  # noqa: F401  (re-exported for tools)
 from host_sim.transport import ImpairedTransport, InProcessBus, Message, MqttTransport
-from segbind import Keyring, Reason, StreamVerifier
-from segbind.controlplane import CameraRecord, Registry
+from segbind import Epoch, Reason, TimeWindow
+from segbind.grants import Display as DisplayIdentity
+from segbind.owner import Owner, exchange_contacts
 from segbind_agent.core import (
     AgentCore,
     AgentSettings,
     BindingState,
     Delete,
-    DeviceKeys,
+    Persist,
     Publish,
     Send,
+    StateError,
     Store,
+    check_rollback,
 )
-from segbind_core import topics
-from segbind_core.segment import cut
+from segbind_agent.counter import MemoryCounter
+from segbind_core import control, topics
+from segbind_core.crypto import MacKey
+from segbind_core.segment import Segment, Segmenter
+from segbind_core.sei import build_sei_nal
+from segbind_core.tag import compute_mac
+from segbind_core.tagger import Tagger
 
 log = logging.getLogger("segbind.fleet")
 
@@ -78,13 +83,31 @@ REALTIME_CAMERAS = 300
 GOOD = LinkProfile(loss=0.002, delay_ms=30, jitter_ms=40, duplicate=0.002)
 WEAK = LinkProfile.weak()
 
+# Every fault the fleet can switch on (docs/FLEET.md), the incident it stands for, and where it lives.
+FAULTS = {
+    "relay_cache_2020": "Xiaomi/Nest Hub 2020: the relay's quality cache, keyed without the camera, "
+                        "refills a viewer with a stranger's segment",
+    "ids_swapped": "Wyze 2024: a cache mixes device and user ids; some cameras go to another account",
+    "grants_to_wrong_display": "a display's sealed grants are delivered to another account's display",
+    "share_to_wrong_account": "a share is recorded for the wrong account (the router itself is right)",
+    "restart_during_claim": "the cloud restarts during claims and loses the routing it had not flushed",
+    "resale_without_reset": "Nest/Wink 2019, Arlo 2016: after a resale the former owner keeps the route",
+    "duplicate_device_secret": "Swann 2018: two cameras made with one factory identity",
+    "viewer_forgery": "a viewer a camera is shared with tags its own video as the owner's camera",
+    "state_rollback": "a sold camera's state is restored from a backup made before the sale",
+}
+CLOUD_FAULTS = {f.name for f in CloudFaults.__dataclass_fields__.values()}  # type: ignore[attr-defined]
+RESALE_FAULTS = {"resale_without_reset", "restart_during_claim", "state_rollback"}
+
 
 @dataclass
 class FleetConfig:
     cameras: int = 24
     seconds: int = 60
     seed: int = 1
-    bug: bool = True
+    faults: Tuple[str, ...] = ()  # names from FAULTS
+    defended: bool = True         # segbind on: displays verify, cameras refuse rollback, second line
+    second_line: bool = True      # the cloud's second line (only when defended)
     share: float = 0.25           # fraction of cameras shared with a second account
     weak_cameras: float = 0.3     # fraction of camera uplinks on a weak link
     weak_displays: float = 0.35   # fraction of display downlinks on a weak link
@@ -98,12 +121,19 @@ class FleetConfig:
     retry_ms: float = 1500.0      # the quality relay's receipt timeout
     cache_slots: int = 0          # 0: half the number of cameras (at least 2)
     cache_capacity: int = 0       # 0: 16 entries per camera (at least 1024)
+    event_at: float = 0.4         # when resales happen (a fraction of the run); rollbacks 0.2 later
+    stale_s: float = 8.0          # a display's stale-feed alarm
     good: LinkProfile = GOOD
     weak: LinkProfile = WEAK
     broker: Optional[str] = None  # None: in-process, simulated time; "host:port" or "local"
     speed: float = 1.0            # real-time runs: simulated ms per wall ms
     pool: int = 8                 # real-time runs: MQTT connections for cameras, and for displays
     samples: int = 4              # segments each display keeps for the picture
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.faults) - set(FAULTS))
+        if unknown:
+            raise ValueError("unknown faults: %s (known: %s)" % (", ".join(unknown), ", ".join(FAULTS)))
 
     @property
     def slots(self) -> int:
@@ -113,15 +143,19 @@ class FleetConfig:
     def capacity(self) -> int:
         return self.cache_capacity or max(1024, 16 * self.cameras)
 
+    def has(self, fault: str) -> bool:
+        return fault in self.faults
+
     def as_dict(self) -> dict:
         d = asdict(self)
+        d["faults"] = list(self.faults)
         d["cache_slots"], d["cache_capacity"] = self.slots, self.capacity
         d["transport"] = "mqtt" if self.broker else "in-process"
         return d
 
 
 # ------------------------------------------------------------------------------------------
-# The plan: who owns what, who shares what, who is on a weak link
+# The plan: who owns what, who shares what, what goes wrong where
 # ------------------------------------------------------------------------------------------
 
 @dataclass
@@ -129,21 +163,28 @@ class CameraPlan:
     name: str
     owner: str
     viewers: List[str]
-    secret: bytes
     clip: int
     phase_ms: float
-    stream_id: int
     weak: bool
     link_seed: int
+    identity: str                   # the factory identity it connects with (a device secret's name)
+    buyer: Optional[str] = None     # resold to this account at the event
+    rolled_back: bool = False       # its state restored from a backup made before the sale
+    forger: Optional[str] = None    # the viewer who forges it
 
 
 @dataclass
 class AccountPlan:
     name: str
-    cameras: List[str]            # every camera the account is granted (owned or shared)
+    cameras: List[str]              # owned at the start
+    shared_in: List[str]            # shared with it at the start
     weak: bool
     link_seed: int
     back_seed: int
+
+    @property
+    def display(self) -> str:
+        return self.name + "-tv"
 
 
 @dataclass
@@ -163,99 +204,30 @@ def make_plan(cfg: FleetConfig) -> Plan:
     width = max(4, len(str(cfg.cameras)))
     names = ["cam-%0*d" % (width, i + 1) for i in range(cfg.cameras)]
     owners = ["acct-%0*d" % (width, i + 1) for i in range(cfg.cameras)]
-    shared = set(rng.sample(range(cfg.cameras), round(cfg.share * cfg.cameras))) if cfg.cameras > 1 else set()
+    n = cfg.cameras
+    resold = {i for i in range(n) if i % 8 == 3 and n > 3} if RESALE_FAULTS & set(cfg.faults) else set()
+    shared = set(rng.sample(range(n), round(cfg.share * n))) - resold if n > 1 else set()
     cameras = []
     for i, name in enumerate(names):
-        viewers = [owners[(i + 1) % cfg.cameras]] if i in shared else []
-        secret = hashlib.sha256(b"segbind fleet simulation only/%d/%s" % (cfg.seed, name.encode())).digest()
-        cameras.append(CameraPlan(name, owners[i], viewers, secret, i % min(cfg.clips, cfg.cameras),
-                                  rng.uniform(0, cfg.segment_ms), BASE_MS + i,
-                                  rng.random() < cfg.weak_cameras, rng.getrandbits(32)))
-    granted: Dict[str, List[str]] = {a: [] for a in owners}
+        viewers = [owners[(i + 1) % n]] if i in shared else []
+        identity = "factory-%s" % name
+        if cfg.has("duplicate_device_secret") and i % 8 == 5:
+            identity = "factory-%s" % names[i - 1]   # made with the previous camera's secret
+        cameras.append(CameraPlan(
+            name, owners[i], viewers, i % min(cfg.clips, n), rng.uniform(0, cfg.segment_ms),
+            rng.random() < cfg.weak_cameras, rng.getrandbits(32), identity,
+            buyer=owners[(i + 2) % n] if i in resold else None,
+            rolled_back=i in resold and cfg.has("state_rollback"),
+            forger=viewers[0] if viewers and cfg.has("viewer_forgery") and i % 2 == 1 else None))
+    owned: Dict[str, List[str]] = {a: [] for a in owners}
+    shared_in: Dict[str, List[str]] = {a: [] for a in owners}
     for cam in cameras:
-        for account in [cam.owner] + cam.viewers:
-            granted[account].append(cam.name)
-    accounts = [AccountPlan(a, granted[a], rng.random() < cfg.weak_displays, rng.getrandbits(32),
+        owned[cam.owner].append(cam.name)
+        for viewer in cam.viewers:
+            shared_in[viewer].append(cam.name)
+    accounts = [AccountPlan(a, owned[a], shared_in[a], rng.random() < cfg.weak_displays, rng.getrandbits(32),
                             rng.getrandbits(32)) for a in owners]
     return Plan(cameras, accounts)
-
-
-def registry_for(plan: Plan) -> Registry:
-    """The cloud's registry: every camera claimed by its owner at epoch 1, shares granted."""
-    reg = Registry()
-    for cam in plan.cameras:
-        rec = CameraRecord(cam.name, cam.secret)
-        rec.owner, rec.viewers = cam.owner, list(cam.viewers)
-        rec.epoch = rec.epoch_hwm = rec.counter = 1
-        rec.history = [{"owner": cam.owner, "epoch": 1, "audience": rec.audience}]
-        reg.cameras[cam.name] = rec
-    return reg
-
-
-# Each household's camera looks at its own scene (numbered in the frame), so a person can
-# tell them apart in the picture: (name, top colour, bottom colour, moving object's colour).
-# Scenes 9 to 24 vary these eight. No pure red: the
-# picture marks refused segments in red.
-SCENES = [
-    ("kitchen", (250, 222, 160), (196, 118, 60), (40, 60, 200)),
-    ("garden", (125, 200, 255), (40, 140, 40), (255, 255, 255)),
-    ("nursery", (255, 205, 225), (196, 120, 180), (60, 160, 60)),
-    ("garage", (150, 160, 170), (60, 70, 80), (255, 200, 0)),
-    ("porch at night", (12, 22, 64), (34, 34, 44), (255, 255, 170)),
-    ("living room", (240, 240, 228), (160, 130, 100), (30, 120, 200)),
-    ("office", (200, 230, 200), (90, 120, 90), (120, 0, 160)),
-    ("hallway", (230, 200, 120), (120, 80, 40), (0, 170, 170)),
-]
-_SEGMENTS7 = {"0": "abcdef", "1": "bc", "2": "abged", "3": "abgcd", "4": "fgbc", "5": "afgcd",
-              "6": "afgedc", "7": "abc", "8": "abcdefg", "9": "abcdfg"}
-
-
-def _digit(frame, ch: str, x: int, y: int, w: int, h: int, t: int, color) -> None:
-    half = h // 2
-    boxes = {"a": (x, y, x + w, y + t), "d": (x, y + h - t, x + w, y + h),
-             "g": (x, y + half - t // 2, x + w, y + half - t // 2 + t),
-             "f": (x, y, x + t, y + half), "b": (x + w - t, y, x + w, y + half),
-             "e": (x, y + half, x + t, y + h), "c": (x + w - t, y + half, x + w, y + h)}
-    for seg in _SEGMENTS7[ch]:
-        x0, y0, x1, y1 = boxes[seg]
-        frame[y0:y1, x0:x1] = color
-
-
-def scene_frame(k: int, i: int, width: int, height: int):
-    """Frame ``i`` of scene ``k``: its colours, a window, a moving object and its number."""
-    import numpy as np
-
-    _name, top, bottom, obj = SCENES[k % len(SCENES)]
-    variant = (k // len(SCENES)) % 3
-    if variant == 1:
-        top, bottom = bottom, top
-    elif variant == 2:
-        bottom = SCENES[(k + 3) % len(SCENES)][2]
-    ramp = np.linspace(0.0, 1.0, height)[:, None, None]
-    frame = (np.array(top) * (1 - ramp) + np.array(bottom) * ramp).repeat(width, axis=1)
-    frame = frame.astype(np.uint8)
-    wx, wy = (width * 5 // 8 if variant != 1 else width * 3 // 8), height // 8
-    frame[wy:wy + height // 3, wx:wx + width // 4] = (235, 245, 255) if top != SCENES[4][1] else (60, 60, 90)
-    r = max(3, height // 9)
-    cx = int((i * 3 + k * 17) % (width + 2 * r)) - r
-    cy = int(height * 0.65 + (height // 6) * np.sin(i / 7.0 + k))
-    yy, xx = np.ogrid[0:height, 0:width]
-    frame[(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r] = obj
-    dh = max(10, height // 3)
-    dw, t = max(6, dh * 5 // 9), max(2, dh // 7)
-    frame[2:dh + 6, 2:2 * dw + 12] = (20, 20, 20)
-    for n, ch in enumerate("%02d" % (k + 1)):
-        _digit(frame, ch, 5 + n * (dw + 4), 4, dw, dh, t, (255, 255, 255))
-    rng = np.random.default_rng(k * 100_003 + i)
-    noise = rng.integers(0, 10, size=frame.shape, dtype=np.uint8)
-    return np.minimum(frame.astype(np.uint16) + noise, 255).astype(np.uint8)
-
-
-def scene_clip(k: int, frames: int, width: int, height: int, fps: int, gop: int) -> bytes:
-    """Annex-B H.264 of scene ``k`` from libx264 through PyAV (host_sim.clips, cached)."""
-    return clips.encode_pyav(frames=frames, width=width, height=height, fps=fps, gop=gop,
-                             frame_source=lambda i: scene_frame(k, i, width, height),
-                             source_id="fleet-scene-v1-%d" % k)
 
 
 def clip_templates(cfg: FleetConfig) -> List[List[bytes]]:
@@ -264,10 +236,8 @@ def clip_templates(cfg: FleetConfig) -> List[List[bytes]]:
     out = []
     for k in range(min(cfg.clips, cfg.cameras)):
         video = scene_clip(k, gop * cfg.clip_segments, cfg.width, cfg.height, cfg.fps, gop)
-        segments = []
-        for segment in cut(video):
-            segments.append(segment.data)
-        out.append(segments)
+        segmenter = Segmenter()
+        out.append([s.data for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment)])
     return out
 
 
@@ -276,26 +246,28 @@ def clip_templates(cfg: FleetConfig) -> List[List[bytes]]:
 # ------------------------------------------------------------------------------------------
 
 class Ledger:
-    """What each camera really produced, by a digest of the exact bytes it published.
+    """What each camera really produced, by a digest of the exact bytes it published, and who
+    might rightly watch it when it was captured (the camera's real owner then, and its viewers).
 
-    The simulation's omniscient record, used only to count results (a display's
-    verifier never sees it): a delivered byte string is the segment of the camera
-    recorded here, whatever its tag or the relay claims.
+    The simulation's omniscient record, used only to count results (a display never sees it).
     """
 
     def __init__(self) -> None:
-        self._origin: Dict[bytes, Tuple[str, int, int]] = {}
+        self._origin: Dict[bytes, Tuple[str, int, int, Tuple[str, ...]]] = {}
+        self.produced_for: Dict[str, set] = collections.defaultdict(set)  # account -> (camera, stream, seq)
         self._lock = threading.Lock()
 
     @staticmethod
     def digest(payload: bytes) -> bytes:
         return hashlib.sha256(payload).digest()[:16]
 
-    def record(self, payload: bytes, camera: str, stream_id: int, seq: int) -> None:
+    def record(self, payload: bytes, camera: str, stream_id: int, seq: int, audience: Tuple[str, ...]) -> None:
         with self._lock:
-            self._origin[self.digest(payload)] = (camera, stream_id, seq)
+            self._origin[self.digest(payload)] = (camera, stream_id, seq, audience)
+            for account in audience:
+                self.produced_for[account].add((camera, stream_id, seq))
 
-    def origin(self, d: bytes) -> Optional[Tuple[str, int, int]]:
+    def origin(self, d: bytes) -> Optional[Tuple[str, int, int, Tuple[str, ...]]]:
         return self._origin.get(d)
 
 
@@ -378,19 +350,19 @@ class RealTimeScheduler:
                     self._busy = False
 
 
+
 # ------------------------------------------------------------------------------------------
 # Cameras
 # ------------------------------------------------------------------------------------------
 
 class FleetCamera:
-    """One camera: the real agent core (``segbind_agent.core.AgentCore``) fed its clip one
-    segment's worth of encoder bytes every ``segment_ms``, its spool in memory, its uplink a
-    ``netem`` link. Segments the core sends go out over the link (lost, delayed, duplicated
-    or held by an outage); a link outage is a lost connection, during which the core keeps
-    what it tags in its spool (``spool`` segments at most, the oldest dropped first)."""
+    """One camera: the real agent core fed its clip one segment's worth of encoder bytes every
+    ``segment_ms``, its spool in memory, its uplink a ``netem`` link, its monotonic counter in
+    memory. Pairing offers and its reset button reach it out of band (``handover``,
+    ``press_reset``). ``protected``: it refuses to run from a rolled-back state."""
 
-    def __init__(self, plan: CameraPlan, cfg: FleetConfig, templates: List[bytes], transport,
-                 scheduler, uplink: Link, ledger: Ledger, prefix: str, claimed: bool = True) -> None:
+    def __init__(self, plan: CameraPlan, cfg: FleetConfig, templates: List[bytes], transport, scheduler,
+                 uplink: Link, fleet: "Fleet", prefix: str, protected: bool = True) -> None:
         self.plan = plan
         self.name = plan.name
         self.cfg = cfg
@@ -398,48 +370,75 @@ class FleetCamera:
         self.transport = transport
         self.scheduler = scheduler
         self.uplink = uplink
-        self.ledger = ledger
+        self.fleet = fleet
         self.prefix = prefix
+        self.protected = protected
         self.topic = topics.camera_topic(plan.name, topics.SEG, prefix)
-        state = BindingState(plan.name)
-        if claimed:  # claimed by its owner at epoch 1 before the run
-            state.owner, state.epoch, state.epoch_hwm, state.counter = plan.owner, 1, 1, 1
-        settings = AgentSettings(max_duration_s=4.0, spool_max_segments=cfg.spool,
-                                 publish_window=cfg.spool, health_interval_s=10 ** 9)
-        self.core = AgentCore(plan.name, DeviceKeys(plan.secret, plan.name), state, settings)
-        self.stored: Dict[int, bytes] = {}  # the spool's bytes, by index
+        self.settings = AgentSettings(max_duration_s=4.0, spool_max_segments=cfg.spool,
+                                      publish_window=cfg.spool, health_interval_s=5.0)
+        self.core = AgentCore(plan.name, BindingState(plan.name), self.settings)
+        self.counter = MemoryCounter()
+        self.backup: Optional[BindingState] = None
+        self.halted = ""        # why it refused to run, when it did
+        self.stored: Dict[int, bytes] = {}
         self.total = cfg.seconds * 1000 // cfg.segment_ms
         self.fed = 0
+        self.tagged = 0
         self.handed = 0         # handed to the uplink
         self.published = 0      # copies that reached the broker/bus (duplicates included)
         self.spool_max = 0
+        self.spool_dropped = 0
         self.done = False
 
-    @property
-    def produced(self) -> int:
-        return self.core.counts["segments_tagged"]
+    def now(self) -> int:
+        return BASE_MS + int(self.scheduler.now_ms)
 
-    @property
-    def spool_dropped(self) -> int:
-        return self.core.spool.dropped_total
+    def begin(self) -> None:
+        self.transport.subscribe(topics.camera_topic(self.name, topics.CTL, self.prefix), self._on_command)
+        self._carry_out(self.core.start(self.now(), stream_id=BASE_MS + self.fleet.index[self.name]))
 
-    def start(self, offset_ms: float = 0.0) -> None:
-        self.transport.subscribe(topics.camera_topic(self.name, topics.CTL, self.prefix),
-                                 self._on_command)
-        self.scheduler.at(offset_ms + self.plan.phase_ms, self._first_tick)
+    def start_video(self, offset_ms: float) -> None:
+        self.scheduler.at(offset_ms + self.plan.phase_ms, self._tick)
+
+    # -- out of band ---------------------------------------------------------------------------
+
+    def handover(self, offer: bytes) -> None:
+        """The camera's lens reads the owner's pairing offer (never through the cloud)."""
+        self._carry_out(self.core.pair(offer, self.now()))
+
+    def press_reset(self) -> None:
+        self._carry_out(self.core.physical_reset(self.now()))
+
+    def restore_backup(self) -> None:
+        """The camera restarts with its state file restored from ``backup`` (made before a sale)."""
+        if self.backup is None:
+            return
+        self.spool_dropped += len(self.core.spool)
+        self.stored.clear()
+        state = self.backup.copy()
+        if self.protected:
+            try:
+                state = check_rollback(state, self.counter.read(), self.name)
+            except StateError as exc:
+                self.halted = str(exc)
+                self.core = AgentCore(self.name, BindingState(self.name), self.settings)  # never started
+                return
+        self.core = AgentCore(self.name, state, self.settings)
+        self._carry_out(self.core.start(self.now()))
+
+    # -- running -------------------------------------------------------------------------------
 
     def _on_command(self, msg: Message) -> None:
-        self._carry_out(self.core.command(msg.payload, BASE_MS + int(self.scheduler.now_ms)))
+        if not self.halted:
+            self._carry_out(self.core.command(msg.payload, self.now()))
         msg.ack()
-
-    def _first_tick(self) -> None:
-        now = self.scheduler.now_ms
-        self._carry_out(self.core.start(BASE_MS + int(now), stream_id=self.plan.stream_id))
-        self._tick()
 
     def _tick(self) -> None:
         now = self.scheduler.now_ms
         clock = BASE_MS + int(now)
+        if self.halted:
+            self.done = True
+            return
         up = self.uplink.is_up(now)
         if up != self.core.connected:
             self._carry_out(self.core.connection(up, clock))
@@ -449,6 +448,8 @@ class FleetCamera:
             self._carry_out(self.core.encoder_bytes(data, clock))
             if self.fed == self.total:
                 self._carry_out(self.core.encoder_end(clock))
+        else:
+            self._carry_out(self.core.tick(clock))
         if self.fed < self.total or len(self.core.spool):
             self.scheduler.at(now + self.cfg.segment_ms, self._tick)
         else:
@@ -461,8 +462,9 @@ class FleetCamera:
             action = pending.pop(0)
             if isinstance(action, Store):
                 self.stored[action.entry.index] = action.payload
-                self.ledger.record(action.payload, self.name, action.entry.stream_id,
-                                   action.entry.seq)
+                self.tagged += 1
+                self.fleet.ledger.record(action.payload, self.name, action.entry.stream_id, action.entry.seq,
+                                         self.fleet.audience(self.name))
                 self.spool_max = max(self.spool_max, len(self.core.spool))
             elif isinstance(action, Delete):
                 self.stored.pop(action.index, None)
@@ -475,118 +477,163 @@ class FleetCamera:
             elif isinstance(action, Publish):
                 self.transport.publish(topics.camera_topic(self.name, action.leaf, self.prefix),
                                        action.payload, 1, action.retain)
+            elif isinstance(action, Persist):
+                self.counter.advance(action.state.generation)
 
     def _publish(self, payload: bytes, entry) -> None:
         self.published += 1
         self.transport.publish(self.topic, payload, 1, False,
                                {"stream": entry.stream_id, "seq": entry.seq, "epoch": entry.epoch})
 
+    @property
+    def produced(self) -> int:
+        return self.tagged
+
+
+class Forger:
+    """A viewer a camera is shared with, turned hostile: it holds the key of its own slot, sees
+    the stream, and injects segments of its own video tagged as the owner's camera, continuing
+    the chain (its slot's MAC right, the others guessed), as if from the camera's uplink."""
+
+    def __init__(self, fleet: "Fleet", victim: CameraPlan, display: "FleetDisplay", owner: Owner,
+                 templates: List[bytes], transport, every_ms: float = 5000.0) -> None:
+        self.fleet = fleet
+        self.victim = victim
+        self.display = display
+        self.owner = owner
+        self.transport = transport
+        self.every_ms = every_ms
+        self.forged = 0
+        segmenter = Segmenter(delimit=True)
+        self.raw = [s for t in templates for s in segmenter.push(t) if isinstance(s, Segment)]
+
+    def start(self, at_ms: float) -> None:
+        self.fleet.scheduler.at(at_ms, self._forge)
+
+    def _forge(self) -> None:
+        sched = self.fleet.scheduler
+        last = self.display.last_verified.get(self.victim.name)
+        if last is not None and self.raw:
+            tag, data = last
+            binding = self.owner.shared_with_me.get((tag.owner, tag.camera, tag.epoch))
+            if binding is not None:
+                self._inject(tag, data, binding)
+        if sched.now_ms < self.fleet.end_ms - 2000:
+            sched.at(sched.now_ms + self.every_ms, self._forge)
+
+    def _inject(self, tag, data: bytes, binding) -> None:
+        raw = self.raw[self.forged % len(self.raw)]
+        shares = ["slot%d" % k for k in range(1, binding.slot)] + [self.owner.name]
+        guess = Epoch(tag.owner, tag.camera, tag.epoch, shares, os.urandom(32))
+        tagger = Tagger(guess, tag.stream_id, seq=tag.seq + 1, link=hashlib.sha256(data).digest()[:8])
+        forged, forged_tag = tagger.tag(raw.data, raw.units, tag.capture_ms + tag.duration_ms, raw.duration_ms,
+                                        raw.pictures)
+        old_sei = build_sei_nal(forged_tag.encode())
+        forged_tag.macs[binding.slot] = compute_mac(MacKey(binding.key), forged_tag.signed_fields(),
+                                                    hashlib.sha256(raw.data).digest())
+        forged = forged.replace(old_sei, build_sei_nal(forged_tag.encode()), 1)
+        self.forged += 1
+        self.transport.publish(topics.camera_topic(self.victim.name, topics.SEG, self.fleet.prefix), forged, 1)
+
 
 # ------------------------------------------------------------------------------------------
-# Displays
+# Displays and owners
 # ------------------------------------------------------------------------------------------
-
-class TimedVerifier(StreamVerifier):
-    """A StreamVerifier that counts its calls and the CPU time (of its thread) they take."""
-
-    def __init__(self, keyring: Keyring) -> None:
-        super().__init__(keyring)
-        self.calls = 0
-        self.cpu_s = 0.0
-
-    def verify(self, segment):
-        t0 = time.thread_time()
-        verdict = super().verify(segment)
-        self.cpu_s += time.thread_time() - t0
-        self.calls += 1
-        return verdict
-
-
-_LATE = (Reason.DUPLICATE, Reason.OUT_OF_ORDER, Reason.REPLAY, Reason.CHAIN_BREAK)
-
 
 class FleetDisplay(Display):
-    """A ``Display`` (verifies with the library, shows only accepted segments) that
-    also counts, against the ledger's ground truth, what it showed and what a
-    display without verification would have shown from the same deliveries."""
+    """A ``Display`` (verifies with the library, shows only what its grants accept) that also
+    counts, against the ledger's ground truth, what it accepted and what a display without
+    verification would have shown from the same deliveries."""
 
-    def __init__(self, transport, account: str, granted, ledger: Ledger, prefix: str,
-                 samples: int = 4) -> None:
-        super().__init__(transport, account, prefix=prefix)
-        self.verifier = TimedVerifier(self.keyring)
-        self.granted = frozenset(granted)
-        self.ledger = ledger
+    def __init__(self, transport, account: str, identity: DisplayIdentity, fleet: "Fleet", samples: int = 4,
+                 stale_s: float = 8.0) -> None:
+        super().__init__(transport, account, identity, clock=fleet.clock_s, stale_s=stale_s,
+                         window=TimeWindow(max_age_s=30.0, max_future_s=5.0), prefix=fleet.prefix)
+        self.fleet = fleet
         self.max_samples = samples
-        self.delivered = 0
-        self.delivered_foreign = 0
-        self.unknown = 0
-        self.shown_foreign = 0            # verification on: accepted, yet not granted (must stay 0)
-        self.foreign_refused = 0
+        self.verify_calls = 0
+        self.verify_cpu_s = 0.0
+        self.delivered = collections.Counter()     # own / foreign / forged -> deliveries
+        self.accepted = collections.Counter()      # own / foreign / forged -> accepted by the verifier
+        self.own_delivered: set = set()            # (camera, stream, seq) delivered, distinct
+        self.own_accepted: set = set()             # ... accepted
+        self.own_refused_no_grant: set = set()     # ... refused: the display held no grant for it
         self.refused_own = collections.Counter()   # reason -> own segments refused
-        self.false_rejects: List[dict] = []
-        self.foreign_reasons = collections.Counter()
-        self.on_seen: Dict[str, set] = {c: set() for c in self.granted}   # (stream, seq) shown, by camera
-        self.on_newest: Dict[str, Tuple[int, int]] = {}
-        self.off_seen: Dict[str, set] = {c: set() for c in self.granted}
-        self.foreign_from: collections.Counter = collections.Counter()    # camera -> deliveries
-        self.samples_own: List[tuple] = []      # (payload, camera, seq)
-        self.samples_foreign: List[tuple] = []  # (payload, camera, seq, reason)
-
-    @property
-    def verify_calls(self) -> int:
-        return self.verifier.calls
+        self.refused_other = collections.Counter()
+        self.forged_own_slot = 0                   # forgeries this display's own account made (its own key)
+        self.last_verified: Dict[str, Tuple[object, bytes]] = {}
+        self.samples_own: List[tuple] = []         # (payload, camera, seq)
+        self.samples_foreign: List[tuple] = []     # (payload, camera, seq, reason)
 
     def _on_segment(self, msg: Message) -> None:
         payload = msg.payload
-        d = self.ledger.digest(payload)
-        origin = self.ledger.origin(d)
+        d = self.fleet.ledger.digest(payload)
+        origin = self.fleet.ledger.origin(d)
+        t0 = time.thread_time()
+        before = sum(self.counts.values())
         super()._on_segment(msg)
-        verdict = self.verdicts[-1]
-        self.delivered += 1
-        own = origin is not None and origin[0] in self.granted
-        if origin is None:
-            self.unknown += 1
-        if not own:
-            self.delivered_foreign += 1
-            if origin is not None:
-                self.foreign_from[origin[0]] += 1
-        else:
-            self.off_seen[origin[0]].add(origin[1:])
+        self.verify_cpu_s += time.thread_time() - t0
+        self.verify_calls += 1
+        verdict = self.last_verdict
+        kind = "forged" if origin is None else ("own" if self.account in origin[3] else "foreign")
+        self.delivered[kind] += 1
+        if kind == "own":
+            self.own_delivered.add(origin[:3])
         if verdict.accepted:
-            if own:
-                camera, pos = origin[0], origin[1:]
-                self.on_seen[camera].add(pos)
-                if pos > self.on_newest.get(camera, (-1, -1)):
-                    self.on_newest[camera] = pos
+            self.accepted[kind] += 1
+            if kind == "own":
+                self.own_accepted.add(origin[:3])
                 if len(self.samples_own) < self.max_samples and origin[2] % 3 == 2:
-                    self.samples_own.append((payload, camera, origin[2]))
-            else:
-                self.shown_foreign += 1
-        elif own:
-            camera, pos = origin[0], origin[1:]
+                    self.samples_own.append((payload, origin[0], origin[2]))
+            elif kind == "forged" and verdict.tag is not None and self._forged_by_me(verdict.tag):
+                self.forged_own_slot += 1
+            if verdict.tag is not None and self.verifier.verified is not None:
+                self.last_verified[verdict.tag.camera] = (verdict.tag, self.verifier.verified)
+        elif kind == "own":
             self.refused_own[verdict.reason.value] += 1
-            late = pos in self.on_seen[camera] or pos < self.on_newest.get(camera, (-1, -1))
-            if not late:
-                self.false_rejects.append({"camera": camera, "stream": pos[0], "seq": pos[1],
-                                           "reason": verdict.reason.value, "detail": verdict.detail})
+            if verdict.reason is Reason.NO_GRANT:
+                self.own_refused_no_grant.add(origin[:3])
         else:
-            self.foreign_refused += 1
-            self.foreign_reasons[verdict.reason.value] += 1
+            self.refused_other[verdict.reason.value] += 1
             if len(self.samples_foreign) < self.max_samples - 1 and origin is not None:
                 self.samples_foreign.append((payload, origin[0], origin[2], verdict.reason.value))
+        assert sum(self.counts.values()) == before + 1
         ack = getattr(self.transport, "ack", None)
         if ack is not None:
             ack(d)
 
-    def gaps(self, produced: Dict[str, int], off: bool = False) -> int:
-        seen = self.off_seen if off else self.on_seen
-        return sum(produced[c] - len(seen[c]) for c in self.granted)
+    def _forged_by_me(self, tag) -> bool:
+        plan = self.fleet.camera_plan.get(tag.camera)
+        return plan is not None and plan.forger == self.account
 
 
-# ------------------------------------------------------------------------------------------
-# The fleet
-# ------------------------------------------------------------------------------------------
+class FleetOwner(OwnerApp):
+    """An owner's app that also watches its display: when a feed it should see goes stale, it
+    asks the cloud again for its routing (claims, shares) and re-sends its grants."""
 
+    def __init__(self, transport, owner: Owner, fleet: "Fleet", plan: AccountPlan) -> None:
+        super().__init__(transport, owner, clock=fleet.clock_s, prefix=fleet.prefix)
+        self.fleet = fleet
+        self.plan = plan
+        self.display: Optional[FleetDisplay] = None
+        self.resyncs = 0
+        self._last_resync = -1e18
+
+    def check(self) -> None:
+        if self.display is None:
+            return
+        stale = {a.camera for a in self.display.alarms()}
+        mine = set(self.owner.cameras) | {c for _o, c, _e in self.owner.shared_with_me}
+        if not stale & mine or self.fleet.scheduler.now_ms - self._last_resync < 10_000:
+            return
+        self._last_resync = self.fleet.scheduler.now_ms
+        self.resyncs += 1
+        for camera, cam in sorted(self.owner.cameras.items()):
+            if cam.paired:
+                self._request("claim", camera=camera)
+                for viewer in cam.shares:
+                    self._request("share", camera=camera, viewer=viewer)
+        self.push_grants()
 class Progress:
     """A one-line bar on a terminal, a line every 10 % otherwise."""
 
@@ -635,34 +682,49 @@ class Fleet:
         self.show_progress = progress
         self.progress_stream = progress_stream
         self.plan = make_plan(cfg)
+        self.index = {c.name: i for i, c in enumerate(self.plan.cameras)}
+        self.camera_plan = {c.name: c for c in self.plan.cameras}
         self.ledger = Ledger()
         self.cameras: List[FleetCamera] = []
         self.displays: List[FleetDisplay] = []
+        self.owners: Dict[str, FleetOwner] = {}
+        self.forgers: List[Forger] = []
         self.impaired: List[ImpairedTransport] = []
         self.links: Dict[str, List[Tuple[bool, Link]]] = {"uplink": [], "downlink": [], "receipts": []}
+        self.true_owner = {c.name: c.owner for c in self.plan.cameras}
+        self.thumbnails = collections.Counter()   # own / foreign / forged -> thumbnails the cloud made
         self.incomplete = False
+        self.end_ms = 0.0
+        self.prefix = topics.TOPIC_PREFIX
+
+    def clock_s(self) -> float:
+        return (BASE_MS + self.scheduler.now_ms) / 1000.0
+
+    def audience(self, camera: str) -> Tuple[str, ...]:
+        """Who may rightly watch what ``camera`` captures now (the ground truth, not the cloud's)."""
+        owner = self.true_owner[camera]
+        plan = self.camera_plan[camera]
+        return (owner,) + (tuple(plan.viewers) if owner == plan.owner else ())
 
     # -- building ------------------------------------------------------------------------------
 
-    def _build(self, scheduler, prefix: str, cloud_transport, camera_transports, display_transports,
-               shared_displays: bool) -> None:
+    def _build(self, scheduler, prefix: str, cloud_transport, camera_transport, display_transport,
+               app_transport, shared_displays: bool) -> None:
         cfg, plan = self.cfg, self.plan
         self.scheduler = scheduler
         self.prefix = prefix
-        self.registry = registry_for(plan)
-        self.cache = StreamingQualityCache(cfg.slots, cfg.capacity, bug=cfg.bug)
-        cloud_holder: list = []
-
-        def publish(account: str, payload: bytes, props: dict) -> None:
-            cloud_holder[0].transport.publish(topics.account_topic(account, topics.SEG, prefix),
-                                              payload, qos=1, user_properties=props)
-
-        self.relay = QualityRelay(self.cache, scheduler, publish, Ledger.digest, cfg.retry_ms)
-        self.router = CacheRouter(self.relay)
-        self.cloud = Cloud(cloud_transport, self.registry, router=self.router, prefix=prefix)
-        cloud_holder.append(self.cloud)
-        cloud_transport.subscribe(topics.every_account(topics.RECEIPTS, prefix),
-                                  self.relay.on_receipt_message)
+        faults = CloudFaults(**{f: True for f in cfg.faults if f in CLOUD_FAULTS})
+        self.cloud = Cloud(cloud_transport, RoutingStore(), faults=faults,
+                           second_line=cfg.defended and cfg.second_line, prefix=prefix)
+        self.cloud.routing.identity = {c.name: c.identity for c in plan.cameras}  # the operator provisions these
+        self.cache = StreamingQualityCache(cfg.slots, cfg.capacity, bug=cfg.has("relay_cache_2020"))
+        self.relay = QualityRelay(self.cache, scheduler,
+                                  lambda account, camera, payload: self.cloud.deliver(account, camera, payload,
+                                                                                      "quality-cache"),
+                                  Ledger.digest, cfg.retry_ms)
+        self.cloud.relay = self.relay
+        self.cloud.on_thumbnail = self._thumbnail
+        cloud_transport.subscribe(topics.every_account(topics.RECEIPTS, prefix), self.relay.on_receipt_message)
         self.cloud.start()
 
         for i, acct in enumerate(plan.accounts):
@@ -671,20 +733,94 @@ class Fleet:
             self.links["downlink"].append((acct.weak, down))
             self.links["receipts"].append((acct.weak, back))
             transport = ImpairedTransport(
-                display_transports(i, acct.name), scheduler, down, back,
+                display_transport(i, acct.name), scheduler, down, back,
                 topics.account_topic(acct.name, topics.SEG, prefix),
                 topics.account_topic(acct.name, topics.RECEIPTS, prefix), shared=shared_displays)
             self.impaired.append(transport)
-            display = FleetDisplay(transport, acct.name, acct.cameras, self.ledger, prefix, cfg.samples)
+            owner = Owner.new(acct.name, test_only=True)
+            identity = DisplayIdentity.new(acct.display, test_only=True)
+            app = FleetOwner(app_transport(i, acct.name), owner, self, acct)
+            app.start()
+            app.enroll(identity)                 # out of band: the display pins its owner
+            display = FleetDisplay(transport, acct.name, identity, self, cfg.samples, cfg.stale_s)
             display.start()
+            app.display = display
+            app.on_change = self._on_change
+            self.owners[acct.name] = app
             self.displays.append(display)
+        for cam in plan.cameras:                 # contacts exchanged out of band
+            for viewer in cam.viewers:
+                if viewer not in self.owners[cam.owner].owner.contacts:
+                    exchange_contacts(self.owners[cam.owner].owner, self.owners[viewer].owner)
 
         templates = self.templates
         for i, cam in enumerate(plan.cameras):
             uplink = Link(cfg.weak if cam.weak else cfg.good, cam.link_seed)
             self.links["uplink"].append((cam.weak, uplink))
-            self.cameras.append(FleetCamera(cam, cfg, templates[cam.clip], camera_transports(i, cam.name),
-                                          scheduler, uplink, self.ledger, prefix))
+            camera = FleetCamera(cam, cfg, templates[cam.clip], camera_transport(i, cam.name), scheduler,
+                                 uplink, self, prefix, protected=cfg.defended)
+            self.cameras.append(camera)
+            camera.begin()
+        for camera in self.cameras:              # each owner claims its camera: the offer goes by the lens
+            self.owners[camera.plan.owner].pair(camera.name, camera.handover)
+        for cam in plan.cameras:
+            if cam.forger is not None:
+                forger_app = self.owners[cam.forger]
+                own = self.camera_plan[forger_app.plan.cameras[0]] if forger_app.plan.cameras else cam
+                self.forgers.append(Forger(self, cam, forger_app.display, forger_app.owner,
+                                           templates[own.clip], camera_transport(0, "forger")))
+
+    def _on_change(self, camera: str, result: control.Result) -> None:
+        """An owner's app learned its camera's pairing: share it as planned."""
+        plan = self.camera_plan.get(camera)
+        if plan is None or result.op != control.PAIR or result.status != control.OK:
+            return
+        app = self.owners[result.owner]
+        if app.name == plan.owner:
+            for viewer in plan.viewers:
+                app.share(camera, viewer)
+
+    def _thumbnail(self, account: str, camera: str, payload: bytes) -> None:
+        origin = self.ledger.origin(Ledger.digest(payload))
+        kind = "forged" if origin is None else ("own" if account in origin[3] else "foreign")
+        self.thumbnails[kind] += 1
+
+    # -- events during the run -----------------------------------------------------------------
+
+    def _schedule_events(self, start_ms: float) -> None:
+        cfg = self.cfg
+        run_ms = cfg.seconds * 1000.0
+        event = start_ms + cfg.event_at * run_ms
+        if any(c.buyer for c in self.plan.cameras):
+            self.scheduler.at(event, self._resale)
+        if cfg.has("state_rollback"):
+            self.scheduler.at(event + 0.2 * run_ms, self._rollback)
+        for forger in self.forgers:
+            forger.start(start_ms + 0.25 * run_ms)
+
+    def _resale(self) -> None:
+        """Each planned camera is sold: its buyer presses the reset button and pairs it."""
+        for camera in self.cameras:
+            buyer = camera.plan.buyer
+            if buyer is None:
+                continue
+            camera.backup = camera.core.state.copy()   # a backup of the state, made before the sale
+            self.true_owner[camera.name] = buyer
+            camera.press_reset()
+            self.owners[buyer].pair(camera.name, camera.handover)
+        if self.cfg.has("restart_during_claim"):
+            self.cloud.restart()
+
+    def _rollback(self) -> None:
+        for camera in self.cameras:
+            if camera.plan.rolled_back:
+                camera.restore_backup()
+
+    def _periodic(self) -> None:
+        for app in self.owners.values():
+            app.check()
+        if self.scheduler.now_ms < self.end_ms:
+            self.scheduler.at(self.scheduler.now_ms + 5000, self._periodic)
 
     def verified(self) -> int:
         return sum(d.verify_calls for d in self.displays)
@@ -692,11 +828,10 @@ class Fleet:
     # -- running -------------------------------------------------------------------------------
 
     def run(self) -> dict:
-        cfg = self.cfg
         t_setup = time.monotonic()
-        self.templates = clip_templates(cfg)
+        self.templates = clip_templates(self.cfg)
         self.setup_s = time.monotonic() - t_setup
-        if cfg.broker:
+        if self.cfg.broker:
             return self._run_mqtt()
         return self._run_in_process()
 
@@ -705,23 +840,28 @@ class Fleet:
         clock = Clock()
         bus = InProcessBus()
         self.bus = bus
+        wall0, cpu0 = time.monotonic(), time.process_time()
         self._build(clock, topics.TOPIC_PREFIX, bus.transport("cloud"),
                     lambda i, name: bus.transport(name).start(),
-                    lambda i, name: bus.transport("display-" + name), shared_displays=False)
-        end_ms = cfg.seconds * 1000.0 + 1000.0  # the cameras start at 1 s
-        progress = Progress(end_ms, "fleet", self.progress_stream, self.show_progress)
+                    lambda i, name: bus.transport("display-" + name),
+                    lambda i, name: bus.transport("app-" + name), shared_displays=False)
+        self.cloud.flush()
+        start_ms = 1000.0  # the cameras start at 1 s
+        self.end_ms = cfg.seconds * 1000.0 + start_ms
+        progress = Progress(self.end_ms, "fleet", self.progress_stream, self.show_progress)
 
         def tick() -> None:
             progress.update(clock.now_ms, self.verified())
-            if clock.now_ms < end_ms:
+            if clock.now_ms < self.end_ms:
                 clock.at(clock.now_ms + 1000, tick)
 
-        wall0, cpu0 = time.monotonic(), time.process_time()
         for cam in self.cameras:
-            cam.start(1000.0)
+            cam.start_video(start_ms)
+        self._schedule_events(start_ms)
         clock.at(0, tick)
+        clock.at(start_ms + 5000, self._periodic)
         clock.run()
-        progress.update(end_ms, self.verified())
+        progress.update(self.end_ms, self.verified())
         progress.finish()
         self.wall_s, self.cpu_s = time.monotonic() - wall0, time.process_time() - cpu0
         self.sim_ms = clock.now_ms
@@ -732,7 +872,7 @@ class Fleet:
 
         cfg = self.cfg
         broker = None
-        target = cfg.broker
+        target = cfg.broker or ""
         if target == "local":
             from host_sim.broker import Broker
 
@@ -763,22 +903,26 @@ class Fleet:
         try:
             cam_pool = pool("cam", cfg.cameras)
             disp_pool = pool("display", cfg.cameras)
-            self._build(sched, prefix, cloud_t, lambda i, name: cam_pool[i % len(cam_pool)],
-                        lambda i, name: disp_pool[i % len(disp_pool)], shared_displays=True)
-            for display in self.displays:
-                if not display.wait_for(lambda d: d.grant_updates > 0, 10):
-                    raise RuntimeError("display %s got no grants" % display.account)
-            end_ms = cfg.seconds * 1000.0 + 500.0  # the cameras start at 0.5 s
-            progress = Progress(end_ms, "fleet (MQTT)", self.progress_stream, self.show_progress)
+            app_pool = pool("app", cfg.cameras)
             wall0, cpu0 = time.monotonic(), time.process_time()
             sched.start()
+            self._build(sched, prefix, cloud_t, lambda i, name: cam_pool[i % len(cam_pool)],
+                        lambda i, name: disp_pool[i % len(disp_pool)],
+                        lambda i, name: app_pool[i % len(app_pool)], shared_displays=True)
+            self._wait_set_up(30)
+            self.cloud.flush()
+            start_ms = sched.now_ms + 500.0
+            self.end_ms = start_ms + cfg.seconds * 1000.0
+            progress = Progress(self.end_ms, "fleet (MQTT)", self.progress_stream, self.show_progress)
             for cam in self.cameras:
-                cam.start(500.0)
+                cam.start_video(start_ms)
+            self._schedule_events(start_ms)
+            sched.at(start_ms + 5000, self._periodic)
             deadline = None
             while True:
                 time.sleep(0.05)
                 progress.update(sched.now_ms, self.verified())
-                if not all(c.done for c in self.cameras):
+                if sched.now_ms < self.end_ms or not all(c.done for c in self.cameras):
                     continue
                 if deadline is None:
                     deadline = time.monotonic() + 60.0
@@ -791,17 +935,20 @@ class Fleet:
                     log.warning("the fleet did not settle within 60 s of the last segment (results are "
                                 "partial): the process did not keep up; try a lower --speed")
                     break
-            progress.update(end_ms, self.verified())
+            progress.update(self.end_ms, self.verified())
             progress.finish()
             self.wall_s, self.cpu_s = time.monotonic() - wall0, time.process_time() - cpu0
             self.sim_ms = sched.now_ms
             results = self.results()
-            # Clean up the retained grants this run left on the broker (displays gone first).
+            # Clean up the retained messages this run left on the broker (displays gone first).
             for t in pools:
                 t.stop()
             token = None
             for acct in self.plan.accounts:
-                token = cloud_t.publish(topics.account_topic(acct.name, topics.GRANTS, prefix), b"", qos=1,
+                token = cloud_t.publish(topics.display_topic(acct.display, topics.GRANTS, prefix), b"", qos=1,
+                                        retain=True)
+            for cam in self.plan.cameras:
+                token = cloud_t.publish(topics.camera_topic(cam.name, topics.STATUS, prefix), b"", qos=1,
                                         retain=True)
             if token is not None:
                 cloud_t.wait_acked(token, 5)
@@ -816,60 +963,58 @@ class Fleet:
             if broker is not None:
                 broker.close()
 
+    def _wait_set_up(self, timeout: float) -> None:
+        """Over MQTT the claims, shares and grants take a moment: wait until every display holds
+        the keys of every camera it should see, and the cloud routes every camera."""
+        deadline = time.monotonic() + timeout
+        want = {a.name: set(a.cameras) | set(a.shared_in) for a in self.plan.accounts}
+        while time.monotonic() < deadline:
+            ready = all(want[d.account] <= {c for _o, c, _e in d.grants.keyring.grants()} for d in self.displays)
+            routed = all(self.cloud.routing.owner.get(c.name) == c.owner for c in self.plan.cameras)
+            if ready and routed:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the fleet did not set up within %.0f s (claims, shares, grants)" % timeout)
+
     def _quiet(self, sched: RealTimeScheduler) -> bool:
-        published = sum(c.published for c in self.cameras)
-        at_cloud = self.router.routed + sum(self.cloud.dropped.values())
-        relayed = sum(self.cloud.relayed.values()) + self.relay.stats.fills
         arrived = sum(t.arrived for t in self.impaired)
-        return (sched.idle() and published == at_cloud and relayed == arrived
-                and self.relay.outstanding == 0)
+        return sched.idle() and self.relay.outstanding == 0 and arrived == sum(self.cloud.delivered.values())
 
     # -- results -------------------------------------------------------------------------------
 
     def results(self) -> dict:
-        produced = {c.name: c.produced for c in self.cameras}
         displays = self.displays
-        reasons_on: collections.Counter = collections.Counter()
-        would_refuse: collections.Counter = collections.Counter()
-        for d in displays:
-            for reason, n in d.counts.items():
-                if not Reason(reason).accepted:
-                    reasons_on[reason] += n
-                    would_refuse[reason] += n
-        delivered = sum(d.delivered for d in displays)
-        shown_on = sum(len(d.shown) for d in displays)
-        false_rejects = [dict(f, account=d.account) for d in displays for f in d.false_rejects]
+        total = lambda attr, kind: sum(getattr(d, attr)[kind] for d in displays)  # noqa: E731
+        own_delivered = sum(len(d.own_delivered) for d in displays)
+        own_accepted = sum(len(d.own_accepted) for d in displays)
+        own_produced = sum(len(self.ledger.produced_for[d.account]) for d in displays)
+        # Own segments a display refused for want of a grant it should hold (its grants were lost
+        # on the way): the grants path failed, not verification.
+        no_grant = {(d.account, p) for d in displays for p in d.own_refused_no_grant} - \
+            {(d.account, p) for d in displays for p in d.own_accepted}
+        forged_made = sum(f.forged for f in self.forgers)
+        forged_by_self = sum(d.forged_own_slot for d in displays)
         on = {
-            "shown": shown_on,
-            "rejected": dict(sorted(reasons_on.items())),
-            "rejected_total": sum(reasons_on.values()),
-            "gaps": sum(d.gaps(produced) for d in displays),
-            "foreign_shown": sum(d.shown_foreign for d in displays),
-            "foreign_refused": sum(d.foreign_refused for d in displays),
-            "own_falsely_rejected": len(false_rejects),
+            "foreign_shown": total("accepted", "foreign"),
+            "forged_shown": total("accepted", "forged") - forged_by_self,
+            "own_accepted": own_accepted,
             "own_refused": dict(sorted(sum((d.refused_own for d in displays), collections.Counter()).items())),
+            "refused": dict(sorted(sum((d.refused_other for d in displays), collections.Counter()).items())),
         }
         off = {
-            "shown": delivered,
-            "rejected": {},
-            "rejected_total": 0,
-            "would_refuse": dict(sorted(would_refuse.items())),
-            "gaps": sum(d.gaps(produced, off=True) for d in displays),
-            "foreign_shown": sum(d.delivered_foreign for d in displays),
-            "own_falsely_rejected": 0,
+            "foreign_shown": total("delivered", "foreign"),
+            "forged_shown": total("delivered", "forged"),
+            "own_delivered": own_delivered,
         }
         accounts = []
         for d, acct in zip(displays, self.plan.accounts):
             accounts.append({
-                "account": d.account, "cameras": sorted(d.granted), "downlink": "weak" if acct.weak else "good",
-                "delivered": d.delivered, "delivered_foreign": d.delivered_foreign,
-                "foreign_from": dict(sorted(d.foreign_from.items())),
-                "on": {"shown": len(d.shown), "refused": dict(sorted((r, n) for r, n in d.counts.items()
-                                                                     if not Reason(r).accepted)),
-                       "foreign_shown": d.shown_foreign, "foreign_refused": d.foreign_refused,
-                       "own_falsely_rejected": len(d.false_rejects), "gaps": d.gaps(produced)},
-                "off": {"shown": d.delivered, "foreign_shown": d.delivered_foreign,
-                        "gaps": d.gaps(produced, off=True)},
+                "account": d.account, "cameras": sorted(acct.cameras), "shared_in": sorted(acct.shared_in),
+                "downlink": "weak" if acct.weak else "good",
+                "delivered": dict(d.delivered), "accepted": dict(d.accepted),
+                "own_delivered": len(d.own_delivered), "own_accepted": len(d.own_accepted),
+                "refused": dict(sorted(d.refused_other.items())), "own_refused": dict(sorted(d.refused_own.items())),
+                "grant_refusals": dict(d.grant_refusals), "alarms": len(d.alarms()),
             })
 
         def link_totals(kind: str) -> dict:
@@ -884,25 +1029,33 @@ class Fleet:
 
         cams = self.cameras
         return {
-            "segbind_fleet": 1,
+            "segbind_fleet": 2,
             "config": self.cfg.as_dict(),
             "fleet": {"cameras": len(cams), "accounts": len(displays), "shares": self.plan.shares,
+                      "resold": sum(1 for c in self.plan.cameras if c.buyer),
+                      "forgers": len(self.forgers),
                       "weak_uplinks": sum(c.weak for c in self.plan.cameras),
                       "weak_downlinks": sum(a.weak for a in self.plan.accounts),
                       "cache_slots": self.cache.slots},
             "results": {
                 "sent": sum(c.produced for c in cams),
-                "spool_dropped": sum(c.spool_dropped for c in cams),
+                "forged_made": forged_made,
+                "spool_dropped": sum(c.spool_dropped + c.core.spool.dropped_total for c in cams),
                 "spool_max": max((c.spool_max for c in cams), default=0),
-                "at_cloud": self.router.routed,
-                "relayed": sum(self.cloud.relayed.values()),
-                "cloud_dropped": dict(self.cloud.dropped),
+                "cameras_halted": sum(1 for c in cams if c.halted),
+                "cloud": {"delivered": sum(self.cloud.delivered.values()), "refused": dict(self.cloud.refused),
+                          "requests": dict(self.cloud.requests), "restarts": self.cloud.restarts},
+                "thumbnails": dict(self.thumbnails),
                 "relay": self.relay.stats.as_dict(),
-                "delivered": delivered,
-                "delivered_unknown": sum(d.unknown for d in displays),
+                "grant_refusals": dict(sum((collections.Counter(d.grant_refusals) for d in displays),
+                                           collections.Counter())),
+                "owner_resyncs": sum(a.resyncs for a in self.owners.values()),
                 "on": on,
                 "off": off,
-                "false_rejects": false_rejects[:20],
+                "own_produced": own_produced,
+                "own_never_delivered": own_produced - own_delivered,
+                "own_without_grant": len(no_grant),
+                "own_lost_to_verification": own_delivered - own_accepted - len(no_grant),
                 "links": {k: link_totals(k) for k in self.links},
                 "incomplete": self.incomplete,
             },
@@ -912,7 +1065,7 @@ class Fleet:
 
     def performance(self) -> dict:
         verified = self.verified()
-        verify_cpu = sum(d.verifier.cpu_s for d in self.displays)
+        verify_cpu = sum(d.verify_cpu_s for d in self.displays)
         return {
             "transport": "mqtt" if self.cfg.broker else "in-process",
             "clips_setup_s": round(self.setup_s, 3),
@@ -934,21 +1087,76 @@ def run_fleet(cfg: FleetConfig, progress: bool = False, progress_stream=None) ->
 
 
 # ------------------------------------------------------------------------------------------
+# Scenarios: each fault alone, then all together; with segbind and without
+# ------------------------------------------------------------------------------------------
+
+def scenarios(faults: List[str]) -> List[Tuple[str, Tuple[str, ...]]]:
+    """(name, faults) for each fault alone, then every one of them together."""
+    out = [(f, (f,)) for f in faults]
+    if len(faults) > 1:
+        out.append(("all together", tuple(faults)))
+    return out
+
+
+def run_scenarios(cfg: FleetConfig, faults: List[str], progress: bool = False,
+                  progress_stream=None) -> Tuple[dict, Fleet]:
+    """Every scenario twice on the same seed, with segbind and without; plus all faults with the
+    cloud's second line off (the displays alone). Returns the matrix and the fleet to picture."""
+    rows = []
+    picture_fleet: Optional[Fleet] = None
+    for name, chosen in scenarios(faults):
+        with_ = run_fleet(replace(cfg, faults=chosen, defended=True), progress, progress_stream)[0]
+        without = run_fleet(replace(cfg, faults=chosen, defended=False), progress, progress_stream)[0]
+        rows.append(_row(name, chosen, with_, without))
+    alone, picture_fleet = run_fleet(replace(cfg, faults=tuple(faults), defended=True, second_line=False),
+                                     progress, progress_stream)
+    rows.append(_row("all together, cloud second line off", tuple(faults), alone, None))
+    return {"segbind_fleet_scenarios": 1, "config": cfg.as_dict(), "scenarios": rows,
+            "picture_run": alone}, picture_fleet
+
+
+def _row(name: str, faults: Tuple[str, ...], with_: dict, without: Optional[dict]) -> dict:
+    w = with_["results"]
+    row = {
+        "scenario": name, "faults": list(faults),
+        "with": {"foreign_shown": w["on"]["foreign_shown"], "forged_shown": w["on"]["forged_shown"],
+                 "own_lost_to_verification": w["own_lost_to_verification"],
+                 "own_without_grant": w["own_without_grant"], "own_never_delivered": w["own_never_delivered"],
+                 "own_produced": w["own_produced"],
+                 "own_accepted": w["on"]["own_accepted"], "own_delivered": w["off"]["own_delivered"],
+                 "foreign_thumbnails": w["thumbnails"].get("foreign", 0),
+                 "forged_thumbnails": w["thumbnails"].get("forged", 0),
+                 "cloud_refused": sum(n for k, n in w["cloud"]["refused"].items() if k.startswith("second_line")),
+                 "display_refused": w["on"]["refused"], "grant_refusals": w["grant_refusals"],
+                 "cameras_halted": w["cameras_halted"], "sent": w["sent"]},
+    }
+    if without is not None:
+        o = without["results"]
+        row["without"] = {"foreign_shown": o["off"]["foreign_shown"], "forged_shown": o["off"]["forged_shown"],
+                          "own_delivered": o["off"]["own_delivered"], "own_produced": o["own_produced"],
+                          "own_never_delivered": o["own_never_delivered"],
+                          "foreign_thumbnails": o["thumbnails"].get("foreign", 0),
+                          "forged_thumbnails": o["thumbnails"].get("forged", 0),
+                          "sent": o["sent"]}
+    return row
+
+
+# ------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python3 -m host_sim.fleet",
-        description="A fleet of cameras, a relay with the 2020 streaming-quality cache bug, and a "
-                    "display per account: what each display shows with segbind's verification on and off.")
+        description="A fleet of cameras, owners' apps, a cloud with the incidents' bugs, and a display per "
+                    "account: what the displays show with segbind and without, fault by fault.")
     parser.add_argument("--cameras", type=int, default=24, help="cameras, one owner account each (24)")
     parser.add_argument("--seconds", type=int, default=None,
                         help="seconds of video per camera (60 in-process, 20 over MQTT)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--bug", dest="bug", action="store_true", default=True,
-                        help="the relay's cache mixes up accounts under a weak network (default)")
-    parser.add_argument("--no-bug", dest="bug", action="store_false", help="a correctly keyed cache")
+    parser.add_argument("--faults", default="all", metavar="NAME,...",
+                        help="faults to switch on, one by one then together: 'all' (default), 'none', or "
+                             "names from: %s" % ", ".join(FAULTS))
     parser.add_argument("--broker", metavar="mqtt://HOST:PORT",
                         help="run over MQTT in real time; 'local' starts a private Mosquitto")
     parser.add_argument("--speed", type=float, default=None,
@@ -970,25 +1178,34 @@ def main(argv=None) -> int:
     speed = args.speed if args.speed is not None else min(1.0, round(REALTIME_CAMERAS / args.cameras, 3))
     if speed <= 0:
         parser.error("--speed must be positive")
-    cfg = FleetConfig(cameras=args.cameras, seconds=seconds, seed=args.seed, bug=args.bug,
-                      share=args.share, broker=args.broker, speed=speed)
+    if args.faults == "all":
+        faults = list(FAULTS)
+    elif args.faults == "none":
+        faults = []
+    else:
+        faults = [f.strip() for f in args.faults.split(",") if f.strip()]
+        unknown = [f for f in faults if f not in FAULTS]
+        if unknown:
+            parser.error("unknown fault %s (known: %s)" % (", ".join(unknown), ", ".join(FAULTS)))
+    cfg = FleetConfig(cameras=args.cameras, seconds=seconds, seed=args.seed, share=args.share,
+                      broker=args.broker, speed=speed)
     if args.weak is not None:
         cfg.weak_cameras = cfg.weak_displays = args.weak
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
 
     from host_sim import report
 
     where = "over MQTT at %s, real time x%g" % (args.broker, speed) if args.broker else \
         "in-process, simulated time"
-    print("segbind fleet: %d cameras x %d s, seed %d, cache bug %s, %s" % (
-        cfg.cameras, cfg.seconds, cfg.seed, "ON" if cfg.bug else "off", where), file=sys.stderr, flush=True)
-    results, fleet = run_fleet(cfg, progress=not args.no_progress)
-    print(report.table(results))
-    out = Path(args.out)
-    paths = report.write(results, fleet, out, png=not args.no_png, rows=args.rows)
+    print("segbind fleet: %d cameras x %d s, seed %d, %s; faults: %s" % (
+        cfg.cameras, cfg.seconds, cfg.seed, where, ", ".join(faults) or "none"), file=sys.stderr, flush=True)
+    matrix, fleet = run_scenarios(cfg, faults, progress=not args.no_progress)
+    print(report.table(matrix))
+    paths = report.write(matrix, fleet, Path(args.out), png=not args.no_png, rows=args.rows)
     print("report: %s" % ", ".join(str(p) for p in paths))
-    r = results["results"]
-    return 0 if r["on"]["foreign_shown"] == 0 and r["on"]["own_falsely_rejected"] == 0 else 1
+    ok = all(r["with"]["foreign_shown"] == 0 and r["with"]["forged_shown"] == 0
+             and r["with"]["own_lost_to_verification"] == 0 for r in matrix["scenarios"])
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""The fleet simulation's outputs: the table, a Markdown report, JSON, and a PNG of
+"""The fleet simulation's outputs: the scenario table, a Markdown report, JSON, and a PNG of
 what each display showed (decoded frames) and refused (a stranger's camera, marked in red).
 
-    table(results) -> str
-    write(results, fleet, out_dir, png=True, rows=10) -> [paths]   # fleet.md, fleet.json, fleet.png
+    table(matrix) -> str
+    write(matrix, fleet, out_dir, png=True, rows=10) -> [paths]   # fleet.md, fleet.json, fleet.png
 """
 
 from __future__ import annotations
@@ -50,150 +50,122 @@ def png_size(rows: int) -> Tuple[int, int]:
 # The table
 # ------------------------------------------------------------------------------------------
 
-def _rows(results: dict) -> List[Tuple[str, str, str]]:
-    r = results["results"]
-    on, off = r["on"], r["off"]
-    rows = [("segments sent by the cameras", r["sent"], r["sent"]),
-            ("segments delivered to the displays", r["delivered"], r["delivered"]),
-            ("segments shown", on["shown"], off["shown"]),
-            ("segments rejected", on["rejected_total"], off["rejected_total"])]
-    for reason, n in on["rejected"].items():
-        rows.append(("  rejected: %s" % reason, n, off["rejected"].get(reason, 0)))
-    rows += [("gaps (own segments never shown)", on["gaps"], off["gaps"]),
-             ("foreign segments shown", on["foreign_shown"], off["foreign_shown"]),
-             ("own segments falsely rejected", on["own_falsely_rejected"], off["own_falsely_rejected"])]
-    return [(a, "{:,}".format(b), "{:,}".format(c)) for a, b, c in rows]
+COLUMNS = [
+    # (heading, where, key): "without" and "with" are the two runs of a scenario
+    ("foreign shown, without segbind", "without", "foreign_shown"),
+    ("foreign shown, with segbind", "with", "foreign_shown"),
+    ("forged shown, without", "without", "forged_shown"),
+    ("forged shown, with", "with", "forged_shown"),
+    ("own lost to verification", "with", "own_lost_to_verification"),
+    ("own not shown: grants lost", "with", "own_without_grant"),
+    ("own never delivered, with", "with", "own_never_delivered"),
+    ("own never delivered, without", "without", "own_never_delivered"),
+    ("others' thumbnails, without", "without", "foreign_thumbnails"),
+    ("others' thumbnails, with", "with", "foreign_thumbnails"),
+    ("refused by the cloud's second line", "with", "cloud_refused"),
+    ("grants refused by displays", "with", "grant_refusals"),
+    ("cameras refusing a rolled-back state", "with", "cameras_halted"),
+]
 
 
-def table(results: dict) -> str:
-    cfg, fleet, r, perf = results["config"], results["fleet"], results["results"], results["performance"]
+def _cell(row: dict, where: str, key: str) -> str:
+    side = row.get(where)
+    if side is None:
+        return "-"
+    value = side.get(key, 0)
+    if isinstance(value, dict):
+        value = sum(value.values())
+    return "{:,}".format(value)
+
+
+TABLE = [  # the terminal's columns: (two-line heading, where, key)
+    (("foreign shown", "without"), "without", "foreign_shown"),
+    (("foreign shown", "with"), "with", "foreign_shown"),
+    (("forged shown", "without"), "without", "forged_shown"),
+    (("forged shown", "with"), "with", "forged_shown"),
+    (("own lost to", "verification"), "with", "own_lost_to_verification"),
+    (("own unshown:", "grants lost"), "with", "own_without_grant"),
+    (("others' thumbs", "without"), "without", "foreign_thumbnails"),
+    (("others' thumbs", "with"), "with", "foreign_thumbnails"),
+    (("second line", "refused"), "with", "cloud_refused"),
+]
+
+
+def table(matrix: dict) -> str:
+    cfg = matrix["config"]
     where = ("over MQTT (%s), real time x%g" % (cfg["broker"], cfg["speed"]) if cfg["broker"]
              else "in-process, simulated time")
-    lines = ["",
-             "segbind fleet: %d cameras x %d s, %d accounts (%d shared cameras), seed %d, cache bug %s, %s"
-             % (fleet["cameras"], cfg["seconds"], fleet["accounts"], fleet["shares"], cfg["seed"],
-                "ON" if cfg["bug"] else "off", where),
-             "weak links: %d of %d camera uplinks, %d of %d display downlinks (loss, latency, jitter, "
-             "reordering, duplicates, outages)" % (fleet["weak_uplinks"], fleet["cameras"],
-                                                   fleet["weak_downlinks"], fleet["accounts"]),
-             ""]
-    rows = _rows(results)
-    w = max(len(a) for a, _, _ in rows) + 2
-    lines.append("%-*s %18s %18s" % (w, "", "verification on", "verification off"))
-    for a, b, c in rows:
-        lines.append("%-*s %18s %18s" % (w, a, b, c))
-    relay = r["relay"]
-    lines += ["",
-              "relay: %s deliveries tracked, %s receipt timeouts, %s refills from the quality cache, "
-              "%s of them another camera's segment" % tuple("{:,}".format(relay[k]) for k in (
-                  "tracked", "timeouts", "fills", "fills_other_camera")),
-              "cameras: %s segments held in spools at worst per camera, %s dropped from full spools"
-              % (r["spool_max"], r["spool_dropped"])]
-    foreign_displays = sum(1 for a in results["accounts"] if a["off"]["foreign_shown"])
-    if r["off"]["foreign_shown"]:
-        lines.append("without verification, %s foreign segments would have been shown on %d displays; "
-                     "with it, %s were shown" % ("{:,}".format(r["off"]["foreign_shown"]), foreign_displays,
-                                                 "{:,}".format(r["on"]["foreign_shown"])))
-    else:
-        lines.append("no foreign segment reached any display in this run")
-    lines.append("performance: %s segments verified in %.1f s (%s verified/s); the verifier took %.2f s "
-                 "of CPU (%s segments/s), %.1f %% of the run's %.1f s of CPU; %s segments tagged"
-                 % ("{:,}".format(perf["segments_verified"]), perf["wall_s"],
-                    "{:,.0f}".format(perf["verified_per_s"] or 0), perf["verifier_cpu_s"],
-                    "{:,.0f}".format(perf["verifier_segments_per_cpu_s"] or 0),
-                    100 * (perf["verifier_cpu_share"] or 0), perf["cpu_s"],
-                    "{:,}".format(perf["segments_tagged"])))
-    if r["incomplete"]:
-        lines.append("WARNING: the run did not settle; some segments were still in flight")
+    lines = ["", "segbind fleet: %d cameras x %d s, seed %d, %s; each scenario ran with segbind and without, "
+             "on the same seed" % (cfg["cameras"], cfg["seconds"], cfg["seed"], where), ""]
+    w = max(len(r["scenario"]) for r in matrix["scenarios"]) + 2
+    for line in (0, 1):
+        lines.append("%-*s" % (w, "") + "".join("%15s" % c[0][line] for c in TABLE))
+    for r in matrix["scenarios"]:
+        lines.append("%-*s" % (w, r["scenario"]) + "".join("%15s" % _cell(r, where_, key)
+                                                           for _h, where_, key in TABLE))
+    bad = [r["scenario"] for r in matrix["scenarios"] if r["with"]["foreign_shown"] or r["with"]["forged_shown"]
+           or r["with"]["own_lost_to_verification"]]
+    lines.append("")
+    lines.append("with segbind, no display showed a foreign or forged segment and verification cost no own "
+                 "segment" if not bad else "FAILED in: %s" % ", ".join(bad))
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------
-# Markdown and JSON
-# ------------------------------------------------------------------------------------------
+def markdown(matrix: dict, picture: Optional[dict]) -> str:
+    from host_sim.fleet import FAULTS
 
-def markdown(results: dict, picture: Optional[dict]) -> str:
-    cfg, fleet, r, perf = results["config"], results["fleet"], results["results"], results["performance"]
+    cfg = matrix["config"]
     out = ["# segbind fleet simulation", "",
-           "%d cameras x %d s of real H.264, %d accounts (%d shared cameras), seed %d, relay cache bug **%s**, %s."
-           % (fleet["cameras"], cfg["seconds"], fleet["accounts"], fleet["shares"], cfg["seed"],
-              "on" if cfg["bug"] else "off",
-              "over MQTT (%s)" % cfg["broker"] if cfg["broker"] else "in-process, simulated time"),
-           "Weak links: %d of %d camera uplinks and %d of %d display downlinks; the cache has %d slots."
-           % (fleet["weak_uplinks"], fleet["cameras"], fleet["weak_downlinks"], fleet["accounts"],
-              fleet["cache_slots"]),
-           "", "| | verification on | verification off |", "| --- | ---: | ---: |"]
-    for a, b, c in _rows(results):
-        out.append("| %s | %s | %s |" % (a.strip(), b, c))
-    relay = r["relay"]
-    out += ["", "Definitions are in docs/FLEET.md. *Verification off* is the same deliveries shown as a "
-            "display without segbind would show them; the verifier's verdicts on them are: %s."
-            % (", ".join("%s %s" % (n, k) for k, n in r["off"]["would_refuse"].items()) or "none"),
-            "", "## The relay", "",
-            "| deliveries tracked | receipts | timeouts | cache refills | of another camera | misses |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: |",
-            "| %d | %d | %d | %d | %d | %d |" % (relay["tracked"], relay["receipts"], relay["timeouts"],
-                                                relay["fills"], relay["fills_other_camera"], relay["misses"]),
-            "", "Cameras: %d segments sent, %d reached the cloud, %d relayed; spools held at most %d "
-            "segments and dropped %d." % (r["sent"], r["at_cloud"], r["relayed"], r["spool_max"],
-                                           r["spool_dropped"]),
-            "", "## The network", "",
-            "| links | kind | count | sent | lost | duplicated | reordered | held by outage |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for kind, by in r["links"].items():
-        for quality, s in by.items():
-            out.append("| %s | %s | %d | %d | %d | %d | %d | %d |" % (
-                kind, quality, s["links"], s["sent"], s["lost"], s["duplicated"], s["reordered"],
-                s["held_by_outage"]))
-    victims = sorted((a for a in results["accounts"] if a["delivered_foreign"]),
-                     key=lambda a: (-a["delivered_foreign"], a["account"]))
-    out += ["", "## Displays that were sent a stranger's video", ""]
-    if victims:
-        out += ["%d displays. The first of them:" % len(victims), "",
-                "| account | its cameras | downlink | foreign delivered | from | shown, verification off "
-                "| shown, verification on | refused as |",
-                "| --- | --- | --- | ---: | --- | ---: | ---: | --- |"]
-        for a in victims[:15]:
-            out.append("| %s | %s | %s | %d | %s | %d | %d | %s |" % (
-                a["account"], ", ".join(a["cameras"]), a["downlink"], a["delivered_foreign"],
-                ", ".join(sorted(a["foreign_from"])), a["off"]["foreign_shown"], a["on"]["foreign_shown"],
-                ", ".join("%s %d" % kv for kv in a["on"]["refused"].items())))
-    else:
-        out.append("None.")
-    out += ["", "## Performance", "",
-            "- %s segments verified in %.2f s of wall time: %s per second." % (
-                "{:,}".format(perf["segments_verified"]), perf["wall_s"],
-                "{:,.0f}".format(perf["verified_per_s"] or 0)),
-            "- The verifier used %.2f s of CPU (%s segments per CPU second): %.1f %% of the run's %.2f s."
-            % (perf["verifier_cpu_s"], "{:,.0f}".format(perf["verifier_segments_per_cpu_s"] or 0),
-               100 * (perf["verifier_cpu_share"] or 0), perf["cpu_s"]),
-            "- %s segments tagged by the cameras; clips prepared in %.2f s." % (
-                "{:,}".format(perf["segments_tagged"]), perf["clips_setup_s"])]
+           "%d cameras x %d s of real H.264 (seed %d, %s). Every scenario ran twice on the same seed: "
+           "**with segbind** (displays verify under their owners' grants, cameras refuse a rolled-back "
+           "state, the cloud's second line checks tags against its routing) and **without** (none of them). "
+           "Definitions are in docs/FLEET.md." % (
+               cfg["cameras"], cfg["seconds"], cfg["seed"],
+               "over MQTT" if cfg["broker"] else "in-process, simulated time"), "",
+           "| scenario | " + " | ".join(c[0] for c in COLUMNS) + " |",
+           "| --- |" + " ---: |" * len(COLUMNS)]
+    for r in matrix["scenarios"]:
+        out.append("| %s | %s |" % (r["scenario"], " | ".join(_cell(r, w, k) for _h, w, k in COLUMNS)))
+    out += ["", "## The faults", ""]
+    for name, what in FAULTS.items():
+        out.append("- `%s`: %s." % (name, what))
+    run = matrix["picture_run"]
+    r, perf = run["results"], run["performance"]
+    out += ["", "## All faults together, the cloud's second line off: the displays alone", "",
+            "Foreign segments delivered: %s; shown: %s. Forged segments delivered: %s; shown to anyone but the "
+            "forger: %s. Own segments delivered %s, accepted %s." % (
+                "{:,}".format(r["off"]["foreign_shown"]), r["on"]["foreign_shown"],
+                "{:,}".format(r["off"]["forged_shown"]), r["on"]["forged_shown"],
+                "{:,}".format(r["off"]["own_delivered"]), "{:,}".format(r["on"]["own_accepted"])),
+            "Refused by the displays: %s." % (", ".join("%s %s" % (n, k) for k, n in r["on"]["refused"].items())
+                                              or "nothing"),
+            "", "Performance of that run: %s segments verified, %.2f s of CPU for the whole run, %.2f s in "
+            "the verifier." % ("{:,}".format(perf["segments_verified"]), perf["cpu_s"], perf["verifier_cpu_s"])]
     if picture:
         out += ["", "## What the displays showed", "",
-                "Each row is one display. Left, verification on: frames it decoded from segments it "
-                "showed (green), then segments of a stranger's camera it refused (red X). Right, "
-                "verification off: what the same display would have shown, a stranger's video in orange.",
+                "Each row is one display in that run. Left, verification on: frames it decoded from own "
+                "segments it accepted (green), then segments of a stranger's camera it refused (red X). "
+                "Right, verification off: what the same display would have shown, a stranger's video in orange.",
                 "", "![what each display showed](%s)" % picture["file"]]
     return "\n".join(out) + "\n"
 
 
-def write(results: dict, fleet, out_dir, png: bool = True, rows: int = 10) -> List[Path]:
+def write(matrix: dict, fleet, out_dir, png: bool = True, rows: int = 10) -> List[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     picture = None
     if png:
         try:
-            import PIL  # noqa: F401  (tools/setup.sh installs Pillow with the test extras)
+            import PIL  # noqa: F401  (the set-up installs Pillow with the sim extras)
         except ImportError:
             print("no picture: Pillow is not installed (pip install Pillow)", file=sys.stderr)
         else:
-            picture = write_png(fleet, results, out / "fleet.png", rows)
+            picture = write_png(fleet, matrix["picture_run"], out / "fleet.png", rows)
             paths.append(out / "fleet.png")
-    doc = dict(results, picture=picture)
+    doc = dict(matrix, picture=picture)
     (out / "fleet.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    (out / "fleet.md").write_text(markdown(results, picture))
+    (out / "fleet.md").write_text(markdown(matrix, picture))
     return [out / "fleet.md", out / "fleet.json"] + paths
 
 
@@ -226,8 +198,8 @@ def _font(size: int = 11):
 def choose_displays(fleet, rows: int) -> list:
     """Displays that were sent a stranger's video first, then the others, in account order."""
     ds = fleet.displays
-    first = [d for d in ds if d.delivered_foreign]
-    rest = [d for d in ds if not d.delivered_foreign]
+    first = [d for d in ds if d.delivered["foreign"]]
+    rest = [d for d in ds if not d.delivered["foreign"]]
     return (first + rest)[:max(0, rows)]
 
 
@@ -242,9 +214,9 @@ def write_png(fleet, results: dict, path, rows: int = 10) -> dict:
     font, small, big = _font(11), _font(10), _font(15)
     cfg = results["config"]
     r = results["results"]
-    draw.text((PAD, 6), "segbind fleet: %d cameras, seed %d, relay cache bug %s -- %s foreign segments "
+    draw.text((PAD, 6), "segbind fleet: %d cameras, seed %d, %d faults on -- %s foreign segments "
               "delivered; shown: %s with verification on, %s with it off" % (
-                  results["fleet"]["cameras"], cfg["seed"], "ON" if cfg["bug"] else "off",
+                  results["fleet"]["cameras"], cfg["seed"], len(cfg["faults"]),
                   "{:,}".format(r["off"]["foreign_shown"]), r["on"]["foreign_shown"],
                   "{:,}".format(r["off"]["foreign_shown"])), fill=INK, font=big)
     y_head = HEADER_H - 24
@@ -286,20 +258,21 @@ def write_png(fleet, results: dict, path, rows: int = 10) -> dict:
         draw.text((x, y + TILE_H + 13), line2, fill=GREY, font=small)
         tiles.append({"kind": kind, "account": account, "box": list(box)})
 
-    owner_of = {c.name: c.plan.owner for c in fleet.cameras}
+    owner_of = {c.name: fleet.true_owner[c.name] for c in fleet.cameras}
     row_info = []
     for row, d in enumerate(chosen):
         y = HEADER_H + row * ROW_H + PAD
         acct = next(a for a in fleet.plan.accounts if a.name == d.account)
         draw.text((PAD, y), d.account, fill=INK, font=big)
-        lines = ["cameras: %s" % ", ".join(sorted(d.granted)),
+        foreign = d.delivered["foreign"] + d.delivered["forged"]
+        lines = ["cameras: %s" % ", ".join(sorted(acct.cameras + acct.shared_in)),
                  "downlink: %s" % ("weak" if acct.weak else "good"),
-                 "delivered %d, shown %d" % (d.delivered, len(d.shown)),
-                 "a stranger's video: %d delivered" % d.delivered_foreign,
-                 "shown: %d (on), %d (off)" % (d.shown_foreign, d.delivered_foreign)]
+                 "delivered %d, shown %d" % (sum(d.delivered.values()), d.shown_total()),
+                 "a stranger's video: %d delivered" % foreign,
+                 "shown: %d (on), %d (off)" % (d.accepted["foreign"], foreign)]
         for k, text in enumerate(lines):
             draw.text((PAD, y + 20 + 13 * k), text, fill=INK if k < 3 else
-                      (REFUSED_RED if d.delivered_foreign and k == 3 else INK), font=small)
+                      (REFUSED_RED if foreign and k == 3 else INK), font=small)
         x = _on_x0()
         for k in range(OWN_TILES):
             if k < len(d.samples_own):

@@ -9,7 +9,7 @@ try:  # for annotations only: MicroPython has no typing module and never evaluat
 except ImportError:
     pass
 
-TOPIC_PREFIX = "segbind/v1"
+TOPIC_PREFIX = "segbind/v2"
 
 # Leaves under <prefix>/cam/<camera>/
 SEG = "seg"                # camera -> cloud: tagged Annex-B segments, QoS 1
@@ -20,9 +20,14 @@ CTL_RESULT = "ctl/result"  # camera -> cloud: results, QoS 1
 CAMERA_LEAVES = (SEG, STATUS, EVENT, CTL, CTL_RESULT)
 
 # Leaves under <prefix>/acct/<account>/
-GRANTS = "grants"          # cloud -> displays: the account's keyring, retained
+REQUESTS = "req"           # owner's app -> cloud: JSON requests (routing, commands to forward, grants)
+RESULTS = "results"        # cloud -> owner's app: its cameras' results, as the cameras sent them
+OFFERS = "offers"          # cloud -> owner's app: share offers sealed to it by contacts
 RECEIPTS = "rx"            # display -> cloud: a player's receipts (the simulated quality relay)
-# SEG: cloud -> displays, the camera's segments unchanged
+# SEG: cloud -> the account's displays, the cameras' segments unchanged
+
+# Leaves under <prefix>/disp/<display>/
+GRANTS = "grants"          # cloud -> display: its owner's sealed grants, retained (opaque to the cloud)
 
 
 def check_topic_id(name: str, what: str = "id") -> str:
@@ -40,6 +45,10 @@ def account_topic(account: str, leaf: str, prefix: str = TOPIC_PREFIX) -> str:
     return "%s/acct/%s/%s" % (prefix, check_topic_id(account, "account"), leaf)
 
 
+def display_topic(display: str, leaf: str, prefix: str = TOPIC_PREFIX) -> str:
+    return "%s/disp/%s/%s" % (prefix, check_topic_id(display, "display"), leaf)
+
+
 def every_camera(leaf: str, prefix: str = TOPIC_PREFIX) -> str:
     """The subscription pattern for ``leaf`` of every camera."""
     return "%s/cam/+/%s" % (prefix, leaf)
@@ -51,10 +60,10 @@ def every_account(leaf: str, prefix: str = TOPIC_PREFIX) -> str:
 
 
 def id_of_topic(topic: str, prefix: str = TOPIC_PREFIX) -> Optional[str]:
-    """The camera or account id of a ``<prefix>/cam|acct/<id>/<leaf>`` topic, or None."""
+    """The camera, account or display id of a ``<prefix>/cam|acct|disp/<id>/<leaf>`` topic, or None."""
     if not topic.startswith(prefix + "/"):
         return None
     parts = topic[len(prefix) + 1:].split("/")
-    if len(parts) < 3 or parts[0] not in ("cam", "acct"):
+    if len(parts) < 3 or parts[0] not in ("cam", "acct", "disp"):
         return None
     return parts[1]

@@ -382,6 +382,9 @@ class StreamVerifier:
         self.recording = recording
         self.clock = clock
         self._cameras: Dict[str, _CameraState] = {}
+        # The canonical bytes of the segment ``verify`` accepted last (None after a refusal): what a
+        # decoder may be given, exactly what was verified.
+        self.verified: Optional[bytes] = None
 
     @property
     def keyring(self) -> Keyring:
@@ -404,11 +407,15 @@ class StreamVerifier:
         """Verdict for one Annex-B segment (as the camera emits it, or any Annex-B framing)."""
         if not isinstance(segment, (bytes, bytearray, memoryview)):
             return Verdict(Reason.FRAMING, "a segment is bytes, not %s" % type(segment).__name__)
+        self.verified = None
         try:
-            found, _seg = self.auth.authenticate_bytes(segment, self._now())
+            found, seg = self.auth.authenticate_bytes(segment, self._now())
         except InvalidSegment as exc:
             return Verdict(exc.reason, exc.detail, exc.tag)
-        return self._sequence(found)
+        verdict = self._sequence(found)
+        if verdict.accepted:
+            self.verified = seg.data
+        return verdict
 
     def verify_canonical(self, seg: Canonical) -> Verdict:
         """Verdict for a segment a reader put into canonical form (containers, streams)."""

@@ -1,0 +1,73 @@
+"""Is each camera's feed alive? Stale (nothing accepted for a while) or frozen (segments keep
+being accepted but their capture time stands still): a live display raises an alarm.
+
+Sans-I/O: fed the verdicts' tags and the display's clock, it says which alarms stand.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, NamedTuple, Optional
+
+from .verdict import TagInfo
+
+__all__ = ["Alarm", "FeedWatch"]
+
+STALE = "stale"
+FROZEN = "frozen"
+
+
+class Alarm(NamedTuple):
+    camera: str
+    kind: str        # "stale" or "frozen"
+    since_s: float   # the display clock's time from which the feed is judged so
+    detail: str
+
+
+class _Feed:
+    __slots__ = ("since_s", "last_accept_s", "newest_capture_ms", "advanced_s")
+
+    def __init__(self, now_s: float) -> None:
+        self.since_s = now_s               # watched from
+        self.last_accept_s: Optional[float] = None
+        self.newest_capture_ms = -1
+        self.advanced_s = now_s            # when the newest capture time last moved forward
+
+
+class FeedWatch:
+    """Alarms for the cameras a display is granted: ``stale_s`` without an accepted segment
+    (from when it started watching, or from the last one), or ``frozen_s`` with segments
+    accepted but no capture time newer than the newest seen."""
+
+    def __init__(self, stale_s: float = 10.0, frozen_s: float = 10.0) -> None:
+        self.stale_s = stale_s
+        self.frozen_s = frozen_s
+        self._feeds: Dict[str, _Feed] = {}
+
+    def watch(self, cameras: List[str], now_s: float) -> None:
+        """Watch exactly ``cameras`` (the keyring's, as grants change)."""
+        for camera in cameras:
+            if camera not in self._feeds:
+                self._feeds[camera] = _Feed(now_s)
+        for camera in [c for c in self._feeds if c not in cameras]:
+            del self._feeds[camera]
+
+    def accepted(self, tag: TagInfo, now_s: float) -> None:
+        feed = self._feeds.get(tag.camera)
+        if feed is None:
+            feed = self._feeds[tag.camera] = _Feed(now_s)
+        feed.last_accept_s = now_s
+        if tag.capture_ms > feed.newest_capture_ms:
+            feed.newest_capture_ms = tag.capture_ms
+            feed.advanced_s = now_s
+
+    def check(self, now_s: float) -> List[Alarm]:
+        alarms = []
+        for camera, feed in sorted(self._feeds.items()):
+            last = feed.last_accept_s if feed.last_accept_s is not None else feed.since_s
+            if now_s - last > self.stale_s:
+                alarms.append(Alarm(camera, STALE, last, "nothing accepted for %.0f s" % (now_s - last)))
+            elif feed.last_accept_s is not None and now_s - feed.advanced_s > self.frozen_s:
+                alarms.append(Alarm(camera, FROZEN, feed.advanced_s,
+                                    "segments accepted, but none captured after %d ms for %.0f s"
+                                    % (feed.newest_capture_ms, now_s - feed.advanced_s)))
+        return alarms
