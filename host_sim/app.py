@@ -82,23 +82,26 @@ class OwnerApp:
         for display in sorted(self.owner.displays):
             self._request("grants", display=display, sealed=self.owner.grants_for(display, self.now_ms()))
 
-    def share(self, camera: str, viewer: str) -> None:
-        command = self.owner.share(camera, viewer, self.now_ms())
+    def _new_epoch(self, camera: str, command: bytes) -> None:
+        """Keys first: the owner's displays, and every viewer of the new epoch (its slot's key),
+        then the command that makes the camera tag with them."""
         self.push_grants()
-        self._request("offer", to=viewer, sealed=self.owner.share_offer(camera, viewer, self.now_ms()))
-        self._request("share", camera=camera, viewer=viewer)
+        epochs = self.owner.cameras[camera].epochs
+        for viewer in epochs[max(epochs)]:
+            self._request("offer", to=viewer, sealed=self.owner.share_offer(camera, viewer, self.now_ms()))
         self._request("command", camera=camera, payload=command.hex())
 
+    def share(self, camera: str, viewer: str) -> None:
+        command = self.owner.share(camera, viewer, self.now_ms())
+        self._request("share", camera=camera, viewer=viewer)
+        self._new_epoch(camera, command)
+
     def revoke(self, camera: str, viewer: str) -> None:
-        command = self.owner.revoke(camera, viewer, self.now_ms())
-        self.push_grants()
-        self._request("command", camera=camera, payload=command.hex())
+        self._new_epoch(camera, self.owner.revoke(camera, viewer, self.now_ms()))
         self._request("unshare", camera=camera, viewer=viewer)
 
     def rotate(self, camera: str) -> None:
-        command = self.owner.rotate(camera, self.owner.cameras[camera].shares, self.now_ms())
-        self.push_grants()
-        self._request("command", camera=camera, payload=command.hex())
+        self._new_epoch(camera, self.owner.rotate(camera, self.owner.cameras[camera].shares, self.now_ms()))
 
     def release(self, camera: str) -> None:
         self._request("command", camera=camera, payload=self.owner.release(camera, self.now_ms()).hex())

@@ -8,6 +8,7 @@ FIFO picture by picture at the clip's frame rate times ``speed``.
 
     cam = Camera("cam-1", device_file, workdir, broker.host, broker.port)
     cam.start()                 # the agent process, waiting on its FIFO
+    cam.handover(offer)         # the owner's pairing offer, read by its lens (out of band)
     cam.feed(clip, fps=25, speed=4, repeat=2)   # returns the encoder thread
     cam.stop()                  # SIGTERM; returns the exit status
     cam.kill()                  # kill -9
@@ -172,6 +173,19 @@ class Camera:
         if self.encoder is not None:
             self.encoder.join(5)
         return code
+
+    # -- the local hand-over (never the broker) ---------------------------------------------
+
+    def handover(self, offer: bytes) -> None:
+        """The owner's pairing offer reaches the camera out of band (``segbind-agent pair``)."""
+        from segbind_agent.inbox import Inbox
+        Inbox(str(self.state_dir / "inbox")).put_offer(offer)
+
+    def press_reset(self) -> None:
+        """The reset button (``segbind-agent reset``): a running agent acts at once, a stopped
+        one when it starts."""
+        from segbind_agent.inbox import Inbox
+        Inbox(str(self.state_dir / "inbox")).put_reset()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -37,7 +37,7 @@ import threading
 import zlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from host_sim.transport import Message, MqttTransport, Transport, wait_for_sigterm
 from segbind_agent.link import parse_broker
@@ -105,6 +105,7 @@ class CloudFaults:
     restart_during_claim: bool = False    # the cloud restarts during a claim and loses unflushed routing
     resale_without_reset: bool = False    # Nest/Wink 2019, Arlo 2016: a former owner keeps the route
     duplicate_device_secret: bool = False  # Swann 2018: two cameras with one factory identity
+    leak_to: Tuple[str, ...] = ()         # fault injection for tests: every segment also goes to these
 
     def on(self) -> List[str]:
         return [f.name for f in fields(self) if getattr(self, f.name)]
@@ -262,7 +263,7 @@ class Cloud:
                 accounts = r.audience(swapped)
         if self.faults.resale_without_reset:
             accounts = accounts + [a for a in r.former.get(camera, []) if a not in accounts]
-        return accounts
+        return accounts + [a for a in self.faults.leak_to if a not in accounts]
 
     def _swapped_camera(self, camera: str) -> Optional[str]:
         """Wyze 2024: for about one camera in eight, the cache hands back another camera's user

@@ -62,6 +62,7 @@ class Display:
         self.output: Dict[str, List[bytes]] = collections.defaultdict(list)       # camera -> verified bytes
         self.refused: List[Verdict] = []
         self.last_verdict: Optional[Verdict] = None
+        self.verdicts: List[Verdict] = []  # every verdict, with keep_segments (tests, tools)
         self.keep_segments = keep_segments
         self.on_verdict = on_verdict
         self.grant_updates = 0
@@ -106,6 +107,8 @@ class Display:
             verdict = self.verifier.verify(msg.payload)
             self.last_verdict = verdict
             self.counts[verdict.reason.value] += 1
+            if self.keep_segments:
+                self.verdicts.append(verdict)
             if verdict.accepted and verdict.tag is not None:
                 tag, now = verdict.tag, self.clock()
                 camera = tag.camera  # the authenticated tag decides the tile

@@ -96,7 +96,7 @@ FAULTS = {
     "viewer_forgery": "a viewer a camera is shared with tags its own video as the owner's camera",
     "state_rollback": "a sold camera's state is restored from a backup made before the sale",
 }
-CLOUD_FAULTS = {f.name for f in CloudFaults.__dataclass_fields__.values()}  # type: ignore[attr-defined]
+CLOUD_FAULTS = set(FAULTS) & set(CloudFaults.__dataclass_fields__)  # type: ignore[attr-defined]
 RESALE_FAULTS = {"resale_without_reset", "restart_during_claim", "state_rollback"}
 
 
