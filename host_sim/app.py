@@ -13,10 +13,14 @@ camera tags with it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from host_sim.cloud import request
@@ -56,7 +60,7 @@ class OwnerApp:
     def start(self) -> "OwnerApp":
         t, p = self.transport, self.prefix
         t.subscribe(topics.account_topic(self.name, topics.RESULTS, p), self._on_result)
-        t.subscribe(topics.account_topic(self.name, topics.OFFERS, p), self._on_offer)
+        t.subscribe(topics.account_topic(self.name, topics.OFFERS, p) + "/+", self._on_offer)
         t.start()
         t.wait_ready(10)
         return self
@@ -154,7 +158,8 @@ class OwnerApp:
             reason = str(getattr(exc, "reason", "not_a_contact"))
             with self._cond:
                 self.refused_offers[reason] = self.refused_offers.get(reason, 0) + 1
-            log.warning("%s: a share offer from %s refused: %s", self.name, sender, exc)
+            if reason != "stale":  # the retained offer of a contact, taken before
+                log.warning("%s: a share offer from %s refused: %s", self.name, sender, exc)
             return
         self.push_grants()
 
@@ -176,3 +181,148 @@ class OwnerApp:
                 if result.camera == camera and result.op == op:
                     return result
         return None
+
+
+# -- the owner's app as a command (docs/AGENT.md walkthrough) ---------------------------------------
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python3 -m host_sim.app --owner alice.owner COMMAND``: the owner's app, one action a run.
+
+    The owner file (0600) holds the account's keys and every pairing secret; cards and the
+    pairing offer are handed over locally (files, the camera's inbox), never through the cloud.
+    """
+    from segbind.errors import KeyringError
+    from segbind.grants import AccountCard
+    from segbind_agent.inbox import Inbox
+    from segbind_agent.link import MqttTransport, parse_broker
+
+    parser = argparse.ArgumentParser(prog="python3 -m host_sim.app", description="the owner's app (reference)")
+    parser.add_argument("--owner", required=True, metavar="OWNER.json", help="the app's file (0600)")
+    parser.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST:PORT")
+    parser.add_argument("--wait", type=float, default=20.0, help="seconds to wait for the camera's answer")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("new", help="a new account (its keys are made here and stay here)")
+    p.add_argument("--account", required=True)
+    p.add_argument("--test-only", action="store_true")
+    p = sub.add_parser("card", help="write this account's card (to show a contact, out of band)")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("contact", help="take a contact's card (shown out of band)")
+    p.add_argument("--card", required=True)
+    p = sub.add_parser("enroll", help="enroll a display next to you: it pins this account (out of band)")
+    p.add_argument("--display", required=True, metavar="DISPLAY.json")
+    p = sub.add_parser("pair", help="claim a camera: hand it a fresh pairing offer, wait for its answer")
+    p.add_argument("--camera", required=True)
+    p.add_argument("--inbox", help="the camera's hand-over directory (standing in for its lens)")
+    p.add_argument("--offer-out", help="or write the offer here (give it to `segbind-agent pair`)")
+    for name, helptext in (("share", "share a camera with a contact"), ("revoke", "end a share")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--camera", required=True)
+        p.add_argument("--viewer", required=True)
+    for name, helptext in (("rotate", "a new epoch, same shares"), ("release", "give the camera up (resale)"),
+                           ("forget", "the camera was reset by its button: stop granting it")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--camera", required=True)
+    sub.add_parser("sync", help="take the contacts' share offers and send every display its grants")
+    p = sub.add_parser("keyring", help="write this account's keys as a keyring file (for `segbind verify`)")
+    p.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="segbind-app %(levelname)s %(message)s")
+    path = Path(args.owner)
+
+    def fail(message: str) -> int:
+        print("segbind-app: error: %s" % message, file=sys.stderr)
+        return 2
+
+    try:
+        if args.command == "new":
+            if path.exists():
+                return fail("%s exists" % path)
+            Owner.new(args.account, args.test_only).save(path)
+            print("account %s created in %s" % (args.account, path))
+            return 0
+        owner = Owner.load(path)
+        if args.command == "card":
+            Path(args.out).write_text(json.dumps(owner.account.card().to_json(), indent=1) + "\n")
+            print("card of %s (fingerprint %s) in %s" % (owner.name, owner.account.card().fingerprint, args.out))
+            return 0
+        if args.command == "contact":
+            card = AccountCard.from_json(json.loads(Path(args.card).read_text()), args.card)
+            owner.add_contact(card)
+            owner.save(path)
+            print("contact %s (fingerprint %s)" % (card.account, card.fingerprint))
+            return 0
+        if args.command == "keyring":
+            from segbind import Keyring
+            Keyring(owner.keys()).save(args.out)
+            print("wrote %d key(s) to %s" % (len(owner.keys()), args.out))
+            return 0
+        host, port = parse_broker(args.broker)
+    except (KeyringError, OwnerError, ValueError, OSError) as exc:
+        return fail(str(exc))
+    app = OwnerApp(MqttTransport(host, port, "segbind-app-%s" % owner.name), owner).start()
+    try:
+        return _online(app, args, path, Inbox)
+    except (OwnerError, KeyringError, ValueError, OSError) as exc:
+        return fail(str(exc))
+    finally:
+        owner.save(path)
+        time.sleep(0.3)  # let the last requests leave
+        app.transport.stop()
+
+
+def _online(app: OwnerApp, args: argparse.Namespace, path: Path, inbox_class) -> int:
+    owner = app.owner
+    if args.command == "enroll":
+        screen = DisplayIdentity.load(args.display)
+        code = app.enroll(screen)
+        screen.save(args.display)
+        app.push_grants()
+        print("display %s enrolled; code %s (the display shows the same)" % (screen.display, code))
+        return 0
+    if args.command == "sync":
+        time.sleep(1.0)  # retained share offers arrive on connecting
+        app.push_grants()
+        print("%d key(s) granted to %d display(s)" % (len(owner.keys()), len(owner.displays)))
+        return 0
+    if args.command == "forget":
+        app.forget(args.camera)
+        print("camera %s forgotten" % args.camera)
+        return 0
+    before = len(app.results)
+    if args.command == "pair":
+        if not args.inbox and not args.offer_out:
+            raise ValueError("give --inbox or --offer-out: the offer goes to the camera out of band")
+
+        def handover(offer: bytes) -> None:
+            if args.inbox:
+                inbox_class(args.inbox).put_offer(offer)
+            else:
+                with open(os.open(args.offer_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+                    f.write(offer)
+
+        app.pair(args.camera, handover)
+        op = control.PAIR
+    elif args.command in ("share", "revoke"):
+        getattr(app, args.command)(args.camera, args.viewer)
+        op = control.ROTATE
+    elif args.command == "rotate":
+        app.rotate(args.camera)
+        op = control.ROTATE
+    else:
+        app.release(args.camera)
+        op = control.RELEASE
+    owner.save(path)
+    if not app.wait_for(lambda a: any(r.camera == args.camera and r.op == op for r in a.results[before:]),
+                        args.wait):
+        print("segbind-app: camera %s did not answer within %.0f s" % (args.camera, args.wait), file=sys.stderr)
+        return 1
+    result = [r for r in app.results[before:] if r.camera == args.camera and r.op == op][-1]
+    time.sleep(0.3)  # the requests that follow a result (claim, grants) leave
+    print("%s: %s; owner %s epoch %d, stream %d from seq %d%s" % (
+        result.name, result.status, result.owner, result.epoch, result.stream_id, result.seq,
+        " (%s)" % result.detail if result.detail else ""))
+    return 0 if result.status in control.ACCEPTED_STATUSES else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -493,9 +493,10 @@ class Cloud:
             topics.check_topic_id(to, "account")
         except (TypeError, ValueError):
             return "bad account id"
-        self.transport.publish(topics.account_topic(to, topics.OFFERS, self.prefix),
+        # Retained, one per sender: the contact's app takes it when it next connects.
+        self.transport.publish(topics.account_topic(to, topics.OFFERS, self.prefix) + "/" + account,
                                json.dumps({"from": account, "sealed": sealed}, sort_keys=True).encode(),
-                               qos=1)
+                               qos=1, retain=True)
         return None
 
     # -- waiting (tests, tools) --------------------------------------------------------------

@@ -175,15 +175,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST:PORT")
     parser.add_argument("--display", required=True, metavar="DISPLAY.json",
                         help="the display's identity file (its key and pinned owner)")
-    parser.add_argument("--account", required=True, help="the account whose feeds it shows")
+    parser.add_argument("--new", metavar="ID", help="make a fresh identity in DISPLAY.json and exit (then "
+                        "enroll it: python3 -m host_sim.app ... enroll --display DISPLAY.json)")
+    parser.add_argument("--test-only", action="store_true", help="with --new: mark its key test-only")
+    parser.add_argument("--account", help="the account whose feeds it shows (default: its owner's)")
     parser.add_argument("--grants", metavar="GRANTS.json", help="where it keeps its grants (default: beside "
                         "the display file)")
     parser.add_argument("--out", metavar="DIR", help="append each camera's shown segments to DIR/<camera>.h264")
     parser.add_argument("--json", action="store_true", help="one JSON verdict per line")
     args = parser.parse_args(argv)
     try:
+        if args.new:
+            if Path(args.display).exists():
+                raise ValueError("%s exists" % args.display)
+            fresh = DisplayIdentity.new(args.new, args.test_only)
+            fresh.save(args.display)
+            print("display %s: a fresh key in %s; enroll it with its owner's app" % (args.new, args.display))
+            return 0
         host, port = parse_broker(args.broker)
         identity = DisplayIdentity.load(args.display)
+        if identity.owner is None:
+            raise ValueError("%s is not enrolled: its owner's app must enroll it first" % args.display)
+        account = args.account or identity.owner.account
     except (ValueError, KeyringError) as exc:
         print("host_sim.display: error: %s" % exc, file=sys.stderr)
         return 2
@@ -205,10 +218,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             with open(out / ("%s.h264" % verdict.tag.camera), "ab") as f:
                 f.write(display.verifier.verified)
 
-    display = Display(MqttTransport(host, port, "segbind-display-%s" % identity.display), args.account,
+    display = Display(MqttTransport(host, port, "segbind-display-%s" % identity.display), account,
                       identity, grants_path=grants_path, on_verdict=show)
     display.start()
-    print("display %s of %s on %s:%d; Ctrl-C stops it" % (identity.display, args.account, host, port),
+    print("display %s of %s on %s:%d; Ctrl-C stops it" % (identity.display, account, host, port),
           file=sys.stderr)
     wait_for_sigterm()
     display.stop()

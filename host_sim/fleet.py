@@ -362,7 +362,9 @@ class FleetCamera:
     ``press_reset``). ``protected``: it refuses to run from a rolled-back state."""
 
     def __init__(self, plan: CameraPlan, cfg: FleetConfig, templates: List[bytes], transport, scheduler,
-                 uplink: Link, fleet: "Fleet", prefix: str, protected: bool = True) -> None:
+                 uplink: Link, prefix: str, *, ledger: Optional[Ledger] = None,
+                 audience: Optional[Callable[[str], Tuple[str, ...]]] = None, stream_id: Optional[int] = None,
+                 protected: bool = True) -> None:
         self.plan = plan
         self.name = plan.name
         self.cfg = cfg
@@ -370,8 +372,10 @@ class FleetCamera:
         self.transport = transport
         self.scheduler = scheduler
         self.uplink = uplink
-        self.fleet = fleet
         self.prefix = prefix
+        self.ledger = ledger or Ledger()
+        self.audience = audience or (lambda camera: (plan.owner,) + tuple(plan.viewers))
+        self.stream_id = stream_id
         self.protected = protected
         self.topic = topics.camera_topic(plan.name, topics.SEG, prefix)
         self.settings = AgentSettings(max_duration_s=4.0, spool_max_segments=cfg.spool,
@@ -395,7 +399,7 @@ class FleetCamera:
 
     def begin(self) -> None:
         self.transport.subscribe(topics.camera_topic(self.name, topics.CTL, self.prefix), self._on_command)
-        self._carry_out(self.core.start(self.now(), stream_id=BASE_MS + self.fleet.index[self.name]))
+        self._carry_out(self.core.start(self.now(), stream_id=self.stream_id))
 
     def start_video(self, offset_ms: float) -> None:
         self.scheduler.at(offset_ms + self.plan.phase_ms, self._tick)
@@ -463,8 +467,8 @@ class FleetCamera:
             if isinstance(action, Store):
                 self.stored[action.entry.index] = action.payload
                 self.tagged += 1
-                self.fleet.ledger.record(action.payload, self.name, action.entry.stream_id, action.entry.seq,
-                                         self.fleet.audience(self.name))
+                self.ledger.record(action.payload, self.name, action.entry.stream_id, action.entry.seq,
+                                   self.audience(self.name))
                 self.spool_max = max(self.spool_max, len(self.core.spool))
             elif isinstance(action, Delete):
                 self.stored.pop(action.index, None)
@@ -758,7 +762,8 @@ class Fleet:
             uplink = Link(cfg.weak if cam.weak else cfg.good, cam.link_seed)
             self.links["uplink"].append((cam.weak, uplink))
             camera = FleetCamera(cam, cfg, templates[cam.clip], camera_transport(i, cam.name), scheduler,
-                                 uplink, self, prefix, protected=cfg.defended)
+                                 uplink, prefix, ledger=self.ledger, audience=self.audience,
+                                 stream_id=BASE_MS + i, protected=cfg.defended)
             self.cameras.append(camera)
             camera.begin()
         for camera in self.cameras:              # each owner claims its camera: the offer goes by the lens

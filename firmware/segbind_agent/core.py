@@ -42,6 +42,7 @@ except ImportError:
 STATE_KIND = "agent-state"
 STATE_VERSION = 2
 MAX_GAPS_IN_STATUS = 8
+MAX_SPENT = 8  # pairing secrets remembered as used
 
 # Log levels of ``Log`` actions (the logging module's numbers).
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
@@ -113,6 +114,8 @@ class BindingState:
                 be above it (a state restored from a backup, or deleted, is refused)
     last_command, last_result   the last accepted command's digest and its result
                 (``control.Result.to_json``), to answer its redelivery the same way
+    spent       digests of the pairing secrets taken most recently (kept across resets): an
+                old pairing offer, photographed or recorded, cannot claim the camera again
     """
 
     def __init__(self, camera: str) -> None:
@@ -127,6 +130,7 @@ class BindingState:
         self.generation = 0
         self.last_command = ""
         self.last_result = ""
+        self.spent: List[str] = []
 
     @property
     def claimed(self) -> bool:
@@ -138,6 +142,7 @@ class BindingState:
                      "generation", "last_command", "last_result"):
             setattr(other, name, getattr(self, name))
         other.shares = list(self.shares)
+        other.spent = list(self.spent)
         return other
 
     def secret(self) -> bytes:
@@ -150,7 +155,8 @@ class BindingState:
                 "pairing": self.pairing, "owner": self.owner, "epoch": self.epoch,
                 "shares": list(self.shares), "epoch_hwm": self.epoch_hwm, "counter": self.counter,
                 "stream_id": self.stream_id, "generation": self.generation,
-                "last_command": self.last_command, "last_result": self.last_result}
+                "last_command": self.last_command, "last_result": self.last_result,
+                "spent": list(self.spent)}
 
     def encode(self) -> bytes:
         return json.dumps(self.to_json()).encode("utf-8") + b"\n"
@@ -182,6 +188,10 @@ class BindingState:
             state.owner, state.pairing, state.shares = owner, pairing, list(shares)
             state.last_command = str(data.get("last_command", ""))
             state.last_result = str(data.get("last_result", ""))
+            spent = data.get("spent", [])
+            if not isinstance(spent, list) or not all(isinstance(d, str) and len(d) == 16 for d in spent):
+                raise StateError("spent is not a list of pairing digests")
+            state.spent = list(spent[-MAX_SPENT:])
         except KeyError as exc:
             raise StateError("state file lacks %s" % exc) from None
         except control.ControlError as exc:
@@ -225,6 +235,7 @@ def state_after_reset(camera: str, counter: int, previous: "Optional[BindingStat
         state.epoch_hwm = previous.epoch_hwm
         state.stream_id = previous.stream_id
         state.generation = previous.generation
+        state.spent = list(previous.spent)
     state.generation = max(state.generation, counter) + 1
     return state
 
@@ -605,9 +616,12 @@ class AgentCore:
             return self._refused_locally("pairing", control.WRONG_CAMERA,
                                          "an offer for camera %r" % offer.camera, now_ms)
         key = command_key(offer.secret, offer.owner, self.camera)
+        spent = hexlify(hashlib.sha256(offer.secret).digest()[:8]).decode()
         status, detail = control.OK, ""
         if self.fixed_epoch is not None or self.state.claimed:
             status, detail = control.ALREADY_CLAIMED, "claimed: release or reset it first"
+        elif spent in self.state.spent:
+            status, detail = control.REPLAY, "this pairing offer was used before"
         elif now_ms > offer.expires_ms:
             status, detail = control.EXPIRED, "the offer expired at %d" % offer.expires_ms
         if status != control.OK:
@@ -620,6 +634,7 @@ class AgentCore:
         new = self.state.copy()
         new.pairing = hexlify(offer.secret).decode()
         new.owner, new.shares, new.counter = offer.owner, [], 0
+        new.spent = (new.spent + [spent])[-MAX_SPENT:]
         new.epoch = new.epoch_hwm = new.epoch_hwm + 1
         new.stream_id = new_stream_id(new.stream_id, now_ms)
         result = control.Result(self.camera, offer.owner, 0, control.PAIR, control.OK, new.epoch,

@@ -239,6 +239,7 @@ class Agent:
     def run(self) -> int:
         cfg = self.cfg
         self.begin()
+        self.local_handover()  # what was handed over while it was off comes first
         self.connect()
         fifo = cfg.input != "-" and is_fifo(cfg.input)
         self._on_eof_mode = cfg.on_eof or ("reopen" if fifo else "exit")

@@ -22,7 +22,7 @@ CAMERA_LEAVES = (SEG, STATUS, EVENT, CTL, CTL_RESULT)
 # Leaves under <prefix>/acct/<account>/
 REQUESTS = "req"           # owner's app -> cloud: JSON requests (routing, commands to forward, grants)
 RESULTS = "results"        # cloud -> owner's app: its cameras' results, as the cameras sent them
-OFFERS = "offers"          # cloud -> owner's app: share offers sealed to it by contacts
+OFFERS = "offers"          # cloud -> owner's app: share offers sealed to it, retained per contact (/<from>)
 RECEIPTS = "rx"            # display -> cloud: a player's receipts (the simulated quality relay)
 # SEG: cloud -> the account's displays, the cameras' segments unchanged
 

@@ -17,15 +17,16 @@ import pytest
 from host_sim import clips
 from host_sim.broker import free_port
 from host_sim.camera import FIRMWARE, Camera, vendor_dir
-from segbind import Binding, Keyring, StreamVerifier, derive_binding_key
+from segbind import Binding, Epoch, Keyring, StreamVerifier, verify_segment
 from segbind.errors import InvalidSegment
+from segbind.owner import Owner
 from segbind_agent import daemon as agent_mod
 from segbind_agent.config import Config, ConfigError
-from segbind_agent.core import SpoolQueue
+from segbind_agent.core import BindingState, SpoolQueue
 from segbind_agent.spool import SpoolFiles
 from segbind_agent.state import StateStore
 from segbind_core import control, topics
-from segbind_core.keys import derive_control_key
+from segbind_core.keys import command_key
 from segbind_core.segment import Segmenter
 
 CAM = "cam-1"
@@ -79,6 +80,9 @@ class FakeLink:
         self.connected = up
         self._conn(up)
 
+    def connected_now(self) -> bool:
+        return self.connected
+
     def leaf(self, leaf: str) -> list:
         topic = topics.camera_topic(CAM, leaf)
         return [p for _t, tp, p, _r, _u in self.published if tp == topic]
@@ -91,6 +95,7 @@ def secret() -> bytes:
 
 def make_agent(tmp_path: Path, secret: bytes, link=None, clock=time.time, state_stream_id=None,
                **overrides) -> "agent_mod.Agent":
+    """The daemon on files in ``tmp_path``; ``secret`` is its device secret (its identity only)."""
     device = tmp_path / "device.json"
     if not device.exists():
         fd = os.open(str(device), os.O_WRONLY | os.O_CREAT, 0o600)
@@ -102,7 +107,7 @@ def make_agent(tmp_path: Path, secret: bytes, link=None, clock=time.time, state_
     cfg.update(overrides)
     if state_stream_id is not None:
         store = StateStore(cfg["state_dir"], CAM)
-        state = store.load()
+        state = store.load() or BindingState(CAM)
         state.stream_id = state_stream_id
         store.save(state)
     agent = agent_mod.Agent(Config(cfg, str(tmp_path)), link=link or FakeLink(), clock=clock)
@@ -118,11 +123,6 @@ def segments_of(clip: bytes) -> List[bytes]:
     return out + seg.flush()
 
 
-def command(secret: bytes, op: int, counter: int, owner: str = "", epoch: int = 0,
-            camera: str = CAM) -> bytes:
-    return control.Command(op, camera, counter, owner, epoch).encode(derive_control_key(secret, camera))
-
-
 def on_segment(agent, segment: bytes) -> None:
     """An encoder that delivers one whole segment, then ends it: it closes at once."""
     agent.feed(segment)
@@ -136,12 +136,27 @@ def send(agent, payload: bytes) -> FakeMsg:
     return msg
 
 
-def last_result(agent, secret: bytes) -> control.Result:
-    return control.open_result(derive_control_key(secret, CAM), CAM, agent.link.leaf(topics.CTL_RESULT)[-1])
+def pair(agent, owner: Owner, camera: str = CAM) -> control.Result:
+    """The owner's pairing offer, handed to the camera out of band (its inbox)."""
+    agent.inbox.put_offer(owner.pairing_offer(camera, agent.now_ms()))
+    agent.local_handover()
+    return owner.on_result(camera, agent.link.leaf(topics.CTL_RESULT)[-1])
 
 
-def binding(secret: bytes, owner: str, epoch: int) -> Binding:
-    return Binding(owner, CAM, epoch, derive_binding_key(secret, owner, CAM, epoch))
+def result_of(agent, owner: Owner) -> control.Result:
+    return owner.on_result(CAM, agent.link.leaf(topics.CTL_RESULT)[-1])
+
+
+def raw_command(owner: Owner, op: int, counter: int, epoch: int = 0, shares=(), as_owner: str = "",
+                camera: str = CAM) -> bytes:
+    """A command with chosen fields under ``owner``'s command key (replays, reused counters...)."""
+    key = command_key(owner.cameras[CAM].pairing, owner.name, camera)
+    return control.Command(op, camera, as_owner or owner.name, counter, epoch, list(shares), 0).encode(key)
+
+
+def owners_ring(*owners: Owner) -> Keyring:
+    """Each owner's slot of every epoch it holds, as its displays are granted."""
+    return Keyring([b for o in owners for b in o.keys()])
 
 
 @pytest.fixture(scope="module")
@@ -153,104 +168,124 @@ def test_bindings_change_only_between_segments(tmp_path: Path, secret: bytes, sh
     agent = make_agent(tmp_path, secret)
     segs = segments_of(short_clip)
     assert len(segs) == 10
-    plan = {0: (control.CLAIM, 1, "alice", 1), 3: (control.ROTATE, 2, "alice", 2),
-            6: (control.TRANSFER, 3, "bob", 3), 8: (control.RESET, 4, "", 0)}
+    alice, bob = Owner.new("alice", test_only=True), Owner.new("bob", test_only=True)
     effective = {}
     for i, seg in enumerate(segs):
-        if i in plan:
-            op, counter, owner, epoch = plan[i]
-            msg = send(agent, command(secret, op, counter, owner, epoch))
-            assert msg.acked
-            result = last_result(agent, secret)
-            assert result.status == control.OK, result
-            effective[i] = result.seq
+        if i == 0:
+            effective[i] = pair(agent, alice)
+        elif i == 3:
+            assert send(agent, alice.rotate(CAM, [], 0)).acked
+            effective[i] = result_of(agent, alice)
+        elif i == 6:  # a resale: alice releases it, bob pairs it
+            alice_ring = owners_ring(alice)  # what alice's displays hold, before she lets go
+            send(agent, alice.release(CAM, 0))
+            assert result_of(agent, alice).status == control.OK
+            effective[i] = pair(agent, bob)
+        elif i == 8:
+            agent.inbox.put_reset()  # the button
+            agent.local_handover()
         on_segment(agent, seg)
+    assert {i: (r.status, r.epoch, r.seq) for i, r in effective.items()} == {
+        0: ("ok", 1, 0), 3: ("ok", 2, 3), 6: ("ok", 3, 0)}
     published = agent.link.leaf(topics.SEG)
     assert len(published) == 8  # nothing after the reset
-    assert effective == {0: 0, 3: 3, 6: 6, 8: 0}
-    keys = {(o, e): binding(secret, o, e) for o, e in (("alice", 1), ("alice", 2), ("bob", 3))}
+    rings = {"alice": alice_ring, "bob": owners_ring(bob)}
     owners = []
-    for payload in published:  # each segment verifies under exactly one binding
+    for payload in published:  # each segment verifies for exactly one owner
         fits = []
-        for gid, b in keys.items():
+        for who, ring in rings.items():
             try:
-                from segbind import verify_segment
-                verify_segment(payload, Keyring([b]))
-                fits.append(gid)
+                info = verify_segment(payload, ring)
+                fits.append((info.owner, info.epoch))
             except InvalidSegment:
                 pass
         assert len(fits) == 1
         owners.append(fits[0])
     assert owners == [("alice", 1)] * 3 + [("alice", 2)] * 3 + [("bob", 3)] * 2
-    # one chained stream across the rotation and the transfer
-    alice = StreamVerifier(Keyring([keys[("alice", 1)], keys[("alice", 2)]]))
-    assert [alice.verify(p).reason.value for p in published[:6]] == ["ok"] * 6
-    assert [alice.verify(p).reason.value for p in published[6:]] == ["no_grant"] * 2
+    # one chained stream across the rotation; bob's pairing began a new stream
+    verifier = StreamVerifier(Keyring(alice_ring.bindings() + owners_ring(bob).bindings()))
+    assert [str(verifier.verify(p).reason) for p in published] == ["ok"] * 8
     state = agent.store.load()
-    assert (state.owner, state.epoch, state.epoch_hwm, state.counter) == (None, 0, 3, 4)
+    assert (state.owner, state.epoch, state.epoch_hwm, state.pairing) == (None, 0, 3, None)
     assert agent.counts["segments_unclaimed"] == 2
+    assert agent.counter.read() == state.generation  # the monotonic counter followed every write
 
 
 def test_refused_commands_are_reported_and_change_nothing(tmp_path: Path, secret: bytes) -> None:
     agent = make_agent(tmp_path, secret)
-    good = command(secret, control.CLAIM, 5, "alice", 1)
-    assert send(agent, good).acked and last_result(agent, secret).status == control.OK
+    alice = Owner.new("alice", test_only=True)
+    assert pair(agent, alice).status == control.OK
+    good = raw_command(alice, control.ROTATE, 5, 2)
+    assert send(agent, good).acked and result_of(agent, alice).status == control.OK
     before = agent.store.load().to_json()
-    altered = bytearray(command(secret, control.TRANSFER, 6, "mallory", 2))
-    altered[12] ^= 0x20  # owner "mallory" -> "Mallory": the MAC no longer fits
+    mallory = Owner.new("mallory", test_only=True)
+    mallory.pairing_offer(CAM, 0)                      # mallory's own pairing secret for cam-1
+    altered = bytearray(raw_command(alice, control.ROTATE, 6, 3, ["mallory"]))
+    altered[altered.index(b"mallory")] ^= 0x20         # "mallory" -> "Mallory": the MAC no longer fits
     cases = [
-        (command(os.urandom(32), control.TRANSFER, 6, "mallory", 2), control.BAD_MAC),  # forged
+        (raw_command(mallory, control.RELEASE, 6), control.BAD_MAC),                     # forged
         (bytes(altered), control.BAD_MAC),                                               # altered
         (good, control.ALREADY_APPLIED),                                                 # redelivered
-        (command(secret, control.ROTATE, 4, "alice", 7), control.REPLAY),                # replayed
-        (command(secret, control.ROTATE, 5, "alice", 7), control.REPLAY),                # counter reused
-        (command(secret, control.CLAIM, 9, "bob", 1, camera="cam-2"), control.WRONG_CAMERA),
-        (b"\x01C\x01garbage", control.MALFORMED),
+        (raw_command(alice, control.ROTATE, 4, 7), control.REPLAY),                      # replayed
+        (raw_command(alice, control.ROTATE, 5, 7), control.REPLAY),                      # counter reused
+        (raw_command(alice, control.RELEASE, 9, camera="cam-2"), control.WRONG_CAMERA),
+        (b"\x02C\x02garbage", control.MALFORMED),
     ]
     for payload, status in cases:
         msg = send(agent, payload)
         assert msg.acked
-        assert last_result(agent, secret).status == status, payload
-    assert agent.store.load().to_json() == before
+        assert control.decode_result(agent.link.leaf(topics.CTL_RESULT)[-1])[0].status == status, payload
+    assert agent.store.load().to_json() == dict(before, generation=agent.store.load().generation)
     events = [json.loads(e) for e in agent.link.leaf(topics.EVENT)]
     refused = [e["status"] for e in events if e["event"] == "command_refused"]
     assert refused == [control.BAD_MAC, control.BAD_MAC, control.REPLAY, control.REPLAY,
                        control.WRONG_CAMERA, control.MALFORMED]
     assert agent.core.refused == {"bad_mac": 2, "replay": 2, "wrong_camera": 1, "malformed": 1}
     # authentic but not applicable: refused, and the counter is used up
-    send(agent, command(secret, control.ROTATE, 10, "alice", 1))
-    assert last_result(agent, secret).status == control.STALE_EPOCH
-    send(agent, command(secret, control.ROTATE, 11, "bob", 5))
-    assert last_result(agent, secret).status == control.OWNER_MISMATCH
-    send(agent, command(secret, control.CLAIM, 12, "bob", 5))
-    assert last_result(agent, secret).status == control.ALREADY_CLAIMED
+    send(agent, raw_command(alice, control.ROTATE, 10, 1))
+    assert result_of(agent, alice).status == control.STALE_EPOCH
+    send(agent, raw_command(alice, control.ROTATE, 11, 5, as_owner="bob"))
+    assert result_of(agent, alice).status == control.OWNER_MISMATCH
+    # eight shares cannot even be encoded by the library: written out here, MAC and all
+    key = command_key(alice.cameras[CAM].pairing, "alice", CAM)
+    body = (control._head(control.KIND_COMMAND, control.ROTATE, CAM, "alice", 12, 5) + bytes([8])
+            + b"".join(bytes([2]) + b"s%d" % i for i in range(8)) + b"\x00")
+    send(agent, body + control.mac_of(key, body))
+    assert control.decode_result(agent.link.leaf(topics.CTL_RESULT)[-1])[0].status == control.TOO_MANY_SHARES
     state = agent.store.load()
-    assert (state.owner, state.epoch, state.counter) == ("alice", 1, 12)
+    assert (state.owner, state.epoch, state.counter) == ("alice", 2, 11)
     status = json.loads(agent.link.leaf(topics.STATUS)[-1])
-    assert status["commands_refused"]["bad_mac"] == 2 and status["counter"] == 12
+    assert status["commands_refused"]["bad_mac"] == 2 and status["counter"] == 11
 
 
-def test_factory_reset_keeps_counter_and_epochs(tmp_path: Path, secret: bytes, short_clip) -> None:
+def test_reset_drops_the_spool_and_no_old_claim_or_epoch_comes_back(tmp_path: Path, secret: bytes,
+                                                                   short_clip) -> None:
     link = FakeLink(connected=False)
     agent = make_agent(tmp_path, secret, link=link)
-    send(agent, command(secret, control.CLAIM, 1, "alice", 4))
+    alice = Owner.new("alice", test_only=True)
+    offer = alice.pairing_offer(CAM, agent.now_ms())
+    agent.inbox.put_offer(offer)
+    agent.local_handover()
+    alice.on_result(CAM, link.leaf(topics.CTL_RESULT)[-1])
+    send(agent, alice.rotate(CAM, [], 0))                    # epoch 2
     for seg in segments_of(short_clip)[:3]:
         on_segment(agent, seg)
     assert len(agent.core.spool) == 3
-    send(agent, command(secret, control.RESET, 2))
+    agent.inbox.put_reset()
+    agent.local_handover()
     assert len(agent.core.spool) == 0  # nothing of the old owner stays on the camera
     for seg in segments_of(short_clip)[3:5]:
         on_segment(agent, seg)
     assert len(agent.core.spool) == 0 and agent.counts["segments_unclaimed"] == 2
-    # a recorded old claim cannot be replayed after the reset, nor an old epoch reused
-    send(agent, command(secret, control.CLAIM, 1, "alice", 4))
-    assert last_result(agent, secret).status == control.REPLAY
-    send(agent, command(secret, control.CLAIM, 3, "mallory", 4))
-    assert last_result(agent, secret).status == control.STALE_EPOCH
-    send(agent, command(secret, control.CLAIM, 4, "carol", 5))
-    result = last_result(agent, secret)
-    assert result.status == control.OK and result.seq == 0
-    assert result.stream_id > agent.store.load().stream_id - 1  # a new stream for the new owner
+    # a recorded old command finds no key; the old offer (photographed) cannot claim it again
+    assert send(agent, alice.rotate(CAM, [], 0)).acked and not agent.state.claimed
+    agent.inbox.put_offer(offer)
+    agent.local_handover()
+    assert not agent.state.claimed and agent.core.refused.get(control.REPLAY) == 1
+    carol = Owner.new("carol", test_only=True)
+    result = pair(agent, carol)
+    assert result.status == control.OK and result.epoch == 3 and result.seq == 0   # above every epoch used
+    assert result.stream_id == agent.store.load().stream_id   # a new stream for the new owner
 
 
 def test_restart_begins_a_stream_that_orders_after(tmp_path: Path, secret: bytes, monkeypatch) -> None:
@@ -263,10 +298,34 @@ def test_restart_begins_a_stream_that_orders_after(tmp_path: Path, secret: bytes
     store = StateStore(str(tmp_path / "state"), CAM)
     state = store.load()
     state.stream_id = int(time.time() * 1000) + 10 ** 9
+    state.generation += 1
     store.save(state)
     third = make_agent(tmp_path, secret)
     assert third.state.stream_id == state.stream_id + 1
     assert store.load().stream_id == state.stream_id + 1
+
+
+def test_a_lost_or_rolled_back_state_is_refused_and_a_reset_recovers(tmp_path: Path, secret: bytes) -> None:
+    from segbind_agent.core import StateError
+
+    agent = make_agent(tmp_path, secret)
+    alice = Owner.new("alice", test_only=True)
+    store = StateStore(str(tmp_path / "state"), CAM)
+    backup = (tmp_path / "state" / "state.json").read_bytes()     # before the claim
+    pair(agent, alice)
+    assert agent.counter.read() == store.load().generation
+    (tmp_path / "state" / "state.json").write_bytes(backup)        # restored from the backup
+    with pytest.raises(StateError, match="older copy"):
+        make_agent(tmp_path, secret)
+    (tmp_path / "state" / "state.json").unlink()                   # or lost
+    with pytest.raises(StateError, match="missing"):
+        make_agent(tmp_path, secret)
+    agent.inbox.put_reset()                                        # the button, held at power-on
+    again = make_agent(tmp_path, secret)
+    assert not again.state.claimed and again.state.generation == again.counter.read()
+    assert pair(again, Owner.new("bob", test_only=True)).status == control.OK
+    # the counter file lives apart from the state directory: wiping that does not reset it
+    assert not Path(again.cfg.counter_file).is_relative_to(tmp_path / "state")
 
 
 def test_unclaimed_camera_publishes_no_video(tmp_path: Path, secret: bytes, short_clip) -> None:
@@ -325,7 +384,9 @@ def test_agent_spools_while_offline_then_delivers_in_order(tmp_path: Path, secre
     link = FakeLink(connected=False)
     agent = make_agent(tmp_path, secret, link=link, spool={"max_segments": 6},
                        publish_window=3)
-    send(agent, command(secret, control.CLAIM, 1, "alice", 1))
+    alice = Owner.new("alice", test_only=True)
+    agent.inbox.put_offer(alice.pairing_offer(CAM, agent.now_ms()))
+    agent.local_handover()
     for seg in segments_of(short_clip):
         on_segment(agent, seg)
     assert link.leaf(topics.SEG) == []
@@ -335,8 +396,9 @@ def test_agent_spools_while_offline_then_delivers_in_order(tmp_path: Path, secre
     link.set_connected(True)
     for _ in range(10):
         agent.drain_events()
+    alice.on_result(CAM, link.leaf(topics.CTL_RESULT)[-1])
     delivered = link.leaf(topics.SEG)
-    verifier = StreamVerifier(Keyring([binding(secret, "alice", 1)]))
+    verifier = StreamVerifier(owners_ring(alice))
     verdicts = [verifier.verify(p) for p in delivered]
     assert [v.tag.seq for v in verdicts] == [4, 5, 6, 7, 8, 9]
     assert all(v.accepted for v in verdicts)
@@ -348,6 +410,7 @@ import sys
 from segbind_agent.state import atomic_write
 path = sys.argv[1]
 i = 0
+print("ready", flush=True)
 while True:
     i += 1
     body = (b'{"version": %d, "pad": "' % i) + (b"x" * (i % 5000)) + b'"}'
@@ -362,7 +425,8 @@ def test_atomic_write_survives_kill_9_at_any_instant(tmp_path: Path) -> None:
     rng = random.Random(1)
     versions = []
     for _ in range(25):
-        proc = subprocess.Popen([sys.executable, str(script), str(path)])
+        proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"  # imported, writing
         time.sleep(rng.uniform(0.02, 0.15))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -379,10 +443,10 @@ import sys
 sys.modules["hmac"] = None
 import segbind_agent.__main__, segbind_agent.daemon, segbind_agent.link
 from segbind_core import crypto, control
-from segbind_core.keys import derive_control_key
+from segbind_core.keys import command_key
 assert crypto._openssl_hmac_digest is None
-key = derive_control_key(bytes(32), "cam-1")
-control.open_command(key, "cam-1", control.Command(1, "cam-1", 1, "a", 1).encode(key))
+key = command_key(bytes(32), "a", "cam-1")
+control.open_command(key, "cam-1", control.Command(2, "cam-1", "a", 1, 1).encode(key))
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("segbind", "numpy", "av", "hypothesis"))
 print("FOREIGN", bad)
 """
@@ -423,10 +487,8 @@ def test_sigterm_stops_cleanly_and_keeps_the_spool(tmp_path: Path, secret: bytes
     os.chmod(device, 0o600)
     cam = Camera(CAM, str(device), tmp_path / "cam", "127.0.0.1", free_port(), input_mode="file",
                  on_eof="idle")
-    store = StateStore(str(cam.state_dir), CAM)
-    state = store.load()
-    state.owner, state.epoch, state.epoch_hwm, state.counter = "alice", 1, 1, 1
-    store.save(state)
+    alice = Owner.new("alice", test_only=True)
+    cam.handover(alice.pairing_offer(CAM, int(time.time() * 1000)))   # paired before its first start
     cam.write_file(short_clip)
     cam.start()
     deadline = time.time() + 30
@@ -436,8 +498,9 @@ def test_sigterm_stops_cleanly_and_keeps_the_spool(tmp_path: Path, secret: bytes
     assert cam.stop() == 0
     log = cam.log()
     assert "stopped: 10 segment(s) tagged, 0 delivered, 10 left in the spool" in log
-    for key in (secret, derive_binding_key(secret, "alice", CAM, 1),
-                derive_control_key(secret, CAM)):
+    pairing = alice.cameras[CAM].pairing
+    epoch = Epoch.of_pairing(pairing, "alice", CAM, 1, [])
+    for key in [secret, pairing, epoch.root, command_key(pairing, "alice", CAM)] + [k for _h, k in epoch.slot_keys()]:
         assert key.hex() not in log and key.hex().upper() not in log
     # restarted, it starts a later stream and still holds the first stream's segments
     first = cam.state()["stream_id"]
@@ -451,55 +514,67 @@ def test_sigterm_stops_cleanly_and_keeps_the_spool(tmp_path: Path, secret: bytes
 
 
 def test_agent_cloud_and_displays_in_process(tmp_path: Path, secret: bytes, short_clip) -> None:
-    """The same agent, cloud and display code over the in-process bus: no broker at all."""
+    """The same agent, cloud, apps and display code over the in-process bus: no broker at all."""
+    from host_sim.app import OwnerApp
     from host_sim.cloud import Cloud
     from host_sim.display import Display
     from host_sim.transport import InProcessBus
+    from segbind.grants import Display as DisplayIdentity
+    from segbind.owner import exchange_contacts
 
     bus = InProcessBus()
-    cloud = Cloud(bus.transport("cloud")).start()
-    cloud.provision(CAM, secret)
-    alice = Display(bus.transport("alice"), "alice").start()
-    bob = Display(bus.transport("bob"), "bob").start()
+    Cloud(bus.transport("cloud")).start()
+    apps, displays = {}, {}
+    for name in ("alice", "bob", "carol"):
+        apps[name] = OwnerApp(bus.transport("app-" + name), Owner.new(name, test_only=True)).start()
+        identity = DisplayIdentity.new(name + "-tv", test_only=True)
+        apps[name].enroll(identity)
+        displays[name] = Display(bus.transport(name + "-tv"), name, identity, window=None).start()
+    exchange_contacts(apps["alice"].owner, apps["bob"].owner)
     agent = make_agent(tmp_path, secret, link=bus.transport(CAM))
     agent.connect()
     segs = segments_of(short_clip)
 
-    def run(cmd_fn, *segments):
-        cmd = cmd_fn()
-        agent.drain_events()  # the agent's loop: the command takes effect at this boundary
+    def step(*segments) -> None:
+        agent.local_handover()
+        agent.drain_events()  # the agent's loop: a command takes effect at this boundary
         for seg in segments:
             on_segment(agent, seg)
             agent.drain_events()
-        return cloud.results[(CAM, cmd.counter)]
 
-    assert run(lambda: cloud.claim(CAM, "alice"), *segs[:3]).status == control.OK
-    cloud.share(CAM, "bob")
-    for seg in segs[3:5]:
-        on_segment(agent, seg)
-    bob.transport.set_online(False)  # bob's display drops off the network for a while
-    for seg in segs[5:6]:
-        on_segment(agent, seg)
-    bob.transport.set_online(True)
-    revoked = run(lambda: cloud.revoke(CAM, "bob"), *segs[6:8])
-    moved = run(lambda: cloud.transfer(CAM, "carol"), *segs[8:])
-    assert (revoked.seq, moved.seq) == (6, 8)
-    assert [t.seq for t in alice.shown] == list(range(8))
-    assert [t.seq for t in bob.shown] == [3, 4, 5]
-    assert alice.rejected == 0 and bob.rejected == 0
-    assert cloud.relayed[(CAM, "carol")] == 2 and not agent.core.spool.to_send(10)
+    apps["alice"].pair(CAM, agent.inbox.put_offer)
+    step(*segs[:3])
+    apps["alice"].share(CAM, "bob")
+    step(*segs[3:5])
+    displays["bob"].transport.set_online(False)  # bob's display drops off the network for a while
+    step(*segs[5:6])
+    displays["bob"].transport.set_online(True)
+    apps["alice"].revoke(CAM, "bob")
+    step(*segs[6:8])
+    apps["alice"].release(CAM)
+    step()
+    apps["carol"].pair(CAM, agent.inbox.put_offer)
+    step(*segs[8:])
+    shown = {name: [(t.owner, t.epoch, t.seq) for t in d.shown.get(CAM, [])] for name, d in displays.items()}
+    assert shown["alice"] == [("alice", 1, 0), ("alice", 1, 1), ("alice", 1, 2), ("alice", 2, 3),
+                              ("alice", 2, 4), ("alice", 2, 5), ("alice", 3, 6), ("alice", 3, 7)]
+    assert shown["bob"] == [("alice", 2, 3), ("alice", 2, 4), ("alice", 2, 5)]
+    assert shown["carol"] == [("carol", 4, 0), ("carol", 4, 1)]
+    assert all(d.rejected == 0 for d in displays.values())
+    assert not agent.core.spool.to_send(10)
 
 
 def test_reset_cut_short_still_deletes_the_old_owners_spool(tmp_path: Path, secret: bytes,
                                                             short_clip) -> None:
     agent = make_agent(tmp_path, secret, link=FakeLink(connected=False))
-    send(agent, command(secret, control.CLAIM, 1, "alice", 1))
+    pair(agent, Owner.new("alice", test_only=True))
     for seg in segments_of(short_clip)[:3]:
         on_segment(agent, seg)
     # the reset's state write happened, then the power went before the spool was purged
     store = StateStore(str(tmp_path / "state"), CAM)
     state = store.load()
-    state.owner, state.epoch, state.counter = None, 0, 2
+    state.owner, state.pairing, state.epoch = None, None, 0
+    state.generation += 1
     store.save(state)
     again = make_agent(tmp_path, secret, link=FakeLink(connected=False))
     assert len(again.core.spool) == 0 and again.core.tagger is None
@@ -561,54 +636,69 @@ def test_input_reader_reopens_fifos_never_files(tmp_path: Path) -> None:
 
 def test_the_daemon_and_a_fleet_camera_run_the_same_core(tmp_path: Path, secret: bytes,
                                                           short_clip: bytes) -> None:
-    """The same clip and the same commands, at the same times, to the daemon (its own event
+    """The same clip, pairing offers and commands, at the same times, to the daemon (its own event
     handling, files and link) and to a fleet camera (simulated time, in-process bus): the very
     same tagged bytes come out of both, and the same command results."""
-    from host_sim.fleet import BASE_MS, CameraPlan, FleetCamera, FleetConfig, Ledger
+    from host_sim.fleet import BASE_MS, CameraPlan, FleetCamera, FleetConfig
     from host_sim.netem import Clock, Link, LinkProfile
     from host_sim.transport import InProcessBus
 
     pieces = segments_of(short_clip)  # what the encoder writes every 200 ms
     stream_id = BASE_MS + 10 ** 6
-    commands = {3: command(secret, control.CLAIM, 1, "alice", 1),
-                6: command(secret, control.ROTATE, 2, "alice", 2),
-                8: command(secret, control.TRANSFER, 3, "bob", 3)}
+    alice, bob = Owner.new("alice", test_only=True), Owner.new("bob", test_only=True)
+    offer_alice = alice.pairing_offer(CAM, BASE_MS + 10 ** 9)
+    alice.on_result(CAM, control.Result(CAM, "alice", 0, control.PAIR, control.OK, 1).encode(
+        command_key(alice.cameras[CAM].pairing, "alice", CAM)))
+    events = {3: ("pair", offer_alice), 6: ("cmd", alice.rotate(CAM, [], 0)),
+              8: ("cmd", alice.release(CAM, 0)), 9: ("pair", bob.pairing_offer(CAM, BASE_MS + 10 ** 9))}
 
     # The fleet camera, on the simulation's clock: a piece every 200 ms from t = 0.
     clock, bus = Clock(), InProcessBus()
     cfg = FleetConfig(cameras=1, seconds=2, segment_ms=200, spool=100)
-    plan = CameraPlan(CAM, "alice", [], secret, 0, 0.0, stream_id, False, 1)
-    camera = FleetCamera(plan, cfg, pieces, bus.transport(CAM).start(), clock,
-                         Link(LinkProfile(), 1), Ledger(), "segbind/v1", claimed=False)
+    plan = CameraPlan(CAM, "alice", [], 0, 0.0, False, 1, "factory-" + CAM)
+    camera = FleetCamera(plan, cfg, pieces, bus.transport(CAM).start(), clock, Link(LinkProfile(), 1),
+                         topics.TOPIC_PREFIX, stream_id=stream_id)
     fleet_out, fleet_results = [], []
     tap = bus.transport("tap").start()
     tap.subscribe(topics.camera_topic(CAM, topics.SEG), lambda m: fleet_out.append(m.payload))
     tap.subscribe(topics.camera_topic(CAM, topics.CTL_RESULT), lambda m: fleet_results.append(m.payload))
     cloud = bus.transport("cloud").start()
-    for i, payload in commands.items():  # just before piece i is written
-        clock.at(200 * i - 1, cloud.publish, topics.camera_topic(CAM, topics.CTL), payload)
-    camera.start()
+    for i, (kind, payload) in events.items():  # just before piece i is written
+        if kind == "pair":
+            clock.at(200 * i - 1, camera.handover, payload)
+        else:
+            clock.at(200 * i - 1, cloud.publish, topics.camera_topic(CAM, topics.CTL), payload)
+    camera.begin()
+    camera.start_video(0)
     clock.run()
-    # The claim drops the piece in progress (captured unclaimed); the rotation closes the piece
-    # in progress under epoch 1; the transfer drops the piece in progress: bob's video starts
-    # at the next random access point.
-    assert camera.done and camera.produced == 6
+    # The pairing drops the piece in progress (captured unclaimed); the rotation closes the piece
+    # in progress under epoch 1; the release drops the piece in progress, and so does bob's
+    # pairing: his video starts at the next random access point.
+    assert camera.done and camera.produced == 5
 
-    # The daemon, given the same pieces and commands at the same times.
+    # The daemon, given the same pieces, offers and commands at the same times.
     now = [0.0]
     agent = make_agent(tmp_path, secret, clock=lambda: BASE_MS / 1000.0 + now[0],
                        state_stream_id=stream_id - 1)
     for i, piece in enumerate(pieces):
-        if i in commands:
+        if i in events:
             now[0] = (200 * i - 1) / 1000.0
-            send(agent, commands[i])
+            kind, payload = events[i]
+            if kind == "pair":
+                agent.inbox.put_offer(payload)
+                agent.local_handover()
+            else:
+                send(agent, payload)
         now[0] = 200 * i / 1000.0
         agent.feed(piece)
     agent.end_of_input()
     assert agent.link.leaf(topics.SEG) == fleet_out
     assert agent.link.leaf(topics.CTL_RESULT) == fleet_results
-    alice = StreamVerifier(Keyring([binding(secret, "alice", 1), binding(secret, "alice", 2)]))
-    assert [alice.verify(p).reason.value for p in fleet_out[:4]] == ["ok"] * 4
-    assert [alice.verify(p).tag.epoch for p in fleet_out[:4]] == [1, 1, 1, 2]
-    bob = StreamVerifier(Keyring([binding(secret, "bob", 3)]))
-    assert [bob.verify(p).reason.value for p in fleet_out[4:]] == ["ok", "ok"]
+    alice_keys = [Binding.of_epoch(Epoch.of_pairing(alice.cameras[CAM].pairing, "alice", CAM, e, []))
+                  for e in (1, 2)]
+    bob.on_result(CAM, fleet_results[-1])
+    verifier = StreamVerifier(Keyring(alice_keys + bob.keys()))
+    assert [(v.reason.value, v.tag.owner, v.tag.epoch) for v in map(verifier.verify, fleet_out)] == [
+        ("ok", "alice", 1)] * 3 + [("ok", "alice", 2), ("ok", "bob", 3)]
+
+

@@ -70,33 +70,51 @@ def test_walkthrough(procs: Procs, tmp_path: Path) -> None:
     run, py = tmp_path, sys.executable
     port = free_port()
     broker = "127.0.0.1:%d" % port
-    ops = [py, str(ROOT / "tools" / "segbind_ops.py"), "--registry", str(run / "cloud.json"),
-           "--broker", broker]
 
-    def op(*args: str, expect: int = 0) -> str:
-        proc = subprocess.run(ops + list(args), capture_output=True, text=True, cwd=str(ROOT),
-                              env=procs.env, timeout=60)
+    def cmd(*args: str, expect: int = 0, env=None) -> str:
+        proc = subprocess.run([py] + list(args), capture_output=True, text=True, cwd=str(ROOT),
+                              env=env or procs.env, timeout=60)
         assert proc.returncode == expect, proc.stdout + proc.stderr
         return proc.stdout + proc.stderr
+
+    def ops(*args: str, expect: int = 0) -> str:
+        return cmd(str(ROOT / "tools" / "segbind_ops.py"), "--broker", broker, *args, expect=expect)
+
+    def app(who: str, *args: str, expect: int = 0) -> str:
+        return cmd("-m", "host_sim.app", "--owner", str(run / ("%s.owner" % who)), "--broker", broker, *args,
+                   expect=expect)
+
+    agent_env = dict(procs.env, PYTHONPATH=str(ROOT / "firmware"))
+
+    def agent(*args: str) -> str:
+        return cmd("-m", "segbind_agent", "--config", str(run / "cam-1.agent.json"), *args, env=agent_env)
 
     procs.start("broker", py, "-m", "host_sim.broker", "--port", str(port), "--dir", str(run / "broker"))
     deadline = time.time() + 10
     while not port_open("127.0.0.1", port):
         assert time.time() < deadline
         time.sleep(0.05)
-    assert "provisioned cam-1" in op("provision", "--camera", "cam-1", "--dir", str(run), "--test-only")
+    # the factory: the camera's identity and its agent configuration
+    assert "provisioned cam-1" in ops("provision", "--camera", "cam-1", "--dir", str(run), "--test-only")
     assert oct((run / "cam-1.device.json").stat().st_mode & 0o777) == "0o600"
-    procs.start("cloud", py, "-m", "host_sim.cloud", "--broker", broker, "--registry", str(run / "cloud.json"))
-    for account in ("alice", "bob"):
-        procs.start(account, py, "-m", "host_sim.display", "--broker", broker, "--account", account,
-                    "--out", str(run / ("%s.h264" % account)))
-    os.mkfifo(run / "cam-1.fifo")
-    agent_env = dict(procs.env, PYTHONPATH=str(ROOT / "firmware"))
-    procs.start("agent", py, "-m", "segbind_agent", "--config", str(run / "cam-1.agent.json"),
-                env=agent_env)
+    procs.start("cloud", py, "-m", "host_sim.cloud", "--broker", broker, "--store", str(run / "routing.json"))
     procs.wait_log("cloud", "cloud running")
-    procs.wait_log("alice", "display of alice")
-    procs.wait_log("bob", "display of bob")
+    # two owners, their cards exchanged out of band, a display each, enrolled next to it
+    for who in ("alice", "bob"):
+        app(who, "new", "--account", who, "--test-only")
+        app(who, "card", "--out", str(run / ("%s.card" % who)))
+        cmd("-m", "host_sim.display", "--display", str(run / ("%s-tv.json" % who)), "--new", who + "-tv",
+            "--test-only")
+        assert "enrolled; code" in app(who, "enroll", "--display", str(run / ("%s-tv.json" % who)))
+    app("alice", "contact", "--card", str(run / "bob.card"))
+    app("bob", "contact", "--card", str(run / "alice.card"))
+    for who in ("alice", "bob"):
+        procs.start(who, py, "-m", "host_sim.display", "--broker", broker, "--display",
+                    str(run / ("%s-tv.json" % who)), "--out", str(run / who))
+    os.mkfifo(run / "cam-1.fifo")
+    procs.start("agent", py, "-m", "segbind_agent", "--config", str(run / "cam-1.agent.json"), env=agent_env)
+    procs.wait_log("alice", "display alice-tv of alice")
+    procs.wait_log("bob", "display bob-tv of bob")
     procs.wait_log("agent", "connected to")
 
     clip = clips.encode_pyav(frames=50, gop=10)  # five segments
@@ -105,29 +123,42 @@ def test_walkthrough(procs: Procs, tmp_path: Path) -> None:
         with open(run / "cam-1.fifo", "wb") as fifo:
             fifo.write(clip)
 
-    assert "claim #1: ok; owner alice epoch 1" in op("claim", "--camera", "cam-1", "--owner", "alice")
+    # alice claims the camera: the offer goes to it out of band (segbind-agent pair)
+    assert "pair: ok; owner alice epoch 1" in app("alice", "pair", "--camera", "cam-1", "--inbox",
+                                                 str(run / "cam-1-state" / "inbox"))
     encode()
     procs.wait_log("alice", "SHOW", 5)
-    assert "share" in op("share", "--camera", "cam-1", "--viewer", "bob")
-    time.sleep(0.3)
+    assert "rotate: ok; owner alice epoch 2" in app("alice", "share", "--camera", "cam-1", "--viewer", "bob")
+    app("bob", "sync")                     # bob's app takes alice's offer, grants bob's display
+    time.sleep(0.5)
     encode()
     procs.wait_log("alice", "SHOW", 10)
     procs.wait_log("bob", "SHOW", 5)
-    assert "rotate #2: ok; owner alice epoch 2" in op("revoke", "--camera", "cam-1", "--viewer", "bob")
+    assert "rotate: ok; owner alice epoch 3" in app("alice", "revoke", "--camera", "cam-1", "--viewer", "bob")
     encode()
     procs.wait_log("alice", "SHOW", 15)
-    status = json.loads(op("status", "--camera", "cam-1").strip().splitlines()[-1])
-    assert status["owner"] == "alice" and status["epoch"] == 2 and status["state"] == "online"
-    op("keyring", "--account", "alice", "--out", str(run / "alice.keyring.json"))
-    assert "transfer #3: ok; owner bob epoch 3" in op("transfer", "--camera", "cam-1", "--owner", "bob")
+    status = json.loads(ops("status", "--camera", "cam-1").strip().splitlines()[-1])
+    assert status["owner"] == "alice" and status["epoch"] == 3 and status["state"] == "online"
+    app("alice", "keyring", "--out", str(run / "alice.keyring.json"))
+    # resale: alice releases it, bob pairs it with the offer in a file, handed over by segbind-agent
+    assert "release: ok" in app("alice", "release", "--camera", "cam-1")
+    procs.start("bob-pairs", py, "-m", "host_sim.app", "--owner", str(run / "bob.owner"), "--broker", broker,
+                "pair", "--camera", "cam-1", "--offer-out", str(run / "offer.bin"))
+    deadline = time.time() + 10
+    while not (run / "offer.bin").exists():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.2)
+    assert "pairing offer handed to camera cam-1" in agent("pair", str(run / "offer.bin"))
+    procs.wait_log("bob-pairs", "pair: ok; owner bob epoch 4")
     encode()
     procs.wait_log("bob", "SHOW", 10)
-    assert "reset #4: ok" in op("reset", "--camera", "cam-1")
-    assert "not claimed" in op("rotate", "--camera", "cam-1", expect=1)
+    assert "reset requested" in agent("reset")  # the button
+    procs.wait_log("agent", "reset by its button")
     encode()  # an unclaimed camera publishes nothing
     time.sleep(1.0)
-    listing = op("list")
-    assert '"owner": null' in listing and "secret" not in listing
+    routing = ops("routing", "--store", str(run / "routing.json"))
+    assert '"camera": "cam-1"' not in routing and "secret" not in routing
 
     assert procs.stop("agent") == 0
     for account in ("alice", "bob"):
@@ -135,13 +166,14 @@ def test_walkthrough(procs: Procs, tmp_path: Path) -> None:
     alice, bob = procs.log("alice"), procs.log("bob")
     assert alice.count("SHOW") == 15 and "REFUSE" not in alice
     assert bob.count("SHOW") == 10 and "REFUSE" not in bob
-    assert '"shown": 15' in alice
-    # what alice's display showed verifies with her keyring, one stream, one chain
+    # what alice's display showed verifies with her keys: one stream, one chain, three epochs
     verify = subprocess.run([py, "-m", "segbind.cli", "verify", "--keyring", str(run / "alice.keyring.json"),
-                             str(run / "alice.h264")], capture_output=True, text=True, cwd=str(ROOT))
+                             str(run / "alice" / "cam-1.h264")], capture_output=True, text=True, cwd=str(ROOT))
     assert verify.returncode == 0 and "ACCEPTED: 15 ok" in verify.stdout, verify.stdout + verify.stderr
     agent_log = procs.log("agent")
-    assert "TEST-ONLY" in agent_log and "command reset #4 applied" in agent_log
-    secret = json.loads((run / "cam-1.device.json").read_text())["secret"]
-    for name in ("agent", "cloud", "alice", "bob"):
-        assert secret not in procs.log(name)
+    assert "TEST-ONLY" in agent_log and "reset by its button" in agent_log
+    secrets = [json.loads((run / "cam-1.device.json").read_text())["secret"]]
+    secrets += [c["pairing"] for who in ("alice", "bob")
+                for c in json.loads((run / ("%s.owner" % who)).read_text())["cameras"]]
+    for name in ("agent", "cloud", "alice", "bob", "bob-pairs"):
+        assert not any(secret in procs.log(name) for secret in secrets)

@@ -161,7 +161,8 @@ from segbind_core import control
 from segbind_core.keys import command_key
 key = command_key(bytes(range(32)), "bob", "cam-1")
 out = {"impl": sys.implementation.name}
-out["cmd"] = control.Command(control.ROTATE, "cam-1", "bob", 300, 70000, ["carol", "d\u00e9"], 1234567).encode(key).hex()
+shares = ["carol", "d\u00e9"]
+out["cmd"] = control.Command(control.ROTATE, "cam-1", "bob", 300, 70000, shares, 1234567).encode(key).hex()
 out["res"] = control.Result("cam-1", "bob", 300, 2, "ok", 70000, 17, 5, "d\u00e9tail").encode(key).hex()
 refused = []
 w = bytearray(bytes.fromhex(out["cmd"]))
