@@ -67,14 +67,33 @@ def guest_python(arch: str, code: str, *args: str, overlay: Path, binds=(), env=
 # ---------------------------------------------------------------- the agent in the image
 
 INIT_SCRIPT = "/etc/init.d/segbind-agent"
-GUEST_RUN = "/run/segbind"  # bind-mounted host directory: the encoder's FIFO and the stop flag
+LAUNCHER = "/" + bundle_tool.PREFIX + "/bin/segbind-agent"
+CONFIG = bundle_tool.CONFIG_PATH
+EXAMPLE_CONFIG = "/" + bundle_tool.EXAMPLE_CONFIG
+GUEST_RUN = "/run/segbind"  # bind-mounted host directory: the encoder's FIFO, the lens, the button
+LENS = "lens"               # in GUEST_RUN: pairing offers the camera's lens read (``NAME.offer``)
+BUTTON = "button"           # in GUEST_RUN: present while the reset button is pressed
 
-# The camera's boot and shutdown, in one guest shell: the init script starts the
-# agent (daemonized by start-stop-daemon), and stops it when the host asks.
+# The camera's boot, life and shutdown, in one guest shell: the init script starts the
+# agent (daemonized by start-stop-daemon); while it runs, the camera's firmware hands
+# what its lens read and its reset button to the init script's ``pair`` and ``reset``
+# (``segbind-agent pair``, ``segbind-agent reset``: the local hand-over, never the
+# broker); the init script stops it when the host asks.
 LIFECYCLE = f"""
 {INIT_SCRIPT} start || exit 10
 {INIT_SCRIPT} status || exit 11
-while [ ! -e {GUEST_RUN}/stop ]; do sleep 0.2; done
+while [ ! -e {GUEST_RUN}/stop ]; do
+    for offer in {GUEST_RUN}/{LENS}/*.offer; do
+        [ -e "$offer" ] || continue
+        {INIT_SCRIPT} pair "$offer"; echo "pair-rc=$?"
+        rm -f "$offer"
+    done
+    if [ -e {GUEST_RUN}/{BUTTON} ]; then
+        {INIT_SCRIPT} reset; echo "reset-rc=$?"
+        rm -f {GUEST_RUN}/{BUTTON}
+    fi
+    sleep 0.2
+done
 {INIT_SCRIPT} stop; echo "stop-rc=$?"
 {INIT_SCRIPT} status; echo "status-rc=$?"
 """
@@ -92,10 +111,18 @@ def read_vm_kb(pid: int, field: str = "VmHWM") -> int:
 class GuestCamera:
     """The bundle's agent, started by the bundle's init script, in a throwaway layer of the image.
 
-    The camera's configuration and its device secret are provisioned into the
-    layer (/etc/segbind/agent.json, /etc/segbind/device.json, mode 0600), as a
-    factory would; the encoder's output reaches the agent through a FIFO in a
-    host directory bind-mounted at /run/segbind.
+    The camera is provisioned into the layer as a factory would: its configuration
+    (the bundle's ``agent.example.json`` with the broker filled in) and its device
+    secret, its identity toward the cloud (/etc/segbind/device.json, mode 0600). The
+    encoder's output reaches the agent through the FIFO the configuration names, in
+    a host directory bind-mounted at /run/segbind; the owner's pairing offer reaches
+    it through the camera's lens (``handover``), never through the broker.
+
+        cam = GuestCamera("armhf", workdir, "cam-1", os.urandom(32), host, port).start()
+        app.pair("cam-1", cam.handover)    # the guest runs `segbind-agent pair` on it
+        cam.feed(clip)                     # the encoder thread
+        cam.stop()                         # the init script's stop; the lifecycle's status
+        cam.run_agent()                    # the agent in the foreground while the camera is off
     """
 
     def __init__(self, arch: str, workdir: Path, camera_id: str, secret: bytes,
@@ -103,47 +130,82 @@ class GuestCamera:
         import json
         import os
 
+        from segbind_core.device import device_json
+
         self.arch, self.camera_id = arch, camera_id
         self.dir = Path(workdir)
         self.layer = self.dir / "layer"
         self.run_dir = self.dir / "run"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.fifo = self.run_dir / "video.fifo"
-        os.mkfifo(self.fifo)
+        (self.run_dir / LENS).mkdir(parents=True, exist_ok=True)
         assert install_bundle(arch, self.layer) == ""
         self.upper = self.layer / "upper"
-        cfg = {
+        etc = self.upper / "etc" / "segbind"
+        cfg = json.loads((etc / "agent.example.json").read_text())  # the bundle's template
+        assert cfg["input"].startswith(GUEST_RUN + "/"), cfg["input"]
+        cfg.update({
             "camera_id": camera_id,
-            "device_secret_file": "/etc/segbind/device.json",
-            "state_dir": "/var/lib/segbind",
-            "input": f"{GUEST_RUN}/video.fifo",
-            "on_eof": "reopen",
             "broker": {"host": broker_host, "port": broker_port, "reconnect_min_s": 0.2,
                        "reconnect_max_s": 1.0, "keepalive": 10},
             "health_interval_s": 1.0,
-            "log_level": "INFO",
-        }
+        })
         cfg.update(config or {})
-        etc = self.upper / "etc" / "segbind"
+        self.config = cfg
         (etc / "agent.json").write_text(json.dumps(cfg, indent=1))
         device = etc / "device.json"
         fd = os.open(device, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"segbind": "device", "version": 1, "device_id": camera_id,
-                       "secret": secret.hex(), "test_only": True}, f)
+            json.dump(device_json(camera_id, secret, test_only=True), f)
+        self.fifo = self.run_dir / cfg["input"][len(GUEST_RUN) + 1:]
+        os.mkfifo(self.fifo)
         self.proc = None
+        self._out = None
+        self._offers = 0
         self.output_path = self.dir / "lifecycle.out"
         self.encoder = None
 
+    def guest_path(self, path: str) -> Path:
+        """Where a file the guest wrote at ``path`` lives on the host (the layer's upper dir)."""
+        return self.upper / path.lstrip("/")
+
+    @property
+    def state_file(self) -> Path:
+        return self.guest_path(self.config["state_dir"]) / "state.json"
+
     def start(self) -> "GuestCamera":
+        """Power on: the lifecycle shell (init script start, lens and button, stop on request)."""
         import subprocess
 
-        self._out = open(self.output_path, "wb")
+        assert self.proc is None or self.proc.poll() is not None, "the camera is running"
+        (self.run_dir / "stop").unlink(missing_ok=True)
+        self._out = open(self.output_path, "ab")
         self.proc = ci.popen_in_image(self.arch, ["sh", "-c", LIFECYCLE],
                                       binds=[(str(self.run_dir), GUEST_RUN)], overlay=self.layer,
                                       stdout=self._out, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL)
         return self
+
+    def handover(self, offer: bytes) -> None:
+        """The owner's pairing offer, read by the camera's lens (a QR code on the phone): the
+        guest hands it to ``segbind-agent pair`` (while off, at the next power-on)."""
+        import os
+
+        self._offers += 1
+        lens = self.run_dir / LENS
+        tmp = lens / (".%06d.tmp" % self._offers)
+        tmp.write_bytes(offer)
+        os.replace(tmp, lens / ("%06d.offer" % self._offers))  # never half an offer
+
+    def press_reset(self) -> None:
+        """The reset button, on a running camera: the guest runs ``segbind-agent reset``."""
+        (self.run_dir / BUTTON).touch()
+
+    def run_agent(self, *args: str, timeout: float = 180):
+        """``segbind-agent --config CONFIG ARGS...`` in the foreground while the camera is off
+        (no action: the agent itself, as its init script would start it); the CompletedProcess."""
+        assert self.proc is None or self.proc.poll() is not None, "the camera is running"
+        return ci.run_in_image(self.arch, [LAUNCHER, "--config", CONFIG, *args],
+                               binds=[(str(self.run_dir), GUEST_RUN)], capture=True,
+                               timeout=timeout, overlay=self.layer)
 
     def agent_pid(self) -> int | None:
         """The agent's pid (host pid namespace = guest's), from the init script's pidfile."""
@@ -197,7 +259,7 @@ class GuestCamera:
         return self.output_path.read_text(errors="replace") if self.output_path.exists() else ""
 
     def stop(self, timeout: float = 120) -> int:
-        """Ask the guest to run the init script's stop; the lifecycle shell's exit status."""
+        """Power off: the init script's stop; the lifecycle shell's exit status."""
         (self.run_dir / "stop").touch()
         try:
             return self.proc.wait(timeout)
@@ -221,7 +283,7 @@ class GuestCamera:
                     os.kill(pid, signal.SIGKILL)
             except (FileNotFoundError, ProcessLookupError):
                 pass
-        if getattr(self, "_out", None):
+        if self._out is not None:
             self._out.close()
             self._out = None
         if self.encoder is not None and self.encoder.is_alive():

@@ -1,11 +1,11 @@
 """segbind_core on emulated ARM (armhf and arm64 under qemu-user), installed from the bundle.
 
-Tags made inside the guest equal segbind's vectors byte for byte, on the
-OpenSSL ``hmac`` path and on the pure path the core takes when the
-interpreter has no ``hmac`` module (MicroPython, a python3-minimal-only
-camera); a real clip tagged in the guest is accepted on the host by the
-``segbind`` verifier for its owner and refused for every other viewer, and
-equals what the host's own tagger makes of it.
+Keys, tags and commands made inside the guest equal segbind's format v2 vectors
+byte for byte, on the OpenSSL ``hmac`` path and on the pure path the core takes
+when the interpreter has no ``hmac`` module (MicroPython, a python3-minimal-only
+camera); a real clip segmented and tagged in the guest as the camera does it
+equals what the host's own core makes of it, and the host's ``segbind`` verifier
+accepts it for the owner and the account it is shared with, and for no one else.
 """
 
 from __future__ import annotations
@@ -16,10 +16,7 @@ import os
 import pytest
 
 from host_sim import clips
-from segbind import Binding, Keyring, Reason, StreamVerifier, derive_binding_key, tagged_segments
-from segbind_core.nal import annexb_units
-from segbind_core.segment import cut
-from segbind_core.tagger import Tagger
+from segbind import Binding, Epoch, Keyring, Reason, StreamVerifier
 from tests.support import ROOT as REPO
 from tests.support.qemu import guest_python, install_bundle
 
@@ -28,22 +25,22 @@ pytestmark = pytest.mark.qemu
 ARCHES = ["armhf", "arm64"]
 VECTORS = REPO / "tests" / "vectors"
 
-# Runs in the guest: recompute every segbind vector with the bundle's core.
+# Runs in the guest: recompute every segbind v2 vector with the bundle's core.
 # argv[1] = "hmac" (CPython's OpenSSL path) or "pure" (no hmac module at all).
 GUEST_VECTORS = r'''
-import json, platform, sys
+import hashlib, json, platform, sys
 mode = sys.argv[1]
 if mode == "pure":
     sys.modules["hmac"] = None  # as on a camera without the hmac module: import fails
 import segbind_core
-from segbind_core import crypto
-from segbind_core.keys import derive_binding_key, derive_control_key
+from segbind_core import control, crypto
+from segbind_core.keys import Epoch, command_key
 from segbind_core.nal import annexb_units
 from segbind_core.sei import build_sei_nal
-from segbind_core.tag import Tag, compute_mac, content_digest, DIGEST_HINT_SIZE, MAC_SIZE
+from segbind_core.tag import MAC_SIZE
 from segbind_core.tagger import Tagger
 
-V = json.load(open("/mnt/vectors/segbind_v1.json"))
+V = json.load(open("/mnt/vectors/segbind_v2.json"))
 R4231 = json.load(open("/mnt/vectors/rfc4231_hmac_sha256.json"))
 R5869 = json.load(open("/mnt/vectors/rfc5869_hkdf_sha256.json"))
 u = bytes.fromhex
@@ -54,69 +51,102 @@ try:
 except ImportError:
     have_hmac = False
 
-def segment(v, tagger=None):
-    buf = u(v["segment"])
-    units = annexb_units(buf)
-    key = derive_binding_key(u(v["device_secret"]), v["owner"], v["camera"], v["epoch"])
-    digest = content_digest(buf, units)
-    tag = Tag(v["owner"], v["camera"], v["epoch"], v["stream_id"], v["seq"], v["capture_ms"],
-              u(v["link"]), digest[:DIGEST_HINT_SIZE])
-    signed = tag.signed_fields()
-    tag.mac = compute_mac(key, signed, digest)
-    pure_mac = crypto.hmac_sha256_pure(key, signed + digest)[:MAC_SIZE]
-    if tagger is None:
-        tagger = Tagger(key, v["owner"], v["camera"], v["epoch"], v["stream_id"], v["seq"],
-                        u(v["link"]))
-    tagged, _ = tagger.tag_annexb(buf, units, v["capture_ms"])
-    return {"binding_key": key.hex(), "units": [buf[s:e].hex() for s, e in units],
-            "content_digest": digest.hex(), "signed_fields": signed.hex(),
-            "mac": tag.mac.hex(), "pure_mac": pure_mac.hex(), "tag_body": tag.encode().hex(),
-            "sei_nal": build_sei_nal(tag.encode()).hex(), "tagged_segment": tagged.hex()}, tagger
+def epoch_of(v):
+    return Epoch.of_pairing(u(v["pairing_secret"]), v["owner"], v["camera"], v["epoch"], v["shares"])
+
+def chain(vectors):
+    """One tagger along a chain: seq and link carried from segment to segment."""
+    first = vectors[0]
+    epoch = epoch_of(first)
+    tagger = Tagger(epoch, first["stream_id"], codec=first["codec"], seq=first["seq"], link=u(first["link"]))
+    out = []
+    for v in vectors:
+        buf = u(v["segment"])
+        units = annexb_units(buf)
+        at = (tagger.seq, tagger.link.hex())
+        tagged, tag = tagger.tag(buf, len(units), v["capture_ms"], v["duration_ms"], v["pictures"],
+                                 v["end_of_stream"])
+        digest = hashlib.sha256(buf).digest()
+        signed = tag.signed_fields()
+        out.append({"units": [buf[s:e].hex() for s, e in units], "seq": at[0], "link": at[1],
+                    "content_digest": digest.hex(), "signed_fields": signed.hex(),
+                    "macs": [m.hex() for m in tag.macs],
+                    "pure_macs": [crypto.hmac_sha256_pure(k, signed + digest)[:MAC_SIZE].hex()
+                                  for _holder, k in epoch.slot_keys()],
+                    "tag_body": tag.encode().hex(), "sei_nal": build_sei_nal(tag.encode(), v["codec"]).hex(),
+                    "tagged_segment": tagged.hex()})
+    return out
 
 out = {"machine": platform.machine(), "mode": mode, "have_hmac": have_hmac,
        "core_file": segbind_core.__file__, "keys": [], "segments": [], "chains": [],
        "rfc4231": [], "rfc5869": []}
 for k in V["keys"]:
-    s = u(k["device_secret"])
-    out["keys"].append({"binding_key": derive_binding_key(s, k["owner"], k["camera"], k["epoch"]).hex(),
-                        "control_key": derive_control_key(s, k["camera"]).hex()})
+    epoch = epoch_of(k)
+    out["keys"].append({"epoch_root": epoch.root.hex(), "slot_keys": [key.hex() for _h, key in epoch.slot_keys()],
+                        "command_key": command_key(u(k["pairing_secret"]), k["owner"], k["camera"]).hex()})
 for v in V["segments"]:
-    out["segments"].append(segment(v)[0])
-for chain in V["chains"]:
-    tagger, got = None, []
-    for v in chain["segments"]:
-        res, tagger = segment(v, tagger)  # one tagger: seq and link carried along the chain
-        got.append(res)
-    out["chains"].append(got)
-for c in R4231["cases"]:
-    out["rfc4231"].append([crypto.hmac_sha256(u(c["key"]), u(c["data"])).hex(),
-                           crypto.hmac_sha256_pure(u(c["key"]), u(c["data"])).hex()])
-for c in R5869["cases"]:
-    out["rfc5869"].append(crypto.hkdf_sha256(u(c["ikm"]), u(c.get("salt", "")), u(c.get("info", "")),
-                                             c["length"]).hex())
+    out["segments"].append(chain([v])[0])
+for c in V["chains"]:
+    out["chains"].append(chain(c["segments"]))
+c = V["commands"]
+key = command_key(u(c["pairing_secret"]), c["owner"], c["camera"])
+ops = {"rotate": control.ROTATE, "release": control.RELEASE}
+out["commands"] = {"command_key": key.hex()}
+for name, op in ops.items():
+    v = c[name]
+    cmd = control.open_command(key, c["camera"], u(v["encoded"]))
+    out["commands"][name] = {
+        "opened": [cmd.op, cmd.counter, cmd.epoch, cmd.shares, cmd.issued_ms],
+        "encoded": control.Command(op, c["camera"], c["owner"], v["counter"], v["epoch"], v["shares"],
+                                   v["issued_ms"]).encode(key).hex()}
+v = c["result"]
+res = control.open_result(key, c["camera"], u(v["encoded"]))
+out["commands"]["result"] = {
+    "opened": [control.OP_NAMES[res.op], res.status, res.counter, res.epoch, res.stream_id, res.seq, res.detail],
+    "encoded": control.Result(c["camera"], c["owner"], v["counter"], ops[v["op"]], v["status"], v["epoch"],
+                              v["stream_id"], v["seq"], v["detail"]).encode(key).hex()}
+offer = control.decode_pairing(u(c["pairing_offer"]["encoded"]))
+out["commands"]["pairing_offer"] = {
+    "opened": [offer.owner, offer.camera, offer.secret.hex(), offer.expires_ms],
+    "encoded": control.PairingOffer(c["owner"], c["camera"], u(c["pairing_secret"]),
+                                    c["pairing_offer"]["expires_ms"]).encode().hex()}
+try:
+    control.open_command(bytes(32), c["camera"], u(c["rotate"]["encoded"]))
+    out["commands"]["wrong_key"] = "accepted"
+except control.ControlError as exc:
+    out["commands"]["wrong_key"] = exc.reason
+for case in R4231["cases"]:
+    out["rfc4231"].append([crypto.hmac_sha256(u(case["key"]), u(case["data"])).hex(),
+                           crypto.hmac_sha256_pure(u(case["key"]), u(case["data"])).hex()])
+for case in R5869["cases"]:
+    out["rfc5869"].append(crypto.hkdf_sha256(u(case["ikm"]), u(case.get("salt", "")), u(case.get("info", "")),
+                                             case["length"]).hex())
 print(json.dumps(out))
 '''
 
-# Runs in the guest: tag a real clip, segment by segment, as a camera does.
-GUEST_TAG_CLIP = r'''
+# Runs in the guest, and on the host: segment and tag a real clip as the camera's agent does
+# (the segmenter inserting access unit delimiters, one tagger, the last segment ending the stream).
+TAG_CLIP = r'''
 import json, platform, sys
-from segbind_core.keys import derive_binding_key
-from segbind_core.nal import annexb_units
-from segbind_core.segment import cut
+from segbind_core.keys import Epoch
+from segbind_core.segment import Segment, Segmenter
 from segbind_core.tagger import Tagger
-p = json.load(open("/mnt/work/params.json"))
-secret = bytes.fromhex(open("/mnt/work/secret.hex").read().strip())
-clip = open("/mnt/work/clip.h264", "rb").read()
-key = derive_binding_key(secret, p["owner"], p["camera"], p["epoch"])
-tagger = Tagger(key, p["owner"], p["camera"], p["epoch"], p["stream_id"])
-out = bytearray()
-segments = cut(clip)
-for i, seg in enumerate(segments):
-    tagged, tag = tagger.tag_annexb(seg.data, annexb_units(seg.data), p["capture_ms"] + 1000 * i)
-    out += tagged
-with open("/mnt/out/tagged.h264", "wb") as f:
-    f.write(out)
-print(platform.machine(), len(segments))
+
+def tag_clip(clip, p):
+    epoch = Epoch.of_pairing(bytes.fromhex(p["pairing_secret"]), p["owner"], p["camera"], p["epoch"],
+                             p["shares"])
+    tagger = Tagger(epoch, p["stream_id"])
+    segmenter = Segmenter(max_duration_s=4.0, delimit=True)
+    segments = [s for s in segmenter.push(clip, p["capture_ms"]) + segmenter.finish() if isinstance(s, Segment)]
+    return [tagger.tag(s.data, s.units, p["capture_ms"] + 1000 * i, s.duration_ms, s.pictures,
+                       i == len(segments) - 1)[0] for i, s in enumerate(segments)]
+
+if __name__ == "__main__":
+    p = json.load(open("/mnt/work/params.json"))
+    tagged = tag_clip(open("/mnt/work/clip.h264", "rb").read(), p)
+    with open("/mnt/out/tagged.h264", "wb") as f:
+        f.write(b"".join(tagged))
+    print(platform.machine(), json.dumps([len(t) for t in tagged]))
 '''
 
 
@@ -137,34 +167,52 @@ def _expected_machine(arch):
 
 
 def _check_segment(got, want, where):
-    for field in ("binding_key", "units", "content_digest", "signed_fields", "mac", "tag_body",
-                  "sei_nal", "tagged_segment"):
+    for field in ("units", "seq", "link", "content_digest", "signed_fields", "macs", "tag_body", "sei_nal",
+                  "tagged_segment"):
         assert got[field] == want[field], (where, field)
-    assert got["pure_mac"] == want["mac"], where
+    assert got["pure_macs"] == want["macs"] and len(want["macs"]) == len(want["shares"]) + 1, where
 
 
 @pytest.mark.parametrize("mode", ["hmac", "pure"])
-def test_guest_tags_equal_the_vectors_byte_for_byte(installed, mode):
+def test_guest_keys_tags_and_commands_equal_the_vectors_byte_for_byte(installed, mode):
     arch, overlay = installed
-    vec = _load("segbind_v1.json")
+    vec = _load("segbind_v2.json")
     res = guest_python(arch, GUEST_VECTORS, mode, overlay=overlay,
                        binds=[(str(VECTORS), "/mnt/vectors", True)])
     got = json.loads(res.stdout)
     assert got["machine"] == _expected_machine(arch) and got["mode"] == mode
     assert got["core_file"] == "/opt/segbind/lib/segbind_core/__init__.py"  # from the bundle
     assert got["have_hmac"] is (mode == "hmac")
-    assert len(got["keys"]) == len(vec["keys"]) > 0
+    assert len(got["keys"]) == len(vec["keys"]) >= 4
     for g, w in zip(got["keys"], vec["keys"]):
-        assert g == {"binding_key": w["binding_key"], "control_key": w["control_key"]}, w["name"]
+        assert g == {"epoch_root": w["epoch_root"], "slot_keys": w["slot_keys"],
+                     "command_key": w["command_key"]}, w["name"]
     assert len(got["segments"]) == len(vec["segments"]) > 0
     for g, w in zip(got["segments"], vec["segments"]):
         _check_segment(g, w, w["name"])
+    assert {w["codec"] for w in vec["segments"]} == {1, 2}  # H.264 and H.265 both
     assert len(got["chains"]) == len(vec["chains"]) > 0
     for gchain, wchain in zip(got["chains"], vec["chains"]):
         assert len(gchain) == len(wchain["segments"]) >= 2
         for g, w in zip(gchain, wchain["segments"]):
             _check_segment(g, w, w["name"])
+    c, gc = vec["commands"], got["commands"]
+    assert gc["command_key"] == c["command_key"]
+    for name in ("rotate", "release"):
+        v = c[name]
+        assert gc[name]["opened"] == [{"rotate": 2, "release": 3}[name], v["counter"], v["epoch"], v["shares"],
+                                      v["issued_ms"]], name
+        assert gc[name]["encoded"] == v["encoded"], name
+    v = c["result"]
+    assert gc["result"]["opened"] == [v["op"], v["status"], v["counter"], v["epoch"], v["stream_id"], v["seq"],
+                                      v["detail"]]
+    assert gc["result"]["encoded"] == v["encoded"]
+    assert gc["pairing_offer"]["opened"] == [c["owner"], c["camera"], c["pairing_secret"],
+                                             c["pairing_offer"]["expires_ms"]]
+    assert gc["pairing_offer"]["encoded"] == c["pairing_offer"]["encoded"]
+    assert gc["wrong_key"] == "bad_mac"
     rfc4231 = _load("rfc4231_hmac_sha256.json")["cases"]
+    assert len(got["rfc4231"]) == len(rfc4231) > 0
     for (fast, pure), case in zip(got["rfc4231"], rfc4231):
         n = len(case["mac"]) // 2  # case 5 is truncated to 128 bits in the RFC
         assert fast[:2 * n] == pure[:2 * n] == case["mac"], case["case"]
@@ -172,54 +220,60 @@ def test_guest_tags_equal_the_vectors_byte_for_byte(installed, mode):
     assert [c["okm"] for c in rfc5869] == got["rfc5869"]
 
 
-def test_real_clip_tagged_on_arm_verifies_on_the_host_for_its_owner_only(installed, tmp_path):
+def _split(data: bytes, sizes: list) -> list:
+    out, at = [], 0
+    for size in sizes:
+        out.append(data[at:at + size])
+        at += size
+    assert at == len(data)
+    return out
+
+
+def test_real_clip_tagged_on_arm_verifies_on_the_host_for_its_owner_and_share_only(installed, tmp_path):
     arch, overlay = installed
     clip = clips.encode_pyav(frames=75, gop=25, seed=3)  # three segments of real x264
     secret = os.urandom(32)
-    params = {"owner": "alice", "camera": "cam-arm", "epoch": 3, "stream_id": 1_767_225_600_000,
-              "capture_ms": 1_767_225_600_123}
+    params = {"pairing_secret": secret.hex(), "owner": "alice", "camera": "cam-arm", "epoch": 3,
+              "shares": ["bob"], "stream_id": 1_767_225_600_000, "capture_ms": 1_767_225_600_123}
     work, out = tmp_path / "work", tmp_path / "out"
     work.mkdir()
     out.mkdir()
     (work / "clip.h264").write_bytes(clip)
-    (work / "secret.hex").write_text(secret.hex())
     (work / "params.json").write_text(json.dumps(params))
-    res = guest_python(arch, GUEST_TAG_CLIP, overlay=overlay,
+    res = guest_python(arch, TAG_CLIP, overlay=overlay,
                        binds=[(str(work), "/mnt/work", True), (str(out), "/mnt/out")])
-    machine, count = res.stdout.split()
-    assert machine == _expected_machine(arch) and int(count) == 3
-    tagged = (out / "tagged.h264").read_bytes()
-
-    # the host's tagger makes the very same bytes
-    key = derive_binding_key(secret, "alice", "cam-arm", 3)
-    host = Tagger(key, "alice", "cam-arm", 3, params["stream_id"])
-    expected = b"".join(host.tag_annexb(seg.data, annexb_units(seg.data), params["capture_ms"] + 1000 * i)[0]
-                        for i, seg in enumerate(cut(clip)))
-    assert tagged == expected
-
-    view = memoryview(tagged)
-    segments = [b"".join(b"\x00\x00\x00\x01" + view[s:e] for s, e in seg)
-                for seg in tagged_segments(tagged)]
+    machine, sizes = res.stdout.split(" ", 1)
+    assert machine == _expected_machine(arch)
+    segments = _split((out / "tagged.h264").read_bytes(), json.loads(sizes))
     assert len(segments) == 3
-    owner = StreamVerifier(Keyring([Binding("alice", "cam-arm", 3, key)]))
-    verdicts = [owner.verify(s) for s in segments]
-    assert [v.reason for v in verdicts] == [Reason.OK] * 3
-    assert [v.tag.seq for v in verdicts] == [0, 1, 2]
-    # another viewer: bob's own binding of the same camera, and alice's revoked epoch 2
+
+    # the host's core, given the same clip and pairing, makes the very same bytes
+    scope: dict = {"__name__": "on the host"}
+    exec(TAG_CLIP, scope)
+    assert scope["tag_clip"](clip, params) == segments
+
+    epoch = Epoch.of_pairing(secret, "alice", "cam-arm", 3, ["bob"])
+    for holder in ("alice", "bob"):  # the owner (slot 0) and the share (slot 1)
+        verifier = StreamVerifier(Keyring([Binding.of_epoch(epoch, holder)]))
+        verdicts = [verifier.verify(s) for s in segments]
+        assert [v.reason for v in verdicts] == [Reason.OK] * 3, holder
+        assert [v.tag.seq for v in verdicts] == [0, 1, 2]
+        assert verdicts[-1].tag.end_of_stream and not verdicts[0].tag.end_of_stream
+    # other viewers: another pairing of the same camera, alice's epoch 2, another camera
     others = {
-        "bob": Keyring([Binding("bob", "cam-arm", 3, derive_binding_key(secret, "bob", "cam-arm", 3))]),
-        "old-epoch": Keyring([Binding("alice", "cam-arm", 2,
-                                      derive_binding_key(secret, "alice", "cam-arm", 2))]),
-        "other-camera": Keyring([Binding("alice", "cam-x", 3,
-                                         derive_binding_key(secret, "alice", "cam-x", 3))]),
+        "mallory": Binding.of_epoch(Epoch.of_pairing(os.urandom(32), "mallory", "cam-arm", 3, [])),
+        "old-epoch": Binding.of_epoch(Epoch.of_pairing(secret, "alice", "cam-arm", 2, ["bob"])),
+        "other-camera": Binding.of_epoch(Epoch.of_pairing(secret, "alice", "cam-x", 3, ["bob"])),
     }
-    for name, keyring in others.items():
-        verifier = StreamVerifier(keyring)
-        reasons = [verifier.verify(s).reason for s in segments]
-        assert reasons == [Reason.NO_GRANT] * 3, name
-    # a viewer holding a wrong key under alice's grant is refused on the MAC
-    forged = StreamVerifier(Keyring([Binding("alice", "cam-arm", 3, os.urandom(32))]))
-    assert [forged.verify(s).reason for s in segments] == [Reason.MAC_MISMATCH] * 3
+    for name, binding in others.items():
+        verifier = StreamVerifier(Keyring([binding]))
+        assert [verifier.verify(s).reason for s in segments] == [Reason.NO_GRANT] * 3, name
+    # a key that is not the slot's, under alice's grant, is refused on the MAC: a random one,
+    # and bob's own slot key presented as the owner's (a grantee cannot pass for the owner)
+    bob_key = Binding.of_epoch(epoch, "bob").key
+    for name, key in (("random", os.urandom(32)), ("bob's key as slot 0", bob_key)):
+        forged = StreamVerifier(Keyring([Binding("alice", "cam-arm", 3, key, 0)]))
+        assert [forged.verify(s).reason for s in segments] == [Reason.MAC_MISMATCH] * 3, name
 
 
 def test_bench_arm_runs_both_paths_in_the_guest():
