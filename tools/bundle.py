@@ -228,11 +228,15 @@ def mpy_entries(firmware: Path = FIRMWARE) -> List[Entry]:
 # ------------------------------------------------------------------ checks
 
 
-_KEY_FIELDS = {"secret", "device_secret", "binding_key", "control_key", "key", "keys", "bindings"}
+# Field names of segbind's secret files (device, pairing, epoch, keyring, owner, account,
+# display, the agent's state) and of anything else that would hold a key.
+_KEY_FIELDS = {"secret", "device_secret", "pairing", "pairing_secret", "root", "epoch_root", "slot_keys",
+               "command_key", "signing_key", "sealing_key", "key", "keys", "bindings", "grants"}
 
 
 def check_no_key_material(entries: Iterable[Entry]) -> None:
-    """Refuse data files that look like segbind device, binding or keyring files."""
+    """Refuse data files that look like a segbind file (every secret one names its kind) or
+    hold a key under a key's field name or as a bare 256-bit hex string."""
     for e in entries:
         if e.path.endswith((".py", ".mpy")):
             continue

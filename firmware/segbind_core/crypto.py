@@ -90,19 +90,18 @@ class MacKey:
         block = _block_key(key)
         self._ipad = _xor(block, _IPAD)
         self._opad = _xor(block, _OPAD)
-        inner = hashlib.sha256(self._ipad)
-        self._copyable = getattr(inner, "copy", None) is not None
-        if self._copyable:
-            self._inner = inner
-            self._outer = hashlib.sha256(self._opad)
+        # The keyed states' own copy methods where hash objects have one (CPython), else None;
+        # looked up, not called by name, since MicroPython's hash objects have none.
+        self._inner_copy = getattr(hashlib.sha256(self._ipad), "copy", None)
+        self._outer_copy = getattr(hashlib.sha256(self._opad), "copy", None)
 
     def mac(self, *parts: Buffer) -> bytes:
         """HMAC-SHA256(key, the parts concatenated)."""
-        if self._copyable:
-            inner = self._inner.copy()
+        if self._inner_copy is not None and self._outer_copy is not None:
+            inner = self._inner_copy()
             for part in parts:
                 inner.update(part)
-            outer = self._outer.copy()
+            outer = self._outer_copy()
             outer.update(inner.digest())
             digest: bytes = outer.digest()
             return digest

@@ -140,7 +140,9 @@ def test_manifest_lists_every_file_with_its_true_hash(bundle):
     victim = bundle.tree / "opt/segbind/lib/segbind_core/tag.py"
     original = victim.read_bytes()
     try:
-        victim.write_bytes(original.replace(b"VERSION = 1", b"VERSION = 2"))
+        changed = original.replace(b"VERSION = 2\n", b"VERSION = 3\n", 1)
+        assert changed != original
+        victim.write_bytes(changed)
         r = subprocess.run(["sha256sum", "-c", "--strict", "--quiet", bt.MANIFEST_PATH],
                            cwd=bundle.tree, capture_output=True, text=True)
         assert r.returncode == 1 and "segbind_core/tag.py: FAILED" in r.stdout
@@ -177,35 +179,45 @@ def test_every_core_module_has_its_mpy(bundle):
 
 
 def test_bundled_mpy_runs_on_real_micropython_and_tags_a_vector(bundle):
-    """The .mpy files alone (no .py on sys.path) import on the MicroPython VM and tag byte for byte."""
-    vectors = json.loads((REPO / "tests/vectors/segbind_v1.json").read_text())
-    seg = vectors["segments"][0]
+    """The .mpy files alone (no .py on sys.path) import on the MicroPython VM, derive a pairing's
+    keys and tag a vector segment with two slots byte for byte."""
+    vectors = json.loads((REPO / "tests/vectors/segbind_v2.json").read_text())
+    seg = next(v for v in vectors["segments"] if v["shares"])
     script = bundle.tree.parent / "mp_tag.py"
     script.write_text(
         "import sys\n"
         "sys.path[:] = ['/mpy']\n"  # nothing else: the firmware .py files are not reachable
-        "from segbind_core.keys import derive_binding_key\n"
+        "from segbind_core.keys import Epoch, command_key\n"
         "from segbind_core.nal import annexb_units\n"
         "from segbind_core.tagger import Tagger\n"
         "import segbind_core.tag\n"
         "v = dict(%r)\n"
-        "key = derive_binding_key(bytes.fromhex(v['device_secret']), v['owner'], v['camera'], v['epoch'])\n"
+        "P = bytes.fromhex(v['pairing_secret'])\n"
+        "epoch = Epoch.of_pairing(P, v['owner'], v['camera'], v['epoch'], v['shares'])\n"
         "buf = bytes.fromhex(v['segment'])\n"
-        "t = Tagger(key, v['owner'], v['camera'], v['epoch'], v['stream_id'], v['seq'], bytes.fromhex(v['link']))\n"
-        "out, tag = t.tag_annexb(buf, annexb_units(buf), v['capture_ms'])\n"
+        "t = Tagger(epoch, v['stream_id'], v['codec'], v['seq'], bytes.fromhex(v['link']))\n"
+        "out, tag = t.tag(buf, len(annexb_units(buf)), v['capture_ms'], v['duration_ms'], v['pictures'],\n"
+        "                 v['end_of_stream'])\n"
         "print(sys.implementation.name, segbind_core.tag.__file__)\n"
-        "print(key.hex(), out.hex())\n" % ({k: seg[k] for k in (
-            "device_secret", "owner", "camera", "epoch", "stream_id", "seq", "link",
-            "capture_ms", "segment")},))
+        "print(','.join(k.hex() for _h, k in epoch.slot_keys()), command_key(P, v['owner'], v['camera']).hex())\n"
+        "print(out.hex())\n" % ({k: seg[k] for k in (
+            "pairing_secret", "owner", "camera", "epoch", "shares", "codec", "stream_id", "seq", "link",
+            "capture_ms", "duration_ms", "pictures", "end_of_stream", "segment")},))
     files = []
     for p in sorted((bundle.tree / "opt/segbind/mpy/segbind_core").iterdir()):
         files += ["--file", f"/mpy/segbind_core/{p.name}={p}"]
     r = subprocess.run(["node", str(NODE_RUNNER), "exec", str(script), *files],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr + r.stdout
-    impl, source, key, tagged = r.stdout.split()
+    impl, source, slot_keys, command_key, tagged = r.stdout.split()
     assert impl == "micropython" and source == "/mpy/segbind_core/tag.mpy"
-    assert key == seg["binding_key"] and tagged == seg["tagged_segment"]
+    same_pairing = [k for k in vectors["keys"] if (k["pairing_secret"], k["owner"], k["camera"], k["epoch"])
+                    == (seg["pairing_secret"], seg["owner"], seg["camera"], seg["epoch"])]
+    assert len(same_pairing) == 1
+    assert slot_keys.split(",")[0] == same_pairing[0]["slot_keys"][0]  # the owner's slot
+    assert command_key == same_pairing[0]["command_key"]
+    assert len(slot_keys.split(",")) == len(seg["shares"]) + 1 == len(seg["macs"]) == 2
+    assert tagged == seg["tagged_segment"]
 
 
 def test_paho_is_vendored_from_the_host_package_with_its_license(bundle):
@@ -236,9 +248,11 @@ def _secrets_known_to_the_repo() -> set:
     def walk(x):
         if isinstance(x, dict):
             for k, v in x.items():
-                if isinstance(v, str) and re.search(r"(secret|key)$", k) and \
-                        re.fullmatch(r"[0-9a-f]{32,}", v):
-                    found.add(v)
+                values = v if isinstance(v, list) else [v]
+                for value in values:
+                    if isinstance(value, str) and re.search(r"(secret|key|keys|root)$", k) and \
+                            re.fullmatch(r"[0-9a-f]{32,}", value):
+                        found.add(value)
                 walk(v)
         elif isinstance(x, list):
             for v in x:
@@ -252,7 +266,7 @@ def _secrets_known_to_the_repo() -> set:
 
 def test_no_key_material_or_test_secrets_in_the_bundle(bundle):
     secrets = _secrets_known_to_the_repo()
-    assert len(secrets) >= 8  # the vectors' device secrets, binding and control keys
+    assert len(secrets) >= 8  # the vectors' pairing secrets, epoch roots, slot and command keys
     blobs = {n: d for n, (_, d) in tar_members(bundle.tarball).items() if d is not None}
     for name, data in blobs.items():
         lower = data.lower()
@@ -486,7 +500,7 @@ def dockerfile_drift(dockerfile: str, dockerignore: str, bundle) -> list:
                  "firmware/segbind_agent/__main__.py", "firmware/packaging/segbind-agent.init"):
         if not dockerignore_allows(patterns, path):
             problems.append(f".dockerignore excludes {path}")
-    for path in ("keys/alice.json", "tests/vectors/segbind_v1.json", ".git/config",
+    for path in ("keys/alice.json", "tests/vectors/segbind_v2.json", ".git/config",
                  "firmware/segbind_core/__pycache__/tag.cpython-311.pyc", "dist/x.tar.gz"):
         if dockerignore_allows(patterns, path):
             problems.append(f".dockerignore lets {path} into the build context")
@@ -535,13 +549,39 @@ def test_init_script_unit_and_example_config_are_valid(bundle):
     unit = members[bt.SYSTEMD_UNIT][1].decode()
     sections = re.findall(r"^\[(\w+)\]$", unit, re.M)
     assert sections == ["Unit", "Service", "Install"]
-    state_dir = "/var/lib/" + re.search(r"^StateDirectory=(\S+)$", unit, re.M).group(1)
-    # the example configuration loads with the agent's own parser and fits the unit
+    state_dirs = ["/var/lib/" + d for d in re.search(r"^StateDirectory=(.+)$", unit, re.M).group(1).split()]
+    # the example configuration loads with the agent's own parser and fits the unit: the state
+    # in the first state directory, the monotonic counter in another one (restoring or wiping
+    # the state does not reach it)
     from segbind_agent.config import Config
 
     cfg = Config(json.loads(members[bt.EXAMPLE_CONFIG][1]), "/etc/segbind")
-    assert cfg.state_dir == state_dir
+    assert cfg.state_dir == state_dirs[0] and len(state_dirs) == 2
+    assert Path(cfg.counter_file).parent == Path(state_dirs[1])
+    assert not cfg.counter_file.startswith(cfg.state_dir + "/")
     assert cfg.device_secret_file.startswith("/etc/segbind/")
     launcher = members["opt/segbind/bin/segbind-agent"][1].decode()
     assert "PYTHONPATH=/opt/segbind/lib" in launcher
     assert re.search(r"^exec /usr/bin/python3 .*-m segbind_agent \"\$@\"$", launcher, re.M)
+
+
+def test_init_script_hands_pairing_offers_and_the_reset_button_to_the_agent(bundle, tmp_path):
+    """``pair OFFER`` and ``reset`` run the launcher with the script's CONFIG (the QEMU agent test
+    runs them for real in the image); a ``pair`` without an offer is a usage error."""
+    calls = tmp_path / "calls"
+    stub = tmp_path / "segbind-agent"
+    stub.write_text('#!/bin/sh\necho "$*" >> %s\n' % calls)
+    stub.chmod(0o755)
+    script = tmp_path / "segbind-agent.init"
+    text = (bundle.tree / bt.INIT_SCRIPT).read_text()
+    assert text.count("DAEMON=/opt/segbind/bin/segbind-agent\n") == 1
+    script.write_text(text.replace("DAEMON=/opt/segbind/bin/segbind-agent\n", "DAEMON=%s\n" % stub))
+    for args in (["pair", "/run/segbind/lens/1.offer"], ["reset"]):
+        r = subprocess.run(["sh", str(script), *args], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+    assert calls.read_text().splitlines() == ["--config /etc/segbind/agent.json pair /run/segbind/lens/1.offer",
+                                              "--config /etc/segbind/agent.json reset"]
+    r = subprocess.run(["sh", str(script), "pair"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "usage" in r.stderr
+    r = subprocess.run(["sh", str(script), "bogus"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "pair OFFER|reset" in r.stderr

@@ -119,11 +119,15 @@ def utf8_cases():
 
 UTF8_SCRIPT = UTF8_CASES + """
 from segbind_core.tag import TagError, decode_tag
-tail = b"\\x01c\\x01\\x02\\x03\\x04" + bytes(28)
+# a version 2 H.264 tag body whose owner id is the case: camera "c", epoch 1, stream 0,
+# seq 0, capture 0, duration 0, one picture, one unit, no flags, link, hint, one MAC
+head = b"\\x02\\x01\\x01"
+tail = b"\\x01c\\x01" + bytes(4) + b"\\x01\\x01\\x00" + bytes(8 + 4) + b"\\x01" + bytes(16)
+decode_tag(head + b"\\x01a" + tail)  # the frame itself is a valid tag
 out = []
 for raw in utf8_cases():
     try:
-        decode_tag(bytes((1, 1, len(raw))) + raw + tail)
+        decode_tag(head + bytes((len(raw),)) + raw + tail)
         out.append("1")
     except TagError:
         out.append("0")
