@@ -1,30 +1,32 @@
 #!/usr/bin/env python3
-"""Tagging throughput on emulated ARM, as a ratio to raw SHA-256 in the same emulation.
+"""The camera's costs on emulated ARM, with and without the ``hmac`` module; the agent's memory.
 
-    python3 tools/bench_arm.py [--arch armhf] [--rounds N] [--size BYTES] [--json]
+    python3 tools/bench_arm.py [--arch armhf] [--rounds N] [--size BYTES] [--agent] [--json]
 
 The core is installed in the camera image from the flashable bundle
-(tools/bundle.py), exactly as the QEMU tests do, and a ~1 MB segment of real
-x264 H.264 (an IDR and the pictures after it) is tagged inside the guest:
+(tools/bundle.py), exactly as the QEMU tests do, and tools/bench_camera.py's
+script runs inside the guest twice: with the interpreter's ``hmac`` (OpenSSL) and
+with ``hmac`` made unimportable (the core's pure HMAC, as on MicroPython or a
+python3-minimal-only camera). Per segment, over one segment of real x264 of about
+``--size`` bytes, each figure is a ratio to ``hashlib.sha256`` over the same bytes
+in the same guest process (best of interleaved rounds; 1.0 means the work costs
+exactly one hash pass):
 
-* ``tag, units given``: ``Tagger.tag_units`` over NAL units an encoder API
-  already delimits (digest + MAC + SEI);
-* ``tag, Annex-B scan``: ``annexb_units`` then ``tag_units`` (bytes from a pipe);
-* ``tag + tagged output``: scan, tag and emit the tagged Annex-B segment
-  (``tag_annexb``, one more copy of the segment).
+* ``tag, 1 slot``: ``Tagger.tag`` for the owner alone (digest, MAC, SEI, tagged copy);
+* ``tag, 4 slots``: the owner and three shares;
+* ``cut + tag, 4 slots``: the agent's ``Segmenter`` (start-code scan, access unit
+  delimiters) then ``Tagger.tag``.
 
-Each is timed against ``hashlib.sha256(segment).digest()`` in the same guest
-process: best of interleaved rounds, ratio = SHA-256 time / tagging time (1.0
-means tagging costs exactly one hash pass). Absolute MB/s under qemu-user
-mean little (they depend on the host CPU and QEMU's translation); the ratios
-say how close the core is to the hash floor on that CPU architecture.
-Every row runs twice: with the interpreter's ``hmac`` (OpenSSL) and with
-``hmac`` made unimportable (the core's pure path, as on MicroPython or a
-python3-minimal-only camera).
+Per pairing: ``AgentCore.pair`` taking an offer and ``AgentCore.command`` taking a
+rotation to three shares, in milliseconds. Absolute figures under qemu-user mean
+little (they depend on the host CPU and QEMU's translation); the ratios say how
+close the camera is to the hash floor on that CPU architecture. tools/bench_camera.py
+gives the same figures for real MicroPython beside the armhf image.
 
-``--agent`` adds the agent's peak memory (VmHWM of the agent process in the
-guest) while it tags and publishes a real clip to a Mosquitto broker on the
-host: see tests/test_qemu_agent.py, which measures the same thing.
+``--agent`` adds the agent's peak memory (VmHWM of the agent process in the guest)
+while it tags and publishes a real clip to a Mosquitto broker on the host, paired
+out of band by an owner's app: see tests/device/test_qemu_agent.py, which measures
+the same thing.
 """
 
 from __future__ import annotations
@@ -37,65 +39,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+import bench_camera  # a sibling in tools/: the script the guest runs, its inputs and runner
+
 ROOT = Path(__file__).resolve().parent.parent
 
-GUEST_BENCH = r'''
-import hashlib, json, platform, sys, time
-if sys.argv[2] == "pure":
-    sys.modules["hmac"] = None
-from segbind_core.nal import annexb_units
-from segbind_core.tagger import Tagger
-rounds = int(sys.argv[1])
-data = open("/mnt/bench/segment.h264", "rb").read()
-units = annexb_units(data)
-tagger = Tagger(b"k" * 32, "acct-0001044", "cam-00f3a9c2", 1, 1)
-jobs = {
-    "sha256": lambda: hashlib.sha256(data).digest(),
-    "tag_units": lambda: tagger.tag_units(data, units, 0),
-    "scan_tag": lambda: tagger.tag_units(data, annexb_units(data), 0),
-    "scan_tag_emit": lambda: tagger.tag_annexb(data, annexb_units(data), 0),
-}
-for job in jobs.values():  # warm up (QEMU translates each code path once)
-    job()
-best = {k: float("inf") for k in jobs}
-for _ in range(rounds):  # interleaved: slow phases of a noisy host hit every job alike
-    for name, job in jobs.items():
-        t0 = time.perf_counter()
-        job()
-        best[name] = min(best[name], time.perf_counter() - t0)
-try:
-    import hmac
-    path = "hmac"
-except ImportError:
-    path = "pure"
-print(json.dumps({"machine": platform.machine(), "python": platform.python_version(),
-                  "path": path, "bytes": len(data), "units": len(units), "best_s": best}))
-'''
-
-ROWS = (("tag_units", "tag, units given"), ("scan_tag", "tag, Annex-B scan"),
-        ("scan_tag_emit", "tag + tagged output"))
-
-
-def segment(size: int) -> bytes:
-    """Whole NAL units of one real x264 segment, about ``size`` bytes."""
-    from bench_core import segment_of_size  # tools/bench_core.py: the host benchmark's segment
-
-    return segment_of_size(size)
-
-
-def run_guest(arch: str, workdir: Path, rounds: int, mode: str) -> dict:
-    from camera_guest import ci, install_bundle
-
-    layer = workdir / f"layer-{arch}"
-    if not (layer / "upper" / "opt" / "segbind").is_dir():
-        install_bundle(arch, layer)  # the bundle, built once, extracted by the guest's tar
-    res = ci.run_in_image(arch, ["python3", "-c", GUEST_BENCH, str(rounds), mode],
-                          binds=[(str(workdir / "bench"), "/mnt/bench", True)],
-                          env={"PYTHONPATH": "/opt/segbind/lib", "PYTHONDONTWRITEBYTECODE": "1"},
-                          capture=True, timeout=1800, overlay=layer)
-    if res.returncode != 0:
-        raise SystemExit(f"bench_arm: guest failed: {res.stderr.strip().splitlines()[-1:]}")
-    return json.loads(res.stdout)
+ROWS = (("tag_1_slot", "tag, 1 slot"), ("tag_4_slots", "tag, 4 slots"),
+        ("cut_and_tag_4_slots", "cut + tag, 4 slots"))
 
 
 def agent_peak_memory(arch: str, work: Path) -> dict:
@@ -103,26 +52,33 @@ def agent_peak_memory(arch: str, work: Path) -> dict:
     from camera_guest import GuestCamera, bare_python_peak_kb
 
     from host_sim import clips
+    from host_sim.app import OwnerApp
     from host_sim.broker import Broker
-    from host_sim.cloud import Cloud
+    from host_sim.cloud import Cloud, RoutingStore
     from host_sim.transport import MqttTransport
+    from segbind.owner import Owner
+    from segbind_core import control
     from segbind_core.segment import cut
 
     clip = clips.encode_pyav(frames=250, gop=50, width=1280, height=720, seed=5)
     sizes = [len(seg.data) for seg in cut(clip)]
     camera = "cam-bench"
-    secret = os.urandom(32)
     with Broker() as broker:
-        cloud = Cloud(MqttTransport(broker.host, broker.port, "bench-cloud")).start()
-        cam = GuestCamera(arch, work / "agent", camera, secret, broker.host, broker.port)
+        cloud = Cloud(MqttTransport(broker.host, broker.port, "bench-cloud"),
+                      RoutingStore(str(work / "routing.json"))).start()
+        app = OwnerApp(MqttTransport(broker.host, broker.port, "bench-app"),
+                       Owner.new("alice", test_only=True)).start()
+        cam = GuestCamera(arch, work / "agent", camera, os.urandom(32), broker.host, broker.port)
         try:
-            cloud.provision(camera, secret)
             cam.start()
-            if not cloud.wait_status(camera, lambda s: s["state"] == "online", 120):
+            if not cloud.wait_for(lambda: cloud.status.get(camera, {}).get("state") == "online", 120):
                 raise SystemExit("bench_arm: the agent never came online: " + cam.log()[-500:])
-            cloud.claim(camera, "alice", wait=120)
+            app.pair(camera, cam.handover)  # through the camera's lens, never the broker
+            if not app.wait_for(lambda a: (a.result_for(camera, control.PAIR) or control.Result(
+                    "", "", 0, 0, "")).status == control.OK, 120):
+                raise SystemExit("bench_arm: the camera did not take the pairing: " + cam.log()[-500:])
             cam.feed(clip, speed=1.0)  # real time, as the encoder delivers it
-            done = cloud.wait_status(camera, lambda s: s.get("counts", {}).get(
+            done = cloud.wait_for(lambda: cloud.status.get(camera, {}).get("counts", {}).get(
                 "segments_delivered") == len(sizes), 300)
             if not done:
                 raise SystemExit("bench_arm: the agent did not deliver the clip: " + cam.log()[-500:])
@@ -130,15 +86,11 @@ def agent_peak_memory(arch: str, work: Path) -> dict:
             cam.stop()
         finally:
             cam.close()
+            app.transport.stop()
             cloud.stop()
     return {"vmhwm_kb": peak, "bare_python_kb": bare_python_peak_kb(arch),
             "segments": len(sizes), "max_segment_bytes": max(sizes),
             "clip": "1280x720 x264, 10 s at 25 fps, an IDR every 2 s"}
-
-
-def ratios(result: dict) -> dict:
-    base = result["best_s"]["sha256"]
-    return {key: base / result["best_s"][key] for key, _ in ROWS}
 
 
 def main(argv=None) -> int:
@@ -155,18 +107,21 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="segbind-bench-arm-"))
     try:
         (work / "bench").mkdir()
-        seg = segment(args.size)
-        (work / "bench" / "segment.h264").write_bytes(seg)
-        results = {mode: run_guest(args.arch, work, args.rounds, mode) for mode in ("hmac", "pure")}
+        inputs = bench_camera.write_inputs(work / "bench", [args.size])
+        layer = work / ("layer-" + args.arch)  # one install of the bundle for both runs
+        results = {mode: bench_camera.run_arm(args.arch, inputs, args.rounds, mode, layer)
+                   for mode in ("hmac", "pure")}
+        segment = results["hmac"]["segments"][0]
         report = {"arch": args.arch, "machine": results["hmac"]["machine"],
-                  "python": results["hmac"]["python"], "segment_bytes": len(seg),
-                  "nal_units": results["hmac"]["units"], "rounds": args.rounds,
-                  "sha256_MBps": {m: len(seg) / r["best_s"]["sha256"] / 1e6
+                  "python": results["hmac"]["version"], "segment_bytes": segment["bytes"],
+                  "nal_units": segment["units"], "rounds": args.rounds,
+                  "sha256_MBps": {m: r["segments"][0]["bytes"] / r["segments"][0]["sha256_us"]
                                   for m, r in results.items()},
-                  "ratios": {m: ratios(r) for m, r in results.items()}}
-        for mode, r in results.items():
-            if r["path"] != mode:
-                raise SystemExit(f"bench_arm: guest ran the {r['path']} path, asked for {mode}")
+                  "ratios": {m: {key: bench_camera.derived(r)["segments"][0][key] for key, _ in ROWS}
+                             for m, r in results.items()},
+                  "pairing_ms": {m: {"pair": r["pair_us"] / 1000, "rotate_3_shares": r["rotate_3_shares_us"] / 1000}
+                                 for m, r in results.items()},
+                  "tag_bytes": results["hmac"]["tag_bytes"]}
         if args.agent:
             report["agent"] = agent_peak_memory(args.arch, work)
     finally:
@@ -174,15 +129,16 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(report, indent=1, sort_keys=True))
         return 0
-    print(f"segbind tagging on {report['arch']} ({report['machine']}, CPython "
-          f"{report['python']}, qemu-user), one {len(seg):,}-byte segment of real x264, "
-          f"{report['nal_units']} NAL units, best of {args.rounds} interleaved rounds")
+    print(f"segbind on {report['arch']} ({report['machine']}, CPython {report['python']}, qemu-user), "
+          f"one {report['segment_bytes']:,}-byte segment of real x264, {report['nal_units']} NAL units, "
+          f"best of {args.rounds} interleaved rounds")
     print(f"raw hashlib.sha256 in the guest: {report['sha256_MBps']['hmac']:.1f} MB/s")
     print()
     print(f"{'':24}{'ratio to SHA-256':>18}{'ratio, no hmac':>16}")
     for key, label in ROWS:
-        print(f"{label:24}{report['ratios']['hmac'][key]:>18.3f}"
-              f"{report['ratios']['pure'][key]:>16.3f}")
+        print(f"{label:24}{report['ratios']['hmac'][key]:>18.3f}{report['ratios']['pure'][key]:>16.3f}")
+    for key, label in (("pair", "take a pairing offer"), ("rotate_3_shares", "rotate to 3 shares")):
+        print(f"{label:24}{report['pairing_ms']['hmac'][key]:>15.2f} ms{report['pairing_ms']['pure'][key]:>13.2f} ms")
     if args.agent:
         a = report["agent"]
         print()
@@ -195,4 +151,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "firmware"))
     sys.exit(main())

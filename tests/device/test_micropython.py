@@ -162,3 +162,22 @@ def test_vectors_file_matches_a_fresh_micropython_run():
                           capture_output=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     assert b"matches a fresh MicroPython run" in proc.stdout
+
+
+def test_bench_camera_runs_on_micropython():
+    """tools/bench_camera.py works on the real VM (its timings are for reading, never asserted);
+    the tag sizes it measures are docs/FORMAT.md section 5's."""
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_camera.py"), "--arch", "none",
+                           "--rounds", "1", "--size", "20000", "--json"], capture_output=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    result = json.loads(proc.stdout)["results"]["micropython"]
+    assert result["implementation"] == "micropython"
+    assert result["path"] == "pure"  # no hmac module on MicroPython
+    assert all(result[key] > 0 for key in ("pair_us", "rotate_3_shares_us", "pairing_keys_us", "rotation_keys_us"))
+    (segment,) = result["segments"]
+    assert 20_000 <= segment["bytes"] < 40_000 and segment["units"] > 2
+    assert all(segment[key] > 0 for key in ("sha256_us", "tag_1_slot_us", "tag_4_slots_us", "cut_and_tag_4_slots_us"))
+    tag = result["tag_bytes"]
+    assert (tag["pictures"], tag["duration_ms"]) == (100, 4000)
+    assert tag["owner_and_3_shares"] == {"h264": 152, "h265": 153}
+    assert tag["owner_and_3_shares"]["h264"] - tag["owner"]["h264"] == 3 * 16  # 16 bytes a share

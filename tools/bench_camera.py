@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""The camera's costs under format v2, on the interpreters a camera runs.
+
+    python3 tools/bench_camera.py [--rounds N] [--size BYTES ...] [--arch armhf|arm64|none] [--json]
+
+Measured on real MicroPython (the 1.27 VM compiled to WebAssembly, under Node:
+tests/micropython/run.mjs, as tests/device/test_micropython.py runs it) and on the
+ARM camera image's CPython (tools/camera_image.py, qemu-user; segbind installed from
+the flashable bundle, as the QEMU tests do). One script, ``BENCH``, runs unchanged on
+both; every figure comes from one run of it:
+
+* per pairing, what the camera does once per claim or change of who may watch:
+  ``AgentCore.pair`` taking an owner's pairing offer (the command key, epoch root and
+  owner's slot key derived, the state and the result made) and ``AgentCore.command``
+  taking a rotation that shares the camera with three accounts (the command's MAC
+  checked, the epoch root and four slot keys derived); and the key derivations alone;
+* per segment, ``Tagger.tag`` with 1 slot (the owner) and 4 slots (the owner and three
+  shares) over a segment of real x264 video, as a ratio to the same interpreter's
+  ``hashlib.sha256`` over the same bytes in the same run (best of interleaved rounds;
+  1.0 means tagging costs exactly one hash pass), and ``Segmenter`` plus ``Tagger``
+  (the agent's whole per-segment path, the start-code scan included);
+* the tag's size as carried (start code included), with 12-byte ids, the owner and
+  three shares, today's clock and a 4-second segment, in H.264 and H.265.
+
+Absolute times depend on the host (WebAssembly JIT, QEMU's translation); the ratios
+say how close each interpreter is to its own hash floor, and the pairing figures are
+also given in units of that interpreter's hash of the segment.
+
+tools/bench_arm.py runs the same script on both ARM architectures, with and without
+the ``hmac`` module, and measures the agent's memory in the image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNNER = ROOT / "tests" / "micropython" / "run.mjs"
+OWNER, CAMERA = "acct-0001044", "cam-00f3a9c2"               # 12-byte ids
+SHARES = ["acct-0002001", "acct-0002002", "acct-0002003"]    # three shares, 12-byte ids
+SEGMENT_MS = 4000
+NOW_MS = 1_767_225_600_000  # 2026-01-01: today's clock in the tag (uvarint size)
+DAY_SEQ = 24 * 3600 * 1000 // SEGMENT_MS  # a stream's seq a day after it began
+
+# Runs on MicroPython and on CPython (no f-strings, ticks where MicroPython has them).
+# argv: SEGMENT_PATH... ROUNDS MODE ("pure": hmac made unimportable on CPython).
+BENCH = r'''
+import hashlib, json, sys
+if sys.argv[-1] == "pure" and sys.implementation.name != "micropython":
+    sys.modules["hmac"] = None  # the core's pure HMAC, as on a python3-minimal-only camera
+try:
+    from time import ticks_diff, ticks_us
+except ImportError:  # CPython
+    from time import perf_counter
+
+    def ticks_us():
+        return int(perf_counter() * 1000000)
+
+    def ticks_diff(a, b):
+        return a - b
+from segbind_agent.core import AgentCore, BindingState
+from segbind_core import control
+from segbind_core.keys import Epoch, command_key
+from segbind_core.nal import START_CODE, annexb_units
+from segbind_core.segment import Segment, Segmenter
+from segbind_core.sei import build_sei_nal
+from segbind_core.tag import CODEC_H265
+from segbind_core.tagger import Tagger
+
+OWNER, CAMERA, SHARES, NOW, SEGMENT_MS, DAY_SEQ = PARAMS
+sizing_clip, paths, rounds, mode = sys.argv[1], sys.argv[2:-2], int(sys.argv[-2]), sys.argv[-1]
+P = bytes(range(32))  # a pairing secret (any 32 bytes: the cost does not depend on them)
+WARMUP = 2            # the WebAssembly JIT and QEMU translate each path on its first runs
+BATCH_US = 50000      # MicroPython's clock here ticks in whole milliseconds: time batches this long
+
+
+def best_of(jobs):
+    # Best time per call in microseconds of each job, interleaved round by round. A job is
+    # make(k) -> run: the work for k calls is prepared outside the timing, run() does k calls.
+    calls = []
+    for make in jobs:  # calibrate: as many calls a batch as make it BATCH_US long
+        k = 1
+        while True:
+            run = make(k)
+            t = ticks_us()
+            run()
+            d = ticks_diff(ticks_us(), t)
+            if d >= BATCH_US or k >= 4096:
+                break
+            k = k * 2 if d * 4 < BATCH_US else k * BATCH_US // max(d, 1) + 1
+        calls.append(k)
+    best = [None] * len(jobs)
+    for r in range(WARMUP + rounds):
+        for i, make in enumerate(jobs):
+            run = make(calls[i])
+            t = ticks_us()
+            run()
+            d = ticks_diff(ticks_us(), t) / calls[i]
+            if r >= WARMUP and (best[i] is None or d < best[i]):
+                best[i] = d
+    return best
+
+
+def repeat(op):
+    def make(k):
+        def run():
+            for _ in range(k):
+                op()
+        return run
+    return make
+
+
+# -- per pairing ------------------------------------------------------------------------------
+offer = control.PairingOffer(OWNER, CAMERA, P, NOW + 600000).encode()
+C = command_key(P, OWNER, CAMERA)
+paired = AgentCore(CAMERA, BindingState(CAMERA))
+paired.start(NOW)
+paired.pair(offer, NOW)
+
+
+def take_offers(k):
+    cores = []  # fresh unclaimed cameras: each takes one offer
+    for _ in range(k):
+        core = AgentCore(CAMERA, BindingState(CAMERA))
+        core.start(NOW)
+        cores.append(core)
+
+    def run():
+        for core in cores:
+            core.pair(offer, NOW + 1)
+    return run
+
+
+def take_rotations(k):
+    first = paired.state.counter + 1
+    commands = [control.Command(control.ROTATE, CAMERA, OWNER, n, paired.state.epoch_hwm + 1 + n - first,
+                                SHARES, NOW).encode(C) for n in range(first, first + k)]
+
+    def run():
+        for payload in commands:
+            paired.command(payload, NOW + 2)
+    return run
+
+
+keys_tagger = Tagger(Epoch.of_pairing(P, OWNER, CAMERA, 1, []), NOW)
+
+
+def pairing_keys():
+    command_key(P, OWNER, CAMERA)
+    Tagger(Epoch.of_pairing(P, OWNER, CAMERA, 1, []), NOW)
+
+
+def rotation_keys():
+    keys_tagger.rebind(Epoch.of_pairing(P, OWNER, CAMERA, 2, SHARES))
+
+
+pair_us, rotate_us, pair_keys_us, rotate_keys_us = best_of(
+    [take_offers, take_rotations, repeat(pairing_keys), repeat(rotation_keys)])
+probe = take_offers(1)
+probe()
+assert paired.state.shares == SHARES and paired.tagger.epoch == paired.state.epoch_hwm > 1  # all applied
+
+# -- per segment ------------------------------------------------------------------------------
+segments = []
+for path in paths:
+    with open(path, "rb") as f:
+        data = f.read()
+    units = len(annexb_units(data))
+    one = Tagger(Epoch.of_pairing(P, OWNER, CAMERA, 1, []), NOW)
+    four = Tagger(Epoch.of_pairing(P, OWNER, CAMERA, 2, SHARES), NOW)
+
+    def cut_and_tag():
+        segmenter = Segmenter(max_duration_s=SEGMENT_MS / 1000, delimit=True)
+        for s in segmenter.push(data, NOW) + segmenter.finish():
+            if isinstance(s, Segment):
+                four.tag(s.data, s.units, NOW, s.duration_ms, s.pictures)
+
+    sha_us, one_us, four_us, cut_us = best_of([
+        repeat(lambda: hashlib.sha256(data).digest()),
+        repeat(lambda: one.tag(data, units, NOW, SEGMENT_MS, 100)),
+        repeat(lambda: four.tag(data, units, NOW, SEGMENT_MS, 100)),
+        repeat(cut_and_tag)])
+    segments.append({"bytes": len(data), "units": units, "sha256_us": sha_us, "tag_1_slot_us": one_us,
+                     "tag_4_slots_us": four_us, "cut_and_tag_4_slots_us": cut_us})
+
+# -- the tag's size: a real 4-second segment as the agent cuts it, a day into its stream ----------
+with open(sizing_clip, "rb") as f:
+    clip = f.read()
+segmenter = Segmenter(max_duration_s=SEGMENT_MS / 1000, delimit=True)
+cut = [s for s in segmenter.push(clip, NOW) + segmenter.finish() if isinstance(s, Segment)][0]
+sizes = {"pictures": cut.pictures, "units": cut.units, "duration_ms": cut.duration_ms, "seq": DAY_SEQ}
+for name, shares in (("owner", []), ("owner_and_3_shares", SHARES)):
+    link = hashlib.sha256(b"the previous segment").digest()[:8]  # as a digest's first bytes are
+    tagger = Tagger(Epoch.of_pairing(P, OWNER, CAMERA, 1, shares), NOW, seq=DAY_SEQ, link=link)
+    tagged, tag = tagger.tag(cut.data, cut.units, NOW + DAY_SEQ * SEGMENT_MS, cut.duration_ms, cut.pictures)
+    sizes[name] = {"h264": len(tagged) - len(cut.data),
+                   "h265": len(START_CODE) + len(build_sei_nal(tag.encode(), CODEC_H265))}
+
+try:  # the core's own test: OpenSSL's HMAC where hmac.digest exists (MicroPython's frozen hmac has none)
+    from hmac import digest
+    path = "hmac"
+except ImportError:
+    path = "pure"
+import platform
+machine = platform.machine() if hasattr(platform, "machine") else platform.platform()
+print("RESULT " + json.dumps({
+    "implementation": sys.implementation.name, "version": ".".join(str(v) for v in sys.implementation.version[:3]),
+    "machine": machine, "path": path, "rounds": rounds, "pair_us": pair_us, "rotate_3_shares_us": rotate_us,
+    "pairing_keys_us": pair_keys_us, "rotation_keys_us": rotate_keys_us, "segments": segments,
+    "tag_bytes": sizes}))
+'''
+
+
+def bench_source() -> str:
+    """``BENCH`` with the ids, shares and clock it runs with."""
+    return BENCH.replace("PARAMS", repr((OWNER, CAMERA, SHARES, NOW_MS, SEGMENT_MS, DAY_SEQ)), 1)
+
+
+def segment_of_size(target: int) -> bytes:
+    """Whole NAL units of one real x264 segment (an IDR and the pictures after it), about
+    ``target`` bytes: 1080p at high quality for large targets, a small picture otherwise."""
+    from host_sim import clips
+    from segbind_core.nal import START_CODE, annexb_units
+    from segbind_core.segment import cut
+
+    if target >= 200_000:
+        video = clips.encode_pyav(frames=24, gop=24, width=1920, height=1080, seed=7, options={"crf": "14"})
+    else:
+        video = clips.encode_pyav(frames=100, gop=100, width=640, height=360, seed=7, options={"crf": "23"})
+    first = cut(video)[0].data
+    units = annexb_units(first)
+    size, end = 0, 0
+    for end, (s, e) in enumerate(units, 1):  # noqa: B007  (whole NAL units, as many as fit the target)
+        size += 4 + e - s
+        if size >= target:
+            break
+    view = memoryview(first)
+    return b"".join(START_CODE + view[s:e] for s, e in units[:end])
+
+
+def write_inputs(directory: Path, sizes: Sequence[int]) -> List[Path]:
+    """BENCH's input files: a real 4-second clip (100 pictures at 25 fps, one IDR: the tag
+    size is measured on the segment the agent cuts from it), then one segment per size."""
+    from host_sim import clips
+
+    paths = [directory / "four-seconds.h264"]
+    paths[0].write_bytes(clips.encode_pyav(frames=100, gop=100, width=640, height=360, fps=25, seed=9))
+    for size in sizes:
+        paths.append(directory / ("segment-%d.h264" % size))
+        paths[-1].write_bytes(segment_of_size(size))
+    return paths
+
+
+def _result(stdout: str, where: str) -> dict:
+    line = next((l for l in stdout.splitlines() if l.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit("bench_camera: no result from %s" % where)
+    return json.loads(line[len("RESULT "):])
+
+
+def run_micropython(inputs: Sequence[Path], rounds: int) -> dict:
+    """BENCH on the real MicroPython VM (the repository's firmware, as the core tests run it)."""
+    files: List[str] = []
+    names = []
+    for path in inputs:
+        names.append("/bench/" + path.name)
+        files += ["--file", "%s=%s" % (names[-1], path)]
+    proc = subprocess.run(["node", str(RUNNER), "exec", "-", "--heap", "256m", *files, "--", *names,
+                           str(rounds), "micropython"],
+                          input=bench_source().encode(), capture_output=True, timeout=1800, cwd=ROOT)
+    if proc.returncode:
+        raise SystemExit("bench_camera: MicroPython failed: %s" % proc.stderr.decode()[-600:])
+    return _result(proc.stdout.decode(), "MicroPython")
+
+
+def run_arm(arch: str, inputs: Sequence[Path], rounds: int, mode: str = "hmac",
+            layer: Optional[Path] = None) -> dict:
+    """BENCH in the ARM image's python3, segbind installed from the bundle into ``layer`` (a
+    fresh one by default); ``mode`` "pure": with the ``hmac`` module made unimportable."""
+    from camera_guest import GUEST_ENV, ci, install_bundle
+
+    with tempfile.TemporaryDirectory(prefix="segbind-bench-camera-") as tmp:
+        layer = layer or Path(tmp) / ("layer-" + arch)
+        if not (layer / "upper" / "opt" / "segbind").is_dir():
+            install_bundle(arch, layer)  # the bundle, built once, extracted by the guest's tar
+        folder = inputs[0].parent
+        assert all(path.parent == folder for path in inputs)
+        res = ci.run_in_image(arch, ["python3", "-c", bench_source(), *("/mnt/bench/" + p.name for p in inputs),
+                                     str(rounds), mode], binds=[(str(folder), "/mnt/bench", True)],
+                              env=GUEST_ENV, capture=True, timeout=1800, overlay=layer)
+    if res.returncode != 0:
+        raise SystemExit("bench_camera: the %s guest failed: %s" % (arch, res.stderr.strip()[-600:]))
+    result = _result(res.stdout, arch)
+    if result["path"] != mode:
+        raise SystemExit("bench_camera: the guest ran the %s path, asked for %s" % (result["path"], mode))
+    return result
+
+
+def derived(result: dict) -> dict:
+    """Ratios to the interpreter's own SHA-256 of the same bytes, in the same run."""
+    out: Dict[str, dict] = {"segments": []}
+    for seg in result["segments"]:
+        sha = seg["sha256_us"]
+        out["segments"].append({"bytes": seg["bytes"], "sha256_MBps": seg["bytes"] / sha,
+                                "tag_1_slot": sha / seg["tag_1_slot_us"],
+                                "tag_4_slots": sha / seg["tag_4_slots_us"],
+                                "cut_and_tag_4_slots": sha / seg["cut_and_tag_4_slots_us"]})
+    sha_first = result["segments"][0]["sha256_us"]
+    out["pairing_in_segment_hashes"] = {key: result[key] / sha_first for key in (
+        "pair_us", "rotate_3_shares_us", "pairing_keys_us", "rotation_keys_us")}
+    return out
+
+
+def report_lines(name: str, result: dict) -> List[str]:
+    d = derived(result)
+    first = result["segments"][0]["bytes"]
+    lines = ["%s (%s %s, %s; best of %d interleaved rounds)" % (
+        name, result["implementation"], result["version"], result["machine"], result["rounds"])]
+    lines.append("  per pairing                                      time    x SHA-256 of the %s-byte segment"
+                 % format(first, ","))
+    for key, label in (("pair_us", "take a pairing offer (AgentCore.pair)"),
+                       ("rotate_3_shares_us", "rotate to 3 shares (AgentCore.command)"),
+                       ("pairing_keys_us", "  of which keys: command, root, 1 slot"),
+                       ("rotation_keys_us", "  of which keys: root, 4 slots")):
+        lines.append("  %-44s %8.2f ms %8.3f" % (label, result[key] / 1000, d["pairing_in_segment_hashes"][key]))
+    lines.append("  per segment                 bytes   SHA-256      ratio to SHA-256 (1.0 = one hash pass)")
+    lines.append("                                               tag 1 slot  tag 4 slots  cut+tag 4 slots")
+    for seg, r in zip(result["segments"], d["segments"]):
+        lines.append("  %26s %6.1f MB/s %10.3f %12.3f %16.3f" % (
+            format(seg["bytes"], ","), r["sha256_MBps"], r["tag_1_slot"], r["tag_4_slots"],
+            r["cut_and_tag_4_slots"]))
+        lines.append("  %26s %8.2f ms %9.2f ms %9.2f ms %13.2f ms" % (
+            "", seg["sha256_us"] / 1000, seg["tag_1_slot_us"] / 1000, seg["tag_4_slots_us"] / 1000,
+            seg["cut_and_tag_4_slots_us"] / 1000))
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench_camera.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (best of)")
+    p.add_argument("--size", type=int, action="append", help="segment size in bytes (repeatable; "
+                   "default 1,000,000: 4 s of 1080p at 2 Mbit/s, and 100,000: a 200 kbit/s substream)")
+    p.add_argument("--arch", default="armhf", choices=("armhf", "arm64", "none"),
+                   help="the ARM image to run in too (none: MicroPython only)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = p.parse_args(argv)
+    sizes = args.size or [1_000_000, 100_000]
+    if args.rounds < 1 or min(sizes) < 10_000:
+        p.error("--rounds must be >= 1 and --size >= 10000")
+    with tempfile.TemporaryDirectory(prefix="segbind-bench-camera-") as tmp:
+        inputs = write_inputs(Path(tmp), sizes)
+        results = {"micropython": run_micropython(inputs, args.rounds)}
+        if args.arch != "none":
+            results[args.arch] = run_arm(args.arch, inputs, args.rounds)
+    report = {"owner": OWNER, "camera": CAMERA, "shares": SHARES, "results": results,
+              "ratios": {name: derived(r) for name, r in results.items()}}
+    if args.json:
+        print(json.dumps(report, indent=1, sort_keys=True))
+        return 0
+    names = {"micropython": "real MicroPython (WebAssembly VM under Node)",
+             "armhf": "the armhf camera image's python3 (qemu-user)",
+             "arm64": "the arm64 camera image's python3 (qemu-user)"}
+    for name, result in results.items():
+        print("\n".join(report_lines(names[name], result)))
+        print()
+    sizes_seen = {json.dumps(r["tag_bytes"], sort_keys=True) for r in results.values()}
+    tag = results["micropython"]["tag_bytes"]
+    print("tag size as carried (start code included), 12-byte ids, today's clock, a real 4-s segment as the "
+          "agent cuts it (%d pictures, %d NAL units), seq %s (a day into its stream):"
+          % (tag["pictures"], tag["units"], format(tag["seq"], ",")))
+    print("  owner only: %d bytes H.264, %d H.265; owner and three shares: %d bytes H.264, %d H.265%s" % (
+        tag["owner"]["h264"], tag["owner"]["h265"], tag["owner_and_3_shares"]["h264"],
+        tag["owner_and_3_shares"]["h265"], "" if len(sizes_seen) == 1 else " (INTERPRETERS DISAGREE)"))
+    return 0 if len(sizes_seen) == 1 else 1
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "firmware"))
+    sys.exit(main())
