@@ -26,7 +26,7 @@ Layout (paths on the camera)::
     /etc/segbind/agent.example.json             configuration template (no secrets)
 
 The entry point, ``ENTRY_POINT`` below, is the same in the init script, the
-systemd unit and the top-level Dockerfile (tests/test_bundle.py checks).
+systemd unit and the top-level Dockerfile (tests/device/test_bundle.py checks).
 
 Deterministic: entries sorted, mtime fixed (``--mtime``, else
 ``$SOURCE_DATE_EPOCH``, else 2020-01-01), owner root:root (0:0), modes 0644
