@@ -186,7 +186,9 @@ class Cloud:
         self.prefix = prefix
         self.relay: Any = None
         self.status: Dict[str, Dict[str, Any]] = {}
+        self.received = 0                                             # segments that reached the cloud
         self.delivered: collections.Counter = collections.Counter()   # (camera, account) -> segments
+        self.delivered_by_source: collections.Counter = collections.Counter()  # live / quality-cache
         self.refused: collections.Counter = collections.Counter()     # why -> segments not delivered
         self.requests: collections.Counter = collections.Counter()    # op or refusal -> requests
         self.thumbnails = 0
@@ -266,17 +268,18 @@ class Cloud:
         return accounts + [a for a in self.faults.leak_to if a not in accounts]
 
     def _swapped_camera(self, camera: str) -> Optional[str]:
-        """Wyze 2024: for about one camera in eight, the cache hands back another camera's user
-        mapping (its neighbour in the cache's table)."""
+        """Wyze 2024: for one camera in four, the cache hands back another camera's user mapping
+        (its neighbour in the cache's table)."""
         names = sorted(self.routing.owner)
-        if len(names) < 2 or zlib.crc32(camera.encode()) % 8:
+        if len(names) < 2 or camera not in names or names.index(camera) % 4 != 1:
             return None
-        return names[(names.index(camera) + 1) % len(names)] if camera in names else None
+        return names[(names.index(camera) + 1) % len(names)]
 
     def _on_segment(self, msg: Message) -> None:
         camera = self._identity(self._camera_of(msg.topic))
         peeked = peek_tag(msg.payload)
         with self._lock:
+            self.received += 1
             accounts = [a for a in self._audience(camera) if self._admit(a, camera, peeked, "live")]
         if not accounts:
             self.refused["no_route"] += 1
@@ -312,6 +315,7 @@ class Cloud:
         thumbnail = source == "live" and peeked is not None and peeked.seq % THUMBNAIL_EVERY == 0
         with self._lock:
             self.delivered[(camera, account)] += 1
+            self.delivered_by_source[source] += 1
             if thumbnail:
                 self.thumbnails += 1
         self.transport.publish(topics.account_topic(account, topics.SEG, self.prefix), payload, qos=1,

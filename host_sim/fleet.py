@@ -218,7 +218,8 @@ def make_plan(cfg: FleetConfig) -> Plan:
             rng.random() < cfg.weak_cameras, rng.getrandbits(32), identity,
             buyer=owners[(i + 2) % n] if i in resold else None,
             rolled_back=i in resold and cfg.has("state_rollback"),
-            forger=viewers[0] if viewers and cfg.has("viewer_forgery") and i % 2 == 1 else None))
+            forger=viewers[0] if viewers and cfg.has("viewer_forgery") and sorted(shared).index(i) % 2 == 0
+            else None))
     owned: Dict[str, List[str]] = {a: [] for a in owners}
     shared_in: Dict[str, List[str]] = {a: [] for a in owners}
     for cam in cameras:
@@ -508,6 +509,7 @@ class Forger:
         self.transport = transport
         self.every_ms = every_ms
         self.forged = 0
+        self.samples: List[bytes] = []  # the first forgeries, for tests
         segmenter = Segmenter(delimit=True)
         self.raw = [s for t in templates for s in segmenter.push(t) if isinstance(s, Segment)]
 
@@ -537,6 +539,8 @@ class Forger:
                                                     hashlib.sha256(raw.data).digest())
         forged = forged.replace(old_sei, build_sei_nal(forged_tag.encode()), 1)
         self.forged += 1
+        if len(self.samples) < 4:
+            self.samples.append(forged)
         self.transport.publish(topics.camera_topic(self.victim.name, topics.SEG, self.fleet.prefix), forged, 1)
 
 
@@ -1048,6 +1052,10 @@ class Fleet:
                 "spool_dropped": sum(c.spool_dropped + c.core.spool.dropped_total for c in cams),
                 "spool_max": max((c.spool_max for c in cams), default=0),
                 "cameras_halted": sum(1 for c in cams if c.halted),
+                "at_cloud": self.cloud.received,
+                "relayed": self.cloud.delivered_by_source["live"],
+                "refilled": self.cloud.delivered_by_source["quality-cache"],
+                "delivered": sum(sum(d.delivered.values()) for d in displays),
                 "cloud": {"delivered": sum(self.cloud.delivered.values()), "refused": dict(self.cloud.refused),
                           "requests": dict(self.cloud.requests), "restarts": self.cloud.restarts},
                 "thumbnails": dict(self.thumbnails),
