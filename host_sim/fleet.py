@@ -724,7 +724,8 @@ class Fleet:
         faults = CloudFaults(**{f: True for f in cfg.faults if f in CLOUD_FAULTS})
         self.cloud = Cloud(cloud_transport, RoutingStore(), faults=faults,
                            second_line=cfg.defended and cfg.second_line, prefix=prefix)
-        self.cloud.routing.identity = {c.name: c.identity for c in plan.cameras}  # the operator provisions these
+        for c in plan.cameras:                   # the operator provisions their identities
+            self.cloud.provision(c.name, c.identity)
         self.cache = StreamingQualityCache(cfg.slots, cfg.capacity, bug=cfg.has("relay_cache_2020"))
         self.relay = QualityRelay(self.cache, scheduler,
                                   lambda account, camera, payload: self.cloud.deliver(account, camera, payload,

@@ -168,9 +168,10 @@ def test_a_grantee_cannot_forge_for_the_owner() -> None:
     forged_epoch = Epoch(shared.owner, shared.camera, shared.epoch, shared.shares, os.urandom(32))
     raw = raw_segments()[0]
     tagged, tag = Tagger(forged_epoch, T0).tag(raw.data, raw.units, T0, raw.duration_ms, raw.pictures)
+    import hashlib
+
     from segbind_core.crypto import MacKey
     from segbind_core.tag import compute_mac
-    import hashlib
     digest = hashlib.sha256(raw.data).digest()
     tag.macs[1] = compute_mac(MacKey(bob.key), tag.signed_fields(), digest)
     forged = replace_tag_body(tagged, lambda body: tag.encode())
