@@ -34,7 +34,10 @@ What it does, each time from scratch:
    tmpfs and binfmt_misc are mounted: they vanish with the namespace, nothing stays mounted
    on the host (checked in /proc/mounts at the end).  The environment is a login's
    (PATH, HOME=/root, LANG=C.UTF-8), not the host's (no pip configuration, no proxies but
-   http(s)_proxy).  /etc/resolv.conf is the host's; ``/usr/sbin/policy-rc.d`` exits 101 so
+   http(s)_proxy).  The network is the host's: /etc/resolv.conf is copied, and CA certificates
+   the host trusts beyond Debian's bundle (a TLS-intercepting proxy's, as on this development
+   network) are added the Debian way (/usr/local/share/ca-certificates, update-ca-certificates),
+   as an administrator of such a network does on any new machine.  ``/usr/sbin/policy-rc.d`` exits 101 so
    apt never starts services in the chroot (there is no init in it).  In order:
    ``bash tools/run.sh --help`` (must answer at once, installing nothing),
    ``bash tools/run.sh``, ``bash tools/test.sh [ARGS]``.
@@ -60,6 +63,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -78,6 +82,7 @@ GUEST_REPO = "/root/segbind"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUILD_VERSION = 1  # bump when the way the pristine root is made changes
 TAIL_LINES = 60
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 _LOCKS: list = []  # open lock files of this proof's run directories
@@ -288,6 +293,16 @@ def new_root(tarball: Path, commit: str, log_path: Path, *, verbose: bool) -> tu
         resolv.unlink()
     with contextlib.suppress(OSError):
         shutil.copyfile("/etc/resolv.conf", resolv)
+    extra = host_only_cas(root)
+    if extra:
+        cadir = root / "usr/local/share/ca-certificates"
+        cadir.mkdir(parents=True, exist_ok=True)
+        for i, pem in enumerate(extra):
+            (cadir / f"fresh-debian-host-{i}.crt").write_text(pem + "\n")
+        rc = run_logged(guest_argv(root, "update-ca-certificates", cwd="/"), log_path,
+                        verbose=verbose, env=host_env())
+        if rc != 0:
+            raise ProofError(f"update-ca-certificates failed in the root (exit {rc}); see {log_path}")
     hosts = root / "etc/hosts"
     if not hosts.exists() or "localhost" not in hosts.read_text():
         hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
@@ -299,6 +314,21 @@ def new_root(tarball: Path, commit: str, log_path: Path, *, verbose: bool) -> tu
         if rc != 0:
             raise ProofError(f"{shlex.join(argv)} failed (exit {rc}); see {log_path}")
     return rundir, root
+
+
+def _pem_blocks(path: Path) -> list[str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.S)
+
+
+def host_only_cas(root: Path) -> list[str]:
+    """The CA certificates the host trusts and a fresh Debian does not (e.g. the CA of a
+    TLS-intercepting proxy on this network): without them nothing reaches PyPI or npm."""
+    fresh = set(_pem_blocks(root / CA_BUNDLE.lstrip("/")))
+    return [pem for pem in dict.fromkeys(_pem_blocks(Path(CA_BUNDLE))) if pem not in fresh]
 
 
 def clean_stale_runs(runs: Path) -> None:
@@ -337,14 +367,14 @@ exec chroot "$root" "$@"
 """
 
 
-def guest_argv(root: Path, command: str) -> list[str]:
+def guest_argv(root: Path, command: str, cwd: str = GUEST_REPO) -> list[str]:
     guest_env = ["env", "-i", f"PATH={PATH}", "HOME=/root", "LANG=C.UTF-8", "TERM=dumb",
                  "USER=root", "LOGNAME=root", "SHELL=/bin/bash"]
     guest_env += [f"{k}={v}" for k, v in os.environ.items()
                   if k in ("http_proxy", "https_proxy", "no_proxy")]
     return ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child",
             "--", "sh", "-c", NS_SCRIPT, "fresh-debian-ns", str(root),
-            *guest_env, "bash", "-c", f"cd {GUEST_REPO} && {command}"]
+            *guest_env, "bash", "-c", f"cd {shlex.quote(cwd)} && {command}"]
 
 
 def register_binfmt() -> str:
