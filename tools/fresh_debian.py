@@ -135,11 +135,11 @@ def _die_with_parent() -> None:
 
 
 def run_logged(argv: list[str], log_path: Path, *, verbose: bool, env: dict | None = None,
-               timeout: float | None = None) -> int:
+               timeout: float | None = None, title: str | None = None) -> int:
     """Run argv, its output (stdout and stderr) appended to log_path (and echoed if verbose).
     Killed, with its whole process group, when the proof is interrupted or times out."""
     with open(log_path, "ab") as logf:
-        logf.write(f"$ {shlex.join(argv)}\n".encode())
+        logf.write(f"$ {title or shlex.join(argv)}\n".encode())
         logf.flush()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True,
@@ -300,7 +300,7 @@ def new_root(tarball: Path, commit: str, log_path: Path, *, verbose: bool) -> tu
         for i, pem in enumerate(extra):
             (cadir / f"fresh-debian-host-{i}.crt").write_text(pem + "\n")
         rc = run_logged(guest_argv(root, "update-ca-certificates", cwd="/"), log_path,
-                        verbose=verbose, env=host_env())
+                        verbose=verbose, env=host_env(), title="(in the root) update-ca-certificates")
         if rc != 0:
             raise ProofError(f"update-ca-certificates failed in the root (exit {rc}); see {log_path}")
     hosts = root / "etc/hosts"
@@ -423,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--commit", default="HEAD", help="commit to clone and test (default HEAD)")
     p.add_argument("--run-only", action="store_true", help="only bash tools/run.sh")
     p.add_argument("--tests-only", action="store_true", help="only bash tools/test.sh")
+    p.add_argument("--run", default="", metavar="ARGS",
+                   help='arguments for tools/run.sh, one string (e.g. "--broker local --cameras 8")')
     p.add_argument("--tests", default="", metavar="ARGS",
                    help='pytest arguments for tools/test.sh, one string (e.g. "-x -q" or "-k fleet")')
     p.add_argument("--keep", action="store_true", help="keep the root afterwards (prints its path)")
@@ -475,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
 
         commands = [("help", "bash tools/run.sh --help >/dev/null && test ! -e .venv")]
         if not args.tests_only:
-            commands.append(("run", "bash tools/run.sh"))
+            commands.append(("run", shlex.join(["bash", "tools/run.sh", *shlex.split(args.run)])))
         if not args.run_only:
             commands.append(("test", shlex.join(["bash", "tools/test.sh", *shlex.split(args.tests)])))
         env = host_env()
@@ -490,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             try:
                 rc = run_logged(guest_argv(root, command), log_path, verbose=args.verbose,
-                                env=env, timeout=args.timeout)
+                                env=env, timeout=args.timeout,
+                                title=f"(in the root, {GUEST_REPO}) {command}")
             except subprocess.TimeoutExpired:
                 rc = 124
             dt = time.monotonic() - t0
@@ -501,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 if name == "help":
                     continue
-            else:
+            elif name != "help":
                 last = [l for l in tail(log_path, 6).splitlines() if l.strip()]
                 if last:
                     log(f"  ... {last[-1]}")
