@@ -5,6 +5,7 @@
     sudo python3 tools/fresh_debian.py --tests "-x -q"      # pytest arguments for test.sh
     sudo python3 tools/fresh_debian.py --run-only           # only bash tools/run.sh
     sudo python3 tools/fresh_debian.py --keep               # keep the root to look around in
+    sudo python3 tools/fresh_debian.py --run="--broker local --cameras 8"   # arguments for run.sh
 
 What it does, each time from scratch:
 
@@ -351,6 +352,9 @@ def clean_stale_runs(runs: Path) -> None:
 NS_SCRIPT = r"""
 set -eu
 root="$1"; shift
+# The root must be a mount point, as / is on a real machine: `unshare --propagation private`
+# in the root (tools/camera_image.py's builds) fails with EINVAL on a chroot's plain directory.
+mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --bind /dev "$root/dev"
