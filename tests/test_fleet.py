@@ -309,7 +309,9 @@ def test_progress_draws_a_bar_on_a_terminal_and_lines_otherwise() -> None:
 
 
 def test_run_sh_runs_setup_then_the_fleet() -> None:
-    lines = [l for l in (ROOT / "tools" / "run.sh").read_text().splitlines()
+    lines = [l.strip() for l in (ROOT / "tools" / "run.sh").read_text().splitlines()
              if l.strip() and not l.startswith("#")]
-    assert lines[lines.index("bash tools/setup.sh") + 1] == 'exec python3 -m host_sim.fleet "$@"'
+    setup = [i for i, l in enumerate(lines) if l.startswith("bash tools/setup.sh run")]
+    assert len(setup) == 1
+    assert lines[setup[0] + 1] == 'exec .venv/bin/python -m host_sim.fleet "$@"'
     assert not (ROOT / "host_sim" / "demo.py").exists()
