@@ -313,5 +313,6 @@ def test_run_sh_runs_setup_then_the_fleet() -> None:
              if l.strip() and not l.startswith("#")]
     setup = [i for i, l in enumerate(lines) if l.startswith("bash tools/setup.sh run")]
     assert len(setup) == 1
-    assert lines[setup[0] + 1] == 'exec .venv/bin/python -m host_sim.fleet "$@"'
+    assert lines[-1] == 'exec .venv/bin/python -m host_sim.fleet "$@"'
+    assert all(l.startswith("export ") for l in lines[setup[0] + 1:-1])
     assert not (ROOT / "host_sim" / "demo.py").exists()
