@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         tarball, built = ensure_pristine(mirror, sources, rebuild=args.rebuild, verbose=args.verbose)
         if built:
-            steps.append(("fresh root: debootstrap + pack (cached)", "ok", built))
+            steps.append(("fresh root: debootstrap + pack (once, then cached)", "ok", built))
         t0 = time.monotonic()
         prep_log = logs / f"{stamp}-prepare.log"
         rundir, root = new_root(tarball, commit, prep_log, verbose=args.verbose)
