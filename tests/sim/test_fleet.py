@@ -338,3 +338,12 @@ def test_progress_draws_a_bar_on_a_terminal_and_lines_otherwise() -> None:
         p.finish()
     assert tty.getvalue().count("\r") == 21 and "[" + "#" * 30 + "] 100%" in tty.getvalue()
     assert pipe.getvalue().count("\n") == 11 and "\r" not in pipe.getvalue()
+
+
+def test_run_sh_runs_setup_then_the_fleet() -> None:
+    lines = [line.strip() for line in (ROOT / "tools" / "run.sh").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    setup = [i for i, line in enumerate(lines) if line.startswith("bash tools/setup.sh run")]
+    assert len(setup) == 1
+    assert lines[-1] == 'exec .venv/bin/python -m host_sim.fleet "$@"'
+    assert all(line.startswith("export ") for line in lines[setup[0] + 1:-1])
