@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main command: installs what is missing (tools/setup.sh run), then runs the fleet simulation
-# on its embedded default (24 cameras, 60 s, in-process, simulated time) and writes its report to
-# ./out/. Options pass through: --cameras 1044, --no-bug, --broker local, --broker mqtt://HOST:PORT,
-# --help (answered at once, with no set-up).
+# on its embedded default (24 cameras, 60 s, in-process, simulated time; every incident's fault,
+# one by one then together, with segbind and without) and writes its report to ./out/. Options
+# pass through: --cameras 1044, --faults relay_cache_2020,viewer_forgery, --broker local,
+# --broker mqtt://HOST:PORT, --help (answered at once, with no set-up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
