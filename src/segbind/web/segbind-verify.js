@@ -333,6 +333,7 @@ export class Verdict {
     this.detail = detail;
     this.tag = tag;          // the decoded tag (authenticated only when accepted), or null
     this.missing = missing;  // segments lost just before this one (gap, missing)
+    this.verified = null;    // accepted: the verified units in canonical form (FORMAT.md 7.4)
   }
 
   get accepted() { return ACCEPTED.has(this.reason); }
@@ -541,7 +542,7 @@ export class Authenticator {
     }
     if (seg.timing) checkTiming(tag, seg.timing);
     if (this.window) checkWindow(this.window, tag, nowS);
-    return { tag, digest, mac: mac.slice() };
+    return { tag, digest, mac: mac.slice(), verified: seg.data };
   }
 
   /** authenticate, then the segment's other heads (what remuxers moved put back) when only its content mismatched. */
@@ -1156,7 +1157,9 @@ export class StreamVerifier {
       if (exc instanceof Refusal) return new Verdict(exc.reason, exc.detail, exc.tag);
       throw exc;
     }
-    return this._sequence(found);
+    const verdict = this._sequence(found);
+    if (verdict.accepted) verdict.verified = found.verified;
+    return verdict;
   }
 
   _sequence(found) {
@@ -1281,7 +1284,7 @@ export class FragmentGate {
     for (const segment of this.reader.segments(bytes)) {
       const verdict = await this.verifier.verifySegment(segment);
       verdicts.push(verdict);
-      if (verdict.accepted) inBand.push(...segment.units, ...segment.restore);
+      if (verdict.accepted) inBand.push(...annexbUnits(verdict.verified).units);
     }
     let pass = verdicts.length > 0 && verdicts.every((v) => v.accepted);
     if (pass) {
