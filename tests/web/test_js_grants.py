@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Callable, Dict, List
@@ -14,9 +13,8 @@ from typing import Any, Callable, Dict, List
 from segbind import Binding, Epoch
 from segbind.grants import Account, Display, DisplayGrants, GrantError, OutOfBand, enrollment_code, seal
 from tests.support import ROOT
+from tests.support.web import NODE, js_results
 
-NODE = shutil.which("node") or "node"
-HARNESS = ROOT / "tests" / "web" / "harness.mjs"
 MAX_U64 = (1 << 64) - 1
 
 
@@ -61,15 +59,6 @@ def _grant_ids(sealed: Dict[str, Any], display: Display) -> List[tuple]:
     assert owner is not None
     payload_bytes = open_sealed(sealed, GRANTS, display.display, display._sealing_key, display.sealing_pub, owner)
     return [(b.owner, b.camera, b.epoch) for b in GrantSet.from_payload(payload_bytes).keys]
-
-
-def js_results(cases: List[dict], tmp_path: Path) -> Dict[str, List[str]]:
-    path = tmp_path / "grants-cases.json"
-    path.write_text(json.dumps(cases))
-    proc = subprocess.run([NODE, str(HARNESS), "grants", str(path)], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
 
 
 def edited(sealed: Dict[str, Any], edit: Callable[[Dict[str, Any]], None]) -> Dict[str, Any]:
@@ -125,7 +114,7 @@ def test_js_opens_what_python_seals_and_refuses_what_python_refuses(tmp_path: Pa
               "owner": alice.card().to_json(), "messages": messages} for name, messages in scenarios.items()]
     cases.append({"name": "not enrolled", "display": {"id": "tv-1", "secret": secret_of(tv, tmp_path)},
                   "owner": None, "messages": [good]})
-    js = js_results(cases, tmp_path)
+    js = js_results("grants", cases, tmp_path)
     py = {name: python_results(tv_copy(tv, tmp_path), messages) for name, messages in scenarios.items()}
     py["not enrolled"] = python_results(_unenrolled(tv, tmp_path), [good])
     differ = {n: (py[n], js.get(n)) for n in py if py[n] != js.get(n)}

@@ -10,21 +10,16 @@ fragments (through the gate a browser display puts in front of its decoder).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
-import shutil
 import struct
-import subprocess
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from host_sim import clips
-from segbind import Binding, Epoch, Keyring, StreamVerifier, TimeWindow
-from segbind.read.annexb import annexb_segments
-from segbind.read.containers import container_segments
+from segbind import Binding, Epoch
 from segbind.web import fmp4
 from segbind_core.nal import START_CODE, annexb_units
 from segbind_core.segment import Segment, Segmenter
@@ -32,9 +27,8 @@ from segbind_core.sei import build_sei_nal, segbind_payload, tag_codec
 from segbind_core.tag import CODEC_H264, CODEC_H265, decode_tag
 from segbind_core.tagger import Tagger
 from tests.support import ROOT, VECTORS
+from tests.support.web import js_results, python_verdicts, run_node
 
-NODE = shutil.which("node") or "node"
-HARNESS = ROOT / "tests" / "web" / "harness.mjs"
 PAIRING, PAIRING_CAM2, PAIRING_EVE = os.urandom(32), os.urandom(32), os.urandom(32)
 T0 = 1_795_000_000_000
 
@@ -255,50 +249,6 @@ def h265_stream(ep: Epoch, stream_id: int = T0) -> List[bytes]:
     tagger = Tagger(ep, stream_id, codec=CODEC_H265)
     return [tagger.tag(data, units, T0 + 200 * i, 40 * pictures, pictures)[0]
             for i, (data, units, pictures) in enumerate(h265_segments())]
-
-
-# ---- the two verifiers --------------------------------------------------------------------------------
-
-def python_verdicts(case: dict) -> List[str]:
-    keyring = Keyring([Binding(g["owner"], g["camera"], g["epoch"], bytes.fromhex(g["key"]), g["slot"])
-                       for g in case["keyring"]])
-    for owner, camera, number in case.get("revoked", []):
-        keyring.mark_revoked(owner, camera, number)
-    window = case.get("window")
-    verifier = StreamVerifier(keyring, camera=case.get("camera"), recording=case.get("recording", False),
-                              window=TimeWindow(window["maxAgeS"], window["maxFutureS"]) if window else None,
-                              clock=lambda: case["now"])
-    out: List[str] = []
-    init = b""
-    for item in case["inputs"]:
-        if "annexb" in item:
-            out.append(str(verifier.verify(bytes.fromhex(item["annexb"])).reason))
-        elif "stream" in item:
-            out += [str(s.verify(verifier).reason) for s in annexb_segments(bytes.fromhex(item["stream"]))]
-        elif "init" in item:
-            init = bytes.fromhex(item["init"])
-        elif "fragment" in item:
-            found = [s.verify(verifier) for s in container_segments(io.BytesIO(init + bytes.fromhex(item["fragment"])),
-                                                                     "mp4", "fragment")]
-            out += [str(v.reason) for v in found]
-            out.append("pass" if found and all(v.accepted for v in found) else "held")
-        elif item.get("finish"):
-            last = verifier.finish()
-            if last is not None:
-                out.append(str(last.reason))
-    return out
-
-
-def run_node(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([NODE, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-
-
-def js_results(mode: str, cases: List[dict], tmp_path: Path) -> Dict[str, List[str]]:
-    path = tmp_path / ("%s-cases.json" % mode)
-    path.write_text(json.dumps(cases))
-    proc = run_node(str(HARNESS), mode, str(path))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
 
 
 def case(name: str, inputs: List[dict], ring: str = "alice", **options) -> dict:
