@@ -275,7 +275,8 @@ def agree(cases: List[dict], tmp_path: Path) -> Dict[str, List[str]]:
 def test_node_tests_pass_the_format_vectors() -> None:
     proc = run_node("--test", "--test-reporter=tap", str(ROOT / "tests" / "web"))
     vectors = json.loads((VECTORS / "segbind_v2.json").read_text())
-    expected = 2 + 2 * len(vectors["segments"]) + len(vectors["chains"])
+    robustness = (ROOT / "tests" / "web" / "robustness.test.mjs").read_text().count("\ntest(")
+    expected = 2 + 2 * len(vectors["segments"]) + len(vectors["chains"]) + robustness
     counts = dict(re.findall(r"^# (pass|fail|tests) (\d+)$", proc.stdout, re.M))
     assert counts == {"tests": str(expected), "pass": str(expected), "fail": "0"}, proc.stdout[-3000:]
     assert proc.returncode == 0
@@ -484,3 +485,33 @@ def test_h265_segments_get_the_same_verdicts_and_pass_the_gate_as_fmp4(tmp_path:
     js = js_results("verdicts", [frag_case, cases[4]], tmp_path)
     assert js["h265: fmp4"] == ["ok", "pass"] * len(own)
     assert js["h265: read back from a stream"] == ["ok"] * len(own)
+
+
+def test_the_gate_survives_corrupted_fmp4(tmp_path: Path) -> None:
+    """Corrupted init segments and fragments made from real ones: the JavaScript gate gives a
+    verdict for each (the harness would exit with an error on any exception) and passes none."""
+    import random
+
+    rng = random.Random(7)
+    alice = streams()[""]
+    init, good = fmp4.init_segment(alice[0]), fmp4.fragment(alice[0], 0)
+
+    def mutated(data: bytes) -> bytes:
+        out = bytearray(data[:rng.randrange(1, len(data) + 1)])
+        for _ in range(rng.randrange(1, 5)):
+            at = rng.randrange(len(out))
+            out[at] = rng.randrange(256)
+        return bytes(out)
+
+    cases = [case("fragment %d" % i, [{"init": init.hex()}, {"fragment": mutated(good).hex()}]) for i in range(150)]
+    cases += [case("init %d" % i, [{"init": mutated(init).hex()}, {"fragment": good.hex()}]) for i in range(100)]
+    js = js_results("verdicts", cases, tmp_path)
+    known = {"ok", "gap", "late", "duplicate", "no_tag", "no_grant", "mac_mismatch", "content_mismatch",
+             "malformed_tag", "unknown_version", "framing", "timing", "replay", "chain_break", "time_window",
+             "pass", "held"}
+    assert len(js) == 250
+    for name, results in js.items():
+        assert all(r in known or r.startswith("init refused") for r in results), (name, results)
+    # a fragment whose bytes changed never passes, unless the change is outside what the gate reads
+    passed = [name for name, results in js.items() if name.startswith("fragment") and results[-1] == "pass"]
+    assert len(passed) < 15, passed

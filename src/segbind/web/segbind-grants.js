@@ -9,7 +9,8 @@
 
 import { Keyring, concatBytes, constantTimeEqual, fromHex, sha256, toHex } from "./segbind-verify.js";
 
-const subtle = globalThis.crypto.subtle;
+// Browsers and Node 19+ have WebCrypto as a global; Node 18 has it in node:crypto.
+const subtle = globalThis.crypto?.subtle ?? (await import("node:crypto")).webcrypto.subtle;
 const VERSION = 2n;
 const KIND = "grants";
 const MAX_U64 = 0xffffffffffffffffn;

@@ -15,7 +15,8 @@
 // Nothing here throws on bad input: every entry point that takes bytes gives a
 // Verdict whose reason is one of Reason.
 
-const subtle = globalThis.crypto.subtle;
+// Browsers and Node 19+ have WebCrypto as a global; Node 18 has it in node:crypto.
+const subtle = globalThis.crypto?.subtle ?? (await import("node:crypto")).webcrypto.subtle;
 
 export const Reason = Object.freeze({
   OK: "ok",
