@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 from segbind import Binding, Epoch
+from segbind.grants import Account
 from segbind.web import ASSETS, fmp4, hlsjs_path
 from segbind_core.nal import annexb_units
 from segbind_core.segment import Segment, Segmenter
@@ -396,9 +397,8 @@ class WebCloud:
             self.app = make_app(self.source, self.edge)
             self._runner = web.AppRunner(self.app, access_log=None)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, self.host, self.port)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]
+            await web.TCPSite(self._runner, self.host, self.port).start()
+            self.port = int(self._runner.addresses[0][1])
 
         def run() -> None:
             loop = self._loop = asyncio.new_event_loop()
@@ -592,9 +592,9 @@ RED, BLUE, GREEN, YELLOW = (200, 30, 30), (30, 60, 200), (30, 170, 60), (210, 19
 
 @dataclass
 class Household:
-    """An account, its app's keys (grants.Account) and its cameras."""
+    """An account (its app's keys) and its cameras."""
 
-    account: Any
+    account: Account
     cameras: List[SimCamera]
 
 
@@ -602,8 +602,6 @@ def demo_source(slots: int = 4) -> Tuple[MemorySource, Household, Household]:
     """Alice (two cameras: red, blue, in two slots of the buggy cache) and a stranger, eve (green,
     yellow), each of whose cameras shares a slot with one of alice's: what the demo and the
     browser tests serve."""
-    from segbind.grants import Account
-
     source = MemorySource()
     front = "alice-front"
     garden = next(name for name in ("alice-garden", "alice-door", "alice-back", "alice-hall")

@@ -1257,7 +1257,8 @@ export class StreamVerifier {
  * {pass, verdicts}: pass is true only when the fragment holds at least one segment and
  * every segment in it is accepted, and the parameter sets in the init segment (which the
  * decoder also reads) are among the verified units. A refused fragment must not be
- * appended.
+ * appended. (Each segment's verdict counts for the stream as given: a fragment whose first
+ * segment is accepted and second refused is held whole, its first segment still seen.)
  */
 export class FragmentGate {
   constructor(verifier) {
