@@ -243,7 +243,7 @@ class Sps:
         self.pic_size_in_ctbs = 1
         self.max_num_reorder: Optional[int] = None  # sps_max_num_reorder_pics, highest sub-layer
         self.field_seq = False  # VUI field_seq_flag: every picture is a field
-        self.fps: Optional[float] = None  # pictures per second from VUI timing info, when present
+        self.fps: Optional[float] = None  # frames per second from VUI timing info, when present
         self.complete = False  # False when only the ids could be read
 
 
@@ -342,7 +342,9 @@ def _read_vui(bits: BitReader, info: Sps) -> None:
         units = bits.u(32)
         scale = bits.u(32)
         if units and scale:
-            fps = scale / float(units)  # pictures (fields, when field_seq) per second
+            fps = scale / float(units)  # pictures per second: fields, when field_seq
+            if info.field_seq:
+                fps /= 2
             if 0.5 <= fps <= 1000:
                 info.fps = fps
 
