@@ -153,11 +153,11 @@ def _skip_scaling_list_data(bits: BitReader) -> None:
                 bits.se()
 
 
-def _read_st_ref_pic_sets(bits: BitReader, count: int) -> None:
-    """The SPS's st_ref_pic_set(i) for i < count (7.3.7, derivation 7.4.8).
+def _read_st_ref_pic_sets(bits: BitReader, count: int) -> "list[tuple[list[int], list[int]]]":
+    """The SPS's st_ref_pic_set(i) for i < count (7.3.7), as (negative, positive) delta POCs.
 
-    A set predicted from another needs that one's delta POCs, so each set's
-    (negative, positive) delta POCs are kept while reading.
+    A set predicted from another is derived from that one's delta POCs (7.4.8),
+    so each set's are kept: reading the next set needs their number.
     """
     sets: list[tuple[list[int], list[int]]] = []
     for idx in range(count):
@@ -211,6 +211,7 @@ def _read_st_ref_pic_sets(bits: BitReader, count: int) -> None:
             bits.u(1)
             positive.append(poc)
         sets.append((negative, positive))
+    return sets
 
 
 class Vps:
@@ -241,6 +242,7 @@ class Sps:
         self.separate_colour_plane = False
         self.log2_max_poc_lsb = 4
         self.pic_size_in_ctbs = 1
+        self.st_rps: list[tuple[list[int], list[int]]] = []  # (negative, positive) delta POCs per set
         self.max_num_reorder: Optional[int] = None  # sps_max_num_reorder_pics, highest sub-layer
         self.field_seq = False  # VUI field_seq_flag: every picture is a field
         self.fps: Optional[float] = None  # frames per second from VUI timing info, when present
@@ -304,7 +306,7 @@ def parse_sps(nal: Buffer) -> Sps:
         sets = bits.ue()
         if sets > 64:
             raise ValueError("num_short_term_ref_pic_sets out of range")
-        _read_st_ref_pic_sets(bits, sets)
+        info.st_rps = _read_st_ref_pic_sets(bits, sets)
         if bits.u(1):  # long_term_ref_pics_present_flag
             for _ in range(bits.ue()):
                 bits.u(info.log2_max_poc_lsb)
@@ -472,6 +474,7 @@ class SliceHeader:
         self.no_output_of_prior_pics = False
         self.pps_id = 0
         self.sps: Optional[Sps] = None  # the SPS in force, when known
+        self.address = 0  # slice_segment_address: the first coding tree block of the segment
         self.dependent = False  # a dependent slice segment: the fields below are its slice's
         self.slice_type: Optional[int] = None  # 0 B, 1 P, 2 I
         self.poc_lsb: Optional[int] = None  # slice_pic_order_cnt_lsb (0 for IDR pictures)
@@ -507,7 +510,7 @@ def parse_slice_header(nal: Buffer, params: ParameterSets) -> SliceHeader:
         size = 0
         while (1 << size) < sps.pic_size_in_ctbs:
             size += 1
-        bits.u(size)  # slice_segment_address
+        header.address = bits.u(size)
     if header.dependent:
         return header
     bits.u(pps.extra_slice_header_bits)
