@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 CACHE = Path(os.environ.get("SEGBIND_CLIP_CACHE", Path.home() / ".cache" / "segbind" / "clips"))
 
@@ -89,6 +89,19 @@ def encode_pyav(frames: int = 50, width: int = 192, height: int = 112, fps: int 
 def _pyav_encode(encoder: str, frames: int, width: int, height: int, fps: int, options: Dict[str, str],
                  headers: str, frame_at: Callable[[int], Any], profile: Optional[str] = None) -> bytes:
     """Annex-B from one of PyAV's encoders; ``headers="once"``: parameter sets only at the start."""
+    extradata, packets = pyav_packets(encoder, frames, width, height, fps, options, headers, frame_at,
+                                      profile)
+    return extradata + b"".join(data for _pts, data in packets)
+
+
+def pyav_packets(encoder: str, frames: int, width: int, height: int, fps: int, options: Dict[str, str],
+                 headers: str, frame_at: Callable[[int], Any],
+                 profile: Optional[str] = None) -> Tuple[bytes, List[Tuple[int, bytes]]]:
+    """(extradata, [(pts, Annex-B access unit)] in decoding order) from one of PyAV's encoders.
+
+    Frame ``i`` is given pts ``i``: a packet's pts is its picture's place in
+    presentation order. Not cached: for tests that need the encoder's own timing.
+    """
     import av
 
     if encoder not in av.codecs_available:
@@ -103,18 +116,18 @@ def _pyav_encode(encoder: str, frames: int, width: int, height: int, fps: int, o
     if headers == "once":
         ctx.flags |= int(av.codec.context.Flags.global_header)
     ctx.open()
-    out = bytearray()
-    if headers == "once":
-        out += bytes(ctx.extradata)  # Annex-B parameter sets
-    for i in range(frames):
-        frame = av.VideoFrame.from_ndarray(frame_at(i), format="rgb24")
-        frame = frame.reformat(format="yuv420p")
-        frame.pts = i
-        for packet in ctx.encode(frame):
-            out += bytes(packet)
-    for packet in ctx.encode(None):
-        out += bytes(packet)
-    return bytes(out)
+    packets = []
+    for i in range(frames + 1):
+        if i < frames:
+            frame = av.VideoFrame.from_ndarray(frame_at(i), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts = i
+            out = ctx.encode(frame)
+        else:
+            out = ctx.encode(None)
+        packets += [(int(packet.pts), bytes(packet)) for packet in out]
+    # Annex-B parameter sets, when they are not in the packets
+    return (bytes(ctx.extradata) if headers == "once" else b""), packets
 
 
 def encode_ffmpeg(frames: int = 50, width: int = 192, height: int = 112, fps: int = 25,
@@ -166,7 +179,8 @@ def _ffmpeg_encode(encoder_args: list, extra: tuple, fmt: str, set_kinds: tuple,
     return to_annexb(sets) + run(frames, "-flags", "+global_header")
 
 
-def _x265_params(gop: int, bframes: int, open_gop: bool, slices: int, ctu: int, x265: str) -> str:
+def x265_params(gop: int, bframes: int, open_gop: bool, slices: int, ctu: int, x265: str) -> str:
+    """libx265's x265-params for these settings (no scene cuts: IRAP pictures every ``gop``)."""
     text = "keyint=%d:min-keyint=%d:scenecut=0:bframes=%d:open-gop=%d:slices=%d:ctu=%d:log-level=error" % (
         gop, gop, bframes, int(open_gop), slices, ctu)
     return text + ":" + x265 if x265 else text
@@ -195,7 +209,7 @@ def encode_pyav_h265(frames: int = 50, width: int = 192, height: int = 112, fps:
 
     def make() -> bytes:
         return _pyav_encode("libx265", frames, width, height, fps, {
-            "x265-params": _x265_params(gop, bframes, open_gop, slices, ctu, x265),
+            "x265-params": x265_params(gop, bframes, open_gop, slices, ctu, x265),
             "preset": "veryfast"}, headers,
             lambda i: frame_source(i) if frame_source else _frame_rgb(i, width, height, seed))
 
@@ -217,7 +231,7 @@ def encode_ffmpeg_h265(frames: int = 50, width: int = 192, height: int = 112, fp
 
     def make() -> bytes:
         return _ffmpeg_encode(["-c:v", "libx265", "-preset", "veryfast", "-x265-params",
-                               _x265_params(gop, bframes, open_gop, slices, ctu, x265)], (), "hevc",
+                               x265_params(gop, bframes, open_gop, slices, ctu, x265)], (), "hevc",
                               (32, 33, 34), lambda b: (b >> 1) & 0x3F, frames, width, height, fps,
                               seed, headers)
 
