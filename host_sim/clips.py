@@ -351,6 +351,9 @@ HEVC_KINDS = {
     "x265-ffmpeg-open-gop": ("ffmpeg", dict(frames=80, gop=24, bframes=3, open_gop=True)),
     "x265-ffmpeg-once-slices": ("ffmpeg", dict(frames=80, gop=25, slices=2, ctu=32, headers="once")),
     "x265-ffmpeg-intra-refresh": ("ffmpeg", dict(frames=80, gop=25, x265="intra-refresh=1")),
+    # temporal sub-layers (TSA pictures of temporal id 1) and no IRAP picture after the first
+    "x265-ffmpeg-temporal-layers-no-irap": ("ffmpeg", dict(frames=80, gop=250, bframes=3,
+                                                           x265="temporal-layers=1")),
 }
 
 

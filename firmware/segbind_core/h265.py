@@ -55,8 +55,9 @@ NAL_SUFFIX_SEI = 40
 # End of sequence/bitstream, filler, suffix SEI and types 45-47, 56-63 end the current one.
 AU_OPENERS = (32, 33, 34, 35, 39, 41, 42, 43, 44, 48, 49, 50, 51, 52, 53, 54, 55)
 
-# The access unit delimiter the camera inserts where the encoder wrote none:
-# type 35, layer 0, temporal id plus 1 = 1; pic_type 2 (I, P and B slices may follow).
+# The access unit delimiter the camera inserts where the encoder wrote none: type 35,
+# layer 0, pic_type 2 (I, P and B slices may follow), temporal id plus 1 = 1 (an AUD has
+# its access unit's temporal id: 46 0t 50 before pictures of temporal id t - 1).
 DELIMITER = b"\x46\x01\x50"
 
 # How many bytes of a slice segment NAL unit hold every header field segbind reads.

@@ -386,7 +386,10 @@ class Segmenter:
             limit = int(self.max_duration_s * self.fps * 2 + 1e-6)
             if limit < 2:
                 limit = 2
-            too_long = self._seg_fields + fields > limit and self._seg_fields % 2 == 0
+            # Never between the two fields of a frame; in H.265, only before a picture of
+            # temporal layer 0, the only access units that may carry a VPS and an SPS.
+            too_long = (self._seg_fields + fields > limit and self._seg_fields % 2 == 0
+                        and (syn.header_size == 1 or nal[1] & 7 == 1))
             if rap or too_long:
                 self._close()
         if self._wait_rap:
@@ -396,7 +399,10 @@ class Segmenter:
             self._wait_rap = False
         self._dropping = False
         if self.delimit and not (self._pending and self._kind(self._pending[0]) == syn.aud):
-            self._pending.insert(0, syn.delimiter)
+            delimiter = syn.delimiter
+            if syn.header_size == 2 and nal[1] & 7 > 1:  # H.265: an AUD has its pictures' temporal id
+                delimiter = delimiter[:1] + bytes((nal[1] & 7,)) + delimiter[2:]
+            self._pending.insert(0, delimiter)
         if not self._seg_has_vcl:
             if self.params:
                 self._carry_parameter_sets()

@@ -327,3 +327,19 @@ def test_an_h265_segment_is_tagged_after_its_delimiter():
     # The segmenter sees a segment that already holds a tag, in either codec's SEI.
     again, _ = segments(units)
     assert again[0].tagged
+
+
+def test_temporal_layers_get_their_own_delimiters_and_no_cut():
+    # TRAIL_N pictures of temporal id 1 (x265 --temporal-layers): their AUD has that temporal
+    # id, and a VPS or SPS may not go into their access units, so the bound waits for layer 0.
+    upper = h("0002") + TRAIL[2:]
+    segs, _ = segments([VPS, SPS, PPS, IDR] + [upper, TRAIL] * 20, max_duration_s=0.2, delimit=True)
+    assert [s.pictures for s in segs] == [6, 6, 6, 6, 6, 6, 5]  # 5 frames, and the one of layer 1 after
+    for s in segs:
+        us = units_of(s.data)
+        first = next(u for u in us if h265.is_vcl(h265.nal_type(u[0])))
+        assert h265.temporal_id(first) == 0
+        for i, u in enumerate(us):
+            if h265.nal_type(u[0]) == h265.NAL_AUD:
+                assert us[i + 1][1] == (u[1] if h265.is_vcl(h265.nal_type(us[i + 1][0])) else 1)
+    assert h("460250") in units_of(segs[0].data) and h("460150") in units_of(segs[0].data)
