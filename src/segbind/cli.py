@@ -249,7 +249,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     try:
         core = AgentCore(epoch.camera, BindingState(epoch.camera), AgentSettings(
             max_duration_s=args.max_duration, fps=args.fps, spool_max_bytes=1 << 40,
-            spool_max_segments=1 << 30, publish_window=1), fixed_epoch=epoch)
+            spool_max_segments=1 << 30, publish_window=1, codec=0), fixed_epoch=epoch)
     except (ValueError, SegbindError) as exc:
         raise CliError(str(exc)) from None
     src, name, head = _open_annexb(args.input, "segbind tag reads H.264 or H.265 Annex-B, as "
@@ -282,8 +282,6 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
         try:
             carry_out(core.start(now_ms(), stream_id=stream_id))
-            if core.tagger is not None:  # the agent core tags H.264 unless told (AgentSettings has no codec yet)
-                core.tagger.codec = codec
             carry_out(core.connection(True, now_ms()))
             chunk = head
             while chunk:
