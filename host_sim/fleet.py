@@ -109,10 +109,12 @@ class FleetConfig:
     defended: bool = True         # segbind on: displays verify, cameras refuse rollback, second line
     second_line: bool = True      # the cloud's second line (only when defended)
     share: float = 0.25           # fraction of cameras shared with a second account
+    h265: float = 0.25            # fraction of cameras that encode H.265 (the others H.264)
     weak_cameras: float = 0.3     # fraction of camera uplinks on a weak link
     weak_displays: float = 0.35   # fraction of display downlinks on a weak link
     segment_ms: int = 1000
     clips: int = 24               # distinct scenes (at most one per camera), one clip each
+    h265_clips: int = 8           # distinct scenes the H.265 cameras loop
     clip_segments: int = 10       # each clip is this many segments long, looped
     width: int = 128
     height: int = 72
@@ -168,6 +170,7 @@ class CameraPlan:
     weak: bool
     link_seed: int
     identity: str                   # the factory identity it connects with (a device secret's name)
+    codec: int = 1                  # 1 H.264, 2 H.265
     buyer: Optional[str] = None     # resold to this account at the event
     rolled_back: bool = False       # its state restored from a backup made before the sale
     forger: Optional[str] = None    # the viewer who forges it
@@ -207,19 +210,22 @@ def make_plan(cfg: FleetConfig) -> Plan:
     n = cfg.cameras
     resold = {i for i in range(n) if i % 8 == 3 and n > 3} if RESALE_FAULTS & set(cfg.faults) else set()
     shared = set(rng.sample(range(n), round(cfg.share * n))) - resold if n > 1 else set()
+    hevc = {i for i in range(n) if (i * cfg.h265) % 1 + cfg.h265 >= 1} if cfg.h265 > 0 else set()
     cameras = []
     for i, name in enumerate(names):
         viewers = [owners[(i + 1) % n]] if i in shared else []
         identity = "factory-%s" % name
         if cfg.has("duplicate_device_secret") and i % 8 == 5:
             identity = "factory-%s" % names[i - 1]   # made with the previous camera's secret
+        codec = 2 if i in hevc else 1
+        clip = i % min(cfg.h265_clips if codec == 2 else cfg.clips, n)
         cameras.append(CameraPlan(
-            name, owners[i], viewers, i % min(cfg.clips, n), rng.uniform(0, cfg.segment_ms),
+            name, owners[i], viewers, clip, rng.uniform(0, cfg.segment_ms),
             rng.random() < cfg.weak_cameras, rng.getrandbits(32), identity,
             buyer=owners[(i + 2) % n] if i in resold else None,
             rolled_back=i in resold and cfg.has("state_rollback"),
             forger=viewers[0] if viewers and cfg.has("viewer_forgery") and sorted(shared).index(i) % 2 == 0
-            else None))
+            else None, codec=codec))
     owned: Dict[str, List[str]] = {a: [] for a in owners}
     shared_in: Dict[str, List[str]] = {a: [] for a in owners}
     for cam in cameras:
@@ -231,14 +237,18 @@ def make_plan(cfg: FleetConfig) -> Plan:
     return Plan(cameras, accounts)
 
 
-def clip_templates(cfg: FleetConfig) -> List[List[bytes]]:
-    """Each scene's clip cut into segments (Annex-B), one segment period of encoder output each."""
+def clip_templates(cfg: FleetConfig) -> Dict[Tuple[int, int], List[bytes]]:
+    """Each (codec, scene)'s clip cut into segments (Annex-B), one segment period of encoder output
+    each; only the pairs the plan uses are encoded (and cached)."""
     gop = max(1, cfg.fps * cfg.segment_ms // 1000)
-    out = []
-    for k in range(min(cfg.clips, cfg.cameras)):
-        video = scene_clip(k, gop * cfg.clip_segments, cfg.width, cfg.height, cfg.fps, gop)
+    out: Dict[Tuple[int, int], List[bytes]] = {}
+    for cam in make_plan(cfg).cameras:
+        key = (cam.codec, cam.clip)
+        if key in out:
+            continue
+        video = scene_clip(cam.clip, gop * cfg.clip_segments, cfg.width, cfg.height, cfg.fps, gop, cam.codec)
         segmenter = Segmenter()
-        out.append([s.data for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment)])
+        out[key] = [s.data for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment)]
     return out
 
 
@@ -766,7 +776,7 @@ class Fleet:
         for i, cam in enumerate(plan.cameras):
             uplink = Link(cfg.weak if cam.weak else cfg.good, cam.link_seed)
             self.links["uplink"].append((cam.weak, uplink))
-            camera = FleetCamera(cam, cfg, templates[cam.clip], camera_transport(i, cam.name), scheduler,
+            camera = FleetCamera(cam, cfg, templates[(cam.codec, cam.clip)], camera_transport(i, cam.name), scheduler,
                                  uplink, prefix, ledger=self.ledger, audience=self.audience,
                                  stream_id=BASE_MS + i, protected=cfg.defended)
             self.cameras.append(camera)
@@ -778,7 +788,7 @@ class Fleet:
                 forger_app = self.owners[cam.forger]
                 own = self.camera_plan[forger_app.plan.cameras[0]] if forger_app.plan.cameras else cam
                 self.forgers.append(Forger(self, cam, forger_app.display, forger_app.owner,
-                                           templates[own.clip], camera_transport(0, "forger")))
+                                           templates[(own.codec, own.clip)], camera_transport(0, "forger")))
 
     def _on_change(self, camera: str, result: control.Result) -> None:
         """An owner's app learned its camera's pairing: share it as planned."""
@@ -1042,6 +1052,7 @@ class Fleet:
             "segbind_fleet": 2,
             "config": self.cfg.as_dict(),
             "fleet": {"cameras": len(cams), "accounts": len(displays), "shares": self.plan.shares,
+                      "h265_cameras": sum(1 for c in self.plan.cameras if c.codec == 2),
                       "resold": sum(1 for c in self.plan.cameras if c.buyer),
                       "forgers": len(self.forgers),
                       "weak_uplinks": sum(c.weak for c in self.plan.cameras),

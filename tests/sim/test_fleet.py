@@ -347,3 +347,14 @@ def test_run_sh_runs_setup_then_the_fleet() -> None:
     assert len(setup) == 1
     assert lines[-1] == 'exec .venv/bin/python -m host_sim.fleet "$@"'
     assert all(line.startswith("export ") for line in lines[setup[0] + 1:-1])
+
+
+def test_a_mixed_fleet_shows_both_codecs_and_refuses_strangers_in_both() -> None:
+    results, fleet = scenario("relay_cache_2020", True)
+    hevc = {c.name for c in fleet.plan.cameras if c.codec == 2}
+    assert hevc and results["fleet"]["h265_cameras"] == len(hevc)
+    shown = [t for d in fleet.displays for ts in d.shown.values() for t in ts]
+    assert {t.codec for t in shown} == {1, 2}
+    assert all((t.codec == 2) == (t.camera in hevc) for t in shown)   # the tag binds the codec
+    without = scenario("relay_cache_2020", False)[0]["results"]
+    assert without["off"]["foreign_shown"] > 0 and results["results"]["on"]["foreign_shown"] == 0
