@@ -1193,6 +1193,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="out", help="directory for the report (./out)")
     parser.add_argument("--rows", type=int, default=10, help="displays in the picture (10)")
     parser.add_argument("--no-png", action="store_true", help="skip the picture")
+    parser.add_argument("--browser", action="store_true",
+                        help="also open the browser display (chromium) on live HLS from the reference cloud, "
+                             "with the 2020 cache fault in its edge, and write its screenshot to OUT/display.png")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.cameras < 1:
@@ -1228,6 +1231,12 @@ def main(argv=None) -> int:
     print(report.table(matrix))
     paths = report.write(matrix, fleet, Path(args.out), png=not args.no_png, rows=args.rows)
     print("report: %s" % ", ".join(str(p) for p in paths))
+    if args.browser:
+        from host_sim.browser import demo_screenshot
+
+        shown = demo_screenshot(Path(args.out) / "display.png")
+        print("browser display: %s (%s)" % (shown["screenshot"], "; ".join(
+            "%s: %d shown, refused %s" % (t["camera"], t["shown"], t["refused"] or "nothing") for t in shown["tiles"])))
     ok = all(r["with"]["foreign_shown"] == 0 and r["with"]["forged_shown"] == 0
              and r["with"]["own_lost_to_verification"] == 0 for r in matrix["scenarios"])
     return 0 if ok else 1

@@ -4,8 +4,10 @@
 #
 #   bash tools/setup.sh run            # the main job (tools/run.sh): a venv with segbind[sim]
 #   bash tools/setup.sh run --broker   # ... plus Mosquitto (tools/run.sh --broker local)
+#   bash tools/setup.sh run --browser  # ... plus chromium and hls.js (tools/run.sh --browser)
 #   bash tools/setup.sh test           # the tests (tools/test.sh): ffmpeg, Mosquitto, Node + npm,
-#                                      # qemu-user-static, debootstrap, segbind[test], the MicroPython VM
+#                                      # qemu-user-static, debootstrap, chromium + chromedriver,
+#                                      # segbind[test], the MicroPython VM, hls.js
 #
 # Python packages go into a virtual environment at ./.venv (Debian's python3 is "externally
 # managed", PEP 668: pip never installs into it). Debian packages come from apt, by name, only
@@ -15,19 +17,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { echo "usage: bash tools/setup.sh run|test [--broker]" >&2; exit 2; }
+usage() { echo "usage: bash tools/setup.sh run|test [--broker] [--browser]" >&2; exit 2; }
 profile="${1:-}"
 shift || true
 broker=0
+browser=0
 for arg in "$@"; do
   case "$arg" in
     --broker) broker=1 ;;
+    --browser) browser=1 ;;
     *) usage ;;
   esac
 done
 case "$profile" in
   run) extra=sim ;;
-  test) extra=test; broker=1 ;;
+  test) extra=test; broker=1; browser=1 ;;
   *) usage ;;
 esac
 
@@ -42,6 +46,7 @@ VENV=.venv
 declare -A provides=(
   [ffmpeg]=ffmpeg [mosquitto]=mosquitto [nodejs]=node [npm]=npm
   [qemu-user-static]=qemu-arm-static [debootstrap]=debootstrap
+  [chromium]=chromium [chromium-driver]=chromedriver
 )
 have_pkg() {
   local p="$1"
@@ -59,6 +64,7 @@ if [ "$profile" = test ]; then
   wanted+=(ffmpeg nodejs npm qemu-user-static debootstrap)
 fi
 [ "$broker" = 1 ] && wanted+=(mosquitto)
+[ "$browser" = 1 ] && wanted+=(chromium chromium-driver nodejs npm)
 
 missing=()
 for p in ${wanted[@]+"${wanted[@]}"}; do
@@ -101,14 +107,19 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want_stamp" ]; then
   echo "$want_stamp" > "$stamp"
 fi
 
-# --------------------------------------------------------------------------- the MicroPython VM (npm)
-if [ "$profile" = test ]; then
-  mp=tests/micropython
-  lock_hash="$(sha256sum "$mp/package-lock.json" | cut -d' ' -f1)"
-  if [ ! -d "$mp/node_modules/@micropython/micropython-webassembly-pyscript" ] \
-     || [ "$(cat "$mp/node_modules/.segbind-lock.sha256" 2>/dev/null)" != "$lock_hash" ]; then
-    say "npm ci in $mp"
-    (cd "$mp" && npm ci --no-audit --no-fund --loglevel=error)
-    echo "$lock_hash" > "$mp/node_modules/.segbind-lock.sha256"
+# --------------------------------------------------------------------------- npm packages
+# npm_ci DIR: the exact versions of DIR/package-lock.json, again only when the lock file changed.
+npm_ci() {
+  local dir="$1" lock_hash
+  lock_hash="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [ ! -d "$dir/node_modules" ] || [ "$(cat "$dir/node_modules/.segbind-lock.sha256" 2>/dev/null)" != "$lock_hash" ]; then
+    say "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_hash" > "$dir/node_modules/.segbind-lock.sha256"
   fi
-fi
+}
+# hls.js for the browser display (pinned in src/segbind/web/package-lock.json)
+[ "$browser" = 1 ] && npm_ci src/segbind/web
+# The MicroPython VM (WebAssembly, under Node)
+[ "$profile" = test ] && npm_ci tests/micropython
+true
