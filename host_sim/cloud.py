@@ -144,27 +144,33 @@ class Routing:
 
 
 class RoutingStore:
-    """Where the routing survives the cloud's restarts: a JSON file (0600), or memory (tests)."""
+    """Where the routing survives the cloud's restarts: a JSON file (0600, rewritten whole at each
+    change: the reference store, for small deployments), or memory (the simulations). Changes are
+    put record by record, so a change costs the size of its record, not of the whole routing."""
 
     def __init__(self, path: Optional[str] = None) -> None:
         self.path = Path(path) if path else None
-        self._saved: Dict[str, Any] = Routing().to_json()
+        if self.path is not None and self.path.exists():
+            self._data = Routing.from_json(json.loads(self.path.read_text())).to_json()
+        else:
+            self._data = Routing().to_json()
 
     def load(self) -> Routing:
-        if self.path is not None and self.path.exists():
-            return Routing.from_json(json.loads(self.path.read_text()))
-        return Routing.from_json(json.loads(json.dumps(self._saved)))
+        return Routing.from_json(json.loads(json.dumps(self._data)))
 
-    def save(self, routing: Routing) -> None:
-        data = routing.to_json()
-        if self.path is None:
-            self._saved = json.loads(json.dumps(data))
-            return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, sort_keys=True)
-        os.replace(tmp, self.path)
+    def put(self, kind: str, key: str, value: Any) -> None:
+        """Set (or, with None, delete) one record: ``kind`` is a field of ``Routing``."""
+        table = self._data[kind]
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = json.loads(json.dumps(value))
+        if self.path is not None:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(self._data, f, sort_keys=True)
+            os.replace(tmp, self.path)
 
 
 class Cloud:
@@ -186,14 +192,18 @@ class Cloud:
         self.prefix = prefix
         self.relay: Any = None
         self.status: Dict[str, Dict[str, Any]] = {}
+        self.received = 0                                             # segments that reached the cloud
         self.delivered: collections.Counter = collections.Counter()   # (camera, account) -> segments
+        self.delivered_by_source: collections.Counter = collections.Counter()  # live / quality-cache
         self.refused: collections.Counter = collections.Counter()     # why -> segments not delivered
         self.requests: collections.Counter = collections.Counter()    # op or refusal -> requests
         self.thumbnails = 0
         self.on_thumbnail: Optional[Callable[[str, str, bytes], None]] = None
         self.on_delivery: Optional[Callable[[str, str, bytes], None]] = None
         self.restarts = 0
-        self._unflushed: List[str] = []  # cameras whose routing changed since the last flush
+        self._unflushed: List[Tuple[str, str, Any]] = []  # routing records changed since the last flush
+        self._display_owner: Dict[str, str] = {d: a for a, ds in self.routing.displays.items() for d in ds}
+        self._sorted_cameras: Optional[List[str]] = None  # for the faults that pick a neighbour
         self._grants_sent: collections.Counter = collections.Counter()  # display -> grants messages
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -221,21 +231,36 @@ class Cloud:
         with self._lock:
             self.restarts += 1
             if not self.faults.restart_during_claim:
-                self.store.save(self.routing)
+                self.flush()
             self.routing = self.store.load()
             self._unflushed = []
-            self.status = dict(self.status)  # retained statuses arrive again from the broker
+            self._display_owner = {d: a for a, ds in self.routing.displays.items() for d in ds}
+            self._sorted_cameras = None
+
+    def _stored(self, kind: str, key: str) -> None:
+        """Record ``key`` of the routing's table ``kind`` as it is now: at once, unless the
+        write-behind bug holds it back."""
+        value = getattr(self.routing, kind).get(key)
+        if self.faults.restart_during_claim:
+            self._unflushed.append((kind, key, value))
+        else:
+            self.store.put(kind, key, value)
 
     def _changed(self, camera: str) -> None:
-        """Routing of ``camera`` changed: flushed at once, unless the write-behind bug holds it."""
-        if self.faults.restart_during_claim:
-            self._unflushed.append(camera)
-        else:
-            self.store.save(self.routing)
+        for kind in ("owner", "shares", "former"):
+            self._stored(kind, camera)
+        self._sorted_cameras = None
+
+    def provision(self, camera: str, identity: str) -> None:
+        """The operator registers a camera's factory identity (what it connects with)."""
+        with self._lock:
+            self.routing.identity[camera] = identity
+            self.store.put("identity", camera, identity)
 
     def flush(self) -> None:
         with self._lock:
-            self.store.save(self.routing)
+            for kind, key, value in self._unflushed:
+                self.store.put(kind, key, value)
             self._unflushed = []
 
     # -- segments ----------------------------------------------------------------------------
@@ -266,17 +291,21 @@ class Cloud:
         return accounts + [a for a in self.faults.leak_to if a not in accounts]
 
     def _swapped_camera(self, camera: str) -> Optional[str]:
-        """Wyze 2024: for about one camera in eight, the cache hands back another camera's user
-        mapping (its neighbour in the cache's table)."""
-        names = sorted(self.routing.owner)
-        if len(names) < 2 or zlib.crc32(camera.encode()) % 8:
+        """Wyze 2024: for one camera in four, the cache hands back another camera's user mapping
+        (its neighbour in the cache's table)."""
+        if self._sorted_cameras is None:
+            self._sorted_cameras = sorted(self.routing.owner)
+            self._camera_index = {c: i for i, c in enumerate(self._sorted_cameras)}
+        names, i = self._sorted_cameras, self._camera_index.get(camera)
+        if len(names) < 2 or i is None or i % 4 != 1:
             return None
-        return names[(names.index(camera) + 1) % len(names)] if camera in names else None
+        return names[(i + 1) % len(names)]
 
     def _on_segment(self, msg: Message) -> None:
         camera = self._identity(self._camera_of(msg.topic))
         peeked = peek_tag(msg.payload)
         with self._lock:
+            self.received += 1
             accounts = [a for a in self._audience(camera) if self._admit(a, camera, peeked, "live")]
         if not accounts:
             self.refused["no_route"] += 1
@@ -312,6 +341,7 @@ class Cloud:
         thumbnail = source == "live" and peeked is not None and peeked.seq % THUMBNAIL_EVERY == 0
         with self._lock:
             self.delivered[(camera, account)] += 1
+            self.delivered_by_source[source] += 1
             if thumbnail:
                 self.thumbnails += 1
         self.transport.publish(topics.account_topic(account, topics.SEG, self.prefix), payload, qos=1,
@@ -426,7 +456,7 @@ class Cloud:
 
     def _wrong_account(self, account: str) -> str:
         """The account recorded in place of ``account``: the next one the cloud knows."""
-        known = sorted(set(self.routing.owner.values()) | set(self.routing.displays))
+        known = sorted(self.routing.displays)  # the accounts the cloud knows
         if account not in known or len(known) < 2:
             return account
         return known[(known.index(account) + 1) % len(known)]
@@ -461,11 +491,12 @@ class Cloud:
             topics.check_topic_id(display, "display")
         except (TypeError, ValueError):
             return "bad display id"
-        owned = [d for ds in self.routing.displays.values() for d in ds]
-        if display in owned and display not in self.routing.displays.get(account, []):
+        if self._display_owner.get(display, account) != account:
             return "another account's display"
-        if display not in self.routing.displays.setdefault(account, []):
-            self.routing.displays[account].append(display)
+        if display not in self._display_owner:
+            self._display_owner[display] = account
+            self.routing.displays.setdefault(account, []).append(display)
+            self._stored("displays", account)
         return None
 
     def _req_grants(self, account: str, display: Any, sealed: Any) -> Optional[str]:
@@ -475,6 +506,7 @@ class Cloud:
         if self.faults.grants_to_wrong_display:
             target = self._neighbour_display(display)
         self.routing.grants[target] = sealed
+        self._stored("grants", target)
         self.transport.publish(topics.display_topic(target, topics.GRANTS, self.prefix),
                                json.dumps(sealed, sort_keys=True).encode(), qos=1, retain=True)
         return None
@@ -482,9 +514,11 @@ class Cloud:
     def _neighbour_display(self, display: str) -> str:
         """A grants cache keyed by a hash slot: for half the displays, every other grants message
         goes to the next display the cloud knows (another account's)."""
-        every = sorted(d for ds in self.routing.displays.values() for d in ds)
         self._grants_sent[display] += 1
-        if len(every) < 2 or zlib.crc32(display.encode()) % 2 or self._grants_sent[display] % 2 == 0:
+        if zlib.crc32(display.encode()) % 2 or self._grants_sent[display] % 2 == 0:
+            return display
+        every = sorted(self._display_owner)
+        if len(every) < 2:
             return display
         return every[(every.index(display) + 1) % len(every)]
 

@@ -121,6 +121,8 @@ class Display:
                     self.output[camera].append(self.verifier.verified)
             else:
                 self.refused.append(verdict)
+                if verdict.reason is Reason.NO_GRANT and verdict.tag is not None:
+                    self.watch.ungranted(verdict.tag.camera, self.clock())
             self._cond.notify_all()
         if self.on_verdict:
             self.on_verdict(verdict, msg.payload)

@@ -109,10 +109,12 @@ class FleetConfig:
     defended: bool = True         # segbind on: displays verify, cameras refuse rollback, second line
     second_line: bool = True      # the cloud's second line (only when defended)
     share: float = 0.25           # fraction of cameras shared with a second account
+    h265: float = 0.25            # fraction of cameras that encode H.265 (the others H.264)
     weak_cameras: float = 0.3     # fraction of camera uplinks on a weak link
     weak_displays: float = 0.35   # fraction of display downlinks on a weak link
     segment_ms: int = 1000
     clips: int = 24               # distinct scenes (at most one per camera), one clip each
+    h265_clips: int = 8           # distinct scenes the H.265 cameras loop
     clip_segments: int = 10       # each clip is this many segments long, looped
     width: int = 128
     height: int = 72
@@ -168,6 +170,7 @@ class CameraPlan:
     weak: bool
     link_seed: int
     identity: str                   # the factory identity it connects with (a device secret's name)
+    codec: int = 1                  # 1 H.264, 2 H.265
     buyer: Optional[str] = None     # resold to this account at the event
     rolled_back: bool = False       # its state restored from a backup made before the sale
     forger: Optional[str] = None    # the viewer who forges it
@@ -207,18 +210,22 @@ def make_plan(cfg: FleetConfig) -> Plan:
     n = cfg.cameras
     resold = {i for i in range(n) if i % 8 == 3 and n > 3} if RESALE_FAULTS & set(cfg.faults) else set()
     shared = set(rng.sample(range(n), round(cfg.share * n))) - resold if n > 1 else set()
+    hevc = {i for i in range(n) if (i * cfg.h265) % 1 + cfg.h265 >= 1} if cfg.h265 > 0 else set()
     cameras = []
     for i, name in enumerate(names):
         viewers = [owners[(i + 1) % n]] if i in shared else []
         identity = "factory-%s" % name
         if cfg.has("duplicate_device_secret") and i % 8 == 5:
             identity = "factory-%s" % names[i - 1]   # made with the previous camera's secret
+        codec = 2 if i in hevc else 1
+        clip = i % min(cfg.h265_clips if codec == 2 else cfg.clips, n)
         cameras.append(CameraPlan(
-            name, owners[i], viewers, i % min(cfg.clips, n), rng.uniform(0, cfg.segment_ms),
+            name, owners[i], viewers, clip, rng.uniform(0, cfg.segment_ms),
             rng.random() < cfg.weak_cameras, rng.getrandbits(32), identity,
             buyer=owners[(i + 2) % n] if i in resold else None,
             rolled_back=i in resold and cfg.has("state_rollback"),
-            forger=viewers[0] if viewers and cfg.has("viewer_forgery") and i % 2 == 1 else None))
+            forger=viewers[0] if viewers and cfg.has("viewer_forgery") and sorted(shared).index(i) % 2 == 0
+            else None, codec=codec))
     owned: Dict[str, List[str]] = {a: [] for a in owners}
     shared_in: Dict[str, List[str]] = {a: [] for a in owners}
     for cam in cameras:
@@ -230,14 +237,18 @@ def make_plan(cfg: FleetConfig) -> Plan:
     return Plan(cameras, accounts)
 
 
-def clip_templates(cfg: FleetConfig) -> List[List[bytes]]:
-    """Each scene's clip cut into segments (Annex-B), one segment period of encoder output each."""
+def clip_templates(cfg: FleetConfig) -> Dict[Tuple[int, int], List[bytes]]:
+    """Each (codec, scene)'s clip cut into segments (Annex-B), one segment period of encoder output
+    each; only the pairs the plan uses are encoded (and cached)."""
     gop = max(1, cfg.fps * cfg.segment_ms // 1000)
-    out = []
-    for k in range(min(cfg.clips, cfg.cameras)):
-        video = scene_clip(k, gop * cfg.clip_segments, cfg.width, cfg.height, cfg.fps, gop)
+    out: Dict[Tuple[int, int], List[bytes]] = {}
+    for cam in make_plan(cfg).cameras:
+        key = (cam.codec, cam.clip)
+        if key in out:
+            continue
+        video = scene_clip(cam.clip, gop * cfg.clip_segments, cfg.width, cfg.height, cfg.fps, gop, cam.codec)
         segmenter = Segmenter()
-        out.append([s.data for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment)])
+        out[key] = [s.data for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment)]
     return out
 
 
@@ -508,6 +519,7 @@ class Forger:
         self.transport = transport
         self.every_ms = every_ms
         self.forged = 0
+        self.samples: List[bytes] = []  # the first forgeries, for tests
         segmenter = Segmenter(delimit=True)
         self.raw = [s for t in templates for s in segmenter.push(t) if isinstance(s, Segment)]
 
@@ -537,6 +549,8 @@ class Forger:
                                                     hashlib.sha256(raw.data).digest())
         forged = forged.replace(old_sei, build_sei_nal(forged_tag.encode()), 1)
         self.forged += 1
+        if len(self.samples) < 4:
+            self.samples.append(forged)
         self.transport.publish(topics.camera_topic(self.victim.name, topics.SEG, self.fleet.prefix), forged, 1)
 
 
@@ -720,7 +734,8 @@ class Fleet:
         faults = CloudFaults(**{f: True for f in cfg.faults if f in CLOUD_FAULTS})
         self.cloud = Cloud(cloud_transport, RoutingStore(), faults=faults,
                            second_line=cfg.defended and cfg.second_line, prefix=prefix)
-        self.cloud.routing.identity = {c.name: c.identity for c in plan.cameras}  # the operator provisions these
+        for c in plan.cameras:                   # the operator provisions their identities
+            self.cloud.provision(c.name, c.identity)
         self.cache = StreamingQualityCache(cfg.slots, cfg.capacity, bug=cfg.has("relay_cache_2020"))
         self.relay = QualityRelay(self.cache, scheduler,
                                   lambda account, camera, payload: self.cloud.deliver(account, camera, payload,
@@ -761,7 +776,7 @@ class Fleet:
         for i, cam in enumerate(plan.cameras):
             uplink = Link(cfg.weak if cam.weak else cfg.good, cam.link_seed)
             self.links["uplink"].append((cam.weak, uplink))
-            camera = FleetCamera(cam, cfg, templates[cam.clip], camera_transport(i, cam.name), scheduler,
+            camera = FleetCamera(cam, cfg, templates[(cam.codec, cam.clip)], camera_transport(i, cam.name), scheduler,
                                  uplink, prefix, ledger=self.ledger, audience=self.audience,
                                  stream_id=BASE_MS + i, protected=cfg.defended)
             self.cameras.append(camera)
@@ -773,7 +788,7 @@ class Fleet:
                 forger_app = self.owners[cam.forger]
                 own = self.camera_plan[forger_app.plan.cameras[0]] if forger_app.plan.cameras else cam
                 self.forgers.append(Forger(self, cam, forger_app.display, forger_app.owner,
-                                           templates[own.clip], camera_transport(0, "forger")))
+                                           templates[(own.codec, own.clip)], camera_transport(0, "forger")))
 
     def _on_change(self, camera: str, result: control.Result) -> None:
         """An owner's app learned its camera's pairing: share it as planned."""
@@ -1037,6 +1052,7 @@ class Fleet:
             "segbind_fleet": 2,
             "config": self.cfg.as_dict(),
             "fleet": {"cameras": len(cams), "accounts": len(displays), "shares": self.plan.shares,
+                      "h265_cameras": sum(1 for c in self.plan.cameras if c.codec == 2),
                       "resold": sum(1 for c in self.plan.cameras if c.buyer),
                       "forgers": len(self.forgers),
                       "weak_uplinks": sum(c.weak for c in self.plan.cameras),
@@ -1048,6 +1064,10 @@ class Fleet:
                 "spool_dropped": sum(c.spool_dropped + c.core.spool.dropped_total for c in cams),
                 "spool_max": max((c.spool_max for c in cams), default=0),
                 "cameras_halted": sum(1 for c in cams if c.halted),
+                "at_cloud": self.cloud.received,
+                "relayed": self.cloud.delivered_by_source["live"],
+                "refilled": self.cloud.delivered_by_source["quality-cache"],
+                "delivered": sum(sum(d.delivered.values()) for d in displays),
                 "cloud": {"delivered": sum(self.cloud.delivered.values()), "refused": dict(self.cloud.refused),
                           "requests": dict(self.cloud.requests), "restarts": self.cloud.restarts},
                 "thumbnails": dict(self.thumbnails),
@@ -1173,6 +1193,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="out", help="directory for the report (./out)")
     parser.add_argument("--rows", type=int, default=10, help="displays in the picture (10)")
     parser.add_argument("--no-png", action="store_true", help="skip the picture")
+    parser.add_argument("--browser", action="store_true",
+                        help="also open the browser display (chromium) on live HLS from the reference cloud, "
+                             "with the 2020 cache fault in its edge, and write its screenshot to OUT/display.png")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.cameras < 1:
@@ -1208,6 +1231,12 @@ def main(argv=None) -> int:
     print(report.table(matrix))
     paths = report.write(matrix, fleet, Path(args.out), png=not args.no_png, rows=args.rows)
     print("report: %s" % ", ".join(str(p) for p in paths))
+    if args.browser:
+        from host_sim.browser import demo_screenshot
+
+        shown = demo_screenshot(Path(args.out) / "display.png")
+        print("browser display: %s (%s)" % (shown["screenshot"], "; ".join(
+            "%s: %d shown, refused %s" % (t["camera"], t["shown"], t["refused"] or "nothing") for t in shown["tiles"])))
     ok = all(r["with"]["foreign_shown"] == 0 and r["with"]["forged_shown"] == 0
              and r["with"]["own_lost_to_verification"] == 0 for r in matrix["scenarios"])
     return 0 if ok else 1

@@ -174,11 +174,15 @@ def write(matrix: dict, fleet, out_dir, png: bool = True, rows: int = 10) -> Lis
 # ------------------------------------------------------------------------------------------
 
 def first_frame(payload: bytes):
-    """The first picture PyAV decodes from an Annex-B segment, as a PIL image (None if none)."""
+    """The first picture PyAV decodes from an Annex-B segment (H.264 or H.265), as a PIL image
+    (None if none)."""
     import av
 
+    from segbind_core.segment import detect_codec
+
     try:
-        with av.open(io.BytesIO(payload), format="h264") as container:
+        with av.open(io.BytesIO(payload), format="hevc" if detect_codec(payload[:4096]) == 2 else "h264") \
+                as container:
             for frame in container.decode(video=0):
                 return frame.to_image()
     except Exception:  # noqa: BLE001 - a tile then says it could not be decoded

@@ -64,8 +64,12 @@ def scene_frame(k: int, i: int, width: int, height: int):
     return np.minimum(frame.astype(np.uint16) + noise, 255).astype(np.uint8)
 
 
-def scene_clip(k: int, frames: int, width: int, height: int, fps: int, gop: int) -> bytes:
-    """Annex-B H.264 of scene ``k`` from libx264 through PyAV (host_sim.clips, cached)."""
+def scene_clip(k: int, frames: int, width: int, height: int, fps: int, gop: int, codec: int = 1) -> bytes:
+    """Annex-B of scene ``k``: H.264 from libx264 (``codec`` 1) or H.265 from libx265 (2), through
+    PyAV (host_sim.clips, cached)."""
+    source = lambda i: scene_frame(k, i, width, height)  # noqa: E731
+    if codec == 2:
+        return clips.encode_pyav_h265(frames=frames, width=width, height=height, fps=fps, gop=gop, ctu=16,
+                                      frame_source=source, source_id="fleet-scene-v1-%d" % k)
     return clips.encode_pyav(frames=frames, width=width, height=height, fps=fps, gop=gop,
-                             frame_source=lambda i: scene_frame(k, i, width, height),
-                             source_id="fleet-scene-v1-%d" % k)
+                             frame_source=source, source_id="fleet-scene-v1-%d" % k)

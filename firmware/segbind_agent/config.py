@@ -16,7 +16,7 @@ from .core import AgentSettings
 DEFAULTS = {
     "topic_prefix": TOPIC_PREFIX,
     "on_eof": None,                # "exit", "reopen" (FIFO default) or "idle"
-    "segment": {"max_duration_s": 4.0, "fps": None},
+    "segment": {"max_duration_s": 4.0, "fps": None, "codec": "auto"},
     "spool": {"max_bytes": 64 * 1024 * 1024, "max_segments": 2000, "fsync": False},
     "publish_window": 8,
     "health_interval_s": 10.0,
@@ -77,6 +77,10 @@ class Config:
         seg = merged["segment"]
         self.max_duration_s = float(seg["max_duration_s"])
         self.fps = None if seg["fps"] is None else float(seg["fps"])
+        codecs = {"auto": 0, "h264": 1, "h265": 2}
+        if seg["codec"] not in codecs:
+            raise ConfigError("segment.codec must be auto, h264 or h265")
+        self.codec = codecs[seg["codec"]]
         sp = merged["spool"]
         self.spool_max_bytes = int(sp["max_bytes"])
         self.spool_max_segments = int(sp["max_segments"])
@@ -107,7 +111,7 @@ class Config:
     def settings(self) -> AgentSettings:
         """What the agent's core needs of this configuration."""
         return AgentSettings(self.max_duration_s, self.fps, self.spool_max_bytes,
-                             self.spool_max_segments, self.publish_window, self.health_interval_s)
+                             self.spool_max_segments, self.publish_window, self.health_interval_s, self.codec)
 
     @classmethod
     def load(cls, path: str) -> "Config":

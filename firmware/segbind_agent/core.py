@@ -363,7 +363,8 @@ class AgentSettings:
 
     def __init__(self, max_duration_s: float = 4.0, fps: Optional[float] = None,
                  spool_max_bytes: int = 64 * 1024 * 1024, spool_max_segments: int = 2000,
-                 publish_window: int = 8, health_interval_s: float = 10.0) -> None:
+                 publish_window: int = 8, health_interval_s: float = 10.0, codec: int = 0) -> None:
+        self.codec = codec  # 0: read from the stream; 1 H.264; 2 H.265
         self.max_duration_s = max_duration_s
         self.fps = fps
         self.spool_max_bytes = spool_max_bytes
@@ -408,7 +409,7 @@ class AgentCore:
 
     def _new_segmenter(self) -> Segmenter:
         return Segmenter(max_duration_s=self.settings.max_duration_s, fps=self.settings.fps,
-                         delimit=True)
+                         delimit=True, codec=self.settings.codec)
 
     # -- the stream --------------------------------------------------------------------------
 
@@ -531,6 +532,7 @@ class AgentCore:
             self.counts["segments_refused"] += 1
             return [Log(ERROR, "segment not tagged: it already carries a segbind tag")]
         capture = segment.first_ms if segment.first_ms is not None else now_ms
+        self.tagger.codec = segment.codec  # the codec the segmenter read the stream as
         tagged, tag = self.tagger.tag(segment.data, segment.units, capture, segment.duration_ms,
                                       segment.pictures, end)
         self.counts["segments_tagged"] += 1

@@ -17,6 +17,8 @@ from typing import IO, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, 
 from segbind_core import __version__
 from segbind_core.device import DeviceFileError, device_json, parse_device
 from segbind_core.keys import KEY_SIZE, Epoch
+from segbind_core.segment import detect_codec
+from segbind_core.tag import CODEC_H264, CODEC_H265, CODEC_NAMES
 
 from .errors import InputError, InvalidSegment, SegbindError
 from .keyring import Binding, EpochFile, Keyring, read_json, write_json
@@ -142,6 +144,7 @@ def cmd_keys_grant(args: argparse.Namespace) -> int:
 
 
 CHUNK = 1 << 16
+MAX_CODEC_READ_AHEAD = 16 << 20
 
 
 def _open_source(path: str) -> Tuple[IO[bytes], str]:
@@ -179,19 +182,53 @@ def _read_head(src: IO[bytes], name: str) -> bytes:
     return head
 
 
-def _kind_of(head: bytes, name: str) -> str:
+def _kind_of(head: bytes, name: str, h265: bool = False) -> str:
+    """What the input is (``read.sniff``); H.265 Annex-B is ANNEXB where ``h265`` allows it.
+
+    Only ``tag`` takes H.265 so far: the readers regroup Annex-B by H.264's unit types.
+    """
     try:
-        return sniff(head[:SNIFF_BYTES])
+        kind = sniff(head[:SNIFF_BYTES])
     except InputError as exc:
-        raise CliError("%s: %s" % (name, exc)) from None
+        if not (_starts_with_start_code(head) and detect_codec(head[:SNIFF_BYTES]) == CODEC_H265):
+            raise CliError("%s: %s" % (name, exc)) from None
+        kind = ANNEXB
+    if kind == ANNEXB and not h265 and detect_codec(head[:SNIFF_BYTES]) == CODEC_H265:
+        raise CliError("%s: an HEVC (H.265) Annex-B stream: segbind tag takes it, but verify, "
+                       "inspect and hls read H.264 only so far" % name)
+    return kind
 
 
-def _open_annexb(path: str, purpose: str) -> Tuple[IO[bytes], str, bytes]:
+def _starts_with_start_code(head: bytes) -> bool:
+    zeros = len(head) - len(head.lstrip(b"\x00"))
+    return zeros >= 2 and head[zeros:zeros + 1] == b"\x01"
+
+
+def _stream_codec(src: IO[bytes], name: str, head: bytes) -> Tuple[int, bytes]:
+    """(the codec the segmenter will read an Annex-B stream as, the bytes read so far).
+
+    Reads ahead until the stream's units tell (``segment.detect_codec``: normally its
+    first unit); a stream that ends first is H.264, as the segmenter takes it.
+    """
+    while True:
+        codec = detect_codec(head)
+        if codec:
+            return codec, head
+        if len(head) > MAX_CODEC_READ_AHEAD:
+            raise CliError("%s: no H.264 or H.265 NAL unit header in the first %d MiB"
+                           % (name, MAX_CODEC_READ_AHEAD >> 20))
+        chunk = _read_some(src, name)
+        if not chunk:
+            return CODEC_H264, head
+        head += chunk
+
+
+def _open_annexb(path: str, purpose: str, h265: bool = False) -> Tuple[IO[bytes], str, bytes]:
     """An Annex-B input, open, with its first bytes read; any other container is a CliError."""
     src, name = _open_source(path)
     try:
         head = _read_head(src, name)
-        kind = _kind_of(head, name)
+        kind = _kind_of(head, name, h265)
         if kind != ANNEXB:
             raise CliError("%s: %s input; %s" % (name, CONTAINER_NAMES[kind], purpose))
     except BaseException:
@@ -212,11 +249,13 @@ def cmd_tag(args: argparse.Namespace) -> int:
     try:
         core = AgentCore(epoch.camera, BindingState(epoch.camera), AgentSettings(
             max_duration_s=args.max_duration, fps=args.fps, spool_max_bytes=1 << 40,
-            spool_max_segments=1 << 30, publish_window=1), fixed_epoch=epoch)
+            spool_max_segments=1 << 30, publish_window=1, codec=0), fixed_epoch=epoch)
     except (ValueError, SegbindError) as exc:
         raise CliError(str(exc)) from None
-    src, name, head = _open_annexb(args.input, "segbind tag reads H.264 Annex-B, as encoders write it")
+    src, name, head = _open_annexb(args.input, "segbind tag reads H.264 or H.265 Annex-B, as "
+                                   "encoders write it", h265=True)
     try:
+        codec, head = _stream_codec(src, name, head)
         stream_id = args.stream_id if args.stream_id is not None else int(time.time() * 1000)
         out = _open_output(args.output)
         written = 0
@@ -256,7 +295,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
         if src is not sys.stdin.buffer:
             src.close()
     if not written:
-        raise CliError("%s: no H.264 pictures in the stream" % name)
+        raise CliError("%s: no %s pictures in the stream" % (name, CODEC_NAMES[codec]))
     print("tagged %d segments (stream %d)" % (written, stream_id), file=sys.stderr)
     return EXIT_OK
 
@@ -499,12 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keyring", required=True, metavar="KEYRING.json")
     p.set_defaults(func=cmd_keys_grant)
 
-    p = sub.add_parser("tag", help="tag an Annex-B H.264 stream as it arrives (a pipe filter with - -)")
+    p = sub.add_parser("tag", help="tag an Annex-B H.264 or H.265 stream as it arrives (a pipe filter "
+                       "with - -); the codec is read from the stream")
     p.add_argument("--epoch", required=True, metavar="EPOCH.json", help="the epoch to tag with")
     p.add_argument("--stream-id", type=int, help="stream id (default: now in ms)")
     p.add_argument("--max-duration", type=float, default=4.0, metavar="S",
                    help="no segment longer than S seconds (default 4); segments are cut at IDR "
-                        "pictures and recovery points, and here when there are none")
+                        "(H.265: IRAP) pictures and recovery points, and here when there are none")
     p.add_argument("--fps", type=float, help="frame rate for --max-duration (default: from the SPS, else 25)")
     p.add_argument("input", metavar="IN", help="Annex-B input, - for stdin")
     p.add_argument("output", metavar="OUT", help="tagged Annex-B output, - for stdout")

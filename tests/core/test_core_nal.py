@@ -1,6 +1,6 @@
 """nal.py: Annex-B scanning, length-prefixed framing, emulation prevention."""
 
-from _support import h, raises
+from _support import h
 
 from segbind_core import nal
 

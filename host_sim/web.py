@@ -1,0 +1,639 @@
+"""Live HLS over HTTP from the reference cloud, and the browser display it serves.
+
+For each account, every camera the cloud routes to it is served as live CMAF
+HLS (a sliding media playlist, init segments, one fMP4 fragment per tagged
+segment) and its recording as VOD; with them the display page and its scripts
+(``segbind.web``: the JavaScript verifier, hls.js pinned from npm), and each
+display's sealed grants, opaque JSON the cloud cannot open. Fragments are the
+camera's tagged segments packaged unchanged (``segbind.web.fmp4``): the cloud
+holds no key and needs none.
+
+The cloud's side is an interface (``LiveSource``) that the reference cloud
+implements; ``MemorySource`` is the one the tests and the demo use, fed by
+tagging real libx264 clips as cameras do.
+
+An edge cache sits between the origin and the viewers, as a CDN does; the
+origin pushes each fragment to it as it is published. ``Faults(cache_2020=True)``
+switches on the January 2020 mistake in this HTTP path: entries keyed without
+the account and with the camera hashed into a few slots (the key a careless
+optimisation makes), so one household's fragment is served for another's URL
+whenever their cameras share a slot and the stranger's push came last. Only the
+display's verifier can tell.
+
+    source = MemorySource(); source.add_camera("alice", "cam-red", (200, 30, 30)); ...
+    with WebCloud(source, Faults(cache_2020=True)) as cloud:
+        print(cloud.url + "/a/alice/display?display=tv-1")
+
+``python3 -m host_sim.web --port 8080 [--bug]`` serves the demo's accounts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple
+
+from segbind import Binding, Epoch
+from segbind.grants import Account
+from segbind.web import ASSETS, fmp4, hlsjs_path
+from segbind_core.nal import annexb_units
+from segbind_core.segment import Segment, Segmenter
+from segbind_core.tagger import Tagger
+
+WINDOW = 6            # fragments a live playlist lists
+STATIC = {"segbind-verify.js", "segbind-grants.js", "display.js", "display.css"}
+
+
+class Published(NamedTuple):
+    """One segment as the cloud received it: its number is the cloud's own count of the
+    camera's segments (the HLS media sequence number); its bytes are the camera's."""
+
+    number: int
+    data: bytes
+
+
+class LiveSource(Protocol):
+    """What the HTTP front end needs from the cloud. Nothing here is trusted by a display:
+    ``cameras`` is the cloud's routing, and every byte is verified by the display's keys."""
+
+    def accounts(self) -> List[str]:
+        """Every account with a display (the edge warms their cameras' fragments)."""
+
+    def cameras(self, account: str) -> List[str]:
+        """The cameras the cloud routes to ``account`` (its own, and those shared with it)."""
+
+    def segments(self, account: str, camera: str) -> List[Published]:
+        """Recent tagged Annex-B segments of the camera as published, oldest first."""
+
+    def recording(self, account: str, camera: str) -> List[Published]:
+        """The camera's recording (a finished stream), oldest first."""
+
+    def sealed_grants(self, display: str) -> Optional[Dict[str, Any]]:
+        """The sealed grants message the owner's app left for ``display`` (opaque), or None."""
+
+
+# ---- the edge cache, with the 2020 fault -------------------------------------------------------
+
+@dataclass
+class Faults:
+    """Faults switched on in the HTTP path (for demonstrations and tests; never on in service).
+
+    ``cache_2020``: the edge cache keys fragments by (crc32(camera) % ``slots``, kind, number),
+    without the account: a stranger's fragment is served for an own URL when their cameras
+    share a slot and the stranger's was stored last (with ``slots=1``, every camera collides).
+    """
+
+    cache_2020: bool = False
+    slots: int = 4
+    seed: int = 2020
+
+
+class Entry(NamedTuple):
+    account: str
+    camera: str
+    data: bytes
+
+
+@dataclass
+class EdgeStats:
+    served: Dict[str, int] = field(default_factory=dict)   # "account/camera" -> fragments served
+    foreign: Dict[str, int] = field(default_factory=dict)  # ... of which were another camera's
+
+    @property
+    def foreign_total(self) -> int:
+        return sum(self.foreign.values())
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"served": dict(self.served), "foreign": dict(self.foreign), "foreign_total": self.foreign_total}
+
+
+class EdgeCache:
+    """Packaged fragments and init segments, as a CDN edge keeps them (bounded, oldest dropped)."""
+
+    def __init__(self, faults: Faults, capacity: int = 4096) -> None:
+        self.faults = faults
+        self.capacity = capacity
+        self.stats = EdgeStats()
+        self._entries: Dict[Tuple[Any, ...], Entry] = {}
+        self._lock = threading.Lock()
+
+    def slot_of(self, camera: str) -> int:
+        return zlib.crc32(camera.encode()) % self.faults.slots
+
+    def key(self, account: str, camera: str, kind: str, name: str) -> Tuple[Any, ...]:
+        if self.faults.cache_2020:
+            return (self.slot_of(camera), kind, name)  # 2020: no account, the camera hashed away
+        return (account, camera, kind, name)
+
+    def push(self, account: str, camera: str, kind: str, name: str, data: bytes) -> None:
+        with self._lock:
+            key = self.key(account, camera, kind, name)
+            self._entries.pop(key, None)
+            self._entries[key] = Entry(account, camera, data)
+            while len(self._entries) > self.capacity:
+                del self._entries[next(iter(self._entries))]
+
+    def get(self, account: str, camera: str, kind: str, name: str) -> Optional[Entry]:
+        with self._lock:
+            entry = self._entries.get(self.key(account, camera, kind, name))
+            if entry is not None and kind != "init":
+                who = "%s/%s" % (account, camera)
+                self.stats.served[who] = self.stats.served.get(who, 0) + 1
+                if entry.camera != camera:
+                    self.stats.foreign[who] = self.stats.foreign.get(who, 0) + 1
+            return entry
+
+
+# ---- the origin: packaging, playlists, the edge kept warm ---------------------------------------
+
+class Origin:
+    """Packages what the source publishes and keeps the edge warm; builds the playlists.
+
+    A live playlist lists only fragments already pushed to the edge, so viewers never ask
+    the edge for one before it has it.
+    """
+
+    def __init__(self, source: LiveSource, edge: EdgeCache, window: int = WINDOW) -> None:
+        self.source = source
+        self.edge = edge
+        self.window = window
+        self._warm: Dict[Tuple[str, str], int] = {}   # (account, camera) -> highest number pushed
+        self._inits: Dict[str, bytes] = {}            # init name -> bytes
+        self._init_of: Dict[bytes, str] = {}          # parameter sets -> init name
+        self._rng = random.Random(edge.faults.seed)
+        self._lock = threading.Lock()
+
+    def init_name(self, segment: bytes) -> str:
+        """The init segment's name for a segment: named by its parameter sets, so it stays the
+        same while they do (a player loads it once)."""
+        codec, sets = fmp4.parameter_sets(segment)
+        key = bytes([codec]) + b"".join(len(s).to_bytes(4, "big") + s for s in sets)
+        with self._lock:
+            name = self._init_of.get(key)
+            if name is None:
+                name = hashlib.sha256(key).hexdigest()[:16]
+                self._init_of[key] = name
+                self._inits[name] = fmp4.init_segment(segment)
+            return name
+
+    def init_bytes(self, name: str) -> Optional[bytes]:
+        with self._lock:
+            return self._inits.get(name)
+
+    def warm(self) -> int:
+        """Push every newly published fragment (and its init segment) to the edge, in the
+        arbitrary order a busy origin does; returns how many were pushed."""
+        todo = []
+        for account in self.source.accounts():
+            for camera in self.source.cameras(account):
+                done = self._warm.get((account, camera), -1)
+                for item in self.source.segments(account, camera):
+                    if item.number > done:
+                        todo.append((account, camera, item))
+        self._rng.shuffle(todo)
+        for account, camera, item in todo:
+            try:
+                name = self.init_name(item.data)
+                self.edge.push(account, camera, "init", name, self.init_bytes(name) or b"")
+                self.edge.push(account, camera, "live", str(item.number), fmp4.fragment(item.data, item.number))
+            except fmp4.PackagingError:
+                continue  # nothing the origin can package (no tag to time it by): never listed
+            key = (account, camera)
+            self._warm[key] = max(self._warm.get(key, -1), item.number)
+        return len(todo)
+
+    def live_playlist(self, account: str, camera: str) -> str:
+        done = self._warm.get((account, camera), -1)
+        items = [i for i in self.source.segments(account, camera) if i.number <= done][-self.window:]
+        return self._playlist(items, "live", live=True)
+
+    def recording_playlist(self, account: str, camera: str) -> str:
+        return self._playlist(self.source.recording(account, camera), "rec", live=False)
+
+    def _playlist(self, items: Sequence[Published], kind: str, live: bool) -> str:
+        entries = []
+        for item in items:
+            try:
+                timing = fmp4.segment_timing([item.data[s:e] for s, e in annexb_units(item.data)])
+                entries.append((item, self.init_name(item.data), timing.duration_ms / 1000.0))
+            except fmp4.PackagingError:
+                continue
+        target = max([1] + [int(d + 0.999) for _i, _n, d in entries])
+        lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:%d" % target,
+                 "#EXT-X-MEDIA-SEQUENCE:%d" % (entries[0][0].number if entries else 0)]
+        if not live:
+            lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
+        init = None
+        for item, name, duration in entries:
+            if name != init:
+                lines.append('#EXT-X-MAP:URI="init/%s.mp4"' % name)
+                init = name
+            lines += ["#EXTINF:%.3f," % duration, "%s/%d.m4s" % (kind, item.number)]
+        if not live:
+            lines.append("#EXT-X-ENDLIST")
+        return "\n".join(lines) + "\n"
+
+    def recorded_fragment(self, account: str, camera: str, number: int) -> Optional[bytes]:
+        for item in self.source.recording(account, camera):
+            if item.number == number:
+                return fmp4.fragment(item.data, item.number)
+        return None
+
+
+# ---- the HTTP server (aiohttp) -------------------------------------------------------------------------
+
+def make_app(source: LiveSource, edge: Optional[EdgeCache] = None, warm_every_s: float = 0.1) -> Any:
+    """The aiohttp application: playlists, fragments, init segments, grants, the display page."""
+    from aiohttp import web
+
+    edge = edge or EdgeCache(Faults())
+    origin = Origin(source, edge)
+    app = web.Application()
+
+    def routed(request: Any) -> Tuple[str, str]:
+        account, camera = request.match_info["account"], request.match_info["camera"]
+        if camera not in source.cameras(account):
+            raise web.HTTPNotFound(text="no such camera for this account\n")
+        return account, camera
+
+    def m3u8(text: str) -> Any:
+        return web.Response(text=text, content_type="application/vnd.apple.mpegurl",
+                            headers={"Cache-Control": "no-cache"})
+
+    def mp4(data: bytes) -> Any:
+        return web.Response(body=data, content_type="video/mp4", headers={"Cache-Control": "max-age=60"})
+
+    async def index(request: Any) -> Any:
+        links = "".join('<li><a href="/a/%s/display?display=%s-display">%s</a></li>' % (a, a, a)
+                        for a in source.accounts())
+        return web.Response(text="<!doctype html><title>segbind cloud</title><h1>Accounts</h1><ul>%s</ul>"
+                            % links, content_type="text/html")
+
+    async def display_page(request: Any) -> Any:
+        return web.FileResponse(ASSETS / "display.html", headers={"Cache-Control": "no-cache"})
+
+    async def static(request: Any) -> Any:
+        name = request.match_info["name"]
+        if name == "hls.min.js":
+            path = hlsjs_path()
+            if path is None:
+                raise web.HTTPServiceUnavailable(text="hls.js is not installed: run `npm ci` in %s\n" % ASSETS)
+        elif name in STATIC:
+            path = ASSETS / name
+        else:
+            raise web.HTTPNotFound()
+        kind = "text/css" if name.endswith(".css") else "text/javascript"
+        return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "no-cache"})
+
+    async def cameras(request: Any) -> Any:
+        account = request.match_info["account"]
+        base = "/a/%s/cam/" % account
+        return web.json_response({"account": account, "cameras": [
+            {"camera": c, "live": base + c + "/live.m3u8", "recording": base + c + "/recording.m3u8"}
+            for c in source.cameras(account)]}, headers={"Cache-Control": "no-cache"})
+
+    async def live(request: Any) -> Any:
+        return m3u8(origin.live_playlist(*routed(request)))
+
+    async def recording(request: Any) -> Any:
+        return m3u8(origin.recording_playlist(*routed(request)))
+
+    async def init(request: Any) -> Any:
+        account, camera = routed(request)
+        name = request.match_info["name"]
+        entry = edge.get(account, camera, "init", name)
+        data = entry.data if entry is not None else origin.init_bytes(name)
+        if data is None:
+            raise web.HTTPNotFound()
+        return mp4(data)
+
+    async def live_fragment(request: Any) -> Any:
+        account, camera = routed(request)
+        entry = edge.get(account, camera, "live", request.match_info["number"])
+        if entry is None:
+            raise web.HTTPNotFound(text="not at the edge (not published, or gone)\n")
+        return mp4(entry.data)
+
+    async def recorded(request: Any) -> Any:
+        account, camera = routed(request)
+        data = origin.recorded_fragment(account, camera, int(request.match_info["number"]))
+        if data is None:
+            raise web.HTTPNotFound()
+        return mp4(data)
+
+    async def grants(request: Any) -> Any:
+        sealed = source.sealed_grants(request.match_info["display"])
+        if sealed is None:
+            raise web.HTTPNotFound(text="no grants for this display yet\n")
+        return web.json_response(sealed, headers={"Cache-Control": "no-cache"})
+
+    async def stats(request: Any) -> Any:
+        return web.json_response(edge.stats.as_dict())
+
+    async def keep_warm(app: Any) -> Any:
+        async def loop() -> None:
+            while True:
+                origin.warm()
+                await asyncio.sleep(warm_every_s)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+
+    app.cleanup_ctx.append(keep_warm)
+    app.add_routes([
+        web.get("/", index),
+        web.get("/a/{account}/display", display_page),
+        web.get("/a/{account}/cameras.json", cameras),
+        web.get("/a/{account}/cam/{camera}/live.m3u8", live),
+        web.get("/a/{account}/cam/{camera}/recording.m3u8", recording),
+        web.get("/a/{account}/cam/{camera}/init/{name}.mp4", init),
+        web.get("/a/{account}/cam/{camera}/live/{number:\\d+}.m4s", live_fragment),
+        web.get("/a/{account}/cam/{camera}/rec/{number:\\d+}.m4s", recorded),
+        web.get("/displays/{display}/grants", grants),
+        web.get("/static/{name}", static),
+        web.get("/stats.json", stats),
+    ])
+    return app
+
+
+class WebCloud:
+    """The HTTP front end on a loopback port, served from a thread of its own (tests, demos)."""
+
+    def __init__(self, source: LiveSource, faults: Optional[Faults] = None, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        self.source = source
+        self.faults = faults or Faults()
+        self.edge = EdgeCache(self.faults)
+        self.host, self.port = host, port
+        self.app: Any = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._runner: Any = None
+
+    @property
+    def url(self) -> str:
+        return "http://%s:%d" % (self.host, self.port)
+
+    @property
+    def stats(self) -> EdgeStats:
+        return self.edge.stats
+
+    def start(self) -> "WebCloud":
+        from aiohttp import web
+
+        ready = threading.Event()
+        failure: List[BaseException] = []
+
+        async def serve() -> None:
+            self.app = make_app(self.source, self.edge)
+            self._runner = web.AppRunner(self.app, access_log=None)
+            await self._runner.setup()
+            await web.TCPSite(self._runner, self.host, self.port).start()
+            self.port = int(self._runner.addresses[0][1])
+
+        def run() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(serve())
+            except BaseException as exc:  # reported to start()'s caller
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="segbind-web", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = self._thread = None
+
+    def __enter__(self) -> "WebCloud":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ---- an in-memory cloud fed by tagged libx264 clips ------------------------------------------------------
+
+def scene(colour: Tuple[int, int, int], width: int = 320, height: int = 192, frames: int = 100,
+          fps: int = 25, gop: int = 25) -> List[Segment]:
+    """A camera's scene: a flat colour with a white square moving across it (real libx264,
+    cut as a camera cuts it: an IDR every second, a delimiter before every access unit)."""
+    import numpy as np
+
+    from host_sim import clips
+
+    def frame(i: int) -> Any:
+        rgb = np.empty((height, width, 3), dtype=np.uint8)
+        rgb[:] = colour
+        x = (i * 6) % (width - 32)
+        rgb[height // 2 - 16:height // 2 + 16, x:x + 32] = 255
+        return rgb
+
+    video = clips.encode_pyav(frames=frames, width=width, height=height, fps=fps, gop=gop,
+                              frame_source=frame, source_id="scene-%02x%02x%02x" % colour)
+    segmenter = Segmenter(delimit=True)
+    return [s for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment)]
+
+
+class SimCamera:
+    """One camera: its owner's pairing (the owner's app holds it), its epoch, a scene it loops."""
+
+    def __init__(self, owner: str, camera: str, colour: Tuple[int, int, int], shares: Sequence[str] = (),
+                 recording: int = 4) -> None:
+        self.owner, self.camera, self.colour = owner, camera, colour
+        self.pairing = os.urandom(32)
+        self.epoch = Epoch.of_pairing(self.pairing, owner, camera, 1, list(shares))
+        self.raw = scene(colour)
+        now = int(time.time() * 1000)
+        self.tagger = Tagger(self.epoch, now)
+        self.published: List[Published] = []
+        self.paused = False
+        self.frozen_at: Optional[int] = None  # a capture time every new segment repeats (a stuck clock)
+        recorder = Tagger(self.epoch, now - 3_600_000)
+        start = now - 3_600_000
+        self.recording: List[Published] = []
+        for i in range(recording):
+            raw = self.raw[i % len(self.raw)]
+            data, _tag = recorder.tag(raw.data, raw.units, start, raw.duration_ms, raw.pictures, i == recording - 1)
+            self.recording.append(Published(i, data))
+            start += raw.duration_ms
+
+    def binding(self, holder: Optional[str] = None) -> Binding:
+        """What the owner's app grants a display (its own slot, or a share's)."""
+        return Binding.of_epoch(self.epoch, holder)
+
+    def publish(self, now_ms: int, keep: int) -> None:
+        if self.paused:
+            return
+        raw = self.raw[len(self.published) % len(self.raw)]
+        capture = self.frozen_at if self.frozen_at is not None else now_ms
+        data, _tag = self.tagger.tag(raw.data, raw.units, capture, raw.duration_ms, raw.pictures)
+        number = self.published[-1].number + 1 if self.published else 0
+        self.published.append(Published(number, data))
+        del self.published[:-keep]
+
+
+class MemorySource:
+    """A LiveSource in memory: cameras publishing tagged segments in real time, one per second."""
+
+    def __init__(self, keep: int = 30) -> None:
+        self.keep = keep
+        self.cams: Dict[str, SimCamera] = {}
+        self.routes: Dict[str, List[str]] = {}       # account -> cameras routed to it
+        self._grants: Dict[str, Dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def add_camera(self, owner: str, camera: str, colour: Tuple[int, int, int],
+                   shares: Sequence[str] = ()) -> SimCamera:
+        cam = SimCamera(owner, camera, colour, shares)
+        with self._lock:
+            self.cams[camera] = cam
+            for account in [owner, *shares]:
+                self.routes.setdefault(account, []).append(camera)
+        return cam
+
+    def route(self, account: str, camera: str) -> None:
+        """Route a camera to an account as well (a cloud's routing mistake, when it is not theirs)."""
+        with self._lock:
+            self.routes.setdefault(account, []).append(camera)
+
+    def put_sealed_grants(self, display: str, sealed: Dict[str, Any]) -> None:
+        """What the owner's app uploads for one of its displays (the cloud only stores it)."""
+        with self._lock:
+            self._grants[display] = sealed
+
+    def tick(self, now_ms: Optional[int] = None) -> None:
+        """Every camera publishes its next segment (all at once, as a fleet on one clock)."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        with self._lock:
+            for cam in self.cams.values():
+                cam.publish(now, self.keep)
+
+    def start(self, period_s: float = 1.0, backlog: int = 3) -> "MemorySource":
+        """Publish ``backlog`` segments now (a feed already running) and one per period from then on."""
+        now = int(time.time() * 1000)
+        for k in range(backlog, 0, -1):
+            self.tick(now - int(k * period_s * 1000))
+
+        def run() -> None:
+            while not self._stop.wait(period_s):
+                self.tick()
+
+        self._thread = threading.Thread(target=run, name="segbind-cameras", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    # LiveSource
+    def accounts(self) -> List[str]:
+        with self._lock:
+            return sorted(self.routes)
+
+    def cameras(self, account: str) -> List[str]:
+        with self._lock:
+            return list(self.routes.get(account, []))
+
+    def segments(self, account: str, camera: str) -> List[Published]:
+        with self._lock:
+            cam = self.cams.get(camera)
+            return list(cam.published) if cam is not None and camera in self.routes.get(account, []) else []
+
+    def recording(self, account: str, camera: str) -> List[Published]:
+        with self._lock:
+            cam = self.cams.get(camera)
+            return list(cam.recording) if cam is not None and camera in self.routes.get(account, []) else []
+
+    def sealed_grants(self, display: str) -> Optional[Dict[str, Any]]:
+        with self._lock:
+            return self._grants.get(display)
+
+
+def colliding_camera(edge_slots: int, camera: str, prefix: str = "cam-") -> str:
+    """A camera id that shares ``camera``'s slot in the buggy cache (for demonstrations)."""
+    want = zlib.crc32(camera.encode()) % edge_slots
+    for i in range(10_000):
+        name = "%s%d" % (prefix, i)
+        if name != camera and zlib.crc32(name.encode()) % edge_slots == want:
+            return name
+    raise ValueError("no colliding id found")
+
+
+# ---- the demo's households --------------------------------------------------------------------------------
+
+RED, BLUE, GREEN, YELLOW = (200, 30, 30), (30, 60, 200), (30, 170, 60), (210, 190, 30)
+
+
+@dataclass
+class Household:
+    """An account (its app's keys) and its cameras."""
+
+    account: Account
+    cameras: List[SimCamera]
+
+
+def demo_source(slots: int = 4) -> Tuple[MemorySource, Household, Household]:
+    """Alice (two cameras: red, blue, in two slots of the buggy cache) and a stranger, eve (green,
+    yellow), each of whose cameras shares a slot with one of alice's: what the demo and the
+    browser tests serve."""
+    source = MemorySource()
+    front = "alice-front"
+    garden = next(name for name in ("alice-garden", "alice-door", "alice-back", "alice-hall")
+                  if zlib.crc32(name.encode()) % slots != zlib.crc32(front.encode()) % slots)
+    alice = Household(Account.new("alice", test_only=True), [
+        source.add_camera("alice", front, RED), source.add_camera("alice", garden, BLUE)])
+    eve_ids = [colliding_camera(slots, cam.camera, "eve-cam-") for cam in alice.cameras]
+    eve = Household(Account.new("eve", test_only=True), [
+        source.add_camera("eve", eve_ids[0], GREEN), source.add_camera("eve", eve_ids[1], YELLOW)])
+    return source, alice, eve
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve the demo's accounts as live HLS, and the browser display")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--bug", action="store_true", help="switch on the 2020 cache fault")
+    args = parser.parse_args(argv)
+    source, _alice, _eve = demo_source()
+    source.start()
+    with WebCloud(source, Faults(cache_2020=args.bug), args.host, args.port) as cloud:
+        print("serving %s (accounts: %s); the display needs an enrolled owner: see docs/DISPLAYS.md"
+              % (cloud.url, ", ".join(source.accounts())), flush=True)
+        print(json.dumps({"url": cloud.url}), flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    source.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""Sealed grants opened in JavaScript (src/segbind/web/segbind-grants.js, WebCrypto under Node)
+against grants made by src/segbind/grants.py: the same keys out of every good message, and the
+same refusal, in GRANTS.md section 6's order, for every bad one."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+from segbind import Binding, Epoch
+from segbind.grants import Account, Display, DisplayGrants, GrantError, OutOfBand, enrollment_code, seal
+from tests.support import ROOT
+from tests.support.web import NODE, js_results
+
+MAX_U64 = (1 << 64) - 1
+
+
+def binding(owner: str, camera: str, number: int, slot: int = 0) -> Binding:
+    ep = Epoch.of_pairing(bytes(range(32)), owner, camera, number, ["bob"] if slot else [])
+    return Binding.of_epoch(ep, "bob" if slot else None)
+
+
+def payload(owner: Account, to: Display, serial: int, keys: List[Binding], **changes: Any) -> bytes:
+    """A grants payload written by hand (canonical JSON), so it can be made wrong on purpose."""
+    obj: Dict[str, Any] = {"segbind": "grants", "version": 2, "issuer": owner.account, "display": to.display,
+                           "display_pub": to.sealing_pub.hex(), "serial": serial, "issued_ms": 1,
+                           "keys": [b.to_json() for b in keys], "revoked": []}
+    obj.update(changes)
+    return json.dumps({k: v for k, v in obj.items() if v is not None}, sort_keys=True,
+                      separators=(",", ":")).encode()
+
+
+def secret_of(display: Display, tmp_path: Path) -> str:
+    display.save(tmp_path / ("%s.json" % display.display))
+    return json.loads((tmp_path / ("%s.json" % display.display)).read_text())["sealing_key"]
+
+
+def python_results(display: Display, messages: List[Any]) -> List[str]:
+    grants = DisplayGrants(display)
+    out = []
+    for message in messages:
+        try:
+            ring = grants.accept(message)
+            held = sorted("%s/%s/%d/%d" % (b.owner, b.camera, b.epoch, b.slot)
+                          for b in (ring.binding(*gid) for gid in _grant_ids(message, display)))
+            out.append("ok %d %s" % (grants.serial, ",".join(held)))
+        except GrantError as exc:
+            out.append(exc.reason.value)
+    return out
+
+
+def _grant_ids(sealed: Dict[str, Any], display: Display) -> List[tuple]:
+    from segbind.grants import GRANTS, GrantSet, open_sealed
+
+    owner = display.owner
+    assert owner is not None
+    payload_bytes = open_sealed(sealed, GRANTS, display.display, display._sealing_key, display.sealing_pub, owner)
+    return [(b.owner, b.camera, b.epoch) for b in GrantSet.from_payload(payload_bytes).keys]
+
+
+def edited(sealed: Dict[str, Any], edit: Callable[[Dict[str, Any]], None]) -> Dict[str, Any]:
+    copied = copy.deepcopy(sealed)
+    edit(copied)
+    return copied
+
+
+def test_js_opens_what_python_seals_and_refuses_what_python_refuses(tmp_path: Path) -> None:
+    alice, eve = Account.new("alice", test_only=True), Account.new("eve", test_only=True)
+    tv, kitchen = Display.new("tv-1", test_only=True), Display.new("kitchen", test_only=True)
+    code = OutOfBand.enroll(alice, tv)
+    OutOfBand.enroll(alice, kitchen)
+    cam1, cam2, shared = binding("alice", "cam-1", 1), binding("alice", "cam-2", 3), binding("carol", "cam-9", 2, 1)
+    good = alice.grants_for(tv.card(), 1, [cam1, cam2])
+    later = alice.grants_for(tv.card(), 5, [cam2, shared], revoked=[("alice", "cam-1", 1)])
+
+    def signed(body: bytes, by: Account = alice, to: Display = tv) -> Dict[str, Any]:
+        return seal(by, "grants", to.display, to.sealing_pub, body)
+
+    flip = lambda s: s[:10] + ("0" if s[10] != "0" else "1") + s[11:]  # noqa: E731
+    scenarios: Dict[str, List[Any]] = {
+        "good, then newer, then the old one again": [good, later, good],
+        "a newer serial only": [later, good],
+        "the largest serial": [alice.grants_for(tv.card(), MAX_U64, [cam1])],
+        "sealed to another display": [alice.grants_for(kitchen.card(), 1, [cam1])],
+        "to the right id with another key": [edited(alice.grants_for(kitchen.card(), 1, [cam1]),
+                                                    lambda m: m.update(to="tv-1"))],
+        "ciphertext bit flipped": [edited(good, lambda m: m.update(ciphertext=flip(m["ciphertext"])))],
+        "ephemeral key changed": [edited(good, lambda m: m.update(eph=flip(m["eph"])))],
+        "issuer renamed": [edited(good, lambda m: m.update({"from": "eve"}))],
+        "made and signed by a stranger": [eve.grants_for(tv.card(), 1, [cam1])],
+        "signed by the owner, naming another issuer": [signed(payload(alice, tv, 1, [cam1], issuer="eve"))],
+        "for another display inside": [signed(payload(alice, tv, 1, [cam1], display="kitchen"))],
+        "serial 0": [signed(payload(alice, tv, 0, [cam1]))],
+        "serial as a float": [signed(payload(alice, tv, 1, [cam1]).replace(b'"serial":1', b'"serial":1.0'))],
+        "serial above 2^64": [signed(payload(alice, tv, MAX_U64 + 1, [cam1]))],
+        "a duplicate name": [signed(payload(alice, tv, 1, [cam1]).replace(b'"serial":1', b'"serial":1,"serial":2'))],
+        "an unknown field": [signed(payload(alice, tv, 1, [cam1], extra=1))],
+        "a field missing": [signed(payload(alice, tv, 1, [cam1], issued_ms=None))],
+        "a key of the wrong size": [signed(payload(alice, tv, 1, [cam1]).replace(cam1.key.hex().encode(), b"00"))],
+        "a slot out of range": [signed(payload(alice, tv, 1, [cam1]).replace(b'"slot":0', b'"slot":8'))],
+        "an epoch granted twice": [signed(payload(alice, tv, 1, [cam1, cam1]))],
+        "a revoked epoch granted again": [later, alice.grants_for(tv.card(), 9, [cam1])],
+        "an MQTT wildcard in a camera id": [signed(payload(alice, tv, 1, [cam1]).replace(b'"cam-1"', b'"cam/1"'))],
+        "not UTF-8": [signed(payload(alice, tv, 1, [cam1]).replace(b'"alice"', b'"al\xffce"', 1))],
+        "envelope of another kind": [edited(good, lambda m: m.update(kind="share-offer"))],
+        "envelope version 3": [edited(good, lambda m: m.update(version=3))],
+        "envelope field missing": [edited(good, lambda m: m.pop("eph"))],
+        "envelope hex in capitals": [edited(good, lambda m: m.update(eph=m["eph"].upper()))],
+    }
+    cases = [{"name": name, "display": {"id": "tv-1", "secret": secret_of(tv, tmp_path)},
+              "owner": alice.card().to_json(), "messages": messages} for name, messages in scenarios.items()]
+    cases.append({"name": "not enrolled", "display": {"id": "tv-1", "secret": secret_of(tv, tmp_path)},
+                  "owner": None, "messages": [good]})
+    js = js_results("grants", cases, tmp_path)
+    py = {name: python_results(tv_copy(tv, tmp_path), messages) for name, messages in scenarios.items()}
+    py["not enrolled"] = python_results(_unenrolled(tv, tmp_path), [good])
+    differ = {n: (py[n], js.get(n)) for n in py if py[n] != js.get(n)}
+    assert not differ, json.dumps(differ, indent=1)
+    assert py["good, then newer, then the old one again"] == [
+        "ok 1 alice/cam-1/1/0,alice/cam-2/3/0", "ok 5 alice/cam-2/3/0,carol/cam-9/2/1", "stale"]
+    assert py["the largest serial"] == ["ok %d alice/cam-1/1/0" % MAX_U64]
+    reasons = {r for results in py.values() for r in results if not r.startswith("ok")}
+    assert reasons == {"stale", "not_for_this_display", "cannot_open", "not_from_owner", "malformed",
+                       "not_enrolled"}, reasons
+    assert code == enrollment_code(tv.card(), alice.card())
+
+
+def tv_copy(display: Display, tmp_path: Path) -> Display:
+    """A fresh copy of the display (same key, same owner): each scenario starts from serial 0."""
+    path = tmp_path / "copy.json"
+    display.save(path)
+    return Display.load(path)
+
+
+def _unenrolled(display: Display, tmp_path: Path) -> Display:
+    path = tmp_path / "unenrolled.json"
+    display.save(path)
+    data = json.loads(path.read_text())
+    data["owner"] = None
+    path.write_text(json.dumps(data))
+    return Display.load(path)
+
+
+def test_the_enrollment_code_and_card_agree_with_python(tmp_path: Path) -> None:
+    alice = Account.new("alice", test_only=True)
+    tv = Display.new("tv-1", test_only=True)
+    script = """
+      import { DisplayIdentity } from "%s";
+      const identity = await DisplayIdentity.fromSecret("tv-1", Uint8Array.from(Buffer.from("%s", "hex")));
+      const code = await identity.pin(%s);
+      let again = "kept";
+      try { await identity.pin(%s); } catch (e) { again = "refused"; }
+      console.log(JSON.stringify({card: identity.card(), code, again}));
+    """ % (ROOT / "src" / "segbind" / "web" / "segbind-grants.js", secret_of(tv, tmp_path),
+           json.dumps(alice.card().to_json()), json.dumps(Account.new("eve").card().to_json()))
+    proc = subprocess.run([NODE, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["card"] == tv.card().to_json()
+    assert out["code"] == enrollment_code(tv.card(), alice.card())
+    assert out["again"] == "refused"  # pinned for good: another owner's card is refused

@@ -1,0 +1,133 @@
+"""The reference cloud's HTTP path (host_sim.web), without a browser: playlists, fragments
+and grants over real HTTP (aiohttp), the 2020 cache fault in the edge, and what both
+verifiers say of the bytes it serves (``segbind verify`` reads the fragments as served)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+import pytest
+
+from host_sim.web import Faults, Household, MemorySource, WebCloud, demo_source
+from segbind import Keyring
+from segbind.web import hlsjs_path
+from tests.support import run_cli
+from tests.support.web import js_results, python_verdicts
+
+
+@pytest.fixture(scope="module")
+def households() -> Iterator[Tuple[MemorySource, Household, Household]]:
+    source, alice, eve = demo_source()
+    start = int(time.time() * 1000) - 8000
+    for i in range(8):  # the last eight seconds of every camera (no clock thread)
+        source.tick(start + 1000 * i)
+    yield source, alice, eve
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=20) as response:
+        return bytes(response.read())
+
+
+def status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def download(cloud: WebCloud, account: str, camera: str, playlist: str, into: Path) -> Path:
+    """A playlist and everything it lists, saved with the same relative paths."""
+    base = "%s/a/%s/cam/%s/" % (cloud.url, account, camera)
+    text = get(base + playlist).decode()
+    for uri in re.findall(r'URI="([^"]+)"', text) + [l for l in text.splitlines() if l and not l.startswith("#")]:
+        (into / uri).parent.mkdir(parents=True, exist_ok=True)
+        (into / uri).write_bytes(get(base + uri))
+    (into / playlist).write_text(text)
+    return into / playlist
+
+
+def wait_warm(cloud: WebCloud, account: str, camera: str) -> str:
+    for _ in range(100):
+        text = get("%s/a/%s/cam/%s/live.m3u8" % (cloud.url, account, camera)).decode()
+        if text.count("#EXTINF") >= 6:
+            return text
+        time.sleep(0.05)
+    raise AssertionError("the edge was never warmed")
+
+
+def keyring_file(household: Household, path: Path) -> Path:
+    Keyring([cam.binding() for cam in household.cameras]).save(path)
+    return path
+
+
+def test_live_playlists_list_fragments_that_segbind_verify_accepts(households, tmp_path: Path) -> None:
+    source, alice, eve = households
+    with WebCloud(source) as cloud:
+        routing = json.loads(get(cloud.url + "/a/alice/cameras.json"))
+        assert [c["camera"] for c in routing["cameras"]] == [c.camera for c in alice.cameras]
+        text = wait_warm(cloud, "alice", "alice-front")
+        assert text.startswith("#EXTM3U") and "#EXT-X-ENDLIST" not in text
+        assert re.search(r'#EXT-X-MAP:URI="init/[0-9a-f]{16}\.mp4"', text)
+        assert re.findall(r"^live/(\d+)\.m4s$", text, re.M) == [str(n) for n in range(2, 8)]  # a window of six
+        playlist = download(cloud, "alice", "alice-front", "live.m3u8", tmp_path)
+        recording = download(cloud, "alice", "alice-front", "recording.m3u8", tmp_path)
+        assert status(cloud.url + "/a/alice/cam/%s/live.m3u8" % eve.cameras[0].camera) == 404  # not routed to alice
+        assert status(cloud.url + "/a/alice/cam/alice-front/live/999.m4s") == 404
+    ring = keyring_file(alice, tmp_path / "alice.json")
+    live = run_cli("verify", "--keyring", str(ring), "--json", str(playlist))
+    reasons = [json.loads(line)["reason"] for line in live.stdout.splitlines()[:-1]]
+    assert live.returncode == 0 and reasons == ["ok"] * 6, live.stdout + live.stderr
+    rec = run_cli("verify", "--keyring", str(ring), "--recording", str(recording))
+    assert rec.returncode == 0 and b"ACCEPTED: 4 ok" in rec.stdout, rec.stdout + rec.stderr
+    stranger = run_cli("verify", "--keyring", str(keyring_file(eve, tmp_path / "eve.json")), str(playlist))
+    assert stranger.returncode == 1 and stranger.stdout.count(b"): no_grant") == 6
+
+
+def test_the_2020_cache_fault_serves_a_strangers_fragments_for_own_urls(households, tmp_path: Path) -> None:
+    source, alice, eve = households
+    served: Dict[bool, List[bytes]] = {}
+    for bug in (False, True):
+        with WebCloud(source, Faults(cache_2020=bug)) as cloud:
+            text = wait_warm(cloud, "alice", "alice-front")
+            init = get(cloud.url + "/a/alice/cam/alice-front/" + re.findall(r'URI="([^"]+)"', text)[0])
+            served[bug] = [init] + [get(cloud.url + "/a/alice/cam/alice-front/" + uri)
+                                    for uri in re.findall(r"^live/\d+\.m4s$", text, re.M)]
+            stats = cloud.stats.as_dict()
+        if bug:
+            assert stats["foreign"].get("alice/alice-front", 0) > 0, stats
+        else:
+            assert stats["foreign_total"] == 0
+    # The same fragments, judged by both verifiers through the gate a display uses.
+    ring = [{"owner": b.owner, "camera": b.camera, "epoch": b.epoch, "slot": b.slot, "key": b.key.hex()}
+            for b in (cam.binding() for cam in alice.cameras)]
+    cases = [{"name": "bug" if bug else "no bug", "keyring": ring, "camera": None, "window": None, "now": 0,
+              "recording": False, "inputs": [{"init": frags[0].hex()}] + [{"fragment": f.hex()} for f in frags[1:]]}
+             for bug, frags in served.items()]
+    js = js_results("verdicts", cases, tmp_path)
+    py = {c["name"]: python_verdicts(c) for c in cases}
+    assert js == py
+    assert py["no bug"][0] == "ok" and set(py["no bug"]) == {"ok", "pass"}
+    assert "no_grant" in py["bug"] and py["bug"].count("held") == py["bug"].count("no_grant")
+
+
+def test_grants_are_stored_and_served_as_the_owners_app_left_them(households) -> None:
+    source, alice, _eve = households
+    sealed = {"segbind": "sealed", "version": 2, "kind": "grants", "to": "tv-9", "opaque": "the cloud cannot open this"}
+    source.put_sealed_grants("tv-9", sealed)
+    with WebCloud(source) as cloud:
+        assert json.loads(get(cloud.url + "/displays/tv-9/grants")) == sealed
+        assert status(cloud.url + "/displays/nobody/grants") == 404
+        page = get(cloud.url + "/a/alice/display?display=tv-9").decode()
+        assert '<script type="module" src="/static/display.js">' in page
+        assert b"export class StreamVerifier" in get(cloud.url + "/static/segbind-verify.js")
+        assert status(cloud.url + "/static/../web.py") == 404
+        expected = 200 if hlsjs_path() is not None else 503
+        assert status(cloud.url + "/static/hls.min.js") == expected
