@@ -389,7 +389,9 @@ class Segmenter:
         rap = bool(syn.irap[kind]) or self._pending_rap
         if self._cut_from >= 0 and index >= self._cut_from:
             self._cut_takes_effect()
-        elif self._seg_has_vcl:
+        elif self._seg_has_vcl and self._cut_from < 0:
+            # (While a cut waits, a picture begun before it joins the segment in progress:
+            # that one segment closes where the cut takes effect, as ``cut`` promises.)
             limit = int(self.max_duration_s * self.fps * 2 + 1e-6)
             if limit < 2:
                 limit = 2

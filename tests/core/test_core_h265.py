@@ -312,6 +312,20 @@ def test_a_held_unit_keeps_a_cut_pending():
     assert [type(s).__name__ for s in out] == ["Segment", "_CutMarker", "Segment"]
 
 
+def test_a_picture_begun_before_a_cut_joins_the_segment_in_progress():
+    """A cut waiting to take effect closes one segment, the one in progress, also when a picture
+    begun before the cut (an IRAP that would open a segment) completes after it: a rotation's
+    result says where the new epoch begins, one segment on."""
+    seg = Segmenter()
+    assert seg.push(to_annexb([VPS, SPS, PPS, IDR, TRAIL])) == []
+    head = to_annexb([VPS, SPS, PPS, IDR])
+    assert seg.push(head[:-4]) == []  # the next IRAP picture's first slice, half read
+    assert seg.in_progress and seg.cut() == [] and seg.cut_pending
+    out = seg.push(head[-4:] + to_annexb([TRAIL])) + seg.finish()  # it completes; a picture after the cut
+    assert [type(s).__name__ for s in out] == ["Segment", "_CutMarker", "Segment"]
+    assert (out[0].pictures, out[2].pictures) == (3, 1)
+
+
 def test_an_h265_segment_is_tagged_after_its_delimiter():
     from segbind_core.keys import Epoch
 
