@@ -108,6 +108,16 @@ def read_vm_kb(pid: int, field: str = "VmHWM") -> int:
     raise KeyError(field)
 
 
+def _is_guest_agent(pid: int) -> bool:
+    """True when ``pid`` runs the launcher's ``python3 ... -m segbind_agent`` (a stale pidfile's
+    number may belong to another process by now)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"\x00-m\x00segbind_agent\x00" in f.read()
+    except OSError:
+        return False
+
+
 class GuestCamera:
     """The bundle's agent, started by the bundle's init script, in a throwaway layer of the image.
 
@@ -217,9 +227,7 @@ class GuestCamera:
 
     def peak_memory_kb(self) -> int:
         pid = self.agent_pid()
-        assert pid is not None, "the agent is not running"
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            assert b"segbind_agent" in f.read()  # the python3 process the launcher exec'd
+        assert pid is not None and _is_guest_agent(pid), "the agent is not running"
         return read_vm_kb(pid)
 
     def feed(self, clip: bytes, fps: float = 25.0, speed: float = 4.0, repeat: int = 1):
@@ -275,13 +283,10 @@ class GuestCamera:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         pid = self.agent_pid()  # daemonized into its own session: not in the group above
-        if pid is not None:
+        if pid is not None and _is_guest_agent(pid):
             try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    ours = b"segbind_agent" in f.read()
-                if ours:
-                    os.kill(pid, signal.SIGKILL)
-            except (FileNotFoundError, ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
         if self._out is not None:
             self._out.close()
