@@ -769,6 +769,28 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run_forwarding_signals(arch: str, cmd: Sequence[str], binds, env, timeout, cwd, overlay) -> int | None:
+    """``run``: the guest command's exit status (None on timeout). SIGTERM, SIGHUP and SIGINT
+    sent to this tool are passed on to the guest command, and the tool waits for it, as
+    ``docker run`` does: a ``kill`` of the tool stops the agent cleanly, never orphans it."""
+    new_session = timeout is not None  # the process group is killed on timeout
+    proc = popen_in_image(arch, cmd, binds, env, cwd=cwd, overlay=overlay, start_new_session=new_session)
+
+    def forward(signum, _frame) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, forward)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_nsexec"] and len(argv) == 2:
@@ -794,13 +816,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ImageError(f"bad --env {kv!r}: expected K=V")
             env[k] = v
         binds = [parse_bind(s) for s in args.bind]
-        try:
-            res = run_in_image(args.arch, cmd, binds=binds, env=env, timeout=args.timeout,
-                               cwd=args.cwd, text=False, overlay=args.overlay)
-        except subprocess.TimeoutExpired:
+        rc = _run_forwarding_signals(args.arch, cmd, binds, env, args.timeout, args.cwd, args.overlay)
+        if rc is None:
             print(f"camera_image: timed out after {args.timeout} s", file=sys.stderr)
             return 124
-        rc = res.returncode
         return 128 - rc if rc < 0 else rc
     except ImageError as e:
         print(f"camera_image: error: {e}", file=sys.stderr)

@@ -256,6 +256,27 @@ def test_cli_run_binds_exit_status_and_cleanup(tmp_path):
     assert r.returncode == 0 and r.stdout.strip() == str(ci.image_path("arm64"))
 
 
+def test_cli_run_passes_a_kill_on_to_the_guest_command(tmp_path):
+    """``kill`` of the tool (as a walkthrough stops the agent it started with ``run``) reaches the
+    guest command, which cleans up and exits; the tool waits for it and leaves nothing running."""
+    marker = tmp_path / "done"
+    proc = subprocess.Popen([sys.executable, str(TOOL), "run", "--arch", "armhf", "--bind",
+                             f"{tmp_path}:/mnt/host", "--", "sh", "-c",
+                             'trap "echo stopped > /mnt/host/done; exit 7" TERM; echo up; '
+                             'while :; do sleep 0.1; done'],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "up"
+        proc.terminate()
+        assert proc.wait(timeout=60) == 7
+        assert marker.read_text() == "stopped\n"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+    assert _host_mounts_under(tmp_path) == []
+
+
 def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     cases = [
         ("run", "--arch", "mips", "--", "true"),
