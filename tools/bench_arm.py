@@ -151,6 +151,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(ROOT / "firmware"))
+    for where in (ROOT, ROOT / "firmware", ROOT / "src"):  # run from a checkout, as the tests do
+        sys.path.insert(0, str(where))
     sys.exit(main())
