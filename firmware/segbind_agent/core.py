@@ -229,13 +229,19 @@ def check_rollback(state: "Optional[BindingState]", counter: int, camera: str) -
 
 def state_after_reset(camera: str, counter: int, previous: "Optional[BindingState]" = None) -> BindingState:
     """The state a physical reset leaves: unclaimed, one generation above every one written, and
-    (when the old state is readable) keeping the epoch high-water mark and stream order."""
+    (when the old state is readable) keeping the epoch high-water mark and stream order.
+
+    Without the old state the epoch high-water mark restarts at the counter: every epoch is
+    taken with a state write, and the owner's app numbers epochs one by one, so no epoch ever
+    used is above the number of writes; a display that holds an old epoch as revoked never
+    sees its number again."""
     state = BindingState(camera)
     if previous is not None:
         state.epoch_hwm = previous.epoch_hwm
         state.stream_id = previous.stream_id
         state.generation = previous.generation
         state.spent = list(previous.spent)
+    state.epoch_hwm = max(state.epoch_hwm, counter)
     state.generation = max(state.generation, counter) + 1
     return state
 

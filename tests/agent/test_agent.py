@@ -702,3 +702,20 @@ def test_the_daemon_and_a_fleet_camera_run_the_same_core(tmp_path: Path, secret:
         ("ok", "alice", 1)] * 3 + [("ok", "alice", 2), ("ok", "bob", 3)]
 
 
+
+
+def test_after_a_lost_state_and_a_reset_no_epoch_number_comes_back(tmp_path: Path, secret: bytes) -> None:
+    """A display remembers revoked epochs by number: a camera whose state was lost must never
+    hand out an epoch number it used before, even to the same owner."""
+    agent = make_agent(tmp_path, secret)
+    alice = Owner.new("alice", test_only=True)
+    pair(agent, alice)
+    for _ in range(3):
+        send(agent, alice.rotate(CAM, [], 0))
+    used = agent.state.epoch_hwm
+    assert used == 4
+    (tmp_path / "state" / "state.json").unlink()                    # the state is lost
+    agent.inbox.put_reset()
+    again = make_agent(tmp_path, secret)
+    alice.forget(CAM)
+    assert pair(again, alice).epoch > used
