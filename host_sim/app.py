@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional
 from host_sim.cloud import request
 from host_sim.transport import Message, Transport
 from segbind.grants import Display as DisplayIdentity
-from segbind.grants import GrantError
+from segbind.grants import DisplayCard, GrantError
 from segbind.owner import Owner, OwnerError
 from segbind_core import control, topics
 
@@ -79,6 +79,12 @@ class OwnerApp:
         """Enroll one of the owner's displays (out of band); the cloud learns only its id."""
         code = self.owner.enroll(display)
         self._request("display", display=display.display)
+        return code
+
+    def enroll_card(self, card: DisplayCard) -> str:
+        """Enroll a remote display by its card (it pins the owner itself); the cloud learns its id."""
+        code = self.owner.enroll_card(card)
+        self._request("display", display=card.display)
         return code
 
     def push_grants(self) -> None:

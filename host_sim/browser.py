@@ -4,8 +4,10 @@ Nothing is downloaded at run time: chromium and chromedriver are Debian's
 (``apt-get install chromium chromium-driver``), Selenium is given the driver's
 path. The owner's side of enrollment is the out-of-band hand-over a phone next
 to the screen would do (here a local call into the page, like
-``segbind.grants.OutOfBand``): the owner's app reads the display's card off the
-screen, hands it the owner's card, and both compute the enrollment code.
+``segbind.grants.OutOfBand``): the owner's app (``host_sim.app.OwnerApp``) reads
+the display's card off the screen and enrolls it by that card alone, the page
+pins the owner's card, and both compute the enrollment code. The app then sends
+the display its sealed grants through the cloud, as for any display.
 
     path = demo_screenshot("out/display.png")          # what the main demo command calls
 """
@@ -16,10 +18,12 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
-from segbind import Binding
-from segbind.grants import Account, DisplayCard, enrollment_code
+from segbind.grants import DisplayCard
+
+if TYPE_CHECKING:
+    from host_sim.app import OwnerApp
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -95,22 +99,15 @@ class DisplayPage:
         return path
 
 
-def enroll(page: DisplayPage, owner: Account) -> str:
-    """The out-of-band enrollment: the owner's app reads the card, the display pins the owner's;
-    both compute the code, and the owner compares them (here: an assertion)."""
-    card = page.card()
-    shown = page.pin_owner(owner.card().to_json())
-    expected = enrollment_code(card, owner.card())
+def enroll(page: DisplayPage, app: "OwnerApp") -> str:
+    """The out-of-band enrollment: the owner's app reads the display's card and enrolls it (the
+    cloud learns its id), the display pins the owner's card; both compute the code, and the owner
+    compares them (here: an exception if they differ)."""
+    expected = app.enroll_card(page.card())
+    shown = page.pin_owner(app.owner.account.card().to_json())
     if shown != expected:
         raise BrowserError("enrollment codes differ: the display shows %s, the app %s" % (shown, expected))
     return shown
-
-
-def grant(page: DisplayPage, owner: Account, bindings: Sequence[Binding], put: Callable[[str, Dict[str, Any]], None],
-          serial: int = 1) -> None:
-    """The owner's app seals the display's keyring to its card and leaves it at the cloud (``put``)."""
-    card = page.card()
-    put(card.display, owner.grants_for(card, serial, list(bindings)))
 
 
 class Progress:
@@ -136,27 +133,30 @@ class Progress:
 
 def demo_screenshot(path: Path | str = "out/display.png", bug: bool = True, seconds: float = 4.0,
                     timeout: float = 60) -> Dict[str, Any]:
-    """Serve the demo households (``host_sim.web.demo_source``) with the 2020 cache fault on,
-    open alice's display in chromium, enroll it, grant it her cameras, let it play, and write
+    """Run the demo households (``host_sim.households``: the reference cloud, the owners' apps,
+    cameras on the agent core) and serve them with the 2020 cache fault on; open alice's
+    display in chromium, enroll it, have her app grant it her cameras, let it play, and write
     the screenshot. Returns what each tile appended and refused, and the edge's mix-ups."""
-    from host_sim.web import Faults, WebCloud, demo_source
+    from host_sim.fleet import RealTimeScheduler
+    from host_sim.households import Households
+    from host_sim.web import Faults, WebCloud
 
-    source, alice, _eve = demo_source()
-    source.start()
+    world = Households(RealTimeScheduler().start()).start()
     try:
-        with WebCloud(source, Faults(cache_2020=bug)) as cloud, chromium() as driver:
-            page = DisplayPage(driver, cloud.url + "/a/alice/display?display=alice-tv").open()
-            code = enroll(page, alice.account)
-            grant(page, alice.account, [cam.binding() for cam in alice.cameras], source.put_sealed_grants)
+        world.wait_live(3, timeout)
+        with WebCloud(world.cloud, Faults(cache_2020=bug)) as web, chromium() as driver:
+            page = DisplayPage(driver, web.url + "/a/alice/display?display=alice-tv").open()
+            code = enroll(page, world.alice.app)
+            world.alice.app.push_grants()
             progress = Progress()
-            page.wait(lambda: progress.playing(page.state(), len(alice.cameras), seconds), timeout,
+            page.wait(lambda: progress.playing(page.state(), len(world.alice.cameras), seconds), timeout,
                       "alice's cameras to play")
             shot = page.screenshot(path)
             state = page.state()
-            return {"screenshot": str(shot), "enrollment_code": code, "edge": cloud.stats.as_dict(),
+            return {"screenshot": str(shot), "enrollment_code": code, "edge": web.stats.as_dict(),
                     "tiles": [summary(t) for t in state["tiles"]], "errors": state["errors"]}
     finally:
-        source.stop()
+        world.stop()
 
 
 def summary(tile: Dict[str, Any]) -> Dict[str, Any]:

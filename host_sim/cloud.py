@@ -7,6 +7,11 @@ display's sealed grants (retained on the display's topic) and hands share
 offers between accounts. Displays trust none of it: they show only what
 verifies under grants their owner signed (docs/GRANTS.md, docs/THREAT_MODEL.md).
 
+It keeps, for the HTTP front end (``host_sim.web``, which reads it as a ``LiveSource``),
+each camera's recent segments and its last finished stream (the recording), as received and
+unchanged; what it serves an account passes the same routing and second line as what it
+relays. The cloud holds no key for this either.
+
 It is also a second line, without keys: a tag's owner and camera are readable
 by anyone, so before delivering a segment to an account the cloud checks them
 against its own routing for that account, and refuses (and makes no thumbnail
@@ -37,9 +42,10 @@ import threading
 import zlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
 
 from host_sim.transport import Message, MqttTransport, Transport, wait_for_sigterm
+from host_sim.web import Published
 from segbind_agent.link import parse_broker
 from segbind_core import control, topics
 from segbind_core.nal import annexb_units
@@ -79,6 +85,7 @@ class TagFields(NamedTuple):
     epoch: int
     stream_id: int
     seq: int
+    end_of_stream: bool = False
 
 
 def peek_tag(segment: bytes) -> Optional[TagFields]:
@@ -90,7 +97,7 @@ def peek_tag(segment: bytes) -> Optional[TagFields]:
                 tag, _signed = decode_tag(segbind_payload(view[start:end]))
             except (TagError, ValueError):
                 return None
-            return TagFields(tag.owner, tag.camera, tag.epoch, tag.stream_id, tag.seq)
+            return TagFields(tag.owner, tag.camera, tag.epoch, tag.stream_id, tag.seq, tag.end_of_stream)
     return None
 
 
@@ -106,6 +113,8 @@ class CloudFaults:
     resale_without_reset: bool = False    # Nest/Wink 2019, Arlo 2016: a former owner keeps the route
     duplicate_device_secret: bool = False  # Swann 2018: two cameras with one factory identity
     leak_to: Tuple[str, ...] = ()         # fault injection for tests: every segment also goes to these
+    displays_unchecked: bool = False      # fault injection for tests: any account may register (and leave
+                                          # grants for) a display another account registered
 
     def on(self) -> List[str]:
         return [f.name for f in fields(self) if getattr(self, f.name)]
@@ -173,17 +182,29 @@ class RoutingStore:
             os.replace(tmp, self.path)
 
 
+class Kept(NamedTuple):
+    """A segment the cloud keeps for the HTTP front end, with its tag's readable fields."""
+
+    published: Published
+    fields: Optional[TagFields]
+
+
 class Cloud:
     """Routing, relay, carrier. Thread-safe; handlers run on the transport's thread.
 
     ``relay`` (``host_sim.cache.QualityRelay``) refills viewers from a cache; its
     deliveries pass the same second line. ``on_thumbnail(account, camera, payload)``
     sees every thumbnail the cloud makes.
+
+    For the HTTP front end it keeps the last ``recent`` segments of each camera and its
+    last finished stream of at most ``recording_max`` segments (0, the default: it keeps
+    no video, as a cloud that only relays). Both are bounded per camera, and keeping a
+    segment costs the same whatever the number of cameras.
     """
 
     def __init__(self, transport: Transport, store: Optional[RoutingStore] = None, *,
                  faults: Optional[CloudFaults] = None, second_line: bool = True,
-                 prefix: str = topics.TOPIC_PREFIX) -> None:
+                 prefix: str = topics.TOPIC_PREFIX, recent: int = 0, recording_max: int = 0) -> None:
         self.transport = transport
         self.store = store or RoutingStore()
         self.routing = self.store.load()
@@ -205,6 +226,14 @@ class Cloud:
         self._display_owner: Dict[str, str] = {d: a for a, ds in self.routing.displays.items() for d in ds}
         self._sorted_cameras: Optional[List[str]] = None  # for the faults that pick a neighbour
         self._grants_sent: collections.Counter = collections.Counter()  # display -> grants messages
+        self.recent = recent
+        self.recording_max = recording_max
+        self._recent: Dict[str, Deque[Kept]] = {}          # camera -> its last segments, oldest first
+        self._numbered: Dict[str, int] = {}                # camera -> segments kept so far (the next number)
+        self._stream: Dict[str, Tuple[int, Optional[List[Kept]]]] = {}  # camera -> (stream id, its segments
+                                                                      # so far; None: ended, or too long)
+        self._recording: Dict[str, List[Kept]] = {}         # camera -> its last finished stream
+        self._watching: Optional[Dict[str, Dict[str, None]]] = None  # account -> cameras sent to it
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
 
@@ -236,6 +265,7 @@ class Cloud:
             self._unflushed = []
             self._display_owner = {d: a for a, ds in self.routing.displays.items() for d in ds}
             self._sorted_cameras = None
+            self._watching = None
 
     def _stored(self, kind: str, key: str) -> None:
         """Record ``key`` of the routing's table ``kind`` as it is now: at once, unless the
@@ -250,6 +280,7 @@ class Cloud:
         for kind in ("owner", "shares", "former"):
             self._stored(kind, camera)
         self._sorted_cameras = None
+        self._watching = None
 
     def provision(self, camera: str, identity: str) -> None:
         """The operator registers a camera's factory identity (what it connects with)."""
@@ -310,6 +341,8 @@ class Cloud:
         if not accounts:
             self.refused["no_route"] += 1
             return
+        if self.recent:
+            self._keep(camera, msg.payload, peeked)
         if self.relay is not None and peeked is not None:
             self.relay.relayed(camera, peeked, msg.payload, accounts)  # before: receipts may come at once
         for account in accounts:
@@ -350,6 +383,81 @@ class Cloud:
             self.on_delivery(account, camera, payload)
         if thumbnail and self.on_thumbnail is not None:
             self.on_thumbnail(account, camera, payload)
+
+    # -- what the HTTP front end serves (host_sim.web.LiveSource) ---------------------------------
+
+    def _keep(self, camera: str, payload: bytes, peeked: Optional[TagFields]) -> None:
+        """Keep a relayed segment: among the camera's recent ones (numbered by the cloud's own
+        count), and in its stream, which becomes its recording when a segment ends it."""
+        with self._lock:
+            number = self._numbered.get(camera, 0)
+            self._numbered[camera] = number + 1
+            kept = Kept(Published(number, payload), peeked)
+            recent = self._recent.get(camera)
+            if recent is None:
+                recent = self._recent[camera] = collections.deque(maxlen=self.recent)
+                self._watching = None  # a camera the cloud had not kept video of
+            recent.append(kept)
+            if peeked is None or self.recording_max <= 0:
+                return
+            stream_id, stream = self._stream.get(camera, (-1, None))
+            if peeked.stream_id > stream_id:  # a new stream
+                stream_id, stream = peeked.stream_id, []
+                self._stream[camera] = (stream_id, stream)
+            if stream is None or peeked.stream_id < stream_id:
+                return  # an older stream's segment, or a stream that ended or grew too long
+            if stream and stream[-1].fields is not None and peeked.seq <= stream[-1].fields.seq:
+                return  # redelivered, or late: the recording keeps the order it was received in
+            if len(stream) >= self.recording_max:
+                self._stream[camera] = (stream_id, None)  # too long to keep whole
+                return
+            stream.append(kept)
+            if peeked.end_of_stream:
+                self._recording[camera] = stream
+                self._stream[camera] = (stream_id, None)
+
+    def _watchers(self) -> Dict[str, Dict[str, None]]:
+        """account -> the cameras the cloud sends it (its routing, faults included), in routing
+        order; rebuilt only after the routing changed."""
+        if self._watching is None:
+            index: Dict[str, Dict[str, None]] = {}
+            known = dict.fromkeys(list(self.routing.owner) + list(self._recent))
+            for camera in known:
+                for account in self._audience(camera):
+                    index.setdefault(account, {})[camera] = None
+            self._watching = index
+        return self._watching
+
+    def _serves(self, account: str, camera: str, kept: Kept) -> bool:
+        """The second line, for a kept segment (as for a relayed one, without counting)."""
+        return not self.second_line or (kept.fields is not None
+                                        and self.routing.allows(account, kept.fields, camera))
+
+    def accounts(self) -> List[str]:
+        """Every account the cloud sends a camera to, or that has a display."""
+        with self._lock:
+            return sorted(set(self._watchers()) | set(self.routing.displays))
+
+    def cameras(self, account: str) -> List[str]:
+        with self._lock:
+            return list(self._watchers().get(account, {}))
+
+    def segments(self, account: str, camera: str) -> List[Published]:
+        with self._lock:
+            if camera not in self._watchers().get(account, {}):
+                return []
+            return [k.published for k in self._recent.get(camera, ()) if self._serves(account, camera, k)]
+
+    def recording(self, account: str, camera: str) -> List[Published]:
+        with self._lock:
+            if camera not in self._watchers().get(account, {}):
+                return []
+            return [k.published for k in self._recording.get(camera, ()) if self._serves(account, camera, k)]
+
+    def sealed_grants(self, display: str) -> Optional[Dict[str, Any]]:
+        with self._lock:
+            sealed: Optional[Dict[str, Any]] = self.routing.grants.get(display)
+            return sealed
 
     # -- what cameras say --------------------------------------------------------------------
 
@@ -491,10 +599,10 @@ class Cloud:
             topics.check_topic_id(display, "display")
         except (TypeError, ValueError):
             return "bad display id"
-        if self._display_owner.get(display, account) != account:
+        if self._display_owner.get(display, account) != account and not self.faults.displays_unchecked:
             return "another account's display"
-        if display not in self._display_owner:
-            self._display_owner[display] = account
+        if display not in self.routing.displays.get(account, []):
+            self._display_owner.setdefault(display, account)
             self.routing.displays.setdefault(account, []).append(display)
             self._stored("displays", account)
         return None

@@ -370,12 +370,17 @@ class FleetCamera:
     """One camera: the real agent core fed its clip one segment's worth of encoder bytes every
     ``segment_ms``, its spool in memory, its uplink a ``netem`` link, its monotonic counter in
     memory. Pairing offers and its reset button reach it out of band (``handover``,
-    ``press_reset``). ``protected``: it refuses to run from a rolled-back state."""
+    ``press_reset``). ``protected``: it refuses to run from a rolled-back state.
+
+    Its clock reads ``base_ms`` plus the scheduler's time (``BASE_MS``, 2020, in the fleet; the
+    wall clock's origin for a real-time scheduler). ``first_stream``: it first records a stream
+    of that many segments and ends it, then starts the stream that runs ``cfg.seconds``.
+    ``stop_video`` and ``hold_clock`` are faults for the displays to flag (stale, frozen)."""
 
     def __init__(self, plan: CameraPlan, cfg: FleetConfig, templates: List[bytes], transport, scheduler,
                  uplink: Link, prefix: str, *, ledger: Optional[Ledger] = None,
                  audience: Optional[Callable[[str], Tuple[str, ...]]] = None, stream_id: Optional[int] = None,
-                 protected: bool = True) -> None:
+                 protected: bool = True, base_ms: int = BASE_MS, first_stream: int = 0) -> None:
         self.plan = plan
         self.name = plan.name
         self.cfg = cfg
@@ -396,7 +401,11 @@ class FleetCamera:
         self.backup: Optional[BindingState] = None
         self.halted = ""        # why it refused to run, when it did
         self.stored: Dict[int, bytes] = {}
-        self.total = cfg.seconds * 1000 // cfg.segment_ms
+        self.base_ms = base_ms
+        self.first_stream = first_stream
+        self.held_clock: Optional[int] = None   # a stuck clock: every capture time repeats this one
+        self.stopped = False                    # its video stopped (stop_video)
+        self.total = first_stream + cfg.seconds * 1000 // cfg.segment_ms
         self.fed = 0
         self.tagged = 0
         self.handed = 0         # handed to the uplink
@@ -406,7 +415,10 @@ class FleetCamera:
         self.done = False
 
     def now(self) -> int:
-        return BASE_MS + int(self.scheduler.now_ms)
+        return self._clock(self.scheduler.now_ms)
+
+    def _clock(self, scheduler_ms: float) -> int:
+        return self.held_clock if self.held_clock is not None else self.base_ms + int(scheduler_ms)
 
     def begin(self) -> None:
         self.transport.subscribe(topics.camera_topic(self.name, topics.CTL, self.prefix), self._on_command)
@@ -423,6 +435,15 @@ class FleetCamera:
 
     def press_reset(self) -> None:
         self._carry_out(self.core.physical_reset(self.now()))
+
+    def stop_video(self) -> None:
+        """The camera stops sending video from its next segment on (unplugged, crashed): its
+        stream just stops, with no end of stream. (Takes effect on the scheduler's thread.)"""
+        self.stopped = True
+
+    def hold_clock(self) -> None:
+        """The camera's clock sticks: every segment from now on carries the same capture time."""
+        self.held_clock = self.now()
 
     def restore_backup(self) -> None:
         """The camera restarts with its state file restored from ``backup`` (made before a sale)."""
@@ -450,10 +471,12 @@ class FleetCamera:
 
     def _tick(self) -> None:
         now = self.scheduler.now_ms
-        clock = BASE_MS + int(now)
+        clock = self._clock(now)
         if self.halted:
             self.done = True
             return
+        if self.stopped:
+            self.total = min(self.total, self.fed)
         up = self.uplink.is_up(now)
         if up != self.core.connected:
             self._carry_out(self.core.connection(up, clock))
@@ -461,8 +484,10 @@ class FleetCamera:
             data = self.templates[self.fed % len(self.templates)]
             self.fed += 1
             self._carry_out(self.core.encoder_bytes(data, clock))
-            if self.fed == self.total:
+            if self.fed == self.total or self.fed == self.first_stream:
                 self._carry_out(self.core.encoder_end(clock))
+            if self.fed == self.first_stream < self.total:  # the recorded stream ended: the live one starts
+                self._carry_out(self.core.start(clock))
         else:
             self._carry_out(self.core.tick(clock))
         if self.fed < self.total or len(self.core.spool):

@@ -8,9 +8,8 @@ display's sealed grants, opaque JSON the cloud cannot open. Fragments are the
 camera's tagged segments packaged unchanged (``segbind.web.fmp4``): the cloud
 holds no key and needs none.
 
-The cloud's side is an interface (``LiveSource``) that the reference cloud
-implements; ``MemorySource`` is the one the tests and the demo use, fed by
-tagging real libx264 clips as cameras do.
+The cloud's side is an interface, ``LiveSource``, which the reference cloud
+(``host_sim.cloud.Cloud``) implements from what its cameras send it.
 
 An edge cache sits between the origin and the viewers, as a CDN does; the
 origin pushes each fragment to it as it is published. ``Faults(cache_2020=True)``
@@ -20,11 +19,11 @@ optimisation makes), so one household's fragment is served for another's URL
 whenever their cameras share a slot and the stranger's push came last. Only the
 display's verifier can tell.
 
-    source = MemorySource(); source.add_camera("alice", "cam-red", (200, 30, 30)); ...
-    with WebCloud(source, Faults(cache_2020=True)) as cloud:
-        print(cloud.url + "/a/alice/display?display=tv-1")
+    world = Households(RealTimeScheduler().start()).start()   # host_sim.households
+    with WebCloud(world.cloud, Faults(cache_2020=True)) as web:
+        print(web.url + "/a/alice/display?display=tv-1")
 
-``python3 -m host_sim.web --port 8080 [--bug]`` serves the demo's accounts.
+``python3 -m host_sim.web --port 8080 [--bug]`` serves the demo's households.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import os
 import random
 import threading
 import time
@@ -41,12 +39,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
-from segbind import Binding, Epoch
-from segbind.grants import Account
 from segbind.web import ASSETS, fmp4, hlsjs_path
 from segbind_core.nal import annexb_units
-from segbind_core.segment import Segment, Segmenter
-from segbind_core.tagger import Tagger
 
 WINDOW = 6            # fragments a live playlist lists
 STATIC = {"segbind-verify.js", "segbind-grants.js", "display.js", "display.css"}
@@ -65,7 +59,7 @@ class LiveSource(Protocol):
     ``cameras`` is the cloud's routing, and every byte is verified by the display's keys."""
 
     def accounts(self) -> List[str]:
-        """Every account with a display (the edge warms their cameras' fragments)."""
+        """Every account the cloud serves: a camera is routed to it, or it has a display."""
 
     def cameras(self, account: str) -> List[str]:
         """The cameras the cloud routes to ``account`` (its own, and those shared with it)."""
@@ -433,205 +427,30 @@ class WebCloud:
         self.stop()
 
 
-# ---- an in-memory cloud fed by tagged libx264 clips ------------------------------------------------------
-
-def scene(colour: Tuple[int, int, int], width: int = 320, height: int = 192, frames: int = 100,
-          fps: int = 25, gop: int = 25) -> List[Segment]:
-    """A camera's scene: a flat colour with a white square moving across it (real libx264,
-    cut as a camera cuts it: an IDR every second, a delimiter before every access unit)."""
-    import numpy as np
-
-    from host_sim import clips
-
-    def frame(i: int) -> Any:
-        rgb = np.empty((height, width, 3), dtype=np.uint8)
-        rgb[:] = colour
-        x = (i * 6) % (width - 32)
-        rgb[height // 2 - 16:height // 2 + 16, x:x + 32] = 255
-        return rgb
-
-    video = clips.encode_pyav(frames=frames, width=width, height=height, fps=fps, gop=gop,
-                              frame_source=frame, source_id="scene-%02x%02x%02x" % colour)
-    segmenter = Segmenter(delimit=True)
-    return [s for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment)]
-
-
-class SimCamera:
-    """One camera: its owner's pairing (the owner's app holds it), its epoch, a scene it loops."""
-
-    def __init__(self, owner: str, camera: str, colour: Tuple[int, int, int], shares: Sequence[str] = (),
-                 recording: int = 4) -> None:
-        self.owner, self.camera, self.colour = owner, camera, colour
-        self.pairing = os.urandom(32)
-        self.epoch = Epoch.of_pairing(self.pairing, owner, camera, 1, list(shares))
-        self.raw = scene(colour)
-        now = int(time.time() * 1000)
-        self.tagger = Tagger(self.epoch, now)
-        self.published: List[Published] = []
-        self.paused = False
-        self.frozen_at: Optional[int] = None  # a capture time every new segment repeats (a stuck clock)
-        recorder = Tagger(self.epoch, now - 3_600_000)
-        start = now - 3_600_000
-        self.recording: List[Published] = []
-        for i in range(recording):
-            raw = self.raw[i % len(self.raw)]
-            data, _tag = recorder.tag(raw.data, raw.units, start, raw.duration_ms, raw.pictures, i == recording - 1)
-            self.recording.append(Published(i, data))
-            start += raw.duration_ms
-
-    def binding(self, holder: Optional[str] = None) -> Binding:
-        """What the owner's app grants a display (its own slot, or a share's)."""
-        return Binding.of_epoch(self.epoch, holder)
-
-    def publish(self, now_ms: int, keep: int) -> None:
-        if self.paused:
-            return
-        raw = self.raw[len(self.published) % len(self.raw)]
-        capture = self.frozen_at if self.frozen_at is not None else now_ms
-        data, _tag = self.tagger.tag(raw.data, raw.units, capture, raw.duration_ms, raw.pictures)
-        number = self.published[-1].number + 1 if self.published else 0
-        self.published.append(Published(number, data))
-        del self.published[:-keep]
-
-
-class MemorySource:
-    """A LiveSource in memory: cameras publishing tagged segments in real time, one per second."""
-
-    def __init__(self, keep: int = 30) -> None:
-        self.keep = keep
-        self.cams: Dict[str, SimCamera] = {}
-        self.routes: Dict[str, List[str]] = {}       # account -> cameras routed to it
-        self._grants: Dict[str, Dict[str, Any]] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    def add_camera(self, owner: str, camera: str, colour: Tuple[int, int, int],
-                   shares: Sequence[str] = ()) -> SimCamera:
-        cam = SimCamera(owner, camera, colour, shares)
-        with self._lock:
-            self.cams[camera] = cam
-            for account in [owner, *shares]:
-                self.routes.setdefault(account, []).append(camera)
-        return cam
-
-    def route(self, account: str, camera: str) -> None:
-        """Route a camera to an account as well (a cloud's routing mistake, when it is not theirs)."""
-        with self._lock:
-            self.routes.setdefault(account, []).append(camera)
-
-    def put_sealed_grants(self, display: str, sealed: Dict[str, Any]) -> None:
-        """What the owner's app uploads for one of its displays (the cloud only stores it)."""
-        with self._lock:
-            self._grants[display] = sealed
-
-    def tick(self, now_ms: Optional[int] = None) -> None:
-        """Every camera publishes its next segment (all at once, as a fleet on one clock)."""
-        now = int(time.time() * 1000) if now_ms is None else now_ms
-        with self._lock:
-            for cam in self.cams.values():
-                cam.publish(now, self.keep)
-
-    def start(self, period_s: float = 1.0, backlog: int = 3) -> "MemorySource":
-        """Publish ``backlog`` segments now (a feed already running) and one per period from then on."""
-        now = int(time.time() * 1000)
-        for k in range(backlog, 0, -1):
-            self.tick(now - int(k * period_s * 1000))
-
-        def run() -> None:
-            while not self._stop.wait(period_s):
-                self.tick()
-
-        self._thread = threading.Thread(target=run, name="segbind-cameras", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    # LiveSource
-    def accounts(self) -> List[str]:
-        with self._lock:
-            return sorted(self.routes)
-
-    def cameras(self, account: str) -> List[str]:
-        with self._lock:
-            return list(self.routes.get(account, []))
-
-    def segments(self, account: str, camera: str) -> List[Published]:
-        with self._lock:
-            cam = self.cams.get(camera)
-            return list(cam.published) if cam is not None and camera in self.routes.get(account, []) else []
-
-    def recording(self, account: str, camera: str) -> List[Published]:
-        with self._lock:
-            cam = self.cams.get(camera)
-            return list(cam.recording) if cam is not None and camera in self.routes.get(account, []) else []
-
-    def sealed_grants(self, display: str) -> Optional[Dict[str, Any]]:
-        with self._lock:
-            return self._grants.get(display)
-
-
-def colliding_camera(edge_slots: int, camera: str, prefix: str = "cam-") -> str:
-    """A camera id that shares ``camera``'s slot in the buggy cache (for demonstrations)."""
-    want = zlib.crc32(camera.encode()) % edge_slots
-    for i in range(10_000):
-        name = "%s%d" % (prefix, i)
-        if name != camera and zlib.crc32(name.encode()) % edge_slots == want:
-            return name
-    raise ValueError("no colliding id found")
-
-
-# ---- the demo's households --------------------------------------------------------------------------------
-
-RED, BLUE, GREEN, YELLOW = (200, 30, 30), (30, 60, 200), (30, 170, 60), (210, 190, 30)
-
-
-@dataclass
-class Household:
-    """An account (its app's keys) and its cameras."""
-
-    account: Account
-    cameras: List[SimCamera]
-
-
-def demo_source(slots: int = 4) -> Tuple[MemorySource, Household, Household]:
-    """Alice (two cameras: red, blue, in two slots of the buggy cache) and a stranger, eve (green,
-    yellow), each of whose cameras shares a slot with one of alice's: what the demo and the
-    browser tests serve."""
-    source = MemorySource()
-    front = "alice-front"
-    garden = next(name for name in ("alice-garden", "alice-door", "alice-back", "alice-hall")
-                  if zlib.crc32(name.encode()) % slots != zlib.crc32(front.encode()) % slots)
-    alice = Household(Account.new("alice", test_only=True), [
-        source.add_camera("alice", front, RED), source.add_camera("alice", garden, BLUE)])
-    eve_ids = [colliding_camera(slots, cam.camera, "eve-cam-") for cam in alice.cameras]
-    eve = Household(Account.new("eve", test_only=True), [
-        source.add_camera("eve", eve_ids[0], GREEN), source.add_camera("eve", eve_ids[1], YELLOW)])
-    return source, alice, eve
-
+# ---- the demo server ---------------------------------------------------------------------------------
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve the demo's accounts as live HLS, and the browser display")
+    from host_sim.fleet import RealTimeScheduler
+    from host_sim.households import Households
+
+    parser = argparse.ArgumentParser(description="Serve the demo households as live HLS, and the browser display")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--bug", action="store_true", help="switch on the 2020 cache fault")
     args = parser.parse_args(argv)
-    source, _alice, _eve = demo_source()
-    source.start()
-    with WebCloud(source, Faults(cache_2020=args.bug), args.host, args.port) as cloud:
-        print("serving %s (accounts: %s); the display needs an enrolled owner: see docs/DISPLAYS.md"
-              % (cloud.url, ", ".join(source.accounts())), flush=True)
-        print(json.dumps({"url": cloud.url}), flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-    source.stop()
+    world = Households(RealTimeScheduler().start()).start()
+    try:
+        with WebCloud(world.cloud, Faults(cache_2020=args.bug), args.host, args.port) as web:
+            print("serving %s (accounts: %s); the display needs an enrolled owner: see docs/DISPLAYS.md"
+                  % (web.url, ", ".join(world.cloud.accounts())), flush=True)
+            print(json.dumps({"url": web.url}), flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        world.stop()
     return 0
 
 

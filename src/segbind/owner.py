@@ -32,7 +32,7 @@ from segbind_core.keys import Epoch, command_key
 from segbind_core.tag import MAX_EPOCH, MAX_SLOTS
 
 from .errors import KeyringError
-from .grants import Account, AccountCard, Display, DisplayCard, OutOfBand, ShareOffer
+from .grants import Account, AccountCard, Display, DisplayCard, OutOfBand, ShareOffer, enrollment_code
 from .keyring import FILE_VERSION, Binding, GrantId, read_json, write_json
 
 __all__ = ["OwnedCamera", "Owner", "OwnerError", "exchange_contacts"]
@@ -225,6 +225,13 @@ class Owner:
         code = OutOfBand.enroll(self.account, display)
         self.displays[display.display] = display.card()
         return code
+
+    def enroll_card(self, card: DisplayCard) -> str:
+        """Enroll a display known only by its card, read off its screen (a browser display: it
+        pins this account on its own side, from the account card handed to it); returns the code
+        both sides show, for the owner to compare."""
+        self.displays[card.display] = card
+        return enrollment_code(card, self.account.card())
 
     def keys(self) -> List[Binding]:
         """What the owner's displays are granted: its slot of every epoch it holds, and what

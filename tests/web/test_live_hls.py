@@ -1,6 +1,11 @@
 """The reference cloud's HTTP path (host_sim.web), without a browser: playlists, fragments
 and grants over real HTTP (aiohttp), the 2020 cache fault in the edge, and what both
-verifiers say of the bytes it serves (``segbind verify`` reads the fragments as served)."""
+verifiers say of the bytes it serves (``segbind verify`` reads the fragments as served).
+
+What is served is what the reference cloud (host_sim.cloud.Cloud) received from cameras
+running the agent core, paired by their owners' apps (host_sim.households), here on
+simulated time: twelve seconds, a recorded stream of four segments, then eight live ones.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +15,32 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from host_sim.web import Faults, Household, MemorySource, WebCloud, demo_source
+from host_sim.households import RECORDING, Household, Households
+from host_sim.netem import Clock
+from host_sim.web import WINDOW, Faults, WebCloud
 from segbind import Keyring
+from segbind.grants import Display as DisplayIdentity
+from segbind.grants import DisplayGrants
 from segbind.web import hlsjs_path
+from segbind_core import topics
 from tests.support import run_cli
 from tests.support.web import js_results, python_verdicts
 
+LIVE = 8  # live segments of every camera, after its recording
+
 
 @pytest.fixture(scope="module")
-def households() -> Iterator[Tuple[MemorySource, Household, Household]]:
-    source, alice, eve = demo_source()
-    start = int(time.time() * 1000) - 8000
-    for i in range(8):  # the last eight seconds of every camera (no clock thread)
-        source.tick(start + 1000 * i)
-    yield source, alice, eve
+def households() -> Iterator[Households]:
+    clock = Clock()
+    seconds = RECORDING + LIVE  # a piece a second from t = 0; the piece at t = 12 s closes the 8th live segment
+    world = Households(clock, base_ms=int(time.time() * 1000) - 1000 * seconds).start()
+    clock.run(1000 * seconds)  # no clock thread: the cloud holds what the cameras sent by then
+    yield world
+    world.stop()
 
 
 def get(url: str) -> bytes:
@@ -64,22 +77,26 @@ def wait_warm(cloud: WebCloud, account: str, camera: str) -> str:
 
 
 def keyring_file(household: Household, path: Path) -> Path:
-    Keyring([cam.binding() for cam in household.cameras]).save(path)
+    """The keys the owner's app grants its displays, as a keyring file for ``segbind verify``."""
+    Keyring(household.app.owner.keys()).save(path)
     return path
 
 
 def test_live_playlists_list_fragments_that_segbind_verify_accepts(households, tmp_path: Path) -> None:
-    source, alice, eve = households
-    with WebCloud(source) as cloud:
+    alice, eve = households.alice, households.eve
+    numbers = [p.number for p in households.cloud.segments("alice", "alice-front")]
+    assert numbers == list(range(RECORDING + LIVE))  # every segment the camera sent, numbered by the cloud
+    with WebCloud(households.cloud) as cloud:
         routing = json.loads(get(cloud.url + "/a/alice/cameras.json"))
-        assert [c["camera"] for c in routing["cameras"]] == [c.camera for c in alice.cameras]
+        assert [c["camera"] for c in routing["cameras"]] == [c.name for c in alice.cameras]
         text = wait_warm(cloud, "alice", "alice-front")
         assert text.startswith("#EXTM3U") and "#EXT-X-ENDLIST" not in text
         assert re.search(r'#EXT-X-MAP:URI="init/[0-9a-f]{16}\.mp4"', text)
-        assert re.findall(r"^live/(\d+)\.m4s$", text, re.M) == [str(n) for n in range(2, 8)]  # a window of six
+        window = [str(n) for n in numbers[-WINDOW:]]  # the newest six
+        assert re.findall(r"^live/(\d+)\.m4s$", text, re.M) == window
         playlist = download(cloud, "alice", "alice-front", "live.m3u8", tmp_path)
         recording = download(cloud, "alice", "alice-front", "recording.m3u8", tmp_path)
-        assert status(cloud.url + "/a/alice/cam/%s/live.m3u8" % eve.cameras[0].camera) == 404  # not routed to alice
+        assert status(cloud.url + "/a/alice/cam/%s/live.m3u8" % eve.cameras[0].name) == 404  # not routed to alice
         assert status(cloud.url + "/a/alice/cam/alice-front/live/999.m4s") == 404
     ring = keyring_file(alice, tmp_path / "alice.json")
     live = run_cli("verify", "--keyring", str(ring), "--json", str(playlist))
@@ -92,10 +109,10 @@ def test_live_playlists_list_fragments_that_segbind_verify_accepts(households, t
 
 
 def test_the_2020_cache_fault_serves_a_strangers_fragments_for_own_urls(households, tmp_path: Path) -> None:
-    source, alice, eve = households
+    alice = households.alice
     served: Dict[bool, List[bytes]] = {}
     for bug in (False, True):
-        with WebCloud(source, Faults(cache_2020=bug)) as cloud:
+        with WebCloud(households.cloud, Faults(cache_2020=bug)) as cloud:
             text = wait_warm(cloud, "alice", "alice-front")
             init = get(cloud.url + "/a/alice/cam/alice-front/" + re.findall(r'URI="([^"]+)"', text)[0])
             served[bug] = [init] + [get(cloud.url + "/a/alice/cam/alice-front/" + uri)
@@ -107,7 +124,7 @@ def test_the_2020_cache_fault_serves_a_strangers_fragments_for_own_urls(househol
             assert stats["foreign_total"] == 0
     # The same fragments, judged by both verifiers through the gate a display uses.
     ring = [{"owner": b.owner, "camera": b.camera, "epoch": b.epoch, "slot": b.slot, "key": b.key.hex()}
-            for b in (cam.binding() for cam in alice.cameras)]
+            for b in alice.app.owner.keys()]
     cases = [{"name": "bug" if bug else "no bug", "keyring": ring, "camera": None, "window": None, "now": 0,
               "recording": False, "inputs": [{"init": frags[0].hex()}] + [{"fragment": f.hex()} for f in frags[1:]]}
              for bug, frags in served.items()]
@@ -119,12 +136,21 @@ def test_the_2020_cache_fault_serves_a_strangers_fragments_for_own_urls(househol
 
 
 def test_grants_are_stored_and_served_as_the_owners_app_left_them(households) -> None:
-    source, alice, _eve = households
-    sealed = {"segbind": "sealed", "version": 2, "kind": "grants", "to": "tv-9", "opaque": "the cloud cannot open this"}
-    source.put_sealed_grants("tv-9", sealed)
-    with WebCloud(source) as cloud:
+    alice = households.alice
+    left: List[Dict[str, Any]] = []  # the grants requests alice's app sends the cloud
+    spy = households.bus.transport("spy").start()
+    spy.subscribe(topics.account_topic("alice", topics.REQUESTS),
+                  lambda m: left.append(json.loads(m.payload)) if b'"grants"' in m.payload else None)
+    screen = DisplayIdentity.new("tv-9", test_only=True)
+    alice.app.enroll_card(screen.card())  # a remote display: the app knows its card only
+    alice.app.push_grants()
+    sealed = [r["sealed"] for r in left if r["display"] == "tv-9"][-1]
+    with WebCloud(households.cloud) as cloud:
         assert json.loads(get(cloud.url + "/displays/tv-9/grants")) == sealed
         assert status(cloud.url + "/displays/nobody/grants") == 404
+        screen.pin(alice.account.card())  # what the display does at enrollment: the grants open for it
+        ring = DisplayGrants(screen).accept(json.loads(get(cloud.url + "/displays/tv-9/grants")))
+        assert sorted(c for _o, c, _e in ring.grants()) == sorted(c.name for c in alice.cameras)
         page = get(cloud.url + "/a/alice/display?display=tv-9").decode()
         assert '<script type="module" src="/static/display.js">' in page
         assert b"export class StreamVerifier" in get(cloud.url + "/static/segbind-verify.js")
