@@ -28,6 +28,7 @@ from host_sim.transport import Message, Transport
 from segbind.grants import Display as DisplayIdentity
 from segbind.grants import DisplayCard, GrantError
 from segbind.owner import Owner, OwnerError
+from segbind_agent.link import wait_until
 from segbind_core import control, topics
 
 log = logging.getLogger("segbind.app")
@@ -172,14 +173,7 @@ class OwnerApp:
     # -- for tests and tools -----------------------------------------------------------------
 
     def wait_for(self, predicate: Callable[["OwnerApp"], bool], timeout: float = 10.0) -> bool:
-        deadline = time.time() + timeout
-        with self._cond:
-            while not predicate(self):
-                left = deadline - time.time()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.2))
-            return True
+        return wait_until(self._cond, lambda: predicate(self), timeout)
 
     def result_for(self, camera: str, op: int) -> Optional[control.Result]:
         with self._cond:

@@ -46,7 +46,7 @@ from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
 
 from host_sim.transport import Message, MqttTransport, Transport, wait_for_sigterm
 from host_sim.web import Published
-from segbind_agent.link import parse_broker
+from segbind_agent.link import parse_broker, wait_until
 from segbind_core import control, topics
 from segbind_core.nal import annexb_units
 from segbind_core.sei import segbind_payload, tag_codec
@@ -644,15 +644,7 @@ class Cloud:
     # -- waiting (tests, tools) --------------------------------------------------------------
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-        import time
-        deadline = time.time() + timeout
-        with self._cond:
-            while not predicate():
-                left = deadline - time.time()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.2))
-            return True
+        return wait_until(self._cond, predicate, timeout)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

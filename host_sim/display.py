@@ -32,6 +32,7 @@ from segbind.errors import InvalidSegment, KeyringError
 from segbind.freshness import Alarm, FeedWatch
 from segbind.grants import Display as DisplayIdentity
 from segbind.grants import DisplayGrants, GrantError
+from segbind_agent.link import wait_until
 from segbind_core import topics
 
 log = logging.getLogger("segbind.display")
@@ -150,14 +151,7 @@ class Display:
         return sum(len(v) for v in self.shown.values())
 
     def wait_for(self, predicate: Callable[["Display"], bool], timeout: float = 10.0) -> bool:
-        deadline = time.time() + timeout
-        with self._cond:
-            while not predicate(self):
-                left = deadline - time.time()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.2))
-            return True
+        return wait_until(self._cond, lambda: predicate(self), timeout)
 
     def has_grant(self, camera: str, epoch: Optional[int] = None) -> bool:
         return any(c == camera and (epoch is None or e == epoch) for _o, c, e in self.grants.keyring.grants())

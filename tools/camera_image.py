@@ -359,7 +359,7 @@ def ensure_binfmt(arch: str) -> None:
 # ------------------------------------------------------------------ building
 
 
-def _mounts_under(path: Path) -> list[str]:
+def mounts_under(path: Path) -> list[str]:
     p = str(path.resolve())
     out = []
     with open("/proc/self/mountinfo") as f:
@@ -370,8 +370,8 @@ def _mounts_under(path: Path) -> list[str]:
     return out
 
 
-def _safe_rmtree(path: Path) -> None:
-    mounted = _mounts_under(path)
+def safe_rmtree(path: Path) -> None:
+    mounted = mounts_under(path)
     if mounted:
         raise ImageError(f"refusing to delete {path}: still mounted: {mounted[0]}")
     shutil.rmtree(path, ignore_errors=True)
@@ -445,9 +445,9 @@ def ensure_image(arch: str, *, mirror: str | None = None, verbose: bool = False)
         if is_cached(arch):  # somebody else built it while we waited
             return root
         for stale in idir.glob("rootfs.tmp-*"):
-            _safe_rmtree(stale)
+            safe_rmtree(stale)
         if root.exists():  # incomplete/corrupt (no marker): never reuse
-            _safe_rmtree(root)
+            safe_rmtree(root)
         _build(arch, idir, root, mirror or find_mirror(), verbose, lockf.fileno())
     return root
 
@@ -486,12 +486,12 @@ def _build(arch: str, idir: Path, root: Path, mirror: str, verbose: bool, lock_f
                           built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                           build_seconds=round(time.monotonic() - t0, 1))
             (tmp / "etc" / "segbind-image.json").write_text(json.dumps(marker, indent=1) + "\n")
-        if _mounts_under(tmp):
+        if mounts_under(tmp):
             raise ImageError(f"something is still mounted under {tmp}")
         os.rename(tmp, root)  # atomic: rootfs appears only when complete
     except BaseException:
         with contextlib.suppress(Exception):
-            _safe_rmtree(tmp)
+            safe_rmtree(tmp)
         raise
     if verbose:
         print(f"  built in {time.monotonic() - t0:.0f} s: {root}", file=sys.stderr)

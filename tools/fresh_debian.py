@@ -188,21 +188,17 @@ def tail(path: Path, n: int = TAIL_LINES) -> str:
 
 
 def mounts_under(path: Path) -> list[str]:
-    p = os.path.realpath(path)
-    out = []
-    with open("/proc/mounts") as f:
-        for line in f:
-            mp = line.split()[1].replace("\\040", " ")
-            if mp == p or mp.startswith(p + "/"):
-                out.append(mp)
-    return out
+    """The mount points at or below ``path`` (camera_image.py's, one home)."""
+    return _camera_image().mounts_under(path)
 
 
 def safe_rmtree(path: Path) -> None:
-    left = mounts_under(path)
-    if left:
-        raise ProofError(f"refusing to delete {path}: still mounted: {', '.join(left)}")
-    shutil.rmtree(path, ignore_errors=True)
+    """Delete ``path``, refusing while anything is still mounted below it."""
+    ci = _camera_image()
+    try:
+        ci.safe_rmtree(path)
+    except ci.ImageError as e:
+        raise ProofError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------- the pristine root

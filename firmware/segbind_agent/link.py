@@ -24,6 +24,19 @@ import uuid
 log = logging.getLogger("segbind_agent.link")
 
 
+def wait_until(cond, predicate, timeout: float, step: float = 0.2) -> bool:
+    """Wait on ``cond`` (a threading.Condition) until ``predicate()`` holds; False after ``timeout``
+    seconds. Waits at most ``step`` at a time, for predicates no one notifies about."""
+    deadline = time.time() + timeout
+    with cond:
+        while not predicate():
+            left = deadline - time.time()
+            if left <= 0:
+                return False
+            cond.wait(min(left, step))
+        return True
+
+
 class Message:
     """One received message; call ``ack()`` once it has been acted on (manual QoS 1 acks)."""
 
@@ -85,14 +98,7 @@ class Transport:
         return self._wait(self._ready, timeout)
 
     def _wait(self, predicate, timeout: float) -> bool:
-        deadline = time.time() + timeout
-        with self._cond:
-            while not predicate():
-                left = deadline - time.time()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
+        return wait_until(self._cond, predicate, timeout)
 
     def _ready(self) -> bool:
         return self.connected

@@ -170,18 +170,24 @@ def parse_sps(nal: Buffer) -> Sps:
     return info
 
 
-def _read_vui(bits: BitReader, info: Sps) -> None:
-    if bits.u(1) and bits.u(8) == 255:  # aspect_ratio_info, Extended_SAR
+def skip_vui_head(bits: BitReader) -> None:
+    """The start of vui_parameters() that H.264 (E.1.1) and H.265 (E.2.1) share: aspect ratio,
+    overscan, video signal type and chroma location."""
+    if bits.u(1) and bits.u(8) == 255:  # aspect_ratio_info_present_flag, Extended_SAR
         bits.u(32)
     if bits.u(1):  # overscan_info_present_flag
         bits.u(1)
     if bits.u(1):  # video_signal_type_present_flag
         bits.u(4)
-        if bits.u(1):
+        if bits.u(1):  # colour_description_present_flag
             bits.u(24)
     if bits.u(1):  # chroma_loc_info_present_flag
         bits.ue()
         bits.ue()
+
+
+def _read_vui(bits: BitReader, info: Sps) -> None:
+    skip_vui_head(bits)
     if bits.u(1):  # timing_info_present_flag
         units = bits.u(32)
         scale = bits.u(32)

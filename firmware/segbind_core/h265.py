@@ -13,7 +13,7 @@ NAL units are passed as escaped bytes (emulation prevention kept), header
 first, as they are in the bitstream. Section numbers are ITU-T H.265's.
 """
 
-from .h264 import SEI_RECOVERY_POINT, BitReader, SeiError
+from .h264 import SEI_RECOVERY_POINT, BitReader, SeiError, skip_vui_head
 from .h264 import sei_messages as _sei_messages
 from .h264 import sei_payload_types as _sei_payload_types
 from .nal import unescape_rbsp
@@ -324,17 +324,7 @@ def parse_sps(nal: Buffer) -> Sps:
 
 def _read_vui(bits: BitReader, info: Sps) -> None:
     """vui_parameters() (E.2.1) up to the timing info: field coding and the picture rate."""
-    if bits.u(1) and bits.u(8) == 255:  # aspect_ratio_info_present_flag, EXTENDED_SAR
-        bits.u(32)
-    if bits.u(1):  # overscan_info_present_flag
-        bits.u(1)
-    if bits.u(1):  # video_signal_type_present_flag
-        bits.u(4)
-        if bits.u(1):  # colour_description_present_flag
-            bits.u(24)
-    if bits.u(1):  # chroma_loc_info_present_flag
-        bits.ue()
-        bits.ue()
+    skip_vui_head(bits)
     bits.u(1)  # neutral_chroma_indication_flag
     info.field_seq = bool(bits.u(1))
     bits.u(1)  # frame_field_info_present_flag
