@@ -64,6 +64,11 @@ def encode_uvarint(value: int) -> bytes:
 
 def decode_uvarint(buf: bytes, pos: int, limit: int) -> tuple[int, int]:
     """(value, new_pos); rejects truncated, non-minimal and out-of-range varints."""
+    if pos < len(buf) and buf[pos] < 0x80:  # one byte: most fields of most tags
+        value = buf[pos]
+        if value > limit:
+            raise TagError(MALFORMED, "integer field out of range")
+        return value, pos + 1
     value = 0
     shift = 0
     while True:
@@ -253,6 +258,14 @@ def decode_rest(body: bytes, pos: int, codec: int, owner: str,
     if epoch == 0:
         raise TagError(MALFORMED, "epoch 0 is not an epoch")
     stream_id, pos = decode_uvarint(body, pos, MAX_U64)
+    return decode_tail(body, pos, codec, owner, camera, epoch, stream_id)
+
+
+def decode_tail(body: bytes, pos: int, codec: int, owner: str, camera: str, epoch: int,
+                stream_id: int) -> "tuple[Tag, bytes]":
+    """The fields after the stream id (``pos``): what changes from one segment of a stream to
+    the next. A verifier that decoded a tag with the same bytes up to ``pos`` decodes only these.
+    """
     seq, pos = decode_uvarint(body, pos, MAX_U64)
     capture_ms, pos = decode_uvarint(body, pos, MAX_U64)
     duration_ms, pos = decode_uvarint(body, pos, MAX_U32)

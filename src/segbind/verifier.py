@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from segbind_core.crypto import MacKey, constant_time_equal
 from segbind_core.h264 import SeiError
-from segbind_core.nal import START_CODE, annexb_units, leading_garbage, unescape_rbsp
+from segbind_core.nal import annexb_units
 from segbind_core.sei import SEGBIND_UUID, segbind_payload, tag_codec
 from segbind_core.tag import (
     CODEC_H264,
@@ -31,13 +30,24 @@ from segbind_core.tag import (
     UNKNOWN_VERSION,
     Tag,
     TagError,
-    decode_rest,
     decode_tag,
+    decode_tail,
+    encode_uvarint,
 )
 
 from .errors import InvalidSegment
-from .keyring import Keyring
-from .verdict import Reason, TagInfo, Verdict
+from .framing import (
+    START_CODE,
+    canonical_annexb,
+    canonical_prefixed,
+    head_parameter_sets,
+    head_variants,
+    is_delimiter,
+    leading_garbage,
+    tag_units,
+)
+from .keyring import Binding, Keyring
+from .verdict import _ACCEPTED, Reason, TagInfo, Verdict
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -84,102 +94,165 @@ class Timing(NamedTuple):
 
 
 class Canonical:
-    """A segment in canonical form: ``data`` is Annex-B with 4-byte start codes, the tag included.
+    """A segment to verify: ``data`` holds its bytes, the tag included, at
+    ``data[tag_start:tag_end]`` (with its start code); ``tag_start`` is -1 when a reader
+    found bytes holding no tag (refused: ``no_tag``, or ``framing`` with a ``problem``).
 
-    ``tag_start``/``tag_end`` delimit the tag's NAL unit with its start code;
-    ``units`` is the number of NAL units other than the tag, when the framing
-    told (None for a segment taken as is: its bytes are then hashed as they are).
-    A reader attaches what it learned about the container: ``timing``, and a
-    ``problem`` (a framing defect that refuses the segment whatever its tag).
+    ``exact``: the bytes are in canonical form (docs/FORMAT.md section 4), as a reader
+    built them. A segment taken as it arrived (``exact`` False) is hashed as it is, which is
+    right when it is as the camera emits it, and read into canonical form when not.
+    ``units`` is the number of NAL units other than the tag as its framing delimits them
+    (None when unknown). A reader adds what it learned: ``timing``, a ``problem`` (a
+    framing defect that refuses the segment whatever its tag), ``restore`` (the parameter
+    sets in force, to put back where a packager stripped them), ``digest`` (the content
+    digest when the reader hashed the bytes as they arrived) and ``codec``; ``required``
+    are units a container gives decoders apart from the samples (the parameter sets of an
+    ``avcC``): each must be one the camera tagged in the segment's head. The bytes may be
+    given as ``parts`` (joined when first needed).
     """
 
-    __slots__ = ("data", "tag_start", "tag_end", "units", "timing", "problem", "variants")
+    __slots__ = ("_data", "_parts", "tag_start", "tag_end", "units", "timing", "problem", "restore",
+                 "digest", "exact", "codec", "required")
 
-    def __init__(self, data: bytes, tag_start: int, tag_end: int, units: Optional[int] = None,
-                 timing: Optional[Timing] = None, problem: str = "",
-                 variants: Sequence["Canonical"] = ()) -> None:
-        self.data = data
+    def __init__(self, data: Optional[bytes], tag_start: int, tag_end: int, units: Optional[int] = None,
+                 timing: Optional[Timing] = None, problem: str = "", restore: Sequence[bytes] = (),
+                 digest: Optional[bytes] = None, exact: bool = True, codec: int = 0,
+                 parts: Optional[List[Buffer]] = None) -> None:
+        self._data = data
+        self._parts = parts
         self.tag_start = tag_start
         self.tag_end = tag_end
         self.units = units
         self.timing = timing
         self.problem = problem
-        self.variants = variants  # other heads to try when the digest does not match
+        self.restore = restore
+        self.digest = digest
+        self.exact = exact
+        self.codec = codec
+        self.required: Sequence[bytes] = ()
+
+    @property
+    def data(self) -> bytes:
+        data = self._data
+        if data is None:
+            data = self._data = b"".join(self._parts or ())
+            self._parts = None
+        return data
+
+    def __len__(self) -> int:
+        if self._data is not None:
+            return len(self._data)
+        return sum(len(p) for p in self._parts or ())
+
+    @property
+    def tag_nal(self) -> bytes:
+        """The tag's NAL unit, without its start code and any zero bytes after it."""
+        data = self.data
+        start = self.tag_start + (4 if data.startswith(START_CODE, self.tag_start) else 3)
+        nal = data[start:self.tag_end]
+        return nal.rstrip(b"\x00") if nal[-1:] == b"\x00" else nal
+
+    def output(self) -> bytes:
+        """The segment in canonical form, the tag included where the camera puts it (right
+        after the first unit when that is a delimiter, else first): what a decoder is handed.
+        The digest leaves the tag out, so a remuxer that moved units across it changed nothing
+        else; this puts it back."""
+        data = self.data
+        if self.tag_start < 0:
+            return data
+        tag = START_CODE + self.tag_nal
+        codec = self.codec or tag_codec(self.tag_nal)
+        exact_tag = self.tag_end - self.tag_start == len(tag) and data.startswith(tag, self.tag_start)
+        if exact_tag and self.tag_start and data.find(START_CODE, 4, self.tag_start + 1) == self.tag_start \
+                and is_delimiter(data[4:self.tag_start], codec):
+            return data  # as the camera emits it: the tag right after the delimiter
+        rest = data[:self.tag_start] + data[self.tag_end:]  # every unit but the tag: as the camera's
+        first = rest.find(START_CODE, 4)
+        first = first if first >= 0 else len(rest)
+        place = first if is_delimiter(rest[4:first], codec) else 0
+        if place == self.tag_start and exact_tag:
+            return data
+        return rest[:place] + tag + rest[place:]
 
     @classmethod
-    def of_units(cls, units: Sequence[Buffer], timing: Optional[Timing] = None, problem: str = "",
-                 variants: Sequence["Canonical"] = ()) -> "Canonical":
+    def of_units(cls, units: Sequence[Buffer], timing: Optional[Timing] = None,
+                 problem: str = "") -> "Canonical":
         """From NAL units (as found in any framing): joined with 4-byte start codes.
 
         Raises InvalidSegment when there is not exactly one tag among them.
         """
-        tags = [i for i, u in enumerate(units) if len(u) and tag_codec(u)]
+        out = bytearray()
+        for unit in units:
+            out += START_CODE
+            out += unit
+        return cls.located(bytes(out), len(units), timing, problem)
+
+    @classmethod
+    def of_annexb(cls, buf: Buffer) -> "Canonical":
+        """From Annex-B bytes in any framing (3-byte start codes, zero bytes between units):
+        refused (``framing``) when bytes other than zeros come before the first start code."""
+        if leading_garbage(buf):
+            raise InvalidSegment(Reason.FRAMING, "bytes before the first NAL unit")
+        out = bytearray()
+        units = canonical_annexb(buf, out)
+        return cls.located(bytes(out), units)
+
+    @classmethod
+    def of_prefixed(cls, sample: Buffer, length_size: int = 4) -> "Canonical":
+        """From length-prefixed NAL units (an MP4 sample, or several samples one after the
+        other); refused (``framing``) when the lengths do not tile the bytes exactly."""
+        out = bytearray()
+        units, defect = canonical_prefixed(sample, length_size, out)
+        if defect:
+            raise InvalidSegment(Reason.FRAMING, defect)
+        return cls.located(bytes(out), units)
+
+    @classmethod
+    def located(cls, data: bytes, units: int, timing: Optional[Timing] = None, problem: str = "",
+                restore: Sequence[bytes] = ()) -> "Canonical":
+        """Canonical bytes holding ``units`` units, the tag among them: InvalidSegment when
+        they hold no tag or several."""
+        tags = tag_units(data)
         if not tags:
+            if problem:
+                raise InvalidSegment(Reason.FRAMING, problem)
             raise InvalidSegment(Reason.NO_TAG, "segment carries no segbind tag" if units
                                  else "no NAL units in segment")
         if len(tags) > 1:
             raise InvalidSegment(Reason.MALFORMED_TAG, "segment carries %d segbind tags" % len(tags))
-        at = tags[0]
-        head = b"".join(START_CODE + bytes(u) for u in units[:at])
-        tag = START_CODE + bytes(units[at])
-        rest = b"".join(START_CODE + bytes(u) for u in units[at + 1:])
-        return cls(head + tag + rest, len(head), len(head) + len(tag), len(units) - 1, timing,
-                   problem, variants)
-
-    @classmethod
-    def of_annexb(cls, buf: Buffer) -> "Canonical":
-        """From Annex-B bytes in any framing (3-byte start codes, trailing zeros): refused
-        when bytes other than zeros come before the first start code."""
-        buf = bytes(buf)
-        if leading_garbage(buf):
-            raise InvalidSegment(Reason.FRAMING, "bytes before the first NAL unit")
-        return cls.of_units([buf[s:e] for s, e in annexb_units(buf)])
+        begin = tags[0]
+        end = data.find(START_CODE, begin)
+        return cls(data, begin - 4, end if end >= 0 else len(data), units - 1, timing, problem, restore,
+                   None, True, tag_codec(data[begin:begin + 24]))
 
 
 def _tag_body(nal: bytes, codec: int) -> bytes:
     """The tag body of a tag NAL unit: read directly when the unit has its usual shape (one
-    message, a one-byte size), else through the strict SEI parser."""
-    if codec:
-        header = 1 if codec == CODEC_H264 else 2
-        rbsp = unescape_rbsp(nal)
-        size = rbsp[header + 1] if len(rbsp) > header + 18 else 255
-        if (rbsp[header] == 5 and size < 255 and len(rbsp) == header + 3 + size
-                and rbsp[-1] == 0x80 and rbsp[header + 2:header + 18] == SEGBIND_UUID):
-            return rbsp[header + 18:-1]
+    message, a one-byte size, no emulation prevention), else through the strict SEI parser."""
+    header = 1 if codec == CODEC_H264 else 2
+    if b"\x00\x00\x03" not in nal:
+        n = len(nal)
+        if (n > header + 19 and nal[header] == 5 and nal[header + 1] == n - header - 3
+                and nal[-1] == 0x80 and nal[header + 2:header + 18] == SEGBIND_UUID):
+            return nal[header + 18:-1]
     return segbind_payload(nal)
 
 
-def _as_camera_emits(buf: bytes) -> Optional[Canonical]:
-    """The tag's place, when ``buf`` looks as the camera emits a segment: the tag first, or
-    right after a delimiter, with 4-byte start codes; else None."""
-    if not buf.startswith(START_CODE) or len(buf) < 24:
+def _camera_shape(buf: bytes) -> Optional[Tuple[int, int]]:
+    """Where the tag is (its start code, the next start code) when ``buf`` looks as the camera
+    emits a segment: 4-byte start codes, the tag first or right after a delimiter; else None."""
+    if len(buf) < 28 or not buf.startswith(START_CODE):
         return None
     start = 0
-    if not tag_codec(buf[4:48]):  # a delimiter first? (H.264 09, H.265 type 35)
+    if not tag_codec(buf[4:28]):  # a delimiter first? (H.264 09 xx, H.265 46 01 xx)
         first = buf[4]
         if first & 0x1F != 9 and (first >> 1) & 0x3F != 35:
             return None
         start = buf.find(START_CODE, 5, 12)
-        if start < 0 or not tag_codec(buf[start + 4:start + 48]):
+        if start < 0 or not tag_codec(buf[start + 4:start + 28]):
             return None
     end = buf.find(START_CODE, start + 4)
-    return Canonical(buf, start, end if end >= 0 else len(buf))
-
-
-class _Keys:
-    """MacKey schedules of the keyring's slot keys, made once per (owner, camera, epoch)."""
-
-    def __init__(self, keyring: Keyring) -> None:
-        self.keyring = keyring
-        self._cache: Dict[Tuple[str, str, int], Tuple[int, MacKey]] = {}
-
-    def slot(self, owner: str, camera: str, epoch: int) -> Tuple[int, MacKey]:
-        gid = (owner, camera, epoch)
-        found = self._cache.get(gid)
-        if found is None:
-            binding = self.keyring.binding(owner, camera, epoch)  # NO_GRANT when missing
-            found = self._cache[gid] = (binding.slot, MacKey(binding.key))
-        return found
+    return start, end if end >= 0 else len(buf)
 
 
 class Authentic(NamedTuple):
@@ -191,41 +264,53 @@ class Authentic(NamedTuple):
 
 
 class Authenticator:
-    """Checks 1 to 8 of docs/FORMAT.md 7.1 on canonical segments (no stream state).
+    """Checks 1 to 8 of docs/FORMAT.md 7.1 on segments (no stream state).
 
-    Keeps what can be kept between segments: the key schedules, and the decoded
-    tag fields every segment of one stream shares (owner and camera).
+    Keeps what can be kept between segments: the key schedules, and the decoded tag
+    fields every segment of one stream shares (up to the stream id). Keys are looked up
+    in the keyring for every segment, so a grant revoked in place stops verifying at once.
     """
 
     def __init__(self, keyring: Keyring, window: Optional[TimeWindow] = None) -> None:
-        self.keys = _Keys(keyring)
+        self._keyring = keyring
         self.window = window
+        self._macs: Dict[Tuple[str, str, int], Tuple[Binding, MacKey]] = {}
         self._prefix = b""
-        self._prefix_fields: Tuple[int, str, str] = (0, "", "")
+        self._prefix_fields: Tuple[int, str, str, int, int] = (0, "", "", 0, 0)
 
     @property
     def keyring(self) -> Keyring:
-        return self.keys.keyring
+        return self._keyring
 
     @keyring.setter
     def keyring(self, keyring: Keyring) -> None:
-        self.keys = _Keys(keyring)
+        self._keyring = keyring
+        self._macs = {}
 
     def _decode(self, body: bytes) -> Tuple[Tag, bytes]:
         prefix = self._prefix
         if prefix and body.startswith(prefix):
-            codec, owner, camera = self._prefix_fields
-            return decode_rest(body, len(prefix), codec, owner, camera)
+            codec, owner, camera, epoch, stream_id = self._prefix_fields
+            return decode_tail(body, len(prefix), codec, owner, camera, epoch, stream_id)
         tag, signed = decode_tag(body)
-        size = 3 + 2 + len(tag.owner.encode()) + len(tag.camera.encode())
-        self._prefix, self._prefix_fields = body[:size], (tag.codec, tag.owner, tag.camera)
+        size = (3 + 2 + len(tag.owner.encode()) + len(tag.camera.encode())
+                + len(encode_uvarint(tag.epoch)) + len(encode_uvarint(tag.stream_id)))
+        self._prefix = body[:size]
+        self._prefix_fields = (tag.codec, tag.owner, tag.camera, tag.epoch, tag.stream_id)
         return tag, signed
 
     def tag_of(self, seg: Canonical) -> Tuple[Tag, bytes]:
-        """(tag, signed fields) of a canonical segment; InvalidSegment when unusable."""
-        nal = seg.data[seg.tag_start + 4:seg.tag_end]
+        """(tag, signed fields) of a segment; InvalidSegment when it has none or it is unusable."""
+        if seg.tag_start < 0:
+            raise InvalidSegment(Reason.FRAMING if seg.problem else Reason.NO_TAG,
+                                 seg.problem or "segment carries no segbind tag")
+        return self._tag(seg.tag_nal)
+
+    def _tag(self, nal: bytes) -> Tuple[Tag, bytes]:
         codec = tag_codec(nal)
         try:
+            if not codec:
+                raise SeiError("not a segbind SEI NAL unit")
             tag, signed = self._decode(_tag_body(nal, codec))
         except SeiError as exc:
             raise InvalidSegment(Reason.MALFORMED_TAG, str(exc)) from None
@@ -237,71 +322,101 @@ class Authenticator:
                 CODEC_NAMES[tag.codec], CODEC_NAMES.get(codec, "unknown")), _info(tag))
         return tag, signed
 
-    def authenticate(self, seg: Canonical, now_s: Optional[float] = None) -> Authentic:
-        tag, signed = self.tag_of(seg)
+    def _key(self, tag: Tag) -> Tuple[int, MacKey]:
         try:
-            slot, key = self.keys.slot(tag.owner, tag.camera, tag.epoch)
+            binding = self._keyring.binding(tag.owner, tag.camera, tag.epoch)
         except InvalidSegment as exc:
             raise InvalidSegment(exc.reason, exc.detail, _info(tag)) from None
-        if slot >= tag.slots:
+        gid = (tag.owner, tag.camera, tag.epoch)
+        found = self._macs.get(gid)
+        if found is None or found[0] is not binding:
+            found = self._macs[gid] = (binding, MacKey(binding.key))
+        if binding.slot >= tag.slots:
             raise InvalidSegment(Reason.NO_GRANT, "the tag has no slot %d for this viewer (%d slots)"
-                                 % (slot, tag.slots), _info(tag))
+                                 % (binding.slot, tag.slots), _info(tag))
+        return binding.slot, found[1]
+
+    def authenticate(self, seg: Canonical, now_s: Optional[float] = None) -> Authentic:
+        """Checks 1 to 8 on the segment as it is; InvalidSegment with the first that fails."""
+        tag, signed = self.tag_of(seg)
+        slot, key = self._key(tag)
         if seg.problem:
             raise InvalidSegment(Reason.FRAMING, seg.problem, _info(tag))
+        digest = seg.digest
+        if digest is None:
+            data = memoryview(seg.data)
+            h = hashlib.sha256(data[:seg.tag_start])
+            h.update(data[seg.tag_end:])
+            digest = h.digest()
         if seg.units is not None and seg.units != tag.units:
+            if constant_time_equal(digest[:DIGEST_HINT_SIZE], tag.digest_hint):
+                raise InvalidSegment(Reason.FRAMING, "the framing delimits %d NAL units where the "
+                                     "camera tagged %d" % (seg.units, tag.units), _info(tag))
             raise InvalidSegment(Reason.CONTENT_MISMATCH, "%d NAL units where the camera tagged %d"
                                  % (seg.units, tag.units), _info(tag))
-        data = memoryview(seg.data)
-        h = hashlib.sha256(data[:seg.tag_start])
-        h.update(data[seg.tag_end:])
-        digest = h.digest()
         mac = key.mac(signed, digest)[:MAC_SIZE]
-        theirs = tag.macs[slot]
-        if not constant_time_equal(mac, theirs):
+        if not constant_time_equal(mac, tag.macs[slot]):
             if not constant_time_equal(digest[:DIGEST_HINT_SIZE], tag.digest_hint):
                 raise InvalidSegment(Reason.CONTENT_MISMATCH,
                                      "video content differs from what the camera tagged", _info(tag))
             raise InvalidSegment(Reason.MAC_MISMATCH, "tag does not authenticate under the granted key",
                                  _info(tag))
+        if seg.required:
+            _check_required(tag, seg)
         if seg.timing is not None:
             _check_timing(tag, seg.timing)
         if self.window is not None:
             self.window.check(tag, time.time() if now_s is None else now_s)
         return Authentic(tag, digest, mac)
 
-    def authenticate_any(self, seg: Canonical, now_s: Optional[float] = None) -> Authentic:
-        """``authenticate``, then the segment's other heads (undoing what remuxers do) when
-        only its content mismatched."""
+    def judge(self, seg: Canonical, now_s: Optional[float] = None) -> Tuple[Authentic, Canonical]:
+        """``authenticate``, and when only the content mismatched: the segment read into
+        canonical form (when it was taken as it arrived), then with its parameter sets put
+        back where the camera put them (docs/CONTAINERS.md). Returns the form that passed."""
         try:
-            return self.authenticate(seg, now_s)
+            return self.authenticate(seg, now_s), seg
         except InvalidSegment as exc:
-            if exc.reason is not Reason.CONTENT_MISMATCH or not seg.variants:
+            if exc.reason is not Reason.CONTENT_MISMATCH:
                 raise
-            for other in seg.variants:
+            first = exc
+        tried = seg
+        if not seg.exact:
+            tried = Canonical.of_annexb(seg.data)  # several tags, once split, are malformed_tag
+            tried.timing, tried.problem, tried.restore = seg.timing, seg.problem, seg.restore
+            tried.required = seg.required
+            if tried.data != seg.data:
                 try:
-                    return self.authenticate(other, now_s)
-                except InvalidSegment as again:
-                    if again.reason is not Reason.CONTENT_MISMATCH:
+                    return self.authenticate(tried, now_s), tried
+                except InvalidSegment as exc:
+                    if exc.reason is not Reason.CONTENT_MISMATCH:
                         raise
-            raise
-
-    def authenticate_bytes(self, buf: Buffer, now_s: Optional[float] = None) -> Tuple[Authentic, Canonical]:
-        """A segment given as Annex-B bytes: as the camera emits it (no parsing), else read
-        into canonical form. Returns the canonical segment that authenticated."""
-        data = buf if isinstance(buf, bytes) else bytes(buf)
-        fast = _as_camera_emits(data)
-        if fast is not None:
+        for data, start, end, added in head_variants(tried.data, tried.tag_start, tried.tag_end,
+                                                     tried.restore, tried.codec or tag_codec(tried.tag_nal)):
+            units = None if tried.units is None else tried.units + added
+            other = Canonical(data, start, end, units, tried.timing, tried.problem, (), None, True, tried.codec)
+            other.required = tried.required
             try:
-                return self.authenticate(fast, now_s), fast
+                return self.authenticate(other, now_s), other
             except InvalidSegment as exc:
                 if exc.reason is not Reason.CONTENT_MISMATCH:
                     raise
-                slow = Canonical.of_annexb(data)
-                if slow.data == data:
-                    raise
-                return self.authenticate(slow, now_s), slow
-        slow = Canonical.of_annexb(data)
-        return self.authenticate(slow, now_s), slow
+        raise first
+
+    def authenticate_bytes(self, buf: Buffer, now_s: Optional[float] = None) -> Tuple[Authentic, Canonical]:
+        """A segment given as Annex-B bytes: hashed as it is when it looks as the camera emits
+        it, else read into canonical form. Returns the form that authenticated."""
+        data = buf if isinstance(buf, bytes) else bytes(buf)
+        found = _camera_shape(data)
+        seg = Canonical(data, found[0], found[1], exact=False) if found else Canonical.of_annexb(data)
+        return self.judge(seg, now_s)
+
+
+def _check_required(tag: Tag, seg: Canonical) -> None:
+    head = head_parameter_sets(seg.data, tag.codec)
+    untagged = sum(1 for unit in seg.required if bytes(unit) not in head)
+    if untagged:
+        raise InvalidSegment(Reason.FRAMING, "the container's sample description holds %d parameter "
+                             "set(s) the camera did not tag in this segment" % untagged, _info(tag))
 
 
 def _check_timing(tag: Tag, timing: Timing) -> None:
@@ -343,24 +458,25 @@ class _CameraState:
         self.stream_id = found.tag.stream_id
         self.epoch = found.tag.epoch
         self.highest = found.tag.seq
-        self.recent: "OrderedDict[int, _Accepted]" = OrderedDict()
+        self.recent: Dict[int, _Accepted] = {}  # by seq; entries below the window are ignored
         self.last = found.tag  # the latest accepted in stream order
         self.accept(found)
 
     def accept(self, found: Authentic) -> None:
         tag = found.tag
-        self.recent[tag.seq] = _Accepted(found.digest, tag.link, found.mac)
+        recent = self.recent
+        recent[tag.seq] = _Accepted(found.digest, tag.link, found.mac)
         if tag.seq >= self.highest:
             self.highest = tag.seq
             self.epoch = tag.epoch
             self.last = tag
-        floor = self.highest - REPLAY_WINDOW
-        recent = self.recent
-        while recent:
-            oldest = next(iter(recent))
-            if oldest >= floor:
-                break
-            del recent[oldest]
+        if len(recent) > 2 * REPLAY_WINDOW:  # forget what fell out of the window, now and then
+            floor = self.highest - REPLAY_WINDOW
+            self.recent = {seq: entry for seq, entry in recent.items() if seq >= floor}
+
+    def seen(self, seq: int) -> Optional[_Accepted]:
+        """What was accepted at ``seq``, when it lies in the window."""
+        return self.recent.get(seq) if seq >= self.highest - REPLAY_WINDOW else None
 
 
 class StreamVerifier:
@@ -411,12 +527,18 @@ class StreamVerifier:
         return self._sequence(found)
 
     def verify_canonical(self, seg: Canonical) -> Verdict:
-        """Verdict for a segment a reader put into canonical form (containers, streams)."""
+        """Verdict for a segment a reader found (containers, streams)."""
+        return self.judge(seg)[0]
+
+    def judge(self, seg: Canonical) -> Tuple[Verdict, Optional[Canonical]]:
+        """(verdict, the segment in the form that authenticated, when accepted): what a
+        decoder may be handed is that form's ``output()``, and nothing else."""
         try:
-            found = self.auth.authenticate_any(seg, self._now())
+            found, form = self.auth.judge(seg, self._now())
         except InvalidSegment as exc:
-            return Verdict(exc.reason, exc.detail, exc.tag)
-        return self._sequence(found)
+            return Verdict(exc.reason, exc.detail, exc.tag), None
+        verdict = self._sequence(found)
+        return verdict, form if verdict.reason in _ACCEPTED else None
 
     def _now(self) -> Optional[float]:
         return self.clock() if self.auth.window is not None else None
@@ -499,22 +621,22 @@ class StreamVerifier:
     def _earlier(self, state: _CameraState, found: Authentic, info: TagInfo) -> Verdict:
         """A segment at or below the highest seq: a copy, a replay, or an intact late one."""
         tag = found.tag
-        seen = state.recent.get(tag.seq)
+        if tag.seq < state.highest - REPLAY_WINDOW:
+            return Verdict(Reason.REPLAY, "segment %d is older than the window (%d)"
+                           % (tag.seq, REPLAY_WINDOW), info)
+        seen = state.seen(tag.seq)
         if seen is not None:
             if constant_time_equal(seen.digest, found.digest) and constant_time_equal(seen.mac, found.mac):
                 return Verdict(Reason.DUPLICATE, "segment %d already accepted" % tag.seq, info)
             return Verdict(Reason.REPLAY, "sequence number %d already used" % tag.seq, info)
-        if tag.seq < state.highest - REPLAY_WINDOW:
-            return Verdict(Reason.REPLAY, "segment %d is older than the window (%d)"
-                           % (tag.seq, REPLAY_WINDOW), info)
-        before = state.recent.get(tag.seq - 1)
+        before = state.seen(tag.seq - 1)
         if tag.seq == 0:
             if tag.link != GENESIS_LINK:
                 return Verdict(Reason.CHAIN_BREAK, "segment 0 without the genesis link", info)
         elif before is not None and not constant_time_equal(tag.link, before.digest[:LINK_SIZE]):
             return Verdict(Reason.CHAIN_BREAK, "late segment %d does not follow segment %d"
                            % (tag.seq, tag.seq - 1), info)
-        after = state.recent.get(tag.seq + 1)
+        after = state.seen(tag.seq + 1)
         if after is not None and not constant_time_equal(after.link, found.digest[:LINK_SIZE]):
             return Verdict(Reason.CHAIN_BREAK, "segment %d does not lead to segment %d"
                            % (tag.seq, tag.seq + 1), info)

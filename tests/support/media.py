@@ -49,6 +49,24 @@ def frame_hashes(path: Path) -> List[str]:
     return clips.decode_hashes_ffmpeg(b"", path=str(path))
 
 
+def decoded_frames(path: Path) -> List[str]:
+    """MD5 of every picture PyAV's decoder outputs from a file (any container, or a playlist),
+    in output order: what a player has to show (pictures an edit list hides are not output;
+    unlike the ffmpeg CLI's framemd5, no frame is dropped or doubled for its timestamp)."""
+    import hashlib
+
+    import av
+
+    out = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            digest = hashlib.md5()
+            for plane in frame.planes:
+                digest.update(bytes(plane))
+            out.append(digest.hexdigest())
+    return out
+
+
 def owner_accepts_stranger_refuses(keys: Path, *files: str, segments: int) -> None:
     code, verdicts = verify(keys, "alice-ring.json", *files)
     assert code == 0 and [v["reason"] for v in verdicts] == ["ok"] * segments, verdicts
