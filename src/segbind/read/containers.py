@@ -44,10 +44,12 @@ def open_av(source: Source, fmt: Optional[str], name: str) -> Any:
     av = av_module()
     try:
         return av.open(source, mode="r", format=fmt)
+    except InputError:
+        raise
     except av.error.FFmpegError as exc:
         raise InputError("%s: cannot read as %s (%s)" % (name, fmt or "media", av_reason(exc))) from None
-    except (OSError, ValueError) as exc:
-        raise InputError("%s: cannot read (%s)" % (name, exc)) from None
+    except Exception as exc:  # noqa: BLE001 - PyAV on hostile bytes: one line, never a traceback
+        raise InputError("%s: cannot read (%s)" % (name, av_reason(exc))) from None
 
 
 def av_reason(exc: Exception) -> str:
@@ -60,9 +62,14 @@ def av_reason(exc: Exception) -> str:
 _CODECS = {"h264": CODEC_H264}
 
 
+def codec_name(stream: Any) -> str:
+    context = getattr(stream, "codec_context", None)
+    return str(getattr(context, "name", None) or "unknown")
+
+
 def video_codec(stream: Any) -> int:
     """segbind's codec number of a PyAV video stream, or 0 when segbind cannot verify it."""
-    return _CODECS.get(stream.codec_context.name, 0)
+    return _CODECS.get(codec_name(stream), 0)
 
 
 def h264_stream(container: Any, name: str) -> Any:
@@ -72,8 +79,8 @@ def h264_stream(container: Any, name: str) -> Any:
         if video_codec(stream):
             return stream
     if videos:
-        raise InputError("%s: no H.264 video (video is %s)" % (name, videos[0].codec_context.name))
-    audio = [s.codec_context.name for s in container.streams.audio]
+        raise InputError("%s: no H.264 video (video is %s)" % (name, codec_name(videos[0])))
+    audio = [codec_name(s) for s in container.streams.audio]
     if audio:
         raise InputError("%s: no H.264 video (audio only: %s)" % (name, ", ".join(audio)))
     raise InputError("%s: no H.264 video stream" % name)
@@ -136,9 +143,9 @@ def _tracks(container: Any, stream: Any, video_only: bool) -> str:
     videos = [s for s in others if s.type == "video"]
     if videos:
         return "the container holds another video track, never verified: %s" % ", ".join(
-            getattr(s.codec_context, "name", "?") for s in videos)
+            codec_name(s) for s in videos)
     if others and not video_only:
-        kinds = ", ".join("%s (%s)" % (s.type, getattr(s.codec_context, "name", "?")) for s in others)
+        kinds = ", ".join("%s (%s)" % (s.type, codec_name(s)) for s in others)
         return "the container holds other tracks, never verified: %s" % kinds
     return ""
 
@@ -168,12 +175,12 @@ def container_segments(source: Source, fmt: str, name: str, stats: Optional[Dict
     not, refuse the segments they touch (``framing``). A container cut short ends with
     what could be read: its last segment is then incomplete and refused, never dropped.
     """
-    av = av_module()
     container = open_av(source, _PYAV_FORMAT.get(fmt, fmt), name)
     try:
         stream = h264_stream(container, name)
         problem = _tracks(container, stream, video_only)
-        length_size, described = sample_description(bytes(stream.codec_context.extradata or b""))
+        length_size, described = sample_description(bytes(getattr(stream.codec_context, "extradata", None)
+                                                           or b""))
         rate = stream.average_rate or stream.guessed_rate
         splitter = SampleSplitter(described, 1000.0 / float(rate) if rate else 0.0, max_segment_bytes)
         required = described if length_size else []  # a decoder reads avcC's sets: they must be tagged
@@ -186,26 +193,34 @@ def container_segments(source: Source, fmt: str, name: str, stats: Optional[Dict
                 segment.required = required
                 yield segment
 
-        try:
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                packets += 1
-                if _new_extradata(packet):
-                    splitter.defect("the sample description changes inside the stream")
-                out = bytearray()
-                if length_size:
-                    units, defect = canonical_prefixed(memoryview(packet), length_size, out)
-                else:
-                    units, defect = canonical_annexb(memoryview(packet), out), ""
-                if defect:
-                    splitter.defect(defect)
-                    continue  # a sample whose units cannot be told apart is not kept
-                yield from judged(splitter.add(bytes(out), units, _sample(packet)))
-        except av.error.FFmpegError as exc:
-            if stats is not None:
-                stats["error"] = av_reason(exc)
-            splitter.defect("the container cannot be read past here (%s)" % av_reason(exc))
+        demuxed = container.demux(stream)
+        while True:
+            try:
+                packet = next(demuxed)
+            except StopIteration:
+                break
+            except InputError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - PyAV on hostile bytes: FFmpegError, and at times
+                # an IndexError or ValueError of its own bookkeeping; what was read is judged
+                if stats is not None:
+                    stats["error"] = av_reason(exc)
+                splitter.defect("the container cannot be read past here (%s)" % av_reason(exc))
+                break
+            if packet.size == 0:
+                continue
+            packets += 1
+            if _new_extradata(packet):
+                splitter.defect("the sample description changes inside the stream")
+            out = bytearray()
+            if length_size:
+                units, defect = canonical_prefixed(memoryview(packet), length_size, out)
+            else:
+                units, defect = canonical_annexb(memoryview(packet), out), ""
+            if defect:
+                splitter.defect(defect)
+                continue  # a sample whose units cannot be told apart is not kept
+            yield from judged(splitter.add(bytes(out), units, _sample(packet)))
         last = splitter.finish()
         if not last and packets == 0:
             raise InputError("%s: no H.264 packets in the %s" % (name, NAMES.get(fmt, fmt)))

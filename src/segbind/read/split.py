@@ -368,12 +368,14 @@ class SampleSplitter:
         codec = tag_codec(data[begin:begin + 24])
         code = code_start(data, begin)
         inside = access_unit_start(data, 0, code, codec) > 0
-        if inside:
-            self.defect("a sample holds the end of one segment and the start of the next")
-        if self._buf or self._problem or self._samples:
+        why = ("a sample holds picture units before its segment's tag (two access units in one "
+               "sample, or units hidden behind start codes)")
+        if self._buf or self._samples:
+            if inside:
+                self.defect(why)
             self._close()
         if inside:
-            self.defect("a sample holds the end of one segment and the start of the next")
+            self.defect(why)
         nxt = data.find(START_CODE, begin)
         self._tag, self._tag_end, self._codec = code, nxt if nxt >= 0 else len(data), codec
         self._expect = _units_of(data[begin:self._tag_end])
