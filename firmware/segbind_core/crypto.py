@@ -9,7 +9,7 @@ prove both paths equal.
 import hashlib
 
 try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
-    from typing import Callable, Optional
+    from typing import Any, Callable, Optional
 
     from .nal import Buffer
 except ImportError:
@@ -92,9 +92,9 @@ class MacKey:
         self._opad = _xor(block, _OPAD)
         inner = hashlib.sha256(self._ipad)
         self._copyable = getattr(inner, "copy", None) is not None
-        if self._copyable:
-            self._inner = inner
-            self._outer = hashlib.sha256(self._opad)
+        if self._copyable:  # CPython's hash objects (MicroPython's cannot copy: typed apart)
+            self._inner: "Any" = inner
+            self._outer: "Any" = hashlib.sha256(self._opad)
 
     def mac(self, *parts: Buffer) -> bytes:
         """HMAC-SHA256(key, the parts concatenated)."""
@@ -106,12 +106,10 @@ class MacKey:
             outer.update(inner.digest())
             digest: bytes = outer.digest()
             return digest
-        inner = hashlib.sha256(self._ipad)
-        for part in parts:
-            inner.update(part)
-        outer = hashlib.sha256(self._opad)
-        outer.update(inner.digest())
-        return outer.digest()
+        message = self._ipad
+        for part in parts:  # one buffer, one call: MicroPython's calls cost more than the copy
+            message += bytes(part)
+        return hashlib.sha256(self._opad + hashlib.sha256(message).digest()).digest()
 
 
 def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:

@@ -21,7 +21,8 @@ functions below, one line per codec.
 from __future__ import annotations
 
 import re
-from typing import List, Optional, Sequence, Tuple, Union
+import struct
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from segbind_core.sei import SEGBIND_UUID, tag_codec
 from segbind_core.tag import CODEC_H264
@@ -78,9 +79,15 @@ def leading_garbage(buf: Buffer, end: Optional[int] = None) -> int:
     return len(head) - head.count(0)
 
 
-def canonical_annexb(buf: Buffer, out: bytearray) -> int:
+def _is_tag(buf: Buffer, begin: int) -> bool:
+    """Whether the unit beginning at ``begin`` is a segbind tag (only SEI headers are looked at)."""
+    return buf[begin] in (0x06, 0x4E) and bool(tag_codec(buf[begin:begin + 24]))
+
+
+def canonical_annexb(buf: Buffer, out: bytearray, tags: Optional[List[int]] = None) -> int:
     """Append the canonical form of Annex-B bytes (3- or 4-byte start codes, zero bytes between
-    units, empty units) to ``out``; return how many units it holds.
+    units, empty units) to ``out``; return how many units it holds. With ``tags``, the
+    positions in ``out`` where tag units begin are appended to it.
 
     Bytes before the first start code are skipped: callers refuse them (``leading_garbage``).
     """
@@ -90,68 +97,122 @@ def canonical_annexb(buf: Buffer, out: bytearray) -> int:
     for match in _find_start_codes(buf):
         at = match.start()
         if begin >= 0:
-            end = at
-            while end > begin and buf[end - 1] == 0:
-                end -= 1
-            if end > begin:
-                out += START_CODE
-                out += view[begin:end]
-                count += 1
+            count += _append_unit(buf, view, begin, at, out, tags)
         begin = at + 3
     if begin >= 0:
-        end = len(buf)
-        while end > begin and buf[end - 1] == 0:
-            end -= 1
-        if end > begin:
-            out += START_CODE
-            out += view[begin:end]
-            count += 1
+        count += _append_unit(buf, view, begin, len(buf), out, tags)
     return count
 
 
-def canonical_prefixed(sample: Buffer, length_size: int, out: bytearray) -> Tuple[int, str]:
+def _append_unit(buf: Buffer, view: memoryview, begin: int, end: int, out: bytearray,
+                 tags: Optional[List[int]]) -> int:
+    while end > begin and buf[end - 1] == 0:
+        end -= 1
+    if end <= begin:
+        return 0
+    out += START_CODE
+    if tags is not None and _is_tag(buf, begin):
+        tags.append(len(out))
+    out += view[begin:end]
+    return 1
+
+
+_LENGTH = {1: struct.Struct(">B").unpack_from, 2: struct.Struct(">H").unpack_from,
+           4: struct.Struct(">I").unpack_from}
+
+
+def _length_reader(length_size: int) -> Callable[[Buffer, int], Tuple[int, ...]]:
+    reader = _LENGTH.get(length_size)
+    if reader is None:
+        raise ValueError("NAL length size %d (1, 2 or 4)" % length_size)
+    return reader
+
+
+def canonical_prefixed(sample: Buffer, length_size: int, out: bytearray,
+                       tags: Optional[List[int]] = None) -> Tuple[int, str]:
     """Append the canonical form of one length-prefixed sample to ``out``: (units, defect).
 
     The lengths must tile the sample exactly: no length running past its end, no bytes
     after the last unit, no empty unit, no unit ending with a zero byte (its canonical form
-    would not split back into it). With a defect ("" when none) nothing is appended.
+    would not split back into it). With a defect ("" when none) nothing is appended. With
+    ``tags``, the positions in ``out`` where tag units begin are appended to it.
     """
+    length = _length_reader(length_size)
     n = len(sample)
     base = len(out)
+    found = len(tags) if tags is not None else 0
     count = 0
     pos = 0
-    if length_size == 4:
+    in_place = length_size == 4
+    if in_place:
         out += sample  # one copy; the prefixes are overwritten with start codes in place
-        while pos < n:
-            if pos + 4 > n:
-                del out[base:]
-                return 0, "a sample ends inside a NAL length prefix"
-            size = int.from_bytes(sample[pos:pos + 4], "big")
-            end = pos + 4 + size
-            defect = _unit_defect(sample, size, end, n)
-            if defect:
-                del out[base:]
-                return 0, defect
-            out[base + pos:base + pos + 4] = START_CODE
-            pos = end
-            count += 1
-        return count, ""
     view = memoryview(sample)
     while pos < n:
-        if pos + length_size > n:
-            del out[base:]
-            return 0, "a sample ends inside a NAL length prefix"
-        size = int.from_bytes(sample[pos:pos + length_size], "big")
-        end = pos + length_size + size
-        defect = _unit_defect(sample, size, end, n)
-        if defect:
-            del out[base:]
-            return 0, defect
-        out += START_CODE
-        out += view[pos + length_size:end]
+        begin = pos + length_size
+        if begin > n:
+            return _undo(out, base, tags, found, "a sample ends inside a NAL length prefix")
+        size = length(sample, pos)[0]
+        end = begin + size
+        if size == 0 or end > n or sample[end - 1] == 0:
+            return _undo(out, base, tags, found, _unit_defect(sample, size, end, n))
+        if in_place:
+            out[base + pos:base + begin] = START_CODE
+            if tags is not None and sample[begin] in (0x06, 0x4E) and _is_tag(sample, begin):
+                tags.append(base + begin)
+        else:
+            out += START_CODE
+            if tags is not None and sample[begin] in (0x06, 0x4E) and _is_tag(sample, begin):
+                tags.append(len(out))
+            out += view[begin:end]
         pos = end
         count += 1
     return count, ""
+
+
+# Units at least this long on average are handed on as views of the sample, not copied: a
+# copy of large units costs more than hashing them a view at a time.
+VIEWS_FROM = 4096
+
+
+def prefixed_parts(sample: Buffer, length_size: int, tags: List[int]) -> Tuple[List[Buffer], int, str]:
+    """The canonical form of one length-prefixed sample as parts to read one after the other
+    (start codes and views of the sample when its units are large, else one copy): (parts,
+    units, defect). The positions where tag units begin in the joined parts are appended to
+    ``tags``. Same checks as ``canonical_prefixed``; with a defect, no parts."""
+    n = len(sample)
+    if length_size == 4:
+        length = _length_reader(4)
+        spans: List[int] = []
+        most = 2 * (n // VIEWS_FROM + 1)
+        pos = 0
+        while pos < n and len(spans) < most:
+            begin = pos + 4
+            if begin > n:
+                break
+            end = begin + length(sample, pos)[0]
+            if end > n or end == begin or sample[end - 1] == 0:
+                break
+            spans += (begin, end)
+            pos = end
+        if pos == n and spans:  # every unit long enough, and no defect: views
+            view = memoryview(sample)
+            parts: List[Buffer] = []
+            for k in range(0, len(spans), 2):
+                begin, end = spans[k], spans[k + 1]
+                if _is_tag(sample, begin):
+                    tags.append(begin)
+                parts += (START_CODE, view[begin:end])
+            return parts, len(spans) // 2, ""
+    out = bytearray()
+    units, defect = canonical_prefixed(sample, length_size, out, tags)
+    return ([out] if not defect else []), units, defect
+
+
+def _undo(out: bytearray, base: int, tags: Optional[List[int]], found: int, defect: str) -> Tuple[int, str]:
+    del out[base:]
+    if tags is not None:
+        del tags[found:]
+    return 0, defect
 
 
 def _unit_defect(sample: Buffer, size: int, end: int, n: int) -> str:

@@ -178,10 +178,13 @@ class _Opener:
             return self._several(paths)
         if hasattr(source, "read"):
             stream: IO[bytes] = source  # type: ignore[assignment]
-            label = name or getattr(source, "name", None) or "stream"
-            head = read_head(stream, str(label))
-            seekable = _seekable(stream)
-            return self._stream(head, as_stream(Prefixed(head, stream)), str(label), seekable)
+            label = str(name or getattr(source, "name", None) or "stream")
+            if _seekable(stream) and stream.tell() == 0:  # a file: read again from its start
+                head = read_head(stream, label)
+                stream.seek(0)
+                return self._stream(head, stream, label, True)
+            head = read_head(stream, label)
+            return self._stream(head, as_stream(Prefixed(head, stream)), label, False)
         raise TypeError("segbind.open reads a path, a URL, a binary file object or bytes, not %s"
                         % type(source).__name__)
 

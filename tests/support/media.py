@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
 import shutil
 import subprocess
+import threading
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from host_sim import clips
 from segbind import Keyring
@@ -169,3 +173,51 @@ def rewrite_packets(src: Path, dst: Path, fmt: str, edit: Optional[Edit] = None,
             for encoded in sound.encode(None):
                 out.mux(encoded)
     return dst
+
+
+@contextlib.contextmanager
+def http_server(directory: Path) -> Iterator[str]:
+    """A real HTTP server (Python's http.server, in a thread) serving ``directory`` on a free
+    loopback port; yields its base URL."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "http://127.0.0.1:%d" % server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def live_playlist(vod: Path, count: int, window: Optional[int] = None, ended: bool = False) -> str:
+    """The first ``count`` media segments of a VOD playlist written by ``segbind hls``, as a live
+    packager lists them: an EVENT playlist, or a sliding window of the last ``window``."""
+    lines = vod.read_text().splitlines()
+    header = [line for line in lines if line.startswith(("#EXT-X-VERSION", "#EXT-X-TARGETDURATION",
+                                                          "#EXT-X-MAP"))]
+    entries = []
+    for k, line in enumerate(lines):
+        if line and not line.startswith("#"):
+            entries.append((lines[k - 1], line))
+    first = 0 if window is None else max(0, count - window)
+    text = ["#EXTM3U"] + header + ["#EXT-X-MEDIA-SEQUENCE:%d" % first]
+    if window is None:
+        text.append("#EXT-X-PLAYLIST-TYPE:EVENT")
+    for info, uri in entries[first:count]:
+        text += [info, uri]
+    if ended:
+        text.append("#EXT-X-ENDLIST")
+    return "\n".join(text) + "\n"
+
+
+def publish(path: Path, text: str) -> None:
+    """Replace a file atomically, as a packager updates a live playlist."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

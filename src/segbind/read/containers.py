@@ -212,15 +212,7 @@ def container_segments(source: Source, fmt: str, name: str, stats: Optional[Dict
             packets += 1
             if _new_extradata(packet):
                 splitter.defect("the sample description changes inside the stream")
-            out = bytearray()
-            if length_size:
-                units, defect = canonical_prefixed(memoryview(packet), length_size, out)
-            else:
-                units, defect = canonical_annexb(memoryview(packet), out), ""
-            if defect:
-                splitter.defect(defect)
-                continue  # a sample whose units cannot be told apart is not kept
-            yield from judged(splitter.add(bytes(out), units, _sample(packet)))
+            yield from judged(splitter.add_sample(memoryview(packet), length_size, _sample(packet)))
         last = splitter.finish()
         if not last and packets == 0:
             raise InputError("%s: no H.264 packets in the %s" % (name, NAMES.get(fmt, fmt)))

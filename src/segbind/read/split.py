@@ -27,11 +27,14 @@ from segbind_core.tag import DIGEST_HINT_SIZE, TagError, decode_tag
 from ..framing import (
     START_CODE,
     access_unit_start,
+    canonical_annexb,
     code_start,
     delimiter_before,
     head_parameter_sets,
     leading_garbage,
+    prefixed_parts,
     tag_unit_before,
+    tag_units,
 )
 from ..verifier import Canonical, Timing
 
@@ -312,20 +315,23 @@ class AnnexBSplitter:
 
 
 class SampleSplitter:
-    """Cuts a container's samples (access units, each in canonical form) into segments.
+    """Cuts a container's samples (access units) into segments.
 
-    ``add(data, units, timing)`` takes one sample's canonical bytes, the number of units
-    its framing delimited and its timing (``Sample``); ``defect(text)`` marks the pending
-    segment refused (a sample whose units could not be told apart, a track that must not
-    be there). A segment is complete, and comes out at once, when it holds as many units
-    as its tag says; else when the next tag begins.
+    ``add_sample(sample, length_size, timing)`` takes one sample as the container holds it
+    (length-prefixed units, or Annex-B when ``length_size`` is 0) and puts it into
+    canonical form, once; ``add(data, units, timing)`` takes a sample already in canonical
+    form. ``defect(text)`` marks the pending segment refused (a sample whose units could
+    not be told apart, a track that must not be there). A segment is complete, and comes
+    out at once, when it holds as many units as its tag says; else when the next tag
+    begins. Its bytes are its samples' (``Canonical`` parts, joined only when handed on).
     """
 
     def __init__(self, initial_sets: Sequence[bytes] = (), frame_ms: float = 0.0,
                  max_segment_bytes: int = MAX_SEGMENT_BYTES) -> None:
         self.max_segment_bytes = max_segment_bytes
         self.frame_ms = frame_ms
-        self._buf = bytearray()
+        self._parts: List[bytearray] = []
+        self._size = 0
         self._units = 0
         self._samples: List["Sample"] = []
         self._tag = -1
@@ -340,67 +346,93 @@ class SampleSplitter:
         if not self._problem:
             self._problem = text
 
-    def add(self, data: bytes, units: int, sample: "Sample") -> List[Canonical]:
-        """One sample; returns the segments it completed."""
-        tags = []
-        uuid_at = data.find(SEGBIND_UUID)
-        while uuid_at >= 0:
-            begin = tag_unit_before(data, uuid_at)
-            if begin >= 0:
-                tags.append(begin)
-            uuid_at = data.find(SEGBIND_UUID, uuid_at + 1)
+    def add_sample(self, sample: Any, length_size: int, timing: "Sample") -> List[Canonical]:
+        """One sample as the container holds it; returns the segments it completed."""
+        tags: List[int] = []
+        if length_size:
+            parts, units, defect = prefixed_parts(sample, length_size, tags)
+        else:
+            out = bytearray()
+            units, defect = canonical_annexb(sample, out, tags), ""
+            parts = [out]
+        if defect:
+            self.defect(defect)  # a sample whose units cannot be told apart is not kept
+            out_, self._out = self._out, []
+            return out_
+        return self._added(parts, units, tags, timing)
+
+    def add(self, data: bytes, units: int, timing: "Sample") -> List[Canonical]:
+        """One sample already in canonical form; returns the segments it completed."""
+        return self._added([bytes(data)], units, tag_units(data), timing)
+
+    def _added(self, parts: List[Any], units: int, tags: List[int], timing: "Sample") -> List[Canonical]:
+        size = sum(len(p) for p in parts)
         if tags:
-            self._tag_in_sample(data, tags[0])
+            self._tag_in_sample(parts, tags[0])
             if len(tags) > 1:
                 self.defect("a sample holds %d segbind tags" % len(tags))
-        if len(self._buf) + len(data) > self.max_segment_bytes:
+        if self._size + size > self.max_segment_bytes:
             self.defect("segment larger than %d MiB" % (self.max_segment_bytes >> 20))
         else:
-            self._buf += data
+            self._parts += parts
+            self._size += size
         self._units += units
-        self._samples.append(sample)
+        self._samples.append(timing)
         if self._tag >= 0 and 0 <= self._expect < self._units:
             self._close()
         out, self._out = self._out, []
         return out
 
-    def _tag_in_sample(self, data: bytes, begin: int) -> None:
-        codec = tag_codec(data[begin:begin + 24])
-        code = code_start(data, begin)
-        inside = access_unit_start(data, 0, code, codec) > 0
+    def _tag_in_sample(self, parts: List[Any], begin: int) -> None:
+        head = _joined(parts, begin + MAX_TAG_BYTES)  # the sample up to a little past its tag
+        codec = tag_codec(head[begin:begin + 24])
+        code = code_start(head, begin)
+        inside = access_unit_start(head, 0, code, codec) > 0
         why = ("a sample holds picture units before its segment's tag (two access units in one "
                "sample, or units hidden behind start codes)")
-        if self._buf or self._samples:
+        if self._parts or self._samples:
             if inside:
                 self.defect(why)
             self._close()
         if inside:
             self.defect(why)
-        nxt = data.find(START_CODE, begin)
-        self._tag, self._tag_end, self._codec = code, nxt if nxt >= 0 else len(data), codec
-        self._expect = _units_of(data[begin:self._tag_end])
+        nxt = head.find(START_CODE, begin)
+        self._tag, self._tag_end, self._codec = code, nxt if nxt >= 0 else len(head), codec
+        self._expect = _units_of(head[begin:self._tag_end])
 
     def finish(self) -> List[Canonical]:
-        if self._buf or self._problem or self._samples:
+        if self._parts or self._problem or self._samples:
             self._close()
         out, self._out = self._out, []
         return out
 
     def _close(self) -> None:
-        data = bytes(self._buf)
+        parts = self._parts
         timing = Sample.timing(self._samples, self.frame_ms)
         if self._tag >= 0:
-            seg = Canonical(data, self._tag, self._tag_end, self._units - 1, timing, self._problem,
-                            self._sets.seen(data, self._codec), None, True, self._codec)
+            seg = Canonical(None, self._tag, self._tag_end, self._units - 1, timing, self._problem,
+                            self._sets.seen(_joined(parts, 65536), self._codec), None, True, self._codec,
+                            parts)
         else:
-            seg = Canonical(data, -1, -1, self._units, timing, self._problem)
-        if data or self._problem:
+            seg = Canonical(None, -1, -1, self._units, timing, self._problem, parts=parts)
+        if parts or self._problem:
             self._out.append(seg)
-        self._buf = bytearray()
+        self._parts = []
+        self._size = 0
         self._units = 0
         self._samples = []
         self._tag = self._tag_end = self._expect = -1
         self._problem = ""
+
+
+def _joined(parts: Sequence[Any], limit: int) -> bytes:
+    """The first ``limit`` bytes of parts read one after the other."""
+    out = bytearray()
+    for part in parts:
+        if len(out) >= limit:
+            break
+        out += part[:limit - len(out)]
+    return bytes(out)
 
 
 class Sample:
