@@ -180,29 +180,27 @@ def prefixed_parts(sample: Buffer, length_size: int, tags: List[int]) -> Tuple[L
     units, defect). The positions where tag units begin in the joined parts are appended to
     ``tags``. Same checks as ``canonical_prefixed``; with a defect, no parts."""
     n = len(sample)
-    if length_size == 4:
+    if length_size == 4:  # views while the units stay large; else one copy
         length = _length_reader(4)
-        spans: List[int] = []
+        view = memoryview(sample)
+        parts: List[Buffer] = []
         most = 2 * (n // VIEWS_FROM + 1)
+        found = len(tags)
         pos = 0
-        while pos < n and len(spans) < most:
+        while pos < n and len(parts) < most:
             begin = pos + 4
             if begin > n:
                 break
             end = begin + length(sample, pos)[0]
             if end > n or end == begin or sample[end - 1] == 0:
                 break
-            spans += (begin, end)
+            if sample[begin] in (0x06, 0x4E) and _is_tag(sample, begin):
+                tags.append(begin)
+            parts += (START_CODE, view[begin:end])
             pos = end
-        if pos == n and spans:  # every unit long enough, and no defect: views
-            view = memoryview(sample)
-            parts: List[Buffer] = []
-            for k in range(0, len(spans), 2):
-                begin, end = spans[k], spans[k + 1]
-                if _is_tag(sample, begin):
-                    tags.append(begin)
-                parts += (START_CODE, view[begin:end])
-            return parts, len(spans) // 2, ""
+        if pos == n and parts:
+            return parts, len(parts) // 2, ""
+        del tags[found:]
     out = bytearray()
     units, defect = canonical_prefixed(sample, length_size, out, tags)
     return ([out] if not defect else []), units, defect

@@ -165,6 +165,8 @@ class _Opener:
     def segments(self, source: Source, name: Optional[str]) -> Iterator[Canonical]:
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
+            if self._kind(data[:SNIFF_BYTES], name or "input") == ANNEXB:
+                return annexb_segments(data, name or "input", self.max_bytes)  # one piece: nothing copied
             return self._stream(data[:SNIFF_BYTES], io.BytesIO(data), name or "input", True)
         if isinstance(source, (str, os.PathLike)):
             where = os.fspath(source)

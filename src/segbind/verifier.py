@@ -159,10 +159,12 @@ class Canonical:
         out = []
         at = 0
         for part in self._parts or ():
-            stop = at + len(part)
-            if stop > start and at < end:
-                out.append(bytes(part[max(0, start - at):min(len(part), end - at)]))
-            at = stop
+            if at >= end:
+                break
+            size = len(part)
+            if at + size > start:
+                out.append(bytes(part[start - at if start > at else 0:end - at]))
+            at += size
         return b"".join(out)
 
     def head(self, limit: int = 65536) -> bytes:
@@ -278,8 +280,11 @@ class Canonical:
 
     def locate(self, begin: int) -> None:
         """The tag is the unit beginning at ``begin`` (after its start code)."""
-        near = self._range(begin, begin + MAX_TAG_NAL + 4)
+        near = self._range(begin, begin + 256)  # most tags end within (then the next start code)
         end = near.find(START_CODE)
+        if end < 0:
+            near = self._range(begin, begin + MAX_TAG_NAL + 4)
+            end = near.find(START_CODE)
         self.tag_start = begin - 4
         self.tag_end = begin + (end if end >= 0 else len(near))
         self.codec = tag_codec(near[:24])

@@ -27,7 +27,7 @@ from host_sim import clips
 from segbind import Binding, Epoch, InputError, Keyring, Reason
 from segbind.write import remux_annexb, write_hls
 from tests.support import run_cli
-from tests.support.media import http_server, live_playlist, publish, tag_recording
+from tests.support.media import ffmpeg, http_server, live_playlist, publish, tag_recording
 
 WAIT_S = 60
 T0 = 1_795_000_000_000
@@ -46,6 +46,8 @@ def camera(tmp_path_factory: pytest.TempPathFactory):
         (d / kind).mkdir()
         write_hls(str(d / "rec.h264"), str(d / kind / "vod.m3u8"), kind, 1.0)
     remux_annexb(str(d / "rec.h264"), str(d / "rec.mp4"), "mp4")
+    remux_annexb(str(d / "rec.h264"), str(d / "rec.mkv"), "matroska")
+    ffmpeg("-i", str(d / "rec.mp4"), "-c", "copy", str(d / "rec.flv"))
     return d, Keyring.load(d / "ring.json"), segments
 
 
@@ -68,6 +70,7 @@ def test_every_source_gives_the_camera_segments_and_their_time_span(camera) -> N
         "annexb path": str(d / "rec.h264"), "bytes": (d / "rec.h264").read_bytes(),
         "pipe": io.BufferedReader(io.BytesIO((d / "rec.h264").read_bytes())),
         "mp4 path": d / "rec.mp4", "mp4 pipe": io.BytesIO((d / "rec.mp4").read_bytes()),
+        "matroska path": d / "rec.mkv", "flv path": str(d / "rec.flv"),
         "fmp4 hls": str(d / "fmp4" / "vod.m3u8"), "ts hls": str(d / "ts" / "vod.m3u8"),
         "init and media segments": [str(init)] + [str(m) for m in media],
     }

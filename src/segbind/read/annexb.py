@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..verifier import Canonical
 from .split import MAX_SEGMENT_BYTES, AnnexBSplitter
 
-CHUNK = 1 << 16
+CHUNK = 1 << 20  # a file is read a MiB at a time; a pipe gives what has arrived (read1)
 
 AnnexBSource = Union[bytes, bytearray, memoryview, IO[bytes], Iterable[bytes]]
 

@@ -38,9 +38,13 @@ from ..framing import (
 )
 from ..verifier import Canonical, Timing
 
-# Bounds on one segment (a 4K camera's 4-second segment is about 25 MB): beyond them the
-# segment is refused and its bytes are not kept.
-MAX_SEGMENT_BYTES = 256 * 1024 * 1024
+# Bound on one segment (a 4K camera's 4-second segment is about 25 MB): beyond it the
+# segment is refused and its bytes are not kept (``segbind.open(max_segment_bytes=...)``).
+MAX_SEGMENT_BYTES = 64 * 1024 * 1024
+# Bytes holding no tag are refused as they come, a MiB at a time; the last 64 KiB wait, as
+# the head of the access unit of a tag that may follow.
+UNTAGGED_HOLD = 1024 * 1024
+UNTAGGED_KEEP = 64 * 1024
 # A tag NAL unit is under 600 bytes (docs/FORMAT.md section 5); past this it is malformed.
 MAX_TAG_BYTES = 1024
 # How far behind the newest byte the running hash stays: a new tag's segment never begins
@@ -167,6 +171,7 @@ class AnnexBSplitter:
         while k >= 0:
             found.append(at + k)
             k = data.find(SEGBIND_UUID, k + 1)
+        self._resolve_tag_end()  # the pending tag's end may be in the new bytes
         for uuid_at in found:
             self._candidate(uuid_at)
         self._resolve_tag_end()
@@ -256,6 +261,11 @@ class AnnexBSplitter:
             self._after(self._end)
 
     def _bound(self) -> None:
+        if self._tag < 0 and self._end - self._begin > UNTAGGED_HOLD:
+            cut = self._end - UNTAGGED_KEEP  # refused as it comes; a tail kept for the next tag's head
+            self._close(cut)
+            self._drop_before(cut)
+            return
         if self._end - self._begin <= self.max_segment_bytes:
             return
         if not self._discarding:
