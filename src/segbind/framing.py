@@ -180,26 +180,35 @@ def prefixed_parts(sample: Buffer, length_size: int, tags: List[int]) -> Tuple[L
     units, defect). The positions where tag units begin in the joined parts are appended to
     ``tags``. Same checks as ``canonical_prefixed``; with a defect, no parts."""
     n = len(sample)
-    if length_size == 4:  # views while the units stay large; else one copy
+    if length_size == 4:  # views of the large units, the small ones copied together; else one copy
         length = _length_reader(4)
         view = memoryview(sample)
         parts: List[Buffer] = []
-        most = 2 * (n // VIEWS_FROM + 1)
+        glue = bytearray()  # start codes and small units, between two large units
+        most = n // VIEWS_FROM + 1
         found = len(tags)
-        pos = 0
-        while pos < n and len(parts) < most:
+        units = pos = 0
+        while pos < n and units <= most:
             begin = pos + 4
             if begin > n:
                 break
             end = begin + length(sample, pos)[0]
             if end > n or end == begin or sample[end - 1] == 0:
                 break
+            glue += START_CODE
             if sample[begin] in (0x06, 0x4E) and _is_tag(sample, begin):
                 tags.append(begin)
-            parts += (START_CODE, view[begin:end])
+            if end - begin >= VIEWS_FROM:
+                parts += (glue, view[begin:end])
+                glue = bytearray()
+            else:
+                glue += view[begin:end]
+            units += 1
             pos = end
-        if pos == n and parts:
-            return parts, len(parts) // 2, ""
+        if pos == n and units:
+            if glue:
+                parts.append(glue)
+            return parts, units, ""
         del tags[found:]
     out = bytearray()
     units, defect = canonical_prefixed(sample, length_size, out, tags)
