@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""Media benchmark: tag and verify throughput on a 1080p H.264 stream, and peak memory.
+"""Media benchmark: the readers on a 1080p stream, and on adversarial inputs.
 
-    python3 tools/bench_media.py            # full run (1-minute and 10-minute streams)
-    python3 tools/bench_media.py --quick    # shorter streams for the memory figure
+    python3 tools/bench_media.py            # full run
+    python3 tools/bench_media.py --quick    # smaller adversarial inputs
 
-Throughput is printed as ratios to baselines measured in the same run, on the same
-bytes: plain copying in memory (64 KiB chunks) and
-raw HMAC-SHA256 over the bytes (OpenSSL through Python's hmac); the command line as
-a pipe filter against `cat` through the same pipes. Peak memory is the maximum
-resident set of `segbind tag - -` tagging a stream of N minutes piped in.
-The 1080p clip (libx264 via PyAV, 10 s at 25 fps, an IDR every 2 s) is encoded once
-and cached like the test clips; longer streams repeat it.
+Every figure is a ratio against a baseline measured in the same run (CPU time, interleaved,
+best round kept), or a ratio between two sizes of the same input:
+
+- throughput: tagging a 1080p stream as it arrives (Segmenter + Tagger), and verifying it
+  through ``segbind.open`` as Annex-B, as MP4 (demuxed by PyAV) and as fMP4 HLS, against
+  raw HMAC-SHA256 over the same bytes;
+- linear time: a tag, then N access unit delimiters, then a tag (quadratic in N before
+  format 2's readers), N tiny NAL units in one segment, in Annex-B and in an MP4 sample:
+  time per input byte at 4N over that at N (1.0 is linear);
+- bounded memory: peak allocation per input byte while verifying a segment of tiny NAL
+  units (Python's tracemalloc); peak resident memory of ``segbind verify -`` on a stream
+  four times longer, tagged or holding no tag at all (1.0 is bounded).
 """
 
 from __future__ import annotations
@@ -18,165 +23,232 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
-import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
+from typing import Callable, Dict, List
 
+import segbind
 from host_sim import clips
-from segbind import Binding, Keyring, StreamVerifier
-from segbind.read import annexb_segments, container_segments
-from segbind_core.nal import annexb_units
-from segbind_core.segment import Segmenter
+from segbind import Binding, Canonical, Epoch, Keyring, StreamVerifier
+from segbind.read.split import MAX_SEGMENT_BYTES
+from segbind.write import remux_annexb, write_hls
+from segbind_core.nal import START_CODE
+from segbind_core.segment import Segment, Segmenter
 from segbind_core.tagger import Tagger
 
 CHUNK = 1 << 16
-KEY = hashlib.sha256(b"bench").digest()
+EPOCH = Epoch.of_pairing(hashlib.sha256(b"bench").digest(), "alice", "cam-1", 1, [])
+RING = Keyring([Binding.of_epoch(EPOCH)])
+KEY = Binding.of_epoch(EPOCH).key
+T0 = 1_795_000_000_000
 
 
-def best_of(fn, repeat: int) -> float:
-    """The fastest of ``repeat`` runs, in seconds (the least disturbed by other load)."""
+def best_ratio(baseline: Callable[[], None], candidate: Callable[[], None], rounds: int) -> float:
+    best_base = best_cand = float("inf")
+    for _ in range(rounds):
+        t0 = time.process_time()
+        baseline()
+        t1 = time.process_time()
+        candidate()
+        t2 = time.process_time()
+        best_base, best_cand = min(best_base, t1 - t0), min(best_cand, t2 - t1)
+    return best_base / best_cand
+
+
+def best_time(run: Callable[[], None], rounds: int) -> float:
     best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+    for _ in range(rounds):
+        t0 = time.process_time()
+        run()
+        best = min(best, time.process_time() - t0)
     return best
 
 
-def copy_in_memory(data: bytes) -> None:
+def tag_stream(video: bytes) -> bytes:
+    """What a camera does: segment the encoder's bytes as they arrive, tag each segment."""
+    segmenter = Segmenter(delimit=True)
+    tagger = Tagger(EPOCH, T0)
     out = bytearray()
-    view = memoryview(data)
-    for i in range(0, len(data), CHUNK):
-        out += view[i:i + CHUNK]
-
-
-def hmac_raw(data: bytes) -> None:
-    mac = hmac.new(KEY, digestmod="sha256")
-    view = memoryview(data)
-    for i in range(0, len(data), CHUNK):
-        mac.update(view[i:i + CHUNK])
-    mac.digest()
-
-
-def tag_in_memory(data: bytes) -> bytes:
-    """What `segbind tag` does, without the pipe: segment as bytes arrive, tag, collect."""
-    seg = Segmenter()
-    tagger = Tagger(KEY, "alice", "cam-1", 1, 1)
-    out = bytearray()
-    view = memoryview(data)
-    for i in range(0, len(data), CHUNK):
-        for s in seg.feed(view[i:i + CHUNK]):
-            out += tagger.tag_annexb(s, annexb_units(s), 0)[0]
-    for s in seg.flush():
-        out += tagger.tag_annexb(s, annexb_units(s), 0)[0]
+    view = memoryview(video)
+    at = T0
+    for i in range(0, len(video) + 1, CHUNK):
+        closed = segmenter.push(view[i:i + CHUNK]) if i < len(video) else segmenter.finish()
+        for s in closed:
+            if isinstance(s, Segment):
+                for part in tagger.tag_parts(s.data, s.units, at, s.duration_ms, s.pictures)[0]:
+                    out += part
+                at += s.duration_ms
     return bytes(out)
 
 
-def verify_in_memory(tagged: bytes) -> None:
-    verifier = StreamVerifier(Keyring([Binding("alice", "cam-1", 1, KEY)]))
-    for segment in annexb_segments(tagged):
-        assert segment.verify(verifier).accepted
+def hmac_over(data: bytes) -> Callable[[], None]:
+    return lambda: hmac.digest(KEY, data, "sha256") and None
 
 
-def verify_mp4(path: str) -> None:
-    verifier = StreamVerifier(Keyring([Binding("alice", "cam-1", 1, KEY)]))
-    for segment in container_segments(path, "mp4", path):
-        assert segment.verify(verifier).accepted
+def verify_with_open(source: object) -> Callable[[], None]:
+    def run() -> None:
+        with segbind.open(source, RING) as media:  # type: ignore[arg-type]
+            for result in media:
+                if not result.accepted:
+                    raise SystemExit("benchmark segment refused (%s): the benchmark is broken" % result.reason)
+    return run
+
+
+def throughput(work: Path, rounds: int) -> List[tuple]:
+    video = clips.encode_pyav(frames=250, width=1920, height=1080, fps=25, gop=50, seed=3)
+    tagged = tag_stream(video)
+    (work / "t.h264").write_bytes(tagged)
+    remux_annexb(str(work / "t.h264"), str(work / "t.mp4"), "mp4")
+    (work / "hls").mkdir()
+    write_hls(str(work / "t.h264"), str(work / "hls" / "t.m3u8"), "fmp4", 2.0)
+    mp4 = (work / "t.mp4").read_bytes()
+    return [
+        ("tag as it arrives (Segmenter + Tagger)", best_ratio(hmac_over(video), lambda: tag_stream(video) and None,
+                                                             rounds), len(video)),
+        ("verify Annex-B bytes (segbind.open)", best_ratio(hmac_over(tagged), verify_with_open(tagged), rounds),
+         len(tagged)),
+        ("verify Annex-B file (segbind.open, read in pieces)",
+         best_ratio(hmac_over(tagged), verify_with_open(str(work / "t.h264")), rounds), len(tagged)),
+        ("verify MP4 file (PyAV demux, segbind.open)",
+         best_ratio(hmac_over(mp4), verify_with_open(str(work / "t.mp4")), rounds), len(mp4)),
+        ("verify fMP4 HLS playlist (segbind.open)",
+         best_ratio(hmac_over(mp4), verify_with_open(str(work / "hls" / "t.m3u8")), rounds), len(mp4)),
+    ]
+
+
+# -- adversarial inputs ------------------------------------------------------------------------
+
+def one_tagged_segment() -> bytes:
+    video = clips.encode_pyav(frames=5, gop=5, seed=2)
+    segmenter = Segmenter(delimit=True)
+    segment = next(s for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment))
+    return Tagger(EPOCH, T0).tag(segment.data, segment.units, T0, segment.duration_ms, segment.pictures)[0]
+
+
+def delimiters_between_tags(n: int, segment: bytes) -> bytes:
+    """A tag, then ``n`` access unit delimiters, then a tag (and so on): the quadratic case."""
+    return segment + (START_CODE + b"\x09\xf0") * n + segment
+
+
+def tiny_units_annexb(n: int, segment: bytes) -> bytes:
+    """One segment whose picture is followed by ``n`` two-byte filler units (3-byte start codes)."""
+    return segment + b"\x00\x00\x01\x0c\x80" * n
+
+
+def tiny_units_sample(n: int, segment: bytes) -> bytes:
+    """The same as an MP4 sample: 4-byte lengths, ``n`` one-byte filler units."""
+    units = []
+    pos = segment.find(START_CODE)
+    while pos >= 0:
+        nxt = segment.find(START_CODE, pos + 4)
+        units.append(segment[pos + 4:nxt if nxt >= 0 else len(segment)])
+        pos = nxt
+    return b"".join(len(u).to_bytes(4, "big") + u for u in units) + b"\x00\x00\x00\x01\x0c" * n
+
+
+def judge_all(data: bytes) -> None:
+    with segbind.open(data, RING) as media:
+        for _ in media:
+            pass
+
+
+def linear(build: Callable[[int], bytes], run: Callable[[bytes], None], n: int, rounds: int) -> float:
+    """Time per input byte at 4n over time per input byte at n (1.0: linear)."""
+    small, large = build(n), build(4 * n)
+    t_small = best_time(lambda: run(small), rounds) / len(small)
+    t_large = best_time(lambda: run(large), rounds) / len(large)
+    return t_large / t_small
+
+
+def peak_per_byte(data: bytes, run: Callable[[bytes], None]) -> float:
+    """Peak Python allocation while running, per input byte."""
+    tracemalloc.start()
+    try:
+        run(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak / len(data)
 
 
 PEAK = r"""
-import resource, subprocess, sys, threading, time
+import resource, subprocess, sys, threading
 copies, path, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 clip = open(path, "rb").read()
-t0 = time.perf_counter()
-proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-def drain():
-    while proc.stdout.read(1 << 16):
-        pass
-t = threading.Thread(target=drain); t.start()
+proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 for _ in range(copies):
     proc.stdin.write(clip)
-proc.stdin.close(); t.join(); assert proc.wait() == 0
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t0)
+proc.stdin.close(); proc.wait()
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
-def pipe_run(copies: int, clip_path: str, cmd: list) -> tuple:
-    """(peak RSS in KiB, seconds) of ``cmd`` filtering ``copies`` copies of the clip, piped in and out."""
-    out = subprocess.run([sys.executable, "-c", PEAK, str(copies), clip_path, *cmd],
-                         check=True, capture_output=True).stdout.split()
-    return int(out[0]), float(out[1])
+def pipe_peak_kib(copies: int, clip: Path, cmd: List[str]) -> int:
+    out = subprocess.run([sys.executable, "-c", PEAK, str(copies), str(clip), *cmd], check=True,
+                         capture_output=True, env=dict(os.environ)).stdout
+    return int(out.split()[0])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 s and 1 min streams for the memory figure")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per throughput figure (best kept)")
-    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    parser.add_argument("--quick", action="store_true", help="smaller adversarial inputs")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (best is kept)")
     args = parser.parse_args()
-
-    print("encoding (or loading the cached) 1080p clip ...", file=sys.stderr)
-    clip = clips.encode_pyav(frames=250, width=1920, height=1080, fps=25, gop=50, seed=3)
-    mb = len(clip) / 1e6
-    seconds = 250 / 25
-    tagged = tag_in_memory(clip)
     work = Path(tempfile.mkdtemp(prefix="segbind-bench-"))
     try:
-        (work / "clip.h264").write_bytes(clip)
-        (work / "tagged.h264").write_bytes(tagged)
-        subprocess.run([shutil.which("ffmpeg") or "ffmpeg", "-v", "error", "-y", "-i", str(work / "tagged.h264"),
-                        "-c", "copy", str(work / "tagged.mp4")], check=True)
-        Binding("alice", "cam-1", 1, KEY).save(str(work / "binding.json"))
+        print("throughput, 1080p, 10 s (ratio to raw HMAC-SHA256 over the same bytes, CPU time):")
+        for name, ratio, size in throughput(work, args.rounds):
+            print("  %-52s %6.2f   (%.1f MB)" % (name, ratio, size / 1e6))
 
-        r = args.repeat
-        t = {
-            "copy": best_of(lambda: copy_in_memory(clip), r),
-            "hmac": best_of(lambda: hmac_raw(clip), r),
-            "tag": best_of(lambda: tag_in_memory(clip), r),
-            "verify": best_of(lambda: verify_in_memory(tagged), r),
-            "verify_mp4": best_of(lambda: verify_mp4(str(work / "tagged.mp4")), r),
+        segment = one_tagged_segment()
+        n = 20_000 if args.quick else 100_000
+        print("\nlinear time: time per input byte at 4N / at N (1.0 is linear; N = %d units):" % n)
+        rows: Dict[str, float] = {
+            "a tag, N delimiters, a tag (Annex-B reader)": linear(
+                lambda k: delimiters_between_tags(k, segment), judge_all, n, 3),
+            "N tiny units in one segment (Annex-B reader)": linear(
+                lambda k: tiny_units_annexb(k, segment), judge_all, n, 3),
+            "N tiny units in one segment (verify, one call)": linear(
+                lambda k: tiny_units_annexb(k, segment), lambda d: StreamVerifier(RING).verify(d) and None, n, 3),
+            "N tiny units in one MP4 sample (Canonical.of_prefixed)": linear(
+                lambda k: tiny_units_sample(k, segment),
+                lambda d: StreamVerifier(RING).verify_canonical(Canonical.of_prefixed(d)) and None, n, 3),
         }
+        for name, ratio in rows.items():
+            print("  %-58s %6.2f" % (name, ratio))
 
-        def rate(key: str) -> float:
-            return mb / t[key]
+        print("\nbounded memory: peak Python allocation per input byte (N = %d tiny units):" % (4 * n))
+        for name, data, run in (
+                ("Annex-B reader (segbind.open)", tiny_units_annexb(4 * n, segment), judge_all),
+                ("verify, one call (canonical form built once)", tiny_units_annexb(4 * n, segment),
+                 lambda d: StreamVerifier(RING).verify(d) and None),
+                ("MP4 sample (Canonical.of_prefixed + verify)", tiny_units_sample(4 * n, segment),
+                 lambda d: StreamVerifier(RING).verify_canonical(Canonical.of_prefixed(d)) and None)):
+            print("  %-58s %6.2f bytes" % (name, peak_per_byte(data, run)))
 
-        print("\n1080p stream: %.1f MB, %.0f s of video (%.1f Mbit/s), %d tagged segments"
-              % (mb, seconds, mb * 8 / seconds, len(annexb_segments_count(tagged))))
-        print("%-34s %10s %10s %10s" % ("", "MB/s", "vs copy", "vs HMAC"))
-        rows = [("baseline: copy (memory, 64 KiB)", "copy"), ("baseline: raw HMAC-SHA256", "hmac"),
-                ("tag (segment + tag, in memory)", "tag"), ("verify Annex-B (in memory)", "verify"),
-                ("verify MP4 (demux with PyAV)", "verify_mp4")]
-        for label, key in rows:
-            print("%-34s %10.1f %10.3f %10.3f" % (label, rate(key), t["copy"] / t[key], t["hmac"] / t[key]))
-        print("(tag: %.0f x real time; verify: %.0f x real time)" % (seconds / t["tag"], seconds / t["verify"]))
-
-        minutes = (1 / 6, 1) if args.quick else (1, 10)
-        tag_cmd = [sys.executable, "-m", "segbind.cli", "tag", "--binding", str(work / "binding.json"), "-", "-"]
-        peaks = {}
-        print("\nsegbind tag - - as a pipe filter (stream piped in, tagged stream piped out):")
-        for m in minutes:
-            copies = int(round(m * 60 / seconds))
-            peaks[m], took = pipe_run(copies, str(work / "clip.h264"), tag_cmd)
-            _, cat = pipe_run(copies, str(work / "clip.h264"), ["cat"])
-            t["tag_cli_%gmin" % m], t["cat_%gmin" % m] = took, cat
-            print("  %4.1f-minute stream (%5.0f MB): peak memory %.1f MiB, %6.1f MB/s = %.3f x cat through the "
-                  "same pipes" % (m, copies * mb, peaks[m] / 1024, copies * mb / took, cat / took))
-        a, b = minutes
-        print("peak memory ratio, %.1f-minute / %.1f-minute stream: %.3f" % (b, a, peaks[b] / peaks[a]))
-        if args.json:
-            print(json.dumps({"mb": mb, "seconds": seconds, "times": t,
-                              "peak_kib": {str(k): v for k, v in peaks.items()}}))
+        print("\nbounded memory: peak RSS of `segbind verify -`, a stream 4x longer / the stream (1.0 is bounded):")
+        RING.save(work / "ring.json")
+        verify_cmd = [sys.executable, "-m", "segbind.cli", "verify", "--keyring", str(work / "ring.json"), "-"]
+        (work / "untagged.bin").write_bytes((b"\x00\x00\x00\x01\x65" + os.urandom(65531)) * 16)  # 1 MiB, no tag
+        small = 16 if args.quick else 64
+        for name, clip in (("tagged 1080p stream", work / "t.h264"), ("no tag at all (Annex-B noise)",
+                                                                       work / "untagged.bin")):
+            a = pipe_peak_kib(small // 16 if clip.name == "t.h264" else small, clip, verify_cmd)
+            b = pipe_peak_kib(small // 4 if clip.name == "t.h264" else 4 * small, clip, verify_cmd)
+            print("  %-40s %6.2f   (%.0f MiB, then %.0f MiB)" % (name, b / a, a / 1024, b / 1024))
+        print("  (a segment is refused, and its bytes dropped, past %d MiB without a tag)"
+              % (MAX_SEGMENT_BYTES >> 20))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    print("\npeak RSS of this run: %.0f MiB" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
     return 0
-
-
-def annexb_segments_count(tagged: bytes) -> list:
-    return list(annexb_segments(tagged))
 
 
 if __name__ == "__main__":

@@ -105,12 +105,10 @@ class MacKey:
             outer.update(inner.digest())
             digest: bytes = outer.digest()
             return digest
-        inner = hashlib.sha256(self._ipad)
-        for part in parts:
-            inner.update(part)
-        outer = hashlib.sha256(self._opad)
-        outer.update(inner.digest())
-        return outer.digest()
+        message = self._ipad
+        for part in parts:  # one buffer, one call: MicroPython's calls cost more than the copy
+            message += bytes(part)
+        return hashlib.sha256(self._opad + hashlib.sha256(message).digest()).digest()
 
 
 def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:

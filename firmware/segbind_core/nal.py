@@ -83,6 +83,8 @@ def to_annexb(units: Iterable[Buffer]) -> bytes:
 
 def escape_rbsp(rbsp: bytes) -> bytes:
     """Insert emulation-prevention bytes: 00 00 0x (x <= 3) becomes 00 00 03 0x."""
+    if b"\x00\x00" not in rbsp:  # nearly every tag: nothing to insert, no byte loop
+        return rbsp
     out = bytearray()
     zeros = 0
     for b in rbsp:

@@ -35,6 +35,8 @@ MAX_U64 = 0xFFFFFFFFFFFFFFFF
 # The link carried by the first segment (seq 0) of every stream.
 GENESIS_LINK = b"\xff" * LINK_SIZE
 
+_TAIL_LIMITS = (MAX_U64, MAX_U64, MAX_U32, MAX_U32, MAX_U32)
+
 MALFORMED = "malformed_tag"
 UNKNOWN_VERSION = "unknown_version"
 
@@ -51,6 +53,8 @@ def encode_uvarint(value: int) -> bytes:
     """Unsigned LEB128: 7 bits a byte, low group first, high bit = more follows."""
     if value < 0:
         raise ValueError("uvarint must not be negative")
+    if value < 0x80:
+        return bytes((value,))
     out = bytearray()
     while True:
         low = value & 0x7F
@@ -64,6 +68,11 @@ def encode_uvarint(value: int) -> bytes:
 
 def decode_uvarint(buf: bytes, pos: int, limit: int) -> tuple[int, int]:
     """(value, new_pos); rejects truncated, non-minimal and out-of-range varints."""
+    if pos < len(buf) and buf[pos] < 0x80:  # one byte: most fields of most tags
+        value = buf[pos]
+        if value > limit:
+            raise TagError(MALFORMED, "integer field out of range")
+        return value, pos + 1
     value = 0
     shift = 0
     while True:
@@ -152,6 +161,10 @@ class Tag:
     (set before the MACs are made: it is a signed field).
     """
 
+    # A verifier makes one per segment: no instance dict (MicroPython ignores this).
+    __slots__ = ("version", "alg", "codec", "owner", "camera", "epoch", "stream_id", "seq", "capture_ms",
+                 "duration_ms", "pictures", "units", "flags", "link", "digest_hint", "slots", "macs")
+
     def __init__(self, codec: int, owner: str, camera: str, epoch: int, stream_id: int, seq: int,
                  capture_ms: int, duration_ms: int, pictures: int, units: int, link: bytes,
                  digest_hint: bytes = b"", slots: int = 1, macs: "Optional[List[bytes]]" = None,
@@ -180,13 +193,25 @@ class Tag:
 
     def signed_fields(self) -> bytes:
         """Every carried byte before the MACs; each MAC covers these and the digest."""
-        if self.codec not in CODECS or self.flags & ~FLAG_END_OF_STREAM:
-            raise ValueError("unknown codec or flags")
+        self.check()
+        return self.stream_prefix() + self.segment_fields()
+
+    def check(self) -> None:
+        """ValueError when a field is out of the range the format allows."""
+        if self.codec not in CODECS:
+            raise ValueError("unknown codec")
         if not 1 <= self.epoch <= MAX_EPOCH:
             raise ValueError("epoch out of range")
-        for value in (self.stream_id, self.seq, self.capture_ms):
-            if not 0 <= value <= MAX_U64:
-                raise ValueError("stream id, sequence number or capture time out of range")
+        if not 0 <= self.stream_id <= MAX_U64:
+            raise ValueError("stream id out of range")
+        self.check_segment()
+
+    def check_segment(self) -> None:
+        """``check`` for the fields after the stream id (a tagger checks the others once)."""
+        if self.flags & ~FLAG_END_OF_STREAM:
+            raise ValueError("unknown flags")
+        if not 0 <= self.seq <= MAX_U64 or not 0 <= self.capture_ms <= MAX_U64:
+            raise ValueError("sequence number or capture time out of range")
         if not 0 <= self.duration_ms <= MAX_U32 or not 1 <= self.pictures <= MAX_U32 \
                 or not 1 <= self.units <= MAX_U32:
             raise ValueError("duration, pictures or units out of range")
@@ -194,22 +219,31 @@ class Tag:
             raise ValueError("link or digest hint has the wrong size")
         if not 1 <= self.slots <= MAX_SLOTS:
             raise ValueError("1 to %d slots" % MAX_SLOTS)
+
+    def stream_prefix(self) -> bytes:
+        """The signed fields up to the stream id: the same for every segment of a stream (a
+        tagger encodes them once)."""
         return (
             bytes((self.version, self.alg, self.codec))
             + encode_id(self.owner, "owner")
             + encode_id(self.camera, "camera")
             + encode_uvarint(self.epoch)
             + encode_uvarint(self.stream_id)
-            + encode_uvarint(self.seq)
-            + encode_uvarint(self.capture_ms)
-            + encode_uvarint(self.duration_ms)
-            + encode_uvarint(self.pictures)
-            + encode_uvarint(self.units)
-            + bytes((self.flags,))
-            + self.link
-            + self.digest_hint
-            + bytes((self.slots,))
         )
+
+    def segment_fields(self) -> bytes:
+        """The signed fields after the stream id (``check`` them first)."""
+        out = bytearray()
+        for value in (self.seq, self.capture_ms, self.duration_ms, self.pictures, self.units):
+            while value >= 0x80:  # encode_uvarint, inline: once per segment on the camera
+                out.append((value & 0x7F) | 0x80)
+                value >>= 7
+            out.append(value)
+        out.append(self.flags)
+        out += self.link
+        out += self.digest_hint
+        out.append(self.slots)
+        return bytes(out)
 
     def encode(self) -> bytes:
         """The tag body as carried in the SEI (signed fields, then the MACs)."""
@@ -253,15 +287,57 @@ def decode_rest(body: bytes, pos: int, codec: int, owner: str,
     if epoch == 0:
         raise TagError(MALFORMED, "epoch 0 is not an epoch")
     stream_id, pos = decode_uvarint(body, pos, MAX_U64)
-    seq, pos = decode_uvarint(body, pos, MAX_U64)
-    capture_ms, pos = decode_uvarint(body, pos, MAX_U64)
-    duration_ms, pos = decode_uvarint(body, pos, MAX_U32)
-    pictures, pos = decode_uvarint(body, pos, MAX_U32)
-    units, pos = decode_uvarint(body, pos, MAX_U32)
+    return decode_tail(body, pos, codec, owner, camera, epoch, stream_id)
+
+
+def decode_tail(body: bytes, pos: int, codec: int, owner: str, camera: str, epoch: int,
+                stream_id: int) -> "tuple[Tag, bytes]":
+    """The fields after the stream id (``pos``): what changes from one segment of a stream to
+    the next. A verifier that decoded a tag with the same bytes up to ``pos`` decodes only these.
+    """
+    seq, capture_ms, duration_ms, pictures, units, flags, link, hint, slots, end = decode_fields(body, pos)
+    macs = [body[at:at + MAC_SIZE] for at in range(end, len(body), MAC_SIZE)]
+    tag = Tag(codec, owner, camera, epoch, stream_id, seq, capture_ms, duration_ms, pictures,
+              units, link, hint, slots, macs, flags)
+    return tag, body[:end]
+
+
+def decode_fields(body: bytes, pos: int) -> "tuple[int, int, int, int, int, int, bytes, bytes, int, int]":
+    """``decode_tail`` without making a Tag: (seq, capture_ms, duration_ms, pictures, units,
+    flags, link, digest_hint, slots, where the MACs begin), every field checked."""
+    n = len(body)
+    values = []
+    for limit in _TAIL_LIMITS:  # seq, capture time, duration, pictures, units (decode_uvarint, inline)
+        if pos >= n:
+            raise TagError(MALFORMED, "tag truncated inside an integer field")
+        b = body[pos]
+        pos += 1
+        if b < 0x80:  # one byte: in range of every limit
+            values.append(b)
+            continue
+        value = b & 0x7F
+        shift = 7
+        while True:
+            if pos >= n:
+                raise TagError(MALFORMED, "tag truncated inside an integer field")
+            b = body[pos]
+            pos += 1
+            if b < 0x80:
+                break
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if shift > 63:
+                raise TagError(MALFORMED, "integer field too long")
+        if b == 0:
+            raise TagError(MALFORMED, "integer field is not minimally encoded")
+        value |= b << shift
+        if value > limit:
+            raise TagError(MALFORMED, "integer field out of range")
+        values.append(value)
+    seq, capture_ms, duration_ms, pictures, units = values
     if not pictures or not units:
         raise TagError(MALFORMED, "a segment has at least one picture and one NAL unit")
-    fixed = 1 + LINK_SIZE + DIGEST_HINT_SIZE + 1
-    if len(body) < pos + fixed:
+    if n < pos + 1 + LINK_SIZE + DIGEST_HINT_SIZE + 1:
         raise TagError(MALFORMED, "tag truncated before its MACs")
     flags = body[pos]
     if flags & ~FLAG_END_OF_STREAM:
@@ -273,13 +349,9 @@ def decode_rest(body: bytes, pos: int, codec: int, owner: str,
     pos += DIGEST_HINT_SIZE + 1
     if not 1 <= slots <= MAX_SLOTS:
         raise TagError(MALFORMED, "tag has %d slots" % slots)
-    rest = len(body) - pos
-    if rest != slots * MAC_SIZE:
-        raise TagError(MALFORMED, "tag has %d bytes of MACs for %d slots" % (rest, slots))
-    macs = [body[pos + i * MAC_SIZE:pos + (i + 1) * MAC_SIZE] for i in range(slots)]
-    tag = Tag(codec, owner, camera, epoch, stream_id, seq, capture_ms, duration_ms, pictures,
-              units, link, hint, slots, macs, flags)
-    return tag, body[:pos]
+    if n - pos != slots * MAC_SIZE:
+        raise TagError(MALFORMED, "tag has %d bytes of MACs for %d slots" % (n - pos, slots))
+    return seq, capture_ms, duration_ms, pictures, units, flags, link, hint, slots, pos
 
 
 def compute_mac(key: "MacKey", signed_fields: bytes, digest: bytes) -> bytes:

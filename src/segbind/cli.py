@@ -12,31 +12,22 @@ import json
 import os
 import sys
 import time
-from typing import IO, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
+from typing import IO, Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from segbind_core import __version__
 from segbind_core.device import DeviceFileError, device_json, parse_device
 from segbind_core.keys import KEY_SIZE, Epoch
+from segbind_core.nal import annexb_units
 from segbind_core.segment import detect_codec
 from segbind_core.tag import CODEC_H264, CODEC_H265, CODEC_NAMES
 
+from . import media
 from .errors import InputError, InvalidSegment, SegbindError
 from .keyring import Binding, EpochFile, Keyring, read_json, write_json
-from .read import (
-    ANNEXB,
-    HLS,
-    MP4,
-    SNIFF_BYTES,
-    ConcatReader,
-    Segment,
-    annexb_segments,
-    container_segments,
-    hls_segments,
-    sniff,
-)
+from .read import ANNEXB, SNIFF_BYTES, sniff
 from .read import NAMES as CONTAINER_NAMES
 from .verdict import Verdict
-from .verifier import Authenticator, StreamVerifier, TimeWindow
+from .verifier import Authenticator, TimeWindow
 from .write import write_hls
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -300,89 +291,21 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _segments(paths: Sequence[str], video_only: bool = False) -> Iterator[Segment]:
-    """Each tagged segment of the input, as it is read, whatever its container (decided by content).
-
-    Several files are read as one stream, in order: an fMP4 init segment then its
-    media segments, MPEG-TS segments, or Annex-B pieces. Annex-B (files or
-    stdin) is read a piece at a time: each segment comes out as soon as it ends.
-    """
-    if "-" in paths and len(paths) > 1:
+def _open_input(args: argparse.Namespace, keyring: Keyring) -> media.Input:
+    """The files (one stream, in order), an http(s) URL, or - for stdin (read as it arrives)."""
+    files: List[str] = args.files
+    if "-" in files and len(files) > 1:
         raise CliError("stdin (-) cannot be combined with files")
-    if paths == ["-"]:
-        src = sys.stdin.buffer
-        head = _read_head(src, "stdin")
-        kind = _kind_of(head[:SNIFF_BYTES], "stdin")
-        if kind == ANNEXB:
-            return annexb_segments(_chained(head, src, "stdin"), "stdin")
-        if kind == HLS:
-            raise CliError("stdin: an HLS playlist must be read from a file (its segments are relative to it)")
-        return container_segments(_Prefixed(head, src), kind, "stdin", video_only=video_only)
-    heads = []
-    for path in paths:
-        src, name = _open_source(path)
-        try:
-            heads.append(_read_head(src, name))
-        finally:
-            src.close()
-    kind = _kind_of(heads[0], paths[0])
-    if kind == HLS:
-        if len(paths) > 1:
-            raise CliError("give one HLS playlist at a time")
-        return hls_segments(paths[0], video_only=video_only)
-    if kind == MP4 and heads[0][4:8] in (b"styp", b"moof", b"sidx"):
-        raise CliError("%s: a fragmented MP4 media segment without its init segment; give the init "
-                       "segment first (segbind verify init.mp4 seg1.m4s ...) or the .m3u8" % paths[0])
-    if kind == ANNEXB:
-        return annexb_segments(_files_in_pieces(paths), paths[0])
-    if len(paths) == 1:
-        return container_segments(paths[0], kind, paths[0], video_only=video_only)
-    return container_segments(ConcatReader([(path, 0, None) for path in paths]), kind, paths[0],
-                              video_only=video_only)
-
-
-def _chained(head: bytes, src: IO[bytes], name: str) -> Iterator[bytes]:
-    yield head
-    while True:
-        piece = _read_some(src, name)
-        if not piece:
-            return
-        yield piece
-
-
-def _files_in_pieces(paths: Sequence[str]) -> Iterator[bytes]:
-    for path in paths:
-        src, name = _open_source(path)
-        try:
-            while True:
-                piece = _read_some(src, name)
-                if not piece:
-                    break
-                yield piece
-        finally:
-            src.close()
-
-
-class _Prefixed(io.RawIOBase):
-    """A non-seekable binary stream whose first bytes were already read (stdin, sniffed)."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        super().__init__()
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        if self._head:
-            n = min(len(b), len(self._head))
-            b[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._rest.read(len(b))
-        b[:len(data)] = data
-        return len(data)
+    if any(media.is_url(f) for f in files) and len(files) > 1:
+        raise CliError("give one URL at a time")
+    window = None
+    if getattr(args, "max_age", None) is not None or getattr(args, "max_future", None) is not None:
+        window = TimeWindow(args.max_age, args.max_future)
+    source: media.Source = sys.stdin.buffer if files == ["-"] else files if len(files) > 1 else files[0]
+    return media.open(source, keyring, camera=getattr(args, "camera", None),
+                      any_camera=getattr(args, "any_camera", False), recording=getattr(args, "recording", False),
+                      window=window, video_only=getattr(args, "video_only", False),
+                      idle_s=getattr(args, "idle", None), name="stdin" if files == ["-"] else None)
 
 
 def _describe(index: int, verdict: Verdict) -> str:
@@ -397,71 +320,58 @@ def _describe(index: int, verdict: Verdict) -> str:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     keyring = Keyring.load(args.keyring)
-    window = None
-    if args.max_age is not None or args.max_future is not None:
-        window = TimeWindow(args.max_age, args.max_future)
-    verifier = StreamVerifier(keyring, window=window, camera=args.camera, recording=args.recording)
     counts: Dict[str, int] = {}
     worst = EXIT_OK
-
-    def report(index: int, verdict: Verdict) -> None:
-        nonlocal worst
-        counts[verdict.reason.value] = counts.get(verdict.reason.value, 0) + 1
-        if not verdict.accepted:
-            worst = EXIT_REFUSED
-        if args.json:
-            print(json.dumps(dict(verdict.as_dict(), segment=index), sort_keys=True), flush=True)
-        else:
-            print(_describe(index, verdict), flush=True)
-
-    index = -1
-    for index, segment in enumerate(_segments(args.files, args.video_only)):
-        verdict = segment.verify(verifier)
-        if verifier.camera is None and not args.any_camera and verdict.accepted and verdict.tag:
-            verifier.camera = verdict.tag.camera  # a file is one camera's stream
-        report(index, verdict)
-    final = verifier.finish()
-    if final is not None:
-        report(index + 1, final)
+    with _open_input(args, keyring) as source:
+        for result in source:
+            verdict = result.verdict
+            counts[verdict.reason.value] = counts.get(verdict.reason.value, 0) + 1
+            if not verdict.accepted:
+                worst = EXIT_REFUSED
+            if args.json:
+                print(json.dumps(dict(verdict.as_dict(), segment=result.index), sort_keys=True), flush=True)
+            else:
+                print(_describe(result.index, verdict), flush=True)
     summary = ", ".join("%d %s" % (n, r) for r, n in sorted(counts.items()))
     if args.json:
         print(json.dumps({"summary": counts, "ok": worst == EXIT_OK}, sort_keys=True))
     else:
-        print("%s: %s" % ("ACCEPTED" if worst == EXIT_OK else "REFUSED", summary))
+        print("%s: %s" % ("ACCEPTED" if worst == EXIT_OK else "REFUSED", summary or "no segment"))
     return worst
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     reader = Authenticator(Keyring())  # reads tags; holds no key
-    for index, segment in enumerate(_segments(args.files)):
-        try:
-            tag, _signed = reader.tag_of(segment.canonical())
-            entry: Dict[str, Any] = {"segment": index, "tag": {
-                "version": tag.version, "alg": tag.alg, "codec": tag.codec, "owner": tag.owner,
-                "camera": tag.camera, "epoch": tag.epoch, "stream_id": tag.stream_id, "seq": tag.seq,
-                "capture_ms": tag.capture_ms, "duration_ms": tag.duration_ms,
-                "pictures": tag.pictures, "units": tag.units, "end_of_stream": tag.end_of_stream,
-                "link": tag.link.hex(), "slots": tag.slots, "macs": [m.hex() for m in tag.macs]},
-                "nal_units": len(segment.units)}
-        except InvalidSegment as exc:
-            entry = {"segment": index, "tag": None, "problem": exc.reason.value,
-                     "detail": exc.detail, "nal_units": len(segment.units)}
-        if args.json:
-            print(json.dumps(entry, sort_keys=True), flush=True)
-        elif entry["tag"] is None:
-            print("segment %d: %s (%s)" % (index, entry["problem"], entry["detail"]), flush=True)
-        else:
-            t = entry["tag"]
-            print("segment %d: v%d camera %s owner %s epoch %d stream %d seq %d capture_ms %d "
-                  "%d pictures %d ms%s, %d slot(s)" % (
-                      index, t["version"], t["camera"], t["owner"], t["epoch"], t["stream_id"], t["seq"],
-                      t["capture_ms"], t["pictures"], t["duration_ms"],
-                      ", end of stream" if t["end_of_stream"] else "", t["slots"]), flush=True)
+    with _open_input(args, Keyring()) as source:
+        for index, segment in enumerate(source.segments()):
+            units = len(annexb_units(segment.data))
+            try:
+                tag, _signed = reader.tag_of(segment)
+                entry: Dict[str, Any] = {"segment": index, "tag": {
+                    "version": tag.version, "alg": tag.alg, "codec": tag.codec, "owner": tag.owner,
+                    "camera": tag.camera, "epoch": tag.epoch, "stream_id": tag.stream_id, "seq": tag.seq,
+                    "capture_ms": tag.capture_ms, "duration_ms": tag.duration_ms,
+                    "pictures": tag.pictures, "units": tag.units, "end_of_stream": tag.end_of_stream,
+                    "link": tag.link.hex(), "slots": tag.slots, "macs": [m.hex() for m in tag.macs]},
+                    "nal_units": units}
+            except InvalidSegment as exc:
+                entry = {"segment": index, "tag": None, "problem": exc.reason.value,
+                         "detail": exc.detail, "nal_units": units}
+            if args.json:
+                print(json.dumps(entry, sort_keys=True), flush=True)
+            elif entry["tag"] is None:
+                print("segment %d: %s (%s)" % (index, entry["problem"], entry["detail"]), flush=True)
+            else:
+                t = entry["tag"]
+                print("segment %d: v%d camera %s owner %s epoch %d stream %d seq %d capture_ms %d "
+                      "%d pictures %d ms%s, %d slot(s)" % (
+                          index, t["version"], t["camera"], t["owner"], t["epoch"], t["stream_id"], t["seq"],
+                          t["capture_ms"], t["pictures"], t["duration_ms"],
+                          ", end of stream" if t["end_of_stream"] else "", t["slots"]), flush=True)
     return EXIT_OK
 
 
 def cmd_hls(args: argparse.Namespace) -> int:
-    from segbind_core.nal import annexb_units
     from segbind_core.sei import tag_codec
 
     if not args.segment_duration > 0 or (args.fps is not None and not args.fps > 0):
@@ -566,13 +476,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-only", action="store_true",
                    help="verify a container's video and ignore its other tracks (which a player "
                         "then must not play: they are never verified)")
+    p.add_argument("--idle", type=float, metavar="S",
+                   help="a live playlist that lists nothing new for S seconds has ended "
+                        "(default: three target durations, at least 10 s)")
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="tagged stream: Annex-B, MPEG-TS, MP4, fragmented MP4 (init segment first, "
-                        "then media segments) or an HLS playlist; - for stdin")
+                        "then media segments), Matroska, FLV, or an HLS playlist (a file or an "
+                        "http(s) URL, finished or live); - for stdin")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("inspect", help="list the tags in a stream (never key material)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--idle", type=float, metavar="S", help="as for verify")
     p.add_argument("files", nargs="+", metavar="FILE", help="as for verify")
     p.set_defaults(func=cmd_inspect)
 

@@ -13,37 +13,51 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from segbind_core.crypto import MacKey, constant_time_equal
 from segbind_core.h264 import SeiError
-from segbind_core.nal import START_CODE, annexb_units, leading_garbage, unescape_rbsp
+from segbind_core.nal import annexb_units
 from segbind_core.sei import SEGBIND_UUID, segbind_payload, tag_codec
 from segbind_core.tag import (
     CODEC_H264,
     CODEC_NAMES,
     DIGEST_HINT_SIZE,
+    FLAG_END_OF_STREAM,
     GENESIS_LINK,
     LINK_SIZE,
     MAC_SIZE,
     UNKNOWN_VERSION,
     Tag,
     TagError,
-    decode_rest,
+    decode_fields,
     decode_tag,
+    decode_tail,
+    encode_uvarint,
 )
 
 from .errors import InvalidSegment
-from .keyring import Keyring
-from .verdict import Reason, TagInfo, Verdict
+from .framing import (
+    START_CODE,
+    canonical_annexb,
+    head_parameter_sets,
+    head_variants,
+    is_delimiter,
+    leading_garbage,
+    prefixed_parts,
+    tag_units,
+)
+from .keyring import Binding, Keyring
+from .verdict import _ACCEPTED, Reason, TagInfo, Verdict
 
 Buffer = Union[bytes, bytearray, memoryview]
 
 # How many sequence numbers per camera are remembered, to tell a redelivery (duplicate)
 # from a replay and to take late segments; libsrtp keeps 128 too.
 REPLAY_WINDOW = 128
+# A tag NAL unit is under 600 bytes (docs/FORMAT.md section 5).
+MAX_TAG_NAL = 1024
 # Recording mode: how far a segment's capture time may be from where the previous one ended.
 CONTINUITY_MS = 1000
 
@@ -55,7 +69,7 @@ class TimeWindow:
     max_age_s: Optional[float] = None
     max_future_s: Optional[float] = None
 
-    def check(self, tag: Tag, now_s: float) -> None:
+    def check(self, tag: Union[Tag, TagInfo], now_s: float) -> None:
         age = now_s - tag.capture_ms / 1000.0
         if self.max_age_s is not None and age > self.max_age_s:
             raise InvalidSegment(Reason.TIME_WINDOW, "captured %.1f s ago, more than %.1f s"
@@ -69,7 +83,9 @@ LIVE = TimeWindow(max_age_s=30.0, max_future_s=5.0)
 """The window a live display uses: video captured in the last 30 s (or 5 s ahead of a slow clock)."""
 
 
-def _info(tag: Tag) -> TagInfo:
+def _info(tag: Union[Tag, TagInfo]) -> TagInfo:
+    if isinstance(tag, TagInfo):
+        return tag
     return TagInfo(tag.owner, tag.camera, tag.epoch, tag.stream_id, tag.seq, tag.capture_ms,
                    tag.duration_ms, tag.pictures, tag.codec, tag.end_of_stream)
 
@@ -84,148 +100,294 @@ class Timing(NamedTuple):
 
 
 class Canonical:
-    """A segment in canonical form: ``data`` is Annex-B with 4-byte start codes, the tag included.
+    """A segment to verify: ``data`` holds its bytes, the tag included, at
+    ``data[tag_start:tag_end]`` (with its start code); ``tag_start`` is -1 when a reader
+    found bytes holding no tag (refused: ``no_tag``, or ``framing`` with a ``problem``).
 
-    ``tag_start``/``tag_end`` delimit the tag's NAL unit with its start code;
-    ``units`` is the number of NAL units other than the tag, when the framing
-    told (None for a segment taken as is: its bytes are then hashed as they are).
-    A reader attaches what it learned about the container: ``timing``, and a
-    ``problem`` (a framing defect that refuses the segment whatever its tag).
+    ``exact``: the bytes are in canonical form (docs/FORMAT.md section 4), as a reader
+    built them. A segment taken as it arrived (``exact`` False) is hashed as it is, which is
+    right when it is as the camera emits it, and read into canonical form when not.
+    ``units`` is the number of NAL units other than the tag as its framing delimits them
+    (None when unknown). A reader adds what it learned: ``timing``, a ``problem`` (a
+    framing defect that refuses the segment whatever its tag), ``restore`` (the parameter
+    sets in force, to put back where a packager stripped them), ``digest`` (the content
+    digest when the reader hashed the bytes as they arrived) and ``codec``; ``required``
+    are units a container gives decoders apart from the samples (the parameter sets of an
+    ``avcC``): each must be one the camera tagged in the segment's head. The bytes may be
+    given as ``parts`` (joined when first needed).
     """
 
-    __slots__ = ("data", "tag_start", "tag_end", "units", "timing", "problem", "variants")
+    __slots__ = ("_data", "_parts", "tag_start", "tag_end", "units", "timing", "problem", "restore",
+                 "digest", "exact", "codec", "required", "_tag_nal")
 
-    def __init__(self, data: bytes, tag_start: int, tag_end: int, units: Optional[int] = None,
-                 timing: Optional[Timing] = None, problem: str = "",
-                 variants: Sequence["Canonical"] = ()) -> None:
-        self.data = data
+    def __init__(self, data: Optional[bytes], tag_start: int, tag_end: int, units: Optional[int] = None,
+                 timing: Optional[Timing] = None, problem: str = "", restore: Sequence[bytes] = (),
+                 digest: Optional[bytes] = None, exact: bool = True, codec: int = 0,
+                 parts: Optional[Sequence[Buffer]] = None) -> None:
+        self._data = data
+        self._parts = parts
         self.tag_start = tag_start
         self.tag_end = tag_end
         self.units = units
         self.timing = timing
         self.problem = problem
-        self.variants = variants  # other heads to try when the digest does not match
+        self.restore = restore
+        self.digest = digest
+        self.exact = exact
+        self.codec = codec
+        self.required: Sequence[bytes] = ()
+        self._tag_nal: Optional[bytes] = None
+
+    @property
+    def data(self) -> bytes:
+        data = self._data
+        if data is None:
+            parts = self._parts or ()
+            data = self._data = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+            self._parts = None
+        return data
+
+    def __len__(self) -> int:
+        if self._data is not None:
+            return len(self._data)
+        return sum(len(p) for p in self._parts or ())
+
+    def _range(self, start: int, end: int) -> bytes:
+        """data[start:end], without joining the parts."""
+        if self._data is not None:
+            return self._data[start:end]
+        out = []
+        at = 0
+        for part in self._parts or ():
+            if at >= end:
+                break
+            size = len(part)
+            if at + size > start:
+                out.append(bytes(part[start - at if start > at else 0:end - at]))
+            at += size
+        return b"".join(out)
+
+    def head(self, limit: int = 65536) -> bytes:
+        """The first bytes (where the parameter sets of the segment's head are)."""
+        return self._range(0, limit)
+
+    def content_digest(self) -> bytes:
+        """SHA-256 of every byte but the tag's (the content digest when in canonical form)."""
+        start, end = self.tag_start, self.tag_end
+        if self._data is not None:
+            view = memoryview(self._data)
+            h = hashlib.sha256(view[:start])
+            h.update(view[end:])
+            return h.digest()
+        h = hashlib.sha256()
+        at = 0
+        for part in self._parts or ():
+            view = memoryview(part)
+            stop = at + len(part)
+            if start > at:
+                h.update(view[:min(len(part), start - at)])
+            if stop > end:
+                h.update(view[max(0, end - at):])
+            at = stop
+        return h.digest()
+
+    @property
+    def tag_nal(self) -> bytes:
+        """The tag's NAL unit, without its start code and any zero bytes after it."""
+        if self._tag_nal is not None:
+            return self._tag_nal
+        unit = self._range(self.tag_start, self.tag_end)
+        nal = unit[4:] if unit.startswith(START_CODE) else unit[3:]
+        return nal.rstrip(b"\x00") if nal[-1:] == b"\x00" else nal
+
+    def output(self) -> bytes:
+        """The segment in canonical form, the tag included where the camera puts it (right
+        after the first unit when that is a delimiter, else first): what a decoder is handed.
+        The digest leaves the tag out, so a remuxer that moved units across it changed nothing
+        else; this puts it back."""
+        data = self.data
+        if self.tag_start < 0:
+            return data
+        tag = START_CODE + self.tag_nal
+        codec = self.codec or tag_codec(self.tag_nal)
+        exact_tag = self.tag_end - self.tag_start == len(tag) and data.startswith(tag, self.tag_start)
+        if exact_tag and self.tag_start and data.find(START_CODE, 4, self.tag_start + 1) == self.tag_start \
+                and is_delimiter(data[4:self.tag_start], codec):
+            return data  # as the camera emits it: the tag right after the delimiter
+        rest = data[:self.tag_start] + data[self.tag_end:]  # every unit but the tag: as the camera's
+        first = rest.find(START_CODE, 4)
+        first = first if first >= 0 else len(rest)
+        place = first if is_delimiter(rest[4:first], codec) else 0
+        if place == self.tag_start and exact_tag:
+            return data
+        return rest[:place] + tag + rest[place:]
 
     @classmethod
-    def of_units(cls, units: Sequence[Buffer], timing: Optional[Timing] = None, problem: str = "",
-                 variants: Sequence["Canonical"] = ()) -> "Canonical":
+    def of_units(cls, units: Sequence[Buffer], timing: Optional[Timing] = None,
+                 problem: str = "") -> "Canonical":
         """From NAL units (as found in any framing): joined with 4-byte start codes.
 
         Raises InvalidSegment when there is not exactly one tag among them.
         """
-        tags = [i for i, u in enumerate(units) if len(u) and tag_codec(u)]
+        out = bytearray()
+        for unit in units:
+            out += START_CODE
+            out += unit
+        return cls.located(out, len(units), tag_units(out), timing, problem)
+
+    @classmethod
+    def of_annexb(cls, buf: Buffer) -> "Canonical":
+        """From Annex-B bytes in any framing (3-byte start codes, zero bytes between units):
+        refused (``framing``) when bytes other than zeros come before the first start code."""
+        if leading_garbage(buf):
+            raise InvalidSegment(Reason.FRAMING, "bytes before the first NAL unit")
+        out = bytearray()
+        tags: List[int] = []
+        units = canonical_annexb(buf, out, tags)
+        return cls.located(out, units, tags)
+
+    @classmethod
+    def of_prefixed(cls, sample: Buffer, length_size: int = 4) -> "Canonical":
+        """From length-prefixed NAL units (an MP4 sample, or several samples one after the
+        other); refused (``framing``) when the lengths do not tile the bytes exactly. Large
+        units are not copied: the segment keeps views of ``sample``."""
+        tags: List[int] = []
+        parts, units, defect = prefixed_parts(sample, length_size, tags)
+        if defect:
+            raise InvalidSegment(Reason.FRAMING, defect)
+        return cls.located(parts, units, tags)
+
+    @classmethod
+    def located(cls, data: Union[bytes, bytearray, Sequence[Buffer]], units: int, tags: Sequence[int],
+                timing: Optional[Timing] = None, problem: str = "",
+                restore: Sequence[bytes] = ()) -> "Canonical":
+        """Canonical bytes (or parts of them, not joined) holding ``units`` units, among them
+        the tags beginning at ``tags``: InvalidSegment when they hold no tag or several."""
         if not tags:
+            if problem:
+                raise InvalidSegment(Reason.FRAMING, problem)
             raise InvalidSegment(Reason.NO_TAG, "segment carries no segbind tag" if units
                                  else "no NAL units in segment")
         if len(tags) > 1:
             raise InvalidSegment(Reason.MALFORMED_TAG, "segment carries %d segbind tags" % len(tags))
-        at = tags[0]
-        head = b"".join(START_CODE + bytes(u) for u in units[:at])
-        tag = START_CODE + bytes(units[at])
-        rest = b"".join(START_CODE + bytes(u) for u in units[at + 1:])
-        return cls(head + tag + rest, len(head), len(head) + len(tag), len(units) - 1, timing,
-                   problem, variants)
+        if isinstance(data, bytes):
+            seg = cls(data, -1, -1, units - 1, timing, problem, restore)
+        else:
+            seg = cls(None, -1, -1, units - 1, timing, problem, restore,
+                      parts=[data] if isinstance(data, bytearray) else data)
+        seg.locate(tags[0])
+        return seg
 
-    @classmethod
-    def of_annexb(cls, buf: Buffer) -> "Canonical":
-        """From Annex-B bytes in any framing (3-byte start codes, trailing zeros): refused
-        when bytes other than zeros come before the first start code."""
-        buf = bytes(buf)
-        if leading_garbage(buf):
-            raise InvalidSegment(Reason.FRAMING, "bytes before the first NAL unit")
-        return cls.of_units([buf[s:e] for s, e in annexb_units(buf)])
-
+    def locate(self, begin: int) -> None:
+        """The tag is the unit beginning at ``begin`` (after its start code)."""
+        near = self._range(begin, begin + 256)  # most tags end within (then the next start code)
+        end = near.find(START_CODE)
+        if end < 0:
+            near = self._range(begin, begin + MAX_TAG_NAL + 4)
+            end = near.find(START_CODE)
+        self.tag_start = begin - 4
+        self.tag_end = begin + (end if end >= 0 else len(near))
+        self.codec = tag_codec(near[:24])
+        self._tag_nal = near[:end] if end >= 0 else near
 
 def _tag_body(nal: bytes, codec: int) -> bytes:
     """The tag body of a tag NAL unit: read directly when the unit has its usual shape (one
-    message, a one-byte size), else through the strict SEI parser."""
-    if codec:
-        header = 1 if codec == CODEC_H264 else 2
-        rbsp = unescape_rbsp(nal)
-        size = rbsp[header + 1] if len(rbsp) > header + 18 else 255
-        if (rbsp[header] == 5 and size < 255 and len(rbsp) == header + 3 + size
-                and rbsp[-1] == 0x80 and rbsp[header + 2:header + 18] == SEGBIND_UUID):
-            return rbsp[header + 18:-1]
+    message, a one-byte size, no emulation prevention), else through the strict SEI parser."""
+    header = 1 if codec == CODEC_H264 else 2
+    if b"\x00\x00\x03" not in nal:
+        n = len(nal)
+        if (n > header + 19 and nal[header] == 5 and nal[header + 1] == n - header - 3
+                and nal[-1] == 0x80 and nal[header + 2:header + 18] == SEGBIND_UUID):
+            return nal[header + 18:-1]
     return segbind_payload(nal)
 
 
-def _as_camera_emits(buf: bytes) -> Optional[Canonical]:
-    """The tag's place, when ``buf`` looks as the camera emits a segment: the tag first, or
-    right after a delimiter, with 4-byte start codes; else None."""
-    if not buf.startswith(START_CODE) or len(buf) < 24:
+_AUD_H264 = START_CODE + b"\x09"            # a segment as the camera emits it begins so,
+_TAG_H264 = START_CODE + b"\x06\x05"        # then (after the delimiter's one byte) its tag
+
+
+# A NamedTuple made without its Python-level __new__: a third of a microsecond less for each of
+# the few objects a verifier makes per segment (the fields are given in full, in order).
+_make = tuple.__new__
+
+
+def _camera_shape(buf: bytes) -> Optional[Tuple[int, int]]:
+    """Where the tag is (its start code, the next start code) when ``buf`` looks as the camera
+    emits a segment: 4-byte start codes, the tag first or right after a delimiter; else None."""
+    if len(buf) < 28 or not buf.startswith(START_CODE):
         return None
     start = 0
-    if not tag_codec(buf[4:48]):  # a delimiter first? (H.264 09, H.265 type 35)
+    if not tag_codec(buf[4:28]):  # a delimiter first? (H.264 09 xx, H.265 46 01 xx)
         first = buf[4]
         if first & 0x1F != 9 and (first >> 1) & 0x3F != 35:
             return None
         start = buf.find(START_CODE, 5, 12)
-        if start < 0 or not tag_codec(buf[start + 4:start + 48]):
+        if start < 0 or not tag_codec(buf[start + 4:start + 28]):
             return None
     end = buf.find(START_CODE, start + 4)
-    return Canonical(buf, start, end if end >= 0 else len(buf))
-
-
-class _Keys:
-    """MacKey schedules of the keyring's slot keys, made once per (owner, camera, epoch)."""
-
-    def __init__(self, keyring: Keyring) -> None:
-        self.keyring = keyring
-        self._cache: Dict[Tuple[str, str, int], Tuple[int, MacKey]] = {}
-
-    def slot(self, owner: str, camera: str, epoch: int) -> Tuple[int, MacKey]:
-        gid = (owner, camera, epoch)
-        found = self._cache.get(gid)
-        if found is None:
-            binding = self.keyring.binding(owner, camera, epoch)  # NO_GRANT when missing
-            found = self._cache[gid] = (binding.slot, MacKey(binding.key))
-        return found
+    return start, end if end >= 0 else len(buf)
 
 
 class Authentic(NamedTuple):
-    """A segment whose tag authenticated: the tag, its digest, the MAC of the viewer's slot."""
+    """A segment whose tag authenticated: its public fields, its link, its digest, the MAC of
+    the viewer's slot."""
 
-    tag: Tag
+    tag: TagInfo
+    link: bytes
     digest: bytes
     mac: bytes
 
 
 class Authenticator:
-    """Checks 1 to 8 of docs/FORMAT.md 7.1 on canonical segments (no stream state).
+    """Checks 1 to 8 of docs/FORMAT.md 7.1 on segments (no stream state).
 
-    Keeps what can be kept between segments: the key schedules, and the decoded
-    tag fields every segment of one stream shares (owner and camera).
+    Keeps what can be kept between segments: the key schedules, and the decoded tag
+    fields every segment of one stream shares (up to the stream id). Keys are looked up
+    in the keyring for every segment, so a grant revoked in place stops verifying at once.
     """
 
     def __init__(self, keyring: Keyring, window: Optional[TimeWindow] = None) -> None:
-        self.keys = _Keys(keyring)
+        self._keyring = keyring
         self.window = window
+        self._macs: Dict[Tuple[str, str, int], Tuple[Binding, MacKey]] = {}
         self._prefix = b""
-        self._prefix_fields: Tuple[int, str, str] = (0, "", "")
+        self._prefix_h264 = b""  # the same, when the stream is H.264 (for ``as_emitted``)
+        self._prefix_fields: Tuple[int, str, str, int, int] = (0, "", "", 0, 0)
 
     @property
     def keyring(self) -> Keyring:
-        return self.keys.keyring
+        return self._keyring
 
     @keyring.setter
     def keyring(self, keyring: Keyring) -> None:
-        self.keys = _Keys(keyring)
+        self._keyring = keyring
+        self._macs = {}
 
     def _decode(self, body: bytes) -> Tuple[Tag, bytes]:
         prefix = self._prefix
         if prefix and body.startswith(prefix):
-            codec, owner, camera = self._prefix_fields
-            return decode_rest(body, len(prefix), codec, owner, camera)
+            codec, owner, camera, epoch, stream_id = self._prefix_fields
+            return decode_tail(body, len(prefix), codec, owner, camera, epoch, stream_id)
         tag, signed = decode_tag(body)
-        size = 3 + 2 + len(tag.owner.encode()) + len(tag.camera.encode())
-        self._prefix, self._prefix_fields = body[:size], (tag.codec, tag.owner, tag.camera)
+        size = (3 + 2 + len(tag.owner.encode()) + len(tag.camera.encode())
+                + len(encode_uvarint(tag.epoch)) + len(encode_uvarint(tag.stream_id)))
+        self._prefix = body[:size]
+        self._prefix_h264 = self._prefix if tag.codec == CODEC_H264 else b""
+        self._prefix_fields = (tag.codec, tag.owner, tag.camera, tag.epoch, tag.stream_id)
         return tag, signed
 
     def tag_of(self, seg: Canonical) -> Tuple[Tag, bytes]:
-        """(tag, signed fields) of a canonical segment; InvalidSegment when unusable."""
-        nal = seg.data[seg.tag_start + 4:seg.tag_end]
+        """(tag, signed fields) of a segment; InvalidSegment when it has none or it is unusable."""
+        if seg.tag_start < 0:
+            raise InvalidSegment(Reason.FRAMING if seg.problem else Reason.NO_TAG,
+                                 seg.problem or "segment carries no segbind tag")
+        return self._tag(seg.tag_nal)
+
+    def _tag(self, nal: bytes) -> Tuple[Tag, bytes]:
         codec = tag_codec(nal)
         try:
+            if not codec:
+                raise SeiError("not a segbind SEI NAL unit")
             tag, signed = self._decode(_tag_body(nal, codec))
         except SeiError as exc:
             raise InvalidSegment(Reason.MALFORMED_TAG, str(exc)) from None
@@ -237,71 +399,133 @@ class Authenticator:
                 CODEC_NAMES[tag.codec], CODEC_NAMES.get(codec, "unknown")), _info(tag))
         return tag, signed
 
-    def authenticate(self, seg: Canonical, now_s: Optional[float] = None) -> Authentic:
-        tag, signed = self.tag_of(seg)
+    def _key(self, tag: Union[Tag, TagInfo], slots: int) -> Tuple[int, MacKey]:
+        """The viewer's slot and key for the tag's (owner, camera, epoch); NO_GRANT when the
+        keyring holds none, or the tag carries no MAC for that slot."""
         try:
-            slot, key = self.keys.slot(tag.owner, tag.camera, tag.epoch)
+            binding = self._keyring.binding(tag.owner, tag.camera, tag.epoch)
         except InvalidSegment as exc:
             raise InvalidSegment(exc.reason, exc.detail, _info(tag)) from None
-        if slot >= tag.slots:
+        gid = (tag.owner, tag.camera, tag.epoch)
+        found = self._macs.get(gid)
+        if found is None or found[0] is not binding:
+            found = self._macs[gid] = (binding, MacKey(binding.key))
+        if binding.slot >= slots:
             raise InvalidSegment(Reason.NO_GRANT, "the tag has no slot %d for this viewer (%d slots)"
-                                 % (slot, tag.slots), _info(tag))
+                                 % (binding.slot, slots), _info(tag))
+        return binding.slot, found[1]
+
+    def authenticate(self, seg: Canonical, now_s: Optional[float] = None) -> Authentic:
+        """Checks 1 to 8 on the segment as it is; InvalidSegment with the first that fails."""
+        tag, signed = self.tag_of(seg)
+        slot, key = self._key(tag, tag.slots)
         if seg.problem:
             raise InvalidSegment(Reason.FRAMING, seg.problem, _info(tag))
+        digest = seg.digest
+        if digest is None:
+            digest = seg.content_digest()
         if seg.units is not None and seg.units != tag.units:
+            if constant_time_equal(digest[:DIGEST_HINT_SIZE], tag.digest_hint):
+                raise InvalidSegment(Reason.FRAMING, "the framing delimits %d NAL units where the "
+                                     "camera tagged %d" % (seg.units, tag.units), _info(tag))
             raise InvalidSegment(Reason.CONTENT_MISMATCH, "%d NAL units where the camera tagged %d"
                                  % (seg.units, tag.units), _info(tag))
-        data = memoryview(seg.data)
-        h = hashlib.sha256(data[:seg.tag_start])
-        h.update(data[seg.tag_end:])
-        digest = h.digest()
         mac = key.mac(signed, digest)[:MAC_SIZE]
-        theirs = tag.macs[slot]
-        if not constant_time_equal(mac, theirs):
+        if not constant_time_equal(mac, tag.macs[slot]):
             if not constant_time_equal(digest[:DIGEST_HINT_SIZE], tag.digest_hint):
                 raise InvalidSegment(Reason.CONTENT_MISMATCH,
                                      "video content differs from what the camera tagged", _info(tag))
             raise InvalidSegment(Reason.MAC_MISMATCH, "tag does not authenticate under the granted key",
                                  _info(tag))
+        if seg.required:
+            _check_required(tag, seg)
         if seg.timing is not None:
             _check_timing(tag, seg.timing)
+        info = _info(tag)
         if self.window is not None:
-            self.window.check(tag, time.time() if now_s is None else now_s)
-        return Authentic(tag, digest, mac)
+            self.window.check(info, time.time() if now_s is None else now_s)
+        return Authentic(info, tag.link, digest, mac)
 
-    def authenticate_any(self, seg: Canonical, now_s: Optional[float] = None) -> Authentic:
-        """``authenticate``, then the segment's other heads (undoing what remuxers do) when
-        only its content mismatched."""
+    def judge(self, seg: Canonical, now_s: Optional[float] = None) -> Tuple[Authentic, Canonical]:
+        """``authenticate``, and when only the content mismatched: the segment read into
+        canonical form (when it was taken as it arrived), then with its parameter sets put
+        back where the camera put them (docs/CONTAINERS.md). Returns the form that passed."""
         try:
-            return self.authenticate(seg, now_s)
+            return self.authenticate(seg, now_s), seg
         except InvalidSegment as exc:
-            if exc.reason is not Reason.CONTENT_MISMATCH or not seg.variants:
+            if exc.reason is not Reason.CONTENT_MISMATCH:
                 raise
-            for other in seg.variants:
+            first = exc
+        tried = seg
+        if not seg.exact:
+            tried = Canonical.of_annexb(seg.data)  # several tags, once split, are malformed_tag
+            tried.timing, tried.problem, tried.restore = seg.timing, seg.problem, seg.restore
+            tried.required = seg.required
+            if tried.data != seg.data:
                 try:
-                    return self.authenticate(other, now_s)
-                except InvalidSegment as again:
-                    if again.reason is not Reason.CONTENT_MISMATCH:
+                    return self.authenticate(tried, now_s), tried
+                except InvalidSegment as exc:
+                    if exc.reason is not Reason.CONTENT_MISMATCH:
                         raise
-            raise
-
-    def authenticate_bytes(self, buf: Buffer, now_s: Optional[float] = None) -> Tuple[Authentic, Canonical]:
-        """A segment given as Annex-B bytes: as the camera emits it (no parsing), else read
-        into canonical form. Returns the canonical segment that authenticated."""
-        data = buf if isinstance(buf, bytes) else bytes(buf)
-        fast = _as_camera_emits(data)
-        if fast is not None:
+        for data, start, end, added in head_variants(tried.data, tried.tag_start, tried.tag_end,
+                                                     tried.restore, tried.codec or tag_codec(tried.tag_nal)):
+            units = None if tried.units is None else tried.units + added
+            other = Canonical(data, start, end, units, tried.timing, tried.problem, (), None, True, tried.codec)
+            other.required = tried.required
             try:
-                return self.authenticate(fast, now_s), fast
+                return self.authenticate(other, now_s), other
             except InvalidSegment as exc:
                 if exc.reason is not Reason.CONTENT_MISMATCH:
                     raise
-                slow = Canonical.of_annexb(data)
-                if slow.data == data:
-                    raise
-                return self.authenticate(slow, now_s), slow
-        slow = Canonical.of_annexb(data)
-        return self.authenticate(slow, now_s), slow
+        raise first
+
+    def authenticate_bytes(self, buf: Buffer, now_s: Optional[float] = None) -> Tuple[Authentic, Canonical]:
+        """A segment given as Annex-B bytes: hashed as it is when it looks as the camera emits
+        it, else read into canonical form. Returns the form that authenticated."""
+        data = buf if isinstance(buf, bytes) else bytes(buf)
+        shape = _camera_shape(data)
+        seg = Canonical(data, shape[0], shape[1], exact=False) if shape else Canonical.of_annexb(data)
+        return self.judge(seg, now_s)
+
+    def as_emitted(self, data: bytes, now_s: Optional[float] = None) -> Optional[Authentic]:
+        """The common case, kept short (docs/FORMAT.md section 4): an H.264 segment as the camera
+        emits it (a delimiter, then the tag: one size byte, no emulation prevention), of a
+        stream whose tag prefix was decoded before. None for anything else, which the general
+        path then judges; an authentic result only when every check passes."""
+        prefix = self._prefix_h264
+        if not prefix or not data.startswith(_AUD_H264) or not data.startswith(_TAG_H264, 6) \
+                or not data.startswith(prefix, 29):
+            return None
+        end = data.find(START_CODE, 29 + len(prefix))
+        if end < 0 or data[end - 1] != 0x80 or data[12] != end - 14 or data.find(b"\x00\x00\x03", 10, end) >= 0:
+            return None
+        body = data[29:end - 1]
+        try:
+            seq, capture_ms, duration_ms, pictures, _units, flags, link, _hint, slots, macs_at = \
+                decode_fields(body, len(prefix))
+        except TagError:
+            return None
+        _codec, owner, camera, epoch, stream_id = self._prefix_fields
+        info = _make(TagInfo, (owner, camera, epoch, stream_id, seq, capture_ms, duration_ms, pictures,
+                               CODEC_H264, bool(flags & FLAG_END_OF_STREAM)))
+        slot, key = self._key(info, slots)
+        h = hashlib.sha256(data[:6])
+        h.update(memoryview(data)[end:])
+        digest = h.digest()
+        mac = key.mac(body[:macs_at] + digest)[:MAC_SIZE]
+        if not constant_time_equal(mac, body[macs_at + MAC_SIZE * slot:macs_at + MAC_SIZE * (slot + 1)]):
+            return None  # the general path says why
+        if self.window is not None:
+            self.window.check(info, time.time() if now_s is None else now_s)
+        return _make(Authentic, (info, link, digest, mac))
+
+
+def _check_required(tag: Tag, seg: Canonical) -> None:
+    head = head_parameter_sets(seg.head(), tag.codec)
+    untagged = sum(1 for unit in seg.required if bytes(unit) not in head)
+    if untagged:
+        raise InvalidSegment(Reason.FRAMING, "the container's sample description holds %d parameter "
+                             "set(s) the camera did not tag in this segment" % untagged, _info(tag))
 
 
 def _check_timing(tag: Tag, timing: Timing) -> None:
@@ -327,7 +551,7 @@ def verify_segment(segment: Buffer, keyring: Keyring, *, window: Optional[TimeWi
     if not isinstance(segment, (bytes, bytearray, memoryview)):
         raise TypeError("a segment is bytes, bytearray or memoryview, not %s" % type(segment).__name__)
     found, _canonical = Authenticator(keyring, window).authenticate_bytes(segment, now_s)
-    return _info(found.tag)
+    return found.tag
 
 
 class _Accepted(NamedTuple):
@@ -337,30 +561,33 @@ class _Accepted(NamedTuple):
 
 
 class _CameraState:
-    __slots__ = ("stream_id", "epoch", "highest", "recent", "last")
+    __slots__ = ("stream_id", "epoch", "highest", "recent", "last", "tip")
 
     def __init__(self, found: Authentic) -> None:
         self.stream_id = found.tag.stream_id
         self.epoch = found.tag.epoch
         self.highest = found.tag.seq
-        self.recent: "OrderedDict[int, _Accepted]" = OrderedDict()
-        self.last = found.tag  # the latest accepted in stream order
+        self.recent: Dict[int, _Accepted] = {}  # by seq; entries below the window are ignored
+        self.last = found.tag  # the latest accepted in stream order (its public fields)
+        self.tip = found.digest[:LINK_SIZE]  # the link the next segment must carry
         self.accept(found)
 
     def accept(self, found: Authentic) -> None:
         tag = found.tag
-        self.recent[tag.seq] = _Accepted(found.digest, tag.link, found.mac)
+        recent = self.recent
+        recent[tag.seq] = _make(_Accepted, (found.digest, found.link, found.mac))
         if tag.seq >= self.highest:
             self.highest = tag.seq
             self.epoch = tag.epoch
             self.last = tag
-        floor = self.highest - REPLAY_WINDOW
-        recent = self.recent
-        while recent:
-            oldest = next(iter(recent))
-            if oldest >= floor:
-                break
-            del recent[oldest]
+            self.tip = found.digest[:LINK_SIZE]
+        if len(recent) > 2 * REPLAY_WINDOW:  # forget what fell out of the window, now and then
+            floor = self.highest - REPLAY_WINDOW
+            self.recent = {seq: entry for seq, entry in recent.items() if seq >= floor}
+
+    def seen(self, seq: int) -> Optional[_Accepted]:
+        """What was accepted at ``seq``, when it lies in the window."""
+        return self.recent.get(seq) if seq >= self.highest - REPLAY_WINDOW else None
 
 
 class StreamVerifier:
@@ -382,9 +609,16 @@ class StreamVerifier:
         self.recording = recording
         self.clock = clock
         self._cameras: Dict[str, _CameraState] = {}
-        # The canonical bytes of the segment ``verify`` accepted last (None after a refusal): what a
-        # decoder may be given, exactly what was verified.
-        self.verified: Optional[bytes] = None
+        self._verified: Union[None, bytes, Canonical] = None
+
+    @property
+    def verified(self) -> Optional[bytes]:
+        """The segment accepted last, as a decoder may be given it (``Canonical.output()``:
+        exactly what was verified); None after a refusal. Built only when asked for."""
+        form = self._verified
+        if isinstance(form, Canonical):
+            form = self._verified = form.output()
+        return form
 
     @property
     def keyring(self) -> Keyring:
@@ -407,23 +641,39 @@ class StreamVerifier:
         """Verdict for one Annex-B segment (as the camera emits it, or any Annex-B framing)."""
         if not isinstance(segment, (bytes, bytearray, memoryview)):
             return Verdict(Reason.FRAMING, "a segment is bytes, not %s" % type(segment).__name__)
-        self.verified = None
+        self._verified = None
+        auth = self.auth
         try:
-            found, seg = self.auth.authenticate_bytes(segment, self._now())
+            data = segment if type(segment) is bytes else bytes(segment)
+            now = self.clock() if auth.window is not None else None
+            found = auth.as_emitted(data, now)
+            form: Union[bytes, Canonical] = data
+            if found is None:
+                found, form = auth.authenticate_bytes(data, now)
         except InvalidSegment as exc:
             return Verdict(exc.reason, exc.detail, exc.tag)
         verdict = self._sequence(found)
-        if verdict.accepted:
-            self.verified = seg.data
+        if verdict.reason in _ACCEPTED:
+            self._verified = form
         return verdict
 
     def verify_canonical(self, seg: Canonical) -> Verdict:
-        """Verdict for a segment a reader put into canonical form (containers, streams)."""
+        """Verdict for a segment a reader found (containers, streams)."""
+        return self.judge(seg)[0]
+
+    def judge(self, seg: Canonical) -> Tuple[Verdict, Optional[Canonical]]:
+        """(verdict, the segment in the form that authenticated, when accepted): what a
+        decoder may be handed is that form's ``output()``, and nothing else."""
+        self._verified = None
         try:
-            found = self.auth.authenticate_any(seg, self._now())
+            found, form = self.auth.judge(seg, self._now())
         except InvalidSegment as exc:
-            return Verdict(exc.reason, exc.detail, exc.tag)
-        return self._sequence(found)
+            return Verdict(exc.reason, exc.detail, exc.tag), None
+        verdict = self._sequence(found)
+        if verdict.reason not in _ACCEPTED:
+            return verdict, None
+        self._verified = form
+        return verdict, form
 
     def _now(self) -> Optional[float]:
         return self.clock() if self.auth.window is not None else None
@@ -437,20 +687,28 @@ class StreamVerifier:
                 return Verdict(Reason.INCOMPLETE, "the recording of camera %r ends at segment %d of "
                                "stream %d, without its end of stream" % (camera, state.highest,
                                                                          state.stream_id),
-                               _info(state.last))
+                               state.last)
         if not self._cameras:
             return Verdict(Reason.INCOMPLETE, "no segment was accepted")
         return None
 
     def _sequence(self, found: Authentic) -> Verdict:
-        tag = found.tag
-        info = _info(tag)
+        tag = info = found.tag
+        state = self._cameras.get(tag.camera)
+        if (state is not None and tag.seq == state.highest + 1 and tag.stream_id == state.stream_id
+                and tag.epoch >= state.epoch and not self.recording
+                and (self.camera is None or tag.camera == self.camera)):  # the next one: most segments
+            if not constant_time_equal(found.link, state.tip):
+                return Verdict(Reason.CHAIN_BREAK, "segment %d does not follow segment %d"
+                               % (tag.seq, state.highest), info)
+            state.accept(found)
+            return _make(Verdict, (Reason.OK, "", info, 0))
         if self.camera is not None and tag.camera != self.camera:
             return Verdict(Reason.CHAIN_BREAK, "segment of camera %r in the stream of camera %r"
                            % (tag.camera, self.camera), info)
         state = self._cameras.get(tag.camera)
         if state is None:
-            if tag.seq == 0 and tag.link != GENESIS_LINK:
+            if tag.seq == 0 and found.link != GENESIS_LINK:
                 return Verdict(Reason.CHAIN_BREAK, "first segment of a stream without the genesis link",
                                info)
             if self.recording and tag.seq:
@@ -462,7 +720,7 @@ class StreamVerifier:
             return Verdict(Reason.CHAIN_BREAK, "stream %d is older than stream %d already seen"
                            % (tag.stream_id, state.stream_id), info)
         if tag.stream_id > state.stream_id:
-            if tag.seq == 0 and tag.link != GENESIS_LINK:
+            if tag.seq == 0 and found.link != GENESIS_LINK:
                 return Verdict(Reason.CHAIN_BREAK, "new stream does not start with the genesis link", info)
             if self.recording and (tag.seq or not state.last.end_of_stream):
                 return Verdict(Reason.MISSING, "stream %d begins before stream %d ended cleanly"
@@ -478,7 +736,7 @@ class StreamVerifier:
         if tag.seq <= state.highest:
             return self._earlier(state, found, info)
         if tag.seq == state.highest + 1:
-            if not constant_time_equal(tag.link, state.recent[state.highest].digest[:LINK_SIZE]):
+            if not constant_time_equal(found.link, state.tip):
                 return Verdict(Reason.CHAIN_BREAK, "segment %d does not follow segment %d"
                                % (tag.seq, state.highest), info)
             if self.recording:
@@ -496,7 +754,7 @@ class StreamVerifier:
                        missing=missing)
 
     @staticmethod
-    def _discontinuous(previous: Tag, tag: Tag, info: TagInfo) -> Optional[Verdict]:
+    def _discontinuous(previous: TagInfo, tag: TagInfo, info: TagInfo) -> Optional[Verdict]:
         expected = previous.capture_ms + previous.duration_ms
         if abs(tag.capture_ms - expected) > CONTINUITY_MS:
             return Verdict(Reason.TIMING, "captured at %d ms, %d ms from where segment %d ended"
@@ -506,22 +764,22 @@ class StreamVerifier:
     def _earlier(self, state: _CameraState, found: Authentic, info: TagInfo) -> Verdict:
         """A segment at or below the highest seq: a copy, a replay, or an intact late one."""
         tag = found.tag
-        seen = state.recent.get(tag.seq)
+        if tag.seq < state.highest - REPLAY_WINDOW:
+            return Verdict(Reason.REPLAY, "segment %d is older than the window (%d)"
+                           % (tag.seq, REPLAY_WINDOW), info)
+        seen = state.seen(tag.seq)
         if seen is not None:
             if constant_time_equal(seen.digest, found.digest) and constant_time_equal(seen.mac, found.mac):
                 return Verdict(Reason.DUPLICATE, "segment %d already accepted" % tag.seq, info)
             return Verdict(Reason.REPLAY, "sequence number %d already used" % tag.seq, info)
-        if tag.seq < state.highest - REPLAY_WINDOW:
-            return Verdict(Reason.REPLAY, "segment %d is older than the window (%d)"
-                           % (tag.seq, REPLAY_WINDOW), info)
-        before = state.recent.get(tag.seq - 1)
+        before = state.seen(tag.seq - 1)
         if tag.seq == 0:
-            if tag.link != GENESIS_LINK:
+            if found.link != GENESIS_LINK:
                 return Verdict(Reason.CHAIN_BREAK, "segment 0 without the genesis link", info)
-        elif before is not None and not constant_time_equal(tag.link, before.digest[:LINK_SIZE]):
+        elif before is not None and not constant_time_equal(found.link, before.digest[:LINK_SIZE]):
             return Verdict(Reason.CHAIN_BREAK, "late segment %d does not follow segment %d"
                            % (tag.seq, tag.seq - 1), info)
-        after = state.recent.get(tag.seq + 1)
+        after = state.seen(tag.seq + 1)
         if after is not None and not constant_time_equal(after.link, found.digest[:LINK_SIZE]):
             return Verdict(Reason.CHAIN_BREAK, "segment %d does not lead to segment %d"
                            % (tag.seq, tag.seq + 1), info)

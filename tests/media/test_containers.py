@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from host_sim import clips
-from segbind import StreamVerifier
+from segbind import Canonical, InvalidSegment, StreamVerifier
 from segbind.errors import InputError
 from segbind.read import (
     ANNEXB,
@@ -20,13 +20,14 @@ from segbind.read import (
     MP4,
     MPEGTS,
     ConcatReader,
-    Segment,
-    SegmentBuilder,
+    SampleSplitter,
     annexb_segments,
     container_segments,
-    read_playlist,
+    parse_playlist,
     sniff,
+    tagged_segments,
 )
+from segbind.read.split import Sample
 from segbind.write import PocClock, remux_annexb
 from segbind_core.nal import annexb_units
 from tests.support.media import ffmpeg, rings, tag
@@ -61,18 +62,26 @@ def test_playlists_byte_ranges_and_runs(tmp_path: Path) -> None:
     (tmp_path / "all.mp4").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "b.ts").write_bytes(b"x" * 10)
     text = "\n".join([
-        "#EXTM3U", '#EXT-X-MAP:URI="all.mp4",BYTERANGE="100@0"',
+        "#EXTM3U", "#EXT-X-MEDIA-SEQUENCE:7", '#EXT-X-MAP:URI="all.mp4",BYTERANGE="100@0"',
         "#EXT-X-BYTERANGE:200@100", "#EXTINF:1,", "all.mp4",
         "#EXT-X-BYTERANGE:50", "#EXTINF:1,", "all.mp4",
-        '#EXT-X-MAP:URI="other.mp4"', "#EXTINF:1,", "sub/../b.ts", "#EXT-X-ENDLIST", ""])
+        '#EXT-X-MAP:URI="other.mp4"', "#EXT-X-DISCONTINUITY", "#EXTINF:1,", "sub/../b.ts", "#EXT-X-ENDLIST", ""])
     (tmp_path / "p.m3u8").write_text(text)
-    runs = read_playlist(str(tmp_path / "p.m3u8"))
+    playlist = parse_playlist(text, str(tmp_path / "p.m3u8"))
     base = str(tmp_path)
-    assert runs == [[(base + "/all.mp4", 0, 100), (base + "/all.mp4", 100, 200), (base + "/all.mp4", 300, 50)],
-                    [(base + "/other.mp4", 0, None), (base + "/sub/../b.ts", 0, None)]]
-    reader = io.BufferedReader(ConcatReader(runs[0]), 7)
-    assert reader.read() == ((bytes(range(256)) * 4)[:100] + (bytes(range(256)) * 4)[100:300]
-                             + (bytes(range(256)) * 4)[300:350])
+    assert playlist.ended
+    assert [(e.media, e.init, e.discontinuity, e.sequence) for e in playlist.entries] == [
+        ((base + "/all.mp4", 100, 200), (base + "/all.mp4", 0, 100), False, 7),
+        ((base + "/all.mp4", 300, 50), (base + "/all.mp4", 0, 100), False, 8),
+        ((base + "/sub/../b.ts", 0, None), (base + "/other.mp4", 0, None), True, 9)]
+    first = playlist.entries[0]
+    reader = io.BufferedReader(ConcatReader([first.init, first.media, playlist.entries[1].media]), 7)
+    whole = bytes(range(256)) * 4
+    assert reader.read() == whole[:100] + whole[100:300] + whole[300:350]
+    remote = parse_playlist(text.replace("sub/../b.ts", "../x/b.ts"), "http://127.0.0.1:9/cam/p.m3u8")
+    assert remote.entries[2].media == ("http://127.0.0.1:9/x/b.ts", 0, None)
+    live = parse_playlist("#EXTM3U\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXTINF:1,\nb.ts\n", base + "/p.m3u8")
+    assert not live.ended and len(live.entries) == 1
 
 
 def test_several_files_read_as_one_stream(tagged: Path, keys: Path, tmp_path: Path) -> None:
@@ -84,66 +93,98 @@ def test_several_files_read_as_one_stream(tagged: Path, keys: Path, tmp_path: Pa
     (tmp_path / "p2.ts").write_bytes(data[cut:])
     parts = [(str(tmp_path / "p1.ts"), 0, None), (str(tmp_path / "p2.ts"), 0, None)]
     verifier = StreamVerifier(rings(keys)[0])
-    verdicts = [s.verify(verifier).reason.value for s in container_segments(ConcatReader(parts), MPEGTS, "x")]
+    verdicts = [verifier.verify_canonical(s).reason.value
+                for s in container_segments(ConcatReader(parts), MPEGTS, "x")]
     assert verdicts == ["ok"] * 4
 
 
-def units_of(segment: Segment) -> list:
-    return [bytes(segment.buf[s:e]) for s, e in segment.units]
-
-
 def test_head_variants_undo_remuxers_but_not_changes(tagged: Path, keys: Path) -> None:
-    """Build the heads remuxers were seen to produce, from the tagged stream's own units."""
-    data = tagged.read_bytes()
+    """Build the heads remuxers were seen to produce, from the tagged stream's own units, as a
+    container's samples (one access unit each) and as an Annex-B stream."""
     alice = rings(keys)[0]
-    segments = list(annexb_segments(data))
-    head_sets = [u for u in units_of(segments[0]) if u[0] & 0x1F in (7, 8)]
+    segments = [[seg[s:e] for s, e in annexb_units(seg)] for seg in tagged_segments(tagged.read_bytes())]
+    head_sets = [u for u in segments[0] if u[0] & 0x1F in (7, 8)]
 
-    def rebuilt(order) -> list:
-        builder = SegmentBuilder(head_sets)
+    def access_units(units):  # a picture's first slice begins an access unit, with what leads it
+        out, current = [], []
+        for unit in units:
+            if unit[0] & 0x1F in (1, 5) and unit[1] & 0x80 and any(u[0] & 0x1F in (1, 5) for u in current):
+                lead = []
+                while current and current[-1][0] & 0x1F not in (1, 5):
+                    lead.insert(0, current.pop())
+                out.append(current)
+                current = lead
+            current.append(unit)
+        return out + [current]
+
+    def as_samples(order):
+        splitter = SampleSplitter(head_sets)
         out = []
+        pictures = 0
         for seg in segments:
-            for unit in order(units_of(seg)):
-                closed = builder.add(unit)
-                if closed is not None:
-                    out.append(closed)
-        out.append(builder.finish())
-        return out
+            for au in access_units(order(seg)):
+                data = b"".join(b"\x00\x00\x00\x01" + u for u in au)
+                out += splitter.add(data, len(au), Sample(40.0 * pictures, 40.0, False))  # 25 fps
+                pictures += 1
+        return out + splitter.finish()
+
+    def as_annexb(order):
+        return list(annexb_segments(b"".join(b"\x00\x00\x00\x01" + u for seg in segments for u in order(seg))))
+
+    def head_of(units):  # the units before the first picture, and the rest
+        first = next(i for i, u in enumerate(units) if u[0] & 0x1F in (1, 5))
+        return units[:first], units[first:]
 
     def sets_behind_seis(units):  # mp4toannexb: parameter sets right before the slice
-        head = [u for u in units if u[0] & 0x1F in (6, 9)][:2]
-        rest = [u for u in units if u not in head]
-        return head + rest if len(head) == 2 else units
+        head, rest = head_of(units)
+        return [u for u in head if u[0] & 0x1F not in (7, 8)] + [u for u in head if u[0] & 0x1F in (7, 8)] + rest
 
     def stripped(units):  # avcC-only packagers
-        return [u for u in units if u[0] & 0x1F not in (7, 8)]
+        head, rest = head_of(units)
+        return [u for u in head if u[0] & 0x1F not in (7, 8)] + rest
 
-    def sets_first(units):  # the TS muxer's extradata insertion, ahead of the tag
-        sets = [u for u in units if u[0] & 0x1F in (7, 8)]
-        return sets + [u for u in units if u not in sets]
+    def sets_first(units):  # the TS muxer's extradata insertion: after the delimiter, ahead of the tag
+        head, rest = head_of(units)
+        sets = [u for u in head if u[0] & 0x1F in (7, 8)]
+        others = [u for u in head if u[0] & 0x1F not in (7, 8)]
+        return others[:1] + sets + others[1:] + rest
 
-    def with_aud(units):  # the TS muxer's access unit delimiter
-        return [b"\x09\xf0"] + units
-
-    for order in (sets_behind_seis, stripped, sets_first, with_aud):
-        rebuilt_segments = rebuilt(order)
-        assert len(rebuilt_segments) == len(segments)
-        plain = StreamVerifier(alice)
-        fixed = StreamVerifier(alice)
-        as_found = [plain.verify_units(s.buf, s.units, prefixed=True).reason.value for s in rebuilt_segments]
-        assert [s.verify(fixed).reason.value for s in rebuilt_segments] == ["ok"] * len(segments), order
-        if order in (sets_behind_seis, stripped):
-            assert "content_mismatch" in as_found, order
-        else:  # the builder gave the units ahead of the tag to the tag's segment
-            assert as_found == ["ok"] * len(segments)
-    # Changed video never passes through a variant.
-    for order in (sets_behind_seis, stripped, sets_first):
-        segs = rebuilt(order)
-        seg = segs[1]
-        s, e = [u for u in seg.units if seg.buf[u[0]] & 0x1F == 1][1]
-        seg.buf[e - 3] ^= 1
-        verifier = StreamVerifier(alice)
-        assert [x.verify(verifier).reason.value for x in segs][:3] == ["ok", "content_mismatch", "gap"]
+    for rebuild in (as_samples, as_annexb):
+        for order in (sets_behind_seis, stripped, sets_first):
+            if rebuild is as_annexb and order is stripped:
+                continue  # an Annex-B stream has no avcC to restore its first segment's sets from
+            rebuilt = rebuild(order)
+            assert len(rebuilt) == len(segments), (rebuild, order)
+            plain, fixed = StreamVerifier(alice), StreamVerifier(alice)
+            as_found = []
+            for seg in rebuilt:
+                try:
+                    plain.auth.authenticate(seg)
+                    as_found.append("ok")
+                except InvalidSegment as exc:
+                    as_found.append(exc.reason.value)
+            assert [fixed.verify_canonical(s).reason.value for s in rebuilt] == ["ok"] * len(segments), order
+            if order is sets_first:  # the digest leaves the tag out: units moved across it hash the same
+                assert as_found == ["ok"] * len(segments)
+            else:
+                assert "content_mismatch" in as_found, order
+            # What a decoder gets is the camera's segment, byte for byte.
+            assert [fixed.judge(s)[1] for s in rebuilt] == [None] * len(segments)  # duplicates now
+            again = StreamVerifier(alice)
+            assert [again.judge(s)[1].output() for s in rebuilt] == tagged_segments(tagged.read_bytes())
+        # Changed video never passes through a variant.
+        for order in (sets_behind_seis, stripped, sets_first):
+            if rebuild is as_annexb and order is stripped:
+                continue
+            segs = rebuild(order)
+            data = bytearray(segs[1].data)
+            s, e = [u for u in annexb_units(bytes(data)) if data[u[0]] & 0x1F == 1][1]
+            data[e - 3] ^= 1
+            segs[1] = Canonical(bytes(data), segs[1].tag_start, segs[1].tag_end, segs[1].units, None, "",
+                                segs[1].restore, None, segs[1].exact, segs[1].codec)
+            verifier = StreamVerifier(alice)
+            assert [verifier.verify_canonical(x).reason.value for x in segs][:3] == ["ok", "content_mismatch",
+                                                                                       "gap"]
 
 
 def test_poc_clock_gives_display_order(tmp_path: Path) -> None:
@@ -155,9 +196,6 @@ def test_poc_clock_gives_display_order(tmp_path: Path) -> None:
         data = clips.make_kind(kind)
         clock = PocClock()
         order = []
-        au_units = []
-        for seg in annexb_segments(data):
-            au_units.extend(seg.units)
         # One access unit per picture: feed the clock picture by picture.
         pictures, current = [], []
         for s, e in annexb_units(data):

@@ -13,20 +13,16 @@ import pytest
 
 from host_sim import clips
 from segbind import StreamVerifier, tagged_segments
-from segbind_core.h264 import NAL_IDR, NAL_PPS, NAL_SPS, is_vcl
+from segbind_core.h264 import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS, is_vcl
 from segbind_core.nal import annexb_units
-from segbind_core.sei import is_segbind_sei
+from segbind_core.sei import tag_codec
 from tests.support.media import rings, tag
 
 KINDS = sorted(clips.KINDS)
 
 
-def pictures(buf, units) -> int:
-    return sum(1 for s, e in units if is_vcl(buf[s] & 0x1F) and buf[s + 1] & 0x80)
-
-
-def segment_bytes(buf: bytes, units) -> bytes:
-    return b"".join(b"\x00\x00\x00\x01" + buf[s:e] for s, e in units)
+def pictures(segment: bytes) -> int:
+    return sum(1 for s, e in annexb_units(segment) if is_vcl(segment[s] & 0x1F) and segment[s + 1] & 0x80)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -48,24 +44,32 @@ def test_every_tagged_segment_is_bound_and_decodes_on_its_own(kind: str, keys: P
     owner, stranger = StreamVerifier(alice), StreamVerifier(bob)
     full = clips.decode_hashes_pyav(data)
     segments = tagged_segments(tagged)
-    assert len(segments) >= 3
+    assert len(segments) >= 3 and b"".join(segments) == tagged
     at = 0
-    for index, units in enumerate(segments):
-        assert owner.verify_units(tagged, units).reason.value == "ok"
-        assert stranger.verify_units(tagged, units).reason.value == "no_grant"
-        kinds = [tagged[s] & 0x1F for s, _ in units]
+    for index, segment in enumerate(segments):
+        assert owner.verify(segment).reason.value == "ok"
+        assert stranger.verify(segment).reason.value == "no_grant"
+        units = annexb_units(segment)
+        kinds = [segment[s] & 0x1F for s, _ in units]
         first_vcl = next(i for i, k in enumerate(kinds) if is_vcl(k))
-        # The tag and the parameter sets in force lead every segment.
-        assert any(is_segbind_sei(tagged[s:e]) for s, e in units[:first_vcl])
+        # A delimiter, the tag, and the parameter sets in force lead every segment.
+        assert kinds[0] == NAL_AUD and tag_codec(segment[units[1][0]:units[1][1]])
         assert NAL_SPS in kinds[:first_vcl] and NAL_PPS in kinds[:first_vcl]
-        alone = clips.decode_hashes_pyav(segment_bytes(tagged, units), show_all=True)
+        # Every access unit begins with a delimiter (the camera inserts those the encoder left out).
+        for i in range(first_vcl + 1, len(units)):
+            if is_vcl(kinds[i]) and segment[units[i][0] + 1] & 0x80:  # a picture's first slice
+                j = i - 1
+                while not is_vcl(kinds[j]):
+                    j -= 1
+                assert kinds[j + 1] == NAL_AUD, (index, i)
+        alone = clips.decode_hashes_pyav(segment, show_all=True)
         expected = full[at:at + len(alone)]
         at += len(alone)
         if kinds[first_vcl] == NAL_IDR:
             assert alone == expected
         else:  # a recovery point (intra refresh): exact once the refresh has swept the picture
             assert "intra-refresh" in kind
-            assert len(alone) == pictures(tagged, units)
+            assert len(alone) == pictures(segment)
             assert alone[-5:] == expected[-5:] or len(alone) < 20
     assert at == len(full)
 
@@ -80,8 +84,8 @@ def test_no_stretch_goes_untagged_longer_than_the_bound(encoder: str, keys: Path
     assert [data[s] & 0x1F for s, _ in annexb_units(data)].count(NAL_IDR) == 1
     for extra, most in (((), 100), (("--max-duration", "1.5"), 37), (("--max-duration", "2", "--fps", "10"), 20)):
         tagged = tag(keys, data, tmp_path / "t.h264", *extra).read_bytes()
-        counts = [pictures(tagged, units) for units in tagged_segments(tagged)]
+        counts = [pictures(segment) for segment in tagged_segments(tagged)]
         assert max(counts) == most and sum(counts) == 260, counts
         verifier = StreamVerifier(rings(keys)[0])
-        assert all(verifier.verify_units(tagged, u).accepted for u in tagged_segments(tagged))
+        assert all(verifier.verify(segment).accepted for segment in tagged_segments(tagged))
     assert clips.decode_hashes_ffmpeg(tagged) == clips.decode_hashes_ffmpeg(data)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
 import shutil
 import subprocess
+import threading
 from pathlib import Path
-from typing import List, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from host_sim import clips
 from segbind import Keyring
+from segbind_core.keys import Epoch
+from segbind_core.segment import Segment, Segmenter
+from segbind_core.tagger import Tagger
 from tests.support import run_cli
 
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
@@ -49,9 +56,168 @@ def frame_hashes(path: Path) -> List[str]:
     return clips.decode_hashes_ffmpeg(b"", path=str(path))
 
 
+def decoded_frames(path: Path) -> List[str]:
+    """MD5 of every picture PyAV's decoder outputs from a file (any container, or a playlist),
+    in output order: what a player has to show (pictures an edit list hides are not output;
+    unlike the ffmpeg CLI's framemd5, no frame is dropped or doubled for its timestamp)."""
+    import hashlib
+
+    import av
+
+    out = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                continue  # a decoder skips what it cannot read, as players do
+            for frame in frames:
+                digest = hashlib.md5()
+                for plane in frame.planes:
+                    digest.update(bytes(plane))
+                out.append(digest.hexdigest())
+    return out
+
+
 def owner_accepts_stranger_refuses(keys: Path, *files: str, segments: int) -> None:
     code, verdicts = verify(keys, "alice-ring.json", *files)
     assert code == 0 and [v["reason"] for v in verdicts] == ["ok"] * segments, verdicts
     assert [v["tag"]["seq"] for v in verdicts] == list(range(segments))
     code, verdicts = verify(keys, "bob-ring.json", *files)
     assert code == 1 and [v["reason"] for v in verdicts] == ["no_grant"] * segments, verdicts
+
+
+def tag_recording(epoch: Epoch, video: bytes, stream_id: int, t0_ms: int, end: bool = True) -> List[bytes]:
+    """A camera's recording, segment by segment: cut and tagged as the camera does, each
+    segment's capture time where the previous one ended; the last marked end of stream."""
+    segmenter = Segmenter(delimit=True)
+    segments = [s for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment)]
+    tagger = Tagger(epoch, stream_id)
+    out, at = [], t0_ms
+    for i, segment in enumerate(segments):
+        out.append(tagger.tag(segment.data, segment.units, at, segment.duration_ms, segment.pictures,
+                              end and i == len(segments) - 1)[0])
+        at += segment.duration_ms
+    return out
+
+
+def length_prefixed_units(sample: bytes, size: int = 4) -> List[bytes]:
+    """The NAL units of an MP4 sample (lengths trusted: for building attacks)."""
+    units, pos = [], 0
+    while pos + size <= len(sample):
+        n = int.from_bytes(sample[pos:pos + size], "big")
+        units.append(sample[pos + size:pos + size + n])
+        pos += size + n
+    return units
+
+
+def prefixed(units: Sequence[bytes]) -> bytes:
+    return b"".join(len(u).to_bytes(4, "big") + u for u in units)
+
+
+Edit = Callable[[int, bytes], bytes]
+
+
+def rewrite_packets(src: Path, dst: Path, fmt: str, edit: Optional[Edit] = None,
+                    options: Optional[Dict[str, str]] = None, time_scale: float = 1.0,
+                    extra_video: Optional[Path] = None, audio: bool = False) -> Path:
+    """What an attacker with FFmpeg does: the video packets of ``src`` muxed again into ``dst``
+    (``fmt`` with ``options``), each packet's bytes through ``edit(index, data)``, timestamps
+    multiplied by ``time_scale``; with ``extra_video`` another file's video as a second track,
+    with ``audio`` a real AAC track."""
+    import fractions
+
+    import av
+
+    with av.open(str(src)) as source, av.open(str(dst), "w", format=fmt, options=options or {}) as out:
+        video = source.streams.video[0]
+        track = out.add_stream_from_template(video)
+        packets = [p for p in source.demux(video) if p.size]
+        second = None
+        if extra_video is not None:
+            other = av.open(str(extra_video))
+            second = (other, out.add_stream_from_template(other.streams.video[0]))
+        sound = None
+        if audio:
+            sound = out.add_stream("aac", rate=48000)
+        for index, packet in enumerate(packets):
+            data = bytes(packet) if edit is None else edit(index, bytes(packet))
+            copy = av.Packet(data)
+            copy.pts = None if packet.pts is None else int(packet.pts * time_scale)
+            copy.dts = None if packet.dts is None else int(packet.dts * time_scale)
+            copy.duration = int(packet.duration * time_scale) if packet.duration else packet.duration
+            copy.time_base = packet.time_base
+            copy.is_keyframe = packet.is_keyframe
+            copy.stream = track
+            out.mux(copy)
+        if second is not None:
+            other, track2 = second
+            for packet in other.demux(other.streams.video[0]):
+                if packet.size:
+                    packet.stream = track2
+                    out.mux(packet)
+            other.close()
+        if sound is not None:
+            import numpy as np
+
+            frames = int(float(packets[-1].pts * packets[-1].time_base) * 48000 / 1024) + 1
+            for i in range(frames):
+                tone = (np.sin(np.arange(1024) * 0.05 + i) * 0.2).astype("float32").reshape(1, -1)
+                frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+                frame.sample_rate = 48000
+                frame.pts = i * 1024
+                frame.time_base = fractions.Fraction(1, 48000)
+                for encoded in sound.encode(frame):
+                    out.mux(encoded)
+            for encoded in sound.encode(None):
+                out.mux(encoded)
+    return dst
+
+
+@contextlib.contextmanager
+def http_server(directory: Path) -> Iterator[str]:
+    """A real HTTP server (Python's http.server, in a thread) serving ``directory`` on a free
+    loopback port; yields its base URL."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "http://127.0.0.1:%d" % server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def live_playlist(vod: Path, count: int, window: Optional[int] = None, ended: bool = False) -> str:
+    """The first ``count`` media segments of a VOD playlist written by ``segbind hls``, as a live
+    packager lists them: an EVENT playlist, or a sliding window of the last ``window``."""
+    lines = vod.read_text().splitlines()
+    header = [line for line in lines if line.startswith(("#EXT-X-VERSION", "#EXT-X-TARGETDURATION",
+                                                          "#EXT-X-MAP"))]
+    entries = []
+    for k, line in enumerate(lines):
+        if line and not line.startswith("#"):
+            entries.append((lines[k - 1], line))
+    first = 0 if window is None else max(0, count - window)
+    text = ["#EXTM3U"] + header + ["#EXT-X-MEDIA-SEQUENCE:%d" % first]
+    if window is None:
+        text.append("#EXT-X-PLAYLIST-TYPE:EVENT")
+    for info, uri in entries[first:count]:
+        text += [info, uri]
+    if ended:
+        text.append("#EXT-X-ENDLIST")
+    return "\n".join(text) + "\n"
+
+
+def publish(path: Path, text: str) -> None:
+    """Replace a file atomically, as a packager updates a live playlist."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,20 +1,21 @@
-"""Readers: tagged segments out of every input H.264 travels in.
+"""Readers: tagged segments out of every input H.264 travels in, as ``Canonical`` segments.
 
 - ``sniff``: what an input is, by content.
-- ``regroup``: the one rule that cuts NAL units back into tagged segments, and ``Segment``.
+- ``split``: the one rule that cuts a stream back into the segments the camera tagged.
 - ``annexb``: Annex-B streams (as cameras write them).
 - ``containers``: MPEG-TS, MP4, fragmented MP4, Matroska, FLV, through PyAV.
-- ``hls``: local HLS playlists, and several files read as one stream.
+- ``hls``: HLS playlists (local or http(s), finished or live), and several files read as one stream.
 """
 
 from .annexb import annexb_segments, tagged_segments
-from .containers import container_segments
-from .hls import ConcatReader, hls_segments, read_playlist
-from .regroup import Regrouper, Segment
+from .containers import container_segments, prefixed_units
+from .hls import PlaylistFeed, hls_segments, parse_playlist
 from .sniff import ANNEXB, FLV, HLS, MATROSKA, MP4, MPEGTS, NAMES, SNIFF_BYTES, sniff
+from .sources import ConcatReader
+from .split import AnnexBSplitter, SampleSplitter
 
 __all__ = [
-    "ANNEXB", "FLV", "HLS", "MATROSKA", "MP4", "MPEGTS", "NAMES", "SNIFF_BYTES", "ConcatReader",
-    "Regrouper", "Segment", "annexb_segments", "container_segments", "hls_segments",
-    "read_playlist", "sniff", "tagged_segments",
+    "ANNEXB", "FLV", "HLS", "MATROSKA", "MP4", "MPEGTS", "NAMES", "SNIFF_BYTES", "AnnexBSplitter",
+    "ConcatReader", "PlaylistFeed", "SampleSplitter", "annexb_segments", "container_segments",
+    "hls_segments", "parse_playlist", "prefixed_units", "sniff", "tagged_segments",
 ]

@@ -1,29 +1,33 @@
-"""Reading tagged segments out of an H.264 Annex-B stream (as cameras and ``segbind tag`` write it).
+"""Reading tagged segments out of an Annex-B stream (as cameras and ``segbind tag`` write it).
 
-Read as it arrives, a piece at a time: memory holds one segment, whatever the
-length of the stream; each segment is handed on as soon as the next tag ends it.
+Read as it arrives, a piece at a time (``split.AnnexBSplitter``): memory holds one
+segment, whatever the length of the stream, and each segment is handed on as soon
+as it is complete.
 """
 
 from __future__ import annotations
 
-from typing import IO, Iterable, Iterator, Union
-
-from segbind_core.nal import AnnexBScanner
+from typing import IO, Iterable, Iterator, List, Union
 
 from ..errors import InputError
-from .regroup import Regrouper, Segment
+from ..verifier import Canonical
+from .split import MAX_SEGMENT_BYTES, AnnexBSplitter
 
-CHUNK = 1 << 16
+CHUNK = 1 << 20  # a file is read a MiB at a time; a pipe gives what has arrived (read1)
+
+AnnexBSource = Union[bytes, bytearray, memoryview, IO[bytes], Iterable[bytes]]
 
 
-def _pieces(source: Union[bytes, bytearray, memoryview, IO[bytes], Iterable[bytes]]) -> Iterator[bytes]:
+def pieces(source: AnnexBSource, chunk: int = CHUNK) -> Iterator[bytes]:
+    """The bytes of a source, as they can be read: bytes whole, a file a piece at a time
+    (``read1`` where there is one: a pipe gives what has arrived), or an iterable of pieces."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         yield bytes(source)
         return
     read = getattr(source, "read1", None) or getattr(source, "read", None)
     if read is not None:
         while True:
-            piece = read(CHUNK)
+            piece = read(chunk)
             if not piece:
                 return
             yield piece
@@ -31,36 +35,25 @@ def _pieces(source: Union[bytes, bytearray, memoryview, IO[bytes], Iterable[byte
         yield from source
 
 
-def annexb_segments(source: Union[bytes, bytearray, memoryview, IO[bytes], Iterable[bytes]],
-                    name: str = "input") -> Iterator[Segment]:
+def annexb_segments(source: AnnexBSource, name: str = "input",
+                    max_segment_bytes: int = MAX_SEGMENT_BYTES) -> Iterator[Canonical]:
     """The tagged segments of an Annex-B stream: bytes, a binary file, or pieces of bytes.
 
-    Bytes other than zeros before the first start code refuse the first segment
-    (``framing``). InputError when the stream holds no NAL unit at all.
+    Bytes before the first tag come out as a segment of their own (refused: ``no_tag``,
+    or ``framing`` when they do not even begin with a start code). InputError when the
+    input is empty.
     """
-    scanner = AnnexBScanner()
-    rule = Regrouper()
+    splitter = AnnexBSplitter(max_segment_bytes)
     seen = False
-    for piece in _pieces(source):
-        for unit, _index, _t in scanner.push(piece):
-            if not seen and scanner.discarded:
-                rule.problem("%d bytes before the first start code" % scanner.discarded)
-            seen = True
-            closed = rule.add(unit)
-            if closed is not None:
-                yield closed
-    for unit, _index, _t in scanner.finish():
-        seen = True
-        closed = rule.add(unit)
-        if closed is not None:
-            yield closed
+    for piece in pieces(source):
+        seen = seen or bool(piece)
+        yield from splitter.push(piece)
     if not seen:
-        raise InputError("%s: not an H.264 Annex-B stream (no NAL unit)" % name)
-    last = rule.finish()
-    if last is not None:
-        yield last
+        raise InputError("%s: empty input" % name)
+    yield from splitter.finish()
 
 
-def tagged_segments(buf: Union[bytes, bytearray]) -> list[list[bytes]]:
-    """The NAL units of each segment of an Annex-B buffer (a segment begins at its tag)."""
-    return [segment.units for segment in annexb_segments(buf)]
+def tagged_segments(buf: Union[bytes, bytearray]) -> List[bytes]:
+    """The bytes of each segment of an Annex-B buffer, as a verifier takes them (for tools and
+    tests; a display uses ``segbind.open``)."""
+    return [segment.data for segment in annexb_segments(bytes(buf))]

@@ -1,73 +1,43 @@
-"""HLS playlists (local media playlists) and several files read as one stream.
+"""HLS media playlists, local or over http(s), finished (VOD) or live (EVENT, sliding window),
+and several files read as one stream.
 
-The init segment and media segments of a playlist are read as one stream, so
-tagged segments may straddle media segment files.
+Every media segment a playlist lists is read and judged, in order. Consecutive
+segments that share an init segment and a container type, with no discontinuity
+between them, are read as one stream (a run), so tagged segments may straddle media
+segment files; a segment of another container type, or after a discontinuity,
+begins a run of its own. A live playlist is polled until it ends (``EXT-X-ENDLIST``)
+or lists nothing new for ``idle_s`` seconds; the readers pull media segments as the
+demuxer needs them, so verdicts come as segments arrive. A listed segment that cannot
+be read refuses the playlist (InputError, after the verdicts so far).
 """
 
 from __future__ import annotations
 
-import io
 import os
 import re
-from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+import time
+import urllib.parse
+from collections import deque
+from typing import IO, Any, Callable, Deque, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from ..errors import InputError
+from ..verifier import Canonical
 from .containers import container_segments
-from .regroup import Segment
-from .sniff import MP4, MPEGTS, NAMES, SNIFF_BYTES, sniff
+from .sniff import MP4, MPEGTS, NAMES, sniff
+from .sources import (
+    HTTP_TIMEOUT_S,
+    PartsReader,
+    Prefixed,
+    Range,
+    as_stream,
+    fetch_text,
+    is_url,
+    open_range,
+    read_head,
+)
+from .split import MAX_SEGMENT_BYTES
 
-# -- several files read as one stream ---------------------------------------------------------
-
-class ConcatReader(io.RawIOBase):
-    """Read-only, forward-only stream over byte ranges of several files, in order."""
-
-    def __init__(self, parts: Sequence[Tuple[str, int, Optional[int]]]) -> None:
-        super().__init__()
-        self._parts = list(parts)  # (path, offset, length or None for to the end)
-        self._file: Optional[IO[bytes]] = None
-        self._left: Optional[int] = None
-
-    def readable(self) -> bool:
-        return True
-
-    def _next(self) -> bool:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if not self._parts:
-            return False
-        path, offset, length = self._parts.pop(0)
-        try:
-            self._file = open(path, "rb")
-        except OSError as exc:
-            raise InputError("%s: cannot read (%s)" % (path, exc.strerror)) from None
-        self._file.seek(offset)
-        self._left = length
-        return True
-
-    def readinto(self, b: Any) -> int:  # any writable buffer with len(): bytearray, memoryview
-        while True:
-            if self._file is None and not self._next():
-                return 0
-            current = self._file
-            assert current is not None
-            want = len(b) if self._left is None else min(len(b), self._left)
-            n = current.readinto(memoryview(b)[:want]) if want else 0  # type: ignore[attr-defined]
-            if n:
-                if self._left is not None:
-                    self._left -= n
-                return n
-            current.close()
-            self._file = None
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        super().close()
-
-
-# -- HLS playlists ------------------------------------------------------------------------------
+# -- playlists ----------------------------------------------------------------------------------
 
 _ATTR = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
 
@@ -83,136 +53,245 @@ def _byterange(text: str, last_end: int) -> Tuple[int, int]:
         off = int(offset) if offset else last_end
     except ValueError:
         raise InputError("bad BYTERANGE %r" % text) from None
+    if n < 0 or off < 0:
+        raise InputError("bad BYTERANGE %r" % text)
     return off, n
 
 
-def read_playlist(path: str, text: Optional[str] = None) -> List[List[Tuple[str, int, Optional[int]]]]:
-    """The byte ranges to read of a local HLS media playlist, as runs sharing one init segment.
+class Entry(NamedTuple):
+    """One media segment a playlist lists."""
 
-    Each run is [init segment?, media segment, ...] as (path, offset, length). Remote
-    URIs, encrypted segments and master playlists are refused with InputError.
+    media: Range
+    init: Optional[Range]
+    discontinuity: bool  # EXT-X-DISCONTINUITY before it
+    sequence: int        # its media sequence number
+
+
+class Playlist(NamedTuple):
+    entries: List[Entry]
+    ended: bool          # EXT-X-ENDLIST, or a VOD playlist
+    target_s: float      # EXT-X-TARGETDURATION
+
+
+def parse_playlist(text: str, location: str) -> Playlist:
+    """A media playlist's segments, resolved against ``location`` (a path or a URL).
+
+    Master playlists, encrypted segments, and remote segments in a local playlist are
+    refused with InputError.
     """
-    if text is None:
-        try:
-            with open(path, "rb") as f:
-                raw = f.read()
-        except OSError as exc:
-            raise InputError("%s: cannot read (%s)" % (path, exc.strerror)) from None
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise InputError("%s: playlist is not UTF-8 text" % path) from None
-    base = os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
+    remote = is_url(location)
+    base = location if remote else (os.path.dirname(os.path.abspath(location)) if location != "-"
+                                    else os.getcwd())
 
-    def local(uri: str) -> str:
+    def resolve(uri: str) -> str:
+        if remote:
+            found = urllib.parse.urljoin(base, uri)
+            if not is_url(found):
+                raise InputError("%s: %s is not an http(s) URL" % (location, uri))
+            return found
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", uri):
-            raise InputError("%s: %s is remote; segbind reads local HLS files only" % (path, uri))
+            raise InputError("%s: %s is remote; a local playlist's segments must be local files"
+                             % (location, uri))
         return uri if os.path.isabs(uri) else os.path.join(base, uri)
 
-    runs: List[List[Tuple[str, int, Optional[int]]]] = []
-    run: List[Tuple[str, int, Optional[int]]] = []
-    init: Optional[Tuple[str, int, Optional[int]]] = None
+    lines = [line.strip() for line in text.splitlines()]
+    if not lines or not lines[0].lstrip("\ufeff").startswith("#EXTM3U"):
+        raise InputError("%s: not an HLS playlist (no #EXTM3U)" % location)
+    entries: List[Entry] = []
+    init: Optional[Range] = None
     pending_range: Optional[str] = None
+    discontinuity = False
     last_end: Dict[str, int] = {}
     variants: List[Optional[str]] = []
-    media = 0
-    for line in text.splitlines():
-        line = line.strip()
+    sequence = 0
+    ended = False
+    target = 0.0
+    for line in lines[1:]:
         if not line:
             continue
-        if line.startswith("#EXT-X-STREAM-INF"):
+        tag, _, value = line.partition(":")
+        if tag == "#EXT-X-STREAM-INF":
             variants.append(None)
-            continue
-        if line.startswith("#EXT-X-KEY"):
-            method = _attrs(line.partition(":")[2]).get("METHOD", "NONE")
+        elif tag == "#EXT-X-KEY":
+            method = _attrs(value).get("METHOD", "NONE")
             if method != "NONE":
-                raise InputError("%s: encrypted HLS (%s) is not supported" % (path, method))
-            continue
-        if line.startswith("#EXT-X-MAP"):
-            attrs = _attrs(line.partition(":")[2])
+                raise InputError("%s: encrypted HLS (%s) is not supported" % (location, method))
+        elif tag == "#EXT-X-MAP":
+            attrs = _attrs(value)
             if "URI" not in attrs:
-                raise InputError("%s: EXT-X-MAP without URI" % path)
-            where = local(attrs["URI"])
-            new_init: Tuple[str, int, Optional[int]] = (where, 0, None)
-            if "BYTERANGE" in attrs:
-                off, n = _byterange(attrs["BYTERANGE"], 0)
-                new_init = (where, off, n)
-            if new_init != init:
-                if run:
-                    runs.append(run)
-                init = new_init
-                run = [init]
+                raise InputError("%s: EXT-X-MAP without URI" % location)
+            off, n = _byterange(attrs["BYTERANGE"], 0) if "BYTERANGE" in attrs else (0, None)
+            init = (resolve(attrs["URI"]), off, n)
+        elif tag == "#EXT-X-BYTERANGE":
+            pending_range = value
+        elif tag == "#EXT-X-DISCONTINUITY":
+            discontinuity = True
+        elif tag == "#EXT-X-MEDIA-SEQUENCE":
+            try:
+                sequence = int(value)
+            except ValueError:
+                raise InputError("%s: bad EXT-X-MEDIA-SEQUENCE %r" % (location, value)) from None
+        elif tag == "#EXT-X-TARGETDURATION":
+            try:
+                target = float(value)
+            except ValueError:
+                raise InputError("%s: bad EXT-X-TARGETDURATION %r" % (location, value)) from None
+        elif tag == "#EXT-X-ENDLIST" or (tag == "#EXT-X-PLAYLIST-TYPE" and value.strip() == "VOD"):
+            ended = True
+        elif line.startswith("#"):
             continue
-        if line.startswith("#EXT-X-BYTERANGE"):
-            pending_range = line.partition(":")[2]
-            continue
-        if line.startswith("#"):
-            continue
-        if variants and variants[-1] is None:
+        elif variants and variants[-1] is None:
             variants[-1] = line
-            continue
-        where = local(line)
-        media += 1
-        if pending_range is not None:
-            off, n = _byterange(pending_range, last_end.get(where, 0))
-            last_end[where] = off + n
-            run.append((where, off, n))
-            pending_range = None
         else:
-            run.append((where, 0, None))
+            where = resolve(line)
+            if pending_range is not None:
+                off, n = _byterange(pending_range, last_end.get(where, 0))
+                last_end[where] = off + n
+                media: Range = (where, off, n)
+                pending_range = None
+            else:
+                media = (where, 0, None)
+            entries.append(Entry(media, init, discontinuity, sequence))
+            sequence += 1
+            discontinuity = False
     if variants:
         raise InputError("%s: master playlist; verify one of its media playlists: %s"
-                         % (path, ", ".join(v for v in variants if v)))
-    if run:
-        runs.append(run)
-    if not media:
-        raise InputError("%s: playlist lists no media segments" % path)
-    return runs
+                         % (location, ", ".join(v for v in variants if v)))
+    if not entries and ended:
+        raise InputError("%s: playlist lists no media segments" % location)
+    return Playlist(entries, ended, target)
 
 
-def _head_of(part: Tuple[str, int, Optional[int]]) -> bytes:
-    path, offset, length = part
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(SNIFF_BYTES if length is None else min(length, SNIFF_BYTES))
-    except FileNotFoundError:
-        raise InputError("%s: no such file (listed in the playlist)" % path) from None
-    except OSError as exc:
-        raise InputError("%s: cannot read (%s)" % (path, exc.strerror)) from None
+class _Opened(NamedTuple):
+    entry: Entry
+    kind: str
+    head: bytes
+    stream: IO[bytes]
 
 
-def hls_segments(path: str, stats: Optional[Dict[str, Any]] = None,
-                 video_only: bool = False) -> Iterator[Segment]:
-    """Each tagged segment of a local HLS playlist (MPEG-TS or fMP4 media segments).
+class PlaylistFeed:
+    """The media segments of a playlist, in order, polling a live one until it ends or lists
+    nothing new for ``idle_s`` seconds (default: three target durations, at least 10 s).
 
-    Every media segment the playlist lists is read and judged: one of another
-    container type than its run's, or one that cannot be read to its end,
-    refuses the playlist (InputError, after the segments read so far).
+    ``runs()`` gives (container type, reader) for each run of segments read as one stream.
     """
-    runs = read_playlist(path)
-    for part in [part for run in runs for part in run]:
-        if not os.path.isfile(part[0]):
-            raise InputError("%s: no such file (listed in the playlist)" % part[0])
-    for run in runs:
-        kind = sniff(_head_of(run[0]))
+
+    def __init__(self, location: str, idle_s: Optional[float] = None, poll_s: Optional[float] = None,
+                 timeout_s: float = HTTP_TIMEOUT_S, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.location = location
+        self.idle_s = idle_s
+        self.poll_s = poll_s
+        self.timeout_s = timeout_s
+        self.sleep = sleep
+        self.clock = clock
+        self.listed = 0          # media segments listed so far
+        self.skipped = 0         # listed segments that left a sliding window before they were read
+        self._pending: Deque[Entry] = deque()
+        self._next_sequence: Optional[int] = None
+        self._ended = False
+        self._target = 0.0
+        self._held: Optional[_Opened] = None
+        self._refresh()
+
+    def _refresh(self) -> bool:
+        """Fetch the playlist again; True when it lists something new."""
+        playlist = parse_playlist(fetch_text(self.location, self.timeout_s), self.location)
+        self._ended = playlist.ended
+        self._target = playlist.target_s or self._target
+        new = [e for e in playlist.entries if self._next_sequence is None or e.sequence >= self._next_sequence]
+        if new:
+            if self._next_sequence is not None and new[0].sequence > self._next_sequence:
+                self.skipped += new[0].sequence - self._next_sequence
+            self._next_sequence = new[-1].sequence + 1
+            self._pending.extend(new)
+            self.listed += len(new)
+        elif self._next_sequence is None and playlist.ended:
+            raise InputError("%s: playlist lists no media segments" % self.location)
+        return bool(new)
+
+    def _entry(self) -> Optional[Entry]:
+        """The next listed segment, polling a live playlist; None at its end."""
+        if self._pending:
+            return self._pending.popleft()
+        idle = self.idle_s if self.idle_s is not None else max(10.0, 3 * self._target)
+        poll = self.poll_s if self.poll_s is not None else min(5.0, max(0.2, self._target / 2 or 1.0))
+        waited_since = self.clock()
+        while not self._ended:
+            if self.clock() - waited_since >= idle:
+                return None
+            self.sleep(poll)
+            if self._refresh():
+                return self._pending.popleft()
+        return None
+
+    def _open(self) -> Optional[_Opened]:
+        if self._held is not None:
+            held, self._held = self._held, None
+            return held
+        entry = self._entry()
+        if entry is None:
+            return None
+        stream = open_range(entry.media, self.timeout_s)
+        head = read_head(stream, entry.media[0])
+        if not head:
+            stream.close()
+            raise InputError("%s: listed media segment %s is empty" % (self.location, entry.media[0]))
+        try:
+            kind = sniff(head)
+        except InputError as exc:
+            stream.close()
+            raise InputError("%s: listed media segment %s: %s" % (self.location, entry.media[0], exc)) from None
         if kind not in (MPEGTS, MP4):
-            raise InputError("%s: HLS segments are %s; expected MPEG-TS or fMP4"
-                             % (path, NAMES.get(kind, kind)))
-        media = run[1:] if kind == MP4 else run
-        for part in media:
-            try:
-                other = sniff(_head_of(part))
-            except InputError as exc:
-                raise InputError("%s: listed media segment %s: %s" % (path, part[0], exc)) from None
-            if other != kind and not (kind == MP4 and other == MP4):
-                raise InputError("%s: media segment %s is %s in a run of %s segments (a segment "
-                                 "that would never be judged)" % (path, part[0], NAMES.get(other, other),
-                                                                 NAMES.get(kind, kind)))
+            stream.close()
+            raise InputError("%s: media segment %s is %s; HLS segments are MPEG-TS or fMP4"
+                             % (self.location, entry.media[0], NAMES.get(kind, kind)))
+        return _Opened(entry, kind, head, as_stream(Prefixed(head, stream)))
+
+    def runs(self) -> Iterator[Tuple[str, PartsReader]]:
+        while True:
+            first = self._open()
+            if first is None:
+                return
+            parts: Deque[IO[bytes]] = deque()
+            if first.kind == MP4 and first.entry.init is not None:
+                parts.append(open_range(first.entry.init, self.timeout_s))
+            parts.append(first.stream)
+            run = (first.kind, first.entry.init)
+
+            def next_part(parts: Deque[IO[bytes]] = parts, run: Tuple[str, Optional[Range]] = run
+                          ) -> Optional[IO[bytes]]:
+                if parts:
+                    return parts.popleft()
+                following = self._open()
+                if following is None:
+                    return None
+                if (following.entry.discontinuity or following.kind != run[0]
+                        or (run[0] == MP4 and following.entry.init != run[1])):
+                    self._held = following  # it begins a run of its own
+                    return None
+                return following.stream
+
+            yield first.kind, PartsReader(next_part)
+
+
+def hls_segments(location: str, stats: Optional[Dict[str, Any]] = None, video_only: bool = False,
+                 idle_s: Optional[float] = None, poll_s: Optional[float] = None,
+                 max_segment_bytes: int = MAX_SEGMENT_BYTES) -> Iterator[Canonical]:
+    """Each tagged segment of an HLS media playlist (a path or an http(s) URL), as it arrives.
+
+    A listed media segment that cannot be read to its end refuses the playlist
+    (InputError, after the segments read so far).
+    """
+    feed = PlaylistFeed(location, idle_s, poll_s)
+    for kind, reader in feed.runs():
         run_stats: Dict[str, Any] = {}
-        yield from container_segments(ConcatReader(run), kind, path, run_stats, video_only)
-        if stats is not None:
-            stats.update(run_stats)
+        try:
+            yield from container_segments(reader, kind, location, run_stats, video_only, max_segment_bytes)
+        finally:
+            reader.close()
         if "error" in run_stats:
             raise InputError("%s: the media segments cannot be read to their end (%s): the rest of "
-                             "the playlist is never judged" % (path, run_stats["error"]))
+                             "the playlist is never judged" % (location, run_stats["error"]))
+    if stats is not None:
+        stats.update(listed=feed.listed, skipped=feed.skipped)

@@ -1,0 +1,303 @@
+"""``segbind.open``: verified segments out of a file, an http(s) URL, a pipe or bytes, in the
+spirit of PyAV's ``av.open``.
+
+    with segbind.open("https://cloud.example/alice/cam-1/live.m3u8", keyring) as media:
+        for segment in media:                # as segments arrive (a live playlist is polled)
+            if segment.accepted:
+                decoder.feed(segment.data)   # exactly the verified NAL units, Annex-B
+            else:
+                print(segment.index, segment.reason, segment.detail)
+
+The input's type is told by content (Annex-B, MPEG-TS, MP4, fragmented MP4, Matroska,
+FLV, an HLS playlist), never by name. Each result says whether to show the segment;
+an accepted one carries the segment in canonical form (docs/FORMAT.md section 7.4):
+what a decoder is handed, never the container it came in. A refused one carries
+no bytes at all.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from typing import IO, Any, Iterator, List, Optional, Sequence, Union
+
+from .errors import InputError
+from .keyring import Keyring
+from .read.annexb import CHUNK, annexb_segments, pieces
+from .read.containers import container_segments
+from .read.hls import hls_segments
+from .read.sniff import ANNEXB, HLS, MP4, SNIFF_BYTES, sniff
+from .read.sources import ConcatReader, Prefixed, as_stream, is_url, open_range, read_head
+from .read.split import MAX_SEGMENT_BYTES
+from .verdict import Reason, TagInfo, Verdict
+from .verifier import Canonical, StreamVerifier, TimeWindow
+
+Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes], Sequence[str]]
+
+
+class SegmentResult:
+    """One segment's result: its place in the input, the verdict, and (accepted only) its bytes."""
+
+    __slots__ = ("index", "verdict", "_form")
+
+    def __init__(self, index: int, verdict: Verdict, form: Optional[Canonical]) -> None:
+        self.index = index
+        self.verdict = verdict
+        self._form = form if verdict.accepted else None
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict.accepted
+
+    @property
+    def reason(self) -> Reason:
+        return self.verdict.reason
+
+    @property
+    def detail(self) -> str:
+        return self.verdict.detail
+
+    @property
+    def tag(self) -> Optional[TagInfo]:
+        return self.verdict.tag
+
+    @property
+    def data(self) -> Optional[bytes]:
+        """The verified NAL units in canonical form (Annex-B, 4-byte start codes, the tag
+        included): exactly the camera's bytes. None for a refused segment."""
+        return self._form.output() if self._form is not None else None
+
+    @property
+    def capture_ms(self) -> Optional[int]:
+        """When its first picture was captured (ms since 1970), as the camera tagged it."""
+        return self.verdict.tag.capture_ms if self.verdict.tag is not None else None
+
+    @property
+    def duration_ms(self) -> Optional[int]:
+        return self.verdict.tag.duration_ms if self.verdict.tag is not None else None
+
+    def __repr__(self) -> str:
+        return "SegmentResult(%d, %s%s)" % (self.index, self.verdict.reason.value,
+                                            ", %d bytes" % len(self._form) if self._form is not None else "")
+
+
+class Input:
+    """An opened input: iterate it for one ``SegmentResult`` per segment, as they arrive.
+
+    ``kind`` is what the input was found to be ("annexb", "mpegts", "mp4", "matroska",
+    "flv", "hls"); ``verifier`` the stream verifier judging it. In recording mode the
+    iteration ends with a refusal (``incomplete``) when the recording does not end cleanly.
+    """
+
+    def __init__(self, segments: Iterator[Canonical], kind: str, verifier: StreamVerifier,
+                 lock_camera: bool, closers: Sequence[Any] = ()) -> None:
+        self.kind = kind
+        self.verifier = verifier
+        self._segments = segments
+        self._lock = lock_camera
+        self._closers = list(closers)
+
+    def segments(self) -> Iterator[Canonical]:
+        """The segments as the reader found them, unverified (for tools that read tags)."""
+        return self._segments
+
+    def __iter__(self) -> Iterator[SegmentResult]:
+        verifier = self.verifier
+        index = -1
+        for index, segment in enumerate(self._segments):
+            verdict, form = verifier.judge(segment)
+            if self._lock and verifier.camera is None and verdict.accepted and verdict.tag is not None:
+                verifier.camera = verdict.tag.camera  # an input is one camera's stream
+            yield SegmentResult(index, verdict, form)
+        final = verifier.finish()
+        if final is not None:
+            yield SegmentResult(index + 1, final, None)
+
+    def close(self) -> None:
+        close = getattr(self._segments, "close", None)
+        if close is not None:
+            close()
+        for closer in self._closers:
+            closer.close()
+        self._closers = []
+
+    def __enter__(self) -> "Input":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open(source: Source, keyring: Keyring, *, camera: Optional[str] = None, any_camera: bool = False,
+         recording: bool = False, window: Optional[TimeWindow] = None, video_only: bool = False,
+         idle_s: Optional[float] = None, poll_s: Optional[float] = None,
+         max_segment_bytes: int = MAX_SEGMENT_BYTES, name: Optional[str] = None) -> Input:
+    """Open an input to verify: a path, an http(s) URL (a playlist or a media file), a binary
+    file object (a pipe: read as it arrives), bytes, or a list of paths read as one stream
+    (an fMP4 init segment then its media segments).
+
+    ``camera``: the stream's camera (else the camera of the first accepted segment, unless
+    ``any_camera``: then each camera is its own stream). ``recording``: a finished
+    recording, in which gaps, a missing end and timing contradictions are refused.
+    ``window``: the capture times accepted (``segbind.LIVE`` for a live display).
+    ``video_only``: verify a container's video and drop its other tracks (else refused).
+    ``idle_s``/``poll_s``: how long a live playlist may list nothing new, how often it is
+    polled. InputError when the input cannot be read as video at all.
+    """
+    verifier = StreamVerifier(keyring, camera=camera, window=window, recording=recording)
+    lock = camera is None and not any_camera
+    opened = _Opener(video_only, idle_s, poll_s, max_segment_bytes)
+    segments = opened.segments(source, name)
+    return Input(segments, opened.kind, verifier, lock, opened.closers)
+
+
+class _Opener:
+    def __init__(self, video_only: bool, idle_s: Optional[float], poll_s: Optional[float],
+                 max_segment_bytes: int) -> None:
+        self.video_only = video_only
+        self.idle_s = idle_s
+        self.poll_s = poll_s
+        self.max_bytes = max_segment_bytes
+        self.kind = ""
+        self.closers: List[Any] = []
+
+    def segments(self, source: Source, name: Optional[str]) -> Iterator[Canonical]:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            if self._kind(data[:SNIFF_BYTES], name or "input") == ANNEXB:
+                return annexb_segments(data, name or "input", self.max_bytes)  # one piece: nothing copied
+            return self._stream(data[:SNIFF_BYTES], io.BytesIO(data), name or "input", True)
+        if isinstance(source, (str, os.PathLike)):
+            where = os.fspath(source)
+            return self._location(where, name or where)
+        if isinstance(source, (list, tuple)):
+            paths = [os.fspath(p) for p in source]
+            if not paths:
+                raise InputError("no input")
+            if len(paths) == 1:
+                return self._location(paths[0], name or paths[0])
+            return self._several(paths)
+        if hasattr(source, "read"):
+            stream: IO[bytes] = source  # type: ignore[assignment]
+            label = str(name or getattr(source, "name", None) or "stream")
+            if _seekable(stream) and stream.tell() == 0:  # a file: read again from its start
+                head = read_head(stream, label)
+                stream.seek(0)
+                return self._stream(head, stream, label, True)
+            head = read_head(stream, label)
+            return self._stream(head, as_stream(Prefixed(head, stream)), label, False)
+        raise TypeError("segbind.open reads a path, a URL, a binary file object or bytes, not %s"
+                        % type(source).__name__)
+
+    def _location(self, where: str, name: str) -> Iterator[Canonical]:
+        stream = open_range((where, 0, None))
+        self.closers.append(stream)
+        head = read_head(stream, name)
+        kind = self._kind(head, name)
+        if kind == HLS:
+            stream.close()
+            return hls_segments(where, video_only=self.video_only, idle_s=self.idle_s, poll_s=self.poll_s,
+                                max_segment_bytes=self.max_bytes)
+        if kind == MP4 and head[4:8] in (b"styp", b"moof", b"sidx"):
+            raise InputError("%s: a fragmented MP4 media segment without its init segment; give the "
+                             "init segment first (init.mp4 seg1.m4s ...) or the .m3u8" % name)
+        if kind == ANNEXB:
+            return annexb_segments(_chained(head, stream), name, self.max_bytes)
+        if not is_url(where):
+            stream.close()
+            return container_segments(where, kind, name, video_only=self.video_only,
+                                      max_segment_bytes=self.max_bytes)
+        return self._container(head, as_stream(Prefixed(head, stream)), name, False)
+
+    def _several(self, paths: List[str]) -> Iterator[Canonical]:
+        heads = []
+        for path in paths:
+            stream = open_range((path, 0, None))
+            try:
+                heads.append(read_head(stream, path))
+            finally:
+                stream.close()
+        kind = self._kind(heads[0], paths[0])
+        if kind == HLS:
+            raise InputError("give one HLS playlist at a time")
+        reader = ConcatReader([(path, 0, None) for path in paths])
+        self.closers.append(reader)
+        if kind == ANNEXB:
+            return annexb_segments(reader, paths[0], self.max_bytes)
+        return container_segments(reader, kind, paths[0], video_only=self.video_only,
+                                  max_segment_bytes=self.max_bytes)
+
+    def _stream(self, head: bytes, stream: IO[bytes], name: str, seekable: bool) -> Iterator[Canonical]:
+        kind = self._kind(head, name)
+        if kind == HLS:
+            raise InputError("%s: an HLS playlist is opened by its path or URL (its segments are "
+                             "relative to it)" % name)
+        if kind == ANNEXB:
+            return annexb_segments(stream, name, self.max_bytes)
+        return self._container(head, stream, name, seekable)
+
+    def _container(self, head: bytes, stream: IO[bytes], name: str, seekable: bool) -> Iterator[Canonical]:
+        kind = self.kind
+        if kind == MP4 and not seekable and _index_after_media(head):
+            stream = _spooled(stream, name)  # its index comes last: read it from disk, not memory
+            self.closers.append(stream)
+        return container_segments(stream, kind, name, video_only=self.video_only,
+                                  max_segment_bytes=self.max_bytes)
+
+    def _kind(self, head: bytes, name: str) -> str:
+        if not head:
+            raise InputError("%s: no input" % name if name == "stdin" else "%s: file is empty" % name)
+        try:
+            self.kind = sniff(head[:SNIFF_BYTES])
+        except InputError as exc:
+            raise InputError("%s: %s" % (name, exc)) from None
+        return self.kind
+
+
+def _seekable(stream: IO[bytes]) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _chained(head: bytes, stream: IO[bytes]) -> Iterator[bytes]:
+    yield head
+    yield from pieces(stream, CHUNK)
+
+
+def _index_after_media(head: bytes) -> bool:
+    """True when an MP4's top-level boxes reach its media ('mdat') before its index ('moov')."""
+    pos = 0
+    while pos + 8 <= len(head):
+        size = int.from_bytes(head[pos:pos + 4], "big")
+        box = head[pos + 4:pos + 8]
+        if box in (b"moov", b"moof"):
+            return False
+        if box == b"mdat":
+            return True
+        if size == 1 and pos + 16 <= len(head):
+            size = int.from_bytes(head[pos + 8:pos + 16], "big")
+        if size < 8:
+            return True
+        pos += size
+    return True  # not known from the head: read it from disk to be safe
+
+
+def _spooled(stream: IO[bytes], name: str) -> IO[bytes]:
+    spool = tempfile.TemporaryFile()
+    try:
+        while True:
+            piece = stream.read(CHUNK)
+            if not piece:
+                break
+            spool.write(piece)
+    except OSError as exc:
+        spool.close()
+        raise InputError("%s: cannot read (%s)" % (name, exc.strerror or exc)) from None
+    spool.seek(0)
+    return spool
+
+
+__all__ = ["Input", "SegmentResult", "Source", "is_url", "open"]
