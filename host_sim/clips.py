@@ -299,8 +299,15 @@ def decode_hashes_pyav(data: bytes, fmt: str = "h264", show_all: bool = False) -
         if show_all:
             stream.codec_context.options = {"flags2": "+showall"}
         for frame in container.decode(stream):
-            hashes.append(hashlib.md5(frame.to_ndarray().tobytes()).hexdigest())
+            hashes.append(frame_md5(frame))
     return hashes
+
+
+def frame_md5(frame) -> str:
+    """MD5 of a decoded frame's visible pixels (not the row padding, which decoders differ in)."""
+    import hashlib
+
+    return hashlib.md5(frame.to_ndarray().tobytes()).hexdigest()
 
 
 def decode_hashes_ffmpeg(data: bytes, fmt: str = "h264", path: Optional[str] = None) -> list:

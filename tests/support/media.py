@@ -60,8 +60,6 @@ def decoded_frames(path: Path) -> List[str]:
     """MD5 of every picture PyAV's decoder outputs from a file (any container, or a playlist),
     in output order: what a player has to show (pictures an edit list hides are not output;
     unlike the ffmpeg CLI's framemd5, no frame is dropped or doubled for its timestamp)."""
-    import hashlib
-
     import av
 
     out = []
@@ -72,11 +70,7 @@ def decoded_frames(path: Path) -> List[str]:
                 frames = packet.decode()
             except av.error.InvalidDataError:
                 continue  # a decoder skips what it cannot read, as players do
-            for frame in frames:
-                digest = hashlib.md5()
-                for plane in frame.planes:
-                    digest.update(bytes(plane))
-                out.append(digest.hexdigest())
+            out.extend(clips.frame_md5(frame) for frame in frames)
     return out
 
 
