@@ -165,8 +165,11 @@ function nalKind(unit, codec) {
   return codec === CODEC_H265 ? (unit[0] >> 1) & 0x3f : unit[0] & 0x1f;
 }
 const KINDS = {
-  [CODEC_H264]: { vcl: (k) => k >= 1 && k <= 5, aud: 9, sets: [7, 8] },
-  [CODEC_H265]: { vcl: (k) => k <= 31, aud: 35, sets: [32, 33, 34] },
+  // openers: the non-picture units that, after a picture, begin the next access unit
+  // (H.264 7.4.1.2.3, H.265 7.4.2.4.4; segbind/framing.py).
+  [CODEC_H264]: { vcl: (k) => k >= 1 && k <= 5, aud: 9, sets: [7, 8], openers: [6, 7, 8, 9, 14, 15, 16, 17, 18] },
+  [CODEC_H265]: { vcl: (k) => k <= 31, aud: 35, sets: [32, 33, 34],
+    openers: [32, 33, 34, 35, 39, 41, 42, 43, 44, 48, 49, 50, 51, 52, 53, 54, 55] },
 };
 
 /**
@@ -684,8 +687,7 @@ export class Segment {
 
 /**
  * Cuts NAL units, given in order, back into the segments the camera tagged: a segment
- * begins at its tag; delimiters and parameter sets after the previous segment's last
- * picture and before the tag belong to the tag's segment; units before the first tag
+ * begins with the access unit that holds its tag (docs/CONTAINERS.md); units before the first tag
  * form a segment of their own (refused as untagged: nothing goes unjudged).
  */
 export class Regrouper {
@@ -710,14 +712,18 @@ export class Regrouper {
     const kind = unit.length ? nalKind(unit, this.codec) : -1;
     let closed = null;
     if (unit.length && tagCodec(unit)) {
-      const tail = this._lastVcl + 1;
-      const after = this._units.splice(tail);
-      const moved = [];
-      for (const u of after) {
-        const k = nalKind(u, this.codec);
-        if (k === this.kinds.aud || this.kinds.sets.includes(k)) moved.push(u);
-        else this._units.push(u);
+      // The tag's access unit begins at the delimiter right before the tag, as the camera
+      // emits it; else at the first of the units after the last picture that open an
+      // access unit; else at the tag (segbind/framing.py access_unit_start).
+      const units = this._units;
+      let begin = units.length;
+      const last = units.length ? units[units.length - 1] : null;
+      if (last && last.length === (this.codec === CODEC_H264 ? 2 : 3) && nalKind(last, this.codec) === this.kinds.aud) {
+        begin -= 1;
+      } else {
+        while (begin - 1 > this._lastVcl && this.kinds.openers.includes(nalKind(units[begin - 1], this.codec))) begin -= 1;
       }
+      const moved = units.splice(begin);
       closed = this._close();
       for (const u of moved) this._keep(u);
       this._tagged = true;
@@ -1022,7 +1028,6 @@ export class Mp4Reader {
   /** The tagged segments of one fragment (a fragment holds whole segments). */
   segments(frag) {
     const rule = new Regrouper(this.codec, this.sets);
-    if (this.problem) rule.problem(this.problem);
     let samples;
     try {
       const found = this.samples(frag);
