@@ -113,6 +113,12 @@ class Sps:
         self.frame_mbs_only = True
         self.poc_type = 0
         self.log2_max_poc_lsb = 4
+        self.high_profile = False
+        self.chroma_format = 1  # and the bit depths below: what an avcC's high-profile fields say
+        self.bit_depth_luma = 8
+        self.bit_depth_chroma = 8
+        self.width = 0   # the picture size, cropping applied (a container's sample entry)
+        self.height = 0
         self.fps: Optional[float] = None  # from VUI timing_info, when present
         self.max_num_reorder: Optional[int] = None  # from VUI bitstream_restriction
         self.complete = False  # False when only the id could be read (VUI fields optional)
@@ -130,12 +136,14 @@ def parse_sps(nal: Buffer) -> Sps:
     if info.sps_id > 31:
         raise ValueError("seq_parameter_set_id out of range")
     try:
+        chroma = 1
         if profile in _HIGH_PROFILES:
-            chroma = bits.ue()
+            info.high_profile = True
+            chroma = info.chroma_format = bits.ue()
             if chroma == 3:
                 info.separate_colour_plane = bool(bits.u(1))
-            bits.ue()
-            bits.ue()
+            info.bit_depth_luma = bits.ue() + 8
+            info.bit_depth_chroma = bits.ue() + 8
             bits.u(1)
             if bits.u(1):  # seq_scaling_matrix_present_flag
                 for i in range(12 if chroma == 3 else 8):
@@ -153,15 +161,19 @@ def parse_sps(nal: Buffer) -> Sps:
                 bits.se()
         bits.ue()  # max_num_ref_frames
         bits.u(1)
-        bits.ue()
-        bits.ue()
+        width_mbs = bits.ue() + 1
+        height_units = bits.ue() + 1
         info.frame_mbs_only = bool(bits.u(1))
         if not info.frame_mbs_only:
             bits.u(1)
         bits.u(1)
-        if bits.u(1):  # frame_cropping_flag
-            for _ in range(4):
-                bits.ue()
+        fields = 1 if info.frame_mbs_only else 2
+        info.width, info.height = width_mbs * 16, fields * height_units * 16
+        if bits.u(1):  # frame_cropping_flag (7.4.2.1.1: crop units by chroma format)
+            left, right, top, bottom = bits.ue(), bits.ue(), bits.ue(), bits.ue()
+            plain = chroma == 0 or info.separate_colour_plane
+            info.width -= (1 if plain or chroma == 3 else 2) * (left + right)
+            info.height -= fields * (1 if plain or chroma != 1 else 2) * (top + bottom)
         info.complete = True  # what cutting needs; the VUI below is optional
         if bits.u(1):  # vui_parameters_present_flag
             _read_vui(bits, info)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
-from segbind_core.h264 import BitReader
+from segbind_core.h264 import BitReader, parse_sps
 from segbind_core.nal import annexb_units, unescape_rbsp
 from segbind_core.sei import segbind_payload, tag_codec
 from segbind_core.tag import CODEC_H265, TagError, decode_tag
@@ -28,7 +28,6 @@ TIMESCALE = 90000
 TRACK_ID = 1
 _H264_SETS = (7, 8)
 _H265_SETS = (32, 33, 34)
-_H264_HIGH_PROFILES = (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135)
 _MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
 _SYNC = 0x02000000      # sample_depends_on = 2: a random access point
 _NON_SYNC = 0x01010000  # depends on others, sample_is_non_sync_sample
@@ -198,78 +197,19 @@ def _avcc(sets: Sequence[bytes]) -> bytes:
     out = bytes([1, first[1], first[2], first[3], 0xFF, 0xE0 | len(sps)])
     out += b"".join(struct.pack(">H", len(u)) + u for u in sps)
     out += bytes([len(pps)]) + b"".join(struct.pack(">H", len(u)) + u for u in pps)
-    if first[1] in _H264_HIGH_PROFILES:
-        chroma, luma, chroma_depth = _h264_format(first)
-        out += bytes([0xFC | chroma, 0xF8 | luma, 0xF8 | chroma_depth, 0])
+    info = parse_sps(first)
+    if info.high_profile:
+        out += bytes([0xFC | info.chroma_format, 0xF8 | (info.bit_depth_luma - 8),
+                      0xF8 | (info.bit_depth_chroma - 8), 0])
     return box(b"avcC", out)
-
-
-def _h264_format(sps: bytes) -> Tuple[int, int, int]:
-    """(chroma_format_idc, bit_depth_luma - 8, bit_depth_chroma - 8) of a high-profile SPS."""
-    bits = BitReader(unescape_rbsp(sps[1:]))
-    bits.u(24)
-    bits.ue()
-    chroma = bits.ue()
-    if chroma == 3:
-        bits.u(1)
-    return chroma, bits.ue(), bits.ue()
-
-
-def _skip_scaling_lists(bits: BitReader, count: int) -> None:
-    for i in range(count):
-        if bits.u(1):
-            last = nxt = 8
-            for _ in range(16 if i < 6 else 64):
-                if nxt:
-                    nxt = (last + bits.se() + 256) % 256
-                if nxt:
-                    last = nxt
 
 
 def _h264_size(sps: bytes) -> Tuple[int, int]:
     """The picture size an H.264 SPS gives (cropping applied): for the sample entry and tkhd."""
-    bits = BitReader(unescape_rbsp(sps[1:]))
-    profile = bits.u(8)
-    bits.u(16)
-    bits.ue()
-    chroma = 1
-    separate = 0
-    if profile in _H264_HIGH_PROFILES:
-        chroma = bits.ue()
-        if chroma == 3:
-            separate = bits.u(1)
-        bits.ue()
-        bits.ue()
-        bits.u(1)
-        if bits.u(1):
-            _skip_scaling_lists(bits, 12 if chroma == 3 else 8)
-    bits.ue()
-    poc_type = bits.ue()
-    if poc_type == 0:
-        bits.ue()
-    elif poc_type == 1:
-        bits.u(1)
-        bits.se()
-        bits.se()
-        for _ in range(bits.ue()):
-            bits.se()
-    bits.ue()
-    bits.u(1)
-    width_mbs = bits.ue() + 1
-    height_units = bits.ue() + 1
-    frame_mbs_only = bits.u(1)
-    if not frame_mbs_only:
-        bits.u(1)
-    bits.u(1)
-    width, height = width_mbs * 16, (2 - frame_mbs_only) * height_units * 16
-    if bits.u(1):
-        left, right, top, bottom = bits.ue(), bits.ue(), bits.ue(), bits.ue()
-        plain = chroma == 0 or separate
-        crop_x = 1 if plain or chroma == 3 else 2
-        crop_y = (2 - frame_mbs_only) * (1 if plain or chroma != 1 else 2)
-        width -= crop_x * (left + right)
-        height -= crop_y * (top + bottom)
-    return width, height
+    info = parse_sps(sps)
+    if not info.complete:
+        raise ValueError("the SPS cannot be read up to its picture size")
+    return info.width, info.height
 
 
 def _h265_sps_fields(sps: bytes) -> Tuple[bytes, int, int, int, int, int, int]:
