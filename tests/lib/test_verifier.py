@@ -17,62 +17,29 @@ the segments a viewer receives, in arrival order, separated by spaces.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
-from typing import Callable, Dict, List, Tuple
+from typing import List
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from host_sim import clips
 from segbind import Binding, Epoch, InvalidSegment, Keyring, Reason, StreamVerifier, TimeWindow, verify_segment
 from segbind_core.nal import START_CODE, annexb_units
-from segbind_core.segment import Segment, Segmenter
-from segbind_core.sei import build_sei_nal, segbind_payload, tag_codec
+from segbind_core.sei import tag_codec
 from segbind_core.tag import CODEC_H265, MAC_SIZE, decode_tag
 from segbind_core.tagger import Tagger
-
-# Test-only pairing secrets, fresh per run.
-PAIRING = os.urandom(32)
-PAIRING_CAM2 = os.urandom(32)
-PAIRING_EVE = os.urandom(32)
-T0 = 1_795_000_000_000
-
-
-def epoch(owner: str = "alice", camera: str = "cam-1", number: int = 1, shares=("bob",),
-          pairing: bytes = PAIRING) -> Epoch:
-    return Epoch.of_pairing(pairing, owner, camera, number, list(shares))
-
-
-@lru_cache(maxsize=None)
-def raw_segments() -> Tuple[Segment, ...]:
-    """Eight untagged segments of real libx264 video (an IDR every 5 frames), delimited as the
-    camera emits them."""
-    video = clips.encode_pyav(frames=40, gop=5, width=128, height=96, seed=3)
-    segmenter = Segmenter(delimit=True)
-    return tuple(s for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment))
-
-
-def tag_stream(ep: Epoch | None = None, stream_id: int = T0, count: int = 8, end: bool = False,
-               start: int = 0) -> List[bytes]:
-    tagger = Tagger(ep or epoch(), stream_id)
-    out = []
-    for i in range(count):
-        raw = raw_segments()[(start + i) % len(raw_segments())]
-        last = end and i == count - 1
-        out.append(tagger.tag(raw.data, raw.units, T0 + 200 * (start + i), raw.duration_ms, raw.pictures,
-                              last)[0])
-    return out
-
-
-@lru_cache(maxsize=None)
-def streams() -> Dict[str, Tuple[bytes, ...]]:
-    return {
-        "": tuple(tag_stream()),
-        "cam2": tuple(tag_stream(epoch(camera="cam-2", pairing=PAIRING_CAM2, shares=()))),
-        "new": tuple(tag_stream(stream_id=T0 + 60_000)),
-        "eve": tuple(tag_stream(epoch(owner="eve", pairing=PAIRING_EVE, shares=()))),
-    }
+from tests.support.tagged import (
+    PAIRING_CAM2,
+    T0,
+    body_of,
+    epoch,
+    raw_segments,
+    replace_tag_body,
+    streams,
+    strip_tag,
+    tag_stream,
+    tag_unit,
+)
 
 
 def alice_keyring() -> Keyring:
@@ -84,23 +51,8 @@ def bob_keyring() -> Keyring:
     return Keyring([Binding.of_epoch(epoch(), "bob")])
 
 
-def tag_unit(segment: bytes) -> Tuple[int, int]:
-    return next(u for u in annexb_units(segment) if tag_codec(memoryview(segment)[u[0]:u[1]]))
 
 
-def body_of(segment: bytes) -> bytes:
-    return segbind_payload(memoryview(segment)[slice(*tag_unit(segment))])
-
-
-def replace_tag_body(segment: bytes, edit: Callable[[bytes], bytes], codec: int = 1) -> bytes:
-    """The segment with its SEI rebuilt around ``edit(body)`` (emulation prevention redone)."""
-    s, e = tag_unit(segment)
-    return segment[:s] + build_sei_nal(edit(body_of(segment)), codec) + segment[e:]
-
-
-def strip_tag(segment: bytes) -> bytes:
-    s, e = tag_unit(segment)
-    return segment[:s - 4] + segment[e:]
 
 
 def flip_video_bit(segment: bytes) -> bytes:

@@ -11,7 +11,6 @@ fragments (through the gate a browser display puts in front of its decoder).
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
 from functools import lru_cache
@@ -23,50 +22,24 @@ from segbind import Binding, Epoch
 from segbind.web import fmp4
 from segbind_core.nal import START_CODE, annexb_units
 from segbind_core.segment import Segment, Segmenter
-from segbind_core.sei import build_sei_nal, segbind_payload, tag_codec
+from segbind_core.sei import tag_codec
 from segbind_core.tag import CODEC_H264, CODEC_H265, decode_tag
 from segbind_core.tagger import Tagger
 from tests.support import ROOT, VECTORS
+from tests.support.tagged import (
+    PAIRING_CAM2,
+    PAIRING_EVE,
+    T0,
+    body_of,
+    epoch,
+    raw_segments,
+    replace_tag_body,
+    streams,
+    strip_tag,
+    tag_stream,
+    tag_unit,
+)
 from tests.support.web import js_results, python_verdicts, run_node
-
-PAIRING, PAIRING_CAM2, PAIRING_EVE = os.urandom(32), os.urandom(32), os.urandom(32)
-T0 = 1_795_000_000_000
-
-
-# ---- material: real encoder output, cut and tagged as the camera does ------------------------
-
-def epoch(owner: str = "alice", camera: str = "cam-1", number: int = 1, shares: Sequence[str] = ("bob",),
-          pairing: bytes = PAIRING) -> Epoch:
-    return Epoch.of_pairing(pairing, owner, camera, number, list(shares))
-
-
-@lru_cache(maxsize=None)
-def raw_segments() -> Tuple[Segment, ...]:
-    video = clips.encode_pyav(frames=40, gop=5, width=128, height=96, seed=3)
-    segmenter = Segmenter(delimit=True)
-    return tuple(s for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment))
-
-
-def tag_stream(ep: Optional[Epoch] = None, stream_id: int = T0, count: int = 8, start: int = 0,
-               end: bool = False, t0: int = T0) -> List[bytes]:
-    tagger = Tagger(ep or epoch(), stream_id, seq=start)
-    out = []
-    for i in range(start, start + count):
-        raw = raw_segments()[i % len(raw_segments())]
-        out.append(tagger.tag(raw.data, raw.units, t0 + 200 * i, raw.duration_ms, raw.pictures,
-                              end and i == start + count - 1)[0])
-    return out
-
-
-@lru_cache(maxsize=None)
-def streams() -> Dict[str, Tuple[bytes, ...]]:
-    return {
-        "": tuple(tag_stream()),
-        "cam2": tuple(tag_stream(epoch(camera="cam-2", pairing=PAIRING_CAM2, shares=()))),
-        "new": tuple(tag_stream(stream_id=T0 + 60_000)),
-        "eve": tuple(tag_stream(epoch(owner="eve", pairing=PAIRING_EVE, shares=()))),
-        "e2": tuple(tag_stream(epoch(number=2), start=8)),
-    }
 
 
 def grant(ep: Epoch, holder: Optional[str] = None) -> dict:
@@ -84,17 +57,10 @@ RINGS = {
 
 # ---- attacks on one tagged Annex-B segment ---------------------------------------------------------
 
-def tag_unit(segment: bytes) -> Tuple[int, int]:
-    return next(u for u in annexb_units(segment) if tag_codec(memoryview(segment)[u[0]:u[1]]))
-
-
-def body_of(segment: bytes) -> bytes:
-    return segbind_payload(memoryview(segment)[slice(*tag_unit(segment))])
 
 
 def with_body(segment: bytes, body: bytes, codec: int = CODEC_H264) -> bytes:
-    s, e = tag_unit(segment)
-    return segment[:s] + build_sei_nal(body, codec) + segment[e:]
+    return replace_tag_body(segment, lambda _old: body, codec)
 
 
 def forge(segment: bytes, **fields) -> bytes:
@@ -104,10 +70,6 @@ def forge(segment: bytes, **fields) -> bytes:
         setattr(tag, name, value)
     return with_body(segment, tag.encode())
 
-
-def strip_tag(segment: bytes) -> bytes:
-    s, e = tag_unit(segment)
-    return segment[:s - 4] + segment[e:]
 
 
 def flip(segment: bytes, pos: int, bit: int = 0x10) -> bytes:

@@ -1,0 +1,79 @@
+"""Tagged segments of real x264 video, cut as the camera cuts them, and the edits attacks make
+to their tags: the material of the Python and JavaScript verifier tests (one home)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from host_sim import clips
+from segbind import Epoch
+from segbind_core.nal import annexb_units
+from segbind_core.segment import Segment, Segmenter
+from segbind_core.sei import build_sei_nal, segbind_payload, tag_codec
+from segbind_core.tag import CODEC_H264
+from segbind_core.tagger import Tagger
+
+# Test-only pairing secrets, fresh per run.
+PAIRING, PAIRING_CAM2, PAIRING_EVE = os.urandom(32), os.urandom(32), os.urandom(32)
+T0 = 1_795_000_000_000
+
+
+def epoch(owner: str = "alice", camera: str = "cam-1", number: int = 1, shares: Sequence[str] = ("bob",),
+          pairing: bytes = PAIRING) -> Epoch:
+    return Epoch.of_pairing(pairing, owner, camera, number, list(shares))
+
+
+@lru_cache(maxsize=None)
+def raw_segments() -> Tuple[Segment, ...]:
+    """Eight untagged segments of real libx264 video (an IDR every 5 frames), delimited as the
+    camera emits them."""
+    video = clips.encode_pyav(frames=40, gop=5, width=128, height=96, seed=3)
+    segmenter = Segmenter(delimit=True)
+    return tuple(s for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment))
+
+
+def tag_stream(ep: Optional[Epoch] = None, stream_id: int = T0, count: int = 8, start: int = 0,
+               end: bool = False, t0: int = T0) -> List[bytes]:
+    """Segments ``start`` .. ``start + count - 1`` of a stream (the raw ones over again), the
+    last marked as the stream's end when ``end``."""
+    tagger = Tagger(ep or epoch(), stream_id, seq=start)
+    out = []
+    for i in range(start, start + count):
+        raw = raw_segments()[i % len(raw_segments())]
+        out.append(tagger.tag(raw.data, raw.units, t0 + 200 * i, raw.duration_ms, raw.pictures,
+                              end and i == start + count - 1)[0])
+    return out
+
+
+@lru_cache(maxsize=None)
+def streams() -> Dict[str, Tuple[bytes, ...]]:
+    """Alice's camera (shared with bob), her second camera, the stream after a restart, the
+    same camera claimed by eve, and alice's next epoch."""
+    return {
+        "": tuple(tag_stream()),
+        "cam2": tuple(tag_stream(epoch(camera="cam-2", pairing=PAIRING_CAM2, shares=()))),
+        "new": tuple(tag_stream(stream_id=T0 + 60_000)),
+        "eve": tuple(tag_stream(epoch(owner="eve", pairing=PAIRING_EVE, shares=()))),
+        "e2": tuple(tag_stream(epoch(number=2), start=8)),
+    }
+
+
+def tag_unit(segment: bytes) -> Tuple[int, int]:
+    return next(u for u in annexb_units(segment) if tag_codec(memoryview(segment)[u[0]:u[1]]))
+
+
+def body_of(segment: bytes) -> bytes:
+    return segbind_payload(memoryview(segment)[slice(*tag_unit(segment))])
+
+
+def replace_tag_body(segment: bytes, edit: Callable[[bytes], bytes], codec: int = CODEC_H264) -> bytes:
+    """The segment with its SEI rebuilt around ``edit(body)`` (emulation prevention redone)."""
+    s, e = tag_unit(segment)
+    return segment[:s] + build_sei_nal(edit(body_of(segment)), codec) + segment[e:]
+
+
+def strip_tag(segment: bytes) -> bytes:
+    s, e = tag_unit(segment)
+    return segment[:s - 4] + segment[e:]
