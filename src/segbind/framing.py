@@ -133,9 +133,12 @@ def canonical_prefixed(sample: Buffer, length_size: int, out: bytearray,
     """Append the canonical form of one length-prefixed sample to ``out``: (units, defect).
 
     The lengths must tile the sample exactly: no length running past its end, no bytes
-    after the last unit, no empty unit, no unit ending with a zero byte (its canonical form
-    would not split back into it). With a defect ("" when none) nothing is appended. With
-    ``tags``, the positions in ``out`` where tag units begin are appended to it.
+    after the last unit, no empty unit (nor one of zero bytes only). Zero bytes ending a
+    unit are dropped, as in Annex-B: a NAL unit never ends with one (H.264 7.4.1, H.265
+    7.4.2.4.1), decoders skip them (trailing_zero_8bits, cabac_zero_words), and FFmpeg 5.1
+    copies the next start code's zero byte into MP4 samples of H.265. With a defect (""
+    when none) nothing is appended. With ``tags``, the positions in ``out`` where tag units
+    begin are appended to it.
     """
     length = _length_reader(length_size)
     n = len(sample)
@@ -153,8 +156,16 @@ def canonical_prefixed(sample: Buffer, length_size: int, out: bytearray,
             return _undo(out, base, tags, found, "a sample ends inside a NAL length prefix")
         size = length(sample, pos)[0]
         end = begin + size
-        if size == 0 or end > n or sample[end - 1] == 0:
+        if size == 0 or end > n:
             return _undo(out, base, tags, found, _unit_defect(sample, size, end, n))
+        last = end
+        while last > begin and sample[last - 1] == 0:
+            last -= 1
+        if last == begin:
+            return _undo(out, base, tags, found, "a sample holds a NAL unit of zero bytes only")
+        if in_place and last < end:
+            del out[base + pos:]  # the units so far are in place; the rest is copied
+            in_place = False
         if in_place:
             out[base + pos:base + begin] = START_CODE
             if tags is not None and sample[begin] in (0x06, 0x4E) and _is_tag(sample, begin):
@@ -163,7 +174,7 @@ def canonical_prefixed(sample: Buffer, length_size: int, out: bytearray,
             out += START_CODE
             if tags is not None and sample[begin] in (0x06, 0x4E) and _is_tag(sample, begin):
                 tags.append(len(out))
-            out += view[begin:end]
+            out += view[begin:last]
         pos = end
         count += 1
     return count, ""
@@ -225,11 +236,7 @@ def _undo(out: bytearray, base: int, tags: Optional[List[int]], found: int, defe
 def _unit_defect(sample: Buffer, size: int, end: int, n: int) -> str:
     if size == 0:
         return "a sample holds an empty NAL unit"
-    if end > n:
-        return "a NAL length runs %d bytes past the end of its sample" % (end - n)
-    if sample[end - 1] == 0:
-        return "a NAL unit ends with a zero byte (it would not split back the same)"
-    return ""
+    return "a NAL length runs %d bytes past the end of its sample" % (end - n)
 
 
 def split_canonical(data: bytes) -> List[Tuple[int, int]]:
@@ -323,10 +330,12 @@ def head_variants(data: bytes, tag_start: int, tag_end: int, restore: Sequence[b
                   codec: int) -> List[Tuple[bytes, int, int, int]]:
     """The segment (canonical, the tag at data[tag_start:tag_end]) with its parameter sets put
     back where the camera puts them, right after the tag: moved there when a remuxer moved
-    them elsewhere in the head (the units before the first picture), or ``restore`` (the sets
-    in force: the stream's latest, else the container's) when the head has none. At most
-    one variant, as (data, tag_start, tag_end, units added); nothing else is ever inserted or
-    moved."""
+    them elsewhere in the head (the units before the first picture), copies identical to a
+    set earlier in the head dropped (``hevc_mp4toannexb`` adds ``hvcC``'s sets before every
+    IRAP slice, present or not), or ``restore`` (the sets in force: the stream's latest,
+    else the container's) when the head has none. At most one variant, as (data,
+    tag_start, tag_end, units added: negative when copies were dropped); nothing else is
+    ever inserted or moved, and a copy's removal changes nothing a decoder sees."""
     head: List[Tuple[int, int]] = []
     pos = 0
     while pos < len(data):
@@ -344,7 +353,9 @@ def head_variants(data: bytes, tag_start: int, tag_end: int, restore: Sequence[b
     sets = [data[s:e] for s, e in head if e > s + 4 and is_parameter_set(data[s + 4], codec)]
     others = [(s, e) for s, e in head if not (e > s + 4 and is_parameter_set(data[s + 4], codec))]
     at = next(i for i, (s, _) in enumerate(others) if s == tag_start) + 1
-    added = 0
+    unique = list(dict.fromkeys(sets))
+    added = len(unique) - len(sets)
+    sets = unique
     if not sets:
         if not restore:
             return []
@@ -358,10 +369,9 @@ def head_variants(data: bytes, tag_start: int, tag_end: int, restore: Sequence[b
     return [(moved, start, start + tag_end - tag_start, added)]
 
 
-def head_parameter_sets(data: Bytes, codec: int, limit: int = 64) -> List[bytes]:
-    """The parameter sets in the head (the units before the first picture) of Annex-B bytes
-    in any framing."""
-    sets = []
+def head_units(data: Bytes, codec: int, limit: int = 64) -> List[bytes]:
+    """The units in the head (before the first picture) of Annex-B bytes in any framing."""
+    units = []
     pos = data.find(_START3)
     count = 0
     while pos >= 0 and count < limit:
@@ -371,11 +381,22 @@ def head_parameter_sets(data: Bytes, codec: int, limit: int = 64) -> List[bytes]
         while end > begin and data[end - 1] == 0:
             end -= 1
         if end > begin:
-            header = data[begin]
-            if is_picture(header, codec):
+            if is_picture(data[begin], codec):
                 break
-            if is_parameter_set(header, codec):
-                sets.append(bytes(data[begin:end]))
+            units.append(bytes(data[begin:end]))
         pos = nxt
         count += 1
-    return sets
+    return units
+
+
+def repeated_sets(data: Bytes, codec: int) -> int:
+    """How many parameter sets in the head of Annex-B bytes are copies of one before them
+    (what ``head_variants`` drops)."""
+    sets = [u for u in head_units(data, codec) if is_parameter_set(u[0], codec)]
+    return len(sets) - len(set(sets))
+
+
+def head_parameter_sets(data: Bytes, codec: int, limit: int = 64) -> List[bytes]:
+    """The parameter sets in the head (the units before the first picture) of Annex-B bytes
+    in any framing."""
+    return [u for u in head_units(data, codec, limit) if is_parameter_set(u[0], codec)]
