@@ -24,6 +24,7 @@ import re
 import struct
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
+from segbind_core import h264, h265
 from segbind_core.sei import SEGBIND_UUID, tag_codec
 from segbind_core.tag import CODEC_H264
 
@@ -36,10 +37,12 @@ _find_start_codes = re.compile(_START3).finditer
 
 # -- unit types, per codec -------------------------------------------------------------------
 
-# H.264 7.4.1.2.3: SEI, SPS, PPS, AUD and types 14-18 open an access unit after a picture.
-_H264_OPENERS = frozenset((6, 7, 8, 9, 14, 15, 16, 17, 18))
-# H.265 7.4.2.4.4: VPS, SPS, PPS, AUD, prefix SEI, types 41-44 and 48-55.
-_H265_OPENERS = frozenset((32, 33, 34, 35, 39, 41, 42, 43, 44, 48, 49, 50, 51, 52, 53, 54, 55))
+# The units that open an access unit after a picture: H.264 7.4.1.2.3 (SEI, SPS, PPS, AUD,
+# types 14-18), H.265 7.4.2.4.4 (VPS, SPS, PPS, AUD, prefix SEI, types 41-44 and 48-55).
+_H264_OPENERS = frozenset(h264.AU_OPENERS)
+_H265_OPENERS = frozenset(h265.AU_OPENERS)
+_H264_SETS = (h264.NAL_SPS, h264.NAL_PPS)
+_H265_SETS = (h265.NAL_VPS, h265.NAL_SPS, h265.NAL_PPS)
 
 
 def _kind(header: int, codec: int) -> int:
@@ -58,8 +61,7 @@ def opens_access_unit(header: int, codec: int) -> bool:
 
 
 def is_parameter_set(header: int, codec: int) -> bool:
-    kind = _kind(header, codec)
-    return kind in (7, 8) if codec == CODEC_H264 else kind in (32, 33, 34)
+    return _kind(header, codec) in (_H264_SETS if codec == CODEC_H264 else _H265_SETS)
 
 
 def is_delimiter(unit: Buffer, codec: int) -> bool:
