@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from segbind_core import h264, h265
 from segbind_core.sei import SEGBIND_UUID, tag_codec
@@ -333,8 +333,9 @@ def head_variants(data: bytes, tag_start: int, tag_end: int, restore: Sequence[b
     """The segment (canonical, the tag at data[tag_start:tag_end]) with its parameter sets put
     back where the camera puts them, right after the tag: moved there when a remuxer moved
     them elsewhere in the head (the units before the first picture), copies identical to a
-    set earlier in the head dropped (``hevc_mp4toannexb`` adds ``hvcC``'s sets before every
-    IRAP slice, present or not), or ``restore`` (the sets in force: the stream's latest,
+    set earlier in the head dropped when no other set shares their kind and id
+    (``hevc_mp4toannexb`` adds ``hvcC``'s sets before every IRAP slice, present or not), or
+    ``restore`` (the sets in force: the stream's latest,
     else the container's) when the head has none. At most one variant, as (data,
     tag_start, tag_end, units added: negative when copies were dropped); nothing else is
     ever inserted or moved, and a copy's removal changes nothing a decoder sees."""
@@ -355,9 +356,11 @@ def head_variants(data: bytes, tag_start: int, tag_end: int, restore: Sequence[b
     sets = [data[s:e] for s, e in head if e > s + 4 and is_parameter_set(data[s + 4], codec)]
     others = [(s, e) for s, e in head if not (e > s + 4 and is_parameter_set(data[s + 4], codec))]
     at = next(i for i, (s, _) in enumerate(others) if s == tag_start) + 1
-    unique = list(dict.fromkeys(sets))
-    added = len(unique) - len(sets)
-    sets = unique
+    if _copies_droppable([u[4:] for u in sets], codec):
+        unique = list(dict.fromkeys(sets))
+        added, sets = len(unique) - len(sets), unique
+    else:
+        added = 0
     if not sets:
         if not restore:
             return []
@@ -391,11 +394,28 @@ def head_units(data: Bytes, codec: int, limit: int = 64) -> List[bytes]:
     return units
 
 
+def _copies_droppable(sets: Sequence[bytes], codec: int) -> bool:
+    """Whether the exact copies among a head's parameter sets can be dropped with nothing a
+    decoder sees changed: every set of one kind and id in the head is the same bytes (with
+    two different sets of one id, which comes last matters: nothing is dropped)."""
+    unique = set(sets)
+    if len(unique) == len(sets):
+        return False
+    syntax: Any = h265 if codec != CODEC_H264 else h264
+    keys = set()
+    for unit in unique:
+        try:
+            keys.add(syntax.parameter_set_key(unit))
+        except (ValueError, IndexError):
+            return False
+    return len(keys) == len(unique)
+
+
 def repeated_sets(data: Bytes, codec: int) -> int:
     """How many parameter sets in the head of Annex-B bytes are copies of one before them
-    (what ``head_variants`` drops)."""
+    that ``head_variants`` drops."""
     sets = [u for u in head_units(data, codec) if is_parameter_set(u[0], codec)]
-    return len(sets) - len(set(sets))
+    return len(sets) - len(set(sets)) if _copies_droppable(sets, codec) else 0
 
 
 def head_parameter_sets(data: Bytes, codec: int, limit: int = 64) -> List[bytes]:

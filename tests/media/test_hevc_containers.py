@@ -199,3 +199,38 @@ def test_inspect_and_hls_command_on_h265(streams, keys: Path, tmp_path: Path) ->
         assert all(b"owner alice" in line for line in result.stdout.splitlines())
     result = run_cli("hls", str(plain), str(tmp_path / "u.m3u8"))
     assert result.returncode == 2 and b"no segbind tag" in result.stderr
+
+
+def test_a_copy_is_dropped_only_when_no_other_set_shares_its_id(tmp_path: Path) -> None:
+    """A camera segment whose head holds two SPS of id 0 (A, then B: B is in force): a copy of
+    A put before the slices would put A in force, and is not dropped; alone, A's copy is."""
+    import os
+
+    from segbind import Binding, Epoch, Keyring, Reason, StreamVerifier
+    from segbind_core.nal import to_annexb
+    from segbind_core.segment import Segment, Segmenter
+    from segbind_core.tagger import Tagger
+
+    epoch = Epoch.of_pairing(os.urandom(32), "alice", "cam-5", 1, [])
+    ring = Keyring([Binding.of_epoch(epoch)])
+
+    def sps_of(data: bytes) -> bytes:
+        return next(data[a:b] for a, b in annexb_units(data) if h265.nal_type(data[a]) == h265.NAL_SPS)
+
+    segmenter = Segmenter(delimit=True)
+    video = clips.encode_pyav_h265(frames=10, gop=10)
+    raw = next(s for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment))
+    units = [raw.data[a:b] for a, b in annexb_units(raw.data)]
+    last_set = max(i for i, u in enumerate(units) if h265.nal_type(u[0]) in (32, 33, 34))
+    a_sps, b_sps = sps_of(video), sps_of(clips.encode_pyav_h265(frames=5, gop=5, width=256, height=144))
+    assert a_sps in units and a_sps != b_sps and h265.parameter_set_key(b_sps) == h265.parameter_set_key(a_sps)
+    for camera, expected in ((units, Reason.OK), (units[:last_set + 1] + [b_sps] + units[last_set + 1:],
+                                                           Reason.CONTENT_MISMATCH)):
+        tagger = Tagger(epoch, 1, codec=CODEC_H265)
+        tagged = tagger.tag(to_annexb(camera), len(camera), 1_795_000_000_000, raw.duration_ms, raw.pictures)[0]
+        verifier = StreamVerifier(ring)
+        assert verifier.verify(tagged).reason is Reason.OK
+        tagged_units = [tagged[a:b] for a, b in annexb_units(tagged)]
+        at = next(i for i, u in enumerate(tagged_units) if h265.nal_type(u[0]) < 32)
+        copied = to_annexb(tagged_units[:at] + [a_sps] + tagged_units[at:])
+        assert StreamVerifier(ring).verify(copied).reason is expected
