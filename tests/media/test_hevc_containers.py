@@ -234,3 +234,22 @@ def test_a_copy_is_dropped_only_when_no_other_set_shares_its_id(tmp_path: Path) 
         at = next(i for i, u in enumerate(tagged_units) if h265.nal_type(u[0]) < 32)
         copied = to_annexb(tagged_units[:at] + [a_sps] + tagged_units[at:])
         assert StreamVerifier(ring).verify(copied).reason is expected
+
+
+@pytest.mark.parametrize("kind", ["x265-pyav-open-gop", "x265-ffmpeg-once-slices"])
+def test_parameter_sets_kept_only_in_hvcc_are_restored(kind: str, streams, keys: Path, tmp_path: Path) -> None:
+    """hvc1 as a strict packager writes it: VPS/SPS/PPS only in hvcC (ffmpeg's filter_units
+    bsf strips them from the samples). Still verifies, and after hevc_mp4toannexb puts them
+    back before each IRAP slice (behind x265's SEI) in TS and Annex-B."""
+    plain, tagged, count = streams[kind]
+    remux_annexb(str(tagged), str(tmp_path / "mid.mp4"), "mp4")
+    ffmpeg("-i", str(tmp_path / "mid.mp4"), "-c", "copy", "-tag:v", "hvc1", "-bsf:v",
+           "filter_units=remove_types=32|33|34", str(tmp_path / "stripped.mp4"))
+    ffmpeg("-i", str(tmp_path / "stripped.mp4"), "-c", "copy", str(tmp_path / "stripped.ts"))
+    ffmpeg("-i", str(tmp_path / "stripped.mp4"), "-c", "copy", "-f", "hevc", str(tmp_path / "stripped.h265"))
+    segments = list(container_segments(str(tmp_path / "stripped.mp4"), "mp4", "x"))
+    assert len(segments) == count
+    assert not any(h265.nal_type(s.data[a]) in (32, 33, 34) for s in segments for a, _ in annexb_units(s.data))
+    assert decoded_frames(tmp_path / "stripped.mp4") == decoded_frames(tmp_path / "mid.mp4")
+    for name in ("stripped.mp4", "stripped.ts", "stripped.h265"):
+        owner_accepts_stranger_refuses(keys, str(tmp_path / name), segments=count)

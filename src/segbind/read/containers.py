@@ -6,9 +6,10 @@ Each sample (a packet: one access unit) is put into canonical form as it is read
 MPEG-TS, ``framing.canonical_annexb``) and handed to ``split.SampleSplitter`` with
 its timing; segments come out as soon as they are complete. The video must be the
 container's only track (others are refused unless the caller asks for the video
-alone; another video track is always refused), the units of its sample description
-(``avcC``, ``hvcC``: H.265 as ``hvc1`` or ``hev1``) must be ones the camera tagged, and a container's timing must
-agree with the tag (docs/FORMAT.md 7.3, docs/CONTAINERS.md).
+alone; another video track is always refused; a segment of the other codec is refused),
+the units of its sample description (``avcC``; ``hvcC``, H.265 as ``hvc1`` or ``hev1``)
+must be ones the camera tagged, and a container's timing must agree with the tag
+(docs/FORMAT.md 7.3, docs/CONTAINERS.md).
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ def sample_description(extradata: bytes, codec: int = CODEC_H264) -> Tuple[int, 
         out = bytearray()
         canonical_annexb(extradata, out)
         length_size, units = 0, [bytes(u) for u in bytes(out).split(b"\x00\x00\x00\x01") if u]
-    sets = [u for u in units if is_parameter_set(u[0], codec)] if codec == CODEC_H265 else units
+    # avcC holds parameter sets only; hvcC and Annex-B extradata may hold SEI too
+    sets = [u for u in units if is_parameter_set(u[0], codec)] if codec == CODEC_H265 or not length_size else units
     return length_size, sets, units
 
 

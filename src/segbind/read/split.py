@@ -335,7 +335,8 @@ class SampleSplitter:
     not be told apart, a track that must not be there). A segment is complete, and comes
     out at once, when it holds as many units as its tag says (copies of parameter sets a
     remuxer added to its head not counted: ``framing.head_variants`` drops them); else
-    when the next tag begins. Its bytes are its samples' (``Canonical`` parts, joined only when handed on).
+    when the next tag begins. Its bytes are its samples' (``Canonical`` parts, joined only
+    when handed on).
     """
 
     def __init__(self, initial_sets: Sequence[bytes] = (), frame_ms: float = 0.0,
