@@ -18,6 +18,9 @@ and its baseline interleaved round after round, the best round of each kept.
   not quantize the ratio;
 - tag bytes: what a tag adds to a segment, start code included.
 
+Verify and tag run on an x264 segment and, in the rows marked (H.265), on an x265 one of
+about the same size (its tag a prefix SEI; the readers the same).
+
 Targets (issue 10 item 7): verify >= 0.9 at 1 MB (both framings), >= 0.7 at 20 KB
 (Annex-B); MicroPython >= 0.9 from NAL units at 1 MB, >= 0.6 from Annex-B, >= 0.4 at
 20 KB; tag bytes <= 160 with 12-byte ids, the owner and three shares.
@@ -41,6 +44,7 @@ from segbind_core.keys import Epoch
 from segbind_core.nal import START_CODE, annexb_units
 from segbind_core.segment import Segment, Segmenter
 from segbind_core.sei import tag_codec
+from segbind_core.tag import CODEC_H264, CODEC_H265
 from segbind_core.tagger import Tagger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,10 +52,14 @@ OWNER, CAMERA, SHARES = "acct-0001044", "cam-00f3a9c2", ["acct-0002001", "acct-0
 T0 = 1_795_000_000_000  # 2026-11-19: today's clock, as the tag carries it
 
 
-def raw_segment(target: int) -> Tuple[bytes, int]:
-    """One real x264 segment as the camera's segmenter cuts it (a delimiter before every
-    picture), cut to about ``target`` bytes of whole NAL units: (canonical bytes, units)."""
-    if target >= 200_000:
+def raw_segment(target: int, codec: int = CODEC_H264) -> Tuple[bytes, int]:
+    """One real x264 (or x265) segment as the camera's segmenter cuts it (a delimiter before
+    every picture), cut to about ``target`` bytes of whole NAL units: (canonical bytes, units)."""
+    big = target >= 200_000
+    if codec == CODEC_H265:
+        video = clips.encode_pyav_h265(frames=24 if big else 25, gop=24 if big else 25, width=1920 if big else 320,
+                                       height=1080 if big else 180, seed=7, x265="crf=%d" % (8 if big else 23))
+    elif big:
         video = clips.encode_pyav(frames=24, gop=24, width=1920, height=1080, seed=7, options={"crf": "14"})
     else:
         video = clips.encode_pyav(frames=25, gop=25, width=320, height=180, seed=7, options={"crf": "23"})
@@ -71,8 +79,8 @@ def epoch() -> Epoch:
     return Epoch.of_pairing(os.urandom(32), OWNER, CAMERA, 1, SHARES)
 
 
-def tagged_stream(ep: Epoch, raw: bytes, units: int, count: int) -> List[bytes]:
-    tagger = Tagger(ep, T0)
+def tagged_stream(ep: Epoch, raw: bytes, units: int, count: int, codec: int = CODEC_H264) -> List[bytes]:
+    tagger = Tagger(ep, T0, codec=codec)
     return [tagger.tag(raw, units, T0 + 4000 * i, 4000, 100)[0] for i in range(count)]
 
 
@@ -95,13 +103,13 @@ def best_ratio(baseline: Callable[[], None], candidate: Callable[[], None], roun
     return best_base / best_cand
 
 
-def verify_ratios(target: int, rounds: int) -> dict:
+def verify_ratios(target: int, rounds: int, codec: int = CODEC_H264) -> dict:
     ep = epoch()
     binding = Binding.of_epoch(ep)
     ring = Keyring([binding])
-    raw, units = raw_segment(target)
+    raw, units = raw_segment(target, codec)
     count = max(16, 16_000_000 // len(raw))  # a long stream: one verifier, as a display keeps
-    annexb = tagged_stream(ep, raw, units, count)
+    annexb = tagged_stream(ep, raw, units, count, codec)
     samples = [length_prefixed(s) for s in annexb]
 
     def raw_hmac(segments: Sequence[bytes]) -> Callable[[], None]:
@@ -121,7 +129,7 @@ def verify_ratios(target: int, rounds: int) -> dict:
                 raise SystemExit("benchmark segment refused: the benchmark is broken")
 
     def tag() -> None:
-        tagger = Tagger(ep, T0)
+        tagger = Tagger(ep, T0, codec=codec)
         for i in range(count):
             tagger.tag(raw, units, T0 + 4000 * i, 4000, 100)
 
@@ -143,6 +151,7 @@ MICROPYTHON_BENCH = """
 import hashlib, time
 from segbind_core.keys import Epoch
 from segbind_core.nal import annexb_units
+from segbind_core.tag import CODEC_H264, CODEC_H265
 from segbind_core.tagger import Tagger
 data = open('/bench/segment.h264', 'rb').read()
 units = [data[s:e] for s, e in annexb_units(data)]
@@ -206,12 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for label, target, annexb_goal, samples_goal in (("1 MB", 1_000_000, 0.9, 0.9),
                                                      ("20 KB", 20_000, 0.7, None)):
-        r = verify_ratios(target, args.rounds)
-        rows.append(("verify %s, Annex-B as the camera emits it" % label, r["annexb"], annexb_goal,
-                     r["segment_bytes"]))
-        rows.append(("verify %s, MP4 samples (length-prefixed)" % label, r["samples"], samples_goal,
-                     r["segment_bytes"]))
-        rows.append(("tag %s, CPython Tagger.tag" % label, r["tag"], None, r["segment_bytes"]))
+        for codec, mark in ((CODEC_H264, ""), (CODEC_H265, " (H.265)")):
+            r = verify_ratios(target, args.rounds, codec)
+            rows.append(("verify %s, Annex-B as the camera emits it%s" % (label, mark), r["annexb"], annexb_goal,
+                         r["segment_bytes"]))
+            rows.append(("verify %s, MP4 samples (length-prefixed)%s" % (label, mark), r["samples"], samples_goal,
+                         r["segment_bytes"]))
+            rows.append(("tag %s, CPython Tagger.tag%s" % (label, mark), r["tag"], None, r["segment_bytes"]))
     if not args.skip_micropython:
         for label, target, units_goal, annexb_goal in (("1 MB", 1_000_000, 0.9, 0.6), ("20 KB", 20_000, 0.4, 0.4)):
             m = micropython_ratios(target, max(3, args.rounds // 3))

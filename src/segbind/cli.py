@@ -173,21 +173,14 @@ def _read_head(src: IO[bytes], name: str) -> bytes:
     return head
 
 
-def _kind_of(head: bytes, name: str, h265: bool = False) -> str:
-    """What the input is (``read.sniff``); H.265 Annex-B is ANNEXB where ``h265`` allows it.
-
-    Only ``tag`` takes H.265 so far: the readers regroup Annex-B by H.264's unit types.
-    """
+def _kind_of(head: bytes, name: str) -> str:
+    """What the input is (``read.sniff``), as a one-line CliError when it is no video segbind reads."""
     try:
-        kind = sniff(head[:SNIFF_BYTES])
+        return sniff(head[:SNIFF_BYTES])
     except InputError as exc:
         if not (_starts_with_start_code(head) and detect_codec(head[:SNIFF_BYTES]) == CODEC_H265):
             raise CliError("%s: %s" % (name, exc)) from None
-        kind = ANNEXB
-    if kind == ANNEXB and not h265 and detect_codec(head[:SNIFF_BYTES]) == CODEC_H265:
-        raise CliError("%s: an HEVC (H.265) Annex-B stream: segbind tag takes it, but verify, "
-                       "inspect and hls read H.264 only so far" % name)
-    return kind
+        return ANNEXB
 
 
 def _starts_with_start_code(head: bytes) -> bool:
@@ -214,12 +207,12 @@ def _stream_codec(src: IO[bytes], name: str, head: bytes) -> Tuple[int, bytes]:
         head += chunk
 
 
-def _open_annexb(path: str, purpose: str, h265: bool = False) -> Tuple[IO[bytes], str, bytes]:
+def _open_annexb(path: str, purpose: str) -> Tuple[IO[bytes], str, bytes]:
     """An Annex-B input, open, with its first bytes read; any other container is a CliError."""
     src, name = _open_source(path)
     try:
         head = _read_head(src, name)
-        kind = _kind_of(head, name, h265)
+        kind = _kind_of(head, name)
         if kind != ANNEXB:
             raise CliError("%s: %s input; %s" % (name, CONTAINER_NAMES[kind], purpose))
     except BaseException:
@@ -244,7 +237,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     except (ValueError, SegbindError) as exc:
         raise CliError(str(exc)) from None
     src, name, head = _open_annexb(args.input, "segbind tag reads H.264 or H.265 Annex-B, as "
-                                   "encoders write it", h265=True)
+                                   "encoders write it")
     try:
         codec, head = _stream_codec(src, name, head)
         stream_id = args.stream_id if args.stream_id is not None else int(time.time() * 1000)
@@ -376,7 +369,7 @@ def cmd_hls(args: argparse.Namespace) -> int:
 
     if not args.segment_duration > 0 or (args.fps is not None and not args.fps > 0):
         raise CliError("--segment-duration and --fps must be positive")
-    src, name, head = _open_annexb(args.input, "segbind hls reads a tagged H.264 Annex-B stream")
+    src, name, head = _open_annexb(args.input, "segbind hls reads a tagged H.264 or H.265 Annex-B stream")
     try:
         while len(head) < (1 << 20):
             chunk = _read_some(src, name)
@@ -414,7 +407,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="segbind",
-        description="Bind camera video to its owner: tag H.264 segments on the camera, "
+        description="Bind camera video to its owner: tag H.264 or H.265 segments on the camera, "
                     "refuse every segment not bound to the viewer.")
     parser.add_argument("--version", action="version",
                         version="segbind %s (format version 2)" % __version__)

@@ -27,4 +27,4 @@ class KeyringError(SegbindError):
 
 
 class InputError(SegbindError):
-    """Input that is not an H.264 stream segbind can read (empty, truncated, not H.264)."""
+    """Input that is not a stream segbind can read (empty, truncated, neither H.264 nor H.265)."""

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
+from segbind_core import h264, h265
 from segbind_core.sei import SEGBIND_UUID, tag_codec
 from segbind_core.tag import CODEC_H264
 
@@ -36,10 +37,12 @@ _find_start_codes = re.compile(_START3).finditer
 
 # -- unit types, per codec -------------------------------------------------------------------
 
-# H.264 7.4.1.2.3: SEI, SPS, PPS, AUD and types 14-18 open an access unit after a picture.
-_H264_OPENERS = frozenset((6, 7, 8, 9, 14, 15, 16, 17, 18))
-# H.265 7.4.2.4.4: VPS, SPS, PPS, AUD, prefix SEI, types 41-44 and 48-55.
-_H265_OPENERS = frozenset((32, 33, 34, 35, 39, 41, 42, 43, 44, 48, 49, 50, 51, 52, 53, 54, 55))
+# The units that open an access unit after a picture: H.264 7.4.1.2.3 (SEI, SPS, PPS, AUD,
+# types 14-18), H.265 7.4.2.4.4 (VPS, SPS, PPS, AUD, prefix SEI, types 41-44 and 48-55).
+_H264_OPENERS = frozenset(h264.AU_OPENERS)
+_H265_OPENERS = frozenset(h265.AU_OPENERS)
+_H264_SETS = (h264.NAL_SPS, h264.NAL_PPS)
+_H265_SETS = (h265.NAL_VPS, h265.NAL_SPS, h265.NAL_PPS)
 
 
 def _kind(header: int, codec: int) -> int:
@@ -58,8 +61,7 @@ def opens_access_unit(header: int, codec: int) -> bool:
 
 
 def is_parameter_set(header: int, codec: int) -> bool:
-    kind = _kind(header, codec)
-    return kind in (7, 8) if codec == CODEC_H264 else kind in (32, 33, 34)
+    return _kind(header, codec) in (_H264_SETS if codec == CODEC_H264 else _H265_SETS)
 
 
 def is_delimiter(unit: Buffer, codec: int) -> bool:
@@ -133,9 +135,12 @@ def canonical_prefixed(sample: Buffer, length_size: int, out: bytearray,
     """Append the canonical form of one length-prefixed sample to ``out``: (units, defect).
 
     The lengths must tile the sample exactly: no length running past its end, no bytes
-    after the last unit, no empty unit, no unit ending with a zero byte (its canonical form
-    would not split back into it). With a defect ("" when none) nothing is appended. With
-    ``tags``, the positions in ``out`` where tag units begin are appended to it.
+    after the last unit, no empty unit (nor one of zero bytes only). Zero bytes ending a
+    unit are dropped, as in Annex-B: a NAL unit never ends with one (H.264 7.4.1, H.265
+    7.4.2.4.1), decoders skip them (trailing_zero_8bits, cabac_zero_words), and FFmpeg 5.1
+    copies the next start code's zero byte into MP4 samples of H.265. With a defect (""
+    when none) nothing is appended. With ``tags``, the positions in ``out`` where tag units
+    begin are appended to it.
     """
     length = _length_reader(length_size)
     n = len(sample)
@@ -153,8 +158,16 @@ def canonical_prefixed(sample: Buffer, length_size: int, out: bytearray,
             return _undo(out, base, tags, found, "a sample ends inside a NAL length prefix")
         size = length(sample, pos)[0]
         end = begin + size
-        if size == 0 or end > n or sample[end - 1] == 0:
+        if size == 0 or end > n:
             return _undo(out, base, tags, found, _unit_defect(sample, size, end, n))
+        last = end
+        while last > begin and sample[last - 1] == 0:
+            last -= 1
+        if last == begin:
+            return _undo(out, base, tags, found, "a sample holds a NAL unit of zero bytes only")
+        if in_place and last < end:
+            del out[base + pos:]  # the units so far are in place; the rest is copied
+            in_place = False
         if in_place:
             out[base + pos:base + begin] = START_CODE
             if tags is not None and sample[begin] in (0x06, 0x4E) and _is_tag(sample, begin):
@@ -163,7 +176,7 @@ def canonical_prefixed(sample: Buffer, length_size: int, out: bytearray,
             out += START_CODE
             if tags is not None and sample[begin] in (0x06, 0x4E) and _is_tag(sample, begin):
                 tags.append(len(out))
-            out += view[begin:end]
+            out += view[begin:last]
         pos = end
         count += 1
     return count, ""
@@ -225,11 +238,7 @@ def _undo(out: bytearray, base: int, tags: Optional[List[int]], found: int, defe
 def _unit_defect(sample: Buffer, size: int, end: int, n: int) -> str:
     if size == 0:
         return "a sample holds an empty NAL unit"
-    if end > n:
-        return "a NAL length runs %d bytes past the end of its sample" % (end - n)
-    if sample[end - 1] == 0:
-        return "a NAL unit ends with a zero byte (it would not split back the same)"
-    return ""
+    return "a NAL length runs %d bytes past the end of its sample" % (end - n)
 
 
 def split_canonical(data: bytes) -> List[Tuple[int, int]]:
@@ -323,10 +332,13 @@ def head_variants(data: bytes, tag_start: int, tag_end: int, restore: Sequence[b
                   codec: int) -> List[Tuple[bytes, int, int, int]]:
     """The segment (canonical, the tag at data[tag_start:tag_end]) with its parameter sets put
     back where the camera puts them, right after the tag: moved there when a remuxer moved
-    them elsewhere in the head (the units before the first picture), or ``restore`` (the sets
-    in force: the stream's latest, else the container's) when the head has none. At most
-    one variant, as (data, tag_start, tag_end, units added); nothing else is ever inserted or
-    moved."""
+    them elsewhere in the head (the units before the first picture), copies identical to a
+    set earlier in the head dropped when no other set shares their kind and id
+    (``hevc_mp4toannexb`` adds ``hvcC``'s sets before every IRAP slice, present or not), or
+    ``restore`` (the sets in force: the stream's latest,
+    else the container's) when the head has none. At most one variant, as (data,
+    tag_start, tag_end, units added: negative when copies were dropped); nothing else is
+    ever inserted or moved, and a copy's removal changes nothing a decoder sees."""
     head: List[Tuple[int, int]] = []
     pos = 0
     while pos < len(data):
@@ -344,7 +356,11 @@ def head_variants(data: bytes, tag_start: int, tag_end: int, restore: Sequence[b
     sets = [data[s:e] for s, e in head if e > s + 4 and is_parameter_set(data[s + 4], codec)]
     others = [(s, e) for s, e in head if not (e > s + 4 and is_parameter_set(data[s + 4], codec))]
     at = next(i for i, (s, _) in enumerate(others) if s == tag_start) + 1
-    added = 0
+    if _copies_droppable([u[4:] for u in sets], codec):
+        unique = list(dict.fromkeys(sets))
+        added, sets = len(unique) - len(sets), unique
+    else:
+        added = 0
     if not sets:
         if not restore:
             return []
@@ -358,10 +374,9 @@ def head_variants(data: bytes, tag_start: int, tag_end: int, restore: Sequence[b
     return [(moved, start, start + tag_end - tag_start, added)]
 
 
-def head_parameter_sets(data: Bytes, codec: int, limit: int = 64) -> List[bytes]:
-    """The parameter sets in the head (the units before the first picture) of Annex-B bytes
-    in any framing."""
-    sets = []
+def head_units(data: Bytes, codec: int, limit: int = 64) -> List[bytes]:
+    """The units in the head (before the first picture) of Annex-B bytes in any framing."""
+    units = []
     pos = data.find(_START3)
     count = 0
     while pos >= 0 and count < limit:
@@ -371,11 +386,39 @@ def head_parameter_sets(data: Bytes, codec: int, limit: int = 64) -> List[bytes]
         while end > begin and data[end - 1] == 0:
             end -= 1
         if end > begin:
-            header = data[begin]
-            if is_picture(header, codec):
+            if is_picture(data[begin], codec):
                 break
-            if is_parameter_set(header, codec):
-                sets.append(bytes(data[begin:end]))
+            units.append(bytes(data[begin:end]))
         pos = nxt
         count += 1
-    return sets
+    return units
+
+
+def _copies_droppable(sets: Sequence[bytes], codec: int) -> bool:
+    """Whether the exact copies among a head's parameter sets can be dropped with nothing a
+    decoder sees changed: every set of one kind and id in the head is the same bytes (with
+    two different sets of one id, which comes last matters: nothing is dropped)."""
+    unique = set(sets)
+    if len(unique) == len(sets):
+        return False
+    syntax: Any = h265 if codec != CODEC_H264 else h264
+    keys = set()
+    for unit in unique:
+        try:
+            keys.add(syntax.parameter_set_key(unit))
+        except (ValueError, IndexError):
+            return False
+    return len(keys) == len(unique)
+
+
+def repeated_sets(data: Bytes, codec: int) -> int:
+    """How many parameter sets in the head of Annex-B bytes are copies of one before them
+    that ``head_variants`` drops."""
+    sets = [u for u in head_units(data, codec) if is_parameter_set(u[0], codec)]
+    return len(sets) - len(set(sets)) if _copies_droppable(sets, codec) else 0
+
+
+def head_parameter_sets(data: Bytes, codec: int, limit: int = 64) -> List[bytes]:
+    """The parameter sets in the head (the units before the first picture) of Annex-B bytes
+    in any framing."""
+    return [u for u in head_units(data, codec, limit) if is_parameter_set(u[0], codec)]

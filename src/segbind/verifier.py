@@ -22,6 +22,7 @@ from segbind_core.nal import annexb_units
 from segbind_core.sei import SEGBIND_UUID, segbind_payload, tag_codec
 from segbind_core.tag import (
     CODEC_H264,
+    CODEC_H265,
     CODEC_NAMES,
     DIGEST_HINT_SIZE,
     FLAG_END_OF_STREAM,
@@ -41,7 +42,7 @@ from .errors import InvalidSegment
 from .framing import (
     START_CODE,
     canonical_annexb,
-    head_parameter_sets,
+    head_units,
     head_variants,
     is_delimiter,
     leading_garbage,
@@ -302,8 +303,11 @@ def _tag_body(nal: bytes, codec: int) -> bytes:
     return segbind_payload(nal)
 
 
-_AUD_H264 = START_CODE + b"\x09"            # a segment as the camera emits it begins so,
-_TAG_H264 = START_CODE + b"\x06\x05"        # then (after the delimiter's one byte) its tag
+# A segment as the camera emits it, per codec: (its delimiter's first bytes, where its tag's
+# start code is, the tag's NAL header and payloadType 5). Then come a one-byte payload size
+# and the UUID.
+_AS_EMITTED = {CODEC_H264: (START_CODE + b"\x09", 6, START_CODE + b"\x06\x05"),
+               CODEC_H265: (START_CODE + b"\x46\x01", 7, START_CODE + b"\x4e\x01\x05")}
 
 
 # A NamedTuple made without its Python-level __new__: a third of a microsecond less for each of
@@ -351,7 +355,6 @@ class Authenticator:
         self.window = window
         self._macs: Dict[Tuple[str, str, int], Tuple[Binding, MacKey]] = {}
         self._prefix = b""
-        self._prefix_h264 = b""  # the same, when the stream is H.264 (for ``as_emitted``)
         self._prefix_fields: Tuple[int, str, str, int, int] = (0, "", "", 0, 0)
 
     @property
@@ -372,7 +375,6 @@ class Authenticator:
         size = (3 + 2 + len(tag.owner.encode()) + len(tag.camera.encode())
                 + len(encode_uvarint(tag.epoch)) + len(encode_uvarint(tag.stream_id)))
         self._prefix = body[:size]
-        self._prefix_h264 = self._prefix if tag.codec == CODEC_H264 else b""
         self._prefix_fields = (tag.codec, tag.owner, tag.camera, tag.epoch, tag.stream_id)
         return tag, signed
 
@@ -488,28 +490,36 @@ class Authenticator:
         return self.judge(seg, now_s)
 
     def as_emitted(self, data: bytes, now_s: Optional[float] = None) -> Optional[Authentic]:
-        """The common case, kept short (docs/FORMAT.md section 4): an H.264 segment as the camera
+        """The common case, kept short (docs/FORMAT.md section 4): a segment as the camera
         emits it (a delimiter, then the tag: one size byte, no emulation prevention), of a
-        stream whose tag prefix was decoded before. None for anything else, which the general
-        path then judges; an authentic result only when every check passes."""
-        prefix = self._prefix_h264
-        if not prefix or not data.startswith(_AUD_H264) or not data.startswith(_TAG_H264, 6) \
-                or not data.startswith(prefix, 29):
+        stream whose tag prefix was decoded before, in the codec of that prefix. None for
+        anything else, which the general path then judges; an authentic result only when
+        every check passes."""
+        prefix = self._prefix
+        shape = _AS_EMITTED.get(self._prefix_fields[0])
+        if not prefix or shape is None:
             return None
-        end = data.find(START_CODE, 29 + len(prefix))
-        if end < 0 or data[end - 1] != 0x80 or data[12] != end - 14 or data.find(b"\x00\x00\x03", 10, end) >= 0:
+        delimiter, tag_at, tag_head = shape
+        size_at = tag_at + len(tag_head)
+        body_at = size_at + 17
+        if not data.startswith(delimiter) or not data.startswith(tag_head, tag_at) \
+                or not data.startswith(prefix, body_at) or data[size_at + 1:body_at] != SEGBIND_UUID:
             return None
-        body = data[29:end - 1]
+        end = data.find(START_CODE, body_at + len(prefix))
+        if end < 0 or data[end - 1] != 0x80 or data[size_at] != end - size_at - 2 \
+                or data.find(b"\x00\x00\x03", tag_at + 4, end) >= 0:
+            return None
+        body = data[body_at:end - 1]
         try:
             seq, capture_ms, duration_ms, pictures, _units, flags, link, _hint, slots, macs_at = \
                 decode_fields(body, len(prefix))
         except TagError:
             return None
-        _codec, owner, camera, epoch, stream_id = self._prefix_fields
+        codec, owner, camera, epoch, stream_id = self._prefix_fields
         info = _make(TagInfo, (owner, camera, epoch, stream_id, seq, capture_ms, duration_ms, pictures,
-                               CODEC_H264, bool(flags & FLAG_END_OF_STREAM)))
+                               codec, bool(flags & FLAG_END_OF_STREAM)))
         slot, key = self._key(info, slots)
-        h = hashlib.sha256(data[:6])
+        h = hashlib.sha256(data[:tag_at])
         h.update(memoryview(data)[end:])
         digest = h.digest()
         mac = key.mac(body[:macs_at] + digest)[:MAC_SIZE]
@@ -521,11 +531,11 @@ class Authenticator:
 
 
 def _check_required(tag: Tag, seg: Canonical) -> None:
-    head = head_parameter_sets(seg.head(), tag.codec)
+    head = head_units(seg.head(), tag.codec)
     untagged = sum(1 for unit in seg.required if bytes(unit) not in head)
     if untagged:
-        raise InvalidSegment(Reason.FRAMING, "the container's sample description holds %d parameter "
-                             "set(s) the camera did not tag in this segment" % untagged, _info(tag))
+        raise InvalidSegment(Reason.FRAMING, "the container's sample description holds %d unit(s) "
+                             "the camera did not tag in this segment's head" % untagged, _info(tag))
 
 
 def _check_timing(tag: Tag, timing: Timing) -> None:

@@ -1,8 +1,9 @@
-"""Writing a tagged Annex-B stream into containers and HLS, with timestamps from the picture order.
+"""Writing a tagged Annex-B stream (H.264 or H.265) into containers and HLS, with timestamps
+from the picture order.
 
-NAL units are copied unchanged (the tag stays in-band); raw H.264 has no
+NAL units are copied unchanged (the tag stays in-band); raw H.264 and H.265 have no
 timestamps, so ``PocClock`` derives presentation order from the picture order
-counts (``segbind_core.h264.PocCounter``).
+counts (``segbind_core.h264.PocCounter``, ``segbind_core.h265.PocCounter``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import fractions
 import os
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from segbind_core.h264 import NAL_IDR, NAL_SEI, ParameterSets, PocCounter, first_slice_of_picture, is_vcl
+from segbind_core import h264, h265
 from segbind_core.nal import annexb_units
+from segbind_core.segment import detect_codec
 from segbind_core.sei import tag_codec
+from segbind_core.tag import CODEC_H264, CODEC_H265, CODEC_NAMES
 
 from .errors import InputError
-from .read.containers import Source, av_module, av_reason, h264_stream, open_av
+from .read.containers import Source, av_module, av_reason, open_av, video_stream
 
 Unit = Tuple[int, int]
 
@@ -29,12 +32,15 @@ class PocClock:
     units whose display index is now known, as (item, display index, decode
     index). Display order comes from the POC (types 0 and 2; type 1 is taken as
     decoding order); at most the stream's max_num_reorder_frames pictures (16
-    when the SPS does not say) are held back.
+    when the SPS does not say) are held back. ``codec``: CODEC_H264 or CODEC_H265 (the
+    syntax module with the same names, ``segbind_core.h264`` or ``h265``).
     """
 
-    def __init__(self) -> None:
-        self.params = ParameterSets()
-        self._counter = PocCounter(self.params)
+    def __init__(self, codec: int = CODEC_H264) -> None:
+        self._syntax: Any = h265 if codec == CODEC_H265 else h264
+        self._header = 2 if codec == CODEC_H265 else 1
+        self.params = self._syntax.ParameterSets()
+        self._counter = self._syntax.PocCounter(self.params)
         self._queue: List[List[Any]] = []  # [order, decode index, item, display or None], decode order
         self._waiting = 0  # entries of the queue without a display index
         self._decoded = 0
@@ -52,19 +58,23 @@ class PocClock:
     def push(self, item: Any, payload: Any, units: List[Unit]) -> List[Tuple[Any, int, int]]:
         poc = None
         idr = False
+        syntax = self._syntax
         for s, e in units:
-            kind = payload[s] & 0x1F
-            if kind in (7, 8):
+            kind = syntax.nal_type(payload[s])
+            if syntax.is_vcl(kind):
+                if poc is None and syntax.first_slice_of_picture(payload[s:min(e, s + self._header + 1)]):
+                    idr = (h265.is_idr(kind) or h265.is_bla(kind)) if syntax is h265 else kind == h264.NAL_IDR
+                    poc = self._counter.poc(bytes(payload[s:min(e, s + 64)]))
+                    sps = self._counter.sps
+                    if self.reorder is None and sps is not None:
+                        if sps.max_num_reorder is not None:
+                            self.reorder = min(16, sps.max_num_reorder)
+                        elif getattr(sps, "poc_type", 0) == 2:
+                            self.reorder = 0
+            elif syntax is h265 and kind == h265.NAL_END_OF_SEQUENCE:
+                self._counter.end_of_sequence()
+            else:
                 self.params.add(payload[s:e])
-            elif is_vcl(kind) and poc is None and first_slice_of_picture(payload[s:min(e, s + 2)]):
-                idr = kind == NAL_IDR
-                poc = self._counter.poc(bytes(payload[s:min(e, s + 32)]))
-                sps = self._counter.sps
-                if self.reorder is None and sps is not None:
-                    if sps.max_num_reorder is not None:
-                        self.reorder = min(16, sps.max_num_reorder)
-                    elif sps.poc_type == 2:
-                        self.reorder = 0
         if idr:  # POC restarts: everything before is displayed first
             while self._waiting:
                 self._bump()
@@ -99,14 +109,31 @@ class PocClock:
 
 def _has_tag(payload: bytes, units: List[Unit]) -> bool:
     view = memoryview(payload)
-    return any(payload[s] & 0x1F == NAL_SEI and tag_codec(view[s:e]) for s, e in units)
+    return any(tag_codec(view[s:e]) for s, e in units)
+
+
+def _annexb_codec(source: Source) -> int:
+    """The codec of an Annex-B source (``segment.detect_codec`` on its first MiB); a file
+    object is read from where it is and put back there."""
+    if isinstance(source, str):
+        try:
+            with open(source, "rb") as f:
+                head = f.read(1 << 20)
+        except OSError as exc:
+            raise InputError("%s: cannot read (%s)" % (source, exc.strerror)) from None
+    else:
+        at = source.tell()
+        head = source.read(1 << 20) or b""
+        source.seek(at)
+    return detect_codec(head) or CODEC_H264
 
 
 def write_hls(source: Source, playlist: str, segment_type: str = "fmp4", target_s: float = 4.0,
               fps: Optional[float] = None) -> Dict[str, int]:
-    """Write a tagged Annex-B stream as an HLS playlist with fMP4 or MPEG-TS segments.
+    """Write a tagged Annex-B stream (H.264 or H.265) as an HLS playlist with fMP4 or MPEG-TS
+    segments.
 
-    NAL units are copied unchanged; packets get timestamps from the POC (raw H.264
+    NAL units are copied unchanged; packets get timestamps from the POC (raw video
     has none) at ``fps`` (default: the SPS timing info, else 25). Only access units
     that begin a tagged segment are marked as keyframes, so every media segment
     starts at a tagged segment (each holds whole tagged segments, about
@@ -131,7 +158,8 @@ def write_hls(source: Source, playlist: str, segment_type: str = "fmp4", target_
 
 def remux_annexb(source: Source, dest: str, fmt: str, options: Optional[Dict[str, str]] = None,
                  fps: Optional[float] = None, keys: str = "stream") -> Dict[str, int]:
-    """Copy an Annex-B H.264 stream (path or file object) into a container with PyAV.
+    """Copy an Annex-B H.264 or H.265 stream (path or file object) into a container with PyAV
+    (H.265 in MP4 as FFmpeg writes it: ``hev1``, parameter sets in ``hvcC`` and in-band).
 
     The packets (access units, as FFmpeg's parser cuts them) are copied
     unchanged, with timestamps from the POC. ``keys="stream"`` keeps the parser's
@@ -140,10 +168,11 @@ def remux_annexb(source: Source, dest: str, fmt: str, options: Optional[Dict[str
     """
     av = av_module()
     name = source if isinstance(source, str) else "input"
-    inp = open_av(source, "h264", name)
+    codec = _annexb_codec(source)
+    inp = open_av(source, "hevc" if codec == CODEC_H265 else "h264", name)
     counts = {"packets": 0, "tagged_segments": 0}
     try:
-        stream = h264_stream(inp, name)
+        stream = video_stream(inp, name)
         time_base = fractions.Fraction(1, 90000)
         try:
             out = av.open(dest, mode="w", format=fmt, options=options or {})
@@ -152,7 +181,7 @@ def remux_annexb(source: Source, dest: str, fmt: str, options: Optional[Dict[str
         try:
             ost = out.add_stream_from_template(stream)
             ost.time_base = time_base
-            clock = PocClock()
+            clock = PocClock(codec)
             seen_tag = False
             state: Dict[str, Union[fractions.Fraction, int]] = {}  # frame duration, pts offset
 
@@ -194,5 +223,5 @@ def remux_annexb(source: Source, dest: str, fmt: str, options: Optional[Dict[str
     finally:
         inp.close()
     if not counts["packets"]:
-        raise InputError("%s: no H.264 access units" % name)
+        raise InputError("%s: no %s access units" % (name, CODEC_NAMES[codec]))
     return counts

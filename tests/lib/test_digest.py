@@ -54,9 +54,18 @@ def test_length_prefixes_that_do_not_tile_a_sample_are_a_framing_problem(units, 
     assert problem
     _, problem = prefixed_units(sample[:-1], 4)                   # the last length runs past
     assert problem
-    zero_ended = units[0] + b"\x00"
-    _, problem = prefixed_units(len(zero_ended).to_bytes(4, "big") + zero_ended, 4)
-    assert "zero byte" in problem
+    _, problem = prefixed_units(b"\x00\x00\x00\x02\x00\x00", 4)  # a unit of zero bytes only
+    assert "zero bytes only" in problem
+
+
+@settings(max_examples=100, deadline=None)
+@given(units=st.lists(NAL, min_size=1, max_size=6), zeros=st.integers(1, 3), size=st.sampled_from([1, 2, 4]))
+def test_zero_bytes_ending_a_unit_are_framing(units, zeros, size) -> None:
+    """As trailing_zero_8bits in Annex-B (FFmpeg 5.1 copies one into MP4 samples of H.265):
+    dropped, so the units are the same as without them."""
+    padded = [u + b"\x00" * zeros for u in units if len(u) + zeros < 256 ** size]
+    sample = b"".join(len(u).to_bytes(size, "big") + u for u in padded)
+    assert prefixed_units(sample, size) == ([u.rstrip(b"\x00") for u in padded], "")
 
 
 def test_length_prefixed_edge_cases() -> None:

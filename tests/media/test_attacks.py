@@ -19,6 +19,7 @@ import segbind
 from host_sim import clips
 from segbind import Binding, Epoch, Keyring
 from segbind.write import remux_annexb, write_hls
+from segbind_core import h265
 from segbind_core.nal import START_CODE, annexb_units
 from tests.support import run_cli
 from tests.support.media import (
@@ -247,3 +248,113 @@ def test_a_recording_cut_in_the_middle_or_at_the_tail_is_refused(tmp_path: Path)
             assert result.returncode == (0 if name == "whole" else 1)
             live = run_cli("verify", "--keyring", str(tmp_path / "ring.json"), str(source))
             assert live.returncode == 0  # as a live feed, gaps are fine
+
+
+# -- the same attacks on H.265 (x265 through PyAV, hvcC samples) ---------------------------------
+
+@pytest.fixture(scope="module")
+def hevc(keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """alice's camera's tagged H.265 stream (4 segments, an IDR each) as Annex-B and as MP4
+    remuxed with PyAV (hev1); a stranger's clip of the same size, and one whose parameter sets
+    differ (another resolution), as MP4."""
+    d = tmp_path_factory.mktemp("hevc-attacks")
+    tag(keys, clips.make_kind("x265-pyav-closed"), d / "alice.h265")
+    remux_annexb(str(d / "alice.h265"), str(d / "alice.mp4"), "mp4")
+    (d / "stranger.h265").write_bytes(clips.encode_pyav_h265(frames=25, gop=25, seed=9))
+    remux_annexb(str(d / "stranger.h265"), str(d / "stranger.mp4"), "mp4")
+    (d / "other.h265").write_bytes(clips.encode_pyav_h265(frames=25, gop=25, width=256, height=144, seed=9))
+    remux_annexb(str(d / "other.h265"), str(d / "other.mp4"), "mp4")
+    return d
+
+
+def hevc_units(data: bytes) -> List[bytes]:
+    return [data[s:e] for s, e in annexb_units(data)]
+
+
+def hidden_hevc_picture(hevc: Path) -> bytes:
+    """The stranger's VPS, SPS, PPS and IDR picture behind start codes."""
+    units = hevc_units((hevc / "stranger.h265").read_bytes())
+    first_idr = next(i for i, u in enumerate(units) if h265.is_idr(h265.nal_type(u[0])))
+    return b"".join(b"\x00\x00\x01" + u for u in units[:first_idr + 1]
+                    if h265.nal_type(u[0]) in (32, 33, 34) or h265.is_idr(h265.nal_type(u[0])))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("carrier", [h265.NAL_FILLER, h265.NAL_AUD, h265.NAL_END_OF_SEQUENCE])
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_hevc_a_picture_hidden_in_a_unit_that_decoders_split_is_refused(carrier: int, container: str,
+                                                                         hevc: Path, keys: Path,
+                                                                         tmp_path: Path) -> None:
+    hidden = bytes((carrier << 1, 1)) + hidden_hevc_picture(hevc)
+    fmt, name = {"mp4": ("mp4", "x.mp4"), "mkv": ("matroska", "x.mkv")}[container]
+    stranger = set(clips.decode_hashes_ffmpeg((hevc / "stranger.h265").read_bytes(), fmt="hevc"))
+    camera = segbind.tagged_segments((hevc / "alice.h265").read_bytes())
+    # Transmuxed, the hidden units before the tag are a picture of their own, which the rule
+    # "a segment begins with its tag's access unit" leaves at the end of segment 0.
+    for where, reason, transmuxed in (
+            ("before the tag", "framing", ["content_mismatch", "content_mismatch", "ok", "ok"]),
+            ("after the slices", "content_mismatch", ["ok", "content_mismatch", "gap", "ok"])):
+        def edit(index: int, data: bytes) -> bytes:
+            if index != 25:  # the first picture of segment 1
+                return data
+            units = length_prefixed_units(data)
+            assert units[0] == h265.DELIMITER  # the camera's delimiter
+            return prefixed([hidden] + units[1:] if where == "before the tag" else units + [hidden])
+
+        attack = rewrite_packets(hevc / "alice.mp4", tmp_path / name, fmt, edit)
+        # The attack works: once transmuxed to Annex-B, a decoder shows the stranger's picture.
+        ffmpeg("-i", str(attack), "-c", "copy", "-f", "hevc", str(tmp_path / "transmuxed.h265"))
+        assert stranger & set(frame_hashes(tmp_path / "transmuxed.h265")), where
+        assert reasons(keys, attack) == ["ok", reason, "gap", "ok"], where
+        assert reasons(keys, tmp_path / "transmuxed.h265") == transmuxed, where
+        handed = opened(str(attack), keys)
+        assert [data for _, data in handed] == [camera[0], None] + camera[2:]
+
+
+@pytest.mark.slow
+def test_hevc_dangling_lengths_extra_tracks_and_a_swapped_hvcc_are_refused(hevc: Path, keys: Path,
+                                                                          tmp_path: Path) -> None:
+    def dangling(index: int, data: bytes) -> bytes:
+        if index != 30:
+            return data
+        units = length_prefixed_units(data)
+        body = prefixed(units)
+        last = len(body) - len(units[-1]) - 4
+        return body[:last] + (len(units[-1]) + 100).to_bytes(4, "big") + body[last + 4:]
+
+    attack = rewrite_packets(hevc / "alice.mp4", tmp_path / "d.mp4", "mp4", dangling)
+    assert len(decoded_frames(attack)) < len(decoded_frames(hevc / "alice.mp4"))  # a picture vanishes
+    assert reasons(keys, attack) == ["ok", "framing", "gap", "ok"]
+    # another video track, and an audio track
+    attack = rewrite_packets(hevc / "alice.mp4", tmp_path / "v.mkv", "matroska", extra_video=hevc / "stranger.mp4")
+    for extra in ((), ("--video-only",)):
+        assert reasons(keys, attack, extra=extra) == ["framing"] * 4
+    attack = rewrite_packets(hevc / "alice.mp4", tmp_path / "a.mp4", "mp4", audio=True)
+    assert reasons(keys, attack) == ["framing"] * 4
+    assert reasons(keys, attack, extra=("--video-only",)) == ["ok"] * 4
+    # the camera's samples described by another stream's hvcC (its VPS, SPS, PPS): strict
+    # players decode with those
+    attack = rewrite_packets(hevc / "alice.mp4", tmp_path / "s.mp4", "mp4", template=hevc / "other.mp4")
+    assert reasons(keys, attack) == ["framing"] * 4
+    result = run_cli("verify", "--keyring", str(keys / "alice-ring.json"), str(attack))
+    assert b"sample description holds 2 unit(s) the camera did not tag" in result.stdout  # SPS, PPS
+
+
+@pytest.mark.slow
+def test_a_segment_is_never_read_as_the_other_codec(work: Path, hevc: Path, keys: Path, tmp_path: Path) -> None:
+    """H.265 samples in a track described as H.264 (avcC), and H.264 samples in an H.265 track
+    (hvcC): a decoder would read each as the other codec. Every segment is refused."""
+    for src, template, what in ((hevc / "alice.mp4", work / "alice.mp4", b"an H.265 segment in an H.264 track"),
+                                (work / "alice.mp4", hevc / "alice.mp4", b"an H.264 segment in an H.265 track")):
+        for fmt, name in (("mp4", "x.mp4"), ("matroska", "x.mkv")):
+            attack = rewrite_packets(src, tmp_path / name, fmt, template=template)
+            assert reasons(keys, attack) == ["framing"] * 4, (what, name)
+            result = run_cli("verify", "--keyring", str(keys / "alice-ring.json"), str(attack))
+            assert what in result.stdout
+            assert all(data is None for _, data in opened(str(attack), keys))
+    # Annex-B: an H.265 segment's tag is an H.265 SEI; given an H.264 SEI header it is no tag
+    camera = segbind.tagged_segments((hevc / "alice.h265").read_bytes())
+    swapped = camera[1].replace(b"\x00\x00\x00\x01\x4e\x01\x05", b"\x00\x00\x00\x01\x06\x05", 1)
+    (tmp_path / "x.h265").write_bytes(camera[0] + swapped + b"".join(camera[2:]))
+    got = reasons(keys, tmp_path / "x.h265")
+    assert got[0] == "ok" and "ok" not in got[1:2], got

@@ -51,9 +51,11 @@ def test_sniff_tells_inputs_apart_by_content_not_name(tagged: Path, tmp_path: Pa
         assert sniff(wrong.read_bytes()[:1024]) == kind
     assert sniff(tagged.read_bytes()[:1024]) == ANNEXB
     assert sniff(b"\xef\xbb\xbf  #EXTM3U\n") == HLS
-    for head, why in ((b"", "empty"), (b"\x00\x00\x00\x01\x40\x01\x0c", "HEVC"),
+    for first in (b"\x40\x01\x0c", b"\x46\x01\x50", b"\x4e\x01\x05", b"\x2a\x01\xaf"):  # H.265 VPS, AUD, SEI, CRA
+        assert sniff(b"\x00\x00\x00\x01" + first) == ANNEXB
+    for head, why in ((b"", "empty"),
                       (b"ID3\x04" + bytes(100), "audio only"), (b"RIFF\x00\x00\x00\x00WAVEfmt ", "WAV"),
-                      (b"\x00\x00\x01\x00\x00", "invalid first NAL"), (b"hello", "not an H.264 stream")):
+                      (b"\x00\x00\x01\x00\x00", "invalid first NAL"), (b"hello", "not an H.264 or H.265 stream")):
         with pytest.raises(InputError, match=why):
             sniff(head)
 

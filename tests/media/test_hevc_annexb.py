@@ -258,18 +258,27 @@ def test_owner_accepts_every_segment_and_a_stranger_refuses_them(name: str, keys
     assert owner.finish() is None
 
 
-def test_segbind_tag_reads_the_codec_and_the_other_commands_refuse_h265_in_one_line(keys: Path) -> None:
+def test_segbind_tag_reads_the_codec_and_verify_and_inspect_read_h265(keys: Path) -> None:
     data = clips.make_kind("x265-pyav-closed")
     result = run_cli("tag", "--epoch", str(keys / "alice.json"), "--stream-id", "7", "-", "-", stdin=data)
     assert result.returncode == 0 and b"tagged 4 segments" in result.stderr
     assert all(decode_tag(segbind_payload(memoryview(result.stdout)[s:e]))[0].codec == CODEC_H265
                for s, e in tags_in(result.stdout))
-    # The readers regroup Annex-B by H.264's unit types: until they take H.265, verify and
-    # inspect say so in one line instead of refusing authentic segments.
-    for args in (["verify", "--keyring", str(keys / "alice-ring.json")], ["inspect"]):
-        result = run_cli(*args, "-", stdin=tagged_by_cli("x265-pyav-closed", keys))
-        assert result.returncode == 2 and b"Traceback" not in result.stderr
-        assert result.stderr.count(b"\n") == 1 and b"HEVC (H.265) Annex-B" in result.stderr
+    tagged = tagged_by_cli("x265-pyav-closed", keys)
+    # verify and inspect read H.265 Annex-B, from a pipe and from a file
+    result = run_cli("verify", "--keyring", str(keys / "alice-ring.json"), "--json", "-", stdin=tagged)
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 0 and [v["reason"] for v in lines[:-1]] == ["ok"] * 4, result.stderr
+    assert [v["tag"]["seq"] for v in lines[:-1]] == [0, 1, 2, 3]
+    result = run_cli("verify", "--keyring", str(keys / "bob-ring.json"), "-", stdin=tagged)
+    assert result.returncode == 1 and b"REFUSED: 4 no_grant" in result.stdout
+    result = run_cli("inspect", "--json", "-", stdin=tagged)
+    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 0 and [e["tag"]["codec"] for e in entries] == [CODEC_H265] * 4
+    assert [e["tag"]["owner"] for e in entries] == ["alice"] * 4
+    # untagged H.265 is read, and refused segment by segment, as untagged H.264 is
+    result = run_cli("verify", "--keyring", str(keys / "alice-ring.json"), "-", stdin=data)
+    assert result.returncode == 1 and b"REFUSED: 1 no_tag" in result.stdout, result.stdout
     # H.264 goes on as before
     result = run_cli("tag", "--epoch", str(keys / "alice.json"), "-", "-", stdin=clips.encode_pyav(frames=30))
     assert result.returncode == 0

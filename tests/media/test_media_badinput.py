@@ -1,7 +1,7 @@
 """Bad input (issue item 4): truncated files, segments cut mid-NAL, garbage between NAL
-units, empty files, files with no H.264 (audio only, HEVC). Each gives a clear one-line
-error (exit 2) or a per-segment rejection (exit 1); never a traceback, never a hang
-(every command runs under a timeout).
+units, empty files, files with no H.264 or H.265 video (audio only, MPEG-2). Each gives a
+clear one-line error (exit 2) or a per-segment rejection (exit 1, untagged H.265 too); never
+a traceback, never a hang (every command runs under a timeout).
 """
 
 from __future__ import annotations
@@ -74,16 +74,24 @@ def reasons(result) -> List[str]:
 @pytest.mark.parametrize("name, why", [
     ("audio.mp3", b"audio only"), ("audio.aac", b"audio only"), ("audio.wav", b"audio only"),
     ("audio.m4a", b"audio only: aac"), ("audio.ts", b"audio only: aac"),
-    ("hevc.h265", b"HEVC"), ("hevc.mp4", b"video is hevc"), ("hevc.ts", b"video is hevc"),
     ("mpeg2.ts", b"video is mpeg2video"),
 ])
-def test_files_with_no_h264_are_one_line_errors(media: Path, name: str, why: bytes) -> None:
+def test_files_with_no_h264_or_h265_are_one_line_errors(media: Path, name: str, why: bytes) -> None:
     for command in ("verify", "inspect"):
         result = run(media, command, name)
         assert result.returncode == 2 and why in result.stderr, result.stderr
-    if name != "hevc.h265":  # H.265 Annex-B is what `segbind tag` takes (test_hevc_annexb)
-        result = run(media, "tag", stdin=(media / name).read_bytes())
-        assert result.returncode == 2 and result.stdout == b""
+    result = run(media, "tag", stdin=(media / name).read_bytes())
+    assert result.returncode == 2 and result.stdout == b""
+
+
+@pytest.mark.parametrize("name", ["hevc.h265", "hevc.mp4", "hevc.ts"])
+def test_untagged_h265_is_read_and_refused_per_segment(media: Path, name: str) -> None:
+    """H.265 is read like H.264: untagged, every segment is refused as no_tag (exit 1)."""
+    result = run(media, "verify", name)
+    assert result.returncode == 1 and set(reasons(result)) == {"no_tag"}, result.stdout
+    result = run(media, "inspect", name)
+    assert result.returncode == 0
+    assert {json.loads(line)["problem"] for line in result.stdout.splitlines()} == {"no_tag"}
 
 
 NOISE = random.Random(20261128).randbytes  # the same bytes in every process (test ids must match)

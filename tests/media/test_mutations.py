@@ -1,7 +1,7 @@
 """Hypothesis over container mutations (issue 10 item 6): no mutant that changes what FFmpeg
 decodes is accepted.
 
-A tagged stream in MP4, fragmented MP4, Matroska and MPEG-TS is mutated (bits flipped, bytes
+A tagged H.264 or H.265 stream in MP4, fragmented MP4, Matroska and MPEG-TS is mutated (bits flipped, bytes
 overwritten, ranges deleted, duplicated or inserted, the file cut), most often inside the
 container's own structures (boxes, elements, packet headers), where a mutant can change
 timing, sample boundaries or parameter sets without touching a slice. For every mutant:
@@ -31,7 +31,8 @@ from tests.support.media import decoded_frames, ffmpeg, rings, tag
 
 pytestmark = pytest.mark.slow
 
-CONTAINERS = ["mp4", "fmp4", "mkv", "ts"]
+FORMATS = ["mp4", "fmp4", "mkv", "ts"]
+CONTAINERS = FORMATS + ["hevc-" + fmt for fmt in FORMATS]  # H.265 (hvcC; MP4 to TS adds its sets)
 
 
 class Files(dict):  # type: ignore[type-arg]
@@ -61,18 +62,21 @@ def _structure(data: bytes, kind: str) -> List[Tuple[int, int]]:
 @pytest.fixture(scope="module")
 def files(keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Files:
     d = tmp_path_factory.mktemp("mutations")
-    tagged = tag(keys, clips.encode_pyav(frames=50, gop=25, seed=11), d / "t.h264")
-    remux_annexb(str(tagged), str(d / "a.mp4"), "mp4")
-    remux_annexb(str(tagged), str(d / "a.fmp4"), "mp4", {"movflags": "frag_keyframe+empty_moov+default_base_moof"})
-    remux_annexb(str(tagged), str(d / "a.mkv"), "matroska")
-    ffmpeg("-i", str(d / "a.mp4"), "-c", "copy", str(d / "a.ts"))
     out = Files()
-    for kind in CONTAINERS:
-        data = (d / ("a." + kind)).read_bytes()
-        out[kind] = (data, _structure(data, kind), decoded_frames(d / ("a." + kind)))
-    camera = segbind.tagged_segments(tagged.read_bytes())
-    out["camera"] = (b"", [], camera)
-    out["pictures"] = (b"", [], [clips.decode_hashes_pyav(segment) for segment in camera])
+    for prefix, video, fmt in (("", clips.encode_pyav(frames=50, gop=25, seed=11), "h264"),
+                               ("hevc-", clips.encode_pyav_h265(frames=50, gop=25, seed=11), "hevc")):
+        tagged = tag(keys, video, d / (prefix + "t.annexb"))
+        remux_annexb(str(tagged), str(d / (prefix + "a.mp4")), "mp4")
+        remux_annexb(str(tagged), str(d / (prefix + "a.fmp4")), "mp4",
+                     {"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+        remux_annexb(str(tagged), str(d / (prefix + "a.mkv")), "matroska")
+        ffmpeg("-i", str(d / (prefix + "a.mp4")), "-c", "copy", str(d / (prefix + "a.ts")))
+        for kind in FORMATS:
+            data = (d / (prefix + "a." + kind)).read_bytes()
+            out[prefix + kind] = (data, _structure(data, kind), decoded_frames(d / (prefix + "a." + kind)))
+        camera = segbind.tagged_segments(tagged.read_bytes())
+        out[prefix + "camera"] = (b"", [], camera)
+        out[prefix + "pictures"] = (b"", [], [clips.decode_hashes_pyav(segment, fmt=fmt) for segment in camera])
     return out
 
 
@@ -119,7 +123,8 @@ def mutate(data: bytes, structure: List[Tuple[int, int]], mutation) -> bytes:
 def test_no_mutant_that_changes_what_ffmpeg_decodes_is_accepted(kind: str, mutations, files, keys: Path,
                                                                  tmp_path: Path) -> None:
     data, structure, _ = files[kind]
-    camera = files["camera"][2]
+    prefix = "hevc-" if kind.startswith("hevc-") else ""
+    camera = files[prefix + "camera"][2]
     mutant = data
     for mutation in mutations:
         mutant = mutate(mutant, structure, mutation)
@@ -137,11 +142,11 @@ def test_no_mutant_that_changes_what_ffmpeg_decodes_is_accepted(kind: str, mutat
     event("%s: %s" % (kind, "all accepted" if results and all(r.accepted for r in results) else
                       "some refused" if any(r.accepted for r in results) else "all refused"))
     if results and all(r.accepted for r in results):
-        path = tmp_path / ("mutant." + kind)
+        path = tmp_path / ("mutant." + kind[len(prefix):])
         path.write_bytes(mutant)
         try:
             shown = decoded_frames(path)
         except Exception as exc:  # noqa: BLE001 - PyAV refusing the file shows nothing at all
             shown = ["unreadable: %s" % type(exc).__name__]
-        expected = [h for r in results if r.tag is not None for h in files["pictures"][2][r.tag.seq]]
+        expected = [h for r in results if r.tag is not None for h in files[prefix + "pictures"][2][r.tag.seq]]
         assert shown == expected, mutations

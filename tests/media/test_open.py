@@ -179,7 +179,7 @@ def test_unreadable_remote_inputs_are_one_line_errors(camera, tmp_path: Path) ->
     with http_server(tmp_path) as base:
         for path, why in (("master.m3u8", b"master playlist"), ("holes.m3u8", b"HTTP 404"),
                           ("nothing.m3u8", b"HTTP 404"), ("local.m3u8", b"not an http(s) URL"),
-                          ("notvideo.bin", b"not an H.264 stream")):
+                          ("notvideo.bin", b"not an H.264 or H.265 stream")):
             result = run_cli("verify", "--keyring", str(d / "ring.json"), base + "/" + path)
             assert result.returncode == 2, (path, result)
             assert why in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -115,18 +115,24 @@ Edit = Callable[[int, bytes], bytes]
 
 def rewrite_packets(src: Path, dst: Path, fmt: str, edit: Optional[Edit] = None,
                     options: Optional[Dict[str, str]] = None, time_scale: float = 1.0,
-                    extra_video: Optional[Path] = None, audio: bool = False) -> Path:
+                    extra_video: Optional[Path] = None, audio: bool = False,
+                    template: Optional[Path] = None) -> Path:
     """What an attacker with FFmpeg does: the video packets of ``src`` muxed again into ``dst``
     (``fmt`` with ``options``), each packet's bytes through ``edit(index, data)``, timestamps
     multiplied by ``time_scale``; with ``extra_video`` another file's video as a second track,
-    with ``audio`` a real AAC track."""
+    with ``audio`` a real AAC track; with ``template`` the track described as that file's video
+    is (its codec and sample description: ``avcC``, ``hvcC``)."""
     import fractions
 
     import av
 
     with av.open(str(src)) as source, av.open(str(dst), "w", format=fmt, options=options or {}) as out:
         video = source.streams.video[0]
-        track = out.add_stream_from_template(video)
+        if template is not None:
+            with av.open(str(template)) as described:
+                track = out.add_stream_from_template(described.streams.video[0])
+        else:
+            track = out.add_stream_from_template(video)
         packets = [p for p in source.demux(video) if p.size]
         second = None
         if extra_video is not None:

@@ -1,4 +1,4 @@
-"""Readers: tagged segments out of every input H.264 travels in, as ``Canonical`` segments.
+"""Readers: tagged segments out of every input H.264 and H.265 travel in, as ``Canonical`` segments.
 
 - ``sniff``: what an input is, by content.
 - ``split``: the one rule that cuts a stream back into the segments the camera tagged.

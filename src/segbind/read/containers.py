@@ -1,13 +1,15 @@
-"""Reading tagged segments out of containers with PyAV: MPEG-TS, MP4, fragmented MP4, Matroska, FLV.
+"""Reading tagged segments out of containers with PyAV: MPEG-TS, MP4, fragmented MP4, Matroska, FLV;
+H.264 and H.265 tracks.
 
 Each sample (a packet: one access unit) is put into canonical form as it is read
 (length prefixes checked to tile it, ``framing.canonical_prefixed``; Annex-B in
 MPEG-TS, ``framing.canonical_annexb``) and handed to ``split.SampleSplitter`` with
 its timing; segments come out as soon as they are complete. The video must be the
 container's only track (others are refused unless the caller asks for the video
-alone; another video track is always refused), the parameter sets of its sample
-description (``avcC``) must be ones the camera tagged, and a container's timing must
-agree with the tag (docs/FORMAT.md 7.3, docs/CONTAINERS.md).
+alone; another video track is always refused; a segment of the other codec is refused),
+the units of its sample description (``avcC``; ``hvcC``, H.265 as ``hvc1`` or ``hev1``)
+must be ones the camera tagged, and a container's timing must agree with the tag
+(docs/FORMAT.md 7.3, docs/CONTAINERS.md).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from __future__ import annotations
 import io
 from typing import IO, Any, Dict, Iterator, List, Optional, Tuple, Union
 
-from segbind_core.tag import CODEC_H264
+from segbind_core import h265
+from segbind_core.tag import CODEC_H264, CODEC_H265, CODEC_NAMES
 
 from ..errors import InputError
-from ..framing import canonical_annexb, canonical_prefixed
+from ..framing import canonical_annexb, canonical_prefixed, is_parameter_set
 from ..verifier import Canonical
 from .sniff import NAMES
 from .split import MAX_SEGMENT_BYTES, Sample, SampleSplitter
@@ -57,9 +60,9 @@ def av_reason(exc: Exception) -> str:
     return str(text).split(":")[0].strip() or type(exc).__name__
 
 
-# -- codec-specific pieces (H.265 adds hvc1/hev1 and hvcC here) ---------------------------------
+# -- codec-specific pieces ---------------------------------------------------------------------
 
-_CODECS = {"h264": CODEC_H264}
+_CODECS = {"h264": CODEC_H264, "hevc": CODEC_H265}
 
 
 def codec_name(stream: Any) -> str:
@@ -72,18 +75,18 @@ def video_codec(stream: Any) -> int:
     return _CODECS.get(codec_name(stream), 0)
 
 
-def h264_stream(container: Any, name: str) -> Any:
-    """The video stream segbind verifies; InputError when there is none it can verify."""
+def video_stream(container: Any, name: str) -> Any:
+    """The video stream segbind verifies (H.264 or H.265); InputError when there is none."""
     videos = list(container.streams.video)
     for stream in videos:
         if video_codec(stream):
             return stream
     if videos:
-        raise InputError("%s: no H.264 video (video is %s)" % (name, codec_name(videos[0])))
+        raise InputError("%s: no H.264 or H.265 video (video is %s)" % (name, codec_name(videos[0])))
     audio = [codec_name(s) for s in container.streams.audio]
     if audio:
-        raise InputError("%s: no H.264 video (audio only: %s)" % (name, ", ".join(audio)))
-    raise InputError("%s: no H.264 video stream" % name)
+        raise InputError("%s: no H.264 or H.265 video (audio only: %s)" % (name, ", ".join(audio)))
+    raise InputError("%s: no H.264 or H.265 video stream" % name)
 
 
 def parse_avcc(extradata: bytes) -> Tuple[int, List[bytes], List[bytes]]:
@@ -113,21 +116,62 @@ def parse_avcc(extradata: bytes) -> Tuple[int, List[bytes], List[bytes]]:
     return length_size, sets[0], sets[1]
 
 
-def sample_description(extradata: bytes) -> Tuple[int, List[bytes]]:
-    """(NAL length size, or 0 for Annex-B samples; the parameter sets) of a stream's extradata."""
+_HVCC_HEAD = 23  # configurationVersion .. numOfArrays (ISO/IEC 14496-15 8.3.3.1)
+
+
+def parse_hvcc(extradata: bytes) -> Tuple[int, List[bytes]]:
+    """(NAL length size, every NAL unit of its arrays, in order) of an
+    HEVCDecoderConfigurationRecord. Decoders read the VPS, SPS, PPS and SEI arrays (types
+    32-34, 39, 40) before any sample; a unit whose header disagrees with its array's type,
+    or a length running past the record, makes the record invalid (InputError)."""
+    if len(extradata) < _HVCC_HEAD or extradata[0] != 1:
+        raise InputError("invalid hvcC record")
+    length_size = (extradata[21] & 3) + 1
+    pos = _HVCC_HEAD
+    units: List[bytes] = []
+    for _ in range(extradata[22]):
+        if pos + 3 > len(extradata):
+            raise InputError("truncated hvcC record")
+        kind = extradata[pos] & 0x3F
+        count = int.from_bytes(extradata[pos + 1:pos + 3], "big")
+        pos += 3
+        for _ in range(count):
+            size = int.from_bytes(extradata[pos:pos + 2], "big")
+            pos += 2
+            if size < 2 or pos + size > len(extradata):
+                raise InputError("truncated hvcC record")
+            unit = bytes(extradata[pos:pos + size])
+            if h265.nal_type(unit[0]) != kind:
+                raise InputError("hvcC array of type %d holds a unit of type %d" % (kind, h265.nal_type(unit[0])))
+            units.append(unit)
+            pos += size
+    return length_size, units
+
+
+def sample_description(extradata: bytes, codec: int = CODEC_H264) -> Tuple[int, List[bytes], List[bytes]]:
+    """(NAL length size, or 0 for Annex-B samples; the parameter sets; every unit a decoder
+    reads from it) of a stream's extradata (``avcC``, ``hvcC`` or Annex-B)."""
     if extradata[:1] == b"\x01":
-        length_size, sps, others = parse_avcc(extradata)
+        if codec == CODEC_H265:
+            length_size, units = parse_hvcc(extradata)
+        else:
+            length_size, sps, others = parse_avcc(extradata)
+            units = sps + others
         # Zero bytes after a unit's last byte are not part of it (muxers copy the encoder's
-        # trailing_zero_8bits into avcC); decoders read the unit without them.
-        return length_size, [u.rstrip(b"\x00") for u in sps + others]
-    out = bytearray()
-    canonical_annexb(extradata, out)
-    return 0, [bytes(u) for u in bytes(out).split(b"\x00\x00\x00\x01") if u]
+        # trailing_zero_8bits into avcC/hvcC); decoders read the unit without them.
+        units = [u.rstrip(b"\x00") for u in units]
+    else:
+        out = bytearray()
+        canonical_annexb(extradata, out)
+        length_size, units = 0, [bytes(u) for u in bytes(out).split(b"\x00\x00\x00\x01") if u]
+    # avcC holds parameter sets only; hvcC and Annex-B extradata may hold SEI too
+    sets = [u for u in units if is_parameter_set(u[0], codec)] if codec == CODEC_H265 or not length_size else units
+    return length_size, sets, units
 
 
 def prefixed_units(data: bytes, length_size: int) -> Tuple[List[bytes], str]:
     """The units of a length-prefixed sample, and a defect ("" when none): the lengths must
-    tile the sample exactly, with no empty unit and no unit ending in a zero byte."""
+    tile the sample exactly, with no empty unit (zero bytes ending a unit dropped)."""
     out = bytearray()
     count, defect = canonical_prefixed(data, length_size, out)
     if defect:
@@ -177,19 +221,23 @@ def container_segments(source: Source, fmt: str, name: str, stats: Optional[Dict
     """
     container = open_av(source, _PYAV_FORMAT.get(fmt, fmt), name)
     try:
-        stream = h264_stream(container, name)
+        stream = video_stream(container, name)
+        codec = video_codec(stream)
         problem = _tracks(container, stream, video_only)
-        length_size, described = sample_description(bytes(getattr(stream.codec_context, "extradata", None)
-                                                           or b""))
+        length_size, sets, described = sample_description(
+            bytes(getattr(stream.codec_context, "extradata", None) or b""), codec)
         rate = stream.average_rate or stream.guessed_rate
-        splitter = SampleSplitter(described, 1000.0 / float(rate) if rate else 0.0, max_segment_bytes)
-        required = described if length_size else []  # a decoder reads avcC's sets: they must be tagged
+        splitter = SampleSplitter(sets, 1000.0 / float(rate) if rate else 0.0, max_segment_bytes)
+        required = described if length_size else []  # a decoder reads avcC's/hvcC's units: they must be tagged
         packets = 0
 
         def judged(segments: List[Canonical]) -> Iterator[Canonical]:
             for segment in segments:
                 if problem and not segment.problem:
                     segment.problem = problem
+                if segment.codec and segment.codec != codec and not segment.problem:
+                    segment.problem = "an %s segment in an %s track (a decoder reads it as %s)" % (
+                        CODEC_NAMES[segment.codec], CODEC_NAMES[codec], CODEC_NAMES[codec])
                 segment.required = required
                 yield segment
 
@@ -215,7 +263,7 @@ def container_segments(source: Source, fmt: str, name: str, stats: Optional[Dict
             yield from judged(splitter.add_sample(memoryview(packet), length_size, _sample(packet)))
         last = splitter.finish()
         if not last and packets == 0:
-            raise InputError("%s: no H.264 packets in the %s" % (name, NAMES.get(fmt, fmt)))
+            raise InputError("%s: no %s packets in the %s" % (name, CODEC_NAMES[codec], NAMES.get(fmt, fmt)))
         yield from judged(last)
         if stats is not None:
             stats["packets"] = packets

@@ -3,10 +3,13 @@ never by file name."""
 
 from __future__ import annotations
 
+from segbind_core.segment import codec_of_unit
+from segbind_core.tag import CODEC_H265
+
 from ..errors import InputError
 
 ANNEXB, MPEGTS, MP4, HLS, MATROSKA, FLV = "annexb", "mpegts", "mp4", "hls", "matroska", "flv"
-NAMES = {ANNEXB: "H.264 Annex-B", MPEGTS: "MPEG-TS", MP4: "MP4", HLS: "HLS playlist",
+NAMES = {ANNEXB: "Annex-B", MPEGTS: "MPEG-TS", MP4: "MP4", HLS: "HLS playlist",
          MATROSKA: "Matroska", FLV: "FLV"}
 _BOXES = (b"ftyp", b"styp", b"moov", b"moof", b"free", b"mdat", b"sidx", b"skip", b"wide",
           b"pdin", b"uuid", b"prft", b"emsg")
@@ -14,7 +17,7 @@ SNIFF_BYTES = 1024
 
 
 def sniff(head: bytes) -> str:
-    """The kind of input from its first bytes; InputError for anything that is not H.264 video.
+    """The kind of input from its first bytes; InputError for anything that is not H.264 or H.265 video.
 
     ``head`` should be the first ``SNIFF_BYTES`` bytes (fewer only when the input is shorter).
     """
@@ -38,12 +41,12 @@ def sniff(head: bytes) -> str:
         zeros += 1
     if zeros >= 2 and zeros < len(head) and head[zeros] == 1:
         first = head[zeros + 1:zeros + 3]
-        if len(first) == 2 and first[1] == 0x01 and (first[0] >> 1) & 0x3F in (32, 33, 34, 35, 39):
-            raise InputError("HEVC (H.265) Annex-B stream, not H.264")
+        if first and not first[0] & 0x80 and codec_of_unit(first) == CODEC_H265:
+            return ANNEXB  # an H.265 stream's first unit: VPS, SPS, PPS, AUD, prefix SEI or IRAP
         if first and (first[0] & 0x80 or first[0] & 0x1F == 0):
-            raise InputError("not an H.264 Annex-B stream (invalid first NAL unit header)")
+            raise InputError("not an H.264 or H.265 Annex-B stream (invalid first NAL unit header)")
         return ANNEXB
-    raise InputError("not an H.264 stream (%s)" % _describe_other(head))
+    raise InputError("not an H.264 or H.265 stream (%s)" % _describe_other(head))
 
 
 def _describe_other(head: bytes) -> str:

@@ -33,6 +33,7 @@ from ..framing import (
     head_parameter_sets,
     leading_garbage,
     prefixed_parts,
+    repeated_sets,
     tag_unit_before,
     tag_units,
 )
@@ -332,8 +333,10 @@ class SampleSplitter:
     canonical form, once; ``add(data, units, timing)`` takes a sample already in canonical
     form. ``defect(text)`` marks the pending segment refused (a sample whose units could
     not be told apart, a track that must not be there). A segment is complete, and comes
-    out at once, when it holds as many units as its tag says; else when the next tag
-    begins. Its bytes are its samples' (``Canonical`` parts, joined only when handed on).
+    out at once, when it holds as many units as its tag says (copies of parameter sets a
+    remuxer added to its head not counted: ``framing.head_variants`` drops them); else
+    when the next tag begins. Its bytes are its samples' (``Canonical`` parts, joined only
+    when handed on).
     """
 
     def __init__(self, initial_sets: Sequence[bytes] = (), frame_ms: float = 0.0,
@@ -348,6 +351,7 @@ class SampleSplitter:
         self._tag_end = -1
         self._codec = 0
         self._expect = -1      # units the pending segment's tag says it holds (but the tag)
+        self._repeats = 0      # copies of its head's parameter sets a remuxer added (not counted)
         self._problem = ""
         self._sets = _Sets(initial_sets)
         self._out: List[Canonical] = []
@@ -379,6 +383,7 @@ class SampleSplitter:
         size = sum(len(p) for p in parts)
         if tags:
             self._tag_in_sample(parts, tags[0])
+            self._repeats = repeated_sets(_joined(parts, 65536), self._codec)
             if len(tags) > 1:
                 self.defect("a sample holds %d segbind tags" % len(tags))
         if self._size + size > self.max_segment_bytes:
@@ -388,7 +393,7 @@ class SampleSplitter:
             self._size += size
         self._units += units
         self._samples.append(timing)
-        if self._tag >= 0 and 0 <= self._expect < self._units:
+        if self._tag >= 0 and 0 <= self._expect < self._units - self._repeats:
             self._close()
         out, self._out = self._out, []
         return out
@@ -432,6 +437,7 @@ class SampleSplitter:
         self._units = 0
         self._samples = []
         self._tag = self._tag_end = self._expect = -1
+        self._repeats = 0
         self._problem = ""
 
 

@@ -879,9 +879,10 @@ export function prefixedUnits(data, lengthSize) {
     pos += lengthSize;
     if (!size) return [units, "a sample holds an empty NAL unit"];
     if (pos + size > data.length) return [units, `a NAL length runs ${pos + size - data.length} bytes past the end of its sample`];
-    const unit = data.subarray(pos, pos + size);
-    if (unit[unit.length - 1] === 0) return [units, "a NAL unit ends with a zero byte (it would not split back the same)"];
-    units.push(unit);
+    let end = pos + size;  // zero bytes ending a unit are framing, as in Annex-B (FORMAT.md 7.3)
+    while (end > pos && data[end - 1] === 0) end--;
+    if (end === pos) return [units, "a sample holds a NAL unit of zero bytes only"];
+    units.push(data.subarray(pos, end));
     pos += size;
   }
   return [units, ""];
