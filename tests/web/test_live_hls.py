@@ -82,6 +82,7 @@ def keyring_file(household: Household, path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # runs `segbind verify` on live playlists and the recording over HTTP: most of a minute
 def test_live_playlists_list_fragments_that_segbind_verify_accepts(households, tmp_path: Path) -> None:
     alice, eve = households.alice, households.eve
     numbers = [p.number for p in households.cloud.segments("alice", "alice-front")]
