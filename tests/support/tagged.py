@@ -8,11 +8,11 @@ from functools import lru_cache
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from host_sim import clips
-from segbind import Epoch
+from segbind import Epoch, InvalidSegment, Keyring, Reason, verify_segment
 from segbind_core.nal import annexb_units
 from segbind_core.segment import Segment, Segmenter
 from segbind_core.sei import build_sei_nal, segbind_payload, tag_codec
-from segbind_core.tag import CODEC_H264
+from segbind_core.tag import MAC_SIZE, decode_tag
 from segbind_core.tagger import Tagger
 
 # Test-only pairing secrets, fresh per run.
@@ -68,10 +68,44 @@ def body_of(segment: bytes) -> bytes:
     return segbind_payload(memoryview(segment)[slice(*tag_unit(segment))])
 
 
-def replace_tag_body(segment: bytes, edit: Callable[[bytes], bytes], codec: int = CODEC_H264) -> bytes:
-    """The segment with its SEI rebuilt around ``edit(body)`` (emulation prevention redone)."""
+def replace_tag_body(segment: bytes, edit: Callable[[bytes], bytes], codec: Optional[int] = None) -> bytes:
+    """The segment with its SEI rebuilt around ``edit(body)`` (emulation prevention redone), in
+    ``codec``'s SEI header (by default the tag's own)."""
     s, e = tag_unit(segment)
+    codec = codec or tag_codec(memoryview(segment)[s:e])
     return segment[:s] + build_sei_nal(edit(body_of(segment)), codec) + segment[e:]
+
+
+def flip_mac_bit(segment: bytes, slot: int = 0) -> bytes:
+    def edit(body: bytes) -> bytes:
+        tag, _ = decode_tag(body)
+        at = len(body) - MAC_SIZE * (tag.slots - slot)
+        return body[:at] + bytes([body[at] ^ 1]) + body[at + 1:]
+    return replace_tag_body(segment, edit)
+
+
+def last_mac_bytes(segment: bytes) -> range:
+    """Where the tag's last MAC (a share's slot) lies in the segment: a verifier of another slot
+    cannot judge it. (The tag's body is escaped inside the SEI; these segments need no escape there.)"""
+    s, e = tag_unit(segment)
+    assert segment[e - 1] == 0x80 and body_of(segment) in segment[s:e]
+    return range(e - 1 - MAC_SIZE, e - 1)
+
+
+def refused_by_owner_or_share(flipped: bytes, at: int, original: bytes, owner: Keyring, share: Keyring) -> None:
+    """The owner refuses every flip except in the share's MAC (the last); there the share refuses
+    it (and the owner need not care: a decoder reads nothing in a MAC)."""
+    try:
+        verify_segment(flipped, owner)
+    except InvalidSegment:
+        return
+    assert at in last_mac_bytes(original), "a flip at byte %d was accepted" % at
+    try:
+        verify_segment(flipped, share)
+    except InvalidSegment as exc:
+        assert exc.reason is Reason.MAC_MISMATCH
+    else:
+        raise AssertionError("a flip at byte %d of the share's MAC was accepted" % at)
 
 
 def strip_tag(segment: bytes) -> bytes:
