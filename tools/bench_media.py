@@ -34,6 +34,8 @@ import tracemalloc
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from bench_core import best_ratio  # tools/ is on the path: one way of timing ratios
+
 import segbind
 from host_sim import clips
 from segbind import Binding, Canonical, Epoch, Keyring, StreamVerifier
@@ -48,18 +50,6 @@ EPOCH = Epoch.of_pairing(hashlib.sha256(b"bench").digest(), "alice", "cam-1", 1,
 RING = Keyring([Binding.of_epoch(EPOCH)])
 KEY = Binding.of_epoch(EPOCH).key
 T0 = 1_795_000_000_000
-
-
-def best_ratio(baseline: Callable[[], None], candidate: Callable[[], None], rounds: int) -> float:
-    best_base = best_cand = float("inf")
-    for _ in range(rounds):
-        t0 = time.process_time()
-        baseline()
-        t1 = time.process_time()
-        candidate()
-        t2 = time.process_time()
-        best_base, best_cand = min(best_base, t1 - t0), min(best_cand, t2 - t1)
-    return best_base / best_cand
 
 
 def best_time(run: Callable[[], None], rounds: int) -> float:

@@ -1,0 +1,39 @@
+"""The benchmark commands keep working: they run (one round, small sizes) and print every row
+they promise. Their figures are ratios for a person to read on a quiet machine (README,
+Benchmarks): nothing here asserts a speed. The tag's size is not a speed, and is checked."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run_tool(*argv: str) -> str:
+    result = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0 or "NOT met" in result.stdout, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_bench_core_prints_every_figure_for_both_codecs_and_the_tag_size() -> None:
+    out = run_tool("tools/bench_core.py", "--rounds", "1")
+    for size in ("1 MB", "20 KB"):
+        for what in ("Annex-B as the camera emits it", "MP4 samples (length-prefixed)"):
+            assert re.search(r"verify %s, %s +\d+\.\d\d" % (size, re.escape(what)), out), out
+            assert re.search(r"verify %s, %s \(H\.265\) +\d+\.\d\d" % (size, re.escape(what)), out), out
+        assert re.search(r"MicroPython tag %s, from NAL units +\d+\.\d\d" % size, out), out
+    tag_bytes = int(re.search(r"tag bytes \(12-byte ids, owner \+ 3 shares, max of 200\) +(\d+)", out).group(1))
+    assert 100 < tag_bytes <= 160
+
+
+def test_bench_media_prints_throughput_linearity_and_memory() -> None:
+    out = run_tool("tools/bench_media.py", "--quick")
+    for row in ("verify Annex-B bytes (segbind.open) (H.265)", "a tag, N delimiters, a tag (Annex-B reader)",
+                "Annex-B reader (segbind.open)", "no tag at all (Annex-B noise)"):
+        assert re.search(re.escape(row) + r" +\d+\.\d\d", out), out
