@@ -113,19 +113,8 @@ class AnnexBSplitter:
 
     def _slice(self, start: int, end: int) -> bytes:
         """The stream's bytes [start, end), from the chunks kept."""
-        start = max(start, self._begin)
-        end = min(end, self._end)
-        if end <= start:
-            return b""
-        parts = []
-        for chunk, at in zip(self._chunks, self._starts):
-            stop = at + len(chunk)
-            if stop <= start:
-                continue
-            if at >= end:
-                break
-            parts.append(chunk[max(0, start - at):min(len(chunk), end - at)])
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        views = self._views(max(start, self._begin), min(end, self._end))
+        return bytes(views[0]) if len(views) == 1 else b"".join(views)
 
     def _views(self, start: int, end: int) -> List[memoryview]:
         """Zero-copy views of the stream's bytes [start, end)."""
