@@ -11,7 +11,7 @@ NAL units are passed as escaped bytes (emulation prevention kept), header byte
 first, as they are in the bitstream.
 """
 
-from .nal import unescape_rbsp
+from .nal import ParameterSetTables, unescape_rbsp
 
 try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
     from typing import Optional
@@ -239,6 +239,15 @@ def parse_pps_ids(nal: Buffer) -> tuple[int, int]:
     return pps_id, sps_id
 
 
+def _read_sps(unit: bytes) -> "tuple[int, Sps]":
+    info = parse_sps(unit)
+    return info.sps_id, info
+
+
+def _read_pps(unit: bytes) -> "tuple[int, int]":
+    return parse_pps_ids(unit)  # (pps id, the id of the SPS it refers to)
+
+
 def parameter_set_key(nal: Buffer) -> tuple[int, int]:
     """(7, sps id) or (8, pps id) for an SPS or PPS unit; ValueError/IndexError if unreadable."""
     kind = nal[0] & 0x1F
@@ -249,7 +258,10 @@ def parameter_set_key(nal: Buffer) -> tuple[int, int]:
     raise ValueError("not a parameter set")
 
 
-class ParameterSets:
+_READERS = ((NAL_SPS, _read_sps), (NAL_PPS, _read_pps))
+
+
+class ParameterSets(ParameterSetTables):
     """The SPS and PPS in force in a stream, by id, as they were last seen.
 
     ``add`` takes any NAL unit (others are ignored) and returns True for a
@@ -259,47 +271,16 @@ class ParameterSets:
     """
 
     def __init__(self) -> None:
-        self.sps: dict[int, tuple[Sps, bytes]] = {}  # id -> (Sps, NAL bytes)
-        self.pps: dict[int, tuple[int, bytes]] = {}  # id -> (sps id, NAL bytes)
-        # The units in force, by their bytes: encoders repeat them at every IDR picture,
-        # and a unit seen before is not read again.
-        self._in_force: dict[bytes, tuple[int, int]] = {}
-
-    def __len__(self) -> int:
-        return len(self.sps) + len(self.pps)
+        super().__init__(_READERS)
+        self.sps: dict[int, tuple[Sps, bytes]] = self.tables[NAL_SPS]  # id -> (Sps, NAL bytes)
+        self.pps: dict[int, tuple[int, bytes]] = self.tables[NAL_PPS]  # id -> (sps id, NAL bytes)
 
     def add(self, nal: Buffer) -> bool:
-        kind = nal[0] & 0x1F
-        if kind != NAL_SPS and kind != NAL_PPS:
-            return False
-        unit = bytes(nal)
-        if unit in self._in_force:
-            return True
-        try:
-            if kind == NAL_SPS:
-                info = parse_sps(unit)
-                key = (NAL_SPS, info.sps_id)
-                replaced = self.sps.get(info.sps_id, (info, b""))[1]
-                self.sps[info.sps_id] = (info, unit)
-            else:
-                pps_id, sps_id = parse_pps_ids(unit)
-                key = (NAL_PPS, pps_id)
-                replaced = self.pps.get(pps_id, (sps_id, b""))[1]
-                self.pps[pps_id] = (sps_id, unit)
-        except (ValueError, IndexError):
-            return False
-        self._in_force.pop(replaced, None)
-        self._in_force[unit] = key
-        return True
+        return self.add_kind(nal[0] & 0x1F, nal)
 
     def key(self, nal: Buffer) -> tuple[int, int]:
         """(7, sps id) or (8, pps id) of an SPS or PPS (read once); ValueError if unreadable."""
-        found = self._in_force.get(bytes(nal))
-        return found if found is not None else parameter_set_key(nal)
-
-    def units(self) -> list[bytes]:
-        return ([self.sps[k][1] for k in sorted(self.sps)]
-                + [self.pps[k][1] for k in sorted(self.pps)])
+        return self.key_of(nal[0] & 0x1F, nal)
 
     def sps_of_pps(self, pps_id: int) -> Optional[Sps]:
         """The Sps a PPS refers to, or None when either is unknown."""

@@ -16,7 +16,7 @@ first, as they are in the bitstream. Section numbers are ITU-T H.265's.
 from .h264 import SEI_RECOVERY_POINT, BitReader, SeiError, skip_vui_head
 from .h264 import sei_messages as _sei_messages
 from .h264 import sei_payload_types as _sei_payload_types
-from .nal import unescape_rbsp
+from .nal import ParameterSetTables, unescape_rbsp
 
 try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
     from typing import Optional
@@ -385,7 +385,25 @@ def parameter_set_key(nal: Buffer) -> tuple[int, int]:
     raise ValueError("not a parameter set")
 
 
-class ParameterSets:
+def _read_vps(unit: bytes) -> "tuple[int, Vps]":
+    info = parse_vps(unit)
+    return info.vps_id, info
+
+
+def _read_sps(unit: bytes) -> "tuple[int, Sps]":
+    info = parse_sps(unit)
+    return info.sps_id, info
+
+
+def _read_pps(unit: bytes) -> "tuple[int, Pps]":
+    info = parse_pps(unit)
+    return info.pps_id, info
+
+
+_READERS = ((NAL_VPS, _read_vps), (NAL_SPS, _read_sps), (NAL_PPS, _read_pps))
+
+
+class ParameterSets(ParameterSetTables):
     """The VPS, SPS and PPS in force in a stream, by id, as they were last seen.
 
     ``add`` takes any NAL unit (others are ignored) and returns True for a
@@ -395,58 +413,17 @@ class ParameterSets:
     """
 
     def __init__(self) -> None:
-        self.vps: dict[int, tuple[Vps, bytes]] = {}  # id -> (Vps, NAL bytes)
-        self.sps: dict[int, tuple[Sps, bytes]] = {}
-        self.pps: dict[int, tuple[Pps, bytes]] = {}
-        # The units in force, by their bytes: encoders repeat them at every IRAP picture,
-        # and a unit seen before is not read again.
-        self._in_force: dict[bytes, tuple[int, int]] = {}
-
-    def __len__(self) -> int:
-        return len(self.vps) + len(self.sps) + len(self.pps)
+        super().__init__(_READERS)
+        self.vps: dict[int, tuple[Vps, bytes]] = self.tables[NAL_VPS]  # id -> (Vps, NAL bytes)
+        self.sps: dict[int, tuple[Sps, bytes]] = self.tables[NAL_SPS]
+        self.pps: dict[int, tuple[Pps, bytes]] = self.tables[NAL_PPS]
 
     def add(self, nal: Buffer) -> bool:
-        kind = nal_type(nal[0])
-        if kind != NAL_VPS and kind != NAL_SPS and kind != NAL_PPS:
-            return False
-        unit = bytes(nal)
-        if unit in self._in_force:
-            return True
-        replaced = b""
-        try:
-            if kind == NAL_VPS:
-                vps = parse_vps(unit)
-                key = (NAL_VPS, vps.vps_id)
-                if vps.vps_id in self.vps:
-                    replaced = self.vps[vps.vps_id][1]
-                self.vps[vps.vps_id] = (vps, unit)
-            elif kind == NAL_SPS:
-                sps = parse_sps(unit)
-                key = (NAL_SPS, sps.sps_id)
-                if sps.sps_id in self.sps:
-                    replaced = self.sps[sps.sps_id][1]
-                self.sps[sps.sps_id] = (sps, unit)
-            else:
-                pps = parse_pps(unit)
-                key = (NAL_PPS, pps.pps_id)
-                if pps.pps_id in self.pps:
-                    replaced = self.pps[pps.pps_id][1]
-                self.pps[pps.pps_id] = (pps, unit)
-        except (ValueError, IndexError):
-            return False
-        self._in_force.pop(replaced, None)
-        self._in_force[unit] = key
-        return True
+        return self.add_kind(nal_type(nal[0]), nal)
 
     def key(self, nal: Buffer) -> tuple[int, int]:
         """(kind, id) of a parameter set (read once); ValueError if unreadable."""
-        found = self._in_force.get(bytes(nal))
-        return found if found is not None else parameter_set_key(nal)
-
-    def units(self) -> list[bytes]:
-        return ([self.vps[k][1] for k in sorted(self.vps)]
-                + [self.sps[k][1] for k in sorted(self.sps)]
-                + [self.pps[k][1] for k in sorted(self.pps)])
+        return self.key_of(nal_type(nal[0]), nal)
 
     def sps_of_pps(self, pps_id: int) -> Optional[Sps]:
         """The Sps a PPS refers to, or None when either is unknown."""

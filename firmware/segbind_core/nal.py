@@ -211,3 +211,63 @@ class AnnexBScanner:
         if k:
             self._out.append((bytes(nal[:k]) if k < len(nal) else bytes(nal), self.begun - 1,
                               self._nal_t))
+
+
+class ParameterSetTables:
+    """The parameter sets in force in a stream, by kind and id, as they were last seen (the
+    codec-neutral part of ``h264.ParameterSets`` and ``h265.ParameterSets``).
+
+    ``readers``: for each parameter set kind, in the order a decoder reads them, a function
+    of the unit's bytes giving (id, what the codec keeps of it); it raises ValueError or
+    IndexError on a unit it cannot read. A unit seen before is not read again: encoders
+    repeat their parameter sets at every random access point.
+    """
+
+    def __init__(self, readers: "Iterable[tuple[int, Callable[[bytes], tuple[int, Any]]]]") -> None:
+        readers = list(readers)
+        self._readers = dict(readers)
+        self._order = [kind for kind, _ in readers]
+        self.tables: "dict[int, dict[int, tuple[Any, bytes]]]" = {kind: {} for kind in self._order}
+        self._in_force: "dict[bytes, tuple[int, int]]" = {}  # unit -> (kind, id)
+
+    def __len__(self) -> int:
+        return sum(len(table) for table in self.tables.values())
+
+    def add_kind(self, kind: int, nal: Buffer) -> bool:
+        """Keep a unit of ``kind`` (the codec read its header); True for a readable parameter set."""
+        read = self._readers.get(kind)
+        if read is None:
+            return False
+        unit = bytes(nal)
+        if unit in self._in_force:
+            return True
+        try:
+            ident, info = read(unit)
+        except (ValueError, IndexError):
+            return False
+        table = self.tables[kind]
+        replaced = table.get(ident)
+        table[ident] = (info, unit)
+        if replaced is not None:
+            self._in_force.pop(replaced[1], None)
+        self._in_force[unit] = (kind, ident)
+        return True
+
+    def key_of(self, kind: int, nal: Buffer) -> "tuple[int, int]":
+        """(kind, id) of a parameter set of ``kind`` (read once); ValueError if unreadable."""
+        unit = bytes(nal)
+        found = self._in_force.get(unit)
+        if found is not None:
+            return found
+        read = self._readers.get(kind)
+        if read is None:
+            raise ValueError("not a parameter set")
+        return (kind, read(unit)[0])
+
+    def units(self) -> "list[bytes]":
+        """Every unit in force: each kind in turn, by id."""
+        out = []
+        for kind in self._order:
+            table = self.tables[kind]
+            out += [table[ident][1] for ident in sorted(table)]
+        return out
