@@ -110,7 +110,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 __all__ = [
     "RECIPE",
@@ -404,15 +404,23 @@ def _run_logged(argv: Sequence[str], log, what: str, log_path: Path, lock_fd: in
     proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=_host_env(), pass_fds=(lock_fd,),
                             start_new_session=True, preexec_fn=_die_with_parent)
-    try:
+    with group_killed_if_interrupted(proc):
         rc = proc.wait()
+    if rc != 0:
+        raise ImageError(f"{what} failed (exit {rc}); see {log_path}")
+
+
+@contextlib.contextmanager
+def group_killed_if_interrupted(proc: subprocess.Popen) -> Iterator[None]:
+    """Around waiting on ``proc`` (started with ``start_new_session``): on any exception or
+    interrupt, SIGKILL its whole process group and reap it, then re-raise."""
+    try:
+        yield
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         raise
-    if rc != 0:
-        raise ImageError(f"{what} failed (exit {rc}); see {log_path}")
 
 
 def _host_env() -> dict:

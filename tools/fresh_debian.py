@@ -62,6 +62,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import json
@@ -106,7 +107,9 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "segbind" / "fresh-bookworm"
 
 
+@functools.lru_cache(maxsize=None)
 def _camera_image():
+    """tools/camera_image.py, loaded once: its mirror, mount and process helpers are the proof's too."""
     spec = importlib.util.spec_from_file_location("camera_image", HERE.parent / "camera_image.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -129,14 +132,6 @@ def apt_sources(mirror: str | None) -> tuple[str, str]:
 # ----------------------------------------------------------------------------- processes
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: SIGKILL this child when the proof dies (PR_SET_PDEATHSIG)."""
-    import ctypes
-
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
-
-
 def run_logged(argv: list[str], log_path: Path, *, verbose: bool, env: dict | None = None,
                timeout: float | None = None, title: str | None = None) -> int:
     """Run argv, its output (stdout and stderr) appended to log_path (and echoed if verbose).
@@ -144,9 +139,10 @@ def run_logged(argv: list[str], log_path: Path, *, verbose: bool, env: dict | No
     with open(log_path, "ab") as logf:
         logf.write(f"$ {title or shlex.join(argv)}\n".encode())
         logf.flush()
+        image = _camera_image()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=image._die_with_parent)
         expired = threading.Event()
 
         def _expire() -> None:
@@ -159,19 +155,15 @@ def run_logged(argv: list[str], log_path: Path, *, verbose: bool, env: dict | No
             timer.daemon = True
             timer.start()
         try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                logf.write(line)
-                logf.flush()
-                if verbose:
-                    sys.stdout.buffer.write(line)
-                    sys.stdout.flush()
-            rc = proc.wait()
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
+            with image.group_killed_if_interrupted(proc):
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    logf.write(line)
+                    logf.flush()
+                    if verbose:
+                        sys.stdout.buffer.write(line)
+                        sys.stdout.flush()
+                rc = proc.wait()
         finally:
             if timer:
                 timer.cancel()

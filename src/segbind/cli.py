@@ -26,6 +26,7 @@ from .errors import InputError, InvalidSegment, SegbindError
 from .keyring import Binding, EpochFile, Keyring, read_json, write_json
 from .read import ANNEXB, SNIFF_BYTES, sniff
 from .read import NAMES as CONTAINER_NAMES
+from .read.sources import open_file
 from .verdict import Verdict
 from .verifier import Authenticator, TimeWindow
 from .write import write_hls
@@ -142,14 +143,7 @@ def _open_source(path: str) -> Tuple[IO[bytes], str]:
     """A binary stream to read incrementally and the name to use in messages."""
     if path == "-":
         return sys.stdin.buffer, "stdin"
-    try:
-        return open(path, "rb"), path
-    except FileNotFoundError:
-        raise CliError("%s: no such file" % path) from None
-    except IsADirectoryError:
-        raise CliError("%s: is a directory" % path) from None
-    except OSError as exc:
-        raise CliError("%s: cannot read (%s)" % (path, exc.strerror)) from None
+    return open_file(path), path
 
 
 def _read_some(src: IO[bytes], name: str) -> bytes:

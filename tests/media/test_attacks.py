@@ -71,6 +71,17 @@ def opened(source, keys: Path, **options) -> list:
         return [(r.reason.value, r.data) for r in media]
 
 
+def dangling_length(index: int, data: bytes) -> bytes:
+    """A packet edit: the last unit's length prefix in packet 30 (segment 1) runs 100 bytes past
+    the end of its sample."""
+    if index != 30:
+        return data
+    units = length_prefixed_units(data)
+    body = prefixed(units)
+    last = len(body) - len(units[-1]) - 4
+    return body[:last] + (len(units[-1]) + 100).to_bytes(4, "big") + body[last + 4:]
+
+
 def hidden_picture(work: Path) -> bytes:
     """The stranger's parameter sets and IDR picture behind start codes: what a filler, delimiter
     or end-of-sequence unit can carry in a length-prefixed sample."""
@@ -122,15 +133,7 @@ def test_a_picture_hidden_in_a_unit_that_decoders_split_is_refused(carrier: int,
 
 
 def test_a_length_past_the_end_of_its_sample_is_refused(work: Path, keys: Path, tmp_path: Path) -> None:
-    def edit(index: int, data: bytes) -> bytes:
-        if index != 30:
-            return data
-        units = length_prefixed_units(data)
-        body = prefixed(units)
-        last = len(body) - len(units[-1]) - 4
-        return body[:last] + (len(units[-1]) + 100).to_bytes(4, "big") + body[last + 4:]
-
-    attack = rewrite_packets(work / "alice.mp4", tmp_path / "x.mp4", "mp4", edit)
+    attack = rewrite_packets(work / "alice.mp4", tmp_path / "x.mp4", "mp4", dangling_length)
     assert len(decoded_frames(attack)) < len(decoded_frames(work / "alice.mp4"))  # a picture vanishes
     assert reasons(keys, attack) == ["ok", "framing", "gap", "ok"]
     result = run_cli("verify", "--keyring", str(keys / "alice-ring.json"), str(attack))
@@ -314,15 +317,7 @@ def test_hevc_a_picture_hidden_in_a_unit_that_decoders_split_is_refused(carrier:
 @pytest.mark.slow
 def test_hevc_dangling_lengths_extra_tracks_and_a_swapped_hvcc_are_refused(hevc: Path, keys: Path,
                                                                           tmp_path: Path) -> None:
-    def dangling(index: int, data: bytes) -> bytes:
-        if index != 30:
-            return data
-        units = length_prefixed_units(data)
-        body = prefixed(units)
-        last = len(body) - len(units[-1]) - 4
-        return body[:last] + (len(units[-1]) + 100).to_bytes(4, "big") + body[last + 4:]
-
-    attack = rewrite_packets(hevc / "alice.mp4", tmp_path / "d.mp4", "mp4", dangling)
+    attack = rewrite_packets(hevc / "alice.mp4", tmp_path / "d.mp4", "mp4", dangling_length)
     assert len(decoded_frames(attack)) < len(decoded_frames(hevc / "alice.mp4"))  # a picture vanishes
     assert reasons(keys, attack) == ["ok", "framing", "gap", "ok"]
     # another video track, and an audio track

@@ -27,7 +27,7 @@ from tests.support.media import (
     ffmpeg,
     frame_hashes,
     owner_accepts_stranger_refuses,
-    tag,
+    tagged_kinds,
     verify,
 )
 
@@ -113,14 +113,7 @@ REMUXES: Dict[str, Callable] = {
 @pytest.fixture(scope="module")
 def streams(keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Tuple[Path, Path, int]]:
     """kind -> (untagged Annex-B, tagged Annex-B, number of tagged segments)."""
-    d = tmp_path_factory.mktemp("hevc-streams")
-    out = {}
-    for kind in KINDS:
-        plain = d / ("%s.h265" % kind)
-        plain.write_bytes(clips.make_kind(kind))
-        tagged = tag(keys, plain.read_bytes(), d / ("%s.tagged.h265" % kind))
-        out[kind] = (plain, tagged, len(tagged_segments(tagged.read_bytes())))
-    return out
+    return tagged_kinds(keys, tmp_path_factory.mktemp("hevc-streams"), KINDS, "h265")
 
 
 @pytest.mark.parametrize("remux", sorted(REMUXES))

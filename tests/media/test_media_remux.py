@@ -24,7 +24,7 @@ from tests.support.media import (
     frame_hashes,
     owner_accepts_stranger_refuses,
     rings,
-    tag,
+    tagged_kinds,
     verify,
 )
 
@@ -118,14 +118,7 @@ REMUXES: Dict[str, Callable] = {
 @pytest.fixture(scope="module")
 def streams(keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Tuple[Path, Path, int]]:
     """kind -> (untagged Annex-B, tagged Annex-B, number of tagged segments)."""
-    d = tmp_path_factory.mktemp("streams")
-    out = {}
-    for kind in KINDS:
-        plain = d / ("%s.h264" % kind)
-        plain.write_bytes(clips.make_kind(kind))
-        tagged = tag(keys, plain.read_bytes(), d / ("%s.tagged.h264" % kind))
-        out[kind] = (plain, tagged, len(tagged_segments(tagged.read_bytes())))
-    return out
+    return tagged_kinds(keys, tmp_path_factory.mktemp("streams"), KINDS, "h264")
 
 
 @pytest.mark.parametrize("remux", sorted(REMUXES))

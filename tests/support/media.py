@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from host_sim import clips
-from segbind import Keyring
+from segbind import Keyring, tagged_segments
 from segbind_core.keys import Epoch
 from segbind_core.segment import Segment, Segmenter
 from segbind_core.tagger import Tagger
@@ -33,6 +33,18 @@ def tag(keys: Path, data: bytes, out: Path, *extra: str) -> Path:
                      stdin=data)
     assert result.returncode == 0, result.stderr
     out.write_bytes(result.stdout)
+    return out
+
+
+def tagged_kinds(keys: Path, directory: Path, kinds: Sequence[str], suffix: str) -> Dict[str, Tuple[Path, Path, int]]:
+    """kind -> (untagged Annex-B, tagged Annex-B, number of tagged segments), for each of the
+    clip kinds ``host_sim.clips`` makes, written to ``directory`` as ``KIND.SUFFIX``."""
+    out = {}
+    for kind in kinds:
+        plain = directory / ("%s.%s" % (kind, suffix))
+        plain.write_bytes(clips.make_kind(kind))
+        tagged = tag(keys, plain.read_bytes(), directory / ("%s.tagged.%s" % (kind, suffix)))
+        out[kind] = (plain, tagged, len(tagged_segments(tagged.read_bytes())))
     return out
 
 

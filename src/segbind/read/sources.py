@@ -25,6 +25,18 @@ def is_url(text: str) -> bool:
 
 # -- byte ranges of files and URLs -------------------------------------------------------------
 
+def open_file(path: str) -> IO[bytes]:
+    """A local file, open for reading; InputError (one line) when it cannot be."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise InputError("%s: no such file" % path) from None
+    except IsADirectoryError:
+        raise InputError("%s: is a directory" % path) from None
+    except OSError as exc:
+        raise InputError("%s: cannot read (%s)" % (path, exc.strerror)) from None
+
+
 def open_range(where: Range, timeout_s: float = HTTP_TIMEOUT_S) -> IO[bytes]:
     """A readable stream of one byte range of a local file or an http(s) resource."""
     uri, offset, length = where
@@ -42,14 +54,7 @@ def open_range(where: Range, timeout_s: float = HTTP_TIMEOUT_S) -> IO[bytes]:
         if offset and response.status != 206:  # the server ignored the range
             _skip(stream, offset, uri)
     else:
-        try:
-            stream = open(uri, "rb")
-        except FileNotFoundError:
-            raise InputError("%s: no such file" % uri) from None
-        except IsADirectoryError:
-            raise InputError("%s: is a directory" % uri) from None
-        except OSError as exc:
-            raise InputError("%s: cannot read (%s)" % (uri, exc.strerror)) from None
+        stream = open_file(uri)
         stream.seek(offset)
     return as_stream(_Limited(stream, length)) if length is not None else stream
 
