@@ -16,7 +16,7 @@ import pytest
 from host_sim import clips
 from segbind import tagged_segments
 from segbind.read import container_segments
-from segbind.read.containers import parse_hvcc
+from segbind.read.decoder_config import parse_hvcc
 from segbind.write import remux_annexb, write_hls
 from segbind_core import h265
 from segbind_core.nal import annexb_units
