@@ -27,7 +27,6 @@ deterministic. ``--broker`` runs the same fleet over MQTT in real time.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import hashlib
 import heapq
@@ -42,10 +41,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+from host_sim import fleet_options
 from host_sim.app import OwnerApp
 from host_sim.cache import QualityRelay, StreamingQualityCache
 from host_sim.cloud import Cloud, CloudFaults, RoutingStore
 from host_sim.display import Display
+from host_sim.fleet_options import FAULTS, REALTIME_CAMERAS
 from host_sim.netem import Clock, Link, LinkProfile
 from host_sim.scenes import SCENES, scene_clip, scene_frame  # noqa: F401  (re-exported for tools)
 from host_sim.transport import ImpairedTransport, InProcessBus, Message, MqttTransport
@@ -76,26 +77,10 @@ log = logging.getLogger("segbind.fleet")
 
 # 2020-01-01T00:00:00Z: capture times and stream ids of the simulated cameras start here.
 BASE_MS = 1_577_836_800_000
-# Over MQTT one process carries every camera, the cloud and every display: on two cores it
-# keeps up in real time with about this many cameras (larger fleets run slower by default).
-REALTIME_CAMERAS = 300
 
 GOOD = LinkProfile(loss=0.002, delay_ms=30, jitter_ms=40, duplicate=0.002)
 WEAK = LinkProfile.weak()
 
-# Every fault the fleet can switch on (docs/FLEET.md), the incident it stands for, and where it lives.
-FAULTS = {
-    "relay_cache_2020": "Xiaomi/Nest Hub 2020: the relay's quality cache, keyed without the camera, "
-                        "refills a viewer with a stranger's segment",
-    "ids_swapped": "Wyze 2024: a cache mixes device and user ids; some cameras go to another account",
-    "grants_to_wrong_display": "a display's sealed grants are delivered to another account's display",
-    "share_to_wrong_account": "a share is recorded for the wrong account (the router itself is right)",
-    "restart_during_claim": "the cloud restarts during claims and loses the routing it had not flushed",
-    "resale_without_reset": "Nest/Wink 2019, Arlo 2016: after a resale the former owner keeps the route",
-    "duplicate_device_secret": "Swann 2018: two cameras made with one factory identity",
-    "viewer_forgery": "a viewer a camera is shared with tags its own video as the owner's camera",
-    "state_rollback": "a sold camera's state is restored from a backup made before the sale",
-}
 CLOUD_FAULTS = set(FAULTS) & set(CloudFaults.__dataclass_fields__)  # type: ignore[attr-defined]
 RESALE_FAULTS = {"resale_without_reset", "restart_during_claim", "state_rollback"}
 
@@ -954,7 +939,7 @@ class Fleet:
             self._build(sched, prefix, cloud_t, lambda i, name: cam_pool[i % len(cam_pool)],
                         lambda i, name: disp_pool[i % len(disp_pool)],
                         lambda i, name: app_pool[i % len(app_pool)], shared_displays=True)
-            self._wait_set_up(30)
+            self._wait_set_up(stall_s=60)
             self.cloud.flush()
             start_ms = sched.now_ms + 500.0
             self.end_ms = start_ms + cfg.seconds * 1000.0
@@ -1008,18 +993,25 @@ class Fleet:
             if broker is not None:
                 broker.close()
 
-    def _wait_set_up(self, timeout: float) -> None:
+    def _wait_set_up(self, stall_s: float) -> None:
         """Over MQTT the claims, shares and grants take a moment: wait until every display holds
-        the keys of every camera it should see, and the cloud routes every camera."""
-        deadline = time.monotonic() + timeout
+        the keys of every camera it should see, and the cloud routes every camera. A busy machine
+        only makes this slower, so the wait ends on the condition, or when nothing has moved for
+        ``stall_s`` (a real failure), never at a fixed time."""
         want = {a.name: set(a.cameras) | set(a.shared_in) for a in self.plan.accounts}
-        while time.monotonic() < deadline:
-            ready = all(want[d.account] <= {c for _o, c, _e in d.grants.keyring.grants()} for d in self.displays)
-            routed = all(self.cloud.routing.owner.get(c.name) == c.owner for c in self.plan.cameras)
-            if ready and routed:
+        last, moved = None, time.monotonic()
+        while True:
+            held = sum(len(want[d.account] & {c for _o, c, _e in d.grants.keyring.grants()}) for d in self.displays)
+            routed = sum(1 for c in self.plan.cameras if self.cloud.routing.owner.get(c.name) == c.owner)
+            if held == sum(len(w) for w in want.values()) and routed == len(self.plan.cameras):
                 return
+            if (held, routed) != last:
+                last, moved = (held, routed), time.monotonic()
+            elif time.monotonic() - moved > stall_s:
+                raise RuntimeError("the fleet's set-up stalled for %.0f s at %d of %d grants, %d of %d cameras "
+                                   "routed" % (stall_s, held, sum(len(w) for w in want.values()), routed,
+                                               len(self.plan.cameras)))
             time.sleep(0.1)
-        raise RuntimeError("the fleet did not set up within %.0f s (claims, shares, grants)" % timeout)
 
     def _quiet(self, sched: RealTimeScheduler) -> bool:
         arrived = sum(t.arrived for t in self.impaired)
@@ -1196,32 +1188,7 @@ def _row(name: str, faults: Tuple[str, ...], with_: dict, without: Optional[dict
 # ------------------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m host_sim.fleet",
-        description="A fleet of cameras, owners' apps, a cloud with the incidents' bugs, and a display per "
-                    "account: what the displays show with segbind and without, fault by fault.")
-    parser.add_argument("--cameras", type=int, default=24, help="cameras, one owner account each (24)")
-    parser.add_argument("--seconds", type=int, default=None,
-                        help="seconds of video per camera (60 in-process, 20 over MQTT)")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--faults", default="all", metavar="NAME,...",
-                        help="faults to switch on, one by one then together: 'all' (default), 'none', or "
-                             "names from: %s" % ", ".join(FAULTS))
-    parser.add_argument("--broker", metavar="mqtt://HOST:PORT",
-                        help="run over MQTT in real time; 'local' starts a private Mosquitto")
-    parser.add_argument("--speed", type=float, default=None,
-                        help="over MQTT: simulated seconds per real second (1; 300/cameras above 300 "
-                             "cameras, what one process keeps up with)")
-    parser.add_argument("--share", type=float, default=0.25, help="fraction of cameras shared (0.25)")
-    parser.add_argument("--weak", type=float, default=None, metavar="FRACTION",
-                        help="fraction of uplinks and downlinks on a weak link (0.3 / 0.35)")
-    parser.add_argument("--out", default="out", help="directory for the report (./out)")
-    parser.add_argument("--rows", type=int, default=10, help="displays in the picture (10)")
-    parser.add_argument("--no-png", action="store_true", help="skip the picture")
-    parser.add_argument("--browser", action="store_true",
-                        help="also open the browser display (chromium) on live HLS from the reference cloud, "
-                             "with the 2020 cache fault in its edge, and write its screenshot to OUT/display.png")
-    parser.add_argument("--no-progress", action="store_true")
+    parser = fleet_options.parser()
     args = parser.parse_args(argv)
     if args.cameras < 1:
         parser.error("--cameras must be at least 1")

@@ -13,8 +13,8 @@ prev=""
 for arg in "$@"; do
   case "$arg" in
     -h|--help)
-      # The fleet's top-level imports are pure Python: any python3 prints the help from the source.
-      PYTHONPATH=".:src:firmware${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m host_sim.fleet --help ;;
+      # host_sim.fleet_options is standard library only: any python3 prints the help, before set-up.
+      PYTHONPATH=".:src:firmware${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m host_sim.fleet_options --help ;;
     --broker=local) extras+=(--broker) ;;
     --browser) extras+=(--browser) ;;
   esac

@@ -358,3 +358,16 @@ def test_a_mixed_fleet_shows_both_codecs_and_refuses_strangers_in_both() -> None
     assert all((t.codec == 2) == (t.camera in hevc) for t in shown)   # the tag binds the codec
     without = scenario("relay_cache_2020", False)[0]["results"]
     assert without["off"]["foreign_shown"] > 0 and results["results"]["on"]["foreign_shown"] == 0
+
+
+def test_run_sh_help_answers_on_a_bare_python_before_set_up(tmp_path: Path) -> None:
+    """Debian's own python3, none of the project's packages, no venv: --help still answers."""
+    bare = "/usr/bin/python3"
+    assert subprocess.run([bare, "-c", "import paho"], capture_output=True).returncode != 0  # really bare
+    env = {"PATH": "%s:/usr/bin:/bin" % tmp_path, "HOME": str(tmp_path)}
+    (tmp_path / "python3").symlink_to(bare)
+    done = subprocess.run(["bash", str(ROOT / "tools" / "run.sh"), "--help"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python3 -m host_sim.fleet") and "--faults" in done.stdout
+    assert "relay_cache_2020" in done.stdout and not done.stderr
