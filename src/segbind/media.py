@@ -24,7 +24,7 @@ from typing import IO, Any, Iterator, List, Optional, Sequence, Union
 
 from .errors import InputError
 from .keyring import Keyring
-from .read.annexb import CHUNK, annexb_segments, pieces
+from .read.annexb import CHUNK, annexb_segments
 from .read.containers import container_segments
 from .read.hls import hls_segments
 from .read.sniff import ANNEXB, HLS, MP4, SNIFF_BYTES, sniff
@@ -144,115 +144,108 @@ def open(source: Source, keyring: Keyring, *, camera: Optional[str] = None, any_
     ``video_only``: verify a container's video and drop its other tracks (else refused).
     ``idle_s``/``poll_s``: how long a live playlist may list nothing new, how often it is
     polled. InputError when the input cannot be read as video at all.
+
+    One way through for every input: the bytes (``_Bytes``), what they are (``sniff``), the
+    one reader of that kind, the cut into segments, the verifier.
     """
     verifier = StreamVerifier(keyring, camera=camera, window=window, recording=recording)
     lock = camera is None and not any_camera
-    opened = _Opener(video_only, idle_s, poll_s, max_segment_bytes)
-    segments = opened.segments(source, name)
-    return Input(segments, opened.kind, verifier, lock, opened.closers)
+    found = _Bytes.of(source, name)
+    try:
+        kind = found.kind()
+        if kind == HLS:
+            if found.location is None:
+                raise InputError("%s: an HLS playlist is opened by its path or URL (its segments are "
+                                 "relative to it)" % found.name)
+            found.close()
+            segments = hls_segments(found.location, video_only=video_only, idle_s=idle_s, poll_s=poll_s,
+                                    max_segment_bytes=max_segment_bytes)
+        elif kind == ANNEXB:
+            segments = annexb_segments(found.whole if found.whole is not None else found.stream, found.name,
+                                       max_segment_bytes)
+        else:
+            if kind == MP4 and found.head[4:8] in (b"styp", b"moof", b"sidx"):
+                raise InputError("%s: a fragmented MP4 media segment without its init segment; give the "
+                                 "init segment first (init.mp4 seg1.m4s ...) or the .m3u8" % found.name)
+            if kind == MP4 and not found.seekable and _index_after_media(found.head):
+                found.spool()  # its index comes last: read it from disk, not memory
+            segments = container_segments(found.stream, kind, found.name, video_only=video_only,
+                                          max_segment_bytes=max_segment_bytes, seekable=found.seekable)
+    except BaseException:
+        found.close()
+        raise
+    return Input(segments, kind, verifier, lock, found.closers)
 
 
-class _Opener:
-    def __init__(self, video_only: bool, idle_s: Optional[float], poll_s: Optional[float],
-                 max_segment_bytes: int) -> None:
-        self.video_only = video_only
-        self.idle_s = idle_s
-        self.poll_s = poll_s
-        self.max_bytes = max_segment_bytes
-        self.kind = ""
-        self.closers: List[Any] = []
+class _Bytes:
+    """An input's bytes as one stream, and what is known of it: its name, its first bytes
+    (``head``, read to tell what it is), whether it can be read out of order, where it is (a
+    path or URL: an HLS playlist's segments are relative to it), or the bytes themselves."""
 
-    def segments(self, source: Source, name: Optional[str]) -> Iterator[Canonical]:
+    def __init__(self, stream: IO[bytes], name: str, head: bytes, seekable: bool,
+                 location: Optional[str] = None, whole: Optional[bytes] = None) -> None:
+        self.stream = stream
+        self.name = name
+        self.head = head
+        self.seekable = seekable
+        self.location = location
+        self.whole = whole
+        self.closers: List[Any] = [stream]
+
+    @classmethod
+    def of(cls, source: Source, name: Optional[str]) -> "_Bytes":
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
-            if self._kind(data[:SNIFF_BYTES], name or "input") == ANNEXB:
-                return annexb_segments(data, name or "input", self.max_bytes)  # one piece: nothing copied
-            return self._stream(data[:SNIFF_BYTES], io.BytesIO(data), name or "input", True)
+            return cls(io.BytesIO(data), name or "input", data[:SNIFF_BYTES], True, whole=data)
         if isinstance(source, (str, os.PathLike)):
             where = os.fspath(source)
-            return self._location(where, name or where)
+            stream = open_range((where, 0, None))
+            head = read_head(stream, name or where)
+            if is_url(where):
+                return cls(as_stream(Prefixed(head, stream)), name or where, head, False, where)
+            stream.seek(0)
+            return cls(stream, name or where, head, True, where)
         if isinstance(source, (list, tuple)):
             paths = [os.fspath(p) for p in source]
             if not paths:
                 raise InputError("no input")
             if len(paths) == 1:
-                return self._location(paths[0], name or paths[0])
-            return self._several(paths)
+                return cls.of(paths[0], name)
+            reader = as_stream(ConcatReader([(path, 0, None) for path in paths]))
+            head = read_head(reader, paths[0])
+            if head.lstrip(b"\xef\xbb\xbf").lstrip().startswith(b"#EXTM3U"):
+                raise InputError("give one HLS playlist at a time")
+            return cls(as_stream(Prefixed(head, reader)), name or paths[0], head, False)
         if hasattr(source, "read"):
-            stream: IO[bytes] = source  # type: ignore[assignment]
+            given: IO[bytes] = source  # type: ignore[assignment]
             label = str(name or getattr(source, "name", None) or "stream")
-            if _seekable(stream) and stream.tell() == 0:  # a file: read again from its start
-                head = read_head(stream, label)
-                stream.seek(0)
-                return self._stream(head, stream, label, True)
-            head = read_head(stream, label)
-            return self._stream(head, as_stream(Prefixed(head, stream)), label, False)
+            if _seekable(given) and given.tell() == 0:  # a file: read again from its start
+                head = read_head(given, label)
+                given.seek(0)
+                return cls(given, label, head, True)
+            head = read_head(given, label)
+            return cls(as_stream(Prefixed(head, given)), label, head, False)
         raise TypeError("segbind.open reads a path, a URL, a binary file object or bytes, not %s"
                         % type(source).__name__)
 
-    def _location(self, where: str, name: str) -> Iterator[Canonical]:
-        stream = open_range((where, 0, None))
-        self.closers.append(stream)
-        head = read_head(stream, name)
-        kind = self._kind(head, name)
-        if kind == HLS:
-            stream.close()
-            return hls_segments(where, video_only=self.video_only, idle_s=self.idle_s, poll_s=self.poll_s,
-                                max_segment_bytes=self.max_bytes)
-        if kind == MP4 and head[4:8] in (b"styp", b"moof", b"sidx"):
-            raise InputError("%s: a fragmented MP4 media segment without its init segment; give the "
-                             "init segment first (init.mp4 seg1.m4s ...) or the .m3u8" % name)
-        if kind == ANNEXB:
-            return annexb_segments(_chained(head, stream), name, self.max_bytes)
-        if not is_url(where):
-            stream.close()
-            return container_segments(where, kind, name, video_only=self.video_only,
-                                      max_segment_bytes=self.max_bytes)
-        return self._container(head, as_stream(Prefixed(head, stream)), name, False)
-
-    def _several(self, paths: List[str]) -> Iterator[Canonical]:
-        heads = []
-        for path in paths:
-            stream = open_range((path, 0, None))
-            try:
-                heads.append(read_head(stream, path))
-            finally:
-                stream.close()
-        kind = self._kind(heads[0], paths[0])
-        if kind == HLS:
-            raise InputError("give one HLS playlist at a time")
-        reader = ConcatReader([(path, 0, None) for path in paths])
-        self.closers.append(reader)
-        if kind == ANNEXB:
-            return annexb_segments(reader, paths[0], self.max_bytes)
-        return container_segments(reader, kind, paths[0], video_only=self.video_only,
-                                  max_segment_bytes=self.max_bytes)
-
-    def _stream(self, head: bytes, stream: IO[bytes], name: str, seekable: bool) -> Iterator[Canonical]:
-        kind = self._kind(head, name)
-        if kind == HLS:
-            raise InputError("%s: an HLS playlist is opened by its path or URL (its segments are "
-                             "relative to it)" % name)
-        if kind == ANNEXB:
-            return annexb_segments(stream, name, self.max_bytes)
-        return self._container(head, stream, name, seekable)
-
-    def _container(self, head: bytes, stream: IO[bytes], name: str, seekable: bool) -> Iterator[Canonical]:
-        kind = self.kind
-        if kind == MP4 and not seekable and _index_after_media(head):
-            stream = _spooled(stream, name)  # its index comes last: read it from disk, not memory
-            self.closers.append(stream)
-        return container_segments(stream, kind, name, video_only=self.video_only,
-                                  max_segment_bytes=self.max_bytes)
-
-    def _kind(self, head: bytes, name: str) -> str:
-        if not head:
-            raise InputError("%s: no input" % name if name == "stdin" else "%s: file is empty" % name)
+    def kind(self) -> str:
+        if not self.head:
+            raise InputError("%s: no input" % self.name if self.name == "stdin" else "%s: file is empty" % self.name)
         try:
-            self.kind = sniff(head[:SNIFF_BYTES])
+            return sniff(self.head[:SNIFF_BYTES])
         except InputError as exc:
-            raise InputError("%s: %s" % (name, exc)) from None
-        return self.kind
+            raise InputError("%s: %s" % (self.name, exc)) from None
+
+    def spool(self) -> None:
+        """Copy what is left of a pipe to a temporary file and read that instead."""
+        self.stream = _spooled(self.stream, self.name)
+        self.closers.append(self.stream)
+        self.seekable = True
+
+    def close(self) -> None:
+        for closer in self.closers:
+            closer.close()
+        self.closers = []
 
 
 def _seekable(stream: IO[bytes]) -> bool:
@@ -260,11 +253,6 @@ def _seekable(stream: IO[bytes]) -> bool:
         return bool(stream.seekable())
     except (AttributeError, OSError, ValueError):
         return False
-
-
-def _chained(head: bytes, stream: IO[bytes]) -> Iterator[bytes]:
-    yield head
-    yield from pieces(stream, CHUNK)
 
 
 def _index_after_media(head: bytes) -> bool:

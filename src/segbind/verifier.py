@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from segbind_core.crypto import MacKey, constant_time_equal
 from segbind_core.h264 import SeiError
@@ -91,13 +91,41 @@ def _info(tag: Union[Tag, TagInfo]) -> TagInfo:
                    tag.duration_ms, tag.pictures, tag.codec, tag.end_of_stream)
 
 
-class Timing(NamedTuple):
-    """What a container says of a segment's timing (readers fill it; Annex-B has none)."""
+class Timing:
+    """What a container says of a segment's timing (readers fill it; Annex-B has none): its
+    ``samples`` (pictures), their presentation span plus the last one's duration
+    (``duration_ms``), how many it hides (an edit list), the duration of one; and, per picture
+    in decoding order, its presentation time (``times_ms``) and its place in the camera's
+    picture order (``order``: (reset, picture order count), None where it cannot be read)."""
 
-    samples: int         # samples (access units) the container holds for the segment
-    duration_ms: float   # their presentation span plus the last one's duration
-    hidden: int = 0      # samples the container marks as not to be presented (edit lists)
-    frame_ms: float = 0  # the container's duration of one sample
+    __slots__ = ("samples", "duration_ms", "hidden", "frame_ms", "times_ms", "order")
+
+    def __init__(self, samples: int, duration_ms: float, hidden: int = 0, frame_ms: float = 0.0,
+                 times_ms: Sequence[float] = (), order: Sequence[Optional[Tuple[int, int]]] = ()) -> None:
+        self.samples = samples
+        self.duration_ms = duration_ms
+        self.hidden = hidden
+        self.frame_ms = frame_ms
+        self.times_ms = tuple(times_ms)
+        self.order = tuple(order)
+
+    @classmethod
+    def of_pictures(cls, pictures: Sequence[Any], timescale: int) -> "Timing":
+        """From a segment's pictures (``read.cut.Picture``: pts and duration in ticks of
+        ``timescale``, hidden, reset, poc), in decoding order."""
+        scale = 1000.0 / timescale if timescale else 0.0
+        times = [p.pts * scale for p in pictures]
+        frame = next((p.duration for p in reversed(pictures) if p.duration), 0) * scale
+        if not frame and len(times) > 1:
+            frame = (max(times) - min(times)) / (len(times) - 1)
+        last = max(range(len(times)), key=times.__getitem__)
+        span = times[last] - min(times) + ((pictures[last].duration * scale) or frame)
+        order = [(p.reset, p.poc) if p.poc is not None else None for p in pictures]
+        return cls(len(pictures), span, sum(1 for p in pictures if p.hidden), frame, times, order)
+
+    def __repr__(self) -> str:
+        return "Timing(%d pictures, %.1f ms%s)" % (self.samples, self.duration_ms,
+                                                  ", %d hidden" % self.hidden if self.hidden else "")
 
 
 class Canonical:
@@ -118,8 +146,8 @@ class Canonical:
     given as ``parts`` (joined when first needed).
     """
 
-    __slots__ = ("_data", "_parts", "tag_start", "tag_end", "units", "timing", "problem", "restore",
-                 "digest", "exact", "codec", "required", "_tag_nal")
+    __slots__ = ("_data", "_parts", "tag_start", "tag_end", "units", "timing", "problem", "problem_reason",
+                 "restore", "digest", "exact", "codec", "required", "_tag_nal")
 
     def __init__(self, data: Optional[bytes], tag_start: int, tag_end: int, units: Optional[int] = None,
                  timing: Optional[Timing] = None, problem: str = "", restore: Sequence[bytes] = (),
@@ -132,6 +160,7 @@ class Canonical:
         self.units = units
         self.timing = timing
         self.problem = problem
+        self.problem_reason = "framing"  # or "timing": what a problem refuses the segment as
         self.restore = restore
         self.digest = digest
         self.exact = exact
@@ -340,6 +369,7 @@ class Authentic(NamedTuple):
     link: bytes
     digest: bytes
     mac: bytes
+    note: str = ""  # what an accepted verdict says besides (a container that hides pictures)
 
 
 class Authenticator:
@@ -422,7 +452,8 @@ class Authenticator:
         tag, signed = self.tag_of(seg)
         slot, key = self._key(tag, tag.slots)
         if seg.problem:
-            raise InvalidSegment(Reason.FRAMING, seg.problem, _info(tag))
+            raise InvalidSegment(Reason.TIMING if seg.problem_reason == "timing" else Reason.FRAMING, seg.problem,
+                                 _info(tag))
         digest = seg.digest
         if digest is None:
             digest = seg.content_digest()
@@ -441,12 +472,11 @@ class Authenticator:
                                  _info(tag))
         if seg.required:
             _check_required(tag, seg)
-        if seg.timing is not None:
-            _check_timing(tag, seg.timing)
+        note = _check_timing(tag, seg.timing) if seg.timing is not None else ""
         info = _info(tag)
         if self.window is not None:
             self.window.check(info, time.time() if now_s is None else now_s)
-        return Authentic(info, tag.link, digest, mac)
+        return Authentic(info, tag.link, digest, mac, note)
 
     def judge(self, seg: Canonical, now_s: Optional[float] = None) -> Tuple[Authentic, Canonical]:
         """``authenticate``, and when only the content mismatched: the segment read into
@@ -462,6 +492,7 @@ class Authenticator:
         if not seg.exact:
             tried = Canonical.of_annexb(seg.data)  # several tags, once split, are malformed_tag
             tried.timing, tried.problem, tried.restore = seg.timing, seg.problem, seg.restore
+            tried.problem_reason = seg.problem_reason
             tried.required = seg.required
             if tried.data != seg.data:
                 try:
@@ -473,7 +504,7 @@ class Authenticator:
                                                      tried.restore, tried.codec or tag_codec(tried.tag_nal)):
             units = None if tried.units is None else tried.units + added
             other = Canonical(data, start, end, units, tried.timing, tried.problem, (), None, True, tried.codec)
-            other.required = tried.required
+            other.required, other.problem_reason = tried.required, tried.problem_reason
             try:
                 return self.authenticate(other, now_s), other
             except InvalidSegment as exc:
@@ -527,7 +558,7 @@ class Authenticator:
             return None  # the general path says why
         if self.window is not None:
             self.window.check(info, time.time() if now_s is None else now_s)
-        return _make(Authentic, (info, link, digest, mac))
+        return _make(Authentic, (info, link, digest, mac, ""))
 
 
 def _check_required(tag: Tag, seg: Canonical) -> None:
@@ -538,10 +569,10 @@ def _check_required(tag: Tag, seg: Canonical) -> None:
                              "the camera did not tag in this segment's head" % untagged, _info(tag))
 
 
-def _check_timing(tag: Tag, timing: Timing) -> None:
-    if timing.hidden:
-        raise InvalidSegment(Reason.TIMING, "the container hides %d of its pictures (an edit list)"
-                             % timing.hidden, _info(tag))
+def _check_timing(tag: Tag, timing: Timing) -> str:
+    """docs/FORMAT.md 7.5: the container presents the tagged number of pictures over the tagged
+    duration, each at its place in the camera's picture order; a note ("" when none) when it
+    hides pictures (an edit list), which shows nothing that is not the camera's."""
     if timing.samples != tag.pictures:
         raise InvalidSegment(Reason.TIMING, "%d pictures where the camera tagged %d"
                              % (timing.samples, tag.pictures), _info(tag))
@@ -550,6 +581,42 @@ def _check_timing(tag: Tag, timing: Timing) -> None:
     if abs(timing.duration_ms - tag.duration_ms) > slack:
         raise InvalidSegment(Reason.TIMING, "the container plays it in %.0f ms; the camera captured %d ms"
                              % (timing.duration_ms, tag.duration_ms), _info(tag))
+    misplaced = picture_displacement(timing)
+    if misplaced is not None:
+        picture, off_ms, allowed_ms = misplaced
+        raise InvalidSegment(Reason.TIMING, "the container presents picture %d of the camera's order %.0f ms from "
+                             "its place (%.0f ms allowed)" % (picture, off_ms, allowed_ms), _info(tag))
+    if timing.hidden:
+        return "the container hides %d of its %d pictures (an edit list)" % (timing.hidden, timing.samples)
+    return ""
+
+
+def picture_displacement(timing: Timing) -> Optional[Tuple[int, float, float]]:
+    """The picture the container presents farthest from its place, when beyond the tolerance:
+    (its rank in the camera's picture order, how far in ms, the tolerance); None when every
+    picture is in place. Picture k of the camera's order belongs at k frame intervals after the
+    first (the container's frame interval: its span over its pictures), give or take one offset
+    for the whole segment. A decoder may show a picture as far from its place as the segment's
+    own reordering (how far its decoding order strays from its picture order: a file that gives
+    each picture its decoding time, as ffmpeg 5.1 does for raw B-frame video, is shown that way
+    by every player), and half a frame of rounding more. Pictures whose order cannot be read
+    are not placed."""
+    times, order = timing.times_ms, timing.order
+    n = len(times)
+    if n < 2 or len(order) != n or any(o is None for o in order):
+        return None
+    ranked = sorted(range(n), key=lambda i: (order[i], i))
+    rank = [0] * n
+    for position, index in enumerate(ranked):
+        rank[index] = position
+    depth = max(abs(i - rank[i]) for i in range(n))
+    step = (max(times) - min(times)) / (n - 1)
+    allowed = depth * step + max(step / 2, 1.0)
+    offsets = [times[i] - rank[i] * step for i in range(n)]  # where each puts the segment's start
+    center = (max(offsets) + min(offsets)) / 2
+    worst = max(range(n), key=lambda i: abs(offsets[i] - center))
+    off = abs(offsets[worst] - center)
+    return (rank[worst], off, allowed) if off > allowed else None
 
 
 def verify_segment(segment: Buffer, keyring: Keyring, *, window: Optional[TimeWindow] = None,
@@ -682,6 +749,8 @@ class StreamVerifier:
         verdict = self._sequence(found)
         if verdict.reason not in _ACCEPTED:
             return verdict, None
+        if found.note:
+            verdict = verdict._replace(detail="; ".join(d for d in (verdict.detail, found.note) if d))
         self._verified = form
         return verdict, form
 

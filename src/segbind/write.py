@@ -19,7 +19,7 @@ from segbind_core.sei import tag_codec
 from segbind_core.tag import CODEC_H264, CODEC_H265, CODEC_NAMES
 
 from .errors import InputError
-from .read.containers import Source, av_module, av_reason, open_av, video_stream
+from .read.pyav import Source, av_module, av_reason, open_av, video_stream
 
 Unit = Tuple[int, int]
 

@@ -20,14 +20,14 @@ from segbind.read import (
     MP4,
     MPEGTS,
     ConcatReader,
-    SampleSplitter,
+    SampleCutter,
     annexb_segments,
     container_segments,
     parse_playlist,
     sniff,
     tagged_segments,
 )
-from segbind.read.split import Sample
+from segbind.read.events import Sample, TrackInfo
 from segbind.write import PocClock, remux_annexb
 from segbind_core.nal import annexb_units
 from tests.support.media import ffmpeg, rings, tag
@@ -120,15 +120,15 @@ def test_head_variants_undo_remuxers_but_not_changes(tagged: Path, keys: Path) -
         return out + [current]
 
     def as_samples(order):
-        splitter = SampleSplitter(head_sets)
-        out = []
+        cutter = SampleCutter()
+        out = cutter.feed(TrackInfo(1, "h264", 0, head_sets, 1000))  # Annex-B samples, times in ms
         pictures = 0
         for seg in segments:
             for au in access_units(order(seg)):
                 data = b"".join(b"\x00\x00\x00\x01" + u for u in au)
-                out += splitter.add(data, len(au), Sample(40.0 * pictures, 40.0, False))  # 25 fps
+                out += cutter.feed(Sample(data, 40 * pictures, 40 * pictures, 40))  # 25 fps, decoding order
                 pictures += 1
-        return out + splitter.finish()
+        return out + cutter.finish()
 
     def as_annexb(order):
         return list(annexb_segments(b"".join(b"\x00\x00\x00\x01" + u for seg in segments for u in order(seg))))

@@ -139,9 +139,10 @@ def test_remuxed_h265_verifies_for_its_owner_only_and_decodes_the_same(
         # ffmpeg 5.1 gives raw B-frame video pts = dts when it remuxes: its MP4 edit list then
         # hides the first pictures from decoders, tagged or not (as for H.264, test_media_remux).
         assert remux.startswith("ffmpeg") and has_bframes(kind)
+        # Those pictures are the camera's: accepted, and the verdict says the container hides them.
         code, verdicts = verify(keys, "alice-ring.json", *[str(f) for f in files])
-        reasons = [v["reason"] for v in verdicts]
-        assert code == 1 and reasons[0] == "timing" and set(reasons[1:]) == {"ok"}, verdicts
+        assert code == 0 and {v["reason"] for v in verdicts} == {"ok"}, verdicts
+        assert "the container hides" in verdicts[0]["detail"]
 
 
 def test_hvcc_and_the_sets_hevc_mp4toannexb_adds(streams, keys: Path, tmp_path: Path) -> None:

@@ -399,7 +399,7 @@ def test_fmp4_fragments_through_the_gate_get_the_same_verdicts(tmp_path: Path) -
     assert py["fmp4: another own camera in a locked feed"][2:4] == ["chain_break", "held"]
     assert py["fmp4: a fragment appended twice"][-2:] == ["duplicate", "held"]
     assert py["fmp4: parameter sets stripped from the samples"] == ["ok", "pass"]
-    assert py["fmp4: two pictures in one sample"][-2:] == ["timing", "held"]
+    assert py["fmp4: two pictures in one sample"][-2:] == ["framing", "held"]  # two access units in one sample
     assert py["fmp4: a length prefix overruns its sample"][-2:] == ["framing", "held"]
     assert py["fmp4: a second video track"] == ["framing", "held"] * 2
 

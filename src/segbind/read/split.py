@@ -10,9 +10,8 @@ which a verifier refuses, so nothing in a stream goes unjudged.
 finds tags by their UUID (``bytes.find``, no scan of every start code) and hashes
 the bytes as they come, so a segment as the camera emits it is hashed once, and
 handed on as soon as its digest matches its tag's hint: a verdict per segment as
-it arrives, not one segment later. ``SampleSplitter`` takes a container's samples
-(access units) in canonical form, with their timing. Both hold one segment and
-a constant, and do work linear in their input.
+it arrives, not one segment later (a container's samples are cut by ``read.cut``).
+It holds one segment and a constant, and does work linear in its input.
 """
 
 from __future__ import annotations
@@ -25,19 +24,14 @@ from segbind_core.sei import SEGBIND_UUID, segbind_payload, tag_codec
 from segbind_core.tag import DIGEST_HINT_SIZE, TagError, decode_tag
 
 from ..framing import (
-    START_CODE,
     access_unit_start,
-    canonical_annexb,
     code_start,
     delimiter_before,
     head_parameter_sets,
     leading_garbage,
-    prefixed_parts,
-    repeated_sets,
     tag_unit_before,
-    tag_units,
 )
-from ..verifier import Canonical, Timing
+from ..verifier import Canonical
 
 # Bound on one segment (a 4K camera's 4-second segment is about 25 MB): beyond it the
 # segment is refused and its bytes are not kept (``segbind.open(max_segment_bytes=...)``).
@@ -62,7 +56,8 @@ def _hint(nal: bytes) -> Optional[bytes]:
         return None
 
 
-def _units_of(nal: bytes) -> int:
+def units_in_tag(nal: bytes) -> int:
+    """The units a tag NAL unit says its segment holds (but the tag), -1 when it cannot be read."""
     try:
         return decode_tag(segbind_payload(nal))[0].units
     except (SeiError, TagError):
@@ -312,154 +307,3 @@ class AnnexBSplitter:
         self._drop_before(end)
         self._tag = self._tag_unit = self._tag_end = -1
         self._hash = None
-
-
-class SampleSplitter:
-    """Cuts a container's samples (access units) into segments.
-
-    ``add_sample(sample, length_size, timing)`` takes one sample as the container holds it
-    (length-prefixed units, or Annex-B when ``length_size`` is 0) and puts it into
-    canonical form, once; ``add(data, units, timing)`` takes a sample already in canonical
-    form. ``defect(text)`` marks the pending segment refused (a sample whose units could
-    not be told apart, a track that must not be there). A segment is complete, and comes
-    out at once, when it holds as many units as its tag says (copies of parameter sets a
-    remuxer added to its head not counted: ``framing.head_variants`` drops them); else
-    when the next tag begins. Its bytes are its samples' (``Canonical`` parts, joined only
-    when handed on).
-    """
-
-    def __init__(self, initial_sets: Sequence[bytes] = (), frame_ms: float = 0.0,
-                 max_segment_bytes: int = MAX_SEGMENT_BYTES) -> None:
-        self.max_segment_bytes = max_segment_bytes
-        self.frame_ms = frame_ms
-        self._parts: List[bytearray] = []
-        self._size = 0
-        self._units = 0
-        self._samples: List["Sample"] = []
-        self._tag = -1
-        self._tag_end = -1
-        self._codec = 0
-        self._expect = -1      # units the pending segment's tag says it holds (but the tag)
-        self._repeats = 0      # copies of its head's parameter sets a remuxer added (not counted)
-        self._problem = ""
-        self._sets = _Sets(initial_sets)
-        self._out: List[Canonical] = []
-
-    def defect(self, text: str) -> None:
-        if not self._problem:
-            self._problem = text
-
-    def add_sample(self, sample: Any, length_size: int, timing: "Sample") -> List[Canonical]:
-        """One sample as the container holds it; returns the segments it completed."""
-        tags: List[int] = []
-        if length_size:
-            parts, units, defect = prefixed_parts(sample, length_size, tags)
-        else:
-            out = bytearray()
-            units, defect = canonical_annexb(sample, out, tags), ""
-            parts = [out]
-        if defect:
-            self.defect(defect)  # a sample whose units cannot be told apart is not kept
-            out_, self._out = self._out, []
-            return out_
-        return self._added(parts, units, tags, timing)
-
-    def add(self, data: bytes, units: int, timing: "Sample") -> List[Canonical]:
-        """One sample already in canonical form; returns the segments it completed."""
-        return self._added([bytes(data)], units, tag_units(data), timing)
-
-    def _added(self, parts: List[Any], units: int, tags: List[int], timing: "Sample") -> List[Canonical]:
-        size = sum(len(p) for p in parts)
-        if tags:
-            self._tag_in_sample(parts, tags[0])
-            self._repeats = repeated_sets(_joined(parts, 65536), self._codec)
-            if len(tags) > 1:
-                self.defect("a sample holds %d segbind tags" % len(tags))
-        if self._size + size > self.max_segment_bytes:
-            self.defect("segment larger than %d MiB" % (self.max_segment_bytes >> 20))
-        else:
-            self._parts += parts
-            self._size += size
-        self._units += units
-        self._samples.append(timing)
-        if self._tag >= 0 and 0 <= self._expect < self._units - self._repeats:
-            self._close()
-        out, self._out = self._out, []
-        return out
-
-    def _tag_in_sample(self, parts: List[Any], begin: int) -> None:
-        head = _joined(parts, begin + MAX_TAG_BYTES)  # the sample up to a little past its tag
-        codec = tag_codec(head[begin:begin + 24])
-        code = code_start(head, begin)
-        inside = access_unit_start(head, 0, code, codec) > 0
-        why = ("a sample holds picture units before its segment's tag (two access units in one "
-               "sample, or units hidden behind start codes)")
-        if self._parts or self._samples:
-            if inside:
-                self.defect(why)
-            self._close()
-        if inside:
-            self.defect(why)
-        nxt = head.find(START_CODE, begin)
-        self._tag, self._tag_end, self._codec = code, nxt if nxt >= 0 else len(head), codec
-        self._expect = _units_of(head[begin:self._tag_end])
-
-    def finish(self) -> List[Canonical]:
-        if self._parts or self._problem or self._samples:
-            self._close()
-        out, self._out = self._out, []
-        return out
-
-    def _close(self) -> None:
-        parts = self._parts
-        timing = Sample.timing(self._samples, self.frame_ms)
-        if self._tag >= 0:
-            seg = Canonical(None, self._tag, self._tag_end, self._units - 1, timing, self._problem,
-                            self._sets.seen(_joined(parts, 65536), self._codec), None, True, self._codec,
-                            parts)
-        else:
-            seg = Canonical(None, -1, -1, self._units, timing, self._problem, parts=parts)
-        if parts or self._problem:
-            self._out.append(seg)
-        self._parts = []
-        self._size = 0
-        self._units = 0
-        self._samples = []
-        self._tag = self._tag_end = self._expect = -1
-        self._repeats = 0
-        self._problem = ""
-
-
-def _joined(parts: Sequence[Any], limit: int) -> bytes:
-    """The first ``limit`` bytes of parts read one after the other."""
-    out = bytearray()
-    for part in parts:
-        if len(out) >= limit:
-            break
-        out += part[:limit - len(out)]
-    return bytes(out)
-
-
-class Sample:
-    """One sample's timing as a container gives it (milliseconds)."""
-
-    __slots__ = ("pts_ms", "duration_ms", "hidden")
-
-    def __init__(self, pts_ms: Optional[float], duration_ms: float, hidden: bool) -> None:
-        self.pts_ms = pts_ms
-        self.duration_ms = duration_ms
-        self.hidden = hidden
-
-    @staticmethod
-    def timing(samples: Sequence["Sample"], frame_ms: float) -> Optional[Timing]:
-        """A segment's timing: its samples, their presentation span plus the last one's
-        duration, the samples marked not to be presented."""
-        if not samples:
-            return None
-        frame = next((s.duration_ms for s in reversed(samples) if s.duration_ms), 0.0) or frame_ms
-        times = [s.pts_ms for s in samples if s.pts_ms is not None]
-        span = 0.0
-        if times:
-            last = max((s for s in samples if s.pts_ms is not None), key=lambda s: s.pts_ms or 0.0)
-            span = max(times) - min(times) + (last.duration_ms or frame)
-        return Timing(len(samples), span, sum(1 for s in samples if s.hidden), frame)

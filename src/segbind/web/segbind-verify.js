@@ -478,7 +478,6 @@ function asCameraEmits(buf) {
 // ---- checks 1 to 8 of FORMAT.md 7.1 --------------------------------------------------------------------
 
 function checkTiming(tag, timing) {
-  if (timing.hidden) throw new Refusal(Reason.TIMING, `the container hides ${timing.hidden} of its pictures (an edit list)`, tag);
   if (timing.samples !== tag.pictures) {
     throw new Refusal(Reason.TIMING, `${timing.samples} pictures where the camera tagged ${tag.pictures}`, tag);
   }
@@ -1045,13 +1044,24 @@ export class Mp4Reader {
       out.push(segment);
     };
     rule.meta.samples = new Samples();
+    const aud = KINDS[this.codec].aud;
     for (const sample of samples) {
       const [units, defect] = prefixedUnits(sample.data, this.lengthSize);
       if (defect) { rule.problem(defect); continue; }
+      // A sample is one whole access unit as the camera emitted it (docs/CONTAINERS.md): it
+      // begins with its delimiter and holds no other.
+      const delimiters = units.filter((u) => nalKind(u, this.codec) === aud).length;
+      let notOneAccessUnit = "";
+      if (!units.length || nalKind(units[0], this.codec) !== aud) {
+        notOneAccessUnit = "a sample does not begin with an access unit delimiter: it is not one whole access unit as the camera emitted it";
+      } else if (delimiters > 1) {
+        notOneAccessUnit = `a sample holds ${delimiters} access units (a sample is one access unit, or the two fields of one frame)`;
+      }
       for (const unit of units) {
         const closed = rule.add(unit);
         if (closed) { close(closed); rule.meta.samples = new Samples(); }
       }
+      if (notOneAccessUnit && rule._tagged) rule.problem(notOneAccessUnit);  // untagged runs are refused as such
       rule.meta.samples.add(sample.pts, sample.duration, sample.hidden);
     }
     const last = rule.finish();
