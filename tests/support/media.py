@@ -128,12 +128,14 @@ Edit = Callable[[int, bytes], bytes]
 def rewrite_packets(src: Path, dst: Path, fmt: str, edit: Optional[Edit] = None,
                     options: Optional[Dict[str, str]] = None, time_scale: float = 1.0,
                     extra_video: Optional[Path] = None, audio: bool = False,
-                    template: Optional[Path] = None) -> Path:
+                    template: Optional[Path] = None,
+                    retime: Optional[Callable[[List[Tuple[int, int]]], List[Tuple[int, int]]]] = None) -> Path:
     """What an attacker with FFmpeg does: the video packets of ``src`` muxed again into ``dst``
     (``fmt`` with ``options``), each packet's bytes through ``edit(index, data)``, timestamps
-    multiplied by ``time_scale``; with ``extra_video`` another file's video as a second track,
-    with ``audio`` a real AAC track; with ``template`` the track described as that file's video
-    is (its codec and sample description: ``avcC``, ``hvcC``)."""
+    multiplied by ``time_scale``, or all (pts, dts) pairs, in decoding order, replaced by
+    ``retime(pairs)``; with ``extra_video`` another file's video as a second track, with
+    ``audio`` a real AAC track; with ``template`` the track described as that file's video is
+    (its codec and sample description: ``avcC``, ``hvcC``)."""
     import fractions
 
     import av
@@ -146,6 +148,9 @@ def rewrite_packets(src: Path, dst: Path, fmt: str, edit: Optional[Edit] = None,
         else:
             track = out.add_stream_from_template(video)
         packets = [p for p in source.demux(video) if p.size]
+        times = [(p.pts, p.dts) for p in packets]
+        if retime is not None:
+            times = retime(times)
         second = None
         if extra_video is not None:
             other = av.open(str(extra_video))
@@ -156,8 +161,9 @@ def rewrite_packets(src: Path, dst: Path, fmt: str, edit: Optional[Edit] = None,
         for index, packet in enumerate(packets):
             data = bytes(packet) if edit is None else edit(index, bytes(packet))
             copy = av.Packet(data)
-            copy.pts = None if packet.pts is None else int(packet.pts * time_scale)
-            copy.dts = None if packet.dts is None else int(packet.dts * time_scale)
+            pts, dts = times[index]
+            copy.pts = None if pts is None else int(pts * time_scale)
+            copy.dts = None if dts is None else int(dts * time_scale)
             copy.duration = int(packet.duration * time_scale) if packet.duration else packet.duration
             copy.time_base = packet.time_base
             copy.is_keyframe = packet.is_keyframe
