@@ -14,16 +14,54 @@ Verifying (cloud services, displays)::
             if segment.accepted: decoder.feed(segment.data)   # exactly the verified NAL units
 """
 
-from segbind_core import __version__
-from segbind_core.keys import Epoch, command_key, epoch_root, slot_key
-from segbind_core.tag import VERSION as FORMAT_VERSION
+from typing import TYPE_CHECKING, Any
 
-from .errors import InputError, InvalidSegment, KeyringError, SegbindError
-from .keyring import Binding, EpochFile, Keyring
-from .media import Input, SegmentResult, open
-from .read.annexb import tagged_segments
-from .verdict import Reason, TagInfo, Verdict
-from .verifier import LIVE, Canonical, StreamVerifier, TimeWindow, verify_segment
+from segbind_core import __version__
+
+# What each public name is, and where it lives: imported when first used, so that a command
+# that needs little (``segbind --version``) pays for little (PEP 562).
+_HOMES = {
+    "Epoch": "segbind_core.keys", "command_key": "segbind_core.keys", "epoch_root": "segbind_core.keys",
+    "slot_key": "segbind_core.keys",
+    "InputError": "segbind.errors", "InvalidSegment": "segbind.errors", "KeyringError": "segbind.errors",
+    "SegbindError": "segbind.errors",
+    "Binding": "segbind.keyring", "EpochFile": "segbind.keyring", "Keyring": "segbind.keyring",
+    "Input": "segbind.media", "SegmentResult": "segbind.media", "open": "segbind.media",
+    "tagged_segments": "segbind.read.annexb",
+    "Reason": "segbind.verdict", "TagInfo": "segbind.verdict", "Verdict": "segbind.verdict",
+    "LIVE": "segbind.verifier", "Canonical": "segbind.verifier", "StreamVerifier": "segbind.verifier",
+    "TimeWindow": "segbind.verifier", "verify_segment": "segbind.verifier",
+}
+
+if TYPE_CHECKING:
+    from segbind_core.keys import Epoch, command_key, epoch_root, slot_key
+
+    from .errors import InputError, InvalidSegment, KeyringError, SegbindError
+    from .keyring import Binding, EpochFile, Keyring
+    from .media import Input, SegmentResult, open
+    from .read.annexb import tagged_segments
+    from .verdict import Reason, TagInfo, Verdict
+    from .verifier import LIVE, Canonical, StreamVerifier, TimeWindow, verify_segment
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FORMAT_VERSION":
+        from segbind_core.tag import VERSION
+
+        return VERSION
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError("module 'segbind' has no attribute %r" % name)
+    import importlib
+
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> "list[str]":
+    return sorted(__all__)
+
 
 __all__ = [
     "__version__",

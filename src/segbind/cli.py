@@ -7,29 +7,18 @@ segment, 2 usage or input error (one line on stderr, never a traceback).
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
 import sys
-import time
-from typing import IO, Any, Dict, List, NoReturn, Optional, Sequence, Tuple
+from typing import IO, TYPE_CHECKING, Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from segbind_core import __version__
-from segbind_core.device import DeviceFileError, device_json, parse_device
-from segbind_core.keys import KEY_SIZE, Epoch
-from segbind_core.nal import annexb_units
-from segbind_core.segment import detect_codec
-from segbind_core.tag import CODEC_H264, CODEC_H265, CODEC_NAMES
 
-from . import media
 from .errors import InputError, InvalidSegment, SegbindError
-from .keyring import Binding, EpochFile, Keyring, read_json, write_json
-from .read import ANNEXB, SNIFF_BYTES, sniff
-from .read import NAMES as CONTAINER_NAMES
-from .read.sources import open_file
-from .verdict import Verdict
-from .verifier import Authenticator, TimeWindow
-from .write import write_hls
+
+if TYPE_CHECKING:  # each command imports what it needs when it runs: `segbind --version` stays cheap
+    from . import media
+    from .keyring import Keyring
+    from .verdict import Verdict
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -63,6 +52,10 @@ def _open_output(path: str) -> IO[bytes]:
 
 
 def _load_device(path: str) -> Tuple[str, bytes]:
+    from segbind_core.device import DeviceFileError, parse_device
+
+    from .keyring import read_json
+
     try:
         camera, secret, _test_only = parse_device(read_json(path, "device"))
     except DeviceFileError as exc:
@@ -71,6 +64,11 @@ def _load_device(path: str) -> Tuple[str, bytes]:
 
 
 def cmd_keys_device(args: argparse.Namespace) -> int:
+    from segbind_core.device import device_json
+    from segbind_core.keys import KEY_SIZE
+
+    from .keyring import write_json
+
     try:
         data = device_json(args.device_id, os.urandom(KEY_SIZE), args.test_only)
     except ValueError as exc:
@@ -82,6 +80,10 @@ def cmd_keys_device(args: argparse.Namespace) -> int:
 
 def cmd_keys_pair(args: argparse.Namespace) -> int:
     """The owner's side of a claim: a fresh pairing secret (what the app hands the camera)."""
+    from segbind_core.keys import KEY_SIZE, Epoch
+
+    from .keyring import write_json
+
     try:
         Epoch.of_pairing(bytes(KEY_SIZE), args.owner, args.camera, 1, [])  # validates the ids
     except ValueError as exc:
@@ -97,6 +99,10 @@ def cmd_keys_pair(args: argparse.Namespace) -> int:
 
 
 def _load_pairing(path: str) -> Tuple[str, str, bytes]:
+    from segbind_core.keys import KEY_SIZE
+
+    from .keyring import read_json
+
     data = read_json(path, "pairing")
     owner, camera, secret = data.get("owner"), data.get("camera"), data.get("secret")
     if not isinstance(owner, str) or not isinstance(camera, str) or not isinstance(secret, str):
@@ -111,6 +117,10 @@ def _load_pairing(path: str) -> Tuple[str, str, bytes]:
 
 
 def cmd_keys_epoch(args: argparse.Namespace) -> int:
+    from segbind_core.keys import Epoch
+
+    from .keyring import EpochFile
+
     owner, camera, secret = _load_pairing(args.pairing)
     try:
         epoch = Epoch.of_pairing(secret, owner, camera, args.epoch, args.share or [])
@@ -123,6 +133,8 @@ def cmd_keys_epoch(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_grant(args: argparse.Namespace) -> int:
+    from .keyring import Binding, EpochFile, Keyring
+
     epoch = EpochFile.load(args.epoch)
     binding = Binding.of_epoch(epoch, args.holder)
     ring = Keyring.load(args.keyring) if os.path.exists(args.keyring) else Keyring()
@@ -141,6 +153,8 @@ MAX_CODEC_READ_AHEAD = 16 << 20
 
 def _open_source(path: str) -> Tuple[IO[bytes], str]:
     """A binary stream to read incrementally and the name to use in messages."""
+    from .read.sources import open_file
+
     if path == "-":
         return sys.stdin.buffer, "stdin"
     return open_file(path), path
@@ -156,6 +170,8 @@ def _read_some(src: IO[bytes], name: str) -> bytes:
 
 def _read_head(src: IO[bytes], name: str) -> bytes:
     """The first bytes of an input (enough to tell what it is); CliError when empty."""
+    from .read.sniff import SNIFF_BYTES
+
     head = b""
     while len(head) < SNIFF_BYTES:
         chunk = _read_some(src, name)
@@ -169,6 +185,11 @@ def _read_head(src: IO[bytes], name: str) -> bytes:
 
 def _kind_of(head: bytes, name: str) -> str:
     """What the input is (``read.sniff``), as a one-line CliError when it is no video segbind reads."""
+    from segbind_core.segment import detect_codec
+    from segbind_core.tag import CODEC_H265
+
+    from .read.sniff import ANNEXB, SNIFF_BYTES, sniff
+
     try:
         return sniff(head[:SNIFF_BYTES])
     except InputError as exc:
@@ -188,6 +209,9 @@ def _stream_codec(src: IO[bytes], name: str, head: bytes) -> Tuple[int, bytes]:
     Reads ahead until the stream's units tell (``segment.detect_codec``: normally its
     first unit); a stream that ends first is H.264, as the segmenter takes it.
     """
+    from segbind_core.segment import detect_codec
+    from segbind_core.tag import CODEC_H264
+
     while True:
         codec = detect_codec(head)
         if codec:
@@ -203,6 +227,9 @@ def _stream_codec(src: IO[bytes], name: str, head: bytes) -> Tuple[int, bytes]:
 
 def _open_annexb(path: str, purpose: str) -> Tuple[IO[bytes], str, bytes]:
     """An Annex-B input, open, with its first bytes read; any other container is a CliError."""
+    from .read.sniff import ANNEXB
+    from .read.sniff import NAMES as CONTAINER_NAMES
+
     src, name = _open_source(path)
     try:
         head = _read_head(src, name)
@@ -219,7 +246,12 @@ def _open_annexb(path: str, purpose: str) -> Tuple[IO[bytes], str, bytes]:
 def cmd_tag(args: argparse.Namespace) -> int:
     """Tag an Annex-B stream as it arrives, with the camera agent's own core (segbind_agent.core):
     each segment is written as soon as it closes."""
+    import time
+
     from segbind_agent.core import ERROR, AgentCore, AgentSettings, BindingState, Log, Send, Store
+    from segbind_core.tag import CODEC_NAMES
+
+    from .keyring import EpochFile
 
     epoch = EpochFile.load(args.epoch)
     if not args.max_duration > 0 or (args.fps is not None and not args.fps > 0):
@@ -278,8 +310,11 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _open_input(args: argparse.Namespace, keyring: Keyring) -> media.Input:
+def _open_input(args: argparse.Namespace, keyring: "Keyring") -> "media.Input":
     """The files (one stream, in order), an http(s) URL, or - for stdin (read as it arrives)."""
+    from . import media
+    from .verifier import TimeWindow
+
     files: List[str] = args.files
     if "-" in files and len(files) > 1:
         raise CliError("stdin (-) cannot be combined with files")
@@ -295,7 +330,7 @@ def _open_input(args: argparse.Namespace, keyring: Keyring) -> media.Input:
                       idle_s=getattr(args, "idle", None), name="stdin" if files == ["-"] else None)
 
 
-def _describe(index: int, verdict: Verdict) -> str:
+def _describe(index: int, verdict: "Verdict") -> str:
     where = "segment %d" % index
     if verdict.tag is not None:
         t = verdict.tag
@@ -306,6 +341,10 @@ def _describe(index: int, verdict: Verdict) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from .keyring import Keyring
+
     keyring = Keyring.load(args.keyring)
     counts: Dict[str, int] = {}
     worst = EXIT_OK
@@ -328,6 +367,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from segbind_core.nal import annexb_units
+
+    from .keyring import Keyring
+    from .verifier import Authenticator
+
     reader = Authenticator(Keyring())  # reads tags; holds no key
     with _open_input(args, Keyring()) as source:
         for index, segment in enumerate(source.segments()):
@@ -359,7 +405,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_hls(args: argparse.Namespace) -> int:
+    import io
+
+    from segbind_core.nal import annexb_units
     from segbind_core.sei import tag_codec
+
+    from .write import write_hls
 
     if not args.segment_duration > 0 or (args.fps is not None and not args.fps > 0):
         raise CliError("--segment-duration and --fps must be positive")
@@ -390,8 +441,24 @@ def cmd_hls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's own, told the width (it would import shutil, and bz2 and lzma with it, to ask the
+    terminal, on every run: help is rare, start-up is every time)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            width = int(os.environ.get("COLUMNS", "")) - 2
+        except ValueError:
+            width = 78
+        super().__init__(prog, width=max(width, 40))
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors are one line on stderr and exit status 2, like every other error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> "NoReturn":
         print("segbind: error: %s (see %s --help)" % (message, self.prog), file=sys.stderr)

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple, Union
 
 from segbind_core.keys import KEY_SIZE, Epoch, slot_key
 from segbind_core.tag import MAX_SLOTS
 
 from .errors import InvalidSegment, KeyringError
 from .verdict import Reason
+
+if TYPE_CHECKING:
+    from os import PathLike
+
+PathText = Union[str, "PathLike[str]"]
 
 GrantId = Tuple[str, str, int]  # (owner, camera, epoch)
 FILE_VERSION = 2
@@ -37,10 +39,11 @@ def _hex_key(value: object, what: str) -> bytes:
     return key
 
 
-def read_json(path: Path | str, kind: str) -> Dict[str, Any]:
+def read_json(path: PathText, kind: str) -> Dict[str, Any]:
     """A segbind JSON file of the given kind ("device", "binding", "keyring")."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except FileNotFoundError:
         raise KeyringError("%s: no such file" % path) from None
     except (OSError, UnicodeError) as exc:
@@ -58,10 +61,12 @@ def read_json(path: Path | str, kind: str) -> Dict[str, Any]:
     return data
 
 
-def write_json(path: Path | str, data: Dict[str, Any]) -> None:
+def write_json(path: PathText, data: Dict[str, Any]) -> None:
     """Write atomically (temp file, fsync, rename) with owner-only permissions."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent or Path(".")), prefix=".segbind-")
+    import tempfile
+
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".segbind-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=True)
@@ -90,11 +95,11 @@ def _epoch(value: object, where: str) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class Binding:
+class Binding(NamedTuple):
     """One slot of one (owner, camera, epoch) and its key: what a viewer is granted.
 
-    Slot 0 is the owner's; slots from 1 are the accounts the epoch is shared with.
+    Slot 0 is the owner's; slots from 1 are the accounts the epoch is shared with. (A named
+    tuple: immutable, and cheap to make.)
     """
 
     owner: str
@@ -147,7 +152,7 @@ class EpochFile:
                 "root": epoch.root.hex()}
 
     @staticmethod
-    def load(path: Path | str) -> Epoch:
+    def load(path: PathText) -> Epoch:
         data = read_json(path, "epoch")
         where = str(path)
         shares = data.get("shares", [])
@@ -163,7 +168,7 @@ class EpochFile:
             raise KeyringError("%s: %s" % (where, exc)) from None
 
     @staticmethod
-    def save(epoch: Epoch, path: Path | str) -> None:
+    def save(epoch: Epoch, path: PathText) -> None:
         write_json(path, EpochFile.to_json(epoch))
 
 
@@ -260,8 +265,8 @@ class Keyring:
         return ring
 
     @classmethod
-    def load(cls, path: Path | str) -> "Keyring":
+    def load(cls, path: PathText) -> "Keyring":
         return cls.from_json(read_json(path, "keyring"), str(path))
 
-    def save(self, path: Path | str) -> None:
+    def save(self, path: PathText) -> None:
         write_json(path, self.to_json())

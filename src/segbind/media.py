@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from typing import IO, Any, Iterator, List, Optional, Sequence, Union
 
 from .errors import InputError
 from .keyring import Keyring
 from .read.annexb import CHUNK, annexb_segments
-from .read.containers import container_segments
-from .read.hls import hls_segments
 from .read.sniff import ANNEXB, HLS, MP4, SNIFF_BYTES, sniff
 from .read.sources import ConcatReader, Prefixed, as_stream, is_url, open_range, read_head
 from .read.split import MAX_SEGMENT_BYTES
@@ -158,6 +155,8 @@ def open(source: Source, keyring: Keyring, *, camera: Optional[str] = None, any_
                 raise InputError("%s: an HLS playlist is opened by its path or URL (its segments are "
                                  "relative to it)" % found.name)
             found.close()
+            from .read.hls import hls_segments  # http(s) and playlists: imported when needed
+
             segments = hls_segments(found.location, video_only=video_only, idle_s=idle_s, poll_s=poll_s,
                                     max_segment_bytes=max_segment_bytes)
         elif kind == ANNEXB:
@@ -169,6 +168,8 @@ def open(source: Source, keyring: Keyring, *, camera: Optional[str] = None, any_
                                  "init segment first (init.mp4 seg1.m4s ...) or the .m3u8" % found.name)
             if kind == MP4 and not found.seekable and _index_after_media(found.head):
                 found.spool()  # its index comes last: read it from disk, not memory
+            from .read.containers import container_segments
+
             segments = container_segments(found.stream, kind, found.name, video_only=video_only,
                                           max_segment_bytes=max_segment_bytes, seekable=found.seekable)
     except BaseException:
@@ -274,6 +275,8 @@ def _index_after_media(head: bytes) -> bool:
 
 
 def _spooled(stream: IO[bytes], name: str) -> IO[bytes]:
+    import tempfile
+
     spool = tempfile.TemporaryFile()
     try:
         while True:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from segbind_core.crypto import MacKey, constant_time_equal
@@ -63,8 +62,7 @@ MAX_TAG_NAL = 1024
 CONTINUITY_MS = 1000
 
 
-@dataclass(frozen=True)
-class TimeWindow:
+class TimeWindow(NamedTuple):
     """Accept capture times from ``max_age_s`` in the past to ``max_future_s`` ahead of now."""
 
     max_age_s: Optional[float] = None

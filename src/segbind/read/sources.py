@@ -5,9 +5,6 @@ of them read as one stream, and streams whose first bytes were read to tell what
 from __future__ import annotations
 
 import io
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import deque
 from typing import IO, Any, Callable, Optional, Sequence, Tuple, cast
 
@@ -41,6 +38,9 @@ def open_range(where: Range, timeout_s: float = HTTP_TIMEOUT_S) -> IO[bytes]:
     """A readable stream of one byte range of a local file or an http(s) resource."""
     uri, offset, length = where
     if is_url(uri):
+        import urllib.error  # only for what comes over http(s)
+        import urllib.request
+
         headers = {"User-Agent": "segbind"}
         if offset or length is not None:
             headers["Range"] = "bytes=%d-%s" % (offset, "" if length is None else offset + length - 1)
