@@ -199,7 +199,8 @@ REFUSED: List[Tuple[bytes, str]] = [
     (text("#EXT-X-PLAYLIST-TYPE:VOD", "#EXTINF:1,", "a.ts", end=False), "VOD without EXT-X-ENDLIST"),
     (text("#EXTINF:1,", "a.ts", "#EXT-X-ENDLIST"), "EXT-X-ENDLIST again"),
     (b"#EXTM3U\n#EXT-X-ENDLIST\n#EXT-X-TARGETDURATION:4\n#EXTINF:1,\na.ts\n",
-     "EXT-X-ENDLIST before any media segment, EXT-X-TARGETDURATION"),
+     "EXT-X-ENDLIST on line 2 comes before any media segment, EXT-X-TARGETDURATION"),
+    (b"#EXTM3U\n#EXT-X-ENDLIST\n", "playlist lists no media segments"),
     (text("#EXT-X-ENDLIST:YES", end=False), "EXT-X-ENDLIST takes no value"),
     (text("#EXT-X-ENDLISTED", end=False), "unknown tag EXT-X-ENDLISTED: hls.js reads it as EXT-X-ENDLIST"),
     (text("#EXT-X-DISCONTINUITYX", "#EXTINF:1,", "a.ts"), "hls.js reads it as EXT-X-DISCONTINUITY"),
@@ -270,6 +271,8 @@ REFUSED: List[Tuple[bytes, str]] = [
     (text('#EXT-X-MAP:uri="i.mp4"'), "is not NAME=value"),
     (text('#EXT-X-MAP:URI="i\\.mp4"'), "a backslash in URI (FFmpeg reads it as an escape"),
     (text("#EXT-X-MAP:"), "EXT-X-MAP without a value"),
+    (text('#EXT-X-MAP:URI=""'), "URI '': empty"),
+    (text("#EXT-X-START:TIME-OFFSET=1 "), "white space"),
     # URIs (RFC 3986, and what browsers, hls.js, FFmpeg and Python request).
     (text("#EXTINF:1,", "a.ts#t=1"), "a fragment"),
     (text("#EXTINF:1,", "a\\b.ts"), "'\\\\' is not allowed"),
@@ -495,6 +498,8 @@ HLSJS_DIFFERS: List[Tuple[bytes, List[Tuple[str, Optional[List[int]]]]]] = [
     (text("#EXTINF:1,", "a.ts\rb.ts"), [("a.ts\rb.ts", None)]),    # one line to RFC 8216, two to hls.js
     (text("#EXTINF:1,t\u2028x.ts", "a.ts"), [("a.ts", None)]),     # hls.js: x.ts is a URI
     (text("#EXTINF:1,", "\u00a0#EXT-X-ENDLIST", "a.ts", end=False), [("\u00a0#EXT-X-ENDLIST", None)]),
+    (text("#EXTINF:1,", "  a.ts"), [("  a.ts", None)]),           # FFmpeg: "  a.ts"; hls.js: a.ts
+    (text("#EXTINF:1,", "a.ts", "  #EXT-X-ENDLIST", end=False), [("a.ts", None)]),  # hls.js: a URI
     (text("#EXT-X-DEFINE:NAME=\"d\",VALUE=\"x\"", "#EXTINF:1,", "{$d}.ts"), [("{$d}.ts", None)]),
     (text("#EXT-X-ENDLISTED", "#EXTINF:1,", "a.ts", end=False), [("a.ts", None)]),  # hls.js: ended
     (text("#EXTINF:1,", "#EXT-X-GAP", "a.ts"), [("a.ts", None)]),  # hls.js: a gap, never loaded
@@ -757,7 +762,8 @@ def test_ffmpeg_reads_a_local_playlist_as_segbind_does(written: Path, tmp_path: 
 
 LINE_PIECES = [f for f in EXTRA + URIS + ["#EXTINF:%s," % d for d in DURATIONS]] + [
     "#EXT-X-BYTERANGE:10", "#EXT-X-BYTERANGE:10@0", "#EXTM3U", '#EXT-X-MAP:URI="a\\"b"', "#EXT-X-KEY:METHOD=AES-128",
-    '#EXT-X-START:TIME-OFFSET=1,TIME-OFFSET=2', "#EXT-X-TARGETDURATION:4", "#EXT-X-TARGETDURATION:x", "{$a}"]
+    '#EXT-X-START:TIME-OFFSET=1,TIME-OFFSET=2', "#EXT-X-TARGETDURATION:4", "#EXT-X-TARGETDURATION:x", "{$a}",
+    '#EXT-X-MAP:URI=""', '#EXT-X-MAP:URI="//"', '#EXT-X-MAP:URI="http://[::1"', "//", "?x", "http:///a.ts"]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

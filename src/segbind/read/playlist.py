@@ -41,7 +41,7 @@ _SIGNED_FLOAT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?\Z")
 _BYTERANGE = re.compile(r"([0-9]+)(?:@([0-9]+))?\Z")
 _DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
                         r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)\Z")
-_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=(?:"([^"]*)"|([^",]+))(,|\Z)')
+_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=(?:"([^"]*)"|([^",\s]+))(,|\Z)')
 # URIs: RFC 3986 characters only, without "'" (browsers percent-encode it in a query, others
 # send it as it is), "#" (a fragment) and "\" (browsers read it as "/").
 _URI_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&()*+,;=:@/?%\[\]]+\Z")
@@ -123,9 +123,11 @@ class MediaSegment(NamedTuple):
 
 
 class MediaPlaylist(NamedTuple):
+    """A media playlist as read: its segments in order, and what a live reader needs."""
+
     segments: Tuple[MediaSegment, ...]
     target_duration_s: int       # EXT-X-TARGETDURATION
-    ended: bool                  # EXT-X-ENDLIST
+    ended: bool                  # EXT-X-ENDLIST (VOD without it is refused: players reload it)
     playlist_type: Optional[str]  # "VOD", "EVENT", or None
     media_sequence: int          # the first segment's media sequence number
     discontinuity_sequence: int  # EXT-X-DISCONTINUITY-SEQUENCE
@@ -177,8 +179,8 @@ class _Reader:
                 raise InputError("%s: playlist URL: %s" % (location, why))
             self.directory = path[:path.rfind("/") + 1]
         else:
-            where = os.getcwd() if location == "-" else os.path.join(os.getcwd(), os.path.dirname(location))
-            self.directory = where
+            # As given, not normalised: FFmpeg leaves "dir/.." to the kernel (through symbolic links).
+            self.directory = os.getcwd() if location == "-" else os.path.join(os.getcwd(), os.path.dirname(location))
         self.line_number = 0
         self.segments: List[MediaSegment] = []
         self.seen: Dict[str, int] = {}           # single-occurrence tags: line of each
@@ -193,6 +195,7 @@ class _Reader:
         self.init: Optional[Range] = None
         # FFmpeg makes its playlist (hls.c ensure_playlist) at the first segment or one of a few tags.
         self.opened = False
+        self.early_end = 0
         # Tags waiting for their segment's URI: EXTINF duration, EXT-X-BYTERANGE, the others.
         self.duration: Optional[float] = None
         self.byterange: Optional[Tuple[int, Optional[int]]] = None
@@ -233,8 +236,8 @@ class _Reader:
             if not line:
                 continue
             if line[0] == " " or line[-1] == " ":
-                raise self.fail("white space at the start or end of a line (RFC 8216 4.1: hls.js drops it, "
-                                "FFmpeg keeps it at the start)")
+                raise self.fail("white space at the start or end of a line (RFC 8216 4.1: hls.js reads a line "
+                                "after spaces as a URI and trims URIs, FFmpeg keeps them at the start)")
             if line.startswith("#EXT"):
                 name, colon, value = line[1:].partition(":")
                 self._tag(name, value if colon else None, lines)
@@ -260,7 +263,7 @@ class _Reader:
         if found is not None:
             self.line_number = text.count("\n", 0, found.start()) + 1
             raise self.fail("variable reference %s (hls.js substitutes EXT-X-DEFINE variables, FFmpeg does not)"
-                            % found.group())
+                            % found.group()[:40])
 
     # -- tags -----------------------------------------------------------------------------------
 
@@ -431,9 +434,7 @@ class _Reader:
         self._no_value("EXT-X-ENDLIST", value)
         self._once("EXT-X-ENDLIST")
         if not self.opened:
-            raise self.fail("EXT-X-ENDLIST before any media segment, EXT-X-TARGETDURATION, -MEDIA-SEQUENCE, "
-                            "-PLAYLIST-TYPE, -MAP or -START: FFmpeg ignores it there and reads a live playlist "
-                            "(hls.c parse_playlist has no playlist yet), hls.js an ended one")
+            self.early_end = self.line_number  # refused at the end, after what the playlist lacks
         self.ended = True
 
     def _version(self, value: Optional[str]) -> None:
@@ -604,6 +605,11 @@ class _Reader:
             raise self.fail("playlist lists no media segments")
         if self.target is None:
             raise self.fail("no EXT-X-TARGETDURATION (RFC 8216 4.3.3.1; hls.js refuses the playlist)")
+        if self.early_end:
+            raise self.fail("EXT-X-ENDLIST on line %d comes before any media segment, EXT-X-TARGETDURATION, "
+                            "-MEDIA-SEQUENCE, -PLAYLIST-TYPE, -MAP or -START: FFmpeg ignores it there and reads a "
+                            "live playlist (hls.c parse_playlist has no playlist yet), hls.js an ended one"
+                            % self.early_end)
         duration, line = self.longest
         if math.floor(duration + 0.5) > self.target:
             raise self.fail("EXTINF %.17g on line %d rounds above EXT-X-TARGETDURATION %d (RFC 8216 4.3.3.1; "
@@ -620,6 +626,8 @@ def _uri_problem(uri: str) -> Optional[str]:
     they would)."""
     if "#" in uri:
         return "a fragment (FFmpeg requests it, browsers drop it)"
+    if not uri:
+        return "empty"
     if not _URI_CHARS.match(uri):
         bad = next(c for c in uri if not _URI_CHARS.match(c))
         return "%r is not allowed: RFC 3986 characters only, and no \"'\" (browsers escape it in a query, " \
