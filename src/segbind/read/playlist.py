@@ -43,7 +43,7 @@ _DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(
                         r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)\Z")
 _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=(?:"([^"]*)"|([^",\s]+))(,|\Z)')
 # URIs: RFC 3986 characters only, without "'" (browsers percent-encode it in a query, others
-# send it as it is), "#" (a fragment) and "\" (browsers read it as "/").
+# send it as it is) and "\" (browsers read it as "/"); "#" (a fragment) is refused on its own.
 _URI_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&()*+,;=:@/?%\[\]]+\Z")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _DOT_SEGMENT = re.compile(r"(?:\.|%2e){1,2}\Z", re.IGNORECASE)
@@ -625,7 +625,7 @@ def _uri_problem(uri: str) -> Optional[str]:
     """Why a URI's characters would not reach the server the same way from every client (None:
     they would)."""
     if "#" in uri:
-        return "a fragment (FFmpeg requests it, browsers drop it)"
+        return "a fragment (clients request the URI without it: a segment URI has no use for one)"
     if not uri:
         return "empty"
     if not _URI_CHARS.match(uri):
@@ -643,8 +643,6 @@ def _uri_problem(uri: str) -> Optional[str]:
             break
     if "[" in after_authority or "]" in after_authority:
         return "\"[\" or \"]\" outside an IPv6 host"
-    if uri.endswith("?"):
-        return "an empty query (browsers request the \"?\", Python does not)"
     return None
 
 
