@@ -103,7 +103,7 @@ NOISE = random.Random(20261128).randbytes  # the same bytes in every process (te
     (b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow.m3u8\n", b"master playlist"),
     (b"#EXTM3U\n#EXTINF:1,\nhttp://example.com/a.ts\n", b"must be local files"),
     (b"#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"k\"\n#EXTINF:1,\nseg_000.ts\n", b"encrypted"),
-    (b"#EXTM3U\n#EXTINF:1,\nmissing.ts\n", b"no such file"),
+    (b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nmissing.ts\n", b"no such file"),
     (b"#EXTM3U\n#EXT-X-ENDLIST\n", b"no media segments"),
     (b"\x00\x00\x00\x18styp" + NOISE(200), b"without its init segment"),
     (b"\x00\x00\x00\x20ftypisom" + NOISE(300), b"cannot read"),

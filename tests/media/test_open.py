@@ -173,7 +173,7 @@ def test_a_live_playlist_that_stops_growing_ends_after_the_idle_time(camera, tmp
 def test_unreadable_remote_inputs_are_one_line_errors(camera, tmp_path: Path) -> None:
     d, ring, segments = camera
     (tmp_path / "master.m3u8").write_text("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow.m3u8\n")
-    (tmp_path / "holes.m3u8").write_text("#EXTM3U\n#EXTINF:1,\nmissing.ts\n#EXT-X-ENDLIST\n")
+    (tmp_path / "holes.m3u8").write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nmissing.ts\n#EXT-X-ENDLIST\n")
     (tmp_path / "local.m3u8").write_text("#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n")
     (tmp_path / "notvideo.bin").write_bytes(b"hello" * 100)
     with http_server(tmp_path) as base:

@@ -13,153 +13,25 @@ be read refuses the playlist (InputError, after the verdicts so far).
 
 from __future__ import annotations
 
-import os
-import re
 import time
-import urllib.parse
 from collections import deque
-from typing import IO, Any, Callable, Deque, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import IO, Any, Callable, Deque, Dict, Iterator, NamedTuple, Optional, Tuple
 
 from ..errors import InputError
 from ..verifier import Canonical
 from .containers import container_segments
+from .playlist import MediaPlaylist, MediaSegment, PlaylistTracker, check_init_for, parse_media_playlist
 from .sniff import MP4, MPEGTS, NAMES, sniff
-from .sources import (
-    HTTP_TIMEOUT_S,
-    PartsReader,
-    Prefixed,
-    Range,
-    as_stream,
-    fetch_text,
-    is_url,
-    open_range,
-    read_head,
-)
+from .sources import HTTP_TIMEOUT_S, PartsReader, Prefixed, Range, as_stream, fetch_playlist, open_range, read_head
 from .split import MAX_SEGMENT_BYTES
 
-# -- playlists ----------------------------------------------------------------------------------
-
-_ATTR = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
+Entry = MediaSegment  # one media segment a playlist lists (read.playlist)
 
 
-def _attrs(text: str) -> Dict[str, str]:
-    return {k: v.strip('"') for k, v in _ATTR.findall(text)}
-
-
-def _byterange(text: str, last_end: int) -> Tuple[int, int]:
-    length, _, offset = text.partition("@")
-    try:
-        n = int(length)
-        off = int(offset) if offset else last_end
-    except ValueError:
-        raise InputError("bad BYTERANGE %r" % text) from None
-    if n < 0 or off < 0:
-        raise InputError("bad BYTERANGE %r" % text)
-    return off, n
-
-
-class Entry(NamedTuple):
-    """One media segment a playlist lists."""
-
-    media: Range
-    init: Optional[Range]
-    discontinuity: bool  # EXT-X-DISCONTINUITY before it
-    sequence: int        # its media sequence number
-
-
-class Playlist(NamedTuple):
-    entries: List[Entry]
-    ended: bool          # EXT-X-ENDLIST, or a VOD playlist
-    target_s: float      # EXT-X-TARGETDURATION
-
-
-def parse_playlist(text: str, location: str) -> Playlist:
-    """A media playlist's segments, resolved against ``location`` (a path or a URL).
-
-    Master playlists, encrypted segments, and remote segments in a local playlist are
-    refused with InputError.
-    """
-    remote = is_url(location)
-    base = location if remote else (os.path.dirname(os.path.abspath(location)) if location != "-"
-                                    else os.getcwd())
-
-    def resolve(uri: str) -> str:
-        if remote:
-            found = urllib.parse.urljoin(base, uri)
-            if not is_url(found):
-                raise InputError("%s: %s is not an http(s) URL" % (location, uri))
-            return found
-        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", uri):
-            raise InputError("%s: %s is remote; a local playlist's segments must be local files"
-                             % (location, uri))
-        return uri if os.path.isabs(uri) else os.path.join(base, uri)
-
-    lines = [line.strip() for line in text.splitlines()]
-    if not lines or not lines[0].lstrip("\ufeff").startswith("#EXTM3U"):
-        raise InputError("%s: not an HLS playlist (no #EXTM3U)" % location)
-    entries: List[Entry] = []
-    init: Optional[Range] = None
-    pending_range: Optional[str] = None
-    discontinuity = False
-    last_end: Dict[str, int] = {}
-    variants: List[Optional[str]] = []
-    sequence = 0
-    ended = False
-    target = 0.0
-    for line in lines[1:]:
-        if not line:
-            continue
-        tag, _, value = line.partition(":")
-        if tag == "#EXT-X-STREAM-INF":
-            variants.append(None)
-        elif tag == "#EXT-X-KEY":
-            method = _attrs(value).get("METHOD", "NONE")
-            if method != "NONE":
-                raise InputError("%s: encrypted HLS (%s) is not supported" % (location, method))
-        elif tag == "#EXT-X-MAP":
-            attrs = _attrs(value)
-            if "URI" not in attrs:
-                raise InputError("%s: EXT-X-MAP without URI" % location)
-            off, n = _byterange(attrs["BYTERANGE"], 0) if "BYTERANGE" in attrs else (0, None)
-            init = (resolve(attrs["URI"]), off, n)
-        elif tag == "#EXT-X-BYTERANGE":
-            pending_range = value
-        elif tag == "#EXT-X-DISCONTINUITY":
-            discontinuity = True
-        elif tag == "#EXT-X-MEDIA-SEQUENCE":
-            try:
-                sequence = int(value)
-            except ValueError:
-                raise InputError("%s: bad EXT-X-MEDIA-SEQUENCE %r" % (location, value)) from None
-        elif tag == "#EXT-X-TARGETDURATION":
-            try:
-                target = float(value)
-            except ValueError:
-                raise InputError("%s: bad EXT-X-TARGETDURATION %r" % (location, value)) from None
-        elif tag == "#EXT-X-ENDLIST" or (tag == "#EXT-X-PLAYLIST-TYPE" and value.strip() == "VOD"):
-            ended = True
-        elif line.startswith("#"):
-            continue
-        elif variants and variants[-1] is None:
-            variants[-1] = line
-        else:
-            where = resolve(line)
-            if pending_range is not None:
-                off, n = _byterange(pending_range, last_end.get(where, 0))
-                last_end[where] = off + n
-                media: Range = (where, off, n)
-                pending_range = None
-            else:
-                media = (where, 0, None)
-            entries.append(Entry(media, init, discontinuity, sequence))
-            sequence += 1
-            discontinuity = False
-    if variants:
-        raise InputError("%s: master playlist; verify one of its media playlists: %s"
-                         % (location, ", ".join(v for v in variants if v)))
-    if not entries and ended:
-        raise InputError("%s: playlist lists no media segments" % location)
-    return Playlist(entries, ended, target)
+def parse_playlist(raw: bytes, location: str) -> MediaPlaylist:
+    """A media playlist, read strictly (``read.playlist``: RFC 8216, refusing what hls.js or
+    FFmpeg would read differently)."""
+    return parse_media_playlist(raw, location)
 
 
 class _Opened(NamedTuple):
@@ -188,27 +60,26 @@ class PlaylistFeed:
         self.listed = 0          # media segments listed so far
         self.skipped = 0         # listed segments that left a sliding window before they were read
         self._pending: Deque[Entry] = deque()
-        self._next_sequence: Optional[int] = None
+        self._tracker = PlaylistTracker(location)
         self._ended = False
         self._target = 0.0
         self._held: Optional[_Opened] = None
         self._refresh()
 
     def _refresh(self) -> bool:
-        """Fetch the playlist again; True when it lists something new."""
-        playlist = parse_playlist(fetch_text(self.location, self.timeout_s), self.location)
-        self._ended = playlist.ended
-        self._target = playlist.target_s or self._target
-        new = [e for e in playlist.entries if self._next_sequence is None or e.sequence >= self._next_sequence]
-        if new:
-            if self._next_sequence is not None and new[0].sequence > self._next_sequence:
-                self.skipped += new[0].sequence - self._next_sequence
-            self._next_sequence = new[-1].sequence + 1
-            self._pending.extend(new)
-            self.listed += len(new)
-        elif self._next_sequence is None and playlist.ended:
+        """Fetch the playlist again; True when it lists something new. A version that moves
+        backwards (read.playlist.PlaylistTracker) is an InputError."""
+        raw, where = fetch_playlist(self.location, self.timeout_s)
+        update = self._tracker.update(parse_media_playlist(raw, where))
+        self._ended = update.ended
+        self._target = float(self._tracker.latest.target_duration_s) if self._tracker.latest else self._target
+        self.skipped += len(update.missed)
+        if update.new:
+            self._pending.extend(update.new)
+            self.listed += len(update.new)
+        elif not self.listed and update.ended:
             raise InputError("%s: playlist lists no media segments" % self.location)
-        return bool(new)
+        return bool(update.new)
 
     def _entry(self) -> Optional[Entry]:
         """The next listed segment, polling a live playlist; None at its end."""
@@ -246,6 +117,11 @@ class PlaylistFeed:
             stream.close()
             raise InputError("%s: media segment %s is %s; HLS segments are MPEG-TS or fMP4"
                              % (self.location, entry.media[0], NAMES.get(kind, kind)))
+        try:
+            check_init_for(entry, kind, self.location)
+        except InputError:
+            stream.close()
+            raise
         return _Opened(entry, kind, head, as_stream(Prefixed(head, stream)))
 
     def runs(self) -> Iterator[Tuple[str, PartsReader]]:

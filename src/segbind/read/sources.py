@@ -97,10 +97,19 @@ class _Limited(io.RawIOBase):
         super().close()
 
 
-def fetch_text(uri: str, timeout_s: float = HTTP_TIMEOUT_S) -> str:
-    """A playlist's text (UTF-8), local or over http(s)."""
+def fetch_playlist(uri: str, timeout_s: float = HTTP_TIMEOUT_S) -> Tuple[bytes, str]:
+    """A playlist's raw bytes, and where they came from: its final URL after redirects (players
+    resolve its segments against that), or the local path. A server that says the text is in a
+    charset other than UTF-8 is refused: browsers decode by that header, segbind by RFC 8216."""
     stream = open_range((uri, 0, None), timeout_s)
+    where = uri
     try:
+        if is_url(uri):
+            where = str(getattr(stream, "geturl", lambda: uri)())
+            headers = getattr(stream, "headers", None)
+            charset = headers.get_content_charset() if headers is not None else None
+            if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+                raise InputError("%s: the server sends the playlist as %s, not UTF-8 (RFC 8216 4.1)" % (uri, charset))
         raw = stream.read(MAX_PLAYLIST_BYTES + 1)
     except OSError as exc:
         raise InputError("%s: cannot read (%s)" % (uri, exc)) from None
@@ -108,10 +117,7 @@ def fetch_text(uri: str, timeout_s: float = HTTP_TIMEOUT_S) -> str:
         stream.close()
     if len(raw) > MAX_PLAYLIST_BYTES:
         raise InputError("%s: playlist larger than %d MiB" % (uri, MAX_PLAYLIST_BYTES >> 20))
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError("%s: playlist is not UTF-8 text" % uri) from None
+    return raw, where
 
 
 class PartsReader(io.RawIOBase):
