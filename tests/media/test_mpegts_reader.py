@@ -586,6 +586,8 @@ REFUSED: Dict[str, Tuple[Callable[[Ts], None], str, str]] = {
     "tei on a video packet": (_set(_plain, 1, lambda b: b | 0x80), "transport_error_indicator", "defect"),
     "tei on an audio packet": (_set(lambda ts: ts.find(0x101, 3), 1, lambda b: b | 0x80),
                                "transport_error_indicator set on PID 0x0101", "defect"),
+    "tei on a later PMT": (_set(lambda ts: ts.tables(ts.pmt)[3], 1, lambda b: b | 0x80),
+                           "transport_error_indicator set on PID 0x1000", "fatal"),
     "transport scrambling": (_set(_plain, 3, lambda b: b | 0x80), "transport_scrambling_control 2", "defect"),
     "adaptation_field_control 00": (_set(_plain, 3, lambda b: b & 0xCF), "adaptation_field_control 00", "defect"),
     "adaptation field only, not 183 bytes": (_adaptation_only, "adaptation field of 100 bytes with no payload",

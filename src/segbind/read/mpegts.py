@@ -177,6 +177,7 @@ class _TsReader:
         self.defects = 0
         self.offset = 0  # byte offset of the read being processed
         self.early: Set[int] = set()  # PIDs seen before the PMT
+        self.waiting: List[Defect] = []  # defects found before the PMT
         # the video PID's packets
         self.last_cc = -1
         self.state = _WAIT
@@ -206,8 +207,13 @@ class _TsReader:
     # -- events -------------------------------------------------------------------------------
 
     def defect(self, text: str, reason: str = FRAMING, fatal: bool = False) -> None:
+        """A Defect; one found before the PMT waits for the TrackInfo (a fatal one cannot: the
+        tables are then unreadable, an InputError)."""
         self.defects += 1
-        self.out.append(Defect(text, reason, fatal))
+        if self.video_pid < 0:
+            self.waiting.append(Defect(text, reason, fatal))
+        else:
+            self.out.append(Defect(text, reason, fatal))
         if fatal:
             self.stopped = True
 
@@ -348,14 +354,17 @@ class _TsReader:
 
     def packet(self, pkt: bytes, index: int) -> None:
         pid = ((pkt[1] & 0x1F) << 8) | pkt[2]
+        program = self.program
         if pkt[1] & 0x80:
-            self.defect("transport_error_indicator set on PID 0x%04x %s: the packet holds errors, even its "
-                        "PID may be wrong (FFmpeg passes it on marked corrupt, hls.js ignores the flag)"
-                        % (pid, self.at(index)))
+            why = ("the packet holds errors, even its PID may be wrong (FFmpeg reads it marked corrupt, hls.js "
+                   "reads it or drops the PES by configuration)")
+            if pid == PAT_PID or pid == program.pmt_pid:
+                self.table_problem("transport_error_indicator set on PID 0x%04x: %s" % (pid, why), index)
+                return
+            self.defect("transport_error_indicator set on PID 0x%04x %s: %s" % (pid, self.at(index), why))
             if pid == self.video_pid:
                 self.drop_pes()
             return
-        program = self.program
         if pid == self.video_pid:
             self.video_packet(pkt, index)
         elif pid == PAT_PID:
@@ -644,8 +653,8 @@ class _TsReader:
         """A PAT or PMT that cannot be read one way: before the program is known the input is not
         readable at all; after, the reader cannot go on."""
         if not self.program.pmt:
-            raise InputError("%s: %s %s" % (self.name, text, self.at(index)))
-        self.defect("%s %s" % (text, self.at(index)), fatal=True)
+            raise InputError("%s: %s (%s)" % (self.name, text, self.at(index)))
+        self.defect("%s (%s)" % (text, self.at(index)), fatal=True)
 
     def pat_packet(self, pkt: bytes, index: int) -> None:
         program = self.program
@@ -779,6 +788,8 @@ class _TsReader:
         self.video_pid = program.video_pid
         self.out.append(TrackInfo(program.codec, program.codec_name, 0, (), 90000, program.others,
                                   program.other_video))
+        self.out.extend(self.waiting)
+        self.waiting = []
         early, self.early = self.early, set()
         if early:
             self.defect("packets on PID%s %s before the PMT: FFmpeg reads them once it has the PMT, hls.js only "
