@@ -60,8 +60,10 @@ HALF_WRAP = 1 << 32
 # packets and the packet with an adaptation field that usually ends a PES, or one packet for the
 # per-packet path; packets of the other streams (classes 8-128) are passed over.
 _WALK = re.compile(rb"\x01+\x04?|[\x00\x02\x04]")
-# Continuity counters of plain video packets (scrambling 00, payload only), from any start.
-_CC_RUN = bytes(0x10 | (i & 15) for i in range(READ_PACKETS + 32))
+# Continuity counters of video packets in a row, from any start, and the table that keeps only the
+# counter of a packet's fourth byte.
+_CC_LOW = bytes(i & 15 for i in range(READ_PACKETS + 32))
+_LOW_NIBBLE = bytes(i & 15 for i in range(256))
 _SYNCS = b"\x47" * (READ_PACKETS + 1)
 
 
@@ -321,23 +323,27 @@ class _TsReader:
             start, stop = match.span()
             kind = classes[start]
             if kind == 1:
-                if classes[stop - 1] == 4:
-                    self.video_run(buf, flags, start, stop - 1)
-                    self.video_packet(buf[(stop - 1) * PACKET:stop * PACKET], stop - 1)
-                else:
-                    self.video_run(buf, flags, start, stop)
+                self.video_run(buf, flags, start, stop, classes[stop - 1] == 4)
             elif kind:
                 self.video_packet(buf[start * PACKET:start * PACKET + PACKET], start)
             else:
                 self.packet(buf[start * PACKET:start * PACKET + PACKET], start)
 
-    def video_run(self, buf: bytes, flags: bytes, first: int, last: int) -> None:
-        """Plain video packets ``first`` to ``last``: their payloads, in bulk, when the PES in
-        progress is past its header and their continuity counters follow on."""
+    def video_run(self, buf: bytes, flags: bytes, first: int, last: int, stuffed: bool) -> None:
+        """Plain video packets ``first`` to ``last`` (``stuffed``: the last one has an adaptation
+        field before its payload, as the packet that ends a PES has): their payloads in bulk, when
+        the PES in progress is past its header and their continuity counters follow on."""
         length = last - first
         start = (self.last_cc + 1) & 15
-        if self.state != _BODY or self.last_cc < 0 or flags[first:last] != _CC_RUN[start:start + length]:
+        if self.state != _BODY or self.last_cc < 0 or flags[first:last].translate(_LOW_NIBBLE) != \
+                _CC_LOW[start:start + length]:
             self.packets(buf, first, last)
+            return
+        field = buf[(last - 1) * PACKET + 4] if stuffed else 0
+        if field and (field > 182 or buf[(last - 1) * PACKET + 5] & 0x9F):
+            # an adaptation field with more than stuffing (a discontinuity, a PCR...): the packet path
+            self.video_run(buf, flags, first, last - 1, False)
+            self.packet(buf[(last - 1) * PACKET:last * PACKET], last - 1)
             return
         self.last_cc = (start + length - 1) & 15
         view = self.view
@@ -348,7 +354,13 @@ class _TsReader:
             words.frombytes(memoryview(buf)[:len(buf) - len(buf) % PACKET])
             del words[0::PACKET // 4]
             view = self.view = memoryview(words).cast("B")
-        self.add(view[first * PAYLOAD:last * PAYLOAD])
+        if not stuffed:
+            self.add(view[first * PAYLOAD:last * PAYLOAD])
+            return
+        if length > 1:
+            self.add(view[first * PAYLOAD:(last - 1) * PAYLOAD])
+        if field < 183:
+            self.add(view[(last - 1) * PAYLOAD + 1 + field:last * PAYLOAD])
 
     # -- one packet ---------------------------------------------------------------------------
 
@@ -396,6 +408,8 @@ class _TsReader:
             return ("transport_scrambling_control %d: FFmpeg, hls.js and Chromium hand the scrambled bytes "
                     "to the decoder" % (flags >> 6))
         control = (flags >> 4) & 3
+        if control == 1:
+            return ""
         if control == 0:
             return ("adaptation_field_control 00 (reserved): FFmpeg drops the packet, hls.js and Chromium "
                     "read 184 payload bytes")
@@ -455,12 +469,24 @@ class _TsReader:
                 self.drop_pes()
                 return
             self.end_pes()
-            self.state = _HEADER
             self.orphans = False
-            self.header = bytearray()
             self.pes_offset = self.offset + index * PACKET
             self.sync = bool(control & 2 and pkt[4] and pkt[5] & 0x40)
-            self.feed_header(data)
+            if len(data) < 9 or len(data) < 9 + data[8]:
+                self.state = _HEADER  # the header goes on in the next packet
+                self.header = bytearray()
+                self.feed_header(data)
+                return
+            length = 9 + data[8]
+            problem = self.pes_problem(data[:length])
+            if problem:
+                self.defect("a video PES at byte %d: %s" % (self.pes_offset, problem))
+                self.state = _SKIP
+                return
+            self.state = _BODY
+            self.parts = [data[length:]] if len(data) > length else []
+            self.chunk_parts = 0
+            self.size = len(data) - length
             return
         if not data:
             return
@@ -605,7 +631,7 @@ class _TsReader:
                 return
         self.last_dts, self.last_raw_dts = dts, raw_dts
         self.samples += 1
-        self.out.append(Sample(data, dts + delay, dts, sync=self.sync))
+        self.out.append(Sample(data, dts + delay, dts, 0, False, self.sync))
 
     # -- tables -------------------------------------------------------------------------------
 
