@@ -785,6 +785,18 @@ def test_ffmpeg_drops_a_reserved_adaptation_field_control(base: bytes) -> None:
     assert [len(b) - len(a) for (a, _, _), (b, _, _) in zip(theirs, ours) if a != b] == [184]
 
 
+def test_ffmpeg_finds_video_in_a_stream_declared_audio(base: bytes) -> None:
+    """FFmpeg probes the bytes of ADTS AAC (0x0F) and MPEG-2 audio (0x04) streams
+    (mpegts_set_stream_info: request_probe 50) and of streams it cannot name: H.264 declared as
+    AAC is video to it (hls.js reads 0x0F as AAC). The reader names such a stream audio, as
+    declared; segbind never hands on another stream, only the verified video (docs/readers/mpegts.md)."""
+    disguised = mutated(base, _all(lambda ts: ts.pmt, _streams(lambda loop: b"\x0f" + loop[1:])))
+    with av.open(io.BytesIO(disguised), format="mpegts") as container:
+        assert [(s.type, s.codec_context.name) for s in container.streams] == [("video", "h264"), ("audio", "aac")]
+    with pytest.raises(InputError, match=r"no H\.264 or H\.265 video stream in the MPEG-TS \(streams: audio \(aac"):
+        events(disguised)
+
+
 # -- the track ----------------------------------------------------------------------------------
 
 def track_of(data: bytes) -> TrackInfo:

@@ -10,10 +10,11 @@ Annex-B bytes, with its PTS and DTS (90 kHz, unwrapped).
 Speed: a transport stream is mostly packets that are nothing but a 4-byte header and 184
 bytes of video. Those are checked in bulk (sync bytes, PIDs, flags and continuity counters
 through strided slices, ``bytes.translate`` and big-integer masks) and their payloads taken
-in bulk (the headers of a whole read deleted with four strided ``del``); only the packets that
-differ (PES starts, adaptation fields, tables, other PIDs the classifier does not know) go
-through the per-packet path, which holds every rule. Memory: one read, the sample in
-progress and the tables.
+in bulk (the read as 4-byte words, every packet's header deleted by one strided ``del``); the
+packet that ends a PES (stuffing, then payload) goes with them. Only the packets that differ
+(PES starts, other adaptation fields, tables, streams the classifier does not know) go
+through the per-packet path, which holds every rule; the tests check that both paths give the
+same events. Memory: one read, its payload slots, the sample in progress and the tables.
 """
 
 from __future__ import annotations
