@@ -606,6 +606,8 @@ REFUSED: Dict[str, Tuple[Callable[[Ts], None], str, str]] = {
     "stream_id padding": (_pes(5, 3, lambda b: 0xBE), "stream_id 0xbe", "defect"),
     "stream_id audio": (_pes(5, 3, lambda b: 0xC0), "stream_id 0xc0", "defect"),
     "stream_id private_stream_1": (_pes(5, 3, lambda b: 0xBD), "stream_id 0xbd", "defect"),
+    "stream_id private_stream_2": (_pes(5, 3, lambda b: 0xBF), "stream_id 0xbf", "defect"),
+    "stream_id reserved": (_pes(5, 3, lambda b: 0xF5), "Chromium drops the PES", "defect"),
     "MPEG-1 PES header": (_pes(5, 6, lambda b: 0x40), "'10' marker", "defect"),
     "PES_scrambling_control": (_pes(5, 6, lambda b: b | 0x10), "PES_scrambling_control 1", "defect"),
     "no PTS": (_pes(5, 7, lambda b: b & 0x3F), "no PTS", "defect"),

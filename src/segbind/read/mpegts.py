@@ -135,6 +135,20 @@ def _head(pkt: bytes) -> bytes:
     return pkt[1:3] + bytes((pkt[3] & 0xF0,))
 
 
+def _stream_id_problem(stream_id: int) -> str:
+    """Why a video PES with this stream_id (not 0xE0-0xEF) is refused."""
+    text = "stream_id 0x%02x, not a video stream id (0xE0-0xEF): " % stream_id
+    if stream_id == 0xBE:
+        return text + "a padding stream, which FFmpeg and Chromium drop and hls.js reads as video"
+    if stream_id in (0xBC, 0xBF, 0xF0, 0xF1, 0xF2, 0xF8, 0xFF):
+        return text + ("FFmpeg reads the 3 header bytes such streams lack as payload, hls.js reads them as a "
+                       "header, Chromium drops the PES")
+    if 0xC0 <= stream_id <= 0xDF or stream_id == 0xBD:
+        return text + ("FFmpeg, hls.js and Chromium read it as video all the same, but ISO 13818-1 gives it to "
+                       "audio or private data: refused as malformed")
+    return text + "FFmpeg and hls.js read it as video, Chromium drops the PES"
+
+
 # PES states of the video stream
 _WAIT, _HEADER, _BODY, _SKIP = 0, 1, 2, 3
 
@@ -406,8 +420,8 @@ class _TsReader:
         """What is wrong with a video or table packet's header and adaptation field, or ""."""
         flags = pkt[3]
         if flags & 0xC0:
-            return ("transport_scrambling_control %d: FFmpeg, hls.js and Chromium hand the scrambled bytes "
-                    "to the decoder" % (flags >> 6))
+            return ("transport_scrambling_control %d: bytes declared scrambled, which FFmpeg, hls.js and Chromium "
+                    "hand to the decoder as they are and a descrambling client would not" % (flags >> 6))
         control = (flags >> 4) & 3
         if control == 1:
             return ""
@@ -544,14 +558,13 @@ class _TsReader:
             return "no 00 00 01 start code: every client drops the PES"
         stream_id = header[3]
         if not 0xE0 <= stream_id <= 0xEF:
-            return ("stream_id 0x%02x, not a video stream (0xE0-0xEF): FFmpeg reads it without a PES header or "
-                    "drops it, hls.js reads it as video, Chromium drops it" % stream_id)
+            return _stream_id_problem(stream_id)
         if header[6] & 0xC0 != 0x80:
             return ("no '10' marker bits before its flags (MPEG-1 syntax): Chromium refuses the stream, FFmpeg and "
                     "hls.js read the header as MPEG-2")
         if header[6] & 0x30:
-            return ("PES_scrambling_control %d: FFmpeg, hls.js and Chromium hand the scrambled bytes to the decoder"
-                    % ((header[6] >> 4) & 3))
+            return ("PES_scrambling_control %d: bytes declared scrambled, which FFmpeg, hls.js and Chromium hand to "
+                    "the decoder as they are and a descrambling client would not" % ((header[6] >> 4) & 3))
         timing = header[7] >> 6
         data_length = header[8]
         if timing == 0:
@@ -599,7 +612,7 @@ class _TsReader:
                                                  "drops the PES" if size < self.declared else "reads all"))
             return
         if not size:
-            self.defect("%s: no payload: FFmpeg and hls.js drop it, Chromium hands on an empty buffer" % where)
+            self.defect("%s: no payload: FFmpeg and hls.js drop it, Chromium refuses the stream" % where)
             return
         if data[:3] != b"\x00\x00\x01" and data[:4] != b"\x00\x00\x00\x01":
             self.defect("%s: its payload does not begin with a start code: hls.js and FFmpeg's parser join its "
@@ -667,13 +680,15 @@ class _TsReader:
             return b"", ("a %s with section_syntax_indicator 0 or its '0' bit set: Chromium refuses it, FFmpeg "
                          "and hls.js read it" % what)
         if mpeg2_crc32(section):
-            return b"", "a %s whose CRC32 is wrong: hls.js never checks it, FFmpeg and Chromium drop the table" % what
+            return b"", ("a %s whose CRC32 is wrong: hls.js never checks it, FFmpeg drops the table (and takes "
+                         "them after ten bad ones on its PID), Chromium refuses the stream" % what)
         if not section[5] & 1:
-            return b"", ("a %s with current_next_indicator 0 (not yet valid): FFmpeg and Chromium ignore it, "
-                         "hls.js applies it" % what)
+            return b"", ("a %s with current_next_indicator 0 (not yet valid): FFmpeg ignores it, hls.js applies "
+                         "it, Chromium %s" % (what, "ignores it" if what == "PAT" else "applies it"))
         if section[6] or section[7]:
-            return b"", ("a %s in several sections (section %d of %d): hls.js and Chromium read one section"
-                         % (what, section[6], section[7] + 1))
+            return b"", ("a %s in several sections (section %d of %d): hls.js reads its first packet, FFmpeg "
+                         "each section as the whole table, Chromium %s" % (
+                             what, section[6], section[7] + 1, "the first" if what == "PAT" else "refuses the stream"))
         return section, ""
 
     def table_problem(self, text: str, index: int) -> None:
@@ -697,13 +712,13 @@ class _TsReader:
                                    "Chromium keeps the first program, FFmpeg adds the new one's streams", index)
             return
         if section[0] != 0x00:
-            self.table_problem("PAT: table_id 0x%02x on PID 0: hls.js reads it as the PAT, FFmpeg and Chromium "
-                               "ignore it" % section[0], index)
+            self.table_problem("PAT: table_id 0x%02x on PID 0: hls.js reads it as the PAT, FFmpeg ignores it, "
+                               "Chromium refuses the stream" % section[0], index)
             return
         length = len(section) - 3
         if length != 13:
-            self.table_problem("PAT: %d programs, not exactly one: hls.js takes the first entry, Chromium the first "
-                               "non-zero program, FFmpeg reads them all" % ((length - 9) // 4), index)
+            self.table_problem("PAT: %d programs, not exactly one: hls.js takes the first entry, FFmpeg reads "
+                               "them all, Chromium refuses the stream" % ((length - 9) // 4), index)
             return
         number = (section[8] << 8) | section[9]
         pmt_pid = ((section[10] & 0x1F) << 8) | section[11]
@@ -728,8 +743,9 @@ class _TsReader:
             return
         if program.pmt:
             if section != program.pmt_section:
-                self.table_problem("the PMT changes inside the stream: hls.js switches PIDs at once, FFmpeg adds "
-                                   "new streams, Chromium keeps the first ones", index)
+                self.table_problem("the PMT changes inside the stream: hls.js switches to its PIDs at once, FFmpeg "
+                                   "adds its new streams beside the old, Chromium plays the lowest video PID it has "
+                                   "seen", index)
             return
         problem = self.read_pmt(section)
         if problem:
@@ -742,8 +758,8 @@ class _TsReader:
         """Read the first PMT into the program; a problem when it cannot be read one way."""
         program = self.program
         if section[0] != 0x02:
-            return ("table_id 0x%02x on the PMT PID: hls.js reads it as the PMT, FFmpeg and Chromium ignore it"
-                    % section[0])
+            return ("table_id 0x%02x on the PMT PID: hls.js reads it as the PMT, FFmpeg ignores it, Chromium "
+                    "refuses the stream" % section[0])
         number = (section[3] << 8) | section[4]
         if number != program.program:
             return "program_number %d, the PAT's is %d: FFmpeg and Chromium differ on which they use" % (
