@@ -555,7 +555,7 @@ class _TsReader:
         """What is wrong with a video PES header (start code to the end of its header data), or "";
         sets the PES's times and declared length when nothing is."""
         if header[:3] != b"\x00\x00\x01":
-            return "no 00 00 01 start code: every client drops the PES"
+            return "no 00 00 01 start code: FFmpeg and hls.js drop the PES, Chromium refuses the stream"
         stream_id = header[3]
         if not 0xE0 <= stream_id <= 0xEF:
             return _stream_id_problem(stream_id)
@@ -607,9 +607,9 @@ class _TsReader:
         self.state = _SKIP
         where = "a video PES at byte %d" % self.pes_offset
         if self.declared >= 0 and size != self.declared:
-            self.defect("%s: PES_packet_length promises %d payload bytes, it carries %d: FFmpeg and Chromium "
-                        "read %d, hls.js %s" % (where, self.declared, size, min(size, self.declared),
-                                                 "drops the PES" if size < self.declared else "reads all"))
+            self.defect("%s: PES_packet_length promises %d payload bytes, it carries %d: %s" % (
+                where, self.declared, size, "FFmpeg reads them marked corrupt, hls.js and Chromium drop the PES"
+                if size < self.declared else "FFmpeg and Chromium read the first %d, hls.js all" % self.declared))
             return
         if not size:
             self.defect("%s: no payload: FFmpeg and hls.js drop it, Chromium refuses the stream" % where)
@@ -638,10 +638,10 @@ class _TsReader:
             dts = self.last_dts + step
             if step <= 0:
                 self.last_dts, self.last_raw_dts = dts, raw_dts
-                self.defect("%s: DTS %d does not follow the previous sample's (%s): hls.js reorders samples by "
-                            "DTS, FFmpeg decodes them in stream order" % (where, raw_dts, "repeated" if step == 0
-                                                                           else "goes back %d ticks" % -step),
-                            TIMING)
+                self.defect("%s: DTS %d does not follow the previous sample's (%s): FFmpeg decodes in stream "
+                            "order, hls.js %s" % (where, raw_dts, "repeated" if step == 0 else "goes back %d ticks"
+                                                   % -step, "gives the sample no duration" if step == 0 else
+                                                   "sorts the samples by DTS"), TIMING)
                 return
         self.last_dts, self.last_raw_dts = dts, raw_dts
         self.samples += 1
