@@ -276,11 +276,11 @@ class _TsReader:
     def check_start(self, head: bytes) -> None:
         if len(head) < PACKET:
             raise InputError("%s: MPEG-TS cut short (%d bytes, less than one packet)" % (self.name, len(head)))
-        if head[0] != SYNC:
+        if head[0] != SYNC or len(head) > PACKET and head[PACKET] != SYNC:
             if len(head) >= 197 and head[4] == SYNC and head[196] == SYNC:
                 raise InputError("%s: M2TS (192-byte packets): hls.js cannot play it (its demuxer reads "
                                  "188-byte packets only)" % self.name)
-            raise InputError("%s: not MPEG-TS (no sync byte at the start)" % self.name)
+            raise InputError("%s: not MPEG-TS (no 0x47 sync byte every 188 bytes from the start)" % self.name)
 
     # -- a read of whole packets --------------------------------------------------------------
 
