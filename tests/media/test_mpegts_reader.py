@@ -583,7 +583,14 @@ def _added(entry: bytes) -> Callable[[bytes], bytes]:
     return lambda loop: loop + entry
 
 
-M2TS: Dict[str, bytes] = {}
+def _pcr_on_pat(ts: Ts) -> None:
+    ts.set_all_sections(ts.pmt, lambda s: s[:8] + b"\xe0\x00" + s[10:])
+    _later(lambda ts: 0, _with(11, 0x01))(ts)
+
+
+def _pcr_on_pmt(ts: Ts) -> None:
+    ts.set_all_sections(ts.pmt, lambda s: s[:8] + bytes((0xE0 | ts.pmt >> 8, ts.pmt & 0xFF)) + s[10:])
+    _later(lambda ts: ts.pmt, _streams(_video_pid(0x0102)))(ts)
 
 
 REFUSED: Dict[str, Tuple[Callable[[Ts], None], str, str]] = {
@@ -638,6 +645,8 @@ REFUSED: Dict[str, Tuple[Callable[[Ts], None], str, str]] = {
                                       "fatal"),
     "the PMT's version changes": (_later(lambda ts: ts.pmt, _with(5, 0xC3)), "PMT changes", "fatal"),
     "the PAT changes the PMT PID": (_later(lambda ts: 0, _with(11, 0x01)), "PAT changes", "fatal"),
+    "the PCR on PID 0, then the PAT changes": (_pcr_on_pat, "PAT changes", "fatal"),
+    "the PCR on the PMT's PID, then the PMT changes": (_pcr_on_pmt, "PMT changes", "fatal"),
     "the first PAT's CRC": (_bad_crc(0), "CRC32", "input"),
     "pointer_field": (_pointer, "pointer_field 1", "input"),
     "bytes after the PAT section": (_trailing, "after the PAT section", "input"),

@@ -34,7 +34,7 @@ SYNC = 0x47
 # Packets per read: 96,256 bytes, a multiple of the packet size (no tail on a file), and under
 # glibc's first mmap threshold (128 KiB), so that reads and their payload slots come from the heap,
 # not from fresh pages: on 1080p H.264, reads of 192 KB and more cost more in page faults than
-# in work (tools: docs/readers/mpegts.md, speed).
+# in work (docs/readers/mpegts.md, speed).
 READ_PACKETS = 512
 
 PAT_PID, CAT_PID, SDT_PID, NULL_PID = 0x0000, 0x0001, 0x0011, 0x1FFF
@@ -158,7 +158,7 @@ class _Program:
     """The one program as its first PAT and PMT describe it."""
 
     __slots__ = ("pat", "pat_head", "pat_section", "pmt", "pmt_head", "pmt_section", "program", "pmt_pid",
-                 "video_pid", "stream_type", "codec", "codec_name", "others", "other_video", "other_pids", "listed")
+                 "video_pid", "codec", "codec_name", "others", "other_video", "listed")
 
     def __init__(self) -> None:
         # each table's first packet (its bytes after the header, and its header without the
@@ -172,13 +172,11 @@ class _Program:
         self.program = 0
         self.pmt_pid = -1
         self.video_pid = -1
-        self.stream_type = 0
         self.codec = 0
         self.codec_name = ""
         self.others: List[str] = []
         self.other_video = False
-        self.other_pids: List[int] = []
-        self.listed: Set[int] = set()
+        self.listed: Set[int] = set()  # the other streams' PIDs and the PCR's
 
 
 class _TsReader:
@@ -217,8 +215,6 @@ class _TsReader:
         self.table_hi = b""
         self.table_lo = b""
         self.table_flags = b""
-        self.vhi = 0
-        self.vlo = 0
         # the current read
         self.view: Optional[memoryview] = None  # the read's payload slots (184 bytes a packet)
 
@@ -798,7 +794,6 @@ class _TsReader:
             kinds = ", ".join(self.describe(s, section)[0] for s in streams) or "none"
             raise InputError("%s: no H.264 or H.265 video stream in the MPEG-TS (streams: %s)" % (self.name, kinds))
         video = videos[0]
-        program.stream_type = video[0]
         program.codec, program.codec_name = VIDEO_CODECS[video[0]]
         program.video_pid = video[1]
         for stream in streams:
@@ -807,10 +802,9 @@ class _TsReader:
             text, is_video = self.describe(stream, section)
             program.others.append(text)
             program.other_video = program.other_video or is_video
-            program.other_pids.append(stream[1])
-        program.listed = set(program.other_pids)
-        if pcr_pid != NULL_PID and pcr_pid != program.video_pid:
-            program.listed.add(pcr_pid)
+            program.listed.add(stream[1])
+        if FIRST_FREE_PID <= pcr_pid <= LAST_FREE_PID and pcr_pid not in (program.video_pid, program.pmt_pid):
+            program.listed.add(pcr_pid)  # a PID of its own for the PCR (no other PID is passed over)
         return ""
 
     @staticmethod
