@@ -916,13 +916,27 @@ def small(real: Dict[str, bytes]) -> Dict[str, bytes]:
             "ffmpeg-hls": real["ffmpeg-hls-aac-h264"][:188 * 260]}
 
 
-MUTATION = st.tuples(st.sampled_from(["flip", "byte", "delete", "duplicate", "insert", "swap", "shift", "cut"]),
+MUTATION = st.tuples(st.sampled_from(["flip", "byte", "delete", "duplicate", "insert", "swap", "shift", "cut",
+                                      "table", "tables"]),
                      st.floats(0, 1), st.integers(0, 255), st.integers(0, 31))
 
 
 def mutate(data: bytes, mutations: Sequence[Tuple[str, float, int, int]]) -> bytes:
     """Packet-level mutations, most of them in packet, adaptation field and PES headers (the first
-    32 bytes of a packet)."""
+    32 bytes of a packet); "table" and "tables" change a byte of one PAT or PMT section, or of
+    every one from some point on, with a CRC that fits."""
+    ts = Ts(data)
+    tables = [k for k, p in enumerate(ts.packets) if ts.pid(p) in (0, ts.pmt) and p[1] & 0x40]
+    for kind, where, value, offset in mutations:
+        if kind in ("table", "tables") and tables:
+            first = min(len(tables) - 1, int(where * len(tables)))
+            for k in tables[first:first + 1] if kind == "table" else tables[first:]:
+                section = bytearray(ts.section(k))
+                at = 3 + offset % max(1, len(section) - 3)
+                if at < len(section):
+                    section[at] = value
+                ts.set_section(k, bytes(section))
+    data = ts.data()
     packets = [bytearray(data[i:i + 188]) for i in range(0, len(data) - len(data) % 188, 188)]
     tail = b""
     for kind, where, value, offset in mutations:
