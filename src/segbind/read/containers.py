@@ -34,9 +34,15 @@ def _pyav(kind: str) -> Reader:
     return read
 
 
+def _mpegts(stream: Any, name: str, seekable: bool) -> Iterator[Event]:
+    from .mpegts import mpegts_events
+
+    return mpegts_events(stream, name)
+
+
 def reader(kind: str) -> Reader:
     """The reader of a container kind: ``reader(kind)(stream, name, seekable)`` gives its events."""
-    readers: Dict[str, Reader] = {MP4: _pyav(MP4), MPEGTS: _pyav(MPEGTS), MATROSKA: _pyav(MATROSKA),
+    readers: Dict[str, Reader] = {MP4: _pyav(MP4), MPEGTS: _mpegts, MATROSKA: _pyav(MATROSKA),
                                   FLV: _pyav(FLV)}
     found = readers.get(kind)
     if found is None:

@@ -31,7 +31,7 @@ from segbind_core.tag import CODEC_H264, CODEC_H265, CODEC_NAMES
 
 from ..framing import START_CODE, canonical_annexb, head_parameter_sets, repeated_sets
 from ..verifier import Canonical, Timing
-from .events import FRAMING, Defect, Event, Sample, TrackInfo
+from .events import FRAMING, TIMING, Defect, Event, Sample, TrackInfo
 from .split import MAX_SEGMENT_BYTES, units_in_tag
 
 # Bytes of a picture's first slice read for its picture order count (a slice header's
@@ -307,6 +307,7 @@ class SampleCutter:
         self._track_problem = ""
         self._required: Sequence[bytes] = ()
         self._sets: Sequence[bytes] = ()     # the parameter sets in force (to restore a stripped head)
+        self._presented = False              # a sample of this track was presented (not hidden) already
         self._out: List[Canonical] = []
         self._reset_pending()
 
@@ -352,6 +353,7 @@ class SampleCutter:
         if self._parts or self._samples:
             self._close()
         self.track = info
+        self._presented = False
         if not info.codec:
             raise_text = "the video track is %s, not H.264 or H.265" % info.codec_name
             self._track_problem = raise_text
@@ -405,6 +407,12 @@ class SampleCutter:
             self._size += scan.size
         self._units += scan.units
         self._samples += 1
+        if sample.hidden and self._presented:
+            # An edit list hides the pictures before the presentation starts (the B-frame delay,
+            # a cut): those are the camera's, decoded and not shown. Hidden after a shown one, a
+            # picture vanishes from the middle of what the camera captured.
+            self.defect("the container hides a picture after its presentation began", TIMING)
+        self._presented = self._presented or not sample.hidden
         reset, poc, _field = scan.pictures[0] if scan.pictures else (0, None, 0)
         self._pictures.append(Picture(sample.pts, sample.duration, sample.hidden, reset, poc))
         if self._tag >= 0 and 0 <= self._expect < self._units - self._repeats:
