@@ -105,6 +105,40 @@ def unescape_rbsp(ebsp: Buffer) -> bytes:
     return bytes(ebsp).replace(b"\x00\x00\x03", b"\x00\x00")
 
 
+def escaped_length(ebsp: bytes, rbsp_bytes: int) -> int:
+    """How many leading bytes of escaped ``ebsp`` hold its first ``rbsp_bytes`` RBSP bytes.
+
+    Each 00 00 03 whose 03 falls before the end of those bytes adds one; one that
+    follows the last of them does not (it holds no RBSP byte). The same left-to-right,
+    non-overlapping reading as ``unescape_rbsp``.
+    """
+    extra = 0
+    find = ebsp.find
+    i = find(b"\x00\x00\x03")
+    while 0 <= i and i + 2 < rbsp_bytes + extra:
+        extra += 1
+        i = find(b"\x00\x00\x03", i + 3)
+    return rbsp_bytes + extra
+
+
+def last_one_bit(rbsp: bytes) -> int:
+    """The position of the last bit equal to 1 in ``rbsp`` (its rbsp_stop_one_bit), -1 if none.
+
+    Trailing zero bytes (cabac_zero_words, once unescaped) are skipped.
+    """
+    i = len(rbsp) - 1
+    while i >= 0 and not rbsp[i]:
+        i -= 1
+    if i < 0:
+        return -1
+    byte = rbsp[i]
+    bit = 7
+    while not byte & 1:
+        byte >>= 1
+        bit -= 1
+    return (i << 3) + bit
+
+
 class AnnexBScanner:
     """Splits an Annex-B byte stream, fed in pieces of any size, into whole NAL units.
 
