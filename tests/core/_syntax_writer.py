@@ -70,9 +70,9 @@ P, B, I, SP, SI = 0, 1, 2, 3, 4
 class H264Stream:
     """An H.264 SPS, PPS and slices of a tiny picture (``width`` x ``height`` macroblocks of a frame).
 
-    Keyword settings name the SPS and PPS fields (see ``sps`` and ``pps``); ``slice``
-    writes one slice. The pictures decode: I_PCM macroblocks in I slices, skipped
-    macroblocks in P and B slices (spatial direct), no deblocking control.
+    Keyword settings name the SPS and PPS fields (see ``sps`` and ``pps``; ``reorder``: a
+    VUI with max_num_reorder_frames); ``slice`` writes one slice. The pictures decode:
+    I_PCM macroblocks in I slices, skipped macroblocks in P and B slices (spatial direct).
     """
 
     def __init__(self, width=2, height=2, **settings):
@@ -84,7 +84,7 @@ class H264Stream:
                  chroma_format_idc=1, separate_colour_plane=0, bottom_field_pic_order_in_frame_present=0,
                  slice_groups=1, slice_group_map_type=4, slice_group_change_rate=1, num_ref_idx_l0_default=1,
                  num_ref_idx_l1_default=1, weighted_pred=0, weighted_bipred_idc=0, deblocking_control=0,
-                 redundant_pic_cnt_present=0, pic_init_qp=26)
+                 redundant_pic_cnt_present=0, pic_init_qp=26, reorder=None)
         for key in settings:
             if key not in s:
                 raise KeyError(key)
@@ -131,7 +131,13 @@ class H264Stream:
             w.u(1, s["mbaff"])
         w.u(1, 1)  # direct_8x8_inference_flag
         w.u(1, 0)  # frame_cropping_flag
-        w.u(1, 0)  # vui_parameters_present_flag
+        w.u(1, s["reorder"] is not None)  # vui_parameters_present_flag
+        if s["reorder"] is not None:  # only bitstream_restriction: how many pictures a decoder holds back
+            w.u(8, 0)
+            w.u(1, 1)
+            w.u(1, 1)  # motion_vectors_over_pic_boundaries_flag
+            for value in (0, 0, 16, 16, s["reorder"], s["max_num_ref_frames"]):
+                w.ue(value)
         return nal_unit(b"\x67", w.trailing())
 
     def pps(self):
@@ -646,6 +652,8 @@ H264_HEADER_CASES = [
     (dict(), dict(kind=I, idr=True, long_term_reference=1)),
     (dict(weighted_pred=1, num_ref_idx_l0_default=3), dict(kind=P, frame_num=1,
                                                            weights=([(1, 0), (0, 1), (1, 1)], []))),
+    (dict(weighted_pred=1, num_ref_idx_l0_default=16, max_num_ref_frames=16),  # a header past 48 bytes
+     dict(kind=P, frame_num=1, weights=([(1, 1)] * 16, []))),
     (dict(weighted_bipred_idc=1, num_ref_idx_l1_default=2),
      dict(kind=B, frame_num=1, ref_idc=0, weights=([(0, 1)], [(1, 1), (0, 0)]))),
     (dict(profile_idc=100, chroma_format_idc=0, weighted_pred=1), dict(kind=P, frame_num=1, weights=([(1, 0)], []))),
