@@ -519,8 +519,9 @@ def read_slice_header_span(nal: Buffer, header_size: int, read: "Callable[[BitRe
     ``SliceHeader``, the NAL header included.
 
     The RBSP is made from the first ``window`` escaped bytes, and again from four times as
-    many each time the header runs past them, up to the whole unit. The header must leave
-    at least one bit of slice data before the RBSP's stop bit. Shared with ``h265``.
+    many each time the header runs past them, up to the whole unit: the bytes of a long
+    slice are never all copied. The header must leave at least one bit of slice data before
+    the RBSP's stop bit. Shared with ``h265``.
     """
     size = len(nal)
     while True:
@@ -541,9 +542,17 @@ def read_slice_header_span(nal: Buffer, header_size: int, read: "Callable[[BitRe
             raise SliceHeaderError(str(e)) from None
         break
     used = bits.pos
-    if end == size and last_one_bit(rbsp) <= used:
+    header_bytes = header_size + escaped_length(ebsp, (used + 7) >> 3)
+    # The stop bit is in the last byte that is neither 0 nor an emulation prevention 03 (as
+    # in trailing cabac_zero_words). Four bytes or more after the header's hold at least two
+    # of slice data; nearer, the bits are counted.
+    last = size - 1
+    while last >= header_size and (not nal[last] or (nal[last] == 3 and last - 2 >= header_size
+                                                     and not nal[last - 1] and not nal[last - 2])):
+        last -= 1
+    if last < header_bytes + 4 and last_one_bit(unescape_rbsp(nal[header_size:last + 1])) <= used:
         raise SliceHeaderError("no slice data after the slice header")
-    return 8 * header_size + used, header_size + escaped_length(ebsp, (used + 7) >> 3)
+    return 8 * header_size + used, header_bytes
 
 
 def parse_slice_header(nal: Buffer, params: ParameterSets) -> SliceHeader:

@@ -286,8 +286,12 @@ def test_unreadable_slice_segment_headers_raise():
     bad[bits // 8 - 1] ^= 1  # the last alignment_bit_equal_to_zero
     e = raises(h265.SliceHeaderError, h265.parse_slice_header, bytes(bad), params)
     assert "alignment_bit_equal_to_zero" in str(e)
-    e = raises(h265.SliceHeaderError, h265.parse_slice_header, stream.slice(2, nal_type=19, data=b"\x00")[0], params)
-    assert "no slice data" in str(e)
+    # the stop bit at once, and cabac_zero_words after it (stored as 00 00 03 ...)
+    for data in (b"\x00", b"\x80", b"\x80\x00\x00", b"\x80" + bytes(120)):
+        e = raises(h265.SliceHeaderError, h265.parse_slice_header, stream.slice(2, nal_type=19, data=data)[0], params)
+        assert "no slice data" in str(e)
+    for data in (b"\x01", b"\x00\x00\x01", bytes(7) + b"\x80" + bytes(120)):  # a bit of data, or more
+        assert h265.parse_slice_header(stream.slice(2, nal_type=19, data=data)[0], params).header_bits == bits
     layered = bytes((unit[0] | 1,)) + unit[1:]
     raises(h265.SliceHeaderError, h265.parse_slice_header, layered, params)  # nuh_layer_id 32
     raises(h265.SliceHeaderError, h265.parse_slice_header, unit[:2], params)
