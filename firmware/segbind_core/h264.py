@@ -456,6 +456,15 @@ SLICE_SI = 4
 _SLICE_WINDOW = 48
 # At most this many memory management control operations before the ending 0 (as FFmpeg).
 _MAX_MMCO = 66
+# Slices of kinds segbind refuses to read, and why.
+_REFUSED_SLICES = {
+    2: "slice data partition A (Extended profile) is not read",
+    3: "slice data partition B has no slice header",
+    4: "slice data partition C has no slice header",
+    19: "auxiliary coded pictures are not read",
+    20: "SVC and MVC slice extensions (NAL unit type 20) are not read",
+    21: "3D-AVC slice extensions (NAL unit type 21) are not read",
+}
 
 
 class SliceHeaderError(ValueError):
@@ -467,6 +476,8 @@ class SliceHeader:
     """A whole slice header (H.264 7.3.3) and where it ends in its NAL unit.
 
     Fields a slice does not carry keep the values H.264 infers (class defaults).
+    ``first_in_picture`` is first_mb_in_slice == 0 (with arbitrary slice order, baseline
+    profile's, a picture's first slice in decoding order may start elsewhere).
     ``header_bits``: the NAL header and slice header in RBSP bits, that is where
     slice_data() begins; ``header_bytes``: how many bytes of the NAL unit as stored
     (emulation prevention included) hold them: with CABAC a byte boundary, with CAVLC
@@ -568,7 +579,7 @@ def parse_slice_header(nal: Buffer, params: ParameterSets) -> SliceHeader:
         raise SliceHeaderError("no slice header")
     kind = nal[0] & 0x1F
     if kind != NAL_SLICE and kind != NAL_IDR:
-        raise SliceHeaderError("NAL unit type %d: not a slice segbind reads" % kind)
+        raise SliceHeaderError(_REFUSED_SLICES.get(kind, "NAL unit type %d is no slice" % kind))
     header = SliceHeader()
     header.nal_unit_type = kind
     header.nal_ref_idc = nal[0] >> 5 & 3

@@ -755,8 +755,8 @@ def _slice_header_of(nal: Buffer) -> SliceHeader:
     header = SliceHeader()
     header.nal_unit_type = kind
     header.temporal_id = temporal_id(nal)
-    if header.temporal_id < 0 or (header.temporal_id and is_irap(kind)):
-        raise SliceHeaderError("nuh_temporal_id_plus1 out of range")
+    if header.temporal_id < 0 or (header.temporal_id and is_irap(kind)) or (not header.temporal_id and 2 <= kind <= 5):
+        raise SliceHeaderError("nuh_temporal_id_plus1 out of range")  # IRAP in layer 0, TSA and STSA above it
     return header
 
 

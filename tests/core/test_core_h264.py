@@ -225,7 +225,8 @@ def test_unreadable_slice_headers_raise():
     e = raises(h264.SliceHeaderError, h264.parse_slice_header, unit[:1] + cut.trailing(), params)
     assert "no slice data" in str(e)
     for kind in (2, 3, 4, 19, 20, 21, 6):  # data partitions, auxiliary, MVC/SVC, 3D-AVC, SEI
-        raises(h264.SliceHeaderError, h264.parse_slice_header, bytes((0x40 | kind,)) + unit[1:], params)
+        e = raises(h264.SliceHeaderError, h264.parse_slice_header, bytes((0x40 | kind,)) + unit[1:], params)
+        assert ("MVC" in str(e)) == (kind == 20)
     raises(h264.SliceHeaderError, h264.parse_slice_header, unit[:1], params)
     # a CABAC slice whose alignment bits are not all 1
     params = tiny_params()

@@ -250,6 +250,7 @@ def test_unreadable_slice_segment_headers_raise():
         header_of({}, 3, nal_type=19),  # slice_type 3
         header_of({}, 1, nal_type=19),  # an IRAP picture of P slices
         header_of({}, 2, nal_type=19, tid=1),  # an IRAP picture in a sub-layer
+        header_of({}, 1, nal_type=2, rps=("explicit", [(-1, 1)], [])),  # a TSA picture in sub-layer 0
         header_of({}, 2, nal_type=22),  # reserved IRAP type
         header_of({"width": 48}, 2, nal_type=19, first=False, address=6),  # 6 coding tree blocks: 0-5
         header_of({}, 1, rps=("explicit", [(-1, 0)], [])),  # a P slice that may use no picture
