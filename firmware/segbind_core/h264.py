@@ -607,14 +607,9 @@ def _read_slice_header(bits: BitReader, header: SliceHeader, params: ParameterSe
     if idr and kind != SLICE_I and kind != SLICE_SI:
         raise SliceHeaderError("an IDR picture with P or B slices")
     pps_id = header.pps_id = bits.ue()
-    pps_entry = params.pps.get(pps_id)
-    if pps_entry is None:
-        raise SliceHeaderError("unknown PPS %d" % pps_id)
-    pps = header.pps = pps_entry[0]
-    sps_entry = params.sps.get(pps.sps_id)
-    if sps_entry is None:
-        raise SliceHeaderError("unknown SPS %d" % pps.sps_id)
-    sps = header.sps = sps_entry[0]
+    pps, sps = params.picture_sets(NAL_PPS, NAL_SPS, pps_id)
+    header.pps = pps
+    header.sps = sps
     if not pps.complete or not sps.complete:
         raise SliceHeaderError("PPS %d or its SPS could not be read" % pps_id)
     if sps.separate_colour_plane:

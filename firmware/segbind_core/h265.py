@@ -768,14 +768,9 @@ def _read_slice_head(bits: BitReader, header: SliceHeader, params: ParameterSets
     if 16 <= kind <= 23:
         header.no_output_of_prior_pics = bool(bits.bit())
     pps_id = header.pps_id = bits.ue()
-    pps_entry = params.pps.get(pps_id)
-    if pps_entry is None:
-        raise SliceHeaderError("unknown PPS %d" % pps_id)
-    pps = header.pps = pps_entry[0]
-    sps_entry = params.sps.get(pps.sps_id)
-    if sps_entry is None:
-        raise SliceHeaderError("unknown SPS %d" % pps.sps_id)
-    sps = header.sps = sps_entry[0]
+    pps, sps = params.picture_sets(NAL_PPS, NAL_SPS, pps_id)
+    header.pps = pps
+    header.sps = sps
     if pps.unsupported:
         raise SliceHeaderError("PPS %d: %s" % (pps_id, pps.unsupported))
     if sps.unsupported or not sps.complete:

@@ -298,6 +298,17 @@ class ParameterSetTables:
             raise ValueError("not a parameter set")
         return (kind, read(unit)[0])
 
+    def picture_sets(self, pps_kind: int, sps_kind: int, pps_id: int) -> "tuple[Any, Any]":
+        """What the codec keeps of the PPS ``pps_id`` and of the SPS it refers to (by its
+        ``sps_id``): the parameter sets in force for a slice; ValueError naming one unknown."""
+        pps = self.tables[pps_kind].get(pps_id)
+        if pps is None:
+            raise ValueError("unknown PPS %d" % pps_id)
+        sps = self.tables[sps_kind].get(pps[0].sps_id)
+        if sps is None:
+            raise ValueError("unknown SPS %d" % pps[0].sps_id)
+        return pps[0], sps[0]
+
     def units(self) -> "list[bytes]":
         """Every unit in force: each kind in turn, by id."""
         out = []

@@ -8,7 +8,7 @@ where each slice header ends (``header_bits``): an independent reading of 7.3.3 
 tests compare with the parser, and that FFmpeg's trace_headers and decoder check in turn.
 """
 
-from segbind_core.nal import escape_rbsp
+from segbind_core.nal import escape_rbsp, unescape_rbsp
 
 
 class BitWriter:
@@ -56,6 +56,16 @@ class BitWriter:
         self.u(1, 1)
         self.align(0)
         return bytes(self.out)
+
+
+def stored_bytes(unit, bits):
+    """The fewest leading bytes of ``unit`` (as stored) whose unescaped form holds ``bits``
+    bits: where a header of that many bits ends, found a byte at a time (an oracle for the
+    parser's mapping of RBSP bits to stored bytes)."""
+    count = 0
+    while len(unescape_rbsp(unit[:count])) * 8 < bits:
+        count += 1
+    return count
 
 
 def nal_unit(header, rbsp):

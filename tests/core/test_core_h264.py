@@ -1,10 +1,10 @@
 """h264.py: NAL header, parameter sets, slice headers, SEI messages (one home for H.264 syntax)."""
 
 from _support import h, raises
-from _syntax_writer import H264_HEADER_CASES, B, BitWriter, H264Stream, I, P
+from _syntax_writer import H264_HEADER_CASES, B, BitWriter, H264Stream, I, P, stored_bytes
 
 from segbind_core import h264
-from segbind_core.nal import escaped_length, unescape_rbsp
+from segbind_core.nal import escaped_length
 
 # A real SPS and PPS from libx264 through PyAV (192x112, 25 fps, no B-frames: POC type 2),
 # and the first bytes of its IDR slice.
@@ -135,7 +135,7 @@ def test_slice_headers_end_where_the_writer_ended_them():
         unit, bits = stream.slice(kind, **fields)
         header = h264.parse_slice_header(unit, params)
         assert header.header_bits == bits, (settings, fields, header.header_bits, bits)
-        assert header.header_bytes == escaped_prefix(unit, bits), (settings, fields)
+        assert header.header_bytes == stored_bytes(unit, bits), (settings, fields)
         assert header.slice_kind == kind and header.idr == fields.get("idr", False)
         assert header.frame_num == fields.get("frame_num", 0)
         assert header.field_pic == ("field" in fields) and header.bottom_field == (fields.get("field") == "bottom")
@@ -158,14 +158,6 @@ def test_slice_headers_end_where_the_writer_ended_them():
                     header.slice_beta_offset_div2) == fields["deblocking"]
 
 
-def escaped_prefix(unit, bits):
-    """The fewest bytes of ``unit`` whose unescaped form holds ``bits`` bits: a byte by byte oracle."""
-    k = 0
-    while len(unescape_rbsp(unit[:k])) * 8 < bits:
-        k += 1
-    return k
-
-
 def test_header_bytes_count_emulation_prevention_inside_the_header():
     # frame_num and pic_order_cnt_lsb of 16 bits, both 0: the header holds 00 00 0x runs
     stream = H264Stream(log2_max_frame_num=16, log2_max_poc_lsb=16)
@@ -177,7 +169,7 @@ def test_header_bytes_count_emulation_prevention_inside_the_header():
         unit, bits = stream.slice(kind, **fields)
         header = h264.parse_slice_header(unit, params)
         assert b"\x00\x00\x03" in unit[:header.header_bytes]  # escaped inside the header
-        assert header.header_bits == bits and header.header_bytes == escaped_prefix(unit, bits)
+        assert header.header_bits == bits and header.header_bytes == stored_bytes(unit, bits)
         assert header.header_bytes > (bits + 7) // 8
     assert escaped_length(h("0000030000030000"), 4) == 5  # 00 00 03 00 | 00 03 ...: one 03 inside
     assert escaped_length(h("0000030000030000"), 5) == 7  # the second 03 precedes the fifth byte

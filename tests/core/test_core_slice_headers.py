@@ -14,10 +14,10 @@ streams and compares every result with CPython's.
 """
 
 from _support import IS_MICROPYTHON
-from _syntax_writer import H264_HEADER_CASES, H265_HEADER_CASES, B, H264Stream, H265Stream, I, P
+from _syntax_writer import H264_HEADER_CASES, H265_HEADER_CASES, B, H264Stream, H265Stream, I, P, stored_bytes
 
 from segbind_core import h264, h265
-from segbind_core.nal import annexb_units, to_annexb, unescape_rbsp
+from segbind_core.nal import annexb_units, to_annexb
 
 # x264 settings (Debian's ffmpeg): name, ffmpeg arguments
 X264 = [
@@ -108,14 +108,6 @@ def read_stream(data, codec):
     return out
 
 
-def escaped_prefix(unit, bits):
-    """The fewest bytes of ``unit`` whose unescaped form holds ``bits`` bits."""
-    k = 0
-    while len(unescape_rbsp(unit[:k])) * 8 < bits:
-        k += 1
-    return k
-
-
 # trace_headers' element -> what the parser says, for the fields a verifier or camera uses
 H264_FIELDS = {
     "nal_ref_idc": lambda hd: hd.nal_ref_idc,
@@ -192,7 +184,7 @@ def check_headers(data, codec, name=""):
     for index, ((unit, header, *_), trace) in enumerate(zip(slices, traced)):
         where = (name, index, unit[:6].hex())
         assert header.header_bits == trace.end_bit, where + (header.header_bits, trace.end_bit)
-        assert header.header_bytes == escaped_prefix(unit, trace.end_bit), where
+        assert header.header_bytes == stored_bytes(unit, trace.end_bit), where
         for element, value in trace.values().items():
             if element in fields:
                 assert fields[element](header) == value, where + (element, value, fields[element](header))
