@@ -305,19 +305,14 @@ def test_picture_order_of_real_encoders_matches_ffmpeg():
 
 
 def test_hand_made_h264_slice_headers_match_trace_headers():
-    """Every feature of H264_HEADER_CASES after an IDR picture. FFmpeg's CBS reads
-    slice_group_change_cycle with one bit less than H.264 says when Ceil(PicSizeInMapUnits /
-    SliceGroupChangeRate) is a power of two: the slice group cases here use a picture of 6
-    map units, where both agree. FFmpeg decodes neither slice groups nor separate colour
-    planes: a plain picture under parameter sets of id 1 comes first, so that it knows the
-    picture size and copies the stream."""
+    """Every feature of H264_HEADER_CASES after an IDR picture. FFmpeg decodes neither slice
+    groups nor separate colour planes: a plain picture under parameter sets of id 1 comes
+    first, so that it knows the picture size and copies the stream."""
     if IS_MICROPYTHON:
         return
     plain = H264Stream(sps_id=1, pps_id=1)
     for settings, fields in H264_HEADER_CASES:
-        settings = dict(settings)
-        width = 3 if settings.get("slice_groups", 1) > 1 else 2
-        stream = H264Stream(width=width, **settings)
+        stream = H264Stream(**settings)
         fields = dict(fields)
         kind = fields.pop("kind")
         units = [plain.sps(), plain.pps(), plain.slice(I, idr=True)[0], stream.sps(), stream.pps()]

@@ -11,10 +11,6 @@
   log says "Decoded frame with POC n").
 - ``output_order``: for each frame PyAV's decoder outputs, in output order, the decoding
   index of the access unit it came from.
-
-FFmpeg's CBS reads slice_group_change_cycle with Ceil(Log2(max)) bits where H.264 says
-Ceil(Log2(max + 1)): the two differ when Ceil(PicSizeInMapUnits / SliceGroupChangeRate)
-is a power of two, so hand-made streams with slice groups avoid those sizes.
 """
 
 from __future__ import annotations
