@@ -105,6 +105,40 @@ def unescape_rbsp(ebsp: Buffer) -> bytes:
     return bytes(ebsp).replace(b"\x00\x00\x03", b"\x00\x00")
 
 
+def escaped_length(ebsp: bytes, rbsp_bytes: int) -> int:
+    """How many leading bytes of escaped ``ebsp`` hold its first ``rbsp_bytes`` RBSP bytes.
+
+    Each 00 00 03 whose 03 falls before the end of those bytes adds one; one that
+    follows the last of them does not (it holds no RBSP byte). The same left-to-right,
+    non-overlapping reading as ``unescape_rbsp``.
+    """
+    extra = 0
+    find = ebsp.find
+    i = find(b"\x00\x00\x03")
+    while 0 <= i and i + 2 < rbsp_bytes + extra:
+        extra += 1
+        i = find(b"\x00\x00\x03", i + 3)
+    return rbsp_bytes + extra
+
+
+def last_one_bit(rbsp: bytes) -> int:
+    """The position of the last bit equal to 1 in ``rbsp`` (its rbsp_stop_one_bit), -1 if none.
+
+    Trailing zero bytes (cabac_zero_words, once unescaped) are skipped.
+    """
+    i = len(rbsp) - 1
+    while i >= 0 and not rbsp[i]:
+        i -= 1
+    if i < 0:
+        return -1
+    byte = rbsp[i]
+    bit = 7
+    while not byte & 1:
+        byte >>= 1
+        bit -= 1
+    return (i << 3) + bit
+
+
 class AnnexBScanner:
     """Splits an Annex-B byte stream, fed in pieces of any size, into whole NAL units.
 
@@ -263,6 +297,17 @@ class ParameterSetTables:
         if read is None:
             raise ValueError("not a parameter set")
         return (kind, read(unit)[0])
+
+    def picture_sets(self, pps_kind: int, sps_kind: int, pps_id: int) -> "tuple[Any, Any]":
+        """What the codec keeps of the PPS ``pps_id`` and of the SPS it refers to (by its
+        ``sps_id``): the parameter sets in force for a slice; ValueError naming one unknown."""
+        pps = self.tables[pps_kind].get(pps_id)
+        if pps is None:
+            raise ValueError("unknown PPS %d" % pps_id)
+        sps = self.tables[sps_kind].get(pps[0].sps_id)
+        if sps is None:
+            raise ValueError("unknown SPS %d" % pps[0].sps_id)
+        return pps[0], sps[0]
 
     def units(self) -> "list[bytes]":
         """Every unit in force: each kind in turn, by id."""

@@ -7,10 +7,11 @@ units, so every cut decision is checked on bytes a real H.265 camera sends.
 """
 
 from _support import h, raises
+from _syntax_writer import EXPLICIT, H265_HEADER_CASES, H265Stream, stored_bytes
 
 from segbind_core import h265, sei
 from segbind_core.h264 import SEI_RECOVERY_POINT
-from segbind_core.nal import START_CODE, annexb_units, to_annexb
+from segbind_core.nal import START_CODE, annexb_units, to_annexb, unescape_rbsp
 from segbind_core.segment import UNDECIDED_UNITS, Segment, Segmenter, codec_of_unit, detect_codec
 from segbind_core.tag import CODEC_H264, CODEC_H265, decode_tag
 from segbind_core.tagger import Tagger
@@ -135,82 +136,220 @@ def test_parameter_set_tracker_keeps_the_latest_of_each_id_in_decoding_order():
     assert not params.add(h("4201")) and params.units() == [VPS, SPS_FIELDS, PPS]
 
 
-def test_slice_segment_header_start():
+# Real units of libx265 (64x32, coding tree blocks of 16, WPP, 2 slices a picture, open GOP,
+# B-frames) and where FFmpeg's trace_headers says each slice's data begins (bits, NAL header
+# included).
+TINY_VPS = h("40010c01ffff01600000030090000003000003001e959409")
+TINY_SPS = h("42010101600000030090000003000003001ea020821659596af2bc05a02000000300200000030321")
+TINY_PPS = h("4401c173d109")
+TINY_SLICES = [
+    (h("280131e3b0f00d8ea37aaeb37f17afd9e44dae74c4fbaa6beead77692553f96af0f086688c09b1dc0868fe6b9f2ccd4d"
+       "009b09c1526e22a61496247e5e346e83901cda3f31845367b545d42c7fc2a35426"), 40),  # IDR_N_LP, 2nd slice
+    (h("0201d0115784318ec0f98af8"), 72),  # TRAIL_R
+    (h("0001e024bf8614c08c6a"), 64),  # TRAIL_N
+    (h("2a0131831c84e330eff15aeeb1d983fe266fe0ed4f90c931e96a2810ab9572ddf706362624ff2484b46c2193bdf8d7"
+       "247934e6755ced59061a018ef549312e670e37c3b430f1f81cc9a8a50bd3619cc5b2b95cb0"), 64),  # CRA, 2nd slice
+    (h("1201e0869557d4612cdaf1fff9ae3f701094b0e1ff64f1f7e6d013ed33fd369d"), 72),  # RASL_R
+    (h("12016410d2aafa8c25808dce"), 80),  # its second slice
+    (h("1001e066f5d7d22c2980332fbf60"), 80),  # RASL_N
+]
+
+
+def tiny_params():
     params = h265.ParameterSets()
-    header = h265.parse_slice_header(IDR, params)
-    assert header.first_in_picture and not header.no_output_of_prior_pics
-    assert header.pps_id == 0 and header.sps is None and header.poc_lsb is None  # SPS unknown
-    for unit in (VPS, SPS, PPS):
-        params.add(unit)
-    header = h265.parse_slice_header(IDR, params)
-    assert header.sps is not None and header.slice_type == 2 and header.poc_lsb == 0  # I, IDR
-    header = h265.parse_slice_header(TRAIL, params)
-    assert header.slice_type == 1 and header.poc_lsb == 1  # P, the picture after the IDR
-    raises(ValueError, h265.parse_slice_header, PPS, params)
-    small = h265.ParameterSets()
-    for unit in (VPS, SPS_CTU16, PPS_CTU16):
-        small.add(unit)
-    header = h265.parse_slice_header(NEXT_SLICE, small)
-    assert not header.first_in_picture and header.address == 24  # the third row of 12 blocks
+    for unit in (TINY_VPS, TINY_SPS, TINY_PPS):
+        assert params.add(unit)
+    return params
 
 
-class BitWriter:
-    """Just enough to write slice headers for POC tests."""
-
-    def __init__(self):
-        self.bits = ""
-
-    def u(self, n, value):
-        for k in range(n - 1, -1, -1):
-            self.bits += "1" if value >> k & 1 else "0"
-
-    def ue(self, value):
-        code = value + 1
-        n = 0
-        while code >> n > 1:
-            n += 1
-        self.u(n, 0)
-        self.u(n + 1, code)
-
-    def unit(self, header):
-        bits = self.bits + "1"
-        bits += "0" * (-len(bits) % 8)
-        return header + bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits), 8))
-
-
-def picture(kind, poc_lsb, tid=0):
-    w = BitWriter()
-    w.u(1, 1)  # first_slice_segment_in_pic_flag
-    if 16 <= kind <= 23:
-        w.u(1, 0)  # no_output_of_prior_pics_flag
-    w.ue(0)  # slice_pic_parameter_set_id
-    w.ue(1)  # slice_type P
-    if kind not in (19, 20):
-        w.u(8, poc_lsb)  # log2_max_pic_order_cnt_lsb is 8 in x265's SPS
-    return w.unit(bytes((kind << 1, tid + 1)))
-
-
-def test_picture_order_count_follows_8_3_1():
+def test_slice_segment_headers_of_x265():
     params = h265.ParameterSets()
-    for unit in (VPS, SPS, PPS):
-        params.add(unit)
+    raises(h265.SliceHeaderError, h265.parse_slice_header, IDR, params)  # unknown PPS
+    params.add(PPS)
+    e = raises(h265.SliceHeaderError, h265.parse_slice_header, IDR, params)
+    assert "unknown SPS 0" in str(e) and isinstance(e, ValueError)
+    raises(h265.SliceHeaderError, h265.parse_slice_header, PPS, params)  # not a slice segment
+    params = tiny_params()
+    for unit, end in TINY_SLICES:
+        header = h265.parse_slice_header(unit, params)
+        assert header.header_bits == end, (unit[:4], header.header_bits, end)
+        assert header.header_bytes == end // 8
+    sps = params.sps[0][0]
+    assert sps.unsupported == "" and sps.sample_adaptive_offset and sps.temporal_mvp
+    assert (sps.pic_size_in_ctbs, sps.pic_height_in_ctbs, sps.max_dec_pic_buffering) == (8, 2, 5)
+    pps = params.pps[0][0]
+    assert pps.unsupported == "" and pps.entropy_coding_sync and not pps.tiles
+    idr = h265.parse_slice_header(TINY_SLICES[0][0], params)
+    assert not idr.first_in_picture and idr.address == 4 and idr.slice_type == h265.SLICE_I
+    assert idr.poc_lsb == 0 and idr.num_entry_points == 0 and not idr.dependent
+    trail = h265.parse_slice_header(TINY_SLICES[1][0], params)
+    assert trail.first_in_picture and trail.slice_type == h265.SLICE_P and trail.poc_lsb == 2  # trace_headers' values
+    assert trail.num_entry_points == 0 and trail.st_rps_idx is None and trail.st_rps == ([-2], [])
+    assert trail.num_pic_total_curr == 1 and trail.temporal_mvp and trail.sao_luma
+    rasl = h265.parse_slice_header(TINY_SLICES[4][0], params)
+    assert rasl.nal_unit_type == h265.NAL_RASL_R and rasl.temporal_id == 0 and rasl.poc_lsb == 4
+
+
+def stream_params(stream):
+    params = h265.ParameterSets()
+    for unit in (stream.vps(), stream.sps(), stream.pps()):
+        assert params.add(unit), unit.hex()
+    return params
+
+
+def test_slice_segment_headers_end_where_the_writer_ended_them():
+    for settings, fields in H265_HEADER_CASES:
+        stream = H265Stream(**settings)
+        params = stream_params(stream)
+        fields = dict(fields)
+        kind = fields.pop("kind")
+        unit, bits = stream.slice(kind, **fields)
+        header = h265.parse_slice_header(unit, params)
+        assert header.header_bits == bits, (settings, fields, header.header_bits, bits)
+        assert header.header_bytes == stored_bytes(unit, bits), (settings, fields)
+        assert header.dependent == fields.get("dependent", False)
+        assert header.address == fields.get("address", 0)
+        assert header.num_entry_points == len(fields.get("entry_points", ()))
+        assert header.extension_length == len(fields.get("extension", b""))
+        if header.dependent:
+            assert header.slice_type is None and header.poc_lsb is None
+            continue
+        assert header.slice_type == kind and header.pic_output_flag == bool(fields.get("output", 1))
+        assert header.num_long_term == len(fields.get("long_term", ()))
+        assert header.temporal_id == fields.get("tid", 0)
+
+
+def test_reference_picture_sets_and_the_pictures_a_slice_may_use():
+    rps = h265.parse_sps(SPS_RPS)
+    assert rps.st_rps_used[0] == 4 and len(rps.st_rps_used) == 12
+    stream = H265Stream(st_rps=(EXPLICIT, ("predicted", 1, 1, [(1, 1), (1, 1), (0, 0), (1, 1)])),
+                        long_term=[(7, 1), (9, 0)], max_dec_pic_buffering=8)
+    params = stream_params(stream)
+    sps = params.sps[0][0]
+    # set 1: set 0 (-1, -3, +2) moved by +1: 0 (never a reference), -2, +3 (its flags drop it),
+    # and +1 (the reference picture itself)
+    assert sps.st_rps == [([-1, -3], [2]), ([-2], [1])] and sps.st_rps_used == [2, 2]
+    assert sps.lt_ref_pics_used == [1, 0] and sps.long_term_ref_pics_present
+    header = h265.parse_slice_header(stream.slice(1, rps_idx=1, long_term=(("sps", 0, None), ("sps", 1, None)))[0],
+                                     params)
+    assert header.st_rps_idx == 1 and header.st_rps == ([-2], [1]) and header.num_pic_total_curr == 3
+    # a set of the header predicted from the SPS's set 0, moved by -1: -2, -4 (kept, unused), +1,
+    # and -1 (the reference picture itself)
+    header = h265.parse_slice_header(stream.slice(0, rps=("predicted", 2, -1, [(1, 1), (0, 1), (1, 1), (1, 1)]))[0],
+                                     params)
+    assert header.st_rps == ([-1, -2, -4], [1]) and header.num_pic_total_curr == 3
+
+
+def test_unreadable_slice_segment_headers_raise():
+    def header_of(settings, kind, **fields):
+        stream = H265Stream(**settings)
+        return stream.slice(kind, **fields)[0], stream_params(stream)
+
+    explicit = ("explicit", [(-1, 1)], [])
+    cases = [
+        header_of({}, 3, nal_type=19),  # slice_type 3
+        header_of({}, 1, nal_type=19),  # an IRAP picture of P slices
+        header_of({}, 2, nal_type=19, tid=1),  # an IRAP picture in a sub-layer
+        header_of({}, 1, nal_type=2, rps=("explicit", [(-1, 1)], [])),  # a TSA picture in sub-layer 0
+        header_of({}, 2, nal_type=22),  # reserved IRAP type
+        header_of({"width": 48}, 2, nal_type=19, first=False, address=6),  # 6 coding tree blocks: 0-5
+        header_of({}, 1, rps=("explicit", [(-1, 0)], [])),  # a P slice that may use no picture
+        header_of({}, 1, rps=explicit, l0=16),
+        header_of({}, 1, rps=("explicit", [(-1, 1)] * 6, [])),  # 6 pictures in a DPB of 6 with the current
+        header_of({"st_rps": (EXPLICIT,)}, 1, rps=("predicted", 2, 1, [(1, 1)] * 4)),  # from set -1
+        header_of({"l0_default": 2}, 1, rps=explicit, collocated=(1, 2)),
+        header_of({}, 1, rps=explicit, merge=0),
+        header_of({}, 1, rps=explicit, qp_delta=26),
+        header_of({"slice_chroma_qp_offsets_present": 1}, 1, rps=explicit, chroma_offsets=(13, 0)),
+        header_of({"deblocking": (1, 0)}, 1, rps=explicit, deblocking=(0, 7, 0)),
+        header_of({"entropy_coding_sync": 1}, 2, nal_type=19, entry_points=(1, 2)),  # 2 rows: 1 entry point
+        header_of({"entropy_coding_sync": 1}, 2, nal_type=19, entry_points=(1,), offset_len=33),
+        header_of({"header_extension_present": 1}, 2, nal_type=19, extension=bytes(257)),
+        header_of({"long_term": [(7, 1)]}, 1, rps=explicit, long_term=(("sps", 1, None), ("sps", 0, None))),
+        header_of({"long_term": [(7, 1), (8, 1), (9, 0)], "max_dec_pic_buffering": 8}, 1, rps=explicit,
+                  long_term=(("sps", 3, None),)),  # lt_idx_sps 3 of 3
+        header_of({"pps_scc": 1}, 2, nal_type=19),
+        header_of({"sps_scc": 1}, 2, nal_type=19),
+        header_of({"pps_multilayer": 1}, 2, nal_type=19),
+        header_of({"weighted_pred": 1}, 1, rps=explicit, weights=([(1, 1)],), data=b""),  # runs past the unit
+    ]
+    for number, (unit, params) in enumerate(cases):
+        try:
+            h265.parse_slice_header(unit, params)
+        except h265.SliceHeaderError:
+            continue
+        raise AssertionError("case %d was read" % number)
+    stream = H265Stream()
+    params = stream_params(stream)
+    unit, bits = stream.slice(2, nal_type=19)
+    assert h265.parse_slice_header(unit, params).header_bits == bits
+    bad = bytearray(unit)
+    bad[bits // 8 - 1] ^= 1  # the last alignment_bit_equal_to_zero
+    e = raises(h265.SliceHeaderError, h265.parse_slice_header, bytes(bad), params)
+    assert "alignment_bit_equal_to_zero" in str(e)
+    # the stop bit at once, and cabac_zero_words after it (stored as 00 00 03 ...)
+    for data in (b"\x00", b"\x80", b"\x80\x00\x00", b"\x80" + bytes(120)):
+        e = raises(h265.SliceHeaderError, h265.parse_slice_header, stream.slice(2, nal_type=19, data=data)[0], params)
+        assert "no slice data" in str(e)
+    for data in (b"\x01", b"\x00\x00\x01", bytes(7) + b"\x80" + bytes(120)):  # a bit of data, or more
+        assert h265.parse_slice_header(stream.slice(2, nal_type=19, data=data)[0], params).header_bits == bits
+    layered = bytes((unit[0] | 1,)) + unit[1:]
+    raises(h265.SliceHeaderError, h265.parse_slice_header, layered, params)  # nuh_layer_id 32
+    raises(h265.SliceHeaderError, h265.parse_slice_header, unit[:2], params)
+
+
+def test_header_bytes_count_emulation_prevention_inside_the_header():
+    stream = H265Stream(log2_max_poc_lsb=16, header_extension_present=1)
+    params = stream_params(stream)
+    for fields in (dict(poc_lsb=1, extension=bytes(4)), dict(poc_lsb=256, extension=h("000001000002"))):
+        unit, bits = stream.slice(1, rps=("explicit", [(-1, 1)], []), **fields)
+        header = h265.parse_slice_header(unit, params)
+        prefix = unit[:header.header_bytes]
+        assert h("000003") in prefix and header.header_bits == bits
+        assert len(unescape_rbsp(prefix)) * 8 == bits and len(unescape_rbsp(prefix[:-1])) * 8 < bits
+
+
+def test_picture_order_counts_runs_and_pictures_not_output():
+    stream = H265Stream(log2_max_poc_lsb=4, output_flag_present=1)
+    params = stream_params(stream)
     counter = h265.PocCounter(params)
-    pocs = [counter.poc(u) for u in (
-        picture(19, 0), picture(1, 100), picture(1, 200),
-        picture(1, 40),         # lsb wrapped (200 - 40 >= 128): 256 + 40
-        picture(0, 200, 1),     # a sub-layer picture (200 - 40 > 128: back to 0 + 200) ...
-        picture(1, 100),        # ... that does not move prevTid0Pic: read against 296
-        picture(21, 110),       # a CRA inside the stream continues the count
-        picture(9, 105),        # its RASL_R picture: a reference, but not prevTid0Pic
-        picture(1, 236),        # 236 - 110 <= 128 (against 105 it would be > 128)
-        picture(20, 0),         # an IDR starts again
-        picture(1, 3))]
-    assert pocs == [0, 100, 200, 296, 200, 356, 366, 361, 492, 0, 3]
-    first = h265.PocCounter(params)
-    assert first.poc(picture(21, 40)) == 40  # a CRA that starts the stream: its lsb alone
-    first.end_of_sequence()
-    assert first.poc(picture(21, 200)) == 200  # after an end of sequence, a CRA starts afresh
-    assert h265.PocCounter(h265.ParameterSets()).poc(TRAIL) is None  # unknown PPS
+    one = ("explicit", [(-1, 1)], [])
+    pictures = [
+        dict(kind=2, nal_type=21, rps=("explicit", [], []), poc_lsb=3),  # a CRA starts the stream: 3
+        dict(kind=1, nal_type=9, rps=one, poc_lsb=1),                  # its RASL pictures: not output
+        dict(kind=1, nal_type=8, rps=one, poc_lsb=2),
+        dict(kind=1, nal_type=7, rps=one, poc_lsb=0),                  # a RADL picture is
+        dict(kind=1, nal_type=1, rps=one, poc_lsb=6),
+        dict(kind=1, nal_type=1, rps=one, poc_lsb=12, output=0),       # pic_output_flag 0
+        dict(kind=1, nal_type=1, rps=one, poc_lsb=2),                  # 12 -> 2 wraps: 18
+        dict(kind=2, nal_type=21, rps=one, poc_lsb=5),                 # a CRA inside: 21, same run
+        dict(kind=1, nal_type=9, rps=one, poc_lsb=4),                  # its RASL picture is output
+        "end of sequence",
+        dict(kind=2, nal_type=21, rps=("explicit", [], []), poc_lsb=7),  # after it, a CRA restarts: 7
+        dict(kind=1, nal_type=8, rps=one, poc_lsb=6),                  # not output
+        dict(kind=2, nal_type=16, rps=("explicit", [], []), poc_lsb=9),  # a BLA restarts: 9
+        dict(kind=2, nal_type=20),                                     # an IDR: 0
+        dict(kind=1, nal_type=1, rps=one, poc_lsb=1),
+    ]
+    pocs, keys = [], []
+    for fields in pictures:
+        if fields == "end of sequence":
+            counter.end_of_sequence()
+            continue
+        fields = dict(fields)
+        kind = fields.pop("kind")
+        pocs.append(counter.count(h265.parse_slice_header(stream.slice(kind, **fields)[0], params)))
+        keys.append(counter.order_key)
+    assert pocs == [3, 1, 2, 0, 6, 12, 18, 21, 20, 7, 6, 9, 0, 1]
+    assert keys == [(0, 3), None, None, (0, 0), (0, 6), None, (0, 18), (0, 21), (0, 20), (1, 7), None,
+                    (2, 9), (3, 0), (3, 1)]
+    assert h265.output_ranks(keys) == [1, None, None, 0, 2, None, 3, 5, 4, 6, None, 7, 8, 9]
+    assert counter.sps is params.sps[0][0]
+    dependent = H265Stream(dependent_slice_segments=1)
+    unit = dependent.slice(1, first=False, address=2, dependent=True)[0]
+    header = h265.parse_slice_header(unit, stream_params(dependent))
+    raises(h265.SliceHeaderError, counter.count, header)  # a dependent slice segment has no order
+    assert h265.PocCounter(stream_params(dependent)).poc(unit) is None
 
 
 def test_sei_messages_and_recovery_points():

@@ -124,3 +124,13 @@ def test_escape_unescape_exhaustive_short_sequences():
 def test_unescape_agrees_with_reference_on_arbitrary_input():
     for y in _all_sequences((0, 3, 1), 7):
         assert nal.unescape_rbsp(y) == _reference_unescape(y), y
+
+
+def test_escaped_length_and_the_last_one_bit():
+    escaped_length, last_one_bit = nal.escaped_length, nal.last_one_bit
+    # 00 00 03 01: the 03 is emulation prevention; RBSP 00 00 01
+    assert [escaped_length(h("00000301"), n) for n in range(4)] == [0, 1, 2, 4]
+    assert escaped_length(h("aa0000030000030001"), 6) == 8  # both 03 before the sixth RBSP byte
+    assert escaped_length(b"", 0) == 0
+    assert last_one_bit(h("0080")) == 8 and last_one_bit(h("0301")) == 15 and last_one_bit(h("a00000")) == 2
+    assert last_one_bit(b"") == -1 and last_one_bit(h("0000")) == -1

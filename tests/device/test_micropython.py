@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +182,123 @@ def test_bench_camera_runs_on_micropython():
     assert (tag["pictures"], tag["duration_ms"]) == (100, 4000)
     assert tag["owner_and_3_shares"] == {"h264": 152, "h265": 153}
     assert tag["owner_and_3_shares"]["h264"] - tag["owner"]["h264"] == 3 * 16  # 16 bytes a share
+
+
+# Reads every slice header of each stream named in argv and counts picture order: the same
+# script runs on CPython and on the VM, and every line it prints but TIME must be the same.
+SLICE_HEADERS_SCRIPT = """
+import sys, time
+from segbind_core import h264, h265
+from segbind_core.nal import annexb_units
+
+def clock():
+    try:
+        return time.ticks_ms()
+    except AttributeError:
+        return int(time.time() * 1000)
+
+for path in sys.argv[1:]:
+    syntax = h265 if path.endswith(".h265") else h264
+    params = syntax.ParameterSets()
+    counter = syntax.PocCounter(params)
+    with open(path, "rb") as f:
+        data = f.read()
+    keys = []
+    slices = []
+    for s, e in annexb_units(data):
+        unit = data[s:e]
+        kind = syntax.nal_type(unit[0])
+        if (kind in (1, 5)) if syntax is h264 else kind < 32:
+            try:
+                header = syntax.parse_slice_header(unit, params)
+            except ValueError as error:
+                print("REFUSED", type(error).__name__, error)
+                continue
+            slices.append(unit)
+            line = [header.header_bits, header.header_bytes, header.slice_type, header.first_in_picture]
+            if header.first_in_picture and header.slice_type is not None:
+                line += [counter.count(header), counter.order_key]
+                keys.append(counter.order_key)
+            print("SLICE", line)
+        elif syntax is h265 and kind == h265.NAL_END_OF_SEQUENCE:
+            counter.end_of_sequence()
+        else:
+            params.add(unit)
+    print("RANKS", syntax.output_ranks(keys))
+    rounds = 0
+    start = clock()
+    while rounds < 3 or clock() - start < 300:
+        for unit in slices:
+            syntax.parse_slice_header(unit, params)
+        rounds += 1
+    elapsed = clock() - start
+    print("TIME %s %d slices %.1f us/slice" % (path.rsplit("/", 1)[-1], len(slices),
+                                              1000.0 * elapsed / max(1, rounds * len(slices))))
+"""
+
+
+def _slice_streams(directory: Path) -> list[Path]:
+    """Real x264 and x265 streams, hand-made ones (field pictures, POC type 1, MMCO 5), and a
+    damaged copy of one (headers that must be refused the same way), as files."""
+    import importlib.util
+
+    from host_sim import clips
+
+    spec = importlib.util.spec_from_file_location("_syntax_writer", ROOT / "tests" / "core" / "_syntax_writer.py")
+    assert spec is not None and spec.loader is not None
+    writer = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "firmware"))
+    spec.loader.exec_module(writer)
+    streams = {
+        "cabac.h264": clips.encode_ffmpeg(frames=30, extra=("-x264-params", "bframes=3:b-pyramid=normal:slices=4")),
+        "cavlc.h264": clips.encode_ffmpeg(frames=30, extra=("-profile:v", "baseline")),
+        "mbaff.h264": clips.encode_ffmpeg(frames=30, extra=("-x264-params", "interlaced=1:bframes=2")),
+        "refs.h264": clips.encode_ffmpeg(frames=30, extra=("-x264-params", "ref=16:bframes=0")),
+        "open.h265": clips.encode_pyav_h265(frames=30, gop=8, bframes=3, open_gop=True, slices=2, ctu=16),
+        "wpp.h265": clips.encode_ffmpeg_h265(frames=4, width=1280, height=720, bframes=1, ctu=16, x265="wpp=1"),
+        "hrd.h265": clips.encode_ffmpeg_h265(frames=30, bframes=2, x265="hrd=1:vbv-bufsize=500:vbv-maxrate=500"),
+    }
+    I, P, B = writer.I, writer.P, writer.B
+    fields = writer.H264Stream(frame_mbs_only=0, poc_type=1, offsets_for_ref_frame=(4, 2), offset_for_non_ref_pic=-2,
+                               bottom_field_pic_order_in_frame_present=1)
+    pictures = [(I, dict(idr=True, delta1=1)), (P, dict(frame_num=1, field="top", delta0=3)),
+                (P, dict(frame_num=1, field="bottom")), (B, dict(frame_num=2, ref_idc=0, delta1=-1)),
+                (P, dict(frame_num=2, mmcos=((5,),))), (P, dict(frame_num=1, weights=None))]
+    streams["fields.h264"] = b"".join(
+        b"\x00\x00\x00\x01" + unit for unit in [fields.sps(), fields.pps()]
+        + [fields.slice(kind, **f)[0] for kind, f in pictures])
+    damaged = bytearray(streams["cabac.h264"])
+    for position in range(40, len(damaged), 397):  # a byte in every few hundred: some land in headers
+        damaged[position] ^= 0x5A
+    streams["damaged.h264"] = bytes(damaged)
+    paths = []
+    for name, data in streams.items():
+        path = directory / name
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def test_slice_headers_and_picture_order_on_micropython_match_cpython(tmp_path):
+    """The core reads every slice header of real and hand-made streams, and counts their picture
+    order, on the VM exactly as on CPython (where tests/core/test_core_slice_headers.py checks
+    them against FFmpeg); damaged headers are refused with the same error."""
+    paths = _slice_streams(tmp_path)
+    script = tmp_path / "slices.py"
+    script.write_text(SLICE_HEADERS_SCRIPT)
+    files = []
+    for path in paths:
+        files += ["--file", "/data/%s=%s" % (path.name, path)]
+    proc = run("exec", str(script), *files, "--", *["/data/" + p.name for p in paths], timeout=900)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    on_vm = proc.stdout.decode().splitlines()
+    here = subprocess.run([sys.executable, str(script), *map(str, paths)], capture_output=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT / "firmware")))
+    assert here.returncode == 0, here.stderr.decode()[-3000:]
+    on_cpython = here.stdout.decode().splitlines()
+    assert [l for l in on_vm if not l.startswith("TIME")] == [l for l in on_cpython if not l.startswith("TIME")]
+    assert sum(l.startswith("SLICE") for l in on_vm) > 400
+    assert any(l.startswith("REFUSED SliceHeaderError") for l in on_vm)
+    times = [l for l in on_vm if l.startswith("TIME")]
+    assert len(times) == len(paths)
+    print("\n".join(["MicroPython:"] + times + ["CPython:"] + [l for l in on_cpython if l.startswith("TIME")]))
