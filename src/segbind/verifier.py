@@ -94,12 +94,13 @@ class Timing:
     ``samples`` (pictures), their presentation span plus the last one's duration
     (``duration_ms``), how many it hides (an edit list), the duration of one; and, per picture
     in decoding order, its presentation time (``times_ms``) and its place in the camera's
-    picture order (``order``: (reset, picture order count), None where it cannot be read)."""
+    picture order (``order``: an order key (run, picture order count); None for a picture
+    the decoder does not output; ``read.cut.UNREADABLE`` when its slice header cannot be read)."""
 
     __slots__ = ("samples", "duration_ms", "hidden", "frame_ms", "times_ms", "order")
 
     def __init__(self, samples: int, duration_ms: float, hidden: int = 0, frame_ms: float = 0.0,
-                 times_ms: Sequence[float] = (), order: Sequence[Optional[Tuple[int, int]]] = ()) -> None:
+                 times_ms: Sequence[float] = (), order: Sequence[Any] = ()) -> None:
         self.samples = samples
         self.duration_ms = duration_ms
         self.hidden = hidden
@@ -110,7 +111,7 @@ class Timing:
     @classmethod
     def of_pictures(cls, pictures: Sequence[Any], timescale: int) -> "Timing":
         """From a segment's pictures (``read.cut.Picture``: pts and duration in ticks of
-        ``timescale``, hidden, reset, poc), in decoding order."""
+        ``timescale``, hidden, order key), in decoding order."""
         scale = 1000.0 / timescale if timescale else 0.0
         times = [p.pts * scale for p in pictures]
         frame = next((p.duration for p in reversed(pictures) if p.duration), 0) * scale
@@ -118,8 +119,8 @@ class Timing:
             frame = (max(times) - min(times)) / (len(times) - 1)
         last = max(range(len(times)), key=times.__getitem__)
         span = times[last] - min(times) + ((pictures[last].duration * scale) or frame)
-        order = [(p.reset, p.poc) if p.poc is not None else None for p in pictures]
-        return cls(len(pictures), span, sum(1 for p in pictures if p.hidden), frame, times, order)
+        return cls(len(pictures), span, sum(1 for p in pictures if p.hidden), frame, times,
+                   [p.key for p in pictures])
 
     def __repr__(self) -> str:
         return "Timing(%d pictures, %.1f ms%s)" % (self.samples, self.duration_ms,
@@ -579,6 +580,10 @@ def _check_timing(tag: Tag, timing: Timing) -> str:
     if abs(timing.duration_ms - tag.duration_ms) > slack:
         raise InvalidSegment(Reason.TIMING, "the container plays it in %.0f ms; the camera captured %d ms"
                              % (timing.duration_ms, tag.duration_ms), _info(tag))
+    unreadable = sum(1 for key in timing.order if isinstance(key, str))
+    if unreadable:
+        raise InvalidSegment(Reason.TIMING, "the picture order of %d picture(s) cannot be read: where the "
+                             "container presents them cannot be checked" % unreadable, _info(tag))
     misplaced = picture_displacement(timing)
     if misplaced is not None:
         picture, off_ms, allowed_ms = misplaced
@@ -597,13 +602,14 @@ def picture_displacement(timing: Timing) -> Optional[Tuple[int, float, float]]:
     for the whole segment. A decoder may show a picture as far from its place as the segment's
     own reordering (how far its decoding order strays from its picture order: a file that gives
     each picture its decoding time, as ffmpeg 5.1 does for raw B-frame video, is shown that way
-    by every player), and half a frame of rounding more. Pictures whose order cannot be read
-    are not placed."""
-    times, order = timing.times_ms, timing.order
+    by every player), and half a frame of rounding more. Pictures the decoder does not output
+    take no place."""
+    times = [t for t, key in zip(timing.times_ms, timing.order) if key is not None]
+    keys = [key for key in timing.order if key is not None]
     n = len(times)
-    if n < 2 or len(order) != n or any(o is None for o in order):
+    if n < 2:
         return None
-    ranked = sorted(range(n), key=lambda i: (order[i], i))
+    ranked = sorted(range(n), key=lambda i: (keys[i], i))
     rank = [0] * n
     for position, index in enumerate(ranked):
         rank[index] = position

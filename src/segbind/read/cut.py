@@ -34,9 +34,6 @@ from ..verifier import Canonical, Timing
 from .events import FRAMING, TIMING, Defect, Event, Sample, TrackInfo
 from .split import MAX_SEGMENT_BYTES, units_in_tag
 
-# Bytes of a picture's first slice read for its picture order count (a slice header's
-# first fields are within these).
-_POC_BYTES = 64
 _START3 = b"\x00\x00\x01"
 _find_start_codes = re.compile(_START3).finditer
 
@@ -68,16 +65,16 @@ _TAG_HEADERS = (0x06, 0x4E)  # the tag's NAL header byte, H.264 and H.265 (docs/
 
 
 class PictureClock:
-    """Each picture's picture order count, in decoding order, from its first slice (H.264 8.2.1,
-    H.265 8.3.1) and the parameter sets in force; ``reset`` counts the points where the
-    order starts afresh (an IDR picture), so pictures sort by (reset, POC)."""
+    """Each picture's place in the camera's picture order, in decoding order, from its first
+    slice (H.264 8.2.1, H.265 8.3.1) and the parameter sets in force: its ``order_key`` (run,
+    picture order count), a run beginning where the order starts afresh (an IDR picture, MMCO
+    5, an IRAP picture that restarts it), so pictures sort by their keys (``output_ranks``)."""
 
     def __init__(self, codec: int, config_units: Sequence[bytes] = ()) -> None:
         self.codec = codec
         self.syntax: Any = h265 if codec == CODEC_H265 else h264
         self.params = self.syntax.ParameterSets()
         self.counter = self.syntax.PocCounter(self.params)
-        self.reset = 0
         for unit in config_units:
             self.params.add(bytes(unit).rstrip(b"\x00"))
 
@@ -88,24 +85,22 @@ class PictureClock:
         if self.codec == CODEC_H265:
             self.counter.end_of_sequence()
 
-    def picture(self, first_slice: Any) -> Tuple[int, Optional[int], int]:
-        """(reset, POC or None when it cannot be read, field: 0 a frame, 1 a top field, 2 a
-        bottom field) of a picture whose first slice this is."""
-        head = bytes(first_slice[:_POC_BYTES])
-        kind = self.syntax.nal_type(head[0])
+    def picture(self, first_slice: Any) -> Tuple[Any, int]:
+        """(order key: (run, count), None for a picture that is not output, UNREADABLE when its
+        header cannot be read; field: 0 a frame, 1 a top field, 2 a bottom field) of a picture
+        whose first slice this is."""
+        try:
+            header = self.syntax.parse_slice_header(first_slice, self.params)
+            self.counter.count(header)
+        except (ValueError, IndexError):
+            return UNREADABLE, 0
         field = 0
-        if self.codec == CODEC_H264:
-            if kind == h264.NAL_IDR:
-                self.reset += 1
-            try:
-                slice_header = h264.parse_slice_header(head, self.params)
-                if slice_header.field_pic:
-                    field = 2 if slice_header.bottom_field else 1
-            except (ValueError, IndexError):
-                pass
-        elif h265.is_idr(kind) or h265.is_bla(kind):
-            self.reset += 1
-        return self.reset, self.counter.poc(head), field
+        if self.codec == CODEC_H264 and header.field_pic:
+            field = 2 if header.bottom_field else 1
+        return self.counter.order_key, field
+
+
+UNREADABLE = "unreadable"  # a picture whose slice header cannot be read: its place is unknown
 
 
 class SampleScan:
@@ -121,7 +116,7 @@ class SampleScan:
         self.size = 0
         self.units = 0
         self.tags: List[int] = []
-        self.pictures: List[Tuple[int, Optional[int], int]] = []
+        self.pictures: List[Tuple[Any, int]] = []
         self.delimiters = 0
         self.before_tag = False
         self.defect = ""  # its units cannot be told apart
@@ -150,7 +145,7 @@ def _unit(scan: SampleScan, data: Any, begin: int, end: int, at: int, classes: b
     scan.units += 1
     if cls == _PICTURE:
         if state[0] == 0:
-            scan.pictures.append(clock.picture(data[begin:min(end, begin + _POC_BYTES)]))
+            scan.pictures.append(clock.picture(memoryview(data)[begin:end]))
         state[0] += 1
         return
     # Units other than pictures are small: a start code hidden in one (which emulation prevention
@@ -278,16 +273,15 @@ def scan_annexb(data: Any, classes: bytes, clock: PictureClock) -> SampleScan:
 
 class Picture:
     """One picture of a segment as the container presents it: its times (track ticks), whether
-    the container hides it, and its place in the camera's picture order."""
+    the container hides it, and its place in the camera's picture order (``PictureClock``)."""
 
-    __slots__ = ("pts", "duration", "hidden", "reset", "poc")
+    __slots__ = ("pts", "duration", "hidden", "key")
 
-    def __init__(self, pts: int, duration: int, hidden: bool, reset: int, poc: Optional[int]) -> None:
+    def __init__(self, pts: int, duration: int, hidden: bool, key: Any) -> None:
         self.pts = pts
         self.duration = duration
         self.hidden = hidden
-        self.reset = reset
-        self.poc = poc
+        self.key = key
 
 
 class SampleCutter:
@@ -413,8 +407,8 @@ class SampleCutter:
             # picture vanishes from the middle of what the camera captured.
             self.defect("the container hides a picture after its presentation began", TIMING)
         self._presented = self._presented or not sample.hidden
-        reset, poc, _field = scan.pictures[0] if scan.pictures else (0, None, 0)
-        self._pictures.append(Picture(sample.pts, sample.duration, sample.hidden, reset, poc))
+        key = scan.pictures[0][0] if scan.pictures else UNREADABLE
+        self._pictures.append(Picture(sample.pts, sample.duration, sample.hidden, key))
         if self._tag >= 0 and 0 <= self._expect < self._units - self._repeats:
             self._close()
 
@@ -422,7 +416,7 @@ class SampleCutter:
         """Two access units of H.264 fields of opposite parity in one sample: FFmpeg's parser
         joins the two fields of a frame into one packet, and a frame counts once in the tag."""
         return (self.track is not None and self.track.codec == CODEC_H264 and scan.delimiters == 2
-                and len(scan.pictures) == 2 and {scan.pictures[0][2], scan.pictures[1][2]} == {1, 2})
+                and len(scan.pictures) == 2 and {scan.pictures[0][1], scan.pictures[1][1]} == {1, 2})
 
     def _tag_in_sample(self, scan: SampleScan) -> None:
         first = scan.tags[0]
@@ -488,5 +482,5 @@ def cut(events: Any, max_segment_bytes: int = MAX_SEGMENT_BYTES, video_only: boo
     yield from cutter.finish()
 
 
-__all__ = ["MAX_SEGMENT_BYTES", "Picture", "PictureClock", "SampleCutter", "SampleScan", "cut", "scan_annexb",
-           "scan_prefixed"]
+__all__ = ["MAX_SEGMENT_BYTES", "UNREADABLE", "Picture", "PictureClock", "SampleCutter", "SampleScan", "cut",
+           "scan_annexb", "scan_prefixed"]
