@@ -255,13 +255,19 @@ def real_files(directory: Path) -> Dict[str, Path]:
     cli("fmp4-ffmpeg", "-r", "25", "-i", str(h264), "-c", "copy", "-movflags", frag)
     cli("fmp4-ffmpeg-hvc1-audio", "-r", "25", "-i", str(h265ff), *sine, "-c:v", "copy", "-tag:v", "hvc1", "-c:a",
         "aac", "-shortest", "-movflags", frag)
-    for name, source, extra in (("fmp4-hls-x264-bframes", h264ff, ()), ("fmp4-hls-hev1", h265ff, ()),
-                                ("refused-hls-hev1-audio", h265ff, (*sine, "-c:a", "aac", "-shortest"))):
+    # HLS from MP4s (raw input gives ffmpeg's HLS muxer no timestamps: one segment, no durations)
+    cli("hls-source-x264", "-r", "25", "-i", str(h264ff), "-c", "copy")
+    cli("hls-source-x265", "-r", "25", "-i", str(h265ff), "-c", "copy")
+    for name, source, extra in (("fmp4-hls-x264-bframes", out.pop("hls-source-x264"), ()),
+                                ("fmp4-hls-hev1", out["hls-source-x265"], ()),
+                                ("refused-hls-hev1-audio", out.pop("hls-source-x265"),
+                                 (*sine, "-c:a", "aac", "-shortest"))):
         hls = directory / name
         hls.mkdir(exist_ok=True)
-        ffmpeg("-r", "25", "-i", str(source), *extra, "-c:v", "copy", "-f", "hls", "-hls_segment_type", "fmp4",
-               "-hls_time", "1", "-hls_playlist_type", "vod", str(hls / "index.m3u8"))
+        ffmpeg("-i", str(source), *extra, "-c:v", "copy", "-f", "hls", "-hls_segment_type", "fmp4",
+               "-hls_time", "0.5", "-hls_playlist_type", "vod", str(hls / "index.m3u8"))
         parts = [hls / "init.mp4"] + sorted(hls.glob("index*.m4s"), key=lambda p: int(p.stem[5:]))
+        assert len(parts) > 2, "ffmpeg wrote one HLS segment"
         out[name] = _write(directory, name + ".mp4", b"".join(p.read_bytes() for p in parts))
     cli("refused-ffmpeg-base-data-offset", "-r", "25", "-i", str(h264), "-c", "copy", "-movflags",
         "frag_keyframe+empty_moov")
@@ -539,7 +545,7 @@ MUTATIONS: Dict[str, Mutation] = {
         FMP4, _on_moov(_elst([(80, -1, 0x10000), (0, 3600, 0x10000)])),
         "an empty edit of 7200 ticks before media time 3600"),
     "a lone empty edit": Mutation(FMP4, _on_moov(_elst([(1000, -1, 0x10000)])), "an empty edit alone"),
-    "a dwell": Mutation(FMP4, _on_moov(_elst([(1000, 0, 0)])), "an edit of media rate 0.0"),
+    "a dwell": Mutation(FMP4, _on_moov(_elst([(1000, 0, 0)])), "an edit of media rate 0/65536"),
     "negative composition offset": Mutation(FMP4, _on_moof(_set_run(_negative_cto)), "a negative composition offset"),
     "decode time going back": Mutation(FMP4, _on_moof(_dts_backwards, which=1), "a decode time not after"),
     "64-bit mdat size in fragments": Mutation(FMP4, _sixty_four_bit, "'mdat' has a 64-bit size"),

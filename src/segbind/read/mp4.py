@@ -157,7 +157,7 @@ def scan(buf: bytes, start: int, end: int, parent: str, wide: bool) -> List[Box]
             raise Refusal("'%s' box smaller than its header" % fourcc(kind))
         if size > end - pos:
             raise Refusal("'%s' box runs past the end of '%s'" % (fourcc(kind), parent))
-        if kind == b"uuid" and buf[pos + head:pos + head + 16] in _PIFF:
+        if kind == b"uuid" and size >= head + 16 and buf[pos + head:pos + head + 16] in _PIFF:
             raise Refusal("a PIFF 'uuid' box in '%s' (ExoPlayer and PlayReady read it as 'senc' or 'tfxd')"
                           % parent)
         out.append((kind, pos, pos + head, pos + size))
@@ -461,7 +461,7 @@ def edit_list(movie: Movie, track: Track) -> Tuple[int, Optional[int]]:
             duration, media_time = _U32.unpack_from(buf, at)[0], _I32.unpack_from(buf, at + 4)[0]
         rate = _U32.unpack_from(buf, at + width - 4)[0]
         if rate != 0x10000:
-            raise Refusal("an edit of media rate %s (a dwell or a speed change)" % (rate / 65536.0), TIMING)
+            raise Refusal("an edit of media rate %d/65536 (a dwell or a speed change)" % rate, TIMING)
         if media_time < -1:
             raise Refusal("an edit of media time %d" % media_time, TIMING)
         # av_rescale (round to nearest) from the movie's timescale to the track's (get_edit_list_entry)
