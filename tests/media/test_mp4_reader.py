@@ -544,6 +544,31 @@ def test_memory_is_bounded_on_long_inputs(corpus: Dict[str, Path], tmp_path: Pat
         assert peak < size // 20, (path.name, peak, size)
 
 
+def test_boxes_that_carry_nothing_for_decoders_change_nothing(corpus: Dict[str, Path]) -> None:
+    """'pssh' in the 'moov' and in a 'moof' (EME's init data), 'emsg', 'prft', 'free' and 'sidx'
+    between fragments: the same events."""
+    data = corpus["fmp4-pyav-cenc"].read_bytes()
+    reference = comparable(read_events(data))
+    pssh = full(b"pssh", 0, 0, bytes(range(16)) + struct.pack(">I", 4) + b"data")
+
+    def moov(box: Box) -> None:
+        assert box.children is not None
+        box.children.append(pssh)
+
+    def moof(box: Box) -> None:
+        assert box.children is not None
+        box.children.append(pssh)
+
+    changed = edit_moof(edit_moov(data, moov), moof, which=1)
+    boxes = parse(changed)
+    at = [k for k, b in enumerate(boxes) if b.kind == b"moof"][1]
+    extra = [full(b"emsg", 0, 0, b"urn:x\0v\0" + bytes(16)), full(b"prft", 0, 0, bytes(16)), Box(b"free", b"xx"),
+             full(b"sidx", 0, 0, bytes(24))]
+    changed = encode(boxes[:at] + extra + boxes[at:])
+    assert comparable(read_events(changed)) == reference
+    assert comparable(read_events(changed, step=9)) == reference
+
+
 def test_dts_over_two_to_the_53_is_refused(corpus: Dict[str, Path]) -> None:
     def far(moof: Box) -> None:
         tfdt = moof.first(b"traf", b"tfdt")

@@ -167,18 +167,28 @@ def shift_data_offsets(moof: Box, delta: int) -> None:
         if trun.flags & 1:
             trun.data = trun.data[:8] + struct.pack(">i", struct.unpack_from(">i", trun.data, 8)[0] + delta) + \
                 trun.data[12:]
-    for saio in moof.find(b"traf", b"saio"):
-        pos = 4 + (8 if saio.flags & 1 else 0)
-        width = 8 if saio.version else 4
-        for k in range(saio.u32(pos)):
-            at = pos + 4 + k * width
-            if width == 4:
-                saio.set_u32(at, saio.u32(at) + delta)
+
+
+def point_saio_at_senc(moof: Box) -> None:
+    """Each traf's 'saio' set to where its 'senc' entries are in the 'moof' (as a muxer writes it)."""
+    at = 8 + len(moof.prefix)
+    for child in moof.children or []:
+        if child.kind == b"traf":
+            inner = at + 8
+            senc_at = None
+            for box in child.children or []:
+                if box.kind == b"senc":
+                    senc_at = inner + 8 + 8
+                inner += len(box.encode())
+            for saio in child.find(b"saio"):
+                if senc_at is not None and not saio.version:
+                    saio.set_u32(8 + (8 if saio.flags & 1 else 0), senc_at)
+        at += len(child.encode())
 
 
 def edit_moof(data: bytes, change: Callable[[Box], None], which: int = 0, keep_offsets: bool = False) -> bytes:
-    """The file with its ``which``-th 'moof' changed; runs moved by the change in its size
-    unless ``keep_offsets`` (and 'saio' offsets inside the moof likewise)."""
+    """The file with its ``which``-th 'moof' changed; when its size changed, its runs moved by as
+    much and its 'saio' pointed at its 'senc' again (unless ``keep_offsets``)."""
     boxes = parse(data)
     moofs = [b for b in boxes if b.kind == b"moof"]
     moof = moofs[which]
@@ -187,6 +197,7 @@ def edit_moof(data: bytes, change: Callable[[Box], None], which: int = 0, keep_o
     delta = len(moof.encode()) - before
     if delta and not keep_offsets:
         shift_data_offsets(moof, delta)
+        point_saio_at_senc(moof)
     return encode(boxes)
 
 
@@ -555,4 +566,4 @@ MUTATIONS: Dict[str, Mutation] = {
 
 
 __all__ = ["Box", "MUTATIONS", "Mutation", "REFUSED_REAL", "Run", "box", "edit_moof", "edit_moov", "encode", "full",
-           "parse", "read_trun", "real_files", "shift_data_offsets", "top", "write_trun"]
+           "parse", "point_saio_at_senc", "read_trun", "real_files", "shift_data_offsets", "top", "write_trun"]

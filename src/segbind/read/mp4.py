@@ -228,15 +228,14 @@ def u32_array(buf: bytes, start: int, count: int, width: int = 4) -> "array[int]
 class Track:
     """One 'trak' as segbind needs it."""
 
-    __slots__ = ("track_id", "handler", "timescale", "entry", "trak", "stbl", "kids")
+    __slots__ = ("track_id", "handler", "timescale", "entry", "stbl", "kids")
 
-    def __init__(self, track_id: int, handler: bytes, timescale: int, entry: Optional[Box], trak: Box,
+    def __init__(self, track_id: int, handler: bytes, timescale: int, entry: Optional[Box],
                  stbl: Dict[bytes, List[Box]], kids: Dict[bytes, List[Box]]) -> None:
         self.track_id = track_id
         self.handler = handler
         self.timescale = timescale
         self.entry = entry
-        self.trak = trak
         self.stbl = stbl
         self.kids = kids
 
@@ -325,7 +324,7 @@ class Movie:
         if count != len(entries):
             raise Refusal("'stsd' says %d sample entries and holds %d" % (count, len(entries)))
         entry = entries[0] if entries else None
-        track = Track(track_id, handler, timescale, entry, trak, stbl, kids)
+        track = Track(track_id, handler, timescale, entry, stbl, kids)
         if track.is_video() and len(entries) != 1:
             # FFmpeg makes a stream per entry or switches extradata mid-track (mov_change_extradata),
             # Chromium falls back to the first (TrackRunIterator::Init)
