@@ -34,6 +34,7 @@ from tests.support.mp4_boxes import (
     MUTATIONS,
     REFUSED_REAL,
     Box,
+    as_cbcs,
     edit_moof,
     edit_moov,
     encode,
@@ -542,6 +543,16 @@ def test_memory_is_bounded_on_long_inputs(corpus: Dict[str, Path], tmp_path: Pat
             tracemalloc.stop()
         assert seen == count
         assert peak < size // 20, (path.name, peak, size)
+
+
+def test_cbcs_with_a_pattern(corpus: Dict[str, Path]) -> None:
+    data = corpus["fmp4-pyav-cenc"].read_bytes()
+    events = read_events(as_cbcs(data))
+    info = events[0]
+    assert isinstance(info, TrackInfo) and info.protection is not None and not defects_of(events)
+    p = info.protection
+    assert (p.scheme, p.crypt_byte_block, p.skip_byte_block, p.iv_size) == ("cbcs", 1, 9, 8)
+    assert comparable(samples_of(events)) == comparable(samples_of(read_events(data)))
 
 
 def test_boxes_that_carry_nothing_for_decoders_change_nothing(corpus: Dict[str, Path]) -> None:

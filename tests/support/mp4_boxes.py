@@ -519,6 +519,20 @@ def _on_moov(change: Callable[[Box], None]) -> Callable[[bytes], bytes]:
     return lambda data: edit_moov(data, change)
 
 
+def as_cbcs(data: bytes) -> bytes:
+    """The real CENC file described as 'cbcs' with a 1:9 pattern ('tenc' version 1), its samples
+    and their encryption info unchanged: what the readers take from the sample entry."""
+    def change(moov: Box) -> None:
+        stsd = moov.first(b"trak", b"mdia", b"minf", b"stbl", b"stsd")
+        sinf = stsd.children[0].first(b"sinf")
+        schm = sinf.first(b"schm")
+        schm.data = schm.data[:4] + b"cbcs" + schm.data[8:]
+        tenc = sinf.first(b"schi", b"tenc")
+        tenc.set_flags(0, version=1)
+        tenc.data = tenc.data[:5] + bytes([0x19]) + tenc.data[6:]
+    return edit_moov(data, change)
+
+
 FMP4 = "fmp4-pyav-bframes"
 AUDIO = "fmp4-ffmpeg-hvc1-audio"
 CENC = "fmp4-pyav-cenc"
@@ -565,5 +579,6 @@ MUTATIONS: Dict[str, Mutation] = {
 }
 
 
-__all__ = ["Box", "MUTATIONS", "Mutation", "REFUSED_REAL", "Run", "box", "edit_moof", "edit_moov", "encode", "full",
-           "parse", "point_saio_at_senc", "read_trun", "real_files", "shift_data_offsets", "top", "write_trun"]
+__all__ = ["Box", "MUTATIONS", "Mutation", "REFUSED_REAL", "Run", "as_cbcs", "box", "edit_moof", "edit_moov",
+           "encode", "full", "parse", "point_saio_at_senc", "read_trun", "real_files", "shift_data_offsets", "top",
+           "write_trun"]

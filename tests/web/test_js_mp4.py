@@ -21,7 +21,7 @@ from segbind.errors import InputError
 from segbind.read.events import Defect, Sample, TrackInfo
 from segbind.read.mp4 import mp4_events
 from tests.support import ROOT
-from tests.support.mp4_boxes import MUTATIONS, REFUSED_REAL, real_files
+from tests.support.mp4_boxes import MUTATIONS, REFUSED_REAL, as_cbcs, real_files
 from tests.support.web import run_node
 
 MODULE = ROOT / "src" / "segbind" / "web" / "segbind-mp4.js"
@@ -158,7 +158,9 @@ def test_node_tests_of_the_reader_pass() -> None:
 def test_real_files_read_alike(corpus: Dict[str, Path], tmp_path: Path) -> None:
     cases = {name: chunks(corpus[name].read_bytes()) for name in FRAGMENTED + sorted(REFUSED_REAL)}
     assert all(len(parts) > 2 for parts in cases.values())  # an init segment and media segments
+    cases["cbcs 1:9 (the CENC file's sample entry rewritten)"] = chunks(as_cbcs(corpus["fmp4-pyav-cenc"].read_bytes()))
     events = agree(cases, tmp_path)
+    assert events["cbcs 1:9 (the CENC file's sample entry rewritten)"][0][-1][:1] == ["cbcs"]
     for name in FRAGMENTED:
         assert events[name][0][0] == "track" and not [e for e in events[name] if e[0] != "sample"][1:]
         assert len(events[name]) > 40
