@@ -1093,7 +1093,9 @@ class Source:
         return data
 
     def skip(self, size: int) -> bool:
-        """Skip ``size`` bytes; False when the stream ends first."""
+        """Skip ``size`` bytes; False when the stream ends first (or for a negative size)."""
+        if size <= 0:
+            return size == 0
         if self.seekable:
             end = self.stream.seek(0, 2)
             target = self.pos + size
