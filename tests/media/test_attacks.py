@@ -161,7 +161,7 @@ def test_an_audio_track_is_refused_unless_the_video_alone_is_asked_for(work: Pat
             assert [s.type for s in container.streams] == ["video", "audio"]
         assert reasons(keys, attack) == ["framing"] * 4
         result = run_cli("verify", "--keyring", str(keys / "alice-ring.json"), str(attack))
-        assert b"other tracks, never verified: audio (aac)" in result.stdout
+        assert b"other tracks, never verified: audio (" in result.stdout
         assert reasons(keys, attack, extra=("--video-only",)) == ["ok"] * 4
         # Asked for the video alone: exactly the camera's segments are handed on, nothing else.
         handed = opened(str(attack), keys, video_only=True)

@@ -238,7 +238,8 @@ def test_node_tests_pass_the_format_vectors() -> None:
     proc = run_node("--test", "--test-reporter=tap", str(ROOT / "tests" / "web"))
     vectors = json.loads((VECTORS / "segbind_v2.json").read_text())
     robustness = (ROOT / "tests" / "web" / "robustness.test.mjs").read_text().count("\ntest(")
-    expected = 2 + 2 * len(vectors["segments"]) + len(vectors["chains"]) + robustness
+    mp4 = (ROOT / "tests" / "web" / "mp4.test.mjs").read_text().count("\ntest(")
+    expected = 2 + 2 * len(vectors["segments"]) + len(vectors["chains"]) + robustness + mp4
     counts = dict(re.findall(r"^# (pass|fail|tests) (\d+)$", proc.stdout, re.M))
     assert counts == {"tests": str(expected), "pass": str(expected), "fail": "0"}, proc.stdout[-3000:]
     assert proc.returncode == 0

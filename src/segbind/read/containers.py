@@ -40,9 +40,15 @@ def _mpegts(stream: Any, name: str, seekable: bool) -> Iterator[Event]:
     return mpegts_events(stream, name)
 
 
+def _mp4(stream: Any, name: str, seekable: bool) -> Iterator[Event]:
+    from .mp4 import mp4_events
+
+    return mp4_events(stream, name, seekable=seekable)
+
+
 def reader(kind: str) -> Reader:
     """The reader of a container kind: ``reader(kind)(stream, name, seekable)`` gives its events."""
-    readers: Dict[str, Reader] = {MP4: _pyav(MP4), MPEGTS: _mpegts, MATROSKA: _pyav(MATROSKA),
+    readers: Dict[str, Reader] = {MP4: _mp4, MPEGTS: _mpegts, MATROSKA: _pyav(MATROSKA),
                                   FLV: _pyav(FLV)}
     found = readers.get(kind)
     if found is None:
