@@ -158,7 +158,7 @@ class ChunkedInput:
         have = len(self.buf) - self.at
         if have >= count:
             return True
-        parts = [self.buf[self.at:]]
+        parts = [self.buf[self.at:]] if have else []
         while have < count:
             data = self._read(CHUNK)
             if not data:
@@ -166,7 +166,7 @@ class ChunkedInput:
             parts.append(data)
             have += len(data)
         self.base += self.at
-        self.buf = b"".join(parts)
+        self.buf = parts[0] if len(parts) == 1 else b"".join(parts)  # a chunk alone is not copied
         self.at = 0
         return have >= count
 
