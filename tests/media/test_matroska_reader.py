@@ -36,7 +36,7 @@ MASTERS = {0x1A45DFA3, 0x18538067, 0x114D9B74, 0x4DBB, 0x1549A966, 0x1654AE6B, 0
            0xA0, 0x1254C367, 0x7373, 0x63C0, 0x67C8, 0x1C53BB6B, 0xBB, 0xB7, 0x1043A770, 0x45B9, 0xB6,
            0x1941A469, 0x61A7, 0x6D80, 0x6240, 0x5034, 0x75A1, 0xA6}
 SEGMENT, CLUSTER, TRACKS, INFO, SEEKHEAD, TRACK_ENTRY = 0x18538067, 0x1F43B675, 0x1654AE6B, 0x1549A966, 0x114D9B74, 0xAE
-SIMPLE_BLOCK, BLOCK_GROUP, TIMESTAMP, VOID = 0xA3, 0xA0, 0xE7, 0xEC
+SIMPLE_BLOCK, BLOCK_GROUP, TIMESTAMP, VOID, CUES = 0xA3, 0xA0, 0xE7, 0xEC, 0x1C53BB6B
 
 
 def vint(value: int, length: int = 0) -> bytes:
@@ -64,7 +64,7 @@ class El:
         self.unknown = unknown
         self.size = size
         self.size_length = size_length
-        self.target: Optional[El] = None  # a Seek entry's element
+        self.target: Optional[El] = None  # a Seek entry's element, a CueTrackPositions' Cluster
 
     def data(self) -> bytes:
         if self.children is None:
@@ -130,6 +130,12 @@ class Doc:
                 position = seek.first(0x53AC)
                 seek.target = offsets.get(int.from_bytes(position.payload, "big"))
                 position.payload = bytes(8)
+        for cues in self.segment.find(CUES):
+            for point in cues.find(0xBB):
+                for where in point.find(0xB7):
+                    position = where.first(0xF1)
+                    where.target = offsets.get(int.from_bytes(position.payload, "big"))
+                    position.payload = bytes(8)
 
     def element(self, eid: int, index: int = 0) -> El:
         return self.segment.find(eid)[index]
@@ -154,6 +160,14 @@ class Doc:
                     seekhead.children.remove(seek)
                     return self.__bytes__()
                 seek.first(0x53AC).payload = offsets[id(seek.target)].to_bytes(8, "big")
+        for cues in self.segment.find(CUES):
+            for point in cues.find(0xBB):
+                for where in point.find(0xB7):
+                    if where.target is not None and id(where.target) not in offsets:  # its Cluster was removed
+                        cues.children.remove(point)
+                        return self.__bytes__()
+                    if where.target is not None:
+                        where.first(0xF1).payload = offsets[id(where.target)].to_bytes(8, "big")
         return b"".join(e.encode() for e in self.top)
 
 
@@ -201,6 +215,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
         if not kind.endswith("-b"):  # ffmpeg 5.1 cannot time raw B-frames ("unknown timestamp")
             out["ffmpeg-raw-" + kind] = work / ("ffmpeg-raw-%s.mkv" % kind)
             ffmpeg("-r", "25", "-i", source, "-c", "copy", str(out["ffmpeg-raw-" + kind]))
+    out["ffmpeg-cues-first"] = work / "ffmpeg-cues-first.mkv"  # Cues before the Clusters
+    ffmpeg("-i", str(work / "h264-b.mp4"), "-c", "copy", "-reserve_index_space", "2000", str(out["ffmpeg-cues-first"]))
     out["ffmpeg-aac"] = work / "ffmpeg-aac.mkv"
     ffmpeg("-r", "25", "-i", str(work / "h264.h264"), "-f", "lavfi", "-i", "sine=d=2", "-c:v", "copy",
            "-c:a", "aac", "-shortest", str(out["ffmpeg-aac"]))
@@ -246,7 +262,7 @@ def assert_same_as_pyav(data: bytes, path: Path) -> None:
 
 REAL = ["pyav-h264", "pyav-h264-b", "pyav-h265", "pyav-h265-b", "ffmpeg-mp4-h264", "ffmpeg-mp4-h264-b",
         "ffmpeg-mp4-h265", "ffmpeg-mp4-h265-b", "ffmpeg-raw-h264", "ffmpeg-raw-h265", "ffmpeg-aac",
-        "live-h264-b", "live-h265-b"]
+        "live-h264-b", "live-h265-b", "ffmpeg-cues-first"]
 
 
 @pytest.mark.parametrize("kind", REAL)
@@ -463,6 +479,38 @@ def test_seekhead_entries_must_point_at_what_this_reading_sees(doc: Doc) -> None
     seek.first(0x53AC).payload = (len(data) * 2).to_bytes(8, "big")  # past the end: known at the end
     defect = last_defect(bytes(doc))
     assert defect.fatal and "past the end of the input" in defect.text
+
+
+def cue_at(doc: Doc, position: Optional[int] = None) -> El:
+    """A CuePoint appended to the Cues, pointing at ``position`` (patched in by the caller when None)."""
+    where = El(0xB7, children=[El(0xF7, b"\x01"), El(0xF1, bytes(8))])
+    doc.element(CUES).children.append(El(0xBB, children=[El(0xB3, uint(99999)), where]))
+    if position is not None:
+        where.first(0xF1).payload = position.to_bytes(8, "big")
+    return where
+
+
+def test_cues_must_point_at_clusters_this_reading_sees(files: Dict[str, Path]) -> None:
+    """A player seeking through the Cues starts reading where they point: here, a Cluster hidden
+    in a Void, which a reader going front to back never sees."""
+    doc = Doc(files["ffmpeg-aac"].read_bytes())
+    hidden = Doc(bytes(doc)).clusters()[1].encode()
+    doc.segment.children.insert(doc.segment.children.index(doc.element(CUES)), El(VOID, bytes(8) + hidden))
+    where = cue_at(doc)
+    data = bytes(doc)
+    where.first(0xF1).payload = (data.rindex(hidden) - (data.index(b"\x18\x53\x80\x67") + 12)).to_bytes(8, "big")
+    infos, samples, defects = split(events_of(bytes(doc)))
+    assert len(samples) == 50 and defects[-1].fatal and "where this reading saw no Cluster" in defects[-1].text
+    ahead = Doc(files["ffmpeg-cues-first"].read_bytes())  # Cues before the Clusters: checked as Clusters come
+    where = cue_at(ahead)
+    where.target = ahead.clusters()[1]
+    assert len(split(events_of(bytes(ahead)))[1]) == 50
+    where.target = None
+    data = bytes(ahead)
+    where.first(0xF1).payload = (data.index(ahead.clusters()[1].encode()) - (data.index(b"\x18\x53\x80\x67") + 12)
+                                 - 1).to_bytes(8, "big")
+    infos, samples, defects = split(events_of(bytes(ahead)))
+    assert defects[-1].fatal and "where this reading saw no Cluster" in defects[-1].text and len(samples) < 50
 
 
 def first_video_block(d: Doc, index: int = 0) -> El:

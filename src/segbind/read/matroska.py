@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import re
 import struct
+from array import array
+from bisect import bisect_left
+from heapq import heappop, heappush
 from math import gcd
-from typing import IO, Any, Dict, Generator, Iterator, List, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, Generator, Iterator, List, Optional, Tuple, Union
 
 from segbind_core.tag import CODEC_H264, CODEC_H265
 
@@ -72,9 +75,12 @@ MAX_UNKNOWN_BYTES = 64 * 1024
 MAX_UNKNOWN_RUN = 3
 # FFmpeg's EBML_MAX_DEPTH: a deeper master element fails the file.
 MAX_DEPTH = 16
-# Level-1 elements (other than Clusters) whose place is kept, to check SeekHead entries.
+# Level-1 elements (other than Clusters) whose place is kept, and SeekHead entries, to check them.
 MAX_LEVEL1 = 1024
+MAX_SEEK_ENTRIES = 1024
 KEEP_STRING = 4096
+# Cluster positions kept to check the Cues against (8 bytes each): past it, Cues are refused.
+MAX_CLUSTERS_KEPT = 1 << 20
 CHUNK = 1 << 20
 
 EBML_HEADER: Table = {EBML_READ_VERSION: UINT, EBML_MAX_SIZE_LENGTH: UINT, EBML_MAX_ID_LENGTH: UINT,
@@ -328,8 +334,12 @@ class _Reader:
         self.ticks = 1  # the timescale's units per Matroska tick
         self.default_duration = 0
         self.level1_at: Dict[int, int] = {}  # position -> ID of each level-1 element (not Clusters)
-        self.seek_targets: List[Tuple[int, int]] = []  # (position, ID) of SeekHead entries ahead
+        self.seek_targets: List[Tuple[int, int]] = []  # a heap of (position, ID) of SeekHead entries ahead
+        self.seek_entries = 0
         self.image_attachment = ""
+        self.cluster_at = array("Q")  # Segment positions of the Clusters, in order
+        self.cues_ahead = array("Q")  # positions Cues before the Clusters point at, sorted
+        self.cues_next = 0  # the first of them not yet checked off
 
     # -- the whole stream ----------------------------------------------------------------------
 
@@ -369,10 +379,14 @@ class _Reader:
             if element == CLUSTER:
                 if not self.described:
                     yield self._describe()
+                self._remember_cluster(start - self.segment_data)
                 pending = yield from self._cluster(size, length)
                 continue
             self._level1(element, size, length, start)
         self._check_seek_targets(1 << 64, 0)
+        if self.cues_next < len(self.cues_ahead):
+            raise _Refusal("a CuePoint points at Segment position %d, where this reading saw no Cluster (a player "
+                           "seeking there reads what this reading never saw)" % self.cues_ahead[self.cues_next])
         if self.segment_end is not None and self.src.fill(1):
             raise _Refusal("bytes after the end of the Segment (FFmpeg resyncs there and reads Clusters)")
         if not self.described:
@@ -453,8 +467,10 @@ class _Reader:
                 if dict(edition).get(EDITION_FLAG_ORDERED):
                     raise _Refusal("an ordered edition in Chapters (players that honour it play other "
                                    "parts or files than FFmpeg does)")
-        elif not self.described:  # Cues, Tags: FFmpeg parses them before the first Cluster
-            self._walk(LEVEL1_TABLES[element], end, 2, set())
+        elif element == CUES:
+            self._cues(end)
+        elif not self.described:  # Tags: FFmpeg parses them before the first Cluster
+            self._walk(TAGS_TABLE, end, 2, set())
         else:  # after it, FFmpeg skips them whole
             self._skip(size)
 
@@ -562,6 +578,9 @@ class _Reader:
         """Each entry FFmpeg follows (matroska_execute_seekhead: a valid ID other than Cluster) must
         point at a level-1 element of that ID that this reading sees: FFmpeg, on a file, reads
         whatever is there (a Tracks, Attachments hidden in a Void...)."""
+        self.seek_entries += len(kept)
+        if self.seek_entries > MAX_SEEK_ENTRIES:
+            raise _Refusal("more than %d SeekHead entries" % MAX_SEEK_ENTRIES)
         for _, entry_kept in kept:
             entry = dict(entry_kept)
             element, offset = entry.get(SEEK_ID, 0), entry.get(SEEK_POSITION, -1)
@@ -575,13 +594,12 @@ class _Reader:
                     raise _Refusal("a SeekHead entry points at byte %d for %s, where this reading saw none"
                                    % (target, _name(element)))
             else:
-                self.seek_targets.append((target, element))
-        self.seek_targets.sort()
+                heappush(self.seek_targets, (target, element))
 
     def _check_seek_targets(self, start: int, element: int) -> None:
         targets = self.seek_targets
         while targets and targets[0][0] <= start:
-            target, wanted = targets.pop(0)
+            target, wanted = heappop(targets)
             if target != start or wanted != element:
                 where = "past the end of the input" if start == 1 << 64 else "at byte %d" % target
                 raise _Refusal("a SeekHead entry points %s for %s, where this reading saw none"
@@ -598,11 +616,49 @@ class _Reader:
                                    "another video stream" % kind)
                 self.image_attachment = kind
 
+    def _cues(self, end: int) -> None:
+        """Every CueClusterPosition must be a Cluster this reading sees: a player seeking through
+        the Cues (FFmpeg's index, matroska_add_index_entries) starts reading there."""
+        clusters = self.cluster_at
+        ahead: List[int] = []
+
+        def check(_: int, position: Any) -> None:
+            if clusters and position <= clusters[-1]:
+                at = bisect_left(clusters, position)
+                if at == len(clusters) or clusters[at] != position:
+                    raise _Refusal("a CuePoint points at Segment position %d, where this reading saw no Cluster (a "
+                                   "player seeking there reads what this reading never saw)" % position)
+            elif len(ahead) + len(self.cues_ahead) - self.cues_next < MAX_CLUSTERS_KEPT:
+                ahead.append(position)
+            else:
+                raise _Refusal("more than %d CuePoints ahead of the Clusters" % MAX_CLUSTERS_KEPT)
+
+        if len(clusters) >= MAX_CLUSTERS_KEPT:
+            raise _Refusal("Cues after more than %d Clusters (too many to check them against)" % MAX_CLUSTERS_KEPT)
+        self._walk(CUES_TABLE, end, 2, {CUE_CLUSTER_POSITION}, check)
+        if ahead:
+            self.cues_ahead = array("Q", sorted(set(self.cues_ahead[self.cues_next:].tolist() + ahead)))
+            self.cues_next = 0
+
+    def _remember_cluster(self, position: int) -> None:
+        """A Cluster's Segment position: kept for the Cues that come after it, checked off those before."""
+        ahead, index = self.cues_ahead, self.cues_next
+        while index < len(ahead) and ahead[index] <= position:
+            if ahead[index] != position:
+                raise _Refusal("a CuePoint points at Segment position %d, where this reading saw no Cluster (a "
+                               "player seeking there reads what this reading never saw)" % ahead[index])
+            index += 1
+        self.cues_next = index
+        if len(self.cluster_at) < MAX_CLUSTERS_KEPT:
+            self.cluster_at.append(position)
+
     # -- masters read through FFmpeg's tables ---------------------------------------------------
 
-    def _walk(self, table: Table, end: int, depth: int, keep: Any) -> Kept:
+    def _walk(self, table: Table, end: int, depth: int, keep: Any,
+              visit: Optional[Callable[[int, Any], None]] = None) -> Kept:
         """Every child up to ``end`` checked against ``table`` as FFmpeg reads it; the values of
-        the children whose ID is in ``keep`` (of masters: their own kept children), in order."""
+        the children whose ID is in ``keep`` (of masters: their own kept children), in order, or
+        handed to ``visit`` as they come (numbers only: nothing kept)."""
         if depth > MAX_DEPTH:
             raise _Refusal("elements nested deeper than %d (FFmpeg's EBML_MAX_DEPTH)" % MAX_DEPTH)
         src = self.src
@@ -636,7 +692,7 @@ class _Reader:
                     raise _Refusal("a CRC-32 that is not 4 bytes and its parent's first element (RFC 8794 11.3.1)")
                 self._skip(4)
             elif isinstance(kind, dict):
-                children = self._walk(kind, src.pos + size, depth + 1, keep)
+                children = self._walk(kind, src.pos + size, depth + 1, keep, visit)
                 if element in keep:
                     kept.append((element, children))
             elif kind in (UINT, SINT, FLOAT):
@@ -646,7 +702,10 @@ class _Reader:
                 if len(data) < size:
                     raise _Refusal("the input ends inside an element")
                 if element in keep:
-                    kept.append((element, _number(kind, data)))
+                    if visit is not None:
+                        visit(element, _number(kind, data))
+                    else:
+                        kept.append((element, _number(kind, data)))
             elif kind in (STRING, BINARY) and size > (MAX_STRING if kind == STRING else MAX_BINARY):
                 raise _Refusal("%s of %d bytes (FFmpeg refuses it)" % (_name(element), size))
             elif element in keep:
