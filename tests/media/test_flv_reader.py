@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fractions
 import io
+import struct
 import subprocess
 import tracemalloc
 from pathlib import Path
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from host_sim import clips
 from segbind.errors import InputError
 from segbind.read.events import Defect, Event, Sample, TrackInfo
-from segbind.read.flv import amf_end, colour_info_problem, flv_events
+from segbind.read.flv import amf_end, colour_info_problem, flv_events, keyframe_positions
 from segbind.write import remux_annexb
 from tests.support.media import FFMPEG, ffmpeg
 
@@ -96,6 +97,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
             out["ffmpeg-mp4-" + kind] = work / ("ffmpeg-mp4-%s.flv" % kind)
             ffmpeg("-i", str(mp4), "-c", "copy", str(out["ffmpeg-mp4-" + kind]))
     out["raw-h265"] = work / "h265.h265"
+    out["ffmpeg-keyframe-index"] = work / "ffmpeg-keyframe-index.flv"  # onMetaData with a keyframes index
+    ffmpeg("-r", "25", "-i", str(work / "h264.h264"), "-c", "copy", "-flvflags", "add_keyframe_index",
+           str(out["ffmpeg-keyframe-index"]))
     out["ffmpeg-raw-h264"] = work / "ffmpeg-raw-h264.flv"
     ffmpeg("-r", "25", "-i", str(work / "h264.h264"), "-c", "copy", str(out["ffmpeg-raw-h264"]))
     out["ffmpeg-aac"] = work / "ffmpeg-aac.flv"
@@ -123,7 +127,7 @@ def pyav_packets(path: Path) -> List[Tuple[bytes, int, int, bool]]:
 
 
 REAL = ["pyav-h264", "pyav-h264-b", "pyav-h265", "pyav-h265-b", "ffmpeg-mp4-h264", "ffmpeg-mp4-h264-b",
-        "ffmpeg-raw-h264", "ffmpeg-aac"]
+        "ffmpeg-raw-h264", "ffmpeg-aac", "ffmpeg-keyframe-index"]
 
 
 @pytest.mark.parametrize("kind", REAL)
@@ -315,6 +319,30 @@ def test_colour_info_is_checked_as_ffmpeg_reads_it(hevc: Flv) -> None:
     assert amf_end(b"\x0a\x00\x00\x00\x02\x00" + bytes(8) + b"\x01\x01", 0, 0) == 16
     with pytest.raises(ValueError):
         amf_end(b"\x02\x04\x00" + bytes(4), 0, 0)  # a string past FFmpeg's 1024-byte buffer
+
+
+def test_the_keyframes_index_must_point_at_video_tags_this_reading_sees(files: Dict[str, Path]) -> None:
+    """A player seeking through onMetaData's keyframes index (FFmpeg, on a file) starts reading
+    where it points: each position must be a video tag's start."""
+    f = Flv(files["ffmpeg-keyframe-index"].read_bytes())
+    metadata = f.tags[0]
+    at = metadata.body.index(b"filepositions") + len(b"filepositions")
+    positions = keyframe_positions(metadata.body, 13)
+    starts, pos = [], 13
+    for tag in f.tags:
+        starts.append((pos, tag.kind))
+        pos += len(tag.encode())
+    assert len(positions) == 2 and all((p, VIDEO) in starts for p in positions)
+    body = bytearray(metadata.body)
+    body[at + 15:at + 23] = struct.pack(">d", positions[1] + 1)  # the second position, one byte off
+    metadata.body = bytes(body)
+    defects = split(events_of(bytes(f)))[2]
+    assert defects[-1].fatal and "keyframes index points at byte %d" % (positions[1] + 1) in defects[-1].text
+    body[at + 15:at + 23] = struct.pack(">d", 20)  # behind the metadata
+    metadata.body = bytes(body)
+    assert "points behind it" in refused(bytes(f))
+    metadata.body = metadata.body[:-3]  # its value no longer reads whole: FFmpeg fails on it
+    assert "onMetaData tag FFmpeg cannot read" in refused(bytes(f))
 
 
 def test_cut_short(files: Dict[str, Path]) -> None:

@@ -15,13 +15,15 @@ composition time.
 
 from __future__ import annotations
 
+import struct
+from array import array
 from typing import IO, Iterator, List, Optional, Tuple
 
 from segbind_core.tag import CODEC_H264, CODEC_H265
 
 from ..errors import InputError
 from .decoder_config import parse_avcc, parse_hvcc
-from .events import FRAMING, TIMING, Defect, Event, Sample, TrackInfo
+from .events import FRAMING, MAX_INDEX_BYTES, TIMING, Defect, Event, Sample, TrackInfo
 from .matroska import ChunkedInput
 
 AUDIO, VIDEO, SCRIPT = 8, 9, 18
@@ -41,6 +43,8 @@ SKIPPED_SCRIPTS = (b"onMetaData", b"onCuePoint", b"|RtmpSampleAccess")
 # FFmpeg drops the timestamps of a frame whose composition time passes 15 minutes.
 MAX_COMPOSITION_MS = 1000 * 60 * 15
 TAG_HEADER = 11
+# Keyframe positions kept to check a metadata keyframes index against (8 bytes each).
+MAX_INDEX_POSITIONS = 1 << 20
 
 
 AMF_MAX_DEPTH = 16  # flvdec.c MAX_DEPTH
@@ -93,6 +97,43 @@ def amf_end(data: bytes, pos: int, depth: int) -> int:
     return pos
 
 
+def amf_pairs(data: bytes, pos: int) -> Iterator[Tuple[bytes, int, int]]:
+    """(key, value start, value end) of each pair of the AMF0 object or ECMA array at ``pos``,
+    which ``amf_end`` has found whole."""
+    kind = data[pos]
+    pos += 5 if kind == 8 else 1
+    while pos < len(data) - 2:
+        length = int.from_bytes(data[pos:pos + 2], "big")
+        if not length:
+            return
+        key = data[pos + 2:pos + 2 + length]
+        start = pos + 2 + length
+        pos = amf_end(data, start, 1)
+        yield key, start, pos
+
+
+def keyframe_positions(data: bytes, pos: int) -> List[int]:
+    """The file positions of a metadata value's keyframes index (its ``keyframes`` object's
+    ``filepositions`` numbers): where FFmpeg's seeking starts reading (parse_keyframes_index)."""
+    if data[pos] not in (3, 8):
+        return []
+    positions: List[int] = []
+    for key, start, _ in amf_pairs(data, pos):
+        if key != b"keyframes" or data[start] != 3:
+            continue
+        for inner, value, end in amf_pairs(data, start):
+            if inner != b"filepositions" or data[value] != 10:
+                continue
+            for at in range(value + 5, end, 9):
+                if data[at] != 0:
+                    raise ValueError("a keyframes file position that is not a number")
+                number = struct.unpack(">d", data[at + 1:at + 9])[0]
+                if not 0 <= number < 1 << 62:
+                    raise ValueError("a keyframes file position of %r" % number)
+                positions.append(int(number))
+    return positions
+
+
 def colour_info_problem(body: bytes) -> str:
     """Why FFmpeg's flv_parse_video_color_info fails on an enhanced metadata tag's body ("" when
     it reads it, or ignores it without failing)."""
@@ -127,6 +168,8 @@ class _Reader:
         self.info: Optional[TrackInfo] = None
         self.others: List[str] = []
         self.audio_seen = False
+        self.index_ahead = array("Q")  # keyframe positions a metadata index points at, sorted
+        self.index_next = 0
 
     def events(self) -> Iterator[Event]:
         try:
@@ -155,6 +198,8 @@ class _Reader:
                     raise _Refusal("the input ends inside a tag header")
                 break
             buf, at = src.buf, src.at
+            if self.index_next < len(self.index_ahead):
+                self._check_index(src.pos, buf[at])
             first = buf[at]
             size = int.from_bytes(buf[at + 1:at + 4], "big")
             timestamp = int.from_bytes(buf[at + 4:at + 7], "big")
@@ -186,9 +231,22 @@ class _Reader:
                 yield from self._audio(size)
             else:
                 yield from self._script(size, timestamp)
+        if self.index_next < len(self.index_ahead):
+            self._check_index(1 << 63, 0)
         if self.info is None:
             raise _Refusal("the input ends before its first video frame" if self.config else
                            "no H.264 or H.265 video tags")
+
+    def _check_index(self, start: int, first: int) -> None:
+        """A metadata keyframes index must point at video tags this reading sees: FFmpeg, on a
+        file, starts reading there when a player seeks."""
+        ahead, index = self.index_ahead, self.index_next
+        while index < len(ahead) and ahead[index] <= start:
+            if ahead[index] != start or first & 0x1F != VIDEO:
+                raise _Refusal("the metadata's keyframes index points at byte %d, where this reading saw no video "
+                               "tag (a player seeking there reads what this reading never saw)" % ahead[index])
+            index += 1
+        self.index_next = index
 
     def _trailer(self, size: int) -> None:
         """The PreviousTagSize after a tag: FFmpeg resyncs (scans for something like a tag) where
@@ -222,6 +280,18 @@ class _Reader:
             return length_size, sets + more
         except InputError as error:
             raise _Refusal("the sequence header: %s" % error) from None
+
+    def _index(self, positions: List[int], after: int) -> None:
+        """Keep a keyframes index's positions, to check off as the tags come."""
+        if not positions:
+            return
+        if min(positions) < after:
+            raise _Refusal("the metadata's keyframes index points behind it, at byte %d" % min(positions))
+        pending = self.index_ahead[self.index_next:].tolist() + positions
+        if len(pending) > MAX_INDEX_POSITIONS:
+            raise _Refusal("a keyframes index of more than %d positions" % MAX_INDEX_POSITIONS)
+        self.index_ahead = array("Q", sorted(set(pending)))
+        self.index_next = 0
 
     def _late(self, text: str, fatal: bool = True) -> Iterator[Event]:
         """A problem: before the track is described the input is refused; after, a Defect."""
@@ -369,17 +439,30 @@ class _Reader:
         return iter(())
 
     def _script(self, size: int, timestamp: int) -> Iterator[Event]:
-        """A script data tag: FFmpeg skips the ones named so at time 0; any other becomes a
-        packet of a subtitle or data stream, another track."""
+        """A script data tag: FFmpeg skips the ones named so at time 0 (their value must read
+        whole, as its amf_parse_object reads it: where it fails, FFmpeg may move its next tag to
+        where a keyframes index points); any other becomes a packet of a subtitle or data
+        stream, another track."""
+        start = self.src.pos
         head = self.src.take(min(size, 64))
-        self._skip(size - len(head))
-        self._trailer(size)
         name = b""
         if len(head) >= 3 and head[0] == 2:
             length = int.from_bytes(head[1:3], "big")
             name = head[3:3 + length] if 3 + length <= len(head) else b""
         if name in SKIPPED_SCRIPTS and timestamp == 0 and size > 13 + 1 + 4:
+            if size > MAX_INDEX_BYTES:
+                raise _Refusal("a script tag of %d bytes" % size)
+            body = head + self.src.take(size - len(head))
+            self._trailer(size)
+            try:
+                amf_end(body, 3 + len(name), 0)
+                positions = keyframe_positions(body, 3 + len(name))
+            except ValueError as error:
+                raise _Refusal("a %s tag FFmpeg cannot read (%s)" % (name.decode("latin-1"), error)) from None
+            self._index(positions, start + len(body) + 4)
             return iter(())
+        self._skip(size - len(head))
+        self._trailer(size)
         line = "data (script tag %r at %d ms)" % (name.decode("latin-1")[:32], timestamp)
         if self.info is None:
             self.others.append(line)
@@ -394,4 +477,4 @@ def flv_events(stream: IO[bytes], name: str) -> Iterator[Event]:
     return _Reader(stream, name).events()
 
 
-__all__ = ["amf_end", "colour_info_problem", "flv_events"]
+__all__ = ["amf_end", "colour_info_problem", "flv_events", "keyframe_positions"]
