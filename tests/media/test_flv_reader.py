@@ -290,7 +290,11 @@ def test_what_is_read_past(flv: Flv) -> None:
 def test_other_tracks_are_reported(files: Dict[str, Path]) -> None:
     f = Flv(files["ffmpeg-raw-h264"].read_bytes())
     f.tags.insert(1, script(b"onCaption"))
-    assert split(events_of(bytes(f)))[0][0].others == ("data (script tag 'onCaption' at 0 ms)",)
+    f.tags.insert(1, script(b"onCaption", 0))
+    assert split(events_of(bytes(f)))[0][0].others == ("data (script tag 'onCaption')",)
+    for k in range(70):
+        f.tags.insert(1, script(b"name%d" % k))
+    assert "more than 64 other streams" in refused(bytes(f))
     f = Flv(files["ffmpeg-raw-h264"].read_bytes())
     f.header = f.header[:4] + b"\x05" + f.header[5:]  # announces audio, which never comes
     assert split(events_of(bytes(f)))[0][0].others == ("audio (flv)",)

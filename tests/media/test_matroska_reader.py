@@ -629,6 +629,17 @@ def test_large_frames_and_indexes_are_refused_not_read(doc: Doc, monkeypatch: py
     assert "over the 100 bytes an index may take" in refused(data)
 
 
+def test_what_is_kept_of_an_element_is_bounded(doc: Doc, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many attachments, a long SeekHead: refused past a fixed budget, never kept whole."""
+    files_ = [El(0x61A7, children=[El(0x466E, b"f%d" % k), El(0x4660, b"font/ttf"), El(0x465C, b"\x00")])
+              for k in range(200)]
+    doc.segment.children.insert(2, El(0x1941A469, children=files_))
+    monkeypatch.setattr(matroska, "MAX_KEPT", 100)
+    assert "more than 100 values to keep" in refused(bytes(doc))
+    monkeypatch.setattr(matroska, "MAX_SEEKHEAD_BYTES", 16)
+    assert "a SeekHead of" in refused(bytes(doc))
+
+
 def test_a_size_field_that_lies_allocates_nothing(files: Dict[str, Path]) -> None:
     doc = Doc(files["ffmpeg-raw-h264"].read_bytes())
     first_video_block(doc, 1).size = 60 * 1024 * 1024  # a 60 MiB frame in a 30 KiB file

@@ -45,6 +45,7 @@ MAX_COMPOSITION_MS = 1000 * 60 * 15
 TAG_HEADER = 11
 # Keyframe positions kept to check a metadata keyframes index against (8 bytes each).
 MAX_INDEX_POSITIONS = 1 << 20
+MAX_OTHERS = 64  # other streams reported (each script tag name once)
 
 
 AMF_MAX_DEPTH = 16  # flvdec.c MAX_DEPTH
@@ -463,11 +464,15 @@ class _Reader:
             return iter(())
         self._skip(size - len(head))
         self._trailer(size)
-        line = "data (script tag %r at %d ms)" % (name.decode("latin-1")[:32], timestamp)
+        line = "data (script tag %r)" % name.decode("latin-1")[:32]
         if self.info is None:
-            self.others.append(line)
+            if line not in self.others:
+                if len(self.others) >= MAX_OTHERS:
+                    raise _Refusal("more than %d other streams" % MAX_OTHERS)
+                self.others.append(line)
             return iter(())
-        raise _Refusal("a script tag FFmpeg reads as a stream of its own, after the video began: %s" % line)
+        raise _Refusal("a script tag FFmpeg reads as a stream of its own, after the video began: %s at %d ms"
+                       % (line, timestamp))
 
 
 def flv_events(stream: IO[bytes], name: str) -> Iterator[Event]:

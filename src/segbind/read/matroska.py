@@ -78,7 +78,11 @@ MAX_DEPTH = 16
 # Level-1 elements (other than Clusters) whose place is kept, and SeekHead entries, to check them.
 MAX_LEVEL1 = 1024
 MAX_SEEK_ENTRIES = 1024
-KEEP_STRING = 4096
+# What is kept of one level-1 element (its TrackEntries, Seek entries, attachment types): values
+# at most, and the leading bytes of a kept string (CodecID, DocType, FileMimeType are short).
+MAX_KEPT = 1 << 16
+KEEP_STRING = 256
+MAX_SEEKHEAD_BYTES = 1 << 16
 # Cluster positions kept to check the Cues against (8 bytes each): past it, Cues are refused.
 MAX_CLUSTERS_KEPT = 1 << 20
 CHUNK = 1 << 20
@@ -323,6 +327,7 @@ class _Reader:
         self.name = name
         self.max_size_length = 8
         self.unknown_run = 0
+        self.kept_left = MAX_KEPT
         self.segment_data = 0
         self.segment_end: Optional[int] = None
         self.described = False
@@ -440,6 +445,7 @@ class _Reader:
                            "a second %s inside the Segment" % _name(element))
         self._remember_level1(start, element)
         self.unknown_run = 0  # FFmpeg counts unknown elements in a row: a known one ends the run
+        self.kept_left = MAX_KEPT
         self.src.at += length
         if element in (INFO, TRACKS):
             if self.described:
@@ -457,8 +463,8 @@ class _Reader:
             else:
                 self._tracks(kept)
         elif element == SEEKHEAD:
-            if size > MAX_INDEX_BYTES:
-                raise _Refusal("a SeekHead of %d bytes" % size)
+            if size > MAX_SEEKHEAD_BYTES:
+                raise _Refusal("a SeekHead of %d bytes (at most %d)" % (size, MAX_SEEKHEAD_BYTES))
             self._seekhead(self._walk(SEEKHEAD_TABLE, end, 2, {SEEK, SEEK_ID, SEEK_POSITION}))
         elif element == ATTACHMENTS:
             self._attachments(self._walk(ATTACHMENTS_TABLE, end, 2, {ATTACHED_FILE, FILE_MIME_TYPE}))
@@ -694,7 +700,7 @@ class _Reader:
             elif isinstance(kind, dict):
                 children = self._walk(kind, src.pos + size, depth + 1, keep, visit)
                 if element in keep:
-                    kept.append((element, children))
+                    self._keep(kept, element, children)
             elif kind in (UINT, SINT, FLOAT):
                 if size > 8 or (kind == FLOAT and size not in (0, 4, 8)):
                     raise _Refusal("%s of %d bytes (FFmpeg refuses it)" % (_name(element), size))
@@ -705,7 +711,7 @@ class _Reader:
                     if visit is not None:
                         visit(element, _number(kind, data))
                     else:
-                        kept.append((element, _number(kind, data)))
+                        self._keep(kept, element, _number(kind, data))
             elif kind in (STRING, BINARY) and size > (MAX_STRING if kind == STRING else MAX_BINARY):
                 raise _Refusal("%s of %d bytes (FFmpeg refuses it)" % (_name(element), size))
             elif element in keep:
@@ -714,11 +720,17 @@ class _Reader:
                 if len(data) < wanted:
                     raise _Refusal("the input ends inside an element")
                 self._skip(size - len(data))
-                kept.append((element, data))
+                self._keep(kept, element, data)
             else:
                 self._skip(size)
             first = False
         return kept
+
+    def _keep(self, kept: Kept, element: int, value: Any) -> None:
+        if not self.kept_left:
+            raise _Refusal("a level-1 element with more than %d values to keep" % MAX_KEPT)
+        self.kept_left -= 1
+        kept.append((element, value))
 
     def _skip(self, size: int) -> None:
         if not self.src.skip(size):
