@@ -26,14 +26,6 @@ Source = Union[str, IO[bytes], io.RawIOBase]
 Reader = Callable[[Any, str, bool], Iterator[Event]]
 
 
-def _pyav(kind: str) -> Reader:
-    def read(stream: Any, name: str, seekable: bool) -> Iterator[Event]:
-        from .pyav import pyav_events
-
-        return pyav_events(stream, kind, name)
-    return read
-
-
 def _mpegts(stream: Any, name: str, seekable: bool) -> Iterator[Event]:
     from .mpegts import mpegts_events
 
@@ -46,10 +38,21 @@ def _mp4(stream: Any, name: str, seekable: bool) -> Iterator[Event]:
     return mp4_events(stream, name, seekable=seekable)
 
 
+def _matroska(stream: Any, name: str, seekable: bool) -> Iterator[Event]:
+    from .matroska import matroska_events
+
+    return matroska_events(stream, name)
+
+
+def _flv(stream: Any, name: str, seekable: bool) -> Iterator[Event]:
+    from .flv import flv_events
+
+    return flv_events(stream, name)
+
+
 def reader(kind: str) -> Reader:
     """The reader of a container kind: ``reader(kind)(stream, name, seekable)`` gives its events."""
-    readers: Dict[str, Reader] = {MP4: _mp4, MPEGTS: _mpegts, MATROSKA: _pyav(MATROSKA),
-                                  FLV: _pyav(FLV)}
+    readers: Dict[str, Reader] = {MP4: _mp4, MPEGTS: _mpegts, MATROSKA: _matroska, FLV: _flv}
     found = readers.get(kind)
     if found is None:
         raise InputError("no reader for %s" % NAMES.get(kind, kind))
