@@ -459,6 +459,7 @@ class Canonical {
     this._data = data;
     this._rest = rest;
     this._tagBytes = tagBytes;
+    this._head = null;
     Object.assign(this, { tagStart, tagEnd, units, timing, problem, problemReason, restore, codec, required, exact });
   }
 
@@ -483,10 +484,13 @@ class Canonical {
   /** The first bytes (where the head's parameter sets are), without joining the rest. */
   head(limit = 65536) {
     if (this._data !== null || this.tagStart < 0) return this.data.subarray(0, limit);
+    if (this._head && this._head[0] === limit) return this._head[1];  // read twice: sets in force, then required units
     const rest = this._rest;
     const at = Math.min(this.tagStart, limit);
-    return concatBytes([rest.subarray(0, at), this._tagBytes.subarray(0, limit - at),
+    const head = concatBytes([rest.subarray(0, at), this._tagBytes.subarray(0, limit - at),
       rest.subarray(at, Math.max(at, limit - this._tagBytes.length))]);
+    this._head = [limit, head];
+    return head;
   }
 
   /** The tag's NAL unit, without its start code and any zero bytes after it. */
@@ -596,6 +600,8 @@ function headUnits(data, codec, limit = 64) {
   let pos = findStart3(data, 0);
   for (let count = 0; pos >= 0 && count < limit; count++) {
     const begin = pos + 3;
+    // a unit whose first byte is not zero is not empty: a picture ends the head before its bytes are scanned
+    if (begin < data.length && data[begin] !== 0 && isPicture(data[begin], codec)) break;
     const next = findStart3(data, begin);
     let end = next >= 0 ? next : data.length;
     while (end > begin && data[end - 1] === 0) end--;
@@ -1168,20 +1174,25 @@ function scanPrefixed(data, lengthSize, classes, clock) {
   return scan;
 }
 
-/** The first `limit` bytes of a (well-tiled) length-prefixed sample's canonical form. */
-function canonicalHead(data, lengthSize, limit) {
+/**
+ * The first `limit` bytes of a (well-tiled) length-prefixed sample's canonical form; with
+ * `classes`, only up to the header byte of its first picture unit (what the head is read from:
+ * the rest would be scanned for nothing).
+ */
+function canonicalHead(data, lengthSize, limit, classes = null) {
   const out = new Uint8Array(Math.min(limit, 4 * data.length + 4));
   let at = 0;
   for (let pos = 0; pos < data.length && at < limit;) {
     const begin = pos + lengthSize;
     const end = begin + lengthAt(data, pos, lengthSize);
-    const last = unitEnd(data, begin, end);
+    const last = classes !== null && classes[data[begin]] === PICTURE ? begin + 1 : unitEnd(data, begin, end);
     const code = START_CODE.subarray(0, Math.min(4, limit - at));
     out.set(code, at);
     at += code.length;
     const unit = data.subarray(begin, Math.min(last, begin + limit - at));
     out.set(unit, at);
     at += unit.length;
+    if (last === begin + 1 && classes !== null && classes[data[begin]] === PICTURE) break;
     pos = end;
   }
   return out.subarray(0, at);
@@ -1203,12 +1214,16 @@ function unitsInTag(nal) {
  * the rest (cut.py SampleCutter). A segment is complete when it holds as many units as its tag
  * says (copies of its head's parameter sets a remuxer added not counted), else when the next
  * tag begins. Samples before the first tag form a segment of their own (refused: no tag).
- * Memory: the segment's canonical bytes, built once, the tag left out (what is hashed).
+ * Memory: the segment's canonical bytes, built once, the tag left out (what is hashed). With
+ * `scratch` (an object the caller keeps: {buf}), every segment is built in one reused buffer:
+ * a segment's bytes are then valid only until the next segment is cut (a gate that verifies each
+ * segment before it reads on allocates, and the browser faults in, no fresh memory per segment).
  */
 export class SampleCutter {
-  constructor(maxSegmentBytes = MAX_CUT_SEGMENT_BYTES, videoOnly = false) {
+  constructor(maxSegmentBytes = MAX_CUT_SEGMENT_BYTES, videoOnly = false, scratch = null) {
     this.maxSegmentBytes = maxSegmentBytes;
     this.videoOnly = videoOnly;
+    this._scratch = scratch;
     this.track = null;
     this._classes = CLASSES[CODEC_H264];
     this._clock = null;
@@ -1221,7 +1236,7 @@ export class SampleCutter {
   }
 
   _resetPending() {
-    this._buf = EMPTY;      // the canonical form but the tag's bytes, _restSize of them
+    this._buf = this._scratch ? this._scratch.buf || EMPTY : EMPTY;  // the canonical form but the tag's bytes, _restSize of them
     this._restSize = 0;
     this._size = 0;         // canonical bytes kept, the tag's included
     this._units = 0;
@@ -1340,6 +1355,7 @@ export class SampleCutter {
       const grown = new Uint8Array(Math.max(needed, Math.min(2 * this._buf.length, this.maxSegmentBytes), 4096));
       grown.set(this._buf.subarray(0, this._restSize));
       this._buf = grown;
+      if (this._scratch) this._scratch.buf = grown;
     }
     const buf = this._buf;
     let out = this._restSize;
@@ -1396,7 +1412,9 @@ export class SampleCutter {
     this._tagEnd = next >= 0 ? next : head.length;
     this._codec = tagCodec(head.subarray(first, first + 24));
     this._expect = unitsInTag(head.subarray(first, this._tagEnd));
-    this._repeats = repeatedSets(canonicalHead(data, lengthSize, 65536), this._codec);
+    // the head is read as framing.py reads it: a codec other than H.264 (none: 0) by H.265's unit types
+    const headClasses = CLASSES[this._codec === CODEC_H264 ? CODEC_H264 : CODEC_H265];
+    this._repeats = repeatedSets(canonicalHead(data, lengthSize, 65536, headClasses), this._codec);
     if (this._size + scan.size <= this.maxSegmentBytes) this._tagBytes = head.slice(this._tag, this._tagEnd);
     return [this._tag, this._tagEnd];
   }
@@ -1637,6 +1655,7 @@ export class FragmentGate {
     this.verifier = verifier;
     this.initBytes = null;
     this.initProblem = "no init segment yet";
+    this._scratch = { buf: null };  // one segment's canonical bytes, reused from fragment to fragment
   }
 
   /** Whether an init segment that can be read was given. */
@@ -1676,16 +1695,25 @@ export class FragmentGate {
     for (const event of reader.fragment(bytes)) events.push(event);
     const error = events.find((e) => e.type === "error");
     if (error) return [new Verdict(Reason.FRAMING, error.text)];
-    const cutter = new SampleCutter();
+    const scratch = this._scratch;
+    if (!scratch.buf || scratch.buf.length < bytes.length) {  // one segment's bytes fit its fragment's
+      scratch.buf = new Uint8Array(Math.min(bytes.length, MAX_CUT_SEGMENT_BYTES));
+    }
+    const cutter = new SampleCutter(MAX_CUT_SEGMENT_BYTES, false, scratch);
     const verdicts = [];
+    const judge = async (segment) => {
+      const verdict = await this.verifier.verifyCanonical(segment);
+      verdict._form = null;  // its bytes are the scratch buffer's: the fragment is what a decoder gets
+      verdicts.push(verdict);
+    };
     let samples = 0;
     let codec = 0;
     for (const event of events) {
       if (event.type === "sample") samples++;
       else if (event.type === "track") codec = event.codec;
-      for (const segment of cutter.feed(event)) verdicts.push(await this.verifier.verifyCanonical(segment));
+      for (const segment of cutter.feed(event)) await judge(segment);
     }
-    for (const segment of cutter.finish()) verdicts.push(await this.verifier.verifyCanonical(segment));
+    for (const segment of cutter.finish()) await judge(segment);
     if (!verdicts.length && !samples) {
       return [new Verdict(Reason.FRAMING, `no ${CODEC_NAMES[codec] || "video"} samples in the MP4`)];
     }
