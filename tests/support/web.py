@@ -8,16 +8,24 @@ import io
 import json
 import shutil
 import subprocess
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from host_sim import clips
 from segbind import Binding, Epoch, Keyring, StreamVerifier, TimeWindow
 from segbind.errors import InputError
 from segbind.read.annexb import annexb_segments
 from segbind.read.containers import container_segments
 from segbind.read.events import TrackInfo
 from segbind.read.mp4 import mp4_events
-from tests.support import ROOT
+from segbind.write import remux_annexb
+from segbind_core.nal import START_CODE, annexb_units
+from segbind_core.segment import Segment, Segmenter
+from segbind_core.sei import tag_codec
+from segbind_core.tagger import Tagger
+from tests.support import ROOT, run_cli
+from tests.support.media import ffmpeg
 from tests.support.tagged import PAIRING_CAM2, PAIRING_EVE, T0, epoch
 
 NODE = shutil.which("node") or "node"
@@ -77,6 +85,78 @@ def fmp4_chunks(data: bytes) -> List[bytes]:
             cuts.append(end)
     cuts = sorted(set(c for c in cuts if 0 < c < len(data))) + [len(data)]
     return [data[a:b] for a, b in zip([0] + cuts[:-1], cuts)] if moov_seen else [data]
+
+
+# Camera streams the gate is tested on: B-frames, several slices per picture, the encoder's own
+# delimiters; H.265 with RADL pictures (host_sim.clips kinds).
+CAMERA_KINDS = {"h264": "pyav-bframes-slices-aud", "h265": "x265-pyav-bframes-radl-slices-aud"}
+
+
+@lru_cache(maxsize=None)
+def tagged(kind: str) -> bytes:
+    """A clip of ``kind`` cut and tagged as alice's camera cam-1 does (tests.support.tagged's
+    epoch), each segment's capture time where the previous one ended."""
+    segmenter = Segmenter(delimit=True)
+    segments = segmenter.push(clips.make_kind(kind)) + segmenter.finish()
+    tagger = Tagger(epoch(), T0, codec=segmenter.codec)
+    out, at = bytearray(), T0
+    for segment in segments:
+        if isinstance(segment, Segment):
+            out += tagger.tag(segment.data, segment.units, at, segment.duration_ms, segment.pictures)[0]
+            at += segment.duration_ms
+    return bytes(out)
+
+
+def segments_of(stream: bytes) -> List[bytes]:
+    """The tagged segments of a tagged Annex-B stream, as the camera emitted them."""
+    cuts = [s - 4 for s, e in annexb_units(stream) if tag_codec(memoryview(stream)[s:e])]
+    starts = [stream.rfind(START_CODE, 0, c) for c in cuts]  # each segment begins at the delimiter before its tag
+    return [stream[a:b] for a, b in zip(starts, starts[1:] + [len(stream)])]
+
+
+def _tagged_file(kind: str, work: Path) -> Path:
+    path = work / ("tagged-%s.es" % kind)
+    if not path.exists():
+        path.write_bytes(tagged(kind))
+    return path
+
+
+def owner_remux(kind: str, work: Path) -> Path:
+    """The owner's MP4 of the tagged stream (segbind.write: timestamps from the picture order)."""
+    path = work / ("own-%s.mp4" % kind)
+    if not path.exists():
+        remux_annexb(str(_tagged_file(kind, work)), str(path), "mp4")
+    return path
+
+
+def segbind_hls_of(kind: str, work: Path) -> Path:
+    """``segbind hls --type fmp4 --segment-duration 1`` of the tagged stream: its playlist."""
+    out = work / ("segbind-hls-%s" % kind)
+    if not out.exists():
+        out.mkdir()
+        result = run_cli("hls", "--type", "fmp4", "--segment-duration", "1", str(_tagged_file(kind, work)),
+                         str(out / "live.m3u8"))
+        assert result.returncode == 0, result.stderr
+    return out / "live.m3u8"
+
+
+def ffmpeg_hls_of(kind: str, work: Path) -> Path:
+    """ffmpeg's own HLS fMP4 of the owner's MP4 (``-c copy -f hls -hls_segment_type fmp4``): its playlist."""
+    out = work / ("ffmpeg-hls-%s" % kind)
+    if not out.exists():
+        out.mkdir()
+        ffmpeg("-i", str(owner_remux(kind, work)), "-c", "copy", "-f", "hls", "-hls_segment_type", "fmp4",
+               "-hls_time", "1", "-hls_playlist_type", "vod", str(out / "index.m3u8"))
+    return out / "index.m3u8"
+
+
+def hls_chunks(playlist: Path) -> List[bytes]:
+    """An fMP4 media playlist's init segment (its one EXT-X-MAP), then its media segments in order."""
+    lines = playlist.read_text().splitlines()
+    maps = [line.split('URI="', 1)[1].split('"', 1)[0] for line in lines if line.startswith("#EXT-X-MAP:")]
+    assert len(maps) == 1, maps
+    media = [line for line in lines if line and not line.startswith("#")]
+    return [(playlist.parent / name).read_bytes() for name in maps + media]
 
 
 def fmp4_inputs(init: bytes, *fragments: bytes) -> List[dict]:

@@ -13,52 +13,34 @@ from __future__ import annotations
 
 import random
 import struct
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 import pytest
 
-from host_sim import clips
 from segbind.web import fmp4
-from segbind.write import remux_annexb
 from segbind_core.nal import START_CODE, annexb_units
-from segbind_core.segment import Segment, Segmenter
 from segbind_core.sei import tag_codec
 from segbind_core.tag import CODEC_H264, CODEC_H265
-from segbind_core.tagger import Tagger
-from tests.support import run_cli
-from tests.support.media import ffmpeg, rewrite_packets
-from tests.support.tagged import T0, epoch
-from tests.support.web import agree, case, fmp4_chunks, fmp4_inputs
+from tests.support.media import rewrite_packets
+from tests.support.web import (
+    CAMERA_KINDS,
+    agree,
+    case,
+    ffmpeg_hls_of,
+    fmp4_chunks,
+    fmp4_inputs,
+    hls_chunks,
+    owner_remux,
+    segbind_hls_of,
+    segments_of,
+    tagged,
+)
 
-# B-frames, several slices per picture, the encoder's own delimiters; H.265 with RADL pictures.
-KINDS = {"h264": "pyav-bframes-slices-aud", "h265": "x265-pyav-bframes-radl-slices-aud"}
+KINDS = CAMERA_KINDS
 FRAG = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
 ACCEPTED = ("ok", "gap", "late")
 RULES = ["framing", "timing"]  # the verdicts whose texts are the reading's
-
-
-@lru_cache(maxsize=None)
-def tagged(kind: str) -> bytes:
-    """A clip of ``kind`` cut and tagged as alice's camera cam-1 does, each segment's capture time
-    where the previous one ended."""
-    segmenter = Segmenter(delimit=True)
-    segments = segmenter.push(clips.make_kind(kind)) + segmenter.finish()
-    tagger = Tagger(epoch(), T0, codec=segmenter.codec)
-    out, at = bytearray(), T0
-    for segment in segments:
-        if isinstance(segment, Segment):
-            out += tagger.tag(segment.data, segment.units, at, segment.duration_ms, segment.pictures)[0]
-            at += segment.duration_ms
-    return bytes(out)
-
-
-def segments_of(stream: bytes) -> List[bytes]:
-    """The tagged segments of a tagged Annex-B stream, as the camera emitted them."""
-    cuts = [s - 4 for s, e in annexb_units(stream) if tag_codec(memoryview(stream)[s:e])]
-    starts = [stream.rfind(START_CODE, 0, c) for c in cuts]  # each segment begins at the delimiter before its tag
-    return [stream[a:b] for a, b in zip(starts, starts[1:] + [len(stream)])]
 
 
 @pytest.fixture(scope="module")
@@ -67,36 +49,17 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def owner_mp4(codec: str, work: Path) -> Path:
-    """The owner's MP4 of the tagged stream (segbind.write: timestamps from the picture order)."""
-    path = work / ("own-%s.mp4" % codec)
-    if not path.exists():
-        source = work / ("tagged-%s.es" % codec)
-        source.write_bytes(tagged(KINDS[codec]))
-        remux_annexb(str(source), str(path), "mp4")
-    return path
+    return owner_remux(KINDS[codec], work)
 
 
 def segbind_hls(codec: str, work: Path) -> List[bytes]:
     """``segbind hls --type fmp4`` of the tagged stream: its init segment, then its media segments."""
-    out = work / ("segbind-hls-%s" % codec)
-    if not out.exists():
-        out.mkdir()
-        source = work / ("tagged-%s.es" % codec)
-        source.write_bytes(tagged(KINDS[codec]))
-        result = run_cli("hls", "--type", "fmp4", "--segment-duration", "1", str(source), str(out / "live.m3u8"))
-        assert result.returncode == 0, result.stderr
-    return [(out / "live_init.mp4").read_bytes()] + [p.read_bytes() for p in sorted(out.glob("live_*.m4s"))]
+    return hls_chunks(segbind_hls_of(KINDS[codec], work))
 
 
 def ffmpeg_hls(codec: str, work: Path) -> List[bytes]:
     """ffmpeg's own HLS fMP4 of the owner's MP4 (``-c copy -f hls -hls_segment_type fmp4``)."""
-    out = work / ("ffmpeg-hls-%s" % codec)
-    if not out.exists():
-        out.mkdir()
-        ffmpeg("-i", str(owner_mp4(codec, work)), "-c", "copy", "-f", "hls", "-hls_segment_type", "fmp4",
-               "-hls_time", "1", "-hls_playlist_type", "vod", str(out / "index.m3u8"))
-    media = sorted(out.glob("index*.m4s"), key=lambda p: int(p.stem[5:]))
-    return [(out / "init.mp4").read_bytes()] + [p.read_bytes() for p in media]
+    return hls_chunks(ffmpeg_hls_of(KINDS[codec], work))
 
 
 def owner_and_stranger(name: str, chunks: List[bytes]) -> List[dict]:
