@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import random
 import struct
+import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 import pytest
 
 from segbind.web import fmp4
-from segbind_core.nal import START_CODE, annexb_units
+from segbind_core.nal import START_CODE, annexb_units, to_annexb
+from segbind_core.segment import Segment, Segmenter
 from segbind_core.sei import tag_codec
 from segbind_core.tag import CODEC_H264, CODEC_H265
+from segbind_core.tagger import Tagger
+from tests.support import ROOT
 from tests.support.media import rewrite_packets
+from tests.support.tagged import T0, epoch
 from tests.support.web import (
     CAMERA_KINDS,
     agree,
@@ -285,6 +291,39 @@ def _hidden_cases(h264: bytes) -> Dict[str, Tuple[bytes, bytes]]:
     }
 
 
+@lru_cache(maxsize=None)
+def _field_segment() -> bytes:
+    """A tagged segment of H.264 field pictures (no encoder in reach writes them: tests/core's
+    writer does, decodable), five frames of two fields each, delimited and tagged by the camera."""
+    sys.path.insert(0, str(ROOT / "tests" / "core"))
+    import _syntax_writer as writer  # the core tests' writer of what no encoder writes
+
+    stream = writer.H264Stream(frame_mbs_only=0, log2_max_poc_lsb=6)
+    units = [stream.sps(), stream.pps()]
+    for frame in range(5):
+        kind, idr = (writer.I, True) if frame == 0 else (writer.P, False)
+        units.append(stream.slice(kind, frame_num=frame, idr=idr, field="top", poc_lsb=4 * frame, ref_idc=3)[0])
+        units.append(stream.slice(writer.P, frame_num=frame, field="bottom", poc_lsb=4 * frame + 1, ref_idc=3)[0])
+    segmenter = Segmenter(delimit=True)
+    segment = next(x for x in segmenter.push(to_annexb(units)) + segmenter.finish() if isinstance(x, Segment))
+    assert segment.pictures == 5  # a frame's two fields count once
+    return Tagger(epoch(), T0, codec=CODEC_H264).tag(segment.data, segment.units, T0, 200, segment.pictures)[0]
+
+
+def _field_cases() -> Dict[str, Tuple[bytes, bytes]]:
+    """The two fields of each frame in one sample (as FFmpeg's parser joins them: accepted), the
+    same top field twice (not a frame: refused), and one field per sample (ten pictures where
+    the camera tagged five: timing)."""
+    segment = _field_segment()
+    init = fmp4.init_segment(segment)
+    pairs = lambda k: lambda s: [s[i] + s[i + k] for i in range(0, len(s), 2)]  # noqa: E731
+    return {
+        "the two fields of a frame in one sample": (init, _packaged(segment, 0, pairs(1))),
+        "a top field twice in one sample": (init, _packaged(segment, 0, lambda s: [s[0] + s[1]] + pairs(0)(s[2:]))),
+        "a field per sample": (init, fmp4.fragment(segment, 0)),
+    }
+
+
 def rule_cases() -> Dict[str, Tuple[bytes, bytes]]:
     """name -> (init segment, fragment): one rule broken in each, or a remux the rules accept."""
     h264 = segments_of(tagged(KINDS["h264"]))[1]
@@ -306,7 +345,10 @@ def rule_cases() -> Dict[str, Tuple[bytes, bytes]]:
         "H.265 parameter sets repeated": (init265, _packaged(h265, 1, _first(_sets_repeated(CODEC_H265)))),
         "H.265 a start code hidden in a parameter set": (init265, _packaged(h265, 1,
                                                                             _first(_hidden_start_code(CODEC_H265)))),
+        "a tag after a picture of its sample": (init264, _packaged(h264, 1, _first(
+            lambda au: [au[0]] + au[2:] + [au[1]]))),
         **_hidden_cases(h264),
+        **_field_cases(),
     }
 
 
@@ -340,6 +382,11 @@ def test_each_rule_on_samples_refuses_alike_with_the_same_text(tmp_path: Path) -
                                                                    "edit list)" % len(fmp4.access_units(
                                                                        _units(segments_of(tagged(KINDS["h264"]))[1]),
                                                                        CODEC_H264)))
+    assert first("the two fields of a frame in one sample").split(":")[0] in ACCEPTED
+    assert py["a top field twice in one sample"][0].startswith("framing: a sample holds 2 access units")
+    assert py["a field per sample"][0] == "timing: 10 pictures where the camera tagged 5"
+    assert py["a tag after a picture of its sample"][0].startswith(
+        "framing: a sample holds picture units before its segment's tag")
     assert py["a picture hidden after the presentation began"] == [
         "timing: the container hides a picture after its presentation began", "held"]
     assert first("a sample holding nothing but a delimiter").startswith("framing: a sample holds 0 pictures")
