@@ -215,7 +215,13 @@ def python_verdicts(case: Dict[str, Any]) -> List[str]:
 
     out: List[str] = []
     init = b""
+    inputs: List[dict] = []
     for item in case["inputs"]:
+        if "fragments" in item:  # the gate takes them all at once and judges them in order: as one by one
+            inputs += [{"fragment": f} for f in item["fragments"]]
+        else:
+            inputs.append(item)
+    for item in inputs:
         if "annexb" in item:
             out.append(say(verifier.verify(bytes.fromhex(item["annexb"]))))
         elif "stream" in item:

@@ -8,7 +8,8 @@
 // [[owner, camera, epoch]], camera, window: {maxAgeS, maxFutureS} | null, now, recording,
 // inputs: [...]}; each input is {annexb: HEX} (one segment), {stream: HEX} (an Annex-B
 // stream cut into segments), {init: HEX} then {fragment: HEX} (fMP4, through the
-// FragmentGate a display uses; a fragment also reports "pass" or "held"), or {finish: true}.
+// FragmentGate a display uses; a fragment also reports "pass" or "held"; {fragments: [HEX...]}
+// gives them to the gate all at once), or {finish: true}.
 // With `details: true`, each verdict is "reason: detail" (the texts must agree too); with a
 // list of reasons, the verdicts of those reasons only.
 //
@@ -44,6 +45,11 @@ async function verdicts(c) {
       const { pass, verdicts: found } = await gate.fragment(fromHex(input.fragment));
       for (const v of found) out.push(say(v));
       out.push(pass ? "pass" : "held");
+    } else if (input.fragments !== undefined) {  // given to the gate all at once, as a loader may
+      for (const { pass, verdicts: found } of await Promise.all(input.fragments.map((f) => gate.fragment(fromHex(f))))) {
+        for (const v of found) out.push(say(v));
+        out.push(pass ? "pass" : "held");
+      }
     } else if (input.finish) {
       const last = verifier.finish();
       if (last) out.push(say(last));

@@ -81,6 +81,8 @@ def test_hls_fmp4_of_the_owner_and_of_ffmpeg_passes_for_its_owner_alone(codec: s
     outputs = {"segbind hls": segbind_hls(codec, work), "ffmpeg hls": ffmpeg_hls(codec, work)}
     assert all(len(chunks) > 2 for chunks in outputs.values())
     cases = [c for name, chunks in outputs.items() for c in owner_and_stranger(name, chunks)]
+    init, *fragments = outputs["segbind hls"]  # a loader may hand the gate several fragments at once
+    cases.append(case("segbind hls, all at once", [{"init": init.hex()}, {"fragments": [f.hex() for f in fragments]}]))
     py = agree(cases, tmp_path)
     count = len(segments_of(tagged(KINDS[codec])))
     for name, chunks in outputs.items():
@@ -89,6 +91,7 @@ def test_hls_fmp4_of_the_owner_and_of_ffmpeg_passes_for_its_owner_alone(codec: s
         assert [v for v in own if v != "pass"] == ["ok"] * count, (name, own)
         assert stranger.count("held") == len(chunks) - 1 and "pass" not in stranger, (name, stranger)
         assert {v for v in stranger if v != "held"} == {"no_grant"}, (name, stranger)
+    assert py["segbind hls, all at once"] == py["segbind hls, owner"]
 
 
 def test_the_init_segments_zero_byte_is_not_part_of_its_parameter_set(work: Path) -> None:

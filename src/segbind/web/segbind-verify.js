@@ -66,7 +66,8 @@ const MAX_U64 = 0xffffffffffffffffn;
 // flags, link, hint, slot count, eight MACs. A longer payload is not a segbind tag.
 const MAX_BODY = 3 + 2 * (1 + MAX_ID_BYTES) + 50 + 1 + LINK_SIZE + HINT_SIZE + 1 + MAX_SLOTS * MAC_SIZE;
 const SEI_HEADER = { 1: Uint8Array.of(0x06), 2: Uint8Array.of(0x4e, 0x01) };
-// Bounds on one segment read from a stream: beyond them it is refused and not kept.
+// Bounds on one segment read from an Annex-B stream: beyond them it is refused and not kept
+// (a container's: MAX_CUT_SEGMENT_BYTES, as Python's).
 const MAX_SEGMENT_BYTES = 256 * 1024 * 1024;
 const MAX_SEGMENT_UNITS = 1 << 17;
 
@@ -1646,9 +1647,11 @@ const errorText = (exc) => (exc && exc.message ? exc.message : String(exc));
  * at least one segment and every segment in it is accepted. A refused fragment must not be
  * appended. Each fragment is read as the init segment followed by that fragment (as
  * `segbind verify init.mp4 fragment.m4s` reads it): a fragment loaded again, or out of order,
- * is read the same way. Each segment's verdict counts for the stream as given: a fragment
- * whose first segment is accepted and second refused is held whole, its first segment still
- * seen. Never throws; the bytes given are never changed.
+ * is read the same way, with the init segment given last before the call. Fragments are judged
+ * one after the other in the order of the calls, whatever WebCrypto's timing. Each segment's
+ * verdict counts for the stream as given: a fragment whose first segment is accepted and second
+ * refused is held whole, its first segment still seen. Never throws; the bytes given are never
+ * changed.
  */
 export class FragmentGate {
   constructor(verifier) {
@@ -1656,6 +1659,7 @@ export class FragmentGate {
     this.initBytes = null;
     this.initProblem = "no init segment yet";
     this._scratch = { buf: null };  // one segment's canonical bytes, reused from fragment to fragment
+    this._queue = Promise.resolve();  // one fragment at a time: they share the scratch buffer
   }
 
   /** Whether an init segment that can be read was given. */
@@ -1678,22 +1682,26 @@ export class FragmentGate {
     return this.initProblem;
   }
 
-  async fragment(bytes) {
-    try {
-      if (!(bytes instanceof Uint8Array)) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, "a fragment is bytes")] };
-      if (!this.initBytes) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, this.initProblem)] };
-      const verdicts = await this._verdicts(bytes);
-      return { pass: verdicts.length > 0 && verdicts.every((v) => v.accepted), verdicts };
-    } catch (exc) {  // never expected: a refusal rather than an exception out of the gate
-      return { pass: false, verdicts: [new Verdict(Reason.FRAMING, `the fragment cannot be verified (${errorText(exc)})`)] };
-    }
+  fragment(bytes) {
+    const [init, problem] = [this.initBytes, this.initProblem];
+    const run = this._queue.then(async () => {
+      try {
+        if (!(bytes instanceof Uint8Array)) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, "a fragment is bytes")] };
+        if (!init) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, problem)] };
+        const verdicts = await this._verdicts(init, bytes);
+        return { pass: verdicts.length > 0 && verdicts.every((v) => v.accepted), verdicts };
+      } catch (exc) {  // never expected: a refusal rather than an exception out of the gate
+        return { pass: false, verdicts: [new Verdict(Reason.FRAMING, `the fragment cannot be verified (${errorText(exc)})`)] };
+      }
+    });
+    this._queue = run;
+    return run;
   }
 
-  async _verdicts(bytes) {
+  async _verdicts(init, bytes) {
     const reader = new Mp4Reader();
-    const events = reader.init(this.initBytes);
-    for (const event of reader.fragment(bytes)) events.push(event);
-    const error = events.find((e) => e.type === "error");
+    const events = [reader.init(init), reader.fragment(bytes)];  // as the init segment followed by the fragment
+    const error = events.flatMap((list) => list.filter((e) => e.type === "error"))[0];
     if (error) return [new Verdict(Reason.FRAMING, error.text)];
     const scratch = this._scratch;
     if (!scratch.buf || scratch.buf.length < bytes.length) {  // one segment's bytes fit its fragment's
@@ -1708,10 +1716,12 @@ export class FragmentGate {
     };
     let samples = 0;
     let codec = 0;
-    for (const event of events) {
-      if (event.type === "sample") samples++;
-      else if (event.type === "track") codec = event.codec;
-      for (const segment of cutter.feed(event)) await judge(segment);
+    for (const list of events) {
+      for (const event of list) {
+        if (event.type === "sample") samples++;
+        else if (event.type === "track") codec = event.codec;
+        for (const segment of cutter.feed(event)) await judge(segment);
+      }
     }
     for (const segment of cutter.finish()) await judge(segment);
     if (!verdicts.length && !samples) {
