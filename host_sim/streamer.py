@@ -19,6 +19,7 @@ from segbind_core.nal import annexb_units
 from segbind_core.tag import CODEC_H264
 
 MTU_PAYLOAD = 1400
+SSRC = 0x5E6B1D
 
 
 def _kind(unit: bytes, codec: int) -> int:
@@ -91,7 +92,7 @@ def payloads(units: Sequence[bytes], codec: int, mtu: int = MTU_PAYLOAD) -> List
 
 
 def packetize(aus: Sequence[Sequence[bytes]], codec: int, fps: float = 25.0, seq: int = 0, ts: int = 0,
-              pt: int = 96, ssrc: int = 0x5E6B1D, mtu: int = MTU_PAYLOAD) -> List[bytes]:
+              pt: int = 96, ssrc: int = SSRC, mtu: int = MTU_PAYLOAD) -> List[bytes]:
     """RTP packets of access units at ``fps`` (90 kHz timestamps), sequence numbers from ``seq``."""
     packets: List[bytes] = []
     for n, au in enumerate(aus):

@@ -339,7 +339,10 @@ class VideoReceiver:
     ``parameter_sets``   the description's sprop-* units: put at the start of the session's
                          first access unit where it lacks a unit of their type
     ``first_seq``        the sequence number the session starts at (RTSP RTP-Info), when
-                         known: packets before it are ignored, and a gap after it is a loss
+                         known: packets before it are ignored, a gap after it is a loss, and
+                         its packet begins the first access unit when its first NAL unit can
+                         only begin one. Unknown, the first access unit taken is the first
+                         that begins with a delimiter or after a timestamp change.
     ``ssrc``             the sender's SSRC (RTSP Transport), when known; else the first
                          packet's. Packets of other sources are ignored.
     ``clock_rate``       RTP timestamp units per second (90000 for video)
@@ -368,6 +371,7 @@ class VideoReceiver:
         self.max_access_unit_bytes = max_access_unit_bytes
         self._depacketizer = _Depacketizer(codec)
         self._expected = first_seq  # the next sequence number to take
+        self._first_seq = first_seq
         self._held: "dict[int, RtpPacket]" = {}  # packets ahead of a gap, by sequence number
         self._held_bytes = 0
         # Before the first access unit, or after a loss: packets are dropped until an access
@@ -527,9 +531,9 @@ class VideoReceiver:
         ts = packet.timestamp
         if self._resync:
             if self._begins_with_delimiter(packet.payload) or (
-                    not self._started and self._resync_ts is None and self._begins_access_unit(packet.payload)):
-                # A delimiter is always an access unit's first unit; the session's very first
-                # packet is taken where its first unit can only begin one.
+                    not self._started and packet.seq == self._first_seq and self._begins_access_unit(packet.payload)):
+                # A delimiter is always an access unit's first unit; the session's first packet
+                # (RTP-Info's) is taken where its first unit can only begin one.
                 self._resync = False
                 self._resync_ts = None
             elif self._resync_ts is None:

@@ -49,11 +49,19 @@ BAD_URL = "bad_url"            # the source URL itself
 
 class RtspError(Exception):
     """An RTSP session that cannot go on; ``reason`` says why, ``str()`` is one line without
-    credentials."""
+    credentials (what the server sent is quoted in it with control characters replaced and
+    any URL's credentials taken out)."""
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(one_line(redact(message)))
         self.reason = reason
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character (line breaks, escapes) replaced by ``?``."""
+    if all(" " <= ch and ch != "\x7f" for ch in text):
+        return text
+    return "".join(ch if " " <= ch and ch != "\x7f" else "?" for ch in text)
 
 
 # -- URLs -----------------------------------------------------------------------------------

@@ -258,3 +258,11 @@ def test_client_session_takes_a_stale_nonce_and_ignores_unasked_answers():
                                       'stale=true\r\n'))
     assert 'nonce="n2"' in retry
     assert server.answer("200 OK", cseq=77) == []  # an answer to nothing asked
+
+
+def test_what_the_server_says_reaches_an_error_on_one_line_without_credentials():
+    client = rtsp.ClientSession(rtsp.parse_url("rtsp://127.0.0.1/cam"))
+    client.start()
+    answer = b"RTSP/1.0 503 Busy\x1b[31m rtsp://admin:hunter2@cam/ \x07\r\nCSeq: 1\r\n\r\n"
+    err = raises(rtsp.RtspError, client.receive, answer, 0)
+    assert str(err) == "OPTIONS answered 503 Busy?[31m rtsp://***@cam/ ?"
