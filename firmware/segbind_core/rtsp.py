@@ -57,6 +57,15 @@ class RtspError(Exception):
         self.reason = reason
 
 
+def number(text: str, default: int = -1) -> int:
+    """A decimal number of ASCII digits (at most 18), else ``default``: what a server sends as a
+    number is read as nothing else (``str.isdigit`` takes other scripts' digits too)."""
+    text = text.strip()
+    if not 0 < len(text) <= 18 or any(not "0" <= ch <= "9" for ch in text):
+        return default
+    return int(text)
+
+
 def one_line(text: str) -> str:
     """``text`` with every control character (line breaks, escapes) replaced by ``?``."""
     if all(" " <= ch and ch != "\x7f" for ch in text):
@@ -150,7 +159,7 @@ def parse_url(url: str) -> RtspUrl:
         tail = ":" + port_text if colon else ""
     port = DEFAULT_PORT
     if tail:
-        if not tail.startswith(":") or not tail[1:].isdigit() or not 0 < int(tail[1:]) < 65536:
+        if not tail.startswith(":") or not 0 < number(tail[1:]) < 65536:
             raise RtspError(BAD_URL, "an RTSP URL with a bad port")
         port = int(tail[1:])
     if not host:
@@ -204,7 +213,7 @@ class Message:
         self.method = ""
         if first_line.startswith("RTSP/"):
             parts = first_line.split(" ", 2)
-            if len(parts) < 2 or not parts[1].isdigit() or len(parts[1]) != 3:
+            if len(parts) < 2 or number(parts[1]) < 0 or len(parts[1]) != 3:
                 raise RtspError(MALFORMED, "an RTSP status line without a status")
             self.status = int(parts[1])
             self.reason = parts[2].strip() if len(parts) > 2 else ""
@@ -226,7 +235,7 @@ class Message:
     @property
     def cseq(self) -> int:
         value = self.header("cseq")
-        return int(value.strip()) if value is not None and value.strip().isdigit() else -1
+        return number(value) if value is not None else -1
 
 
 class Frame:
@@ -293,9 +302,9 @@ class Demux:
             length = 0
             for name, value in headers:
                 if name == "content-length":
-                    if not value.strip().isdigit():
+                    length = number(value)
+                    if length < 0:
                         raise RtspError(MALFORMED, "a Content-Length that is not a number")
-                    length = int(value.strip())
             if length > MAX_BODY_BYTES:
                 raise RtspError(MALFORMED, "an RTSP body of %d bytes (at most %d)" % (length, MAX_BODY_BYTES))
             if n - (end + 4) < length:
@@ -575,7 +584,7 @@ def video_track(sdp: str, base: str) -> VideoTrack:
             encoding, _slash, rate = section.rtpmap.get(pt, "").partition("/")
             name = encoding.strip().upper()
             seen.append(name or "payload type %s" % pt[:8])
-            if name not in ("H264", "H265", "HEVC") or not pt.isdigit() or int(pt) > 127:
+            if name not in ("H264", "H265", "HEVC") or not 0 <= number(pt) <= 127:
                 continue
             clock = rate.partition("/")[0].strip()
             params: "dict[str, str]" = {}
@@ -583,7 +592,7 @@ def video_track(sdp: str, base: str) -> VideoTrack:
                 key, _eq, val = item.partition("=")
                 if key.strip():
                     params[key.strip().lower()] = val.strip()
-            return _track(name, int(pt), int(clock) if clock.isdigit() and int(clock) > 0 else 90000,
+            return _track(name, number(pt), number(clock) if number(clock) > 0 else 90000,
                           _resolve(base, section.control), params)
     raise RtspError(UNSUPPORTED, "the stream offers no H.264 or H.265 video (%s)"
                     % (", ".join(seen[:4]) or "no video at all"))
@@ -650,10 +659,10 @@ class Media:
 
 def _ports(text: str) -> "Optional[tuple[int, int]]":
     first, _dash, second = text.partition("-")
-    if not first.strip().isdigit():
+    if number(first) < 0:
         return None
-    low = int(first)
-    high = int(second) if second.strip().isdigit() else low + 1
+    low = number(first)
+    high = number(second, low + 1)
     return (low, high) if 0 <= low < 65536 and 0 <= high < 65536 else None
 
 
@@ -849,8 +858,8 @@ class ClientSession:
             raise RtspError(MALFORMED, "SETUP answered an empty Session")
         self.session_id = session_id
         timeout = params.get("timeout", "")
-        if timeout.isdigit() and 0 < int(timeout) < 86400:
-            self.timeout_s = int(timeout)
+        if 0 < number(timeout) < 86400:
+            self.timeout_s = number(timeout)
         transport = response.header("transport") or ""
         spec, tparams = header_params(transport)
         if self.transport == "tcp":
@@ -885,8 +894,8 @@ class ClientSession:
             url = params.get("url", "")
             if len(entries) == 1 or url == track.control or track.control.endswith(url):
                 seq, ts = params.get("seq", ""), params.get("rtptime", "")
-                first_seq = int(seq) & 0xFFFF if seq.isdigit() else None
-                rtptime = int(ts) & 0xFFFFFFFF if ts.isdigit() else None
+                first_seq = number(seq) & 0xFFFF if number(seq) >= 0 else None
+                rtptime = number(ts) & 0xFFFFFFFF if number(ts) >= 0 else None
                 break
         self.state = "playing"
         self._next_keepalive_ms = now_ms + self._keepalive_period_ms()

@@ -266,3 +266,13 @@ def test_what_the_server_says_reaches_an_error_on_one_line_without_credentials()
     answer = b"RTSP/1.0 503 Busy\x1b[31m rtsp://admin:hunter2@cam/ \x07\r\nCSeq: 1\r\n\r\n"
     err = raises(rtsp.RtspError, client.receive, answer, 0)
     assert str(err) == "OPTIONS answered 503 Busy?[31m rtsp://***@cam/ ?"
+
+
+def test_numbers_are_ascii_digits_only():
+    assert rtsp.number(" 42 ") == 42 and rtsp.number("4 2") == -1 and rtsp.number("") == -1
+    assert rtsp.number("\u00b2") == -1 and rtsp.number("\u0663") == -1 and rtsp.number("1" * 19) == -1
+    err = raises(rtsp.RtspError, rtsp.Demux().feed, "RTSP/1.0 200 OK\r\nContent-Length: \u00b3\r\n\r\n".encode())
+    assert err.reason == rtsp.MALFORMED
+    client = rtsp.ClientSession(rtsp.parse_url("rtsp://127.0.0.1/cam"))
+    client.start()
+    assert client.receive("RTSP/1.0 200 OK\r\nCSeq: \u00b9\r\n\r\n".encode(), 0) == []  # answers nothing asked
