@@ -94,10 +94,17 @@ class RtpPacket:
 
 def parse_rtp(data: "Buffer") -> RtpPacket:
     """An RTP packet (RFC 3550 section 5.1); RtpError when it is not one."""
-    n = len(data)
-    if n < 12:
-        raise RtpError(MALFORMED, "an RTP packet of %d bytes" % n)
+    if len(data) < 12:
+        raise RtpError(MALFORMED, "an RTP packet of %d bytes" % len(data))
     first, second, seq, timestamp, ssrc = struct.unpack_from("!BBHII", data, 0)
+    start, end = _payload_range(data, first)
+    view = data if isinstance(data, memoryview) else memoryview(data)
+    return RtpPacket(seq, timestamp, bool(second & 0x80), second & 0x7F, ssrc, view[start:end])
+
+
+def _payload_range(data: "Buffer", first: int) -> "tuple[int, int]":
+    """Where an RTP packet's payload lies, past its CSRCs and extension, before its padding."""
+    n = len(data)
     if first >> 6 != RTP_VERSION:
         raise RtpError(MALFORMED, "RTP version %d" % (first >> 6))
     start = 12 + 4 * (first & 0x0F)
@@ -113,8 +120,7 @@ def parse_rtp(data: "Buffer") -> RtpPacket:
         end -= pad
     if start > end:
         raise RtpError(MALFORMED, "RTP header and padding longer than the packet")
-    view = data if isinstance(data, memoryview) else memoryview(data)
-    return RtpPacket(seq, timestamp, bool(second & 0x80), second & 0x7F, ssrc, view[start:end])
+    return start, end
 
 
 class SenderReport:
@@ -195,111 +201,104 @@ class Loss:
 class _Depacketizer:
     """NAL units out of one codec's RTP payloads, in order; FU fragments joined.
 
-    ``take(payload)`` returns the units the payload completed, or raises RtpError
-    (MALFORMED) for a payload that breaks its RFC; ``reset()`` forgets a unit in progress
-    (after a loss). ``fragment_open`` is True while a fragmented unit waits for its end.
+    ``take(data, start, end)`` returns the units the payload ``data[start:end]`` completed,
+    or raises RtpError (MALFORMED) for a payload that breaks its RFC; ``reset()`` forgets a
+    unit in progress (after a loss). ``fragment_open`` is True while a fragmented unit
+    waits for its end.
     """
 
     def __init__(self, codec: int) -> None:
         if codec not in (CODEC_H264, CODEC_H265):
             raise ValueError("codec is CODEC_H264 or CODEC_H265")
-        self.codec = codec
-        self._fragment: "Optional[bytearray]" = None
+        self.h264 = codec == CODEC_H264
+        self._parts: "Optional[list[Buffer]]" = None  # the fragmented unit in progress, joined at its end
+        self._header = 0  # its reconstructed header's size
         self.ignored = 0  # payloads of reserved types, skipped as the RFCs say
 
     @property
     def fragment_open(self) -> bool:
-        return self._fragment is not None
+        return self._parts is not None
 
     def reset(self) -> None:
-        self._fragment = None
+        self._parts = None
 
-    def take(self, payload: "Buffer") -> "list[bytes]":
-        if self.codec == CODEC_H264:
-            return self._take_h264(payload)
-        return self._take_h265(payload)
-
-    def _take_h264(self, p: "Buffer") -> "list[bytes]":
-        n = len(p)
-        if n < 1:
-            raise RtpError(MALFORMED, "an empty H.264 payload")
-        if p[0] & 0x80:
-            raise RtpError(MALFORMED, "an H.264 payload with the forbidden bit set (damaged)")
-        kind = p[0] & 0x1F
-        if kind == _H264_FU_A:
-            if n < 2:
-                raise RtpError(MALFORMED, "an FU-A without its FU header")
-            fu = p[1]
-            inner = fu & 0x1F
-            if not 1 <= inner <= 23:
-                raise RtpError(MALFORMED, "an FU-A fragment of NAL unit type %d" % inner)
-            return self._fragmented(p, 2, fu & 0x80, fu & 0x40, bytes(((p[0] & 0xE0) | inner,)))
-        if self._fragment is not None:
-            raise RtpError(MALFORMED, "a fragmented NAL unit without its end fragment")
-        if 1 <= kind <= 23:
-            return [bytes(p)]
-        if kind == _H264_STAP_A:
-            return _aggregated(p, 1, 1)
-        if kind in (25, 26, 27, 29):
-            raise RtpError(MALFORMED, "an interleaved-mode H.264 payload (type %d): packetization-mode 2 "
-                           "is not supported" % kind)
-        self.ignored += 1  # 0, 30, 31: reserved; receivers ignore them (RFC 6184 section 5.4)
-        return []
-
-    def _take_h265(self, p: "Buffer") -> "list[bytes]":
-        n = len(p)
-        if n < 2:
-            raise RtpError(MALFORMED, "an H.265 payload of %d bytes" % n)
-        if p[0] & 0x80:
+    def take(self, p: bytes, start: int, end: int) -> "list[bytes]":
+        if self.h264:
+            if end - start < 1:
+                raise RtpError(MALFORMED, "an empty H.264 payload")
+            b0 = p[start]
+            if b0 & 0x80:
+                raise RtpError(MALFORMED, "an H.264 payload with the forbidden bit set (damaged)")
+            kind = b0 & 0x1F
+            if kind == _H264_FU_A:
+                if end - start < 2:
+                    raise RtpError(MALFORMED, "an FU-A without its FU header")
+                fu = p[start + 1]
+                inner = fu & 0x1F
+                if not 1 <= inner <= 23:
+                    raise RtpError(MALFORMED, "an FU-A fragment of NAL unit type %d" % inner)
+                return self._fragmented(p, start + 2, end, fu, bytes(((b0 & 0xE0) | inner,)))
+            if self._parts is not None:
+                raise RtpError(MALFORMED, "a fragmented NAL unit without its end fragment")
+            if 1 <= kind <= 23:
+                return [p[start:end]]
+            if kind == _H264_STAP_A:
+                return _aggregated(p, start + 1, end, 1)
+            if kind in (25, 26, 27, 29):
+                raise RtpError(MALFORMED, "an interleaved-mode H.264 payload (type %d): packetization-mode 2 "
+                               "is not supported" % kind)
+            self.ignored += 1  # 0, 30, 31: reserved; receivers ignore them (RFC 6184 section 5.4)
+            return []
+        if end - start < 2:
+            raise RtpError(MALFORMED, "an H.265 payload of %d bytes" % (end - start))
+        b0, b1 = p[start], p[start + 1]
+        if b0 & 0x80:
             raise RtpError(MALFORMED, "an H.265 payload with the forbidden bit set (damaged)")
-        if p[1] & 0x07 == 0:
+        if b1 & 0x07 == 0:
             raise RtpError(MALFORMED, "an H.265 payload header with TID 0")
-        kind = (p[0] >> 1) & 0x3F
+        kind = (b0 >> 1) & 0x3F
         if kind == _H265_FU:
-            if n < 3:
+            if end - start < 3:
                 raise RtpError(MALFORMED, "an H.265 FU without its FU header")
-            fu = p[2]
+            fu = p[start + 2]
             inner = fu & 0x3F
             if inner in (_H265_AP, _H265_FU, 50):
                 raise RtpError(MALFORMED, "an H.265 FU fragment of type %d" % inner)
-            header = bytes(((p[0] & 0x81) | (inner << 1), p[1]))
-            return self._fragmented(p, 3, fu & 0x80, fu & 0x40, header)
-        if self._fragment is not None:
+            return self._fragmented(p, start + 3, end, fu, bytes(((b0 & 0x81) | (inner << 1), b1)))
+        if self._parts is not None:
             raise RtpError(MALFORMED, "a fragmented NAL unit without its end fragment")
         if kind < _H265_AP:
-            return [bytes(p)]
+            return [p[start:end]]
         if kind == _H265_AP:
-            return _aggregated(p, 2, 2)
+            return _aggregated(p, start + 2, end, 2)
         if kind == 50:
             raise RtpError(MALFORMED, "an H.265 PACI payload: not supported")
         self.ignored += 1  # 51-63: reserved; receivers ignore them (RFC 7798 section 4.4)
         return []
 
-    def _fragmented(self, p: "Buffer", skip: int, start: int, end: int, header: bytes) -> "list[bytes]":
-        if start:
-            if self._fragment is not None:
+    def _fragmented(self, p: bytes, start: int, end: int, fu: int, header: bytes) -> "list[bytes]":
+        parts = self._parts
+        if fu & 0x80:  # the start fragment
+            if parts is not None:
                 raise RtpError(MALFORMED, "a fragmented NAL unit begins before the previous one ended")
-            self._fragment = bytearray(header)
-        elif self._fragment is None:
+            parts = self._parts = [header]
+            self._header = len(header)
+        elif parts is None:
             raise RtpError(MALFORMED, "a middle or end fragment without its start")
-        self._fragment += p[skip:]
-        if not end:
+        if end > start:
+            # Views where bytes.join takes them (CPython: one copy, at the end), else copies.
+            parts.append(memoryview(p)[start:end] if _JOIN_TAKES_VIEWS else p[start:end])
+        if not fu & 0x40:
             return []
-        unit = bytes(self._fragment)
-        self._fragment = None
-        if len(unit) <= len(header):
+        self._parts = None
+        if len(parts) == 1:
             raise RtpError(MALFORMED, "a fragmented NAL unit with no payload")
-        return [unit]
-
-    @property
-    def fragment_bytes(self) -> int:
-        return len(self._fragment) if self._fragment is not None else 0
+        return [b"".join(parts)]
 
 
-def _aggregated(p: "Buffer", header: int, min_unit: int) -> "list[bytes]":
-    """The units of an STAP-A (H.264) or AP (H.265, no DONL): 16-bit size, unit, ..."""
+def _aggregated(p: bytes, pos: int, n: int, min_unit: int) -> "list[bytes]":
+    """The units of an STAP-A (H.264) or AP (H.265, no DONL) in ``p[pos:n]``: 16-bit size, unit, ..."""
     units = []
-    pos, n = header, len(p)
     if pos >= n:
         raise RtpError(MALFORMED, "an aggregation packet with no NAL unit")
     while pos < n:
@@ -309,12 +308,21 @@ def _aggregated(p: "Buffer", header: int, min_unit: int) -> "list[bytes]":
         pos += 2
         if size < min_unit or pos + size > n:
             raise RtpError(MALFORMED, "an aggregated NAL unit of %d bytes at %d of %d" % (size, pos, n))
-        unit = bytes(p[pos:pos + size])
-        if unit[0] & 0x80:
+        if p[pos] & 0x80:
             raise RtpError(MALFORMED, "an aggregated NAL unit with the forbidden bit set (damaged)")
-        units.append(unit)
+        units.append(p[pos:pos + size])
         pos += size
     return units
+
+
+def _join_takes_views() -> bool:
+    try:
+        return b"".join([memoryview(b"x")]) == b"x"
+    except TypeError:  # MicroPython joins only bytes
+        return False
+
+
+_JOIN_TAKES_VIEWS = _join_takes_views()
 
 
 def _h264_kind(unit: bytes) -> int:
@@ -372,7 +380,8 @@ class VideoReceiver:
         self._depacketizer = _Depacketizer(codec)
         self._expected = first_seq  # the next sequence number to take
         self._first_seq = first_seq
-        self._held: "dict[int, RtpPacket]" = {}  # packets ahead of a gap, by sequence number
+        # packets ahead of a gap, by sequence number: (timestamp, marker, packet, payload start, end)
+        self._held: "dict[int, tuple[int, int, bytes, int, int]]" = {}
         self._held_bytes = 0
         # Before the first access unit, or after a loss: packets are dropped until an access
         # unit begins (the timestamp changes, or the packet after a marker; the session's
@@ -406,8 +415,9 @@ class VideoReceiver:
 
     @property
     def buffered_bytes(self) -> int:
-        """Payload bytes held: packets waiting for their turn and the access unit in progress."""
-        return self._held_bytes + self._au_bytes + self._depacketizer.fragment_bytes
+        """Payload bytes held: packets waiting for their turn and the access unit in progress
+        (its fragment included)."""
+        return self._held_bytes + self._au_bytes
 
     @property
     def held_packets(self) -> int:
@@ -418,29 +428,39 @@ class VideoReceiver:
     def rtp(self, data: "Buffer", now_ms: int) -> "list[Event]":
         """One RTP packet as it arrived; the events it completes."""
         out: "list[Event]" = []
-        if self.ended:
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        if self.ended or len(data) < 12:
             self.ignored += 1
             return out
-        try:
-            packet = parse_rtp(data)
-        except RtpError:
-            # A packet with no readable header cannot be placed: if it was one of the
-            # stream's, its sequence number is missing and shows as a loss.
+        first, second, seq, ts, ssrc = struct.unpack_from("!BBHII", data, 0)
+        if first == 0x80:  # no CSRC, extension or padding: nearly every packet
+            start, end = 12, len(data)
+        else:
+            try:
+                start, end = _payload_range(data, first)
+            except RtpError:
+                # A packet with no readable header cannot be placed: if it was one of the
+                # stream's, its sequence number is missing and shows as a loss.
+                self.ignored += 1
+                return out
+        if ((self.payload_type is not None and second & 0x7F != self.payload_type)
+                or (self.ssrc is not None and ssrc != self.ssrc)):
             self.ignored += 1
             return out
-        if ((self.payload_type is not None and packet.payload_type != self.payload_type)
-                or (self.ssrc is not None and packet.ssrc != self.ssrc)):
-            self.ignored += 1
+        self.packets += 1
+        if seq == self._expected and not self._held and self._anchor is not None:  # nearly every packet
+            self._late_run = 0
+            self._in_order(seq, ts, second & 0x80, data, start, end, out)
             return out
         if self.ssrc is None:
-            self.ssrc = packet.ssrc
-        self.packets += 1
+            self.ssrc = ssrc
         if self._anchor is None:
-            self._anchor = (self._extend(packet.timestamp), now_ms)
+            self._anchor = (self._extend(ts), now_ms)
         if self._expected is None:
-            self._expected = packet.seq
-        d = seq_distance(packet.seq, self._expected)
-        if d < 0 or packet.seq in self._held:
+            self._expected = seq
+        d = seq_distance(seq, self._expected)
+        if d < 0 or seq in self._held:
             self.late += 1  # a duplicate, or behind a gap already given up on
             self._late_run += 1
             if self._late_run <= LATE_RUN_RESTART:
@@ -449,18 +469,18 @@ class VideoReceiver:
             # before is given up on, and the stream is taken again from this packet.
             self._held = {}
             self._held_bytes = 0
-            self._loss(out, 0, RESTARTED, "the sender's sequence numbers started again at %d" % packet.seq)
-            self._expected = packet.seq
+            self._loss(out, 0, RESTARTED, "the sender's sequence numbers started again at %d" % seq)
+            self._expected = seq
             d = 0
         self._late_run = 0
         if d > 0:
-            self._held[packet.seq] = packet
-            self._held_bytes += len(packet.payload)
+            self._held[seq] = (ts, second & 0x80, data, start, end)
+            self._held_bytes += end - start
             if (len(self._held) > self.reorder_packets or d > 0x4000
                     or self._held_bytes > self.max_access_unit_bytes):
                 self._give_up(out)
             return out
-        self._in_order(packet, out)
+        self._in_order(seq, ts, second & 0x80, data, start, end, out)
         self._release_held(out)
         return out
 
@@ -516,68 +536,77 @@ class VideoReceiver:
     def _release_held(self, out: "list[Event]") -> None:
         held = self._held
         while held:
-            expected = self._expected
-            packet = held.pop(expected, None) if expected is not None else None
-            if packet is None:
+            seq = self._expected
+            packet = held.pop(seq, None) if seq is not None else None
+            if seq is None or packet is None:
                 return
-            self._held_bytes -= len(packet.payload)
-            self._in_order(packet, out)
+            ts, marker, data, start, end = packet
+            self._held_bytes -= end - start
+            self._in_order(seq, ts, marker, data, start, end, out)
 
     # -- access units -----------------------------------------------------------------------
 
-    def _in_order(self, packet: RtpPacket, out: "list[Event]") -> None:
-        """Take the next packet in sequence order."""
-        self._expected = (packet.seq + 1) & 0xFFFF
-        ts = packet.timestamp
+    def _in_order(self, seq: int, ts: int, marker: int, data: bytes, start: int, end: int,
+                  out: "list[Event]") -> None:
+        """Take the next packet in sequence order (its payload is ``data[start:end]``)."""
+        self._expected = (seq + 1) & 0xFFFF
         if self._resync:
-            if self._begins_with_delimiter(packet.payload) or (
-                    not self._started and packet.seq == self._first_seq and self._begins_access_unit(packet.payload)):
-                # A delimiter is always an access unit's first unit; the session's first packet
-                # (RTP-Info's) is taken where its first unit can only begin one.
-                self._resync = False
-                self._resync_ts = None
-            elif self._resync_ts is None:
-                self._resync_ts = ts
-            if self._resync:
-                if ts == self._resync_ts:
-                    if packet.marker and self._markers_believed():
-                        self._resync_ts = None
-                        self._resync = False  # the next packet begins an access unit
-                    self._started = True
-                    return
-                self._resync = False  # another timestamp: this packet begins an access unit
-                self._resync_ts = None
-        self._started = True
-        if self._au_ts is not None and ts != self._au_ts:
-            if self._depacketizer.fragment_open:
-                self._drop(out, 0, MALFORMED, "a fragmented NAL unit did not end in its access unit")
-            elif self._au:
-                self._judge_markers()
-                self._emit(out)
-            else:
-                self._au_ts = None
-        elif self._au_ts is not None and self._au_last_marked:
-            self._markers_broken = True  # more of an access unit after its marker
-        if self._au_ts is None:
+            if not self._resynced(seq, ts, marker, memoryview(data)[start:end]):
+                return
+            self._started = True
+        au_ts = self._au_ts
+        if au_ts != ts:
+            if au_ts is not None:  # the next access unit begins: the one before it is whole
+                if self._depacketizer.fragment_open:
+                    self._drop(out, 0, MALFORMED, "a fragmented NAL unit did not end in its access unit")
+                elif self._au:
+                    self._judge_markers()
+                    self._emit(out)
             self._au_ts = ts
             self._au_packets = 0
             self._au_markers = 0
+        elif self._au_last_marked:
+            self._markers_broken = True  # more of an access unit after its marker
         self._au_packets += 1
-        self._au_last_marked = packet.marker
-        if packet.marker:
+        if marker:
             self._au_markers += 1
+            self._au_last_marked = True
+        else:
+            self._au_last_marked = False
         try:
-            units = self._depacketizer.take(packet.payload)
+            units = self._depacketizer.take(data, start, end)
         except RtpError as exc:
-            self._unusable(out, MALFORMED, str(exc), ts, packet.marker)
+            self._unusable(out, MALFORMED, str(exc), ts, bool(marker))
             return
-        for unit in units:
-            self._au.append(unit)
-            self._au_bytes += len(unit)
-        if (self._au_bytes + self._depacketizer.fragment_bytes > self.max_access_unit_bytes
-                or len(self._au) > MAX_UNITS_PER_ACCESS_UNIT):
+        if units:
+            self._au += units
+        size = self._au_bytes = self._au_bytes + end - start
+        if size > self.max_access_unit_bytes or len(self._au) > MAX_UNITS_PER_ACCESS_UNIT:
             self._unusable(out, TOO_LARGE, "an access unit over %d bytes or %d NAL units"
-                           % (self.max_access_unit_bytes, MAX_UNITS_PER_ACCESS_UNIT), ts, packet.marker)
+                           % (self.max_access_unit_bytes, MAX_UNITS_PER_ACCESS_UNIT), ts, bool(marker))
+
+    def _resynced(self, seq: int, ts: int, marker: int, payload: "Buffer") -> bool:
+        """After a loss (or before the first access unit): True when this packet begins an
+        access unit; else it is dropped, and True comes once the timestamp changes or a
+        believed marker bit ended the access unit."""
+        if self._begins_with_delimiter(payload) or (
+                not self._started and seq == self._first_seq and self._begins_access_unit(payload)):
+            # A delimiter is always an access unit's first unit; the session's first packet
+            # (RTP-Info's) is taken where its first unit can only begin one.
+            self._resync = False
+            self._resync_ts = None
+            return True
+        if self._resync_ts is None:
+            self._resync_ts = ts
+        if ts == self._resync_ts:
+            if marker and self._markers_believed():
+                self._resync_ts = None
+                self._resync = False  # the next packet begins an access unit
+            self._started = True
+            return False
+        self._resync = False  # another timestamp: this packet begins an access unit
+        self._resync_ts = None
+        return True
 
     def _begins_with_delimiter(self, payload: "Buffer") -> bool:
         """True when a payload's first NAL unit is an access unit delimiter (alone, or first in
@@ -667,7 +696,9 @@ class VideoReceiver:
 
     def _emit(self, out: "list[Event]") -> None:
         units = self._au
-        size = self._au_bytes
+        size = 0
+        for unit in units:
+            size += len(unit)
         if not self._sets_given and self.parameter_sets:
             units, size = self._with_parameter_sets(units, size)
         self._sets_given = True
