@@ -63,10 +63,13 @@ def file_launch(path: Path, codec: int) -> str:
 
 
 def live_launch(codec: int, width: int = 320, height: int = 240, fps: int = 25, bitrate_kbps: int = 500,
-                gop: int = 25) -> str:
-    """A live camera: GStreamer's test source encoded as it plays by x264enc or x265enc."""
-    source = ("videotestsrc is-live=true pattern=ball ! video/x-raw,width=%d,height=%d,framerate=%d/1"
-              % (width, height, fps))
+                gop: int = 25, pattern: str = "ball") -> str:
+    """A live camera: GStreamer's test source encoded as it plays by x264enc or x265enc.
+    ``pattern`` "smpte" (colour bars moving) gives every picture detail: the encoder spends
+    its whole bitrate."""
+    motion = " horizontal-speed=4" if pattern == "smpte" else ""
+    source = ("videotestsrc is-live=true pattern=%s%s ! video/x-raw,width=%d,height=%d,framerate=%d/1"
+              % (pattern, motion, width, height, fps))
     if codec == CODEC_H264:
         encoder = ("x264enc tune=zerolatency speed-preset=ultrafast bitrate=%d key-int-max=%d ! h264parse "
                    "! rtph264pay name=pay0 pt=96" % (bitrate_kbps, gop))
