@@ -2,8 +2,9 @@
 
 On cameras whose streamer owns the encoder (thingino's prudynt, OpenIPC's majestic) the
 encoder's output is served over RTSP on loopback. ``RtspReader`` pulls it: one session
-at a time over blocking sockets (``socket`` and ``select.poll`` only, no asyncio, nothing
-MicroPython lacks but the optional thread), the protocol in ``segbind_core.rtsp`` and
+at a time over blocking sockets (``socket`` and ``select.poll`` only, no asyncio; what
+MicroPython's unix port has: its thread, logging and monotonic clock are used where they
+exist), the protocol in ``segbind_core.rtsp`` and
 the packets turned into whole access units by ``segbind_core.rtp.VideoReceiver``. It
 hands ``sink`` what the agent's core needs, in order:
 
@@ -20,15 +21,37 @@ Authorization header: logs, errors and ``error`` show the URL as ``rtsp://***@ho
 
 import binascii
 import errno
-import logging
 import os
+import random
 import select
 import socket
-import threading
 import time
 
 from segbind_core import rtsp
 from segbind_core.rtp import AccessUnit, Loss, VideoReceiver
+
+try:  # CPython: the agent reads on a thread of its own; MicroPython: serve() in the caller's
+    import threading
+except ImportError:
+    threading = None  # type: ignore[assignment]
+try:
+    import logging
+
+    log = logging.getLogger("segbind_agent")
+except ImportError:  # MicroPython without micropython-lib's logging: one line on stderr
+    class _Log:
+        def _say(self, level: str, message: str, *args: object) -> None:
+            print("segbind-agent %s %s" % (level, message % args))
+
+        def info(self, message: str, *args: object) -> None:
+            self._say("INFO", message, *args)
+
+        def warning(self, message: str, *args: object) -> None:
+            self._say("WARNING", message, *args)
+
+    log = _Log()  # type: ignore[assignment]
+
+_monotonic = getattr(time, "monotonic", time.time)  # MicroPython has no monotonic(): its time()
 
 try:  # for annotations only
     from typing import Any, Callable, List, Optional, Union
@@ -39,10 +62,10 @@ try:  # for annotations only
 except ImportError:
     pass
 
-log = logging.getLogger("segbind_agent")
-
 EOF = None
 POLL_MS = 200
+# A non-blocking socket with nothing to read (MicroPython's errno has neither EWOULDBLOCK nor EINTR).
+_WOULD_BLOCK = (errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN), getattr(errno, "EINTR", errno.EAGAIN))
 RECV_BYTES = 64 * 1024
 
 
@@ -90,7 +113,7 @@ class _SessionOver(Exception):
         self.played = False  # video flowed in the session
 
 
-class RtspReader(threading.Thread):
+class RtspReader:
     """Pulls one RTSP source into ``sink`` (AccessUnit, Loss, EOF), reconnecting as needed.
 
     ``start()`` runs it on its own thread (the agent); ``serve()`` runs it in the caller's
@@ -102,7 +125,6 @@ class RtspReader(threading.Thread):
 
     def __init__(self, url: str, settings: RtspSettings, sink: "Sink", reopen: bool = True,
                  clock: "Callable[[], float]" = time.time, give_up_before_video: bool = False) -> None:
-        threading.Thread.__init__(self, name="segbind-rtsp", daemon=True)
         self.url = rtsp.parse_url(url)  # RtspError (BAD_URL) at once for a URL that cannot work
         if settings.password is not None:
             self.url.password = settings.password
@@ -122,14 +144,20 @@ class RtspReader(threading.Thread):
         self.lost = 0
         self.bytes_read = 0
         self._stopping = False
-        self._wake = threading.Event()
+        self._thread: "Optional[Any]" = None
+
+    def start(self) -> None:
+        """``serve()`` on a thread of its own (the agent's reader)."""
+        thread = threading.Thread(target=self.serve, name="segbind-rtsp", daemon=True)
+        thread.start()
+        self._thread = thread
 
     def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
 
-    def run(self) -> None:
-        self.serve()
+    def join(self, timeout: "Optional[float]" = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def serve(self, should_stop: "StopCheck" = None) -> None:
         """Sessions one after the other until stopped (or, without ``reopen``, the stream's end)."""
@@ -162,12 +190,12 @@ class RtspReader(threading.Thread):
 
     def _pause(self, seconds: float, should_stop: "StopCheck") -> bool:
         """Wait before the next try; True when asked to stop meanwhile."""
-        deadline = time.monotonic() + seconds
+        deadline = _monotonic() + seconds
         while not self._stop_asked(should_stop):
-            left = deadline - time.monotonic()
+            left = deadline - _monotonic()
             if left <= 0:
                 return False
-            self._wake.wait(min(left, POLL_MS / 1000.0))
+            time.sleep(min(left, POLL_MS / 1000.0))
         return True
 
     def now_ms(self) -> int:
@@ -186,19 +214,17 @@ class RtspReader(threading.Thread):
         self.sessions += 1
         try:
             try:
-                sock = _connect(self.url.host, self.url.port, settings.timeout_s)
+                sock, peer = _connect(self.url.host, self.url.port, settings.timeout_s)
                 ports = None
-                peer = sock.getpeername()[0]
                 if settings.transport == "udp":
-                    udp = _udp_pair()
-                    ports = (udp[0].getsockname()[1], udp[1].getsockname()[1])
+                    udp, ports = _udp_pair()
                 client = rtsp.ClientSession(self.url, settings.transport, ports,
                                             cnonce=binascii.hexlify(os.urandom(8)).decode())
                 _send(sock, client.start())
                 poller = select.poll()
                 for s in [sock] + udp:
                     poller.register(s, select.POLLIN)
-                started = time.monotonic()
+                started = _monotonic()
                 last_media = started
                 while True:
                     if self._stop_asked(should_stop):
@@ -210,7 +236,7 @@ class RtspReader(threading.Thread):
                             pass
                         return
                     ready = poller.poll(POLL_MS)
-                    now = time.monotonic()
+                    now = _monotonic()
                     for obj, _event in ready:
                         if _is(obj, sock):
                             data = sock.recv(RECV_BYTES)
@@ -229,7 +255,7 @@ class RtspReader(threading.Thread):
                     if udp and ready:  # every datagram waiting, RTP before RTCP (a BYE comes last)
                         for k, s in enumerate(udp):
                             for data, source in _datagrams(s):
-                                if receiver is not None and source[0] == peer:
+                                if receiver is not None and _host_of(source) == peer:
                                     last_media = now
                                     self.bytes_read += len(data)
                                     receiver = self._media(receiver, k == 1, data, state)
@@ -245,7 +271,9 @@ class RtspReader(threading.Thread):
             except rtsp.RtspError as exc:
                 raise _SessionOver(str(exc)) from None
             except OSError as exc:
-                raise _SessionOver("connection failed (%s)" % (exc.strerror or type(exc).__name__)) from None
+                reason = getattr(exc, "strerror", None) or errno.errorcode.get(exc.args[0] if exc.args else 0, "") \
+                    or type(exc).__name__
+                raise _SessionOver("connection failed (%s)" % reason) from None
         except _SessionOver as over:
             over.played = state["played"]
             if receiver is not None and not over.ended:
@@ -305,16 +333,17 @@ def _datagrams(sock: "socket.socket", most: int = 512) -> "List[Any]":
         try:
             out.append(sock.recvfrom(RECV_BYTES))
         except OSError as exc:  # EAGAIN: nothing more (MicroPython has no BlockingIOError)
-            if exc.args and exc.args[0] in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+            if exc.args and exc.args[0] in _WOULD_BLOCK:
                 break
             raise
     return out
 
 
-def _connect(host: str, port: int, timeout_s: float) -> "socket.socket":
+def _connect(host: str, port: int, timeout_s: float) -> "tuple[socket.socket, object]":
+    """A TCP connection to the server, and the address it has (UDP media must come from it)."""
     info = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     if not info:
-        raise OSError("no address for the host")
+        raise OSError(errno.EHOSTUNREACH, "no address for the host")
     family, kind, proto, _name, address = info[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -323,7 +352,20 @@ def _connect(host: str, port: int, timeout_s: float) -> "socket.socket":
     except BaseException:
         sock.close()
         raise
-    return sock
+    return sock, _host_of(address)
+
+
+def _host_of(address: object) -> object:
+    """The host part of a socket address: a string on CPython; on MicroPython, whose socket
+    addresses are bytes, the packed IP address ``socket.sockaddr`` reads out of them."""
+    if isinstance(address, tuple):
+        return address[0]
+    decode = getattr(socket, "sockaddr", None)
+    return decode(address)[1] if decode is not None else address
+
+
+def _bind_address(port: int) -> "Any":
+    return socket.getaddrinfo("0.0.0.0", port)[0][-1]  # MicroPython binds only to what this gives
 
 
 def _send(sock: "socket.socket", data: bytes) -> None:
@@ -331,26 +373,25 @@ def _send(sock: "socket.socket", data: bytes) -> None:
         sock.sendall(data)
 
 
-def _udp_pair() -> "List[socket.socket]":
-    """Two UDP sockets on consecutive ports, the first even (RTP, then RTCP: RFC 3550)."""
-    for _ in range(32):
+def _udp_pair() -> "tuple[List[socket.socket], tuple[int, int]]":
+    """Two UDP sockets on consecutive ports, the first even (RTP, then RTCP: RFC 3550), and
+    their ports (chosen here: MicroPython's sockets cannot say which port they were given)."""
+    for _ in range(64):
+        port = 2 * random.randint(16384, 32766)
         rtp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        rtp_sock.bind(("0.0.0.0", 0))
-        port = rtp_sock.getsockname()[1]
-        if port % 2 == 0 and port < 65535:
-            rtcp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rtcp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            rtp_sock.bind(_bind_address(port))
+            rtcp_sock.bind(_bind_address(port + 1))
+        except OSError:
+            rtp_sock.close()
+            rtcp_sock.close()
+            continue
+        for s in (rtp_sock, rtcp_sock):
+            s.setblocking(False)
             try:
-                rtcp_sock.bind(("0.0.0.0", port + 1))
-            except OSError:
-                rtcp_sock.close()
-                rtp_sock.close()
-                continue
-            for s in (rtp_sock, rtcp_sock):
-                s.setblocking(False)
-                try:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-                except (OSError, AttributeError):
-                    pass
-            return [rtp_sock, rtcp_sock]
-        rtp_sock.close()
-    raise OSError("no pair of free UDP ports")
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+            except (OSError, AttributeError):
+                pass
+        return [rtp_sock, rtcp_sock], (port, port + 1)
+    raise OSError(errno.EADDRINUSE, "no pair of free UDP ports")
