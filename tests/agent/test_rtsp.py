@@ -114,10 +114,11 @@ def test_tcp_stream_verifies_for_the_owner_and_decodes_to_the_source_frames(serv
     assert clips.decode_hashes_ffmpeg(out.read_bytes(), FMT[codec]) == sources[codec][1]
     tags = inspect(out)
     assert [t["pictures"] for t in tags] == [GOP] * segments and tags[-1]["end_of_stream"]
-    # capture times: the encoder's clock (RTP timestamps, 40 ms a picture), anchored to the wall clock
+    # capture times: the encoder's clock (RTP timestamps, 40 ms a picture), anchored to the wall
+    # clock (the first packet's arrival, then the server's sender reports: a step of a few ms)
     captures = [t["capture_ms"] for t in tags]
     assert started_ms - 1000 < captures[0] < started_ms + 5000
-    assert all(abs((b - a) - GOP * 40) <= 50 for a, b in zip(captures, captures[1:])), captures
+    assert all(abs((b - a) - GOP * 40) <= 200 for a, b in zip(captures, captures[1:])), captures
     assert b"0 lost, 0 gap(s)" in result.stderr
 
 
