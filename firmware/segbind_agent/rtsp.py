@@ -226,6 +226,7 @@ class RtspReader:
                     poller.register(s, select.POLLIN)
                 started = _monotonic()
                 last_media = started
+                taken = 0
                 while True:
                     if self._stop_asked(should_stop):
                         if receiver is not None:  # what is known whole; a picture cut short by the stop is not
@@ -247,7 +248,6 @@ class RtspReader:
                                 if isinstance(event, rtsp.Send):
                                     _send(sock, event.data)
                                 elif isinstance(event, rtsp.Media):
-                                    last_media = now
                                     receiver = self._media(receiver, event.rtcp, event.data, state)
                                 elif isinstance(event, rtsp.Playing):
                                     receiver = self._playing(event)
@@ -256,9 +256,11 @@ class RtspReader:
                         for k, s in enumerate(udp):
                             for data, source in _datagrams(s):
                                 if receiver is not None and _host_of(source) == peer:
-                                    last_media = now
                                     self.bytes_read += len(data)
                                     receiver = self._media(receiver, k == 1, data, state)
+                    if receiver is not None and receiver.packets != taken:
+                        taken = receiver.packets  # packets of the stream's own source and payload type:
+                        last_media = now          # what else a server sends keeps no session alive
                     if receiver is not None and receiver.ended:
                         raise _SessionOver("the server ended its stream", ended=True)
                     keepalive = client.tick(self.now_ms())
