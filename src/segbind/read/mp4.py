@@ -36,6 +36,7 @@ from .events import (
     Sample,
     TrackInfo,
     read_exactly,
+    read_sample,
 )
 
 _HEAD = struct.Struct(">I4s")
@@ -1092,6 +1093,12 @@ class Source:
         self.pos += len(data)
         return data
 
+    def read_sample(self, size: int) -> bytearray:
+        """A sample's bytes, in a bytearray of their own (``events.read_sample``)."""
+        data = read_sample(self.stream, size)
+        self.pos += len(data)
+        return data
+
     def skip(self, size: int) -> bool:
         """Skip ``size`` bytes; False when the stream ends first (or for a negative size)."""
         if size <= 0:
@@ -1349,7 +1356,7 @@ class _Reader:
                         yield ended
                         return
                     continue
-                data = source.read(size)
+                data = source.read_sample(size)
                 if len(data) < size:
                     yield ended
                     return
@@ -1449,7 +1456,7 @@ class _Reader:
                         yield Defect(ended, fatal=True)
                         return
                 else:
-                    data = source.read(sample_size)
+                    data = source.read_sample(sample_size)
                     if len(data) < sample_size:
                         if not yielded:
                             raise self.fail("cut short before its first sample")
