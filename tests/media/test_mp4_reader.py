@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import struct
 import tracemalloc
+import types
 from pathlib import Path
 from typing import Any, Dict, List, Tuple, Union
 
@@ -109,10 +110,16 @@ def comparable(events: List[Event]) -> List[Tuple[Any, ...]]:
 
 
 def pyav_packets(path: Path) -> Tuple[Any, List[Tuple[bytes, int, int, int, bool, bool]]]:
+    """(what PyAV says of the video stream, its packets). The stream's fields are copied while
+    the container is open: a PyAV stream read after its container closed reads freed memory."""
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+        video = container.streams.video[0]
+        stream = types.SimpleNamespace(
+            codec_context=types.SimpleNamespace(name=video.codec_context.name,
+                                                extradata=bytes(video.codec_context.extradata or b"")),
+            time_base=video.time_base)
         packets = [(bytes(p), int(p.pts), int(p.dts), int(p.duration), bool(p.is_discard), bool(p.is_keyframe))
-                   for p in container.demux(stream) if p.size]
+                   for p in container.demux(video) if p.size]
         return stream, packets
 
 
