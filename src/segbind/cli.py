@@ -617,7 +617,9 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The command line; with ``only``, that command alone (a run of one command need not build
+    the others: start-up is every time, the full help rare)."""
     parser = _Parser(
         prog="segbind",
         description="Bind camera video to its owner: tag H.264 or H.265 segments on the camera, "
@@ -627,97 +629,108 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    keys = sub.add_parser("keys", help="device secrets, pairings, epochs and keyrings (files)")
-    ksub = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND")
-    ksub.required = True
-    p = ksub.add_parser("device", help="factory: make a new device secret for a camera")
-    p.add_argument("--device-id", required=True, help="the camera's id (1-32 bytes)")
-    p.add_argument("--out", required=True, metavar="DEVICE.json")
-    p.add_argument("--test-only", action="store_true", help="mark the secret as test material")
-    p.set_defaults(func=cmd_keys_device)
-    p = ksub.add_parser("pair", help="the owner: a fresh pairing secret for a camera (a claim)")
-    p.add_argument("--owner", required=True, metavar="ACCOUNT", help="owner account id (1-32 bytes)")
-    p.add_argument("--camera", required=True, metavar="CAMERA", help="the camera's id")
-    p.add_argument("--out", required=True, metavar="PAIRING.json")
-    p.add_argument("--test-only", action="store_true", help="mark the secret as test material")
-    p.set_defaults(func=cmd_keys_pair)
-    p = ksub.add_parser("epoch", help="the owner: one epoch's keys, for segbind tag (a camera stand-in)")
-    p.add_argument("--pairing", required=True, metavar="PAIRING.json")
-    p.add_argument("--epoch", type=int, default=1, help="the epoch (default 1)")
-    p.add_argument("--share", action="append", metavar="ACCOUNT",
-                   help="an account this epoch is shared with (repeat, in slot order)")
-    p.add_argument("--out", required=True, metavar="EPOCH.json")
-    p.set_defaults(func=cmd_keys_epoch)
-    p = ksub.add_parser("grant", help="add one slot's key to a viewer's keyring (created if missing)")
-    p.add_argument("--epoch", required=True, metavar="EPOCH.json")
-    p.add_argument("--holder", metavar="ACCOUNT", help="whose slot (default: the owner's)")
-    p.add_argument("--keyring", required=True, metavar="KEYRING.json")
-    p.set_defaults(func=cmd_keys_grant)
+    if only in (None, 'keys'):
+        keys = sub.add_parser("keys", help="device secrets, pairings, epochs and keyrings (files)")
+        ksub = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND")
+        ksub.required = True
+        p = ksub.add_parser("device", help="factory: make a new device secret for a camera")
+        p.add_argument("--device-id", required=True, help="the camera's id (1-32 bytes)")
+        p.add_argument("--out", required=True, metavar="DEVICE.json")
+        p.add_argument("--test-only", action="store_true", help="mark the secret as test material")
+        p.set_defaults(func=cmd_keys_device)
+        p = ksub.add_parser("pair", help="the owner: a fresh pairing secret for a camera (a claim)")
+        p.add_argument("--owner", required=True, metavar="ACCOUNT", help="owner account id (1-32 bytes)")
+        p.add_argument("--camera", required=True, metavar="CAMERA", help="the camera's id")
+        p.add_argument("--out", required=True, metavar="PAIRING.json")
+        p.add_argument("--test-only", action="store_true", help="mark the secret as test material")
+        p.set_defaults(func=cmd_keys_pair)
+        p = ksub.add_parser("epoch", help="the owner: one epoch's keys, for segbind tag (a camera stand-in)")
+        p.add_argument("--pairing", required=True, metavar="PAIRING.json")
+        p.add_argument("--epoch", type=int, default=1, help="the epoch (default 1)")
+        p.add_argument("--share", action="append", metavar="ACCOUNT",
+                       help="an account this epoch is shared with (repeat, in slot order)")
+        p.add_argument("--out", required=True, metavar="EPOCH.json")
+        p.set_defaults(func=cmd_keys_epoch)
+        p = ksub.add_parser("grant", help="add one slot's key to a viewer's keyring (created if missing)")
+        p.add_argument("--epoch", required=True, metavar="EPOCH.json")
+        p.add_argument("--holder", metavar="ACCOUNT", help="whose slot (default: the owner's)")
+        p.add_argument("--keyring", required=True, metavar="KEYRING.json")
+        p.set_defaults(func=cmd_keys_grant)
 
-    p = sub.add_parser("tag", help="tag an Annex-B H.264 or H.265 stream as it arrives (a pipe filter "
-                       "with - -); the codec is read from the stream")
-    p.add_argument("--epoch", required=True, metavar="EPOCH.json", help="the epoch to tag with")
-    p.add_argument("--stream-id", type=int, help="stream id (default: now in ms)")
-    p.add_argument("--max-duration", type=float, default=4.0, metavar="S",
-                   help="no segment longer than S seconds (default 4); segments are cut at IDR "
-                        "(H.265: IRAP) pictures and recovery points, and here when there are none")
-    p.add_argument("--fps", type=float, help="frame rate for --max-duration (default: from the SPS, else 25)")
-    p.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds (Ctrl-C stops it too; "
-                   "either way every segment is closed and written)")
-    p.add_argument("--transport", choices=("tcp", "udp"), default="tcp",
-                   help="RTSP: RTP interleaved in the RTSP connection (default) or over UDP")
-    p.add_argument("--password-file", metavar="FILE",
-                   help="RTSP: the password, from a file (never on the command line)")
-    p.add_argument("input", metavar="IN", help="Annex-B input (a file, a FIFO, - for stdin) or a streamer's "
-                   "rtsp://[user:password@]host[:port]/path")
-    p.add_argument("output", metavar="OUT", help="tagged Annex-B output, - for stdout")
-    p.set_defaults(func=cmd_tag)
+    if only in (None, 'tag'):
+        p = sub.add_parser("tag", help="tag an Annex-B H.264 or H.265 stream as it arrives (a pipe filter "
+                           "with - -); the codec is read from the stream")
+        p.add_argument("--epoch", required=True, metavar="EPOCH.json", help="the epoch to tag with")
+        p.add_argument("--stream-id", type=int, help="stream id (default: now in ms)")
+        p.add_argument("--max-duration", type=float, default=4.0, metavar="S",
+                       help="no segment longer than S seconds (default 4); segments are cut at IDR "
+                            "(H.265: IRAP) pictures and recovery points, and here when there are none")
+        p.add_argument("--fps", type=float, help="frame rate for --max-duration (default: from the SPS, else 25)")
+        p.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds (Ctrl-C stops it too; "
+                       "either way every segment is closed and written)")
+        p.add_argument("--transport", choices=("tcp", "udp"), default="tcp",
+                       help="RTSP: RTP interleaved in the RTSP connection (default) or over UDP")
+        p.add_argument("--password-file", metavar="FILE",
+                       help="RTSP: the password, from a file (never on the command line)")
+        p.add_argument("input", metavar="IN", help="Annex-B input (a file, a FIFO, - for stdin) or a streamer's "
+                       "rtsp://[user:password@]host[:port]/path")
+        p.add_argument("output", metavar="OUT", help="tagged Annex-B output, - for stdout")
+        p.set_defaults(func=cmd_tag)
 
-    p = sub.add_parser("verify", help="verify every segment against a viewer's keyring")
-    p.add_argument("--keyring", required=True, metavar="KEYRING.json")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--camera", metavar="ID", help="the stream's camera; segments of any other "
-                   "camera are refused (default: the camera of the first accepted segment)")
-    p.add_argument("--any-camera", action="store_true",
-                   help="accept several cameras in one input, each checked as its own stream")
-    p.add_argument("--max-age", type=float, metavar="S", help="refuse segments captured over S seconds ago")
-    p.add_argument("--max-future", type=float, metavar="S",
-                   help="refuse segments captured over S seconds in the future")
-    p.add_argument("--recording", action="store_true",
-                   help="a finished recording, not a live feed: any gap, a stream that does not "
-                        "end cleanly, or a capture time out of sequence is refused")
-    p.add_argument("--video-only", action="store_true",
-                   help="verify a container's video and ignore its other tracks (which a player "
-                        "then must not play: they are never verified)")
-    p.add_argument("--idle", type=float, metavar="S",
-                   help="a live playlist that lists nothing new for S seconds has ended "
-                        "(default: three target durations, at least 10 s)")
-    p.add_argument("files", nargs="+", metavar="FILE",
-                   help="tagged stream: Annex-B, MPEG-TS, MP4, fragmented MP4 (init segment first, "
-                        "then media segments), Matroska, FLV, or an HLS playlist (a file or an "
-                        "http(s) URL, finished or live); - for stdin")
-    p.set_defaults(func=cmd_verify)
+    if only in (None, 'verify'):
+        p = sub.add_parser("verify", help="verify every segment against a viewer's keyring")
+        p.add_argument("--keyring", required=True, metavar="KEYRING.json")
+        p.add_argument("--json", action="store_true", help="one JSON object per line")
+        p.add_argument("--camera", metavar="ID", help="the stream's camera; segments of any other "
+                       "camera are refused (default: the camera of the first accepted segment)")
+        p.add_argument("--any-camera", action="store_true",
+                       help="accept several cameras in one input, each checked as its own stream")
+        p.add_argument("--max-age", type=float, metavar="S", help="refuse segments captured over S seconds ago")
+        p.add_argument("--max-future", type=float, metavar="S",
+                       help="refuse segments captured over S seconds in the future")
+        p.add_argument("--recording", action="store_true",
+                       help="a finished recording, not a live feed: any gap, a stream that does not "
+                            "end cleanly, or a capture time out of sequence is refused")
+        p.add_argument("--video-only", action="store_true",
+                       help="verify a container's video and ignore its other tracks (which a player "
+                            "then must not play: they are never verified)")
+        p.add_argument("--idle", type=float, metavar="S",
+                       help="a live playlist that lists nothing new for S seconds has ended "
+                            "(default: three target durations, at least 10 s)")
+        p.add_argument("files", nargs="+", metavar="FILE",
+                       help="tagged stream: Annex-B, MPEG-TS, MP4, fragmented MP4 (init segment first, "
+                            "then media segments), Matroska, FLV, or an HLS playlist (a file or an "
+                            "http(s) URL, finished or live); - for stdin")
+        p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("inspect", help="list the tags in a stream (never key material)")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--idle", type=float, metavar="S", help="as for verify")
-    p.add_argument("files", nargs="+", metavar="FILE", help="as for verify")
-    p.set_defaults(func=cmd_inspect)
+    if only in (None, 'inspect'):
+        p = sub.add_parser("inspect", help="list the tags in a stream (never key material)")
+        p.add_argument("--json", action="store_true", help="one JSON object per line")
+        p.add_argument("--idle", type=float, metavar="S", help="as for verify")
+        p.add_argument("files", nargs="+", metavar="FILE", help="as for verify")
+        p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("hls", help="write a tagged Annex-B stream as an HLS playlist (fMP4 or TS segments)")
-    p.add_argument("--type", choices=("fmp4", "ts"), default="fmp4", help="segment format (default fmp4)")
-    p.add_argument("--segment-duration", type=float, default=4.0, metavar="S",
-                   help="target media segment duration; segments hold whole tagged segments (default 4)")
-    p.add_argument("--fps", type=float, help="frame rate (default: from the SPS, else 25)")
-    p.add_argument("input", metavar="IN", help="tagged Annex-B stream, - for stdin")
-    p.add_argument("playlist", metavar="OUT.m3u8", help="playlist to write; segments go next to it")
-    p.set_defaults(func=cmd_hls)
+    if only in (None, 'hls'):
+        p = sub.add_parser("hls", help="write a tagged Annex-B stream as an HLS playlist (fMP4 or TS segments)")
+        p.add_argument("--type", choices=("fmp4", "ts"), default="fmp4", help="segment format (default fmp4)")
+        p.add_argument("--segment-duration", type=float, default=4.0, metavar="S",
+                       help="target media segment duration; segments hold whole tagged segments (default 4)")
+        p.add_argument("--fps", type=float, help="frame rate (default: from the SPS, else 25)")
+        p.add_argument("input", metavar="IN", help="tagged Annex-B stream, - for stdin")
+        p.add_argument("playlist", metavar="OUT.m3u8", help="playlist to write; segments go next to it")
+        p.set_defaults(func=cmd_hls)
     return parser
 
 
+COMMANDS = ("keys", "tag", "verify", "inspect", "hls")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in args_in if not a.startswith("-")), None)
+    helping = any(a in ("-h", "--help", "--version") for a in args_in)
+    parser = build_parser(command if command in COMMANDS and not helping else None)
+    args = parser.parse_args(args_in)
     try:
         return int(args.func(args))
     except (CliError, SegbindError) as exc:

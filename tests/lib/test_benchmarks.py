@@ -30,6 +30,8 @@ def test_bench_core_prints_every_figure_for_both_codecs_and_the_tag_size() -> No
         assert re.search(r"MicroPython tag %s, from NAL units +\d+\.\d\d" % size, out), out
     tag_bytes = int(re.search(r"tag bytes \(12-byte ids, owner \+ 3 shares, max of 200\) +(\d+)", out).group(1))
     assert 100 < tag_bytes <= 160
+    for row in ("segbind --version", "segbind verify, one 20 KB segment"):  # start-up, judged
+        assert re.search(re.escape(row) + r" +\d+\.\d\d +<=2\.0 +(met|NOT met)", out), out
 
 
 def test_bench_media_prints_throughput_linearity_and_memory() -> None:
