@@ -270,12 +270,15 @@ class TracingCutter(SampleCutter):
         self.members: List[Tuple[List[int], List[int]]] = []   # per segment: (samples, defect events)
         self._held: List[int] = []
         self._defects: List[int] = []
+        self._empty: set = set()     # zero-size samples (a segment of those alone is never made)
         self._index = -1
         self._placed = True          # the current sample is in a segment already
         self._closing_before = False  # a tag closes the segment before the current sample
 
     def feed_numbered(self, event: Event, sample_number: int, event_number: int) -> None:
         if isinstance(event, Sample):
+            if not len(event.data):
+                self._empty.add(sample_number)
             self._index, self._placed = sample_number, False
             self.feed(event)
             if not self._placed:
@@ -304,7 +307,7 @@ class TracingCutter(SampleCutter):
             self.members.append((samples, self._defects))
             self._held, self._defects = [], []
         else:
-            assert not samples, "samples %s left the cut in no segment" % samples
+            assert set(samples) <= self._empty, "samples %s left the cut in no segment" % samples
 
 
 def segment_members(events: Sequence[Event], video_only: bool = True) -> List[Tuple[List[int], List[int]]]:
