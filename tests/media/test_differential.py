@@ -18,7 +18,11 @@ Put in the same terms, exactly so:
   of a leading empty edit less the media time of the edit after it (both forms segbind reads:
   ``ffmpeg_edit_shift``, computed from the file's own 'elst', 'mvhd' and 'mdhd') and flags the
   samples it will not present (its discard flag). PyAV's MP4 times are moved back by that shift;
-  its discard flag is its ``hidden``, compared as it is.
+  its discard flag is its ``hidden``, compared as it is. FFmpeg does not even return the samples
+  before the sync sample it starts an edit from (mov_fix_index): our hidden samples before the
+  first sample PyAV returns are not a difference.
+- A sample both readers hide is presented by neither: its times are not compared (its bytes and
+  its place in the decoding order are).
 - Matroska stores no decoding time: PyAV's is FFmpeg's guess from the reordering delay (None for
   the first frames), segbind's the presentation time. Decoding times are not compared there; the
   decoding order is the order of the samples, which is compared.

@@ -356,12 +356,14 @@ class Differences(NamedTuple):
     only_theirs: List[Tuple[int, int, str]]
 
 
-def differences(ours: Reading, other: Reading) -> Differences:
+def differences(ours: Reading, other: Reading, skips_leading_hidden: bool = False) -> Differences:
     """``other``'s reading against ``ours``, exactly as the test module's docstring defines it:
     samples aligned by their bytes (difflib, no junk heuristic); aligned samples compared in
-    times and presentation; where the bytes differ, a sample of each at the same presentation
-    time is one sample read two ways; what is left is read by one reader only. Our samples after
-    the end of the other's reading (it stopped, or could not open the input) are not compared."""
+    times and presentation (the times of a sample both hide present nothing: not compared); where
+    the bytes differ, a sample of each at the same presentation time is one sample read two ways;
+    what is left is read by one reader only. Our samples after the end of the other's reading (it
+    stopped, or could not open the input) are not compared, nor, when ``skips_leading_hidden``
+    (FFmpeg's MP4 edit lists), our hidden samples before the first one it reads."""
     a, b = ours.samples, other.samples
     found = Differences({}, [])
     matcher = SequenceMatcher(None, [(r.digest, r.size) for r in a], [(r.digest, r.size) for r in b],
@@ -369,8 +371,10 @@ def differences(ours: Reading, other: Reading) -> Differences:
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
             for i, j in zip(range(i1, i2), range(j1, j2)):
-                if a[i] != b[j]:
+                if a[i] != b[j] and not (a[i].hidden and b[j].hidden):
                     found.ours[i] = "ours %d %r, the other %d %r" % (i, a[i], j, b[j])
+            continue
+        if op == "delete" and i1 == 0 and j1 == 0 and skips_leading_hidden and all(r.hidden for r in a[i1:i2]):
             continue
         trailing = i2 == len(a) and j2 == len(b)
         theirs = list(range(j1, j2))
@@ -437,7 +441,7 @@ def violations(data: bytes, keyring: Keyring, camera: Sequence[bytes], js: Optio
         return segment is not None and found.results[segment][0]
 
     for name, other in others.items():
-        diffs = differences(ours.reading, other)
+        diffs = differences(ours.reading, other, skips_leading_hidden=name == "PyAV" and kind == MP4)
         if ours.reading.config is not None and other.config is not None and ours.reading.config != other.config:
             for i in range(len(ours.reading.samples)):
                 diffs.ours.setdefault(i, "the decoder configuration: ours %r, the other %r" % (
