@@ -226,10 +226,17 @@ def test_mutations_are_refused_by_their_rule(corpus: Dict[str, Path], name: str)
             read_events(data)
         assert mutation.refusal in str(caught.value)
         return
+    piped = read_events(data, step=11)
+    defects = defects_of(piped)
+    assert defects and mutation.refusal in defects[0].text, (defects[:1], piped[:2])
     events = read_events(data)
-    defects = defects_of(events)
-    assert defects and mutation.refusal in defects[0].text, (defects[:1], events[:2])
-    assert comparable(read_events(data, step=11)) == comparable(events)
+    if "negative composition offset" in mutation.refusal:
+        # FFmpeg, when it can seek, reads every fragment at open and moves the earlier ones by a
+        # later negative offset: a file is refused whole, a pipe from that fragment on
+        assert "moves every earlier picture" in defects_of(events)[0].text and defects_of(events)[0].fatal
+        assert not [e for e in events if isinstance(e, Sample)]
+        return
+    assert comparable(piped) == comparable(events)
 
 
 def test_refused_fragments_cost_only_themselves(corpus: Dict[str, Path]) -> None:
