@@ -830,8 +830,9 @@ export class Authenticator {
   }
 
   tagOf(seg) {
-    if (seg.tagStart < 0) {
-      throw new Refusal(seg.problem ? Reason.FRAMING : Reason.NO_TAG, seg.problem || "segment carries no segbind tag");
+    if (seg.tagStart < 0) {  // refused as no tag, or for what its reader found (framing or timing)
+      if (seg.problem) throw new Refusal(seg.problemReason === Reason.TIMING ? Reason.TIMING : Reason.FRAMING, seg.problem);
+      throw new Refusal(Reason.NO_TAG, "segment carries no segbind tag");
     }
     const unit = seg.tagNal;
     const codec = tagCodec(unit);
@@ -1640,6 +1641,13 @@ export class StreamVerifier {
 
 const errorText = (exc) => (exc && exc.message ? exc.message : String(exc));
 
+// segbind/read/mp4.py refuses a sample an edit list hides in a fragment (FFmpeg reads fragments
+// without the edit list's discard flag: it shows what Chromium hides) and does not hand it on.
+// segbind-mp4.js still hands such a sample on, marked hidden: the gate reads it as read.mp4 does
+// until the reader itself refuses it.
+const HIDDEN_IN_FRAGMENT = Object.freeze({ type: "defect", text: "an edit list hides a picture of a fragment (FFmpeg shows it)",
+  reason: Reason.TIMING, fatal: false });
+
 /**
  * Verifies the fragments of one fMP4 feed before they reach a decoder (what a display's
  * fragment loader calls). `init(bytes)` takes the init segment and returns "" or why it cannot
@@ -1717,7 +1725,8 @@ export class FragmentGate {
     let samples = 0;
     let codec = 0;
     for (const list of events) {
-      for (const event of list) {
+      for (let event of list) {
+        if (event.type === "sample" && event.hidden) event = HIDDEN_IN_FRAGMENT;
         if (event.type === "sample") samples++;
         else if (event.type === "track") codec = event.codec;
         for (const segment of cutter.feed(event)) await judge(segment);
