@@ -77,7 +77,9 @@ def decoded_frames(path: Path) -> List[str]:
     import av
 
     out = []
-    with av.open(str(path)) as container:
+    # FFmpeg ignores the bytes of a metadata string; PyAV's strict UTF-8 decoding of them is
+    # no decoder refusing the file.
+    with av.open(str(path), metadata_errors="replace") as container:
         stream = container.streams.video[0]
         for packet in container.demux(stream):
             try:
