@@ -542,7 +542,7 @@ class AgentCore:
         tagged, tag = self.tagger.tag(segment.data, segment.units, capture, segment.duration_ms,
                                       segment.pictures, end)
         self.counts["segments_tagged"] += 1
-        entry, evicted, gaps = self.spool.add(len(tagged), tag.stream_id, tag.seq, tag.epoch)
+        entry, evicted, gaps = self.spool.add(len(tagged), tag.stream_id, tag.seq, self.tagger.epoch)
         actions = [Delete(e.index) for e in evicted]  # type: List[Action]
         if entry is not None:
             actions.append(Store(entry, tagged))

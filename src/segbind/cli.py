@@ -381,10 +381,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             try:
                 tag, _signed = reader.tag_of(segment)
                 entry: Dict[str, Any] = {"segment": index, "tag": {
-                    "version": tag.version, "alg": tag.alg, "codec": tag.codec, "owner": tag.owner,
-                    "camera": tag.camera, "epoch": tag.epoch, "stream_id": tag.stream_id, "seq": tag.seq,
-                    "capture_ms": tag.capture_ms, "duration_ms": tag.duration_ms,
-                    "pictures": tag.pictures, "units": tag.units, "end_of_stream": tag.end_of_stream,
+                    "version": tag.version, "alg": tag.alg, "codec": tag.codec, "key_id": tag.key_id.hex(),
+                    "stream_id": tag.stream_id, "seq": tag.seq, "capture_ms": tag.capture_ms,
+                    "duration_ms": tag.duration_ms, "pictures": tag.pictures, "units": tag.units,
+                    "clear_lead": tag.clear_lead, "end_of_stream": tag.end_of_stream, "still": tag.still,
                     "link": tag.link.hex(), "slots": tag.slots, "macs": [m.hex() for m in tag.macs]},
                     "nal_units": units}
             except InvalidSegment as exc:
@@ -396,11 +396,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 print("segment %d: %s (%s)" % (index, entry["problem"], entry["detail"]), flush=True)
             else:
                 t = entry["tag"]
-                print("segment %d: v%d camera %s owner %s epoch %d stream %d seq %d capture_ms %d "
-                      "%d pictures %d ms%s, %d slot(s)" % (
-                          index, t["version"], t["camera"], t["owner"], t["epoch"], t["stream_id"], t["seq"],
-                          t["capture_ms"], t["pictures"], t["duration_ms"],
-                          ", end of stream" if t["end_of_stream"] else "", t["slots"]), flush=True)
+                print("segment %d: v%d key id %s stream %d seq %d capture_ms %d %d pictures %d ms%s%s, "
+                      "%d slot(s)" % (
+                          index, t["version"], t["key_id"], t["stream_id"], t["seq"], t["capture_ms"],
+                          t["pictures"], t["duration_ms"], ", end of stream" if t["end_of_stream"] else "",
+                          ", still" if t["still"] else "", t["slots"]), flush=True)
     return EXIT_OK
 
 
