@@ -88,7 +88,7 @@ def cmd_keys_pair(args: argparse.Namespace) -> int:
         Epoch.of_pairing(bytes(KEY_SIZE), args.owner, args.camera, 1, [])  # validates the ids
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    data: Dict[str, Any] = {"segbind": "pairing", "version": 2, "owner": args.owner,
+    data: Dict[str, Any] = {"segbind": "pairing", "version": 3, "owner": args.owner,
                             "camera": args.camera, "secret": os.urandom(KEY_SIZE).hex()}
     if args.test_only:
         data["test_only"] = True
@@ -123,26 +123,34 @@ def cmd_keys_epoch(args: argparse.Namespace) -> int:
 
     owner, camera, secret = _load_pairing(args.pairing)
     try:
-        epoch = Epoch.of_pairing(secret, owner, camera, args.epoch, args.share or [])
+        epoch = Epoch.of_pairing(secret, owner, camera, args.epoch, args.share or [], args.period)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     EpochFile.save(epoch, args.out)
-    print("wrote epoch %d of %s/%s (%d slot(s)) to %s" % (args.epoch, owner, camera,
-                                                          len(epoch.holders()), args.out), file=sys.stderr)
+    print("wrote epoch %d of %s/%s (%d slot(s), %d s periods) to %s" % (
+        args.epoch, owner, camera, len(epoch.holders()), epoch.period_s, args.out), file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_keys_grant(args: argparse.Namespace) -> int:
+    import time
+
+    from segbind_core.tag import MAX_U53
+
     from .keyring import Binding, EpochFile, Keyring
 
     epoch = EpochFile.load(args.epoch)
-    binding = Binding.of_epoch(epoch, args.holder)
+    start_ms = int((time.time() - 86400) * 1000) if args.start is None else args.start
+    if not 0 <= start_ms <= MAX_U53 or not 0 < args.hours <= 24 * 366:
+        raise CliError("--from must be a time in ms since 1970 and --hours from 1 to %d" % (24 * 366))
+    bindings = Binding.periods_of_epoch(epoch, start_ms, start_ms + int(args.hours * 3600 * 1000), args.holder)
     ring = Keyring.load(args.keyring) if os.path.exists(args.keyring) else Keyring()
-    ring.grant(binding)
+    ring.grant_all(bindings)
     ring.save(args.keyring)
-    print("granted %s slot %d of %s/%s epoch %d in %s (%d grants)"
-          % (epoch.holders()[binding.slot], binding.slot, epoch.owner, epoch.camera, epoch.epoch,
-             args.keyring, len(ring)),
+    first = bindings[0]
+    print("granted %s slot %d of %s/%s epoch %d, %d periods of %d s from %d ms, in %s (%d grants)"
+          % (epoch.holders()[first.slot], first.slot, epoch.owner, epoch.camera, epoch.epoch, len(bindings),
+             epoch.period_s, first.start_ms, args.keyring, len(ring)),
           file=sys.stderr)
     return EXIT_OK
 
@@ -471,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bind camera video to its owner: tag H.264 or H.265 segments on the camera, "
                     "refuse every segment not bound to the viewer.")
     parser.add_argument("--version", action="version",
-                        version="segbind %s (format version 2)" % __version__)
+                        version="segbind %s (format version 3)" % __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -492,13 +500,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = ksub.add_parser("epoch", help="the owner: one epoch's keys, for segbind tag (a camera stand-in)")
     p.add_argument("--pairing", required=True, metavar="PAIRING.json")
     p.add_argument("--epoch", type=int, default=1, help="the epoch (default 1)")
+    p.add_argument("--period", type=int, default=1800, metavar="S",
+                   help="the epoch's key period in seconds, 60 to 86400 (default 1800): a holder not "
+                        "renewed loses access when its last period ends")
     p.add_argument("--share", action="append", metavar="ACCOUNT",
                    help="an account this epoch is shared with (repeat, in slot order)")
     p.add_argument("--out", required=True, metavar="EPOCH.json")
     p.set_defaults(func=cmd_keys_epoch)
-    p = ksub.add_parser("grant", help="add one slot's key to a viewer's keyring (created if missing)")
+    p = ksub.add_parser("grant", help="add one slot's keys, period by period, to a holder's keyring "
+                        "(created if missing)")
     p.add_argument("--epoch", required=True, metavar="EPOCH.json")
     p.add_argument("--holder", metavar="ACCOUNT", help="whose slot (default: the owner's)")
+    p.add_argument("--from", dest="start", type=int, metavar="MS",
+                   help="the first capture time to grant, ms since 1970 (default: a day ago)")
+    p.add_argument("--hours", type=float, default=48.0,
+                   help="how long from then, in hours (default 48: the periods that cover it)")
     p.add_argument("--keyring", required=True, metavar="KEYRING.json")
     p.set_defaults(func=cmd_keys_grant)
 

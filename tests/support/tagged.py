@@ -111,3 +111,15 @@ def refused_by_owner_or_share(flipped: bytes, at: int, original: bytes, owner: K
 def strip_tag(segment: bytes) -> bytes:
     s, e = tag_unit(segment)
     return segment[:s - 4] + segment[e:]
+
+
+def keyring_of(*epochs: Epoch, holder: Optional[str] = None, start_ms: int = T0 - 3_600_000,
+               hours: float = 48.0) -> Keyring:
+    """A holder's keyring for ``epochs`` (its slot in each; the owner's by default), every period
+    from an hour before T0 for ``hours``."""
+    from segbind import Binding
+
+    ring = Keyring()
+    for ep in epochs:
+        ring.grant_all(Binding.periods_of_epoch(ep, start_ms, start_ms + int(hours * 3_600_000), holder))
+    return ring
