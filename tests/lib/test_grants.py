@@ -770,3 +770,78 @@ def test_a_service_keeps_each_accounts_keys_apart(world: World, service: Service
     assert len(grants.keyring("carol")) == 0
     service.leave("bob")
     assert len(grants.keyring("bob")) == 0     # an account that left is granted nothing here
+
+
+# -- the vectors (tests/vectors/grants_v3.json) ----------------------------------------------------------
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "grants_v3.json"
+
+
+def _vectors() -> Dict[str, Any]:
+    return json.loads(VECTORS.read_text(encoding="utf-8"))
+
+
+def test_the_vectors_are_what_the_generator_makes() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_grant_vectors", Path(__file__).resolve().parents[2] / "tools" / "make_grant_vectors.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert VECTORS.read_text(encoding="utf-8") == module.render()
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_each_vector_message_is_the_spec_byte_for_byte(index: int) -> None:
+    """Sealed again here from the spec's primitives with the vector's ephemeral key: the same
+    ciphertext; opened here: the same payload, signed by the issuer's card."""
+    v = _vectors()
+    m = v["messages"][index]
+    issuer = v["accounts"][m["issuer"]]["card"]
+    payload, signature = m["payload"].encode("utf-8"), bytes.fromhex(m["signature"])
+    eph = X25519PrivateKey.from_private_bytes(bytes.fromhex(m["eph_secret"]))
+    to_pub = bytes.fromhex(m["sealed"]["to_pub"])
+    shared = eph.exchange(X25519PublicKey.from_public_bytes(to_pub))
+    eph_pub = eph.public_key().public_bytes_raw()
+    ciphertext = AESGCM(spec_key(shared, eph_pub, to_pub, m["kind"])).encrypt(
+        bytes(12), len(payload).to_bytes(4, "big") + payload + signature, spec_aad(m["kind"], m["to"], m["issuer"]))
+    assert m["sealed"] == {"segbind": "sealed", "version": 3, "kind": m["kind"], "to": m["to"],
+                           "to_pub": to_pub.hex(), "from": m["issuer"], "eph": eph_pub.hex(),
+                           "ciphertext": ciphertext.hex()}
+    assert spec_open(m["sealed"], bytes.fromhex(m["recipient_secret"]),
+                     bytes.fromhex(issuer["signing_pub"])) == payload
+    assert payload == json.dumps(json.loads(payload), sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_the_vector_messages_are_taken_by_their_recipients(tmp_path: Path) -> None:
+    v = _vectors()
+    p = v["period"]
+    epoch = Epoch.of_pairing(bytes.fromhex(p["pairing_secret"]), p["owner"], p["camera"], p["epoch"], p["shares"],
+                             p["period_s"])
+    own = [Binding.of_epoch(epoch, q).to_json() for q in (p["period"], p["period"] + 1)]
+    alice = AccountCard.from_json(v["accounts"]["alice"]["card"])
+    (tmp_path / "tv.json").write_text(json.dumps({
+        "segbind": "display", "version": 3, "display": "tv-1", "sealing_key": v["display"]["sealing_secret"],
+        "owner": alice.to_json()}))
+    tv = Display.load(tmp_path / "tv.json")
+    assert tv.card().to_json() == v["display"]["card"]
+    assert enrollment_code(tv.card(), alice) == v["display"]["enrollment_code"]
+    grants, offer, service = v["messages"]
+    assert grants["expected"]["keys"] == own
+    held = DisplayGrants(tv)
+    ring = held.accept(grants["sealed"])
+    assert [b.to_json() for b in ring.bindings()] == own and held.serial == 7
+    assert [c.to_json() for c in held.cameras.values()] == grants["expected"]["cameras"]
+    assert ring.revoked_ids() == [tuple(r) for r in grants["expected"]["revoked"]]
+    bob = Account.from_json({"segbind": "account", "version": 3, "account": "bob",
+                             "signing_key": v["accounts"]["bob"]["signing_secret"],
+                             "sealing_key": v["accounts"]["bob"]["sealing_secret"]})
+    assert [b.to_json() for b in bob.open_offer(offer["sealed"], alice).keys] == offer["expected"]["keys"]
+    (tmp_path / "svc.json").write_text(json.dumps({
+        "segbind": "service", "version": 3, "service": "recorder", "sealing_key": v["service"]["sealing_secret"],
+        "accounts": [alice.to_json()]}))
+    svc = Service.load(tmp_path / "svc.json")
+    assert enrollment_code(svc.card(), alice) == v["service"]["enrollment_code"]
+    account, ring = ServiceGrants(svc).accept(service["sealed"])
+    assert account == "alice" and [b.to_json() for b in ring.bindings()] == service["expected"]["keys"]
