@@ -182,7 +182,8 @@ class OwnerApp:
             self._request("command", camera=camera, payload=command.hex())
         with self._cond:
             self.retries += len(retries)
-            new = [a for a in alarms if a not in self.alarms]
+            standing = {(a.camera, a.epoch) for a in self.alarms}
+            new = [a for a in alarms if (a.camera, a.epoch) not in standing]
             self.alarms = alarms
             self._cond.notify_all()
         if new:
