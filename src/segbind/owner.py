@@ -28,18 +28,42 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from segbind_core import control
-from segbind_core.keys import Epoch, command_key
+from segbind_core.keys import DEFAULT_PERIOD_S, Epoch, check_period_s, command_key
 from segbind_core.tag import MAX_EPOCH, MAX_SLOTS
 
 from .errors import KeyringError
 from .grants import Account, AccountCard, Display, DisplayCard, OutOfBand, ShareOffer, enrollment_code
 from .keyring import FILE_VERSION, Binding, GrantId, read_json, write_json
 
-__all__ = ["OwnedCamera", "Owner", "OwnerError", "exchange_contacts"]
+__all__ = ["OwnedCamera", "Owner", "OwnerError", "RESULT_TEXT", "exchange_contacts", "explain"]
 
 KIND = "owner"
 PAIRING_TTL_MS = 10 * 60 * 1000  # an offer shown on the phone is good for ten minutes
 KEPT_EPOCHS = 16                 # epochs of a pairing the owner's displays keep keys for
+
+# What the owner's app shows for each result a camera can send (docs/AGENT.md, "What the owner sees").
+RESULT_TEXT = {
+    control.OK: "done",
+    control.ALREADY_APPLIED: "done (the camera had applied it already)",
+    control.MALFORMED: "the camera could not read the command: update the app",
+    control.UNKNOWN_VERSION: "the camera speaks another format version: update the app or the camera",
+    control.WRONG_CAMERA: "the message was meant for another camera",
+    control.BAD_MAC: "the camera did not recognise this app's key: pair the camera again",
+    control.REPLAY: "the camera has seen this command or this pairing code before: try again with a new one",
+    control.NOT_CLAIMED: "the camera is not paired",
+    control.ALREADY_CLAIMED: "the camera belongs to someone: its owner must release it, or press its reset button",
+    control.STALE_EPOCH: "the camera is ahead of this app: the app caught up, try again",
+    control.OWNER_MISMATCH: "the camera belongs to another account",
+    control.TOO_MANY_SHARES: "a camera can be shared with at most 7 accounts",
+    control.OUT_OF_RANGE: "a number in the command is outside what the camera accepts: nothing was changed",
+    control.EXPIRED: "the pairing code expired: show a new one to the camera",
+}
+
+
+def explain(result: control.Result) -> str:
+    """One line for people: what the camera did with a command or a pairing, and what to do next."""
+    text = RESULT_TEXT.get(result.status, "refused (%s)" % result.status)
+    return "%s: %s%s" % (result.name, text, " (%s)" % result.detail if result.detail and not result.accepted else "")
 
 
 class OwnerError(ValueError):
@@ -58,6 +82,7 @@ class OwnedCamera:
     epochs: Dict[int, List[str]] = field(default_factory=dict)
     counter: int = 0
     stream_id: int = 0
+    periods: Dict[int, int] = field(default_factory=dict)  # epoch -> its period length (s)
 
     def __repr__(self) -> str:
         return "OwnedCamera(%r, paired=%s, epoch=%d, shares=%r, pairing=<hidden>)" % (
@@ -71,13 +96,18 @@ class OwnedCamera:
     def epoch_hwm(self) -> int:
         return max(self.epochs) if self.epochs else 0
 
+    def period_s(self, epoch: int) -> int:
+        """The period length of ``epoch`` (from the pairing offer or the rotate that made it)."""
+        return self.periods.get(epoch, DEFAULT_PERIOD_S)
+
     def epoch_keys(self, owner: str, epoch: int) -> Epoch:
-        return Epoch.of_pairing(self.pairing, owner, self.camera, epoch, self.epochs[epoch])
+        return Epoch.of_pairing(self.pairing, owner, self.camera, epoch, self.epochs[epoch], self.period_s(epoch))
 
     def to_json(self) -> Dict[str, Any]:
         return {"camera": self.camera, "pairing": self.pairing.hex(), "paired": self.paired,
                 "epoch": self.epoch, "epochs": [[e, list(s)] for e, s in sorted(self.epochs.items())],
-                "counter": self.counter, "stream_id": self.stream_id}
+                "counter": self.counter, "stream_id": self.stream_id,
+                "periods": [[e, p] for e, p in sorted(self.periods.items())]}
 
     @classmethod
     def from_json(cls, data: Any) -> "OwnedCamera":
@@ -86,8 +116,11 @@ class OwnedCamera:
             if len(pairing) != 32:
                 raise ValueError("pairing must be 32 bytes")
             epochs = {int(e): [control.check_account(a, "share") for a in s] for e, s in data["epochs"]}
+            periods = {int(e): int(p) for e, p in data.get("periods", [])}
+            for period_s in periods.values():
+                check_period_s(period_s)
             return cls(control.check_account(data["camera"], "camera"), pairing, bool(data["paired"]),
-                       int(data["epoch"]), epochs, int(data["counter"]), int(data["stream_id"]))
+                       int(data["epoch"]), epochs, int(data["counter"]), int(data["stream_id"]), periods)
         except (KeyError, TypeError, ValueError) as exc:
             raise KeyringError("owner file: a camera entry is unusable (%s)" % exc.__class__.__name__) from None
 
@@ -121,8 +154,10 @@ class Owner:
 
     # -- pairing ------------------------------------------------------------------------------
 
-    def pairing_offer(self, camera: str, now_ms: int, ttl_ms: int = PAIRING_TTL_MS) -> bytes:
-        """The bytes to hand to ``camera`` out of band: a fresh pairing secret for this claim.
+    def pairing_offer(self, camera: str, now_ms: int, ttl_ms: int = PAIRING_TTL_MS,
+                      period_s: int = DEFAULT_PERIOD_S) -> bytes:
+        """The bytes to hand to ``camera`` out of band: a fresh pairing secret for this claim, and
+        the period length of its epoch 1 (60 s to a day).
 
         A camera already paired by this app is paired again only after a release or a reset.
         """
@@ -130,9 +165,13 @@ class Owner:
         known = self.cameras.get(camera)
         if known is not None and known.paired:
             raise OwnerError("camera %r is paired: release it first" % camera)
-        pairing = os.urandom(32)
-        self.cameras[camera] = OwnedCamera(camera, pairing)
-        return control.PairingOffer(self.name, camera, pairing, now_ms + ttl_ms).encode()
+        try:
+            offer = control.PairingOffer(self.name, camera, os.urandom(32), now_ms + ttl_ms, period_s)
+            wire = offer.encode()
+        except ValueError as exc:
+            raise OwnerError("no pairing offer: %s" % exc) from None
+        self.cameras[camera] = OwnedCamera(camera, offer.secret, periods={1: period_s})
+        return wire
 
     def on_result(self, camera: str, payload: bytes) -> control.Result:
         """A camera's result, checked under its command key; the app's view of the camera follows it.
@@ -151,8 +190,9 @@ class Owner:
                 cam.epochs.setdefault(result.epoch, cam.shares)  # learn the camera's epoch
             return result
         if result.op == control.PAIR:
+            period_s = cam.period_s(1)
             cam.paired, cam.epoch, cam.counter, cam.stream_id = True, result.epoch, 0, result.stream_id
-            cam.epochs = {result.epoch: []}
+            cam.epochs, cam.periods = {result.epoch: []}, {result.epoch: period_s}
         elif result.op == control.ROTATE and result.epoch in cam.epochs:
             cam.epoch, cam.stream_id = result.epoch, result.stream_id
         elif result.op == control.RELEASE:
@@ -167,8 +207,14 @@ class Owner:
             raise OwnerError("camera %r is not paired with %s" % (camera, self.name))
         return cam
 
-    def rotate(self, camera: str, shares: List[str], now_ms: int) -> bytes:
-        """A new epoch with slot 0 for the owner and slots 1.. for ``shares``: the command bytes.
+    def _next_counter(self, cam: OwnedCamera) -> int:
+        if cam.counter >= control.MAX_COUNTER:
+            raise OwnerError("camera %r has used every command counter: release it and pair it again" % cam.camera)
+        return cam.counter + 1
+
+    def rotate(self, camera: str, shares: List[str], now_ms: int, period_s: Optional[int] = None) -> bytes:
+        """A new epoch with slot 0 for the owner and slots 1.. for ``shares``, with periods of
+        ``period_s`` seconds (by default the current epoch's): the command bytes.
 
         The new epoch's keys are granted from now on (``grants_for``): send the grants first.
         """
@@ -176,16 +222,23 @@ class Owner:
         shares = [control.check_account(a, "share") for a in shares]
         if len(shares) > MAX_SLOTS - 1 or len(set(shares)) != len(shares) or self.name in shares:
             raise OwnerError("at most %d distinct shares, never the owner" % (MAX_SLOTS - 1))
+        period_s = cam.period_s(cam.epoch) if period_s is None else period_s
         epoch = cam.epoch_hwm + 1
         if epoch > MAX_EPOCH:
-            raise OwnerError("camera %r has used every epoch: pair it again" % camera)
-        cam.epochs[epoch] = shares
+            raise OwnerError("camera %r has used every epoch: release it and pair it again" % camera)
+        counter = self._next_counter(cam)
+        try:
+            wire = control.Command(control.ROTATE, camera, self.name, counter, epoch, shares, now_ms,
+                                   period_s).encode(command_key(cam.pairing, self.name, camera))
+        except ValueError as exc:
+            raise OwnerError("no rotate command: %s" % exc) from None
+        cam.epochs[epoch], cam.periods[epoch] = shares, period_s
         for old in sorted(cam.epochs)[:-KEPT_EPOCHS]:
             del cam.epochs[old]
+            cam.periods.pop(old, None)
             self.revoked.append((self.name, camera, old))
-        cam.counter += 1
-        return control.Command(control.ROTATE, camera, self.name, cam.counter, epoch, shares, now_ms).encode(
-            command_key(cam.pairing, self.name, camera))
+        cam.counter = counter
+        return wire
 
     def share(self, camera: str, account: str, now_ms: int) -> bytes:
         shares = self._paired(camera).shares
@@ -203,9 +256,14 @@ class Owner:
     def release(self, camera: str, now_ms: int) -> bytes:
         """Give the camera up (before a resale): it forgets the pairing once it takes this."""
         cam = self._paired(camera)
-        cam.counter += 1
-        return control.Command(control.RELEASE, camera, self.name, cam.counter, 0, [], now_ms).encode(
-            command_key(cam.pairing, self.name, camera))
+        counter = self._next_counter(cam)
+        try:
+            wire = control.Command(control.RELEASE, camera, self.name, counter, max(cam.epoch, 1), [],
+                                   now_ms).encode(command_key(cam.pairing, self.name, camera))
+        except ValueError as exc:
+            raise OwnerError("no release command: %s" % exc) from None
+        cam.counter = counter
+        return wire
 
     def forget(self, camera: str) -> None:
         """The camera was reset by its button (or sold): its keys are granted no more."""
