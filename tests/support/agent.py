@@ -199,4 +199,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str =
         time.sleep(0.02)
 
 
-__all__ = ["CoreRunner", "Owner", "agent_camera", "camera_vendor_dir", "raw_command", "raw_offer", "wait_until"]
+__all__ = ["CoreRunner", "Owner", "agent_camera", "camera_vendor_dir", "raw_command", "raw_offer", "ring_of",
+           "wait_until"]
+
+
+def ring_of(owner, camera: str = "cam-1", holder: Optional[str] = None, around_ms: Optional[int] = None,
+            hours: float = 48.0):
+    """What ``holder``'s displays (the owner's by default) hold of ``camera`` as ``owner``'s app knows it:
+    their slot of every epoch of its pairing they are in, every period from an hour before
+    ``around_ms`` (now by default) for ``hours``. Built from the pairing secret, as the grants
+    carry it (GRANTS.md), without the grants' sealing."""
+    from .tagged import keyring_of
+
+    cam = owner.cameras[camera]
+    epochs = [cam.epoch_keys(owner.name, e) for e in sorted(cam.epochs)
+              if holder is None or holder in cam.epochs[e]]
+    start = (int(time.time() * 1000) if around_ms is None else around_ms) - 3_600_000
+    return keyring_of(*epochs, holder=holder, start_ms=start, hours=hours)
