@@ -541,9 +541,10 @@ class AgentCore:
         self.halted = ""  # why a claimed camera tags nothing (no stream id left): a release or reset ends it
         self._end_next = False  # the next segment that closes ends the stream
         self._switch_pending = False  # the tagger follows ``state`` once the cut takes effect
+        self._next_epoch = None  # type: Optional[Epoch]  # its keys, derived before the change was written
         self._head = None  # type: Optional[_Head]
         self._still_wanted = []  # type: List[str]  # event kinds waiting for the next random access point
-        self._last_still = -1  # the seq of the segment the last still was taken from
+        self._last_still = (-1, -1)  # (stream id, seq) of the segment the last still was taken from
         self.connected = False
         self.counts = {"segments_in": 0, "segments_tagged": 0, "segments_delivered": 0,
                        "segments_unclaimed": 0, "segments_refused": 0, "publish_refused": 0,
@@ -564,11 +565,11 @@ class AgentCore:
     def _guarded(self, what: str, fn: "Callable[..., List[Action]]", *args: "Any") -> "List[Action]":
         """``fn(*args)``'s actions; when it raises, none of them (so nothing it decided is
         written or published), the state it began with, and one log line without key material."""
-        state, tagger, pending = self.state, self.tagger, self._switch_pending
+        state, tagger, pending, next_epoch = self.state, self.tagger, self._switch_pending, self._next_epoch
         try:
             return fn(*args)
         except Exception as exc:  # the boundary: the agent's loop must never see it
-            self.state, self.tagger, self._switch_pending = state, tagger, pending
+            self.state, self.tagger, self._switch_pending, self._next_epoch = state, tagger, pending, next_epoch
             self.counts["errors"] += 1
             return [Log(ERROR, "%s failed and changed nothing: %s: %s"
                         % (what, type(exc).__name__, redact(str(exc))[:160]))]
@@ -669,7 +670,13 @@ class AgentCore:
         for i, segment in enumerate(segments):
             if not isinstance(segment, Segment):  # CUT, a command's instant
                 if self._switch_pending:
-                    actions += self._switch_binding()
+                    try:
+                        actions += self._switch_binding()
+                    except Exception as exc:  # never tag under a binding that is not the one in force
+                        self.tagger, self._switch_pending, self._next_epoch = None, False, None
+                        self.counts["errors"] += 1
+                        actions.append(Log(ERROR, "the binding could not be switched, nothing is tagged until "
+                                           "the next change: %s: %s" % (type(exc).__name__, redact(str(exc))[:160])))
                 continue
             if segment.pictures:
                 try:
@@ -691,7 +698,7 @@ class AgentCore:
         self._switch_pending = False
         self._head = None  # a still is made only of video tagged under the binding in force
         s = self.state
-        epoch = self._epoch()
+        epoch, self._next_epoch = self._next_epoch or self._epoch(), None
         if epoch is None:
             self.tagger = None
             self._still_wanted = []
@@ -790,9 +797,9 @@ class AgentCore:
         except ValueError as exc:
             self.counts["errors"] += 1
             return [Log(WARNING, "event refused: %s" % exc)]
-        if self.tagger is None:
+        if (self.fixed_epoch is None and not self.state.claimed) or self.halted:
             return [Log(INFO, "event %s: no still (%s)" % (kind, self.halted or "not claimed"))]
-        if self._head is None:
+        if self._head is None or self.tagger is None:
             if kind not in self._still_wanted:
                 self._still_wanted.append(kind)
             return [Log(INFO, "event %s: its still comes from the next random access point" % kind)]
@@ -804,7 +811,7 @@ class AgentCore:
             return []
         info = {"kind": kind, "still": {"stream_id": head.stream_id, "seq": head.seq,
                                         "capture_ms": head.capture_ms}}  # type: Dict[str, Any]
-        if self._last_still == head.seq and head.stream_id == tagger.stream_id:
+        if self._last_still == (head.stream_id, head.seq):
             # one still per segment: the one already published stands for this event too
             return [self._event("camera_event", info, now_ms)]
         codec, tagger.codec = tagger.codec, head.codec
@@ -812,7 +819,7 @@ class AgentCore:
             still, _tag = tagger.tag_still(head.data, head.units, head.capture_ms, head.seq)
         finally:
             tagger.codec = codec
-        self._last_still = head.seq
+        self._last_still = (head.stream_id, head.seq)
         self.counts["stills"] += 1
         return [Publish(topics.STILL, still),
                 self._event("camera_event", info, now_ms),
@@ -932,6 +939,8 @@ class AgentCore:
         new.last_command, new.last_result = "", ""
         result = control.Result(self.camera, offer.owner, 0, control.PAIR, control.OK, new.epoch,
                                 new.stream_id, 0, "")
+        # its keys, derived before anything is written: a failure here changes nothing
+        self._next_epoch = Epoch.of_pairing(offer.secret, offer.owner, self.camera, 1, [], offer.period_s)
         self.halted = ""
         actions = [self._persist(new, "pair", spend=spent)]  # type: List[Action]
         actions += self._change(control.PAIR, now_ms)
@@ -973,6 +982,8 @@ class AgentCore:
         access point: nothing captured before a change of owner is tagged, for the old owner
         or the new."""
         self._switch_pending = True
+        if op != control.ROTATE:
+            self._head, self._still_wanted = None, []  # no still crosses a change of owner
         return self._segments(self.segmenter.cut(fresh_start=op != control.ROTATE), now_ms)
 
     def command(self, payload: bytes, now_ms: int) -> "List[Action]":
@@ -1021,12 +1032,17 @@ class AgentCore:
             new.epoch = new.epoch_hwm = cmd.epoch
             new.shares = list(cmd.shares)
             new.period_s = cmd.period_s
-        elif status == control.OK:
-            new = self._released()
+            # its keys, derived before anything is written: a failure here changes nothing
+            next_epoch = Epoch.of_pairing(state.secret(), cmd.owner, self.camera, cmd.epoch, new.shares,
+                                          cmd.period_s)  # type: Optional[Epoch]
         else:
             new = state.copy()
+        if not (status == control.OK and cmd.op == control.ROTATE):
+            next_epoch = None
         new.counter = cmd.counter
         new.last_command = digest
+        if status == control.OK and cmd.op == control.RELEASE:
+            new = self._released()  # nothing of the pairing stays, not even its counter
         closes_one_more = cmd.op == control.ROTATE and self.segmenter.in_progress
         result = control.Result(self.camera, state.owner or "", cmd.counter, cmd.op, status,
                                 new.epoch, new.stream_id, 0, detail)
@@ -1035,6 +1051,7 @@ class AgentCore:
             result.seq = self._next_seq(closes_one_more) if cmd.op == control.ROTATE else 0
             new.last_result = json.dumps(result.to_json()) if cmd.op == control.ROTATE else ""
             actions.append(self._persist(new, "ctl"))  # the counter is durable before anything
+            self._next_epoch = next_epoch
             if cmd.op == control.RELEASE:
                 self.halted = ""
             actions += self._change(cmd.op, now_ms)
