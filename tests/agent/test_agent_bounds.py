@@ -311,3 +311,20 @@ def test_counter_blocks_never_repeat_across_restart_crash_and_restore(fifo_rig: 
     ring = ring_of(alice)
     assert all(verify_segment(p, ring).owner == alice.name for p in distinct)
     assert json.loads((rig.cam.state_dir / "state.json").read_text())["stream_id"] == streams[-1]
+
+
+def test_an_offer_is_spent_before_the_state_that_takes_it(fifo_rig: Rig) -> None:
+    """A power cut between spending the offer and writing the pairing: the camera comes back
+    unclaimed, and that offer is spent (fail closed: the owner shows a new one)."""
+    rig = fifo_rig
+    rig.cam.start(crash_at="pair:state_tmp")
+    wait_until(lambda: rig.remote.status.get("state") == "online", 30, "the agent online")
+    alice = rig.owner("alice")
+    offer = alice.pairing_offer(CAM, now_ms())
+    rig.cam.handover(offer)
+    assert rig.cam.wait(30) == -9
+    rig.remote.status = {}
+    rig.start()
+    assert rig.remote.status["claimed"] is False
+    assert rig.offer(alice, offer, alice.cameras[CAM].pairing).status == control.REPLAY
+    assert rig.pair(rig.owner("alice-again")).status == control.OK
