@@ -273,6 +273,8 @@ class BindingState:
             raise StateError("state file lacks %s" % exc) from None
         except control.ControlError as exc:
             raise StateError("state file: %s" % exc) from None
+        except (TypeError, AttributeError, ValueError) as exc:
+            raise StateError("state file has a field of the wrong kind (%s)" % type(exc).__name__) from None
         claimed = state.owner is not None
         if (claimed != (state.pairing is not None)
                 or (claimed and not (1 <= state.epoch <= state.epoch_hwm
@@ -288,7 +290,7 @@ class BindingState:
         if state.last_result:
             try:
                 control.Result.from_json(json.loads(state.last_result)).signed_bytes()
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, AttributeError):
                 raise StateError("last_result is not a result") from None
         return state
 
@@ -565,11 +567,13 @@ class AgentCore:
     def _guarded(self, what: str, fn: "Callable[..., List[Action]]", *args: "Any") -> "List[Action]":
         """``fn(*args)``'s actions; when it raises, none of them (so nothing it decided is
         written or published), the state it began with, and one log line without key material."""
-        state, tagger, pending, next_epoch = self.state, self.tagger, self._switch_pending, self._next_epoch
+        state, tagger, pending, next_epoch, halted = (self.state, self.tagger, self._switch_pending,
+                                                      self._next_epoch, self.halted)
         try:
             return fn(*args)
         except Exception as exc:  # the boundary: the agent's loop must never see it
-            self.state, self.tagger, self._switch_pending, self._next_epoch = state, tagger, pending, next_epoch
+            self.state, self.tagger, self._switch_pending, self._next_epoch, self.halted = (
+                state, tagger, pending, next_epoch, halted)
             self.counts["errors"] += 1
             return [Log(ERROR, "%s failed and changed nothing: %s: %s"
                         % (what, type(exc).__name__, redact(str(exc))[:160]))]

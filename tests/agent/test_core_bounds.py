@@ -192,6 +192,33 @@ def test_a_state_out_of_bounds_is_refused_and_the_reset_button_recovers() -> Non
     assert buyer.on_result(CAM, again.pair(buyer.pairing_offer(CAM, T0), T0)).epoch == 1
 
 
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2, 1 << 64) | st.text(max_size=70),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3),
+                    max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_state_file_is_refused_in_one_line_or_starts(data) -> None:
+    """A state file with any value in any field: StateError (one line: the daemon exits 2, the reset
+    button recovers), or a state a core starts from, tags with and takes commands in."""
+    app, cam = paired()
+    good = cam.core.state.to_json()
+    state = dict(good)
+    for field in data.draw(st.lists(st.sampled_from(sorted(good)), min_size=1, max_size=3)):
+        state[field] = data.draw(st.one_of(JSON, st.sampled_from([good[field], 0, 1, MAX_EPOCH, 1 << 53, None])))
+    try:
+        loaded = BindingState.from_json(state, CAM)
+    except StateError as exc:
+        assert "\n" not in str(exc)
+        return
+    runner = CoreRunner(CAM, state=loaded).start(T0 + 10)
+    runner.feed(video(), T0 + 20)
+    runner.run(runner.core.command(app.rotate(CAM, [], T0 + 30), T0 + 31))
+    runner.run(runner.core.physical_reset(T0 + 40))
+    assert runner.core.counts["errors"] == 0, runner.logs
+
+
 def test_a_format_2_state_starts_unclaimed_keeping_its_stream_order() -> None:
     old = {"segbind": "agent-state", "version": 2, "camera": CAM, "pairing": "00" * 32, "owner": "alice",
            "epoch": 7, "shares": [], "epoch_hwm": 9, "counter": 3, "stream_id": 1234, "generation": 40,
