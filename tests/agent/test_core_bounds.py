@@ -193,7 +193,8 @@ def test_a_state_out_of_bounds_is_refused_and_the_reset_button_recovers() -> Non
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-2, 1 << 64) | st.text(max_size=70),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=12), inner, max_size=3),
                     max_leaves=8)
 
 
