@@ -799,7 +799,6 @@ class AgentCore:
         try:
             kind = check_event_kind(kind)
         except ValueError as exc:
-            self.counts["errors"] += 1
             return [Log(WARNING, "event refused: %s" % exc)]
         if (self.fixed_epoch is None and not self.state.claimed) or self.halted:
             return [Log(INFO, "event %s: no still (%s)" % (kind, self.halted or "not claimed"))]
