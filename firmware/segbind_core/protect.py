@@ -6,13 +6,14 @@ without keys moves between the protected form and Common Encryption's (``protect
 
 A picture unit u of n bytes keeps ``u[:L]`` (its NAL header and slice header: keyless tools
 read them) and its last byte in clear; ``u[L:n-1]`` is AES-128-CTR encrypted under the
-period's content key, one keystream per access unit, and carried with emulation prevention
+period's content key (one keystream a segment, each access unit's bytes from a fresh block),
+and carried with emulation prevention
 (the 03 byte after two zeros) so that Annex-B and MPEG-TS stay valid byte streams. Every
 other unit stays in clear.
 """
 
 from . import h264, h265
-from .aes import Keystream
+from .aes import CtrKey
 from .nal import START_CODE, annexb_units
 from .tag import CODEC_H264, MAX_CLEAR_LEAD
 
@@ -25,19 +26,16 @@ except ImportError:
 
 DOMAIN_SEGMENT = 0
 DOMAIN_STILL = 1
-MAX_ACCESS_UNITS = 0xFFFF
 
 _ZEROS = b"\x00\x00"
 _ESCAPED = b"\x00\x00\x03"
 
 
-def counter_block(domain: int, stream_id: int, seq: int, access_unit: int) -> bytes:
-    """The initial counter block of one access unit (FORMAT.md 4.3): u8 domain, u48 stream id,
-    u32 seq, u16 access unit, u24 zero block counter."""
-    if not 0 <= access_unit <= MAX_ACCESS_UNITS:
-        raise ValueError("a segment holds at most %d access units" % (MAX_ACCESS_UNITS + 1))
-    return (bytes((domain,)) + stream_id.to_bytes(6, "big") + seq.to_bytes(4, "big")
-            + access_unit.to_bytes(2, "big") + b"\x00\x00\x00")
+def counter_block(domain: int, stream_id: int, seq: int) -> bytes:
+    """The initial counter block of a segment's keystream (FORMAT.md 4.3): u8 domain, u48
+    stream id, u32 seq, then a 40-bit block counter from zero. Each access unit's protected
+    bytes begin at a fresh block of it."""
+    return bytes((domain,)) + stream_id.to_bytes(6, "big") + seq.to_bytes(4, "big") + bytes(5)
 
 
 def header_size(codec: int) -> int:
@@ -123,28 +121,33 @@ def unescape(data: "Buffer", zeros_before: int) -> bytes:
     return bytes(out[zeros_before:])
 
 
+def _keystream(key: bytes, domain: int, stream_id: int, seq: int) -> "Any":
+    return CtrKey(key).keystream(counter_block(domain, stream_id, seq))
+
+
 def protect(data: "Union[bytes, bytearray]", codec: int, lead: int, key: bytes, stream_id: int, seq: int,
             domain: int = DOMAIN_SEGMENT) -> "List[Buffer]":
     """A segment's plaintext (Annex-B, 4-byte start codes, no tag yet) as parts of its
     protected form: each picture unit's bytes after ``lead`` but its last encrypted and
-    escaped, the rest as it is (views of ``data``, nothing copied but the ciphertext)."""
+    escaped, the rest as it is (views of ``data``, nothing copied but the ciphertext). One
+    keystream for the segment; each access unit's protected bytes begin at a fresh block."""
     syntax = _syntax(codec)
     view = memoryview(data)
     parts: "List[Buffer]" = []
     at = 0  # data[at:] not yet in parts
-    access_unit = -1
-    stream: "Any" = None
+    stream = _keystream(key, domain, stream_id, seq)
+    opened = False  # keystream used since the access unit began
     for s, e in annexb_units(data):
         kind = syntax.nal_type(data[s])
         if kind == syntax.NAL_AUD:
-            access_unit += 1
-            stream = None
+            if opened:
+                stream.next_counter_block()
+                opened = False
             continue
         if not syntax.is_vcl(kind) or e - s - 1 <= lead:
             continue
-        if stream is None:
-            stream = Keystream(key, counter_block(domain, stream_id, seq, max(access_unit, 0)))
         cipher = stream.xor(view[s + lead:e - 1])
+        opened = True
         parts.append(view[at:s + lead])
         parts.append(escape(cipher, _trailing_zeros(view[s:s + lead]), data[e - 1]))
         at = e - 1
@@ -161,20 +164,20 @@ def unprotect(data: "Union[bytes, bytearray]", codec: int, lead: int, key: bytes
     view = memoryview(data)
     out = bytearray()
     at = 0
-    access_unit = -1
-    stream: "Any" = None
+    stream = _keystream(key, domain, stream_id, seq)
+    opened = False
     for s, e in annexb_units(data):
         kind = syntax.nal_type(data[s])
         if kind == syntax.NAL_AUD:
-            access_unit += 1
-            stream = None
+            if opened:
+                stream.next_counter_block()
+                opened = False
             continue
         if not syntax.is_vcl(kind) or e - s - 1 <= lead:
             continue
-        if stream is None:
-            stream = Keystream(key, counter_block(domain, stream_id, seq, max(access_unit, 0)))
         out += view[at:s + lead]
         out += stream.xor(unescape(view[s + lead:e - 1], _trailing_zeros(view[s:s + lead])))
+        opened = True
         at = e - 1
     out += view[at:]
     return bytes(out)

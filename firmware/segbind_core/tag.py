@@ -36,7 +36,7 @@ MAX_STREAM_ID = (1 << 48) - 1
 MAX_U32 = 0xFFFFFFFF
 MAX_U53 = (1 << 53) - 1      # times and counters: exact as JavaScript numbers
 MAX_U64 = 0xFFFFFFFFFFFFFFFF
-MAX_PICTURES = 0xFFFF        # the counter block numbers a segment's access units in 16 bits
+MAX_PICTURES = 0xFFFF        # a segment spans seconds: 65535 pictures is 18 minutes at 60 per second
 MAX_CLEAR_LEAD = 4096
 
 # The link carried by the first segment (seq 0) of every stream.

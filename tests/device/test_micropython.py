@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from tests.support import ROOT
 
@@ -302,3 +303,45 @@ def test_slice_headers_and_picture_order_on_micropython_match_cpython(tmp_path):
     times = [l for l in on_vm if l.startswith("TIME")]
     assert len(times) == len(paths)
     print("\n".join(["MicroPython:"] + times + ["CPython:"] + [l for l in on_cpython if l.startswith("TIME")]))
+
+
+# The core's AES-CTR on the VM, whose only backend is the pure AES (no cryptolib there): the
+# pieces of each case alternately by xor and by xor_into in place, as a picture's ranges go.
+AES_SCRIPT = """
+import json
+from segbind_core import aes
+print("BACKENDS " + " ".join(aes.BACKENDS))
+for case in json.loads(CASES):
+    data = bytes.fromhex(case["data"])
+    stream = aes.CtrKey(bytes.fromhex(case["key"])).keystream(bytes.fromhex(case["counter"]))
+    buf = bytearray(data)
+    view = memoryview(buf)
+    edges = [0] + case["cuts"] + [len(data)]
+    for j in range(len(edges) - 1):
+        a, b = edges[j], edges[j + 1]
+        if j % 2:
+            stream.xor_into(view[a:b], view[a:b])
+        else:
+            view[a:b] = stream.xor(view[a:b])
+    print("OUT " + bytes(buf).hex())
+"""
+
+
+def test_aes_ctr_on_the_vm_matches_cryptography():
+    """Random keys, counter blocks (a third of them just below 2**128: the wrap inside the data),
+    lengths and cut points; the expected bytes from OpenSSL through ``cryptography``."""
+    cases = []
+    for i in range(12):
+        data = os.urandom(int.from_bytes(os.urandom(2), "big") % 700)
+        counter = (1 << 128) - 1 - os.urandom(1)[0] % 5 if i % 3 == 0 else int.from_bytes(os.urandom(16), "big")
+        cuts = sorted(int.from_bytes(os.urandom(2), "big") % (len(data) + 1) for _ in range(i % 5))
+        cases.append({"key": os.urandom(16).hex(), "counter": counter.to_bytes(16, "big").hex(),
+                      "data": data.hex(), "cuts": cuts})
+    script = "CASES = %r\n" % json.dumps(cases) + AES_SCRIPT
+    proc = run("exec", "-", stdin=script.encode())
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    lines = proc.stdout.decode().splitlines()
+    assert lines[0] == "BACKENDS pure"
+    expected = ["OUT " + Cipher(algorithms.AES(bytes.fromhex(c["key"])), modes.CTR(bytes.fromhex(c["counter"])))
+                .encryptor().update(bytes.fromhex(c["data"])).hex() for c in cases]
+    assert lines[1:] == expected
