@@ -1,12 +1,11 @@
-"""The agent core's pairings and commands on the real MicroPython VM (WebAssembly), byte for byte
-what CPython does: every field at its bounds, the seller's scenario, a reset, spent offers,
-garbage. (Video needs AES: while firmware/segbind_core/aes.py is CPython's placeholder, a copy of
-the firmware with an AES that refuses to run is used, and no picture is tagged here.)"""
+"""The agent core on the real MicroPython VM (WebAssembly), byte for byte what CPython does:
+pairings and commands with every field at its bounds, the seller's scenario, a reset, spent
+offers, garbage, and the buyer's video and an event's still, tagged and encrypted (the VM's pure
+AES)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,12 +22,15 @@ FIRMWARE = ROOT / "firmware"
 SCRIPT = r"""
 import json, sys
 from segbind_core import control
+from segbind_core import topics
 from segbind_core.keys import command_key
 from segbind_core.tag import encode_uvarint
-from segbind_agent.core import AgentCore, BindingState, Persist, Publish, spent_digest
+from segbind_agent.core import AgentCore, BindingState, Persist, Publish, Store, spent_digest
 
 T0 = 1795000000000
-out = {"impl": sys.implementation.name, "results": [], "events": [], "spent": [], "states": []}
+out = {"impl": sys.implementation.name, "results": [], "events": [], "spent": [], "states": [], "segments": [],
+       "stills": []}
+VIDEO = open(sys.argv[1], "rb").read()
 
 
 def run(actions):
@@ -37,6 +39,10 @@ def run(actions):
             out["results"].append(a.payload.hex())
         elif isinstance(a, Publish) and a.leaf == "event":
             out["events"].append(json.loads(a.payload)["event"])
+        elif isinstance(a, Publish) and a.leaf == topics.STILL:
+            out["stills"].append(a.payload.hex())
+        elif isinstance(a, Store):
+            out["segments"].append(a.payload.hex())
         elif isinstance(a, Persist):
             out["states"].append(a.state.encode().decode())
             if a.spend:
@@ -76,6 +82,8 @@ run(core.pair(offer("buyer", P2, 2 ** 53 - 1, 600), T0 + 6))
 run(core.command(cmd(k2, 2, "buyer", 1, 2, 3600, 5, ["carol"]), T0 + 7))
 run(core.event("motion", T0 + 8))
 run(core.event("Not a kind", T0 + 8))
+run(core.encoder_bytes(VIDEO, T0 + 8))
+run(core.encoder_end(T0 + 8))
 for blob in (b"", b"SBP3", b"\x03C", bytes(range(256))):
     run(core.pair(blob, T0 + 9))
     run(core.command(blob, T0 + 9))
@@ -88,22 +96,6 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def firmware_for_micropython(tmp_path: Path) -> Path:
-    """The firmware as it is, or, while aes.py needs the cryptography package, with an AES that
-    refuses to run (nothing here encrypts)."""
-    aes = (FIRMWARE / "segbind_core" / "aes.py").read_text()
-    if "\nfrom cryptography" not in aes:
-        return FIRMWARE
-    copy = tmp_path / "firmware"
-    shutil.copytree(FIRMWARE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "segbind_core" / "aes.py").write_text(
-        '"""Stand-in while the real aes.py is a CPython placeholder (tests only)."""\n\n\n'
-        "class Keystream:\n"
-        "    def __init__(self, key, counter_block):\n"
-        "        raise NotImplementedError('no AES on this interpreter yet')\n")
-    return copy
-
-
 def run_script(args: list) -> dict:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=str(ROOT))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -112,14 +104,19 @@ def run_script(args: list) -> dict:
 
 
 def test_the_agent_cores_control_path_is_the_same_on_micropython(tmp_path: Path) -> None:
+    from host_sim import clips
+
     script = tmp_path / "core_script.py"
     script.write_text(SCRIPT)
-    mp = run_script(["node", str(RUNNER), "exec", str(script), "--firmware", str(firmware_for_micropython(tmp_path))])
-    env_path = str(FIRMWARE)
-    cp = run_script([sys.executable, "-c", "import sys; sys.path.insert(0, %r); exec(open(%r).read())"
-                     % (env_path, str(script))])
+    video = tmp_path / "video.h264"
+    video.write_bytes(clips.encode_pyav(frames=10, gop=5, width=64, height=48, seed=2))   # two segments
+    mp = run_script(["node", str(RUNNER), "exec", str(script), "--file", "/data/video.h264=%s" % video,
+                     "--", "/data/video.h264"])
+    cp = run_script([sys.executable, "-c", "import sys; sys.path.insert(0, %r); sys.argv = ['s', %r]; "
+                     "exec(open(%r).read())" % (str(FIRMWARE), str(video), str(script))])
     assert mp["impl"] == "micropython" and cp["impl"] == "cpython"
-    for key in ("results", "events", "spent", "refused", "errors", "spent_of_p1"):
+    assert len(cp["segments"]) == 2 and len(cp["stills"]) == 1
+    for key in ("results", "events", "spent", "refused", "errors", "spent_of_p1", "segments", "stills"):
         assert mp[key] == cp[key], key
     # the same states (MicroPython's dicts keep no order: the same JSON, keys in another order)
     def state(text: str) -> dict:
@@ -138,4 +135,12 @@ def test_the_agent_cores_control_path_is_the_same_on_micropython(tmp_path: Path)
         "replay", "ok", "ok",                                                           # reset; spent; the buyer
         "malformed", "malformed", "malformed", "unknown_version"]                       # garbage
     assert cp["errors"] == 0 and cp["spent"] == [cp["spent_of_p1"], cp["spent"][1]]
+    # what MicroPython tagged, the verifier accepts under the buyer's keys: two segments, a still
+    from segbind import Epoch, StreamVerifier, verify_segment
+    from tests.support.tagged import keyring_of
+    ring = keyring_of(Epoch.of_pairing(bytes(range(1, 33)), "buyer", "cam-1", 2, ["carol"], 3600),
+                      start_ms=1795000000000 - 3_600_000)
+    verifier = StreamVerifier(ring)
+    assert [str(verifier.verify(bytes.fromhex(x)).reason) for x in mp["segments"]] == ["ok", "ok"]
+    assert verify_segment(bytes.fromhex(mp["stills"][0]), ring).still
     assert '"owner": "buyer"' in cp["final"] and '"epoch": 2' in cp["final"] and '"period_s": 3600' in cp["final"]

@@ -25,10 +25,8 @@ from segbind_core import control, topics
 from tests.support.world import World, until
 
 # Until the format 3 grants land (grants.py and owner.py's grant side, being rewritten: displays
-# take no grant yet) and host_sim's camera carries the camera image's AES (the simulated camera
-# runs ``python3 -S`` without the cryptography package): strict, so that it is dropped with them.
-pytestmark = [pytest.mark.broker,
-              pytest.mark.xfail(strict=True, reason="needs the format 3 grants and host_sim's camera with AES")]
+# take no grant yet): strict, so that it is dropped with them.
+pytestmark = [pytest.mark.broker, pytest.mark.xfail(strict=True, reason="needs the format 3 grants")]
 
 SEGS_PER_CLIP = 10
 CRASH_POINTS = ("ctl:received", "ctl:state_tmp", "ctl:state_renamed", "ctl:persisted", "ctl:applied")

@@ -35,10 +35,8 @@ from tests.support.qemu import GuestCamera, bare_python_peak_kb
 from tests.support.world import World
 
 # Until the format 3 grants land (displays take no grant yet: grants.py and owner.py's grant side
-# are being rewritten) and the armhf image carries an AES for the agent (the aes branch adds
-# Debian's python3-cryptography to it): strict, so that it is dropped with them.
-pytestmark = [pytest.mark.qemu, pytest.mark.broker,
-              pytest.mark.xfail(strict=True, reason="needs the format 3 grants and the image's AES (aes branch)")]
+# are being rewritten): strict, so that it is dropped with them.
+pytestmark = [pytest.mark.qemu, pytest.mark.broker, pytest.mark.xfail(strict=True, reason="needs the format 3 grants")]
 
 CAMERA = "cam-arm7"
 SEGMENTS_PER_CLIP = 10
