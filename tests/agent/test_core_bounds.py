@@ -427,3 +427,18 @@ def test_a_core_never_built_on_another_cameras_state() -> None:
         BindingState.from_json(dict(BindingState("cam-2").to_json()), CAM)
     with pytest.raises(control.ControlError):
         AgentCore("a/b", BindingState("a/b"))
+
+
+def test_an_h265_camera_makes_its_stills_too() -> None:
+    app = Owner.new("alice", test_only=True)
+    cam = CoreRunner(CAM).start(T0)
+    app.on_result(CAM, cam.pair(app.pairing_offer(CAM, T0), T0 + 1))
+    segments = cam.feed(clips.encode_pyav_h265(frames=20, gop=5, width=128, height=96), T0 + 10)
+    assert segments
+    stills = cam.event("doorbell", T0 + 20)
+    ring = ring_of(app, around_ms=T0)
+    info = verify_segment(stills[0], ring)
+    assert info.still and info.codec == 2 and info.seq == tags(segments)[-1].seq
+    data = cam.core._head.data
+    assert (data[4] >> 1) & 0x3F == 35 and {32, 33, 34} <= {(data[i + 4] >> 1) & 0x3F for i in range(len(data) - 4)
+                                                           if data[i:i + 4] == b"\x00\x00\x00\x01"}
