@@ -926,12 +926,11 @@ class AgentCore:
                 status, detail = control.OUT_OF_RANGE, "the camera's clock (%d ms) is out of range" % now_ms
         if status != control.OK or sid is None:
             self._count_refusal(status)
-            s = self.state
+            # epoch 0, stream 0: whoever made the offer learns nothing of the binding in force
             return [Log(WARNING, "pairing refused: %s (%s)" % (status, detail)),
                     self._event("pairing_refused", {"status": status, "detail": detail}, now_ms),
                     Publish(topics.CTL_RESULT, control.Result(
-                        self.camera, offer.owner, 0, control.PAIR, status, s.epoch,
-                        s.stream_id, 0, detail).encode(key))]
+                        self.camera, offer.owner, 0, control.PAIR, status, 0, 0, 0, detail).encode(key))]
         new = self.state.copy()
         new.pairing = str(hexlify(offer.secret), "ascii")
         new.owner, new.shares, new.counter = offer.owner, [], 0

@@ -291,7 +291,7 @@ def open_command(command_key: bytes, camera: str, data: "Buffer") -> Command:
 
 class Result:
     """What a camera did with a pairing or a command, and where its stream stood after it.
-    ``epoch`` is 0 when the camera holds none (an unclaimed camera refusing an offer)."""
+    ``epoch`` and ``stream_id`` are 0 in a refused pairing's result (nothing of the binding in force)."""
 
     def __init__(self, camera: str, owner: str, counter: int, op: int, status: str,
                  epoch: int = 0, stream_id: int = 0, seq: int = 0, detail: str = "") -> None:
