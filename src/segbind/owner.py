@@ -57,7 +57,8 @@ from .grants import (
 )
 from .keyring import FILE_VERSION, Binding, GrantId, Keyring, read_json, write_json
 
-__all__ = ["OwnedCamera", "Owner", "OwnerError", "Renewal", "RotationAlarm", "exchange_contacts"]
+__all__ = ["OwnedCamera", "Owner", "OwnerError", "RESULT_TEXT", "Renewal", "RotationAlarm", "exchange_contacts",
+           "explain"]
 
 KIND = "owner"
 PAIRING_TTL_MS = 10 * 60 * 1000  # an offer shown on the phone is good for ten minutes
@@ -70,6 +71,30 @@ RETRY_MAX_MS = 300_000           # every 5 minutes, for as long as it is pending
 HELD_FROM_ANOTHER_OWNER = "held_from_another_owner"
 OWN_CAMERA = "own_camera"
 KEY_ID_HELD = "key_id_held"
+
+# What the owner's app shows for each result a camera can send (docs/AGENT.md, "What the owner sees").
+RESULT_TEXT = {
+    control.OK: "done",
+    control.ALREADY_APPLIED: "done (the camera had applied it already)",
+    control.MALFORMED: "the camera could not read the command: update the app",
+    control.UNKNOWN_VERSION: "the camera speaks another format version: update the app or the camera",
+    control.WRONG_CAMERA: "the message was meant for another camera",
+    control.BAD_MAC: "the camera did not recognise this app's key: pair the camera again",
+    control.REPLAY: "the camera has seen this command or this pairing code before: try again with a new one",
+    control.NOT_CLAIMED: "the camera is not paired",
+    control.ALREADY_CLAIMED: "the camera belongs to someone: its owner must release it, or press its reset button",
+    control.STALE_EPOCH: "the camera is ahead of this app: the app caught up, try again",
+    control.OWNER_MISMATCH: "the camera belongs to another account",
+    control.TOO_MANY_SHARES: "a camera can be shared with at most 7 accounts",
+    control.OUT_OF_RANGE: "a number in the command is outside what the camera accepts: nothing was changed",
+    control.EXPIRED: "the pairing code expired: show a new one to the camera",
+}
+
+
+def explain(result: control.Result) -> str:
+    """One line for people: what the camera did with a command or a pairing, and what to do next."""
+    text = RESULT_TEXT.get(result.status, "refused (%s)" % result.status)
+    return "%s: %s%s" % (result.name, text, " (%s)" % result.detail if result.detail and not result.accepted else "")
 
 
 class OwnerError(ValueError):
@@ -270,8 +295,10 @@ class Owner:
 
     # -- pairing ------------------------------------------------------------------------------
 
-    def pairing_offer(self, camera: str, now_ms: int, ttl_ms: int = PAIRING_TTL_MS) -> bytes:
-        """The bytes to hand to ``camera`` out of band: a fresh pairing secret for this claim.
+    def pairing_offer(self, camera: str, now_ms: int, ttl_ms: int = PAIRING_TTL_MS,
+                      period_s: Optional[int] = None) -> bytes:
+        """The bytes to hand to ``camera`` out of band: a fresh pairing secret for this claim, and
+        the period length of its epoch 1 (60 s to a day; by default the app's ``period_s``).
 
         A camera already paired by this app is paired again only after a release or a reset.
         """
@@ -279,9 +306,14 @@ class Owner:
         known = self.cameras.get(camera)
         if known is not None and known.paired:
             raise OwnerError("camera %r is paired: release it first" % camera)
-        pairing = os.urandom(32)
-        self.cameras[camera] = OwnedCamera(camera, pairing, period_s=self.period_s)
-        return control.PairingOffer(self.name, camera, pairing, now_ms + ttl_ms).encode()
+        period_s = self.period_s if period_s is None else period_s
+        try:
+            offer = control.PairingOffer(self.name, camera, os.urandom(32), now_ms + ttl_ms, period_s)
+            wire = offer.encode()
+        except ValueError as exc:
+            raise OwnerError("no pairing offer: %s" % exc) from None
+        self.cameras[camera] = OwnedCamera(camera, offer.secret, period_s=period_s, periods={1: period_s})
+        return wire
 
     def on_result(self, camera: str, payload: bytes) -> control.Result:
         """A camera's result, checked under its command key; the app's view of the camera follows it.
@@ -300,8 +332,9 @@ class Owner:
                 cam.epochs.setdefault(result.epoch, cam.shares)  # learn the camera's epoch
             return result
         if result.op == control.PAIR:
+            period_s = cam.period_s_of(1)
             cam.paired, cam.epoch, cam.counter, cam.stream_id = True, result.epoch, 0, result.stream_id
-            cam.epochs = {result.epoch: []}
+            cam.epochs, cam.periods = {result.epoch: []}, {result.epoch: period_s}
         elif result.op == control.ROTATE and result.epoch in cam.epochs:
             cam.epoch, cam.stream_id = result.epoch, result.stream_id
         elif result.op == control.RELEASE:
@@ -316,8 +349,14 @@ class Owner:
             raise OwnerError("camera %r is not paired with %s" % (camera, self.name))
         return cam
 
-    def rotate(self, camera: str, shares: List[str], now_ms: int) -> bytes:
-        """A new epoch with slot 0 for the owner and slots 1.. for ``shares``: the command bytes.
+    def _next_counter(self, cam: OwnedCamera) -> int:
+        if cam.counter >= control.MAX_COUNTER:
+            raise OwnerError("camera %r has used every command counter: release it and pair it again" % cam.camera)
+        return cam.counter + 1
+
+    def rotate(self, camera: str, shares: List[str], now_ms: int, period_s: Optional[int] = None) -> bytes:
+        """A new epoch with slot 0 for the owner and slots 1.. for ``shares``, with periods of
+        ``period_s`` seconds (by default the current epoch's): the command bytes.
 
         The new epoch's keys are granted from now on (``grants_for``): send the grants first.
         The rotation is pending until the camera's result confirms it (``due_retries``).
@@ -326,22 +365,25 @@ class Owner:
         shares = [control.check_account(a, "share") for a in shares]
         if len(shares) > MAX_SLOTS - 1 or len(set(shares)) != len(shares) or self.name in shares:
             raise OwnerError("at most %d distinct shares, never the owner" % (MAX_SLOTS - 1))
+        period_s = cam.period_s_of(cam.epoch) if period_s is None else period_s
         epoch = cam.epoch_hwm + 1
         if epoch > MAX_EPOCH:
-            raise OwnerError("camera %r has used every epoch: pair it again" % camera)
-        cam.epochs[epoch] = shares
+            raise OwnerError("camera %r has used every epoch: release it and pair it again" % camera)
+        counter = self._next_counter(cam)
+        try:
+            wire = control.Command(control.ROTATE, camera, self.name, counter, epoch, shares, now_ms,
+                                   period_s).encode(command_key(cam.pairing, self.name, camera))
+        except ValueError as exc:
+            raise OwnerError("no rotate command: %s" % exc) from None
+        cam.epochs[epoch], cam.periods[epoch] = shares, period_s
         for old in sorted(cam.epochs)[:-KEPT_EPOCHS]:
             del cam.epochs[old]
+            cam.periods.pop(old, None)
             self.revoked.append((self.name, camera, old))
-        cam.counter += 1
-        # The command carries the epoch's period length (commands v3); until then it is the
-        # camera's default, and so is every epoch's here.
-        cam.periods[epoch] = cam.period_s
+        cam.counter = counter
         cam.issued[epoch] = now_ms
-        command = control.Command(control.ROTATE, camera, self.name, cam.counter, epoch, shares, now_ms).encode(
-            command_key(cam.pairing, self.name, camera))
-        cam.rotation = PendingRotation(epoch, command, now_ms, 1, now_ms + self.retry_first_ms)
-        return command
+        cam.rotation = PendingRotation(epoch, wire, now_ms, 1, now_ms + self.retry_first_ms)
+        return wire
 
     def share(self, camera: str, account: str, now_ms: int) -> bytes:
         shares = self._paired(camera).newest_shares
@@ -361,9 +403,14 @@ class Owner:
     def release(self, camera: str, now_ms: int) -> bytes:
         """Give the camera up (before a resale): it forgets the pairing once it takes this."""
         cam = self._paired(camera)
-        cam.counter += 1
-        return control.Command(control.RELEASE, camera, self.name, cam.counter, 0, [], now_ms).encode(
-            command_key(cam.pairing, self.name, camera))
+        counter = self._next_counter(cam)
+        try:
+            wire = control.Command(control.RELEASE, camera, self.name, counter, max(cam.epoch, 1), [],
+                                   now_ms).encode(command_key(cam.pairing, self.name, camera))
+        except ValueError as exc:
+            raise OwnerError("no release command: %s" % exc) from None
+        cam.counter = counter
+        return wire
 
     def forget(self, camera: str) -> None:
         """The camera was reset by its button (or sold): its keys are granted no more."""
