@@ -1,9 +1,12 @@
 """Writing a tagged Annex-B stream (H.264 or H.265) into containers and HLS, with timestamps
 from the picture order.
 
-NAL units are copied unchanged (the tag stays in-band); raw H.264 and H.265 have no
-timestamps, so ``PocClock`` derives presentation order from the picture order
-counts (``segbind_core.h264.PocCounter``, ``segbind_core.h265.PocCounter``).
+NAL units are copied unchanged (the tag stays in-band; picture data in the camera's protected
+form), but for HLS with fMP4 segments, which is Common Encryption 'cenc' (docs/FORMAT.md 4.4,
+``segbind.web.fmp4``): the same units with each picture unit's ciphertext unescaped, so that a
+ClearKey player decrypts them; written here, without keys. Raw H.264 and H.265 have no
+timestamps, so ``PocClock`` derives presentation order from the picture order counts
+(``segbind_core.h264.PocCounter``, ``segbind_core.h265.PocCounter``).
 """
 
 from __future__ import annotations

@@ -554,3 +554,17 @@ def test_subsamples_of_long_clear_runs() -> None:
     assert fmp4.subsamples_of([(0x65, 21)], CODEC_H264, 20) == ((25, 0),)  # n - 1 <= L: all clear
     assert fmp4.subsamples_of([(0x65, 22)], CODEC_H264, 20) == ((24, 1), (1, 0))
 
+
+
+def test_untagged_bytes_are_left_out_and_said(packaged: Packaged, tmp_path: Path) -> None:
+    """Bytes before the first tag say nothing of how to package them ('cenc' needs the tag's
+    clear lead and counter block): `segbind hls` leaves them out and says how many NAL units."""
+    stream = tmp_path / "in.annexb"
+    stream.write_bytes(packaged.raw[0].data + b"".join(packaged.segments))
+    result = run_cli("hls", "--segment-duration", "1", str(stream), str(tmp_path / "out.m3u8"))
+    assert result.returncode == 0, result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert b"4 tagged segments" in result.stderr
+    assert b"left out, as no tag says how to package them: %d NAL units" % packaged.raw[0].units in result.stderr
+    with segbind.open(str(tmp_path / "out.m3u8"), packaged.owner) as media:
+        assert [r.verdict.reason.value for r in media] == ["ok"] * 4
