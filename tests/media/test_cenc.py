@@ -370,6 +370,13 @@ def _kid(other: bytes):
     return change
 
 
+def _pattern(moov: Box) -> None:
+    """'tenc' version 1 with a 1:9 pattern, the scheme still 'cenc'."""
+    tenc = moov.first(b"trak", b"mdia", b"minf", b"stbl", b"stsd").children[0].first(b"sinf", b"schi", b"tenc")
+    tenc.set_flags(0, version=1)
+    tenc.data = tenc.data[:5] + bytes([0x19]) + tenc.data[6:]
+
+
 def _eight_byte_ivs(init: bytes, media: bytes) -> Tuple[bytes, bytes]:
     def tenc(moov: Box) -> None:
         box = moov.first(b"trak", b"mdia", b"minf", b"stbl", b"stsd").children[0].first(b"sinf", b"schi", b"tenc")
@@ -412,18 +419,21 @@ def refusals(packaged: Packaged) -> Dict[str, Refusal]:
             media(lambda d: edit_senc(d, lambda e: _iv(e, 1, e[0].iv))), "the counter block its access unit"),
         "the IVs of another segment": Refusal(
             media(lambda d: edit_senc(d, lambda e: [Entry(fmp4.counter_block_after(x.iv, 1 << 40), x.subsamples)
-                                                    for x in e])), "is not"),
+                                                    for x in e])), "a sample's IV"),
         "scheme 'cbcs'": Refusal(lambda init, data: (as_cbcs(init), data), "scheme 'cbcs'", True),
         "default_KID of the next period": Refusal(lambda init, data: (edit_moov(init, _kid(other_kid)), data),
                                                   "default_KID ('tenc') %s is not the tag's key id" % other_kid.hex(),
                                                   True),
         "8-byte IVs": Refusal(_eight_byte_ivs, "8-byte IVs", True),
+        "a pattern on 'cenc'": Refusal(lambda init, data: (edit_moov(init, _pattern), data),
+                                       "a 'cenc' track with an encryption pattern (1:9)", True),
     }
 
 
 REFUSALS = ["a subsample with one byte moved into the clear", "subsamples merged into one",
             "whole-sample encryption", "an IV one block further", "the keystream restarted at the second access unit",
-            "the IVs of another segment", "scheme 'cbcs'", "default_KID of the next period", "8-byte IVs"]
+            "the IVs of another segment", "scheme 'cbcs'", "default_KID of the next period", "8-byte IVs",
+            "a pattern on 'cenc'"]
 
 
 def verdicts(packaged: Packaged, init: bytes, media: List[bytes], keyring: Optional[Keyring] = None) -> List:
@@ -522,6 +532,7 @@ def test_any_subsample_or_iv_change_is_refused(first_group: Tuple[Packaged, byte
     found = verdicts(packaged, init, [changed])
     assert found and not found[0].accepted, (change, found)
     assert found[0].reason.value == "framing", (change, found[0])
+    assert "subsample" in found[0].detail or "IV" in found[0].detail, (change, found[0].detail)
 
 
 # ---- the cloud's packaging --------------------------------------------------------------------------

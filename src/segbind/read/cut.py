@@ -327,6 +327,11 @@ class CencSamples:
         if protection.scheme != "cenc":
             return ("the track is protected with scheme '%s': segbind's ciphertext is AES-CTR, carried as 'cenc' "
                     "only (FORMAT.md 4.4)" % protection.scheme)
+        if protection.crypt_byte_block or protection.skip_byte_block:
+            # 'cenc' has no pattern (ISO/IEC 23001-7 10.1): a player that applied one would decrypt
+            # other bytes than the verifier put back
+            return "a 'cenc' track with an encryption pattern (%d:%d): 'cenc' encrypts every protected byte" % (
+                protection.crypt_byte_block, protection.skip_byte_block)
         if protection.iv_size != IV_SIZE:
             return ("the track's 'tenc' gives %s: a 'cenc' sample of segbind's carries the 16-byte counter block "
                     "its access unit begins at (FORMAT.md 4.4)" % (
