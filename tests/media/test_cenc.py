@@ -229,6 +229,7 @@ def test_keyless_round_trip_gives_back_the_cameras_bytes(packaged: Packaged) -> 
 
 
 def test_the_strict_reader_reads_the_packagers_output(packaged: Packaged) -> None:
+    spans: List[Tuple[int, int]] = []
     for (init, media), first in zip(packaged.groups(), (0, 2)):
         stream = io.BytesIO(init.read_bytes() + b"".join(m.read_bytes() for m in media))
         events = list(mp4_events(stream, "cenc"))
@@ -245,9 +246,15 @@ def test_the_strict_reader_reads_the_packagers_output(packaged: Packaged) -> Non
         assert not any(s.hidden for s in samples)
         for s in samples:
             assert len(s.iv) == 16 and sum(c + p for c, p in s.subsamples) == len(s.data)
+        # timestamps from the picture order: in presentation order, one frame apart, on one
+        # timeline across init segments (the second period goes on where the first ended)
+        times = sorted(s.pts for s in samples)
+        assert {b - a for a, b in zip(times, times[1:])} == {samples[0].duration}
+        spans.append((times[0], times[-1] + samples[0].duration))
         # the first sample's IV is its segment's initial counter block (FORMAT.md 4.3)
         seq = first
         assert samples[0].iv == counter_block(DOMAIN_SEGMENT, STREAM_ID, seq)
+    assert spans[1][0] == spans[0][1], spans
 
 
 def test_owner_accepts_stranger_refused(packaged: Packaged) -> None:
