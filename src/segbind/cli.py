@@ -443,9 +443,14 @@ def cmd_hls(args: argparse.Namespace) -> int:
     if not os.path.isdir(out_dir):
         raise CliError("%s: no such directory" % out_dir)
     counts = write_hls(source, args.playlist, args.type, args.segment_duration, args.fps)
-    print("wrote %s: %d tagged segments, %d pictures, %s segments"
+    left_out = ""
+    if counts.get("left_out_units"):
+        left_out = "; left out, as no tag says how to package them: %d NAL units%s" % (
+            counts["left_out_units"], " (%d segments whose tag cannot be read)" % counts["left_out_segments"]
+            if counts.get("left_out_segments") else "")
+    print("wrote %s: %d tagged segments, %d pictures, %s segments%s"
           % (args.playlist, counts["tagged_segments"], counts["packets"],
-             "fMP4" if args.type == "fmp4" else "MPEG-TS"), file=sys.stderr)
+             "Common Encryption ('cenc') fMP4" if args.type == "fmp4" else "MPEG-TS", left_out), file=sys.stderr)
     return EXIT_OK
 
 
@@ -561,8 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help="as for verify")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("hls", help="write a tagged Annex-B stream as an HLS playlist (fMP4 or TS segments)")
-    p.add_argument("--type", choices=("fmp4", "ts"), default="fmp4", help="segment format (default fmp4)")
+    p = sub.add_parser("hls", help="write a tagged Annex-B stream as an HLS playlist (fMP4 or TS segments), "
+                                   "without keys")
+    p.add_argument("--type", choices=("fmp4", "ts"), default="fmp4",
+                   help="segment format (default fmp4: Common Encryption 'cenc', which a ClearKey player plays "
+                        "given the content key; ts: the camera's protected form as it is)")
     p.add_argument("--segment-duration", type=float, default=4.0, metavar="S",
                    help="target media segment duration; segments hold whole tagged segments (default 4)")
     p.add_argument("--fps", type=float, help="frame rate (default: from the SPS, else 25)")
