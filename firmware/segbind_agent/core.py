@@ -8,9 +8,10 @@ out, in order. The daemon (``segbind_agent.daemon``: threads, signals, paho,
 files), the fleet simulation and ``segbind tag`` all drive this one core.
 
 Events (methods): ``start``, ``encoder_bytes``, ``encoder_unit``,
-``encoder_end``, ``pair`` and ``physical_reset`` (local, out of band),
-``command`` (the owner's, through the cloud), ``event`` (a camera event that wants a
-thumbnail: a still), ``delivered``, ``connection``, ``tick``, ``input_status``, ``stop``.
+``encoder_gap`` (video lost before it reached the agent), ``encoder_end``, ``pair`` and
+``physical_reset`` (local, out of band), ``command`` (the owner's, through the cloud),
+``event`` (a camera event that wants a thumbnail: a still), ``delivered``, ``connection``,
+``tick``, ``input_status``, ``stop``.
 
 No entry point raises: whatever the input (an offer, a command, the encoder's bytes), an
 error is caught at the entry point, the camera's state stays what it was, and the error
@@ -551,12 +552,13 @@ class AgentCore:
         self.counts = {"segments_in": 0, "segments_tagged": 0, "segments_delivered": 0,
                        "segments_unclaimed": 0, "segments_refused": 0, "publish_refused": 0,
                        "commands_applied": 0, "commands_refused": 0, "gaps": 0,
-                       "pictures_dropped": 0, "stills": 0, "errors": 0}
+                       "pictures_dropped": 0, "stills": 0, "errors": 0, "input_gaps": 0}
         self.refused = {}  # type: Dict[str, int]  # status -> count
         self.gaps = []  # type: List[Dict[str, Any]]  # the latest spool gaps, as dicts
         self.input = {"bytes": 0, "done": False, "error": None}  # type: Dict[str, Any]
         self._started_ms = 0
         self._next_health_ms = 0
+        self._gap_at = None  # type: Optional[Tuple[int, int]]  # (stream, seq) skipped for the last input gap
 
     def _new_segmenter(self) -> Segmenter:
         return Segmenter(max_duration_s=self.settings.max_duration_s, fps=self.settings.fps,
@@ -645,13 +647,47 @@ class AgentCore:
         self.input["bytes"] += len(data)
         return self._guarded("video", self._video, self.segmenter.push, data, now_ms)
 
-    def encoder_unit(self, nal: "Buffer", now_ms: int) -> "List[Action]":
-        """One NAL unit from an encoder SDK."""
-        return self._guarded("video", self._video, self.segmenter.push_unit, nal, now_ms)
+    def encoder_unit(self, nal: "Buffer", now_ms: int, capture_ms: "Optional[int]" = None) -> "List[Action]":
+        """One whole NAL unit from an encoder SDK or an RTP stream; ``capture_ms`` is when its
+        picture was captured, where the source says (else now)."""
+        self.input["bytes"] += len(nal)
+        return self._guarded("video", self._unit, nal, now_ms, capture_ms)
+
+    def _unit(self, nal: "Buffer", now_ms: int, capture_ms: "Optional[int]") -> "List[Action]":
+        return self._segments(self.segmenter.push_unit(nal, now_ms if capture_ms is None else capture_ms), now_ms)
 
     def _video(self, push: "Callable[[Buffer, int], List[SegmentOrCut]]", data: "Buffer",
                now_ms: int) -> "List[Action]":
         return self._segments(push(data, now_ms), now_ms)
+
+    def encoder_gap(self, now_ms: int, detail: str = "") -> "List[Action]":
+        """Video was lost before it reached the agent (RTP packets, a streamer's restart); every
+        unit fed so far arrived whole.
+
+        The segment in progress closes at the last whole picture and is tagged: its pictures
+        refer only to pictures before them in decoding order, all of them in it or before it.
+        Pictures after the loss are dropped until the next random access point, where the
+        next segment starts; its sequence number leaves one out, so every verifier reports a
+        gap there. Losses before the next segment is tagged leave out no more numbers.
+        """
+        return self._guarded("video", self._encoder_gap, now_ms, detail)
+
+    def _encoder_gap(self, now_ms: int, detail: str) -> "List[Action]":
+        segmenter = self.segmenter
+        closed = segmenter.finish() if segmenter.codec else []  # an undecided codec: nothing whole yet
+        actions = self._segments(closed + segmenter.cut(fresh_start=True), now_ms)
+        self.counts["input_gaps"] += 1
+        tagger = self.tagger
+        skipped = None
+        if tagger is not None and self._gap_at != (tagger.stream_id, tagger.seq):
+            skipped = tagger.seq
+            tagger.seq += 1  # the verifier's gap: one sequence number left out (past 2^32: a new stream)
+            self._gap_at = (tagger.stream_id, tagger.seq)
+        actions.append(Log(WARNING, "video lost before the agent (%s): %s" % (
+            detail or "input gap", "segment %d left out; the next segment starts at a random access point"
+            % skipped if skipped is not None else "the next segment starts at a random access point")))
+        actions.append(self._event("input_gap", {"detail": detail, "seq_skipped": skipped}, now_ms))
+        return actions + self._pump()
 
     def encoder_end(self, now_ms: int) -> "List[Action]":
         """The encoder's output ended (or restarts): the last segment closes, and ends the stream."""

@@ -15,6 +15,7 @@ import threading
 import time
 
 from segbind_core import topics
+from segbind_core.rtp import AccessUnit, Loss
 
 from . import __version__
 from .config import load_device_secret
@@ -34,7 +35,8 @@ from .core import (
 from .counter import CounterFile
 from .faults import crashpoint
 from .inbox import EVENT, PAIR, RESET, Inbox
-from .source import EOF, InputReader, is_fifo
+from .rtsp import RtspReader, is_rtsp
+from .source import CHUNK, EOF, InputReader, is_fifo
 from .spool import SpoolFiles
 from .state import StateStore
 
@@ -44,8 +46,15 @@ class StorageError(Exception):
     """The camera's state or its monotonic counter cannot be written: the agent stops."""
 
 
-# Encoder chunks waiting for the agent's thread at most (backpressure on the reader).
+# Encoder chunks waiting for the agent's thread at most (backpressure on the reader); an
+# access unit from RTSP counts as many chunks as its size fills.
 MAX_QUEUED_CHUNKS = 256
+
+
+def _chunks(item) -> int:
+    """How many of the queue's places an item of input takes."""
+    size = len(item) if isinstance(item, (bytes, bytearray)) else getattr(item, "size", 0)
+    return min(1 + size // CHUNK, MAX_QUEUED_CHUNKS)
 
 
 class Agent:
@@ -179,6 +188,18 @@ class Agent:
         """The encoder's next bytes."""
         self.execute(self.core.encoder_bytes(data, self.now_ms()))
 
+    def feed_input(self, item) -> None:
+        """One item from the input reader: Annex-B bytes, a whole access unit with its capture
+        time (RTSP), or a loss of video before the agent (RTSP)."""
+        if isinstance(item, AccessUnit):
+            now_ms = self.now_ms()
+            for unit in item.units:
+                self.execute(self.core.encoder_unit(unit, now_ms, item.capture_ms))
+        elif isinstance(item, Loss):
+            self.execute(self.core.encoder_gap(self.now_ms(), item.detail))
+        else:
+            self.feed(item)
+
     def end_of_input(self) -> None:
         """The encoder's output ended: its last segment closes."""
         self.execute(self.core.encoder_end(self.now_ms()))
@@ -203,11 +224,11 @@ class Agent:
     def handle(self, event) -> None:
         kind, a, b = event
         if kind == "data":
-            self._room.release()
+            self._release(a)
             if a is EOF:
                 self._on_eof()
             else:
-                self.feed(a)
+                self.feed_input(a)
         elif kind == "ack":
             self._acked_token = a
             index = self._inflight.pop(a, None)
@@ -240,8 +261,13 @@ class Agent:
         self.events.put(("cmd", msg, None))
 
     def _on_chunk(self, chunk) -> None:  # the reader's thread
-        self._room.acquire()
+        for _ in range(_chunks(chunk)):
+            self._room.acquire()
         self.events.put(("data", chunk, None))
+
+    def _release(self, chunk) -> None:
+        for _ in range(_chunks(chunk)):
+            self._room.release()
 
     def _on_eof(self) -> None:
         self.end_of_input()
@@ -292,14 +318,19 @@ class Agent:
         self.begin()
         self.local_handover()  # what was handed over while it was off comes first
         self.connect()
-        fifo = cfg.input != "-" and is_fifo(cfg.input)
+        rtsp = is_rtsp(cfg.input)
+        fifo = rtsp or (cfg.input != "-" and is_fifo(cfg.input))
         self._on_eof_mode = cfg.on_eof or ("reopen" if fifo else "exit")
         self._drain_until = None
-        self.reader = InputReader(cfg.input, reopen=(self._on_eof_mode == "reopen"),
-                                  sink=self._on_chunk)
+        if rtsp:  # the streamer's RTSP: its end of stream is a BYE; it is asked again in "reopen"
+            self.reader = RtspReader(cfg.input, cfg.rtsp_settings(), sink=self._on_chunk,
+                                     reopen=(self._on_eof_mode == "reopen"))
+        else:
+            self.reader = InputReader(cfg.input, reopen=(self._on_eof_mode == "reopen"),
+                                      sink=self._on_chunk)
         self.reader.start()
         log.info("camera %s reads %s (at end of input: %s), publishes to %s:%d",
-                 self.camera, cfg.input, self._on_eof_mode, cfg.broker_host, cfg.broker_port)
+                 self.camera, cfg.source_name, self._on_eof_mode, cfg.broker_host, cfg.broker_port)
         while not self._stopping:
             if not self._safely(self._loop_once):
                 break
@@ -317,8 +348,8 @@ class Agent:
                 except queue.Empty:
                     break
                 if kind == "data" and a is not EOF:
-                    self._room.release()
-                    self.feed(a)
+                    self._release(a)
+                    self.feed_input(a)
             self.execute(self.core.stop(self.now_ms()))
         self.shutdown()
         return self.exit_code
@@ -352,7 +383,7 @@ class Agent:
         if event[0] in ("ack", "conn"):
             self.handle(event)
         elif event[0] == "data":
-            self._room.release()
+            self._release(event[1])
 
 
 def install_signal_handlers(agent: Agent) -> None:

@@ -410,10 +410,11 @@ class Picture:
 class SampleCutter:
     """Cuts the events of one container reader into segments (``Canonical``, in canonical form,
     with their timing), checking the rules of this module; ``feed(event)`` returns the
-    segments it completed, ``finish()`` the rest. A segment is complete when it holds as many
-    units as its tag says (copies of its head's parameter sets a remuxer added not counted),
-    else when the next tag begins. Samples before the first tag form a segment of their own
-    (refused: no tag), so nothing goes unjudged."""
+    segments it completed, ``finish()`` the rest. A segment in length-prefixed samples is
+    complete when it holds as many units as its tag says (copies of its head's parameter sets a
+    remuxer added not counted); in Annex-B samples (MPEG-TS), when the next tag begins. Samples
+    before the first tag form a segment of their own (refused: no tag), so nothing goes
+    unjudged."""
 
     def __init__(self, max_segment_bytes: int = MAX_SEGMENT_BYTES, video_only: bool = False) -> None:
         self.max_segment_bytes = max_segment_bytes
@@ -548,7 +549,12 @@ class SampleCutter:
         self._presented = self._presented or not sample.hidden
         key = scan.pictures[0][0] if scan.pictures else UNREADABLE
         self._pictures.append(Picture(sample.pts, sample.duration, sample.hidden, key))
-        if self._tag >= 0 and 0 <= self._expect < self._units - self._repeats:
+        # Complete when it holds as many units as its tag says: at once for a container of
+        # samples. An Annex-B elementary stream (MPEG-TS) is read by FFmpeg's and hls.js's parsers
+        # across PES boundaries, so bytes of a later PES the reader refuses can still join this
+        # segment's last picture in a player: it closes when the next tag (or the end) comes, so
+        # that such a refusal refuses it too.
+        if self._tag >= 0 and 0 <= self._expect < self._units - self._repeats and info.length_size:
             self._close()
 
     def _field_pair(self, scan: SampleScan) -> bool:
