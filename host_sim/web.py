@@ -44,7 +44,7 @@ from segbind.web import ASSETS, fmp4, hlsjs_path
 from segbind_core.nal import annexb_units
 
 WINDOW = 6            # fragments a live playlist lists
-STATIC = {"segbind-verify.js", "segbind-grants.js", "display.js", "display.css"}
+STATIC = {"segbind-verify.js", "segbind-mp4.js", "segbind-syntax.js", "segbind-grants.js", "display.js", "display.css"}
 
 
 class Published(NamedTuple):

@@ -10,14 +10,20 @@ says what each tile appended and refused, a hook on SourceBuffer.appendBuffer
 (installed before the page's own scripts) sees every byte that reaches Media Source
 Extensions, and the screenshot's tiles show only alice's colours. Meanwhile alice's
 video plays: its time and decoded frames advance.
+
+The display's gate also runs on HLS fMP4 as the owner's ``segbind hls --type fmp4`` and ffmpeg's
+HLS muxer write it: H.264 through hls.js into chromium's decoder (the owner's plays to its end, a
+stranger's never reaches it), H.265 through the gate alone in the page (no HEVC decoder here).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
+import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Tuple
 
 import pytest
 
@@ -254,3 +260,207 @@ def test_grants_from_anyone_but_the_pinned_owner_are_refused() -> None:
     assert sorted(g["camera"] for g in state["granted"]) == sorted(c.name for c in alice.cameras)
     assert state["serial"] == "2" and state["grantRefusals"] == ["not_from_owner"]
     assert re.fullmatch(r"[A-Z2-7]{8}", state["code"] or "")
+
+
+# ---- the gate on HLS fMP4 of the owner's own packaging and of ffmpeg's -----------------------------------
+
+# The display's gate in a page of its own: hls.js with a fragment loader that hands every init
+# segment and fragment to a FragmentGate before Media Source Extensions, as display.js does (a
+# fragment waits for the init segment it names), on a static playlist; and the gate alone over a
+# playlist's files (H.265: chromium has no HEVC decoder). APPEND_HOOK sees the bytes appended.
+GATE_PAGE = r"""<!doctype html><meta charset="utf-8"><title>segbind gate</title>
+<video muted playsinline></video>
+<script src="static/hls.min.js"></script>
+<script type="module">
+import { FragmentGate, Keyring, StreamVerifier } from "./static/segbind-verify.js";
+
+const REFUSED = 460;
+const state = { passed: [], refused: [], appended: [], errors: [], ended: false };
+const video = document.querySelector("video");
+
+window.gateState = () => {
+  const q = video.getVideoPlaybackQuality();
+  return { ...state, frames: q.totalVideoFrames, time: video.currentTime };
+};
+
+window.play = async (grants, playlist) => {
+  const gate = new FragmentGate(new StreamVerifier(await Keyring.of(grants)));
+  const inits = new Map();  // init segment URL -> {promise, resolve, bytes}
+  let current = null;
+  const initEntry = (url) => {
+    if (!inits.has(url)) {
+      let resolve;
+      const promise = new Promise((r) => { resolve = r; });
+      inits.set(url, { promise, resolve, bytes: null });
+    }
+    return inits.get(url);
+  };
+  const check = async (frag, bytes) => {
+    if (frag.sn === "initSegment") {
+      const entry = initEntry(frag.url);
+      const problem = gate.init(bytes);
+      current = frag.url;
+      entry.bytes = bytes;
+      entry.resolve();
+      if (problem) state.refused.push({ sn: "init", reason: "framing", detail: problem });
+      return !problem;
+    }
+    const entry = initEntry(frag.initSegment.url);
+    await entry.promise;
+    if (current !== frag.initSegment.url) { gate.init(entry.bytes); current = frag.initSegment.url; }
+    const { pass, verdicts } = await gate.fragment(bytes);
+    if (pass) state.passed.push(frag.sn);
+    else state.refused.push({ sn: frag.sn, reasons: verdicts.map((v) => v.reason) });
+    return pass;
+  };
+  class GateLoader extends Hls.DefaultConfig.loader {
+    load(context, config, callbacks) {
+      const frag = context.frag;
+      if (frag.sn === "initSegment") initEntry(frag.url);
+      super.load(context, config, { ...callbacks, onSuccess: (response, stats, ctx, details) => {
+        check(frag, new Uint8Array(response.data)).then((pass) => {
+          if (pass) callbacks.onSuccess(response, stats, ctx, details);
+          else callbacks.onError({ code: REFUSED, text: "segbind refused" }, ctx, details, stats);
+        }, (error) => { state.errors.push(String(error)); });
+      } });
+    }
+  }
+  const none = { maxNumRetry: 0, retryDelayMs: 0, maxRetryDelayMs: 0 };
+  const hls = new Hls({ fLoader: GateLoader, fragLoadPolicy: { default: { maxTimeToFirstByteMs: 10000,
+    maxLoadTimeMs: 20000, timeoutRetry: none, errorRetry: none } } });
+  hls.on(Hls.Events.BUFFER_APPENDING, (_e, data) => {
+    const sn = data.frag && data.frag.sn;
+    if (sn !== undefined && sn !== "initSegment" && !state.appended.includes(sn)) state.appended.push(sn);
+  });
+  hls.on(Hls.Events.ERROR, (_e, data) => { if (data.fatal) state.errors.push(data.details); });
+  hls.on(Hls.Events.BUFFER_EOS, () => { state.ended = true; });
+  hls.loadSource(playlist);
+  hls.attachMedia(video);
+  video.play().catch(() => undefined);
+};
+
+window.judge = async (grants, init, fragments) => {
+  const gate = new FragmentGate(new StreamVerifier(await Keyring.of(grants)));
+  const get = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
+  const problem = gate.init(await get(init));
+  const out = [];
+  for (const url of fragments) {
+    const { pass, verdicts } = await gate.fragment(await get(url));
+    out.push([pass, verdicts.map((v) => v.reason)]);
+  }
+  return { problem, out };
+};
+window.gateReady = true;
+</script>
+"""
+
+
+class GateSite(NamedTuple):
+    url: str                     # the site's base URL
+    root: Path                   # its directory
+    playlists: Dict[str, Path]   # "segbind hls h264"... -> the playlist
+
+
+@pytest.fixture(scope="module")
+def gate_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GateSite]:
+    """A static site served over HTTP on loopback: the gate page, the gate's modules and hls.js,
+    and for each codec the HLS fMP4 of ``segbind hls --type fmp4`` and of ffmpeg's HLS muxer (the
+    owner's remux in) of a camera's tagged stream with B-frames."""
+    from segbind.web import ASSETS, hlsjs_path
+    from tests.support.media import http_server
+    from tests.support.web import CAMERA_KINDS, ffmpeg_hls_of, segbind_hls_of
+
+    root = tmp_path_factory.mktemp("gate-site")
+    (root / "static").mkdir()
+    for name in ("segbind-verify.js", "segbind-mp4.js", "segbind-syntax.js"):
+        (root / "static" / name).write_bytes((ASSETS / name).read_bytes())
+    hlsjs = hlsjs_path()
+    assert hlsjs is not None, "hls.js is needed (npm ci in src/segbind/web)"
+    (root / "static" / "hls.min.js").write_bytes(hlsjs.read_bytes())
+    (root / "gate.html").write_text(GATE_PAGE)
+    playlists = {}
+    for codec, kind in CAMERA_KINDS.items():
+        playlists["segbind hls " + codec] = segbind_hls_of(kind, root)
+        playlists["ffmpeg hls " + codec] = ffmpeg_hls_of(kind, root)
+    with http_server(root) as url:
+        yield GateSite(url, root, playlists)
+
+
+def _served(site: GateSite, playlist: Path) -> Tuple[str, str, List[str]]:
+    """The URL paths of a playlist, of its init segment and of its media segments."""
+    lines = playlist.read_text().splitlines()
+    init = next(line.split('URI="', 1)[1].split('"', 1)[0] for line in lines if line.startswith("#EXT-X-MAP:"))
+    media = [line for line in lines if line and not line.startswith("#")]
+    at = "/" + str(playlist.parent.relative_to(site.root)) + "/"
+    return "/" + str(playlist.relative_to(site.root)), at + init, [at + m for m in media]
+
+
+def _grants(ring: str) -> List[Dict[str, Any]]:
+    from tests.support.web import RINGS
+
+    return RINGS[ring]()
+
+
+def _open_gate_page(driver: Any, site: GateSite) -> DisplayPage:
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": APPEND_HOOK})
+    page = DisplayPage(driver, site.url + "/gate.html")
+    driver.get(page.url)
+    page.wait(lambda: driver.execute_script("return window.gateReady === true"), 20, "the gate page")
+    return page
+
+
+def _gate_state(driver: Any) -> Dict[str, Any]:
+    return json.loads(driver.execute_script("return JSON.stringify(window.gateState())"))
+
+
+def _judge(driver: Any, ring: str, init: str, fragments: List[str]) -> Dict[str, Any]:
+    """The page's gate alone over the fragments (fetched by the page): {problem, out: [[pass, reasons]]}."""
+    return dict(driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "window.judge(arguments[0], arguments[1], arguments[2])"
+        "  .then(done, (e) => done({problem: String(e), out: []}));",
+        _grants(ring), init, fragments))
+
+
+@pytest.mark.parametrize("output", ["segbind hls", "ffmpeg hls"])
+def test_hls_fmp4_plays_through_its_owners_gate_and_a_strangers_gate_refuses_it(gate_site: GateSite,
+                                                                                 output: str) -> None:
+    """H.264: the owner's gate passes every fragment and chromium plays them (its time and decoded
+    frames advance to the end); a stranger's gate passes none, and no picture reaches Media Source
+    Extensions."""
+    playlist, init, fragments = _served(gate_site, gate_site.playlists[output + " h264"])
+    assert len(fragments) >= 3
+    with chromium() as driver:
+        page = _open_gate_page(driver, gate_site)
+        driver.execute_script("window.play(arguments[0], arguments[1])", _grants("alice"), playlist)
+        owner = page.wait(lambda: (lambda s: s if s["ended"] and s["frames"] >= 60 and s["time"] >= 2.4 else None)(
+            _gate_state(driver)), 60, "the owner's video to play to its end")
+        owner_appends = driver.execute_script("return window.__appends")
+        page = _open_gate_page(driver, gate_site)
+        driver.execute_script("window.play(arguments[0], arguments[1])", _grants("eve"), playlist)
+        page.wait(lambda: _gate_state(driver)["refused"], 30, "the stranger's gate to refuse a fragment")
+        time.sleep(2)  # what hls.js would append after it, it appends in this time
+        stranger = _gate_state(driver)
+        stranger_appends = driver.execute_script("return window.__appends")
+        judged = _judge(driver, "eve", init, fragments)
+    assert owner["errors"] == [] and owner["refused"] == []
+    assert owner["passed"] == owner["appended"] == list(range(len(fragments)))
+    assert len([a for a in owner_appends if a["media"]]) >= len(fragments)
+    assert stranger["passed"] == [] and stranger["appended"] == [] and stranger["frames"] == 0
+    assert stranger["refused"] and all(r["reasons"] == ["no_grant"] for r in stranger["refused"]), stranger
+    assert not [a for a in stranger_appends if a["media"]]  # the init segment at most: not a picture
+    assert judged == {"problem": "", "out": [[False, ["no_grant"]]] * len(fragments)}, judged
+
+
+def test_h265_hls_fmp4_passes_its_owners_gate_in_the_page_and_not_a_strangers(gate_site: GateSite) -> None:
+    """H.265 (chromium has no HEVC decoder): the page's gate, on chromium's own WebCrypto, passes
+    every fragment of both packagings for the owner and none for a stranger."""
+    with chromium() as driver:
+        _open_gate_page(driver, gate_site)
+        for output in ("segbind hls", "ffmpeg hls"):
+            _playlist, init, fragments = _served(gate_site, gate_site.playlists[output + " h265"])
+            assert len(fragments) >= 3
+            owner, stranger = _judge(driver, "alice", init, fragments), _judge(driver, "eve", init, fragments)
+            assert owner["problem"] == "" and [p for p, _ in owner["out"]] == [True] * len(fragments), (output, owner)
+            assert {r for _p, rs in owner["out"] for r in rs} == {"ok"}, (output, owner)
+            assert stranger["out"] == [[False, ["no_grant"]]] * len(fragments), (output, stranger)

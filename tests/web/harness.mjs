@@ -8,7 +8,10 @@
 // [[owner, camera, epoch]], camera, window: {maxAgeS, maxFutureS} | null, now, recording,
 // inputs: [...]}; each input is {annexb: HEX} (one segment), {stream: HEX} (an Annex-B
 // stream cut into segments), {init: HEX} then {fragment: HEX} (fMP4, through the
-// FragmentGate a display uses; a fragment also reports "pass" or "held"), or {finish: true}.
+// FragmentGate a display uses; a fragment also reports "pass" or "held"; {fragments: [HEX...]}
+// gives them to the gate all at once), or {finish: true}.
+// With `details: true`, each verdict is "reason: detail" (the texts must agree too); with a
+// list of reasons, the verdicts of those reasons only.
 //
 // grants: each case is {name, display: {id, secret}, owner: ACCOUNT CARD | null,
 // messages: [SEALED, ...]}; the display opens the messages in turn and reports, for each,
@@ -28,22 +31,28 @@ async function verdicts(c) {
     clock: () => c.now,
   });
   const gate = new FragmentGate(verifier);
+  const detailed = (v) => c.details === true || (Array.isArray(c.details) && c.details.includes(v.reason));
+  const say = (v) => (detailed(v) ? `${v.reason}: ${v.detail}` : v.reason);
   const out = [];
   for (const input of c.inputs) {
     if (input.annexb !== undefined) {
-      out.push((await verifier.verifyAnnexB(fromHex(input.annexb))).reason);
+      out.push(say(await verifier.verifyAnnexB(fromHex(input.annexb))));
     } else if (input.stream !== undefined) {
-      for (const segment of annexbSegments(fromHex(input.stream))) out.push((await verifier.verifySegment(segment)).reason);
+      for (const segment of annexbSegments(fromHex(input.stream))) out.push(say(await verifier.verifySegment(segment)));
     } else if (input.init !== undefined) {
-      const problem = gate.init(fromHex(input.init));
-      if (problem) out.push(`init refused: ${problem}`);
+      if (gate.init(fromHex(input.init))) out.push("init refused");
     } else if (input.fragment !== undefined) {
       const { pass, verdicts: found } = await gate.fragment(fromHex(input.fragment));
-      for (const v of found) out.push(v.reason);
+      for (const v of found) out.push(say(v));
       out.push(pass ? "pass" : "held");
+    } else if (input.fragments !== undefined) {  // given to the gate all at once, as a loader may
+      for (const { pass, verdicts: found } of await Promise.all(input.fragments.map((f) => gate.fragment(fromHex(f))))) {
+        for (const v of found) out.push(say(v));
+        out.push(pass ? "pass" : "held");
+      }
     } else if (input.finish) {
       const last = verifier.finish();
-      if (last) out.push(last.reason);
+      if (last) out.push(say(last));
     }
   }
   return out;

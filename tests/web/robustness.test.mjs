@@ -75,3 +75,13 @@ test("corrupted fMP4 init segments and fragments are refused, never an exception
     }
   }
 });
+
+test("fragments given at once are judged one after the other, in the order given", async () => {
+  const ring = await Keyring.of([{ owner: "alice", camera: "cam-1", epoch: 1, key: new Uint8Array(32) }]);
+  const gate = new FragmentGate(new StreamVerifier(ring));
+  const order = [];
+  const pending = [0, 1, 2].map((k) => gate.fragment(bytes(64 + k)).then((result) => { order.push(k); return result; }));
+  const results = await Promise.all(pending);
+  assert.deepEqual(order, [0, 1, 2]);
+  assert.ok(results.every((r) => r.pass === false && r.verdicts[0].reason === Reason.FRAMING));
+});

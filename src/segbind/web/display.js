@@ -177,7 +177,7 @@ class Tile {
 
   appendedFragment(frag) {
     if (frag.sn === "initSegment") {
-      if (!this.gate.reader) {
+      if (!this.gate.ready) {
         this.unverifiedAppends++;
         state.errors.push("an init segment was appended that the gate could not read");
       }

@@ -6,14 +6,20 @@
 //
 //   - Annex-B H.264 and H.265, one segment (verifyAnnexB) or a stream cut back into
 //     segments (annexbSegments);
-//   - fragmented MP4 (CMAF, what hls.js hands to Media Source Extensions): an init
-//     segment (avcC / hvcC) and moof/mdat fragments whose samples are length-prefixed
-//     NAL units (Mp4Reader), parameter sets put back where a packager moved them;
+//   - fragmented MP4 (CMAF, what hls.js hands to Media Source Extensions), through a
+//     FragmentGate: read by segbind-mp4.js (the strict reader, the same reading as
+//     segbind/read/mp4.py), cut into the camera's segments by SampleCutter (the rules of
+//     segbind/read/cut.py, with its texts), each picture placed in the camera's order by
+//     segbind-syntax.js (the slice headers and picture order counts of segbind_core), and
+//     judged as segbind/verifier.py judges it: one reading, the decoders';
 //
 // and keeps the stream rules of FORMAT.md 7.2 per camera (StreamVerifier). Keys come
 // only from a Keyring (filled from the owner's sealed grants: segbind-grants.js).
 // Nothing here throws on bad input: every entry point that takes bytes gives a
 // Verdict whose reason is one of Reason.
+
+import { Mp4Reader } from "./segbind-mp4.js";
+import { PastEnd, PictureClock, SyntaxFault, UNREADABLE, h264, h265 } from "./segbind-syntax.js";
 
 // Browsers and Node 19+ have WebCrypto as a global; Node 18 has it in node:crypto.
 const subtle = globalThis.crypto?.subtle ?? (await import("node:crypto")).webcrypto.subtle;
@@ -60,7 +66,8 @@ const MAX_U64 = 0xffffffffffffffffn;
 // flags, link, hint, slot count, eight MACs. A longer payload is not a segbind tag.
 const MAX_BODY = 3 + 2 * (1 + MAX_ID_BYTES) + 50 + 1 + LINK_SIZE + HINT_SIZE + 1 + MAX_SLOTS * MAC_SIZE;
 const SEI_HEADER = { 1: Uint8Array.of(0x06), 2: Uint8Array.of(0x4e, 0x01) };
-// Bounds on one segment read from a stream: beyond them it is refused and not kept.
+// Bounds on one segment read from an Annex-B stream: beyond them it is refused and not kept
+// (a container's: MAX_CUT_SEGMENT_BYTES, as Python's).
 const MAX_SEGMENT_BYTES = 256 * 1024 * 1024;
 const MAX_SEGMENT_UNITS = 1 << 17;
 
@@ -329,6 +336,7 @@ export function tagInfo(tag) {
   };
 }
 
+
 // ---- verdicts -----------------------------------------------------------------------------------
 
 export class Verdict {
@@ -337,10 +345,13 @@ export class Verdict {
     this.detail = detail;
     this.tag = tag;          // the decoded tag (authenticated only when accepted), or null
     this.missing = missing;  // segments lost just before this one (gap, missing)
-    this.verified = null;    // accepted: the verified units in canonical form (FORMAT.md 7.4)
+    this._form = null;       // accepted: the form that authenticated
   }
 
   get accepted() { return ACCEPTED.has(this.reason); }
+
+  /** Accepted: the verified units in canonical form, the tag where the camera puts it (FORMAT.md 7.4). */
+  get verified() { return this._form ? this._form.output() : null; }
 
   toString() { return this.reason + (this.detail ? ": " + this.detail : ""); }
 
@@ -408,24 +419,120 @@ export class Keyring {
   }
 }
 
+
 // ---- canonical form (FORMAT.md 4) ------------------------------------------------------------------
 
+const EMPTY = new Uint8Array(0);
+
+function startsWithStartCode(buf, at) {
+  return buf[at] === 0 && buf[at + 1] === 0 && buf[at + 2] === 0 && buf[at + 3] === 1;
+}
+
+/** Where 00 00 00 01 begins in buf[from:until], -1 when nowhere (Python's bytes.find). */
+function findStartCode(buf, from, until = buf.length) {
+  for (let i = Math.max(from, 0); i + 4 <= until; i++) {
+    if (buf[i + 3] > 1) { i += 3; continue; }
+    if (buf[i + 3] === 1 && buf[i] === 0 && buf[i + 1] === 0 && buf[i + 2] === 0) return i;
+  }
+  return -1;
+}
+
+/** Whether a unit is a segbind tag, read as every reader reads it: its first 24 bytes. */
+function tagCodecOf(unit) { return tagCodec(unit.subarray(0, 24)); }
+
 /**
- * A segment in canonical form: `data` is Annex-B with 4-byte start codes, the tag
- * included; tagStart/tagEnd delimit the tag unit with its start code. `units` counts the
- * NAL units other than the tag when a reader split them (null: bytes taken as the camera
- * emits them, hashed as they are). `timing` and `problem` are what a container told.
+ * A segment to verify in canonical form (FORMAT.md 4), its tag at [tagStart, tagEnd) with its
+ * start code (tagStart -1: bytes holding no tag). Its bytes are kept as `data` (the whole form,
+ * as an Annex-B caller gave it) or as `rest` and `tagBytes` (every byte but the tag's, which is
+ * what the content digest covers: a container's segment is built so and hashed with no further
+ * copy). As segbind/verifier.py Canonical:
+ *   units     the NAL units other than the tag as the framing delimits them (null: unknown);
+ *   exact     the bytes are in canonical form (false: taken as they arrived, hashed as they are);
+ *   timing    what a container says of its timing (FORMAT.md 7.5), or null (Annex-B);
+ *   problem   a framing defect that refuses it whatever its tag (problemReason: framing | timing);
+ *   restore   the parameter sets in force, to put back where a packager stripped them;
+ *   required  units a container hands decoders apart from the samples (its avcC/hvcC): each
+ *             must be one the camera tagged in this segment's head.
  */
 class Canonical {
-  constructor(data, tagStart, tagEnd, units = null, timing = null, problem = "", variants = []) {
-    Object.assign(this, { data, tagStart, tagEnd, units, timing, problem, variants });
+  constructor({ data = null, rest = null, tagBytes = EMPTY, tagStart, tagEnd, units = null, timing = null,
+    problem = "", problemReason = Reason.FRAMING, restore = [], codec = 0, required = [], exact = true }) {
+    this._data = data;
+    this._rest = rest;
+    this._tagBytes = tagBytes;
+    this._head = null;
+    Object.assign(this, { tagStart, tagEnd, units, timing, problem, problemReason, restore, codec, required, exact });
+  }
+
+  /** The whole canonical form, the tag included. */
+  get data() {
+    if (this._data === null) {
+      const at = this.tagStart;
+      this._data = at < 0 ? this._rest : concatBytes([this._rest.subarray(0, at), this._tagBytes, this._rest.subarray(at)]);
+    }
+    return this._data;
+  }
+
+  /** Every byte but the tag's: what the content digest covers. */
+  get rest() {
+    if (this._rest === null) {
+      const data = this._data;
+      this._rest = this.tagStart < 0 ? data : concatBytes([data.subarray(0, this.tagStart), data.subarray(this.tagEnd)]);
+    }
+    return this._rest;
+  }
+
+  /** The first bytes (where the head's parameter sets are), without joining the rest. */
+  head(limit = 65536) {
+    if (this._data !== null || this.tagStart < 0) return this.data.subarray(0, limit);
+    if (this._head && this._head[0] === limit) return this._head[1];  // read twice: sets in force, then required units
+    const rest = this._rest;
+    const at = Math.min(this.tagStart, limit);
+    const head = concatBytes([rest.subarray(0, at), this._tagBytes.subarray(0, limit - at),
+      rest.subarray(at, Math.max(at, limit - this._tagBytes.length))]);
+    this._head = [limit, head];
+    return head;
+  }
+
+  /** The tag's NAL unit, without its start code and any zero bytes after it. */
+  get tagNal() {
+    const unit = this._data !== null ? this._data.subarray(this.tagStart, this.tagEnd) : this._tagBytes;
+    const nal = startsWithStartCode(unit, 0) ? unit.subarray(4) : unit.subarray(3);
+    let end = nal.length;
+    while (end > 0 && nal[end - 1] === 0) end--;
+    return nal.subarray(0, end);
+  }
+
+  /**
+   * What a decoder is handed (FORMAT.md 7.4): the canonical form with the tag where the camera
+   * puts it, right after the first unit when that is a delimiter, else first.
+   */
+  output() {
+    const data = this.data;
+    if (this.tagStart < 0) return data;
+    const tag = concatBytes([START_CODE, this.tagNal]);
+    const codec = this.codec || tagCodec(this.tagNal);
+    const exactTag = this.tagEnd - this.tagStart === tag.length && sameBytes(data.subarray(this.tagStart, this.tagEnd), tag);
+    if (exactTag && this.tagStart && findStartCode(data, 4, this.tagStart + 4) === this.tagStart
+        && isDelimiter(data.subarray(4, this.tagStart), codec)) {
+      return data;  // as the camera emits it: the tag right after the delimiter
+    }
+    const rest = this.rest;
+    let first = findStartCode(rest, 4);
+    if (first < 0) first = rest.length;
+    const place = isDelimiter(rest.subarray(4, first), codec) ? first : 0;
+    if (place === this.tagStart && exactTag) return data;
+    return concatBytes([rest.subarray(0, place), tag, rest.subarray(place)]);
   }
 
   /** From NAL units found in any framing; Refusal unless exactly one of them is a tag. */
-  static ofUnits(units, timing = null, problem = "", variants = []) {
+  static ofUnits(units, fields = {}) {
     const tags = [];
-    units.forEach((u, i) => { if (u.length && tagCodec(u)) tags.push(i); });
-    if (!tags.length) throw new Refusal(Reason.NO_TAG, units.length ? "segment carries no segbind tag" : "no NAL units in segment");
+    units.forEach((u, i) => { if (tagCodecOf(u)) tags.push(i); });
+    if (!tags.length) {
+      if (fields.problem) throw new Refusal(Reason.FRAMING, fields.problem);
+      throw new Refusal(Reason.NO_TAG, units.length ? "segment carries no segbind tag" : "no NAL units in segment");
+    }
     if (tags.length > 1) throw new Refusal(Reason.MALFORMED_TAG, `segment carries ${tags.length} segbind tags`);
     const parts = [];
     let tagStart = 0;
@@ -437,7 +544,8 @@ class Canonical {
       at += 4 + u.length;
       if (i === tags[0]) tagEnd = at;
     });
-    return new Canonical(concatBytes(parts), tagStart, tagEnd, units.length - 1, timing, problem, variants);
+    return new Canonical({ ...fields, data: concatBytes(parts), tagStart, tagEnd, units: units.length - 1,
+      codec: tagCodecOf(units[tags[0]]) });
   }
 
   /** From Annex-B bytes in any framing; bytes other than zeros before the first start code are refused. */
@@ -448,42 +556,259 @@ class Canonical {
   }
 }
 
-function startsWithStartCode(buf, at) {
-  return buf[at] === 0 && buf[at + 1] === 0 && buf[at + 2] === 0 && buf[at + 3] === 1;
-}
-
-function findStartCode(buf, from, until = buf.length) {
-  for (let i = from; i + 4 <= until; i++) if (startsWithStartCode(buf, i)) return i;
-  return -1;
+/** An access unit delimiter: H.264 `09 xx` (2 bytes), H.265 `46 01 xx` (3 bytes). */
+function isDelimiter(unit, codec) {
+  if (codec === CODEC_H264) return unit.length === 2 && (unit[0] & 0x1f) === 9;
+  return unit.length === 3 && ((unit[0] >> 1) & 0x3f) === 35;
 }
 
 /**
- * The tag's place when `buf` is a segment as the camera emits it (4-byte start codes, the
- * tag first or right after a delimiter): its bytes are then the canonical form already and
- * are hashed as they are, two ranges, no parsing (FORMAT.md 4). Else null.
+ * The tag's place when `buf` looks as the camera emits a segment (4-byte start codes, the tag
+ * first or right after a delimiter): it is then hashed as it is, two ranges, no parsing
+ * (FORMAT.md 4); else null (verifier.py _camera_shape).
  */
 function asCameraEmits(buf) {
-  if (buf.length < 24 || !startsWithStartCode(buf, 0)) return null;
+  if (buf.length < 28 || !startsWithStartCode(buf, 0)) return null;
   let start = 0;
-  if (!tagCodec(buf.subarray(4, 48))) {
+  if (!tagCodec(buf.subarray(4, 28))) {
     const first = buf[4];
     if ((first & 0x1f) !== 9 && ((first >> 1) & 0x3f) !== 35) return null;  // an H.264 or H.265 delimiter
     start = findStartCode(buf, 5, 12);
-    if (start < 0 || !tagCodec(buf.subarray(start + 4, start + 48))) return null;
+    if (start < 0 || !tagCodec(buf.subarray(start + 4, start + 28))) return null;
   }
   const end = findStartCode(buf, start + 4);
-  return new Canonical(buf, start, end >= 0 ? end : buf.length);
+  return new Canonical({ data: buf, tagStart: start, tagEnd: end >= 0 ? end : buf.length, exact: false });
+}
+
+// ---- parameter sets in a segment's head (segbind/framing.py) -----------------------------------------
+
+const syntaxOf = (codec) => (codec === CODEC_H264 ? h264 : h265);
+const kindOf = (header, codec) => (codec === CODEC_H264 ? header & 0x1f : (header >> 1) & 0x3f);
+
+function isPicture(header, codec) {
+  const kind = kindOf(header, codec);
+  return codec === CODEC_H264 ? kind >= 1 && kind <= 5 : kind <= 31;
+}
+
+function isParameterSet(header, codec) {
+  const kind = kindOf(header, codec);
+  return codec === CODEC_H264 ? kind === 7 || kind === 8 : kind >= 32 && kind <= 34;
+}
+
+/** The units before the first picture of Annex-B bytes in any framing, at most `limit` start codes. */
+function headUnits(data, codec, limit = 64) {
+  const units = [];
+  let pos = findStart3(data, 0);
+  for (let count = 0; pos >= 0 && count < limit; count++) {
+    const begin = pos + 3;
+    // a unit whose first byte is not zero is not empty: a picture ends the head before its bytes are scanned
+    if (begin < data.length && data[begin] !== 0 && isPicture(data[begin], codec)) break;
+    const next = findStart3(data, begin);
+    let end = next >= 0 ? next : data.length;
+    while (end > begin && data[end - 1] === 0) end--;
+    if (end > begin) {
+      if (isPicture(data[begin], codec)) break;
+      units.push(data.subarray(begin, end));
+    }
+    pos = next;
+  }
+  return units;
+}
+
+function findStart3(buf, from) {
+  for (let i = from; i + 3 <= buf.length; i++) {
+    if (buf[i + 2] > 1) { i += 2; continue; }
+    if (buf[i + 2] === 1 && buf[i] === 0 && buf[i + 1] === 0) return i;
+  }
+  return -1;
+}
+
+function headParameterSets(data, codec) {
+  return headUnits(data, codec).filter((u) => isParameterSet(u[0], codec));
+}
+
+/** The distinct units among `units` (the first of each), by their bytes. */
+function distinct(units) {
+  const seen = new Set();
+  const out = [];
+  for (const u of units) {
+    const key = toHex(u);
+    if (!seen.has(key)) { seen.add(key); out.push(u); }
+  }
+  return out;
+}
+
+/**
+ * Whether exact copies among a head's parameter sets can be dropped with nothing a decoder sees
+ * changed: every set of one kind and id in the head is the same bytes (framing.py _copies_droppable).
+ */
+function copiesDroppable(sets, codec) {
+  const unique = distinct(sets);
+  if (unique.length === sets.length) return false;
+  const keys = new Set();
+  for (const unit of unique) {
+    try {
+      keys.add(syntaxOf(codec).parameterSetKey(unit).join("/"));
+    } catch (exc) {
+      if (exc instanceof SyntaxFault || exc instanceof PastEnd) return false;
+      throw exc;
+    }
+  }
+  return keys.size === unique.length;
+}
+
+/** How many parameter sets in the head of Annex-B bytes are copies that headVariants drops. */
+function repeatedSets(data, codec) {
+  const sets = headUnits(data, codec).filter((u) => isParameterSet(u[0], codec));
+  return copiesDroppable(sets, codec) ? sets.length - distinct(sets).length : 0;
+}
+
+/**
+ * The segment (canonical, its tag at data[tagStart:tagEnd]) with its parameter sets put back
+ * where the camera puts them, right after the tag: moved there from elsewhere in the head,
+ * exact copies dropped (hevc_mp4toannexb adds them), or `restore` put there when the head has
+ * none. At most one variant, as {data, tagStart, tagEnd, added} (framing.py head_variants);
+ * nothing else is ever inserted or moved.
+ */
+function headVariants(data, tagStart, tagEnd, restore, codec) {
+  const head = [];
+  let pos = 0;
+  let body = -1;
+  while (pos < data.length) {
+    const next = findStartCode(data, pos + 4);
+    const end = next >= 0 ? next : data.length;
+    if (pos + 4 < end && isPicture(data[pos + 4], codec)) { body = pos; break; }
+    head.push([pos, end]);
+    pos = end;
+  }
+  if (body < 0 || !head.some(([s]) => s === tagStart)) return [];
+  const isSet = ([s, e]) => e > s + 4 && isParameterSet(data[s + 4], codec);
+  let sets = head.filter(isSet).map(([s, e]) => data.subarray(s, e));
+  const others = head.filter((unit) => !isSet(unit));
+  const at = others.findIndex(([s]) => s === tagStart) + 1;
+  let added = 0;
+  if (copiesDroppable(sets.map((u) => u.subarray(4)), codec)) {
+    const unique = distinct(sets);
+    added = unique.length - sets.length;
+    sets = unique;
+  }
+  if (!sets.length) {
+    if (!restore.length) return [];
+    sets = restore.map((u) => concatBytes([START_CODE, u]));
+    added = sets.length;
+  }
+  const before = concatBytes(others.slice(0, at).map(([s, e]) => data.subarray(s, e)));
+  const moved = concatBytes([before, ...sets, ...others.slice(at).map(([s, e]) => data.subarray(s, e)), data.subarray(body)]);
+  if (sameBytes(moved, data)) return [];
+  const start = before.length - (tagEnd - tagStart);
+  return [{ data: moved, tagStart: start, tagEnd: start + tagEnd - tagStart, added }];
 }
 
 // ---- checks 1 to 8 of FORMAT.md 7.1 --------------------------------------------------------------------
 
+/** Python's "%.0f": the nearest integer, exact ties to even. */
+function fixed0(x) {
+  const floor = Math.floor(x);
+  const d = x - floor;
+  const n = d > 0.5 ? floor + 1 : d < 0.5 ? floor : floor % 2 === 0 ? floor : floor + 1;
+  return String(n === 0 ? 0 : n);
+}
+
+/**
+ * What a container says of a segment's timing (verifier.py Timing.of_pictures): its pictures,
+ * their presentation span plus the last one's duration, how many it hides, one picture's
+ * duration; per picture in decoding order its presentation time and its order key ([run,
+ * count], null when not output, UNREADABLE). Times in ms from ticks of `timescale`.
+ */
+function timingOfPictures(pictures, timescale) {
+  const scale = timescale ? 1000 / timescale : 0;
+  const times = pictures.map((p) => p.pts * scale);
+  let frame = 0;
+  for (let k = pictures.length - 1; k >= 0; k--) if (pictures[k].duration) { frame = pictures[k].duration; break; }
+  frame *= scale;
+  let low = Infinity;
+  let last = 0;
+  times.forEach((t, k) => {
+    if (t < low) low = t;
+    if (t > times[last]) last = k;
+  });
+  if (!frame && times.length > 1) frame = (times[last] - low) / (times.length - 1);
+  const span = times[last] - low + ((pictures[last].duration * scale) || frame);
+  return { samples: pictures.length, durationMs: span, hidden: pictures.filter((p) => p.hidden).length, frameMs: frame,
+    timesMs: times, order: pictures.map((p) => p.key) };
+}
+
+function compareKeys(a, b) { return a[0] - b[0] || a[1] - b[1]; }
+
+function largest(values) {
+  let most = -Infinity;
+  for (const v of values) if (v > most) most = v;
+  return most;
+}
+
+function smallest(values) {
+  let least = Infinity;
+  for (const v of values) if (v < least) least = v;
+  return least;
+}
+
+/**
+ * The picture a container presents farthest from its place, when beyond the tolerance:
+ * [its rank in the camera's order, how far in ms, the tolerance]; null when every picture is
+ * in place (verifier.py picture_displacement, FORMAT.md 7.5). Pictures not output take no place.
+ */
+export function pictureDisplacement(timing) {
+  const times = [];
+  const keys = [];
+  timing.order.forEach((key, k) => { if (key !== null) { times.push(timing.timesMs[k]); keys.push(key); } });
+  const n = times.length;
+  if (n < 2) return null;
+  const ranked = [...keys.keys()].sort((i, j) => compareKeys(keys[i], keys[j]) || i - j);
+  const rank = new Array(n);
+  ranked.forEach((index, position) => { rank[index] = position; });
+  let depth = 0;
+  for (let i = 0; i < n; i++) depth = Math.max(depth, Math.abs(i - rank[i]));
+  const step = (largest(times) - smallest(times)) / (n - 1);
+  const allowed = depth * step + Math.max(step / 2, 1.0);
+  const offsets = times.map((t, i) => t - rank[i] * step);  // where each puts the segment's start
+  const center = (largest(offsets) + smallest(offsets)) / 2;
+  let worst = 0;
+  for (let i = 1; i < n; i++) if (Math.abs(offsets[i] - center) > Math.abs(offsets[worst] - center)) worst = i;
+  const off = Math.abs(offsets[worst] - center);
+  return off > allowed ? [rank[worst], off, allowed] : null;
+}
+
+/**
+ * FORMAT.md 7.5: the container presents the tagged number of pictures over the tagged duration,
+ * each in its place in the camera's picture order; a note ("" when none) when it hides pictures
+ * before its presentation begins (verifier.py _check_timing).
+ */
 function checkTiming(tag, timing) {
   if (timing.samples !== tag.pictures) {
     throw new Refusal(Reason.TIMING, `${timing.samples} pictures where the camera tagged ${tag.pictures}`, tag);
   }
   const slack = Math.max(timing.frameMs, tag.pictures ? tag.durationMs / tag.pictures : 0, 0.1 * tag.durationMs) + 1;
   if (Math.abs(timing.durationMs - tag.durationMs) > slack) {
-    throw new Refusal(Reason.TIMING, `the container plays it in ${Math.round(timing.durationMs)} ms; the camera captured ${tag.durationMs} ms`, tag);
+    throw new Refusal(Reason.TIMING, `the container plays it in ${fixed0(timing.durationMs)} ms; the camera captured ${tag.durationMs} ms`, tag);
+  }
+  const unreadable = timing.order.filter((key) => key === UNREADABLE).length;
+  if (unreadable) {
+    throw new Refusal(Reason.TIMING, `the picture order of ${unreadable} picture(s) cannot be read: where the container presents them cannot be checked`, tag);
+  }
+  const misplaced = pictureDisplacement(timing);
+  if (misplaced) {
+    const [picture, offMs, allowedMs] = misplaced;
+    throw new Refusal(Reason.TIMING, `the container presents picture ${picture} of the camera's order ${fixed0(offMs)} ms from its place (${fixed0(allowedMs)} ms allowed)`, tag);
+  }
+  return timing.hidden ? `the container hides ${timing.hidden} of its ${timing.samples} pictures (an edit list)` : "";
+}
+
+/** The decoder configuration record's units are read by decoders: each must be one the camera tagged in the head. */
+function checkRequired(tag, seg) {
+  const head = headUnits(seg.head(), tag.codec);
+  const untagged = seg.required.filter((unit) => !head.some((u) => sameBytes(u, unit))).length;
+  if (untagged) {
+    throw new Refusal(Reason.FRAMING, `the container's sample description holds ${untagged} unit(s) the camera did not tag in this segment's head`, tag);
   }
 }
 
@@ -497,7 +822,7 @@ function checkWindow(window, tag, nowS) {
   }
 }
 
-/** Checks 1 to 8 on canonical segments, against a keyring; no stream state. */
+/** Checks 1 to 8 on canonical segments, against a keyring; no stream state (verifier.py Authenticator). */
 export class Authenticator {
   constructor(keyring, window = null) {
     this.keyring = keyring;
@@ -505,7 +830,11 @@ export class Authenticator {
   }
 
   tagOf(seg) {
-    const unit = seg.data.subarray(seg.tagStart + 4, seg.tagEnd);
+    if (seg.tagStart < 0) {  // refused as no tag, or for what its reader found (framing or timing)
+      if (seg.problem) throw new Refusal(seg.problemReason === Reason.TIMING ? Reason.TIMING : Reason.FRAMING, seg.problem);
+      throw new Refusal(Reason.NO_TAG, "segment carries no segbind tag");
+    }
+    const unit = seg.tagNal;
     const codec = tagCodec(unit);
     let decoded;
     try {
@@ -520,6 +849,7 @@ export class Authenticator {
     return decoded;
   }
 
+  /** Checks 1 to 8 on the segment as it is: {tag, digest, mac, note, form}, or a Refusal. */
   async authenticate(seg, nowS) {
     const { tag, signed } = this.tagOf(seg);
     let grant;
@@ -530,11 +860,14 @@ export class Authenticator {
       throw exc;
     }
     if (grant.slot >= tag.slots) throw new Refusal(Reason.NO_GRANT, `the tag has no slot ${grant.slot} for this viewer (${tag.slots} slots)`, tag);
-    if (seg.problem) throw new Refusal(Reason.FRAMING, seg.problem, tag);
+    if (seg.problem) throw new Refusal(seg.problemReason === Reason.TIMING ? Reason.TIMING : Reason.FRAMING, seg.problem, tag);
+    const digest = await sha256(seg.rest);
     if (seg.units !== null && seg.units !== tag.units) {
+      if (constantTimeEqual(digest.subarray(0, HINT_SIZE), tag.hint)) {
+        throw new Refusal(Reason.FRAMING, `the framing delimits ${seg.units} NAL units where the camera tagged ${tag.units}`, tag);
+      }
       throw new Refusal(Reason.CONTENT_MISMATCH, `${seg.units} NAL units where the camera tagged ${tag.units}`, tag);
     }
-    const digest = await sha256(concatBytes([seg.data.subarray(0, seg.tagStart), seg.data.subarray(seg.tagEnd)]));
     const full = new Uint8Array(await subtle.sign("HMAC", grant.hmac, concatBytes([signed, digest])));
     const mac = full.subarray(0, MAC_SIZE);
     if (!constantTimeEqual(mac, tag.macs[grant.slot])) {
@@ -543,108 +876,73 @@ export class Authenticator {
       }
       throw new Refusal(Reason.MAC_MISMATCH, "tag does not authenticate under the granted key", tag);
     }
-    if (seg.timing) checkTiming(tag, seg.timing);
+    if (seg.required.length) checkRequired(tag, seg);
+    const note = seg.timing ? checkTiming(tag, seg.timing) : "";
     if (this.window) checkWindow(this.window, tag, nowS);
-    return { tag, digest, mac: mac.slice(), verified: seg.data };
+    return { tag, digest, mac: mac.slice(), note, form: seg };
   }
 
-  /** authenticate, then the segment's other heads (what remuxers moved put back) when only its content mismatched. */
-  async authenticateAny(seg, nowS) {
+  /**
+   * authenticate, and when only the content mismatched: the segment read into canonical form
+   * (when it was taken as it arrived), then with its parameter sets put back where the camera
+   * put them (docs/CONTAINERS.md). The result's form is the one that passed (verifier.py judge).
+   */
+  async judge(seg, nowS) {
+    let first;
     try {
       return await this.authenticate(seg, nowS);
     } catch (exc) {
-      if (!(exc instanceof Refusal) || exc.reason !== Reason.CONTENT_MISMATCH || !seg.variants.length) throw exc;
-      for (const other of seg.variants) {
+      if (!(exc instanceof Refusal) || exc.reason !== Reason.CONTENT_MISMATCH) throw exc;
+      first = exc;
+    }
+    let tried = seg;
+    if (!seg.exact) {
+      tried = Canonical.ofAnnexB(seg.data);  // several tags, once split, are malformed_tag
+      Object.assign(tried, { timing: seg.timing, problem: seg.problem, restore: seg.restore,
+        problemReason: seg.problemReason, required: seg.required });
+      if (!sameBytes(tried.data, seg.data)) {
         try {
-          return await this.authenticate(other, nowS);
-        } catch (again) {
-          if (!(again instanceof Refusal) || again.reason !== Reason.CONTENT_MISMATCH) throw again;
+          return await this.authenticate(tried, nowS);
+        } catch (exc) {
+          if (!(exc instanceof Refusal) || exc.reason !== Reason.CONTENT_MISMATCH) throw exc;
         }
       }
-      throw exc;
     }
-  }
-
-  /** A segment given as Annex-B bytes: as the camera emits it (no parsing), else read into canonical form. */
-  async authenticateAnnexB(buf, nowS) {
-    const fast = asCameraEmits(buf);
-    if (fast) {
+    for (const variant of headVariants(tried.data, tried.tagStart, tried.tagEnd, tried.restore, tried.codec || tagCodec(tried.tagNal))) {
+      const other = new Canonical({ data: variant.data, tagStart: variant.tagStart, tagEnd: variant.tagEnd,
+        units: tried.units === null ? null : tried.units + variant.added, timing: tried.timing, problem: tried.problem,
+        problemReason: tried.problemReason, codec: tried.codec, required: tried.required });
       try {
-        return await this.authenticate(fast, nowS);
+        return await this.authenticate(other, nowS);
       } catch (exc) {
         if (!(exc instanceof Refusal) || exc.reason !== Reason.CONTENT_MISMATCH) throw exc;
-        const slow = Canonical.ofAnnexB(buf);
-        if (sameBytes(slow.data, buf)) throw exc;
-        return this.authenticate(slow, nowS);
       }
     }
-    return this.authenticate(Canonical.ofAnnexB(buf), nowS);
+    throw first;
+  }
+
+  /** A segment given as Annex-B bytes: hashed as it is when it looks as the camera emits it, else read into canonical form. */
+  authenticateAnnexB(buf, nowS) {
+    return this.judge(asCameraEmits(buf) ?? Canonical.ofAnnexB(buf), nowS);
   }
 }
 
-// ---- the regrouping rule: NAL units in order -> tagged segments ---------------------------------------
+// ---- Annex-B streams: NAL units in order -> tagged segments ---------------------------------------------
 
-/** The (kind, id) of a parameter set, to keep the latest of each; null when unreadable. */
+/** The [kind, id] of a parameter set, to keep the latest of each; null when unreadable. */
 function parameterSetKey(unit, codec) {
-  const kind = nalKind(unit, codec);
   try {
-    if (codec === CODEC_H264) {
-      const bits = new BitReader(unescapeRbsp(unit.subarray(1, 40)));
-      if (kind === 7) { bits.u(24); const id = bits.ue(); return id > 31 ? null : [kind, id]; }
-      const id = bits.ue();
-      return id > 255 ? null : [kind, id];
-    }
-    const bits = new BitReader(unescapeRbsp(unit.subarray(2, 200)));
-    if (kind === 32) return [kind, bits.u(4)];
-    if (kind === 34) { const id = bits.ue(); return id > 63 ? null : [kind, id]; }
-    bits.u(4);                      // sps_video_parameter_set_id
-    const subLayers = bits.u(3);    // sps_max_sub_layers_minus1
-    bits.u(1);
-    skipProfileTierLevel(bits, subLayers);
-    const id = bits.ue();
-    return id > 15 ? null : [kind, id];
-  } catch {
-    return null;
-  }
-}
-
-function skipProfileTierLevel(bits, maxSubLayersMinus1) {
-  bits.u(96);  // general profile (88 bits) and level (8 bits)
-  const profile = [];
-  const level = [];
-  for (let i = 0; i < maxSubLayersMinus1; i++) { profile.push(bits.u(1)); level.push(bits.u(1)); }
-  if (maxSubLayersMinus1 > 0) for (let i = maxSubLayersMinus1; i < 8; i++) bits.u(2);
-  for (let i = 0; i < maxSubLayersMinus1; i++) {
-    if (profile[i]) bits.u(88);
-    if (level[i]) bits.u(8);
-  }
-}
-
-class BitReader {
-  constructor(data) { this.data = data; this.pos = 0; }
-
-  u(n) {
-    let value = 0;
-    for (let i = 0; i < n; i++) {
-      const at = this.pos >> 3;
-      if (at >= this.data.length) throw new RangeError("past the end");
-      value = value * 2 + ((this.data[at] >> (7 - (this.pos & 7))) & 1);
-      this.pos++;
-    }
-    return value;
-  }
-
-  ue() {
-    let zeros = 0;
-    while (!this.u(1)) if (++zeros > 31) throw new RangeError("Exp-Golomb code too long");
-    return 2 ** zeros - 1 + this.u(zeros);
+    return syntaxOf(codec).parameterSetKey(unit);
+  } catch (exc) {
+    if (exc instanceof SyntaxFault || exc instanceof PastEnd) return null;
+    throw exc;
   }
 }
 
 /**
- * One tagged segment as a reader found it: its NAL units in order, the parameter sets in
- * force at its start (to put back where a packager stripped them), a container's timing,
- * and a framing defect that refuses it whatever its tag says.
+ * One tagged segment of an Annex-B stream as the Regrouper found it: its NAL units in order,
+ * the parameter sets in force at its start (to put back where a packager stripped them), and a
+ * framing defect that refuses it whatever its tag says.
  */
 export class Segment {
   constructor(units, codec, restore = [], timing = null, problem = "") {
@@ -652,35 +950,7 @@ export class Segment {
   }
 
   canonical() {
-    const variants = this._heads().map((units) => Canonical.ofUnits(units, this.timing, this.problem));
-    return Canonical.ofUnits(this.units, this.timing, this.problem, variants);
-  }
-
-  /**
-   * The segment with the other heads remuxers are seen to make undone, at most one
-   * (docs/CONTAINERS.md): parameter sets present in the head but not right after the tag
-   * are put there; absent ones are put back from those in force.
-   */
-  _heads() {
-    const { units, codec } = this;
-    const kinds = KINDS[codec];
-    const kindOf = units.map((u) => nalKind(u, codec));
-    const firstVcl = kindOf.findIndex((k) => kinds.vcl(k));
-    let tag = -1;
-    for (let i = 0; i < Math.max(firstVcl, 0); i++) if (tagCodec(units[i])) { tag = i; break; }
-    if (tag < 0) return [];
-    const isSet = (i) => kinds.sets.includes(kindOf[i]);
-    const head = units.slice(0, firstVcl);
-    const rest = units.slice(firstVcl);
-    const sets = head.filter((_, i) => isSet(i));
-    const others = head.filter((_, i) => !isSet(i));
-    const at = others.indexOf(units[tag]) + 1;
-    if (sets.length) {
-      const moved = [...others.slice(0, at), ...sets, ...others.slice(at), ...rest];
-      return moved.every((u, i) => u === units[i]) ? [] : [moved];
-    }
-    if (!this.restore.length) return [];
-    return [[...others.slice(0, at), ...this.restore, ...others.slice(at), ...rest]];
+    return Canonical.ofUnits(this.units, { timing: this.timing, problem: this.problem, restore: this.restore });
   }
 }
 
@@ -701,8 +971,6 @@ export class Regrouper {
     this._lastVcl = -1;
     this._restore = [];
     this._tagged = false;
-    this.meta = {};        // what a reader keeps for the segment in progress (its samples)
-    this.closedMeta = {};  // ... for the segment the last add() or finish() closed
   }
 
   problem(text) { if (!this._problem) this._problem = text; }
@@ -750,8 +1018,6 @@ export class Regrouper {
   _close() {
     if (!this._units.length && !this._problem) return null;
     const segment = new Segment(this._units, this.codec, this._tagged ? this._restore : [], null, this._problem);
-    this.closedMeta = this.meta;
-    this.meta = {};
     this._units = [];
     this._size = 0;
     this._problem = "";
@@ -780,294 +1046,402 @@ export function annexbSegments(buf) {
   return out;
 }
 
-// ---- fragmented MP4 (CMAF): init segments and moof/mdat fragments ------------------------------------------
+// ---- a container's samples -> the segments the camera tagged (segbind/read/cut.py) ----------------------------
+//
+// The rules every container's samples obey, with Python's texts: a sample is one whole access
+// unit as the camera emitted it (it begins with its delimiter and holds no other; H.264: or the
+// two fields of one frame), no start code hides in a unit other than a picture, a delimiter has
+// its codec's length, the length prefixes tile the sample, the decoder configuration record's
+// units must be ones the camera tagged in the head, a segment of the other codec in a track is
+// refused, pictures hidden by an edit list are taken only before the presentation begins, and
+// each picture's presentation time goes with its place in the camera's picture order.
 
-class FramingError extends Error {}
+// Bound on one segment read from a container (split.py MAX_SEGMENT_BYTES): beyond it the
+// segment is refused and its bytes are not kept.
+export const MAX_CUT_SEGMENT_BYTES = 64 * 1024 * 1024;
+const TIMING = Reason.TIMING;
+const FRAMING = Reason.FRAMING;
 
-function u32(buf, at) {
-  if (at + 4 > buf.length) throw new FramingError("a box is cut short");
-  return ((buf[at] << 24) >>> 0) + (buf[at + 1] << 16) + (buf[at + 2] << 8) + buf[at + 3];
-}
+// What each NAL header byte is, per codec; a tag is looked for behind either codec's SEI header
+// whatever the track's codec (a tag of the other codec in a track is found, and refused).
+const OTHER_UNIT = 0;
+const DELIMITER = 1;
+const PICTURE = 2;
+const PARAMETER_SET = 3;
+const SEI_UNIT = 4;
+const END_OF_SEQUENCE = 5;
 
-function u64(buf, at) { return u32(buf, at) * 2 ** 32 + u32(buf, at + 4); }
-
-function u16(buf, at) {
-  if (at + 2 > buf.length) throw new FramingError("a box is cut short");
-  return (buf[at] << 8) | buf[at + 1];
-}
-
-function fourcc(buf, at) { return String.fromCharCode(buf[at], buf[at + 1], buf[at + 2], buf[at + 3]); }
-
-/** The boxes in buf[start:end]: {type, start, end, body}; FramingError when they do not tile it. */
-function boxes(buf, start = 0, end = buf.length) {
-  const out = [];
-  let pos = start;
-  while (pos < end) {
-    if (end - pos < 8) throw new FramingError("a box header runs past its parent");
-    let size = u32(buf, pos);
-    const type = fourcc(buf, pos + 4);
-    let header = 8;
-    if (size === 1) { if (end - pos < 16) throw new FramingError("a box header runs past its parent"); size = u64(buf, pos + 8); header = 16; }
-    else if (size === 0) size = end - pos;
-    if (size < header || pos + size > end) throw new FramingError(`box ${type} runs past its parent`);
-    out.push({ type, start: pos, end: pos + size, body: pos + header });
-    pos += size;
-  }
-  return out;
-}
-
-function child(buf, box, type) { return boxes(buf, box.body, box.end).find((b) => b.type === type) || null; }
-
-function children(buf, box, type) { return boxes(buf, box.body, box.end).filter((b) => b.type === type); }
-
-function path(buf, box, ...types) {
-  let at = box;
-  for (const t of types) { at = child(buf, at, t); if (!at) return null; }
-  return at;
-}
-
-const SAMPLE_ENTRIES = { avc1: CODEC_H264, avc3: CODEC_H264, hvc1: CODEC_H265, hev1: CODEC_H265 };
-
-/** {lengthSize, sets} of an avcC or hvcC record: the NAL length size and its parameter sets. */
-function decoderConfig(buf, box, codec) {
-  const rec = buf.subarray(box.body, box.end);
-  const sets = [];
-  if (codec === CODEC_H264) {
-    if (rec.length < 7 || rec[0] !== 1) throw new FramingError("invalid avcC record");
-    let pos = 5;
-    for (const mask of [0x1f, 0xff]) {
-      if (pos >= rec.length) throw new FramingError("truncated avcC record");
-      const count = rec[pos++] & mask;
-      for (let i = 0; i < count; i++) {
-        const size = u16(rec, pos);
-        pos += 2;
-        if (!size || pos + size > rec.length) throw new FramingError("truncated avcC record");
-        sets.push(rec.subarray(pos, pos + size));
-        pos += size;
-      }
-    }
-    return { lengthSize: (rec[4] & 3) + 1, sets };
-  }
-  if (rec.length < 23 || rec[0] !== 1) throw new FramingError("invalid hvcC record");
-  let pos = 23;
-  for (let a = 0; a < rec[22]; a++) {
-    if (pos + 3 > rec.length) throw new FramingError("truncated hvcC record");
-    const count = u16(rec, pos + 1);
-    pos += 3;
-    for (let i = 0; i < count; i++) {
-      const size = u16(rec, pos);
-      pos += 2;
-      if (!size || pos + size > rec.length) throw new FramingError("truncated hvcC record");
-      sets.push(rec.subarray(pos, pos + size));
-      pos += size;
+function unitClasses(codec) {
+  const table = new Uint8Array(256);
+  for (let byte = 0; byte < 256; byte++) {
+    if (codec === CODEC_H264) {
+      const kind = byte & 0x1f;
+      table[byte] = kind === 9 ? DELIMITER : kind >= 1 && kind <= 5 ? PICTURE : kind === 7 || kind === 8 ? PARAMETER_SET
+        : byte === 0x06 ? SEI_UNIT : kind === 10 ? END_OF_SEQUENCE : OTHER_UNIT;
+    } else {
+      const kind = (byte >> 1) & 0x3f;
+      table[byte] = kind === 35 ? DELIMITER : kind <= 31 ? PICTURE : kind >= 32 && kind <= 34 ? PARAMETER_SET
+        : byte === 0x4e ? SEI_UNIT : kind === 36 ? END_OF_SEQUENCE : OTHER_UNIT;
     }
   }
-  return { lengthSize: (rec[21] & 3) + 1, sets };
+  return table;
 }
 
-function fullBoxVersion(buf, box) { return buf[box.body]; }
+const CLASSES = { [CODEC_H264]: unitClasses(CODEC_H264), [CODEC_H265]: unitClasses(CODEC_H265) };
 
-/** The NAL units of a length-prefixed sample, and a defect ("" when none) (FORMAT.md 7.3). */
-export function prefixedUnits(data, lengthSize) {
-  const units = [];
+/** Where 00 00 00, 00 00 01 or 00 00 02 occurs in data[begin:end] (0 when nowhere: a unit never begins with a zero). */
+function hiddenStartCode(data, begin, end) {
+  for (let i = begin; i + 3 <= end; i++) {
+    if (data[i + 2] > 2) { i += 2; continue; }
+    if (data[i] === 0 && data[i + 1] === 0) return i;
+  }
+  return 0;
+}
+
+/** The length of the NAL unit at `pos` of a length-prefixed sample. */
+function lengthAt(data, pos, lengthSize) {
+  let size = 0;
+  for (let k = 0; k < lengthSize; k++) size = size * 256 + data[pos + k];
+  return size;
+}
+
+/** The end of a unit data[begin:end] without its trailing zero bytes (begin when it holds zeros only). */
+function unitEnd(data, begin, end) {
+  let last = end;
+  while (last > begin && data[last - 1] === 0) last--;
+  return last;
+}
+
+/**
+ * What one length-prefixed sample holds, read once (cut.py scan_prefixed and _unit): its units,
+ * where its tags begin (offsets in its canonical form, after the start code), its pictures
+ * ([order key, field] from each access unit's first slice), its delimiters, whether pictures
+ * come before its first tag, its canonical size, a `defect` when its units cannot be told apart
+ * and the first `rule` it breaks ("" when none). The lengths must tile it exactly.
+ */
+function scanPrefixed(data, lengthSize, classes, clock) {
+  const scan = { size: 0, units: 0, tags: [], pictures: [], delimiters: 0, beforeTag: false, defect: "", rule: "" };
+  const n = data.length;
+  const delimiterSize = clock.codec === CODEC_H264 ? 2 : 3;
   let pos = 0;
-  while (pos < data.length) {
-    if (pos + lengthSize > data.length) return [units, "a sample ends inside a NAL length prefix"];
-    let size = 0;
-    for (let i = 0; i < lengthSize; i++) size = size * 256 + data[pos + i];
-    pos += lengthSize;
-    if (!size) return [units, "a sample holds an empty NAL unit"];
-    if (pos + size > data.length) return [units, `a NAL length runs ${pos + size - data.length} bytes past the end of its sample`];
-    let end = pos + size;  // zero bytes ending a unit are framing, as in Annex-B (FORMAT.md 7.3)
-    while (end > pos && data[end - 1] === 0) end--;
-    if (end === pos) return [units, "a sample holds a NAL unit of zero bytes only"];
-    units.push(data.subarray(pos, end));
-    pos += size;
+  let at = 0;
+  let inAccessUnit = 0;  // picture units so far in the current access unit
+  while (pos < n) {
+    const begin = pos + lengthSize;
+    if (begin > n) { scan.defect = "a sample ends inside a NAL length prefix"; return scan; }
+    const size = lengthAt(data, pos, lengthSize);
+    const end = begin + size;
+    if (size === 0) { scan.defect = "a sample holds an empty NAL unit"; return scan; }
+    if (end > n) { scan.defect = `a NAL length runs ${end - n} bytes past the end of its sample`; return scan; }
+    const last = unitEnd(data, begin, end);
+    if (last === begin) { scan.defect = "a sample holds a NAL unit of zero bytes only"; return scan; }
+    pos = end;
+    const header = data[begin];
+    at += 4;
+    if ((header === 0x06 || header === 0x4e) && last - begin > 20 && data[begin + (header === 0x06 ? 1 : 2)] === 5
+        && tagCodec(data.subarray(begin, begin + 24))) {
+      if (scan.pictures.length && !scan.tags.length) scan.beforeTag = true;
+      if (scan.units === 0) scan.rule ||= "a sample begins with a tag, not with the delimiter the camera puts first";
+      scan.tags.push(at);
+      scan.units++;
+      at += last - begin;
+      continue;
+    }
+    const kind = classes[header];
+    if (scan.units === 0 && kind !== DELIMITER) {
+      scan.rule ||= "a sample does not begin with an access unit delimiter: it is not one whole access unit as the camera emitted it";
+    }
+    scan.units++;
+    at += last - begin;
+    if (kind === PICTURE) {
+      if (inAccessUnit === 0) scan.pictures.push(clock.picture(data.subarray(begin, last)));
+      inAccessUnit++;
+      continue;
+    }
+    // Units other than pictures are small: a start code hidden in one (which emulation prevention
+    // keeps out of every valid unit) would be split there by a decoder, or a transmuxer to Annex-B.
+    const hidden = hiddenStartCode(data, begin, last);
+    if (hidden) scan.rule ||= `a NAL unit holds a start code (00 00 0${data[hidden + 2]}): a decoder splits it there`;
+    if (kind === DELIMITER) {
+      scan.delimiters++;
+      inAccessUnit = 0;
+      if (last - begin !== delimiterSize) scan.rule ||= `an access unit delimiter of ${last - begin} bytes`;
+    } else if (kind === PARAMETER_SET) {
+      clock.parameterSet(data.subarray(begin, last));
+    } else if (kind === END_OF_SEQUENCE) {
+      clock.endOfSequence();
+    }
   }
-  return [units, ""];
+  scan.size = at;
+  return scan;
 }
 
-/** A segment's samples as a container times them (count, presentation span, hidden ones). */
-class Samples {
-  constructor() { this.count = 0; this.hidden = 0; this.first = null; this.end = null; this.frame = 0; }
-
-  add(pts, duration, hidden) {
-    this.count++;
-    if (hidden) this.hidden++;
-    if (duration) this.frame = duration;
-    this.first = this.first === null ? pts : Math.min(this.first, pts);
-    const end = pts + (duration || this.frame);
-    this.end = this.end === null ? end : Math.max(this.end, end);
+/**
+ * The first `limit` bytes of a (well-tiled) length-prefixed sample's canonical form; with
+ * `classes`, only up to the header byte of its first picture unit (what the head is read from:
+ * the rest would be scanned for nothing).
+ */
+function canonicalHead(data, lengthSize, limit, classes = null) {
+  const out = new Uint8Array(Math.min(limit, 4 * data.length + 4));
+  let at = 0;
+  for (let pos = 0; pos < data.length && at < limit;) {
+    const begin = pos + lengthSize;
+    const end = begin + lengthAt(data, pos, lengthSize);
+    const last = classes !== null && classes[data[begin]] === PICTURE ? begin + 1 : unitEnd(data, begin, end);
+    const code = START_CODE.subarray(0, Math.min(4, limit - at));
+    out.set(code, at);
+    at += code.length;
+    const unit = data.subarray(begin, Math.min(last, begin + limit - at));
+    out.set(unit, at);
+    at += unit.length;
+    if (last === begin + 1 && classes !== null && classes[data[begin]] === PICTURE) break;
+    pos = end;
   }
+  return out.subarray(0, at);
+}
 
-  timing() {
-    if (!this.count) return null;
-    let span = this.first !== null ? this.end - this.first : 0;
-    if (span && !this.frame) span += this.frame;
-    return { samples: this.count, durationMs: span, hidden: this.hidden, frameMs: this.frame };
+/** The units a tag NAL unit says its segment holds (but the tag), -1 when it cannot be read. */
+function unitsInTag(nal) {
+  try {
+    return decodeTag(tagBody(nal, tagCodec(nal))).tag.units;
+  } catch (exc) {
+    if (exc instanceof TagError) return -1;
+    throw exc;
   }
 }
 
 /**
- * Reads a fragmented MP4 stream: its init segment (one video track, avcC or hvcC), then
- * fragments, each cut into the segments it holds. The video must be the only track; a
- * fragment that cannot be read gives one refused segment (framing), never an exception.
+ * Cuts one container reader's events (segbind-mp4.js: track, sample, defect) into Canonical
+ * segments, checking the rules above: feed(event) returns the segments it completed, finish()
+ * the rest (cut.py SampleCutter). A segment is complete when it holds as many units as its tag
+ * says (copies of its head's parameter sets a remuxer added not counted), else when the next
+ * tag begins. Samples before the first tag form a segment of their own (refused: no tag).
+ * Memory: the segment's canonical bytes, built once, the tag left out (what is hashed). With
+ * `scratch` (an object the caller keeps: {buf}), every segment is built in one reused buffer:
+ * a segment's bytes are then valid only until the next segment is cut (a gate that verifies each
+ * segment before it reads on allocates, and the browser faults in, no fresh memory per segment).
  */
-export class Mp4Reader {
-  /** Throws FramingError (a message saying why) when the init segment is unusable. */
-  constructor(init) {
-    this.init = init;
-    this.problem = "";
-    const top = boxes(init);
-    const moov = top.find((b) => b.type === "moov");
-    if (!moov) throw new FramingError("the init segment has no moov box");
-    const traks = children(init, moov, "trak");
-    const video = [];
-    const others = [];
-    for (const trak of traks) {
-      const hdlr = path(init, trak, "mdia", "hdlr");
-      const handler = hdlr ? fourcc(init, hdlr.body + 8) : "?";
-      const stsd = path(init, trak, "mdia", "minf", "stbl", "stsd");
-      const entry = stsd ? boxes(init, stsd.body + 8, stsd.end)[0] : null;
-      const codec = entry ? SAMPLE_ENTRIES[entry.type] : 0;
-      if (handler === "vide" && codec) video.push({ trak, entry, codec });
-      else others.push(`${handler} (${entry ? entry.type : "?"})`);
-    }
-    if (!video.length) throw new FramingError(`no H.264 or H.265 video track (${others.join(", ") || "no tracks"})`);
-    if (video.length > 1) others.push("a second video track");
-    if (others.length) this.problem = `the container holds other tracks, never verified: ${others.join(", ")}`;
-    const { trak, entry, codec } = video[0];
-    this.codec = codec;
-    const tkhd = child(init, trak, "tkhd");
-    this.trackId = tkhd ? u32(init, tkhd.body + (fullBoxVersion(init, tkhd) === 1 ? 20 : 12)) : 1;
-    const mdhd = path(init, trak, "mdia", "mdhd");
-    if (!mdhd) throw new FramingError("the video track has no mdhd box");
-    this.timescale = u32(init, mdhd.body + (fullBoxVersion(init, mdhd) === 1 ? 20 : 12));
-    if (!this.timescale) throw new FramingError("the video track's timescale is 0");
-    const config = boxes(init, entry.body + 78, entry.end).find((b) => b.type === (codec === CODEC_H264 ? "avcC" : "hvcC"));
-    if (!config) throw new FramingError(`the ${entry.type} sample entry has no decoder configuration`);
-    Object.assign(this, decoderConfig(init, config, codec));
-    this.mediaTime = 0;
-    const elst = path(init, trak, "edts", "elst");
-    if (elst) {
-      const v1 = fullBoxVersion(init, elst) === 1;
-      if (u32(init, elst.body + 4) >= 1) {
-        const t = v1 ? u64(init, elst.body + 16) : u32(init, elst.body + 12);
-        const empty = v1 ? t === 2 ** 64 - 1 : t === 0xffffffff;  // -1: an empty edit (a delay)
-        if (!empty) this.mediaTime = t;
-      }
-    }
-    this.defaults = { duration: 0, size: 0, flags: 0 };
-    const mvex = child(init, moov, "mvex");
-    for (const trex of mvex ? children(init, mvex, "trex") : []) {
-      if (u32(init, trex.body + 4) === this.trackId) {
-        this.defaults = { duration: u32(init, trex.body + 12), size: u32(init, trex.body + 16), flags: u32(init, trex.body + 20) };
-      }
-    }
+export class SampleCutter {
+  constructor(maxSegmentBytes = MAX_CUT_SEGMENT_BYTES, videoOnly = false, scratch = null) {
+    this.maxSegmentBytes = maxSegmentBytes;
+    this.videoOnly = videoOnly;
+    this._scratch = scratch;
+    this.track = null;
+    this._classes = CLASSES[CODEC_H264];
+    this._clock = null;
+    this._trackProblem = "";
+    this._required = [];
+    this._sets = [];        // the parameter sets in force (to restore a stripped head)
+    this._presented = false;  // a sample of this track was presented (not hidden) already
+    this._out = [];
+    this._resetPending();
   }
 
-  /** The samples of a fragment: [{data, pts, duration}] in decoding order (times in ms). */
-  samples(frag) {
-    const top = boxes(frag);
-    const mdats = top.filter((b) => b.type === "mdat");
-    const out = [];
-    let problem = "";
-    for (const moof of top.filter((b) => b.type === "moof")) {
-      for (const traf of children(frag, moof, "traf")) {
-        const tfhd = child(frag, traf, "tfhd");
-        if (!tfhd) throw new FramingError("a traf box without tfhd");
-        const flags = u32(frag, tfhd.body) & 0xffffff;
-        const trackId = u32(frag, tfhd.body + 4);
-        if (trackId !== this.trackId) { problem = `the fragment holds samples of track ${trackId}, never verified`; continue; }
-        let at = tfhd.body + 8;
-        let base = moof.start;
-        if (flags & 0x1) { base = u64(frag, at); at += 8; }
-        if (flags & 0x2) at += 4;
-        const dflt = { ...this.defaults };
-        if (flags & 0x8) { dflt.duration = u32(frag, at); at += 4; }
-        if (flags & 0x10) { dflt.size = u32(frag, at); at += 4; }
-        if (flags & 0x20) { dflt.flags = u32(frag, at); at += 4; }
-        const tfdt = child(frag, traf, "tfdt");
-        let dts = tfdt ? (fullBoxVersion(frag, tfdt) === 1 ? u64(frag, tfdt.body + 4) : u32(frag, tfdt.body + 4)) : 0;
-        let offset = base;
-        for (const trun of children(frag, traf, "trun")) {
-          const version = fullBoxVersion(frag, trun);
-          const tf = u32(frag, trun.body) & 0xffffff;
-          const count = u32(frag, trun.body + 4);
-          let p = trun.body + 8;
-          if (tf & 0x1) { offset = base + (u32(frag, p) | 0); p += 4; }
-          if (tf & 0x4) p += 4;
-          for (let i = 0; i < count; i++) {
-            let duration = dflt.duration;
-            let size = dflt.size;
-            let cto = 0;
-            if (tf & 0x100) { duration = u32(frag, p); p += 4; }
-            if (tf & 0x200) { size = u32(frag, p); p += 4; }
-            if (tf & 0x400) p += 4;
-            if (tf & 0x800) { cto = version ? u32(frag, p) | 0 : u32(frag, p); p += 4; }
-            if (p > trun.end) throw new FramingError("a trun box is cut short");
-            if (!mdats.some((m) => offset >= m.body && offset + size <= m.end)) {
-              throw new FramingError("a sample lies outside the fragment's media data");
-            }
-            const pts = dts + cto;
-            out.push({
-              data: frag.subarray(offset, offset + size),
-              pts: (pts / this.timescale) * 1000,
-              duration: (duration / this.timescale) * 1000,
-              hidden: pts < this.mediaTime,
-            });
-            offset += size;
-            dts += duration;
-          }
-        }
-      }
-    }
-    return { samples: out, problem };
+  _resetPending() {
+    this._buf = this._scratch ? this._scratch.buf || EMPTY : EMPTY;  // the canonical form but the tag's bytes, _restSize of them
+    this._restSize = 0;
+    this._size = 0;         // canonical bytes kept, the tag's included
+    this._units = 0;
+    this._pictures = [];
+    this._samples = 0;
+    this._tag = -1;
+    this._tagEnd = -1;
+    this._tagBytes = EMPTY;
+    this._codec = 0;
+    this._expect = -1;
+    this._repeats = 0;
+    this._problem = "";
+    this._problemReason = FRAMING;
+    this._oversized = false;
   }
 
-  /** The tagged segments of one fragment (a fragment holds whole segments). */
-  segments(frag) {
-    const rule = new Regrouper(this.codec, this.sets);
-    let samples;
-    try {
-      const found = this.samples(frag);
-      samples = found.samples;
-      if (found.problem) rule.problem(found.problem);
-    } catch (exc) {
-      if (!(exc instanceof FramingError)) throw exc;
-      return [new Segment([], this.codec, [], null, `the fragment cannot be read (${exc.message})`)];
-    }
-    const out = [];
-    const close = (segment) => {
-      segment.timing = rule.closedMeta.samples ? rule.closedMeta.samples.timing() : null;
-      if (this.problem && !segment.problem) segment.problem = this.problem;
-      out.push(segment);
-    };
-    rule.meta.samples = new Samples();
-    const aud = KINDS[this.codec].aud;
-    for (const sample of samples) {
-      const [units, defect] = prefixedUnits(sample.data, this.lengthSize);
-      if (defect) { rule.problem(defect); continue; }
-      // A sample is one whole access unit as the camera emitted it (docs/CONTAINERS.md): it
-      // begins with its delimiter and holds no other.
-      const delimiters = units.filter((u) => nalKind(u, this.codec) === aud).length;
-      let notOneAccessUnit = "";
-      if (!units.length || nalKind(units[0], this.codec) !== aud) {
-        notOneAccessUnit = "a sample does not begin with an access unit delimiter: it is not one whole access unit as the camera emitted it";
-      } else if (delimiters > 1) {
-        notOneAccessUnit = `a sample holds ${delimiters} access units (a sample is one access unit, or the two fields of one frame)`;
-      }
-      for (const unit of units) {
-        const closed = rule.add(unit);
-        if (closed) { close(closed); rule.meta.samples = new Samples(); }
-      }
-      if (notOneAccessUnit && rule._tagged) rule.problem(notOneAccessUnit);  // untagged runs are refused as such
-      rule.meta.samples.add(sample.pts, sample.duration, sample.hidden);
-    }
-    const last = rule.finish();
-    if (last) close(last);
-    if (!out.length) out.push(new Segment([], this.codec, [], null, "the fragment holds no video samples"));
+  feed(event) {
+    if (event.type === "sample") this._sample(event);
+    else if (event.type === "track") this._track(event);
+    else if (event.type === "defect") this.defect(event.text, event.reason);
+    const out = this._out;
+    this._out = [];
     return out;
+  }
+
+  /** The pending segment is refused, whatever its tag (reason: framing or timing). */
+  defect(text, reason = FRAMING) {
+    if (!this._problem) {
+      this._problem = text;
+      this._problemReason = reason;
+    }
+  }
+
+  finish() {
+    if (this._size || this._problem || this._samples) this._close();
+    const out = this._out;
+    this._out = [];
+    return out;
+  }
+
+  _track(info) {
+    if (this._size || this._samples) this._close();
+    this.track = info;
+    this._presented = false;
+    if (!info.codec) {
+      this._trackProblem = `the video track is ${info.codecName}, not H.264 or H.265`;
+    } else if (info.otherVideo) {
+      this._trackProblem = `the container holds another video track, never verified: ${info.others.filter((o) => o.startsWith("video")).join(", ")}`;
+    } else if (info.others.length && !this.videoOnly) {
+      this._trackProblem = `the container holds other tracks, never verified: ${info.others.join(", ")}`;
+    } else {
+      this._trackProblem = "";
+    }
+    const codec = info.codec || CODEC_H264;
+    this._classes = CLASSES[codec];
+    // the record's units as the camera tagged them: zero bytes after a unit are the muxer's
+    const config = info.configUnits.map((u) => u.subarray(0, unitEnd(u, 0, u.length)));
+    this._clock = new PictureClock(codec, config);
+    this._required = info.lengthSize ? config : [];  // a decoder reads them before any sample
+    const sets = config.filter((u) => u.length && this._classes[u[0]] === PARAMETER_SET);
+    if (sets.length) this._sets = sets;
+  }
+
+  _sample(sample) {
+    const info = this.track;
+    const clock = this._clock;
+    if (info === null || clock === null) throw new Error("a sample before its track");
+    const data = sample.data;
+    const lengthSize = info.lengthSize;
+    if (!lengthSize) {  // Annex-B samples (MPEG-TS) come through no reader of this gate
+      this.defect("a sample that is not length-prefixed");
+      return;
+    }
+    const scan = scanPrefixed(data, lengthSize, this._classes, clock);
+    if (scan.defect) {
+      this.defect(scan.defect);  // its units cannot be told apart: not kept
+      return;
+    }
+    let skip = null;  // the tag's bytes, in this sample's canonical form: not in what is hashed
+    if (scan.tags.length) skip = this._tagInSample(scan, data, lengthSize);
+    if (this._tag >= 0) {  // a run before the first tag is refused as untagged, whatever it holds
+      if (scan.rule) {
+        this.defect(scan.rule);
+      } else if (scan.delimiters > 1 && !this._fieldPair(scan)) {
+        this.defect(`a sample holds ${scan.delimiters} access units (a sample is one access unit, or the two fields of one frame)`);
+      } else if (scan.pictures.length !== Math.max(1, scan.delimiters)) {
+        this.defect(`a sample holds ${scan.pictures.length} pictures in ${scan.delimiters} access unit(s)`);
+      }
+    }
+    if (this._size + scan.size > this.maxSegmentBytes) {
+      if (!this._oversized) this.defect(`segment larger than ${this.maxSegmentBytes >> 20} MiB`);
+      this._oversized = true;
+    } else {
+      this._keep(data, lengthSize, scan.size, skip);
+      this._size += scan.size;
+    }
+    this._units += scan.units;
+    this._samples++;
+    if (sample.hidden && this._presented) {
+      // An edit list hides the pictures before the presentation starts (the B-frame delay, a
+      // cut): those are the camera's, decoded and not shown. Hidden after a shown one, a picture
+      // vanishes from the middle of what the camera captured.
+      this.defect("the container hides a picture after its presentation began", TIMING);
+    }
+    this._presented = this._presented || !sample.hidden;
+    const key = scan.pictures.length ? scan.pictures[0][0] : UNREADABLE;
+    this._pictures.push({ pts: sample.pts, duration: sample.duration, hidden: sample.hidden, key });
+    if (this._tag >= 0 && this._expect >= 0 && this._expect < this._units - this._repeats) this._close();
+  }
+
+  /** Appends a sample's canonical form but the bytes in `skip` ([from, to) of it) to the segment. */
+  _keep(data, lengthSize, size, skip) {
+    const [from, to] = skip || [0, 0];
+    const needed = this._restSize + size - (to - from);
+    if (needed > this._buf.length) {
+      const grown = new Uint8Array(Math.max(needed, Math.min(2 * this._buf.length, this.maxSegmentBytes), 4096));
+      grown.set(this._buf.subarray(0, this._restSize));
+      this._buf = grown;
+      if (this._scratch) this._scratch.buf = grown;
+    }
+    const buf = this._buf;
+    let out = this._restSize;
+    let at = 0;  // in this sample's canonical form
+    const put = (source, begin, end) => {  // source[begin:end] at `at`, but what falls in [from, to)
+      const length = end - begin;
+      if (at + length <= from || at >= to) {
+        buf.set(source.subarray(begin, end), out);
+        out += length;
+      } else {
+        const headLength = Math.max(0, from - at);
+        buf.set(source.subarray(begin, begin + headLength), out);
+        out += headLength;
+        const tail = Math.max(0, at + length - to);
+        buf.set(source.subarray(end - tail, end), out);
+        out += tail;
+      }
+      at += length;
+    };
+    for (let pos = 0; pos < data.length;) {
+      const begin = pos + lengthSize;
+      const end = begin + lengthAt(data, pos, lengthSize);
+      const last = unitEnd(data, begin, end);
+      if (skip === null) {
+        buf.set(START_CODE, out);
+        buf.set(data.subarray(begin, last), out + 4);
+        out += 4 + last - begin;
+      } else {
+        put(START_CODE, 0, 4);
+        put(data, begin, last);
+      }
+      pos = end;
+    }
+    this._restSize = out;
+  }
+
+  /** Two access units of H.264 fields of opposite parity in one sample: one frame, one picture. */
+  _fieldPair(scan) {
+    return this.track !== null && this.track.codec === CODEC_H264 && scan.delimiters === 2 && scan.pictures.length === 2
+      && scan.pictures[0][1] + scan.pictures[1][1] === 3 && scan.pictures[0][1] !== scan.pictures[1][1];
+  }
+
+  /** A sample holding a tag begins a segment; returns the tag's bytes' range in the sample's canonical form. */
+  _tagInSample(scan, data, lengthSize) {
+    const first = scan.tags[0];
+    if (this._size || this._samples) this._close();
+    if (scan.beforeTag) {
+      this.defect("a sample holds picture units before its segment's tag (two access units in one sample, or units hidden behind start codes)");
+    }
+    if (scan.tags.length > 1) this.defect(`a sample holds ${scan.tags.length} segbind tags`);
+    const head = canonicalHead(data, lengthSize, first + 1024);
+    const next = findStartCode(head, first);
+    this._tag = first - 4;
+    this._tagEnd = next >= 0 ? next : head.length;
+    this._codec = tagCodec(head.subarray(first, first + 24));
+    this._expect = unitsInTag(head.subarray(first, this._tagEnd));
+    // the head is read as framing.py reads it: a codec other than H.264 (none: 0) by H.265's unit types
+    const headClasses = CLASSES[this._codec === CODEC_H264 ? CODEC_H264 : CODEC_H265];
+    this._repeats = repeatedSets(canonicalHead(data, lengthSize, 65536, headClasses), this._codec);
+    if (this._size + scan.size <= this.maxSegmentBytes) this._tagBytes = head.slice(this._tag, this._tagEnd);
+    return [this._tag, this._tagEnd];
+  }
+
+  _close() {
+    const problem = this._problem || this._trackProblem;
+    const reason = this._problem ? this._problemReason : FRAMING;
+    const info = this.track;
+    const timing = this._pictures.length && info !== null ? timingOfPictures(this._pictures, info.timescale) : null;
+    const rest = this._buf.subarray(0, this._restSize);
+    let seg;
+    if (this._tag >= 0) {
+      seg = new Canonical({ rest, tagBytes: this._tagBytes, tagStart: this._tag, tagEnd: this._tagEnd, units: this._units - 1,
+        timing, problem, problemReason: reason, restore: this._sets, codec: this._codec, required: this._required });
+      const found = headParameterSets(seg.head(65536), this._codec);
+      if (found.length) this._sets = found.map((u) => u.slice());
+      if (info !== null && info.codec && this._codec && this._codec !== info.codec) {
+        seg.problemReason = FRAMING;  // the root of whatever else was found in its samples
+        seg.problem = `an ${CODEC_NAMES[this._codec]} segment in an ${CODEC_NAMES[info.codec]} track (a decoder reads it as ${CODEC_NAMES[info.codec]})`;
+      }
+    } else {
+      seg = new Canonical({ rest, tagStart: -1, tagEnd: -1, units: this._units, timing, problem, problemReason: reason });
+    }
+    if (this._size || problem) this._out.push(seg);
+    this._resetPending();
   }
 }
 
@@ -1131,19 +1505,14 @@ export class StreamVerifier {
     });
   }
 
-  /** The verdict on a segment a reader found (annexbSegments, Mp4Reader.segments). */
+  /** The verdict on a segment of an Annex-B stream (annexbSegments). */
   verifySegment(segment) {
-    return this._serial(async () => {
-      let canonical;
-      try {
-        canonical = segment.canonical();
-      } catch (exc) {
-        if (!(exc instanceof Refusal)) throw exc;
-        if (segment.problem) return new Verdict(Reason.FRAMING, segment.problem);
-        return new Verdict(exc.reason, exc.detail, exc.tag);
-      }
-      return this._judge(() => this.auth.authenticateAny(canonical, this._now()));
-    });
+    return this._serial(async () => this._judge(() => this.auth.judge(segment.canonical(), this._now())));
+  }
+
+  /** The verdict on a segment a container's samples were cut into (SampleCutter). */
+  verifyCanonical(canonical) {
+    return this._serial(async () => this._judge(() => this.auth.judge(canonical, this._now())));
   }
 
   /** Recording mode, at the end of the input: a refusal when a stream did not end cleanly (else null). */
@@ -1175,7 +1544,10 @@ export class StreamVerifier {
       throw exc;
     }
     const verdict = this._sequence(found);
-    if (verdict.accepted) verdict.verified = found.verified;
+    if (verdict.accepted) {
+      verdict._form = found.form;
+      if (found.note) verdict.detail = [verdict.detail, found.note].filter(Boolean).join("; ");
+    }
     return verdict;
   }
 
@@ -1267,51 +1639,103 @@ export class StreamVerifier {
 
 // ---- a gate in front of a decoder -------------------------------------------------------------------------
 
+const errorText = (exc) => (exc && exc.message ? exc.message : String(exc));
+
+// segbind/read/mp4.py refuses a sample an edit list hides in a fragment (FFmpeg reads fragments
+// without the edit list's discard flag: it shows what Chromium hides) and does not hand it on.
+// segbind-mp4.js still hands such a sample on, marked hidden: the gate reads it as read.mp4 does
+// until the reader itself refuses it.
+const HIDDEN_IN_FRAGMENT = Object.freeze({ type: "defect", text: "an edit list hides a picture of a fragment (FFmpeg shows it)",
+  reason: Reason.TIMING, fatal: false });
+
 /**
  * Verifies the fragments of one fMP4 feed before they reach a decoder (what a display's
- * fragment loader calls). `init(bytes)` takes the init segment; `fragment(bytes)` returns
- * {pass, verdicts}: pass is true only when the fragment holds at least one segment and
- * every segment in it is accepted, and the parameter sets in the init segment (which the
- * decoder also reads) are among the verified units. A refused fragment must not be
- * appended. (Each segment's verdict counts for the stream as given: a fragment whose first
- * segment is accepted and second refused is held whole, its first segment still seen.)
+ * fragment loader calls). `init(bytes)` takes the init segment and returns "" or why it cannot
+ * be used; `fragment(bytes)` returns {pass, verdicts}: pass is true only when the fragment holds
+ * at least one segment and every segment in it is accepted. A refused fragment must not be
+ * appended. Each fragment is read as the init segment followed by that fragment (as
+ * `segbind verify init.mp4 fragment.m4s` reads it): a fragment loaded again, or out of order,
+ * is read the same way, with the init segment given last before the call. Fragments are judged
+ * one after the other in the order of the calls, whatever WebCrypto's timing. Each segment's
+ * verdict counts for the stream as given: a fragment whose first segment is accepted and second
+ * refused is held whole, its first segment still seen. Never throws; the bytes given are never
+ * changed.
  */
 export class FragmentGate {
   constructor(verifier) {
     this.verifier = verifier;
-    this.reader = null;
+    this.initBytes = null;
     this.initProblem = "no init segment yet";
+    this._scratch = { buf: null };  // one segment's canonical bytes, reused from fragment to fragment
+    this._queue = Promise.resolve();  // one fragment at a time: they share the scratch buffer
   }
 
+  /** Whether an init segment that can be read was given. */
+  get ready() { return this.initBytes !== null; }
+
   init(bytes) {
+    this.initBytes = null;
     try {
-      this.reader = new Mp4Reader(bytes);
-      this.initProblem = "";
+      if (!(bytes instanceof Uint8Array)) throw new TypeError("an init segment is bytes");
+      const error = new Mp4Reader().init(bytes).find((e) => e.type === "error");
+      if (error) {
+        this.initProblem = `the init segment cannot be used (${error.text})`;
+      } else {
+        this.initBytes = bytes.slice();  // the loader's buffer is the player's
+        this.initProblem = "";
+      }
     } catch (exc) {
-      if (!(exc instanceof FramingError) && !(exc instanceof RangeError)) throw exc;
-      this.reader = null;
-      this.initProblem = `the init segment cannot be used (${exc.message})`;
+      this.initProblem = `the init segment cannot be used (${errorText(exc)})`;
     }
     return this.initProblem;
   }
 
-  async fragment(bytes) {
-    if (!this.reader) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, this.initProblem)] };
-    const verdicts = [];
-    const inBand = [];
-    for (const segment of this.reader.segments(bytes)) {
-      const verdict = await this.verifier.verifySegment(segment);
-      verdicts.push(verdict);
-      if (verdict.accepted) inBand.push(...annexbUnits(verdict.verified).units);
+  fragment(bytes) {
+    const [init, problem] = [this.initBytes, this.initProblem];
+    const run = this._queue.then(async () => {
+      try {
+        if (!(bytes instanceof Uint8Array)) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, "a fragment is bytes")] };
+        if (!init) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, problem)] };
+        const verdicts = await this._verdicts(init, bytes);
+        return { pass: verdicts.length > 0 && verdicts.every((v) => v.accepted), verdicts };
+      } catch (exc) {  // never expected: a refusal rather than an exception out of the gate
+        return { pass: false, verdicts: [new Verdict(Reason.FRAMING, `the fragment cannot be verified (${errorText(exc)})`)] };
+      }
+    });
+    this._queue = run;
+    return run;
+  }
+
+  async _verdicts(init, bytes) {
+    const reader = new Mp4Reader();
+    const events = [reader.init(init), reader.fragment(bytes)];  // as the init segment followed by the fragment
+    const error = events.flatMap((list) => list.filter((e) => e.type === "error"))[0];
+    if (error) return [new Verdict(Reason.FRAMING, error.text)];
+    const scratch = this._scratch;
+    if (!scratch.buf || scratch.buf.length < bytes.length) {  // one segment's bytes fit its fragment's
+      scratch.buf = new Uint8Array(Math.min(bytes.length, MAX_CUT_SEGMENT_BYTES));
     }
-    let pass = verdicts.length > 0 && verdicts.every((v) => v.accepted);
-    if (pass) {
-      const foreign = this.reader.sets.filter((s) => !inBand.some((u) => sameBytes(u, s)));
-      if (foreign.length) {
-        pass = false;
-        verdicts.push(new Verdict(Reason.FRAMING, "the init segment's parameter sets are not the camera's (the decoder would read them)"));
+    const cutter = new SampleCutter(MAX_CUT_SEGMENT_BYTES, false, scratch);
+    const verdicts = [];
+    const judge = async (segment) => {
+      const verdict = await this.verifier.verifyCanonical(segment);
+      verdict._form = null;  // its bytes are the scratch buffer's: the fragment is what a decoder gets
+      verdicts.push(verdict);
+    };
+    let samples = 0;
+    let codec = 0;
+    for (const list of events) {
+      for (let event of list) {
+        if (event.type === "sample" && event.hidden) event = HIDDEN_IN_FRAGMENT;
+        if (event.type === "sample") samples++;
+        else if (event.type === "track") codec = event.codec;
+        for (const segment of cutter.feed(event)) await judge(segment);
       }
     }
-    return { pass, verdicts };
+    for (const segment of cutter.finish()) await judge(segment);
+    if (!verdicts.length && !samples) {
+      return [new Verdict(Reason.FRAMING, `no ${CODEC_NAMES[codec] || "video"} samples in the MP4`)];
+    }
+    return verdicts;
   }
 }
