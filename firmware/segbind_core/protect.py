@@ -196,6 +196,8 @@ def protected_form(unit: "Buffer", lead: int, cipher: "Buffer") -> bytes:
     """A picture unit's protected form from its clear bytes (``unit[:lead]`` and its last byte,
     as a Common Encryption sample stores them) and its ``cipher`` (the protected range)."""
     n = len(unit)
+    if n - 1 <= lead:  # nothing protected (FORMAT.md 4.1): the unit is its own protected form
+        return bytes(unit)
     return bytes(unit[:lead]) + escape(cipher, _trailing_zeros(unit[:lead]), unit[n - 1]) + bytes(unit[n - 1:])
 
 
