@@ -11,7 +11,7 @@ Slices come from _syntax_writer (an independent writer of H.264 and H.265 syntax
 where each slice header ends).
 """
 
-from _support import aes_ctr_reference, generated, h
+from _support import aes_ctr_reference, generated, h, raises
 from _syntax_writer import EXPLICIT, H264Stream, H265Stream, I, P, stored_bytes
 
 from segbind_core import protect
@@ -277,6 +277,8 @@ def test_counter_block_layout():
     assert protect.counter_block(0, 0x010203040506, 0x0708090A) == h("00 010203040506 0708090a 0000000000")
     assert protect.counter_block(1, (1 << 48) - 1, 0xFFFFFFFF) == h("01 ffffffffffff ffffffff 0000000000")
     assert protect.counter_block(protect.DOMAIN_STILL, 0, 0)[0] == 1 and protect.DOMAIN_SEGMENT == 0
+    for stream_id, seq in ((1 << 48, 0), (0, 1 << 32), (-1, 0), (0, -1)):  # the tag's ranges
+        raises(ValueError, protect.counter_block, 0, stream_id, seq)
 
 
 def _crafted_idr_segment():
