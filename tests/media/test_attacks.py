@@ -23,7 +23,6 @@ from segbind.write import remux_annexb, write_hls
 from segbind_core import h265
 from segbind_core.nal import START_CODE, annexb_units
 from tests.support import run_cli
-from tests.support.tagged import keyring_of
 from tests.support.media import (
     decoded_frames,
     ffmpeg,
@@ -35,6 +34,7 @@ from tests.support.media import (
     tag,
     tag_recording,
 )
+from tests.support.tagged import keyring_of
 
 FRAG = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
 
