@@ -106,6 +106,9 @@ class Camera:
                 cfg[key] = dict(cfg[key], **value)
             else:
                 cfg[key] = value
+        if "source" in cfg:  # another source (the streamer's rtsp://): no FIFO
+            del cfg["input"]
+            self.input_mode = "source"
         self.config = cfg
         self.config_path.write_text(json.dumps(cfg, indent=1))
         self.block_modules = ",".join(block_modules)

@@ -993,24 +993,33 @@ class Fleet:
             if broker is not None:
                 broker.close()
 
-    def _wait_set_up(self, stall_s: float) -> None:
+    def _wait_set_up(self, stall_s: float, renew_s: float = 10.0) -> None:
         """Over MQTT the claims, shares and grants take a moment: wait until every display holds
         the keys of every camera it should see, and the cloud routes every camera. A busy machine
         only makes this slower, so the wait ends on the condition, or when nothing has moved for
-        ``stall_s`` (a real failure), never at a fixed time."""
+        ``stall_s`` (a real failure), never at a fixed time. While nothing moves, the owners'
+        apps renew their grants and offers every ``renew_s``, as an app does now and then: a
+        message lost on the way is sent again."""
         want = {a.name: set(a.cameras) | set(a.shared_in) for a in self.plan.accounts}
-        last, moved = None, time.monotonic()
+        last, moved, renewed = None, time.monotonic(), time.monotonic()
         while True:
             held = sum(len(want[d.account] & {c for _o, c, _e in d.grants.keyring.grants()}) for d in self.displays)
             routed = sum(1 for c in self.plan.cameras if self.cloud.routing.owner.get(c.name) == c.owner)
             if held == sum(len(w) for w in want.values()) and routed == len(self.plan.cameras):
                 return
+            now = time.monotonic()
             if (held, routed) != last:
-                last, moved = (held, routed), time.monotonic()
-            elif time.monotonic() - moved > stall_s:
+                last, moved, renewed = (held, routed), now, now
+            elif now - moved > stall_s:
                 raise RuntimeError("the fleet's set-up stalled for %.0f s at %d of %d grants, %d of %d cameras "
                                    "routed" % (stall_s, held, sum(len(w) for w in want.values()), routed,
                                                len(self.plan.cameras)))
+            elif now - renewed > renew_s:
+                renewed = now
+                log.warning("the fleet's set-up has not moved for %.0f s: the owners' apps renew their grants",
+                            renew_s)
+                for app in self.owners.values():
+                    app.renew()
             time.sleep(0.1)
 
     def _quiet(self, sched: RealTimeScheduler) -> bool:

@@ -5,8 +5,9 @@ HLS (a sliding media playlist, init segments, one fMP4 fragment per tagged
 segment) and its recording as VOD; with them the display page and its scripts
 (``segbind.web``: the JavaScript verifier, hls.js pinned from npm), and each
 display's sealed grants, opaque JSON the cloud cannot open. Fragments are the
-camera's tagged segments packaged unchanged (``segbind.web.fmp4``): the cloud
-holds no key and needs none.
+camera's tagged segments packaged as Common Encryption 'cenc' (``segbind.web.fmp4``,
+docs/FORMAT.md 4.4): a ClearKey player given the content key plays them, a verifier
+checks them; the cloud holds no key and needs none.
 
 The cloud's side is an interface, ``LiveSource``, which the reference cloud
 (``host_sim.cloud.Cloud``) implements from what its cameras send it.
@@ -161,15 +162,15 @@ class Origin:
         self.window = window
         self._warm: Dict[Tuple[str, str], int] = {}   # (account, camera) -> highest number pushed
         self._inits: Dict[str, bytes] = {}            # init name -> bytes
-        self._init_of: Dict[bytes, str] = {}          # parameter sets -> init name
+        self._init_of: Dict[bytes, str] = {}          # parameter sets and key id -> init name
         self._rng = random.Random(edge.faults.seed)
         self._lock = threading.Lock()
 
     def init_name(self, segment: bytes) -> str:
-        """The init segment's name for a segment: named by its parameter sets, so it stays the
-        same while they do (a player loads it once)."""
-        codec, sets = fmp4.parameter_sets(segment)
-        key = bytes([codec]) + b"".join(len(s).to_bytes(4, "big") + s for s in sets)
+        """The init segment's name for a segment: named by its parameter sets and key id, so it
+        stays the same while they do (a player loads it once; a new period or epoch, whose key
+        id is another, gets a new one)."""
+        key = fmp4.init_key(segment)
         with self._lock:
             name = self._init_of.get(key)
             if name is None:
@@ -216,7 +217,7 @@ class Origin:
         entries = []
         for item in items:
             try:
-                timing = fmp4.segment_timing([item.data[s:e] for s, e in annexb_units(item.data)])
+                timing = fmp4.segment_fields([item.data[s:e] for s, e in annexb_units(item.data)])
                 entries.append((item, self.init_name(item.data), timing.duration_ms / 1000.0))
             except fmp4.PackagingError:
                 continue

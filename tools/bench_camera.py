@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The camera's costs under format v2, on the interpreters a camera runs.
 
-    python3 tools/bench_camera.py [--rounds N] [--size BYTES ...] [--arch armhf|arm64|none] [--json]
+    python3 tools/bench_camera.py [--rounds N] [--size BYTES ...] [--arch armhf|arm64|none]
+                                  [--rtsp-seconds S] [--json]
 
 Measured on real MicroPython (the 1.27 VM compiled to WebAssembly, under Node:
 tests/micropython/run.mjs, as tests/device/test_micropython.py runs it) and on the
@@ -25,6 +26,14 @@ both; every figure comes from one run of it:
 Absolute times depend on the host (WebAssembly JIT, QEMU's translation); the ratios
 say how close each interpreter is to its own hash floor, and the pairing figures are
 also given in units of that interpreter's hash of the segment.
+
+* the RTSP input (``--rtsp-seconds``, default 20 with an ARM image): a real RTSP server on the host
+  (gst-rtsp-server, tests/support/rtsp.py) encodes 1080p at 4 Mbit/s live with x264enc;
+  ``RTSP_BENCH`` pulls it in the ARM image (and, for scale, in this host's python3) with the
+  agent's own RTSP input and core (segmenting and tagging for the owner and three shares;
+  everything the agent does but MQTT) and prints its CPU share (CPU seconds of the guest
+  process, QEMU's translation included, over wall seconds) and whether it kept up: every
+  picture the server sent tagged, no gap, the last picture tagged within a second of real time.
 
 tools/bench_arm.py runs the same script on both ARM architectures, with and without
 the ``hmac`` module, and measures the agent's memory in the image.
@@ -217,6 +226,73 @@ print("RESULT " + json.dumps({
 '''
 
 
+# The agent's RTSP input and core in one process, on a live stream, for SECONDS (CPython only:
+# the reader is a thread class; MicroPython has no RTSP server to reach here).
+# argv: URL SECONDS
+RTSP_BENCH = r'''
+import json, sys, time
+from segbind_agent.core import AgentCore, AgentSettings, BindingState, Send, Store
+from segbind_agent.rtsp import EOF, RtspReader, RtspSettings
+from segbind_core.keys import Epoch
+from segbind_core.rtp import AccessUnit
+
+OWNER, CAMERA, SHARES, NOW, SEGMENT_MS, DAY_SEQ = PARAMS
+url, seconds = sys.argv[1], float(sys.argv[2])
+epoch = Epoch.of_pairing(bytes(range(32)), OWNER, CAMERA, 1, SHARES)
+core = AgentCore(CAMERA, BindingState(CAMERA), AgentSettings(spool_max_bytes=1 << 40, spool_max_segments=1 << 30),
+                 fixed_epoch=epoch)
+stats = {"access_units": 0, "gaps": 0, "segments": 0, "bytes": 0, "last_capture_ms": 0}
+kept = {}
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def carry_out(actions):
+    for action in actions:
+        if isinstance(action, Store):
+            kept[action.entry.index] = len(action.payload)
+        elif isinstance(action, Send):
+            stats["segments"] += 1
+            stats["bytes"] += kept.pop(action.entry.index)
+            carry_out(core.delivered(action.entry.index, True, now_ms()))
+
+
+def sink(item):
+    if item is EOF:
+        return
+    if isinstance(item, AccessUnit):
+        stats["access_units"] += 1
+        stats["last_capture_ms"] = item.capture_ms
+        t = now_ms()
+        for unit in item.units:
+            carry_out(core.encoder_unit(unit, t, item.capture_ms))
+    else:
+        stats["gaps"] += 1
+        carry_out(core.encoder_gap(now_ms(), item.detail))
+
+
+carry_out(core.start(now_ms(), stream_id=now_ms()))
+carry_out(core.connection(True, now_ms()))
+reader = RtspReader(url, RtspSettings(), sink, reopen=False, give_up_before_video=True)
+start, cpu = time.time(), time.process_time()
+reader.serve(lambda: time.time() - start >= seconds)
+wall, cpu = time.time() - start, time.process_time() - cpu
+stop_ms = now_ms()
+carry_out(core.stop(stop_ms))
+import platform
+print("RESULT " + json.dumps({"implementation": sys.implementation.name, "machine": platform.machine(),
+                              "seconds": wall, "cpu_seconds": cpu, "packets": reader.packets, "lost": reader.lost,
+                              "bytes_read": reader.bytes_read, "error": reader.error, "stop_ms": stop_ms,
+                              "counts": core.counts, "stats": stats}))
+'''
+
+
+def rtsp_source() -> str:
+    return RTSP_BENCH.replace("PARAMS", repr((OWNER, CAMERA, SHARES, NOW_MS, SEGMENT_MS, DAY_SEQ)), 1)
+
+
 def bench_source() -> str:
     """``BENCH`` with the ids, shares and clock it runs with."""
     return BENCH.replace("PARAMS", repr((OWNER, CAMERA, SHARES, NOW_MS, SEGMENT_MS, DAY_SEQ)), 1)
@@ -302,6 +378,73 @@ def run_arm(arch: str, inputs: Sequence[Path], rounds: int, mode: str = "hmac",
     return result
 
 
+RTSP_FPS = 25
+
+
+def run_rtsp(arch: str, seconds: float, layer: Optional[Path] = None) -> Dict[str, dict]:
+    """RTSP_BENCH on this host's python3 and in the ARM image, one after the other, each pulling
+    its own live session of 1080p at 4 Mbit/s from gst-rtsp-server on this host."""
+    import os
+
+    from segbind_core.tag import CODEC_H264
+    from tests.support.rtsp import RtspServer, live_launch
+
+    results: Dict[str, dict] = {}
+    launch = live_launch(CODEC_H264, 1920, 1080, RTSP_FPS, 4000, gop=2 * RTSP_FPS, pattern="smpte")
+    with RtspServer({"/live": launch}) as server:
+        url = server.url("/live")
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "firmware"))
+        proc = subprocess.run([sys.executable, "-c", rtsp_source(), url, str(seconds)], capture_output=True,
+                              text=True, timeout=seconds + 120, env=env, cwd=ROOT)
+        if proc.returncode:
+            raise SystemExit("bench_camera: the host's RTSP run failed: %s" % proc.stderr[-600:])
+        results["host"] = _result(proc.stdout, "the host")
+        if arch != "none":
+            from camera_guest import GUEST_ENV, ci, install_bundle
+
+            with tempfile.TemporaryDirectory(prefix="segbind-bench-rtsp-") as tmp:
+                layer = layer or Path(tmp) / ("layer-" + arch)
+                if not (layer / "upper" / "opt" / "segbind").is_dir():
+                    install_bundle(arch, layer)
+                res = ci.run_in_image(arch, ["python3", "-c", rtsp_source(), url, str(seconds)], env=GUEST_ENV,
+                                      capture=True, timeout=seconds + 600, overlay=layer)
+            if res.returncode != 0:
+                raise SystemExit("bench_camera: the %s RTSP run failed: %s" % (arch, res.stderr.strip()[-600:]))
+            results[arch] = _result(res.stdout, arch)
+    return results
+
+
+def rtsp_figures(result: dict) -> dict:
+    """CPU share, what arrived, and whether it kept up: every picture of the live stream, no gap,
+    the last picture taken within a second of its capture."""
+    seconds = result["seconds"]
+    stats = result["stats"]
+    expected = int(seconds * RTSP_FPS)
+    lag_ms = result["stop_ms"] - stats["last_capture_ms"] if stats["last_capture_ms"] else None
+    kept_up = (stats["gaps"] == 0 and lag_ms is not None and lag_ms < 1000
+               and stats["access_units"] >= 0.96 * expected)
+    return {"cpu_share": result["cpu_seconds"] / seconds, "mbit_s": result["bytes_read"] * 8 / seconds / 1e6,
+            "access_units": stats["access_units"], "expected": expected, "gaps": stats["gaps"],
+            "lag_ms": lag_ms, "segments": stats["segments"], "kept_up": kept_up}
+
+
+def rtsp_lines(results: Dict[str, dict]) -> List[str]:
+    names = {"host": "this host's python3 (x86-64)", "armhf": "armhf image (qemu-user)",
+             "arm64": "arm64 image (qemu-user)"}
+    first = next(iter(results.values()))
+    lines = ["RTSP input: a live 1080p stream from gst-rtsp-server on this host (x264enc, %.1f Mbit/s), %.0f s; "
+             "the agent's RTSP input and core (segment, tag for 4 slots), not MQTT" % (
+                 rtsp_figures(first)["mbit_s"], first["seconds"]),
+             "  %-32s %9s %14s %5s %12s %9s  %s" % ("", "CPU share", "access units", "gaps", "lag at stop",
+                                                   "segments", "kept up")]
+    for name, result in results.items():
+        f = rtsp_figures(result)
+        lines.append("  %-32s %8.1f%% %7d of %-4d %5d %9s ms %9d  %s" % (
+            names.get(name, name), 100 * f["cpu_share"], f["access_units"], f["expected"], f["gaps"],
+            "-" if f["lag_ms"] is None else "%d" % f["lag_ms"], f["segments"], "yes" if f["kept_up"] else "NO"))
+    return lines
+
+
 def derived(result: dict) -> dict:
     """Ratios to the interpreter's own SHA-256 of the same bytes, in the same run."""
     out: Dict[str, dict] = {"segments": []}
@@ -348,6 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "default 1,000,000: 4 s of 1080p at 2 Mbit/s, and 100,000: a 200 kbit/s substream)")
     p.add_argument("--arch", default="armhf", choices=("armhf", "arm64", "none"),
                    help="the ARM image to run in too (none: MicroPython only)")
+    p.add_argument("--rtsp-seconds", type=float, metavar="S",
+                   help="pull a live 1080p 4 Mbit/s RTSP stream for S seconds in the ARM image and on this host "
+                        "(default 20 with an ARM image, 0 with --arch none; 0 skips it)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
     sizes = args.size or [1_000_000, 100_000]
@@ -358,8 +504,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = {"micropython": run_micropython(inputs, args.rounds)}
         if args.arch != "none":
             results[args.arch] = run_arm(args.arch, inputs, args.rounds)
+    rtsp_seconds = args.rtsp_seconds if args.rtsp_seconds is not None else 0 if args.arch == "none" else 20
+    rtsp = run_rtsp(args.arch, rtsp_seconds) if rtsp_seconds > 0 else {}
     report = {"owner": OWNER, "camera": CAMERA, "shares": SHARES, "results": results,
-              "ratios": {name: derived(r) for name, r in results.items()}}
+              "ratios": {name: derived(r) for name, r in results.items()},
+              "rtsp": {name: dict(r, figures=rtsp_figures(r)) for name, r in rtsp.items()}}
     if args.json:
         print(json.dumps(report, indent=1, sort_keys=True))
         return 0
@@ -377,6 +526,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("  owner only: %d bytes H.264, %d H.265; owner and three shares: %d bytes H.264, %d H.265%s" % (
         tag["owner"]["h264"], tag["owner"]["h265"], tag["owner_and_3_shares"]["h264"],
         tag["owner_and_3_shares"]["h265"], "" if len(sizes_seen) == 1 else " (INTERPRETERS DISAGREE)"))
+    if rtsp:
+        print()
+        print("\n".join(rtsp_lines(rtsp)))
     return 0 if len(sizes_seen) == 1 else 1
 
 

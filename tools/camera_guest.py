@@ -151,7 +151,7 @@ class GuestCamera:
         self.upper = self.layer / "upper"
         etc = self.upper / "etc" / "segbind"
         cfg = json.loads((etc / "agent.example.json").read_text())  # the bundle's template
-        assert cfg["input"].startswith(GUEST_RUN + "/"), cfg["input"]
+        assert cfg["source"].startswith(GUEST_RUN + "/"), cfg["source"]
         cfg.update({
             "camera_id": camera_id,
             "broker": {"host": broker_host, "port": broker_port, "reconnect_min_s": 0.2,
@@ -165,8 +165,10 @@ class GuestCamera:
         fd = os.open(device, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(device_json(camera_id, secret, test_only=True), f)
-        self.fifo = self.run_dir / cfg["input"][len(GUEST_RUN) + 1:]
-        os.mkfifo(self.fifo)
+        self.fifo = None  # the encoder's FIFO, unless the source is the streamer's rtsp://
+        if cfg["source"].startswith(GUEST_RUN + "/"):
+            self.fifo = self.run_dir / cfg["source"][len(GUEST_RUN) + 1:]
+            os.mkfifo(self.fifo)
         self.proc = None
         self._out = None
         self._offers = 0
@@ -291,7 +293,7 @@ class GuestCamera:
         if self._out is not None:
             self._out.close()
             self._out = None
-        if self.encoder is not None and self.encoder.is_alive():
+        if self.encoder is not None and self.encoder.is_alive() and self.fifo is not None:
             try:  # unblock an encoder still waiting to open the FIFO
                 fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
                 os.close(fd)

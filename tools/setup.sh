@@ -7,7 +7,8 @@
 #   bash tools/setup.sh run --browser  # ... plus chromium and hls.js (tools/run.sh --browser)
 #   bash tools/setup.sh test           # the tests (tools/test.sh): ffmpeg, Mosquitto, Node + npm,
 #                                      # qemu-user-static, debootstrap, chromium + chromedriver,
-#                                      # segbind[test], the MicroPython VM, hls.js
+#                                      # gst-rtsp-server (a real RTSP server), segbind[test], the
+#                                      # MicroPython VM, hls.js
 #
 # Python packages go into a virtual environment at ./.venv (Debian's python3 is "externally
 # managed", PEP 668: pip never installs into it). Debian packages come from apt, by name, only
@@ -62,6 +63,11 @@ if [ ! -x "$VENV/bin/python" ] && ! "$PYTHON" -c "import ensurepip, venv" >/dev/
 fi
 if [ "$profile" = test ]; then
   wanted+=(ffmpeg nodejs npm qemu-user-static debootstrap)
+  # A real RTSP server for the agent's RTSP input (tests/support/rtsp.py), run by Debian's own
+  # python3 through python3-gi: gst-rtsp-server, videotestsrc (-base), the RTP payloaders and
+  # Matroska (-good), h264parse/h265parse and x265enc (-bad), x264enc (-ugly).
+  wanted+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+           gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
 fi
 [ "$broker" = 1 ] && wanted+=(mosquitto)
 [ "$browser" = 1 ] && wanted+=(chromium chromium-driver nodejs npm)

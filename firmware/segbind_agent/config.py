@@ -12,6 +12,7 @@ from segbind_core.device import DeviceFileError, parse_device
 from segbind_core.topics import TOPIC_PREFIX
 
 from .core import AgentSettings
+from .rtsp import RtspSettings, display_name, is_rtsp
 
 DEFAULTS = {
     "topic_prefix": TOPIC_PREFIX,
@@ -26,7 +27,11 @@ DEFAULTS = {
                "username": None, "password_file": None, "tls_ca": None,
                "reconnect_min_s": 0.5, "reconnect_max_s": 10.0,
                "session_expiry_s": 7 * 24 * 3600},
+    # An rtsp:// source (the streamer's RTSP, docs/AGENT.md); ignored for other sources.
+    "rtsp": {"transport": "tcp", "timeout_s": 10.0, "reconnect_min_s": 0.5, "reconnect_max_s": 10.0,
+             "reorder_packets": 32, "max_access_unit_bytes": 4 * 1024 * 1024, "password_file": None},
 }
+MAX_ACCESS_UNIT_BYTES = 16 * 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -53,23 +58,32 @@ class Config:
     def __init__(self, data: dict, base_dir: str = ".") -> None:
         if not isinstance(data, dict):
             raise ConfigError("configuration must be a JSON object")
-        known = set(DEFAULTS) | {"camera_id", "device_secret_file", "state_dir", "input", "counter_file",
-                                 "inbox_dir"}
+        known = set(DEFAULTS) | {"camera_id", "device_secret_file", "state_dir", "source", "input",
+                                 "counter_file", "inbox_dir"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError("unknown configuration keys: %s" % ", ".join(unknown))
-        for key in ("camera_id", "device_secret_file", "state_dir", "input"):
+        if ("source" in data) == ("input" in data):
+            raise ConfigError("source is required (a path, - or an rtsp:// URL; input is its older name), once")
+        source_key = "source" if "source" in data else "input"
+        for key in ("camera_id", "device_secret_file", "state_dir", source_key):
             if not isinstance(data.get(key), str) or not data[key]:
                 raise ConfigError("%s is required (a string)" % key)
         merged = _merge(DEFAULTS, data, "")
 
         def path(p):
-            return p if p is None or p == "-" or os.path.isabs(p) else os.path.join(base_dir, p)
+            return p if p is None or p == "-" or is_rtsp(p) or os.path.isabs(p) else os.path.join(base_dir, p)
 
+        self._path = path
         self.camera_id = merged["camera_id"]
         self.device_secret_file = path(merged["device_secret_file"])
         self.state_dir = path(merged["state_dir"])
-        self.input = path(merged["input"])
+        self.input = path(merged[source_key])  # the source: a path, - (stdin) or an rtsp:// URL
+        # What logs, errors and the status may say of the source: never its credentials.
+        self.source_name = display_name(self.input)
+        self._rtsp = merged["rtsp"]
+        if is_rtsp(self.input):
+            self.rtsp_settings()  # a bad URL or rtsp section fails at load
         self.on_eof = merged["on_eof"]
         if self.on_eof not in (None, "exit", "reopen", "idle"):
             raise ConfigError("on_eof must be exit, reopen or idle")
@@ -107,6 +121,29 @@ class Config:
         self.counter_file = path(merged.get("counter_file") or self.state_dir.rstrip("/") + ".counter")
         # The local hand-over (a pairing offer read by the lens, the reset button): never the broker.
         self.inbox_dir = path(merged.get("inbox_dir") or os.path.join(self.state_dir, "inbox"))
+
+    def rtsp_settings(self) -> RtspSettings:
+        """The rtsp section (with the password from its password_file, if any); ConfigError when unusable."""
+        from segbind_core.rtsp import RtspError, parse_url
+
+        r = self._rtsp
+        try:
+            parse_url(self.input)
+            size = int(r["max_access_unit_bytes"])
+            if size > MAX_ACCESS_UNIT_BYTES:
+                raise ValueError("rtsp.max_access_unit_bytes is at most %d" % MAX_ACCESS_UNIT_BYTES)
+            password = None
+            if r["password_file"]:
+                with open(self._path(r["password_file"]), "r") as f:
+                    password = f.read().strip()
+            return RtspSettings(str(r["transport"]), float(r["timeout_s"]), float(r["reconnect_min_s"]),
+                                float(r["reconnect_max_s"]), int(r["reorder_packets"]), size, password)
+        except RtspError as exc:
+            raise ConfigError("source: %s" % exc) from None
+        except OSError as exc:
+            raise ConfigError("rtsp.password_file: %s" % (exc.strerror or exc)) from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
 
     def settings(self) -> AgentSettings:
         """What the agent's core needs of this configuration."""

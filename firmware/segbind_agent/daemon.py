@@ -15,21 +15,46 @@ import threading
 import time
 
 from segbind_core import topics
+from segbind_core.rtp import AccessUnit, Loss
 
 from . import __version__
 from .config import load_device_secret
-from .core import AgentCore, Delete, Log, Persist, Publish, Send, StateError, Store, check_rollback, state_after_reset
+from .core import (
+    AgentCore,
+    Delete,
+    Log,
+    Persist,
+    Publish,
+    Send,
+    StateError,
+    Store,
+    check_rollback,
+    redact,
+    state_after_reset,
+)
 from .counter import CounterFile
 from .faults import crashpoint
-from .inbox import PAIR, RESET, Inbox
-from .source import EOF, InputReader, is_fifo
+from .inbox import EVENT, PAIR, RESET, Inbox
+from .rtsp import RtspReader, is_rtsp
+from .source import CHUNK, EOF, InputReader, is_fifo
 from .spool import SpoolFiles
 from .state import StateStore
 
 log = logging.getLogger("segbind_agent")
 
-# Encoder chunks waiting for the agent's thread at most (backpressure on the reader).
+class StorageError(Exception):
+    """The camera's state or its monotonic counter cannot be written: the agent stops."""
+
+
+# Encoder chunks waiting for the agent's thread at most (backpressure on the reader); an
+# access unit from RTSP counts as many chunks as its size fills.
 MAX_QUEUED_CHUNKS = 256
+
+
+def _chunks(item) -> int:
+    """How many of the queue's places an item of input takes."""
+    size = len(item) if isinstance(item, (bytes, bytearray)) else getattr(item, "size", 0)
+    return min(1 + size // CHUNK, MAX_QUEUED_CHUNKS)
 
 
 class Agent:
@@ -55,7 +80,7 @@ class Agent:
         self.inbox = Inbox(config.inbox_dir)
         self.spool = SpoolFiles(config.spool_dir, config.spool_fsync)
         self.core = AgentCore(self.camera, self._boot_state(), config.settings(),
-                              spooled=self.spool.load(), version=__version__)
+                              spooled=self.spool.load(), version=__version__, spent=self.counter.spent())
         self.topic = {leaf: topics.camera_topic(self.camera, leaf, config.topic_prefix)
                       for leaf in topics.CAMERA_LEAVES}
         self.events = queue.Queue()
@@ -90,7 +115,7 @@ class Agent:
                 previous = None
             if previous is not None and previous.generation < counter:
                 previous = None  # a rolled-back copy: nothing of it is trusted
-            state = state_after_reset(self.camera, counter, previous)
+            state = state_after_reset(self.camera, counter, previous, self.counter.spent())
             self.store.save(state, "reset")
             self.counter.advance(state.generation)
             log.warning("camera %s was reset: no owner, waiting for a pairing", self.camera)
@@ -127,9 +152,15 @@ class Agent:
                 self.link.publish(self.topic[action.leaf], action.payload, qos=1,
                                   retain=action.retain)
             elif isinstance(action, Persist):
-                self.store.save(action.state, crash_tag=action.crash_tag)
-                crashpoint(action.crash_tag + ":persisted")
-                self.counter.advance(action.state.generation)
+                try:
+                    if action.spend:  # the offer is spent before the state that takes it exists
+                        self.counter.spend(action.spend)
+                    self.store.save(action.state, crash_tag=action.crash_tag)
+                    crashpoint(action.crash_tag + ":persisted")
+                    self.counter.advance(action.state.generation)
+                except (OSError, ValueError) as exc:
+                    raise StorageError("the state cannot be written (%s): %s"
+                                       % (type(exc).__name__, redact(str(exc))[:160])) from None
             elif isinstance(action, Log):
                 log.log(action.level, "%s", action.message)
 
@@ -157,6 +188,18 @@ class Agent:
         """The encoder's next bytes."""
         self.execute(self.core.encoder_bytes(data, self.now_ms()))
 
+    def feed_input(self, item) -> None:
+        """One item from the input reader: Annex-B bytes, a whole access unit with its capture
+        time (RTSP), or a loss of video before the agent (RTSP)."""
+        if isinstance(item, AccessUnit):
+            now_ms = self.now_ms()
+            for unit in item.units:
+                self.execute(self.core.encoder_unit(unit, now_ms, item.capture_ms))
+        elif isinstance(item, Loss):
+            self.execute(self.core.encoder_gap(self.now_ms(), item.detail))
+        else:
+            self.feed(item)
+
     def end_of_input(self) -> None:
         """The encoder's output ended: its last segment closes."""
         self.execute(self.core.encoder_end(self.now_ms()))
@@ -181,11 +224,11 @@ class Agent:
     def handle(self, event) -> None:
         kind, a, b = event
         if kind == "data":
-            self._room.release()
+            self._release(a)
             if a is EOF:
                 self._on_eof()
             else:
-                self.feed(a)
+                self.feed_input(a)
         elif kind == "ack":
             self._acked_token = a
             index = self._inflight.pop(a, None)
@@ -199,19 +242,32 @@ class Agent:
             self.execute(self.core.connection(a, self.now_ms()))
 
     def local_handover(self) -> None:
-        """Pairing offers and reset requests handed over locally (``segbind_agent.inbox``)."""
+        """Pairing offers, reset requests and camera events handed over locally
+        (``segbind_agent.inbox``)."""
         for kind, data in self.inbox.take():
             if kind == PAIR:
                 self.execute(self.core.pair(data, self.now_ms()))
             elif kind == RESET:
                 self.execute(self.core.physical_reset(self.now_ms()))
+            elif kind == EVENT:
+                self.event(data.decode("ascii", "replace"))
+
+    def event(self, kind: str) -> None:
+        """A camera event (motion, a doorbell press...) that wants a thumbnail: the core makes a
+        still and publishes it (``topics.STILL``)."""
+        self.execute(self.core.event(kind, self.now_ms()))
 
     def on_command_message(self, msg) -> None:  # paho's thread
         self.events.put(("cmd", msg, None))
 
     def _on_chunk(self, chunk) -> None:  # the reader's thread
-        self._room.acquire()
+        for _ in range(_chunks(chunk)):
+            self._room.acquire()
         self.events.put(("data", chunk, None))
+
+    def _release(self, chunk) -> None:
+        for _ in range(_chunks(chunk)):
+            self._room.release()
 
     def _on_eof(self) -> None:
         self.end_of_input()
@@ -236,23 +292,48 @@ class Agent:
         self.link.subscribe(self.topic[topics.CTL], self.on_command_message, qos=1)
         self.link.start()
 
+    def _loop_once(self) -> None:
+        self.drain_events(block_s=0.05)
+        self.local_handover()
+        self.execute(self.core.tick(self.now_ms()))
+
+    def _safely(self, step) -> bool:
+        """Run one turn of the main loop; False when the agent must stop. The core never raises;
+        anything else that does (a broken file, a transport's error) is logged in one line and
+        the loop goes on, except a state that cannot be written: then the agent stops (exit 2)
+        rather than run ahead of what it could make durable."""
+        try:
+            step()
+            return True
+        except StorageError as exc:
+            log.error("stopping: %s", exc)
+            self.exit_code = 2
+            return False
+        except Exception as exc:  # the last line of defence: the loop itself never dies
+            log.error("main loop: %s: %s", type(exc).__name__, redact(str(exc))[:160])
+            return True
+
     def run(self) -> int:
         cfg = self.cfg
         self.begin()
         self.local_handover()  # what was handed over while it was off comes first
         self.connect()
-        fifo = cfg.input != "-" and is_fifo(cfg.input)
+        rtsp = is_rtsp(cfg.input)
+        fifo = rtsp or (cfg.input != "-" and is_fifo(cfg.input))
         self._on_eof_mode = cfg.on_eof or ("reopen" if fifo else "exit")
         self._drain_until = None
-        self.reader = InputReader(cfg.input, reopen=(self._on_eof_mode == "reopen"),
-                                  sink=self._on_chunk)
+        if rtsp:  # the streamer's RTSP: its end of stream is a BYE; it is asked again in "reopen"
+            self.reader = RtspReader(cfg.input, cfg.rtsp_settings(), sink=self._on_chunk,
+                                     reopen=(self._on_eof_mode == "reopen"))
+        else:
+            self.reader = InputReader(cfg.input, reopen=(self._on_eof_mode == "reopen"),
+                                      sink=self._on_chunk)
         self.reader.start()
         log.info("camera %s reads %s (at end of input: %s), publishes to %s:%d",
-                 self.camera, cfg.input, self._on_eof_mode, cfg.broker_host, cfg.broker_port)
+                 self.camera, cfg.source_name, self._on_eof_mode, cfg.broker_host, cfg.broker_port)
         while not self._stopping:
-            self.drain_events(block_s=0.05)
-            self.local_handover()
-            self.execute(self.core.tick(self.now_ms()))
+            if not self._safely(self._loop_once):
+                break
             if self._drain_until is not None and (not len(self.core.spool)
                                                   or time.time() > self._drain_until):
                 if len(self.core.spool):
@@ -267,8 +348,8 @@ class Agent:
                 except queue.Empty:
                     break
                 if kind == "data" and a is not EOF:
-                    self._room.release()
-                    self.feed(a)
+                    self._release(a)
+                    self.feed_input(a)
             self.execute(self.core.stop(self.now_ms()))
         self.shutdown()
         return self.exit_code
@@ -302,7 +383,7 @@ class Agent:
         if event[0] in ("ack", "conn"):
             self.handle(event)
         elif event[0] == "data":
-            self._room.release()
+            self._release(event[1])
 
 
 def install_signal_handlers(agent: Agent) -> None:

@@ -251,70 +251,222 @@ def _open_annexb(path: str, purpose: str) -> Tuple[IO[bytes], str, bytes]:
     return src, name, head
 
 
-def cmd_tag(args: argparse.Namespace) -> int:
-    """Tag an Annex-B stream as it arrives, with the camera agent's own core (segbind_agent.core):
-    each segment is written as soon as it closes."""
+class _Stopped(Exception):
+    """Ctrl-C (or SIGTERM) while ``segbind tag`` waited for input."""
+
+
+class _StopRequest:
+    """SIGINT and SIGTERM while tagging: stop at the next safe point, every closed segment
+    written. A wait for input is cut at once (``waiting``); a segment being written never is."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self.waiting = False
+        self._saved: List[Any] = []
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.asked = True
+        if self.waiting:
+            raise _Stopped()
+
+    def __enter__(self) -> "_StopRequest":
+        import signal
+
+        self._saved = [(sig, signal.signal(sig, self)) for sig in (signal.SIGINT, signal.SIGTERM)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, handler in self._saved:
+            signal.signal(sig, handler)
+
+
+def _read_until(src: IO[bytes], name: str, stop: _StopRequest, deadline: Optional[float]) -> bytes:
+    """The next bytes of an input; b"" at its end, when asked to stop, or at the deadline."""
+    import io
+    import select
     import time
 
-    from segbind_agent.core import ERROR, AgentCore, AgentSettings, BindingState, Log, Send, Store
-    from segbind_core.tag import CODEC_NAMES
+    if stop.asked:
+        return b""
+    stop.waiting = True
+    try:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0 or not select.select([src], [], [], left)[0]:
+                    return b""
+            except (ValueError, OSError, io.UnsupportedOperation):
+                pass  # not a file descriptor select takes: read as it comes
+        return _read_some(src, name)
+    except _Stopped:
+        return b""
+    finally:
+        stop.waiting = False
+
+
+class _SegmentWriter:
+    """Carries out the agent core's actions for ``segbind tag``: a "published" segment is
+    written at once, whole."""
+
+    def __init__(self, core: Any, out: IO[bytes], name: str) -> None:
+        self.core = core
+        self.out = out
+        self.name = name
+        self.written = 0
+        self.gaps = 0
+        self._kept: Dict[int, bytes] = {}
+
+    def carry_out(self, actions: List[Any]) -> None:
+        """The core's actions, in order; what a delivery brings comes after them."""
+        from segbind_agent.core import ERROR, Log, Send, Store
+
+        queue = list(actions)
+        while queue:
+            action = queue.pop(0)
+            if isinstance(action, Store):
+                self._kept[action.entry.index] = action.payload
+            elif isinstance(action, Send):  # "published": written out, at once
+                self.out.write(self._kept.pop(action.entry.index))
+                self.out.flush()
+                self.written += 1
+                queue += self.core.delivered(action.entry.index, True)
+            elif isinstance(action, Log) and action.level >= ERROR:
+                raise CliError("%s: %s" % (self.name, action.message))
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    """Tag a stream as it arrives, with the camera agent's own core (segbind_agent.core): each
+    segment is written as soon as it closes. Annex-B from a file, a FIFO or a pipe, or a
+    streamer's RTSP; Ctrl-C or ``--seconds`` stop it cleanly (the last segment closed, marked
+    as the stream's end)."""
+    import time
+
+    from segbind_agent.core import AgentCore, AgentSettings, BindingState
+    from segbind_agent.rtsp import is_rtsp
 
     from .keyring import EpochFile
 
     epoch = EpochFile.load(args.epoch)
     if not args.max_duration > 0 or (args.fps is not None and not args.fps > 0):
         raise CliError("--max-duration and --fps must be positive")
+    if args.seconds is not None and not args.seconds > 0:
+        raise CliError("--seconds must be positive")
     try:
         core = AgentCore(epoch.camera, BindingState(epoch.camera), AgentSettings(
             max_duration_s=args.max_duration, fps=args.fps, spool_max_bytes=1 << 40,
             spool_max_segments=1 << 30, publish_window=1, codec=0), fixed_epoch=epoch)
     except (ValueError, SegbindError) as exc:
         raise CliError(str(exc)) from None
-    src, name, head = _open_annexb(args.input, "segbind tag reads H.264 or H.265 Annex-B, as "
-                                   "encoders write it")
+    deadline = time.monotonic() + args.seconds if args.seconds is not None else None
+    stream_id = args.stream_id if args.stream_id is not None else int(time.time() * 1000)
+    with _StopRequest() as stop:
+        if is_rtsp(args.input):
+            return _tag_rtsp(args, core, stream_id, stop, deadline)
+        src, name, head = _open_annexb(args.input, "segbind tag reads H.264 or H.265 Annex-B, as "
+                                       "encoders write it, or an rtsp:// URL")
+        try:
+            codec, head = _stream_codec(src, name, head)
+            out = _open_output(args.output)
+            writer = _SegmentWriter(core, out, name)
+            try:
+                writer.carry_out(core.start(_now_ms(), stream_id=stream_id))
+                writer.carry_out(core.connection(True, _now_ms()))
+                chunk = head
+                while chunk:
+                    writer.carry_out(core.encoder_bytes(chunk, _now_ms()))
+                    chunk = _read_until(src, name, stop, deadline)
+                writer.carry_out(core.encoder_end(_now_ms()))
+            finally:
+                if out is not sys.stdout.buffer:
+                    out.close()
+        finally:
+            if src is not sys.stdin.buffer:
+                src.close()
+    if not writer.written:
+        from segbind_core.tag import CODEC_NAMES
+
+        raise CliError("%s: no %s pictures in the stream" % (name, CODEC_NAMES[codec]))
+    print("tagged %d segments (stream %d)%s" % (writer.written, stream_id, " (stopped)" if stop.asked else ""),
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _say_agent_logs() -> None:
+    """The agent's RTSP input reports reconnects and losses in its log: on stderr, one line each."""
+    import logging
+
+    logger = logging.getLogger("segbind_agent")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("segbind tag: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def _tag_rtsp(args: argparse.Namespace, core: Any, stream_id: int, stop: _StopRequest,
+              deadline: Optional[float]) -> int:
+    """``segbind tag rtsp://...``: the agent's RTSP input (segbind_agent.rtsp) feeding its core in
+    this thread until the stream ends, ``--seconds`` pass or Ctrl-C. A session that fails
+    before any video flowed is an error; once video flowed, a dropped session is a gap and
+    the source is asked again."""
+    import time
+
+    from segbind_agent.rtsp import EOF, RtspReader, RtspSettings
+    from segbind_core.rtp import AccessUnit
+    from segbind_core.rtsp import RtspError
+
+    password = None
+    if args.password_file:
+        try:
+            with open(args.password_file, "r", encoding="utf-8") as f:
+                password = f.read().strip()
+        except OSError as exc:
+            raise CliError("%s: cannot read (%s)" % (args.password_file, exc.strerror)) from None
+    out = _open_output(args.output)
+    name = "rtsp"
     try:
-        codec, head = _stream_codec(src, name, head)
-        stream_id = args.stream_id if args.stream_id is not None else int(time.time() * 1000)
-        out = _open_output(args.output)
-        written = 0
-        kept: Dict[int, bytes] = {}
+        writer = _SegmentWriter(core, out, name)
+        ended = [False]
 
-        def now_ms() -> int:
-            return int(time.time() * 1000)
-
-        def carry_out(actions: List[Any]) -> None:
-            """The core's actions, in order; what a delivery brings comes after them."""
-            nonlocal written
-            queue = list(actions)
-            while queue:
-                action = queue.pop(0)
-                if isinstance(action, Store):
-                    kept[action.entry.index] = action.payload
-                elif isinstance(action, Send):  # "published": written out, at once
-                    out.write(kept.pop(action.entry.index))
-                    out.flush()
-                    written += 1
-                    queue += core.delivered(action.entry.index, True)
-                elif isinstance(action, Log) and action.level >= ERROR:
-                    raise CliError("%s: %s" % (name, action.message))
+        def sink(item: Any) -> None:
+            if item is EOF:
+                ended[0] = True
+            elif isinstance(item, AccessUnit):
+                for unit in item.units:
+                    writer.carry_out(core.encoder_unit(unit, _now_ms(), item.capture_ms))
+            else:
+                writer.gaps += 1
+                writer.carry_out(core.encoder_gap(_now_ms(), item.detail))
 
         try:
-            carry_out(core.start(now_ms(), stream_id=stream_id))
-            carry_out(core.connection(True, now_ms()))
-            chunk = head
-            while chunk:
-                carry_out(core.encoder_bytes(chunk, now_ms()))
-                chunk = _read_some(src, name)
-            carry_out(core.encoder_end(now_ms()))
-        finally:
-            if out is not sys.stdout.buffer:
-                out.close()
+            reader = RtspReader(args.input, RtspSettings(transport=args.transport, password=password), sink,
+                                reopen=False, give_up_before_video=True)
+        except RtspError as exc:
+            raise CliError(str(exc)) from None
+        name = writer.name = reader.name_for_logs
+        _say_agent_logs()
+        print("segbind tag: reading %s (Ctrl-C to stop)" % name, file=sys.stderr)
+        writer.carry_out(core.start(_now_ms(), stream_id=stream_id))
+        writer.carry_out(core.connection(True, _now_ms()))
+        reader.serve(lambda: stop.asked or ended[0] or (deadline is not None and time.monotonic() >= deadline))
+        writer.carry_out(core.stop(_now_ms()))
     finally:
-        if src is not sys.stdin.buffer:
-            src.close()
-    if not written:
-        raise CliError("%s: no %s pictures in the stream" % (name, CODEC_NAMES[codec]))
-    print("tagged %d segments (stream %d)" % (written, stream_id), file=sys.stderr)
+        if out is not sys.stdout.buffer:
+            out.close()
+    if not writer.written:
+        raise CliError("%s: %s" % (name, reader.error or "no pictures in the stream"))
+    print("tagged %d segments (stream %d): %d RTP packets, %d lost, %d gap(s)%s"
+          % (writer.written, stream_id, reader.packets, reader.lost, writer.gaps,
+             " (stopped)" if stop.asked else ""), file=sys.stderr)
     return EXIT_OK
 
 
@@ -443,9 +595,14 @@ def cmd_hls(args: argparse.Namespace) -> int:
     if not os.path.isdir(out_dir):
         raise CliError("%s: no such directory" % out_dir)
     counts = write_hls(source, args.playlist, args.type, args.segment_duration, args.fps)
-    print("wrote %s: %d tagged segments, %d pictures, %s segments"
+    left_out = ""
+    if counts.get("left_out_units"):
+        left_out = "; left out, as no tag says how to package them: %d NAL units%s" % (
+            counts["left_out_units"], " (%d segments whose tag cannot be read)" % counts["left_out_segments"]
+            if counts.get("left_out_segments") else "")
+    print("wrote %s: %d tagged segments, %d pictures, %s segments%s"
           % (args.playlist, counts["tagged_segments"], counts["packets"],
-             "fMP4" if args.type == "fmp4" else "MPEG-TS"), file=sys.stderr)
+             "Common Encryption ('cenc') fMP4" if args.type == "fmp4" else "MPEG-TS", left_out), file=sys.stderr)
     return EXIT_OK
 
 
@@ -473,7 +630,9 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The command line; with ``only``, that command alone (a run of one command need not build
+    the others: start-up is every time, the full help rare)."""
     parser = _Parser(
         prog="segbind",
         description="Bind camera video to its owner: tag H.264 or H.265 segments on the camera, "
@@ -483,98 +642,119 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    keys = sub.add_parser("keys", help="device secrets, pairings, epochs and keyrings (files)")
-    ksub = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND")
-    ksub.required = True
-    p = ksub.add_parser("device", help="factory: make a new device secret for a camera")
-    p.add_argument("--device-id", required=True, help="the camera's id (1-32 bytes)")
-    p.add_argument("--out", required=True, metavar="DEVICE.json")
-    p.add_argument("--test-only", action="store_true", help="mark the secret as test material")
-    p.set_defaults(func=cmd_keys_device)
-    p = ksub.add_parser("pair", help="the owner: a fresh pairing secret for a camera (a claim)")
-    p.add_argument("--owner", required=True, metavar="ACCOUNT", help="owner account id (1-32 bytes)")
-    p.add_argument("--camera", required=True, metavar="CAMERA", help="the camera's id")
-    p.add_argument("--out", required=True, metavar="PAIRING.json")
-    p.add_argument("--test-only", action="store_true", help="mark the secret as test material")
-    p.set_defaults(func=cmd_keys_pair)
-    p = ksub.add_parser("epoch", help="the owner: one epoch's keys, for segbind tag (a camera stand-in)")
-    p.add_argument("--pairing", required=True, metavar="PAIRING.json")
-    p.add_argument("--epoch", type=int, default=1, help="the epoch (default 1)")
-    p.add_argument("--period", type=int, default=1800, metavar="S",
-                   help="the epoch's key period in seconds, 60 to 86400 (default 1800): a holder not "
-                        "renewed loses access when its last period ends")
-    p.add_argument("--share", action="append", metavar="ACCOUNT",
-                   help="an account this epoch is shared with (repeat, in slot order)")
-    p.add_argument("--out", required=True, metavar="EPOCH.json")
-    p.set_defaults(func=cmd_keys_epoch)
-    p = ksub.add_parser("grant", help="add one slot's keys, period by period, to a holder's keyring "
-                        "(created if missing)")
-    p.add_argument("--epoch", required=True, metavar="EPOCH.json")
-    p.add_argument("--holder", metavar="ACCOUNT", help="whose slot (default: the owner's)")
-    p.add_argument("--from", dest="start", type=int, metavar="MS",
-                   help="the first capture time to grant, ms since 1970 (default: a day ago)")
-    p.add_argument("--hours", type=float, default=48.0,
-                   help="how long from then, in hours (default 48: the periods that cover it)")
-    p.add_argument("--keyring", required=True, metavar="KEYRING.json")
-    p.set_defaults(func=cmd_keys_grant)
+    if only in (None, 'keys'):
+        keys = sub.add_parser("keys", help="device secrets, pairings, epochs and keyrings (files)")
+        ksub = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND")
+        ksub.required = True
+        p = ksub.add_parser("device", help="factory: make a new device secret for a camera")
+        p.add_argument("--device-id", required=True, help="the camera's id (1-32 bytes)")
+        p.add_argument("--out", required=True, metavar="DEVICE.json")
+        p.add_argument("--test-only", action="store_true", help="mark the secret as test material")
+        p.set_defaults(func=cmd_keys_device)
+        p = ksub.add_parser("pair", help="the owner: a fresh pairing secret for a camera (a claim)")
+        p.add_argument("--owner", required=True, metavar="ACCOUNT", help="owner account id (1-32 bytes)")
+        p.add_argument("--camera", required=True, metavar="CAMERA", help="the camera's id")
+        p.add_argument("--out", required=True, metavar="PAIRING.json")
+        p.add_argument("--test-only", action="store_true", help="mark the secret as test material")
+        p.set_defaults(func=cmd_keys_pair)
+        p = ksub.add_parser("epoch", help="the owner: one epoch's keys, for segbind tag (a camera stand-in)")
+        p.add_argument("--pairing", required=True, metavar="PAIRING.json")
+        p.add_argument("--epoch", type=int, default=1, help="the epoch (default 1)")
+        p.add_argument("--period", type=int, default=1800, metavar="S",
+                       help="the epoch's key period in seconds, 60 to 86400 (default 1800): a holder not "
+                            "renewed loses access when its last period ends")
+        p.add_argument("--share", action="append", metavar="ACCOUNT",
+                       help="an account this epoch is shared with (repeat, in slot order)")
+        p.add_argument("--out", required=True, metavar="EPOCH.json")
+        p.set_defaults(func=cmd_keys_epoch)
+        p = ksub.add_parser("grant", help="add one slot's keys, period by period, to a holder's keyring "
+                            "(created if missing)")
+        p.add_argument("--epoch", required=True, metavar="EPOCH.json")
+        p.add_argument("--holder", metavar="ACCOUNT", help="whose slot (default: the owner's)")
+        p.add_argument("--from", dest="start", type=int, metavar="MS",
+                       help="the first capture time to grant, ms since 1970 (default: a day ago)")
+        p.add_argument("--hours", type=float, default=48.0,
+                       help="how long from then, in hours (default 48: the periods that cover it)")
+        p.add_argument("--keyring", required=True, metavar="KEYRING.json")
+        p.set_defaults(func=cmd_keys_grant)
 
-    p = sub.add_parser("tag", help="tag an Annex-B H.264 or H.265 stream as it arrives (a pipe filter "
-                       "with - -); the codec is read from the stream")
-    p.add_argument("--epoch", required=True, metavar="EPOCH.json", help="the epoch to tag with")
-    p.add_argument("--stream-id", type=int, help="stream id (default: now in ms)")
-    p.add_argument("--max-duration", type=float, default=4.0, metavar="S",
-                   help="no segment longer than S seconds (default 4); segments are cut at IDR "
-                        "(H.265: IRAP) pictures and recovery points, and here when there are none")
-    p.add_argument("--fps", type=float, help="frame rate for --max-duration (default: from the SPS, else 25)")
-    p.add_argument("input", metavar="IN", help="Annex-B input, - for stdin")
-    p.add_argument("output", metavar="OUT", help="tagged Annex-B output, - for stdout")
-    p.set_defaults(func=cmd_tag)
+    if only in (None, 'tag'):
+        p = sub.add_parser("tag", help="tag an Annex-B H.264 or H.265 stream as it arrives (a pipe filter "
+                           "with - -); the codec is read from the stream")
+        p.add_argument("--epoch", required=True, metavar="EPOCH.json", help="the epoch to tag with")
+        p.add_argument("--stream-id", type=int, help="stream id (default: now in ms)")
+        p.add_argument("--max-duration", type=float, default=4.0, metavar="S",
+                       help="no segment longer than S seconds (default 4); segments are cut at IDR "
+                            "(H.265: IRAP) pictures and recovery points, and here when there are none")
+        p.add_argument("--fps", type=float, help="frame rate for --max-duration (default: from the SPS, else 25)")
+        p.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds (Ctrl-C stops it too; "
+                       "either way every segment is closed and written)")
+        p.add_argument("--transport", choices=("tcp", "udp"), default="tcp",
+                       help="RTSP: RTP interleaved in the RTSP connection (default) or over UDP")
+        p.add_argument("--password-file", metavar="FILE",
+                       help="RTSP: the password, from a file (never on the command line)")
+        p.add_argument("input", metavar="IN", help="Annex-B input (a file, a FIFO, - for stdin) or a streamer's "
+                       "rtsp://[user:password@]host[:port]/path")
+        p.add_argument("output", metavar="OUT", help="tagged Annex-B output, - for stdout")
+        p.set_defaults(func=cmd_tag)
 
-    p = sub.add_parser("verify", help="verify every segment against a viewer's keyring")
-    p.add_argument("--keyring", required=True, metavar="KEYRING.json")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--camera", metavar="ID", help="the stream's camera; segments of any other "
-                   "camera are refused (default: the camera of the first accepted segment)")
-    p.add_argument("--any-camera", action="store_true",
-                   help="accept several cameras in one input, each checked as its own stream")
-    p.add_argument("--max-age", type=float, metavar="S", help="refuse segments captured over S seconds ago")
-    p.add_argument("--max-future", type=float, metavar="S",
-                   help="refuse segments captured over S seconds in the future")
-    p.add_argument("--recording", action="store_true",
-                   help="a finished recording, not a live feed: any gap, a stream that does not "
-                        "end cleanly, or a capture time out of sequence is refused")
-    p.add_argument("--video-only", action="store_true",
-                   help="verify a container's video and ignore its other tracks (which a player "
-                        "then must not play: they are never verified)")
-    p.add_argument("--idle", type=float, metavar="S",
-                   help="a live playlist that lists nothing new for S seconds has ended "
-                        "(default: three target durations, at least 10 s)")
-    p.add_argument("files", nargs="+", metavar="FILE",
-                   help="tagged stream: Annex-B, MPEG-TS, MP4, fragmented MP4 (init segment first, "
-                        "then media segments), Matroska, FLV, or an HLS playlist (a file or an "
-                        "http(s) URL, finished or live); - for stdin")
-    p.set_defaults(func=cmd_verify)
+    if only in (None, 'verify'):
+        p = sub.add_parser("verify", help="verify every segment against a viewer's keyring")
+        p.add_argument("--keyring", required=True, metavar="KEYRING.json")
+        p.add_argument("--json", action="store_true", help="one JSON object per line")
+        p.add_argument("--camera", metavar="ID", help="the stream's camera; segments of any other "
+                       "camera are refused (default: the camera of the first accepted segment)")
+        p.add_argument("--any-camera", action="store_true",
+                       help="accept several cameras in one input, each checked as its own stream")
+        p.add_argument("--max-age", type=float, metavar="S", help="refuse segments captured over S seconds ago")
+        p.add_argument("--max-future", type=float, metavar="S",
+                       help="refuse segments captured over S seconds in the future")
+        p.add_argument("--recording", action="store_true",
+                       help="a finished recording, not a live feed: any gap, a stream that does not "
+                            "end cleanly, or a capture time out of sequence is refused")
+        p.add_argument("--video-only", action="store_true",
+                       help="verify a container's video and ignore its other tracks (which a player "
+                            "then must not play: they are never verified)")
+        p.add_argument("--idle", type=float, metavar="S",
+                       help="a live playlist that lists nothing new for S seconds has ended "
+                            "(default: three target durations, at least 10 s)")
+        p.add_argument("files", nargs="+", metavar="FILE",
+                       help="tagged stream: Annex-B, MPEG-TS, MP4, fragmented MP4 (init segment first, "
+                            "then media segments), Matroska, FLV, or an HLS playlist (a file or an "
+                            "http(s) URL, finished or live); - for stdin")
+        p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("inspect", help="list the tags in a stream (never key material)")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--idle", type=float, metavar="S", help="as for verify")
-    p.add_argument("files", nargs="+", metavar="FILE", help="as for verify")
-    p.set_defaults(func=cmd_inspect)
+    if only in (None, 'inspect'):
+        p = sub.add_parser("inspect", help="list the tags in a stream (never key material)")
+        p.add_argument("--json", action="store_true", help="one JSON object per line")
+        p.add_argument("--idle", type=float, metavar="S", help="as for verify")
+        p.add_argument("files", nargs="+", metavar="FILE", help="as for verify")
+        p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("hls", help="write a tagged Annex-B stream as an HLS playlist (fMP4 or TS segments)")
-    p.add_argument("--type", choices=("fmp4", "ts"), default="fmp4", help="segment format (default fmp4)")
-    p.add_argument("--segment-duration", type=float, default=4.0, metavar="S",
-                   help="target media segment duration; segments hold whole tagged segments (default 4)")
-    p.add_argument("--fps", type=float, help="frame rate (default: from the SPS, else 25)")
-    p.add_argument("input", metavar="IN", help="tagged Annex-B stream, - for stdin")
-    p.add_argument("playlist", metavar="OUT.m3u8", help="playlist to write; segments go next to it")
-    p.set_defaults(func=cmd_hls)
+    if only in (None, 'hls'):
+        p = sub.add_parser("hls", help="write a tagged Annex-B stream as an HLS playlist (fMP4 or TS segments), "
+                                       "without keys")
+        p.add_argument("--type", choices=("fmp4", "ts"), default="fmp4",
+                       help="segment format (default fmp4: Common Encryption 'cenc', which a ClearKey player plays "
+                            "given the content key; ts: the camera's protected form as it is)")
+        p.add_argument("--segment-duration", type=float, default=4.0, metavar="S",
+                       help="target media segment duration; segments hold whole tagged segments (default 4)")
+        p.add_argument("--fps", type=float, help="frame rate (default: from the SPS, else 25)")
+        p.add_argument("input", metavar="IN", help="tagged Annex-B stream, - for stdin")
+        p.add_argument("playlist", metavar="OUT.m3u8", help="playlist to write; segments go next to it")
+        p.set_defaults(func=cmd_hls)
     return parser
 
 
+COMMANDS = ("keys", "tag", "verify", "inspect", "hls")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in args_in if not a.startswith("-")), None)
+    helping = any(a in ("-h", "--help", "--version") for a in args_in)
+    parser = build_parser(command if command in COMMANDS and not helping else None)
+    args = parser.parse_args(args_in)
     try:
         return int(args.func(args))
     except (CliError, SegbindError) as exc:

@@ -2,39 +2,79 @@
 
 from __future__ import annotations
 
-import enum
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, ClassVar, Dict, List, NamedTuple, Optional
 
 
-class Reason(str, enum.Enum):
+class Reason(str):
     """Why a segment was accepted or refused. Values are stable strings for logs and JSON;
-    ``str(reason)`` is the value."""
+    ``str(reason)`` and ``reason.value`` are the value. One instance per value (``Reason("ok")``
+    is ``Reason.OK``): compare with ``is`` or ``==``. (A str with named instances rather than an
+    Enum: an Enum's class costs a millisecond at every start of ``segbind``.)"""
 
-    OK = "ok"
-    GAP = "gap"                      # accepted; segments before it were lost
-    LATE = "late"                    # accepted; an intact segment that arrived after a newer one
-    DUPLICATE = "duplicate"          # an exact copy of a segment already accepted
-    NO_TAG = "no_tag"
-    NO_GRANT = "no_grant"            # owner, camera or epoch not in the viewer's keyring
-    MAC_MISMATCH = "mac_mismatch"
-    CONTENT_MISMATCH = "content_mismatch"
-    MALFORMED_TAG = "malformed_tag"  # also truncated or oversized tags
-    UNKNOWN_VERSION = "unknown_version"
-    FRAMING = "framing"              # bytes a decoder could read that the tag does not cover
-    TIMING = "timing"                # a container's timing contradicts the tag
-    REPLAY = "replay"
-    CHAIN_BREAK = "chain_break"
-    TIME_WINDOW = "time_window"
-    MISSING = "missing"              # recording mode: segments before this one are missing
-    INCOMPLETE = "incomplete"        # recording mode: the recording does not end cleanly
+    __slots__ = ()
+    _known: ClassVar[Dict[str, "Reason"]] = {}
+
+    OK: ClassVar["Reason"]                # accepted
+    GAP: ClassVar["Reason"]               # accepted; segments before it were lost
+    LATE: ClassVar["Reason"]              # accepted; an intact segment that arrived after a newer one
+    DUPLICATE: ClassVar["Reason"]         # an exact copy of a segment already accepted
+    NO_TAG: ClassVar["Reason"]
+    NO_GRANT: ClassVar["Reason"]          # owner, camera or epoch not in the viewer's keyring
+    MAC_MISMATCH: ClassVar["Reason"]
+    CONTENT_MISMATCH: ClassVar["Reason"]
+    MALFORMED_TAG: ClassVar["Reason"]     # also truncated or oversized tags
+    UNKNOWN_VERSION: ClassVar["Reason"]
+    FRAMING: ClassVar["Reason"]           # bytes a decoder could read that the tag does not cover
+    TIMING: ClassVar["Reason"]            # a container's timing contradicts the tag
+    REPLAY: ClassVar["Reason"]
+    CHAIN_BREAK: ClassVar["Reason"]
+    TIME_WINDOW: ClassVar["Reason"]
+    MISSING: ClassVar["Reason"]           # recording mode: segments before this one are missing
+    INCOMPLETE: ClassVar["Reason"]        # recording mode: the recording does not end cleanly
+
+    def __new__(cls, value: str) -> "Reason":
+        known = cls._known.get(value)
+        if known is None:
+            raise ValueError("%r is not a segbind verdict reason" % (value,))
+        return known
+
+    @classmethod
+    def _define(cls, name: str, value: str) -> "Reason":
+        reason = str.__new__(cls, value)
+        cls._known[value] = reason
+        setattr(cls, name, reason)
+        return reason
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def name(self) -> str:
+        return self.value.upper()
 
     def __str__(self) -> str:
-        return self.value
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return "<Reason.%s: %r>" % (self.name, self.value)
+
+    @classmethod
+    def all(cls) -> "List[Reason]":
+        return list(cls._known.values())
 
     @property
     def accepted(self) -> bool:
         return self in _ACCEPTED
 
+
+for _name, _value in (("OK", "ok"), ("GAP", "gap"), ("LATE", "late"), ("DUPLICATE", "duplicate"),
+                      ("NO_TAG", "no_tag"), ("NO_GRANT", "no_grant"), ("MAC_MISMATCH", "mac_mismatch"),
+                      ("CONTENT_MISMATCH", "content_mismatch"), ("MALFORMED_TAG", "malformed_tag"),
+                      ("UNKNOWN_VERSION", "unknown_version"), ("FRAMING", "framing"), ("TIMING", "timing"),
+                      ("REPLAY", "replay"), ("CHAIN_BREAK", "chain_break"), ("TIME_WINDOW", "time_window"),
+                      ("MISSING", "missing"), ("INCOMPLETE", "incomplete")):
+    Reason._define(_name, _value)
 
 _ACCEPTED = (Reason.OK, Reason.GAP, Reason.LATE)
 

@@ -417,8 +417,10 @@ class Authenticator:
     def tag_of(self, seg: Canonical) -> Tuple[Tag, bytes]:
         """(tag, signed fields) of a segment; InvalidSegment when it has none or it is unusable."""
         if seg.tag_start < 0:
-            raise InvalidSegment(Reason.FRAMING if seg.problem else Reason.NO_TAG,
-                                 seg.problem or "segment carries no segbind tag")
+            if seg.problem:
+                raise InvalidSegment(Reason.TIMING if seg.problem_reason == "timing" else Reason.FRAMING,
+                                     seg.problem)
+            raise InvalidSegment(Reason.NO_TAG, "segment carries no segbind tag")
         return self._tag(seg.tag_nal)
 
     def _tag(self, nal: bytes) -> Tuple[Tag, bytes]:

@@ -140,7 +140,7 @@ def test_manifest_lists_every_file_with_its_true_hash(bundle):
     victim = bundle.tree / "opt/segbind/lib/segbind_core/tag.py"
     original = victim.read_bytes()
     try:
-        changed = original.replace(b"VERSION = 2\n", b"VERSION = 3\n", 1)
+        changed = original.replace(b"VERSION = 3\n", b"VERSION = 4\n", 1)
         assert changed != original
         victim.write_bytes(changed)
         r = subprocess.run(["sha256sum", "-c", "--strict", "--quiet", bt.MANIFEST_PATH],

@@ -7,7 +7,7 @@ reference cloud (here with a fault that also hands every segment to accounts tha
 must not see it), owners' apps and their enrolled displays, which take keys only
 from their owner's sealed grants and verify with the segbind library.
 
-The owner pairs the camera out of band, as format v2 wants: the app's pairing
+The owner pairs the camera out of band, as format 3 wants: the app's pairing
 offer reaches the camera through its lens, and the camera's firmware hands it to
 ``segbind-agent pair`` in the guest; the broker never carries it. Shares and
 revokes are the owner's rotations, authenticated under the command key, carried
@@ -34,7 +34,9 @@ from segbind_core import control, topics
 from tests.support.qemu import GuestCamera, bare_python_peak_kb
 from tests.support.world import World
 
-pytestmark = [pytest.mark.qemu, pytest.mark.broker]
+# Until the format 3 grants land (displays take no grant yet: grants.py and owner.py's grant side
+# are being rewritten): strict, so that it is dropped with them.
+pytestmark = [pytest.mark.qemu, pytest.mark.broker, pytest.mark.xfail(strict=True, reason="needs the format 3 grants")]
 
 CAMERA = "cam-arm7"
 SEGMENTS_PER_CLIP = 10
@@ -198,7 +200,7 @@ def test_state_restored_from_a_backup_stops_the_arm_agent_until_its_reset(broker
         released = answer(alice_app, cam, control.RELEASE, lambda: alice_app.release(CAMERA))
         assert released.status == control.OK
         sold = pair(bob_app, cam)  # sold, and paired by bob
-        assert (sold.status, sold.owner, sold.epoch) == (control.OK, "bob", 2)
+        assert (sold.status, sold.owner, sold.epoch) == (control.OK, "bob", 1)   # epochs count from 1 per pairing
         assert cam.stop() == 0
 
         # restored from the backup: alice's pairing again. The agent refuses to start.

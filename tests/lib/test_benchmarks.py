@@ -33,10 +33,20 @@ def test_bench_core_prints_every_figure_for_both_codecs_and_the_tag_size() -> No
     found = re.search(r"tag bytes \(owner \+ 3 shares, max of 200\) +(\d+)", out)
     assert found, out
     assert 130 < int(found.group(1)) <= 150
+    for row in ("segbind --version", "segbind verify, one 20 KB segment"):  # start-up, judged
+        assert re.search(re.escape(row) + r" +\d+\.\d\d +<=2\.0 +(met|NOT met)", out), out
 
 
 def test_bench_media_prints_throughput_linearity_and_memory() -> None:
     out = run_tool("tools/bench_media.py", "--quick")
-    for row in ("verify Annex-B bytes (segbind.open) (H.265)", "a tag, N delimiters, a tag (Annex-B reader)",
-                "Annex-B reader (segbind.open)", "no tag at all (Annex-B noise)"):
+    for row in ("a tag, N delimiters, a tag (Annex-B reader)", "Annex-B reader (segbind.open)",
+                "no tag at all (Annex-B noise)"):
         assert re.search(re.escape(row) + r" +\d+\.\d\d", out), out
+    for container in ("Annex-B", "MPEG-TS", "MP4", "fMP4 HLS", "Matroska"):  # issue 18's targets, each judged
+        for codec in ("H.264", "H.265"):
+            row = "verify %s, segbind.open end to end (%s)" % (container, codec)
+            assert re.search(re.escape(row) + r" +\d+\.\d\d +>=0\.8 +(met|NOT met)", out), out
+    for container in ("Annex-B", "MP4"):
+        assert re.search(r"  %s +\d+\.\d MiB for a \d+ MiB segment  \(target <= segment \+ 32 MiB: (met|NOT met)\)"
+                         % container, out), out
+    assert re.search(r"MP4 +\d+ +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+", out), out  # the cost of each step

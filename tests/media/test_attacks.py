@@ -220,12 +220,14 @@ def test_delimiters_put_between_the_slices_of_a_picture_are_refused(keys: Path, 
 
 def test_an_edit_list_that_hides_the_first_pictures_is_accepted_and_says_so(work: Path, keys: Path,
                                                                              tmp_path: Path) -> None:
-    """An edit list that starts the presentation after the first pictures hides some of the
+    """An edit list that starts the presentation at a picture after the first hides some of the
     camera's own pictures: it shows nothing that is not the camera's (docs/FORMAT.md 7.5), so the
-    segment is accepted, and its verdict says how many pictures the container hides."""
-    ffmpeg("-ss", "1.5", "-i", str(work / "alice.mp4"), "-c", "copy", str(tmp_path / "x.mp4"))
+    segment is accepted, and its verdict says how many pictures the container hides. One that
+    starts between two pictures is refused: FFmpeg moves the whole timeline to the first picture
+    it shows, other players keep it (the readers disagree: docs/readers/mp4.md)."""
+    ffmpeg("-ss", "1.52", "-i", str(work / "alice.mp4"), "-c", "copy", str(tmp_path / "x.mp4"))  # picture 38
     shown = decoded_frames(tmp_path / "x.mp4")
-    assert len(shown) < 55  # starts at the IDR at 1 s, shows from 1.5 s: pictures hidden
+    assert len(shown) < 55  # starts at the IDR at 1 s, shows from 1.52 s: pictures hidden
     with segbind.open(str(tmp_path / "x.mp4"), Keyring.load(keys / "alice-ring.json")) as media:
         results = list(media)
     assert [r.reason.value for r in results] in (["ok", "ok", "ok"], ["ok", "ok", "gap"], ["ok", "gap", "ok"])
@@ -233,6 +235,9 @@ def test_an_edit_list_that_hides_the_first_pictures_is_accepted_and_says_so(work
     assert not any("hides" in r.detail for r in results[1:])
     result = run_cli("verify", "--keyring", str(keys / "alice-ring.json"), str(tmp_path / "x.mp4"))
     assert result.returncode == 0 and b"the container hides" in result.stdout
+    ffmpeg("-ss", "1.5", "-i", str(work / "alice.mp4"), "-c", "copy", str(tmp_path / "between.mp4"))
+    result = run_cli("verify", "--keyring", str(keys / "alice-ring.json"), str(tmp_path / "between.mp4"))
+    assert result.returncode == 1 and b"timing - the first picture shown is at" in result.stdout
 
 
 def test_timestamps_divided_by_20_are_refused(work: Path, keys: Path, tmp_path: Path) -> None:

@@ -23,10 +23,13 @@ from segbind_core.nal import annexb_units
 from segbind_core.tag import CODEC_H265
 from tests.support import run_cli
 from tests.support.media import (
+    RAW_CHAIN,
     decoded_frames,
     ffmpeg,
+    ffmpeg_fails,
     frame_hashes,
     owner_accepts_stranger_refuses,
+    raw_remux_verifies_for_its_owner_only,
     tagged_kinds,
     verify,
 )
@@ -247,3 +250,30 @@ def test_parameter_sets_kept_only_in_hvcc_are_restored(kind: str, streams, keys:
     assert decoded_frames(tmp_path / "stripped.mp4") == decoded_frames(tmp_path / "mid.mp4")
     for name in ("stripped.mp4", "stripped.ts", "stripped.h265"):
         owner_accepts_stranger_refuses(keys, str(tmp_path / name), segments=count)
+
+
+@pytest.mark.parametrize("step", RAW_CHAIN)
+@pytest.mark.parametrize("kind", [k for k in KINDS if has_bframes(k)])
+def test_ffmpeg_remux_of_raw_bframe_h265_then_to_other_containers(kind: str, step: str, streams, keys: Path,
+                                                                   tmp_path: Path) -> None:
+    """As for H.264 (test_media_remux): `ffmpeg -r 25 -i tagged.h265 -c copy x.mp4` (hev1; pts = dts
+    and an edit list hiding the B-frame delay), then that MP4 to MPEG-TS (hevc_mp4toannexb adds
+    hvcC's sets before every IRAP slice), Matroska and ffmpeg's default HLS fMP4. Accepted for the
+    owner, the first segment of the MP4 saying how many pictures the edit list hides; refused for
+    a stranger; decoded as the same remux of the untagged stream."""
+    plain, tagged, count = streams[kind]
+    hidden, pictures = raw_remux_verifies_for_its_owner_only(keys, step, plain, tagged, count, tmp_path)
+    every = clips.decode_hashes_pyav(plain.read_bytes(), fmt="hevc")
+    if step == "mp4":
+        assert hidden in (1, 2) and len(pictures) == len(every) - hidden
+    else:
+        assert hidden == 0 and pictures == every
+
+
+def test_ffmpeg_51_cannot_write_raw_bframe_h265_into_ts_or_mkv(streams, tmp_path: Path) -> None:
+    """Why the chain goes through MP4 (docs/CONTAINERS.md, "Not covered"): ffmpeg 5.1 has no
+    timestamps for raw B-frame H.265, and its MPEG-TS and Matroska muxers refuse the packets."""
+    plain, tagged, count = streams["x265-pyav-bframes-radl-slices-aud"]
+    assert "first pts and dts value must be set" in ffmpeg_fails("-r", "25", "-i", str(tagged), "-c", "copy",
+                                                                 str(tmp_path / "x.ts"))
+    assert "unknown timestamp" in ffmpeg_fails("-r", "25", "-i", str(tagged), "-c", "copy", str(tmp_path / "x.mkv"))

@@ -7,6 +7,7 @@ each remux keeps.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Callable, Dict, Tuple
 
@@ -19,10 +20,14 @@ from segbind.write import remux_annexb, write_hls
 from segbind_core.nal import annexb_units
 from tests.support import run_cli
 from tests.support.media import (
+    RAW_CHAIN,
+    SINE,
     decoded_frames,
     ffmpeg,
+    ffmpeg_fails,
     frame_hashes,
     owner_accepts_stranger_refuses,
+    raw_remux_verifies_for_its_owner_only,
     rings,
     tagged_kinds,
     verify,
@@ -263,3 +268,71 @@ def test_pyav_remux_timestamps_follow_display_order(streams, tmp_path: Path) -> 
         with av.open(str(tmp_path / "o.mp4")) as c:
             packets_units = [bool(p.is_keyframe) for p in c.demux(c.streams.video[0]) if p.size]
         assert sum(packets_units) >= count
+
+
+@pytest.mark.parametrize("step", RAW_CHAIN)
+@pytest.mark.parametrize("kind", [k for k in KINDS if has_bframes(k)])
+def test_ffmpeg_remux_of_raw_bframe_h264_then_to_other_containers(kind: str, step: str, streams, keys: Path,
+                                                                   tmp_path: Path) -> None:
+    """The remux users make most: `ffmpeg -r 25 -i tagged.h264 -c copy x.mp4` (ffmpeg 5.1 writes
+    pts = dts and an edit list hiding the B-frame delay), then that MP4 to MPEG-TS, Matroska and
+    ffmpeg's default HLS fMP4. Accepted for the owner, refused for a stranger, decoded as the same
+    remux of the untagged stream; in the MP4 the first segment says how many pictures the edit
+    list hides, and decoders show every other picture; the remuxes of that MP4 keep no edit list
+    and show them all."""
+    plain, tagged, count = streams[kind]
+    hidden, pictures = raw_remux_verifies_for_its_owner_only(keys, step, plain, tagged, count, tmp_path)
+    every = clips.decode_hashes_pyav(plain.read_bytes())
+    if step == "mp4":
+        assert hidden in (1, 2) and len(pictures) == len(every) - hidden
+    else:
+        assert hidden == 0 and pictures == every
+
+
+@pytest.mark.parametrize("kind", ["pyav-once", "ffmpeg-bframes-slices-aud"])
+def test_ffmpeg_51_cannot_write_raw_bframe_h264_into_ts_or_mkv(kind: str, streams, keys: Path, tmp_path: Path) -> None:
+    """Why the chain goes through MP4: ffmpeg 5.1 has no timestamps for raw B-frame H.264, and its
+    MPEG-TS and Matroska muxers refuse the packets; its HLS muxer writes one media segment of
+    duration 0, a playlist segbind refuses (EXT-X-TARGETDURATION 0, docs/readers/hls.md)."""
+    plain, tagged, count = streams[kind]
+    assert "first pts and dts value must be set" in ffmpeg_fails("-r", "25", "-i", str(tagged), "-c", "copy",
+                                                                 str(tmp_path / "x.ts"))
+    assert "unknown timestamp" in ffmpeg_fails("-r", "25", "-i", str(tagged), "-c", "copy", str(tmp_path / "x.mkv"))
+    ffmpeg("-r", "25", "-i", str(tagged), "-c", "copy", "-f", "hls", "-hls_segment_type", "fmp4",
+           "-hls_playlist_type", "vod", "-hls_segment_filename", str(tmp_path / "seg_%03d.m4s"),
+           str(tmp_path / "raw.m3u8"))
+    assert "#EXT-X-TARGETDURATION:0" in (tmp_path / "raw.m3u8").read_text()
+    result = run_cli("verify", "--keyring", str(keys / "alice-ring.json"), str(tmp_path / "raw.m3u8"))
+    assert result.returncode == 2 and b"EXT-X-TARGETDURATION 0" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["pyav-every", "ffmpeg-bframes-slices-aud"])
+def test_ffmpeg_hls_fmp4_with_aac_added_and_the_variant_users_can_make(kind: str, streams, keys: Path,
+                                                                        tmp_path: Path) -> None:
+    """ffmpeg's HLS fMP4 of the raw remux with an AAC track added while packaging. Without
+    B-frames, the muxer delays the video by the AAC priming with an empty edit: read.mp4 refuses
+    it (docs/readers/mp4.md: FFmpeg shifts the video by it, Chromium ignores it), and the playlist
+    cannot be read to its end (exit 2, the reason in one line). `-hls_segment_options
+    use_editlist=0` writes no edit list: accepted, the video alone. With B-frames the video's edit
+    list absorbs the delay: ffmpeg's default is accepted as it is."""
+    plain, tagged, count = streams[kind]
+    ffmpeg("-r", "25", "-i", str(tagged), "-c", "copy", str(tmp_path / "raw.mp4"))
+
+    def package(name: str, *extra: str) -> Path:
+        (tmp_path / name).mkdir()
+        ffmpeg("-i", str(tmp_path / "raw.mp4"), *SINE, "-c:v", "copy", "-c:a", "aac", "-f", "hls",
+               "-hls_segment_type", "fmp4", "-hls_playlist_type", "vod", *extra, "-hls_segment_filename",
+               str(tmp_path / name / "seg_%03d.m4s"), str(tmp_path / name / "out.m3u8"))
+        return tmp_path / name / "out.m3u8"
+
+    default, variant = package("default"), package("variant", "-hls_segment_options", "use_editlist=0")
+    assert decoded_frames(variant) == decoded_frames(default) == clips.decode_hashes_pyav(plain.read_bytes())
+    for playlist in ([variant, default] if has_bframes(kind) else [variant]):
+        code, verdicts = verify(keys, "alice-ring.json", "--video-only", str(playlist))
+        assert code == 0 and [v["reason"] for v in verdicts] == ["ok"] * count, verdicts
+        code, verdicts = verify(keys, "bob-ring.json", "--video-only", str(playlist))
+        assert code == 1 and [v["reason"] for v in verdicts] == ["no_grant"] * count, verdicts
+    if not has_bframes(kind):
+        result = run_cli("verify", "--video-only", "--keyring", str(keys / "alice-ring.json"), str(default))
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+        assert re.search(rb"an empty edit of \d+ ticks before media time 0", result.stderr), result.stderr

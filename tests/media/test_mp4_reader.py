@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import struct
 import tracemalloc
+import types
 from pathlib import Path
 from typing import Any, Dict, List, Tuple, Union
 
@@ -109,10 +110,16 @@ def comparable(events: List[Event]) -> List[Tuple[Any, ...]]:
 
 
 def pyav_packets(path: Path) -> Tuple[Any, List[Tuple[bytes, int, int, int, bool, bool]]]:
+    """(what PyAV says of the video stream, its packets). The stream's fields are copied while
+    the container is open: a PyAV stream read after its container closed reads freed memory."""
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+        video = container.streams.video[0]
+        stream = types.SimpleNamespace(
+            codec_context=types.SimpleNamespace(name=video.codec_context.name,
+                                                extradata=bytes(video.codec_context.extradata or b"")),
+            time_base=video.time_base)
         packets = [(bytes(p), int(p.pts), int(p.dts), int(p.duration), bool(p.is_discard), bool(p.is_keyframe))
-                   for p in container.demux(stream) if p.size]
+                   for p in container.demux(video) if p.size]
         return stream, packets
 
 
@@ -219,10 +226,17 @@ def test_mutations_are_refused_by_their_rule(corpus: Dict[str, Path], name: str)
             read_events(data)
         assert mutation.refusal in str(caught.value)
         return
+    piped = read_events(data, step=11)
+    defects = defects_of(piped)
+    assert defects and mutation.refusal in defects[0].text, (defects[:1], piped[:2])
     events = read_events(data)
-    defects = defects_of(events)
-    assert defects and mutation.refusal in defects[0].text, (defects[:1], events[:2])
-    assert comparable(read_events(data, step=11)) == comparable(events)
+    if "negative composition offset" in mutation.refusal:
+        # FFmpeg, when it can seek, reads every fragment at open and moves the earlier ones by a
+        # later negative offset: a file is refused whole, a pipe from that fragment on
+        assert "moves every earlier picture" in defects_of(events)[0].text and defects_of(events)[0].fatal
+        assert not [e for e in events if isinstance(e, Sample)]
+        return
+    assert comparable(piped) == comparable(events)
 
 
 def test_refused_fragments_cost_only_themselves(corpus: Dict[str, Path]) -> None:

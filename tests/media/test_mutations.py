@@ -19,7 +19,6 @@ timing, sample boundaries or parameter sets without touching a slice. For every 
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import List, Tuple
 
@@ -32,6 +31,7 @@ from host_sim import clips
 from segbind.errors import InputError
 from segbind.write import remux_annexb
 from tests.support.media import cut, decoded_frames, ffmpeg, rings, tag
+from tests.support.mutants import MUTATION, mutate, structure
 from tests.support.tagged import strip_tag
 
 pytestmark = pytest.mark.slow
@@ -46,23 +46,6 @@ class Files(dict):  # type: ignore[type-arg]
 
     def __repr__(self) -> str:  # keep hypothesis' reports short
         return "Files(%s)" % ", ".join(sorted(self))
-
-
-def _structure(data: bytes, kind: str) -> List[Tuple[int, int]]:
-    """Byte ranges of the container's own structures (not sample data)."""
-    if kind == "ts":
-        return [(k, min(len(data), k + 24)) for k in range(0, len(data), 188)]  # packet and PES headers
-    if kind == "mkv":
-        return [(0, min(len(data), 2048))] + [(k, min(len(data), k + 32)) for k in range(2048, len(data), 4096)]
-    ranges, pos = [], 0
-    while pos + 8 <= len(data):  # top-level boxes: moov and moof whole, mdat's header
-        size = int.from_bytes(data[pos:pos + 4], "big")
-        box = data[pos + 4:pos + 8]
-        if size < 8:
-            break
-        ranges.append((pos, min(len(data), pos + (size if box in (b"moov", b"moof", b"ftyp") else 16))))
-        pos += size
-    return ranges
 
 
 def containers(tagged: Path, d: Path, name: str) -> None:
@@ -85,7 +68,7 @@ def files(keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Files:
         containers(tagged, d, prefix + "a")
         for kind in FORMATS:
             data = (d / (prefix + "a." + kind)).read_bytes()
-            out[prefix + kind] = (data, _structure(data, kind), decoded_frames(d / (prefix + "a." + kind)))
+            out[prefix + kind] = (data, structure(data, kind), decoded_frames(d / (prefix + "a." + kind)))
         out[prefix + "camera"] = (b"", [], segbind.tagged_segments(tagged.read_bytes()))
         out[prefix + "plain"] = (b"", [], [s.data for s in cut(video)])
     return out
@@ -108,43 +91,6 @@ def clean_pictures(files: Files, kind: str, seqs: Tuple[int, ...]) -> List[str]:
             containers(d / (name + ".annexb"), d, name)
         _CLEAN[(kind, seqs)] = decoded_frames(d / (name + "." + kind[len(prefix):]))
     return _CLEAN[(kind, seqs)]
-
-
-MUTATION = st.tuples(
-    st.sampled_from(["flip", "byte", "delete", "duplicate", "insert", "truncate"]),
-    st.booleans(),            # inside the container's structures (else anywhere)
-    st.floats(0, 1, exclude_max=True),
-    st.integers(1, 64),       # bytes deleted, duplicated or inserted
-    st.integers(0, 255),
-)
-
-
-def mutate(data: bytes, structure: List[Tuple[int, int]], mutation) -> bytes:
-    op, structural, where, size, value = mutation
-    if not data:
-        return data
-    if structural and structure:  # a byte of the structures, each byte as likely as any other
-        total = sum(end - start for start, end in structure)
-        at = int(where * total)
-        for start, end in structure:
-            if at < end - start:
-                pos = start + at
-                break
-            at -= end - start
-    else:
-        pos = int(where * len(data))
-    pos = min(pos, len(data) - 1)
-    if op == "flip":
-        return data[:pos] + bytes([data[pos] ^ (1 << (value % 8))]) + data[pos + 1:]
-    if op == "byte":
-        return data[:pos] + bytes([value]) + data[pos + 1:]
-    if op == "delete":
-        return data[:pos] + data[pos + size:]
-    if op == "duplicate":
-        return data[:pos + size] + data[pos:pos + size] + data[pos + size:]
-    if op == "insert":
-        return data[:pos] + random.Random(value).randbytes(size) + data[pos:]
-    return data[:pos]
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow,

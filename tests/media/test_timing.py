@@ -132,6 +132,11 @@ def test_pictures_out_of_the_cameras_order_are_refused(codec: str, container: st
         got = verdicts(keys, path)
         changed = range(4) if attack == "reversed" else frozen
         assert attack == "reversed" or len(frozen) >= 3  # the last segment may be too short to freeze in
+        if container == "mp4" and got and "edit list's media time" in got[0][1]:
+            # moved back to keep decoding first, the decoding times make the muxer write an edit list
+            # that does not start at the first picture shown: the file is refused whole, as timing
+            assert [r for r, _ in got] == ["timing"], (attack, got)
+            continue
         assert [r for r, _ in got] == expected_verdicts(changed, 4), (attack, got)
         assert all("from its place" in detail for r, detail in got if r == "timing"), (attack, got)
 

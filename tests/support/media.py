@@ -20,6 +20,8 @@ from segbind_core.tagger import Tagger
 from tests.support import run_cli
 
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
+# An AAC track's source for ffmpeg (3.2 s: the clips' 80 pictures at 25 fps).
+SINE = ("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=3.2")
 
 
 def rings(keys: Path) -> Tuple[Keyring, Keyring]:
@@ -288,3 +290,67 @@ def publish(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+# ffmpeg's own remuxes of raw Annex-B, as users make them: `ffmpeg -r FPS -i raw -c copy x.mp4`
+# (ffmpeg 5.1 gives raw B-frame video pts = dts, and an edit list hiding the B-frame delay), then
+# from that MP4 to the other containers. Each: (files to verify, file to decode).
+RAW_CHAIN = ("mp4", "mp4-to-ts", "mp4-to-mkv", "mp4-to-hls-fmp4")
+
+
+def ffmpeg_raw_remux(step: str, src: Path, d: Path, fps: int = 25) -> Tuple[List[Path], Path]:
+    """One step of ``RAW_CHAIN`` on the Annex-B file ``src``, written in ``d``: the MP4 from the
+    raw stream, or that MP4 remuxed again (`-c copy`) into MPEG-TS, Matroska or HLS fMP4 as
+    ffmpeg's HLS muxer writes it by default (`-f hls -hls_segment_type fmp4`)."""
+    d.mkdir(parents=True, exist_ok=True)
+    mp4 = d / "raw.mp4"
+    ffmpeg("-r", str(fps), "-i", str(src), "-c", "copy", str(mp4))
+    if step == "mp4":
+        return [mp4], mp4
+    if step in ("mp4-to-ts", "mp4-to-mkv"):
+        out = d / ("out.ts" if step == "mp4-to-ts" else "out.mkv")
+        ffmpeg("-i", str(mp4), "-c", "copy", str(out))
+        return [out], out
+    assert step == "mp4-to-hls-fmp4", step
+    ffmpeg("-i", str(mp4), "-c", "copy", "-f", "hls", "-hls_segment_type", "fmp4", "-hls_playlist_type", "vod",
+           "-hls_segment_filename", str(d / "seg_%03d.m4s"), str(d / "out.m3u8"))
+    return [d / "out.m3u8"], d / "out.m3u8"
+
+
+def ffmpeg_fails(*args: str) -> str:
+    """ffmpeg's error output for a command that must fail (asserted): what it says, in one string."""
+    result = subprocess.run([FFMPEG, "-v", "error", "-y", *args], capture_output=True, timeout=300)
+    assert result.returncode != 0, "ffmpeg succeeded: %s" % " ".join(args)
+    return result.stderr.decode(errors="replace")
+
+
+def discarded_packets(path: Path) -> int:
+    """How many video packets FFmpeg's demuxer (PyAV) flags discarded: the pictures an edit list
+    hides (decoded, never shown)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for p in container.demux(container.streams.video[0]) if p.size and p.is_discard)
+
+
+def raw_remux_verifies_for_its_owner_only(keys: Path, step: str, plain: Path, tagged: Path, count: int,
+                                          directory: Path) -> Tuple[int, List[str]]:
+    """One step of ``RAW_CHAIN`` on a tagged stream and on the same stream untagged: it decodes as
+    the same remux of the untagged stream (PyAV and the ffmpeg CLI), every segment is accepted for
+    its owner (the first saying how many pictures an edit list hides, where one does; no other
+    says so) and refused for a stranger. Returns (pictures hidden, pictures PyAV decodes)."""
+    files, decodable = ffmpeg_raw_remux(step, tagged, directory / "tagged")
+    _, plain_decodable = ffmpeg_raw_remux(step, plain, directory / "plain")
+    pictures = decoded_frames(decodable)
+    assert pictures == decoded_frames(plain_decodable)
+    assert frame_hashes(decodable) == frame_hashes(plain_decodable)
+    hidden = discarded_packets(decodable) if decodable.suffix == ".mp4" else 0
+    code, verdicts = verify(keys, "alice-ring.json", *[str(f) for f in files])
+    assert code == 0 and [v["reason"] for v in verdicts] == ["ok"] * count, verdicts
+    assert [v["tag"]["seq"] for v in verdicts] == list(range(count))
+    says = ["the container hides %d of its" % hidden in v.get("detail", "") for v in verdicts]
+    assert says == [hidden > 0] + [False] * (count - 1), verdicts
+    assert not any("hides" in v.get("detail", "") for v in verdicts[1:])
+    code, verdicts = verify(keys, "bob-ring.json", *[str(f) for f in files])
+    assert code == 1 and [v["reason"] for v in verdicts] == ["no_grant"] * count, verdicts
+    return hidden, pictures

@@ -13,7 +13,11 @@ its samples; this says what the samples hold, once, for every container:
   record is one the camera tagged (``Canonical.required``);
 - each picture's presentation time, and its place in the camera's picture order (its
   picture order count, from the slice header the digest covers), go to the verifier, which
-  checks them against the tag (``verifier.Timing``).
+  checks them against the tag (``verifier.Timing``);
+- a Common Encryption ('cenc') sample's subsamples and IV are exactly what FORMAT.md 4.4
+  derives from its units and its segment's tag (clear lead, stream id, seq, still flag), the
+  track's default_KID is the tag's key id, and its ciphertext goes back into the protected
+  form before hashing (``CencSamples``); any other scheme is refused.
 
 Each sample is put into canonical form once (length-prefixed samples of 4-byte lengths in
 place, when the reader gave a bytearray: nothing copied), and a segment's bytes are the views
@@ -26,12 +30,23 @@ import re
 from typing import Any, List, Optional, Sequence, Tuple
 
 from segbind_core import h264, h265
+from segbind_core.protect import protected_form
 from segbind_core.sei import tag_codec
 from segbind_core.tag import CODEC_H264, CODEC_H265, CODEC_NAMES
 
 from ..framing import START_CODE, canonical_annexb, head_parameter_sets, repeated_sets
 from ..verifier import Canonical, Timing
-from .events import FRAMING, TIMING, Defect, Event, Sample, TrackInfo
+from ..web.fmp4 import (
+    IV_SIZE,
+    PackagingError,
+    TagFields,
+    blocks_used,
+    counter_block_after,
+    protected_size,
+    segment_fields,
+    subsamples_of,
+)
+from .events import FRAMING, TIMING, Defect, Event, Protection, Sample, TrackInfo
 from .split import MAX_SEGMENT_BYTES, units_in_tag
 
 _START3 = b"\x00\x00\x01"
@@ -271,6 +286,114 @@ def scan_annexb(data: Any, classes: bytes, clock: PictureClock) -> SampleScan:
     return scan
 
 
+def _prefixed_units(data: Any, length_size: int) -> Optional[List[Tuple[int, int]]]:
+    """(begin, end) of each unit of a length-prefixed sample; None when the lengths do not tile it
+    (``scan_prefixed`` then says how)."""
+    units = []
+    n = len(data)
+    pos = 0
+    while pos < n:
+        begin = pos + length_size
+        if begin > n:
+            return None
+        end = begin + int.from_bytes(data[pos:begin], "big")
+        if end == begin or end > n:
+            return None
+        units.append((begin, end))
+        pos = end
+    return units
+
+
+class CencSamples:
+    """Common Encryption ('cenc') samples of one track put back into the camera's protected form,
+    each checked against what FORMAT.md 4.4 derives from its units and its segment's tag (read
+    without a key: the clear lead, stream id, seq and still flag), one sample at a time.
+
+    ``read(sample)`` gives the sample's units in protected form (4-byte lengths: each picture
+    unit's ciphertext escaped as the camera carries it, ``protect.protected_form``) and what is
+    wrong with its encryption ("" when nothing): subsamples or an IV other than derived, a
+    default_KID other than the tag's key id. Samples before the first tag, or of a segment
+    whose tag cannot be read, are left as they are (that segment is refused for its tag)."""
+
+    def __init__(self, protection: Protection, length_size: int) -> None:
+        self.protection = protection
+        self.length_size = length_size
+        self.fields: Optional[TagFields] = None  # the current segment's tag
+        self.blocks = 0                          # keystream blocks its samples so far took
+
+    @staticmethod
+    def track_problem(protection: Protection) -> str:
+        """Why a track protected this way cannot carry segbind's ciphertext ("" when it can)."""
+        if protection.scheme != "cenc":
+            return ("the track is protected with scheme '%s': segbind's ciphertext is AES-CTR, carried as 'cenc' "
+                    "only (FORMAT.md 4.4)" % protection.scheme)
+        if protection.crypt_byte_block or protection.skip_byte_block:
+            # 'cenc' has no pattern (ISO/IEC 23001-7 10.1): a player that applied one would decrypt
+            # other bytes than the verifier put back
+            return "a 'cenc' track with an encryption pattern (%d:%d): 'cenc' encrypts every protected byte" % (
+                protection.crypt_byte_block, protection.skip_byte_block)
+        if protection.iv_size != IV_SIZE:
+            return ("the track's 'tenc' gives %s: a 'cenc' sample of segbind's carries the 16-byte counter block "
+                    "its access unit begins at (FORMAT.md 4.4)" % (
+                        "%d-byte IVs" % protection.iv_size if protection.iv_size
+                        else "a constant %d-byte IV" % len(protection.constant_iv)))
+        return ""
+
+    def read(self, sample: Sample) -> Tuple[Any, int, str]:
+        """(the sample's bytes for ``scan_prefixed``, their NAL length size, what is wrong with its
+        encryption)."""
+        data = sample.data
+        size = self.length_size
+        units = _prefixed_units(data, size)
+        if units is None:
+            return data, size, ""
+        found: Optional[TagFields] = None
+        for begin, end in units:
+            if data[begin] in _TAG_HEADERS and tag_codec(data[begin:begin + 24]):
+                try:
+                    found = segment_fields([bytes(data[begin:end])])
+                except PackagingError:
+                    found = None
+                self.fields, self.blocks = found, 0
+                break
+        fields = self.fields
+        if fields is None:
+            return data, size, ""
+        lead, codec = fields.clear_lead, fields.codec
+        problem = ""
+        if found is not None and self.protection.default_kid != fields.key_id:
+            problem = ("the track's default_KID ('tenc') %s is not the tag's key id %s: a ClearKey player asks "
+                       "for another key" % (self.protection.default_kid.hex(), fields.key_id.hex()))
+        derived = subsamples_of(((data[b], e - b) for b, e in units), codec, lead, size)
+        given = tuple(tuple(pair) for pair in sample.subsamples or ())
+        if not problem and given != derived:
+            problem = _subsample_difference(given, derived, lead)
+        iv = counter_block_after(fields.initial_counter_block(), self.blocks)
+        if not problem and sample.iv != iv:
+            problem = ("a sample's IV %s is not %s, the counter block its access unit begins at (FORMAT.md 4.3)"
+                       % (bytes(sample.iv).hex(), iv.hex()))
+        self.blocks += blocks_used(sum(p for _c, p in derived))
+        out = bytearray()
+        view = memoryview(data)
+        for begin, end in units:
+            unit: Any = view[begin:end]
+            if protected_size(data[begin], end - begin, codec, lead):
+                unit = protected_form(unit, lead, view[begin + lead:end - 1])
+            out += len(unit).to_bytes(4, "big")
+            out += unit
+        return out, 4, problem
+
+
+def _subsample_difference(given: Sequence[Tuple[int, ...]], derived: Sequence[Tuple[int, int]], lead: int) -> str:
+    """One line: where a sample's subsamples differ from FORMAT.md 4.4's."""
+    if len(given) != len(derived):
+        return ("a sample has %d subsamples where its units and the tag's clear lead %d give %d (FORMAT.md 4.4)"
+                % (len(given), lead, len(derived)))
+    k = next(i for i, (a, b) in enumerate(zip(given, derived)) if a != b)
+    return ("a sample's subsample %d is (%d clear, %d protected) where its units and the tag's clear lead %d give "
+            "(%d, %d) (FORMAT.md 4.4)" % (k, given[k][0], given[k][1], lead, derived[k][0], derived[k][1]))
+
+
 class Picture:
     """One picture of a segment as the container presents it: its times (track ticks), whether
     the container hides it, and its place in the camera's picture order (``PictureClock``)."""
@@ -287,10 +410,11 @@ class Picture:
 class SampleCutter:
     """Cuts the events of one container reader into segments (``Canonical``, in canonical form,
     with their timing), checking the rules of this module; ``feed(event)`` returns the
-    segments it completed, ``finish()`` the rest. A segment is complete when it holds as many
-    units as its tag says (copies of its head's parameter sets a remuxer added not counted),
-    else when the next tag begins. Samples before the first tag form a segment of their own
-    (refused: no tag), so nothing goes unjudged."""
+    segments it completed, ``finish()`` the rest. A segment in length-prefixed samples is
+    complete when it holds as many units as its tag says (copies of its head's parameter sets a
+    remuxer added not counted); in Annex-B samples (MPEG-TS), when the next tag begins. Samples
+    before the first tag form a segment of their own (refused: no tag), so nothing goes
+    unjudged."""
 
     def __init__(self, max_segment_bytes: int = MAX_SEGMENT_BYTES, video_only: bool = False) -> None:
         self.max_segment_bytes = max_segment_bytes
@@ -302,6 +426,7 @@ class SampleCutter:
         self._required: Sequence[bytes] = ()
         self._sets: Sequence[bytes] = ()     # the parameter sets in force (to restore a stripped head)
         self._presented = False              # a sample of this track was presented (not hidden) already
+        self._cenc: Optional[CencSamples] = None  # the track's 'cenc' samples, back into protected form
         self._out: List[Canonical] = []
         self._reset_pending()
 
@@ -356,8 +481,13 @@ class SampleCutter:
                 o for o in info.others if o.startswith("video"))
         elif info.others and not self.video_only:
             self._track_problem = "the container holds other tracks, never verified: %s" % ", ".join(info.others)
+        elif info.protection is not None:
+            self._track_problem = CencSamples.track_problem(info.protection)
         else:
             self._track_problem = ""
+        self._cenc = None
+        if info.protection is not None and info.length_size and not self._track_problem:
+            self._cenc = CencSamples(info.protection, info.length_size)
         codec = info.codec or CODEC_H264
         self._classes = _CLASSES[codec]
         config = [bytes(u).rstrip(b"\x00") for u in info.config_units]
@@ -374,7 +504,11 @@ class SampleCutter:
         if info is None or clock is None:
             raise ValueError("a Sample before its TrackInfo")
         data = sample.data
-        if info.length_size:
+        encryption = ""
+        if self._cenc is not None:
+            data, length_size, encryption = self._cenc.read(sample)
+            scan = scan_prefixed(data, length_size, self._classes, clock)
+        elif info.length_size:
             scan = scan_prefixed(data, info.length_size, self._classes, clock)
         else:
             scan = scan_annexb(data, self._classes, clock)
@@ -384,6 +518,12 @@ class SampleCutter:
         if scan.tags:
             self._tag_in_sample(scan)
         if self._tag >= 0:  # a run before the first tag is refused as untagged, whatever it holds
+            if encryption:
+                self.defect(encryption)
+            elif self._cenc is not None and scan.delimiters > 1:
+                self.defect("a Common Encryption sample holds %d access units: the camera begins each one's "
+                            "keystream at a fresh counter block, 'cenc' continues it across a sample"
+                            % scan.delimiters)
             if scan.rule:
                 self.defect(scan.rule)
             elif scan.delimiters > 1 and not self._field_pair(scan):
@@ -409,7 +549,12 @@ class SampleCutter:
         self._presented = self._presented or not sample.hidden
         key = scan.pictures[0][0] if scan.pictures else UNREADABLE
         self._pictures.append(Picture(sample.pts, sample.duration, sample.hidden, key))
-        if self._tag >= 0 and 0 <= self._expect < self._units - self._repeats:
+        # Complete when it holds as many units as its tag says: at once for a container of
+        # samples. An Annex-B elementary stream (MPEG-TS) is read by FFmpeg's and hls.js's parsers
+        # across PES boundaries, so bytes of a later PES the reader refuses can still join this
+        # segment's last picture in a player: it closes when the next tag (or the end) comes, so
+        # that such a refusal refuses it too.
+        if self._tag >= 0 and 0 <= self._expect < self._units - self._repeats and info.length_size:
             self._close()
 
     def _field_pair(self, scan: SampleScan) -> bool:

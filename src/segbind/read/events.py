@@ -161,5 +161,28 @@ def read_exactly(stream: IO[bytes], size: int) -> bytes:
     return b"".join(parts)
 
 
+def read_sample(stream: IO[bytes], size: int) -> bytearray:
+    """``size`` bytes of a sample into a bytearray of its own, read straight into it where the
+    stream can (``readinto``); fewer only at the stream's end. A bytearray lets ``read.cut`` put
+    a sample of 4-byte lengths into canonical form in place: memory is the sample, once."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    readinto = getattr(stream, "readinto", None)
+    while got < size:
+        if readinto is not None:
+            n = readinto(view[got:])
+        else:
+            piece = stream.read(size - got)
+            n = len(piece)
+            view[got:got + n] = piece
+        if not n:
+            del view
+            del buf[got:]
+            return buf
+        got += n
+    return buf
+
+
 __all__ = ["Buffer", "Defect", "Event", "FRAMING", "MAX_INDEX_BYTES", "MAX_SAMPLE_BYTES", "Protection",
-           "Sample", "TIMING", "TrackInfo", "read_exactly"]
+           "Sample", "TIMING", "TrackInfo", "read_exactly", "read_sample"]

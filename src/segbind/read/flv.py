@@ -171,6 +171,7 @@ class _Reader:
         self.audio_seen = False
         self.index_ahead = array("Q")  # keyframe positions a metadata index points at, sorted
         self.index_next = 0
+        self.last_dts = -1  # the decoding time of the last frame yielded
 
     def events(self) -> Iterator[Event]:
         try:
@@ -294,11 +295,11 @@ class _Reader:
         self.index_ahead = array("Q", sorted(set(pending)))
         self.index_next = 0
 
-    def _late(self, text: str, fatal: bool = True) -> Iterator[Event]:
+    def _late(self, text: str, fatal: bool = True, reason: str = FRAMING) -> Iterator[Event]:
         """A problem: before the track is described the input is refused; after, a Defect."""
         if self.info is None or fatal:
             raise _Refusal(text)
-        yield Defect(text)
+        yield Defect(text, reason)
 
     # -- video ---------------------------------------------------------------------------------
 
@@ -364,6 +365,14 @@ class _Reader:
             yield from self._late("a composition time of %d ms (FFmpeg drops the frame's timestamps past 15 "
                                   "minutes)" % composition, fatal=False)
             return
+        if timestamp <= self.last_dts:
+            # FFmpeg rewrites the decoding times that follow one going back (or repeating):
+            # its frames are timed otherwise than the tags say
+            yield from self._late("a frame's decoding time of %d ms, not after the one before (%d ms: FFmpeg "
+                                  "rewrites the ones that follow)" % (timestamp, self.last_dts), fatal=False,
+                                  reason=TIMING)
+            return
+        self.last_dts = timestamp
         if self.info is None:
             yield self._describe()
         yield Sample(payload, timestamp + composition, timestamp, sync=frame_type == KEY)

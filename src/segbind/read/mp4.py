@@ -36,6 +36,7 @@ from .events import (
     Sample,
     TrackInfo,
     read_exactly,
+    read_sample,
 )
 
 _HEAD = struct.Struct(">I4s")
@@ -904,9 +905,14 @@ class Table:
             constant, count = struct.unpack_from(">II", buf, body + 4)
             if constant:
                 exact(stsz, body + 12)
+                if constant >= MAX_OFFSET:
+                    raise Refusal(_HUGE_SAMPLE)
                 return constant, count, (), b""
             exact(stsz, body + 12 + 4 * count)
-            return 0, count, u32_array(buf, body + 12, count), b""
+            sizes = u32_array(buf, body + 12, count)
+            if count and max(sizes) >= MAX_OFFSET:
+                raise Refusal(_HUGE_SAMPLE)
+            return 0, count, sizes, b""
         assert stz2 is not None
         full_box(buf, stz2)
         body = need(buf, stz2, 12)
@@ -1079,6 +1085,81 @@ def _edit_first(table: Table, media_time: int) -> int:
     raise Refusal("an edit list that starts more than %d samples in" % MAX_EDIT_SCAN, TIMING)
 
 
+# FFmpeg reads 'stsz' entries as int32: one of 2^31 or more makes mov_build_index give up the edit
+# list for the whole track (every picture moves, none is hidden): the file is refused whole.
+_HUGE_SAMPLE = "a sample size of 2^31 bytes or more in 'stsz' (FFmpeg then drops the track's edit list)"
+
+
+def _first_shown(table: Table, first: int, media_time: int) -> Optional[int]:
+    """The presentation time of the first picture the edit list shows (the least at or after its
+    media time), among the samples near its start; None when there is none there."""
+    shown = None
+    for number, (_offset, _size, dts, cto, _duration, _sync) in enumerate(table.samples()):
+        if number < first:
+            continue
+        if number > first + 64 or number >= MAX_EDIT_SCAN:  # beyond any decoder's reordering
+            break
+        pts = dts + cto
+        if pts >= media_time and (shown is None or pts < shown):
+            shown = pts
+    return shown
+
+
+def negative_offset_ahead(source: "Source") -> bool:
+    """Whether a 'trun' of the fragments from here on gives a sample a negative composition offset.
+    FFmpeg, reading a file it can seek in, indexes every fragment when it opens the file and moves
+    every presentation time by the most negative offset (dts_shift): a fragment late in the file
+    changes how the earlier ones play. Read here before any sample, skipping media data; the
+    stream is left where it was."""
+    start = source.pos
+    found = False
+    try:
+        while not found:
+            header = source.header()
+            if header is None:
+                break
+            kind, size, head = header
+            if size < 0 or size > MAX_INDEX_BYTES and kind == b"moof":
+                break  # refused when read for real
+            if kind != b"moof":
+                if not source.skip(size - head):
+                    break
+                continue
+            moof = source.read(size - head)
+            found = _negative_in_moof(moof)
+    except (Refusal, struct.error, IndexError):
+        pass  # whatever cannot be read here is refused when it is read for real
+    source.seek(start)
+    return found
+
+
+def _negative_in_moof(moof: bytes) -> bool:
+    pos = 0
+    while pos + 8 <= len(moof):
+        size, kind = _HEAD.unpack_from(moof, pos)
+        if size < 8 or pos + size > len(moof):
+            return False
+        if kind == b"traf":
+            at = pos + 8
+            while at + 8 <= pos + size:
+                inner, inner_kind = _HEAD.unpack_from(moof, at)
+                if inner < 8:
+                    return False
+                if inner_kind == b"trun" and at + 16 <= pos + size:
+                    flags = _U32.unpack_from(moof, at + 8)[0] & 0xFFFFFF
+                    count = _U32.unpack_from(moof, at + 12)[0]
+                    field = at + 16 + (4 if flags & _TRUN_OFFSET else 0) + (4 if flags & _TRUN_FIRST_FLAGS else 0)
+                    before = sum(4 for bit in (_TRUN_DURATION, _TRUN_SIZE, _TRUN_FLAGS) if flags & bit)
+                    width = before + (4 if flags & _TRUN_CTO else 0)
+                    if flags & _TRUN_CTO and width and field + count * width <= at + inner:
+                        for k in range(count):
+                            if moof[field + k * width + before] & 0x80:
+                                return True
+                at += inner
+        pos += size
+    return False
+
+
 # ---- the stream --------------------------------------------------------------------------------
 
 class Source:
@@ -1092,6 +1173,12 @@ class Source:
 
     def read(self, size: int) -> bytes:
         data = read_exactly(self.stream, size)
+        self.pos += len(data)
+        return data
+
+    def read_sample(self, size: int) -> bytearray:
+        """A sample's bytes, in a bytearray of their own (``events.read_sample``)."""
+        data = read_sample(self.stream, size)
         self.pos += len(data)
         return data
 
@@ -1267,6 +1354,10 @@ class _Reader:
                 # Chromium's MSE reads only fragments (Movie::Parse), FFmpeg the moov's samples too
                 yield Defect("a fragmented MP4 whose 'moov' lists samples (Chromium ignores them)", fatal=True)
                 return
+        if source.seekable and negative_offset_ahead(source):
+            yield Defect("a fragment gives a picture a negative composition offset (FFmpeg, which can seek, "
+                         "moves every earlier picture by it when it opens the file)", TIMING, fatal=True)
+            return
         fragments = Fragments(movie, track, description.protection, media_time)
         header: Optional[Tuple[bytes, int, int]] = None
         while True:
@@ -1352,7 +1443,15 @@ class _Reader:
                         yield ended
                         return
                     continue
-                data = source.read(size)
+                if hidden:
+                    # FFmpeg reads a fragment's samples without the edit list's discard flag: it shows
+                    # what the edit list hides from Chromium
+                    yield Defect("an edit list hides a picture of a fragment (FFmpeg shows it)", TIMING)
+                    if not source.skip(size):
+                        yield ended
+                        return
+                    continue
+                data = source.read_sample(size)
                 if len(data) < size:
                     yield ended
                     return
@@ -1378,6 +1477,12 @@ class _Reader:
             raise self.fail("no video samples")
         try:
             first = _edit_first(table, media_time)
+            shown = _first_shown(table, first, media_time) if edit_end is not None else media_time
+            if shown != media_time:
+                # FFmpeg puts the first picture it shows at the edit's start (mov_fix_index): the
+                # whole timeline moves by the difference; Chromium's reading keeps it
+                raise Refusal("the first picture shown is at %s, not at the edit list's media time %d (FFmpeg "
+                              "moves the whole timeline to it)" % (shown, media_time), TIMING)
         except Refusal as exc:
             yield Defect(exc.text, exc.reason, fatal=True)
             return
@@ -1452,7 +1557,7 @@ class _Reader:
                         yield Defect(ended, fatal=True)
                         return
                 else:
-                    data = source.read(sample_size)
+                    data = source.read_sample(sample_size)
                     if len(data) < sample_size:
                         if not yielded:
                             raise self.fail("cut short before its first sample")
