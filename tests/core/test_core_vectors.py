@@ -4,7 +4,7 @@ pure AES). tests/lib/test_vectors.py checks the same file with an independent im
 
 from _support import h, load_vectors, raises
 
-from segbind_core import nal, protect, sei
+from segbind_core import control, nal, protect, sei
 from segbind_core import tag as T
 from segbind_core.crypto import MacKey
 from segbind_core.keys import Epoch, command_key, epoch_root, period_root, slot_key
@@ -142,3 +142,28 @@ def test_chain_links():
             assert cur["seq"] == prev["seq"] + 1
             assert cur["link"] == prev["content_digest"][:16]
             assert cur["key_id"] != prev["key_id"]
+
+
+def test_commands_results_and_pairing_offer():
+    c = _doc()["commands"]
+    key = command_key(h(c["pairing_secret"]), c["owner"], c["camera"])
+    assert key == h(c["command_key"])
+    for name, op in (("rotate", control.ROTATE), ("release", control.RELEASE)):
+        v = c[name]
+        command = control.open_command(key, c["camera"], h(v["encoded"]))
+        assert (command.op, command.counter, command.epoch, command.period_s, command.shares, command.issued_ms) == \
+            (op, v["counter"], v["epoch"], v["period_s"], v["shares"], v["issued_ms"])
+        assert control.Command(op, c["camera"], c["owner"], v["counter"], v["epoch"], v["shares"], v["issued_ms"],
+                               v["period_s"]).encode(key) == h(v["encoded"])
+    for name in ("result", "refused_pairing_result"):
+        v = c[name]
+        result = control.open_result(key, c["camera"], h(v["encoded"]))
+        assert (control.OP_NAMES[result.op], result.status, result.counter, result.epoch, result.stream_id,
+                result.seq, result.detail) == (v["op"], v["status"], v["counter"], v["epoch"], v["stream_id"],
+                                               v["seq"], v["detail"])
+    offer = control.decode_pairing(h(c["pairing_offer"]["encoded"]))
+    assert (offer.owner, offer.camera, offer.secret, offer.expires_ms, offer.period_s) == \
+        (c["owner"], c["camera"], h(c["pairing_secret"]), c["pairing_offer"]["expires_ms"],
+         c["pairing_offer"]["period_s"])
+    assert raises(control.ControlError, control.open_command, bytes(32), c["camera"],
+                  h(c["rotate"]["encoded"])).reason == control.BAD_MAC

@@ -245,6 +245,40 @@ def test_chain():
             assert cur["period"] == prev["period"] + 1 and cur["key_id"] != prev["key_id"]  # across a period
 
 
+def command_bytes(kind: int, op: int, c: dict, v: dict, key: bytes) -> bytes:
+    """FORMAT.md section 8, written out: the signed bytes of a command or result, then its MAC."""
+    body = bytes([3, kind, op]) + F.ident(c["camera"]) + F.ident(c["owner"]) + F.leb128(v["counter"]) \
+        + F.leb128(v["epoch"])
+    if kind == 0x43:
+        if op == 2:
+            body += F.leb128(v["period_s"]) + bytes([len(v["shares"])]) + b"".join(F.ident(a) for a in v["shares"])
+        body += F.leb128(v["issued_ms"])
+    else:
+        status, detail = v["status"].encode("ascii"), v["detail"].encode("utf-8")
+        body += bytes([len(status)]) + status + F.leb128(v["stream_id"]) + F.leb128(v["seq"]) \
+            + F.leb128(len(detail)) + detail
+    return body + hmac_sha256(key, b"segbind/v3 command\x00" + body)
+
+
+def test_commands_results_and_pairing_offer():
+    c = SEGBIND["commands"]
+    pairing = h(c["pairing_secret"])
+    key = F.command_key(pairing, c["owner"], c["camera"])
+    assert key == h(c["command_key"])
+    assert command_bytes(0x43, 2, c, c["rotate"], key) == h(c["rotate"]["encoded"])
+    assert command_bytes(0x43, 3, c, c["release"], key) == h(c["release"]["encoded"])
+    assert (c["result"]["op"], c["refused_pairing_result"]["op"]) == ("rotate", "pair")
+    assert command_bytes(0x52, 2, c, c["result"], key) == h(c["result"]["encoded"])
+    assert command_bytes(0x52, 1, c, c["refused_pairing_result"], key) == h(c["refused_pairing_result"]["encoded"])
+    offer = c["pairing_offer"]
+    assert b"SBP3" + F.ident(c["owner"]) + F.ident(c["camera"]) + pairing + F.leb128(offer["expires_ms"]) \
+        + F.leb128(offer["period_s"]) == h(offer["encoded"])
+    # the edges: a multi-byte UTF-8 share and detail, a refused pairing saying nothing of the binding
+    assert any(len(a.encode()) != len(a) for a in c["rotate"]["shares"])
+    assert c["refused_pairing_result"]["detail"].encode() != c["refused_pairing_result"]["detail"].encode("latin-1")
+    assert (c["refused_pairing_result"]["epoch"], c["refused_pairing_result"]["stream_id"]) == (0, 0)
+
+
 # ---- the CPython core gives the same bytes ----------------------------------------------
 
 @pytest.mark.parametrize("chain", [[v] for v in SEGBIND["segments"]]
