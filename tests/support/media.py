@@ -77,7 +77,9 @@ def decoded_frames(path: Path) -> List[str]:
     import av
 
     out = []
-    with av.open(str(path)) as container:
+    # metadata_errors: PyAV decodes the container's metadata strings (an 'ftyp' brand, a handler
+    # name) as strict UTF-8 and would refuse a file FFmpeg plays (tests/media/test_mutations.py)
+    with av.open(str(path), metadata_errors="replace") as container:
         stream = container.streams.video[0]
         for packet in container.demux(stream):
             try:
