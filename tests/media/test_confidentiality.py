@@ -113,9 +113,14 @@ def luma(path: Path, fmt: str = "") -> List[np.ndarray]:
 
 @lru_cache(maxsize=None)
 def work() -> Path:
+    """A directory for this module's files, removed when the test process ends."""
+    import atexit
+    import shutil
     import tempfile
 
-    return Path(tempfile.mkdtemp(prefix="segbind-confidentiality-"))
+    path = Path(tempfile.mkdtemp(prefix="segbind-confidentiality-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 @lru_cache(maxsize=None)
