@@ -87,6 +87,13 @@ def hmac_over(data: bytes) -> Callable[[], None]:
     return lambda: hmac.digest(KEY, data, "sha256") and None
 
 
+def _hls_bytes(folder: Path) -> bytes:
+    """An fMP4 HLS stream's bytes as one stream: the init segment, then the media segments."""
+    files = sorted(folder.iterdir())
+    return b"".join(p.read_bytes() for p in [p for p in files if p.suffix == ".mp4"] +
+                    [p for p in files if p.suffix == ".m4s"])
+
+
 def verify_with_open(source: object, decrypt: bool = False) -> Callable[[], None]:
     """segbind.open end to end; with ``decrypt``, each accepted segment's plaintext too (what a
     decoder is handed: ``SegmentResult.data``)."""
@@ -124,7 +131,7 @@ def throughput(work: Path, rounds: int, hevc: bool = False) -> List[tuple]:
     (work / (name + "hls")).mkdir()
     playlist = work / (name + "hls") / "t.m3u8"
     write_hls(str(annexb), str(playlist), "fmp4", 2.0)
-    hls_bytes = b"".join(p.read_bytes() for p in sorted(playlist.parent.iterdir()) if p.suffix in (".mp4", ".m4s"))
+    hls_bytes = _hls_bytes(playlist.parent)
     rows = [("tag as it arrives (Segmenter + Tagger)" + mark,
              best_ratio(hmac_over(video), lambda: tag_stream(video) and None, rounds), None, len(video))]
     for label, path, data in (("Annex-B", annexb, tagged), ("MPEG-TS", work / (name + ".ts"), None),
@@ -158,7 +165,7 @@ def picture_costs(work: Path, rounds: int, hevc: bool = False) -> List[tuple]:
 
     name, ext = ("h", ".h265") if hevc else ("t", ".h264")
     hls = work / (name + "hls")
-    hls_bytes = b"".join(p.read_bytes() for p in sorted(hls.iterdir()) if p.suffix in (".mp4", ".m4s"))
+    hls_bytes = _hls_bytes(hls)
     rows = []
     for label, path, data in (("Annex-B", work / (name + ext), None), ("MPEG-TS", work / (name + ".ts"), None),
                               ("MP4", work / (name + ".mp4"), None), ("fMP4 HLS", hls / "t.m3u8", hls_bytes),
