@@ -324,12 +324,12 @@ def peak_rss_kib(cmd: List[str]) -> int:
 def segment_memory(work: Path, size: int) -> List[tuple]:
     """(container, extra MiB over the small segment's run, the segment's MiB) for ``segbind verify``
     of one segment of ``size`` bytes of 4-byte NAL units, as Annex-B and as (fragmented) MP4."""
-    from segbind.web.fmp4 import SegmentTiming, fragment_of_samples, init_segment
+    from segbind.web.fmp4 import fragment_of_samples, init_segment, segment_fields
 
     tagged, aus = tiny_units_segment(size)
     (work / "tiny.h264").write_bytes(tagged)
     init = init_segment(tagged[:8192] if len(aus[0]) < 64 else b"".join(START_CODE + u for u in aus[0][:5]))
-    frag = fragment_of_samples(aus, 1, SegmentTiming(1, T0, 200, len(aus)))
+    frag = fragment_of_samples(aus, 1, segment_fields(aus[0]))  # Common Encryption, as the tag says
     (work / "tiny.mp4").write_bytes(init + frag)
     small, _ = tiny_units_segment(1)
     (work / "small.h264").write_bytes(small)
