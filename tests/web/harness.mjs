@@ -2,6 +2,7 @@
 // tests can compare them with the Python verifier's on the same bytes.
 //
 //   node tests/web/harness.mjs verdicts CASES.json    -> {"NAME": [reason, ...], ...}
+//   node tests/web/harness.mjs media CASES.json       -> {"NAME": {init, fragments}, ...}
 //   node tests/web/harness.mjs grants CASES.json      -> {"NAME": "ok" | refusal, ...}
 //
 // verdicts: each case is {name, keyring: [BINDING, ...] (segbind.Binding.to_json: period keys
@@ -14,6 +15,10 @@
 // list of reasons, the verdicts of those reasons only. With `plaintext: true`, each accepted
 // segment also reports "plaintext SHA256" of what it decrypts to (an Annex-B segment, a stream's
 // segment; a fragment's segments only when the whole fragment passes, as the gate decrypts them).
+//
+// media: each case is {name, keyring, inputs: [{init: HEX}, {fragment: HEX}, ...]}: what a
+// display that decrypts hands its decoder, {init: HEX (the init segment it appends), fragments:
+// [HEX | null, ...] (each fragment's clear fMP4, null when held)}.
 //
 // grants: each case is {name, display: {id, secret}, owner: ACCOUNT CARD | null,
 // messages: [SEALED, ...]}; the display opens the messages in turn and reports, for each,
@@ -74,6 +79,21 @@ async function verdicts(c) {
   return out;
 }
 
+async function media(c) {
+  const gate = new FragmentGate(new StreamVerifier(await keyringOf(c.keyring)), { decrypt: true });
+  const out = { init: null, fragments: [] };
+  for (const input of c.inputs) {
+    if (input.init !== undefined) {
+      if (gate.init(fromHex(input.init))) throw new Error(`init refused: ${gate.initProblem}`);
+      out.init ??= toHex(gate.initMedia);
+    } else {
+      const { media: clear } = await gate.fragment(fromHex(input.fragment));
+      out.fragments.push(clear && toHex(clear));
+    }
+  }
+  return out;
+}
+
 async function grants(c) {
   const identity = await DisplayIdentity.fromSecret(c.display.id, fromHex(c.display.secret));
   if (c.owner) await identity.pin(c.owner);
@@ -93,9 +113,9 @@ async function grants(c) {
 }
 
 const [mode, file] = process.argv.slice(2);
-const run = { verdicts, grants }[mode];
+const run = { verdicts, media, grants }[mode];
 if (!run || !file) {
-  process.stderr.write("usage: node harness.mjs verdicts|grants CASES.json\n");
+  process.stderr.write("usage: node harness.mjs verdicts|media|grants CASES.json\n");
   process.exit(2);
 }
 const cases = JSON.parse(fs.readFileSync(file, "utf8"));

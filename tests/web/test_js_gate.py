@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
+from host_sim import clips
 from segbind.web import fmp4
 from segbind_core.nal import START_CODE, annexb_units, to_annexb
 from segbind_core.protect import protected_bytes
@@ -33,12 +34,14 @@ from tests.support.media import rewrite_packets
 from tests.support.tagged import T0, body_of, epoch, raw_segments
 from tests.support.web import (
     CAMERA_KINDS,
+    RINGS,
     agree,
     case,
     ffmpeg_hls_of,
     fmp4_chunks,
     fmp4_inputs,
     hls_chunks,
+    js_results,
     owner_remux,
     segbind_hls_of,
     segments_of,
@@ -631,3 +634,39 @@ def test_common_encryption_is_read_alike(tmp_path: Path) -> None:
     for name, text in texts.items():
         assert len(py[name]) == 2 and py[name][0].startswith(text) and py[name][1] == "held", (name, py[name])
         assert py[name + ", stranger"] == ["no_grant", "held"], (name, py[name + ", stranger"])
+
+
+# ---- what a display that decrypts hands its decoder -----------------------------------------------------------
+
+@pytest.mark.parametrize("codec", sorted(KINDS))
+def test_what_the_gate_decrypts_decodes_to_the_encoders_pictures(codec: str, work: Path, tmp_path: Path) -> None:
+    """A display that decrypts (FragmentGate's ``decrypt``) hands its decoder the init segment, its
+    protection renamed away, and for each fragment that passed a clear fMP4 of the verified segments
+    decrypted: FFmpeg decodes it to exactly the pictures the camera's encoder made, whether the
+    cloud packaged 'cenc' (segbind hls) or a keyless remux carried the protected form in a clear
+    track (ffmpeg's HLS muxer); nothing is handed on for a stranger."""
+    from tests.support.media import decoded_frames
+
+    source = tmp_path / ("source.%s" % ("h264" if codec == "h264" else "hevc"))
+    source.write_bytes(clips.make_kind(KINDS[codec]))
+    expected = decoded_frames(source)
+    assert len(expected) > 30
+    outputs = {"segbind hls": segbind_hls(codec, work), "ffmpeg hls": ffmpeg_hls(codec, work)}
+    cases = [{"name": name + ring, "keyring": RINGS[ring.strip(", ") or "alice"](), "inputs": fmp4_inputs(*chunks)}
+             for name, chunks in outputs.items() for ring in ("", ", eve")]
+    media = js_results("media", cases, tmp_path)
+    for name, chunks in outputs.items():
+        own, stranger = media[name], media[name + ", eve"]
+        assert len(own["fragments"]) == len(chunks) - 1 and all(own["fragments"]), name
+        assert stranger["fragments"] == [None] * (len(chunks) - 1), name
+        init = bytes.fromhex(own["init"])
+        assert b"encv" not in init and b"sinf" not in init and b"pssh" not in init  # renamed: a clear track
+        clear = [bytes.fromhex(f) for f in own["fragments"]]
+        assert not any(b"senc" in f for f in clear)
+        path = tmp_path / ("%s.mp4" % name.replace(" ", "-"))
+        path.write_bytes(init + b"".join(clear))
+        assert decoded_frames(path) == expected, name
+        # and the keyless bytes the cloud served decode to none of the camera's pictures
+        served = tmp_path / ("%s-served.mp4" % name.replace(" ", "-"))
+        served.write_bytes(b"".join(chunks))
+        assert not set(decoded_frames(served)) & set(expected), name

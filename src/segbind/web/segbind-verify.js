@@ -134,17 +134,10 @@ export async function sha256(data) {
 
 // ---- NAL units --------------------------------------------------------------------------------
 
-/** Offsets of every 00 00 01 in buf (non-overlapping, left to right). */
+/** Offsets of every 00 00 01 in buf (they never overlap), left to right. */
 function startCodes(buf) {
   const found = [];
-  const n = buf.length;
-  let i = 0;
-  while (i + 2 < n) {
-    const third = buf[i + 2];
-    if (third > 1) { i += 3; continue; }
-    if (third === 1 && buf[i] === 0 && buf[i + 1] === 0) { found.push(i); i += 3; continue; }
-    i += 1;
-  }
+  for (let k = zeroPairAt(buf, 0, buf.length, 1, 1); k >= 0; k = zeroPairAt(buf, k + 3, buf.length, 1, 1)) found.push(k);
   return found;
 }
 
@@ -381,7 +374,7 @@ export class Verdict {
   async plaintext() {
     if (!this.accepted || !this._accepted) return null;
     const { form, binding } = this._accepted;
-    return unprotect(form.output(), this.tag, binding.content);
+    return (await unprotect(form.output(), this.tag, binding.content)).plain;
   }
 
   toString() { return this.reason + (this.detail ? ": " + this.detail : ""); }
@@ -433,30 +426,47 @@ export function counterBlock(domain, streamId, seq) {
 
 /**
  * The first i in [begin, end - 1) where buf[i] and buf[i + 1] are both zero, -1 when nowhere:
- * what emulation prevention (and its undoing) looks at. A word at a time (random ciphertext has
- * a zero byte in one word of sixty-four), bytes where a word holds a zero.
+ * what emulation prevention (and its undoing) looks at.
  */
 function zeroPair(buf, begin, end) {
-  if (end - begin < 2) return -1;
+  for (let i = begin; i + 1 < end; i++) if (buf[i] === 0 && buf[i + 1] === 0) return i;
+  return -1;
+}
+
+/** Whether 00 00 begins at buf[k], followed inside buf[..end] by a byte from `low` to `high`. */
+function pairBefore(buf, k, end, low, high) {
+  return buf[k + 1] === 0 && buf[k] === 0 && k + 2 < end && buf[k + 2] >= low && buf[k + 2] <= high;
+}
+
+/**
+ * The first k in [begin, end - 2) where buf[k:k+3] is 00 00 and a byte from `low` to `high` (a
+ * start code, where emulation prevention puts a 03, or where one was put); -1 when nowhere. A
+ * word at a time, the masks never leaving int32: a word whose bytes 0-1, 1-2 or 2-3 are zero, or
+ * whose first or last byte is (a pair across two words), has its bytes looked at: about one word
+ * in a hundred of random ciphertext.
+ */
+function zeroPairAt(buf, begin, end, low, high) {
   const base = buf.byteOffset;
   let i = begin;
-  const first = Math.min(end, begin + ((4 - ((base + begin) & 3)) & 3));
-  for (; i < first; i++) if (buf[i] === 0 && i + 1 < end && buf[i + 1] === 0) return i;
+  const head = Math.min(end, begin + ((4 - ((base + begin) & 3)) & 3));
+  for (; i < head; i++) if (pairBefore(buf, i, end, low, high)) return i;
   const words = (end - i) >> 2;
   if (words > 0) {
-    const view = new Uint32Array(buf.buffer, base + i, words);
+    const view = new Int32Array(buf.buffer, base + i, words);
     for (let w = 0; w < words; w++) {
-      const v = view[w];
-      if (((v - 0x01010101) & ~v & 0x80808080) !== 0) {
-        const at = i + 4 * w;
-        for (let k = at; k < at + 4; k++) if (buf[k] === 0 && k + 1 < end && buf[k + 1] === 0) return k;
+      const v = view[w];  // little-endian or not, a zero pair inside it zeroes one of these masks
+      if ((v & 0xffff) === 0 || (v & 0xffff00) === 0 || (v & 0xffff0000) === 0 || (v & 0xff000000) === 0 || (v & 0xff) === 0) {
+        for (let k = i + 4 * w, last = k + 4; k < last; k++) if (pairBefore(buf, k, end, low, high)) return k;
       }
     }
     i += 4 * words;
   }
-  for (; i < end; i++) if (buf[i] === 0 && i + 1 < end && buf[i + 1] === 0) return i;
+  for (; i < end; i++) if (pairBefore(buf, i, end, low, high)) return i;
   return -1;
 }
+
+/** Whether buf[begin:end] holds 00 00 followed by a byte from `low` to `high`. */
+function zeroPairBefore(buf, begin, end, low, high) { return zeroPairAt(buf, begin, end, low, high) >= 0; }
 
 /** How many zero bytes end buf[begin:end] (0, 1 or 2: what emulation prevention counts). */
 function trailingZeros(buf, begin, end) {
@@ -515,7 +525,7 @@ function unescapeCipher(data, zerosBefore) {
  * (a view) when nothing needs escaping, which is almost always.
  */
 function protectedForm(buf, begin, end, lead) {
-  if (zeroPair(buf, Math.max(begin, begin + lead - 2), end) < 0) return buf.subarray(begin, end);
+  if (!zeroPairBefore(buf, Math.max(begin, begin + lead - 2), end, 0, 3)) return buf.subarray(begin, end);
   const cipher = escapeCipher(buf.subarray(begin + lead, end - 1), trailingZeros(buf, begin, begin + lead), buf[end - 1]);
   return concatBytes([buf.subarray(begin, begin + lead), cipher, buf.subarray(end - 1, end)]);
 }
@@ -534,12 +544,14 @@ function isAud(header, codec) {
  * decrypted under its period's content key (a WebCrypto AES-CTR key, not extractable): each
  * picture unit's bytes after the clear lead but its last, unescaped, are the segment's one
  * keystream, each access unit's from a fresh counter block. One AES-CTR call for the segment.
+ * Returns {plain, units}: the plaintext (Annex-B, the same start codes) and where its units are
+ * ([begin, end) of each, without its start code), as annexbUnits would find them.
  */
 async function unprotect(data, tag, contentKey) {
   const codec = tag.codec;
   const lead = tag.clearLead;
   const { units } = annexbUnits(data);
-  const pieces = [];   // [begin, end, cipher]: each protected range, its ciphertext
+  const pieces = [];   // [begin, end, cipher, offset]: each protected range, its ciphertext, where in the keystream
   let size = 0;        // the keystream's bytes so far (padded at each access unit that used it)
   let opened = false;
   for (const unit of units) {
@@ -554,12 +566,13 @@ async function unprotect(data, tag, contentKey) {
     if (!isVcl(header, codec) || end - begin - 1 <= lead) continue;
     const from = begin + lead;
     let cipher = data.subarray(from, end - 1);
-    if (zeroPair(data, Math.max(begin, from - 2), end - 1) >= 0) cipher = unescapeCipher(cipher, trailingZeros(data, begin, from));
+    if (zeroPairBefore(data, Math.max(begin, from - 2), end - 1, 3, 3)) cipher = unescapeCipher(cipher, trailingZeros(data, begin, from));
     pieces.push([from, end - 1, cipher, size]);
     size += cipher.length;
     opened = true;
   }
-  if (!pieces.length) return data.slice();
+  const spans = units.map((u) => [u.byteOffset - data.byteOffset, u.byteOffset - data.byteOffset + u.length]);
+  if (!pieces.length) return { plain: data.slice(), units: spans };
   const stream = new Uint8Array(size);
   for (const [, , cipher, at] of pieces) stream.set(cipher, at);
   const domain = tag.still ? DOMAIN_STILL : DOMAIN_SEGMENT;
@@ -578,7 +591,16 @@ async function unprotect(data, tag, contentKey) {
     from = end;
   }
   out.set(data.subarray(from), at);
-  return out;
+  // each unit moves back by what the escapes removed before it, and ends earlier by its own
+  let shift = 0;
+  let p = 0;
+  for (const span of spans) {
+    for (; p < pieces.length && pieces[p][1] <= span[0]; p++) shift += pieces[p][1] - pieces[p][0] - pieces[p][2].length;
+    span[0] -= shift;
+    for (; p < pieces.length && pieces[p][1] <= span[1]; p++) shift += pieces[p][1] - pieces[p][0] - pieces[p][2].length;
+    span[1] -= shift;
+  }
+  return { plain: out, units: spans };
 }
 
 
@@ -1438,14 +1460,14 @@ function subsamplesOf(units, codec, lead, lengthSize) {
   return out;
 }
 
-/** The counter block `blocks` blocks after `initial` (a 128-bit big-endian counter). */
+/** The counter block `blocks` (< 2^53) blocks after `initial` (a 128-bit big-endian counter). */
 function counterBlockAfter(initial, blocks) {
   const out = initial.slice();
-  let carry = BigInt(blocks);
+  let carry = blocks;
   for (let i = 15; i >= 0 && carry; i--) {
-    const sum = BigInt(out[i]) + (carry & 0xffn);
-    out[i] = Number(sum & 0xffn);
-    carry = (carry >> 8n) + (sum >> 8n);
+    const sum = out[i] + (carry % 256);
+    out[i] = sum & 255;
+    carry = Math.floor(carry / 256) + (sum >> 8);
   }
   return out;
 }
@@ -1533,9 +1555,17 @@ export class CencSamples {
     for (const [, p] of derived) total += p;
     this.blocks += Math.ceil(total / 16);
     // the protected form: the sample itself when its lengths are 4 bytes and nothing needs escaping
-    const forms = units.map(([begin, end]) => (protectedSize(data[begin], end - begin, codec, lead)
-      ? protectedForm(data, begin, end, lead) : data.subarray(begin, end)));
-    if (size === 4 && forms.every((form, k) => form.length === units[k][1] - units[k][0])) return [data, 4, problem];
+    let forms = null;
+    for (let k = 0; k < units.length; k++) {
+      const [begin, end] = units[k];
+      if (!protectedSize(data[begin], end - begin, codec, lead)) continue;
+      const form = protectedForm(data, begin, end, lead);
+      if (form.length === end - begin && form.buffer === data.buffer) continue;  // the unit itself
+      forms ??= units.map(([b, e]) => data.subarray(b, e));
+      forms[k] = form;
+    }
+    if (forms === null && size === 4) return [data, 4, problem];
+    forms ??= units.map(([b, e]) => data.subarray(b, e));
     const out = new Uint8Array(forms.reduce((n, f) => n + 4 + f.length, 0));
     let at = 0;
     for (const form of forms) {
@@ -2029,28 +2059,6 @@ function compareText(a, b) {
 const u32be = (out, at, v) => { out[at] = v >>> 24; out[at + 1] = (v >>> 16) & 255; out[at + 2] = (v >>> 8) & 255; out[at + 3] = v & 255; };
 const ascii = (text) => Uint8Array.from(text, (c) => c.charCodeAt(0));
 
-function mp4Box(type, ...parts) {
-  const size = 8 + parts.reduce((n, p) => n + p.length, 0);
-  const out = new Uint8Array(size);
-  u32be(out, 0, size);
-  out.set(ascii(type), 4);
-  let at = 8;
-  for (const p of parts) { out.set(p, at); at += p.length; }
-  return out;
-}
-
-function fullBox(type, version, flags, ...parts) {
-  const head = new Uint8Array(4);
-  u32be(head, 0, ((version << 24) | flags) >>> 0);
-  return mp4Box(type, head, ...parts);
-}
-
-function u32s(...values) {
-  const out = new Uint8Array(4 * values.length);
-  values.forEach((v, k) => u32be(out, 4 * k, v >>> 0));
-  return out;
-}
-
 /** The boxes of buf[start:end]: [type, start, end, header size]; an Error when they do not tile it. */
 function boxesIn(buf, start, end) {
   const out = [];
@@ -2114,14 +2122,16 @@ export function clearInit(init) {
   return { bytes: out, trackId };
 }
 
-/** A segment's decrypted units grouped into its container's samples (each begins at its delimiter). */
-function unitsBySample(plain, samples, codec) {
-  const { units } = annexbUnits(plain);
+/**
+ * A segment's decrypted units grouped into its container's samples (each begins at its
+ * delimiter): the [begin, end) of each sample's units in `plain`.
+ */
+function unitsBySample(plain, spans, samples, codec) {
   const out = samples.map(() => []);
   let k = -1;
   let left = 0;  // delimiters left in the current sample (an H.264 frame's two fields: two)
-  for (const unit of units) {
-    if (isAud(unit[0], codec)) {
+  for (const span of spans) {
+    if (isAud(plain[span[0]], codec)) {
       if (left === 0) {
         k++;
         if (k >= samples.length) throw new Error("more access units than samples");
@@ -2130,48 +2140,60 @@ function unitsBySample(plain, samples, codec) {
       left--;
     }
     if (k < 0) throw new Error("a unit before the first sample's delimiter");
-    out[k].push(unit);
+    out[k].push(span);
   }
   if (k !== samples.length - 1) throw new Error("fewer access units than samples");
   return out;
 }
 
-/** moof + mdat for each run of samples whose decode times follow on: [{units, pts, dts, duration, sync}]. */
+/**
+ * moof + mdat for each run of samples whose decode times follow on; samples are [{plain, units:
+ * [[begin, end], ...], pts, dts, duration, sync}] (each unit in its segment's plaintext), written
+ * behind `lengthSize`-byte lengths into one buffer.
+ */
 function clearFragment(samples, trackId, lengthSize, sequence) {
-  const parts = [];
-  let first = 0;
-  while (first < samples.length) {
+  const sizes = samples.map(({ units }) => units.reduce((n, [b, e]) => n + lengthSize + e - b, 0));
+  const runs = [];
+  for (let first = 0; first < samples.length;) {
     let last = first + 1;
     while (last < samples.length && samples[last].dts === samples[last - 1].dts + samples[last - 1].duration) last++;
-    const run = samples.slice(first, last);
-    const data = run.map(({ units }) => {
-      const sample = new Uint8Array(units.reduce((n, u) => n + lengthSize + u.length, 0));
-      let at = 0;
-      for (const unit of units) {
-        if (unit.length >= 2 ** (8 * lengthSize)) throw new Error(`a unit of ${unit.length} bytes behind a ${lengthSize}-byte length`);
-        for (let b = 0; b < lengthSize; b++) sample[at + b] = Math.floor(unit.length / 2 ** (8 * (lengthSize - 1 - b))) & 255;
-        sample.set(unit, at + lengthSize);
-        at += lengthSize + unit.length;
-      }
-      return sample;
-    });
-    const negative = run.some((s) => s.pts < s.dts);
-    const entries = new Uint8Array(16 * run.length);
-    run.forEach((s, k) => {
-      u32be(entries, 16 * k, s.duration);
-      u32be(entries, 16 * k + 4, data[k].length);
-      u32be(entries, 16 * k + 8, s.sync ? 0x02000000 : 0x01010000);
-      u32be(entries, 16 * k + 12, (s.pts - s.dts) >>> 0);
-    });
-    const dts = run[0].dts;
-    const moof = (offset) => mp4Box("moof", fullBox("mfhd", 0, 0, u32s(sequence)),
-      mp4Box("traf", fullBox("tfhd", 0, 0x020000, u32s(trackId)), fullBox("tfdt", 1, 0, u32s(Math.floor(dts / 2 ** 32), dts % 2 ** 32)),
-        fullBox("trun", negative ? 1 : 0, 0x000f01, u32s(run.length, offset), entries)));
-    const size = moof(0).length;
-    parts.push(moof(size + 8), mp4Box("mdat", ...data));
+    runs.push([first, last]);
     first = last;
   }
-  return concatBytes(parts);
+  const moofSize = (count) => 8 + 16 + 8 + 16 + 20 + 8 + 4 + 8 + 16 * count;  // moof, mfhd, traf, tfhd, tfdt, trun
+  const total = runs.reduce((n, [a, z]) => n + moofSize(z - a) + 8 + sizes.slice(a, z).reduce((x, y) => x + y, 0), 0);
+  const out = new Uint8Array(total);
+  let at = 0;
+  const put32 = (v) => { u32be(out, at, v >>> 0); at += 4; };
+  const head = (size, type) => { put32(size); out.set(ascii(type), at); at += 4; };
+  for (const [first, last] of runs) {
+    const count = last - first;
+    const media = sizes.slice(first, last).reduce((x, y) => x + y, 0);
+    const negative = samples.slice(first, last).some((x) => x.pts < x.dts);
+    const dts = samples[first].dts;
+    head(moofSize(count), "moof");
+    head(16, "mfhd"); put32(0); put32(sequence);
+    head(moofSize(count) - 24, "traf");
+    head(16, "tfhd"); put32(0x020000); put32(trackId);
+    head(20, "tfdt"); put32(0x01000000); put32(Math.floor(dts / 2 ** 32)); put32(dts % 2 ** 32);
+    head(20 + 16 * count, "trun"); put32(((negative ? 1 : 0) << 24) | 0x000f01); put32(count); put32(moofSize(count) + 8);
+    for (let k = first; k < last; k++) {
+      const x = samples[k];
+      put32(x.duration); put32(sizes[k]); put32(x.sync ? 0x02000000 : 0x01010000); put32(x.pts - x.dts);
+    }
+    head(8 + media, "mdat");
+    for (let k = first; k < last; k++) {
+      const { plain, units } = samples[k];
+      for (const [begin, end] of units) {
+        const size = end - begin;
+        if (size >= 2 ** (8 * lengthSize)) throw new Error(`a unit of ${size} bytes behind a ${lengthSize}-byte length`);
+        for (let b = lengthSize - 1; b >= 0; b--) out[at + lengthSize - 1 - b] = Math.floor(size / 2 ** (8 * b)) & 255;
+        out.set(plain.subarray(begin, end), at + lengthSize);
+        at += lengthSize + size;
+      }
+    }
+  }
+  return out;
 }
 
 // ---- a gate in front of a decoder -------------------------------------------------------------------------
@@ -2269,9 +2291,11 @@ export class FragmentGate {
   async _decrypted(verdicts, trackId, lengthSize, codec) {
     const samples = [];
     for (const verdict of verdicts) {
-      const clear = verdict.clear = await verdict.plaintext();
-      const timing = verdict._accepted.form.samples;
-      unitsBySample(clear, timing, verdict.tag.codec || codec).forEach((units, k) => samples.push({ ...timing[k], units }));
+      const { form, binding } = verdict._accepted;
+      const { plain, units } = await unprotect(form.output(), verdict.tag, binding.content);
+      verdict.clear = plain;
+      unitsBySample(plain, units, form.samples, verdict.tag.codec || codec)
+        .forEach((spans, k) => samples.push({ ...form.samples[k], plain, units: spans }));
     }
     this._sequence = (this._sequence + 1) >>> 0;
     return clearFragment(samples, trackId, lengthSize, this._sequence);
