@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
+from host_sim.display_host import DisplayHost
 from segbind.grants import DisplayCard
 
 if TYPE_CHECKING:
@@ -135,8 +136,9 @@ def demo_screenshot(path: Path | str = "out/display.png", bug: bool = True, seco
                     timeout: float = 60) -> Dict[str, Any]:
     """Run the demo households (``host_sim.households``: the reference cloud, the owners' apps,
     cameras on the agent core) and serve them with the 2020 cache fault on; open alice's
-    display in chromium, enroll it, have her app grant it her cameras, let it play, and write
-    the screenshot. Returns what each tile appended and refused, and the edge's mix-ups."""
+    display in chromium (its bundle from an origin of its own, ``host_sim.display_host``),
+    enroll it, have her app grant it her cameras, let it play, and write the screenshot.
+    Returns what each tile appended and refused, and the edge's mix-ups."""
     from host_sim.fleet import RealTimeScheduler
     from host_sim.households import Households
     from host_sim.web import Faults, WebCloud
@@ -144,8 +146,8 @@ def demo_screenshot(path: Path | str = "out/display.png", bug: bool = True, seco
     world = Households(RealTimeScheduler().start()).start()
     try:
         world.wait_live(3, timeout)
-        with WebCloud(world.cloud, Faults(cache_2020=bug)) as web, chromium() as driver:
-            page = DisplayPage(driver, web.url + "/a/alice/display?display=alice-tv").open()
+        with WebCloud(world.cloud, Faults(cache_2020=bug)) as web, DisplayHost() as site, chromium() as driver:
+            page = DisplayPage(driver, site.page(web.url, "alice", "alice-tv")).open()  # its own origin
             code = enroll(page, world.alice.app)
             world.alice.app.push_grants()
             progress = Progress()
