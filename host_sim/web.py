@@ -264,7 +264,8 @@ def make_app(source: LiveSource, edge: Optional[EdgeCache] = None, warm_every_s:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            response = exc
+            exc.headers["Access-Control-Allow-Origin"] = "*"
+            raise
         response.headers["Access-Control-Allow-Origin"] = "*"
         return response
 
