@@ -35,13 +35,16 @@ class BrowserError(RuntimeError):
 
 
 @contextlib.contextmanager
-def chromium(width: int = 1060, height: int = 720) -> Iterator[Any]:
-    """Headless chromium under Selenium, Debian's binaries only; quits on exit."""
+def chromium(width: int = 1060, height: int = 720, log: bool = False) -> Iterator[Any]:
+    """Headless chromium under Selenium, Debian's binaries only; quits on exit. With ``log``, the
+    pages' console messages are kept (``driver.get_log("browser")``)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    if log:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--mute-audio",
                 "--autoplay-policy=no-user-gesture-required", "--window-size=%d,%d" % (width, height),
                 "--force-device-scale-factor=1", "--disable-gpu"):

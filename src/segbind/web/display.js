@@ -174,6 +174,7 @@ class Tile {
       this.refuse(bad, url, frag.sn);
       return null;
     }
+    this.decrypted += verdicts.length;  // the gate decrypted them: every segment of the fragment verified
     const tags = verdicts.map((v) => tagInfo(v.tag));
     if (this.camera === null) {
       const key = streamKey(tags[0].owner, tags[0].camera);
@@ -189,7 +190,6 @@ class Tile {
       this.verifier.camera = this.camera;  // from now on this tile is this stream's alone
       this.verifier.owner = this.owner;
     }
-    this.decrypted += verdicts.length;
     const flagged = tags.filter((t) => this.display.superseded(t.owner, t.camera, t.epoch, t.capture_ms)).length;
     this.superseded += flagged;
     this.flagged = flagged > 0;
@@ -344,6 +344,7 @@ class Tile {
     const box = this.video.getBoundingClientRect();
     return {
       feed: this.feed.camera, owner: this.owner, camera: this.camera, appended: this.appended, refused: this.refused,
+      passed: [...this.passed.entries()].map(([sn, tags]) => ({ sn, tags })),
       decrypted: this.decrypted, superseded: this.superseded, unverifiedAppends: this.unverifiedAppends,
       currentTime: this.video.currentTime, decodedFrames: q ? q.totalVideoFrames : null, stale: this.stale, frozen: this.frozen,
       finished: this.finished, rect: { x: box.x, y: box.y, width: box.width, height: box.height },
