@@ -361,8 +361,11 @@ def test_the_display_runs_only_its_pinned_code(households) -> None:
     never runs in it (the cloud's page shows that code would run, were it loaded). A tampered copy
     of the verifier on the display's own origin (a mirror gone bad) is refused by the browser: its
     hash is not the one the loader page pins, and the display starts nothing rather than run it."""
+    from segbind.web import ASSETS
+
     strangers = key_ids(households.eve)
-    code = {"display.html": HOSTILE_PAGE, "segbind-verify.js": tampered_verifier()}
+    code = {"display.html": HOSTILE_PAGE, "segbind-verify.js": tampered_verifier(),
+            **{name: (ASSETS / name).read_bytes() for name in ("segbind-mp4.js", "segbind-syntax.js")}}
     with WebCloud(households.cloud, Faults(cache_2020=True, code=code)) as web, DisplayHost() as site, \
             DisplayHost(overrides={"segbind-verify.js": tampered_verifier()}) as mirror, chromium(log=True) as driver:
         # the attack is real: the cloud's page runs the tampered verifier
