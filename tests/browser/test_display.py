@@ -376,10 +376,16 @@ def test_the_display_runs_only_its_pinned_code(households) -> None:
         served = dict(web.stats.code)
         # the display: pinned code only, from its own origin
         page = open_display(driver, site, web, households, "tv-code")
-        page.wait(lambda: all(any(r["tag"] and r["tag"]["key_id"] in strangers for r in t["refused"])
-                              for t in page.state()["tiles"]) and page.state()["tiles"], 90,
-                  "the display's own gate to refuse eve's fragments")
-        seen = observed(driver)
+        progress = Progress()
+
+        def refused_and_played() -> Dict[str, Any]:
+            seen = observed(driver)
+            tiles = seen["state"]["tiles"]
+            done = progress.playing(seen["state"], 2, 1.0) and all(
+                any(r["tag"] and r["tag"]["key_id"] in strangers for r in t["refused"]) for t in tiles)
+            return seen if done else {}
+
+        seen = page.wait(refused_and_played, 90, "alice's cameras to play, and the display's own gate to refuse eve's")
         assert driver.execute_script("return globalThis.__tampered === undefined")
         scripts = driver.execute_script("return performance.getEntriesByType('resource')"
                                         ".filter((e) => e.initiatorType === 'script' || e.name.endsWith('.js'))"
