@@ -35,6 +35,8 @@ def counter_block(domain: int, stream_id: int, seq: int) -> bytes:
     """The initial counter block of a segment's keystream (FORMAT.md 4.3): u8 domain, u48
     stream id, u32 seq, then a 40-bit block counter from zero. Each access unit's protected
     bytes begin at a fresh block of it."""
+    if not 0 <= stream_id < 1 << 48 or not 0 <= seq < 1 << 32:  # a ValueError, as the tag's own checks
+        raise ValueError("stream id or sequence number out of range")
     return bytes((domain,)) + stream_id.to_bytes(6, "big") + seq.to_bytes(4, "big") + bytes(5)
 
 
@@ -196,6 +198,8 @@ def protected_form(unit: "Buffer", lead: int, cipher: "Buffer") -> bytes:
     """A picture unit's protected form from its clear bytes (``unit[:lead]`` and its last byte,
     as a Common Encryption sample stores them) and its ``cipher`` (the protected range)."""
     n = len(unit)
+    if n - 1 <= lead:  # nothing protected (FORMAT.md 4.1): the unit is its own protected form
+        return bytes(unit)
     return bytes(unit[:lead]) + escape(cipher, _trailing_zeros(unit[:lead]), unit[n - 1]) + bytes(unit[n - 1:])
 
 
