@@ -12,8 +12,8 @@ import sys
 import threading
 
 from host_sim import clips
-from tests.support import run_cli
 from segbind import Keyring
+from tests.support import run_cli
 from tests.support.media import decrypted, verify
 from tests.support.rtsp import wait_until
 
