@@ -50,9 +50,10 @@ from segbind_core.tagger import Tagger
 
 CHUNK = 1 << 16
 EPOCH = Epoch.of_pairing(hashlib.sha256(b"bench").digest(), "alice", "cam-1", 1, [])
-RING = Keyring([Binding.of_epoch(EPOCH)])
-KEY = Binding.of_epoch(EPOCH).key
 T0 = 1_795_000_000_000
+# The owner's keys (format 3: a period's) for every capture time these benchmarks tag: a day from T0.
+RING = Keyring(Binding.periods_of_epoch(EPOCH, T0, T0 + 86_400_000))
+KEY = RING.bindings()[0].key  # a 32-byte key for the raw HMAC baseline
 
 
 def best_time(run: Callable[[], None], rounds: int) -> float:
