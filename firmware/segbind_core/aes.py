@@ -345,6 +345,18 @@ def _update_into_takes_exact_buffers() -> bool:
     return True
 
 
+def _openssl_usable() -> bool:
+    """True when cryptography's OpenSSL backend loads: it does on first use, not on import, and
+    its load needs modules a camera may lack (Debian's imports ``hmac``: a python3 without it
+    takes the pure AES, as it takes the pure HMAC)."""
+    try:
+        Cipher(algorithms.AES(bytes(KEY_SIZE)), modes.CTR(bytes(BLOCK_SIZE))).encryptor()
+    except ImportError:
+        return False
+    return True
+
+
+_HAVE_CRYPTOGRAPHY = _HAVE_CRYPTOGRAPHY and _openssl_usable()
 _EXACT_UPDATE_INTO = _HAVE_CRYPTOGRAPHY and _update_into_takes_exact_buffers()
 
 

@@ -340,4 +340,6 @@ def test_bench_arm_runs_both_paths_in_the_guest():
         assert all(v > 0 for v in report["ratios"][mode].values())
         assert all(v > 0 for v in report["pairing_ms"][mode].values())
     # the tag's size is no timing: docs/FORMAT.md section 5's figures, measured in the guest
-    assert report["tag_bytes"]["owner_and_3_shares"] == {"h264": 152, "h265": 153}
+    # (141 bytes for H.264, 142 for H.265, at most 150 with emulation-prevention bytes; the tag's own unit)
+    both = report["tag_bytes"]["owner_and_3_shares"]
+    assert 141 <= both["h264"] <= 150 and both["h265"] == both["h264"] + 1, both
