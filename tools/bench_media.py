@@ -195,7 +195,7 @@ def picture_costs(work: Path, rounds: int, hevc: bool = False) -> List[tuple]:
                     cutter.feed(event)
                 cutter.finish()
 
-        def picture_order(order: List[Tuple[bool, memoryview]] = order) -> None:
+        def picture_order(order: List[Tuple[bool, memoryview]] = order, codec: int = codec) -> None:
             clock = PictureClock(codec)
             for is_set, unit in order:
                 if is_set:

@@ -782,7 +782,7 @@ class AgentCore:
         capture = segment.first_ms if segment.first_ms is not None else now_ms
         tagger.codec = segment.codec  # the codec the segmenter read the stream as
         tagged, tag = tagger.tag(segment.data, segment.units, capture, segment.duration_ms,
-                                 segment.pictures, end)
+                                 segment.pictures, end, segment.bounds)
         self.counts["segments_tagged"] += 1
         if segment.rap:
             size, units = first_access_unit(segment.data, segment.codec)

@@ -116,11 +116,44 @@ def xor_buffers(dst, a, b, n: int):
     while i < n:
         d8[i] = a8[i] ^ b8[i]
         i += 1
+
+
+@micropython.viper
+def zero_pair(buf, start: int, end: int) -> int:
+    # The first i in [start, end - 1) with buf[i] == buf[i + 1] == 0, else -1: where ciphertext
+    # may need an emulation-prevention byte (segbind_core.protect). A word at a time: most words
+    # of ciphertext hold no zero byte.
+    p = ptr8(buf)
+    i = start
+    while i < end - 1 and (uint(p) + uint(i)) & 3:
+        if p[i] == 0 and p[i + 1] == 0:
+            return i
+        i += 1
+    words = ptr32(uint(p) + uint(i))
+    n = (end - 1 - i) >> 2
+    j = 0
+    while j < n:
+        v = words[j]
+        if ((v - 0x01010101) & (~v) & 0x80808080) != 0:
+            k = i + (j << 2)
+            m = k + 4
+            while k < m:
+                if p[k] == 0 and p[k + 1] == 0:
+                    return k
+                k += 1
+        j += 1
+    k = i + (n << 2)
+    while k < end - 1:
+        if p[k] == 0 and p[k + 1] == 0:
+            return k
+        k += 1
+    return -1
 """
 
 
-def _viper_kernels() -> "Optional[Tuple[Any, Any]]":
-    """(fill_counters, xor_buffers) where this MicroPython port compiles viper code, else None."""
+def _viper_kernels() -> "Optional[Tuple[Any, Any, Any]]":
+    """(fill_counters, xor_buffers, zero_pair) where this MicroPython port compiles viper code,
+    else None."""
     if sys.implementation.name != "micropython":
         return None
     scope: "dict[str, Any]" = {}
@@ -128,7 +161,7 @@ def _viper_kernels() -> "Optional[Tuple[Any, Any]]":
         exec(_VIPER_SOURCE, scope)
     except Exception:  # no native emitter (SyntaxError), no exec: the big-integer path is the answer
         return None
-    return scope["fill_counters"], scope["xor_buffers"]
+    return scope["fill_counters"], scope["xor_buffers"], scope["zero_pair"]
 
 
 # ---- FIPS-197 AES-128 encryption in Python ---------------------------------------------------
@@ -278,6 +311,12 @@ class Keystream:
         """The same into ``out[:len(data)]`` (``out`` may be ``data`` itself: in place)."""
         raise NotImplementedError
 
+    def pending(self) -> int:
+        """Keystream bytes left in the current block (0 to 15): where the next call starts
+        within a block. A caller that places its data so that it plus ``pending()`` is a
+        multiple of 4 bytes gets the ECB backends' XOR a word at a time."""
+        raise NotImplementedError
+
     def next_counter_block(self) -> bytes:
         """Drop the unused rest of the current block; the counter block the keystream goes on
         from. A fresh keystream from it equals this one from here on: a camera that gives its
@@ -306,6 +345,18 @@ def _update_into_takes_exact_buffers() -> bool:
     return True
 
 
+def _openssl_usable() -> bool:
+    """True when cryptography's OpenSSL backend loads: it does on first use, not on import, and
+    its load needs modules a camera may lack (Debian's imports ``hmac``: a python3 without it
+    takes the pure AES, as it takes the pure HMAC)."""
+    try:
+        Cipher(algorithms.AES(bytes(KEY_SIZE)), modes.CTR(bytes(BLOCK_SIZE))).encryptor()
+    except ImportError:
+        return False
+    return True
+
+
+_HAVE_CRYPTOGRAPHY = _HAVE_CRYPTOGRAPHY and _openssl_usable()
 _EXACT_UPDATE_INTO = _HAVE_CRYPTOGRAPHY and _update_into_takes_exact_buffers()
 
 
@@ -336,6 +387,9 @@ class _OpensslKeystream(Keystream):
         else:
             head = 0
         out[head:n] = self._encryptor.update(view[head:])
+
+    def pending(self) -> int:
+        return -self._used % BLOCK_SIZE
 
     def next_counter_block(self) -> bytes:
         blocks = (self._used + BLOCK_SIZE - 1) // BLOCK_SIZE
@@ -385,6 +439,9 @@ class _EcbKeystream(Keystream):
                 self._spare = bytes(key._scratch_view[take:made])
             pos += take
 
+    def pending(self) -> int:
+        return len(self._spare)
+
     def next_counter_block(self) -> bytes:
         self._spare = b""
         return self._counter.to_bytes(BLOCK_SIZE, "big")
@@ -432,6 +489,10 @@ def _xor_with_integers(dst: memoryview, a: memoryview, b: "WritableBuffer", n: i
 
 _VIPER = _viper_kernels()
 
+ZERO_PAIR: "Optional[Callable[[Any, int, int], int]]" = _VIPER[2] if _VIPER is not None else None
+"""Where the next two zero bytes of a buffer are (viper code; None where there is none): for
+``segbind_core.protect``'s emulation-prevention check on MicroPython."""
+
 BACKENDS: "Tuple[str, ...]" = tuple(name for name, present in (
     ("cryptography", _HAVE_CRYPTOGRAPHY),
     ("cryptolib+viper", _HAVE_CRYPTOLIB and _VIPER is not None),
@@ -466,7 +527,7 @@ class CtrKey:
         else:
             self._encrypt = cryptolib.aes(key, _ECB).encrypt
             if self.backend == "cryptolib+viper" and _VIPER is not None:
-                self._fill, self._xor = _VIPER
+                self._fill, self._xor = _VIPER[0], _VIPER[1]
                 self._chunk_blocks = CHUNK_BLOCKS_VIPER
                 self._prefix = bytearray(12)  # the counter's upper 96 bits, word-aligned for the fill
                 self._prefix_value = -1  # what _prefix holds (none yet)

@@ -11,6 +11,7 @@ tagged segment comes out as parts to write one after the other; ``tag`` joins th
 
 import hashlib
 
+from .aes import CtrKey
 from .crypto import MacKey
 from .nal import START_CODE, annexb_units
 from .protect import DOMAIN_SEGMENT, DOMAIN_STILL, clear_lead, protect
@@ -46,6 +47,7 @@ class Tagger:
         self.seq = seq
         self.link = link
         self._last_digest = b""
+        self._scratch = bytearray()  # tag()'s ciphertext, reused from segment to segment
         self.rebind(epoch)
 
     def rebind(self, epoch: "Epoch") -> None:
@@ -57,6 +59,7 @@ class Tagger:
         self._epoch = epoch
         self._period: "Optional[PeriodKeys]" = None
         self._macs: "List[MacKey]" = []
+        self._ctr: "Optional[CtrKey]" = None  # the period's content key, its AES key schedule done
         self._prefix = b""  # the signed fields up to the stream id, for (period, stream id, codec)
         self._prefix_of: "Tuple[int, int, int]" = (-1, 0, 0)
 
@@ -66,27 +69,38 @@ class Tagger:
         if keys is None or keys.period != period:
             keys = self._period = self._epoch.period_keys(period)
             self._macs = [MacKey(key) for _holder, key in keys.slot_keys]
+            self._ctr = CtrKey(keys.content_key)
         return keys
 
     def tag(self, data: bytes, units: int, capture_ms: int, duration_ms: int, pictures: int,
-            end_of_stream: bool = False) -> "Tuple[bytes, Tag]":
+            end_of_stream: bool = False, bounds: "Optional[Sequence[Tuple[int, int]]]" = None) -> "Tuple[bytes, Tag]":
         """(tagged segment, Tag) for one segment as the segmenter cut it.
 
         ``data`` is Annex-B with 4-byte start codes and no trailing zeros (the canonical
         form, FORMAT.md section 4.5) holding ``units`` NAL units in clear, each access unit
         beginning with its delimiter; the tag goes right after its first unit when that is a
-        delimiter, else first. Advances the sequence number and the chain.
+        delimiter, else first. ``bounds``: where those units are (``Segment.bounds``: the
+        segmenter found them; else they are looked for). Advances the sequence number and the
+        chain.
         """
-        parts, tag = self.tag_parts(data, units, capture_ms, duration_ms, pictures, end_of_stream)
-        return b"".join(bytes(p) for p in parts), tag
+        if len(self._scratch) < len(data) + 4 * units:
+            self._scratch = bytearray(len(data) + 4 * units)
+        parts, tag = self._tag(data, units, capture_ms, duration_ms, pictures, end_of_stream, bounds, self._scratch)
+        return _join(parts), tag
 
     def tag_parts(self, data: bytes, units: int, capture_ms: int, duration_ms: int, pictures: int,
-                  end_of_stream: bool = False) -> "Tuple[List[Buffer], Tag]":
+                  end_of_stream: bool = False,
+                  bounds: "Optional[Sequence[Tuple[int, int]]]" = None) -> "Tuple[List[Buffer], Tag]":
         """``tag``, with the tagged segment as parts (views of ``data``, the ciphertext and the
         tag), to write one after the other."""
+        return self._tag(data, units, capture_ms, duration_ms, pictures, end_of_stream, bounds, None)
+
+    def _tag(self, data: bytes, units: int, capture_ms: int, duration_ms: int, pictures: int, end_of_stream: bool,
+             bounds: "Optional[Sequence[Tuple[int, int]]]",
+             scratch: "Optional[bytearray]") -> "Tuple[List[Buffer], Tag]":
         flags = FLAG_END_OF_STREAM if end_of_stream else 0
         parts, tag = self._seal(data, units, capture_ms, duration_ms, pictures, flags, self.seq, self.link,
-                                DOMAIN_SEGMENT)
+                                DOMAIN_SEGMENT, bounds, scratch)
         self.seq += 1
         self.link = self._last_digest[:LINK_SIZE]
         return parts, tag
@@ -96,7 +110,7 @@ class Tagger:
         with its parameter sets), tagged as a still (FORMAT.md 10) with the seq of the segment
         it was taken from. It joins no chain: the stream's seq and link do not move."""
         parts, tag = self._seal(data, units, capture_ms, 0, 1, FLAG_STILL, seq, GENESIS_LINK, DOMAIN_STILL)
-        return b"".join(bytes(p) for p in parts), tag
+        return _join(parts), tag
 
     def tag_units(self, units: "Sequence[Buffer]", capture_ms: int, duration_ms: int, pictures: int,
                   end_of_stream: bool = False) -> "Tuple[List[Buffer], Tag]":
@@ -105,10 +119,16 @@ class Tagger:
         if not units:
             raise ValueError("a segment holds at least one NAL unit")
         joined = bytearray()
+        bounds = []
         for unit in units:
+            if not len(unit):
+                raise ValueError("an empty NAL unit")
             joined += START_CODE
+            start = len(joined)
             joined += unit
-        return self.tag_parts(bytes(joined), len(units), capture_ms, duration_ms, pictures, end_of_stream)
+            bounds.append((start, len(joined)))
+        return self.tag_parts(joined, len(units), capture_ms, duration_ms, pictures,  # type: ignore[arg-type]
+                              end_of_stream, bounds)
 
     def tag_annexb(self, data: bytes, capture_ms: int, duration_ms: int, pictures: int,
                    end_of_stream: bool = False) -> "Tuple[List[Buffer], Tag]":
@@ -130,12 +150,18 @@ class Tagger:
         return self.tag_units([view[s:e] for s, e in found], capture_ms, duration_ms, pictures, end_of_stream)
 
     def _seal(self, data: bytes, units: int, capture_ms: int, duration_ms: int, pictures: int, flags: int,
-              seq: int, link: bytes, domain: int) -> "Tuple[List[Buffer], Tag]":
+              seq: int, link: bytes, domain: int, bounds: "Optional[Sequence[Tuple[int, int]]]" = None,
+              scratch: "Optional[bytearray]" = None) -> "Tuple[List[Buffer], Tag]":
         if not data.startswith(START_CODE) or units < 1:
             raise ValueError("a segment is Annex-B NAL units with 4-byte start codes")
+        if bounds is None:
+            bounds = annexb_units(data)
+        elif len(bounds) != units:
+            raise ValueError("%d unit bounds for %d units" % (len(bounds), units))
         keys = self._keys(capture_ms)
-        lead = clear_lead(data, self.codec)
-        protected = protect(data, self.codec, lead, keys.content_key, self.stream_id, seq, domain)
+        lead = clear_lead(data, self.codec, bounds)
+        protected = protect(data, self.codec, lead, self._ctr or keys.content_key, self.stream_id, seq, domain,
+                            bounds, scratch)
         h = hashlib.sha256()
         for part in protected:
             h.update(part)
@@ -160,6 +186,15 @@ class Tagger:
         return _with_tag(protected, sei, self.codec), tag
 
 
+def _join(parts: "List[Buffer]") -> bytes:
+    """The parts as one bytes object (CPython joins views at once; MicroPython's join takes
+    bytes only)."""
+    try:
+        return b"".join(parts)
+    except TypeError:
+        return b"".join(bytes(p) for p in parts)
+
+
 def _with_tag(parts: "List[Buffer]", sei: bytes, codec: int) -> "List[Buffer]":
     """The parts with the tag's unit right after the first unit when that is a delimiter, else
     first (the parts begin with the segment's first unit, in clear: never a picture's bytes)."""
@@ -167,7 +202,9 @@ def _with_tag(parts: "List[Buffer]", sei: bytes, codec: int) -> "List[Buffer]":
     if not _is_delimiter(first, codec):
         return [sei] + parts
     head = parts[0]
-    at = bytes(head).find(START_CODE, 4)
+    at = bytes(head[:64]).find(START_CODE, 4)  # a delimiter is 2 or 3 bytes: no need to copy the head
+    if at < 0 and len(head) > 64:
+        at = bytes(head).find(START_CODE, 4)
     if at < 0:  # the delimiter fills the first part: the tag goes before the second
         return [head, sei] + parts[1:]
     view = memoryview(head)
