@@ -137,8 +137,8 @@ def demo_screenshot(path: Path | str = "out/display.png", bug: bool = True, seco
     cameras on the agent core) and serve them with the 2020 cache fault on; open alice's
     display in chromium, enroll it, have her app grant it her cameras, let it play, and write
     the screenshot. Returns what each tile appended and refused, and the edge's mix-ups."""
-    from host_sim.fleet import RealTimeScheduler
     from host_sim.households import Households
+    from host_sim.scheduler import RealTimeScheduler
     from host_sim.web import Faults, WebCloud
 
     world = Households(RealTimeScheduler().start()).start()
