@@ -41,6 +41,7 @@ RECORDING = 4      # segments each camera records (and ends) before it streams l
 RECENT = 30        # segments the cloud keeps of each camera for live HLS
 SLOTS = 4          # the buggy edge cache's slots the cameras are picked for (host_sim.web.Faults)
 DAY_S = 24 * 3600  # how long the cameras stream live
+TICK_MS = 1000     # how often the owners' apps look at the time
 
 
 def colour_scene(colour: RGB, width: int = 320, height: int = 192, frames: int = 100, fps: int = 25,
@@ -155,10 +156,19 @@ class Households:
             time.sleep(0.05)
 
     def start(self) -> "Households":
-        """Every camera starts its video now (all in step: one segment each, every second)."""
+        """Every camera starts its video now (all in step: one segment each, every second), and
+        each owner's app ticks every second of the scheduler's time (renewals ahead of each
+        period, pending rotations sent again): a day's run keeps its keys."""
         for cam in self.cameras:
             cam.start_video(self.scheduler.now_ms)
+        self.scheduler.at(self.scheduler.now_ms + TICK_MS, self._tick)
         return self
+
+    def _tick(self) -> None:
+        for household in (self.alice, self.eve):
+            household.app.tick()
+        if not all(cam.done for cam in self.cameras):
+            self.scheduler.at(self.scheduler.now_ms + TICK_MS, self._tick)
 
     def live(self, household: Household, camera: str) -> int:
         """Segments of the camera's live stream the cloud holds for its owner (up to its window)."""

@@ -184,7 +184,8 @@ def make_plan(cfg: FleetConfig) -> Plan:
             buyer=owners[(i + 2) % n] if i in resold else None,
             rolled_back=i in resold and cfg.has("state_rollback"),
             forger=viewers[0] if viewers and cfg.has("viewer_forgery") and order.index(i) % 2 == 0 else None,
-            revoked=viewers[0] if viewers and cfg.has("dropped_rotate") and order.index(i) % 2 == 1 else None,
+            revoked=viewers[0] if viewers and cfg.has("dropped_rotate") and (order.index(i) % 2 == 1 or len(order) == 1)
+            else None,
             codec=codec))
     owned: Dict[str, List[str]] = {a: [] for a in owners}
     shared_in: Dict[str, List[str]] = {a: [] for a in owners}
