@@ -82,6 +82,25 @@ def test_tag_writes_encrypted_video(provisioned: Path, clip: bytes) -> None:
     assert all(unit in tagged for unit in sets)
 
 
+def test_verify_out_writes_the_accepted_segments_decrypted_and_nothing_else(provisioned: Path, clip: bytes) -> None:
+    """``verify --out``: the owner gets the encoder's pictures back (PyAV decodes the same frames
+    from it as from the clip); a stranger's run writes nothing, not even ciphertext."""
+    from host_sim import clips
+
+    assert run_cli("tag", "--epoch", "alice.json", "in.h264", "out.h264", cwd=provisioned).returncode == 0
+    owner = run_cli("verify", "--keyring", "alice-ring.json", "--out", "plain.h264", "out.h264", cwd=provisioned)
+    assert owner.returncode == 0, owner.stdout
+    plain = (provisioned / "plain.h264").read_bytes()
+    assert clips.decode_hashes_pyav(plain) == clips.decode_hashes_pyav(clip)
+    assert clips.decode_hashes_pyav((provisioned / "out.h264").read_bytes()) != clips.decode_hashes_pyav(clip)
+    stranger = run_cli("verify", "--keyring", "bob-ring.json", "--out", "bob.h264", "out.h264", cwd=provisioned)
+    assert stranger.returncode == 1
+    assert (provisioned / "bob.h264").read_bytes() == b""
+    nowhere = run_cli("verify", "--keyring", "alice-ring.json", "--out", "no/such/dir.h264", "out.h264",
+                      cwd=provisioned)
+    assert nowhere.returncode == 2 and len(nowhere.stderr.strip().splitlines()) == 1, nowhere.stderr
+
+
 @pytest.mark.parametrize("content, why", [
     (None, b"no such file"),
     (b"", b"file is empty"),

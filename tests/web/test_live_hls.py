@@ -28,9 +28,9 @@ from segbind.errors import InputError
 from segbind.grants import Display as DisplayIdentity
 from segbind.grants import DisplayGrants
 from segbind.read.containers import container_segments
-from segbind.web import hlsjs_path
 from segbind_core import topics
 from tests.support import run_cli
+from tests.support.web import js_results, python_verdicts
 
 LIVE = 8  # live segments of every camera, after its recording
 
@@ -78,15 +78,16 @@ def wait_warm(cloud: WebCloud, account: str, camera: str) -> str:
     raise AssertionError("the edge was never warmed")
 
 
-def keyring_of(household: Household) -> Keyring:
-    """The keys the owner's app holds for the last hour and the next (its own cameras' periods)."""
+def owner_keyring(household: Household) -> Keyring:
+    """The owner's own keys over the time its cameras streamed (what its app grants its displays,
+    period by period)."""
     now = int(time.time() * 1000)
     return household.app.owner.keyring(now - 3_600_000, now + 3_600_000)
 
 
 def keyring_file(household: Household, path: Path) -> Path:
-    """The keys the owner's app grants its displays, as a keyring file for ``segbind verify``."""
-    keyring_of(household).save(path)
+    """The owner's keys as a keyring file for ``segbind verify``."""
+    owner_keyring(household).save(path)
     return path
 
 
@@ -146,9 +147,21 @@ def test_the_2020_cache_fault_serves_a_strangers_fragments_for_own_urls(househol
             assert stats["foreign"].get("alice/alice-front", 0) > 0, stats
         else:
             assert stats["foreign_total"] == 0
+    # The same fragments, judged by both verifiers through the gate a display uses.
+    ring = [b.to_json() for b in owner_keyring(alice).bindings()]
+    cases = [{"name": "bug" if bug else "no bug", "keyring": ring, "camera": None, "window": None, "now": 0,
+              "recording": False, "plaintext": True,
+              "inputs": [{"init": frags[0].hex()}] + [{"fragment": f.hex()} for f in frags[1:]]}
+             for bug, frags in served.items()]
+    js = js_results("verdicts", cases, tmp_path)
+    py = {c["name"]: python_verdicts(c) for c in cases}
+    assert js == py
+    judged = {name: [v for v in verdicts if not v.startswith("plaintext ")] for name, verdicts in py.items()}
+    assert judged["no bug"][0] == "ok" and set(judged["no bug"]) == {"ok", "pass"}
+    assert "no_grant" in judged["bug"] and judged["bug"].count("held") == judged["bug"].count("no_grant")
     # The same fragments, judged by alice's display's verifier as HLS hands them over. (The browser
     # display's gate judges the same bytes in tests/browser.)
-    ring = keyring_of(alice)
+    ring = owner_keyring(alice)
     clean = fragment_verdicts(ring, served[False][0], served[False][1:])
     buggy = fragment_verdicts(ring, served[True][0], served[True][1:])
     assert clean == [["ok"]] * len(clean)
@@ -178,9 +191,9 @@ def test_grants_are_stored_and_served_as_the_owners_app_left_them(households) ->
         ring = DisplayGrants(screen).accept(json.loads(get(cloud.url + "/displays/tv-9/grants")))
         assert sorted(c for _o, c, _e in ring.grants()) == sorted(c.name for c in alice.cameras)
         assert all(len(b.content_key) == 16 for b in ring.bindings())  # the period's keys, sealed to tv-9
-        page = get(cloud.url + "/a/alice/display?display=tv-9").decode()
-        assert '<script type="module" src="/static/display.js">' in page
-        assert b"export class StreamVerifier" in get(cloud.url + "/static/segbind-verify.js")
-        assert status(cloud.url + "/static/../web.py") == 404
-        expected = 200 if hlsjs_path() is not None else 503
-        assert status(cloud.url + "/static/hls.min.js") == expected
+        # data only, readable from the display's own origin; no page, no script: a display's code is not the cloud's
+        with urllib.request.urlopen(cloud.url + "/displays/tv-9/grants", timeout=20) as response:
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+        for path in ("/a/alice/display?display=tv-9", "/static/segbind-verify.js", "/static/display.js",
+                     "/static/hls.min.js"):
+            assert status(cloud.url + path) == 404, path
