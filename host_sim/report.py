@@ -260,10 +260,16 @@ def write_png(fleet, results: dict, path, rows: int = 10, plain=None) -> dict:
     r = results["results"]
     shown_without = sum(d.accepted["foreign"] for d in plain.displays) if plain is not None \
         else r["off"]["foreign_shown"]
+    seen_without = sum(d.readable + d.stills_readable for d in plain.displays) if plain is not None \
+        else r["stranger"]["readable"] + r["stranger"]["thumbnails_readable"]
     draw.text((PAD, 6), "segbind fleet: %d cameras, seed %d, %d faults on -- a stranger's video shown: "
               "%s with segbind (%s delivered, encrypted), %s without" % (
                   results["fleet"]["cameras"], cfg["seed"], len(cfg["faults"]), r["on"]["foreign_shown"],
                   "{:,}".format(r["off"]["foreign_shown"]), "{:,}".format(shown_without)), fill=INK, font=big)
+    draw.text((PAD, 26), "what a stranger's decoder made of what it was handed, pictures and thumbnails of the "
+              "scene: %s with segbind, %s without" % (
+                  "{:,}".format(r["stranger"]["readable"] + r["stranger"]["thumbnails_readable"]),
+                  "{:,}".format(seen_without)), fill=INK, font=_font(12))
     y_head = HEADER_H - 24
     draw.text((_on_x0(), y_head), "WITH SEGBIND: frames shown (own cameras)", fill=OWN_GREEN, font=font)
     draw.text((_on_x0() + OWN_TILES * (TILE_W + PAD), y_head), "refused, as a stranger's decoder sees it",
@@ -314,11 +320,13 @@ def write_png(fleet, results: dict, path, rows: int = 10, plain=None) -> dict:
         foreign = d.delivered["foreign"] + d.delivered["forged"]
         p = plain_of.get(d.account)
         shown_off = p.accepted["foreign"] + p.accepted["forged"] if p is not None else foreign
+        seen_off = (p.readable + p.stills_readable) if p is not None else 0
         lines = ["cameras: %s" % ", ".join(sorted(acct.cameras + acct.shared_in)),
                  "downlink: %s" % ("weak" if acct.weak else "good"),
                  "delivered %d, shown %d" % (sum(d.delivered.values()), d.shown_total()),
                  "a stranger's video: %d delivered" % foreign,
-                 "shown: %d (with), %d (without)" % (d.accepted["foreign"], shown_off)]
+                 "shown: %d (with), %d (without)" % (d.accepted["foreign"], shown_off),
+                 "a stranger sees: %d (with), %d (without)" % (d.readable + d.stills_readable, seen_off)]
         for k, text in enumerate(lines):
             draw.text((PAD, y + 20 + 13 * k), text, fill=INK if k < 3 else
                       (REFUSED_RED if foreign and k == 3 else INK), font=small)
