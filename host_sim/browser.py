@@ -142,8 +142,8 @@ def demo_screenshot(path: Path | str = "out/display.png", bug: bool = True, seco
     display in chromium (its bundle from an origin of its own, ``host_sim.display_host``),
     enroll it, have her app grant it her cameras, let it play, and write the screenshot.
     Returns what each tile appended and refused, and the edge's mix-ups."""
-    from host_sim.fleet import RealTimeScheduler
     from host_sim.households import Households
+    from host_sim.scheduler import RealTimeScheduler
     from host_sim.web import Faults, WebCloud
 
     world = Households(RealTimeScheduler().start()).start()

@@ -10,8 +10,10 @@ accepted and was captured within the live window (``segbind.LIVE``); an accepted
 segment too old for live is kept for the recording only. A feed that goes stale or
 freezes raises an alarm (``segbind.freshness``), as do a rotation its owner's grants
 say is still pending past its deadline, and video still tagged under an epoch the owner
-superseded (such segments are also flagged). A display decodes only the bytes the
-verifier accepted (``StreamVerifier.verified``).
+superseded (such segments are also flagged). A display decodes only what the verifier
+accepted, decrypted (``StreamVerifier.verified``: ``Accepted.plaintext()``); a refused
+segment is never decrypted. Stills (events' thumbnails, made and encrypted by the cameras)
+arrive on their own topic and are judged alone: an accepted one is the stream's thumbnail.
 
 ``python3 -m host_sim.display --broker 127.0.0.1:1883 --display DISPLAY.json --account alice``
 prints one line per verdict and appends each stream's shown segments to its own
@@ -68,6 +70,12 @@ class Display:
         self.recorded: Dict[Stream, List[TagInfo]] = collections.defaultdict(list)   # too old for live
         self.output: Dict[Stream, List[bytes]] = collections.defaultdict(list)       # verified bytes
         self.flagged: Dict[Stream, List[TagInfo]] = collections.defaultdict(list)    # superseded epoch
+        self.thumbnails: Dict[Stream, TagInfo] = {}                                  # the newest still shown
+        self.thumbnail_pictures: Dict[Stream, bytes] = {}   # ... decrypted, with keep_segments
+        self.still_counts: collections.Counter = collections.Counter()  # reason value -> stills
+        # Stills are judged alone, by a verifier of their own: nothing on the still topic ever
+        # touches the state of a video stream.
+        self.still_verifier = StreamVerifier(self.grants.keyring)
         self.refused: List[Verdict] = []
         self.last_verdict: Optional[Verdict] = None
         self.verdicts: List[Verdict] = []  # every verdict, with keep_segments (tests, tools)
@@ -83,6 +91,7 @@ class Display:
     def start(self) -> "Display":
         self.transport.subscribe(topics.display_topic(self.name, topics.GRANTS, self.prefix), self._on_grants)
         self.transport.subscribe(topics.account_topic(self.account, topics.SEG, self.prefix), self._on_segment)
+        self.transport.subscribe(topics.account_topic(self.account, topics.STILL, self.prefix), self._on_still)
         self.transport.start()
         self.transport.wait_ready(10)
         self._owner_says()
@@ -111,6 +120,7 @@ class Display:
             return
         with self._cond:
             self.verifier.keyring = ring  # the stream state (sequence, chain) is kept
+            self.still_verifier.keyring = ring
             self._owner_says()
             self.grant_updates += 1
             self._cond.notify_all()
@@ -140,6 +150,24 @@ class Display:
             self._cond.notify_all()
         if self.on_verdict:
             self.on_verdict(verdict, msg.payload)
+
+    def _on_still(self, msg: Message) -> None:
+        """An event's thumbnail: shown as its stream's thumbnail when it verifies and is a still."""
+        with self._cond:
+            verdict = self.still_verifier.verify(msg.payload)
+            if verdict.accepted and verdict.tag is not None and not verdict.tag.still:
+                verdict = Verdict(Reason.FRAMING, "a segment on the still topic: not a still", verdict.tag)
+            self.still_counts[verdict.reason.value] += 1
+            if verdict.accepted and verdict.tag is not None:
+                stream = verdict.tag.stream
+                self.thumbnails[stream] = verdict.tag
+                if self.keep_segments and self.still_verifier.verified is not None:
+                    self.thumbnail_pictures[stream] = self.still_verifier.verified
+            self._cond.notify_all()
+        self.on_still(verdict, msg)
+
+    def on_still(self, verdict: Verdict, msg: Message) -> None:
+        """Every still's verdict, after it was judged (for subclasses that count)."""
 
     @staticmethod
     def _said_to_be(msg: Message) -> Stream:

@@ -26,8 +26,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from segbind.web import bundle
 
-TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-         ".json": "application/json"}
+TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+         ".css": "text/css; charset=utf-8", ".json": "application/json"}
 
 
 class DisplayHost:

@@ -10,7 +10,7 @@ camera's tagged segments packaged as Common Encryption 'cenc' (``segbind.web.fmp
 docs/FORMAT.md 4.4): a ClearKey player given the content key plays them, a verifier
 checks them; the cloud holds no key and needs none.
 
-The cloud's side is an interface, ``LiveSource``, which the reference cloud
+The cloud's side is an interface, ``host_sim.live.LiveSource``, which the reference cloud
 (``host_sim.cloud.Cloud``) implements from what its cameras send it.
 
 An edge cache sits between the origin and the viewers, as a CDN does; the
@@ -21,58 +21,31 @@ optimisation makes), so one household's fragment is served for another's URL
 whenever their cameras share a slot and the stranger's push came last. Only the
 display's verifier can tell.
 
-    world = Households(RealTimeScheduler().start()).start()   # host_sim.households
-    with WebCloud(world.cloud, Faults(cache_2020=True)) as web:
-        print(web.url + "/a/alice/display?display=tv-1")
+    world = Households(RealTimeScheduler().start()).start()   # host_sim.households, host_sim.scheduler
+    with WebCloud(world.cloud, Faults(cache_2020=True)) as web, DisplayHost() as site:
+        print(site.page(web.url, "alice", "tv-1"))            # the display, from an origin of its own
 
-``python3 -m host_sim.web --port 8080 [--bug]`` serves the demo's households.
+``python3 -m host_sim.demo --port 8080 [--bug]`` serves the demo's households, and the display
+from an origin of its own.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
-import json
 import random
 import threading
-import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from host_sim.live import LiveSource, Published
 from segbind.web import fmp4
 from segbind_core.nal import annexb_units
 
+__all__ = ["EdgeCache", "EdgeStats", "Faults", "LiveSource", "Origin", "Published", "WINDOW", "WebCloud", "make_app"]
+
 WINDOW = 6            # fragments a live playlist lists
-
-
-class Published(NamedTuple):
-    """One segment as the cloud received it: its number is the cloud's own count of the
-    camera's segments (the HLS media sequence number); its bytes are the camera's."""
-
-    number: int
-    data: bytes
-
-
-class LiveSource(Protocol):
-    """What the HTTP front end needs from the cloud. Nothing here is trusted by a display:
-    ``cameras`` is the cloud's routing, and every byte is verified by the display's keys."""
-
-    def accounts(self) -> List[str]:
-        """Every account the cloud serves: a camera is routed to it, or it has a display."""
-
-    def cameras(self, account: str) -> List[str]:
-        """The cameras the cloud routes to ``account`` (its own, and those shared with it)."""
-
-    def segments(self, account: str, camera: str) -> List[Published]:
-        """Recent tagged Annex-B segments of the camera as published, oldest first."""
-
-    def recording(self, account: str, camera: str) -> List[Published]:
-        """The camera's recording (a finished stream), oldest first."""
-
-    def sealed_grants(self, display: str) -> Optional[Dict[str, Any]]:
-        """The sealed grants message the owner's app left for ``display`` (opaque), or None."""
 
 
 # ---- the edge cache, with the 2020 fault -------------------------------------------------------
@@ -435,34 +408,3 @@ class WebCloud:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-# ---- the demo server ---------------------------------------------------------------------------------
-
-def main(argv: Optional[List[str]] = None) -> int:
-    from host_sim.fleet import RealTimeScheduler
-    from host_sim.households import Households
-
-    parser = argparse.ArgumentParser(description="Serve the demo households as live HLS, and the browser display")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--bug", action="store_true", help="switch on the 2020 cache fault")
-    args = parser.parse_args(argv)
-    world = Households(RealTimeScheduler().start()).start()
-    try:
-        with WebCloud(world.cloud, Faults(cache_2020=args.bug), args.host, args.port) as web:
-            print("serving %s (accounts: %s); the display needs an enrolled owner: see docs/DISPLAYS.md"
-                  % (web.url, ", ".join(world.cloud.accounts())), flush=True)
-            print(json.dumps({"url": web.url}), flush=True)
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
-    finally:
-        world.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -29,7 +29,8 @@ def main(argv: "list[str] | None" = None) -> int:
 
     parser = argparse.ArgumentParser(description="Build or check the browser display's static bundle")
     parser.add_argument("out", type=Path, help="the bundle's directory")
-    parser.add_argument("--check", action="store_true", help="check the directory against --manifest instead of building")
+    parser.add_argument("--check", action="store_true",
+                        help="check the directory against --manifest instead of building")
     parser.add_argument("--manifest", type=Path, help="the release's manifest.json (with --check)")
     args = parser.parse_args(argv)
     try:

@@ -131,7 +131,8 @@ def open_display(driver: Any, site: DisplayHost, web: WebCloud, households: Hous
 def observed(driver: Any) -> Dict[str, Any]:
     """The page's state, what reached Media Source Extensions and what it decrypted, read at once."""
     return json.loads(driver.execute_script(
-        "return JSON.stringify({state: window.segbind.state(), appends: window.__appends, decrypts: window.__decrypts})"))
+        "return JSON.stringify({state: window.segbind.state(), appends: window.__appends, "
+        "decrypts: window.__decrypts})"))
 
 
 def decrypted_only_what_passed(seen: Dict[str, Any]) -> None:
@@ -423,8 +424,9 @@ import { PeriodKeyring } from "./static/segbind-grants.js";
 const keyringOf = async (grants) => {  // the period keys a display's grants would give it
   const ring = new PeriodKeyring();
   for (const g of grants) {
-    await ring.grant({ keyId: fromHex(g.key_id), owner: g.owner, camera: g.camera, epoch: BigInt(g.epoch), period: BigInt(g.period),
-      periodS: BigInt(g.period_s), slot: BigInt(g.slot), key: fromHex(g.key), contentKey: fromHex(g.content_key) });
+    await ring.grant({ keyId: fromHex(g.key_id), owner: g.owner, camera: g.camera, epoch: BigInt(g.epoch),
+      period: BigInt(g.period), periodS: BigInt(g.period_s), slot: BigInt(g.slot), key: fromHex(g.key),
+      contentKey: fromHex(g.content_key) });
   }
   return ring;
 };

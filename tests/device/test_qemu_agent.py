@@ -148,14 +148,14 @@ def test_agent_in_armhf_image_paired_out_of_band_tags_for_its_owner_and_obeys_sh
     assert cam.agent_pid() is None  # the init script removed its pidfile
 
     # the owner saw every segment, once, in order, as one chain across the rotation
-    shown = alice.shown[CAMERA]
+    shown = alice.shown_of(CAMERA)
     assert [t.seq for t in shown] == list(range(total))
     assert {t.camera for t in shown} == {CAMERA} and {t.owner for t in shown} == {"alice"}
     assert [t.epoch for t in shown] == [2] * rotated_at + [3] * (total - rotated_at)
     assert alice.rejected == 0
     # bob saw the segments of his share and nothing tagged after the revoke
-    assert bob.shown[CAMERA] and max(t.seq for t in bob.shown[CAMERA]) < rotated_at
-    assert {t.epoch for t in bob.shown[CAMERA]} == {2}
+    assert bob.shown_of(CAMERA, "alice") and max(t.seq for t in bob.shown_of(CAMERA, "alice")) < rotated_at
+    assert {t.epoch for t in bob.shown_of(CAMERA, "alice")} == {2}
     assert bob.counts["no_grant"] >= total - rotated_at
     # mallory (never granted) was handed every segment by the leaky cloud and showed none
     assert mallory.shown_total() == 0 and mallory.counts["no_grant"] == total
@@ -238,6 +238,6 @@ def test_state_restored_from_a_backup_stops_the_arm_agent_until_its_reset(broker
         cam.close()
         world.close()
     assert alice.shown_total() == 0
-    assert {t.owner for t in bob.shown[CAMERA]} == {"bob"}
-    assert {t.epoch for t in bob.shown[CAMERA]} == {again.epoch}
+    assert {t.owner for t in bob.shown_of(CAMERA)} == {"bob"}
+    assert {t.epoch for t in bob.shown_of(CAMERA)} == {again.epoch}
     assert "Traceback" not in cam.log()

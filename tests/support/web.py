@@ -15,12 +15,12 @@ from typing import Any, Dict, List, Optional
 
 from host_sim import clips
 from segbind import Binding, Epoch, Keyring, StreamVerifier, TimeWindow
-from segbind.verifier import Accepted
 from segbind.errors import InputError
 from segbind.read.annexb import annexb_segments
 from segbind.read.containers import container_segments
 from segbind.read.events import TrackInfo
 from segbind.read.mp4 import mp4_events
+from segbind.verifier import Accepted
 from segbind.write import remux_annexb
 from segbind_core.nal import START_CODE, annexb_units
 from segbind_core.segment import Segment, Segmenter

@@ -311,7 +311,8 @@ def _cenc_fragment(samples: List[List[bytes]], number: int, fields: fmp4.TagFiel
     protected = fmp4.cenc_samples(samples, fields)
     step = fields.duration_ms * fmp4.TIMESCALE // 1000 // len(protected)
     return fmp4.movie_fragment(number, fields.capture_ms * fmp4.TIMESCALE // 1000, [
-        fmp4.Sample(data, step, offsets[k], k == 0, iv, subsamples) for k, (data, iv, subsamples) in enumerate(protected)])
+        fmp4.Sample(data, step, offsets[k], k == 0, iv, subsamples)
+        for k, (data, iv, subsamples) in enumerate(protected)])
 
 
 def _hidden_cases(h264: bytes) -> Dict[str, Tuple[bytes, bytes]]:
@@ -366,7 +367,8 @@ def _field_cases() -> Dict[str, Tuple[bytes, bytes]]:
     aus = fmp4.delimited_access_units(_units(segment), CODEC_H264)
     pairs = lambda k: lambda s: [s[i] + s[i + k] for i in range(0, len(s), 2)]  # noqa: E731
     return {
-        "clear: the two fields of a frame in one sample": (_clear_init(init), _clear_fragment(pairs(1)(aus), 0, fields)),
+        "clear: the two fields of a frame in one sample": (_clear_init(init),
+                                                           _clear_fragment(pairs(1)(aus), 0, fields)),
         "clear: a top field twice in one sample": (_clear_init(init), _clear_fragment(
             [aus[0] + aus[1]] + pairs(0)(aus[2:]), 0, fields)),
         "clear: a field per sample": (_clear_init(init), _clear_fragment(aus, 0, fields)),
@@ -413,7 +415,8 @@ def test_each_rule_on_samples_refuses_alike_with_the_same_text(tmp_path: Path) -
     for name, (init, fragment) in rule_cases().items():
         cases.append(case(name, fmp4_inputs(init, fragment), details=True, plaintext=True))
         cases.append(case(name + ", stranger", fmp4_inputs(init, fragment), "eve"))
-    py = {name: [v for v in verdicts if not v.startswith("plaintext ")] for name, verdicts in agree(cases, tmp_path).items()}
+    py = {name: [v for v in verdicts if not v.startswith("plaintext ")]
+          for name, verdicts in agree(cases, tmp_path).items()}
     first = lambda name: py[name][0]  # noqa: E731
     for name in ("as packaged", "clear: as a keyless remux carries it", "parameter sets repeated",
                  "parameter sets stripped", "H.265 as packaged", "H.265 parameter sets repeated",
@@ -448,7 +451,8 @@ def test_each_rule_on_samples_refuses_alike_with_the_same_text(tmp_path: Path) -
     for name, text in expected.items():
         assert py[name] == [text, "held"], (name, py[name])
     # hidden behind a start code in a 'cenc' slice, the next slice is ciphertext: escaped, one unit fewer
-    assert re.fullmatch(r"content_mismatch: \d+ NAL units where the camera tagged \d+", first("a start code hidden in a slice"))
+    assert re.fullmatch(r"content_mismatch: \d+ NAL units where the camera tagged \d+",
+                        first("a start code hidden in a slice"))
     assert py["a tag after a picture of its sample"][0].startswith(
         "framing: a sample holds picture units before its segment's tag")
     assert first("a sample holding nothing but a delimiter").startswith("framing: a sample holds 0 pictures")
@@ -563,7 +567,8 @@ def _escaped_segment() -> bytes:
     data = b"".join(START_CODE + u for u in plain)
     assert len(annexb_units(data)) == len(plain)  # the chosen bytes made no start code in the plaintext
     out = Tagger(epoch(), T0, seq=0).tag(data, raw.units, T0, raw.duration_ms, raw.pictures)[0]
-    assert protected_bytes([u for u in (out[b:e] for b, e in annexb_units(out)) if not tag_codec(u)][k], lead) == bytes(wanted)
+    picture_units = [u for u in (out[b:e] for b, e in annexb_units(out)) if not tag_codec(u)]
+    assert protected_bytes(picture_units[k], lead) == bytes(wanted)
     return out
 
 
@@ -591,7 +596,8 @@ def cenc_cases() -> Dict[str, Tuple[bytes, bytes]]:
     return {
         "a ciphertext that needs every escape": (fmp4.init_segment(escaped), fmp4.fragment(escaped, 0)),
         "as packaged": (init, _cenc(samples, 1, fields)),
-        "a subsample with one byte moved into the clear": (init, _cenc(sample(0, sub=((c + 1, p - 1), *rest)), 1, fields)),
+        "a subsample with one byte moved into the clear": (init, _cenc(sample(0, sub=((c + 1, p - 1), *rest)), 1,
+                                                                       fields)),
         "subsamples merged into one": (init, _cenc(sample(0, sub=((sum(x for x, _ in samples[0][2]),
                                                                     sum(y for _, y in samples[0][2])),)), 1, fields)),
         "whole-sample encryption (no subsamples)": (init, _cenc(samples, 1, fields, subsampled=False)),

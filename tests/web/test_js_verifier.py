@@ -119,8 +119,9 @@ def single_segment_attacks() -> Dict[str, bytes]:
                                    + s[tag_unit(s)[1]:],
     }
     attacks["forged key id"] = forge(s, key_id=bytes([tag.key_id[0] ^ 1]) + tag.key_id[1:])
-    attacks["another period's key id"] = forge(s, key_id=epoch().period_keys(epoch().period_of(tag.capture_ms) + 1).key_id)
-    attacks["another epoch's key id"] = forge(s, key_id=epoch(number=2).period_keys(epoch().period_of(tag.capture_ms)).key_id)
+    period = epoch().period_of(tag.capture_ms)
+    attacks["another period's key id"] = forge(s, key_id=epoch().period_keys(period + 1).key_id)
+    attacks["another epoch's key id"] = forge(s, key_id=epoch(number=2).period_keys(period).key_id)
     for name in ("stream_id", "seq", "capture_ms", "duration_ms", "pictures", "units", "clear_lead"):
         attacks["forged " + name] = forge(s, **{name: getattr(tag, name) + 1})
     attacks["captured in the next period"] = forge(s, capture_ms=(epoch().period_of(tag.capture_ms) + 1) * 1800_000)
