@@ -88,6 +88,7 @@ class Node:
         self.dir = directory
         self.proc: Optional[subprocess.Popen] = None
         self.pid: Optional[int] = None  # also for servers this object did not start (from cluster.json)
+        self.starts = 0  # by this object
 
     @property
     def name(self) -> str:
@@ -210,6 +211,7 @@ class NatsCluster:
         finally:
             log.close()
         node.pid = node.proc.pid
+        node.starts += 1
 
     def _health(self, node: Node) -> bool:
         try:

@@ -135,29 +135,40 @@ class Fleet:
         return [(cam, k) for k in (rounds if rounds is not None else range(count)) for cam in self.cameras
                 if k < len(cam.segments)]
 
-    async def publish(self, js: Any, names: Names, partitions: int,
-                      items: Optional[List[Tuple[Camera, int]]] = None, window: int = 2000) -> int:
+    async def publish(self, nc: Any, names: Names, partitions: int,
+                      items: Optional[List[Tuple[Camera, int]]] = None, window: int = 2000,
+                      subject_of: Optional[Any] = None, dedup: bool = True) -> List[int]:
         """Publish ``items`` (by default every segment, in order) and wait for JetStream to store
-        each (retrying what is not answered: a server may be down). Returns how many."""
+        each (retrying what is not answered: a server may be down). Returns each one's stream
+        sequence. ``subject_of(camera)`` replaces the camera's subject (a cloud's routing fault);
+        without ``dedup`` no ``Nats-Msg-Id`` is set (a copy sent again after the stream's duplicate
+        window, two minutes)."""
         from segbind.service.worker import Acks
 
-        acks = await Acks(js._nc).start()
+        acks = await Acks(nc).start()
         items = self.order() if items is None else items
-        done = 0
+        seqs: List[int] = [0] * len(items)
         for start in range(0, len(items), window):
             pending = []
-            for cam, k in items[start:start + window]:
+            for n, (cam, k) in enumerate(items[start:start + window], start):
                 data = cam.segments[k]
-                pending.append((names.seg_subject(cam.camera, partitions), data,
-                                {"Nats-Msg-Id": "%s:%s" % (token(cam.camera), hashlib.sha256(data).hexdigest()[:32])}))
+                subject = subject_of(cam.camera) if subject_of is not None else None
+                msg_id = "%s:%s" % (token(cam.camera), hashlib.sha256(data).hexdigest()[:32])
+                pending.append((n, subject or names.seg_subject(cam.camera, partitions), data,
+                                {"Nats-Msg-Id": msg_id} if dedup else None))
             while pending:
-                futures = [await acks.publish(s, d, h) for s, d, h in pending]
+                futures = [await acks.publish(s, d, h) for _, s, d, h in pending]
                 results = await acks.settle(futures, 10.0)
-                pending = [item for item, r in zip(pending, results) if not isinstance(r, int)]
-                done += len(futures) - len(pending)
+                failed = []
+                for item, result in zip(pending, results):
+                    if isinstance(result, int):
+                        seqs[item[0]] = result
+                    else:
+                        failed.append(item)
+                pending = failed
                 if pending:
                     await asyncio.sleep(0.3)
-        return done
+        return seqs
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -182,7 +193,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         js = nc.jetstream(timeout=10.0)
         partitions = (await read_layout(js, names)).partitions
         print("granted %d owners" % await fleet.grant(js, names), file=sys.stderr)
-        print("published %d segments" % await fleet.publish(js, names, partitions), file=sys.stderr)
+        print("published %d segments" % len(await fleet.publish(nc, names, partitions)), file=sys.stderr)
         await nc.close()
         json.dump({c.camera: c.owner for c in fleet.cameras}, sys.stdout)
 

