@@ -169,13 +169,10 @@ class NatsCluster:
             "  max_memory_store: %s" % self.max_memory,
             "  max_file_store: %s" % self.max_file,
             "}",
-            "cluster {",
-            "  name: %s" % CLUSTER_NAME,
-            "  host: 127.0.0.1",
-            "  port: %d" % node.cluster_port,
-            "  routes: [%s]" % routes,
-            "}",
         ]
+        if len(self.nodes) > 1:
+            lines += ["cluster {", "  name: %s" % CLUSTER_NAME, "  host: 127.0.0.1", "  port: %d" % node.cluster_port,
+                      "  routes: [%s]" % routes, "}"]
         if self.mqtt:
             lines += ["mqtt {", "  host: 127.0.0.1", "  port: %d" % node.mqtt_port, "}"]
         conf = node.dir / "nats.conf"
@@ -242,7 +239,7 @@ class NatsCluster:
             if dead:
                 raise ClusterError("nats-server %s exited: %s" % (dead[0].name, self.log_tail(dead[0])))
             running = [n for n in self.nodes if n.running]
-            if running and all(self._health(n) for n in running) and self.meta_leader():
+            if running and all(self._health(n) for n in running) and (len(self.nodes) == 1 or self.meta_leader()):
                 return
             time.sleep(0.1)
         raise ClusterError("the NATS cluster was not ready within %.0f s" % timeout)

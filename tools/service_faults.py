@@ -407,11 +407,11 @@ def fault_reconnect_storm(dep: Deployment) -> Outcome:
     cameras go on recording (their MQTT client queues), and when it is back they all reconnect at
     once with their backlogs, and each sends its last segment once more (an agent restarted from
     its spool): the Wyze 2024 trigger."""
+    import logging
+
     from host_sim.broker import Broker
     from segbind_agent.link import MqttTransport
     from segbind_core import topics
-
-    import logging
 
     logging.getLogger("segbind_agent.link").setLevel(logging.ERROR)  # 48 cameras say they lost the broker
     dep.worker(name="w1")

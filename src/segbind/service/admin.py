@@ -8,16 +8,34 @@ import asyncio
 import json
 from typing import Any, Dict, List, NamedTuple, Optional
 
+from ..errors import SegbindError
 from .names import DEFAULT_PARTITIONS, MAX_PARTITIONS, Names
 
 
-class ServiceSetupError(Exception):
+class ServiceSetupError(SegbindError):
     """The cluster does not hold the service's streams and buckets as this deployment needs."""
 
 
 class Layout(NamedTuple):
     partitions: int
     replicas: int
+
+
+def reachable(servers: "List[str]", timeout: float = 2.0) -> None:
+    """ServiceSetupError at once when no server accepts a TCP connection (a wrong address, nothing
+    listening): nats-py would keep retrying."""
+    import socket
+    from urllib.parse import urlsplit
+
+    why = "no server given"
+    for url in servers:
+        parts = urlsplit(url if "://" in url else "nats://" + url)
+        try:
+            with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 4222), timeout):
+                return
+        except (OSError, ValueError) as exc:
+            why = getattr(exc, "strerror", None) or type(exc).__name__
+    raise ServiceSetupError("cannot reach NATS at %s (%s)" % (",".join(servers), why))
 
 
 def _nats() -> Any:

@@ -21,11 +21,15 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 from segbind_core import topics
 
-from .admin import read_layout
+from .admin import ServiceSetupError, reachable, read_layout
 from .names import Names, token
 from .worker import Acks
 
 log = logging.getLogger("segbind.service")
+
+
+async def _quiet(exc: Exception) -> None:
+    log.debug("nats: %s", type(exc).__name__)
 
 
 class BridgeSettings(NamedTuple):
@@ -56,8 +60,14 @@ class Bridge:
         from paho.mqtt.properties import Properties
 
         s = self.settings
-        nc = await nats.connect(servers=list(s.servers), name=self.client_id, max_reconnect_attempts=-1,
-                                reconnect_time_wait=0.5)
+        reachable(list(s.servers))
+        try:
+            nc = await asyncio.wait_for(nats.connect(servers=list(s.servers), name=self.client_id,
+                                                     max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                                     connect_timeout=5, error_cb=_quiet), 15.0)
+        except Exception as exc:  # nats-py: NoServersError, OSError, timeouts
+            raise ServiceSetupError("cannot reach NATS at %s (%s)" % (",".join(s.servers),
+                                                                      type(exc).__name__)) from None
         js = nc.jetstream(timeout=5.0)
         partitions = (await read_layout(js, self.names)).partitions
         acks = await Acks(nc).start()

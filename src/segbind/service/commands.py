@@ -13,9 +13,10 @@ EXIT_OK = 0
 
 
 def _error(message: str) -> Exception:
-    from ..cli import CliError
+    """A one-line error for ``segbind`` to print (exit status 2)."""
+    from .admin import ServiceSetupError
 
-    return CliError(message)
+    return ServiceSetupError(message)
 
 
 def _servers(text: str) -> List[str]:
@@ -41,14 +42,21 @@ def _names(prefix: str) -> Any:
         raise _error(str(exc)) from None
 
 
+async def _quiet(exc: Exception) -> None:
+    """nats-py prints every connection error with its traceback unless told otherwise."""
+
+
 async def _connect(servers: List[str]) -> Any:
     try:
         import nats
     except ImportError:
         raise _error("segbind serve needs nats-py: pip install 'segbind[service]'") from None
+    from .admin import reachable
+
+    reachable(servers)
     try:
         return await nats.connect(servers=servers, connect_timeout=5, max_reconnect_attempts=2,
-                                  allow_reconnect=False)
+                                  allow_reconnect=False, error_cb=_quiet)
     except Exception as exc:
         raise _error("cannot reach NATS at %s (%s)" % (",".join(servers), type(exc).__name__)) from None
 
@@ -99,12 +107,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
                         args.lease, args.stats, args.creds)
     try:
         serve(settings)
-    except KeyringError as exc:
-        raise _error(str(exc)) from None
-    except ServiceSetupError as exc:
-        raise _error(str(exc)) from None
+    except (KeyringError, ServiceSetupError):
+        raise
     except OSError as exc:
-        raise _error("cannot reach NATS at %s (%s)" % (args.nats, type(exc).__name__)) from None
+        raise _error("%s (%s)" % (exc.strerror or "cannot read or reach", type(exc).__name__)) from None
     return EXIT_OK
 
 
@@ -122,8 +128,8 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     try:
         bridge(BridgeSettings(mqtt_host, mqtt_port, _servers(args.nats), args.prefix, args.client_id or "",
                               args.group))
-    except ServiceSetupError as exc:
-        raise _error(str(exc)) from None
+    except ServiceSetupError:
+        raise
     except OSError as exc:
         raise _error("cannot reach NATS at %s (%s)" % (args.nats, type(exc).__name__)) from None
     return EXIT_OK

@@ -33,7 +33,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from ..grants import Service
 from ..verdict import Reason, Verdict
-from .admin import ServiceSetupError, read_layout
+from .admin import ServiceSetupError, reachable, read_layout
 from .faults import Faults
 from .judge import Judge, NeedState, Outcome
 from .keys import MixedUpKeys, ServiceKeys
@@ -204,11 +204,16 @@ class Worker:
     async def run(self) -> None:
         import nats
 
-        self.nc = await nats.connect(servers=list(self.settings.servers), name="segbind-worker " + self.worker_id,
-                                     max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                     user_credentials=self.settings.user_credentials,
-                                     error_cb=self._nats_error, disconnected_cb=self._nats_down,
-                                     reconnected_cb=self._nats_up)
+        reachable(list(self.settings.servers))
+        try:  # once connected it reconnects for ever; the first connection gets 15 s
+            self.nc = await asyncio.wait_for(nats.connect(
+                servers=list(self.settings.servers), name="segbind-worker " + self.worker_id,
+                max_reconnect_attempts=-1, reconnect_time_wait=0.5, user_credentials=self.settings.user_credentials,
+                error_cb=self._nats_error, disconnected_cb=self._nats_down, reconnected_cb=self._nats_up,
+                connect_timeout=5), 15.0)
+        except Exception as exc:  # nats-py: NoServersError, OSError, timeouts
+            raise ServiceSetupError("cannot reach NATS at %s (%s)" % (",".join(self.settings.servers),
+                                                                      type(exc).__name__)) from None
         self.js = self.nc.jetstream(timeout=5.0)
         try:
             layout = await read_layout(self.js, self.names)
