@@ -429,7 +429,8 @@ class ParameterSets(ParameterSetTables):
         self.pps: dict[int, tuple[Pps, bytes]] = self.tables[NAL_PPS]  # id -> (Pps, NAL bytes)
 
     def add(self, nal: Buffer) -> bool:
-        return self.add_kind(nal[0] & 0x1F, nal)
+        """Keep a parameter set; False for anything else, an empty unit included."""
+        return bool(nal) and self.add_kind(nal[0] & 0x1F, nal)
 
     def key(self, nal: Buffer) -> tuple[int, int]:
         """(7, sps id) or (8, pps id) of an SPS or PPS (read once); ValueError if unreadable."""

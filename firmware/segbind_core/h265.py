@@ -633,7 +633,8 @@ class ParameterSets(ParameterSetTables):
         self.pps: dict[int, tuple[Pps, bytes]] = self.tables[NAL_PPS]
 
     def add(self, nal: Buffer) -> bool:
-        return self.add_kind(nal_type(nal[0]), nal)
+        """Keep a parameter set; False for anything else, an empty unit included."""
+        return bool(nal) and self.add_kind(nal_type(nal[0]), nal)
 
     def key(self, nal: Buffer) -> tuple[int, int]:
         """(kind, id) of a parameter set (read once); ValueError if unreadable."""

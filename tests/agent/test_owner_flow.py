@@ -515,7 +515,8 @@ def test_an_out_of_range_command_reaches_the_owner_as_a_result_and_changes_nothi
     assert (result.status, result.counter, result.epoch) == (control.OK, 1, 2)
 
 
-@pytest.mark.xfail(strict=True, reason="revoked entries name (owner, camera, epoch); epochs restart in each pairing: fixed by epoch ids next")
+@pytest.mark.xfail(strict=True, reason="revoked entries name (owner, camera, epoch), and epochs restart "
+                   "in each pairing: epoch ids fix it")
 def test_an_owner_who_pairs_her_camera_again_sees_it_again(paired) -> None:
     """Epochs count from 1 in each pairing: alice's display revoked epoch 1 of her first pairing
     when she released the camera, and must still take epoch 1 of her second (another root, other

@@ -16,6 +16,7 @@ from segbind.verifier import Timing, picture_displacement
 from segbind.write import remux_annexb
 from segbind_core.nal import annexb_units
 from segbind_core.sei import tag_codec
+from segbind_core.tag import CODEC_H264, CODEC_H265
 from tests.support.media import rewrite_packets, tag
 
 pytestmark = pytest.mark.slow
@@ -191,3 +192,14 @@ def test_poc_order_is_read_from_real_streams(keys: Path, tmp_path: Path) -> None
         decoded += [frame.pts for frame in codec.decode(packet)]
     decoded += [frame.pts for frame in codec.decode(None)]
     assert decoded == ranks
+
+
+@pytest.mark.parametrize("codec", [CODEC_H264, CODEC_H265])
+def test_a_decoder_record_unit_of_zero_bytes_is_no_parameter_set(codec: int) -> None:
+    """An avcC/hvcC unit of zero bytes (stripped of its trailing zeros: empty) is kept as no
+    parameter set, not an IndexError out of the reader (the JS gate refuses such a file as
+    framing, through the record check; so does read.cut)."""
+    from segbind.read.cut import UNREADABLE, PictureClock
+    clock = PictureClock(codec, [b"\x00", b"", b"\x00\x00\x00"])
+    clock.parameter_set(b"")
+    assert clock.picture(b"\x41\x9a\x00")[0] == UNREADABLE

@@ -22,6 +22,7 @@ from segbind.read.events import Defect, Sample, TrackInfo
 from segbind.read.mp4 import mp4_events
 from tests.support import ROOT
 from tests.support.mp4_boxes import MUTATIONS, REFUSED_REAL, as_cbcs, real_files
+from tests.support.web import fmp4_chunks as chunks
 from tests.support.web import run_node
 
 MODULE = ROOT / "src" / "segbind" / "web" / "segbind-mp4.js"
@@ -84,30 +85,6 @@ def python_events(data: bytes) -> List[List[Any]]:
     except InputError as exc:
         out.append(["error", str(exc)[len("input: "):]])
     return out
-
-
-def chunks(data: bytes) -> List[bytes]:
-    """The stream as HLS or DASH delivers it: the init segment (to its 'moov'), then media
-    segments; a 'moof' always with the box after it. A stream that does not parse is one chunk."""
-    pos, cuts, moov_seen = 0, [0], False
-    kinds = []
-    while pos + 8 <= len(data):
-        size = int.from_bytes(data[pos:pos + 4], "big")
-        kind = data[pos + 4:pos + 8]
-        if size < 8:
-            return [data]
-        kinds.append((kind, pos, pos + size))
-        pos += size
-    if pos != len(data):
-        return [data]
-    for k, (kind, start, end) in enumerate(kinds):
-        if kind == b"moov" and not moov_seen:
-            moov_seen = True
-            cuts.append(end)
-        elif moov_seen and k > 0 and kinds[k - 1][0] == b"moof":
-            cuts.append(end)
-    cuts = sorted(set(c for c in cuts if 0 < c < len(data))) + [len(data)]
-    return [data[a:b] for a, b in zip([0] + cuts[:-1], cuts)] if moov_seen else [data]
 
 
 def agree(cases: Dict[str, List[bytes]], tmp_path: Path) -> Dict[str, List[List[Any]]]:

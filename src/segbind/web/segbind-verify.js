@@ -1,19 +1,28 @@
-// segbind verifier for browsers and Node, written from docs/FORMAT.md (format version 2).
+// segbind verifier for browsers and Node, written from docs/FORMAT.md (format version 3).
 //
-// An ES module with no dependencies and no build step: SHA-256 and HMAC come from
+// An ES module with no dependencies and no build step: SHA-256, HMAC and AES-CTR come from
 // WebCrypto (globalThis.crypto.subtle: Node 20, chromium). It judges segments in
 // every framing a web display meets:
 //
 //   - Annex-B H.264 and H.265, one segment (verifyAnnexB) or a stream cut back into
 //     segments (annexbSegments);
-//   - fragmented MP4 (CMAF, what hls.js hands to Media Source Extensions): an init
-//     segment (avcC / hvcC) and moof/mdat fragments whose samples are length-prefixed
-//     NAL units (Mp4Reader), parameter sets put back where a packager moved them;
+//   - fragmented MP4 (CMAF, what hls.js hands to Media Source Extensions), clear or Common
+//     Encryption 'cenc' (FORMAT.md 4.4), through a FragmentGate: read by segbind-mp4.js (the
+//     strict reader, the same reading as segbind/read/mp4.py), cut into the camera's segments
+//     by SampleCutter (the rules of segbind/read/cut.py with its texts; 'cenc' samples put back
+//     into the camera's protected form as its CencSamples does), each picture placed in the
+//     camera's order by segbind-syntax.js (the slice headers and picture order counts of
+//     segbind_core), and judged as segbind/verifier.py judges it: one reading, the decoders';
 //
-// and keeps the stream rules of FORMAT.md 7.2 per camera (StreamVerifier). Keys come
-// only from a Keyring (filled from the owner's sealed grants: segbind-grants.js).
-// Nothing here throws on bad input: every entry point that takes bytes gives a
-// Verdict whose reason is one of Reason.
+// and keeps the stream rules of FORMAT.md 7.2 per stream, (owner, camera) as the keyring names
+// a tag's key id (StreamVerifier). Keys come only from a keyring of period keys looked up by
+// key id (PeriodKeyring, filled from the owner's sealed grants: segbind-grants.js). Picture
+// data is decrypted only once its segment is accepted (Verdict.plaintext, FragmentGate's
+// `decrypt` option: FORMAT.md 7.1, 7.4). Nothing here throws on bad input: every entry point
+// that takes bytes gives a Verdict whose reason is one of Reason.
+
+import { Mp4Reader } from "./segbind-mp4.js";
+import { PastEnd, PictureClock, SyntaxFault, UNREADABLE, h264, h265 } from "./segbind-syntax.js";
 
 // Browsers and Node 19+ have WebCrypto as a global; Node 18 has it in node:crypto.
 const subtle = globalThis.crypto?.subtle ?? (await import("node:crypto")).webcrypto.subtle;
@@ -47,20 +56,32 @@ export const REPLAY_WINDOW = 128n;   // sequence numbers remembered per camera (
 const CONTINUITY_MS = 1000;          // recording mode: how far capture may be from the previous end
 const START_CODE = Uint8Array.of(0, 0, 0, 1);
 const GENESIS_LINK = new Uint8Array(8).fill(0xff);
-const VERSION = 2;
-const ALG = 1;
+const VERSION = 3;
+const ALG = 2;                       // MACs HMAC-SHA256/16, digest SHA-256, picture data AES-128-CTR
 const MAC_SIZE = 16;
 const LINK_SIZE = 8;
 const HINT_SIZE = 4;
+const KEY_ID_SIZE = 16;
+const PREFIX_SIZE = 3 + KEY_ID_SIZE; // version, alg, codec, key id: then the stream id
 const MAX_SLOTS = 8;
 const MAX_ID_BYTES = 32;
 const MAX_U32 = 0xffffffffn;
-const MAX_U64 = 0xffffffffffffffffn;
-// The longest tag body: version, alg, codec, two ids, the varints at their longest,
+const MAX_U53 = (1n << 53n) - 1n;
+const MAX_STREAM_ID = (1n << 48n) - 1n;
+const MAX_PICTURES = 0xffffn;
+const MAX_CLEAR_LEAD = 4096n;
+const FLAG_END_OF_STREAM = 1;
+const FLAG_STILL = 2;                // a one-picture segment taken for an event (FORMAT.md 10)
+const KNOWN_FLAGS = FLAG_END_OF_STREAM | FLAG_STILL;
+// seq, capture time, duration, pictures, units, clear lead (tag.py _TAIL_LIMITS)
+const TAIL_LIMITS = [MAX_U32, MAX_U53, MAX_U32, MAX_PICTURES, MAX_U32, MAX_CLEAR_LEAD];
+// The longest tag body of any version, so that an earlier version's tag is still found (and
+// refused as such): format 2's, version, alg, codec, two ids, the varints at their longest,
 // flags, link, hint, slot count, eight MACs. A longer payload is not a segbind tag.
 const MAX_BODY = 3 + 2 * (1 + MAX_ID_BYTES) + 50 + 1 + LINK_SIZE + HINT_SIZE + 1 + MAX_SLOTS * MAC_SIZE;
 const SEI_HEADER = { 1: Uint8Array.of(0x06), 2: Uint8Array.of(0x4e, 0x01) };
-// Bounds on one segment read from a stream: beyond them it is refused and not kept.
+// Bounds on one segment read from an Annex-B stream: beyond them it is refused and not kept
+// (a container's: MAX_CUT_SEGMENT_BYTES, as Python's).
 const MAX_SEGMENT_BYTES = 256 * 1024 * 1024;
 const MAX_SEGMENT_UNITS = 1 << 17;
 
@@ -113,17 +134,10 @@ export async function sha256(data) {
 
 // ---- NAL units --------------------------------------------------------------------------------
 
-/** Offsets of every 00 00 01 in buf (non-overlapping, left to right). */
+/** Offsets of every 00 00 01 in buf (they never overlap), left to right. */
 function startCodes(buf) {
   const found = [];
-  const n = buf.length;
-  let i = 0;
-  while (i + 2 < n) {
-    const third = buf[i + 2];
-    if (third > 1) { i += 3; continue; }
-    if (third === 1 && buf[i] === 0 && buf[i + 1] === 0) { found.push(i); i += 3; continue; }
-    i += 1;
-  }
+  for (let k = zeroPairAt(buf, 0, buf.length, 1, 1); k >= 0; k = zeroPairAt(buf, k + 3, buf.length, 1, 1)) found.push(k);
   return found;
 }
 
@@ -227,7 +241,7 @@ function tagBody(unit, codec) {
     messages.push([kind, rbsp.subarray(pos, pos + size)]);
     pos += size;
   }
-  if (messages.length !== 1) throw new TagError(Reason.MALFORMED_TAG, "a segbind SEI must hold exactly one message");
+  if (messages.length !== 1) throw new TagError(Reason.MALFORMED_TAG, "a segbind SEI NAL unit must hold exactly one SEI message");
   const [kind, payload] = messages[0];
   if (kind !== 5 || !sameBytes(payload.subarray(0, 16), SEGBIND_UUID)) {
     throw new TagError(Reason.MALFORMED_TAG, "SEI message is not segbind user data");
@@ -238,9 +252,13 @@ function tagBody(unit, codec) {
 
 // ---- the tag body (FORMAT.md 5) ----------------------------------------------------------------
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
+/** tag.py decode_uvarint: (value, new pos); truncated, non-minimal and out-of-range varints refused. */
 function readUvarint(body, pos, limit) {
+  if (pos < body.length && body[pos] < 0x80) {  // one byte: most fields of most tags
+    const value = BigInt(body[pos]);
+    if (value > limit) throw new TagError(Reason.MALFORMED_TAG, "integer field out of range");
+    return [value, pos + 1];
+  }
   let value = 0n;
   let shift = 0n;
   for (;;) {
@@ -257,77 +275,80 @@ function readUvarint(body, pos, limit) {
   }
 }
 
-function readId(body, pos, what) {
-  if (pos >= body.length) throw new TagError(Reason.MALFORMED_TAG, `tag truncated before the ${what} id`);
-  const size = body[pos++];
-  if (size < 1 || size > MAX_ID_BYTES || pos + size > body.length) {
-    throw new TagError(Reason.MALFORMED_TAG, `${what} id has a bad length`);
-  }
-  const raw = body.subarray(pos, pos + size);
-  if (raw.includes(0)) throw new TagError(Reason.MALFORMED_TAG, `${what} id contains a zero byte`);
-  let text;
-  try { text = utf8.decode(raw); } catch { throw new TagError(Reason.MALFORMED_TAG, `${what} id is not UTF-8`); }
-  return [text, pos + size];
-}
+const hex2 = (n) => (n < 16 ? "0" : "") + n.toString(16);
 
 /**
- * {tag, signed} of a tag body; TagError(unknown_version | malformed_tag) on any defect.
- * stream_id, seq and capture_ms are BigInts (64-bit fields); the 32-bit ones are Numbers.
+ * {tag, signed} of a tag body (tag.py decode_tag, its texts); TagError(unknown_version |
+ * malformed_tag) on any defect. stream_id, seq and capture_ms are BigInts; the other integers
+ * are Numbers. The tag names its keys by key id alone: owner, camera and epoch are filled in
+ * ("" and 0 until then) when a keyring holds the key id.
  */
 export function decodeTag(body) {
-  if (body.length < 1) throw new TagError(Reason.MALFORMED_TAG, "empty tag");
-  if (body[0] !== VERSION) throw new TagError(Reason.UNKNOWN_VERSION, `tag format version ${body[0]} is not supported`);
-  if (body.length < 3) throw new TagError(Reason.MALFORMED_TAG, "tag truncated after the version");
+  const n = body.length;
+  if (n < 1) throw new TagError(Reason.MALFORMED_TAG, "empty tag");
+  if (body[0] !== VERSION) {
+    if (body[0] === 1 || body[0] === 2) {
+      throw new TagError(Reason.UNKNOWN_VERSION, `a format ${body[0]} tag (unencrypted video, names in clear): this verifier `
+        + `reads format ${VERSION} only; the camera needs its format ${VERSION} agent`);
+    }
+    throw new TagError(Reason.UNKNOWN_VERSION, `tag format version ${body[0]} is not supported`);
+  }
+  if (n < 3) throw new TagError(Reason.MALFORMED_TAG, "tag truncated after the version");
   if (body[1] !== ALG) throw new TagError(Reason.UNKNOWN_VERSION, `tag algorithm ${body[1]} is not supported`);
   if (body[2] !== CODEC_H264 && body[2] !== CODEC_H265) {
     throw new TagError(Reason.UNKNOWN_VERSION, `tag codec ${body[2]} is not supported`);
   }
+  if (n < PREFIX_SIZE + 1) throw new TagError(Reason.MALFORMED_TAG, "tag truncated inside its key id");
   const codec = body[2];
-  let pos = 3;
-  let owner, camera, epoch, streamId, seq, captureMs, durationMs, pictures, units;
-  [owner, pos] = readId(body, pos, "owner");
-  [camera, pos] = readId(body, pos, "camera");
-  [epoch, pos] = readUvarint(body, pos, MAX_U32);
-  if (epoch === 0n) throw new TagError(Reason.MALFORMED_TAG, "epoch 0 is not an epoch");
-  [streamId, pos] = readUvarint(body, pos, MAX_U64);
-  [seq, pos] = readUvarint(body, pos, MAX_U64);
-  [captureMs, pos] = readUvarint(body, pos, MAX_U64);
-  [durationMs, pos] = readUvarint(body, pos, MAX_U32);
-  [pictures, pos] = readUvarint(body, pos, MAX_U32);
-  [units, pos] = readUvarint(body, pos, MAX_U32);
-  if (!pictures || !units) throw new TagError(Reason.MALFORMED_TAG, "a segment has at least one picture and one NAL unit");
-  if (body.length < pos + 1 + LINK_SIZE + HINT_SIZE + 1) throw new TagError(Reason.MALFORMED_TAG, "tag truncated before its MACs");
+  const keyId = body.slice(3, PREFIX_SIZE);
+  let pos;
+  let streamId;
+  [streamId, pos] = readUvarint(body, PREFIX_SIZE, MAX_STREAM_ID);
+  const values = [];
+  for (const limit of TAIL_LIMITS) {
+    let value;
+    [value, pos] = readUvarint(body, pos, limit);
+    values.push(value);
+  }
+  const [seq, captureMs, durationMs, pictures, units, clearLead] = values;
+  if (!pictures || !units || !clearLead) {
+    throw new TagError(Reason.MALFORMED_TAG, "a segment has at least one picture and one NAL unit, and a clear lead");
+  }
+  if (n < pos + 1 + LINK_SIZE + HINT_SIZE + 1) throw new TagError(Reason.MALFORMED_TAG, "tag truncated before its MACs");
   const flags = body[pos];
-  if (flags & ~1) throw new TagError(Reason.MALFORMED_TAG, `unknown flags ${flags}`);
+  if (flags & ~KNOWN_FLAGS) throw new TagError(Reason.MALFORMED_TAG, `unknown flags ${hex2(flags)}`);
+  if (flags & FLAG_STILL && pictures !== 1n) throw new TagError(Reason.MALFORMED_TAG, `a still of ${pictures} pictures`);
   const link = body.slice(pos + 1, pos + 1 + LINK_SIZE);
   pos += 1 + LINK_SIZE;
   const hint = body.slice(pos, pos + HINT_SIZE);
   const slots = body[pos + HINT_SIZE];
   pos += HINT_SIZE + 1;
   if (slots < 1 || slots > MAX_SLOTS) throw new TagError(Reason.MALFORMED_TAG, `tag has ${slots} slots`);
-  if (body.length - pos !== slots * MAC_SIZE) {
-    throw new TagError(Reason.MALFORMED_TAG, `tag has ${body.length - pos} bytes of MACs for ${slots} slots`);
+  if (n - pos !== slots * MAC_SIZE) {
+    throw new TagError(Reason.MALFORMED_TAG, `tag has ${n - pos} bytes of MACs for ${slots} slots`);
   }
   const macs = [];
   for (let s = 0; s < slots; s++) macs.push(body.slice(pos + s * MAC_SIZE, pos + (s + 1) * MAC_SIZE));
   const tag = {
-    codec, owner, camera, epoch: Number(epoch), streamId, seq, captureMs,
-    durationMs: Number(durationMs), pictures: Number(pictures), units: Number(units),
-    endOfStream: Boolean(flags & 1), link, hint, slots, macs,
+    codec, keyId, keyIdHex: toHex(keyId), streamId, seq, captureMs, durationMs: Number(durationMs),
+    pictures: Number(pictures), units: Number(units), clearLead: Number(clearLead), flags,
+    endOfStream: Boolean(flags & FLAG_END_OF_STREAM), still: Boolean(flags & FLAG_STILL), link, hint, slots, macs,
+    owner: "", camera: "", epoch: 0,  // whose the key id is: from the keyring (verifier.py _info)
   };
   return { tag, signed: body.slice(0, pos) };
 }
 
-/** The public fields of a tag (never key material), as JSON-friendly values. */
+/** The public fields of a tag (never key material), as JSON-friendly values (verdict.py TagInfo.as_dict). */
 export function tagInfo(tag) {
   if (!tag) return null;
   const big = (v) => (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString());
   return {
     owner: tag.owner, camera: tag.camera, epoch: tag.epoch, stream_id: big(tag.streamId), seq: big(tag.seq),
     capture_ms: big(tag.captureMs), duration_ms: tag.durationMs, pictures: tag.pictures,
-    codec: CODEC_NAMES[tag.codec], end_of_stream: tag.endOfStream,
+    codec: CODEC_NAMES[tag.codec], end_of_stream: tag.endOfStream, key_id: tag.keyIdHex, still: tag.still,
   };
 }
+
 
 // ---- verdicts -----------------------------------------------------------------------------------
 
@@ -337,10 +358,24 @@ export class Verdict {
     this.detail = detail;
     this.tag = tag;          // the decoded tag (authenticated only when accepted), or null
     this.missing = missing;  // segments lost just before this one (gap, missing)
-    this.verified = null;    // accepted: the verified units in canonical form (FORMAT.md 7.4)
+    this._accepted = null;   // accepted: {form, binding}: the form that authenticated, whose keys
   }
 
   get accepted() { return ACCEPTED.has(this.reason); }
+
+  /** Accepted: the verified units in canonical form, still encrypted, the tag where the camera puts it (FORMAT.md 7.4). */
+  get verified() { return this.accepted && this._accepted ? this._accepted.form.output() : null; }
+
+  /**
+   * Accepted: the verified units decrypted, as a decoder may be given them (FORMAT.md 7.4:
+   * canonical form, each picture unit as the encoder made it); null otherwise. A refused
+   * segment is never decrypted: its content key is never used.
+   */
+  async plaintext() {
+    if (!this.accepted || !this._accepted) return null;
+    const { form, binding } = this._accepted;
+    return (await unprotect(form.output(), this.tag, binding.content)).plain;
+  }
 
   toString() { return this.reason + (this.detail ? ": " + this.detail : ""); }
 
@@ -355,77 +390,335 @@ class Refusal extends Error {
   constructor(reason, detail, tag = null) { super(`${reason}: ${detail}`); this.reason = reason; this.detail = detail; this.tag = tag; }
 }
 
-// ---- keys -----------------------------------------------------------------------------------------
+/** Python's repr() of a str, as verdict texts quote ids (`%r`). */
+export function pyRepr(text) {
+  const quote = text.includes("'") && !text.includes("\"") ? "\"" : "'";
+  let out = quote;
+  for (const ch of text) {
+    const code = ch.codePointAt(0);
+    if (ch === quote || ch === "\\") out += "\\" + ch;
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (ch === "\t") out += "\\t";
+    else if (code < 0x20 || code === 0x7f || (code > 0x7f && ch !== " " && /[\p{C}\p{Z}]/u.test(ch))) {
+      out += code < 0x100 ? "\\x" + hex2(code) : code < 0x10000 ? "\\u" + code.toString(16).padStart(4, "0")
+        : "\\U" + code.toString(16).padStart(8, "0");
+    } else out += ch;
+  }
+  return out + quote;
+}
+
+// ---- picture data (FORMAT.md 4): the protected form and its keystream -------------------------
+
+const DOMAIN_SEGMENT = 0;
+const DOMAIN_STILL = 1;
+
+/** The initial counter block of a segment's keystream (FORMAT.md 4.3): u8 domain, u48 stream id, u32 seq, u40 0. */
+export function counterBlock(domain, streamId, seq) {
+  const out = new Uint8Array(16);
+  out[0] = domain;
+  let s = BigInt(streamId);
+  for (let i = 6; i >= 1; i--) { out[i] = Number(s & 0xffn); s >>= 8n; }
+  let q = BigInt(seq);
+  for (let i = 10; i >= 7; i--) { out[i] = Number(q & 0xffn); q >>= 8n; }
+  return out;
+}
 
 /**
- * A viewer's grants: (owner, camera, epoch) -> its slot and HMAC key, and the epochs
- * revoked here. Keys are imported into WebCrypto, not extractable.
+ * The first i in [begin, end - 1) where buf[i] and buf[i + 1] are both zero, -1 when nowhere:
+ * what emulation prevention (and its undoing) looks at.
  */
-export class Keyring {
-  constructor() {
-    this._keys = new Map();
-    this._revoked = new Set();
-  }
-
-  static id(owner, camera, epoch) { return JSON.stringify([owner, camera, Number(epoch)]); }
-
-  /** A keyring from grants [{owner, camera, epoch, slot, key: hex or bytes}, ...]. */
-  static async of(grants, revoked = []) {
-    const ring = new Keyring();
-    for (const [owner, camera, epoch] of revoked) ring.markRevoked(owner, camera, epoch);
-    for (const g of grants) await ring.grant(g);
-    return ring;
-  }
-
-  get size() { return this._keys.size; }
-
-  async grant({ owner, camera, epoch, slot = 0, key }) {
-    const id = Keyring.id(owner, camera, epoch);
-    if (this._revoked.has(id)) throw new Error(`epoch ${epoch} of camera ${JSON.stringify(camera)} was revoked`);
-    const raw = typeof key === "string" ? fromHex(key) : key;
-    if (raw.length !== 32) throw new Error("a slot key is 32 bytes");
-    const hmac = await subtle.importKey("raw", raw, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-    this._keys.set(id, { owner, camera, epoch: Number(epoch), slot: Number(slot), hmac });
-  }
-
-  markRevoked(owner, camera, epoch) {
-    const id = Keyring.id(owner, camera, epoch);
-    this._keys.delete(id);
-    this._revoked.add(id);
-  }
-
-  /** The cameras granted: [{owner, camera, epoch, slot}] (no keys). */
-  grants() {
-    return [...this._keys.values()].map(({ owner, camera, epoch, slot }) => ({ owner, camera, epoch, slot }));
-  }
-
-  binding(owner, camera, epoch) {
-    const id = Keyring.id(owner, camera, epoch);
-    const found = this._keys.get(id);
-    if (found) return found;
-    if (this._revoked.has(id)) throw new Refusal(Reason.NO_GRANT, `epoch ${epoch} of camera ${camera} was revoked`);
-    throw new Refusal(Reason.NO_GRANT, `no grant for owner ${owner}, camera ${camera}, epoch ${epoch}`);
-  }
+function zeroPair(buf, begin, end) {
+  for (let i = begin; i + 1 < end; i++) if (buf[i] === 0 && buf[i + 1] === 0) return i;
+  return -1;
 }
+
+/** Whether 00 00 begins at buf[k], followed inside buf[..end] by a byte from `low` to `high`. */
+function pairBefore(buf, k, end, low, high) {
+  return buf[k + 1] === 0 && buf[k] === 0 && k + 2 < end && buf[k + 2] >= low && buf[k + 2] <= high;
+}
+
+/**
+ * The first k in [begin, end - 2) where buf[k:k+3] is 00 00 and a byte from `low` to `high` (a
+ * start code, where emulation prevention puts a 03, or where one was put); -1 when nowhere. A
+ * word at a time, the masks never leaving int32: a word whose bytes 0-1, 1-2 or 2-3 are zero, or
+ * whose first or last byte is (a pair across two words), has its bytes looked at: about one word
+ * in a hundred of random ciphertext.
+ */
+function zeroPairAt(buf, begin, end, low, high) {
+  const base = buf.byteOffset;
+  let i = begin;
+  const head = Math.min(end, begin + ((4 - ((base + begin) & 3)) & 3));
+  for (; i < head; i++) if (pairBefore(buf, i, end, low, high)) return i;
+  const words = (end - i) >> 2;
+  if (words > 0) {
+    const view = new Int32Array(buf.buffer, base + i, words);
+    for (let w = 0; w < words; w++) {
+      const v = view[w];  // little-endian or not, a zero pair inside it zeroes one of these masks
+      if ((v & 0xffff) === 0 || (v & 0xffff00) === 0 || (v & 0xffff0000) === 0 || (v & 0xff000000) === 0 || (v & 0xff) === 0) {
+        for (let k = i + 4 * w, last = k + 4; k < last; k++) if (pairBefore(buf, k, end, low, high)) return k;
+      }
+    }
+    i += 4 * words;
+  }
+  for (; i < end; i++) if (pairBefore(buf, i, end, low, high)) return i;
+  return -1;
+}
+
+/** Whether buf[begin:end] holds 00 00 followed by a byte from `low` to `high`. */
+function zeroPairBefore(buf, begin, end, low, high) { return zeroPairAt(buf, begin, end, low, high) >= 0; }
+
+/** How many zero bytes end buf[begin:end] (0, 1 or 2: what emulation prevention counts). */
+function trailingZeros(buf, begin, end) {
+  if (end <= begin || buf[end - 1]) return 0;
+  return end - begin > 1 && !buf[end - 2] ? 2 : 1;
+}
+
+/**
+ * protect.escape: `data` with a 03 byte after every two zero bytes followed by a byte 00 to 03,
+ * `zerosBefore` zero bytes counted as preceding it and `next` as following it (FORMAT.md 4.2).
+ */
+function escapeCipher(data, zerosBefore, next) {
+  const padded = new Uint8Array(zerosBefore + data.length + 1);
+  padded.set(data, zerosBefore);
+  padded[padded.length - 1] = next;
+  const out = [];
+  let start = 0;
+  let pos = 0;
+  for (;;) {
+    const k = zeroPair(padded, pos, padded.length);
+    if (k < 0 || k + 2 >= padded.length) break;
+    if (padded[k + 2] <= 3) {
+      out.push(padded.subarray(start, k + 2), Uint8Array.of(3));
+      start = pos = k + 2;
+    } else {
+      pos = k + 1;
+    }
+  }
+  out.push(padded.subarray(start));
+  const joined = concatBytes(out);
+  return joined.subarray(zerosBefore, joined.length - 1);
+}
+
+/** protect.unescape: every 03 after two zero bytes removed, `zerosBefore` zero bytes counted as preceding. */
+function unescapeCipher(data, zerosBefore) {
+  const padded = new Uint8Array(zerosBefore + data.length);
+  padded.set(data, zerosBefore);
+  const out = [];
+  let start = 0;
+  let pos = 0;
+  for (;;) {
+    let k = zeroPair(padded, pos, padded.length);
+    while (k >= 0 && !(k + 2 < padded.length && padded[k + 2] === 3)) k = zeroPair(padded, k + 1, padded.length);
+    if (k < 0) break;
+    out.push(padded.subarray(start, k + 2));
+    start = pos = k + 3;
+  }
+  out.push(padded.subarray(start));
+  return concatBytes(out).subarray(zerosBefore);
+}
+
+/**
+ * A picture unit's protected form (protect.protected_form) from the unit as a Common Encryption
+ * sample stores it, unit = buf[begin:end] (its ciphertext in clear between its first `lead` bytes
+ * and its last): the ciphertext escaped in the context of the bytes around it. The unit itself
+ * (a view) when nothing needs escaping, which is almost always.
+ */
+function protectedForm(buf, begin, end, lead) {
+  if (!zeroPairBefore(buf, Math.max(begin, begin + lead - 2), end, 0, 3)) return buf.subarray(begin, end);
+  const cipher = escapeCipher(buf.subarray(begin + lead, end - 1), trailingZeros(buf, begin, begin + lead), buf[end - 1]);
+  return concatBytes([buf.subarray(begin, begin + lead), cipher, buf.subarray(end - 1, end)]);
+}
+
+/** The kind of a NAL unit's header byte, and whether it is a picture unit (protect.py's reading). */
+function isVcl(header, codec) {
+  return codec === CODEC_H265 ? ((header >> 1) & 0x3f) <= 31 : (header & 0x1f) >= 1 && (header & 0x1f) <= 5;
+}
+
+function isAud(header, codec) {
+  return codec === CODEC_H265 ? ((header >> 1) & 0x3f) === 35 : (header & 0x1f) === 9;
+}
+
+/**
+ * protect.unprotect: an accepted segment's protected form (Annex-B, the tag in it or not)
+ * decrypted under its period's content key (a WebCrypto AES-CTR key, not extractable): each
+ * picture unit's bytes after the clear lead but its last, unescaped, are the segment's one
+ * keystream, each access unit's from a fresh counter block. One AES-CTR call for the segment.
+ * Returns {plain, units}: the plaintext (Annex-B, the same start codes) and where its units are
+ * ([begin, end) of each, without its start code), as annexbUnits would find them.
+ */
+async function unprotect(data, tag, contentKey) {
+  const codec = tag.codec;
+  const lead = tag.clearLead;
+  const { units } = annexbUnits(data);
+  const pieces = [];   // [begin, end, cipher, offset]: each protected range, its ciphertext, where in the keystream
+  let size = 0;        // the keystream's bytes so far (padded at each access unit that used it)
+  let opened = false;
+  for (const unit of units) {
+    const begin = unit.byteOffset - data.byteOffset;
+    const end = begin + unit.length;
+    const header = data[begin];
+    if (isAud(header, codec)) {
+      if (opened) size = (size + 15) & ~15;
+      opened = false;
+      continue;
+    }
+    if (!isVcl(header, codec) || end - begin - 1 <= lead) continue;
+    const from = begin + lead;
+    let cipher = data.subarray(from, end - 1);
+    if (zeroPairBefore(data, Math.max(begin, from - 2), end - 1, 3, 3)) cipher = unescapeCipher(cipher, trailingZeros(data, begin, from));
+    pieces.push([from, end - 1, cipher, size]);
+    size += cipher.length;
+    opened = true;
+  }
+  const spans = units.map((u) => [u.byteOffset - data.byteOffset, u.byteOffset - data.byteOffset + u.length]);
+  if (!pieces.length) return { plain: data.slice(), units: spans };
+  const stream = new Uint8Array(size);
+  for (const [, , cipher, at] of pieces) stream.set(cipher, at);
+  const domain = tag.still ? DOMAIN_STILL : DOMAIN_SEGMENT;
+  const clear = new Uint8Array(await subtle.decrypt({ name: "AES-CTR", counter: counterBlock(domain, tag.streamId, tag.seq), length: 128 },
+    contentKey, stream));
+  let length = data.length;
+  for (const [begin, end, cipher] of pieces) length += cipher.length - (end - begin);
+  const out = new Uint8Array(length);
+  let at = 0;
+  let from = 0;
+  for (const [begin, end, cipher, offset] of pieces) {
+    out.set(data.subarray(from, begin), at);
+    at += begin - from;
+    out.set(clear.subarray(offset, offset + cipher.length), at);
+    at += cipher.length;
+    from = end;
+  }
+  out.set(data.subarray(from), at);
+  // each unit moves back by what the escapes removed before it, and ends earlier by its own
+  let shift = 0;
+  let p = 0;
+  for (const span of spans) {
+    for (; p < pieces.length && pieces[p][1] <= span[0]; p++) shift += pieces[p][1] - pieces[p][0] - pieces[p][2].length;
+    span[0] -= shift;
+    for (; p < pieces.length && pieces[p][1] <= span[1]; p++) shift += pieces[p][1] - pieces[p][0] - pieces[p][2].length;
+    span[1] -= shift;
+  }
+  return { plain: out, units: spans };
+}
+
 
 // ---- canonical form (FORMAT.md 4) ------------------------------------------------------------------
 
+const EMPTY = new Uint8Array(0);
+
+function startsWithStartCode(buf, at) {
+  return buf[at] === 0 && buf[at + 1] === 0 && buf[at + 2] === 0 && buf[at + 3] === 1;
+}
+
+/** Where 00 00 00 01 begins in buf[from:until], -1 when nowhere (Python's bytes.find). */
+function findStartCode(buf, from, until = buf.length) {
+  for (let i = Math.max(from, 0); i + 4 <= until; i++) {
+    if (buf[i + 3] > 1) { i += 3; continue; }
+    if (buf[i + 3] === 1 && buf[i] === 0 && buf[i + 1] === 0 && buf[i + 2] === 0) return i;
+  }
+  return -1;
+}
+
+/** Whether a unit is a segbind tag, read as every reader reads it: its first 24 bytes. */
+function tagCodecOf(unit) { return tagCodec(unit.subarray(0, 24)); }
+
 /**
- * A segment in canonical form: `data` is Annex-B with 4-byte start codes, the tag
- * included; tagStart/tagEnd delimit the tag unit with its start code. `units` counts the
- * NAL units other than the tag when a reader split them (null: bytes taken as the camera
- * emits them, hashed as they are). `timing` and `problem` are what a container told.
+ * A segment to verify in canonical form (FORMAT.md 4), its tag at [tagStart, tagEnd) with its
+ * start code (tagStart -1: bytes holding no tag). Its bytes are kept as `data` (the whole form,
+ * as an Annex-B caller gave it) or as `rest` and `tagBytes` (every byte but the tag's, which is
+ * what the content digest covers: a container's segment is built so and hashed with no further
+ * copy). As segbind/verifier.py Canonical:
+ *   units     the NAL units other than the tag as the framing delimits them (null: unknown);
+ *   exact     the bytes are in canonical form (false: taken as they arrived, hashed as they are);
+ *   timing    what a container says of its timing (FORMAT.md 7.5), or null (Annex-B);
+ *   problem   a framing defect that refuses it whatever its tag (problemReason: framing | timing);
+ *   restore   the parameter sets in force, to put back where a packager stripped them;
+ *   required  units a container hands decoders apart from the samples (its avcC/hvcC): each
+ *             must be one the camera tagged in this segment's head;
+ *   samples   a container's samples, in decoding order, with their times (what a display's
+ *             decoder is given the decrypted segment in: FragmentGate's `decrypt`).
  */
 class Canonical {
-  constructor(data, tagStart, tagEnd, units = null, timing = null, problem = "", variants = []) {
-    Object.assign(this, { data, tagStart, tagEnd, units, timing, problem, variants });
+  constructor({ data = null, rest = null, tagBytes = EMPTY, tagStart, tagEnd, units = null, timing = null,
+    problem = "", problemReason = Reason.FRAMING, restore = [], codec = 0, required = [], exact = true, samples = null }) {
+    this._data = data;
+    this._rest = rest;
+    this._tagBytes = tagBytes;
+    this._head = null;
+    Object.assign(this, { tagStart, tagEnd, units, timing, problem, problemReason, restore, codec, required, exact, samples });
+  }
+
+  /** The whole canonical form, the tag included. */
+  get data() {
+    if (this._data === null) {
+      const at = this.tagStart;
+      this._data = at < 0 ? this._rest : concatBytes([this._rest.subarray(0, at), this._tagBytes, this._rest.subarray(at)]);
+    }
+    return this._data;
+  }
+
+  /** Every byte but the tag's: what the content digest covers. */
+  get rest() {
+    if (this._rest === null) {
+      const data = this._data;
+      this._rest = this.tagStart < 0 ? data : concatBytes([data.subarray(0, this.tagStart), data.subarray(this.tagEnd)]);
+    }
+    return this._rest;
+  }
+
+  /** The first bytes (where the head's parameter sets are), without joining the rest. */
+  head(limit = 65536) {
+    if (this._data !== null || this.tagStart < 0) return this.data.subarray(0, limit);
+    if (this._head && this._head[0] === limit) return this._head[1];  // read twice: sets in force, then required units
+    const rest = this._rest;
+    const at = Math.min(this.tagStart, limit);
+    const head = concatBytes([rest.subarray(0, at), this._tagBytes.subarray(0, limit - at),
+      rest.subarray(at, Math.max(at, limit - this._tagBytes.length))]);
+    this._head = [limit, head];
+    return head;
+  }
+
+  /** The tag's NAL unit, without its start code and any zero bytes after it. */
+  get tagNal() {
+    const unit = this._data !== null ? this._data.subarray(this.tagStart, this.tagEnd) : this._tagBytes;
+    const nal = startsWithStartCode(unit, 0) ? unit.subarray(4) : unit.subarray(3);
+    let end = nal.length;
+    while (end > 0 && nal[end - 1] === 0) end--;
+    return nal.subarray(0, end);
+  }
+
+  /**
+   * What a decoder is handed (FORMAT.md 7.4): the canonical form with the tag where the camera
+   * puts it, right after the first unit when that is a delimiter, else first.
+   */
+  output() {
+    const data = this.data;
+    if (this.tagStart < 0) return data;
+    const tag = concatBytes([START_CODE, this.tagNal]);
+    const codec = this.codec || tagCodec(this.tagNal);
+    const exactTag = this.tagEnd - this.tagStart === tag.length && sameBytes(data.subarray(this.tagStart, this.tagEnd), tag);
+    if (exactTag && this.tagStart && findStartCode(data, 4, this.tagStart + 4) === this.tagStart
+        && isDelimiter(data.subarray(4, this.tagStart), codec)) {
+      return data;  // as the camera emits it: the tag right after the delimiter
+    }
+    const rest = this.rest;
+    let first = findStartCode(rest, 4);
+    if (first < 0) first = rest.length;
+    const place = isDelimiter(rest.subarray(4, first), codec) ? first : 0;
+    if (place === this.tagStart && exactTag) return data;
+    return concatBytes([rest.subarray(0, place), tag, rest.subarray(place)]);
   }
 
   /** From NAL units found in any framing; Refusal unless exactly one of them is a tag. */
-  static ofUnits(units, timing = null, problem = "", variants = []) {
+  static ofUnits(units, fields = {}) {
     const tags = [];
-    units.forEach((u, i) => { if (u.length && tagCodec(u)) tags.push(i); });
-    if (!tags.length) throw new Refusal(Reason.NO_TAG, units.length ? "segment carries no segbind tag" : "no NAL units in segment");
+    units.forEach((u, i) => { if (tagCodecOf(u)) tags.push(i); });
+    if (!tags.length) {
+      if (fields.problem) throw new Refusal(Reason.FRAMING, fields.problem);
+      throw new Refusal(Reason.NO_TAG, units.length ? "segment carries no segbind tag" : "no NAL units in segment");
+    }
     if (tags.length > 1) throw new Refusal(Reason.MALFORMED_TAG, `segment carries ${tags.length} segbind tags`);
     const parts = [];
     let tagStart = 0;
@@ -437,7 +730,8 @@ class Canonical {
       at += 4 + u.length;
       if (i === tags[0]) tagEnd = at;
     });
-    return new Canonical(concatBytes(parts), tagStart, tagEnd, units.length - 1, timing, problem, variants);
+    return new Canonical({ ...fields, data: concatBytes(parts), tagStart, tagEnd, units: units.length - 1,
+      codec: tagCodecOf(units[tags[0]]) });
   }
 
   /** From Annex-B bytes in any framing; bytes other than zeros before the first start code are refused. */
@@ -448,42 +742,259 @@ class Canonical {
   }
 }
 
-function startsWithStartCode(buf, at) {
-  return buf[at] === 0 && buf[at + 1] === 0 && buf[at + 2] === 0 && buf[at + 3] === 1;
-}
-
-function findStartCode(buf, from, until = buf.length) {
-  for (let i = from; i + 4 <= until; i++) if (startsWithStartCode(buf, i)) return i;
-  return -1;
+/** An access unit delimiter: H.264 `09 xx` (2 bytes), H.265 `46 01 xx` (3 bytes). */
+function isDelimiter(unit, codec) {
+  if (codec === CODEC_H264) return unit.length === 2 && (unit[0] & 0x1f) === 9;
+  return unit.length === 3 && ((unit[0] >> 1) & 0x3f) === 35;
 }
 
 /**
- * The tag's place when `buf` is a segment as the camera emits it (4-byte start codes, the
- * tag first or right after a delimiter): its bytes are then the canonical form already and
- * are hashed as they are, two ranges, no parsing (FORMAT.md 4). Else null.
+ * The tag's place when `buf` looks as the camera emits a segment (4-byte start codes, the tag
+ * first or right after a delimiter): it is then hashed as it is, two ranges, no parsing
+ * (FORMAT.md 4); else null (verifier.py _camera_shape).
  */
 function asCameraEmits(buf) {
-  if (buf.length < 24 || !startsWithStartCode(buf, 0)) return null;
+  if (buf.length < 28 || !startsWithStartCode(buf, 0)) return null;
   let start = 0;
-  if (!tagCodec(buf.subarray(4, 48))) {
+  if (!tagCodec(buf.subarray(4, 28))) {
     const first = buf[4];
     if ((first & 0x1f) !== 9 && ((first >> 1) & 0x3f) !== 35) return null;  // an H.264 or H.265 delimiter
     start = findStartCode(buf, 5, 12);
-    if (start < 0 || !tagCodec(buf.subarray(start + 4, start + 48))) return null;
+    if (start < 0 || !tagCodec(buf.subarray(start + 4, start + 28))) return null;
   }
   const end = findStartCode(buf, start + 4);
-  return new Canonical(buf, start, end >= 0 ? end : buf.length);
+  return new Canonical({ data: buf, tagStart: start, tagEnd: end >= 0 ? end : buf.length, exact: false });
+}
+
+// ---- parameter sets in a segment's head (segbind/framing.py) -----------------------------------------
+
+const syntaxOf = (codec) => (codec === CODEC_H264 ? h264 : h265);
+const kindOf = (header, codec) => (codec === CODEC_H264 ? header & 0x1f : (header >> 1) & 0x3f);
+
+function isPicture(header, codec) {
+  const kind = kindOf(header, codec);
+  return codec === CODEC_H264 ? kind >= 1 && kind <= 5 : kind <= 31;
+}
+
+function isParameterSet(header, codec) {
+  const kind = kindOf(header, codec);
+  return codec === CODEC_H264 ? kind === 7 || kind === 8 : kind >= 32 && kind <= 34;
+}
+
+/** The units before the first picture of Annex-B bytes in any framing, at most `limit` start codes. */
+function headUnits(data, codec, limit = 64) {
+  const units = [];
+  let pos = findStart3(data, 0);
+  for (let count = 0; pos >= 0 && count < limit; count++) {
+    const begin = pos + 3;
+    // a unit whose first byte is not zero is not empty: a picture ends the head before its bytes are scanned
+    if (begin < data.length && data[begin] !== 0 && isPicture(data[begin], codec)) break;
+    const next = findStart3(data, begin);
+    let end = next >= 0 ? next : data.length;
+    while (end > begin && data[end - 1] === 0) end--;
+    if (end > begin) {
+      if (isPicture(data[begin], codec)) break;
+      units.push(data.subarray(begin, end));
+    }
+    pos = next;
+  }
+  return units;
+}
+
+function findStart3(buf, from) {
+  for (let i = from; i + 3 <= buf.length; i++) {
+    if (buf[i + 2] > 1) { i += 2; continue; }
+    if (buf[i + 2] === 1 && buf[i] === 0 && buf[i + 1] === 0) return i;
+  }
+  return -1;
+}
+
+function headParameterSets(data, codec) {
+  return headUnits(data, codec).filter((u) => isParameterSet(u[0], codec));
+}
+
+/** The distinct units among `units` (the first of each), by their bytes. */
+function distinct(units) {
+  const seen = new Set();
+  const out = [];
+  for (const u of units) {
+    const key = toHex(u);
+    if (!seen.has(key)) { seen.add(key); out.push(u); }
+  }
+  return out;
+}
+
+/**
+ * Whether exact copies among a head's parameter sets can be dropped with nothing a decoder sees
+ * changed: every set of one kind and id in the head is the same bytes (framing.py _copies_droppable).
+ */
+function copiesDroppable(sets, codec) {
+  const unique = distinct(sets);
+  if (unique.length === sets.length) return false;
+  const keys = new Set();
+  for (const unit of unique) {
+    try {
+      keys.add(syntaxOf(codec).parameterSetKey(unit).join("/"));
+    } catch (exc) {
+      if (exc instanceof SyntaxFault || exc instanceof PastEnd) return false;
+      throw exc;
+    }
+  }
+  return keys.size === unique.length;
+}
+
+/** How many parameter sets in the head of Annex-B bytes are copies that headVariants drops. */
+function repeatedSets(data, codec) {
+  const sets = headUnits(data, codec).filter((u) => isParameterSet(u[0], codec));
+  return copiesDroppable(sets, codec) ? sets.length - distinct(sets).length : 0;
+}
+
+/**
+ * The segment (canonical, its tag at data[tagStart:tagEnd]) with its parameter sets put back
+ * where the camera puts them, right after the tag: moved there from elsewhere in the head,
+ * exact copies dropped (hevc_mp4toannexb adds them), or `restore` put there when the head has
+ * none. At most one variant, as {data, tagStart, tagEnd, added} (framing.py head_variants);
+ * nothing else is ever inserted or moved.
+ */
+function headVariants(data, tagStart, tagEnd, restore, codec) {
+  const head = [];
+  let pos = 0;
+  let body = -1;
+  while (pos < data.length) {
+    const next = findStartCode(data, pos + 4);
+    const end = next >= 0 ? next : data.length;
+    if (pos + 4 < end && isPicture(data[pos + 4], codec)) { body = pos; break; }
+    head.push([pos, end]);
+    pos = end;
+  }
+  if (body < 0 || !head.some(([s]) => s === tagStart)) return [];
+  const isSet = ([s, e]) => e > s + 4 && isParameterSet(data[s + 4], codec);
+  let sets = head.filter(isSet).map(([s, e]) => data.subarray(s, e));
+  const others = head.filter((unit) => !isSet(unit));
+  const at = others.findIndex(([s]) => s === tagStart) + 1;
+  let added = 0;
+  if (copiesDroppable(sets.map((u) => u.subarray(4)), codec)) {
+    const unique = distinct(sets);
+    added = unique.length - sets.length;
+    sets = unique;
+  }
+  if (!sets.length) {
+    if (!restore.length) return [];
+    sets = restore.map((u) => concatBytes([START_CODE, u]));
+    added = sets.length;
+  }
+  const before = concatBytes(others.slice(0, at).map(([s, e]) => data.subarray(s, e)));
+  const moved = concatBytes([before, ...sets, ...others.slice(at).map(([s, e]) => data.subarray(s, e)), data.subarray(body)]);
+  if (sameBytes(moved, data)) return [];
+  const start = before.length - (tagEnd - tagStart);
+  return [{ data: moved, tagStart: start, tagEnd: start + tagEnd - tagStart, added }];
 }
 
 // ---- checks 1 to 8 of FORMAT.md 7.1 --------------------------------------------------------------------
 
+/** Python's "%.0f": the nearest integer, exact ties to even. */
+function fixed0(x) {
+  const floor = Math.floor(x);
+  const d = x - floor;
+  const n = d > 0.5 ? floor + 1 : d < 0.5 ? floor : floor % 2 === 0 ? floor : floor + 1;
+  return String(n === 0 ? 0 : n);
+}
+
+/**
+ * What a container says of a segment's timing (verifier.py Timing.of_pictures): its pictures,
+ * their presentation span plus the last one's duration, how many it hides, one picture's
+ * duration; per picture in decoding order its presentation time and its order key ([run,
+ * count], null when not output, UNREADABLE). Times in ms from ticks of `timescale`.
+ */
+function timingOfPictures(pictures, timescale) {
+  const scale = timescale ? 1000 / timescale : 0;
+  const times = pictures.map((p) => p.pts * scale);
+  let frame = 0;
+  for (let k = pictures.length - 1; k >= 0; k--) if (pictures[k].duration) { frame = pictures[k].duration; break; }
+  frame *= scale;
+  let low = Infinity;
+  let last = 0;
+  times.forEach((t, k) => {
+    if (t < low) low = t;
+    if (t > times[last]) last = k;
+  });
+  if (!frame && times.length > 1) frame = (times[last] - low) / (times.length - 1);
+  const span = times[last] - low + ((pictures[last].duration * scale) || frame);
+  return { samples: pictures.length, durationMs: span, hidden: pictures.filter((p) => p.hidden).length, frameMs: frame,
+    timesMs: times, order: pictures.map((p) => p.key) };
+}
+
+function compareKeys(a, b) { return a[0] - b[0] || a[1] - b[1]; }
+
+function largest(values) {
+  let most = -Infinity;
+  for (const v of values) if (v > most) most = v;
+  return most;
+}
+
+function smallest(values) {
+  let least = Infinity;
+  for (const v of values) if (v < least) least = v;
+  return least;
+}
+
+/**
+ * The picture a container presents farthest from its place, when beyond the tolerance:
+ * [its rank in the camera's order, how far in ms, the tolerance]; null when every picture is
+ * in place (verifier.py picture_displacement, FORMAT.md 7.5). Pictures not output take no place.
+ */
+export function pictureDisplacement(timing) {
+  const times = [];
+  const keys = [];
+  timing.order.forEach((key, k) => { if (key !== null) { times.push(timing.timesMs[k]); keys.push(key); } });
+  const n = times.length;
+  if (n < 2) return null;
+  const ranked = [...keys.keys()].sort((i, j) => compareKeys(keys[i], keys[j]) || i - j);
+  const rank = new Array(n);
+  ranked.forEach((index, position) => { rank[index] = position; });
+  let depth = 0;
+  for (let i = 0; i < n; i++) depth = Math.max(depth, Math.abs(i - rank[i]));
+  const step = (largest(times) - smallest(times)) / (n - 1);
+  const allowed = depth * step + Math.max(step / 2, 1.0);
+  const offsets = times.map((t, i) => t - rank[i] * step);  // where each puts the segment's start
+  const center = (largest(offsets) + smallest(offsets)) / 2;
+  let worst = 0;
+  for (let i = 1; i < n; i++) if (Math.abs(offsets[i] - center) > Math.abs(offsets[worst] - center)) worst = i;
+  const off = Math.abs(offsets[worst] - center);
+  return off > allowed ? [rank[worst], off, allowed] : null;
+}
+
+/**
+ * FORMAT.md 7.5: the container presents the tagged number of pictures over the tagged duration,
+ * each in its place in the camera's picture order; a note ("" when none) when it hides pictures
+ * before its presentation begins (verifier.py _check_timing).
+ */
 function checkTiming(tag, timing) {
   if (timing.samples !== tag.pictures) {
     throw new Refusal(Reason.TIMING, `${timing.samples} pictures where the camera tagged ${tag.pictures}`, tag);
   }
   const slack = Math.max(timing.frameMs, tag.pictures ? tag.durationMs / tag.pictures : 0, 0.1 * tag.durationMs) + 1;
   if (Math.abs(timing.durationMs - tag.durationMs) > slack) {
-    throw new Refusal(Reason.TIMING, `the container plays it in ${Math.round(timing.durationMs)} ms; the camera captured ${tag.durationMs} ms`, tag);
+    throw new Refusal(Reason.TIMING, `the container plays it in ${fixed0(timing.durationMs)} ms; the camera captured ${tag.durationMs} ms`, tag);
+  }
+  const unreadable = timing.order.filter((key) => key === UNREADABLE).length;
+  if (unreadable) {
+    throw new Refusal(Reason.TIMING, `the picture order of ${unreadable} picture(s) cannot be read: where the container presents them cannot be checked`, tag);
+  }
+  const misplaced = pictureDisplacement(timing);
+  if (misplaced) {
+    const [picture, offMs, allowedMs] = misplaced;
+    throw new Refusal(Reason.TIMING, `the container presents picture ${picture} of the camera's order ${fixed0(offMs)} ms from its place (${fixed0(allowedMs)} ms allowed)`, tag);
+  }
+  return timing.hidden ? `the container hides ${timing.hidden} of its ${timing.samples} pictures (an edit list)` : "";
+}
+
+/** The decoder configuration record's units are read by decoders: each must be one the camera tagged in the head. */
+function checkRequired(tag, seg) {
+  const head = headUnits(seg.head(), tag.codec);
+  const untagged = seg.required.filter((unit) => !head.some((u) => sameBytes(u, unit))).length;
+  if (untagged) {
+    throw new Refusal(Reason.FRAMING, `the container's sample description holds ${untagged} unit(s) the camera did not tag in this segment's head`, tag);
   }
 }
 
@@ -497,7 +1008,7 @@ function checkWindow(window, tag, nowS) {
   }
 }
 
-/** Checks 1 to 8 on canonical segments, against a keyring; no stream state. */
+/** Checks 1 to 8 on canonical segments, against a keyring; no stream state (verifier.py Authenticator). */
 export class Authenticator {
   constructor(keyring, window = null) {
     this.keyring = keyring;
@@ -505,7 +1016,11 @@ export class Authenticator {
   }
 
   tagOf(seg) {
-    const unit = seg.data.subarray(seg.tagStart + 4, seg.tagEnd);
+    if (seg.tagStart < 0) {  // refused as no tag, or for what its reader found (framing or timing)
+      if (seg.problem) throw new Refusal(seg.problemReason === Reason.TIMING ? Reason.TIMING : Reason.FRAMING, seg.problem);
+      throw new Refusal(Reason.NO_TAG, "segment carries no segbind tag");
+    }
+    const unit = seg.tagNal;
     const codec = tagCodec(unit);
     let decoded;
     try {
@@ -520,131 +1035,113 @@ export class Authenticator {
     return decoded;
   }
 
+  /**
+   * The binding the tag's key id names in the keyring (verifier.py _key): no_grant when the
+   * keyring holds none, the tag carries no MAC for the holder's slot, or the key's period does
+   * not hold the segment's capture time. The tag learns whose it is (owner, camera, epoch).
+   */
+  _key(tag) {
+    const binding = this.keyring.binding(tag.keyIdHex);
+    if (!binding) {
+      throw new Refusal(Reason.NO_GRANT, `no grant for key id ${tag.keyIdHex} (${this.keyring.size} periods held)`, tag);
+    }
+    tag.owner = binding.owner;
+    tag.camera = binding.camera;
+    tag.epoch = binding.epoch;
+    if (binding.slot >= tag.slots) throw new Refusal(Reason.NO_GRANT, `the tag has no slot ${binding.slot} for this viewer (${tag.slots} slots)`, tag);
+    if (!(binding.startMs <= tag.captureMs && tag.captureMs < binding.endMs)) {
+      throw new Refusal(Reason.NO_GRANT, `the key of period ${binding.period} does not cover a capture time of ${tag.captureMs} ms`, tag);
+    }
+    return binding;
+  }
+
+  /** Checks 1 to 8 on the segment as it is: {tag, digest, mac, note, form, binding}, or a Refusal. */
   async authenticate(seg, nowS) {
     const { tag, signed } = this.tagOf(seg);
-    let grant;
-    try {
-      grant = this.keyring.binding(tag.owner, tag.camera, tag.epoch);
-    } catch (exc) {
-      if (exc instanceof Refusal) throw new Refusal(exc.reason, exc.detail, tag);
-      throw exc;
-    }
-    if (grant.slot >= tag.slots) throw new Refusal(Reason.NO_GRANT, `the tag has no slot ${grant.slot} for this viewer (${tag.slots} slots)`, tag);
-    if (seg.problem) throw new Refusal(Reason.FRAMING, seg.problem, tag);
+    const binding = this._key(tag);
+    if (seg.problem) throw new Refusal(seg.problemReason === Reason.TIMING ? Reason.TIMING : Reason.FRAMING, seg.problem, tag);
+    const digest = await sha256(seg.rest);
     if (seg.units !== null && seg.units !== tag.units) {
+      if (constantTimeEqual(digest.subarray(0, HINT_SIZE), tag.hint)) {
+        throw new Refusal(Reason.FRAMING, `the framing delimits ${seg.units} NAL units where the camera tagged ${tag.units}`, tag);
+      }
       throw new Refusal(Reason.CONTENT_MISMATCH, `${seg.units} NAL units where the camera tagged ${tag.units}`, tag);
     }
-    const digest = await sha256(concatBytes([seg.data.subarray(0, seg.tagStart), seg.data.subarray(seg.tagEnd)]));
-    const full = new Uint8Array(await subtle.sign("HMAC", grant.hmac, concatBytes([signed, digest])));
+    const full = new Uint8Array(await subtle.sign("HMAC", binding.hmac, concatBytes([signed, digest])));
     const mac = full.subarray(0, MAC_SIZE);
-    if (!constantTimeEqual(mac, tag.macs[grant.slot])) {
+    if (!constantTimeEqual(mac, tag.macs[binding.slot])) {
       if (!constantTimeEqual(digest.subarray(0, HINT_SIZE), tag.hint)) {
         throw new Refusal(Reason.CONTENT_MISMATCH, "video content differs from what the camera tagged", tag);
       }
       throw new Refusal(Reason.MAC_MISMATCH, "tag does not authenticate under the granted key", tag);
     }
-    if (seg.timing) checkTiming(tag, seg.timing);
+    if (seg.required.length) checkRequired(tag, seg);
+    const note = seg.timing ? checkTiming(tag, seg.timing) : "";
     if (this.window) checkWindow(this.window, tag, nowS);
-    return { tag, digest, mac: mac.slice(), verified: seg.data };
+    return { tag, digest, mac: mac.slice(), note, form: seg, binding };
   }
 
-  /** authenticate, then the segment's other heads (what remuxers moved put back) when only its content mismatched. */
-  async authenticateAny(seg, nowS) {
+  /**
+   * authenticate, and when only the content mismatched: the segment read into canonical form
+   * (when it was taken as it arrived), then with its parameter sets put back where the camera
+   * put them (docs/CONTAINERS.md). The result's form is the one that passed (verifier.py judge).
+   */
+  async judge(seg, nowS) {
+    let first;
     try {
       return await this.authenticate(seg, nowS);
     } catch (exc) {
-      if (!(exc instanceof Refusal) || exc.reason !== Reason.CONTENT_MISMATCH || !seg.variants.length) throw exc;
-      for (const other of seg.variants) {
+      if (!(exc instanceof Refusal) || exc.reason !== Reason.CONTENT_MISMATCH) throw exc;
+      first = exc;
+    }
+    let tried = seg;
+    if (!seg.exact) {
+      tried = Canonical.ofAnnexB(seg.data);  // several tags, once split, are malformed_tag
+      Object.assign(tried, { timing: seg.timing, problem: seg.problem, restore: seg.restore,
+        problemReason: seg.problemReason, required: seg.required, samples: seg.samples });
+      if (!sameBytes(tried.data, seg.data)) {
         try {
-          return await this.authenticate(other, nowS);
-        } catch (again) {
-          if (!(again instanceof Refusal) || again.reason !== Reason.CONTENT_MISMATCH) throw again;
+          return await this.authenticate(tried, nowS);
+        } catch (exc) {
+          if (!(exc instanceof Refusal) || exc.reason !== Reason.CONTENT_MISMATCH) throw exc;
         }
       }
-      throw exc;
     }
-  }
-
-  /** A segment given as Annex-B bytes: as the camera emits it (no parsing), else read into canonical form. */
-  async authenticateAnnexB(buf, nowS) {
-    const fast = asCameraEmits(buf);
-    if (fast) {
+    for (const variant of headVariants(tried.data, tried.tagStart, tried.tagEnd, tried.restore, tried.codec || tagCodec(tried.tagNal))) {
+      const other = new Canonical({ data: variant.data, tagStart: variant.tagStart, tagEnd: variant.tagEnd,
+        units: tried.units === null ? null : tried.units + variant.added, timing: tried.timing, problem: tried.problem,
+        problemReason: tried.problemReason, codec: tried.codec, required: tried.required, samples: tried.samples });
       try {
-        return await this.authenticate(fast, nowS);
+        return await this.authenticate(other, nowS);
       } catch (exc) {
         if (!(exc instanceof Refusal) || exc.reason !== Reason.CONTENT_MISMATCH) throw exc;
-        const slow = Canonical.ofAnnexB(buf);
-        if (sameBytes(slow.data, buf)) throw exc;
-        return this.authenticate(slow, nowS);
       }
     }
-    return this.authenticate(Canonical.ofAnnexB(buf), nowS);
+    throw first;
+  }
+
+  /** A segment given as Annex-B bytes: hashed as it is when it looks as the camera emits it, else read into canonical form. */
+  authenticateAnnexB(buf, nowS) {
+    return this.judge(asCameraEmits(buf) ?? Canonical.ofAnnexB(buf), nowS);
   }
 }
 
-// ---- the regrouping rule: NAL units in order -> tagged segments ---------------------------------------
+// ---- Annex-B streams: NAL units in order -> tagged segments ---------------------------------------------
 
-/** The (kind, id) of a parameter set, to keep the latest of each; null when unreadable. */
+/** The [kind, id] of a parameter set, to keep the latest of each; null when unreadable. */
 function parameterSetKey(unit, codec) {
-  const kind = nalKind(unit, codec);
   try {
-    if (codec === CODEC_H264) {
-      const bits = new BitReader(unescapeRbsp(unit.subarray(1, 40)));
-      if (kind === 7) { bits.u(24); const id = bits.ue(); return id > 31 ? null : [kind, id]; }
-      const id = bits.ue();
-      return id > 255 ? null : [kind, id];
-    }
-    const bits = new BitReader(unescapeRbsp(unit.subarray(2, 200)));
-    if (kind === 32) return [kind, bits.u(4)];
-    if (kind === 34) { const id = bits.ue(); return id > 63 ? null : [kind, id]; }
-    bits.u(4);                      // sps_video_parameter_set_id
-    const subLayers = bits.u(3);    // sps_max_sub_layers_minus1
-    bits.u(1);
-    skipProfileTierLevel(bits, subLayers);
-    const id = bits.ue();
-    return id > 15 ? null : [kind, id];
-  } catch {
-    return null;
-  }
-}
-
-function skipProfileTierLevel(bits, maxSubLayersMinus1) {
-  bits.u(96);  // general profile (88 bits) and level (8 bits)
-  const profile = [];
-  const level = [];
-  for (let i = 0; i < maxSubLayersMinus1; i++) { profile.push(bits.u(1)); level.push(bits.u(1)); }
-  if (maxSubLayersMinus1 > 0) for (let i = maxSubLayersMinus1; i < 8; i++) bits.u(2);
-  for (let i = 0; i < maxSubLayersMinus1; i++) {
-    if (profile[i]) bits.u(88);
-    if (level[i]) bits.u(8);
-  }
-}
-
-class BitReader {
-  constructor(data) { this.data = data; this.pos = 0; }
-
-  u(n) {
-    let value = 0;
-    for (let i = 0; i < n; i++) {
-      const at = this.pos >> 3;
-      if (at >= this.data.length) throw new RangeError("past the end");
-      value = value * 2 + ((this.data[at] >> (7 - (this.pos & 7))) & 1);
-      this.pos++;
-    }
-    return value;
-  }
-
-  ue() {
-    let zeros = 0;
-    while (!this.u(1)) if (++zeros > 31) throw new RangeError("Exp-Golomb code too long");
-    return 2 ** zeros - 1 + this.u(zeros);
+    return syntaxOf(codec).parameterSetKey(unit);
+  } catch (exc) {
+    if (exc instanceof SyntaxFault || exc instanceof PastEnd) return null;
+    throw exc;
   }
 }
 
 /**
- * One tagged segment as a reader found it: its NAL units in order, the parameter sets in
- * force at its start (to put back where a packager stripped them), a container's timing,
- * and a framing defect that refuses it whatever its tag says.
+ * One tagged segment of an Annex-B stream as the Regrouper found it: its NAL units in order,
+ * the parameter sets in force at its start (to put back where a packager stripped them), and a
+ * framing defect that refuses it whatever its tag says.
  */
 export class Segment {
   constructor(units, codec, restore = [], timing = null, problem = "") {
@@ -652,35 +1149,7 @@ export class Segment {
   }
 
   canonical() {
-    const variants = this._heads().map((units) => Canonical.ofUnits(units, this.timing, this.problem));
-    return Canonical.ofUnits(this.units, this.timing, this.problem, variants);
-  }
-
-  /**
-   * The segment with the other heads remuxers are seen to make undone, at most one
-   * (docs/CONTAINERS.md): parameter sets present in the head but not right after the tag
-   * are put there; absent ones are put back from those in force.
-   */
-  _heads() {
-    const { units, codec } = this;
-    const kinds = KINDS[codec];
-    const kindOf = units.map((u) => nalKind(u, codec));
-    const firstVcl = kindOf.findIndex((k) => kinds.vcl(k));
-    let tag = -1;
-    for (let i = 0; i < Math.max(firstVcl, 0); i++) if (tagCodec(units[i])) { tag = i; break; }
-    if (tag < 0) return [];
-    const isSet = (i) => kinds.sets.includes(kindOf[i]);
-    const head = units.slice(0, firstVcl);
-    const rest = units.slice(firstVcl);
-    const sets = head.filter((_, i) => isSet(i));
-    const others = head.filter((_, i) => !isSet(i));
-    const at = others.indexOf(units[tag]) + 1;
-    if (sets.length) {
-      const moved = [...others.slice(0, at), ...sets, ...others.slice(at), ...rest];
-      return moved.every((u, i) => u === units[i]) ? [] : [moved];
-    }
-    if (!this.restore.length) return [];
-    return [[...others.slice(0, at), ...this.restore, ...others.slice(at), ...rest]];
+    return Canonical.ofUnits(this.units, { timing: this.timing, problem: this.problem, restore: this.restore });
   }
 }
 
@@ -701,8 +1170,6 @@ export class Regrouper {
     this._lastVcl = -1;
     this._restore = [];
     this._tagged = false;
-    this.meta = {};        // what a reader keeps for the segment in progress (its samples)
-    this.closedMeta = {};  // ... for the segment the last add() or finish() closed
   }
 
   problem(text) { if (!this._problem) this._problem = text; }
@@ -750,8 +1217,6 @@ export class Regrouper {
   _close() {
     if (!this._units.length && !this._problem) return null;
     const segment = new Segment(this._units, this.codec, this._tagged ? this._restore : [], null, this._problem);
-    this.closedMeta = this.meta;
-    this.meta = {};
     this._units = [];
     this._size = 0;
     this._problem = "";
@@ -780,300 +1245,589 @@ export function annexbSegments(buf) {
   return out;
 }
 
-// ---- fragmented MP4 (CMAF): init segments and moof/mdat fragments ------------------------------------------
+// ---- a container's samples -> the segments the camera tagged (segbind/read/cut.py) ----------------------------
+//
+// The rules every container's samples obey, with Python's texts: a sample is one whole access
+// unit as the camera emitted it (it begins with its delimiter and holds no other; H.264: or the
+// two fields of one frame), no start code hides in a unit other than a picture, a delimiter has
+// its codec's length, the length prefixes tile the sample, the decoder configuration record's
+// units must be ones the camera tagged in the head, a segment of the other codec in a track is
+// refused, pictures hidden by an edit list are taken only before the presentation begins, and
+// each picture's presentation time goes with its place in the camera's picture order.
 
-class FramingError extends Error {}
+// Bound on one segment read from a container (split.py MAX_SEGMENT_BYTES): beyond it the
+// segment is refused and its bytes are not kept.
+export const MAX_CUT_SEGMENT_BYTES = 64 * 1024 * 1024;
+const TIMING = Reason.TIMING;
+const FRAMING = Reason.FRAMING;
 
-function u32(buf, at) {
-  if (at + 4 > buf.length) throw new FramingError("a box is cut short");
-  return ((buf[at] << 24) >>> 0) + (buf[at + 1] << 16) + (buf[at + 2] << 8) + buf[at + 3];
+// What each NAL header byte is, per codec; a tag is looked for behind either codec's SEI header
+// whatever the track's codec (a tag of the other codec in a track is found, and refused).
+const OTHER_UNIT = 0;
+const DELIMITER = 1;
+const PICTURE = 2;
+const PARAMETER_SET = 3;
+const SEI_UNIT = 4;
+const END_OF_SEQUENCE = 5;
+
+function unitClasses(codec) {
+  const table = new Uint8Array(256);
+  for (let byte = 0; byte < 256; byte++) {
+    if (codec === CODEC_H264) {
+      const kind = byte & 0x1f;
+      table[byte] = kind === 9 ? DELIMITER : kind >= 1 && kind <= 5 ? PICTURE : kind === 7 || kind === 8 ? PARAMETER_SET
+        : byte === 0x06 ? SEI_UNIT : kind === 10 ? END_OF_SEQUENCE : OTHER_UNIT;
+    } else {
+      const kind = (byte >> 1) & 0x3f;
+      table[byte] = kind === 35 ? DELIMITER : kind <= 31 ? PICTURE : kind >= 32 && kind <= 34 ? PARAMETER_SET
+        : byte === 0x4e ? SEI_UNIT : kind === 36 ? END_OF_SEQUENCE : OTHER_UNIT;
+    }
+  }
+  return table;
 }
 
-function u64(buf, at) { return u32(buf, at) * 2 ** 32 + u32(buf, at + 4); }
+const CLASSES = { [CODEC_H264]: unitClasses(CODEC_H264), [CODEC_H265]: unitClasses(CODEC_H265) };
 
-function u16(buf, at) {
-  if (at + 2 > buf.length) throw new FramingError("a box is cut short");
-  return (buf[at] << 8) | buf[at + 1];
+/** Where 00 00 00, 00 00 01 or 00 00 02 occurs in data[begin:end] (0 when nowhere: a unit never begins with a zero). */
+function hiddenStartCode(data, begin, end) {
+  for (let i = begin; i + 3 <= end; i++) {
+    if (data[i + 2] > 2) { i += 2; continue; }
+    if (data[i] === 0 && data[i + 1] === 0) return i;
+  }
+  return 0;
 }
 
-function fourcc(buf, at) { return String.fromCharCode(buf[at], buf[at + 1], buf[at + 2], buf[at + 3]); }
+/** The length of the NAL unit at `pos` of a length-prefixed sample. */
+function lengthAt(data, pos, lengthSize) {
+  let size = 0;
+  for (let k = 0; k < lengthSize; k++) size = size * 256 + data[pos + k];
+  return size;
+}
 
-/** The boxes in buf[start:end]: {type, start, end, body}; FramingError when they do not tile it. */
-function boxes(buf, start = 0, end = buf.length) {
+/** The end of a unit data[begin:end] without its trailing zero bytes (begin when it holds zeros only). */
+function unitEnd(data, begin, end) {
+  let last = end;
+  while (last > begin && data[last - 1] === 0) last--;
+  return last;
+}
+
+/**
+ * What one length-prefixed sample holds, read once (cut.py scan_prefixed and _unit): its units,
+ * where its tags begin (offsets in its canonical form, after the start code), its pictures
+ * ([order key, field] from each access unit's first slice), its delimiters, whether pictures
+ * come before its first tag, its canonical size, a `defect` when its units cannot be told apart
+ * and the first `rule` it breaks ("" when none). The lengths must tile it exactly.
+ */
+function scanPrefixed(data, lengthSize, classes, clock) {
+  const scan = { size: 0, units: 0, tags: [], pictures: [], delimiters: 0, beforeTag: false, defect: "", rule: "" };
+  const n = data.length;
+  const delimiterSize = clock.codec === CODEC_H264 ? 2 : 3;
+  let pos = 0;
+  let at = 0;
+  let inAccessUnit = 0;  // picture units so far in the current access unit
+  while (pos < n) {
+    const begin = pos + lengthSize;
+    if (begin > n) { scan.defect = "a sample ends inside a NAL length prefix"; return scan; }
+    const size = lengthAt(data, pos, lengthSize);
+    const end = begin + size;
+    if (size === 0) { scan.defect = "a sample holds an empty NAL unit"; return scan; }
+    if (end > n) { scan.defect = `a NAL length runs ${end - n} bytes past the end of its sample`; return scan; }
+    const last = unitEnd(data, begin, end);
+    if (last === begin) { scan.defect = "a sample holds a NAL unit of zero bytes only"; return scan; }
+    pos = end;
+    const header = data[begin];
+    at += 4;
+    if ((header === 0x06 || header === 0x4e) && last - begin > 20 && data[begin + (header === 0x06 ? 1 : 2)] === 5
+        && tagCodec(data.subarray(begin, begin + 24))) {
+      if (scan.pictures.length && !scan.tags.length) scan.beforeTag = true;
+      if (scan.units === 0) scan.rule ||= "a sample begins with a tag, not with the delimiter the camera puts first";
+      scan.tags.push(at);
+      scan.units++;
+      at += last - begin;
+      continue;
+    }
+    const kind = classes[header];
+    if (scan.units === 0 && kind !== DELIMITER) {
+      scan.rule ||= "a sample does not begin with an access unit delimiter: it is not one whole access unit as the camera emitted it";
+    }
+    scan.units++;
+    at += last - begin;
+    if (kind === PICTURE) {
+      if (inAccessUnit === 0) scan.pictures.push(clock.picture(data.subarray(begin, last)));
+      inAccessUnit++;
+      continue;
+    }
+    // Units other than pictures are small: a start code hidden in one (which emulation prevention
+    // keeps out of every valid unit) would be split there by a decoder, or a transmuxer to Annex-B.
+    const hidden = hiddenStartCode(data, begin, last);
+    if (hidden) scan.rule ||= `a NAL unit holds a start code (00 00 0${data[hidden + 2]}): a decoder splits it there`;
+    if (kind === DELIMITER) {
+      scan.delimiters++;
+      inAccessUnit = 0;
+      if (last - begin !== delimiterSize) scan.rule ||= `an access unit delimiter of ${last - begin} bytes`;
+    } else if (kind === PARAMETER_SET) {
+      clock.parameterSet(data.subarray(begin, last));
+    } else if (kind === END_OF_SEQUENCE) {
+      clock.endOfSequence();
+    }
+  }
+  scan.size = at;
+  return scan;
+}
+
+/**
+ * The first `limit` bytes of a (well-tiled) length-prefixed sample's canonical form; with
+ * `classes`, only up to the header byte of its first picture unit (what the head is read from:
+ * the rest would be scanned for nothing).
+ */
+function canonicalHead(data, lengthSize, limit, classes = null) {
+  const out = new Uint8Array(Math.min(limit, 4 * data.length + 4));
+  let at = 0;
+  for (let pos = 0; pos < data.length && at < limit;) {
+    const begin = pos + lengthSize;
+    const end = begin + lengthAt(data, pos, lengthSize);
+    const last = classes !== null && classes[data[begin]] === PICTURE ? begin + 1 : unitEnd(data, begin, end);
+    const code = START_CODE.subarray(0, Math.min(4, limit - at));
+    out.set(code, at);
+    at += code.length;
+    const unit = data.subarray(begin, Math.min(last, begin + limit - at));
+    out.set(unit, at);
+    at += unit.length;
+    if (last === begin + 1 && classes !== null && classes[data[begin]] === PICTURE) break;
+    pos = end;
+  }
+  return out.subarray(0, at);
+}
+
+/** The units a tag NAL unit says its segment holds (but the tag), -1 when it cannot be read. */
+function unitsInTag(nal) {
+  try {
+    return decodeTag(tagBody(nal, tagCodec(nal))).tag.units;
+  } catch (exc) {
+    if (exc instanceof TagError) return -1;
+    throw exc;
+  }
+}
+
+// ---- Common Encryption ('cenc') samples back into the protected form (read/cut.py CencSamples) -------
+//
+// FORMAT.md 4.4: one sample per access unit; each picture unit's length prefix and first L bytes
+// clear, its ciphertext protected, its last byte clear; 16-byte IVs, the counter block the access
+// unit begins at. What a sample's subsamples and IV must be is derived from its units and its
+// segment's tag (read without a key), as segbind/web/fmp4.py derives them for the packager.
+
+const IV_SIZE = 16;
+const MAX_CLEAR_BYTES = 0xffff;  // BytesOfClearData is 16 bits: a longer clear run is split
+
+/** (begin, end) of each unit of a length-prefixed sample; null when the lengths do not tile it. */
+function prefixedUnits(data, lengthSize) {
+  const units = [];
+  const n = data.length;
+  let pos = 0;
+  while (pos < n) {
+    const begin = pos + lengthSize;
+    if (begin > n) return null;
+    const end = begin + lengthAt(data, pos, lengthSize);
+    if (end === begin || end > n) return null;
+    units.push([begin, end]);
+    pos = end;
+  }
+  return units;
+}
+
+/** fmp4.protected_size: how many bytes of a NAL unit 'cenc' protects (a picture unit's after the clear lead but its last). */
+function protectedSize(header, size, codec, lead) {
+  return isVcl(header, codec) && size - 1 > lead ? size - 1 - lead : 0;
+}
+
+/** fmp4.subsamples_of: the (clear, protected) byte counts of a sample whose units are [[header, size], ...]. */
+function subsamplesOf(units, codec, lead, lengthSize) {
   const out = [];
-  let pos = start;
-  while (pos < end) {
-    if (end - pos < 8) throw new FramingError("a box header runs past its parent");
-    let size = u32(buf, pos);
-    const type = fourcc(buf, pos + 4);
-    let header = 8;
-    if (size === 1) { if (end - pos < 16) throw new FramingError("a box header runs past its parent"); size = u64(buf, pos + 8); header = 16; }
-    else if (size === 0) size = end - pos;
-    if (size < header || pos + size > end) throw new FramingError(`box ${type} runs past its parent`);
-    out.push({ type, start: pos, end: pos + size, body: pos + header });
-    pos += size;
+  let clear = 0;
+  for (const [header, size] of units) {
+    const protectedBytes = protectedSize(header, size, codec, lead);
+    if (protectedBytes) {
+      clear += lengthSize + lead;
+      while (clear > MAX_CLEAR_BYTES) { out.push([MAX_CLEAR_BYTES, 0]); clear -= MAX_CLEAR_BYTES; }
+      out.push([clear, protectedBytes]);
+      clear = 1;
+    } else {
+      clear += lengthSize + size;
+    }
+  }
+  while (clear > MAX_CLEAR_BYTES) { out.push([MAX_CLEAR_BYTES, 0]); clear -= MAX_CLEAR_BYTES; }
+  if (clear || !out.length) out.push([clear, 0]);
+  return out;
+}
+
+/** The counter block `blocks` (< 2^53) blocks after `initial` (a 128-bit big-endian counter). */
+function counterBlockAfter(initial, blocks) {
+  const out = initial.slice();
+  let carry = blocks;
+  for (let i = 15; i >= 0 && carry; i--) {
+    const sum = out[i] + (carry % 256);
+    out[i] = sum & 255;
+    carry = Math.floor(carry / 256) + (sum >> 8);
   }
   return out;
 }
 
-function child(buf, box, type) { return boxes(buf, box.body, box.end).find((b) => b.type === type) || null; }
-
-function children(buf, box, type) { return boxes(buf, box.body, box.end).filter((b) => b.type === type); }
-
-function path(buf, box, ...types) {
-  let at = box;
-  for (const t of types) { at = child(buf, at, t); if (!at) return null; }
-  return at;
+/** The public fields of a tag NAL unit that 'cenc' derives from (fmp4.segment_fields); null when it cannot be read. */
+function cencFields(unit) {
+  try {
+    const { tag } = decodeTag(tagBody(unit, tagCodec(unit)));
+    return { codec: tag.codec, keyId: tag.keyId, clearLead: tag.clearLead,
+      initial: counterBlock(tag.still ? DOMAIN_STILL : DOMAIN_SEGMENT, tag.streamId, tag.seq) };
+  } catch (exc) {
+    if (exc instanceof TagError) return null;
+    throw exc;
+  }
 }
 
-const SAMPLE_ENTRIES = { avc1: CODEC_H264, avc3: CODEC_H264, hvc1: CODEC_H265, hev1: CODEC_H265 };
+function differs(given, derived, lead) {
+  if (given.length !== derived.length) {
+    return `a sample has ${given.length} subsamples where its units and the tag's clear lead ${lead} give ${derived.length} (FORMAT.md 4.4)`;
+  }
+  const k = given.findIndex((pair, i) => pair[0] !== derived[i][0] || pair[1] !== derived[i][1]);
+  if (k < 0) return "";
+  return `a sample's subsample ${k} is (${given[k][0]} clear, ${given[k][1]} protected) where its units and the tag's clear lead ${lead} give (${derived[k][0]}, ${derived[k][1]}) (FORMAT.md 4.4)`;
+}
 
-/** {lengthSize, sets} of an avcC or hvcC record: the NAL length size and its parameter sets. */
-function decoderConfig(buf, box, codec) {
-  const rec = buf.subarray(box.body, box.end);
-  const sets = [];
-  if (codec === CODEC_H264) {
-    if (rec.length < 7 || rec[0] !== 1) throw new FramingError("invalid avcC record");
-    let pos = 5;
-    for (const mask of [0x1f, 0xff]) {
-      if (pos >= rec.length) throw new FramingError("truncated avcC record");
-      const count = rec[pos++] & mask;
-      for (let i = 0; i < count; i++) {
-        const size = u16(rec, pos);
-        pos += 2;
-        if (!size || pos + size > rec.length) throw new FramingError("truncated avcC record");
-        sets.push(rec.subarray(pos, pos + size));
-        pos += size;
+/**
+ * Common Encryption ('cenc') samples of one track put back into the camera's protected form,
+ * each checked against what FORMAT.md 4.4 derives from its units and its segment's tag
+ * (read/cut.py CencSamples, its texts). `read(sample)` gives [the sample's units in protected
+ * form (4-byte lengths), 4, what is wrong with its encryption ("" when nothing)]. Samples before
+ * the first tag, or of a segment whose tag cannot be read, are left as they are.
+ */
+export class CencSamples {
+  constructor(protection, lengthSize) {
+    this.protection = protection;
+    this.lengthSize = lengthSize;
+    this.fields = null;  // the current segment's tag
+    this.blocks = 0;     // keystream blocks its samples so far took
+  }
+
+  /** Why a track protected this way cannot carry segbind's ciphertext ("" when it can). */
+  static trackProblem(p) {
+    if (p.scheme !== "cenc") {
+      return `the track is protected with scheme '${p.scheme}': segbind's ciphertext is AES-CTR, carried as 'cenc' only (FORMAT.md 4.4)`;
+    }
+    if (p.cryptByteBlock || p.skipByteBlock) {
+      return `a 'cenc' track with an encryption pattern (${p.cryptByteBlock}:${p.skipByteBlock}): 'cenc' encrypts every protected byte`;
+    }
+    if (p.ivSize !== IV_SIZE) {
+      const given = p.ivSize ? `${p.ivSize}-byte IVs` : `a constant ${p.constantIv.length}-byte IV`;
+      return `the track's 'tenc' gives ${given}: a 'cenc' sample of segbind's carries the 16-byte counter block its access unit begins at (FORMAT.md 4.4)`;
+    }
+    return "";
+  }
+
+  read(sample) {
+    const data = sample.data;
+    const size = this.lengthSize;
+    const units = prefixedUnits(data, size);
+    if (units === null) return [data, size, ""];
+    let found = null;
+    for (const [begin, end] of units) {
+      if ((data[begin] === 0x06 || data[begin] === 0x4e) && tagCodec(data.subarray(begin, begin + 24))) {
+        found = cencFields(data.subarray(begin, end));
+        this.fields = found;
+        this.blocks = 0;
+        break;
       }
     }
-    return { lengthSize: (rec[4] & 3) + 1, sets };
-  }
-  if (rec.length < 23 || rec[0] !== 1) throw new FramingError("invalid hvcC record");
-  let pos = 23;
-  for (let a = 0; a < rec[22]; a++) {
-    if (pos + 3 > rec.length) throw new FramingError("truncated hvcC record");
-    const count = u16(rec, pos + 1);
-    pos += 3;
-    for (let i = 0; i < count; i++) {
-      const size = u16(rec, pos);
-      pos += 2;
-      if (!size || pos + size > rec.length) throw new FramingError("truncated hvcC record");
-      sets.push(rec.subarray(pos, pos + size));
-      pos += size;
+    const fields = this.fields;
+    if (fields === null) return [data, size, ""];
+    const lead = fields.clearLead;
+    const codec = fields.codec;
+    let problem = "";
+    if (found !== null && !sameBytes(this.protection.defaultKid, fields.keyId)) {
+      problem = `the track's default_KID ('tenc') ${toHex(this.protection.defaultKid)} is not the tag's key id ${toHex(fields.keyId)}: a ClearKey player asks for another key`;
     }
-  }
-  return { lengthSize: (rec[21] & 3) + 1, sets };
-}
-
-function fullBoxVersion(buf, box) { return buf[box.body]; }
-
-/** The NAL units of a length-prefixed sample, and a defect ("" when none) (FORMAT.md 7.3). */
-export function prefixedUnits(data, lengthSize) {
-  const units = [];
-  let pos = 0;
-  while (pos < data.length) {
-    if (pos + lengthSize > data.length) return [units, "a sample ends inside a NAL length prefix"];
-    let size = 0;
-    for (let i = 0; i < lengthSize; i++) size = size * 256 + data[pos + i];
-    pos += lengthSize;
-    if (!size) return [units, "a sample holds an empty NAL unit"];
-    if (pos + size > data.length) return [units, `a NAL length runs ${pos + size - data.length} bytes past the end of its sample`];
-    let end = pos + size;  // zero bytes ending a unit are framing, as in Annex-B (FORMAT.md 7.3)
-    while (end > pos && data[end - 1] === 0) end--;
-    if (end === pos) return [units, "a sample holds a NAL unit of zero bytes only"];
-    units.push(data.subarray(pos, end));
-    pos += size;
-  }
-  return [units, ""];
-}
-
-/** A segment's samples as a container times them (count, presentation span, hidden ones). */
-class Samples {
-  constructor() { this.count = 0; this.hidden = 0; this.first = null; this.end = null; this.frame = 0; }
-
-  add(pts, duration, hidden) {
-    this.count++;
-    if (hidden) this.hidden++;
-    if (duration) this.frame = duration;
-    this.first = this.first === null ? pts : Math.min(this.first, pts);
-    const end = pts + (duration || this.frame);
-    this.end = this.end === null ? end : Math.max(this.end, end);
-  }
-
-  timing() {
-    if (!this.count) return null;
-    let span = this.first !== null ? this.end - this.first : 0;
-    if (span && !this.frame) span += this.frame;
-    return { samples: this.count, durationMs: span, hidden: this.hidden, frameMs: this.frame };
+    const derived = subsamplesOf(units.map(([b, e]) => [data[b], e - b]), codec, lead, size);
+    if (!problem) problem = differs(sample.subsamples || [], derived, lead);
+    const iv = counterBlockAfter(fields.initial, this.blocks);
+    if (!problem && !sameBytes(sample.iv || EMPTY, iv)) {
+      problem = `a sample's IV ${toHex(sample.iv || EMPTY)} is not ${toHex(iv)}, the counter block its access unit begins at (FORMAT.md 4.3)`;
+    }
+    let total = 0;
+    for (const [, p] of derived) total += p;
+    this.blocks += Math.ceil(total / 16);
+    // the protected form: the sample itself when its lengths are 4 bytes and nothing needs escaping
+    let forms = null;
+    for (let k = 0; k < units.length; k++) {
+      const [begin, end] = units[k];
+      if (!protectedSize(data[begin], end - begin, codec, lead)) continue;
+      const form = protectedForm(data, begin, end, lead);
+      if (form.length === end - begin && form.buffer === data.buffer) continue;  // the unit itself
+      forms ??= units.map(([b, e]) => data.subarray(b, e));
+      forms[k] = form;
+    }
+    if (forms === null && size === 4) return [data, 4, problem];
+    forms ??= units.map(([b, e]) => data.subarray(b, e));
+    const out = new Uint8Array(forms.reduce((n, f) => n + 4 + f.length, 0));
+    let at = 0;
+    for (const form of forms) {
+      out[at] = form.length >>> 24; out[at + 1] = (form.length >>> 16) & 255; out[at + 2] = (form.length >>> 8) & 255; out[at + 3] = form.length & 255;
+      out.set(form, at + 4);
+      at += 4 + form.length;
+    }
+    return [out, 4, problem];
   }
 }
 
 /**
- * Reads a fragmented MP4 stream: its init segment (one video track, avcC or hvcC), then
- * fragments, each cut into the segments it holds. The video must be the only track; a
- * fragment that cannot be read gives one refused segment (framing), never an exception.
+ * Cuts one container reader's events (segbind-mp4.js: track, sample, defect) into Canonical
+ * segments, checking the rules above: feed(event) returns the segments it completed, finish()
+ * the rest (cut.py SampleCutter). A segment is complete when it holds as many units as its tag
+ * says (copies of its head's parameter sets a remuxer added not counted), else when the next
+ * tag begins. Samples before the first tag form a segment of their own (refused: no tag).
+ * Memory: the segment's canonical bytes, built once, the tag left out (what is hashed). With
+ * `scratch` (an object the caller keeps: {buf}), every segment is built in one reused buffer:
+ * a segment's bytes are then valid only until the next segment is cut (a gate that verifies each
+ * segment before it reads on allocates, and the browser faults in, no fresh memory per segment).
  */
-export class Mp4Reader {
-  /** Throws FramingError (a message saying why) when the init segment is unusable. */
-  constructor(init) {
-    this.init = init;
-    this.problem = "";
-    const top = boxes(init);
-    const moov = top.find((b) => b.type === "moov");
-    if (!moov) throw new FramingError("the init segment has no moov box");
-    const traks = children(init, moov, "trak");
-    const video = [];
-    const others = [];
-    for (const trak of traks) {
-      const hdlr = path(init, trak, "mdia", "hdlr");
-      const handler = hdlr ? fourcc(init, hdlr.body + 8) : "?";
-      const stsd = path(init, trak, "mdia", "minf", "stbl", "stsd");
-      const entry = stsd ? boxes(init, stsd.body + 8, stsd.end)[0] : null;
-      const codec = entry ? SAMPLE_ENTRIES[entry.type] : 0;
-      if (handler === "vide" && codec) video.push({ trak, entry, codec });
-      else others.push(`${handler} (${entry ? entry.type : "?"})`);
-    }
-    if (!video.length) throw new FramingError(`no H.264 or H.265 video track (${others.join(", ") || "no tracks"})`);
-    if (video.length > 1) others.push("a second video track");
-    if (others.length) this.problem = `the container holds other tracks, never verified: ${others.join(", ")}`;
-    const { trak, entry, codec } = video[0];
-    this.codec = codec;
-    const tkhd = child(init, trak, "tkhd");
-    this.trackId = tkhd ? u32(init, tkhd.body + (fullBoxVersion(init, tkhd) === 1 ? 20 : 12)) : 1;
-    const mdhd = path(init, trak, "mdia", "mdhd");
-    if (!mdhd) throw new FramingError("the video track has no mdhd box");
-    this.timescale = u32(init, mdhd.body + (fullBoxVersion(init, mdhd) === 1 ? 20 : 12));
-    if (!this.timescale) throw new FramingError("the video track's timescale is 0");
-    const config = boxes(init, entry.body + 78, entry.end).find((b) => b.type === (codec === CODEC_H264 ? "avcC" : "hvcC"));
-    if (!config) throw new FramingError(`the ${entry.type} sample entry has no decoder configuration`);
-    Object.assign(this, decoderConfig(init, config, codec));
-    this.mediaTime = 0;
-    const elst = path(init, trak, "edts", "elst");
-    if (elst) {
-      const v1 = fullBoxVersion(init, elst) === 1;
-      if (u32(init, elst.body + 4) >= 1) {
-        const t = v1 ? u64(init, elst.body + 16) : u32(init, elst.body + 12);
-        const empty = v1 ? t === 2 ** 64 - 1 : t === 0xffffffff;  // -1: an empty edit (a delay)
-        if (!empty) this.mediaTime = t;
-      }
-    }
-    this.defaults = { duration: 0, size: 0, flags: 0 };
-    const mvex = child(init, moov, "mvex");
-    for (const trex of mvex ? children(init, mvex, "trex") : []) {
-      if (u32(init, trex.body + 4) === this.trackId) {
-        this.defaults = { duration: u32(init, trex.body + 12), size: u32(init, trex.body + 16), flags: u32(init, trex.body + 20) };
-      }
-    }
+export class SampleCutter {
+  constructor(maxSegmentBytes = MAX_CUT_SEGMENT_BYTES, videoOnly = false, scratch = null) {
+    this.maxSegmentBytes = maxSegmentBytes;
+    this.videoOnly = videoOnly;
+    this._scratch = scratch;
+    this.track = null;
+    this._classes = CLASSES[CODEC_H264];
+    this._clock = null;
+    this._trackProblem = "";
+    this._required = [];
+    this._sets = [];        // the parameter sets in force (to restore a stripped head)
+    this._presented = false;  // a sample of this track was presented (not hidden) already
+    this._cenc = null;        // the track's 'cenc' samples, back into the protected form
+    this._out = [];
+    this._resetPending();
   }
 
-  /** The samples of a fragment: [{data, pts, duration}] in decoding order (times in ms). */
-  samples(frag) {
-    const top = boxes(frag);
-    const mdats = top.filter((b) => b.type === "mdat");
-    const out = [];
-    let problem = "";
-    for (const moof of top.filter((b) => b.type === "moof")) {
-      for (const traf of children(frag, moof, "traf")) {
-        const tfhd = child(frag, traf, "tfhd");
-        if (!tfhd) throw new FramingError("a traf box without tfhd");
-        const flags = u32(frag, tfhd.body) & 0xffffff;
-        const trackId = u32(frag, tfhd.body + 4);
-        if (trackId !== this.trackId) { problem = `the fragment holds samples of track ${trackId}, never verified`; continue; }
-        let at = tfhd.body + 8;
-        let base = moof.start;
-        if (flags & 0x1) { base = u64(frag, at); at += 8; }
-        if (flags & 0x2) at += 4;
-        const dflt = { ...this.defaults };
-        if (flags & 0x8) { dflt.duration = u32(frag, at); at += 4; }
-        if (flags & 0x10) { dflt.size = u32(frag, at); at += 4; }
-        if (flags & 0x20) { dflt.flags = u32(frag, at); at += 4; }
-        const tfdt = child(frag, traf, "tfdt");
-        let dts = tfdt ? (fullBoxVersion(frag, tfdt) === 1 ? u64(frag, tfdt.body + 4) : u32(frag, tfdt.body + 4)) : 0;
-        let offset = base;
-        for (const trun of children(frag, traf, "trun")) {
-          const version = fullBoxVersion(frag, trun);
-          const tf = u32(frag, trun.body) & 0xffffff;
-          const count = u32(frag, trun.body + 4);
-          let p = trun.body + 8;
-          if (tf & 0x1) { offset = base + (u32(frag, p) | 0); p += 4; }
-          if (tf & 0x4) p += 4;
-          for (let i = 0; i < count; i++) {
-            let duration = dflt.duration;
-            let size = dflt.size;
-            let cto = 0;
-            if (tf & 0x100) { duration = u32(frag, p); p += 4; }
-            if (tf & 0x200) { size = u32(frag, p); p += 4; }
-            if (tf & 0x400) p += 4;
-            if (tf & 0x800) { cto = version ? u32(frag, p) | 0 : u32(frag, p); p += 4; }
-            if (p > trun.end) throw new FramingError("a trun box is cut short");
-            if (!mdats.some((m) => offset >= m.body && offset + size <= m.end)) {
-              throw new FramingError("a sample lies outside the fragment's media data");
-            }
-            const pts = dts + cto;
-            out.push({
-              data: frag.subarray(offset, offset + size),
-              pts: (pts / this.timescale) * 1000,
-              duration: (duration / this.timescale) * 1000,
-              hidden: pts < this.mediaTime,
-            });
-            offset += size;
-            dts += duration;
-          }
-        }
-      }
-    }
-    return { samples: out, problem };
+  _resetPending() {
+    this._buf = this._scratch ? this._scratch.buf || EMPTY : EMPTY;  // the canonical form but the tag's bytes, _restSize of them
+    this._restSize = 0;
+    this._size = 0;         // canonical bytes kept, the tag's included
+    this._units = 0;
+    this._pictures = [];
+    this._samples = 0;
+    this._tag = -1;
+    this._tagEnd = -1;
+    this._tagBytes = EMPTY;
+    this._codec = 0;
+    this._expect = -1;
+    this._repeats = 0;
+    this._problem = "";
+    this._problemReason = FRAMING;
+    this._oversized = false;
   }
 
-  /** The tagged segments of one fragment (a fragment holds whole segments). */
-  segments(frag) {
-    const rule = new Regrouper(this.codec, this.sets);
-    let samples;
-    try {
-      const found = this.samples(frag);
-      samples = found.samples;
-      if (found.problem) rule.problem(found.problem);
-    } catch (exc) {
-      if (!(exc instanceof FramingError)) throw exc;
-      return [new Segment([], this.codec, [], null, `the fragment cannot be read (${exc.message})`)];
-    }
-    const out = [];
-    const close = (segment) => {
-      segment.timing = rule.closedMeta.samples ? rule.closedMeta.samples.timing() : null;
-      if (this.problem && !segment.problem) segment.problem = this.problem;
-      out.push(segment);
-    };
-    rule.meta.samples = new Samples();
-    const aud = KINDS[this.codec].aud;
-    for (const sample of samples) {
-      const [units, defect] = prefixedUnits(sample.data, this.lengthSize);
-      if (defect) { rule.problem(defect); continue; }
-      // A sample is one whole access unit as the camera emitted it (docs/CONTAINERS.md): it
-      // begins with its delimiter and holds no other.
-      const delimiters = units.filter((u) => nalKind(u, this.codec) === aud).length;
-      let notOneAccessUnit = "";
-      if (!units.length || nalKind(units[0], this.codec) !== aud) {
-        notOneAccessUnit = "a sample does not begin with an access unit delimiter: it is not one whole access unit as the camera emitted it";
-      } else if (delimiters > 1) {
-        notOneAccessUnit = `a sample holds ${delimiters} access units (a sample is one access unit, or the two fields of one frame)`;
-      }
-      for (const unit of units) {
-        const closed = rule.add(unit);
-        if (closed) { close(closed); rule.meta.samples = new Samples(); }
-      }
-      if (notOneAccessUnit && rule._tagged) rule.problem(notOneAccessUnit);  // untagged runs are refused as such
-      rule.meta.samples.add(sample.pts, sample.duration, sample.hidden);
-    }
-    const last = rule.finish();
-    if (last) close(last);
-    if (!out.length) out.push(new Segment([], this.codec, [], null, "the fragment holds no video samples"));
+  feed(event) {
+    if (event.type === "sample") this._sample(event);
+    else if (event.type === "track") this._track(event);
+    else if (event.type === "defect") this.defect(event.text, event.reason);
+    const out = this._out;
+    this._out = [];
     return out;
+  }
+
+  /** The pending segment is refused, whatever its tag (reason: framing or timing). */
+  defect(text, reason = FRAMING) {
+    if (!this._problem) {
+      this._problem = text;
+      this._problemReason = reason;
+    }
+  }
+
+  finish() {
+    if (this._size || this._problem || this._samples) this._close();
+    const out = this._out;
+    this._out = [];
+    return out;
+  }
+
+  _track(info) {
+    if (this._size || this._samples) this._close();
+    this.track = info;
+    this._presented = false;
+    if (!info.codec) {
+      this._trackProblem = `the video track is ${info.codecName}, not H.264 or H.265`;
+    } else if (info.otherVideo) {
+      this._trackProblem = `the container holds another video track, never verified: ${info.others.filter((o) => o.startsWith("video")).join(", ")}`;
+    } else if (info.others.length && !this.videoOnly) {
+      this._trackProblem = `the container holds other tracks, never verified: ${info.others.join(", ")}`;
+    } else if (info.protection) {
+      this._trackProblem = CencSamples.trackProblem(info.protection);
+    } else {
+      this._trackProblem = "";
+    }
+    this._cenc = info.protection && info.lengthSize && !this._trackProblem ? new CencSamples(info.protection, info.lengthSize) : null;
+    const codec = info.codec || CODEC_H264;
+    this._classes = CLASSES[codec];
+    // the record's units as the camera tagged them: zero bytes after a unit are the muxer's
+    const config = info.configUnits.map((u) => u.subarray(0, unitEnd(u, 0, u.length)));
+    this._clock = new PictureClock(codec, config);
+    this._required = info.lengthSize ? config : [];  // a decoder reads them before any sample
+    const sets = config.filter((u) => u.length && this._classes[u[0]] === PARAMETER_SET);
+    if (sets.length) this._sets = sets;
+  }
+
+  _sample(sample) {
+    const info = this.track;
+    const clock = this._clock;
+    if (info === null || clock === null) throw new Error("a sample before its track");
+    let data = sample.data;
+    let lengthSize = info.lengthSize;
+    if (!lengthSize) {  // Annex-B samples (MPEG-TS) come through no reader of this gate
+      this.defect("a sample that is not length-prefixed");
+      return;
+    }
+    let encryption = "";
+    if (this._cenc !== null) [data, lengthSize, encryption] = this._cenc.read(sample);
+    const scan = scanPrefixed(data, lengthSize, this._classes, clock);
+    if (scan.defect) {
+      this.defect(scan.defect);  // its units cannot be told apart: not kept
+      return;
+    }
+    let skip = null;  // the tag's bytes, in this sample's canonical form: not in what is hashed
+    if (scan.tags.length) skip = this._tagInSample(scan, data, lengthSize);
+    if (this._tag >= 0) {  // a run before the first tag is refused as untagged, whatever it holds
+      if (encryption) {
+        this.defect(encryption);
+      } else if (this._cenc !== null && scan.delimiters > 1) {
+        this.defect(`a Common Encryption sample holds ${scan.delimiters} access units: the camera begins each one's keystream at a fresh counter block, 'cenc' continues it across a sample`);
+      }
+      if (scan.rule) {
+        this.defect(scan.rule);
+      } else if (scan.delimiters > 1 && !this._fieldPair(scan)) {
+        this.defect(`a sample holds ${scan.delimiters} access units (a sample is one access unit, or the two fields of one frame)`);
+      } else if (scan.pictures.length !== Math.max(1, scan.delimiters)) {
+        this.defect(`a sample holds ${scan.pictures.length} pictures in ${scan.delimiters} access unit(s)`);
+      }
+    }
+    if (this._size + scan.size > this.maxSegmentBytes) {
+      if (!this._oversized) this.defect(`segment larger than ${this.maxSegmentBytes >> 20} MiB`);
+      this._oversized = true;
+    } else {
+      this._keep(data, lengthSize, scan.size, skip);
+      this._size += scan.size;
+    }
+    this._units += scan.units;
+    this._samples++;
+    if (sample.hidden && this._presented) {
+      // An edit list hides the pictures before the presentation starts (the B-frame delay, a
+      // cut): those are the camera's, decoded and not shown. Hidden after a shown one, a picture
+      // vanishes from the middle of what the camera captured.
+      this.defect("the container hides a picture after its presentation began", TIMING);
+    }
+    this._presented = this._presented || !sample.hidden;
+    const key = scan.pictures.length ? scan.pictures[0][0] : UNREADABLE;
+    this._pictures.push({ pts: sample.pts, duration: sample.duration, hidden: sample.hidden, key, dts: sample.dts,
+      sync: sample.sync, aus: scan.delimiters });
+    if (this._tag >= 0 && this._expect >= 0 && this._expect < this._units - this._repeats) this._close();
+  }
+
+  /** Appends a sample's canonical form but the bytes in `skip` ([from, to) of it) to the segment. */
+  _keep(data, lengthSize, size, skip) {
+    const [from, to] = skip || [0, 0];
+    const needed = this._restSize + size - (to - from);
+    if (needed > this._buf.length) {
+      const grown = new Uint8Array(Math.max(needed, Math.min(2 * this._buf.length, this.maxSegmentBytes), 4096));
+      grown.set(this._buf.subarray(0, this._restSize));
+      this._buf = grown;
+      if (this._scratch) this._scratch.buf = grown;
+    }
+    const buf = this._buf;
+    let out = this._restSize;
+    let at = 0;  // in this sample's canonical form
+    const put = (source, begin, end) => {  // source[begin:end] at `at`, but what falls in [from, to)
+      const length = end - begin;
+      if (at + length <= from || at >= to) {
+        buf.set(source.subarray(begin, end), out);
+        out += length;
+      } else {
+        const headLength = Math.max(0, from - at);
+        buf.set(source.subarray(begin, begin + headLength), out);
+        out += headLength;
+        const tail = Math.max(0, at + length - to);
+        buf.set(source.subarray(end - tail, end), out);
+        out += tail;
+      }
+      at += length;
+    };
+    for (let pos = 0; pos < data.length;) {
+      const begin = pos + lengthSize;
+      const end = begin + lengthAt(data, pos, lengthSize);
+      const last = unitEnd(data, begin, end);
+      if (skip === null) {
+        buf.set(START_CODE, out);
+        buf.set(data.subarray(begin, last), out + 4);
+        out += 4 + last - begin;
+      } else {
+        put(START_CODE, 0, 4);
+        put(data, begin, last);
+      }
+      pos = end;
+    }
+    this._restSize = out;
+  }
+
+  /** Two access units of H.264 fields of opposite parity in one sample: one frame, one picture. */
+  _fieldPair(scan) {
+    return this.track !== null && this.track.codec === CODEC_H264 && scan.delimiters === 2 && scan.pictures.length === 2
+      && scan.pictures[0][1] + scan.pictures[1][1] === 3 && scan.pictures[0][1] !== scan.pictures[1][1];
+  }
+
+  /** A sample holding a tag begins a segment; returns the tag's bytes' range in the sample's canonical form. */
+  _tagInSample(scan, data, lengthSize) {
+    const first = scan.tags[0];
+    if (this._size || this._samples) this._close();
+    if (scan.beforeTag) {
+      this.defect("a sample holds picture units before its segment's tag (two access units in one sample, or units hidden behind start codes)");
+    }
+    if (scan.tags.length > 1) this.defect(`a sample holds ${scan.tags.length} segbind tags`);
+    const head = canonicalHead(data, lengthSize, first + 1024);
+    const next = findStartCode(head, first);
+    this._tag = first - 4;
+    this._tagEnd = next >= 0 ? next : head.length;
+    this._codec = tagCodec(head.subarray(first, first + 24));
+    this._expect = unitsInTag(head.subarray(first, this._tagEnd));
+    // the head is read as framing.py reads it: a codec other than H.264 (none: 0) by H.265's unit types
+    const headClasses = CLASSES[this._codec === CODEC_H264 ? CODEC_H264 : CODEC_H265];
+    this._repeats = repeatedSets(canonicalHead(data, lengthSize, 65536, headClasses), this._codec);
+    if (this._size + scan.size <= this.maxSegmentBytes) this._tagBytes = head.slice(this._tag, this._tagEnd);
+    return [this._tag, this._tagEnd];
+  }
+
+  _close() {
+    const problem = this._problem || this._trackProblem;
+    const reason = this._problem ? this._problemReason : FRAMING;
+    const info = this.track;
+    const timing = this._pictures.length && info !== null ? timingOfPictures(this._pictures, info.timescale) : null;
+    const rest = this._buf.subarray(0, this._restSize);
+    let seg;
+    if (this._tag >= 0) {
+      seg = new Canonical({ rest, tagBytes: this._tagBytes, tagStart: this._tag, tagEnd: this._tagEnd, units: this._units - 1,
+        timing, problem, problemReason: reason, restore: this._sets, codec: this._codec, required: this._required,
+        samples: this._pictures });
+      const found = headParameterSets(seg.head(65536), this._codec);
+      if (found.length) this._sets = found.map((u) => u.slice());
+      if (info !== null && info.codec && this._codec && this._codec !== info.codec) {
+        seg.problemReason = FRAMING;  // the root of whatever else was found in its samples
+        seg.problem = `an ${CODEC_NAMES[this._codec]} segment in an ${CODEC_NAMES[info.codec]} track (a decoder reads it as ${CODEC_NAMES[info.codec]})`;
+      }
+    } else {
+      seg = new Canonical({ rest, tagStart: -1, tagEnd: -1, units: this._units, timing, problem, problemReason: reason });
+    }
+    if (this._size || problem) this._out.push(seg);
+    this._resetPending();
   }
 }
 
 // ---- stream order (FORMAT.md 7.2) -----------------------------------------------------------------------
 
-class CameraState {
+class StreamState {
   constructor(found) {
     this.streamId = found.tag.streamId;
     this.epoch = found.tag.epoch;
@@ -1097,24 +1851,34 @@ class CameraState {
       this.recent.delete(seq);
     }
   }
+
+  /** What was accepted at `seq`, when it lies in the window (verifier.py _StreamState.seen). */
+  seen(seq) { return seq >= this.highest - REPLAY_WINDOW ? this.recent.get(seq) ?? null : null; }
 }
 
 function linkOf(digest) { return digest.subarray(0, LINK_SIZE); }
 
+/** A stream's key in the verifier's state: (owner, camera), never a camera id alone. */
+function streamKey(owner, camera) { return JSON.stringify([owner, camera]); }
+
 /**
- * Verifies segments in arrival order, keeping each camera's stream state. With `camera`
- * set, a segment of any other camera is a chain_break (the stream is that camera's alone).
- * With `recording`, gaps, streams that do not follow a clean end and discontinuous capture
- * times are refused, and finish() says whether the recording ends cleanly. Verdicts come
- * in the order segments were given, whatever WebCrypto's timing.
+ * Verifies segments in arrival order, keeping the state of each stream: an (owner, camera), as
+ * the keyring names the tag's key id (verifier.py StreamVerifier). With `camera` (and `owner`)
+ * set, the stream is that one alone and a segment of any other is a chain_break; without them,
+ * each (owner, camera) is its own stream. Stills (FORMAT.md 10) are judged alone and change no
+ * stream. With `recording`, gaps, streams that do not follow a clean end and discontinuous
+ * capture times are refused, and finish() says whether the recording ends cleanly. Verdicts
+ * come in the order segments were given, whatever WebCrypto's timing. An accepted segment is
+ * decrypted only when asked for (Verdict.plaintext); a refused one never is.
  */
 export class StreamVerifier {
-  constructor(keyring, { camera = null, window = null, recording = false, clock = () => Date.now() / 1000 } = {}) {
+  constructor(keyring, { camera = null, owner = null, window = null, recording = false, clock = () => Date.now() / 1000 } = {}) {
     this.auth = new Authenticator(keyring, window);
     this.camera = camera;
+    this.owner = owner;
     this.recording = recording;
     this.clock = clock;
-    this._cameras = new Map();
+    this._streams = new Map();
     this._queue = Promise.resolve();
   }
 
@@ -1131,30 +1895,28 @@ export class StreamVerifier {
     });
   }
 
-  /** The verdict on a segment a reader found (annexbSegments, Mp4Reader.segments). */
+  /** The verdict on a segment of an Annex-B stream (annexbSegments). */
   verifySegment(segment) {
-    return this._serial(async () => {
-      let canonical;
-      try {
-        canonical = segment.canonical();
-      } catch (exc) {
-        if (!(exc instanceof Refusal)) throw exc;
-        if (segment.problem) return new Verdict(Reason.FRAMING, segment.problem);
-        return new Verdict(exc.reason, exc.detail, exc.tag);
-      }
-      return this._judge(() => this.auth.authenticateAny(canonical, this._now()));
-    });
+    return this._serial(async () => this._judge(() => this.auth.judge(segment.canonical(), this._now())));
+  }
+
+  /** The verdict on a segment a container's samples were cut into (SampleCutter). */
+  verifyCanonical(canonical) {
+    return this._serial(async () => this._judge(() => this.auth.judge(canonical, this._now())));
   }
 
   /** Recording mode, at the end of the input: a refusal when a stream did not end cleanly (else null). */
   finish() {
     if (!this.recording) return null;
-    for (const [camera, state] of [...this._cameras.entries()].sort()) {
+    const streams = [...this._streams.values()].sort((a, b) => compareText(a.last.owner, b.last.owner)
+      || compareText(a.last.camera, b.last.camera));
+    for (const state of streams) {
       if (!state.last.endOfStream) {
-        return new Verdict(Reason.INCOMPLETE, `the recording of camera ${camera} ends at segment ${state.highest} of stream ${state.streamId}, without its end of stream`, state.last);
+        return new Verdict(Reason.INCOMPLETE, `the recording of camera ${pyRepr(state.last.camera)} of ${pyRepr(state.last.owner)} `
+          + `ends at segment ${state.highest} of stream ${state.streamId}, without its end of stream`, state.last);
       }
     }
-    if (!this._cameras.size) return new Verdict(Reason.INCOMPLETE, "no segment was accepted");
+    if (!this._streams.size) return new Verdict(Reason.INCOMPLETE, "no segment was accepted");
     return null;
   }
 
@@ -1175,16 +1937,28 @@ export class StreamVerifier {
       throw exc;
     }
     const verdict = this._sequence(found);
-    if (verdict.accepted) verdict.verified = found.verified;
+    if (verdict.accepted) {
+      verdict._accepted = { form: found.form, binding: found.binding };
+      if (found.note) verdict.detail = [verdict.detail, found.note].filter(Boolean).join("; ");
+    }
     return verdict;
+  }
+
+  _foreign(tag) {
+    return (this.camera !== null && tag.camera !== this.camera) || (this.owner !== null && tag.owner !== this.owner);
   }
 
   _sequence(found) {
     const { tag } = found;
-    if (this.camera !== null && tag.camera !== this.camera) {
-      return new Verdict(Reason.CHAIN_BREAK, `segment of camera ${tag.camera} in the stream of camera ${this.camera}`, tag);
+    if (this._foreign(tag)) {
+      return new Verdict(Reason.CHAIN_BREAK, `segment of camera ${pyRepr(tag.camera)} of ${pyRepr(tag.owner)} in the stream `
+        + `of camera ${this.camera === null ? "None" : pyRepr(this.camera)} of ${pyRepr(this.owner || "its owner")}`, tag);
     }
-    const state = this._cameras.get(tag.camera);
+    if (tag.still) {  // a thumbnail: judged alone, chained to nothing (FORMAT.md 10)
+      return new Verdict(Reason.OK, `a still (an event's thumbnail) of segment ${tag.seq} of stream ${tag.streamId}`, tag);
+    }
+    const key = streamKey(tag.owner, tag.camera);
+    const state = this._streams.get(key);
     if (!state) {
       if (tag.seq === 0n && !sameBytes(tag.link, GENESIS_LINK)) {
         return new Verdict(Reason.CHAIN_BREAK, "first segment of a stream without the genesis link", tag);
@@ -1192,7 +1966,7 @@ export class StreamVerifier {
       if (this.recording && tag.seq) {
         return new Verdict(Reason.MISSING, `the recording starts at segment ${tag.seq} of stream ${tag.streamId}`, tag, Number(tag.seq));
       }
-      this._cameras.set(tag.camera, new CameraState(found));
+      this._streams.set(key, new StreamState(found));
       return new Verdict(Reason.OK, `first segment seen of stream ${tag.streamId}`, tag);
     }
     if (tag.streamId < state.streamId) {
@@ -1205,7 +1979,7 @@ export class StreamVerifier {
       if (this.recording && (tag.seq || !state.last.endOfStream)) {
         return new Verdict(Reason.MISSING, `stream ${tag.streamId} begins before stream ${state.streamId} ended cleanly`, tag, Number(tag.seq));
       }
-      this._cameras.set(tag.camera, new CameraState(found));
+      this._streams.set(key, new StreamState(found));
       if (tag.seq) return new Verdict(Reason.GAP, `new stream ${tag.streamId} joined at segment ${tag.seq}`, tag, Number(tag.seq));
       return new Verdict(Reason.OK, `new stream ${tag.streamId}`, tag);
     }
@@ -1233,26 +2007,26 @@ export class StreamVerifier {
     return new Verdict(Reason.GAP, `${missing} segment(s) lost before segment ${tag.seq}`, tag, missing);
   }
 
-  /** A segment at or below the highest seq: a copy, a replay, or an intact late one. */
+  /** A segment at or below the highest seq: a copy, a replay, or an intact late one (verifier.py _earlier). */
   _earlier(state, found) {
     const { tag } = found;
-    const seen = state.recent.get(tag.seq);
+    if (tag.seq < state.highest - REPLAY_WINDOW) {
+      return new Verdict(Reason.REPLAY, `segment ${tag.seq} is older than the window (${REPLAY_WINDOW})`, tag);
+    }
+    const seen = state.seen(tag.seq);
     if (seen) {
       if (constantTimeEqual(seen.digest, found.digest) && constantTimeEqual(seen.mac, found.mac)) {
         return new Verdict(Reason.DUPLICATE, `segment ${tag.seq} already accepted`, tag);
       }
       return new Verdict(Reason.REPLAY, `sequence number ${tag.seq} already used`, tag);
     }
-    if (tag.seq < state.highest - REPLAY_WINDOW) {
-      return new Verdict(Reason.REPLAY, `segment ${tag.seq} is older than the window (${REPLAY_WINDOW})`, tag);
-    }
-    const before = state.recent.get(tag.seq - 1n);
+    const before = state.seen(tag.seq - 1n);
     if (tag.seq === 0n) {
       if (!sameBytes(tag.link, GENESIS_LINK)) return new Verdict(Reason.CHAIN_BREAK, "segment 0 without the genesis link", tag);
     } else if (before && !constantTimeEqual(tag.link, linkOf(before.digest))) {
       return new Verdict(Reason.CHAIN_BREAK, `late segment ${tag.seq} does not follow segment ${tag.seq - 1n}`, tag);
     }
-    const after = state.recent.get(tag.seq + 1n);
+    const after = state.seen(tag.seq + 1n);
     if (after && !constantTimeEqual(after.link, linkOf(found.digest))) {
       return new Verdict(Reason.CHAIN_BREAK, `segment ${tag.seq} does not lead to segment ${tag.seq + 1n}`, tag);
     }
@@ -1265,53 +2039,302 @@ export class StreamVerifier {
   }
 }
 
+/** Python's ordering of str (code points), for sorting streams as verifier.py does. */
+function compareText(a, b) {
+  const x = [...a].map((c) => c.codePointAt(0));
+  const y = [...b].map((c) => c.codePointAt(0));
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
+// ---- what a decoder is handed: the verified segments decrypted, in a clear fMP4 of their own ------------
+//
+// A display that decrypts (FragmentGate's `decrypt`) hands Media Source Extensions no byte of the
+// fragment it was served: the init segment with its protection boxes renamed away ('encv' back to
+// its original format, 'sinf' and 'pssh' to 'free'; nothing else changed), and for each fragment
+// that passed, a fragment written here from what was verified: the accepted segments' units
+// decrypted (Verdict.plaintext: FORMAT.md 7.4), one sample per sample of the container, each with
+// the times and sync flag the container gave it and the verifier checked (FORMAT.md 7.5).
+
+const u32be = (out, at, v) => { out[at] = v >>> 24; out[at + 1] = (v >>> 16) & 255; out[at + 2] = (v >>> 8) & 255; out[at + 3] = v & 255; };
+const ascii = (text) => Uint8Array.from(text, (c) => c.charCodeAt(0));
+
+/** The boxes of buf[start:end]: [type, start, end, header size]; an Error when they do not tile it. */
+function boxesIn(buf, start, end) {
+  const out = [];
+  let at = start;
+  while (at < end) {
+    if (at + 8 > end) throw new Error("a box header runs past its parent");
+    let size = ((buf[at] << 24) >>> 0) + (buf[at + 1] << 16) + (buf[at + 2] << 8) + buf[at + 3];
+    let head = 8;
+    if (size === 1) {
+      if (at + 16 > end) throw new Error("a box header runs past its parent");
+      size = (((buf[at + 8] << 24) >>> 0) + (buf[at + 9] << 16) + (buf[at + 10] << 8) + buf[at + 11]) * 2 ** 32
+        + ((buf[at + 12] << 24) >>> 0) + (buf[at + 13] << 16) + (buf[at + 14] << 8) + buf[at + 15];
+      head = 16;
+    } else if (size === 0) {
+      size = end - at;
+    }
+    if (size < head || at + size > end) throw new Error("a box runs past its parent");
+    out.push([String.fromCharCode(...buf.subarray(at + 4, at + 8)), at, at + size, head]);
+    at += size;
+  }
+  return out;
+}
+
+const rename = (buf, at, type) => buf.set(ascii(type), at + 4);
+
+/**
+ * The init segment as the decoder is to read it (a copy): its protection renamed away, and the
+ * video track's id. An Error when it does not hold one track as expected (the gate has read it).
+ */
+export function clearInit(init) {
+  const out = init.slice();
+  const moov = boxesIn(out, 0, out.length).find(([type]) => type === "moov");
+  if (!moov) throw new Error("no 'moov'");
+  const traks = [];
+  for (const [type, start, end, head] of boxesIn(out, moov[1] + moov[3], moov[2])) {
+    if (type === "pssh") rename(out, start, "free");
+    if (type === "trak") traks.push([start + head, end]);
+  }
+  if (traks.length !== 1) throw new Error(`${traks.length} tracks`);
+  const child = (range, type) => {
+    const found = boxesIn(out, range[0], range[1]).find(([t]) => t === type);
+    if (!found) throw new Error(`no '${type}'`);
+    return found;
+  };
+  const inside = ([, start, end, head]) => [start + head, end];
+  const tkhd = child(traks[0], "tkhd");
+  const at = tkhd[1] + tkhd[3] + 4 + (out[tkhd[1] + tkhd[3]] === 1 ? 16 : 8);
+  const trackId = ((out[at] << 24) >>> 0) + (out[at + 1] << 16) + (out[at + 2] << 8) + out[at + 3];
+  const stbl = inside(child(inside(child(inside(child(traks[0], "mdia")), "minf")), "stbl"));
+  const stsd = child(stbl, "stsd");
+  for (const [type, start, end] of boxesIn(out, stsd[1] + stsd[3] + 8, stsd[2])) {
+    if (type !== "encv") continue;
+    const kids = boxesIn(out, start + 86, end);  // a visual sample entry's 78 bytes, then its boxes
+    const sinf = kids.find(([t]) => t === "sinf");
+    if (!sinf) throw new Error("an 'encv' entry without 'sinf'");
+    const frma = boxesIn(out, sinf[1] + sinf[3], sinf[2]).find(([t]) => t === "frma");
+    if (!frma || frma[2] - frma[1] < 12) throw new Error("no 'frma'");
+    out.set(out.subarray(frma[1] + 8, frma[1] + 12), start + 4);
+    rename(out, sinf[1], "free");
+  }
+  return { bytes: out, trackId };
+}
+
+/**
+ * A segment's decrypted units grouped into its container's samples (each begins at its
+ * delimiter): the [begin, end) of each sample's units in `plain`.
+ */
+function unitsBySample(plain, spans, samples, codec) {
+  const out = samples.map(() => []);
+  let k = -1;
+  let left = 0;  // delimiters left in the current sample (an H.264 frame's two fields: two)
+  for (const span of spans) {
+    if (isAud(plain[span[0]], codec)) {
+      if (left === 0) {
+        k++;
+        if (k >= samples.length) throw new Error("more access units than samples");
+        left = Math.max(1, samples[k].aus);
+      }
+      left--;
+    }
+    if (k < 0) throw new Error("a unit before the first sample's delimiter");
+    out[k].push(span);
+  }
+  if (k !== samples.length - 1) throw new Error("fewer access units than samples");
+  return out;
+}
+
+/**
+ * moof + mdat for each run of samples whose decode times follow on; samples are [{plain, units:
+ * [[begin, end], ...], pts, dts, duration, sync}] (each unit in its segment's plaintext), written
+ * behind `lengthSize`-byte lengths into one buffer.
+ */
+function clearFragment(samples, trackId, lengthSize, sequence) {
+  const sizes = samples.map(({ units }) => units.reduce((n, [b, e]) => n + lengthSize + e - b, 0));
+  const runs = [];
+  for (let first = 0; first < samples.length;) {
+    let last = first + 1;
+    while (last < samples.length && samples[last].dts === samples[last - 1].dts + samples[last - 1].duration) last++;
+    runs.push([first, last]);
+    first = last;
+  }
+  const moofSize = (count) => 8 + 16 + 8 + 16 + 20 + 8 + 4 + 8 + 16 * count;  // moof, mfhd, traf, tfhd, tfdt, trun
+  const total = runs.reduce((n, [a, z]) => n + moofSize(z - a) + 8 + sizes.slice(a, z).reduce((x, y) => x + y, 0), 0);
+  const out = new Uint8Array(total);
+  let at = 0;
+  const put32 = (v) => { u32be(out, at, v >>> 0); at += 4; };
+  const head = (size, type) => { put32(size); out.set(ascii(type), at); at += 4; };
+  for (const [first, last] of runs) {
+    const count = last - first;
+    const media = sizes.slice(first, last).reduce((x, y) => x + y, 0);
+    const negative = samples.slice(first, last).some((x) => x.pts < x.dts);
+    const dts = samples[first].dts;
+    head(moofSize(count), "moof");
+    head(16, "mfhd"); put32(0); put32(sequence);
+    head(moofSize(count) - 24, "traf");
+    head(16, "tfhd"); put32(0x020000); put32(trackId);
+    head(20, "tfdt"); put32(0x01000000); put32(Math.floor(dts / 2 ** 32)); put32(dts % 2 ** 32);
+    head(20 + 16 * count, "trun"); put32(((negative ? 1 : 0) << 24) | 0x000f01); put32(count); put32(moofSize(count) + 8);
+    for (let k = first; k < last; k++) {
+      const x = samples[k];
+      put32(x.duration); put32(sizes[k]); put32(x.sync ? 0x02000000 : 0x01010000); put32(x.pts - x.dts);
+    }
+    head(8 + media, "mdat");
+    for (let k = first; k < last; k++) {
+      const { plain, units } = samples[k];
+      for (const [begin, end] of units) {
+        const size = end - begin;
+        if (size >= 2 ** (8 * lengthSize)) throw new Error(`a unit of ${size} bytes behind a ${lengthSize}-byte length`);
+        for (let b = lengthSize - 1; b >= 0; b--) out[at + lengthSize - 1 - b] = Math.floor(size / 2 ** (8 * b)) & 255;
+        out.set(plain.subarray(begin, end), at + lengthSize);
+        at += lengthSize + size;
+      }
+    }
+  }
+  return out;
+}
+
 // ---- a gate in front of a decoder -------------------------------------------------------------------------
+
+const errorText = (exc) => (exc && exc.message ? exc.message : String(exc));
 
 /**
  * Verifies the fragments of one fMP4 feed before they reach a decoder (what a display's
- * fragment loader calls). `init(bytes)` takes the init segment; `fragment(bytes)` returns
- * {pass, verdicts}: pass is true only when the fragment holds at least one segment and
- * every segment in it is accepted, and the parameter sets in the init segment (which the
- * decoder also reads) are among the verified units. A refused fragment must not be
- * appended. (Each segment's verdict counts for the stream as given: a fragment whose first
- * segment is accepted and second refused is held whole, its first segment still seen.)
+ * fragment loader calls). `init(bytes)` takes the init segment and returns "" or why it cannot
+ * be used; `fragment(bytes)` returns {pass, verdicts, media}: pass is true only when the fragment
+ * holds at least one segment and every segment in it is accepted. A refused fragment must not be
+ * appended. Each fragment is read as the init segment followed by that fragment (as
+ * `segbind verify init.mp4 fragment.m4s` reads it): a fragment loaded again, or out of order,
+ * is read the same way, with the init segment given last before the call. Fragments are judged
+ * one after the other in the order of the calls, whatever WebCrypto's timing. Each segment's
+ * verdict counts for the stream as given: a fragment whose first segment is accepted and second
+ * refused is held whole, its first segment still seen. Never throws; the bytes given are never
+ * changed.
+ *
+ * With `decrypt`, what a decoder is to be given instead of the bytes served: `initMedia` (the init
+ * segment, its protection renamed away) and, for a fragment that passes and only then, `media`: a
+ * clear fragment of its segments decrypted (each accepted verdict's `clear` holds its segment's
+ * plaintext). Nothing of a held fragment is decrypted; a content key is used only for segments
+ * its own MAC verified. Without `decrypt`, `media` is null.
  */
 export class FragmentGate {
-  constructor(verifier) {
+  constructor(verifier, { decrypt = false } = {}) {
     this.verifier = verifier;
-    this.reader = null;
-    this.initProblem = "no init segment yet";
+    this.decrypt = decrypt;
+    this._init = { bytes: null, problem: "no init segment yet", media: null, trackId: 0 };
+    this._sequence = 0;
+    this._scratch = { buf: null };  // one segment's canonical bytes, reused from fragment to fragment
+    this._queue = Promise.resolve();  // one fragment at a time: they share the scratch buffer
   }
+
+  /** Whether an init segment that can be read was given. */
+  get ready() { return this._init.bytes !== null; }
+
+  get initBytes() { return this._init.bytes; }
+
+  get initProblem() { return this._init.problem; }
+
+  /** With `decrypt`: the init segment a decoder is to be given (null until one can be used). */
+  get initMedia() { return this._init.media; }
 
   init(bytes) {
+    let problem = "";
+    let kept = null;
+    let media = null;
+    let trackId = 0;
     try {
-      this.reader = new Mp4Reader(bytes);
-      this.initProblem = "";
+      if (!(bytes instanceof Uint8Array)) throw new TypeError("an init segment is bytes");
+      const error = new Mp4Reader().init(bytes).find((e) => e.type === "error");
+      if (error) {
+        problem = `the init segment cannot be used (${error.text})`;
+      } else {
+        kept = bytes.slice();  // the loader's buffer is the player's
+        if (this.decrypt) ({ bytes: media, trackId } = clearInit(kept));
+      }
     } catch (exc) {
-      if (!(exc instanceof FramingError) && !(exc instanceof RangeError)) throw exc;
-      this.reader = null;
-      this.initProblem = `the init segment cannot be used (${exc.message})`;
+      problem = `the init segment cannot be used (${errorText(exc)})`;
+      kept = media = null;
     }
-    return this.initProblem;
+    this._init = { bytes: kept, problem, media, trackId };
+    return problem;
   }
 
-  async fragment(bytes) {
-    if (!this.reader) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, this.initProblem)] };
-    const verdicts = [];
-    const inBand = [];
-    for (const segment of this.reader.segments(bytes)) {
-      const verdict = await this.verifier.verifySegment(segment);
-      verdicts.push(verdict);
-      if (verdict.accepted) inBand.push(...annexbUnits(verdict.verified).units);
+  fragment(bytes) {
+    const init = this._init;
+    const run = this._queue.then(async () => {
+      try {
+        if (!(bytes instanceof Uint8Array)) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, "a fragment is bytes")], media: null };
+        if (!init.bytes) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, init.problem)], media: null };
+        const { verdicts, lengthSize, codec } = await this._verdicts(init.bytes, bytes);
+        const pass = verdicts.length > 0 && verdicts.every((v) => v.accepted);
+        if (!pass || !this.decrypt) {
+          for (const v of verdicts) v._accepted = null;  // nothing of a held fragment is ever decrypted
+          return { pass, verdicts, media: null };
+        }
+        try {
+          return { pass, verdicts, media: await this._decrypted(verdicts, init.trackId, lengthSize, codec) };
+        } catch (exc) {  // never expected: held rather than handed on
+          for (const v of verdicts) { v._accepted = null; v.clear = null; }
+          return { pass: false, verdicts: [...verdicts, new Verdict(Reason.FRAMING, `the verified fragment cannot be handed on (${errorText(exc)})`)], media: null };
+        }
+      } catch (exc) {  // never expected: a refusal rather than an exception out of the gate
+        return { pass: false, verdicts: [new Verdict(Reason.FRAMING, `the fragment cannot be verified (${errorText(exc)})`)], media: null };
+      }
+    });
+    this._queue = run;
+    return run;
+  }
+
+  /** The clear fragment of a passed fragment's segments (FORMAT.md 7.4), each decrypted under its own key. */
+  async _decrypted(verdicts, trackId, lengthSize, codec) {
+    const samples = [];
+    for (const verdict of verdicts) {
+      const { form, binding } = verdict._accepted;
+      const { plain, units } = await unprotect(form.output(), verdict.tag, binding.content);
+      verdict.clear = plain;
+      unitsBySample(plain, units, form.samples, verdict.tag.codec || codec)
+        .forEach((spans, k) => samples.push({ ...form.samples[k], plain, units: spans }));
     }
-    let pass = verdicts.length > 0 && verdicts.every((v) => v.accepted);
-    if (pass) {
-      const foreign = this.reader.sets.filter((s) => !inBand.some((u) => sameBytes(u, s)));
-      if (foreign.length) {
-        pass = false;
-        verdicts.push(new Verdict(Reason.FRAMING, "the init segment's parameter sets are not the camera's (the decoder would read them)"));
+    this._sequence = (this._sequence + 1) >>> 0;
+    return clearFragment(samples, trackId, lengthSize, this._sequence);
+  }
+
+  async _verdicts(init, bytes) {
+    const reader = new Mp4Reader();
+    const events = [reader.init(init), reader.fragment(bytes)];  // as the init segment followed by the fragment
+    const error = events.flatMap((list) => list.filter((e) => e.type === "error"))[0];
+    if (error) return { verdicts: [new Verdict(Reason.FRAMING, error.text)] };
+    const scratch = this._scratch;
+    if (!scratch.buf || scratch.buf.length < bytes.length) {  // one segment's bytes fit its fragment's
+      scratch.buf = new Uint8Array(Math.min(bytes.length, MAX_CUT_SEGMENT_BYTES));
+    }
+    const cutter = new SampleCutter(MAX_CUT_SEGMENT_BYTES, false, scratch);
+    const verdicts = [];
+    const judge = async (segment) => {
+      const verdict = await this.verifier.verifyCanonical(segment);
+      if (verdict._accepted) {  // its bytes are the scratch buffer's: the protected form kept (a copy) to decrypt
+        const { form, binding } = verdict._accepted;
+        const kept = this.decrypt ? form.output() : null;
+        verdict._accepted = this.decrypt ? { form: { output: () => kept, samples: form.samples }, binding } : null;
+      }
+      verdicts.push(verdict);
+    };
+    let samples = 0;
+    let codec = 0;
+    let lengthSize = 4;
+    for (const list of events) {
+      for (const event of list) {
+        if (event.type === "sample") samples++;
+        else if (event.type === "track") [codec, lengthSize] = [event.codec, event.lengthSize];
+        for (const segment of cutter.feed(event)) await judge(segment);
       }
     }
-    return { pass, verdicts };
+    for (const segment of cutter.finish()) await judge(segment);
+    if (!verdicts.length && !samples) {
+      return { verdicts: [new Verdict(Reason.FRAMING, `no ${CODEC_NAMES[codec] || "video"} samples in the MP4`)] };
+    }
+    return { verdicts, lengthSize, codec };
   }
 }
