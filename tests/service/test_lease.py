@@ -155,6 +155,28 @@ def test_the_checkpoint_travels_with_the_partition() -> None:
     assert b.judging == {0: Lease("b", 2, 41)}
 
 
+def test_a_partition_whose_judging_stopped_by_itself_is_taken_again_not_renewed_idle() -> None:
+    """A worker's judging sees its lease no longer valid while a renewal is on its way (a busy
+    worker: 13,000 cameras' first records) and stops; the renewal then lands. The partition must
+    not stay leased to a worker judging nothing (found by tools/bench_service.py): it is given up
+    and taken again, from its checkpoint, with a new token."""
+    kv = ModelKV()
+    a = Worker("a", 1)
+    rng = random.Random(1)
+    a.c.heard("a", 0.0)
+    a.step(kv, 0.0, 0.0, rng)
+    assert a.judging == {0: Lease("a", 1, 0)}
+    a.c.progress(0, 17)
+    a.judging.pop(0)  # the judging task ended by itself ...
+    a.step(kv, 1.0, 0.0, rng)  # ... and the coordinator still renews the lease
+    assert a.c.holding() == [0] and a.c.may_write(0, 1.0)
+    assert a.c.abandoned(0) == [Stop(0, "expired")]
+    assert a.c.holding() == [] and not a.c.may_write(0, 1.1)
+    a.step(kv, 1.2, 0.0, rng)
+    assert a.judging == {0: Lease("a", 2, 17)}
+    assert a.c.abandoned(0) == [Stop(0, "expired")] and a.c.abandoned(0) == []
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_answers_lost_on_the_way_back_are_recovered_from_what_is_read(seed: int) -> None:
     workers = run([("start", 0), ("start", 0), ("start", 0), ("kill", 1), ("start", 0)], seed=seed,

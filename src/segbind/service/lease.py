@@ -219,6 +219,16 @@ class Coordinator:
         """A stream state write of the partition was refused: another worker judges it now."""
         return self._lose(partition, "lost")
 
+    def abandoned(self, partition: int) -> List[Action]:
+        """The partition's judging ended on its own (it found its lease no longer valid while a
+        renewal was on its way, or it failed): the partition is not held here any more, so its
+        lease is not renewed with nothing judging it. The next ``plan`` takes it again if it is
+        still this worker's (a new token, from the lease's checkpoint), or it moves after a lease."""
+        held = self._held.get(partition)
+        if held is None or held.handing_over:
+            return []
+        return self._lose(partition, "expired")
+
     # -- decisions ---------------------------------------------------------------------------------
 
     def members(self, now: float) -> List[str]:

@@ -517,6 +517,10 @@ class Worker:
             del self.runs[run.partition]
             if run.stop_why == "handoff" and self.coord is not None:
                 self.coord.stopped(run.partition)
+            elif self.coord is not None and not self._stopping:
+                # it stopped by itself (an expiry it saw first, a failure): a lease renewed with
+                # nothing judging would hold the partition forever
+                self.coord.abandoned(run.partition)
         log.info("worker %s: partition %d no longer judged here (%s)", self.worker_id, run.partition,
                  run.stop_why or "stopping")
 
@@ -525,6 +529,12 @@ class Worker:
         assert coord is not None
         judge = run.judge
         outcomes: List[Outcome] = []
+        # the records of every stream the batch meets for the first time, read together (one
+        # round trip each, in parallel, rather than one after the other as each is met)
+        cameras = [c for c in (self.names.camera_of(subject) for _, subject, _ in batch) if c is not None]
+        wanted = judge.wanted(cameras)
+        if wanted:
+            await self._load(run, wanted)
         for seq, subject, data in batch:
             camera = self.names.camera_of(subject)
             if camera is None:
