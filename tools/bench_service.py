@@ -6,11 +6,12 @@ encrypted by each camera's own core tagger (tools/service_load.py), made first, 
 
   engine cost     CPU per verified segment, workers and servers together, over the single-process
                   verifier's (verify + decrypt, the same segments, this process): <= 2.0, and flat
-                  (within 25 %) from 1,044 to 13,000 cameras; the same ratio with 720p segments
+                  (growing by 25 % at most) from 1,044 to 13,000 cameras; the same ratio with 720p segments
                   (a camera's real size, fewer cameras: every segment is held in memory first),
                   and the workers' share alone (what the servers cost is the rest)
-  scaling         CPU per segment with 1, 2 and 4 workers (flat: within 25 % of 1 worker's);
-                  replaying a stored stream, throughput with 2 workers over 1: >= 1.5
+  scaling         CPU per segment with 1, 2 and 4 workers (flat: at most 25 % above 1 worker's);
+                  replaying a stored stream, throughput with 2 workers over 1: >= 1.5 ("flat" is
+                  judged as not growing by more than 25 %: a lower cost per segment is no failure)
   memory          bytes per camera a worker holds at 13,000 cameras (printed), and a stream's
                   bound at a full replay window
   recovery        after kill -9 of a worker, the time until each partition it held is judged
@@ -336,11 +337,11 @@ def bench(args: argparse.Namespace, base: Path) -> int:
                  "%.1f/%.1f/%.1f" % (mid["workers_cpu"] / base_cpu, big["workers_cpu"] / base_large,
                                      hd_run["workers_cpu"] / base_hd), "", "printed"))
     rows.append(("CPU per segment, %d cameras / %d cameras" % (args.large, args.small),
-                 "%.2f" % flat_cams, "<=1.25", verdict(0.8 <= flat_cams <= 1.25)))
+                 "%.2f" % flat_cams, "<=1.25", verdict(flat_cams <= 1.25)))
     for n in (2, 4):
         ratio = by_workers[n]["per_segment"] / by_workers[1]["per_segment"]
         rows.append(("CPU per segment, %d workers / 1 worker (%d cameras)" % (n, args.small), "%.2f" % ratio,
-                     "<=1.25", verdict(0.8 <= ratio <= 1.25)))
+                     "<=1.25", verdict(ratio <= 1.25)))
     rows.append(("replay throughput, 2 workers / 1 worker (%d segments)" % replay_fleet.segment_count,
                  "%.2f" % (two / one), ">=1.5", verdict(two / one >= 1.5)))
     rows.append(("worker memory per camera at %d cameras (bytes, %d segments each)" % (args.large, args.segments),
