@@ -279,6 +279,11 @@ class Coordinator:
                 elif held.handing_over:
                     if held.stopped:
                         actions.append(self._send(Release(p, held.revision, held.lease._replace(holder="")), now))
+                    elif now - held.attempt_at >= self.renew_s:
+                        # the batch in flight is finished under a valid lease, then released:
+                        # a slow batch does not let the lease lapse (the target would wait a
+                        # whole lease for it to go stale)
+                        actions.append(self._send(Renew(p, held.revision, held.lease), now))
                 elif target != self.worker:
                     held.handing_over = True
                     actions.append(Stop(p, "handoff"))
