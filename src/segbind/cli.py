@@ -765,10 +765,15 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
         p.add_argument("input", metavar="IN", help="tagged Annex-B stream, - for stdin")
         p.add_argument("playlist", metavar="OUT.m3u8", help="playlist to write; segments go next to it")
         p.set_defaults(func=cmd_hls)
+
+    if only in (None, 'serve'):
+        from .service.commands import add_parser
+
+        add_parser(sub)  # the verifying service on NATS JetStream (docs/SERVICE.md)
     return parser
 
 
-COMMANDS = ("keys", "tag", "verify", "inspect", "hls")
+COMMANDS = ("keys", "tag", "verify", "inspect", "hls", "serve")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

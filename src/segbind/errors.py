@@ -28,3 +28,8 @@ class KeyringError(SegbindError):
 
 class InputError(SegbindError):
     """Input that is not a stream segbind can read (empty, truncated, neither H.264 nor H.265)."""
+
+
+class StateError(SegbindError):
+    """A stream verifier's exported state that cannot be restored (``StreamVerifier.import_state``):
+    another version, truncated, inconsistent or over its bound."""

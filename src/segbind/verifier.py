@@ -25,9 +25,11 @@ from segbind_core.tag import (
     CODEC_H265,
     CODEC_NAMES,
     DIGEST_HINT_SIZE,
+    DIGEST_SIZE,
     FLAG_END_OF_STREAM,
     FLAG_STILL,
     GENESIS_LINK,
+    KEY_ID_SIZE,
     LINK_SIZE,
     MAC_SIZE,
     PREFIX_SIZE,
@@ -37,10 +39,11 @@ from segbind_core.tag import (
     decode_fields,
     decode_tag,
     decode_tail,
+    decode_uvarint,
     encode_uvarint,
 )
 
-from .errors import InvalidSegment
+from .errors import InvalidSegment, StateError
 from .framing import (
     START_CODE,
     canonical_annexb,
@@ -689,6 +692,118 @@ class _StreamState:
         """What was accepted at ``seq``, when it lies in the window."""
         return self.recent.get(seq) if seq >= self.highest - REPLAY_WINDOW else None
 
+    # -- export and import (StreamVerifier.export_state and import_state) ------------------------
+    # Version 1. Every integer an unsigned LEB128 varint:
+    #   "SBst" 01 | stream_id | epoch | highest | the latest segment's capture_ms, duration_ms,
+    #   pictures, codec, flags (1: end of stream), key id (16 bytes) | n | n entries by rising seq:
+    #   the first's distance below highest, then each one's distance above the one before; a
+    #   flags byte (1: its link is the digest of the seq before, left out); digest (32); MAC (16);
+    #   link (8) unless left out.
+    # Only the entries the window still consults (seq >= highest - REPLAY_WINDOW) are written: at
+    # most REPLAY_WINDOW + 1, so a state is at most STATE_MAX_BYTES. The tip is the highest
+    # entry's digest, and the latest segment's seq, stream and epoch are the state's own: neither
+    # is written.
+
+    def to_bytes(self) -> bytes:
+        last = self.last
+        highest = self.highest
+        out = bytearray(_STATE_MAGIC)
+        for value in (self.stream_id, self.epoch, highest, last.capture_ms, last.duration_ms,
+                      last.pictures, last.codec, 1 if last.end_of_stream else 0):
+            out += encode_uvarint(value)
+        out += last.key_id
+        recent = self.recent
+        floor = highest - REPLAY_WINDOW
+        seqs = sorted(seq for seq in recent if seq >= floor)
+        out += encode_uvarint(len(seqs))
+        previous = -1
+        for seq in seqs:
+            entry = recent[seq]
+            out += encode_uvarint(highest - seq if previous < 0 else seq - previous)
+            elided = previous >= 0 and previous == seq - 1 and entry.link == recent[previous].digest[:LINK_SIZE]
+            out.append(1 if elided else 0)
+            out += entry.digest
+            out += entry.mac
+            if not elided:
+                out += entry.link
+            previous = seq
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, owner: str, camera: str) -> "_StreamState":
+        if not isinstance(data, (bytes, bytearray)):
+            raise StateError("a stream state is bytes, not %s" % type(data).__name__)
+        if len(data) > STATE_MAX_BYTES:
+            raise StateError("a stream state of %d bytes is over its bound (%d)" % (len(data), STATE_MAX_BYTES))
+        if not data.startswith(_STATE_MAGIC[:4]) or len(data) < len(_STATE_MAGIC):
+            raise StateError("not a segbind stream state")
+        if data[4] != STATE_VERSION:
+            raise StateError("stream state version %d, not %d" % (data[4], STATE_VERSION))
+        data = bytes(data)
+        try:
+            pos = len(_STATE_MAGIC)
+            fields = []
+            for limit in _STATE_LIMITS:
+                value, pos = decode_uvarint(data, pos, limit)
+                fields.append(value)
+            stream_id, epoch, highest, capture_ms, duration_ms, pictures, codec, eos = fields
+            if codec not in CODEC_NAMES:
+                raise StateError("stream state: unknown codec %d" % codec)
+            key_id = data[pos:pos + KEY_ID_SIZE]
+            pos += KEY_ID_SIZE
+            count, pos = decode_uvarint(data, pos, REPLAY_WINDOW + 1)
+            recent: Dict[int, _Accepted] = {}
+            previous = -1
+            for _ in range(count):
+                step, pos = decode_uvarint(data, pos, REPLAY_WINDOW)
+                seq = highest - step if previous < 0 else previous + step
+                if previous >= 0 and not step:
+                    raise StateError("stream state: entries out of order")
+                if seq < 0 or seq > highest:
+                    raise StateError("stream state: an entry outside the window")
+                flags = data[pos] if pos < len(data) else 255
+                if flags > 1:
+                    raise StateError("stream state: bad entry flags")
+                digest = data[pos + 1:pos + 1 + DIGEST_SIZE]
+                pos += 1 + DIGEST_SIZE
+                mac = data[pos:pos + MAC_SIZE]
+                pos += MAC_SIZE
+                if flags:
+                    if previous < 0 or previous != seq - 1:
+                        raise StateError("stream state: a link left out with no entry before it")
+                    link = recent[previous].digest[:LINK_SIZE]
+                else:
+                    link = data[pos:pos + LINK_SIZE]
+                    pos += LINK_SIZE
+                if len(digest) != DIGEST_SIZE or len(mac) != MAC_SIZE or len(link) != LINK_SIZE:
+                    raise StateError("stream state truncated in an entry")
+                recent[seq] = _make(_Accepted, (digest, link, mac))
+                previous = seq
+        except TagError as exc:
+            raise StateError("stream state: %s" % exc) from None
+        if len(key_id) != KEY_ID_SIZE or pos != len(data):
+            raise StateError("stream state: %s" % ("truncated" if pos > len(data) else
+                                                   "%d bytes after its end" % (len(data) - pos)))
+        top = recent.get(highest)
+        if top is None:
+            raise StateError("stream state: no entry for its highest segment")
+        state = cls.__new__(cls)
+        state.stream_id, state.epoch, state.highest, state.recent = stream_id, epoch, highest, recent
+        state.last = _make(TagInfo, (owner, camera, epoch, stream_id, highest, capture_ms, duration_ms, pictures,
+                                     codec, bool(eos), key_id, False))
+        state.tip = top.digest[:LINK_SIZE]
+        return state
+
+
+STATE_VERSION = 1
+"""The version of ``StreamVerifier.export_state``'s bytes (import refuses any other)."""
+_STATE_MAGIC = b"SBst" + bytes((STATE_VERSION,))
+# stream_id, epoch, highest seq, capture_ms, duration_ms, pictures, codec, flags
+_STATE_LIMITS = ((1 << 48) - 1, 0x7FFFFFFF, 0xFFFFFFFF, (1 << 53) - 1, 0xFFFFFFFF, 0xFFFF, 2, 1)
+STATE_MAX_BYTES = 5 + 8 + 5 + 9 + 5 + 3 + 2 + 1 + KEY_ID_SIZE + 2 + (REPLAY_WINDOW + 1) * (
+    2 + 1 + DIGEST_SIZE + MAC_SIZE + LINK_SIZE)
+"""The bound of an exported stream state, in bytes (its header, and REPLAY_WINDOW + 1 entries)."""
+
 
 class Accepted:
     """An accepted segment: what may be handed on, built only when asked for. ``plaintext()``
@@ -771,6 +886,29 @@ class StreamVerifier:
     @window.setter
     def window(self, window: Optional[TimeWindow]) -> None:
         self.auth.window = window
+
+    def streams(self) -> List[Tuple[str, str]]:
+        """The (owner, camera) streams this verifier keeps a state for, sorted."""
+        return sorted(self._streams)
+
+    def export_state(self, owner: str, camera: str) -> Optional[bytes]:
+        """The state kept for the stream (owner, camera) as bytes: versioned, at most
+        ``STATE_MAX_BYTES``, no key material (the digests, MACs and links of what the window still
+        holds, and the public fields of the latest segment); None when no segment of it was
+        accepted. ``import_state`` on another verifier with the same keys and options then gives
+        the verdicts this one would have given: a service that hands a stream to another process
+        continues its chain exactly (docs/SERVICE.md)."""
+        state = self._streams.get((owner, camera))
+        return state.to_bytes() if state is not None else None
+
+    def import_state(self, owner: str, camera: str, data: Optional[bytes]) -> None:
+        """Take the state of the stream (owner, camera) from ``export_state``'s bytes, replacing
+        the one kept; None forgets it. StateError, and nothing changed, when the bytes are not a
+        state this version wrote."""
+        if data is None:
+            self._streams.pop((owner, camera), None)
+            return
+        self._streams[(owner, camera)] = _StreamState.from_bytes(data, owner, camera)
 
     def verify(self, segment: Buffer) -> Verdict:
         """Verdict for one Annex-B segment (as the camera emits it, or any Annex-B framing)."""
@@ -943,5 +1081,5 @@ def tags_in(buf: Union[bytes, bytearray]) -> List[Tuple[int, int]]:
     return [(s, e) for s, e in annexb_units(buf) if tag_codec(memoryview(buf)[s:e])]
 
 
-__all__ = ["Accepted", "Authentic", "Authenticator", "Canonical", "LIVE", "REPLAY_WINDOW", "StreamVerifier",
-           "TimeWindow", "Timing", "tags_in", "verify_segment"]
+__all__ = ["Accepted", "Authentic", "Authenticator", "Canonical", "LIVE", "REPLAY_WINDOW", "STATE_MAX_BYTES",
+           "STATE_VERSION", "StreamVerifier", "TimeWindow", "Timing", "tags_in", "verify_segment"]
