@@ -15,7 +15,7 @@
 //
 // grants: each case is {name, display: {id, secret}, owner: ACCOUNT CARD | null,
 // messages: [SEALED, ...]}; the display opens the messages in turn and reports, for each,
-// "ok SERIAL owner/camera/epoch/period/slot,..." (every period it holds then) or the refusal.
+// "ok SERIAL owner/camera/epoch/epoch id/period/slot,..." (every period it holds then) or the refusal.
 
 import fs from "node:fs";
 
@@ -67,7 +67,7 @@ async function grants(c) {
     try {
       const sealed = typeof message === "string" ? parseStrictJson(message) : message;
       const ring = await display.accept(sealed);
-      out.push(`ok ${display.serial} ` + ring.grants().map((g) => `${g.owner}/${g.camera}/${g.epoch}/${g.period}/${g.slot}`).sort().join(","));
+      out.push(`ok ${display.serial} ` + ring.grants().map((g) => `${g.owner}/${g.camera}/${g.epoch}/${g.epochId}/${g.period}/${g.slot}`).sort().join(","));
     } catch (exc) {
       if (!(exc instanceof GrantError)) throw exc;
       out.push(exc.reason);
