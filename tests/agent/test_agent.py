@@ -523,9 +523,9 @@ def test_sigterm_stops_cleanly_and_keeps_the_spool(tmp_path: Path, secret: bytes
     assert [e.seq for e in entries[:10]] == list(range(10))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="the owner's grants (Owner.keys, grants_for, share_offer) are not on format 3 yet: "
-                          "grants.py and owner.py's grant side are being rewritten; drop this mark with them")
+@pytest.mark.xfail(strict=True, reason="host_sim.cloud reads the owner and camera from the tag (peek_tag, "
+                                      "Routing.allows): a format 3 tag names a key id only, so the cloud drops every "
+                                      "segment; passes once the fleet rewrite routes by topic and routing alone")
 def test_agent_cloud_and_displays_in_process(tmp_path: Path, secret: bytes, short_clip) -> None:
     """The same agent, cloud, apps and display code over the in-process bus: no broker at all."""
     from host_sim.app import OwnerApp
@@ -568,7 +568,8 @@ def test_agent_cloud_and_displays_in_process(tmp_path: Path, secret: bytes, shor
     step()
     apps["carol"].pair(CAM, agent.inbox.put_offer)
     step(*segs[8:])
-    shown = {name: [(t.owner, t.epoch, t.seq) for t in d.shown.get(CAM, [])] for name, d in displays.items()}
+    shown = {name: [(t.owner, t.epoch, t.seq) for (_owner, camera), tags in sorted(d.shown.items()) for t in tags
+                    if camera == CAM] for name, d in displays.items()}
     assert shown["alice"] == [("alice", 1, 0), ("alice", 1, 1), ("alice", 1, 2), ("alice", 2, 3),
                               ("alice", 2, 4), ("alice", 2, 5), ("alice", 3, 6), ("alice", 3, 7)]
     assert shown["bob"] == [("alice", 2, 3), ("alice", 2, 4), ("alice", 2, 5)]
