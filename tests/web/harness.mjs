@@ -65,7 +65,7 @@ async function grants(c) {
   const out = [];
   for (const message of c.messages) {
     try {
-      const sealed = typeof message === "string" ? parseStrictJson(message) : message;
+      const sealed = parseStrictJson(typeof message === "string" ? message : JSON.stringify(message));
       const ring = await display.accept(sealed);
       out.push(`ok ${display.serial} ` + ring.grants().map((g) => `${g.owner}/${g.camera}/${g.epoch}/${g.epochId}/${g.period}/${g.slot}`).sort().join(","));
     } catch (exc) {

@@ -49,7 +49,7 @@ def python_results(display: Display, messages: List[Any]) -> List[str]:
     out = []
     for message in messages:
         try:
-            ring = grants.accept(message)
+            ring = grants.accept(json.loads(message) if isinstance(message, str) else message)
             held = sorted("%s/%s/%d/%s/%d/%d" % (b.owner, b.camera, b.epoch, b.epoch_id.hex(), b.period, b.slot)
                           for b in ring.bindings())
             out.append("ok %d %s" % (grants.serial, ",".join(held)))
@@ -149,6 +149,9 @@ def test_js_opens_what_python_seals_and_refuses_what_python_refuses(tmp_path: Pa
         "not UTF-8": [signed(payload(alice, tv, 1, [cam1]).replace(b'"alice"', b'"al\xffce"', 1))],
         "envelope of another kind": [edited(good, lambda m: m.update(kind="share-offer"))],
         "envelope version 2": [edited(good, lambda m: m.update(version=2))],
+        "envelope version 3.0": [json.dumps(good).replace('"version": 3', '"version": 3.0')],
+        "payload version 3.0": [signed(payload(alice, tv, 1, [cam1]).replace(b'"version":3', b'"version":3.0'))],
+        "payload version 3e0": [signed(payload(alice, tv, 1, [cam1]).replace(b'"version":3', b'"version":3e0'))],
         "envelope field missing": [edited(good, lambda m: m.pop("eph"))],
         "envelope hex in capitals": [edited(good, lambda m: m.update(eph=m["eph"].upper()))],
     }

@@ -113,10 +113,15 @@ const utf8 = new TextEncoder();
 
 function isObject(v) { return v !== null && typeof v === "object" && !Array.isArray(v); }
 
-function object(data, kind, fields) {
+/**
+ * `data` as a segbind object of `kind`, version 3, with exactly these fields. `strict`: it came
+ * from parseStrictJson (a sealed message, a payload), where the version must be the integer 3,
+ * as in Python (3.0 and 3e0 are not); a card handed over as a JS object may say 3 as a Number.
+ */
+function object(data, kind, fields, strict = false) {
   if (!isObject(data)) throw malformed(`a ${kind} is a JSON object`);
   if (data.segbind !== kind) throw malformed(`not a segbind ${kind}`);
-  if (!(data.version === VERSION || data.version === Number(VERSION))) throw malformed(`${kind}: unsupported version`);
+  if (!(data.version === VERSION || (!strict && data.version === Number(VERSION)))) throw malformed(`${kind}: unsupported version`);
   const missing = fields.filter((f) => !(f in data));
   if (missing.length) throw malformed(`${kind}: missing ${missing.join(", ")}`);
   if (Object.keys(data).some((f) => !fields.includes(f))) throw malformed(`${kind}: unknown field`);
@@ -255,7 +260,7 @@ function grantSet(payload) {
     throw malformed("grants: not valid UTF-8 JSON");
   }
   const obj = object(data, KIND, ["segbind", "version", "issuer", "display", "display_pub", "serial", "issued_ms", "keys",
-    "revoked", "cameras", "alarm_after_ms"]);
+    "revoked", "cameras", "alarm_after_ms"], true);
   const displayPub = unhex(obj.display_pub, "display_pub", 32);
   const keys = parseList(obj.keys, "keys", MAX_KEYS).map(periodKey);
   const issuer = checkId(obj.issuer, "issuer", true);
@@ -456,7 +461,7 @@ async function hkdf(ikm, salt, info) {
 async function openSealed(sealed, identity) {
   const owner = identity.owner;
   // 1. it parses: version 3, kind grants
-  const env = object(sealed, "sealed", ["segbind", "version", "kind", "to", "to_pub", "from", "eph", "ciphertext"]);
+  const env = object(sealed, "sealed", ["segbind", "version", "kind", "to", "to_pub", "from", "eph", "ciphertext"], true);
   if (env.kind !== KIND) throw malformed(`sealed: a ${KIND} message is expected here`);
   const to = checkId(env.to, "to");
   const toPub = unhex(env.to_pub, "to_pub", 32);
@@ -524,7 +529,7 @@ export class DisplayGrants {
 
   state() { return { serial: this.serial.toString(), revoked: this.keyring.revoked() }; }
 
-  /** The keyring after a sealed grants message; GrantError (and nothing changed) otherwise. */
+  /** The keyring after a sealed grants message (as parseStrictJson reads it); GrantError (and nothing changed) otherwise. */
   async accept(sealed) {
     const identity = this.identity;
     if (!identity.owner) throw new GrantError(GrantRefusal.NOT_ENROLLED, `display ${identity.display} has no owner: enroll it first`);
