@@ -129,7 +129,10 @@ def test_a_share_is_granted_its_own_slot_and_nothing_else(provisioned: Path) -> 
         result = run_cli(*args, cwd=provisioned)
         assert result.returncode == 0, result.stderr
     ring = json.loads((provisioned / "bob2-ring.json").read_text())
-    assert [(g["owner"], g["epoch"], g["slot"]) for g in ring["grants"]] == [("alice", 2, 1)]
+    assert {(g["owner"], g["epoch"], g["slot"], g["epoch_id"]) for g in ring["grants"]} == {
+        ("alice", 2, 1, ring["grants"][0]["epoch_id"])}                 # bob's slot of one epoch, period by period
+    assert [g["period"] for g in ring["grants"]] == list(range(ring["grants"][0]["period"],
+                                                                ring["grants"][0]["period"] + len(ring["grants"])))
     assert run_cli("verify", "--keyring", "bob2-ring.json", "shared.h264", cwd=provisioned).returncode == 0
     refused = run_cli("keys", "grant", "--epoch", "shared.json", "--holder", "carol", "--keyring", "c.json",
                       cwd=provisioned)
