@@ -196,18 +196,6 @@ class OwnerApp:
             if self.on_alarm is not None:
                 self.on_alarm(new)
 
-    def renew(self) -> None:
-        """What an owner's app does now and then: every display's keyring, and every contact's
-        share offer, sent again (a message the cloud lost is replaced; a display or a contact
-        keeps what it already had, since serials only grow)."""
-        self.push_grants()
-        for camera in sorted(self.owner.cameras):
-            epochs = self.owner.cameras[camera].epochs
-            if not epochs:
-                continue
-            for viewer in epochs[max(epochs)]:
-                self._request("offer", to=viewer, sealed=self.owner.share_offer(camera, viewer, self.now_ms()))
-
     def _new_epoch(self, camera: str, command: bytes) -> None:
         """Keys first: the owner's displays and services, and every contact still shared with
         (its slot in the new epoch), then the command that makes the camera tag with them."""

@@ -2,9 +2,10 @@
 
 For each account, every camera the cloud routes to it is served as live CMAF
 HLS (a sliding media playlist, init segments, one fMP4 fragment per tagged
-segment) and its recording as VOD; with them the display page and its scripts
-(``segbind.web``: the JavaScript verifier, hls.js pinned from npm), and each
-display's sealed grants, opaque JSON the cloud cannot open. Fragments are the
+segment) and its recording as VOD, and each display's sealed grants, opaque JSON
+the cloud cannot open: data only, to any origin (CORS). The display's code is not
+the cloud's to serve: the browser display is a static bundle from an origin the
+cloud does not control (``host_sim.display_host``, ``segbind.web.bundle``). Fragments are the
 camera's tagged segments packaged as Common Encryption 'cenc' (``segbind.web.fmp4``,
 docs/FORMAT.md 4.4): a ClearKey player given the content key plays them, a verifier
 checks them; the cloud holds no key and needs none.
@@ -40,11 +41,10 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
-from segbind.web import ASSETS, fmp4, hlsjs_path
+from segbind.web import fmp4
 from segbind_core.nal import annexb_units
 
 WINDOW = 6            # fragments a live playlist lists
-STATIC = {"segbind-verify.js", "segbind-mp4.js", "segbind-syntax.js", "segbind-grants.js", "display.js", "display.css"}
 
 
 class Published(NamedTuple):
@@ -89,6 +89,9 @@ class Faults:
     cache_2020: bool = False
     slots: int = 4
     seed: int = 2020
+    # A hostile cloud that serves code: these files (name -> bytes) at /static/NAME, and a page
+    # loading them at /a/ACCOUNT/display, where a display's code came from before it was pinned.
+    code: Optional[Dict[str, bytes]] = None
 
 
 class Entry(NamedTuple):
@@ -101,13 +104,15 @@ class Entry(NamedTuple):
 class EdgeStats:
     served: Dict[str, int] = field(default_factory=dict)   # "account/camera" -> fragments served
     foreign: Dict[str, int] = field(default_factory=dict)  # ... of which were another camera's
+    code: Dict[str, int] = field(default_factory=dict)     # path -> code (a page, a script) served
 
     @property
     def foreign_total(self) -> int:
         return sum(self.foreign.values())
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"served": dict(self.served), "foreign": dict(self.foreign), "foreign_total": self.foreign_total}
+        return {"served": dict(self.served), "foreign": dict(self.foreign), "foreign_total": self.foreign_total,
+                "code": dict(self.code)}
 
 
 class EdgeCache:
@@ -246,12 +251,25 @@ class Origin:
 # ---- the HTTP server (aiohttp) -------------------------------------------------------------------------
 
 def make_app(source: LiveSource, edge: Optional[EdgeCache] = None, warm_every_s: float = 0.1) -> Any:
-    """The aiohttp application: playlists, fragments, init segments, grants, the display page."""
+    """The aiohttp application: routing, playlists, fragments, init segments, grants. Data only,
+    readable from any origin (a display's page is not the cloud's: ``host_sim.display_host``)."""
     from aiohttp import web
 
     edge = edge or EdgeCache(Faults())
     origin = Origin(source, edge)
-    app = web.Application()
+
+    @web.middleware
+    async def cors(request: Any, handler: Any) -> Any:
+        """Every response readable across origins: the display's page asks for data from its own origin."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers["Access-Control-Allow-Origin"] = "*"
+            raise
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
+
+    app = web.Application(middlewares=[cors])
 
     def routed(request: Any) -> Tuple[str, str]:
         account, camera = request.match_info["account"], request.match_info["camera"]
@@ -267,26 +285,17 @@ def make_app(source: LiveSource, edge: Optional[EdgeCache] = None, warm_every_s:
         return web.Response(body=data, content_type="video/mp4", headers={"Cache-Control": "max-age=60"})
 
     async def index(request: Any) -> Any:
-        links = "".join('<li><a href="/a/%s/display?display=%s-display">%s</a></li>' % (a, a, a)
-                        for a in source.accounts())
-        return web.Response(text="<!doctype html><title>segbind cloud</title><h1>Accounts</h1><ul>%s</ul>"
-                            % links, content_type="text/html")
+        return web.json_response({"accounts": source.accounts()})
 
-    async def display_page(request: Any) -> Any:
-        return web.FileResponse(ASSETS / "display.html", headers={"Cache-Control": "no-cache"})
-
-    async def static(request: Any) -> Any:
-        name = request.match_info["name"]
-        if name == "hls.min.js":
-            path = hlsjs_path()
-            if path is None:
-                raise web.HTTPServiceUnavailable(text="hls.js is not installed: run `npm ci` in %s\n" % ASSETS)
-        elif name in STATIC:
-            path = ASSETS / name
-        else:
+    async def code(request: Any) -> Any:
+        """A hostile cloud's code (``Faults.code``): served, and counted, for whoever asks."""
+        files = edge.faults.code or {}
+        name = request.match_info.get("name", "display.html")
+        if name not in files:
             raise web.HTTPNotFound()
-        kind = "text/css" if name.endswith(".css") else "text/javascript"
-        return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "no-cache"})
+        edge.stats.code[request.path] = edge.stats.code.get(request.path, 0) + 1
+        kind = "text/html" if name.endswith(".html") else "text/css" if name.endswith(".css") else "text/javascript"
+        return web.Response(body=files[name], headers={"Content-Type": kind, "Cache-Control": "no-cache"})
 
     async def cameras(request: Any) -> Any:
         account = request.match_info["account"]
@@ -346,7 +355,6 @@ def make_app(source: LiveSource, edge: Optional[EdgeCache] = None, warm_every_s:
     app.cleanup_ctx.append(keep_warm)
     app.add_routes([
         web.get("/", index),
-        web.get("/a/{account}/display", display_page),
         web.get("/a/{account}/cameras.json", cameras),
         web.get("/a/{account}/cam/{camera}/live.m3u8", live),
         web.get("/a/{account}/cam/{camera}/recording.m3u8", recording),
@@ -354,9 +362,10 @@ def make_app(source: LiveSource, edge: Optional[EdgeCache] = None, warm_every_s:
         web.get("/a/{account}/cam/{camera}/live/{number:\\d+}.m4s", live_fragment),
         web.get("/a/{account}/cam/{camera}/rec/{number:\\d+}.m4s", recorded),
         web.get("/displays/{display}/grants", grants),
-        web.get("/static/{name}", static),
         web.get("/stats.json", stats),
     ])
+    if edge.faults.code is not None:
+        app.add_routes([web.get("/a/{account}/display", code), web.get("/static/{name}", code)])
     return app
 
 

@@ -14,7 +14,7 @@ other unit stays in clear.
 
 from . import h264, h265
 from .aes import CtrKey
-from .nal import START_CODE, annexb_units
+from .nal import START_CODE, annexb_units, annexb_units_and_escapes
 from .tag import CODEC_H264, MAX_CLEAR_LEAD
 
 try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
@@ -35,6 +35,8 @@ def counter_block(domain: int, stream_id: int, seq: int) -> bytes:
     """The initial counter block of a segment's keystream (FORMAT.md 4.3): u8 domain, u48
     stream id, u32 seq, then a 40-bit block counter from zero. Each access unit's protected
     bytes begin at a fresh block of it."""
+    if not 0 <= stream_id < 1 << 48 or not 0 <= seq < 1 << 32:  # a ValueError, as the tag's own checks
+        raise ValueError("stream id or sequence number out of range")
     return bytes((domain,)) + stream_id.to_bytes(6, "big") + seq.to_bytes(4, "big") + bytes(5)
 
 
@@ -103,22 +105,15 @@ def escape(data: "Buffer", zeros_before: int, next_byte: int) -> bytes:
 
 def unescape(data: "Buffer", zeros_before: int) -> bytes:
     """``escape`` undone: every 03 after two zero bytes removed, ``zeros_before`` zero bytes
-    counted as preceding ``data`` (what every decoder does to a NAL unit)."""
+    counted as preceding ``data`` (what every decoder does to a NAL unit). ``replace`` reads
+    left to right without overlap, which is exactly the rule: after a removed 03 the zero count
+    starts again."""
     body = bytes(data)
     if b"\x03" not in body:
         return body
-    padded = bytes(zeros_before) + body
-    out = bytearray()
-    start = pos = 0
-    find = padded.find
-    while True:
-        k = find(_ESCAPED, pos)
-        if k < 0:
-            break
-        out += padded[start:k + 2]
-        start = pos = k + 3
-    out += padded[start:]
-    return bytes(out[zeros_before:])
+    if not zeros_before:
+        return body.replace(_ESCAPED, _ZEROS)
+    return (bytes(zeros_before) + body).replace(_ESCAPED, _ZEROS)[zeros_before:]
 
 
 def _keystream(key: bytes, domain: int, stream_id: int, seq: int) -> "Any":
@@ -159,28 +154,57 @@ def unprotect(data: "Union[bytes, bytearray]", codec: int, lead: int, key: bytes
               domain: int = DOMAIN_SEGMENT) -> bytes:
     """A segment's protected form (Annex-B, 4-byte start codes, the tag included or not)
     decrypted: each picture unit as the encoder made it. Only for a segment already
-    accepted (FORMAT.md 7.1: encrypt, then MAC; a refused segment is never decrypted)."""
+    accepted (FORMAT.md 7.1: encrypt, then MAC; a refused segment is never decrypted).
+
+    One pass finds the units and the emulation prevention bytes; the plaintext is written
+    once into one buffer: clear bytes copied, each protected range decrypted straight into
+    place (``xor_into``), unescaped first when it holds an emulation prevention byte (rare in
+    ciphertext)."""
     syntax = _syntax(codec)
+    aud = syntax.NAL_AUD
+    units, escapes = annexb_units_and_escapes(data)
     view = memoryview(data)
-    out = bytearray()
+    out = bytearray(len(data))  # decryption only removes bytes (the 03s of emulation prevention)
+    dst = memoryview(out)
+    written = 0
     at = 0
     stream = _keystream(key, domain, stream_id, seq)
+    xor_into = stream.xor_into
     opened = False
-    for s, e in annexb_units(data):
+    k = 0  # escapes[k:] lie at or after the current range
+    for s, e in units:
         kind = syntax.nal_type(data[s])
-        if kind == syntax.NAL_AUD:
+        if kind == aud:
             if opened:
                 stream.next_counter_block()
                 opened = False
             continue
         if not syntax.is_vcl(kind) or e - s - 1 <= lead:
             continue
-        out += view[at:s + lead]
-        out += stream.xor(unescape(view[s + lead:e - 1], _trailing_zeros(view[s:s + lead])))
+        begin = s + lead
+        stop = e - 1
+        size = begin - at
+        dst[written:written + size] = view[at:begin]
+        written += size
+        # the zero bytes ending the clear lead count before the range, as for every decoder:
+        # an emulation prevention 00 00 03 anywhere in them and the range is unescaped
+        zeros = _trailing_zeros(view[s:begin])
+        while k < len(escapes) and escapes[k] < begin - zeros:
+            k += 1
+        if k < len(escapes) and escapes[k] + 3 <= stop:
+            plain = unescape(view[begin:stop], zeros)
+            size = len(plain)
+            xor_into(plain, dst[written:written + size])
+        else:
+            size = stop - begin
+            xor_into(view[begin:stop], dst[written:written + size])
+        written += size
         opened = True
-        at = e - 1
-    out += view[at:]
-    return bytes(out)
+        at = stop
+    size = len(data) - at
+    dst[written:written + size] = view[at:]
+    written += size
+    return bytes(dst[:written])
 
 
 def protected_bytes(unit: "Buffer", lead: int) -> bytes:
@@ -196,6 +220,8 @@ def protected_form(unit: "Buffer", lead: int, cipher: "Buffer") -> bytes:
     """A picture unit's protected form from its clear bytes (``unit[:lead]`` and its last byte,
     as a Common Encryption sample stores them) and its ``cipher`` (the protected range)."""
     n = len(unit)
+    if n - 1 <= lead:  # nothing protected (FORMAT.md 4.1): the unit is its own protected form
+        return bytes(unit)
     return bytes(unit[:lead]) + escape(cipher, _trailing_zeros(unit[:lead]), unit[n - 1]) + bytes(unit[n - 1:])
 
 

@@ -500,6 +500,15 @@ def _describe(index: int, verdict: "Verdict") -> str:
     return text + (" - " + verdict.detail if verdict.detail else "")
 
 
+def _say_verdict(args: argparse.Namespace, index: int, verdict: "Verdict") -> None:
+    import json
+
+    if args.json:
+        print(json.dumps(dict(verdict.as_dict(), segment=index), sort_keys=True), flush=True)
+    else:
+        print(_describe(index, verdict), flush=True)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     import json
 
@@ -508,16 +517,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
     keyring = Keyring.load(args.keyring)
     counts: Dict[str, int] = {}
     worst = EXIT_OK
-    with _open_input(args, keyring) as source:
-        for result in source:
-            verdict = result.verdict
-            counts[verdict.reason.value] = counts.get(verdict.reason.value, 0) + 1
-            if not verdict.accepted:
-                worst = EXIT_REFUSED
-            if args.json:
-                print(json.dumps(dict(verdict.as_dict(), segment=result.index), sort_keys=True), flush=True)
-            else:
-                print(_describe(result.index, verdict), flush=True)
+    out = None
+    if args.out is not None:
+        try:
+            out = open(args.out, "wb")
+        except OSError as exc:
+            raise CliError("%s: cannot write (%s)" % (args.out, exc.strerror or exc)) from None
+    try:
+        with _open_input(args, keyring) as source:
+            for result in source:
+                verdict = result.verdict
+                counts[verdict.reason.value] = counts.get(verdict.reason.value, 0) + 1
+                if not verdict.accepted:
+                    worst = EXIT_REFUSED
+                elif out is not None and result.data is not None:
+                    out.write(result.data)  # decrypted only once accepted; a refused segment never
+                    out.flush()
+                _say_verdict(args, result.index, verdict)
+    finally:
+        if out is not None:
+            out.close()
     summary = ", ".join("%d %s" % (n, r) for r, n in sorted(counts.items()))
     if args.json:
         print(json.dumps({"summary": counts, "ok": worst == EXIT_OK}, sort_keys=True))
@@ -718,6 +737,9 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
         p.add_argument("--idle", type=float, metavar="S",
                        help="a live playlist that lists nothing new for S seconds has ended "
                             "(default: three target durations, at least 10 s)")
+        p.add_argument("--out", metavar="OUT.h264",
+                       help="write the accepted segments there, decrypted, as Annex-B (H.264 or H.265) "
+                            "for a decoder; a refused segment is never decrypted or written")
         p.add_argument("files", nargs="+", metavar="FILE",
                        help="tagged stream: Annex-B, MPEG-TS, MP4, fragmented MP4 (init segment first, "
                             "then media segments), Matroska, FLV, or an HLS playlist (a file or an "

@@ -246,7 +246,7 @@ class Canonical:
         tag = START_CODE + self.tag_nal
         codec = self.codec or tag_codec(self.tag_nal)
         exact_tag = self.tag_end - self.tag_start == len(tag) and data.startswith(tag, self.tag_start)
-        if exact_tag and self.tag_start and data.find(START_CODE, 4, self.tag_start + 1) == self.tag_start \
+        if exact_tag and self.tag_start and data.find(START_CODE, 4, self.tag_start + 4) == self.tag_start \
                 and is_delimiter(data[4:self.tag_start], codec):
             return data  # as the camera emits it: the tag right after the delimiter
         rest = data[:self.tag_start] + data[self.tag_end:]  # every unit but the tag: as the camera's

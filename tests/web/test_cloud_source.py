@@ -39,7 +39,10 @@ def test_recent_segments_are_bounded_and_numbered_by_the_cloud() -> None:
             received = cam.tagged  # every segment the camera tagged reached the cloud (a perfect link)
             assert received == RECORDING + RECENT + 10
             assert [p.number for p in kept] == list(range(received - RECENT, received))
-            assert all(f is not None and f.camera == cam.name for f in fields(kept))
+            # the tags name no camera (FORMAT.md 5): their key ids are this camera's, as its owner knows them
+            ring = household.app.owner.keyring(world.base_ms, world.base_ms + 1000 * (RECORDING + RECENT + 20))
+            bindings = [ring.binding_or_none(bytes(f.key_id)) if f is not None else None for f in fields(kept)]
+            assert all(b is not None and (b.owner, b.camera) == (household.name, cam.name) for b in bindings)
 
 
 def test_the_recording_is_the_last_finished_stream_as_received() -> None:

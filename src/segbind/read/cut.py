@@ -27,7 +27,7 @@ of its samples: memory is one segment and a constant, whatever its NAL units.
 from __future__ import annotations
 
 import re
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 from segbind_core import h264, h265
 from segbind_core.protect import protected_form
@@ -42,9 +42,9 @@ from ..web.fmp4 import (
     TagFields,
     blocks_used,
     counter_block_after,
+    iter_subsamples,
     protected_size,
     segment_fields,
-    subsamples_of,
 )
 from .events import FRAMING, TIMING, Defect, Event, Protection, Sample, TrackInfo
 from .split import MAX_SEGMENT_BYTES, units_in_tag
@@ -286,24 +286,6 @@ def scan_annexb(data: Any, classes: bytes, clock: PictureClock) -> SampleScan:
     return scan
 
 
-def _prefixed_units(data: Any, length_size: int) -> Optional[List[Tuple[int, int]]]:
-    """(begin, end) of each unit of a length-prefixed sample; None when the lengths do not tile it
-    (``scan_prefixed`` then says how)."""
-    units = []
-    n = len(data)
-    pos = 0
-    while pos < n:
-        begin = pos + length_size
-        if begin > n:
-            return None
-        end = begin + int.from_bytes(data[pos:begin], "big")
-        if end == begin or end > n:
-            return None
-        units.append((begin, end))
-        pos = end
-    return units
-
-
 class CencSamples:
     """Common Encryption ('cenc') samples of one track put back into the camera's protected form,
     each checked against what FORMAT.md 4.4 derives from its units and its segment's tag (read
@@ -341,14 +323,15 @@ class CencSamples:
 
     def read(self, sample: Sample) -> Tuple[Any, int, str]:
         """(the sample's bytes for ``scan_prefixed``, their NAL length size, what is wrong with its
-        encryption)."""
+        encryption). The units are walked a few times, none kept (memory: the sample, whatever
+        its units); the bytes are the sample's own unless a picture unit's ciphertext needs
+        emulation prevention in its protected form (rare), when the units are copied out."""
         data = sample.data
         size = self.length_size
-        units = _prefixed_units(data, size)
-        if units is None:
+        if not _prefixed_tile(data, size):
             return data, size, ""
         found: Optional[TagFields] = None
-        for begin, end in units:
+        for begin, end in _prefixed_walk(data, size):
             if data[begin] in _TAG_HEADERS and tag_codec(data[begin:begin + 24]):
                 try:
                     found = segment_fields([bytes(data[begin:end])])
@@ -364,18 +347,38 @@ class CencSamples:
         if found is not None and self.protection.default_kid != fields.key_id:
             problem = ("the track's default_KID ('tenc') %s is not the tag's key id %s: a ClearKey player asks "
                        "for another key" % (self.protection.default_kid.hex(), fields.key_id.hex()))
-        derived = subsamples_of(((data[b], e - b) for b, e in units), codec, lead, size)
-        given = tuple(tuple(pair) for pair in sample.subsamples or ())
-        if not problem and given != derived:
-            problem = _subsample_difference(given, derived, lead)
+        given = sample.subsamples or ()
+        derived = 0   # subsamples derived
+        protected = 0  # their protected bytes
+        differ = -1    # the first subsample that differs from the one derived
+        for k, pair in enumerate(iter_subsamples(((data[b], e - b) for b, e in _prefixed_walk(data, size)),
+                                                 codec, lead, size)):
+            derived += 1
+            protected += pair[1]
+            if differ < 0 and (k >= len(given) or tuple(given[k]) != pair):
+                differ = k
+        if not problem and (differ >= 0 or len(given) != derived):
+            problem = _subsample_difference(given, data, size, codec, lead, derived, differ)
         iv = counter_block_after(fields.initial_counter_block(), self.blocks)
         if not problem and sample.iv != iv:
             problem = ("a sample's IV %s is not %s, the counter block its access unit begins at (FORMAT.md 4.3)"
                        % (bytes(sample.iv).hex(), iv.hex()))
-        self.blocks += blocks_used(sum(p for _c, p in derived))
+        self.blocks += blocks_used(protected)
+        # The protected form is the sample's units, each picture unit's ciphertext escaped: the
+        # sample itself unless some ciphertext holds 00 00 0x (x <= 3) with the zero bytes ending
+        # the clear lead before it and the unit's last byte after it (what ``escape`` reads).
+        escaped = False
+        for begin, end in _prefixed_walk(data, size):
+            if protected_size(data[begin], end - begin, codec, lead):
+                zeros = _trailing_zeros(data, begin, begin + lead)
+                if _search_escape(data, begin + lead - zeros, end):
+                    escaped = True
+                    break
+        if not escaped:
+            return data, size, problem
         out = bytearray()
         view = memoryview(data)
-        for begin, end in units:
+        for begin, end in _prefixed_walk(data, size):
             unit: Any = view[begin:end]
             if protected_size(data[begin], end - begin, codec, lead):
                 unit = protected_form(unit, lead, view[begin + lead:end - 1])
@@ -384,14 +387,56 @@ class CencSamples:
         return out, 4, problem
 
 
-def _subsample_difference(given: Sequence[Tuple[int, ...]], derived: Sequence[Tuple[int, int]], lead: int) -> str:
-    """One line: where a sample's subsamples differ from FORMAT.md 4.4's."""
-    if len(given) != len(derived):
+def _prefixed_tile(data: Any, length_size: int) -> bool:
+    """Whether the lengths of a length-prefixed sample tile it exactly, with no empty unit
+    (``scan_prefixed`` says how they do not)."""
+    n = len(data)
+    pos = 0
+    from_bytes = int.from_bytes
+    while pos < n:
+        begin = pos + length_size
+        if begin > n:
+            return False
+        end = begin + from_bytes(data[pos:begin], "big")
+        if end == begin or end > n:
+            return False
+        pos = end
+    return True
+
+
+def _prefixed_walk(data: Any, length_size: int) -> Iterator[Tuple[int, int]]:
+    """(begin, end) of each unit of a length-prefixed sample whose lengths tile it."""
+    n = len(data)
+    pos = 0
+    from_bytes = int.from_bytes
+    while pos < n:
+        begin = pos + length_size
+        pos = begin + from_bytes(data[pos:begin], "big")
+        yield begin, pos
+
+
+def _trailing_zeros(data: Any, begin: int, end: int) -> int:
+    """How many zero bytes end data[begin:end] (0, 1 or 2: what emulation prevention counts)."""
+    if end <= begin or data[end - 1]:
+        return 0
+    return 2 if end - 1 > begin and not data[end - 2] else 1
+
+
+_search_escape = re.compile(b"\x00\x00[\x00-\x03]").search
+
+
+def _subsample_difference(given: Sequence[Any], data: Any, length_size: int, codec: int, lead: int,
+                          derived: int, differ: int) -> str:
+    """One line: where a sample's subsamples differ from FORMAT.md 4.4's (``derived`` of them, the
+    first different at ``differ``)."""
+    if len(given) != derived:
         return ("a sample has %d subsamples where its units and the tag's clear lead %d give %d (FORMAT.md 4.4)"
-                % (len(given), lead, len(derived)))
-    k = next(i for i, (a, b) in enumerate(zip(given, derived)) if a != b)
+                % (len(given), lead, derived))
+    pair = next(p for k, p in enumerate(iter_subsamples(((data[b], e - b) for b, e in
+                                                          _prefixed_walk(data, length_size)), codec, lead,
+                                                         length_size)) if k == differ)
     return ("a sample's subsample %d is (%d clear, %d protected) where its units and the tag's clear lead %d give "
-            "(%d, %d) (FORMAT.md 4.4)" % (k, given[k][0], given[k][1], lead, derived[k][0], derived[k][1]))
+            "(%d, %d) (FORMAT.md 4.4)" % (differ, given[differ][0], given[differ][1], lead, pair[0], pair[1]))
 
 
 class Picture:

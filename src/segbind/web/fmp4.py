@@ -29,7 +29,7 @@ decode time taken from the capture time, so any server can package any segment o
 from __future__ import annotations
 
 import struct
-from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from segbind_core import h264, h265
 from segbind_core.h264 import BitReader, parse_sps
@@ -177,26 +177,35 @@ def subsamples_of(units: Iterable[Tuple[int, int]], codec: int, lead: int,
     picture unit's length prefix and first ``lead`` bytes clear, its ciphertext protected, its
     last byte clear (counted with the next subsample's clear bytes); every other unit clear. A
     clear run longer than 65535 bytes begins with (65535, 0) subsamples (as Shaka Packager
-    writes it). The one derivation both the packager and the verifier use."""
-    out: List[Tuple[int, int]] = []
+    writes it). The one derivation both the packager and the verifier use (``iter_subsamples``
+    gives them one at a time)."""
+    return tuple(iter_subsamples(units, codec, lead, length_size))
+
+
+def iter_subsamples(units: Iterable[Tuple[int, int]], codec: int, lead: int,
+                    length_size: int = LENGTH_SIZE) -> Iterator[Tuple[int, int]]:
+    """``subsamples_of``, one subsample at a time (memory: one, whatever the sample holds)."""
     clear = 0
+    none = True
+    h265 = codec == CODEC_H265
     for header, size in units:
-        protected = protected_size(header, size, codec, lead)
-        if protected:
+        kind = (header >> 1) & 0x3F if h265 else header & 0x1F
+        if (kind <= 31 if h265 else 1 <= kind <= 5) and size - 1 > lead:  # protected_size
             clear += length_size + lead
             while clear > MAX_CLEAR_BYTES:
-                out.append((MAX_CLEAR_BYTES, 0))
+                yield MAX_CLEAR_BYTES, 0
                 clear -= MAX_CLEAR_BYTES
-            out.append((clear, protected))
+            yield clear, size - 1 - lead
+            none = False
             clear = 1
         else:
             clear += length_size + size
     while clear > MAX_CLEAR_BYTES:
-        out.append((MAX_CLEAR_BYTES, 0))
+        yield MAX_CLEAR_BYTES, 0
         clear -= MAX_CLEAR_BYTES
-    if clear or not out:
-        out.append((clear, 0))
-    return tuple(out)
+        none = False
+    if clear or none:
+        yield clear, 0
 
 
 def counter_block_after(initial: bytes, blocks: int) -> bytes:

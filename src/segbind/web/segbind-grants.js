@@ -285,6 +285,12 @@ function grantSet(payload) {
  * one grant, an epoch id one camera, epoch and period length, and a revoked epoch (by
  * [owner, epoch id]: an epoch of one pairing) is held no more.
  */
+/** What tells two grants of one key id apart without keeping their keys as bytes: a digest of the whole binding. */
+export async function grantFingerprint(b) {
+  return toHex(await sha256(concatBytes([text.encode(JSON.stringify([b.owner, b.camera, String(b.epoch), b.epochId,
+    String(b.period), String(b.periodS), String(b.slot)])), b.key, b.contentKey])));
+}
+
 export class PeriodKeyring {
   constructor() {
     this._keys = new Map();      // key id hex -> binding
@@ -307,6 +313,7 @@ export class PeriodKeyring {
 
   /** Hold a period grant parsed from a message (its keys imported here, not extractable); an Error when it conflicts. */
   async grant(b) {
+    if (b.fingerprint === undefined) b.fingerprint = await grantFingerprint(b);
     const why = this.conflict(b);
     if (why) throw new Error(why);
     const id = toHex(b.keyId);
@@ -548,8 +555,7 @@ export class DisplayGrants {
     const oldest = grants.issuedMs - this.keepMs;
     for (const b of this.keyring._entries()) if (!keyring.isRevoked(b.owner, b.epochId) && b.endMs > oldest) keyring._hold(b);
     for (const b of grants.keys) {
-      b.fingerprint = toHex(await sha256(concatBytes([text.encode(JSON.stringify([b.owner, b.camera, String(b.epoch), b.epochId,
-        String(b.period), String(b.periodS), String(b.slot)])), b.key, b.contentKey])));
+      b.fingerprint = await grantFingerprint(b);
       const why = keyring.conflict(b);
       if (why) throw malformed(why);
       await keyring.grant(b);
