@@ -126,10 +126,10 @@ def best_ratio(baseline: Callable[[], None], candidate: Callable[[], None], roun
 
 def verify_ratios(target: int, rounds: int, codec: int = CODEC_H264) -> dict:
     ep = epoch()
-    binding = Binding.of_epoch(ep)
-    ring = Keyring([binding])
     raw, units = raw_segment(target, codec)
     count = max(16, 16_000_000 // len(raw))  # a long stream: one verifier, as a display keeps
+    ring = Keyring(Binding.periods_of_epoch(ep, T0, T0 + 4000 * count))  # every period the stream spans
+    binding = ring.bindings()[0]
     annexb = tagged_stream(ep, raw, units, count, codec)
     samples = [length_prefixed(s) for s in annexb]
 
@@ -505,7 +505,7 @@ def startup_ratios(rounds: int) -> dict:
         segment = os.path.join(work, "seg.h264")
         with open(segment, "wb") as f:
             f.write(tagged_stream(ep, raw, units, 1)[0])
-        Keyring([Binding.of_epoch(ep)]).save(os.path.join(work, "ring.json"))
+        Keyring([Binding.of_epoch(ep, ep.period_of(T0))]).save(os.path.join(work, "ring.json"))
         script = shutil.which("segbind") or os.path.join(os.path.dirname(sys.executable), "segbind")
         env = dict(os.environ)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
