@@ -102,8 +102,8 @@ function cpuSeconds() {
 async function keyringOf(grants) {
   const ring = new PeriodKeyring();
   for (const g of grants) {
-    await ring.grant({ keyId: fromHex(g.key_id), owner: g.owner, camera: g.camera, epoch: BigInt(g.epoch), period: BigInt(g.period),
-      periodS: BigInt(g.period_s), slot: BigInt(g.slot), key: fromHex(g.key), contentKey: fromHex(g.content_key) });
+    await ring.grant({ keyId: fromHex(g.key_id), owner: g.owner, camera: g.camera, epoch: BigInt(g.epoch), epochId: g.epoch_id,
+      period: BigInt(g.period), periodS: BigInt(g.period_s), slot: BigInt(g.slot), key: fromHex(g.key), contentKey: fromHex(g.content_key) });
   }
   return ring;
 }

@@ -36,8 +36,8 @@ from segbind.grants import (
     enrollment_code,
     seal,
 )
-from segbind.keyring import Binding
-from segbind_core.keys import Epoch
+from segbind.keyring import Binding, EpochName, epoch_id
+from segbind_core.keys import Epoch, epoch_root
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "grants_v3.json"
 CAPTURE_MS = 1_795_000_000_000          # 2026-11-18: the period the keys are for
@@ -71,11 +71,15 @@ def build() -> Dict[str, Any]:
     recorder.enroll(alice.card())
     pairing = secret("alice cam-1 pairing")
     epoch = Epoch.of_pairing(pairing, "alice", "cam-1", 2, ["bob"], 1800)
+    # alice released cam-1 and paired it again: her previous pairing's epoch 2 is revoked, and
+    # this pairing's epoch 2 (the same owner, camera and number, another root) is granted
+    previous = secret("alice cam-1 previous pairing")
+    gone = EpochName("alice", epoch_id(epoch_root(previous, "alice", "cam-1", 2, 1800)))
     period = epoch.period_of(CAPTURE_MS)
     own = [Binding.of_epoch(epoch, p) for p in (period, period + 1)]
     bobs = [Binding.of_epoch(epoch, p, "bob") for p in (period, period + 1)]
     cameras = [CameraState("alice", "cam-1", 3, ISSUED_MS - 90_000, True)]
-    grants = GrantSet("alice", "tv-1", tv.sealing_pub, 7, ISSUED_MS, own, [("alice", "cam-0", 1)], cameras, 60_000)
+    grants = GrantSet("alice", "tv-1", tv.sealing_pub, 7, ISSUED_MS, own, [gone], cameras, 60_000)
     offer = ShareOffer("alice", "bob", 4, ISSUED_MS, bobs, [])
     service = ServiceGrantSet("alice", "recorder", recorder.sealing_pub, 2, ISSUED_MS, own, [])
 
@@ -87,7 +91,11 @@ def build() -> Dict[str, Any]:
         "about": "docs/GRANTS.md (format 3): cards, enrollment codes, sealed messages; every secret is "
                  "SHA-256(\"segbind grant vectors: \" || label), test-only; made by tools/make_grant_vectors.py",
         "period": {"pairing_secret": pairing.hex(), "owner": "alice", "camera": "cam-1", "epoch": 2,
-                   "shares": ["bob"], "period_s": 1800, "capture_ms": CAPTURE_MS, "period": period},
+                   "shares": ["bob"], "period_s": 1800, "capture_ms": CAPTURE_MS, "period": period,
+                   "epoch_root": epoch.root.hex(), "epoch_id": epoch_id(epoch.root).hex()},
+        "revoked": {"comment": "epoch 2 of cam-1's previous pairing (alice released it and paired it again)",
+                    "pairing_secret": previous.hex(), "owner": "alice", "camera": "cam-1", "epoch": 2,
+                    "period_s": 1800, "epoch_id": gone.epoch_id.hex()},
         "accounts": {a.account: {"signing_secret": secret(a.account + " signing").hex(),
                                  "sealing_secret": secret(a.account + " sealing").hex(), "card": a.card().to_json()}
                      for a in (alice, bob)},
@@ -97,9 +105,10 @@ def build() -> Dict[str, Any]:
                     "enrollment_code": enrollment_code(recorder.card(), alice.card())},
         "messages": [
             _message("grants", "alice's display tv-1: her slot of cam-1's epoch 2 for the period in progress and "
-                     "the next (a renewal within the lead), epoch 3 pending, an old camera's epoch revoked",
+                     "the next (a renewal within the lead), epoch 3 pending, and epoch 2 of cam-1's previous "
+                     "pairing revoked (the same numbers, another epoch id)",
                      "grants", alice, "tv-1", tv.sealing_pub, grants.to_payload(), secret("tv-1 sealing"),
-                     "grants ephemeral", {"keys": keys(own), "revoked": [["alice", "cam-0", 1]],
+                     "grants ephemeral", {"keys": keys(own), "revoked": [gone.to_json()],
                                           "cameras": [c.to_json() for c in cameras], "alarm_after_ms": 60_000,
                                           "serial": 7}),
             _message("share-offer", "bob's slot of the same periods, offered to bob", "share-offer", alice, "bob",

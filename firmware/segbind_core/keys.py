@@ -9,6 +9,9 @@
     key id    KID(E,p) = HKDF(Q(E,p), "segbind/v3", "segbind/v3 key id" 00), 16 bytes
     command key  C     = HKDF(P, "segbind/v3", "segbind/v3 command" 00 | owner | camera)
 
+(The epoch id EID(E) = HKDF(R(E), "segbind/v3", "segbind/v3 epoch id" 00), how grants name an
+epoch of a pairing, is the owner's app's: ``segbind.keyring.epoch_id``. The camera never needs it.)
+
 T is the epoch's period length in seconds; period p holds the capture times
 [p T, (p + 1) T) seconds since 1970. Slot 0's holder is the owner, slots 1.. the accounts
 the epoch is shared with. A holder is granted, period by period, its slot key, the

@@ -43,7 +43,7 @@ from segbind_core.keys import CONTENT_KEY_SIZE, KEY_SIZE, MAX_PERIOD_S, MIN_PERI
 from segbind_core.tag import KEY_ID_SIZE, MAX_EPOCH, MAX_SLOTS, encode_id
 
 from .errors import KeyringError, SegbindError
-from .keyring import FILE_VERSION, Binding, GrantId, Keyring, read_json, write_json
+from .keyring import EPOCH_ID_SIZE, FILE_VERSION, Binding, EpochName, Keyring, read_json, write_json
 
 if TYPE_CHECKING:
     from .verifier import StreamVerifier
@@ -70,8 +70,8 @@ DEFAULT_ALARM_AFTER_MS = 60_000      # a rotation unconfirmed this long raises a
 
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
 _SEALED_FIELDS = ("segbind", "version", "kind", "to", "to_pub", "from", "eph", "ciphertext")
-_KEY_FIELDS = ("key_id", "owner", "camera", "epoch", "period", "period_s", "slot", "key", "content_key")
-_REVOKED_FIELDS = ("owner", "camera", "epoch")
+_KEY_FIELDS = ("key_id", "owner", "camera", "epoch", "epoch_id", "period", "period_s", "slot", "key", "content_key")
+_REVOKED_FIELDS = ("owner", "epoch_id")
 _CAMERA_FIELDS = ("owner", "camera", "epoch", "since_ms", "pending")
 
 
@@ -353,6 +353,7 @@ def _binding_of(data: object) -> Binding:
                    _check_id(e["owner"], "a key's owner", topic=True),
                    _check_id(e["camera"], "a key's camera", topic=True),
                    _uint(e["epoch"], "a key's epoch", 1, MAX_EPOCH),
+                   _unhex(e["epoch_id"], "an epoch id", EPOCH_ID_SIZE),
                    _uint(e["period"], "a key's period", 0, MAX_MS // (period_s * 1000)),
                    period_s,
                    _uint(e["slot"], "a key's slot", 0, MAX_SLOTS - 1),
@@ -361,13 +362,13 @@ def _binding_of(data: object) -> Binding:
 
 
 def _check_keys(keys: Sequence[Binding]) -> None:
-    """Every field in range; a key id, and a period of one epoch, granted once; one period
-    length per epoch."""
+    """Every field in range; a key id granted once; an epoch's period granted once; every period
+    of one epoch (one (owner, epoch id)) of one camera, epoch number and period length."""
     if len(keys) > MAX_KEYS:
         raise ValueError("at most %d keys in one message" % MAX_KEYS)
     ids: Set[bytes] = set()
-    periods: Set[Tuple[str, str, int, int]] = set()
-    lengths: Dict[GrantId, int] = {}
+    periods: Set[Tuple[EpochName, int]] = set()
+    facts: Dict[EpochName, Tuple[str, int, int]] = {}
     for b in keys:
         if not isinstance(b, Binding):
             raise ValueError("keys must be Bindings")
@@ -376,6 +377,8 @@ def _check_keys(keys: Sequence[Binding]) -> None:
         _check_id(b.owner, "a key's owner", topic=True)
         _check_id(b.camera, "a key's camera", topic=True)
         _uint(b.epoch, "a key's epoch", 1, MAX_EPOCH)
+        if not isinstance(b.epoch_id, bytes) or len(b.epoch_id) != EPOCH_ID_SIZE:
+            raise ValueError("an epoch id must be %d bytes" % EPOCH_ID_SIZE)
         _uint(b.period_s, "a key's period_s", MIN_PERIOD_S, MAX_PERIOD_S)
         _uint(b.period, "a key's period", 0, MAX_MS // (b.period_s * 1000))
         _uint(b.slot, "a key's slot", 0, MAX_SLOTS - 1)
@@ -386,30 +389,28 @@ def _check_keys(keys: Sequence[Binding]) -> None:
         if b.key_id in ids:
             raise ValueError("a key id is granted twice")
         ids.add(b.key_id)
-        where = (b.owner, b.camera, b.epoch, b.period)
-        if where in periods:
+        if (b.epoch_name, b.period) in periods:
             raise ValueError("period %d of epoch %d of camera %r is granted twice" % (b.period, b.epoch, b.camera))
-        periods.add(where)
-        if lengths.setdefault((b.owner, b.camera, b.epoch), b.period_s) != b.period_s:
-            raise ValueError("epoch %d of camera %r has two period lengths" % (b.epoch, b.camera))
+        periods.add((b.epoch_name, b.period))
+        if facts.setdefault(b.epoch_name, b.epoch_facts) != b.epoch_facts:
+            raise ValueError("epoch id %s names two cameras, epochs or period lengths" % b.epoch_id.hex())
 
 
-def _check_revoked(revoked: Sequence[GrantId], keys: Sequence[Binding]) -> None:
+def _check_revoked(revoked: Sequence[EpochName], keys: Sequence[Binding]) -> None:
     if len(revoked) > MAX_ENTRIES:
         raise ValueError("at most %d revoked entries" % MAX_ENTRIES)
-    granted = {(b.owner, b.camera, b.epoch) for b in keys}
-    gone: Set[GrantId] = set()
+    granted = {b.epoch_name for b in keys}
+    gone: Set[EpochName] = set()
     for entry in revoked:
-        if not isinstance(entry, tuple) or len(entry) != 3:
-            raise ValueError("a revoked entry is (owner, camera, epoch)")
-        owner, camera, epoch = entry
-        _check_id(owner, "a revoked owner", topic=True)
-        _check_id(camera, "a revoked camera", topic=True)
-        _uint(epoch, "a revoked epoch", 1, MAX_EPOCH)
+        if not isinstance(entry, EpochName):
+            raise ValueError("a revoked entry is an EpochName (owner, epoch id)")
+        _check_id(entry.owner, "a revoked owner", topic=True)
+        if not isinstance(entry.epoch_id, bytes) or len(entry.epoch_id) != EPOCH_ID_SIZE:
+            raise ValueError("a revoked epoch id must be %d bytes" % EPOCH_ID_SIZE)
         if entry in granted:
-            raise ValueError("epoch %d of camera %r is both granted and revoked" % (epoch, camera))
+            raise ValueError("epoch id %s is both granted and revoked" % entry.epoch_id.hex())
         if entry in gone:
-            raise ValueError("epoch %d of camera %r is revoked twice" % (epoch, camera))
+            raise ValueError("epoch id %s is revoked twice" % entry.epoch_id.hex())
         gone.add(entry)
 
 
@@ -436,7 +437,7 @@ def _parse_keys(value: object) -> List[Binding]:
     return [_binding_of(item) for item in value]
 
 
-def _parse_revoked(value: object) -> List[GrantId]:
+def _parse_revoked(value: object) -> List[EpochName]:
     if not isinstance(value, list):
         raise ValueError("revoked must be a list")
     if len(value) > MAX_ENTRIES:
@@ -444,7 +445,8 @@ def _parse_revoked(value: object) -> List[GrantId]:
     out = []
     for item in value:
         e = _entry(item, _REVOKED_FIELDS, "a revoked entry")
-        out.append((e["owner"], e["camera"], e["epoch"]))
+        out.append(EpochName(_check_id(e["owner"], "a revoked owner", topic=True),
+                             _unhex(e["epoch_id"], "a revoked epoch id", EPOCH_ID_SIZE)))
     return out
 
 
@@ -456,8 +458,8 @@ def _parse_cameras(value: object) -> List[CameraState]:
     return [CameraState.from_json(item) for item in value]
 
 
-def _revoked_json(revoked: Sequence[GrantId]) -> List[Dict[str, Any]]:
-    return [{"owner": o, "camera": c, "epoch": e} for o, c, e in revoked]
+def _revoked_json(revoked: Sequence[EpochName]) -> List[Dict[str, Any]]:
+    return [entry.to_json() for entry in revoked]
 
 
 def _canonical(obj: Dict[str, Any]) -> bytes:
@@ -506,7 +508,7 @@ class GrantSet:
     serial: int
     issued_ms: int
     keys: List[Binding]
-    revoked: List[GrantId]
+    revoked: List[EpochName]
     cameras: List[CameraState]
     alarm_after_ms: int = DEFAULT_ALARM_AFTER_MS
 
@@ -563,7 +565,7 @@ class ServiceGrantSet:
     serial: int
     issued_ms: int
     keys: List[Binding]
-    revoked: List[GrantId]
+    revoked: List[EpochName]
 
     _FIELDS = ("segbind", "version", "issuer", "service", "service_pub", "serial", "issued_ms", "keys", "revoked")
 
@@ -577,7 +579,7 @@ class ServiceGrantSet:
             _check_keys(self.keys)
             _check_revoked(self.revoked, self.keys)
             if any(b.owner != self.issuer or b.slot != 0 for b in self.keys) or any(
-                    r[0] != self.issuer for r in self.revoked):
+                    r.owner != self.issuer for r in self.revoked):
                 raise ValueError("a service is granted only the issuer's own cameras, in slot 0")
         except ValueError as exc:
             raise GrantError(GrantRefusal.MALFORMED, "service-grants: %s" % exc) from None
@@ -615,7 +617,7 @@ class ShareOffer:
     serial: int
     issued_ms: int
     keys: List[Binding]
-    revoked: List[GrantId]
+    revoked: List[EpochName]
 
     _FIELDS = ("segbind", "version", "issuer", "to", "serial", "issued_ms", "keys", "revoked")
 
@@ -627,7 +629,7 @@ class ShareOffer:
             _uint(self.issued_ms, "issued_ms", 0, MAX_MS)
             _check_keys(self.keys)
             _check_revoked(self.revoked, self.keys)
-            owners = {b.owner for b in self.keys} | {r[0] for r in self.revoked}
+            owners = {b.owner for b in self.keys} | {r.owner for r in self.revoked}
             if owners - {self.issuer}:
                 raise ValueError("an offer carries only the issuer's own cameras")
             if any(b.slot == 0 for b in self.keys):
@@ -725,7 +727,7 @@ class Account:
         write_json(path, self.to_json())
 
     def grants_for(self, display_card: DisplayCard, serial: int, keys: Iterable[Binding],
-                   revoked: Iterable[GrantId] = (), issued_ms: Optional[int] = None,
+                   revoked: Iterable[EpochName] = (), issued_ms: Optional[int] = None,
                    cameras: Iterable[CameraState] = (),
                    alarm_after_ms: int = DEFAULT_ALARM_AFTER_MS) -> Dict[str, Any]:
         """A sealed ``grants`` message to one of the account's displays, above every serial it holds."""
@@ -735,14 +737,14 @@ class Account:
         return seal(self, GRANTS, display_card.display, display_card.sealing_pub, grant_set.to_payload())
 
     def service_grants_for(self, service_card: ServiceCard, serial: int, keys: Iterable[Binding],
-                           revoked: Iterable[GrantId] = (), issued_ms: Optional[int] = None) -> Dict[str, Any]:
+                           revoked: Iterable[EpochName] = (), issued_ms: Optional[int] = None) -> Dict[str, Any]:
         """A sealed ``service-grants`` message to a service the account enrolled."""
         grant_set = ServiceGrantSet(self.account, service_card.service, service_card.sealing_pub, serial,
                                     _now_ms() if issued_ms is None else issued_ms, list(keys), list(revoked))
         return seal(self, SERVICE_GRANTS, service_card.service, service_card.sealing_pub, grant_set.to_payload())
 
     def offer_share(self, to_card: AccountCard, serial: int, keys: Iterable[Binding],
-                    revoked: Iterable[GrantId] = (), issued_ms: Optional[int] = None) -> Dict[str, Any]:
+                    revoked: Iterable[EpochName] = (), issued_ms: Optional[int] = None) -> Dict[str, Any]:
         """A sealed ``share-offer`` to a contact: the period keys of its slot in the issuer's cameras."""
         offer = ShareOffer(self.account, to_card.account, serial, _now_ms() if issued_ms is None else issued_ms,
                            list(keys), list(revoked))
@@ -1011,41 +1013,40 @@ def open_sealed(sealed: object, kind: str, recipient_id: str, recipient_private_
 
 class HeldKeys:
     """The period keys one holder took from one issuer, and what makes them change: the serial
-    of the last message taken, the epochs revoked here (never held again), and how long keys
-    are kept after their period ended (``keep_ms``, measured on the issuer's clock: each
-    message's ``issued_ms``).
+    of the last message taken, the epochs revoked here (by EpochName: never held again), and
+    how long keys are kept after their period ended (``keep_ms``, measured on the issuer's
+    clock: each message's ``issued_ms``).
 
     A message adds its keys to what is held (a holder keeps the periods it was granted, so a
     late segment still verifies), drops every period of a revoked epoch, and drops periods
-    that ended ``keep_ms`` before it was issued. A key id already held for another grant is
-    refused (``malformed``): key ids are the only name a tag carries.
+    that ended ``keep_ms`` before it was issued. A key that contradicts what is held after
+    those drops (``Keyring.conflict``: a key id held for another grant, an epoch id held for
+    another camera, epoch or period length, a revoked epoch) is refused with the whole
+    message (``malformed``): key ids are the only name a tag carries.
     """
 
     def __init__(self, keep_ms: int = DEFAULT_KEEP_MS) -> None:
         self.serial = 0
         self.keep_ms = keep_ms
         self.keyring = Keyring()
-        self._revoked: Set[GrantId] = set()
+        self._revoked: Set[EpochName] = set()
 
-    def take(self, serial: int, issued_ms: int, keys: Sequence[Binding], revoked: Sequence[GrantId]) -> Keyring:
+    def take(self, serial: int, issued_ms: int, keys: Sequence[Binding], revoked: Sequence[EpochName]) -> Keyring:
         """The new keyring after one message (checked in full before anything changes)."""
         if serial <= self.serial:
             raise GrantError(GrantRefusal.STALE, "serial %d is not above %d" % (serial, self.serial))
         gone = self._revoked | set(revoked)
-        held = {b.key_id: b for b in self.keyring.bindings() if (b.owner, b.camera, b.epoch) not in gone}
-        for b in keys:
-            if (b.owner, b.camera, b.epoch) in gone:
-                raise GrantError(GrantRefusal.MALFORMED, "epoch %d of camera %r was revoked here: never granted "
-                                 "again" % (b.epoch, b.camera))
-            known = held.get(b.key_id)
-            if known is not None and known != b:
-                raise GrantError(GrantRefusal.MALFORMED, "key id %s is held here for another grant"
-                                 % b.key_id.hex())
-            held[b.key_id] = b
+        oldest_end_ms = issued_ms - self.keep_ms
         keyring = Keyring()
-        for owner, camera, epoch in sorted(gone):
-            keyring.mark_revoked(owner, camera, epoch)
-        keyring.grant_all(b for b in held.values() if b.end_ms > issued_ms - self.keep_ms)
+        for name in sorted(gone):
+            keyring.mark_revoked(name)
+        keyring.grant_all(b for b in self.keyring.bindings() if b.epoch_name not in gone and b.end_ms > oldest_end_ms)
+        for b in keys:
+            why = keyring.conflict(b)
+            if why is not None:
+                raise GrantError(GrantRefusal.MALFORMED, why)
+            keyring.grant(b)
+        keyring.drop_before(oldest_end_ms)
         self.keyring, self.serial, self._revoked = keyring, serial, gone
         return keyring
 
@@ -1157,6 +1158,10 @@ class ServiceGrants:
     shadow another's), changed only by a ``service-grants`` message that passes every
     check of section 10.
 
+    What an account granted is kept with the card it was granted under: an account that left
+    and an account enrolled later under the same id with another card (another person, once
+    the id was free) share nothing, neither keys nor serial.
+
     The API a verifying worker uses::
 
         service = Service.load("svc.json")                 # its key and the pinned accounts
@@ -1171,37 +1176,55 @@ class ServiceGrants:
         self._service = service
         self._dir = Path(directory) if directory is not None else None
         self._keep_ms = keep_ms
-        self._held: Dict[str, HeldKeys] = {}
+        self._held: Dict[str, Tuple[str, HeldKeys]] = {}   # account -> (its card's fingerprint, what it granted)
         if self._dir is not None:
             self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             for account in service.accounts:
                 path = self._path(account)
                 if path.exists():
-                    self._held[account] = self._restore(read_json(path, "service-grants-held"), account, str(path))
+                    restored = self._restore(read_json(path, "service-grants-held"), account, str(path))
+                    if restored is not None:
+                        self._held[account] = restored
 
     def _path(self, account: str) -> Path:
         assert self._dir is not None
         return self._dir / ("%s.grants.json" % hashlib.sha256(account.encode("utf-8")).hexdigest()[:32])
 
-    def _restore(self, data: Dict[str, Any], account: str, where: str) -> HeldKeys:
+    def _restore(self, data: Dict[str, Any], account: str, where: str) -> Optional[Tuple[str, HeldKeys]]:
+        """What ``account`` granted, from its file; None when it was granted under another card
+        than the one pinned now (nothing of it is taken)."""
         try:
-            obj = _object(data, "service-grants-held", ("segbind", "version", "service", "account", "held"))
+            obj = _object(data, "service-grants-held", ("segbind", "version", "service", "account", "card", "held"))
             if (obj["service"], obj["account"]) != (self._service.service, account):
                 raise ValueError("kept for another service or account")
+            fingerprint = obj["card"]
+            if not isinstance(fingerprint, str) or not re.fullmatch(r"[0-9a-f]{32}", fingerprint):
+                raise ValueError("card must be an account card's fingerprint")
         except ValueError as exc:
             raise KeyringError("%s: %s" % (where, exc)) from None
-        return HeldKeys.from_json(obj["held"], where)
+        if not self._pinned(account, fingerprint):
+            return None
+        return fingerprint, HeldKeys.from_json(obj["held"], where)
+
+    def _pinned(self, account: str, fingerprint: str) -> bool:
+        card = self._service.accounts.get(account)
+        return card is not None and card.fingerprint == fingerprint
+
+    def _held_now(self, account: str) -> Optional[HeldKeys]:
+        """What ``account`` granted, if it is enrolled now under the card it granted it with."""
+        kept = self._held.get(account)
+        return kept[1] if kept is not None and self._pinned(account, kept[0]) else None
 
     def __repr__(self) -> str:
         return "ServiceGrants(%r, %d accounts)" % (self._service.service, len(self._held))
 
     def keyring(self, account: str) -> Keyring:
         """The keys ``account`` granted this service (empty when it granted none)."""
-        held = self._held.get(account)
-        return held.keyring if held is not None and account in self._service.accounts else Keyring()
+        held = self._held_now(account)
+        return held.keyring if held is not None else Keyring()
 
     def serial(self, account: str) -> int:
-        held = self._held.get(account)
+        held = self._held_now(account)
         return held.serial if held is not None else 0
 
     def verifier(self, account: str, **options: Any) -> "StreamVerifier":
@@ -1216,20 +1239,21 @@ class ServiceGrants:
         changed otherwise."""
         service = self._service
         account, payload = service.open(sealed)
+        card = service.accounts[account]
         grants = ServiceGrantSet.from_payload(payload)
         if grants.issuer != account:
             raise GrantError(GrantRefusal.NOT_FROM_OWNER, "the grants name another issuer than their signer")
         if grants.service != service.service or grants.service_pub != service.sealing_pub:
             raise GrantError(GrantRefusal.NOT_FOR_THIS_SERVICE, "the grants are for another service")
-        held = self._held.get(account)
+        held = self._held_now(account)
         if held is None:
             held = HeldKeys(self._keep_ms)
         keyring = held.take(grants.serial, grants.issued_ms, grants.keys, grants.revoked)
-        self._held[account] = held
+        self._held[account] = (card.fingerprint, held)
         if self._dir is not None:
             write_json(self._path(account), {"segbind": "service-grants-held", "version": FILE_VERSION,
                                              "service": service.service, "account": account,
-                                             "held": held.to_json()})
+                                             "card": card.fingerprint, "held": held.to_json()})
         return account, keyring
 
 

@@ -12,10 +12,13 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple, Union
 
-from segbind_core.keys import CONTENT_KEY_SIZE, KEY_SIZE, Epoch, check_period_s
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from segbind_core.keys import CONTENT_KEY_SIZE, KEY_SIZE, SALT, Epoch, check_period_s
 from segbind_core.tag import KEY_ID_SIZE, MAX_EPOCH, MAX_SLOTS
 
-from .errors import InvalidSegment, KeyringError
+from .errors import GrantConflict, InvalidSegment, KeyringError
 from .verdict import Reason
 
 if TYPE_CHECKING:
@@ -23,8 +26,46 @@ if TYPE_CHECKING:
 
 PathText = Union[str, "PathLike[str]"]
 
-GrantId = Tuple[str, str, int]  # (owner, camera, epoch)
+GrantId = Tuple[str, str, int]  # (owner, camera, epoch): for people; two pairings may share one
 FILE_VERSION = 3
+EPOCH_ID_SIZE = 16
+EPOCH_ID_LABEL = b"segbind/v3 epoch id\x00"
+
+
+def epoch_id(root: bytes) -> bytes:
+    """EID(E) = HKDF(R(E), "segbind/v3", "segbind/v3 epoch id" 00, 16): the public name of one
+    epoch of one pairing (FORMAT.md section 2).
+
+    Epoch numbers restart at 1 in every pairing, so (owner, camera, epoch) does not name an
+    epoch for good; EID does, as the root it comes from is fresh at every claim. It is
+    one-way: it tells a holder nothing of the root or of any key. Only the owner's app makes
+    it (it holds the root); holders and revoked entries carry it. The camera never needs it.
+    """
+    if len(root) != KEY_SIZE:
+        raise ValueError("an epoch root is %d bytes" % KEY_SIZE)
+    return HKDF(algorithm=hashes.SHA256(), length=EPOCH_ID_SIZE, salt=SALT, info=EPOCH_ID_LABEL).derive(root)
+
+
+class EpochName(NamedTuple):
+    """What names one epoch of one pairing, as a holder keeps it: the owner the issuer says it
+    is, and its epoch id. Revoked entries are EpochNames; so is the key of a holder's revoked
+    set. The owner is part of the name so that a contact can only ever name (and revoke) an
+    epoch of its own, whatever epoch id it copies."""
+
+    owner: str
+    epoch_id: bytes
+
+    def __repr__(self) -> str:
+        return "EpochName(owner=%r, epoch id %s)" % (self.owner, self.epoch_id.hex())
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"owner": self.owner, "epoch_id": self.epoch_id.hex()}
+
+    @classmethod
+    def from_json(cls, data: Any, what: str = "a revoked entry") -> "EpochName":
+        if not isinstance(data, dict) or sorted(data) != ["epoch_id", "owner"]:
+            raise KeyringError("%s must be an object with exactly owner, epoch_id" % what)
+        return cls(_id(data["owner"], "owner", what), _hex_key(data["epoch_id"], what, EPOCH_ID_SIZE))
 
 
 def _hex_key(value: object, what: str, size: int = KEY_SIZE) -> bytes:
@@ -103,9 +144,9 @@ def _int(value: object, where: str, what: str, low: int, high: int) -> int:
 
 class Binding(NamedTuple):
     """What a holder is granted for one period of one epoch of one camera: the key id that
-    names it in tags, whose it is (owner, camera, epoch), the period and its length, the
-    holder's slot and slot key, and the period's content key. (A named tuple: immutable, and
-    cheap to make.)
+    names it in tags, whose it is (owner, camera, epoch, and the epoch id that names that
+    epoch of that pairing), the period and its length, the holder's slot and slot key, and
+    the period's content key. (A named tuple: immutable, and cheap to make.)
 
     Slot 0 is the owner's; slots from 1 are the accounts the epoch is shared with.
     """
@@ -114,6 +155,7 @@ class Binding(NamedTuple):
     owner: str
     camera: str
     epoch: int
+    epoch_id: bytes
     period: int
     period_s: int
     slot: int
@@ -121,8 +163,8 @@ class Binding(NamedTuple):
     content_key: bytes
 
     def __repr__(self) -> str:
-        return "Binding(owner=%r, camera=%r, epoch=%d, period=%d, slot=%d, key id %s, keys=<hidden>)" % (
-            self.owner, self.camera, self.epoch, self.period, self.slot, self.key_id.hex())
+        return "Binding(owner=%r, camera=%r, epoch=%d, period=%d, slot=%d, key id %s, epoch id %s, keys=<hidden>)" % (
+            self.owner, self.camera, self.epoch, self.period, self.slot, self.key_id.hex(), self.epoch_id.hex())
 
     @property
     def start_ms(self) -> int:
@@ -139,10 +181,20 @@ class Binding(NamedTuple):
         """(owner, camera): what a display keys a stream, a tile and its state by."""
         return self.owner, self.camera
 
+    @property
+    def epoch_name(self) -> EpochName:
+        """(owner, epoch id): the epoch of the pairing this period belongs to, as revoked entries name it."""
+        return EpochName(self.owner, self.epoch_id)
+
+    @property
+    def epoch_facts(self) -> Tuple[str, int, int]:
+        """(camera, epoch, period_s): what one epoch id stands for; every period of it agrees."""
+        return self.camera, self.epoch, self.period_s
+
     def to_json(self) -> Dict[str, Any]:
         return {"key_id": self.key_id.hex(), "owner": self.owner, "camera": self.camera, "epoch": self.epoch,
-                "period": self.period, "period_s": self.period_s, "slot": self.slot, "key": self.key.hex(),
-                "content_key": self.content_key.hex()}
+                "epoch_id": self.epoch_id.hex(), "period": self.period, "period_s": self.period_s,
+                "slot": self.slot, "key": self.key.hex(), "content_key": self.content_key.hex()}
 
     @classmethod
     def of_epoch(cls, epoch: Epoch, period: int, holder: Optional[str] = None) -> "Binding":
@@ -154,8 +206,8 @@ class Binding(NamedTuple):
             raise KeyringError("%s holds no slot of epoch %d (slots: %s)" % (holder, epoch.epoch, ", ".join(holders)))
         slot = holders.index(holder)
         keys = epoch.period_keys(period)
-        return cls(keys.key_id, epoch.owner, epoch.camera, epoch.epoch, period, epoch.period_s, slot,
-                   keys.slot_keys[slot][1], keys.content_key)
+        return cls(keys.key_id, epoch.owner, epoch.camera, epoch.epoch, epoch_id(epoch.root), period,
+                   epoch.period_s, slot, keys.slot_keys[slot][1], keys.content_key)
 
     @classmethod
     def periods_of_epoch(cls, epoch: Epoch, from_ms: int, to_ms: int,
@@ -176,7 +228,8 @@ class Binding(NamedTuple):
             raise KeyringError("%s: %s" % (what, exc)) from None
         return cls(_hex_key(data.get("key_id"), what, KEY_ID_SIZE), _id(data.get("owner"), "owner", what),
                    _id(data.get("camera"), "camera", what), _epoch(data.get("epoch"), what),
-                   _int(data.get("period"), what, "period", 0, (1 << 53) // (period_s * 1000)), period_s,
+                   _hex_key(data.get("epoch_id"), what, EPOCH_ID_SIZE),
+                   _int(data.get("period"), what, "period", 0, ((1 << 53) - 1) // (period_s * 1000)), period_s,
                    _int(data.get("slot", 0), what, "slot", 0, MAX_SLOTS - 1), _hex_key(data.get("key"), what),
                    _hex_key(data.get("content_key"), what, CONTENT_KEY_SIZE))
 
@@ -217,12 +270,20 @@ class EpochFile:
 
 
 class Keyring:
-    """A holder's grants: key id -> the binding it names (owner, camera, epoch, period, slot,
-    keys), plus the (owner, camera, epoch) it was told are revoked."""
+    """A holder's grants: key id -> the binding it names (owner, camera, epoch, epoch id,
+    period, slot, keys), plus the epochs it was told are revoked (by EpochName: an epoch of
+    one pairing, never to be held again).
+
+    What it holds is consistent, or ``grant`` refuses (``GrantConflict``): a key id names one
+    binding (it is the only name a tag carries: rebinding it would move a camera's segments
+    to another name), an epoch id names one camera, epoch and period length, and a revoked
+    epoch is held no more.
+    """
 
     def __init__(self, bindings: Iterable[Binding] = ()) -> None:
         self._keys: Dict[bytes, Binding] = {}
-        self._revoked: Set[GrantId] = set()
+        self._epochs: Dict[EpochName, Tuple[Tuple[str, int, int], int]] = {}  # -> (its facts, periods held)
+        self._revoked: Set[EpochName] = set()
         for binding in bindings:
             self.grant(binding)
 
@@ -232,49 +293,77 @@ class Keyring:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def conflict(self, binding: Binding) -> Optional[str]:
+        """Why ``grant(binding)`` would be refused (one line, no key bytes), or None."""
+        if binding.epoch_name in self._revoked:
+            return "epoch %d of camera %r (owner %r, epoch id %s) was revoked here: never held again" % (
+                binding.epoch, binding.camera, binding.owner, binding.epoch_id.hex())
+        held = self._keys.get(binding.key_id)
+        if held is not None and held != binding:
+            return "key id %s is held here for another grant" % binding.key_id.hex()
+        facts = self._epochs.get(binding.epoch_name)
+        if facts is not None and facts[0] != binding.epoch_facts:
+            return "epoch id %s of owner %r is held here for another camera, epoch or period length" % (
+                binding.epoch_id.hex(), binding.owner)
+        return None
+
     def grant(self, binding: Binding) -> None:
-        """Hold ``binding``'s keys; granting a revoked epoch again is refused."""
-        gid = (binding.owner, binding.camera, binding.epoch)
-        if gid in self._revoked:
-            raise KeyringError("epoch %d of camera %r (owner %r) was revoked"
-                               % (binding.epoch, binding.camera, binding.owner))
+        """Hold ``binding``'s keys (again: the same binding twice is one grant). GrantConflict
+        when it contradicts what is held (``conflict``): nothing changes then."""
+        why = self.conflict(binding)
+        if why is not None:
+            raise GrantConflict(why)
+        if binding.key_id in self._keys:
+            return
         self._keys[binding.key_id] = binding
+        facts = self._epochs.get(binding.epoch_name)
+        self._epochs[binding.epoch_name] = (binding.epoch_facts, 1 if facts is None else facts[1] + 1)
 
     def grant_all(self, bindings: Iterable[Binding]) -> "Keyring":
         for binding in bindings:
             self.grant(binding)
         return self
 
-    def mark_revoked(self, owner: str, camera: str, epoch: int) -> None:
-        """Remember (owner, camera, epoch) as revoked: none of its periods can be granted again here."""
-        for kid in [k for k, b in self._keys.items() if (b.owner, b.camera, b.epoch) == (owner, camera, epoch)]:
-            del self._keys[kid]
-        self._revoked.add((owner, camera, epoch))
+    def _drop(self, key_id: bytes) -> None:
+        binding = self._keys.pop(key_id)
+        facts, count = self._epochs[binding.epoch_name]
+        if count > 1:
+            self._epochs[binding.epoch_name] = (facts, count - 1)
+        else:
+            del self._epochs[binding.epoch_name]
+
+    def mark_revoked(self, name: EpochName) -> None:
+        """Remember the epoch ``name`` as revoked: its periods are dropped, and none can be granted here again."""
+        for kid in [k for k, b in self._keys.items() if b.epoch_name == name]:
+            self._drop(kid)
+        self._revoked.add(EpochName(*name))
 
     def revoke(self, owner: str, camera: str, below_epoch: int) -> None:
-        """Drop every epoch of (owner, camera) below ``below_epoch``, and remember them."""
-        for b in [b for b in self._keys.values() if (b.owner, b.camera) == (owner, camera) and b.epoch < below_epoch]:
-            self.mark_revoked(b.owner, b.camera, b.epoch)
+        """Revoke every epoch held of (owner, camera) below ``below_epoch`` (as ``mark_revoked``)."""
+        for name in {b.epoch_name for b in self._keys.values()
+                     if (b.owner, b.camera) == (owner, camera) and b.epoch < below_epoch}:
+            self.mark_revoked(name)
 
     def revoke_camera(self, camera: str) -> None:
-        """Drop every grant for ``camera`` (the holder lost access to it)."""
-        for b in [b for b in self._keys.values() if b.camera == camera]:
-            self.mark_revoked(b.owner, b.camera, b.epoch)
+        """Revoke every epoch held of ``camera`` (the holder lost access to it)."""
+        for name in {b.epoch_name for b in self._keys.values() if b.camera == camera}:
+            self.mark_revoked(name)
 
     def drop_before(self, end_ms: int) -> int:
         """Forget periods that ended before ``end_ms`` (a display keeps a bounded keyring); how
         many were dropped."""
         old = [k for k, b in self._keys.items() if b.end_ms <= end_ms]
         for kid in old:
-            del self._keys[kid]
+            self._drop(kid)
         return len(old)
 
     def grants(self) -> List[GrantId]:
-        """The (owner, camera, epoch) held, each once, sorted."""
+        """The (owner, camera, epoch) held, each once, sorted (for people: two pairings of one
+        camera may both have an epoch 1)."""
         return sorted({(b.owner, b.camera, b.epoch) for b in self._keys.values()})
 
-    def revoked_ids(self) -> List[GrantId]:
-        """The revoked (owner, camera, epoch) entries, sorted."""
+    def revoked_ids(self) -> List[EpochName]:
+        """The epochs revoked here, sorted."""
         return sorted(self._revoked)
 
     def binding(self, key_id: bytes) -> Binding:
@@ -290,13 +379,13 @@ class Keyring:
         return self._keys.get(key_id)
 
     def bindings(self) -> List[Binding]:
-        return sorted(self._keys.values(), key=lambda b: (b.owner, b.camera, b.epoch, b.period, b.key_id))
+        return sorted(self._keys.values(), key=lambda b: (b.owner, b.camera, b.epoch, b.epoch_id, b.period, b.key_id))
 
     def to_json(self) -> Dict[str, Any]:
         return {
             "segbind": "keyring", "version": FILE_VERSION,
             "grants": [b.to_json() for b in self.bindings()],
-            "revoked": [{"owner": o, "camera": c, "epoch": e} for o, c, e in sorted(self._revoked)],
+            "revoked": [name.to_json() for name in sorted(self._revoked)],
         }
 
     @classmethod
@@ -306,14 +395,13 @@ class Keyring:
             raise KeyringError("%s: grants and revoked must be lists" % what)
         ring = cls()
         for item in revoked:
-            if not isinstance(item, dict):
-                raise KeyringError("%s: a revoked entry is not an object" % what)
-            try:
-                ring.mark_revoked(str(item["owner"]), str(item["camera"]), int(item["epoch"]))
-            except (KeyError, TypeError, ValueError):
-                raise KeyringError("%s: a revoked entry lacks owner, camera or epoch" % what) from None
+            ring.mark_revoked(EpochName.from_json(item, "%s: a revoked entry" % what))
         for item in grants:
-            ring.grant(Binding.from_json(item, what))
+            binding = Binding.from_json(item, what)
+            why = ring.conflict(binding)
+            if why is not None:
+                raise KeyringError("%s: %s" % (what, why))
+            ring.grant(binding)
         return ring
 
     @classmethod

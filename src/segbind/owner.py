@@ -38,13 +38,15 @@ from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from segbind_core import control
-from segbind_core.keys import DEFAULT_PERIOD_S, Epoch, check_period_s, command_key
+from segbind_core.keys import DEFAULT_PERIOD_S, Epoch, check_period_s, command_key, epoch_root
 from segbind_core.tag import MAX_EPOCH, MAX_SLOTS
 
 from .errors import KeyringError
 from .grants import (
     DEFAULT_ALARM_AFTER_MS,
+    DEFAULT_KEEP_MS,
     MAX_ENTRIES,
+    MAX_KEYS,
     Account,
     AccountCard,
     CameraState,
@@ -55,7 +57,7 @@ from .grants import (
     ShareOffer,
     enrollment_code,
 )
-from .keyring import FILE_VERSION, Binding, GrantId, Keyring, read_json, write_json
+from .keyring import FILE_VERSION, Binding, EpochName, Keyring, epoch_id, read_json, write_json
 
 __all__ = ["OwnedCamera", "Owner", "OwnerError", "RESULT_TEXT", "Renewal", "RotationAlarm", "exchange_contacts",
            "explain"]
@@ -70,7 +72,10 @@ RETRY_MAX_MS = 300_000           # every 5 minutes, for as long as it is pending
 # Why a contact's offer of one camera was not taken (``Owner.refused_shares``).
 HELD_FROM_ANOTHER_OWNER = "held_from_another_owner"
 OWN_CAMERA = "own_camera"
-KEY_ID_HELD = "key_id_held"
+KEY_ID_HELD = "key_id_held"          # the key id names another grant this app or its displays hold
+EPOCH_ID_HELD = "epoch_id_held"      # the contact named one epoch id for two cameras, epochs or period lengths
+NOT_YET = "not_yet"                  # a period that begins more than a period ahead: no app grants it yet
+CLOCK_SLACK_MS = 60_000              # how far a contact's clock may run ahead of this app's
 
 # What the owner's app shows for each result a camera can send (docs/AGENT.md, "What the owner sees").
 RESULT_TEXT = {
@@ -193,6 +198,10 @@ class OwnedCamera:
     def epoch_keys(self, owner: str, epoch: int) -> Epoch:
         return Epoch.of_pairing(self.pairing, owner, self.camera, epoch, self.epochs[epoch], self.period_s_of(epoch))
 
+    def epoch_name(self, owner: str, epoch: int) -> EpochName:
+        """How grants name ``epoch`` of this pairing: (owner, its epoch id)."""
+        return EpochName(owner, epoch_id(epoch_root(self.pairing, owner, self.camera, epoch, self.period_s_of(epoch))))
+
     def in_force(self) -> List[int]:
         """The epochs the camera may be tagging with now: the confirmed one and every one issued
         after it (a rotation not yet confirmed)."""
@@ -261,7 +270,9 @@ class Owner:
         self.taken_serials: Dict[str, int] = {}     # contact -> last serial taken from it
         self.shared_with_me: Dict[bytes, Binding] = {}   # key id -> a period a contact shared
         self.refused_shares: Dict[Tuple[str, str], str] = {}  # (contact, camera) -> why not taken
-        self.revoked: List[GrantId] = []            # epochs never to grant again (released, revoked)
+        self.revoked: List[EpochName] = []          # epochs never to grant again (released, pruned, a
+        #                                             contact's revoked), oldest first, the newest MAX_ENTRIES
+        self.granted_own: Dict[bytes, int] = {}     # key id -> end_ms of each own period a display may hold
         self.results: List[control.Result] = []     # every result the cameras sent, checked
         self.renewed_ms = 0                         # when every holder was last renewed
         self.set_timing(period_s, lead_ms, alarm_after_ms, retry_first_ms, retry_max_ms)
@@ -331,11 +342,14 @@ class Owner:
             if result.op == control.ROTATE and result.status == control.STALE_EPOCH:
                 cam.epochs.setdefault(result.epoch, cam.shares)  # learn the camera's epoch
             return result
-        if result.op == control.PAIR:
+        if result.op == control.PAIR and not cam.paired:
+            # Only the pairing this app waits for: the cloud may replay the pair result of this
+            # very pairing later, and it must not undo the rotations since.
             period_s = cam.period_s_of(1)
             cam.paired, cam.epoch, cam.counter, cam.stream_id = True, result.epoch, 0, result.stream_id
             cam.epochs, cam.periods = {result.epoch: []}, {result.epoch: period_s}
-        elif result.op == control.ROTATE and result.epoch in cam.epochs:
+        elif result.op == control.ROTATE and result.epoch in cam.epochs and result.epoch > cam.epoch:
+            # Forward only: an older result replayed must not take the app back to an older epoch.
             cam.epoch, cam.stream_id = result.epoch, result.stream_id
         elif result.op == control.RELEASE:
             self._forget(cam)
@@ -376,10 +390,13 @@ class Owner:
         except ValueError as exc:
             raise OwnerError("no rotate command: %s" % exc) from None
         cam.epochs[epoch], cam.periods[epoch] = shares, period_s
-        for old in sorted(cam.epochs)[:-KEPT_EPOCHS]:
+        # Forget the oldest epochs beyond KEPT_EPOCHS, never one in force (the camera may be
+        # tagging with it while the rotations after it are pending): they are revoked.
+        for old in [e for e in sorted(cam.epochs) if e < cam.epoch][:max(0, len(cam.epochs) - KEPT_EPOCHS)]:
+            self._revoke([cam.epoch_name(self.name, old)])
             del cam.epochs[old]
             cam.periods.pop(old, None)
-            self.revoked.append((self.name, camera, old))
+            cam.issued.pop(old, None)
         cam.counter = counter
         cam.issued[epoch] = now_ms
         cam.rotation = PendingRotation(epoch, wire, now_ms, 1, now_ms + self.retry_first_ms)
@@ -419,8 +436,18 @@ class Owner:
             self._forget(cam)
 
     def _forget(self, cam: OwnedCamera) -> None:
-        self.revoked.extend((self.name, cam.camera, e) for e in sorted(cam.epochs))
+        """The camera is no longer this app's (released, reset, sold): every epoch of its pairing
+        is revoked, and the next grants drop them from every display and service at once."""
+        self._revoke([cam.epoch_name(self.name, e) for e in sorted(cam.epochs)])
         del self.cameras[cam.camera]
+
+    def _revoke(self, names: List[EpochName]) -> None:
+        """Remember epochs never to grant again, in the order they were revoked; only the newest
+        MAX_ENTRIES are kept (and sent): a holder keeps every revoked entry it was sent, and
+        the periods of an older one have left every holder (``keep``) or were never granted."""
+        known = set(self.revoked)
+        self.revoked += [n for n in names if n not in known]
+        del self.revoked[:-MAX_ENTRIES]
 
     # -- pending rotations: retries and alarms --------------------------------------------------
 
@@ -497,11 +524,39 @@ class Owner:
         """What the owner's displays are granted at ``now_ms``: its slot of every epoch in force,
         for the period in progress (and the next within the lead), and the periods contacts
         shared with it that have not ended."""
-        out = self.own_keys(now_ms)
-        revoked = set(self.revoked)
-        out += [b for _, b in sorted(self.shared_with_me.items())
-                if b.end_ms > now_ms and (b.owner, b.camera, b.epoch) not in revoked]
-        return out
+        return self._with_shared(self.own_keys(now_ms), now_ms)
+
+    def _with_shared(self, own: List[Binding], now_ms: int) -> List[Binding]:
+        """``own``, then the shared periods not ended, as many as one message holds (taken first, first)."""
+        shared = [b for b in self._shared_in_step(own) if b.end_ms > now_ms]
+        return own + shared[:max(0, MAX_KEYS - len(own))]
+
+    def _held_with(self, own: List[Binding]) -> Keyring:
+        """What this app's displays may hold besides ``own``: the revoked epochs, and what
+        contacts shared (taken first, first), as a keyring that refuses what contradicts it."""
+        ring = Keyring()
+        for name in self.revoked:
+            ring.mark_revoked(name)
+        ring.grant_all(own)
+        for b in self.shared_with_me.values():
+            if b.key_id not in self.granted_own and ring.conflict(b) is None:
+                ring.grant(b)
+        return ring
+
+    def _shared_in_step(self, own: List[Binding]) -> List[Binding]:
+        """The periods contacts shared that agree with the owner's own keys (those granted now
+        and those its displays may still hold) and with each other. ``accept_offer`` takes no
+        other; this keeps every grants message one a display takes, whatever changed since
+        (a display refuses a whole message that rebinds a key id it holds)."""
+        ring = self._held_with(own)
+        return [b for b in self.shared_with_me.values() if ring.binding_or_none(b.key_id) == b]
+
+    def _note_granted(self, own: List[Binding], now_ms: int) -> None:
+        """Remember the own periods a display was granted, for as long as it may keep them."""
+        for b in own:
+            self.granted_own[b.key_id] = b.end_ms
+        for key_id in [k for k, end_ms in self.granted_own.items() if end_ms <= now_ms - DEFAULT_KEEP_MS]:
+            del self.granted_own[key_id]
 
     def own_keys(self, now_ms: int) -> List[Binding]:
         """The owner's slot of its own cameras' epochs in force, in the periods granted at ``now_ms``."""
@@ -515,15 +570,9 @@ class Owner:
     def keyring(self, from_ms: int, to_ms: int) -> Keyring:
         """The owner's own keys for every epoch it holds over [from_ms, to_ms), and what contacts
         shared for that time: for tools (``segbind verify``) on the owner's own device."""
-        ring = Keyring()
-        for _, cam in sorted(self.cameras.items()):
-            for epoch in sorted(cam.epochs):
-                ring.grant_all(Binding.periods_of_epoch(cam.epoch_keys(self.name, epoch), from_ms, to_ms))
-        ring.grant_all(b for b in self.shared_with_me.values() if b.end_ms > from_ms and b.start_ms < to_ms)
-        return ring
-
-    def _revoked_entries(self) -> List[GrantId]:
-        return sorted(set(self.revoked))[-MAX_ENTRIES:]
+        own = [b for _, cam in sorted(self.cameras.items()) for epoch in sorted(cam.epochs)
+               for b in Binding.periods_of_epoch(cam.epoch_keys(self.name, epoch), from_ms, to_ms)]
+        return Keyring(own).grant_all(b for b in self._shared_in_step(own) if b.end_ms > from_ms and b.start_ms < to_ms)
 
     def grants_for(self, display: str, now_ms: Optional[int] = None) -> Dict[str, Any]:
         """The sealed ``grants`` message for one of the owner's displays at ``now_ms``."""
@@ -532,9 +581,12 @@ class Owner:
             raise OwnerError("display %r is not enrolled with %s" % (display, self.name))
         now = _now_ms() if now_ms is None else now_ms
         serial = self.display_serials.get(display, 0) + 1
+        own = self.own_keys(now)
+        sealed = self.account.grants_for(card, serial, self._with_shared(own, now), self.revoked, now,
+                                         self.camera_states(), self.alarm_after_ms)
         self.display_serials[display] = serial
-        return self.account.grants_for(card, serial, self.keys(now), self._revoked_entries(), now,
-                                       self.camera_states(), self.alarm_after_ms)
+        self._note_granted(own, now)
+        return sealed
 
     def service_grants_for(self, service: str, now_ms: Optional[int] = None) -> Dict[str, Any]:
         """The sealed ``service-grants`` message for an enrolled service: the owner's own cameras only."""
@@ -544,13 +596,15 @@ class Owner:
         now = _now_ms() if now_ms is None else now_ms
         serial = self.service_serials.get(service, 0) + 1
         self.service_serials[service] = serial
-        revoked = [r for r in self._revoked_entries() if r[0] == self.name]
+        revoked = [r for r in self.revoked if r.owner == self.name]
         return self.account.service_grants_for(card, serial, self.own_keys(now), revoked, now)
 
     # -- contacts -----------------------------------------------------------------------------
 
     def add_contact(self, card: AccountCard) -> None:
         """A contact's card, from an out-of-band exchange (never from the cloud)."""
+        if card.account == self.name:
+            raise OwnerError("a contact cannot have this account's own id %r" % card.account)
         known = self.contacts.get(card.account)
         if known is not None and known != card:
             raise OwnerError("contact %r already has another key" % card.account)
@@ -620,32 +674,37 @@ class Owner:
         now = _now_ms() if now_ms is None else now_ms
         offer = self.account.open_offer(sealed, card, self.taken_serials.get(contact, 0))
         self.taken_serials[contact] = offer.serial
-        gone = set(offer.revoked)
-        for key_id in [k for k, b in self.shared_with_me.items() if (b.owner, b.camera, b.epoch) in gone]:
-            del self.shared_with_me[key_id]
-        self.revoked += [gid for gid in sorted(gone) if gid not in self.revoked]
-        held_elsewhere: Dict[str, str] = {}
-        for b in self.shared_with_me.values():
-            if b.owner != contact and b.end_ms > now:
-                held_elsewhere[b.camera] = b.owner
+        self._revoke(offer.revoked)  # the contact's own epochs only (a ShareOffer names no other owner)
         revoked = set(self.revoked)
+        for key_id in [k for k, b in self.shared_with_me.items()
+                       if b.epoch_name in revoked or b.end_ms <= now - DEFAULT_KEEP_MS]:
+            del self.shared_with_me[key_id]  # revoked, or kept as long as a display keeps it, no longer
+        held_elsewhere = {b.camera: b.owner for b in self.shared_with_me.values() if b.owner != contact
+                          and b.end_ms > now}
+        own = self.own_keys(now)
+        held = self._held_with(own)
+        own_ids = {b.key_id for b in own} | set(self.granted_own)
         for binding in offer.keys:
+            if binding.epoch_name in revoked:
+                continue  # never granted again
             why = ""
-            if binding.camera in self.cameras:
+            same_key_id = held.binding_or_none(binding.key_id)
+            if binding.start_ms > now + binding.period_s * 1000 + CLOCK_SLACK_MS:
+                why = NOT_YET
+            elif binding.camera in self.cameras:
                 why = OWN_CAMERA
             elif binding.camera in held_elsewhere:
                 why = HELD_FROM_ANOTHER_OWNER
-            elif binding.key_id in self.shared_with_me and self.shared_with_me[binding.key_id] != binding:
+            elif binding.key_id in own_ids or (same_key_id is not None and same_key_id != binding):
                 why = KEY_ID_HELD
-            elif (binding.owner, binding.camera, binding.epoch) in revoked:
-                continue  # never granted again
+            elif held.conflict(binding) is not None:
+                why = EPOCH_ID_HELD
             if why:
                 self.refused_shares[(contact, binding.camera)] = why
                 continue
             self.refused_shares.pop((contact, binding.camera), None)
             self.shared_with_me[binding.key_id] = binding
-        for key_id in [k for k, b in self.shared_with_me.items() if b.end_ms <= now - 24 * 3600 * 1000]:
-            del self.shared_with_me[key_id]  # a day after its period: kept no longer
+            held.grant(binding)
         return offer
 
     # -- renewal --------------------------------------------------------------------------------
@@ -688,8 +747,9 @@ class Owner:
             "contacts": [c.to_json() for _, c in sorted(self.contacts.items())],
             "offer_serials": dict(sorted(self.offer_serials.items())),
             "taken_serials": dict(sorted(self.taken_serials.items())),
-            "shared_with_me": [b.to_json() for _, b in sorted(self.shared_with_me.items())],
-            "revoked": [list(g) for g in self.revoked],
+            "shared_with_me": [b.to_json() for b in self.shared_with_me.values()],   # in the order taken
+            "revoked": [name.to_json() for name in self.revoked],
+            "granted_own": [[key_id.hex(), end_ms] for key_id, end_ms in sorted(self.granted_own.items())],
             "renewed_ms": self.renewed_ms,
         }
 
@@ -718,7 +778,8 @@ class Owner:
             for item in data["shared_with_me"]:
                 binding = Binding.from_json(item, where)
                 owner.shared_with_me[binding.key_id] = binding
-            owner.revoked = [(str(o), str(c), int(e)) for o, c, e in data["revoked"]]
+            owner.revoked = [EpochName.from_json(item, "%s: a revoked entry" % where) for item in data["revoked"]]
+            owner.granted_own = {bytes.fromhex(k): int(end_ms) for k, end_ms in data["granted_own"]}
             owner.renewed_ms = int(data["renewed_ms"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise KeyringError("%s: unusable (%s)" % (where, exc.__class__.__name__)) from None

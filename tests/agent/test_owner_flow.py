@@ -18,7 +18,10 @@ from segbind.errors import InvalidSegment
 from segbind.freshness import ROTATION_PENDING, SUPERSEDED_EPOCH, FeedWatch
 from segbind.grants import Display, DisplayGrants, GrantError, GrantRefusal, Service, ServiceGrants
 from segbind.owner import (
+    EPOCH_ID_HELD,
     HELD_FROM_ANOTHER_OWNER,
+    KEY_ID_HELD,
+    NOT_YET,
     OWN_CAMERA,
     RESULT_TEXT,
     OwnedCamera,
@@ -258,6 +261,7 @@ def test_release_and_a_new_owner_nothing_captured_before_is_tagged_for_the_new_o
     half = len(video()) // 2
     before = cam.feed(video()[:half], T0 + 10)
     alice_before = granted(alice, tv, T0 + 10)
+    first_epoch = alice.cameras["cam-1"].epoch_name("alice", 1)
     alice.on_result("cam-1", cam.command(alice.release("cam-1", T0 + 20), T0 + 21))
     assert "cam-1" not in alice.cameras and not cam.core.state.claimed
     eve = Owner.new("eve", test_only=True)
@@ -272,7 +276,7 @@ def test_release_and_a_new_owner_nothing_captured_before_is_tagged_for_the_new_o
         with pytest.raises(InvalidSegment) as info:
             verify_segment(segment, alice_ring)
         assert info.value.reason is Reason.NO_GRANT
-    assert alice_ring.revoked_ids() == [("alice", "cam-1", 1)] and len(alice_ring) == 0
+    assert alice_ring.revoked_ids() == [first_epoch] and len(alice_ring) == 0
     # what was in progress at the release was dropped: nobody's tag is on those pictures
     assert before and all(verify_segment(s, alice_before).capture_ms < T0 + 20 for s in before)
 
@@ -434,9 +438,14 @@ def test_settings_that_cannot_work_are_refused() -> None:
 
 
 def test_the_owner_file_round_trips_without_showing_secrets(paired, tmp_path) -> None:
-    alice, _cam, _tv = paired
+    alice, _cam, tv = paired
     alice.rotate("cam-1", [], T0 + 5)        # pending: its command and schedule are kept too
     alice.enroll_service(Service.new("recorder").card())
+    other = CoreRunner("cam-2").start(T0)
+    alice.on_result("cam-2", other.pair(alice.pairing_offer("cam-2", T0), T0 + 1))
+    alice.forget("cam-2")                    # reset by its button: its epoch is revoked, by epoch id
+    granted(alice, tv, T0 + 6)               # what the display may hold is remembered
+    assert alice.revoked and alice.granted_own
     path = tmp_path / "alice.owner"
     alice.save(path)
     again = Owner.load(path)
@@ -515,8 +524,6 @@ def test_an_out_of_range_command_reaches_the_owner_as_a_result_and_changes_nothi
     assert (result.status, result.counter, result.epoch) == (control.OK, 1, 2)
 
 
-@pytest.mark.xfail(strict=True, reason="revoked entries name (owner, camera, epoch), and epochs restart "
-                   "in each pairing: epoch ids fix it")
 def test_an_owner_who_pairs_her_camera_again_sees_it_again(paired) -> None:
     """Epochs count from 1 in each pairing: alice's display revoked epoch 1 of her first pairing
     when she released the camera, and must still take epoch 1 of her second (another root, other
@@ -532,3 +539,118 @@ def test_an_owner_who_pairs_her_camera_again_sees_it_again(paired) -> None:
     ring = granted(alice, tv, T0 + 42)
     assert reasons(ring, new) == ["ok"] * len(new)
     assert set(reasons(ring, old)) == {"no_grant"}
+
+
+# -- a hostile cloud replays, a hostile contact offers what it saw ---------------------------------
+
+def test_a_replayed_pair_or_older_rotate_result_never_takes_the_app_back() -> None:
+    """The cloud carries every result and can replay any of them (they are authentic: the camera
+    made them). A replayed pair result used to reset the app's camera to epoch 1 with counter 0
+    (its next command a replay at the camera, its displays granted epoch 1 again); an older
+    rotate result moved it back to an older epoch."""
+    alice = Owner.new("alice", test_only=True)
+    cam = CoreRunner("cam-1").start(T0)
+    paired_answer = cam.pair(alice.pairing_offer("cam-1", T0), T0 + 1)
+    alice.on_result("cam-1", paired_answer)
+    second = cam.command(alice.rotate("cam-1", [], T0 + 2), T0 + 3)
+    assert alice.on_result("cam-1", second).epoch == 2
+    third = cam.command(alice.rotate("cam-1", [], T0 + 4), T0 + 5)
+    assert alice.on_result("cam-1", third).epoch == 3
+    before = alice.cameras["cam-1"].to_json()
+    for replayed in (paired_answer, second, paired_answer):
+        assert alice.on_result("cam-1", replayed).status == control.OK   # authentic, and ignored
+        assert alice.cameras["cam-1"].to_json() == before
+    result = alice.on_result("cam-1", cam.command(alice.rotate("cam-1", [], T0 + 6), T0 + 7))
+    assert (result.status, result.epoch) == (control.OK, 4)              # the camera takes the next command
+
+
+def test_a_rotation_never_forgets_an_epoch_the_camera_may_be_tagging_with(paired) -> None:
+    """The app remembers 16 epochs of a pairing; with rotations pending (a cloud dropping them)
+    it used to forget, and revoke at its displays, the one the camera still tags with."""
+    alice, cam, tv = paired
+    commands = [alice.rotate("cam-1", [], T0 + 10 + i) for i in range(20)]   # every one dropped
+    own = alice.cameras["cam-1"]
+    assert own.in_force() == list(range(1, 22)) and alice.revoked == []
+    segments = cam.feed(video(), T0 + 100)
+    assert reasons(granted(alice, tv, T0 + 100), segments) == ["ok"] * len(segments)   # still epoch 1's
+    assert alice.on_result("cam-1", cam.command(commands[-1], T0 + 200)).epoch == 21
+    oldest = [own.epoch_name("alice", e) for e in range(1, 7)]
+    alice.rotate("cam-1", [], T0 + 300)                       # now the oldest can go: never again granted
+    assert sorted(own.epochs) == list(range(7, 23)) and alice.revoked == oldest
+    ring = granted(alice, tv, T0 + 300)
+    assert {b.epoch for b in ring.bindings()} == set(range(7, 23)) and ring.revoked_ids() == sorted(oldest)
+    assert set(reasons(ring, segments)) == {"no_grant"}
+
+
+def _forged_offer(by: Owner, to: Owner, key_id: bytes, period: int, serial_from: Owner) -> object:
+    """``by`` offers ``to`` a camera of its own, "by-cam", under a key id it saw elsewhere."""
+    from segbind import Binding
+    forged = Binding(key_id, by.name, "by-cam", 1, bytes(16), period, 1800, 1, bytes(32), bytes(16))
+    serial = by.offer_serials.get(to.name, 0) + 1
+    by.offer_serials[to.name] = serial
+    return by.account.offer_share(to.account.card(), serial, [forged], [], T0)
+
+
+def test_a_contact_cannot_pass_off_a_key_id_of_the_owners_own_camera(paired) -> None:
+    """alice shares cam-1 with bob; bob offers alice a "camera" of his under cam-1's key id, for
+    the period in progress, and for the one before (alice's display still holds it). Taken, it
+    made alice's app refuse to grant at all (two grants of one key id), or her display refuse
+    every grants message for a day. Now it is refused (key_id_held), and alice sees her camera."""
+    alice, cam, tv = paired
+    house = Household(alice, cam, tv)
+    house.share(T0 + 100)
+    bob = house.bob
+    first_period = T0 // PERIOD_MS
+    [now_kid] = [b.key_id for b in alice.own_keys(T0 + 200) if b.epoch == 2]
+    alice.accept_offer(_forged_offer(bob, alice, now_kid, first_period, alice), "bob", T0 + 200)
+    assert alice.refused_shares == {("bob", "by-cam"): KEY_ID_HELD}
+    granted(alice, tv, T0 + 200)
+    later = PERIOD_END + 60_000                               # the next period: the last one's key id is old
+    alice.accept_offer(_forged_offer(bob, alice, now_kid, first_period + 1, alice), "bob", later)
+    assert alice.refused_shares == {("bob", "by-cam"): KEY_ID_HELD}
+    ring = granted(alice, tv, later)                          # the display takes it: nothing contradicts
+    assert {b.owner for b in ring.bindings()} == {"alice"} and ring.binding(now_kid).owner == "alice"
+    assert reasons(ring, cam.feed(video(), later)) == ["ok"] * 3
+    # the same forged binding with a key id of nobody's is taken: bob may show his own cameras
+    alice.accept_offer(_forged_offer(bob, alice, bytes(range(16)), first_period + 1, alice), "bob", later)
+    assert ("bob", "by-cam") not in alice.refused_shares and granted(alice, tv, later).binding(bytes(range(16)))
+
+
+def test_a_contact_names_one_epoch_id_once_and_grants_no_far_future_period(paired) -> None:
+    alice, cam, tv = paired
+    bob = Owner.new("bob", test_only=True)
+    exchange_contacts(alice, bob)
+    from segbind import Binding
+    period = T0 // PERIOD_MS
+    first = Binding(bytes([1] * 16), "bob", "bob-cam", 1, bytes([7] * 16), period, 1800, 1, bytes(32), bytes(16))
+    other_camera = first._replace(key_id=bytes([2] * 16), camera="bob-cam-2", period=period + 1)
+    far = first._replace(key_id=bytes([3] * 16), epoch_id=bytes([8] * 16), period=period + 3)
+    alice.accept_offer(bob.account.offer_share(alice.account.card(), 1, [first], [], T0), "bob", T0 + 1)
+    alice.accept_offer(bob.account.offer_share(alice.account.card(), 2, [other_camera, far], [], T0), "bob", T0 + 2)
+    assert alice.refused_shares == {("bob", "bob-cam-2"): EPOCH_ID_HELD, ("bob", "bob-cam"): NOT_YET}
+    assert [b.key_id for b in granted(alice, tv, T0 + 3).bindings() if b.owner == "bob"] == [first.key_id]
+
+
+def test_a_contacts_revocation_reaches_its_own_epochs_only(paired) -> None:
+    """carol, a contact of bob, revokes "her" epoch with the epoch id of alice's cam-1 epoch that
+    bob holds (she saw it: alice shares cam-1 with carol too). Revoked entries name (owner, epoch
+    id): bob's display keeps alice's epoch."""
+    alice, cam, tv = paired
+    house = Household(alice, cam, tv)
+    house.share(T0 + 100)
+    bob = house.bob
+    carol = Owner.new("carol", test_only=True)
+    exchange_contacts(carol, bob)
+    [alices] = {b.epoch_name for b in house.bob_ring.bindings()}
+    from segbind.keyring import EpochName
+    sealed = carol.account.offer_share(bob.account.card(), 1, [], [EpochName("carol", alices.epoch_id)], T0 + 150)
+    bob.accept_offer(sealed, "carol", T0 + 150)
+    ring = granted(bob, house.bob_tv, T0 + 150)
+    assert EpochName("carol", alices.epoch_id) in ring.revoked_ids() and alices not in ring.revoked_ids()
+    assert reasons(ring, cam.feed(video(), T0 + 200)) == ["ok"] * 3
+
+
+def test_an_account_takes_no_contact_under_its_own_id() -> None:
+    alice = Owner.new("alice", test_only=True)
+    with pytest.raises(OwnerError, match="own id"):
+        alice.add_contact(Owner.new("alice").account.card())

@@ -174,8 +174,12 @@ def test_a_share_is_granted_its_own_slot_and_nothing_else(provisioned: Path) -> 
         result = run_cli(*args, cwd=provisioned)
         assert result.returncode == 0, result.stderr
     ring = json.loads((provisioned / "bob2-ring.json").read_text())
-    assert {(g["owner"], g["camera"], g["epoch"], g["slot"]) for g in ring["grants"]} == {("alice", "cam-7", 2, 1)}
+    eid = ring["grants"][0]["epoch_id"]
+    assert {(g["owner"], g["camera"], g["epoch"], g["slot"], g["epoch_id"]) for g in ring["grants"]} == {
+        ("alice", "cam-7", 2, 1, eid)}                                  # bob's slot of one epoch, period by period
     assert len(ring["grants"]) in (96, 97)  # 48 hours from a day ago, in 1800-second periods
+    first = ring["grants"][0]["period"]
+    assert [g["period"] for g in ring["grants"]] == list(range(first, first + len(ring["grants"])))
     assert run_cli("verify", "--keyring", "bob2-ring.json", "shared.h264", cwd=provisioned).returncode == 0
     refused = run_cli("keys", "grant", "--epoch", "shared.json", "--holder", "carol", "--keyring", "c.json",
                       cwd=provisioned)

@@ -29,6 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segbind import Binding, Keyring, KeyringError, SegbindError
+from segbind.errors import GrantConflict
 from segbind.grants import (
     Account,
     AccountCard,
@@ -49,6 +50,7 @@ from segbind.grants import (
     open_sealed,
     seal,
 )
+from segbind.keyring import EpochName, epoch_id
 from segbind_core.keys import Epoch
 
 R = GrantRefusal
@@ -70,6 +72,11 @@ def spec_key(shared: bytes, eph_pub: bytes, to_pub: bytes, kind: str) -> bytes:
 
 def spec_aad(kind: str, to: str, issuer: str) -> bytes:
     return b"segbind/v3 sealed\x00" + kind.encode() + b"\x00" + spec_id(to) + spec_id(issuer)
+
+
+def spec_epoch_id(root: bytes) -> bytes:
+    """FORMAT.md section 2: EID(E) = HKDF(R(E), salt "segbind/v3", info "segbind/v3 epoch id" || 00, L = 16)."""
+    return HKDF(algorithm=hashes.SHA256(), length=16, salt=b"segbind/v3", info=b"segbind/v3 epoch id\x00").derive(root)
 
 
 def spec_open(sealed: Dict[str, Any], recipient_secret: bytes, issuer_signing_pub: bytes) -> bytes:
@@ -122,11 +129,16 @@ class World:
         ep = self.epoch if epoch == 1 else Epoch.of_pairing(self.pairing, "alice", "cam-1", epoch, ["bob"])
         return Binding.of_epoch(ep, period, ep.holders()[slot])
 
+    def name(self, epoch: int = 1) -> EpochName:
+        """How revoked entries name an epoch of alice's cam-1 in this pairing."""
+        return self.key(0, epoch).epoch_name
 
 
 def some_binding(owner: str, camera: str, epoch: int, slot: int = 0, period: int = PERIOD) -> Binding:
-    """A period grant of someone's camera, with random keys (what a contact could offer)."""
-    return Binding(os.urandom(16), owner, camera, epoch, period, 1800, slot, os.urandom(32), os.urandom(16))
+    """A period grant of someone's camera, with random keys (what a contact could offer); its
+    epoch id stands for one pairing of that camera."""
+    eid = hashlib.sha256(("test pairing of %s/%s, epoch %d" % (owner, camera, epoch)).encode()).digest()[:16]
+    return Binding(os.urandom(16), owner, camera, epoch, eid, period, 1800, slot, os.urandom(32), os.urandom(16))
 
 
 @pytest.fixture()
@@ -270,7 +282,7 @@ def test_grants_open_on_the_display_and_give_the_keyring(world: World) -> None:
     shared_in = some_binding("carol", "cam-7", 3, 2)  # a camera carol shares with alice
     state = CameraState("alice", "cam-1", 2, T - 5, True)
     sealed = world.alice.grants_for(world.tv.card(), 5, [world.key(0), shared_in],
-                                    [("alice", "cam-1", 9)], issued_ms=T, cameras=[state], alarm_after_ms=30_000)
+                                    [world.name(9)], issued_ms=T, cameras=[state], alarm_after_ms=30_000)
     keyring = world.grants.accept(sealed)
     assert isinstance(keyring, Keyring) and world.grants.keyring is keyring and world.grants.serial == 5
     keys = world.epoch.period_keys(PERIOD)
@@ -278,20 +290,106 @@ def test_grants_open_on_the_display_and_give_the_keyring(world: World) -> None:
     assert (held.owner, held.camera, held.epoch, held.period, held.slot) == ("alice", "cam-1", 1, PERIOD, 0)
     assert held.key == keys.slot_keys[0][1] and held.content_key == keys.content_key
     assert keyring.binding(shared_in.key_id) == shared_in
-    assert keyring.revoked_ids() == [("alice", "cam-1", 9)]
+    assert keyring.revoked_ids() == [world.name(9)]
     assert world.grants.cameras == {("alice", "cam-1"): state} and world.grants.alarm_after_ms == 30_000
     # The next grants add their periods to what is held; revoked epochs stay revoked and drop
     # every period of theirs; periods a day past their end are dropped.
     keyring = world.grants.accept(world.alice.grants_for(world.tv.card(), 6, [world.key(0, 2)], issued_ms=T))
     assert keyring.grants() == [("alice", "cam-1", 1), ("alice", "cam-1", 2), ("carol", "cam-7", 3)]
     keyring = world.grants.accept(world.alice.grants_for(world.tv.card(), 7, [world.key(0, 2, PERIOD + 1)],
-                                                         [("carol", "cam-7", 3)], issued_ms=T + 1_800_000))
+                                                         [shared_in.epoch_name], issued_ms=T + 1_800_000))
     assert keyring.grants() == [("alice", "cam-1", 1), ("alice", "cam-1", 2)] and len(keyring) == 3
-    assert {tuple(r.values()) for r in keyring.to_json()["revoked"]} == {("alice", "cam-1", 9), ("carol", "cam-7", 3)}
+    assert sorted(keyring.to_json()["revoked"], key=lambda r: r["owner"]) == [
+        {"owner": "alice", "epoch_id": world.name(9).epoch_id.hex()},
+        {"owner": "carol", "epoch_id": shared_in.epoch_id.hex()}]
     assert world.grants.cameras == {}  # each message says it anew
     day_later = world.grants.accept(world.alice.grants_for(world.tv.card(), 8, [world.key(0, 2, PERIOD + 49)],
                                                            issued_ms=(PERIOD + 49) * 1_800_000))
     assert [b.period for b in day_later.bindings()] == [PERIOD + 1, PERIOD + 49]
+
+
+def test_an_epoch_id_is_the_spec_formula_and_names_one_epoch_of_one_pairing(world: World) -> None:
+    """Epochs count from 1 in every pairing: (owner, camera, epoch) names an epoch only until the
+    camera is paired again. The epoch id comes from the epoch root, fresh at every claim."""
+    again = Epoch.of_pairing(os.urandom(32), "alice", "cam-1", 1, ["bob"])     # released, paired again
+    ids = {epoch_id(ep.root) for ep in (world.epoch, again, Epoch.of_pairing(world.pairing, "alice", "cam-1", 2, []),
+                                        Epoch.of_pairing(world.pairing, "alice", "cam-1", 1, [], 900))}
+    assert len(ids) == 4 and all(len(i) == 16 for i in ids)
+    assert epoch_id(world.epoch.root) == spec_epoch_id(world.epoch.root) == world.key(0).epoch_id
+    assert world.key(1).epoch_id == world.key(0).epoch_id                        # every slot of the epoch
+    assert world.key(0, period=PERIOD + 1).epoch_id == world.key(0).epoch_id   # every period of the epoch
+    keys = world.epoch.period_keys(PERIOD)
+    assert world.key(0).epoch_id not in (keys.key_id, keys.content_key, world.epoch.root[:16])
+    assert world.key(0).epoch_name == EpochName("alice", world.key(0).epoch_id)
+    with pytest.raises(ValueError):
+        epoch_id(world.epoch.root[:31])
+
+
+def test_a_keyring_refuses_a_grant_that_contradicts_what_it_holds(world: World) -> None:
+    """Keyring.grant: the same binding twice is one grant; a key id held for another binding, an
+    epoch id held for another camera, epoch or period length, or a revoked epoch is GrantConflict
+    (a KeyringError), and nothing changes."""
+    mine = world.key(0)
+    ring = Keyring([mine, mine])
+    assert len(ring) == 1
+    snapshot = ring.to_json()
+    other_epoch = world.key(0, 2)
+    changes: Dict[str, Any] = {"owner": "carol", "camera": "cam-2", "epoch": 2, "epoch_id": other_epoch.epoch_id,
+                               "period": PERIOD + 1, "period_s": 900, "slot": 1, "key": os.urandom(32),
+                               "content_key": os.urandom(16)}
+    assert set(changes) == set(Binding._fields) - {"key_id"}
+    for name, value in changes.items():
+        with pytest.raises(GrantConflict, match="key id .* is held here for another grant"):
+            ring.grant(mine._replace(**{name: value}))
+    for name, value in (("camera", "cam-2"), ("epoch", 2), ("period_s", 900)):   # another period, one epoch id
+        with pytest.raises(GrantConflict, match="epoch id .* for another camera, epoch or period length"):
+            ring.grant(world.key(0, period=PERIOD + 1)._replace(**{name: value}))
+    assert ring.to_json() == snapshot and isinstance(GrantConflict("x"), KeyringError)
+    ring.grant(world.key(0, period=PERIOD + 1))
+    ring.mark_revoked(world.name(1))
+    assert len(ring) == 0 and ring.revoked_ids() == [world.name(1)]
+    with pytest.raises(GrantConflict, match="revoked here"):
+        ring.grant(world.key(0, period=PERIOD + 2))
+    # the same owner, camera and epoch number in a new pairing is another epoch: granted
+    repaired = Binding.of_epoch(Epoch.of_pairing(os.urandom(32), "alice", "cam-1", 1, []), PERIOD)
+    ring.grant(repaired)
+    assert ring.grants() == [("alice", "cam-1", 1)] and ring.binding(repaired.key_id) == repaired
+    # a keyring file that contradicts itself is refused
+    data = Keyring([mine]).to_json()
+    data["grants"].append(world.key(0, period=PERIOD + 1)._replace(camera="cam-2").to_json())
+    with pytest.raises(KeyringError, match="another camera"):
+        Keyring.from_json(data)
+    assert Keyring.from_json(ring.to_json()).to_json() == ring.to_json()
+
+
+def test_a_display_takes_a_new_pairings_epoch_1_and_never_the_old_ones_again(world: World) -> None:
+    """alice released cam-1 (its pairing's epochs revoked at her display) and paired it again:
+    epoch 1 of the new pairing is granted; no period of the old one is ever held again."""
+    old = world.key(0)
+    world.grants.accept(world.alice.grants_for(world.tv.card(), 1, [old], issued_ms=T))
+    world.grants.accept(world.alice.grants_for(world.tv.card(), 2, [], [world.name(1)], issued_ms=T))
+    assert len(world.grants.keyring) == 0
+    new = Binding.of_epoch(Epoch.of_pairing(os.urandom(32), "alice", "cam-1", 1, []), PERIOD)
+    ring = world.grants.accept(world.alice.grants_for(world.tv.card(), 3, [new], [world.name(1)], issued_ms=T))
+    assert ring.bindings() == [new] and ring.revoked_ids() == [world.name(1)]
+    with pytest.raises(GrantError) as info:
+        world.grants.accept(world.alice.grants_for(world.tv.card(), 4, [new, world.key(0, period=PERIOD + 1)],
+                                                   issued_ms=T))
+    assert info.value.reason is R.MALFORMED and "never held again" in info.value.detail
+    assert world.grants.keyring.bindings() == [new] and world.grants.serial == 3
+
+
+def test_a_key_id_held_only_in_a_period_the_message_drops_is_no_conflict(world: World) -> None:
+    """A display checks a message's keys against what it keeps after the message's drops: a key
+    id whose period ended a day (``keep``) before the message was issued is gone, not held."""
+    mine = world.key(0)
+    world.grants.accept(world.alice.grants_for(world.tv.card(), 1, [mine], issued_ms=T))
+    reused = some_binding("carol", "cam-7", 3, 1, PERIOD + 49)._replace(key_id=mine.key_id)
+    day_later = mine.end_ms + 24 * 3600 * 1000
+    with pytest.raises(GrantError):
+        world.grants.accept(world.alice.grants_for(world.tv.card(), 2, [reused], issued_ms=day_later - 1))
+    ring = world.grants.accept(world.alice.grants_for(world.tv.card(), 2, [reused], issued_ms=day_later))
+    assert ring.bindings() == [reused]
 
 
 def test_a_key_id_held_for_another_grant_is_refused(world: World) -> None:
@@ -322,7 +420,8 @@ def test_the_wire_format_is_the_specs(world: World) -> None:
     assert json.loads(payload) == {
         "segbind": "grants", "version": 3, "issuer": "alice", "display": "tv-1",
         "display_pub": world.tv.card().sealing_pub.hex(), "serial": 1, "issued_ms": 123,
-        "keys": [{"key_id": keys.key_id.hex(), "owner": "alice", "camera": "cam-1", "epoch": 1, "period": PERIOD,
+        "keys": [{"key_id": keys.key_id.hex(), "owner": "alice", "camera": "cam-1", "epoch": 1,
+                  "epoch_id": spec_epoch_id(world.epoch.root).hex(), "period": PERIOD,
                   "period_s": 1800, "slot": 0, "key": keys.slot_keys[0][1].hex(),
                   "content_key": keys.content_key.hex()}],
         "revoked": [], "cameras": [], "alarm_after_ms": 60_000}
@@ -395,6 +494,8 @@ ATTACKS: Dict[str, tuple[GrantRefusal, Callable[[World], Any]]] = {
     "a duplicated payload field": (R.MALFORMED, lambda w: seal(
         w.alice, "grants", "tv-1", w.tv.card().sealing_pub, _grant_payload(w)[:-1] + b', "serial": 99}')),
     "a revoked epoch granted again": (R.MALFORMED, lambda w: w.alice.grants_for(w.tv.card(), 9, [w.key(0, 2)])),
+    "a held epoch id for another camera": (R.MALFORMED, lambda w: w.alice.grants_for(w.tv.card(), 9, [
+        some_binding("alice", "cam-2", 1)._replace(epoch_id=w.name(1).epoch_id)])),
     # 2. not for this display
     "a grant sealed to another display": (R.NOT_FOR_THIS_DISPLAY, lambda w: _grants(w, to=w.other_tv)),
     "this display's name with another display's key": (
@@ -440,7 +541,7 @@ ATTACKS: Dict[str, tuple[GrantRefusal, Callable[[World], Any]]] = {
 def held(world: World) -> World:
     """tv-1 holds serial 2 (epoch 2 revoked) after serial 1; ``first`` and ``second`` kept for replays."""
     world.first = world.alice.grants_for(world.tv.card(), 1, [world.key(0)])
-    world.second = world.alice.grants_for(world.tv.card(), 2, [world.key(0)], [("alice", "cam-1", 2)])
+    world.second = world.alice.grants_for(world.tv.card(), 2, [world.key(0)], [world.name(2)])
     world.grants.accept(world.first)
     world.grants.accept(world.second)
     return world
@@ -492,20 +593,20 @@ def test_open_sealed_names_the_refusals_by_kind(world: World) -> None:
 
 def test_grant_set_payload_is_canonical_and_round_trips(world: World) -> None:
     gs = GrantSet("alice", "tv-1", world.tv.card().sealing_pub, 3, 42,
-                  [world.key(0), some_binding("carol", "cam-ü", 4, 3)], [("alice", "cam-1", 7)],
+                  [world.key(0), some_binding("carol", "cam-ü", 4, 3)], [world.name(7)],
                   [CameraState("alice", "cam-1", 2, 40, False)], 5)
     payload = gs.to_payload()
     assert payload == json.dumps(json.loads(payload), sort_keys=True, separators=(",", ":"),
                                  ensure_ascii=False).encode()
     assert "cam-ü".encode() in payload  # UTF-8 as it is, not \u escapes: one canonical form
     assert GrantSet.from_payload(payload) == gs
-    offer = ShareOffer("alice", "bob", 4, 42, [world.key(1)], [("alice", "cam-1", 7)])
+    offer = ShareOffer("alice", "bob", 4, 42, [world.key(1)], [world.name(7)])
     assert ShareOffer.from_payload(offer.to_payload()) == offer
 
 
 def _key(**change: Any) -> Dict[str, Any]:
-    good = {"key_id": "11" * 16, "owner": "alice", "camera": "cam-1", "epoch": 1, "period": PERIOD,
-            "period_s": 1800, "slot": 0, "key": "22" * 32, "content_key": "33" * 16}
+    good = {"key_id": "11" * 16, "owner": "alice", "camera": "cam-1", "epoch": 1, "epoch_id": "55" * 16,
+            "period": PERIOD, "period_s": 1800, "slot": 0, "key": "22" * 32, "content_key": "33" * 16}
     return {k: v for k, v in {**good, **change}.items() if v is not None}
 
 
@@ -522,7 +623,15 @@ def _key(**change: Any) -> Dict[str, Any]:
     {"keys": [_key(), _key(period=PERIOD + 1)]},                         # one key id twice
     {"keys": [_key(), _key(key_id="44" * 16, period=PERIOD + 1, period_s=900)]},  # two period lengths
     {"keys": [_key()] * 4097},
-    {"revoked": [{"owner": "alice", "camera": "cam-1", "epoch": 1}]},
+    {"keys": [_key(epoch_id=None)]}, {"keys": [_key(epoch_id="55" * 15)]}, {"keys": [_key(epoch_id="5G" * 16)]},
+    {"keys": [_key(), _key(key_id="44" * 16, period=PERIOD + 1, camera="cam-2")]},  # one epoch id, two cameras
+    {"keys": [_key(), _key(key_id="44" * 16, period=PERIOD + 1, epoch=2)]},         # one epoch id, two epochs
+    {"revoked": [{"owner": "alice", "epoch_id": "55" * 16}]},                      # granted and revoked
+    {"revoked": [{"owner": "alice", "epoch_id": "66" * 16}] * 2},                  # revoked twice
+    {"revoked": [{"owner": "alice", "epoch_id": "66" * 15}]},
+    {"revoked": [{"owner": "a/b", "epoch_id": "66" * 16}]},
+    {"revoked": [{"owner": "alice", "epoch_id": "66" * 16, "camera": "cam-1"}]},
+    {"revoked": [{"owner": "alice", "camera": "cam-1", "epoch": 1}]},              # format 3's first draft
     {"revoked": [{"owner": "alice", "camera": "cam-1"}]},
     {"cameras": [{"owner": "alice", "camera": "cam-1", "epoch": 1, "since_ms": 0}]},
     {"cameras": [{"owner": "alice", "camera": "cam-1", "epoch": 1, "since_ms": 0, "pending": 1}]},
@@ -641,7 +750,8 @@ def test_a_restarted_display_keeps_its_serial_and_refuses_an_old_grants_message(
     OutOfBand.enroll(owner, screen)
     epoch = Epoch.of_pairing(bytes(range(32)), "alice", "cam-1", 1, [])
     old = owner.grants_for(screen.card(), 1, [Binding.of_epoch(epoch, PERIOD)])
-    new = owner.grants_for(screen.card(), 2, [], revoked=[("alice", "cam-1", 1)])
+    gone = Binding.of_epoch(epoch, PERIOD).epoch_name
+    new = owner.grants_for(screen.card(), 2, [], revoked=[gone])
     store = tmp_path / "tv-1-grants.json"
     first = DisplayGrants(screen, store)
     first.accept(old)
@@ -652,7 +762,7 @@ def test_a_restarted_display_keeps_its_serial_and_refuses_an_old_grants_message(
     with pytest.raises(GrantError) as info:
         again.accept(old)                                # the cloud replays the old message
     assert info.value.reason is GrantRefusal.STALE
-    assert again.keyring.revoked_ids() == [("alice", "cam-1", 1)]
+    assert again.keyring.revoked_ids() == [gone]
     other = Display.new("tv-2", test_only=True)
     with pytest.raises(KeyringError):
         DisplayGrants(other, store)                      # another display's store is not taken
@@ -668,19 +778,21 @@ _ids = st.text(st.characters(blacklist_characters="/+#\x00", blacklist_categorie
 def _bindings(draw: st.DrawFn) -> Binding:
     period_s = draw(st.integers(60, 86400))
     return Binding(draw(st.binary(min_size=16, max_size=16)), draw(_ids), draw(_ids), draw(st.integers(1, 2 ** 31 - 1)),
+                   draw(st.binary(min_size=16, max_size=16)),
                    draw(st.integers(0, (2 ** 53 - 1) // (period_s * 1000))), period_s, draw(st.integers(0, 7)),
                    draw(st.binary(min_size=32, max_size=32)), draw(st.binary(min_size=16, max_size=16)))
 
 
 @settings(max_examples=60, deadline=None)
-@given(keys=st.lists(_bindings(), max_size=4, unique_by=(lambda b: b.key_id, lambda b: (b.owner, b.camera, b.epoch))),
+@given(keys=st.lists(_bindings(), max_size=4, unique_by=(lambda b: b.key_id, lambda b: b.epoch_id)),
        serial=st.integers(1, 2 ** 64 - 1), issued=st.integers(0, 2 ** 53 - 1), pending=st.booleans(),
        camera=_ids, epoch=st.integers(1, 2 ** 31 - 1))
 def test_any_grant_set_round_trips_through_its_canonical_payload(keys: List[Binding], serial: int, issued: int,
                                                                   pending: bool, camera: str, epoch: int) -> None:
     pub = bytes(range(32))
-    gs = GrantSet("alice", "tv-1", pub, serial, issued, keys, [], [CameraState("alice", camera, epoch, issued,
-                                                                               pending)])
+    revoked = [EpochName(b.owner, hashlib.sha256(b.epoch_id).digest()[:16]) for b in keys]
+    gs = GrantSet("alice", "tv-1", pub, serial, issued, keys, revoked, [CameraState("alice", camera, epoch, issued,
+                                                                                    pending)])
     payload = gs.to_payload()
     assert GrantSet.from_payload(payload) == gs
     assert GrantSet.from_payload(payload).to_payload() == payload
@@ -757,6 +869,28 @@ def test_each_attack_on_a_service_is_refused_with_its_reason(world: World, servi
     assert grants.keyring("alice").to_json() == before and grants.serial("alice") == 1
 
 
+def test_an_account_id_enrolled_again_with_another_card_takes_nothing_of_the_first(world: World, service: Service,
+                                                                                  tmp_path: Path) -> None:
+    """alice leaves the service; later an account enrolls under the id "alice" with another card
+    (another person, once the id was free). It gets none of the first alice's keys, nor her
+    serial, in memory or from the service's files."""
+    grants = ServiceGrants(service, tmp_path / "held")
+    grants.accept(world.alice.service_grants_for(service.card(), 5, [world.key(0)]))
+    assert len(grants.keyring("alice")) == 1 and grants.serial("alice") == 5
+    service.leave("alice")
+    assert len(grants.keyring("alice")) == 0 and grants.serial("alice") == 0
+    second = Account.new("alice")
+    service.enroll(second.card())
+    for held in (grants, ServiceGrants(service, tmp_path / "held")):   # as it is, and restarted
+        assert len(held.keyring("alice")) == 0 and held.serial("alice") == 0
+        account, ring = held.accept(second.service_grants_for(service.card(), 1, [some_binding("alice", "cam-9", 1)]))
+        assert account == "alice" and ring.binding_or_none(world.key(0).key_id) is None and len(ring) == 1
+    # the first alice, enrolled again: what the service keeps is the second card's, nothing of it is hers
+    service.leave("alice")
+    service.enroll(world.alice.card())
+    assert len(ServiceGrants(service, tmp_path / "held").keyring("alice")) == 0
+
+
 def test_a_service_keeps_each_accounts_keys_apart(world: World, service: Service) -> None:
     """Bob cannot shadow alice's camera at the service by naming its key id: each account's
     keys are a keyring of their own, and a worker verifies an account's segments with its own."""
@@ -829,11 +963,19 @@ def test_the_vector_messages_are_taken_by_their_recipients(tmp_path: Path) -> No
     assert enrollment_code(tv.card(), alice) == v["display"]["enrollment_code"]
     grants, offer, service = v["messages"]
     assert grants["expected"]["keys"] == own
+    assert spec_epoch_id(epoch.root).hex() == p["epoch_id"] == own[0]["epoch_id"]
+    assert epoch.root.hex() == p["epoch_root"]
+    gone = v["revoked"]
+    previous = Epoch.of_pairing(bytes.fromhex(gone["pairing_secret"]), gone["owner"], gone["camera"], gone["epoch"],
+                                [], gone["period_s"])
+    assert spec_epoch_id(previous.root).hex() == gone["epoch_id"] != p["epoch_id"]
+    assert (gone["owner"], gone["camera"], gone["epoch"]) == (p["owner"], p["camera"], p["epoch"])
+    assert grants["expected"]["revoked"] == [{"owner": "alice", "epoch_id": gone["epoch_id"]}]
     held = DisplayGrants(tv)
     ring = held.accept(grants["sealed"])
     assert [b.to_json() for b in ring.bindings()] == own and held.serial == 7
     assert [c.to_json() for c in held.cameras.values()] == grants["expected"]["cameras"]
-    assert ring.revoked_ids() == [tuple(r) for r in grants["expected"]["revoked"]]
+    assert [r.to_json() for r in ring.revoked_ids()] == grants["expected"]["revoked"]
     bob = Account.from_json({"segbind": "account", "version": 3, "account": "bob",
                              "signing_key": v["accounts"]["bob"]["signing_secret"],
                              "sealing_key": v["accounts"]["bob"]["sealing_secret"]})

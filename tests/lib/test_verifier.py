@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 import segbind.verifier as verifier_module
 from segbind import Binding, InvalidSegment, Keyring, Reason, StreamVerifier, TimeWindow, verify_segment
+from segbind.keyring import EpochName, epoch_id
 from segbind_core import protect
 from segbind_core.nal import START_CODE, annexb_units
 from segbind_core.sei import tag_codec
@@ -383,7 +384,8 @@ def test_epoch_rotation_and_revocation() -> None:
     ring.revoke("alice", "cam-1", below_epoch=2)
     verdict = StreamVerifier(ring).verify(streams()[""][0])
     assert verdict.reason is Reason.NO_GRANT  # its key id is no longer held: like a stranger's
-    assert ("alice", "cam-1", 1) in ring.revoked_ids() and ("alice", "cam-1", 2) in ring.grants()
+    assert ring.revoked_ids() == [EpochName("alice", epoch_id(epoch().root))]  # epoch 1 of this pairing, by its id
+    assert ("alice", "cam-1", 2) in ring.grants() and ("alice", "cam-1", 1) not in ring.grants()
     assert run("0@e2 1@e2", ring) == "ok ok"  # seq 8 and 9 of the same stream, in epoch 2
 
 

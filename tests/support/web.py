@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional
 from host_sim import clips
 from segbind import Binding, Epoch, Keyring, StreamVerifier, TimeWindow
 from segbind.errors import InputError
+from segbind.keyring import EpochName
 from segbind.read.annexb import annexb_segments
 from segbind.read.containers import container_segments
 from segbind.read.events import TrackInfo
@@ -209,8 +210,8 @@ def python_verdicts(case: Dict[str, Any]) -> List[str]:
     read with the container reader, each as the init segment followed by that fragment; "pass"
     when every segment of a fragment is accepted)."""
     keyring = Keyring([Binding.from_json(g) for g in case["keyring"]])
-    for owner, camera, number in case.get("revoked", []):
-        keyring.mark_revoked(owner, camera, number)
+    for owner, epoch_id in case.get("revoked", []):
+        keyring.mark_revoked(EpochName(owner, bytes.fromhex(epoch_id)))
     window = case.get("window")
     verifier = StreamVerifier(keyring, camera=case.get("camera"), owner=case.get("owner"),
                               recording=case.get("recording", False),

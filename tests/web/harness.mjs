@@ -6,7 +6,7 @@
 //   node tests/web/harness.mjs grants CASES.json      -> {"NAME": "ok" | refusal, ...}
 //
 // verdicts: each case is {name, keyring: [BINDING, ...] (segbind.Binding.to_json: period keys
-// by key id), revoked: [[owner, camera, epoch]], camera, owner, window: {maxAgeS, maxFutureS} |
+// by key id), revoked: [[owner, epoch id HEX]], camera, owner, window: {maxAgeS, maxFutureS} |
 // null, now, recording, inputs: [...]}; each input is {annexb: HEX} (one segment), {stream: HEX}
 // (an Annex-B stream cut into segments), {init: HEX} then {fragment: HEX} (fMP4, through the
 // FragmentGate a display uses; a fragment also reports "pass" or "held"; {fragments: [HEX...]}
@@ -22,7 +22,7 @@
 //
 // grants: each case is {name, display: {id, secret}, owner: ACCOUNT CARD | null,
 // messages: [SEALED, ...]}; the display opens the messages in turn and reports, for each,
-// "ok SERIAL owner/camera/epoch/period/slot,..." (every period it holds then) or the refusal.
+// "ok SERIAL owner/camera/epoch/epoch id/period/slot,..." (every period it holds then) or the refusal.
 
 import fs from "node:fs";
 
@@ -101,9 +101,9 @@ async function grants(c) {
   const out = [];
   for (const message of c.messages) {
     try {
-      const sealed = typeof message === "string" ? parseStrictJson(message) : message;
+      const sealed = parseStrictJson(typeof message === "string" ? message : JSON.stringify(message));
       const ring = await display.accept(sealed);
-      out.push(`ok ${display.serial} ` + ring.grants().map((g) => `${g.owner}/${g.camera}/${g.epoch}/${g.period}/${g.slot}`).sort().join(","));
+      out.push(`ok ${display.serial} ` + ring.grants().map((g) => `${g.owner}/${g.camera}/${g.epoch}/${g.epochId}/${g.period}/${g.slot}`).sort().join(","));
     } catch (exc) {
       if (!(exc instanceof GrantError)) throw exc;
       out.push(exc.reason);

@@ -17,7 +17,7 @@ const VECTORS = JSON.parse(fs.readFileSync(path.join(HERE, "..", "vectors", "seg
 const REASONS = new Set(Object.values(Reason));
 // a keyring holding the vector's key id, with keys that verify nothing: every path up to the MAC is walked
 const VECTOR = VECTORS.segments[0];
-const ring = () => keyringOf([{ key_id: VECTOR.key_id, owner: "alice", camera: "cam-1", epoch: 1, period: VECTOR.period,
+const ring = () => keyringOf([{ key_id: VECTOR.key_id, owner: "alice", camera: "cam-1", epoch: 1, epoch_id: "00".repeat(16), period: VECTOR.period,
   period_s: VECTOR.period_s, slot: 0, key: new Uint8Array(32), content_key: new Uint8Array(16) }]);
 
 let seed = 12345;

@@ -22,8 +22,9 @@ PERIOD = T // 1_800_000
 VECTORS = ROOT / "tests" / "vectors" / "grants_v3.json"
 
 
-def binding(owner: str, camera: str, number: int, slot: int = 0, period: int = PERIOD) -> Binding:
-    ep = Epoch.of_pairing(bytes(range(32)), owner, camera, number, ["bob"] if slot else [])
+def binding(owner: str, camera: str, number: int, slot: int = 0, period: int = PERIOD,
+            pairing: bytes = bytes(range(32))) -> Binding:
+    ep = Epoch.of_pairing(pairing, owner, camera, number, ["bob"] if slot else [])
     return Binding.of_epoch(ep, period, "bob" if slot else None)
 
 
@@ -48,8 +49,9 @@ def python_results(display: Display, messages: List[Any]) -> List[str]:
     out = []
     for message in messages:
         try:
-            ring = grants.accept(message)
-            held = sorted("%s/%s/%d/%d/%d" % (b.owner, b.camera, b.epoch, b.period, b.slot) for b in ring.bindings())
+            ring = grants.accept(json.loads(message) if isinstance(message, str) else message)
+            held = sorted("%s/%s/%d/%s/%d/%d" % (b.owner, b.camera, b.epoch, b.epoch_id.hex(), b.period, b.slot)
+                          for b in ring.bindings())
             out.append("ok %d %s" % (grants.serial, ",".join(held)))
         except GrantError as exc:
             out.append(exc.reason.value)
@@ -71,7 +73,8 @@ def test_js_opens_what_python_seals_and_refuses_what_python_refuses(tmp_path: Pa
     state = [CameraState("alice", "cam-2", 4, T - 1, True)]
     good = alice.grants_for(tv.card(), 1, [cam1, cam2], issued_ms=T, cameras=state)
     later = alice.grants_for(tv.card(), 5, [cam2._replace(period=PERIOD + 1, key_id=bytes(16)), shared],
-                             revoked=[("alice", "cam-1", 1)], issued_ms=T)
+                             revoked=[cam1.epoch_name], issued_ms=T)
+    repaired = binding("alice", "cam-1", 1, pairing=bytes(range(1, 33)))   # cam-1 released and paired again
     day_later = alice.grants_for(tv.card(), 6, [binding("alice", "cam-2", 3, 0, PERIOD + 49)],
                                  issued_ms=(PERIOD + 49) * 1_800_000)
 
@@ -116,10 +119,39 @@ def test_js_opens_what_python_seals_and_refuses_what_python_refuses(tmp_path: Pa
         "a key of the wrong size": [signed(payload(alice, tv, 1, [cam1]).replace(cam1.key.hex().encode(), b"00"))],
         "a slot out of range": [signed(payload(alice, tv, 1, [cam1]).replace(b'"slot":0', b'"slot":8'))],
         "a revoked epoch granted again": [later, alice.grants_for(tv.card(), 9, [cam1], issued_ms=T)],
+        "a new pairing's epoch 1 after the old one's was revoked": [
+            good, later, alice.grants_for(tv.card(), 6, [repaired], [cam1.epoch_name], issued_ms=T),
+            alice.grants_for(tv.card(), 7, [repaired, cam1._replace(period=PERIOD + 1, key_id=bytes(range(16)))],
+                             issued_ms=T)],
+        "an epoch id held for another camera": [good, alice.grants_for(tv.card(), 2, [cam1._replace(
+            camera="cam-3", key_id=bytes(16), period=PERIOD + 1)], issued_ms=T)],
+        "an epoch id held for another period length": [good, signed(payload(alice, tv, 2, [cam1._replace(
+            period_s=900, key_id=bytes(16), period=2 * PERIOD + 2)]))],
+        "one epoch id for two cameras in one message": [signed(payload(alice, tv, 1, [cam1, cam2._replace(
+            epoch_id=cam1.epoch_id)]))],
+        "a key id held only in a period the message drops": [good, alice.grants_for(tv.card(), 2, [
+            shared._replace(key_id=cam1.key_id, period=PERIOD + 48)], issued_ms=(PERIOD + 49) * 1_800_000 - 1),
+            alice.grants_for(tv.card(), 3, [shared._replace(key_id=cam1.key_id, period=PERIOD + 48)],
+                             issued_ms=(PERIOD + 49) * 1_800_000)],
+        "an epoch id missing": [signed(payload(alice, tv, 1, [cam1]).replace(
+            b'"epoch_id":"%s",' % cam1.epoch_id.hex().encode(), b""))],
+        "an epoch id of 15 bytes": [signed(payload(alice, tv, 1, [cam1]).replace(
+            cam1.epoch_id.hex().encode(), cam1.epoch_id.hex()[2:].encode()))],
+        "epoch 2^31": [signed(payload(alice, tv, 1, [cam1]).replace(b'"epoch":1', b'"epoch":2147483648'))],
+        "epoch 2^31 - 1": [signed(payload(alice, tv, 1, [cam1]).replace(b'"epoch":1', b'"epoch":2147483647'))],
+        "a revoked entry of the first draft": [signed(payload(alice, tv, 1, [cam2], revoked=[
+            {"owner": "alice", "camera": "cam-1", "epoch": 1}]))],
+        "an epoch revoked twice": [signed(payload(alice, tv, 1, [cam2], revoked=[cam1.epoch_name.to_json()] * 2))],
+        "an epoch granted and revoked": [signed(payload(alice, tv, 1, [cam1], revoked=[cam1.epoch_name.to_json()]))],
+        "a revoked entry's epoch id in capitals": [signed(payload(alice, tv, 1, [cam2], revoked=[
+            {"owner": "alice", "epoch_id": cam1.epoch_id.hex().upper()}]))],
         "an MQTT wildcard in a camera id": [signed(payload(alice, tv, 1, [cam1]).replace(b'"cam-1"', b'"cam/1"'))],
         "not UTF-8": [signed(payload(alice, tv, 1, [cam1]).replace(b'"alice"', b'"al\xffce"', 1))],
         "envelope of another kind": [edited(good, lambda m: m.update(kind="share-offer"))],
         "envelope version 2": [edited(good, lambda m: m.update(version=2))],
+        "envelope version 3.0": [json.dumps(good).replace('"version": 3', '"version": 3.0')],
+        "payload version 3.0": [signed(payload(alice, tv, 1, [cam1]).replace(b'"version":3', b'"version":3.0'))],
+        "payload version 3e0": [signed(payload(alice, tv, 1, [cam1]).replace(b'"version":3', b'"version":3e0'))],
         "envelope field missing": [edited(good, lambda m: m.pop("eph"))],
         "envelope hex in capitals": [edited(good, lambda m: m.update(eph=m["eph"].upper()))],
     }
@@ -133,13 +165,22 @@ def test_js_opens_what_python_seals_and_refuses_what_python_refuses(tmp_path: Pa
     differ = {n: (py[n], js.get(n)) for n in py if py[n] != js.get(n)}
     assert not differ, json.dumps(differ, indent=1)
     p = PERIOD
+    e1, e2, e9, r1 = (b.epoch_id.hex() for b in (cam1, cam2, shared, repaired))
     assert py["good, then newer, then the old one again"] == [
-        "ok 1 alice/cam-1/1/%d/0,alice/cam-2/3/%d/0" % (p, p),
-        "ok 5 alice/cam-2/3/%d/0,alice/cam-2/3/%d/0,carol/cam-9/2/%d/1" % (p, p + 1, p), "stale"]
-    assert py["the largest serial"] == ["ok %d alice/cam-1/1/%d/0" % (MAX_U64, p)]
+        "ok 1 alice/cam-1/1/%s/%d/0,alice/cam-2/3/%s/%d/0" % (e1, p, e2, p),
+        "ok 5 alice/cam-2/3/%s/%d/0,alice/cam-2/3/%s/%d/0,carol/cam-9/2/%s/%d/1" % (e2, p, e2, p + 1, e9, p), "stale"]
+    assert py["the largest serial"] == ["ok %d alice/cam-1/1/%s/%d/0" % (MAX_U64, e1, p)]
     kept = py["periods kept, then dropped a day after they ended"][-1]
-    assert kept == "ok 6 alice/cam-2/3/%d/0,alice/cam-2/3/%d/0" % (p + 1, p + 49)
+    assert kept == "ok 6 alice/cam-2/3/%s/%d/0,alice/cam-2/3/%s/%d/0" % (e2, p + 1, e2, p + 49)
     assert py["a key id held here for another grant"][-1] == "malformed"
+    assert py["a new pairing's epoch 1 after the old one's was revoked"][2:] == [
+        "ok 6 alice/cam-1/1/%s/%d/0,alice/cam-2/3/%s/%d/0,alice/cam-2/3/%s/%d/0,carol/cam-9/2/%s/%d/1" % (
+            r1, p, e2, p, e2, p + 1, e9, p), "malformed"]
+    assert py["a key id held only in a period the message drops"][1:] == [
+        "malformed", "ok 3 carol/cam-9/2/%s/%d/1" % (e9, p + 48)]
+    assert [py[n][-1] for n in ("an epoch id held for another camera", "an epoch id held for another period length",
+                                "one epoch id for two cameras in one message", "epoch 2^31")] == ["malformed"] * 4
+    assert py["epoch 2^31 - 1"][0].startswith("ok 1 alice/cam-1/2147483647/")
     reasons = {r for results in py.values() for r in results if not r.startswith("ok")}
     assert reasons == {"stale", "not_for_this_display", "cannot_open", "not_from_owner", "malformed",
                        "not_enrolled"}, reasons
@@ -211,13 +252,13 @@ def test_js_takes_the_vector_grants_byte_for_byte(tmp_path: Path) -> None:
         const mac = Buffer.from(await subtle.sign("HMAC", b.hmac, probe)).toString("hex");
         const clear = Buffer.from(await subtle.decrypt({ name: "AES-CTR", counter: new Uint8Array(16), length: 128 },
                                                        b.content, new Uint8Array(16))).toString("hex");
-        keys.push({ key_id: g.keyId, owner: g.owner, camera: g.camera, epoch: g.epoch, period: Number(g.period),
-                    slot: g.slot, mac, clear });
+        keys.push({ key_id: g.keyId, owner: g.owner, camera: g.camera, epoch: g.epoch, epoch_id: g.epochId,
+                    period: Number(g.period), slot: g.slot, mac, clear });
       }
       const cameras = display.cameras.map((c) => ({ owner: c.owner, camera: c.camera, epoch: Number(c.epoch),
                                                     since_ms: Number(c.sinceMs), pending: c.pending }));
       console.log(JSON.stringify({ code, keys, cameras, serial: display.serial.toString(),
-        revoked: ring.revoked().map(([o, c, e]) => [o, c, Number(e)]),
+        revoked: ring.revoked().map(([owner, epochId]) => ({ owner, epoch_id: epochId })),
         alarms: display.rotationAlarms(Number(m.expected.cameras[0].since_ms) + 60000),
         early: display.rotationAlarms(Number(m.expected.cameras[0].since_ms) + 59999) }));
     """ % (ROOT / "src" / "segbind" / "web" / "segbind-grants.js", VECTORS)
@@ -229,8 +270,8 @@ def test_js_takes_the_vector_grants_byte_for_byte(tmp_path: Path) -> None:
     assert out["cameras"] == message["expected"]["cameras"]
     assert [(a["camera"], a["epoch"]) for a in out["alarms"]] == [("cam-1", 3)] and out["early"] == []
     expected = message["expected"]["keys"]
-    assert [{k: b[k] for k in ("key_id", "owner", "camera", "epoch", "period", "slot")} for b in out["keys"]] == [
-        {k: e[k] for k in ("key_id", "owner", "camera", "epoch", "period", "slot")} for e in expected]
+    fields = ("key_id", "owner", "camera", "epoch", "epoch_id", "period", "slot")
+    assert [{k: b[k] for k in fields} for b in out["keys"]] == [{k: e[k] for k in fields} for e in expected]
     for got, want in zip(out["keys"], expected):
         assert got["mac"] == hmac.new(bytes.fromhex(want["key"]), b"segbind probe", hashlib.sha256).hexdigest()
         encryptor = Cipher(algorithms.AES(bytes.fromhex(want["content_key"])), modes.CTR(bytes(16))).encryptor()

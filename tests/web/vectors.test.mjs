@@ -53,9 +53,17 @@ async function periodKeys(v, period) {
   return { root, q, keyId: await hkdf(q, label("segbind/v3 key id"), 16), contentKey: await hkdf(q, label("segbind/v3 content"), 16), slotKeys };
 }
 
+/** EID(E) = HKDF(R(E), "segbind/v3", "segbind/v3 epoch id" 00, 16): how grants name the vector's epoch (FORMAT.md 2). */
+async function epochIdOf(v) {
+  const root = await hkdf(fromHex(v.pairing_secret), concatBytes([label("segbind/v3 epoch"), id(v.owner), id(v.camera),
+    be(v.epoch, 4), be(v.period_s, 4)]));
+  return hkdf(root, label("segbind/v3 epoch id"), 16);
+}
+
 /** A keyring holding slot `slot` of the vector's period (as a display's grants would give it). */
-function keyringFor(v, slot, keys = null) {
-  return keyringOf([{ key_id: keys ? keys.keyId : v.key_id, owner: v.owner, camera: v.camera, epoch: v.epoch, period: v.period,
+async function keyringFor(v, slot, keys = null) {
+  return keyringOf([{ key_id: keys ? keys.keyId : v.key_id, owner: v.owner, camera: v.camera, epoch: v.epoch,
+    epoch_id: keys ? await hkdf(keys.root, label("segbind/v3 epoch id"), 16) : await epochIdOf(v), period: v.period,
     period_s: v.period_s, slot, key: keys ? keys.slotKeys[slot] : v.slot_keys[slot], content_key: keys ? keys.contentKey : v.content_key }]);
 }
 
@@ -197,13 +205,14 @@ for (const v of [...VECTORS.segments, ...VECTORS.chains.flatMap((c) => c.segment
       }
     }
     const other = await keyringFor(v, 0, await periodKeys({ ...v, pairing_secret: "00".repeat(32) }, v.period));
-    const wrong = await keyringOf([{ key_id: v.key_id, owner: v.owner, camera: v.camera, epoch: v.epoch, period: v.period,
+    const wrong = await keyringOf([{ key_id: v.key_id, owner: v.owner, camera: v.camera, epoch: v.epoch, epoch_id: await epochIdOf(v), period: v.period,
       period_s: v.period_s, slot: 0, key: "00".repeat(32), content_key: v.content_key }]);
     const verdict = await new StreamVerifier(wrong).verifyAnnexB(tagged);
     assert.equal(verdict.reason, Reason.MAC_MISMATCH);
     assert.equal(await verdict.plaintext(), null, "a refused segment is never decrypted");
     assert.equal((await new StreamVerifier(other).verifyAnnexB(tagged)).reason, Reason.NO_GRANT);
-    const later = await keyringOf([{ key_id: v.key_id, owner: v.owner, camera: v.camera, epoch: v.epoch, period: Number(v.period) + 1,
+    const later = await keyringOf([{ key_id: v.key_id, owner: v.owner, camera: v.camera, epoch: v.epoch, epoch_id: await epochIdOf(v),
+      period: Number(v.period) + 1,
       period_s: v.period_s, slot: 0, key: v.slot_keys[0], content_key: v.content_key }]);
     const outside = await new StreamVerifier(later).verifyAnnexB(tagged);
     assert.equal(outside.reason, Reason.NO_GRANT);
@@ -213,8 +222,9 @@ for (const v of [...VECTORS.segments, ...VECTORS.chains.flatMap((c) => c.segment
 
 for (const chain of VECTORS.chains) {
   test(`chain ${chain.name}: in order ok, swapped late, repeated duplicate, across its periods`, async () => {
-    const ring = await keyringOf(chain.segments.map((v) => ({ key_id: v.key_id, owner: v.owner, camera: v.camera, epoch: v.epoch,
-      period: v.period, period_s: v.period_s, slot: 0, key: v.slot_keys[0], content_key: v.content_key })));
+    const ring = await keyringOf(await Promise.all(chain.segments.map(async (v) => ({ key_id: v.key_id, owner: v.owner, camera: v.camera,
+      epoch: v.epoch, epoch_id: await epochIdOf(v), period: v.period, period_s: v.period_s, slot: 0, key: v.slot_keys[0],
+      content_key: v.content_key }))));
     assert.ok(new Set(chain.segments.map((v) => v.period)).size > 1, "the chain crosses a period boundary");
     const segments = chain.segments.map((s) => fromHex(s.tagged_segment));
     const inOrder = new StreamVerifier(ring);

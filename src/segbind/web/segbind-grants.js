@@ -15,7 +15,7 @@ const subtle = globalThis.crypto?.subtle ?? (await import("node:crypto")).webcry
 const VERSION = 3n;
 const KIND = "grants";
 const MAX_U64 = 0xffffffffffffffffn;
-const MAX_EPOCH = 0xffffffffn;
+const MAX_EPOCH = 0x7fffffffn;  // epochs count from 1 in each pairing, below 2^31 (FORMAT.md 8)
 const SIGNATURE_SIZE = 64;
 const text = new TextEncoder();
 // PKCS #8 for an X25519 private key (RFC 8410): the prefix before its 32 bytes.
@@ -113,10 +113,15 @@ const utf8 = new TextEncoder();
 
 function isObject(v) { return v !== null && typeof v === "object" && !Array.isArray(v); }
 
-function object(data, kind, fields) {
+/**
+ * `data` as a segbind object of `kind`, version 3, with exactly these fields. `strict`: it came
+ * from parseStrictJson (a sealed message, a payload), where the version must be the integer 3,
+ * as in Python (3.0 and 3e0 are not); a card handed over as a JS object may say 3 as a Number.
+ */
+function object(data, kind, fields, strict = false) {
   if (!isObject(data)) throw malformed(`a ${kind} is a JSON object`);
   if (data.segbind !== kind) throw malformed(`not a segbind ${kind}`);
-  if (!(data.version === VERSION || data.version === Number(VERSION))) throw malformed(`${kind}: unsupported version`);
+  if (!(data.version === VERSION || (!strict && data.version === Number(VERSION)))) throw malformed(`${kind}: unsupported version`);
   const missing = fields.filter((f) => !(f in data));
   if (missing.length) throw malformed(`${kind}: missing ${missing.join(", ")}`);
   if (Object.keys(data).some((f) => !fields.includes(f))) throw malformed(`${kind}: unknown field`);
@@ -160,7 +165,8 @@ function entry(data, fields, what) {
 const MAX_MS = (1n << 53n) - 1n;
 const MAX_KEYS = 4096;
 const MAX_ENTRIES = 1024;
-const KEY_FIELDS = ["key_id", "owner", "camera", "epoch", "period", "period_s", "slot", "key", "content_key"];
+const KEY_FIELDS = ["key_id", "owner", "camera", "epoch", "epoch_id", "period", "period_s", "slot", "key", "content_key"];
+const EPOCH_ID_SIZE = 16;
 
 function bool(value, what) {
   if (typeof value !== "boolean") throw malformed(`${what} must be true or false`);
@@ -182,6 +188,7 @@ function periodKey(item) {
     owner: checkId(e.owner, "a key's owner", true),
     camera: checkId(e.camera, "a key's camera", true),
     epoch: uint(e.epoch, "a key's epoch", 1n, MAX_EPOCH),
+    epochId: toHex(unhex(e.epoch_id, "an epoch id", EPOCH_ID_SIZE)),
     period: uint(e.period, "a key's period", 0n, MAX_MS / (periodS * 1000n)),
     periodS,
     slot: uint(e.slot, "a key's slot", 0n, 7n),
@@ -190,36 +197,39 @@ function periodKey(item) {
   };
 }
 
+/** How revoked entries and a holder's revoked set name one epoch of one pairing: (owner, epoch id). */
+function epochName(owner, epochIdHex) { return JSON.stringify([owner, epochIdHex]); }
+
+/** What one epoch id stands for: every period of it agrees (camera, epoch, period length). */
+function epochFacts(b) { return JSON.stringify([b.camera, String(b.epoch), String(b.periodS)]); }
+
 function checkKeys(keys) {
   const ids = new Set();
   const periods = new Set();
-  const lengths = new Map();
+  const facts = new Map();
   for (const b of keys) {
     const id = toHex(b.keyId);
     if (ids.has(id)) throw malformed("a key id is granted twice");
     ids.add(id);
-    const where = JSON.stringify([b.owner, b.camera, String(b.epoch), String(b.period)]);
+    const name = epochName(b.owner, b.epochId);
+    const where = JSON.stringify([name, String(b.period)]);
     if (periods.has(where)) throw malformed(`period ${b.period} of epoch ${b.epoch} of a camera is granted twice`);
     periods.add(where);
-    const epochId = epochKey(b.owner, b.camera, b.epoch);
-    if (lengths.has(epochId) && lengths.get(epochId) !== b.periodS) throw malformed(`epoch ${b.epoch} of a camera has two period lengths`);
-    lengths.set(epochId, b.periodS);
+    if (facts.has(name) && facts.get(name) !== epochFacts(b)) throw malformed(`epoch id ${b.epochId} names two cameras, epochs or period lengths`);
+    facts.set(name, epochFacts(b));
   }
 }
 
-function epochKey(owner, camera, epoch) { return JSON.stringify([owner, camera, String(epoch)]); }
-
 function parseRevoked(value, keys) {
-  const granted = new Set(keys.map((b) => epochKey(b.owner, b.camera, b.epoch)));
+  const granted = new Set(keys.map((b) => epochName(b.owner, b.epochId)));
   const gone = new Set();
   return parseList(value, "revoked entries", MAX_ENTRIES).map((item) => {
-    const e = entry(item, ["owner", "camera", "epoch"], "a revoked entry");
-    const r = [checkId(e.owner, "a revoked owner", true), checkId(e.camera, "a revoked camera", true),
-      uint(e.epoch, "a revoked epoch", 1n, MAX_EPOCH)];
-    const id = epochKey(...r);
-    if (granted.has(id)) throw malformed(`epoch ${r[2]} of a camera is both granted and revoked`);
-    if (gone.has(id)) throw malformed(`epoch ${r[2]} of a camera is revoked twice`);
-    gone.add(id);
+    const e = entry(item, ["owner", "epoch_id"], "a revoked entry");
+    const r = [checkId(e.owner, "a revoked owner", true), toHex(unhex(e.epoch_id, "a revoked epoch id", EPOCH_ID_SIZE))];
+    const name = epochName(...r);
+    if (granted.has(name)) throw malformed(`epoch id ${r[1]} is both granted and revoked`);
+    if (gone.has(name)) throw malformed(`epoch id ${r[1]} is revoked twice`);
+    gone.add(name);
     return r;
   });
 }
@@ -250,7 +260,7 @@ function grantSet(payload) {
     throw malformed("grants: not valid UTF-8 JSON");
   }
   const obj = object(data, KIND, ["segbind", "version", "issuer", "display", "display_pub", "serial", "issued_ms", "keys",
-    "revoked", "cameras", "alarm_after_ms"]);
+    "revoked", "cameras", "alarm_after_ms"], true);
   const displayPub = unhex(obj.display_pub, "display_pub", 32);
   const keys = parseList(obj.keys, "keys", MAX_KEYS).map(periodKey);
   const issuer = checkId(obj.issuer, "issuer", true);
@@ -269,42 +279,91 @@ function grantSet(payload) {
 
 /**
  * Period keys by key id, as the verifier looks them up: each with its owner, camera, epoch,
- * period, slot and the capture times it covers, its slot key as a WebCrypto HMAC key and
- * its content key as an AES-CTR key, neither extractable. (A tag names its keys by key id
- * alone: GRANTS.md 7.)
+ * epoch id, period, slot and the capture times it covers, its slot key as a WebCrypto HMAC
+ * key and its content key as an AES-CTR key, neither extractable. (A tag names its keys by
+ * key id alone: GRANTS.md 7.) What it holds is consistent, or `grant` refuses: a key id names
+ * one grant, an epoch id one camera, epoch and period length, and a revoked epoch (by
+ * [owner, epoch id]: an epoch of one pairing) is held no more.
  */
+/** What tells two grants of one key id apart without keeping their keys as bytes: a digest of the whole binding. */
+export async function grantFingerprint(b) {
+  return toHex(await sha256(concatBytes([text.encode(JSON.stringify([b.owner, b.camera, String(b.epoch), b.epochId,
+    String(b.period), String(b.periodS), String(b.slot)])), b.key, b.contentKey])));
+}
+
 export class PeriodKeyring {
   constructor() {
     this._keys = new Map();      // key id hex -> binding
-    this._revoked = new Map();   // epochKey -> [owner, camera, epoch]
+    this._epochs = new Map();    // epochName -> {facts, count}
+    this._revoked = new Map();   // epochName -> [owner, epoch id hex]
   }
 
   get size() { return this._keys.size; }
 
+  /** Why `b` cannot be held with what is held (a line, no key bytes), or null. */
+  conflict(b) {
+    const name = epochName(b.owner, b.epochId);
+    if (this._revoked.has(name)) return `epoch ${b.epoch} of camera ${JSON.stringify(b.camera)} (epoch id ${b.epochId}) was revoked here: never held again`;
+    const held = this._keys.get(typeof b.keyId === "string" ? b.keyId : toHex(b.keyId));
+    if (held && held.fingerprint !== b.fingerprint) return `key id ${held.keyId} is held here for another grant`;
+    const facts = this._epochs.get(name);
+    if (facts && facts.facts !== epochFacts(b)) return `epoch id ${b.epochId} is held here for another camera, epoch or period length`;
+    return null;
+  }
+
+  /** Hold a period grant parsed from a message (its keys imported here, not extractable); an Error when it conflicts. */
   async grant(b) {
+    if (b.fingerprint === undefined) b.fingerprint = await grantFingerprint(b);
+    const why = this.conflict(b);
+    if (why) throw new Error(why);
     const id = toHex(b.keyId);
-    if (this._revoked.has(epochKey(b.owner, b.camera, b.epoch))) throw new Error(`epoch ${b.epoch} of camera ${JSON.stringify(b.camera)} was revoked`);
+    if (this._keys.has(id)) return;
     const hmac = await subtle.importKey("raw", b.key, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
     const content = await subtle.importKey("raw", b.contentKey, "AES-CTR", false, ["decrypt"]);
     const size = b.periodS * 1000n;
-    this._keys.set(id, {
-      keyId: id, owner: b.owner, camera: b.camera, epoch: Number(b.epoch), period: b.period, periodS: Number(b.periodS),
-      slot: Number(b.slot), startMs: b.period * size, endMs: (b.period + 1n) * size, fingerprint: b.fingerprint, hmac, content,
+    this._hold({
+      keyId: id, owner: b.owner, camera: b.camera, epoch: Number(b.epoch), epochId: b.epochId, period: b.period,
+      periodS: Number(b.periodS), slot: Number(b.slot), startMs: b.period * size, endMs: (b.period + 1n) * size,
+      fingerprint: b.fingerprint, hmac, content,
     });
   }
 
-  markRevoked(owner, camera, epoch) {
-    const id = epochKey(owner, camera, epoch);
-    for (const [k, b] of this._keys) if (epochKey(b.owner, b.camera, b.epoch) === id) this._keys.delete(k);
-    this._revoked.set(id, [owner, camera, BigInt(epoch)]);
+  /** Hold an entry of another PeriodKeyring as it is (its keys already imported). */
+  _hold(entry) {
+    this._keys.set(entry.keyId, entry);
+    const name = epochName(entry.owner, entry.epochId);
+    const facts = this._epochs.get(name);
+    this._epochs.set(name, { facts: epochFacts(entry), count: facts ? facts.count + 1 : 1 });
+  }
+
+  _drop(keyIdHex) {
+    const entry = this._keys.get(keyIdHex);
+    this._keys.delete(keyIdHex);
+    const name = epochName(entry.owner, entry.epochId);
+    const facts = this._epochs.get(name);
+    if (facts.count > 1) facts.count -= 1; else this._epochs.delete(name);
+  }
+
+  isRevoked(owner, epochIdHex) { return this._revoked.has(epochName(owner, epochIdHex)); }
+
+  /** The epoch (owner, epoch id hex) is revoked: its periods dropped, none held here again. */
+  markRevoked(owner, epochIdHex) {
+    const name = epochName(owner, epochIdHex);
+    for (const [k, b] of [...this._keys]) if (epochName(b.owner, b.epochId) === name) this._drop(k);
+    this._revoked.set(name, [owner, epochIdHex]);
+  }
+
+  /** Forget the periods that ended at or before `endMs`. */
+  dropBefore(endMs) {
+    for (const [k, b] of [...this._keys]) if (b.endMs <= endMs) this._drop(k);
   }
 
   /** The binding a key id names, or null: a stranger's key id and one never granted look alike. */
   binding(keyIdHex) { return this._keys.get(keyIdHex) ?? null; }
 
-  /** Every period held: [{keyId, owner, camera, epoch, period, slot}] (no keys). */
+  /** Every period held: [{keyId, owner, camera, epoch, epochId, period, slot}] (no keys). */
   grants() {
-    return [...this._keys.values()].map(({ keyId, owner, camera, epoch, period, slot }) => ({ keyId, owner, camera, epoch, period, slot }));
+    return [...this._keys.values()].map(({ keyId, owner, camera, epoch, epochId, period, slot }) => ({ keyId, owner, camera, epoch, epochId, period, slot }));
   }
 
   /** The streams held, each once: [[owner, camera], ...]. A stream is (owner, camera), never a camera id alone. */
@@ -314,6 +373,7 @@ export class PeriodKeyring {
     return [...seen.values()];
   }
 
+  /** The epochs revoked here: [[owner, epoch id hex], ...]. */
   revoked() { return [...this._revoked.values()]; }
 
   _entries() { return [...this._keys.values()]; }
@@ -408,7 +468,7 @@ async function hkdf(ikm, salt, info) {
 async function openSealed(sealed, identity) {
   const owner = identity.owner;
   // 1. it parses: version 3, kind grants
-  const env = object(sealed, "sealed", ["segbind", "version", "kind", "to", "to_pub", "from", "eph", "ciphertext"]);
+  const env = object(sealed, "sealed", ["segbind", "version", "kind", "to", "to_pub", "from", "eph", "ciphertext"], true);
   if (env.kind !== KIND) throw malformed(`sealed: a ${KIND} message is expected here`);
   const to = checkId(env.to, "to");
   const toPub = unhex(env.to_pub, "to_pub", 32);
@@ -449,12 +509,13 @@ async function openSealed(sealed, identity) {
 }
 
 /**
- * What a display holds (GRANTS.md 7, 8): the period keys it was granted (each message adds
+ * What a display holds (GRANTS.md 6, 7, 8): the period keys it was granted (each message adds
  * its periods; a revoked epoch drops all of its own; periods that ended `keepMs` before a
  * message was issued are dropped), the serial of the last message, the epochs revoked here
- * (never granted again), and what the owner says of its cameras (`cameras`: newest epoch,
- * since when, pending or not; `alarmAfterMs`). Keep `state()` across restarts for replay
- * protection to hold (the keys themselves come again with the next renewal).
+ * (by [owner, epoch id]: never granted again), and what the owner says of its cameras
+ * (`cameras`: newest epoch, since when, pending or not; `alarmAfterMs`). Keep `state()`
+ * across restarts for replay protection and revocation to hold (the keys themselves come
+ * again with the next renewal).
  */
 export class DisplayGrants {
   constructor(identity, { serial = 0n, revoked = [], keepMs = 24n * 3600n * 1000n } = {}) {
@@ -462,14 +523,20 @@ export class DisplayGrants {
     this.serial = BigInt(serial);
     this.keepMs = BigInt(keepMs);
     this.keyring = new PeriodKeyring();
-    for (const [o, c, e] of revoked) this.keyring.markRevoked(o, c, BigInt(e));
+    for (const r of revoked) {
+      if (!Array.isArray(r) || r.length !== 2 || typeof r[0] !== "string" || typeof r[1] !== "string"
+          || !HEX.test(r[1]) || r[1].length !== 2 * EPOCH_ID_SIZE) {
+        throw new Error("a kept revoked entry is [owner, epoch id]");  // a store of another format: refuse it, never drop it
+      }
+      this.keyring.markRevoked(r[0], r[1]);
+    }
     this.cameras = [];
     this.alarmAfterMs = 60000n;
   }
 
-  state() { return { serial: this.serial.toString(), revoked: this.keyring.revoked().map(([o, c, e]) => [o, c, Number(e)]) }; }
+  state() { return { serial: this.serial.toString(), revoked: this.keyring.revoked() }; }
 
-  /** The keyring after a sealed grants message; GrantError (and nothing changed) otherwise. */
+  /** The keyring after a sealed grants message (as parseStrictJson reads it); GrantError (and nothing changed) otherwise. */
   async accept(sealed) {
     const identity = this.identity;
     if (!identity.owner) throw new GrantError(GrantRefusal.NOT_ENROLLED, `display ${identity.display} has no owner: enroll it first`);
@@ -480,24 +547,20 @@ export class DisplayGrants {
       throw new GrantError(GrantRefusal.NOT_FOR_THIS_DISPLAY, "the grants are for another display");
     }
     if (grants.serial <= this.serial) throw new GrantError(GrantRefusal.STALE, `serial ${grants.serial} is not above ${this.serial}`);
-    const revoked = new Map(this.keyring.revoked().map((r) => [epochKey(...r), r]));
-    for (const r of grants.revoked) revoked.set(epochKey(...r), r);
-    const held = new Map();
-    for (const b of this.keyring._entries()) if (!revoked.has(epochKey(b.owner, b.camera, b.epoch))) held.set(b.keyId, b);
-    const fresh = new Map();
-    for (const b of grants.keys) {
-      if (revoked.has(epochKey(b.owner, b.camera, b.epoch))) throw malformed(`epoch ${b.epoch} of camera ${b.camera} was revoked here: never granted again`);
-      b.fingerprint = toHex(await sha256(concatBytes([text.encode(JSON.stringify([b.owner, b.camera, String(b.epoch), String(b.period), String(b.periodS), String(b.slot)])), b.key, b.contentKey])));
-      const id = toHex(b.keyId);
-      const known = held.get(id);
-      if (known && known.fingerprint !== b.fingerprint) throw malformed(`key id ${id} is held here for another grant`);
-      fresh.set(id, b);
-    }
+    // What is kept after the message's drops (revoked epochs, periods ended keep before it was
+    // issued), then the message's keys, each checked against it (GRANTS.md 6).
     const keyring = new PeriodKeyring();
-    for (const [o, c, e] of revoked.values()) keyring.markRevoked(o, c, e);
+    for (const r of this.keyring.revoked()) keyring.markRevoked(...r);
+    for (const r of grants.revoked) keyring.markRevoked(...r);
     const oldest = grants.issuedMs - this.keepMs;
-    for (const [id, b] of held) if (!fresh.has(id) && b.endMs > oldest) keyring._keys.set(id, b);
-    for (const b of fresh.values()) if ((b.period + 1n) * b.periodS * 1000n > oldest) await keyring.grant(b);
+    for (const b of this.keyring._entries()) if (!keyring.isRevoked(b.owner, b.epochId) && b.endMs > oldest) keyring._hold(b);
+    for (const b of grants.keys) {
+      b.fingerprint = await grantFingerprint(b);
+      const why = keyring.conflict(b);
+      if (why) throw malformed(why);
+      await keyring.grant(b);
+    }
+    keyring.dropBefore(oldest);
     this.keyring = keyring;
     this.serial = grants.serial;
     this.cameras = grants.cameras;
