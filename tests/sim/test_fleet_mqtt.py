@@ -48,7 +48,8 @@ def test_a_tiny_fleet_over_mosquitto_keeps_the_invariants(broker: Broker, defend
     if not defended:
         assert r["off"]["foreign_shown"] + r["off"]["forged_shown"] > 0
     for display, acct in zip(fleet.displays, fleet.plan.accounts):
-        assert display.shown_total() and set(display.shown) <= set(acct.cameras + acct.shared_in)
+        mine = {(fleet.camera_plan[c].owner, fleet.camera_plan[c].name) for c in acct.cameras + acct.shared_in}
+        assert display.shown_total() and set(display.shown) <= mine   # streams by (owner, camera)
 
 
 def test_the_command_line_over_a_broker(broker: Broker, tmp_path: Path) -> None:
