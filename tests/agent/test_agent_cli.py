@@ -67,9 +67,6 @@ def procs(tmp_path: Path):
     p.close()
 
 
-@pytest.mark.xfail(strict=True, reason="host_sim.cloud reads the owner and camera from the tag (peek_tag, "
-                                      "Routing.allows): a format 3 tag names a key id only, so the cloud drops every "
-                                      "segment; passes once the fleet rewrite routes by topic and routing alone")
 def test_walkthrough(procs: Procs, tmp_path: Path) -> None:
     run, py = tmp_path, sys.executable
     port = free_port()

@@ -276,11 +276,8 @@ def test_spool_overflow_gives_a_reported_gap(world: World, broker: Broker, clip:
     assert world.cloud.status["cam-1"]["gaps"]
 
 
-# bob forgets cam-1 (revoking its epoch 1 at his display) and pairs it again at epoch 1: the same
-# (owner, camera, epoch), so his app's grants are malformed (tests/agent/test_owner_flow.py's
-# test_an_owner_who_pairs_her_camera_again_sees_it_again, the same cause).
-@pytest.mark.xfail(strict=True, reason="revoked entries name (owner, camera, epoch), and epochs restart "
-                   "in each pairing: epoch ids fix it")
+# bob forgets cam-1 (revoking its epoch 1 at his display) and pairs it again at epoch 1: a revoked
+# entry names (owner, epoch id), and the new pairing's epoch 1 has another id.
 def test_a_camera_whose_state_rolled_back_refuses_to_run_until_reset(world: World, clip: bytes) -> None:
     alice_app, alice = world.account("alice")
     world.account("bob")

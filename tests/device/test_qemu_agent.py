@@ -36,9 +36,7 @@ from tests.support.qemu import GuestCamera, bare_python_peak_kb
 from tests.support.tagged import keyring_of
 from tests.support.world import World
 
-# Until the format 3 grants land (displays take no grant yet: grants.py and owner.py's grant side
-# are being rewritten): strict, so that it is dropped with them.
-pytestmark = [pytest.mark.qemu, pytest.mark.broker, pytest.mark.xfail(strict=True, reason="needs the format 3 grants")]
+pytestmark = [pytest.mark.qemu, pytest.mark.broker]
 
 CAMERA = "cam-arm7"
 SEGMENTS_PER_CLIP = 10
