@@ -425,8 +425,8 @@ const keyringOf = async (grants) => {  // the period keys a display's grants wou
   const ring = new PeriodKeyring();
   for (const g of grants) {
     await ring.grant({ keyId: fromHex(g.key_id), owner: g.owner, camera: g.camera, epoch: BigInt(g.epoch),
-      period: BigInt(g.period), periodS: BigInt(g.period_s), slot: BigInt(g.slot), key: fromHex(g.key),
-      contentKey: fromHex(g.content_key) });
+      epochId: g.epoch_id.toLowerCase(), period: BigInt(g.period), periodS: BigInt(g.period_s), slot: BigInt(g.slot),
+      key: fromHex(g.key), contentKey: fromHex(g.content_key) });
   }
   return ring;
 };
