@@ -97,8 +97,8 @@ def build(out: Path, overrides: Optional[Mapping[str, bytes]] = None) -> Dict[st
     page = loader_page(hashes).encode("utf-8")
     for name, data in {**original, **(overrides or {}), LOADER: page}.items():
         (out / name).write_bytes(data)
-    manifest: Dict[str, object] = {"segbind": "display-bundle", "loader": LOADER, "files": {**hashes, LOADER: sri(page)},
-                "digest": hashlib.sha256(page).hexdigest()}
+    manifest: Dict[str, object] = {"segbind": "display-bundle", "loader": LOADER,
+                                   "files": {**hashes, LOADER: sri(page)}, "digest": hashlib.sha256(page).hexdigest()}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return manifest
 
