@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 #
 # The segbind camera as a container: the same Debian bookworm userland as
-# tools/camera_image.py's recipe (python3-minimal + libpython3.11-stdlib and
-# nothing else), with the flashable bundle from tools/bundle.py installed.
+# tools/camera_image.py's recipe (python3-minimal + libpython3.11-stdlib, and
+# OpenSSL's AES through python3-cryptography, nothing else), with the flashable
+# bundle from tools/bundle.py installed.
 # For developers with Docker and qemu-user binfmt (docker run --privileged
 # --rm tonistiigi/binfmt --install arm,arm64):
 #
@@ -25,6 +26,7 @@ RUN python3 tools/bundle.py --out /out
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3-minimal libpython3.11-stdlib \
+    python3-cryptography python3-cffi-backend \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=bundle /out/segbind-bundle.tar.gz /tmp/segbind-bundle.tar.gz
 RUN tar -xzf /tmp/segbind-bundle.tar.gz -C / \

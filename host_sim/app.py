@@ -9,6 +9,12 @@ through it: ``pair`` hands it to a callable standing in for the camera's lens
 Order matters and is kept here: grants go to the owner's displays before the
 command that needs them is sent, so a display holds a new epoch's key before the
 camera tags with it.
+
+Time matters too (``tick``, every ``tick_s`` when given): every holder is renewed ahead
+of each period (``segbind.owner.Owner.renewal_due``), so a revoked one loses access
+whether or not the cloud forwards the rotation; a rotation the camera has not confirmed
+is sent again with a bounded backoff, and raises an alarm (here, and on the owner's
+displays through the grants) once it is pending past the owner's deadline.
 """
 
 from __future__ import annotations
@@ -21,13 +27,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from host_sim.cloud import request
 from host_sim.transport import Message, Transport
 from segbind.grants import Display as DisplayIdentity
-from segbind.grants import DisplayCard, GrantError
-from segbind.owner import Owner, OwnerError
+from segbind.grants import DisplayCard, GrantError, ServiceCard
+from segbind.owner import Owner, OwnerError, Renewal, RotationAlarm
 from segbind_agent.link import wait_until
 from segbind_core import control, topics
 
@@ -36,20 +42,32 @@ log = logging.getLogger("segbind.app")
 
 class OwnerApp:
     """``clock`` gives seconds (the simulation's clock in the fleet). ``accept_shares``: take
-    every contact's share offer at once (a person would confirm it in the app)."""
+    every contact's share offer at once (a person would confirm it in the app). ``tick_s``:
+    run ``tick`` that often on a thread of its own (else the caller calls it)."""
 
     def __init__(self, transport: Transport, owner: Owner, *, clock: Callable[[], float] = time.time,
-                 accept_shares: bool = True, prefix: str = topics.TOPIC_PREFIX) -> None:
+                 accept_shares: bool = True, prefix: str = topics.TOPIC_PREFIX,
+                 tick_s: Optional[float] = None) -> None:
         self.transport = transport
         self.owner = owner
         self.clock = clock
         self.accept_shares = accept_shares
         self.prefix = prefix
+        self.tick_s = tick_s
         self.results: List[control.Result] = []
         self.refused_results: Dict[str, int] = {}
         self.refused_offers: Dict[str, int] = {}
+        self.alarms: List[RotationAlarm] = []      # the rotations pending past the deadline now
+        self.retries = 0                           # commands sent again
+        self.renewals = 0
         self.on_change: Optional[Callable[[str, control.Result], None]] = None
+        self.on_alarm: Optional[Callable[[List[RotationAlarm]], None]] = None
+        # How service grants reach a service (the reference cloud has no service yet: the NATS
+        # workers will take them there); None keeps them here.
+        self.service_link: Optional[Callable[[str, Dict[str, Any]], None]] = None
         self._cond = threading.Condition()
+        self._lock = threading.RLock()             # the Owner is used from the transport's thread and the ticker's
+        self._stopped = threading.Event()
 
     @property
     def name(self) -> str:
@@ -64,7 +82,21 @@ class OwnerApp:
         t.subscribe(topics.account_topic(self.name, topics.OFFERS, p) + "/+", self._on_offer)
         t.start()
         t.wait_ready(10)
+        if self.tick_s is not None:
+            threading.Thread(target=self._ticker, name="owner-app-%s" % self.name, daemon=True).start()
         return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.transport.stop()
+
+    def _ticker(self) -> None:
+        assert self.tick_s is not None
+        while not self._stopped.wait(self.tick_s):
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - the app keeps running; the next tick tries again
+                log.exception("%s: tick failed", self.name)
 
     def _request(self, op: str, **params) -> None:
         self.transport.publish(topics.account_topic(self.name, topics.REQUESTS, self.prefix),
@@ -88,50 +120,115 @@ class OwnerApp:
         self._request("display", display=card.display)
         return code
 
+    def enroll_service(self, card: ServiceCard) -> str:
+        """Enroll a service by its card (the service pins this account's card on its side and
+        shows the same code); its grants go through ``service_link``."""
+        with self._lock:
+            code = self.owner.enroll_service(card)
+        self.push_grants()
+        return code
+
+    def _to_service(self, service: str, sealed: Dict[str, Any]) -> None:
+        if self.service_link is not None:
+            self.service_link(service, sealed)
+
     def push_grants(self) -> None:
-        """Every display of the owner gets its whole keyring again, sealed to it."""
-        for display in sorted(self.owner.displays):
-            self._request("grants", display=display, sealed=self.owner.grants_for(display, self.now_ms()))
+        """Every display and service of the owner gets its keys for now, sealed to it."""
+        with self._lock:
+            now = self.now_ms()
+            grants = {d: self.owner.grants_for(d, now) for d in sorted(self.owner.displays)}
+            services = {s: self.owner.service_grants_for(s, now) for s in sorted(self.owner.services)}
+        for display, sealed in grants.items():
+            self._request("grants", display=display, sealed=sealed)
+        for service, sealed in services.items():
+            self._to_service(service, sealed)
+
+    def _offers(self) -> None:
+        """Every contact still shared with gets its period keys for now."""
+        with self._lock:
+            now = self.now_ms()
+            offers = {c: self.owner.offer_for(c, now) for c in self.owner.sharing_with()}
+        for contact, sealed in offers.items():
+            if sealed is not None:
+                self._request("offer", to=contact, sealed=sealed)
 
     def renew(self) -> None:
-        """What an owner's app does now and then: every display's keyring, and every contact's
-        share offer, sent again (a message the cloud lost is replaced; a display or a contact
-        keeps what it already had, since serials only grow)."""
-        self.push_grants()
-        for camera in sorted(self.owner.cameras):
-            epochs = self.owner.cameras[camera].epochs
-            if not epochs:
-                continue
-            for viewer in epochs[max(epochs)]:
-                self._request("offer", to=viewer, sealed=self.owner.share_offer(camera, viewer, self.now_ms()))
+        """Every holder's keys for now, sent again: each display's grants, each contact's
+        offer, each service's grants (what ``tick`` does ahead of each period; a message
+        the cloud lost is replaced, since serials only grow)."""
+        with self._lock:
+            renewal: Renewal = self.owner.renew(self.now_ms())
+            self.renewals += 1
+        for display, sealed in renewal.grants.items():
+            self._request("grants", display=display, sealed=sealed)
+        for contact, sealed in renewal.offers.items():
+            self._request("offer", to=contact, sealed=sealed)
+        for service, sealed in renewal.services.items():
+            self._to_service(service, sealed)
+
+    def tick(self) -> None:
+        """What the app does as time passes: renew every holder ahead of each period, send
+        pending rotations again when due, and raise (and push to the displays) the alarms of
+        rotations pending past the deadline."""
+        now = self.now_ms()
+        with self._lock:
+            due = self.owner.renewal_due(now)
+            retries = self.owner.due_retries(now)
+            alarms = self.owner.rotation_alarms(now)
+        if due:
+            self.renew()
+        for camera, command in retries:
+            log.warning("%s: the rotation of %s is unconfirmed: sent again", self.name, camera)
+            self._request("command", camera=camera, payload=command.hex())
+        with self._cond:
+            self.retries += len(retries)
+            standing = {(a.camera, a.epoch) for a in self.alarms}
+            new = [a for a in alarms if (a.camera, a.epoch) not in standing]
+            self.alarms = alarms
+            self._cond.notify_all()
+        if new:
+            for alarm in new:
+                log.warning("%s: ALARM: camera %s has not confirmed epoch %d for %.0f s (%d attempts): the cloud "
+                            "may be dropping it; a revoked viewer keeps its keys until its last period ends",
+                            self.name, alarm.camera, alarm.epoch, (now - alarm.since_ms) / 1000.0, alarm.attempts)
+            if not due:
+                self.push_grants()  # the displays show it too (they also judge it on their own clock)
+            if self.on_alarm is not None:
+                self.on_alarm(new)
 
     def _new_epoch(self, camera: str, command: bytes) -> None:
-        """Keys first: the owner's displays, and every viewer of the new epoch (its slot's key),
-        then the command that makes the camera tag with them."""
+        """Keys first: the owner's displays and services, and every contact still shared with
+        (its slot in the new epoch), then the command that makes the camera tag with them."""
         self.push_grants()
-        epochs = self.owner.cameras[camera].epochs
-        for viewer in epochs[max(epochs)]:
-            self._request("offer", to=viewer, sealed=self.owner.share_offer(camera, viewer, self.now_ms()))
+        self._offers()
         self._request("command", camera=camera, payload=command.hex())
 
     def share(self, camera: str, viewer: str) -> None:
-        command = self.owner.share(camera, viewer, self.now_ms())
+        with self._lock:
+            command = self.owner.share(camera, viewer, self.now_ms())
         self._request("share", camera=camera, viewer=viewer)
         self._new_epoch(camera, command)
 
     def revoke(self, camera: str, viewer: str) -> None:
-        self._new_epoch(camera, self.owner.revoke(camera, viewer, self.now_ms()))
+        with self._lock:
+            command = self.owner.revoke(camera, viewer, self.now_ms())
+        self._new_epoch(camera, command)
         self._request("unshare", camera=camera, viewer=viewer)
 
     def rotate(self, camera: str) -> None:
-        self._new_epoch(camera, self.owner.rotate(camera, self.owner.cameras[camera].shares, self.now_ms()))
+        with self._lock:
+            command = self.owner.rotate(camera, self.owner.cameras[camera].newest_shares, self.now_ms())
+        self._new_epoch(camera, command)
 
     def release(self, camera: str) -> None:
-        self._request("command", camera=camera, payload=self.owner.release(camera, self.now_ms()).hex())
+        with self._lock:
+            command = self.owner.release(camera, self.now_ms())
+        self._request("command", camera=camera, payload=command.hex())
 
     def forget(self, camera: str) -> None:
         """The camera was reset by its button, or sold: stop granting its keys."""
-        self.owner.forget(camera)
+        with self._lock:
+            self.owner.forget(camera)
         self._request("forget", camera=camera)
         self.push_grants()
 
@@ -145,7 +242,8 @@ class OwnerApp:
             except control.ControlError:
                 return
         try:
-            result = self.owner.on_result(camera, msg.payload)
+            with self._lock:
+                result = self.owner.on_result(camera, msg.payload)
         except control.ControlError as exc:
             with self._cond:
                 self.refused_results[exc.reason] = self.refused_results.get(exc.reason, 0) + 1
@@ -157,6 +255,8 @@ class OwnerApp:
         elif result.status == control.OK and result.op == control.RELEASE:
             self._request("forget", camera=camera)
             self.push_grants()
+        elif result.accepted and result.op == control.ROTATE:
+            self.push_grants()  # the rotation is confirmed: the displays' alarm ends
         with self._cond:
             self.results.append(result)
             self._cond.notify_all()
@@ -172,7 +272,10 @@ class OwnerApp:
         if not self.accept_shares:
             return
         try:
-            self.owner.accept_offer(sealed, sender)
+            with self._lock:
+                before = dict(self.owner.refused_shares)
+                self.owner.accept_offer(sealed, sender, self.now_ms())
+                refused = {k: v for k, v in self.owner.refused_shares.items() if before.get(k) != v}
         except (GrantError, OwnerError) as exc:
             reason = str(getattr(exc, "reason", "not_a_contact"))
             with self._cond:
@@ -180,6 +283,11 @@ class OwnerApp:
             if reason != "stale":  # the retained offer of a contact, taken before
                 log.warning("%s: a share offer from %s refused: %s", self.name, sender, exc)
             return
+        for (contact, camera), why in sorted(refused.items()):
+            with self._cond:
+                self.refused_offers[why] = self.refused_offers.get(why, 0) + 1
+            log.warning("%s: %s offers camera %s, which this app holds from someone else: not taken (%s)",
+                        self.name, contact, camera, why)
         self.push_grants()
 
     # -- for tests and tools -----------------------------------------------------------------
@@ -264,9 +372,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("contact %s (fingerprint %s)" % (card.account, card.fingerprint))
             return 0
         if args.command == "keyring":
-            from segbind import Keyring
-            Keyring(owner.keys()).save(args.out)
-            print("wrote %d key(s) to %s" % (len(owner.keys()), args.out))
+            now = int(time.time() * 1000)  # the last day and the next period
+            ring = owner.keyring(now - 24 * 3600 * 1000, now + owner.period_s * 1000)
+            ring.save(args.out)
+            print("wrote %d key(s) to %s" % (len(ring), args.out))
             return 0
         host, port = parse_broker(args.broker)
     except (KeyringError, OwnerError, ValueError, OSError) as exc:
@@ -294,7 +403,7 @@ def _online(app: OwnerApp, args: argparse.Namespace, path: Path, inbox_class) ->
     if args.command == "sync":
         time.sleep(1.0)  # retained share offers arrive on connecting
         app.push_grants()
-        print("%d key(s) granted to %d display(s)" % (len(owner.keys()), len(owner.displays)))
+        print("%d key(s) granted to %d display(s)" % (len(owner.keys(app.now_ms())), len(owner.displays)))
         return 0
     if args.command == "forget":
         app.forget(args.camera)

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
+from host_sim.display_host import DisplayHost
 from segbind.grants import DisplayCard
 
 if TYPE_CHECKING:
@@ -34,13 +35,16 @@ class BrowserError(RuntimeError):
 
 
 @contextlib.contextmanager
-def chromium(width: int = 1060, height: int = 720) -> Iterator[Any]:
-    """Headless chromium under Selenium, Debian's binaries only; quits on exit."""
+def chromium(width: int = 1060, height: int = 720, log: bool = False) -> Iterator[Any]:
+    """Headless chromium under Selenium, Debian's binaries only; quits on exit. With ``log``, the
+    pages' console messages are kept (``driver.get_log("browser")``)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    if log:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--mute-audio",
                 "--autoplay-policy=no-user-gesture-required", "--window-size=%d,%d" % (width, height),
                 "--force-device-scale-factor=1", "--disable-gpu"):
@@ -135,17 +139,18 @@ def demo_screenshot(path: Path | str = "out/display.png", bug: bool = True, seco
                     timeout: float = 60) -> Dict[str, Any]:
     """Run the demo households (``host_sim.households``: the reference cloud, the owners' apps,
     cameras on the agent core) and serve them with the 2020 cache fault on; open alice's
-    display in chromium, enroll it, have her app grant it her cameras, let it play, and write
-    the screenshot. Returns what each tile appended and refused, and the edge's mix-ups."""
-    from host_sim.fleet import RealTimeScheduler
+    display in chromium (its bundle from an origin of its own, ``host_sim.display_host``),
+    enroll it, have her app grant it her cameras, let it play, and write the screenshot.
+    Returns what each tile appended and refused, and the edge's mix-ups."""
     from host_sim.households import Households
+    from host_sim.scheduler import RealTimeScheduler
     from host_sim.web import Faults, WebCloud
 
     world = Households(RealTimeScheduler().start()).start()
     try:
         world.wait_live(3, timeout)
-        with WebCloud(world.cloud, Faults(cache_2020=bug)) as web, chromium() as driver:
-            page = DisplayPage(driver, web.url + "/a/alice/display?display=alice-tv").open()
+        with WebCloud(world.cloud, Faults(cache_2020=bug)) as web, DisplayHost() as site, chromium() as driver:
+            page = DisplayPage(driver, site.page(web.url, "alice", "alice-tv")).open()  # its own origin
             code = enroll(page, world.alice.app)
             world.alice.app.push_grants()
             progress = Progress()

@@ -1,31 +1,35 @@
 """The reference cloud: routing, relay, and a carrier of what it cannot read.
 
-The cloud holds no key. It routes each camera's segments to the accounts it
-believes may watch (the owner and the accounts it is shared with), forwards
-the owner's commands to cameras and the cameras' results back, stores each
-display's sealed grants (retained on the display's topic) and hands share
-offers between accounts. Displays trust none of it: they show only what
-verifies under grants their owner signed (docs/GRANTS.md, docs/THREAT_MODEL.md).
+The cloud holds no key. It routes each camera's segments, and its stills (an event's
+thumbnail, made and encrypted by the camera), to the accounts it believes may watch (the
+owner and the accounts it is shared with), forwards the owner's commands to cameras and the
+cameras' results back, stores each display's sealed grants (retained on the display's topic)
+and hands share offers between accounts. Displays trust none of it: they show only what
+verifies under grants their owner signed (docs/GRANTS.md, docs/THREAT_MODEL.md). It makes no
+thumbnail of its own: it cannot decode a picture.
 
-It keeps, for the HTTP front end (``host_sim.web``, which reads it as a ``LiveSource``),
-each camera's recent segments and its last finished stream (the recording), as received and
-unchanged; what it serves an account passes the same routing and second line as what it
-relays. The cloud holds no key for this either.
+It keeps, for the HTTP front end (``host_sim.web``, which reads it as a
+``host_sim.live.LiveSource``), each camera's recent segments and its last finished stream (the
+recording), as received and unchanged; what it serves an account passes the same routing and
+second line as what it relays. The cloud holds no key for this either.
 
-It is also a second line, without keys: a tag's owner and camera are readable
-by anyone, so before delivering a segment to an account the cloud checks them
-against its own routing for that account, and refuses (and makes no thumbnail
-of) a segment that does not match. That catches its own mix-ups early; the
-displays stay the defence.
+It is also a second line, without keys. A format 3 tag names no owner and no camera, only a
+key id (docs/FORMAT.md 5); the cloud learns nobody's name from it. Before delivering a
+segment of a camera to an account, the cloud checks its own routing store (the account is in
+the camera's audience there, whatever a cache or a buggy path answered) and the key id's
+provenance (a key id first seen on another camera's uplink is not this camera's: a key id
+names one period of one camera). That catches some of its own mix-ups early; the displays
+stay the defence.
 
 The incidents' bugs can be switched on one by one (``CloudFaults``), so the
 fleet simulation (``host_sim.fleet``) can show each reproduced and defeated.
 
 Topics (``segbind_core.topics``, docs/AGENT.md): cameras publish on
-``segbind/v2/cam/<camera>/{seg,status,event,ctl/result}`` and take commands on
+``segbind/v2/cam/<camera>/{seg,still,status,event,ctl/result}`` and take commands on
 ``.../ctl``; an owner's app sends requests on ``segbind/v2/acct/<account>/req``
 and hears on ``.../results`` and ``.../offers``; the account's displays get
-segments on ``.../seg`` and their grants on ``segbind/v2/disp/<display>/grants``.
+segments on ``.../seg``, stills on ``.../still`` and their grants on
+``segbind/v2/disp/<display>/grants``.
 
 ``python3 -m host_sim.cloud --broker 127.0.0.1:1883 --store cloud.json`` runs it.
 """
@@ -44,18 +48,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
 
+from host_sim.live import Published
+from host_sim.tagview import TagFields, peek_tag
 from host_sim.transport import Message, MqttTransport, Transport, wait_for_sigterm
-from host_sim.web import Published
 from segbind_agent.link import parse_broker, wait_until
 from segbind_core import control, topics
-from segbind_core.nal import annexb_units
-from segbind_core.sei import segbind_payload, tag_codec
-from segbind_core.tag import TagError, decode_tag
 
 log = logging.getLogger("segbind.cloud")
 
+__all__ = ["Cloud", "CloudFaults", "Kept", "REQUESTS", "Routing", "RoutingStore", "TagFields", "peek_tag", "request"]
+
 STORE_KIND = "cloud-routing"
-THUMBNAIL_EVERY = 10  # the cloud makes a thumbnail (and an event) of every 10th segment it delivers
+KEY_IDS_PER_CAMERA = 64  # key ids the second line remembers per camera (a few periods of a few epochs)
 
 # Requests from an owner's app (JSON on <prefix>/acct/<account>/req), and what each carries.
 REQUESTS = {
@@ -77,30 +81,6 @@ def request(op: str, **params: Any) -> bytes:
     return json.dumps(dict(params, op=op), sort_keys=True).encode()
 
 
-class TagFields(NamedTuple):
-    """A tag's fields as anyone can read them: NOT authenticated, for routing checks only."""
-
-    owner: str
-    camera: str
-    epoch: int
-    stream_id: int
-    seq: int
-    end_of_stream: bool = False
-
-
-def peek_tag(segment: bytes) -> Optional[TagFields]:
-    """The first tag's readable fields, or None when there is no readable tag (never verified)."""
-    view = memoryview(segment)
-    for start, end in annexb_units(segment):
-        if tag_codec(view[start:end]):
-            try:
-                tag, _signed = decode_tag(segbind_payload(view[start:end]))
-            except (TagError, ValueError):
-                return None
-            return TagFields(tag.owner, tag.camera, tag.epoch, tag.stream_id, tag.seq, tag.end_of_stream)
-    return None
-
-
 @dataclass
 class CloudFaults:
     """The incidents' server-side bugs, each switchable (docs/FLEET.md says what each does)."""
@@ -112,6 +92,8 @@ class CloudFaults:
     restart_during_claim: bool = False    # the cloud restarts during a claim and loses unflushed routing
     resale_without_reset: bool = False    # Nest/Wink 2019, Arlo 2016: a former owner keeps the route
     duplicate_device_secret: bool = False  # Swann 2018: two cameras with one factory identity
+    dropped_rotate: bool = False          # issue 20: the owner's rotate that revokes a contact is dropped, and
+                                          # the unshare ignored: the revoked account keeps getting the video
     leak_to: Tuple[str, ...] = ()         # fault injection for tests: every segment also goes to these
     displays_unchecked: bool = False      # fault injection for tests: any account may register (and leave
                                           # grants for) a display another account registered
@@ -137,10 +119,6 @@ class Routing:
             return []
         return [owner] + [a for a in self.shares.get(camera, []) if a != owner]
 
-    def allows(self, account: str, fields_: TagFields, camera: str) -> bool:
-        """The second line: may ``account`` get this segment of ``camera``, by the tag's claims?"""
-        return (fields_.camera == camera and self.owner.get(camera) == fields_.owner
-                and account in self.audience(camera))
 
     def to_json(self) -> Dict[str, Any]:
         return dict(asdict(self), segbind=STORE_KIND, version=2)
@@ -193,8 +171,8 @@ class Cloud:
     """Routing, relay, carrier. Thread-safe; handlers run on the transport's thread.
 
     ``relay`` (``host_sim.cache.QualityRelay``) refills viewers from a cache; its
-    deliveries pass the same second line. ``on_thumbnail(account, camera, payload)``
-    sees every thumbnail the cloud makes.
+    deliveries pass the same second line. Stills (events' thumbnails, made by the cameras)
+    go where the camera's segments go, through the same second line.
 
     For the HTTP front end it keeps the last ``recent`` segments of each camera and its
     last finished stream of at most ``recording_max`` segments (0, the default: it keeps
@@ -218,8 +196,8 @@ class Cloud:
         self.delivered_by_source: collections.Counter = collections.Counter()  # live / quality-cache
         self.refused: collections.Counter = collections.Counter()     # why -> segments not delivered
         self.requests: collections.Counter = collections.Counter()    # op or refusal -> requests
-        self.thumbnails = 0
-        self.on_thumbnail: Optional[Callable[[str, str, bytes], None]] = None
+        self.stills: collections.Counter = collections.Counter()      # delivered / refused:<why> -> stills
+        self.dropped_commands = 0                                     # rotations dropped (dropped_rotate)
         self.on_delivery: Optional[Callable[[str, str, bytes], None]] = None
         self.restarts = 0
         self._unflushed: List[Tuple[str, str, Any]] = []  # routing records changed since the last flush
@@ -234,6 +212,11 @@ class Cloud:
                                                                       # so far; None: ended, or too long)
         self._recording: Dict[str, List[Kept]] = {}         # camera -> its last finished stream
         self._watching: Optional[Dict[str, Dict[str, None]]] = None  # account -> cameras sent to it
+        self._key_ids: "collections.OrderedDict[bytes, str]" = collections.OrderedDict()  # key id -> the camera
+                                                                      # whose uplink brought it first
+        self._key_id_cap = 1024
+        self._forwarded_shares: Dict[str, List[str]] = {}   # camera -> the shares of the last rotate forwarded
+        self._labels: Dict[str, str] = {}                   # camera -> what its status calls it (its viewers' label)
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
 
@@ -242,6 +225,7 @@ class Cloud:
     def start(self) -> "Cloud":
         t, p = self.transport, self.prefix
         t.subscribe(topics.every_camera(topics.SEG, p), self._on_segment)
+        t.subscribe(topics.every_camera(topics.STILL, p), self._on_still)
         t.subscribe(topics.every_camera(topics.STATUS, p), self._on_status)
         t.subscribe(topics.every_camera(topics.CTL_RESULT, p), self._on_result)
         t.subscribe(topics.every_camera(topics.EVENT, p), self._on_event)
@@ -266,6 +250,7 @@ class Cloud:
             self._display_owner = {d: a for a, ds in self.routing.displays.items() for d in ds}
             self._sorted_cameras = None
             self._watching = None
+            self._key_ids.clear()
 
     def _stored(self, kind: str, key: str) -> None:
         """Record ``key`` of the routing's table ``kind`` as it is now: at once, unless the
@@ -337,6 +322,7 @@ class Cloud:
         peeked = peek_tag(msg.payload)
         with self._lock:
             self.received += 1
+            self._provenance(camera, peeked)
             accounts = [a for a in self._audience(camera) if self._admit(a, camera, peeked, "live")]
         if not accounts:
             self.refused["no_route"] += 1
@@ -346,7 +332,19 @@ class Cloud:
         if self.relay is not None and peeked is not None:
             self.relay.relayed(camera, peeked, msg.payload, accounts)  # before: receipts may come at once
         for account in accounts:
-            self._publish(account, camera, msg.payload, peeked, "live")
+            self._publish(account, camera, msg.payload, source="live")
+
+    def _on_still(self, msg: Message) -> None:
+        """An event's thumbnail, made and encrypted by the camera: routed like its segments."""
+        camera = self._identity(self._camera_of(msg.topic))
+        peeked = peek_tag(msg.payload)
+        with self._lock:
+            self._provenance(camera, peeked)
+            accounts = [a for a in self._audience(camera) if self._admit(a, camera, peeked, "still")]
+            self.stills["delivered"] += len(accounts)
+        for account in accounts:
+            self.transport.publish(topics.account_topic(account, topics.STILL, self.prefix), msg.payload, qos=1,
+                                   user_properties={"camera": self._label(camera), "source": "still"})
 
     def deliver(self, account: str, camera: str, payload: bytes, source: str = "live") -> bool:
         """Send one segment to an account's displays, unless the second line refuses it."""
@@ -354,35 +352,59 @@ class Cloud:
         with self._lock:
             if not self._admit(account, camera, peeked, source):
                 return False
-        self._publish(account, camera, payload, peeked, source)
+        self._publish(account, camera, payload, source)
         return True
+
+    def _provenance(self, camera: str, peeked: Optional[TagFields]) -> None:
+        """Remember which camera's uplink brought a key id first (a key id names one period of one
+        camera's epoch: it never rightly comes from two cameras). Bounded, oldest forgotten."""
+        if peeked is None:
+            return
+        known = self._key_ids.get(peeked.key_id)
+        if known is None:
+            self._key_ids[peeked.key_id] = camera
+            self._key_id_cap = max(self._key_id_cap, KEY_IDS_PER_CAMERA * max(1, len(self.routing.owner)))
+            while len(self._key_ids) > self._key_id_cap:
+                self._key_ids.popitem(last=False)
+
+    def _allows(self, account: str, camera: str, peeked: Optional[TagFields]) -> Optional[str]:
+        """The second line: why ``account`` may not get this segment or still of ``camera`` (None: it may).
+        Its own routing store, not whatever path made this delivery, must name the account; the
+        key id must not be one another camera's uplink brought."""
+        if peeked is None:
+            return "no_tag"
+        if account not in self.routing.audience(camera):
+            return "not_routed"
+        known = self._key_ids.get(peeked.key_id)
+        if known is not None and known != camera:
+            return "key_id_of_another_camera"
+        return None
 
     def _admit(self, account: str, camera: str, peeked: Optional[TagFields], source: str) -> bool:
-        """The second line: the tag's readable owner and camera against the routing for ``account``."""
         if not self.second_line:
             return True
-        if peeked is None:
-            self.refused["second_line:no_tag"] += 1
-            return False
-        if not self.routing.allows(account, peeked, camera):
-            self.refused["second_line:" + source] += 1
-            return False
-        return True
+        why = self._allows(account, camera, peeked)
+        if why is None:
+            return True
+        if source == "still":
+            self.stills["refused:" + why] += 1
+        else:
+            self.refused["second_line:%s:%s" % (source, why)] += 1
+        return False
 
-    def _publish(self, account: str, camera: str, payload: bytes, peeked: Optional[TagFields],
-                 source: str) -> None:
-        thumbnail = source == "live" and peeked is not None and peeked.seq % THUMBNAIL_EVERY == 0
+    def _label(self, camera: str) -> str:
+        """What the camera calls itself in its status: the label its viewers' lists show. It names
+        nothing authenticated (a display without segbind would go by it)."""
+        return self._labels.get(camera, camera)
+
+    def _publish(self, account: str, camera: str, payload: bytes, source: str) -> None:
         with self._lock:
             self.delivered[(camera, account)] += 1
             self.delivered_by_source[source] += 1
-            if thumbnail:
-                self.thumbnails += 1
         self.transport.publish(topics.account_topic(account, topics.SEG, self.prefix), payload, qos=1,
-                               user_properties={"camera": camera, "source": source})
+                               user_properties={"camera": self._label(camera), "source": source})
         if self.on_delivery is not None:
             self.on_delivery(account, camera, payload)
-        if thumbnail and self.on_thumbnail is not None:
-            self.on_thumbnail(account, camera, payload)
 
     # -- what the HTTP front end serves (host_sim.web.LiveSource) ---------------------------------
 
@@ -430,8 +452,7 @@ class Cloud:
 
     def _serves(self, account: str, camera: str, kept: Kept) -> bool:
         """The second line, for a kept segment (as for a relayed one, without counting)."""
-        return not self.second_line or (kept.fields is not None
-                                        and self.routing.allows(account, kept.fields, camera))
+        return not self.second_line or self._allows(account, camera, kept.fields) is None
 
     def accounts(self) -> List[str]:
         """Every account the cloud sends a camera to, or that has a display."""
@@ -470,8 +491,11 @@ class Cloud:
         if not isinstance(status, dict):
             return
         owner = status.get("owner")
+        label = status.get("camera")
         with self._cond:
             self.status[camera] = status
+            if isinstance(label, str) and label:
+                self._labels[camera] = label
             if status.get("claimed") is False and camera in self.routing.owner:
                 self._unroute(camera)   # reset by its button, or released
             elif status.get("claimed") and isinstance(owner, str) and self.routing.owner.get(camera) != owner:
@@ -572,6 +596,8 @@ class Cloud:
     def _req_unshare(self, account: str, camera: str, viewer: Any) -> Optional[str]:
         if not self._owns(account, camera):
             return "not the owner"
+        if self.faults.dropped_rotate:
+            return None  # the bug: it says done, and keeps routing
         shares = self.routing.shares.get(camera, [])
         if viewer in shares:
             shares.remove(viewer)
@@ -591,8 +617,26 @@ class Cloud:
             data = bytes.fromhex(payload)
         except (TypeError, ValueError):
             return "payload is not hex"
+        if self.faults.dropped_rotate and self._revokes(camera, data):
+            self.dropped_commands += 1
+            return None  # the bug: it says done, and never sends it
         self.transport.publish(topics.camera_topic(camera, topics.CTL, self.prefix), data, qos=1)
         return None
+
+    def _revokes(self, camera: str, command: bytes) -> bool:
+        """A rotate whose shares (readable, not authenticated) leave out an account the last rotate
+        forwarded to the camera named: the command that revokes it."""
+        try:
+            cmd = control.decode_command(command)[0]
+        except control.ControlError:
+            return False
+        if cmd.op != control.ROTATE:
+            return False
+        before = self._forwarded_shares.get(camera, [])
+        if set(before) - set(cmd.shares):
+            return True
+        self._forwarded_shares[camera] = list(cmd.shares)
+        return False
 
     def _req_display(self, account: str, display: Any) -> Optional[str]:
         try:

@@ -2,16 +2,22 @@
 
 It was enrolled out of band (it pinned its owner's account key), takes its keyring
 only from grants its owner signed and sealed to it (``segbind.grants``), verifies
-every segment with the segbind library and keeps one output per camera, decided by
-the authenticated tag, never by what the relay says. A segment is shown live when
-it is accepted and was captured within the live window (``segbind.LIVE``); an
-accepted segment too old for live is kept for the recording only. A feed that goes
-stale or freezes raises an alarm (``segbind.freshness``). A display decodes only the
-bytes the verifier accepted (``StreamVerifier.verified``).
+every segment with the segbind library and keeps one tile and one output per stream,
+that is per (owner, camera) as its owner's grants name the segment's key id, never by
+what the relay says: a contact's camera that carries the id of another owner's camera
+gets a tile of its own, under its own owner. A segment is shown live when it is
+accepted and was captured within the live window (``segbind.LIVE``); an accepted
+segment too old for live is kept for the recording only. A feed that goes stale or
+freezes raises an alarm (``segbind.freshness``), as do a rotation its owner's grants
+say is still pending past its deadline, and video still tagged under an epoch the owner
+superseded (such segments are also flagged). A display decodes only what the verifier
+accepted, decrypted (``StreamVerifier.verified``: ``Accepted.plaintext()``); a refused
+segment is never decrypted. Stills (events' thumbnails, made and encrypted by the cameras)
+arrive on their own topic and are judged alone: an accepted one is the stream's thumbnail.
 
 ``python3 -m host_sim.display --broker 127.0.0.1:1883 --display DISPLAY.json --account alice``
-prints one line per verdict and appends each camera's shown segments to its own
-Annex-B file (play one with ``ffplay``).
+prints one line per verdict and appends each stream's shown segments to its own
+Annex-B file, ``OUT/<owner>/<camera>.h264`` (play one with ``ffplay``).
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ import logging
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from host_sim.transport import Message, MqttTransport, Transport, parse_broker, wait_for_sigterm
 from segbind import LIVE, Reason, StreamVerifier, TagInfo, TimeWindow, Verdict
 from segbind.errors import InvalidSegment, KeyringError
-from segbind.freshness import Alarm, FeedWatch
+from segbind.freshness import Alarm, FeedWatch, Stream
 from segbind.grants import Display as DisplayIdentity
 from segbind.grants import DisplayGrants, GrantError
 from segbind_agent.link import wait_until
@@ -58,9 +65,17 @@ class Display:
         self.watch = FeedWatch(stale_s=stale_s, frozen_s=stale_s)
         self.counts: collections.Counter = collections.Counter()   # reason value -> segments
         self.grant_refusals: collections.Counter = collections.Counter()
-        self.shown: Dict[str, List[TagInfo]] = collections.defaultdict(list)      # camera -> live
-        self.recorded: Dict[str, List[TagInfo]] = collections.defaultdict(list)   # camera -> too old for live
-        self.output: Dict[str, List[bytes]] = collections.defaultdict(list)       # camera -> verified bytes
+        # Tiles, recordings and outputs by stream, (owner, camera): what the key id stands for.
+        self.shown: Dict[Stream, List[TagInfo]] = collections.defaultdict(list)      # live
+        self.recorded: Dict[Stream, List[TagInfo]] = collections.defaultdict(list)   # too old for live
+        self.output: Dict[Stream, List[bytes]] = collections.defaultdict(list)       # verified bytes
+        self.flagged: Dict[Stream, List[TagInfo]] = collections.defaultdict(list)    # superseded epoch
+        self.thumbnails: Dict[Stream, TagInfo] = {}                                  # the newest still shown
+        self.thumbnail_pictures: Dict[Stream, bytes] = {}   # ... decrypted, with keep_segments
+        self.still_counts: collections.Counter = collections.Counter()  # reason value -> stills
+        # Stills are judged alone, by a verifier of their own: nothing on the still topic ever
+        # touches the state of a video stream.
+        self.still_verifier = StreamVerifier(self.grants.keyring)
         self.refused: List[Verdict] = []
         self.last_verdict: Optional[Verdict] = None
         self.verdicts: List[Verdict] = []  # every verdict, with keep_segments (tests, tools)
@@ -76,16 +91,22 @@ class Display:
     def start(self) -> "Display":
         self.transport.subscribe(topics.display_topic(self.name, topics.GRANTS, self.prefix), self._on_grants)
         self.transport.subscribe(topics.account_topic(self.account, topics.SEG, self.prefix), self._on_segment)
+        self.transport.subscribe(topics.account_topic(self.account, topics.STILL, self.prefix), self._on_still)
         self.transport.start()
         self.transport.wait_ready(10)
-        self.watch.watch(self._granted_cameras(), self.clock())
+        self._owner_says()
         return self
 
     def stop(self) -> None:
         self.transport.stop()
 
-    def _granted_cameras(self) -> List[str]:
-        return sorted({camera for _owner, camera, _epoch in self.grants.keyring.grants()})
+    def _granted_streams(self) -> List[Stream]:
+        return sorted({(owner, camera) for owner, camera, _epoch in self.grants.keyring.grants()})
+
+    def _owner_says(self) -> None:
+        now = self.clock()
+        self.watch.watch(self._granted_streams(), now)
+        self.watch.owner_says(self.grants.cameras.values(), self.grants.alarm_after_ms)
 
     def _on_grants(self, msg: Message) -> None:
         try:
@@ -99,7 +120,8 @@ class Display:
             return
         with self._cond:
             self.verifier.keyring = ring  # the stream state (sequence, chain) is kept
-            self.watch.watch(self._granted_cameras(), self.clock())
+            self.still_verifier.keyring = ring
+            self._owner_says()
             self.grant_updates += 1
             self._cond.notify_all()
 
@@ -112,21 +134,47 @@ class Display:
                 self.verdicts.append(verdict)
             if verdict.accepted and verdict.tag is not None:
                 tag, now = verdict.tag, self.clock()
-                camera = tag.camera  # the authenticated tag decides the tile
+                stream = tag.stream  # (owner, camera) of the key id in the owner's grants decides the tile
                 if self._live(verdict, now):
-                    self.shown[camera].append(tag)
+                    self.shown[stream].append(tag)
                 else:
-                    self.recorded[camera].append(tag)
-                self.watch.accepted(tag, now)
+                    self.recorded[stream].append(tag)
+                if self.watch.accepted(tag, now):
+                    self.flagged[stream].append(tag)
                 if self.keep_segments and self.verifier.verified is not None:
-                    self.output[camera].append(self.verifier.verified)
+                    self.output[stream].append(self.verifier.verified)
             else:
                 self.refused.append(verdict)
-                if verdict.reason is Reason.NO_GRANT and verdict.tag is not None:
-                    self.watch.ungranted(verdict.tag.camera, self.clock())
+                if verdict.reason is Reason.NO_GRANT:
+                    self.watch.ungranted(self._said_to_be(msg), self.clock())
             self._cond.notify_all()
         if self.on_verdict:
             self.on_verdict(verdict, msg.payload)
+
+    def _on_still(self, msg: Message) -> None:
+        """An event's thumbnail: shown as its stream's thumbnail when it verifies and is a still."""
+        with self._cond:
+            verdict = self.still_verifier.verify(msg.payload)
+            if verdict.accepted and verdict.tag is not None and not verdict.tag.still:
+                verdict = Verdict(Reason.FRAMING, "a segment on the still topic: not a still", verdict.tag)
+            self.still_counts[verdict.reason.value] += 1
+            if verdict.accepted and verdict.tag is not None:
+                stream = verdict.tag.stream
+                self.thumbnails[stream] = verdict.tag
+                if self.keep_segments and self.still_verifier.verified is not None:
+                    self.thumbnail_pictures[stream] = self.still_verifier.verified
+            self._cond.notify_all()
+        self.on_still(verdict, msg)
+
+    def on_still(self, verdict: Verdict, msg: Message) -> None:
+        """Every still's verdict, after it was judged (for subclasses that count)."""
+
+    @staticmethod
+    def _said_to_be(msg: Message) -> Stream:
+        """What the carrier says a segment no grant opens is: ("", its camera property), for an
+        alarm only. Nothing authenticated names its owner, so it never reaches a tile."""
+        said = (msg.user_properties or {}).get("camera")
+        return "", said if isinstance(said, str) else "?"
 
     def _live(self, verdict: Verdict, now_s: float) -> bool:
         if self.window is None or verdict.tag is None:
@@ -153,16 +201,31 @@ class Display:
     def wait_for(self, predicate: Callable[["Display"], bool], timeout: float = 10.0) -> bool:
         return wait_until(self._cond, lambda: predicate(self), timeout)
 
-    def has_grant(self, camera: str, epoch: Optional[int] = None) -> bool:
-        return any(c == camera and (epoch is None or e == epoch) for _o, c, e in self.grants.keyring.grants())
+    def has_grant(self, camera: str, epoch: Optional[int] = None, owner: Optional[str] = None) -> bool:
+        return any(c == camera and (epoch is None or e == epoch) and (owner is None or o == owner)
+                   for o, c, e in self.grants.keyring.grants())
+
+    def shown_of(self, camera: str, owner: Optional[str] = None) -> List[TagInfo]:
+        """What was shown live of ``camera`` (of ``owner``, or of the display's own account)."""
+        return list(self.shown.get((owner or self.account, camera), []))
 
     def summary(self) -> dict:
+        def label(stream: Tuple[str, str]) -> str:
+            return "%s/%s" % stream
+
         with self._cond:
             return {"display": self.name, "account": self.account,
-                    "shown": {c: len(v) for c, v in sorted(self.shown.items())},
-                    "recorded": {c: len(v) for c, v in sorted(self.recorded.items())},
+                    "shown": {label(s): len(v) for s, v in sorted(self.shown.items())},
+                    "recorded": {label(s): len(v) for s, v in sorted(self.recorded.items())},
+                    "flagged": {label(s): len(v) for s, v in sorted(self.flagged.items())},
                     "counts": dict(self.counts), "grant_refusals": dict(self.grant_refusals),
                     "alarms": [a._asdict() for a in self.watch.check(self.clock())]}
+
+
+def _file_name(segbind_id: str) -> str:
+    """An owner or camera id as one file name: percent-escaped, never "." or ".." or hidden."""
+    name = urllib.parse.quote(segbind_id, safe="-_@")
+    return "%2E" + name[1:] if name.startswith(".") else name
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -177,7 +240,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--account", help="the account whose feeds it shows (default: its owner's)")
     parser.add_argument("--grants", metavar="GRANTS.json", help="where it keeps its grants (default: beside "
                         "the display file)")
-    parser.add_argument("--out", metavar="DIR", help="append each camera's shown segments to DIR/<camera>.h264")
+    parser.add_argument("--out", metavar="DIR", help="append each stream's shown segments to "
+                        "DIR/<owner>/<camera>.h264")
     parser.add_argument("--json", action="store_true", help="one JSON verdict per line")
     args = parser.parse_args(argv)
     try:
@@ -206,12 +270,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(json.dumps(verdict.as_dict(), sort_keys=True), flush=True)
         else:
             t = verdict.tag
-            where = "%s stream %d seq %d epoch %d" % (t.camera, t.stream_id, t.seq, t.epoch) if t else "?"
+            where = ("%s of %s stream %d seq %d epoch %d" % (t.camera, t.owner, t.stream_id, t.seq, t.epoch)
+                     if t and t.owner else "?")
             print("%-7s %s %s" % ("SHOW" if verdict.accepted else "REFUSE", where,
                                   verdict.reason.value + (" - " + verdict.detail if verdict.detail
                                                           and not verdict.accepted else "")), flush=True)
         if out is not None and verdict.accepted and verdict.tag is not None and display.verifier.verified:
-            with open(out / ("%s.h264" % verdict.tag.camera), "ab") as f:
+            folder = out / _file_name(verdict.tag.owner)
+            folder.mkdir(exist_ok=True)
+            with open(folder / ("%s.h264" % _file_name(verdict.tag.camera)), "ab") as f:
                 f.write(display.verifier.verified)
 
     display = Display(MqttTransport(host, port, "segbind-display-%s" % identity.display), account,

@@ -22,7 +22,12 @@ FAULTS = {
     "duplicate_device_secret": "Swann 2018: two cameras made with one factory identity",
     "viewer_forgery": "a viewer a camera is shared with tags its own video as the owner's camera",
     "state_rollback": "a sold camera's state is restored from a backup made before the sale",
+    "dropped_rotate": "the cloud drops the owner's rotation that revokes a contact, and keeps routing to it",
+    "colliding_camera": "a contact shares a camera that carries the id of another owner's camera",
 }
+
+# How the fleet's parties talk and how its time runs (host_sim.fleet.engines).
+ENGINES = ("in-process", "mqtt")
 
 def parser() -> argparse.ArgumentParser:
     """The fleet's command line (``python3 -m host_sim.fleet``)."""
@@ -37,8 +42,11 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--faults", default="all", metavar="NAME,...",
                         help="faults to switch on, one by one then together: 'all' (default), 'none', or "
                              "names from: %s" % ", ".join(FAULTS))
+    parser.add_argument("--engine", choices=ENGINES, default=None,
+                        help="in-process (default: simulated time, no server) or mqtt (real time over a broker)")
     parser.add_argument("--broker", metavar="mqtt://HOST:PORT",
-                        help="run over MQTT in real time; 'local' starts a private Mosquitto")
+                        help="the broker of --engine mqtt (implies it); 'local' (the default) starts a private "
+                             "Mosquitto")
     parser.add_argument("--speed", type=float, default=None,
                         help="over MQTT: simulated seconds per real second (1; 300/cameras above 300 "
                              "cameras, what one process keeps up with)")

@@ -5,7 +5,7 @@ in-process broker (``host_sim.transport.InProcessBus``), the reference cloud
 (``host_sim.cloud.Cloud``: routing, relay, second line, the displays' sealed
 grants; no key), each account's owner's app (``host_sim.app.OwnerApp`` over
 ``segbind.owner.Owner``) and cameras running the agent core
-(``host_sim.fleet.FleetCamera``) on one scheduler, each paired by its owner's app
+(``host_sim.fleet_camera.FleetCamera``) on one scheduler, each paired by its owner's app
 out of band. A camera looks at a scene of its own colour (real libx264) and sends
 one segment a second: alice's are red and blue, eve's green and yellow, and each
 of eve's shares a slot of the buggy edge cache (``host_sim.web.Faults``) with one
@@ -26,8 +26,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from host_sim.app import OwnerApp
 from host_sim.cloud import Cloud, CloudFaults, RoutingStore
-from host_sim.fleet import CameraPlan, FleetCamera, FleetConfig
+from host_sim.fleet_camera import FleetCamera
 from host_sim.netem import Link, LinkProfile
+from host_sim.plan import CameraPlan, FleetConfig
 from host_sim.transport import InProcessBus
 from segbind.grants import Account
 from segbind.owner import Owner
@@ -40,6 +41,7 @@ RECORDING = 4      # segments each camera records (and ends) before it streams l
 RECENT = 30        # segments the cloud keeps of each camera for live HLS
 SLOTS = 4          # the buggy edge cache's slots the cameras are picked for (host_sim.web.Faults)
 DAY_S = 24 * 3600  # how long the cameras stream live
+TICK_MS = 1000     # how often the owners' apps look at the time
 
 
 def colour_scene(colour: RGB, width: int = 320, height: int = 192, frames: int = 100, fps: int = 25,
@@ -93,7 +95,7 @@ class Household:
 class Households:
     """alice (a red and a blue camera) and eve (green, yellow) on one reference cloud.
 
-    ``scheduler``: a started ``host_sim.fleet.RealTimeScheduler`` (capture times are the
+    ``scheduler``: a started ``host_sim.scheduler.RealTimeScheduler`` (capture times are the
     wall clock's) or a ``netem.Clock`` (simulated time from ``base_ms``, by default now).
     ``faults`` and ``second_line`` are the cloud's. ``recording``: segments of the stream
     each camera records first (0: none).
@@ -154,10 +156,19 @@ class Households:
             time.sleep(0.05)
 
     def start(self) -> "Households":
-        """Every camera starts its video now (all in step: one segment each, every second)."""
+        """Every camera starts its video now (all in step: one segment each, every second), and
+        each owner's app ticks every second of the scheduler's time (renewals ahead of each
+        period, pending rotations sent again): a day's run keeps its keys."""
         for cam in self.cameras:
             cam.start_video(self.scheduler.now_ms)
+        self.scheduler.at(self.scheduler.now_ms + TICK_MS, self._tick)
         return self
+
+    def _tick(self) -> None:
+        for household in (self.alice, self.eve):
+            household.app.tick()
+        if not all(cam.done for cam in self.cameras):
+            self.scheduler.at(self.scheduler.now_ms + TICK_MS, self._tick)
 
     def live(self, household: Household, camera: str) -> int:
         """Segments of the camera's live stream the cloud holds for its owner (up to its window)."""

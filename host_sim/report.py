@@ -50,82 +50,111 @@ def png_size(rows: int) -> Tuple[int, int]:
 # The table
 # ------------------------------------------------------------------------------------------
 
-COLUMNS = [
-    # (heading, where, key): "without" and "with" are the two runs of a scenario
-    ("foreign shown, without segbind", "without", "foreign_shown"),
-    ("foreign shown, with segbind", "with", "foreign_shown"),
-    ("forged shown, without", "without", "forged_shown"),
-    ("forged shown, with", "with", "forged_shown"),
-    ("own lost to verification", "with", "own_lost_to_verification"),
-    ("own not shown: grants lost", "with", "own_without_grant"),
-    ("own never delivered, with", "with", "own_never_delivered"),
-    ("own never delivered, without", "without", "own_never_delivered"),
-    ("others' thumbnails, without", "without", "foreign_thumbnails"),
-    ("others' thumbnails, with", "with", "foreign_thumbnails"),
-    ("refused by the cloud's second line", "with", "cloud_refused"),
-    ("grants refused by displays", "with", "grant_refusals"),
-    ("cameras refusing a rolled-back state", "with", "cameras_halted"),
+# The numbers that must be 0 with segbind in every scenario (host_sim.fleet.scenarios.passed).
+MUST_BE_ZERO = ("foreign_shown", "forged_shown", "own_lost_to_verification", "readable_by_stranger",
+                "readable_thumbnails", "other_owners_tile", "revoked_late")
+
+PAIRS = [
+    # (heading, key): a cell reads "without segbind / with segbind"
+    ("foreign shown", "foreign_shown"),
+    ("forged shown", "forged_shown"),
+    ("a stranger's decoder sees the scene", "readable_by_stranger"),
+    ("thumbnails sent to strangers", "stranger_thumbnails"),
+    ("thumbnails a stranger sees", "readable_thumbnails"),
+    ("in another owner's tile", "other_owners_tile"),
+    ("a revoked viewer shown past its last period", "revoked_late"),
+    ("own never delivered", "own_never_delivered"),
 ]
+WITH_ONLY = [
+    # (heading, key): with segbind only
+    ("own lost to verification", "own_lost_to_verification"),
+    ("own not shown: grants lost", "own_without_grant"),
+    ("rotations sent again by owners' apps", "rotation_retries"),
+    ("rotation alarms raised by owners' apps", "rotation_alarms"),
+    ("superseded-epoch video flagged by owners' displays", "superseded_flagged"),
+    ("contacts' cameras not taken by owners' apps", "refused_shares"),
+    ("refused by the cloud's second line", "cloud_refused"),
+    ("grants refused by displays", "grant_refusals"),
+    ("cameras refusing a rolled-back state", "cameras_halted"),
+]
+
+
+def _value(row: dict, where: str, key: str) -> Optional[int]:
+    side = row.get(where)
+    if side is None:
+        return None
+    value = side.get(key, 0)
+    return sum(value.values()) if isinstance(value, dict) else int(value)
 
 
 def _cell(row: dict, where: str, key: str) -> str:
-    side = row.get(where)
-    if side is None:
-        return "-"
-    value = side.get(key, 0)
-    if isinstance(value, dict):
-        value = sum(value.values())
-    return "{:,}".format(value)
+    value = _value(row, where, key)
+    return "-" if value is None else "{:,}".format(value)
 
 
-TABLE = [  # the terminal's columns: (two-line heading, where, key)
-    (("foreign shown", "without"), "without", "foreign_shown"),
-    (("foreign shown", "with"), "with", "foreign_shown"),
-    (("forged shown", "without"), "without", "forged_shown"),
-    (("forged shown", "with"), "with", "forged_shown"),
-    (("own lost to", "verification"), "with", "own_lost_to_verification"),
-    (("own unshown:", "grants lost"), "with", "own_without_grant"),
-    (("others' thumbs", "without"), "without", "foreign_thumbnails"),
-    (("others' thumbs", "with"), "with", "foreign_thumbnails"),
-    (("second line", "refused"), "with", "cloud_refused"),
+TABLE = [  # the terminal's columns: (two-line heading, key); each cell "without / with"
+    (("foreign", "shown"), "foreign_shown"),
+    (("forged", "shown"), "forged_shown"),
+    (("a stranger sees", "the scene"), "readable_by_stranger"),
+    (("a stranger sees", "thumbnails"), "readable_thumbnails"),
+    (("in another", "owner's tile"), "other_owners_tile"),
+    (("revoked viewer", "past its period"), "revoked_late"),
 ]
+SINGLE = [  # with segbind only
+    (("own lost to", "verification"), "own_lost_to_verification"),
+    (("own unshown:", "grants lost"), "own_without_grant"),
+    (("second line", "refused"), "cloud_refused"),
+]
+CELL = 17
 
 
 def table(matrix: dict) -> str:
     cfg = matrix["config"]
-    where = ("over MQTT (%s), real time x%g" % (cfg["broker"], cfg["speed"]) if cfg["broker"]
-             else "in-process, simulated time")
+    engine = cfg.get("engine", "mqtt" if cfg["broker"] else "in-process")
+    where = ("over MQTT (%s), real time x%g" % (cfg["broker"], cfg["speed"]) if engine == "mqtt"
+             else "in-process, simulated time" if engine == "in-process" else "on %s" % engine)
     lines = ["", "segbind fleet: %d cameras x %d s, seed %d, %s; each scenario ran with segbind and without, "
-             "on the same seed" % (cfg["cameras"], cfg["seconds"], cfg["seed"], where), ""]
+             "on the same seed; each pair reads: without segbind / with segbind" % (
+                 cfg["cameras"], cfg["seconds"], cfg["seed"], where), ""]
     w = max(len(r["scenario"]) for r in matrix["scenarios"]) + 2
     for line in (0, 1):
-        lines.append("%-*s" % (w, "") + "".join("%15s" % c[0][line] for c in TABLE))
+        lines.append("%-*s" % (w, "") + "".join("%*s" % (CELL, c[0][line]) for c in TABLE + SINGLE))
     for r in matrix["scenarios"]:
-        lines.append("%-*s" % (w, r["scenario"]) + "".join("%15s" % _cell(r, where_, key)
-                                                           for _h, where_, key in TABLE))
-    bad = [r["scenario"] for r in matrix["scenarios"] if r["with"]["foreign_shown"] or r["with"]["forged_shown"]
-           or r["with"]["own_lost_to_verification"]]
+        pairs = ["%s / %s" % (_cell(r, "without", key), _cell(r, "with", key)) for _h, key in TABLE]
+        singles = [_cell(r, "with", key) for _h, key in SINGLE]
+        lines.append("%-*s" % (w, r["scenario"]) + "".join("%*s" % (CELL, c) for c in pairs + singles))
+    bad = [r["scenario"] for r in matrix["scenarios"] if any(r["with"].get(k, 0) for k in MUST_BE_ZERO)]
     lines.append("")
-    lines.append("with segbind, no display showed a foreign or forged segment and verification cost no own "
-                 "segment" if not bad else "FAILED in: %s" % ", ".join(bad))
+    lines.append("with segbind, in every scenario: no foreign or forged segment shown, nothing a stranger's decoder "
+                 "could see, nothing in another owner's tile, nothing a revoked viewer was not granted, no own "
+                 "segment lost to verification" if not bad else "FAILED in: %s" % ", ".join(bad))
     return "\n".join(lines)
 
 
 def markdown(matrix: dict, picture: Optional[dict]) -> str:
-    from host_sim.fleet import FAULTS
+    from host_sim.fleet_options import FAULTS
 
     cfg = matrix["config"]
+    engine = cfg.get("engine", "mqtt" if cfg["broker"] else "in-process")
     out = ["# segbind fleet simulation", "",
-           "%d cameras x %d s of real H.264 (seed %d, %s). Every scenario ran twice on the same seed: "
-           "**with segbind** (displays verify under their owners' grants, cameras refuse a rolled-back "
-           "state, the cloud's second line checks tags against its routing) and **without** (none of them). "
-           "Definitions are in docs/FLEET.md." % (
+           "%d cameras x %d s of real H.264 and H.265 (seed %d, %s). Every scenario ran twice on the same seed: "
+           "**with segbind** (cameras encrypt and tag, displays verify under their owners' grants, cameras refuse a "
+           "rolled-back state, the cloud's second line checks its routing and the key ids) and **without** (plain "
+           "video, shown as routed). A stranger's decoder is FFmpeg's, given the bytes the stranger was handed "
+           "(host_sim.stranger). Definitions are in docs/FLEET.md." % (
                cfg["cameras"], cfg["seconds"], cfg["seed"],
-               "over MQTT" if cfg["broker"] else "in-process, simulated time"), "",
-           "| scenario | " + " | ".join(c[0] for c in COLUMNS) + " |",
-           "| --- |" + " ---: |" * len(COLUMNS)]
+               "in-process, simulated time" if engine == "in-process" else "over %s, real time" % engine), "",
+           "## What reached the wrong people: without segbind / with segbind", "",
+           "| scenario | " + " | ".join(h for h, _k in PAIRS) + " |",
+           "| --- |" + " ---: |" * len(PAIRS)]
     for r in matrix["scenarios"]:
-        out.append("| %s | %s |" % (r["scenario"], " | ".join(_cell(r, w, k) for _h, w, k in COLUMNS)))
+        out.append("| %s | %s |" % (r["scenario"], " | ".join(
+            "%s / %s" % (_cell(r, "without", k), _cell(r, "with", k)) for _h, k in PAIRS)))
+    out += ["", "## With segbind: what it cost the owners, and what they were told", "",
+            "| scenario | " + " | ".join(h for h, _k in WITH_ONLY) + " |",
+            "| --- |" + " ---: |" * len(WITH_ONLY)]
+    for r in matrix["scenarios"]:
+        out.append("| %s | %s |" % (r["scenario"], " | ".join(_cell(r, "with", k) for _h, k in WITH_ONLY)))
     out += ["", "## The faults", ""]
     for name, what in FAULTS.items():
         out.append("- `%s`: %s." % (name, what))
@@ -143,14 +172,17 @@ def markdown(matrix: dict, picture: Optional[dict]) -> str:
             "the verifier." % ("{:,}".format(perf["segments_verified"]), perf["cpu_s"], perf["verifier_cpu_s"])]
     if picture:
         out += ["", "## What the displays showed", "",
-                "Each row is one display in that run. Left, verification on: frames it decoded from own "
-                "segments it accepted (green), then segments of a stranger's camera it refused (red X). "
-                "Right, verification off: what the same display would have shown, a stranger's video in orange.",
+                "Each row is one account's display. Left, with segbind (that run): frames it decoded from own "
+                "segments it accepted and decrypted (green), then what a stranger's decoder makes of the segments "
+                "of a stranger's camera it refused (red X: encrypted, nothing of the scene). Right, without "
+                "segbind, every fault on: what the same account's display showed, a stranger's video in orange.",
                 "", "![what each display showed](%s)" % picture["file"]]
     return "\n".join(out) + "\n"
 
 
-def write(matrix: dict, fleet, out_dir, png: bool = True, rows: int = 10) -> List[Path]:
+def write(matrix: dict, fleet, out_dir, png: bool = True, rows: int = 10, plain=None) -> List[Path]:
+    """The report's files; ``fleet`` is the displays-alone run (with segbind), ``plain`` the run
+    without segbind with every fault on (the picture's right side)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -161,7 +193,7 @@ def write(matrix: dict, fleet, out_dir, png: bool = True, rows: int = 10) -> Lis
         except ImportError:
             print("no picture: Pillow is not installed (pip install Pillow)", file=sys.stderr)
         else:
-            picture = write_png(fleet, matrix["picture_run"], out / "fleet.png", rows)
+            picture = write_png(fleet, matrix["picture_run"], out / "fleet.png", rows, plain)
             paths.append(out / "fleet.png")
     doc = dict(matrix, picture=picture)
     (out / "fleet.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
@@ -199,35 +231,50 @@ def _font(size: int = 11):
         return ImageFont.load_default()
 
 
-def choose_displays(fleet, rows: int) -> list:
-    """Displays that were sent a stranger's video first, then the others, in account order."""
+def choose_displays(fleet, rows: int, plain=None) -> list:
+    """Displays that were sent a stranger's video first (with segbind or, in ``plain``, without),
+    then the others, in account order."""
     ds = fleet.displays
-    first = [d for d in ds if d.delivered["foreign"]]
-    rest = [d for d in ds if not d.delivered["foreign"]]
+    sent = {d.account: d.delivered["foreign"] for d in ds}
+    for d in (plain.displays if plain is not None else []):
+        sent[d.account] = sent.get(d.account, 0) + d.delivered["foreign"]
+    first = [d for d in ds if sent[d.account]]
+    rest = [d for d in ds if not sent[d.account]]
     return (first + rest)[:max(0, rows)]
 
 
-def write_png(fleet, results: dict, path, rows: int = 10) -> dict:
-    """Draw the picture; return its description (size, rows, each tile's kind and box)."""
+def write_png(fleet, results: dict, path, rows: int = 10, plain=None) -> dict:
+    """Draw the picture; return its description (size, rows, each tile's kind and box). Left, the
+    run with segbind (``fleet``); right, the same accounts' displays without segbind (``plain``;
+    without it, what the left's displays were handed, decoded as a display without verification
+    would)."""
     from PIL import Image, ImageDraw
 
-    chosen = choose_displays(fleet, rows)
+    chosen = choose_displays(fleet, rows, plain)
+    plain_of = {d.account: d for d in plain.displays} if plain is not None else {}
     size = png_size(len(chosen))
     img = Image.new("RGB", size, BACKGROUND)
     draw = ImageDraw.Draw(img)
     font, small, big = _font(11), _font(10), _font(15)
     cfg = results["config"]
     r = results["results"]
-    draw.text((PAD, 6), "segbind fleet: %d cameras, seed %d, %d faults on -- %s foreign segments "
-              "delivered; shown: %s with verification on, %s with it off" % (
-                  results["fleet"]["cameras"], cfg["seed"], len(cfg["faults"]),
-                  "{:,}".format(r["off"]["foreign_shown"]), r["on"]["foreign_shown"],
-                  "{:,}".format(r["off"]["foreign_shown"])), fill=INK, font=big)
+    shown_without = sum(d.accepted["foreign"] for d in plain.displays) if plain is not None \
+        else r["off"]["foreign_shown"]
+    seen_without = sum(d.readable + d.stills_readable for d in plain.displays) if plain is not None \
+        else r["stranger"]["readable"] + r["stranger"]["thumbnails_readable"]
+    draw.text((PAD, 6), "segbind fleet: %d cameras, seed %d, %d faults on -- a stranger's video shown: "
+              "%s with segbind (%s delivered, encrypted), %s without" % (
+                  results["fleet"]["cameras"], cfg["seed"], len(cfg["faults"]), r["on"]["foreign_shown"],
+                  "{:,}".format(r["off"]["foreign_shown"]), "{:,}".format(shown_without)), fill=INK, font=big)
+    draw.text((PAD, 26), "what a stranger's decoder made of what it was handed, pictures and thumbnails of the "
+              "scene: %s with segbind, %s without" % (
+                  "{:,}".format(r["stranger"]["readable"] + r["stranger"]["thumbnails_readable"]),
+                  "{:,}".format(seen_without)), fill=INK, font=_font(12))
     y_head = HEADER_H - 24
-    draw.text((_on_x0(), y_head), "VERIFICATION ON: frames shown (own cameras)", fill=OWN_GREEN, font=font)
-    draw.text((_on_x0() + OWN_TILES * (TILE_W + PAD), y_head), "refused: not bound to this account",
+    draw.text((_on_x0(), y_head), "WITH SEGBIND: frames shown (own cameras)", fill=OWN_GREEN, font=font)
+    draw.text((_on_x0() + OWN_TILES * (TILE_W + PAD), y_head), "refused, as a stranger's decoder sees it",
               fill=REFUSED_RED, font=font)
-    draw.text((_off_x0(), y_head), "VERIFICATION OFF: what it would have shown", fill=INK, font=font)
+    draw.text((_off_x0(), y_head), "WITHOUT SEGBIND: what it showed", fill=INK, font=font)
     draw.line([(_off_x0() - SECTION_GAP // 2, HEADER_H - 28), (_off_x0() - SECTION_GAP // 2, size[1] - PAD)],
               fill=GREY, width=1)
     tiles = []
@@ -262,18 +309,24 @@ def write_png(fleet, results: dict, path, rows: int = 10) -> dict:
         draw.text((x, y + TILE_H + 13), line2, fill=GREY, font=small)
         tiles.append({"kind": kind, "account": account, "box": list(box)})
 
-    owner_of = {c.name: fleet.true_owner[c.name] for c in fleet.cameras}
+    owner_of = dict(fleet.true_owner)
+    if plain is not None:
+        owner_of.update(plain.true_owner)
     row_info = []
     for row, d in enumerate(chosen):
         y = HEADER_H + row * ROW_H + PAD
         acct = next(a for a in fleet.plan.accounts if a.name == d.account)
         draw.text((PAD, y), d.account, fill=INK, font=big)
         foreign = d.delivered["foreign"] + d.delivered["forged"]
+        p = plain_of.get(d.account)
+        shown_off = p.accepted["foreign"] + p.accepted["forged"] if p is not None else foreign
+        seen_off = (p.readable + p.stills_readable) if p is not None else 0
         lines = ["cameras: %s" % ", ".join(sorted(acct.cameras + acct.shared_in)),
                  "downlink: %s" % ("weak" if acct.weak else "good"),
                  "delivered %d, shown %d" % (sum(d.delivered.values()), d.shown_total()),
                  "a stranger's video: %d delivered" % foreign,
-                 "shown: %d (on), %d (off)" % (d.accepted["foreign"], foreign)]
+                 "shown: %d (with), %d (without)" % (d.accepted["foreign"], shown_off),
+                 "a stranger sees: %d (with), %d (without)" % (d.readable + d.stills_readable, seen_off)]
         for k, text in enumerate(lines):
             draw.text((PAD, y + 20 + 13 * k), text, fill=INK if k < 3 else
                       (REFUSED_RED if foreign and k == 3 else INK), font=small)
@@ -294,8 +347,9 @@ def write_png(fleet, results: dict, path, rows: int = 10) -> dict:
                 tile(x, y, None, "empty", "nothing refused", "", d.account)
             x += TILE_W + PAD
         x = _off_x0()
-        off = [("foreign_shown", p, c, s) for p, c, s, _r in d.samples_foreign]
-        off += [("own", p, c, s) for p, c, s in d.samples_own]
+        source = p if p is not None else d
+        off = [("foreign_shown", b, c, s) for b, c, s, _r in source.samples_foreign]
+        off += [("own", b, c, s) for b, c, s in source.samples_own]
         for k in range(OFF_TILES):
             if k < len(off):
                 kind, payload, camera, seq = off[k]

@@ -2,13 +2,15 @@
 
 For each account, every camera the cloud routes to it is served as live CMAF
 HLS (a sliding media playlist, init segments, one fMP4 fragment per tagged
-segment) and its recording as VOD; with them the display page and its scripts
-(``segbind.web``: the JavaScript verifier, hls.js pinned from npm), and each
-display's sealed grants, opaque JSON the cloud cannot open. Fragments are the
-camera's tagged segments packaged unchanged (``segbind.web.fmp4``): the cloud
-holds no key and needs none.
+segment) and its recording as VOD, and each display's sealed grants, opaque JSON
+the cloud cannot open: data only, to any origin (CORS). The display's code is not
+the cloud's to serve: the browser display is a static bundle from an origin the
+cloud does not control (``host_sim.display_host``, ``segbind.web.bundle``). Fragments are the
+camera's tagged segments packaged as Common Encryption 'cenc' (``segbind.web.fmp4``,
+docs/FORMAT.md 4.4): a ClearKey player given the content key plays them, a verifier
+checks them; the cloud holds no key and needs none.
 
-The cloud's side is an interface, ``LiveSource``, which the reference cloud
+The cloud's side is an interface, ``host_sim.live.LiveSource``, which the reference cloud
 (``host_sim.cloud.Cloud``) implements from what its cameras send it.
 
 An edge cache sits between the origin and the viewers, as a CDN does; the
@@ -19,59 +21,31 @@ optimisation makes), so one household's fragment is served for another's URL
 whenever their cameras share a slot and the stranger's push came last. Only the
 display's verifier can tell.
 
-    world = Households(RealTimeScheduler().start()).start()   # host_sim.households
-    with WebCloud(world.cloud, Faults(cache_2020=True)) as web:
-        print(web.url + "/a/alice/display?display=tv-1")
+    world = Households(RealTimeScheduler().start()).start()   # host_sim.households, host_sim.scheduler
+    with WebCloud(world.cloud, Faults(cache_2020=True)) as web, DisplayHost() as site:
+        print(site.page(web.url, "alice", "tv-1"))            # the display, from an origin of its own
 
-``python3 -m host_sim.web --port 8080 [--bug]`` serves the demo's households.
+``python3 -m host_sim.demo --port 8080 [--bug]`` serves the demo's households, and the display
+from an origin of its own.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
-import json
 import random
 import threading
-import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from segbind.web import ASSETS, fmp4, hlsjs_path
+from host_sim.live import LiveSource, Published
+from segbind.web import fmp4
 from segbind_core.nal import annexb_units
 
+__all__ = ["EdgeCache", "EdgeStats", "Faults", "LiveSource", "Origin", "Published", "WINDOW", "WebCloud", "make_app"]
+
 WINDOW = 6            # fragments a live playlist lists
-STATIC = {"segbind-verify.js", "segbind-mp4.js", "segbind-syntax.js", "segbind-grants.js", "display.js", "display.css"}
-
-
-class Published(NamedTuple):
-    """One segment as the cloud received it: its number is the cloud's own count of the
-    camera's segments (the HLS media sequence number); its bytes are the camera's."""
-
-    number: int
-    data: bytes
-
-
-class LiveSource(Protocol):
-    """What the HTTP front end needs from the cloud. Nothing here is trusted by a display:
-    ``cameras`` is the cloud's routing, and every byte is verified by the display's keys."""
-
-    def accounts(self) -> List[str]:
-        """Every account the cloud serves: a camera is routed to it, or it has a display."""
-
-    def cameras(self, account: str) -> List[str]:
-        """The cameras the cloud routes to ``account`` (its own, and those shared with it)."""
-
-    def segments(self, account: str, camera: str) -> List[Published]:
-        """Recent tagged Annex-B segments of the camera as published, oldest first."""
-
-    def recording(self, account: str, camera: str) -> List[Published]:
-        """The camera's recording (a finished stream), oldest first."""
-
-    def sealed_grants(self, display: str) -> Optional[Dict[str, Any]]:
-        """The sealed grants message the owner's app left for ``display`` (opaque), or None."""
 
 
 # ---- the edge cache, with the 2020 fault -------------------------------------------------------
@@ -88,6 +62,9 @@ class Faults:
     cache_2020: bool = False
     slots: int = 4
     seed: int = 2020
+    # A hostile cloud that serves code: these files (name -> bytes) at /static/NAME, and a page
+    # loading them at /a/ACCOUNT/display, where a display's code came from before it was pinned.
+    code: Optional[Dict[str, bytes]] = None
 
 
 class Entry(NamedTuple):
@@ -100,13 +77,15 @@ class Entry(NamedTuple):
 class EdgeStats:
     served: Dict[str, int] = field(default_factory=dict)   # "account/camera" -> fragments served
     foreign: Dict[str, int] = field(default_factory=dict)  # ... of which were another camera's
+    code: Dict[str, int] = field(default_factory=dict)     # path -> code (a page, a script) served
 
     @property
     def foreign_total(self) -> int:
         return sum(self.foreign.values())
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"served": dict(self.served), "foreign": dict(self.foreign), "foreign_total": self.foreign_total}
+        return {"served": dict(self.served), "foreign": dict(self.foreign), "foreign_total": self.foreign_total,
+                "code": dict(self.code)}
 
 
 class EdgeCache:
@@ -161,15 +140,15 @@ class Origin:
         self.window = window
         self._warm: Dict[Tuple[str, str], int] = {}   # (account, camera) -> highest number pushed
         self._inits: Dict[str, bytes] = {}            # init name -> bytes
-        self._init_of: Dict[bytes, str] = {}          # parameter sets -> init name
+        self._init_of: Dict[bytes, str] = {}          # parameter sets and key id -> init name
         self._rng = random.Random(edge.faults.seed)
         self._lock = threading.Lock()
 
     def init_name(self, segment: bytes) -> str:
-        """The init segment's name for a segment: named by its parameter sets, so it stays the
-        same while they do (a player loads it once)."""
-        codec, sets = fmp4.parameter_sets(segment)
-        key = bytes([codec]) + b"".join(len(s).to_bytes(4, "big") + s for s in sets)
+        """The init segment's name for a segment: named by its parameter sets and key id, so it
+        stays the same while they do (a player loads it once; a new period or epoch, whose key
+        id is another, gets a new one)."""
+        key = fmp4.init_key(segment)
         with self._lock:
             name = self._init_of.get(key)
             if name is None:
@@ -216,7 +195,7 @@ class Origin:
         entries = []
         for item in items:
             try:
-                timing = fmp4.segment_timing([item.data[s:e] for s, e in annexb_units(item.data)])
+                timing = fmp4.segment_fields([item.data[s:e] for s, e in annexb_units(item.data)])
                 entries.append((item, self.init_name(item.data), timing.duration_ms / 1000.0))
             except fmp4.PackagingError:
                 continue
@@ -245,12 +224,25 @@ class Origin:
 # ---- the HTTP server (aiohttp) -------------------------------------------------------------------------
 
 def make_app(source: LiveSource, edge: Optional[EdgeCache] = None, warm_every_s: float = 0.1) -> Any:
-    """The aiohttp application: playlists, fragments, init segments, grants, the display page."""
+    """The aiohttp application: routing, playlists, fragments, init segments, grants. Data only,
+    readable from any origin (a display's page is not the cloud's: ``host_sim.display_host``)."""
     from aiohttp import web
 
     edge = edge or EdgeCache(Faults())
     origin = Origin(source, edge)
-    app = web.Application()
+
+    @web.middleware
+    async def cors(request: Any, handler: Any) -> Any:
+        """Every response readable across origins: the display's page asks for data from its own origin."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers["Access-Control-Allow-Origin"] = "*"
+            raise
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
+
+    app = web.Application(middlewares=[cors])
 
     def routed(request: Any) -> Tuple[str, str]:
         account, camera = request.match_info["account"], request.match_info["camera"]
@@ -266,26 +258,17 @@ def make_app(source: LiveSource, edge: Optional[EdgeCache] = None, warm_every_s:
         return web.Response(body=data, content_type="video/mp4", headers={"Cache-Control": "max-age=60"})
 
     async def index(request: Any) -> Any:
-        links = "".join('<li><a href="/a/%s/display?display=%s-display">%s</a></li>' % (a, a, a)
-                        for a in source.accounts())
-        return web.Response(text="<!doctype html><title>segbind cloud</title><h1>Accounts</h1><ul>%s</ul>"
-                            % links, content_type="text/html")
+        return web.json_response({"accounts": source.accounts()})
 
-    async def display_page(request: Any) -> Any:
-        return web.FileResponse(ASSETS / "display.html", headers={"Cache-Control": "no-cache"})
-
-    async def static(request: Any) -> Any:
-        name = request.match_info["name"]
-        if name == "hls.min.js":
-            path = hlsjs_path()
-            if path is None:
-                raise web.HTTPServiceUnavailable(text="hls.js is not installed: run `npm ci` in %s\n" % ASSETS)
-        elif name in STATIC:
-            path = ASSETS / name
-        else:
+    async def code(request: Any) -> Any:
+        """A hostile cloud's code (``Faults.code``): served, and counted, for whoever asks."""
+        files = edge.faults.code or {}
+        name = request.match_info.get("name", "display.html")
+        if name not in files:
             raise web.HTTPNotFound()
-        kind = "text/css" if name.endswith(".css") else "text/javascript"
-        return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "no-cache"})
+        edge.stats.code[request.path] = edge.stats.code.get(request.path, 0) + 1
+        kind = "text/html" if name.endswith(".html") else "text/css" if name.endswith(".css") else "text/javascript"
+        return web.Response(body=files[name], headers={"Content-Type": kind, "Cache-Control": "no-cache"})
 
     async def cameras(request: Any) -> Any:
         account = request.match_info["account"]
@@ -345,7 +328,6 @@ def make_app(source: LiveSource, edge: Optional[EdgeCache] = None, warm_every_s:
     app.cleanup_ctx.append(keep_warm)
     app.add_routes([
         web.get("/", index),
-        web.get("/a/{account}/display", display_page),
         web.get("/a/{account}/cameras.json", cameras),
         web.get("/a/{account}/cam/{camera}/live.m3u8", live),
         web.get("/a/{account}/cam/{camera}/recording.m3u8", recording),
@@ -353,9 +335,10 @@ def make_app(source: LiveSource, edge: Optional[EdgeCache] = None, warm_every_s:
         web.get("/a/{account}/cam/{camera}/live/{number:\\d+}.m4s", live_fragment),
         web.get("/a/{account}/cam/{camera}/rec/{number:\\d+}.m4s", recorded),
         web.get("/displays/{display}/grants", grants),
-        web.get("/static/{name}", static),
         web.get("/stats.json", stats),
     ])
+    if edge.faults.code is not None:
+        app.add_routes([web.get("/a/{account}/display", code), web.get("/static/{name}", code)])
     return app
 
 
@@ -425,34 +408,3 @@ class WebCloud:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-# ---- the demo server ---------------------------------------------------------------------------------
-
-def main(argv: Optional[List[str]] = None) -> int:
-    from host_sim.fleet import RealTimeScheduler
-    from host_sim.households import Households
-
-    parser = argparse.ArgumentParser(description="Serve the demo households as live HLS, and the browser display")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--bug", action="store_true", help="switch on the 2020 cache fault")
-    args = parser.parse_args(argv)
-    world = Households(RealTimeScheduler().start()).start()
-    try:
-        with WebCloud(world.cloud, Faults(cache_2020=args.bug), args.host, args.port) as web:
-            print("serving %s (accounts: %s); the display needs an enrolled owner: see docs/DISPLAYS.md"
-                  % (web.url, ", ".join(world.cloud.accounts())), flush=True)
-            print(json.dumps({"url": web.url}), flush=True)
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
-    finally:
-        world.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

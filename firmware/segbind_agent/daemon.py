@@ -19,16 +19,32 @@ from segbind_core.rtp import AccessUnit, Loss
 
 from . import __version__
 from .config import load_device_secret
-from .core import AgentCore, Delete, Log, Persist, Publish, Send, StateError, Store, check_rollback, state_after_reset
+from .core import (
+    AgentCore,
+    Delete,
+    Log,
+    Persist,
+    Publish,
+    Send,
+    StateError,
+    Store,
+    check_rollback,
+    redact,
+    state_after_reset,
+)
 from .counter import CounterFile
 from .faults import crashpoint
-from .inbox import PAIR, RESET, Inbox
+from .inbox import EVENT, PAIR, RESET, Inbox
 from .rtsp import RtspReader, is_rtsp
 from .source import CHUNK, EOF, InputReader, is_fifo
 from .spool import SpoolFiles
 from .state import StateStore
 
 log = logging.getLogger("segbind_agent")
+
+class StorageError(Exception):
+    """The camera's state or its monotonic counter cannot be written: the agent stops."""
+
 
 # Encoder chunks waiting for the agent's thread at most (backpressure on the reader); an
 # access unit from RTSP counts as many chunks as its size fills.
@@ -64,7 +80,7 @@ class Agent:
         self.inbox = Inbox(config.inbox_dir)
         self.spool = SpoolFiles(config.spool_dir, config.spool_fsync)
         self.core = AgentCore(self.camera, self._boot_state(), config.settings(),
-                              spooled=self.spool.load(), version=__version__)
+                              spooled=self.spool.load(), version=__version__, spent=self.counter.spent())
         self.topic = {leaf: topics.camera_topic(self.camera, leaf, config.topic_prefix)
                       for leaf in topics.CAMERA_LEAVES}
         self.events = queue.Queue()
@@ -99,7 +115,7 @@ class Agent:
                 previous = None
             if previous is not None and previous.generation < counter:
                 previous = None  # a rolled-back copy: nothing of it is trusted
-            state = state_after_reset(self.camera, counter, previous)
+            state = state_after_reset(self.camera, counter, previous, self.counter.spent())
             self.store.save(state, "reset")
             self.counter.advance(state.generation)
             log.warning("camera %s was reset: no owner, waiting for a pairing", self.camera)
@@ -136,9 +152,15 @@ class Agent:
                 self.link.publish(self.topic[action.leaf], action.payload, qos=1,
                                   retain=action.retain)
             elif isinstance(action, Persist):
-                self.store.save(action.state, crash_tag=action.crash_tag)
-                crashpoint(action.crash_tag + ":persisted")
-                self.counter.advance(action.state.generation)
+                try:
+                    if action.spend:  # the offer is spent before the state that takes it exists
+                        self.counter.spend(action.spend)
+                    self.store.save(action.state, crash_tag=action.crash_tag)
+                    crashpoint(action.crash_tag + ":persisted")
+                    self.counter.advance(action.state.generation)
+                except (OSError, ValueError) as exc:
+                    raise StorageError("the state cannot be written (%s): %s"
+                                       % (type(exc).__name__, redact(str(exc))[:160])) from None
             elif isinstance(action, Log):
                 log.log(action.level, "%s", action.message)
 
@@ -220,12 +242,20 @@ class Agent:
             self.execute(self.core.connection(a, self.now_ms()))
 
     def local_handover(self) -> None:
-        """Pairing offers and reset requests handed over locally (``segbind_agent.inbox``)."""
+        """Pairing offers, reset requests and camera events handed over locally
+        (``segbind_agent.inbox``)."""
         for kind, data in self.inbox.take():
             if kind == PAIR:
                 self.execute(self.core.pair(data, self.now_ms()))
             elif kind == RESET:
                 self.execute(self.core.physical_reset(self.now_ms()))
+            elif kind == EVENT:
+                self.event(data.decode("ascii", "replace"))
+
+    def event(self, kind: str) -> None:
+        """A camera event (motion, a doorbell press...) that wants a thumbnail: the core makes a
+        still and publishes it (``topics.STILL``)."""
+        self.execute(self.core.event(kind, self.now_ms()))
 
     def on_command_message(self, msg) -> None:  # paho's thread
         self.events.put(("cmd", msg, None))
@@ -262,6 +292,27 @@ class Agent:
         self.link.subscribe(self.topic[topics.CTL], self.on_command_message, qos=1)
         self.link.start()
 
+    def _loop_once(self) -> None:
+        self.drain_events(block_s=0.05)
+        self.local_handover()
+        self.execute(self.core.tick(self.now_ms()))
+
+    def _safely(self, step) -> bool:
+        """Run one turn of the main loop; False when the agent must stop. The core never raises;
+        anything else that does (a broken file, a transport's error) is logged in one line and
+        the loop goes on, except a state that cannot be written: then the agent stops (exit 2)
+        rather than run ahead of what it could make durable."""
+        try:
+            step()
+            return True
+        except StorageError as exc:
+            log.error("stopping: %s", exc)
+            self.exit_code = 2
+            return False
+        except Exception as exc:  # the last line of defence: the loop itself never dies
+            log.error("main loop: %s: %s", type(exc).__name__, redact(str(exc))[:160])
+            return True
+
     def run(self) -> int:
         cfg = self.cfg
         self.begin()
@@ -281,9 +332,8 @@ class Agent:
         log.info("camera %s reads %s (at end of input: %s), publishes to %s:%d",
                  self.camera, cfg.source_name, self._on_eof_mode, cfg.broker_host, cfg.broker_port)
         while not self._stopping:
-            self.drain_events(block_s=0.05)
-            self.local_handover()
-            self.execute(self.core.tick(self.now_ms()))
+            if not self._safely(self._loop_once):
+                break
             if self._drain_until is not None and (not len(self.core.spool)
                                                   or time.time() > self._drain_until):
                 if len(self.core.spool):

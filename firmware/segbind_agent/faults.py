@@ -17,6 +17,11 @@ POINTS = (
     "ctl:state_renamed",   # temporary file renamed over the state file, directory not yet fsynced
     "ctl:persisted",       # state durable, tagger not yet switched
     "ctl:applied",         # tagger switched, result not yet published or acknowledged
+    # and <write>:state_tmp, <write>:state_renamed, <write>:persisted for every other state write:
+    "start:state_tmp", "start:state_renamed", "start:persisted",      # a new stream id chosen
+    "pair:state_tmp", "pair:state_renamed", "pair:persisted",         # a pairing taken (offer spent)
+    "reset:state_tmp", "reset:state_renamed", "reset:persisted",
+    "stream:state_tmp", "stream:state_renamed", "stream:persisted",   # a stream whose seqs ran out
 )
 
 

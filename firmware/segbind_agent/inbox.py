@@ -1,8 +1,10 @@
-"""The camera's local hand-over: pairing offers and reset requests that never touch the broker.
+"""The camera's local hand-over: pairing offers, reset requests and camera events that never
+touch the broker.
 
 On a real camera the pairing offer is a QR code on the owner's phone, read by the
-camera's lens, and a reset is its button. Here both arrive as files in a directory only
-the camera's own user can write (``segbind-agent pair OFFER``, ``segbind-agent reset``):
+camera's lens, a reset is its button, and an event comes from its motion detector or its
+doorbell. Here all arrive as files in a directory only the camera's own user can write
+(``segbind-agent pair OFFER``, ``segbind-agent reset``, ``segbind-agent event KIND``):
 each is written under a temporary name and renamed, so the agent never reads half a file;
 the agent takes them in arrival order and deletes each once acted on.
 """
@@ -10,10 +12,11 @@ the agent takes them in arrival order and deletes each once acted on.
 import os
 import time
 
-__all__ = ["Inbox", "PAIR", "RESET"]
+__all__ = ["EVENT", "Inbox", "PAIR", "RESET"]
 
 PAIR = "pair"
 RESET = "reset"
+EVENT = "event"
 MAX_OFFER_BYTES = 4096  # an offer is under 100 bytes: anything bigger is not one
 
 
@@ -41,7 +44,10 @@ class Inbox:
     def put_reset(self) -> str:
         return self._put(RESET, b"")
 
-    def take(self, kinds=(PAIR, RESET)):
+    def put_event(self, kind: str) -> str:
+        return self._put(EVENT, kind.encode("ascii"))
+
+    def take(self, kinds=(PAIR, RESET, EVENT)):
         """[(kind, bytes)] of the waiting requests of ``kinds``, oldest first; each file is deleted."""
         try:
             names = sorted(n for n in os.listdir(self.path) if not n.startswith("."))

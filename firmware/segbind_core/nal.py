@@ -25,6 +25,13 @@ except (ImportError, AttributeError, TypeError, ValueError):  # MicroPython: no 
     _start_code_positions = None
 
 
+_codes_and_escapes: Optional[Callable[[Buffer], Iterator[Any]]]
+try:
+    _codes_and_escapes = _re.compile(b"\x00\x00[\x01\x03]").finditer
+except (NameError, AttributeError, TypeError, ValueError):  # MicroPython: no finditer
+    _codes_and_escapes = None
+
+
 def _start_codes(buf: Union[bytes, bytearray], start: int, end: int) -> list[int]:
     """Offsets of every 00 00 01 in buf[start:end]."""
     if _start_code_positions is not None:
@@ -60,6 +67,43 @@ def annexb_units(buf: Union[bytes, bytearray], start: int = 0,
         if e > s:
             units.append((s, e))
     return units
+
+
+def _units_between(buf: Union[bytes, bytearray], codes: list[int], end: int) -> list[tuple[int, int]]:
+    """The units between start codes at ``codes`` (then ``end``), as ``annexb_units`` gives them."""
+    codes.append(end)
+    units = []
+    for i in range(len(codes) - 1):
+        s = codes[i] + 3
+        e = codes[i + 1]
+        while e > s and buf[e - 1] == 0:
+            e -= 1
+        if e > s:
+            units.append((s, e))
+    return units
+
+
+def annexb_units_and_escapes(buf: Union[bytes, bytearray]) -> "tuple[list[tuple[int, int]], list[int]]":
+    """(``annexb_units(buf)``, the offset of every 00 00 03 in ``buf``, ascending), read in one
+    pass where the regular expression engine can: occurrences of 00 00 01 and of 00 00 03 never
+    overlap one another, so one left-to-right search finds every one of each."""
+    if _codes_and_escapes is None:
+        escapes = []
+        find = buf.find
+        pos = find(b"\x00\x00\x03")
+        while pos >= 0:
+            escapes.append(pos)
+            pos = find(b"\x00\x00\x03", pos + 3)
+        return annexb_units(buf), escapes
+    codes = []
+    escapes = []
+    for match in _codes_and_escapes(buf):
+        at = match.start()
+        if buf[at + 2] == 1:
+            codes.append(at)
+        else:
+            escapes.append(at)
+    return _units_between(buf, codes, len(buf)), escapes
 
 
 def leading_garbage(buf: Union[bytes, bytearray]) -> bool:

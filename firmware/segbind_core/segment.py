@@ -137,14 +137,16 @@ class Segment:
     ``rap``          True when it begins at a random access point (IDR/IRAP or recovery point)
     ``tagged``       True when it already holds a segbind tag
     ``codec``        CODEC_H264 or CODEC_H265: what the tag must say
+    ``bounds``       (start, end) of each NAL unit in ``data`` (``nal.annexb_units``'s form), or
+                     None: the tagger need not look for them again
     """
 
     __slots__ = ("data", "units", "pictures", "fields", "duration_ms", "first_ms", "rap", "tagged",
-                 "codec")
+                 "codec", "bounds")
 
     def __init__(self, data: bytes, units: int, pictures: int, fields: int, duration_ms: int,
                  first_ms: Optional[int], rap: bool, tagged: bool = False,
-                 codec: int = CODEC_H264) -> None:
+                 codec: int = CODEC_H264, bounds: "Optional[list[tuple[int, int]]]" = None) -> None:
         self.data = data
         self.units = units
         self.pictures = pictures
@@ -154,6 +156,7 @@ class Segment:
         self.rap = rap
         self.tagged = tagged
         self.codec = codec
+        self.bounds = bounds
 
     def __repr__(self) -> str:
         return "Segment(%d bytes, %d pictures%s)" % (len(self.data), self.pictures,
@@ -214,6 +217,7 @@ class Segmenter:
         self._undecided: list[tuple[Buffer, Optional[int], int]] = []  # units held until the codec is known
         self._scanner = AnnexBScanner()
         self._seg = bytearray()  # the current segment, Annex-B
+        self._seg_bounds: list[tuple[int, int]] = []  # where each of its units is
         self._seg_units = 0
         self._seg_tagged = False
         self._seg_fields = 0  # pictures in the current segment, in fields (a frame is 2)
@@ -522,7 +526,9 @@ class Segmenter:
 
     def _append(self, nal: Buffer) -> None:
         self._seg += START_CODE
+        start = len(self._seg)
         self._seg += nal
+        self._seg_bounds.append((start, len(self._seg)))
         self._seg_units += 1
         first = nal[0]
         if (first == 0x06 or first == 0x4E) and tag_codec(nal):  # either codec's tag
@@ -532,12 +538,13 @@ class Segmenter:
         fields = self._seg_fields
         self._out.append(Segment(bytes(self._seg), self._seg_units, (fields + 1) // 2, fields,
                                  int(fields * 500.0 / self.fps + 0.5), self._seg_first_ms,
-                                 self._seg_rap, self._seg_tagged, self.codec or CODEC_H264))
+                                 self._seg_rap, self._seg_tagged, self.codec or CODEC_H264, self._seg_bounds))
         self.segments += 1
         self._reset_segment()
 
     def _reset_segment(self) -> None:
         self._seg = bytearray()
+        self._seg_bounds = []
         self._seg_units = 0
         self._seg_tagged = False
         self._seg_fields = 0

@@ -24,8 +24,10 @@ SEGBIND_UUID = bytes.fromhex("b531d1f007fb8425d19479ee862d845d")
 # (type 39, layer 0, temporal id plus 1 = 1).
 SEI_HEADERS = {CODEC_H264: b"\x06", CODEC_H265: b"\x4e\x01"}
 
-# The longest tag body: 3 + two 33-byte ids + the varints at their longest (5+10+10+10+5+5+5)
-# + flags, link, hint, slot count + 8 MACs. Anything longer is not a segbind tag.
+# The longest tag body of any version, so that an earlier version's tag is still found (and
+# refused as such): format 2's, 3 + two 33-byte ids + its varints at their longest
+# (5+10+10+10+5+5+5) + flags, link, hint, slot count + 8 MACs; format 3's is shorter (196
+# bytes: a 16-byte key id instead of the ids). Anything longer is not a segbind tag.
 MAX_BODY = 3 + 2 * (1 + MAX_ID_BYTES) + 50 + 1 + LINK_SIZE + DIGEST_HINT_SIZE + 1 + MAX_SLOTS * MAC_SIZE
 MAX_SEGBIND_PAYLOAD = 16 + MAX_BODY
 

@@ -1,4 +1,4 @@
-"""The segbind tag, format version 2: fields, byte layout, MACs.
+"""The segbind tag, format version 3: fields, byte layout, MACs.
 
 docs/FORMAT.md is the normative text; this module is its one implementation,
 shared by the camera's tagger and the viewers' verifier. The content digest
@@ -14,28 +14,36 @@ try:  # for annotations only: MicroPython has no typing module and never evaluat
 except ImportError:
     pass
 
-VERSION = 2
-ALG_HMAC_SHA256_128 = 1
+VERSION = 3
+ALG_HMAC_SHA256_128_AES128_CTR = 2  # MACs HMAC-SHA256/16, digest SHA-256, picture data AES-128-CTR
 CODEC_H264 = 1
 CODEC_H265 = 2
 CODECS = (CODEC_H264, CODEC_H265)
 CODEC_NAMES = {CODEC_H264: "H.264", CODEC_H265: "H.265"}
 FLAG_END_OF_STREAM = 1
+FLAG_STILL = 2  # a one-picture segment taken for an event (a thumbnail): FORMAT.md section 10
+KNOWN_FLAGS = FLAG_END_OF_STREAM | FLAG_STILL
 
 MAC_SIZE = 16
 LINK_SIZE = 8
 DIGEST_SIZE = 32
 DIGEST_HINT_SIZE = 4
+KEY_ID_SIZE = 16
 MAX_SLOTS = 8
 MAX_ID_BYTES = 32
-MAX_EPOCH = 0xFFFFFFFF
+MAX_EPOCH = 0x7FFFFFFF       # epochs count from 1 in each pairing, below 2^31
+MAX_STREAM_ID = (1 << 48) - 1
 MAX_U32 = 0xFFFFFFFF
+MAX_U53 = (1 << 53) - 1      # times and counters: exact as JavaScript numbers
 MAX_U64 = 0xFFFFFFFFFFFFFFFF
+MAX_PICTURES = 0xFFFF        # a segment spans seconds: 65535 pictures is 18 minutes at 60 per second
+MAX_CLEAR_LEAD = 4096
 
 # The link carried by the first segment (seq 0) of every stream.
 GENESIS_LINK = b"\xff" * LINK_SIZE
 
-_TAIL_LIMITS = (MAX_U64, MAX_U64, MAX_U32, MAX_U32, MAX_U32)
+# seq, capture time, duration, pictures, units, clear lead
+_TAIL_LIMITS = (MAX_U32, MAX_U53, MAX_U32, MAX_PICTURES, MAX_U32, MAX_CLEAR_LEAD)
 
 MALFORMED = "malformed_tag"
 UNKNOWN_VERSION = "unknown_version"
@@ -155,32 +163,32 @@ def _decode_id(buf: bytes, pos: int, what: str) -> tuple[str, int]:
 
 
 class Tag:
-    """One segment's tag: who it is bound to, where it sits, what it holds, its MACs.
+    """One segment's tag: the keys it is under (``key_id``), where it sits, what it holds,
+    its MACs.
 
     ``macs`` holds one MAC per slot (the owner first); ``slots`` is their number
     (set before the MACs are made: it is a signed field).
     """
 
     # A verifier makes one per segment: no instance dict (MicroPython ignores this).
-    __slots__ = ("version", "alg", "codec", "owner", "camera", "epoch", "stream_id", "seq", "capture_ms",
-                 "duration_ms", "pictures", "units", "flags", "link", "digest_hint", "slots", "macs")
+    __slots__ = ("version", "alg", "codec", "key_id", "stream_id", "seq", "capture_ms", "duration_ms",
+                 "pictures", "units", "clear_lead", "flags", "link", "digest_hint", "slots", "macs")
 
-    def __init__(self, codec: int, owner: str, camera: str, epoch: int, stream_id: int, seq: int,
-                 capture_ms: int, duration_ms: int, pictures: int, units: int, link: bytes,
-                 digest_hint: bytes = b"", slots: int = 1, macs: "Optional[List[bytes]]" = None,
-                 flags: int = 0, version: int = VERSION, alg: int = ALG_HMAC_SHA256_128) -> None:
+    def __init__(self, codec: int, key_id: bytes, stream_id: int, seq: int, capture_ms: int, duration_ms: int,
+                 pictures: int, units: int, clear_lead: int, link: bytes, digest_hint: bytes = b"",
+                 slots: int = 1, macs: "Optional[List[bytes]]" = None, flags: int = 0,
+                 version: int = VERSION, alg: int = ALG_HMAC_SHA256_128_AES128_CTR) -> None:
         self.version = version
         self.alg = alg
         self.codec = codec
-        self.owner = owner
-        self.camera = camera
-        self.epoch = epoch
+        self.key_id = key_id
         self.stream_id = stream_id
         self.seq = seq
         self.capture_ms = capture_ms
         self.duration_ms = duration_ms
         self.pictures = pictures
         self.units = units
+        self.clear_lead = clear_lead
         self.flags = flags
         self.link = link
         self.digest_hint = digest_hint
@@ -191,6 +199,10 @@ class Tag:
     def end_of_stream(self) -> bool:
         return bool(self.flags & FLAG_END_OF_STREAM)
 
+    @property
+    def still(self) -> bool:
+        return bool(self.flags & FLAG_STILL)
+
     def signed_fields(self) -> bytes:
         """Every carried byte before the MACs; each MAC covers these and the digest."""
         self.check()
@@ -200,41 +212,39 @@ class Tag:
         """ValueError when a field is out of the range the format allows."""
         if self.codec not in CODECS:
             raise ValueError("unknown codec")
-        if not 1 <= self.epoch <= MAX_EPOCH:
-            raise ValueError("epoch out of range")
-        if not 0 <= self.stream_id <= MAX_U64:
+        if len(self.key_id) != KEY_ID_SIZE:
+            raise ValueError("a key id is %d bytes" % KEY_ID_SIZE)
+        if not 0 <= self.stream_id <= MAX_STREAM_ID:
             raise ValueError("stream id out of range")
         self.check_segment()
 
     def check_segment(self) -> None:
-        """``check`` for the fields after the stream id (a tagger checks the others once)."""
-        if self.flags & ~FLAG_END_OF_STREAM:
+        """``check`` for the fields after the stream id (a tagger checks the others once per period)."""
+        if self.flags & ~KNOWN_FLAGS:
             raise ValueError("unknown flags")
-        if not 0 <= self.seq <= MAX_U64 or not 0 <= self.capture_ms <= MAX_U64:
+        if not 0 <= self.seq <= MAX_U32 or not 0 <= self.capture_ms <= MAX_U53:
             raise ValueError("sequence number or capture time out of range")
-        if not 0 <= self.duration_ms <= MAX_U32 or not 1 <= self.pictures <= MAX_U32 \
+        if not 0 <= self.duration_ms <= MAX_U32 or not 1 <= self.pictures <= MAX_PICTURES \
                 or not 1 <= self.units <= MAX_U32:
             raise ValueError("duration, pictures or units out of range")
+        if not 1 <= self.clear_lead <= MAX_CLEAR_LEAD:
+            raise ValueError("clear lead out of range")
+        if self.still and self.pictures != 1:
+            raise ValueError("a still is one picture")
         if len(self.link) != LINK_SIZE or len(self.digest_hint) != DIGEST_HINT_SIZE:
             raise ValueError("link or digest hint has the wrong size")
         if not 1 <= self.slots <= MAX_SLOTS:
             raise ValueError("1 to %d slots" % MAX_SLOTS)
 
     def stream_prefix(self) -> bytes:
-        """The signed fields up to the stream id: the same for every segment of a stream (a
-        tagger encodes them once)."""
-        return (
-            bytes((self.version, self.alg, self.codec))
-            + encode_id(self.owner, "owner")
-            + encode_id(self.camera, "camera")
-            + encode_uvarint(self.epoch)
-            + encode_uvarint(self.stream_id)
-        )
+        """The signed fields up to the stream id: the same for every segment of a stream in one
+        period (a tagger encodes them once per period)."""
+        return bytes((self.version, self.alg, self.codec)) + self.key_id + encode_uvarint(self.stream_id)
 
     def segment_fields(self) -> bytes:
         """The signed fields after the stream id (``check`` them first)."""
         out = bytearray()
-        for value in (self.seq, self.capture_ms, self.duration_ms, self.pictures, self.units):
+        for value in (self.seq, self.capture_ms, self.duration_ms, self.pictures, self.units, self.clear_lead):
             while value >= 0x80:  # encode_uvarint, inline: once per segment on the camera
                 out.append((value & 0x7F) | 0x80)
                 value >>= 7
@@ -252,10 +262,12 @@ class Tag:
         return self.signed_fields() + b"".join(self.macs)
 
     def __repr__(self) -> str:
-        return ("Tag(owner=%r, camera=%r, epoch=%d, stream_id=%d, seq=%d, capture_ms=%d, "
-                "%d pictures%s)" % (self.owner, self.camera, self.epoch, self.stream_id, self.seq,
-                                    self.capture_ms, self.pictures,
-                                    ", end of stream" if self.end_of_stream else ""))
+        return ("Tag(key id %s, stream_id=%d, seq=%d, capture_ms=%d, %d pictures%s%s)" % (
+            self.key_id.hex(), self.stream_id, self.seq, self.capture_ms, self.pictures,
+            ", end of stream" if self.end_of_stream else "", ", still" if self.still else ""))
+
+
+PREFIX_SIZE = 3 + KEY_ID_SIZE  # version, alg, codec, key id: then the stream id
 
 
 def decode_tag(body: Buffer) -> "tuple[Tag, bytes]":
@@ -264,55 +276,49 @@ def decode_tag(body: Buffer) -> "tuple[Tag, bytes]":
     if len(body) < 1:
         raise TagError(MALFORMED, "empty tag")
     if body[0] != VERSION:
+        if body[0] in (1, 2):
+            raise TagError(UNKNOWN_VERSION, "a format %d tag (unencrypted video, names in clear): this verifier "
+                           "reads format %d only; the camera needs its format %d agent"
+                           % (body[0], VERSION, VERSION))
         raise TagError(UNKNOWN_VERSION, "tag format version %d is not supported" % body[0])
     if len(body) < 3:
         raise TagError(MALFORMED, "tag truncated after the version")
-    if body[1] != ALG_HMAC_SHA256_128:
+    if body[1] != ALG_HMAC_SHA256_128_AES128_CTR:
         raise TagError(UNKNOWN_VERSION, "tag algorithm %d is not supported" % body[1])
     if body[2] not in CODECS:
         raise TagError(UNKNOWN_VERSION, "tag codec %d is not supported" % body[2])
-    owner, pos = _decode_id(body, 3, "owner")
-    camera, pos = _decode_id(body, pos, "camera")
-    return decode_rest(body, pos, body[2], owner, camera)
+    if len(body) < PREFIX_SIZE + 1:
+        raise TagError(MALFORMED, "tag truncated inside its key id")
+    key_id = body[3:PREFIX_SIZE]
+    stream_id, pos = decode_uvarint(body, PREFIX_SIZE, MAX_STREAM_ID)
+    return decode_tail(body, pos, body[2], key_id, stream_id)
 
 
-def decode_rest(body: bytes, pos: int, codec: int, owner: str,
-                camera: str) -> "tuple[Tag, bytes]":
-    """The fields after the camera id (``pos``): what changes from one segment to the next.
-
-    A verifier that already decoded a tag with the same bytes up to ``pos``
-    decodes only this part.
-    """
-    epoch, pos = decode_uvarint(body, pos, MAX_EPOCH)
-    if epoch == 0:
-        raise TagError(MALFORMED, "epoch 0 is not an epoch")
-    stream_id, pos = decode_uvarint(body, pos, MAX_U64)
-    return decode_tail(body, pos, codec, owner, camera, epoch, stream_id)
-
-
-def decode_tail(body: bytes, pos: int, codec: int, owner: str, camera: str, epoch: int,
-                stream_id: int) -> "tuple[Tag, bytes]":
+def decode_tail(body: bytes, pos: int, codec: int, key_id: bytes, stream_id: int) -> "tuple[Tag, bytes]":
     """The fields after the stream id (``pos``): what changes from one segment of a stream to
     the next. A verifier that decoded a tag with the same bytes up to ``pos`` decodes only these.
     """
-    seq, capture_ms, duration_ms, pictures, units, flags, link, hint, slots, end = decode_fields(body, pos)
+    seq, capture_ms, duration_ms, pictures, units, clear_lead, flags, link, hint, slots, end = \
+        decode_fields(body, pos)
     macs = [body[at:at + MAC_SIZE] for at in range(end, len(body), MAC_SIZE)]
-    tag = Tag(codec, owner, camera, epoch, stream_id, seq, capture_ms, duration_ms, pictures,
-              units, link, hint, slots, macs, flags)
+    tag = Tag(codec, key_id, stream_id, seq, capture_ms, duration_ms, pictures, units, clear_lead, link, hint,
+              slots, macs, flags)
     return tag, body[:end]
 
 
-def decode_fields(body: bytes, pos: int) -> "tuple[int, int, int, int, int, int, bytes, bytes, int, int]":
+def decode_fields(body: bytes, pos: int) -> "tuple[int, int, int, int, int, int, int, bytes, bytes, int, int]":
     """``decode_tail`` without making a Tag: (seq, capture_ms, duration_ms, pictures, units,
-    flags, link, digest_hint, slots, where the MACs begin), every field checked."""
+    clear_lead, flags, link, digest_hint, slots, where the MACs begin), every field checked."""
     n = len(body)
     values = []
-    for limit in _TAIL_LIMITS:  # seq, capture time, duration, pictures, units (decode_uvarint, inline)
+    for limit in _TAIL_LIMITS:  # decode_uvarint, inline
         if pos >= n:
             raise TagError(MALFORMED, "tag truncated inside an integer field")
         b = body[pos]
         pos += 1
-        if b < 0x80:  # one byte: in range of every limit
+        if b < 0x80:  # one byte
+            if b > limit:
+                raise TagError(MALFORMED, "integer field out of range")
             values.append(b)
             continue
         value = b & 0x7F
@@ -334,14 +340,16 @@ def decode_fields(body: bytes, pos: int) -> "tuple[int, int, int, int, int, int,
         if value > limit:
             raise TagError(MALFORMED, "integer field out of range")
         values.append(value)
-    seq, capture_ms, duration_ms, pictures, units = values
-    if not pictures or not units:
-        raise TagError(MALFORMED, "a segment has at least one picture and one NAL unit")
+    seq, capture_ms, duration_ms, pictures, units, clear_lead = values
+    if not pictures or not units or not clear_lead:
+        raise TagError(MALFORMED, "a segment has at least one picture and one NAL unit, and a clear lead")
     if n < pos + 1 + LINK_SIZE + DIGEST_HINT_SIZE + 1:
         raise TagError(MALFORMED, "tag truncated before its MACs")
     flags = body[pos]
-    if flags & ~FLAG_END_OF_STREAM:
+    if flags & ~KNOWN_FLAGS:
         raise TagError(MALFORMED, "unknown flags %02x" % flags)
+    if flags & FLAG_STILL and pictures != 1:
+        raise TagError(MALFORMED, "a still of %d pictures" % pictures)
     link = body[pos + 1:pos + 1 + LINK_SIZE]
     pos += 1 + LINK_SIZE
     hint = body[pos:pos + DIGEST_HINT_SIZE]
@@ -351,7 +359,7 @@ def decode_fields(body: bytes, pos: int) -> "tuple[int, int, int, int, int, int,
         raise TagError(MALFORMED, "tag has %d slots" % slots)
     if n - pos != slots * MAC_SIZE:
         raise TagError(MALFORMED, "tag has %d bytes of MACs for %d slots" % (n - pos, slots))
-    return seq, capture_ms, duration_ms, pictures, units, flags, link, hint, slots, pos
+    return seq, capture_ms, duration_ms, pictures, units, clear_lead, flags, link, hint, slots, pos
 
 
 def compute_mac(key: "MacKey", signed_fields: bytes, digest: bytes) -> bytes:

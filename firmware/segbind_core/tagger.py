@@ -1,25 +1,36 @@
-"""The camera's tagger: a segment in, the tagged segment out.
+"""The camera's tagger: a segment in, the encrypted, tagged segment out.
 
-Holds one stream's state (the epoch's slot keys, the next sequence number, the
-chain link, the signed fields every segment of the stream shares), so one
-Tagger tags one stream. Pure code: the agent's core feeds it the segments its
-segmenter cut. Nothing is copied to tag a segment: it is hashed where it lies,
-in one call when it is in canonical form (``tag_parts``) or unit by unit
-(``tag_units``), and the tagged segment comes out as parts to write one after
-the other; ``tag`` joins them for callers that want one bytes object.
+Holds one stream's state (the epoch and its period keys, the next sequence number, the
+chain link), so one Tagger tags one stream. Pure code: the agent's core feeds it the
+segments its segmenter cut. For each segment (docs/FORMAT.md sections 4 to 6): the clear
+lead from its slice headers, its picture data encrypted under the content key of the
+period of its capture time (``protect``), the content digest of that protected form, and
+one MAC per slot under the period's slot keys. Nothing but the ciphertext is copied: the
+tagged segment comes out as parts to write one after the other; ``tag`` joins them.
 """
 
 import hashlib
 
+from .aes import CtrKey
 from .crypto import MacKey
 from .nal import START_CODE, annexb_units
+from .protect import DOMAIN_SEGMENT, DOMAIN_STILL, clear_lead, protect
 from .sei import build_sei_nal
-from .tag import CODEC_H264, DIGEST_HINT_SIZE, FLAG_END_OF_STREAM, GENESIS_LINK, LINK_SIZE, MAC_SIZE, Tag
+from .tag import (
+    CODEC_H264,
+    DIGEST_HINT_SIZE,
+    FLAG_END_OF_STREAM,
+    FLAG_STILL,
+    GENESIS_LINK,
+    LINK_SIZE,
+    MAC_SIZE,
+    Tag,
+)
 
 try:  # for annotations only: MicroPython has no typing module and never evaluates annotations
-    from typing import Sequence
+    from typing import List, Optional, Sequence, Tuple
 
-    from .keys import Epoch
+    from .keys import Epoch, PeriodKeys
     from .nal import Buffer
 except ImportError:
     pass
@@ -35,6 +46,8 @@ class Tagger:
         self.stream_id = stream_id
         self.seq = seq
         self.link = link
+        self._last_digest = b""
+        self._scratch = bytearray()  # tag()'s ciphertext, reused from segment to segment
         self.rebind(epoch)
 
     def rebind(self, epoch: "Epoch") -> None:
@@ -43,54 +56,84 @@ class Tagger:
             raise ValueError("an epoch of another camera")
         self.owner = epoch.owner
         self.epoch = epoch.epoch
-        self._keys = [MacKey(key) for _holder, key in epoch.slot_keys()]
-        self._prefix = b""  # the signed fields up to the stream id, encoded at the next segment
-        self._prefix_of = (0, 0)  # the (stream id, codec) they were encoded for
+        self._epoch = epoch
+        self._period: "Optional[PeriodKeys]" = None
+        self._macs: "List[MacKey]" = []
+        self._ctr: "Optional[CtrKey]" = None  # the period's content key, its AES key schedule done
+        self._prefix = b""  # the signed fields up to the stream id, for (period, stream id, codec)
+        self._prefix_of: "Tuple[int, int, int]" = (-1, 0, 0)
+
+    def _keys(self, capture_ms: int) -> "PeriodKeys":
+        period = self._epoch.period_of(capture_ms)
+        keys = self._period
+        if keys is None or keys.period != period:
+            keys = self._period = self._epoch.period_keys(period)
+            self._macs = [MacKey(key) for _holder, key in keys.slot_keys]
+            self._ctr = CtrKey(keys.content_key)
+        return keys
 
     def tag(self, data: bytes, units: int, capture_ms: int, duration_ms: int, pictures: int,
-            end_of_stream: bool = False) -> "tuple[bytes, Tag]":
+            end_of_stream: bool = False, bounds: "Optional[Sequence[Tuple[int, int]]]" = None) -> "Tuple[bytes, Tag]":
         """(tagged segment, Tag) for one segment as the segmenter cut it.
 
-        ``data`` is Annex-B with 4-byte start codes and no trailing zeros (the
-        canonical form, FORMAT.md section 4) holding ``units`` NAL units; the
-        tag goes right after its first unit when that is an access unit
-        delimiter, else first. Advances the sequence number and the chain.
+        ``data`` is Annex-B with 4-byte start codes and no trailing zeros (the canonical
+        form, FORMAT.md section 4.5) holding ``units`` NAL units in clear, each access unit
+        beginning with its delimiter; the tag goes right after its first unit when that is a
+        delimiter, else first. ``bounds``: where those units are (``Segment.bounds``: the
+        segmenter found them; else they are looked for). Advances the sequence number and the
+        chain.
         """
-        at, sei, tag = self._tag_canonical(data, units, capture_ms, duration_ms, pictures, end_of_stream)
-        return data[:at] + sei + data[at:], tag
+        if len(self._scratch) < len(data) + 4 * units:
+            self._scratch = bytearray(len(data) + 4 * units)
+        parts, tag = self._tag(data, units, capture_ms, duration_ms, pictures, end_of_stream, bounds, self._scratch)
+        return _join(parts), tag
 
     def tag_parts(self, data: bytes, units: int, capture_ms: int, duration_ms: int, pictures: int,
-                  end_of_stream: bool = False) -> "tuple[list[Buffer], Tag]":
-        """``tag``, with the tagged segment as parts (views of ``data`` and the tag): nothing copied."""
-        at, sei, tag = self._tag_canonical(data, units, capture_ms, duration_ms, pictures, end_of_stream)
-        view = memoryview(data)
-        return [view[:at], sei, view[at:]], tag
+                  end_of_stream: bool = False,
+                  bounds: "Optional[Sequence[Tuple[int, int]]]" = None) -> "Tuple[List[Buffer], Tag]":
+        """``tag``, with the tagged segment as parts (views of ``data``, the ciphertext and the
+        tag), to write one after the other."""
+        return self._tag(data, units, capture_ms, duration_ms, pictures, end_of_stream, bounds, None)
 
-    def tag_units(self, units: "Sequence[Buffer]", capture_ms: int, duration_ms: int, pictures: int,
-                  end_of_stream: bool = False) -> "tuple[list[Buffer], Tag]":
-        """(parts, Tag) for a segment given as its NAL units (escaped, without start codes, in
-        order: what an encoder SDK hands over), hashed where they lie."""
-        if not units:
-            raise ValueError("a segment holds at least one NAL unit")
-        h = hashlib.sha256()
-        for unit in units:
-            h.update(START_CODE)
-            h.update(unit)
-        sei, tag = self._seal(h.digest(), len(units), capture_ms, duration_ms, pictures, end_of_stream)
-        parts: "list[Buffer]" = []
-        for k, unit in enumerate(units):
-            if k == 0 and not _is_delimiter(unit, self.codec):
-                parts.append(sei)
-            parts.append(START_CODE)
-            parts.append(unit)
-            if k == 0 and _is_delimiter(unit, self.codec):
-                parts.append(sei)
+    def _tag(self, data: bytes, units: int, capture_ms: int, duration_ms: int, pictures: int, end_of_stream: bool,
+             bounds: "Optional[Sequence[Tuple[int, int]]]",
+             scratch: "Optional[bytearray]") -> "Tuple[List[Buffer], Tag]":
+        flags = FLAG_END_OF_STREAM if end_of_stream else 0
+        parts, tag = self._seal(data, units, capture_ms, duration_ms, pictures, flags, self.seq, self.link,
+                                DOMAIN_SEGMENT, bounds, scratch)
+        self.seq += 1
+        self.link = self._last_digest[:LINK_SIZE]
         return parts, tag
 
+    def tag_still(self, data: bytes, units: int, capture_ms: int, seq: int) -> "Tuple[bytes, Tag]":
+        """An event's thumbnail: one access unit that begins a segment (a random access point
+        with its parameter sets), tagged as a still (FORMAT.md 10) with the seq of the segment
+        it was taken from. It joins no chain: the stream's seq and link do not move."""
+        parts, tag = self._seal(data, units, capture_ms, 0, 1, FLAG_STILL, seq, GENESIS_LINK, DOMAIN_STILL)
+        return _join(parts), tag
+
+    def tag_units(self, units: "Sequence[Buffer]", capture_ms: int, duration_ms: int, pictures: int,
+                  end_of_stream: bool = False) -> "Tuple[List[Buffer], Tag]":
+        """(parts, Tag) for a segment given as its NAL units (escaped, without start codes, in
+        order: what an encoder SDK hands over)."""
+        if not units:
+            raise ValueError("a segment holds at least one NAL unit")
+        joined = bytearray()
+        bounds = []
+        for unit in units:
+            if not len(unit):
+                raise ValueError("an empty NAL unit")
+            joined += START_CODE
+            start = len(joined)
+            joined += unit
+            bounds.append((start, len(joined)))
+        return self.tag_parts(joined, len(units), capture_ms, duration_ms, pictures,  # type: ignore[arg-type]
+                              end_of_stream, bounds)
+
     def tag_annexb(self, data: bytes, capture_ms: int, duration_ms: int, pictures: int,
-                   end_of_stream: bool = False) -> "tuple[list[Buffer], Tag]":
-        """(parts, Tag) for a segment given as Annex-B bytes in any framing: its start codes
-        scanned, hashed in one call when its framing is canonical, else unit by unit."""
+                   end_of_stream: bool = False) -> "Tuple[List[Buffer], Tag]":
+        """(parts, Tag) for a segment given as Annex-B bytes in any framing (3-byte start codes,
+        zero bytes between units): put into canonical form first when it is not."""
         found = annexb_units(data)
         if not found:
             raise ValueError("a segment holds at least one NAL unit")
@@ -106,36 +149,67 @@ class Tagger:
         view = memoryview(data)
         return self.tag_units([view[s:e] for s, e in found], capture_ms, duration_ms, pictures, end_of_stream)
 
-    def _tag_canonical(self, data: bytes, units: int, capture_ms: int, duration_ms: int, pictures: int,
-                       end_of_stream: bool) -> "tuple[int, bytes, Tag]":
+    def _seal(self, data: bytes, units: int, capture_ms: int, duration_ms: int, pictures: int, flags: int,
+              seq: int, link: bytes, domain: int, bounds: "Optional[Sequence[Tuple[int, int]]]" = None,
+              scratch: "Optional[bytearray]" = None) -> "Tuple[List[Buffer], Tag]":
         if not data.startswith(START_CODE) or units < 1:
             raise ValueError("a segment is Annex-B NAL units with 4-byte start codes")
-        sei, tag = self._seal(hashlib.sha256(data).digest(), units, capture_ms, duration_ms, pictures,
-                              end_of_stream)
-        at = data.find(START_CODE, 4) if _is_delimiter(data[4:5], self.codec) else 0
-        return at if at >= 0 else len(data), sei, tag
-
-    def _seal(self, digest: bytes, units: int, capture_ms: int, duration_ms: int, pictures: int,
-              end_of_stream: bool) -> "tuple[bytes, Tag]":
-        """The tag SEI (start code included) for a segment of that digest; advances the chain."""
-        tag = Tag(self.codec, self.owner, self.camera, self.epoch, self.stream_id, self.seq,
-                  capture_ms, duration_ms, pictures, units, self.link, digest[:DIGEST_HINT_SIZE],
-                  len(self._keys), flags=FLAG_END_OF_STREAM if end_of_stream else 0)
-        if not self._prefix or self._prefix_of != (self.stream_id, self.codec):
+        if bounds is None:
+            bounds = annexb_units(data)
+        elif len(bounds) != units:
+            raise ValueError("%d unit bounds for %d units" % (len(bounds), units))
+        keys = self._keys(capture_ms)
+        lead = clear_lead(data, self.codec, bounds)
+        protected = protect(data, self.codec, lead, self._ctr or keys.content_key, self.stream_id, seq, domain,
+                            bounds, scratch)
+        h = hashlib.sha256()
+        for part in protected:
+            h.update(part)
+        digest = h.digest()
+        self._last_digest = digest
+        tag = Tag(self.codec, keys.key_id, self.stream_id, seq, capture_ms, duration_ms, pictures, units, lead,
+                  link, digest[:DIGEST_HINT_SIZE], len(self._macs), flags=flags)
+        prefix_of = (keys.period, self.stream_id, self.codec)
+        if not self._prefix or self._prefix_of != prefix_of:
             tag.check()
             self._prefix = tag.stream_prefix()
-            self._prefix_of = (self.stream_id, self.codec)
+            self._prefix_of = prefix_of
         else:
             tag.check_segment()
         signed = self._prefix + tag.segment_fields()
         message = signed + digest
-        tag.macs = [key.mac(message)[:MAC_SIZE] for key in self._keys]
+        tag.macs = [key.mac(message)[:MAC_SIZE] for key in self._macs]
         body = signed
         for mac in tag.macs:
             body += mac
-        self.seq += 1
-        self.link = digest[:LINK_SIZE]
-        return START_CODE + build_sei_nal(body, self.codec), tag
+        sei = START_CODE + build_sei_nal(body, self.codec)
+        return _with_tag(protected, sei, self.codec), tag
+
+
+def _join(parts: "List[Buffer]") -> bytes:
+    """The parts as one bytes object (CPython joins views at once; MicroPython's join takes
+    bytes only)."""
+    try:
+        return b"".join(parts)
+    except TypeError:
+        return b"".join(bytes(p) for p in parts)
+
+
+def _with_tag(parts: "List[Buffer]", sei: bytes, codec: int) -> "List[Buffer]":
+    """The parts with the tag's unit right after the first unit when that is a delimiter, else
+    first (the parts begin with the segment's first unit, in clear: never a picture's bytes)."""
+    first = bytes(parts[0][4:5]) if parts and len(parts[0]) > 4 else b""
+    if not _is_delimiter(first, codec):
+        return [sei] + parts
+    head = parts[0]
+    at = bytes(head[:64]).find(START_CODE, 4)  # a delimiter is 2 or 3 bytes: no need to copy the head
+    if at < 0 and len(head) > 64:
+        at = bytes(head).find(START_CODE, 4)
+    if at < 0:  # the delimiter fills the first part: the tag goes before the second
+        return [head, sei] + parts[1:]
+    view = memoryview(head)
+    out: "List[Buffer]" = [view[:at], sei, view[at:]]
+    return out + parts[1:]
 
 
 def _is_delimiter(unit: "Buffer", codec: int) -> bool:
@@ -145,4 +219,3 @@ def _is_delimiter(unit: "Buffer", codec: int) -> bool:
     if codec == CODEC_H264:
         return unit[0] & 0x1F == 9
     return (unit[0] >> 1) & 0x3F == 35
-

@@ -17,7 +17,8 @@ STATUS = "status"          # camera -> all: retained JSON status and health (and
 EVENT = "event"            # camera -> cloud: JSON events (gaps, refused commands), QoS 1
 CTL = "ctl"                # cloud -> camera: commands, QoS 1, never retained
 CTL_RESULT = "ctl/result"  # camera -> cloud: results, QoS 1
-CAMERA_LEAVES = (SEG, STATUS, EVENT, CTL, CTL_RESULT)
+STILL = "still"            # camera -> cloud: an event's thumbnail, a tagged still (FORMAT.md 10), QoS 1
+CAMERA_LEAVES = (SEG, STATUS, EVENT, CTL, CTL_RESULT, STILL)
 
 # Leaves under <prefix>/acct/<account>/
 REQUESTS = "req"           # owner's app -> cloud: JSON requests (routing, commands to forward, grants)

@@ -88,7 +88,7 @@ def cmd_keys_pair(args: argparse.Namespace) -> int:
         Epoch.of_pairing(bytes(KEY_SIZE), args.owner, args.camera, 1, [])  # validates the ids
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    data: Dict[str, Any] = {"segbind": "pairing", "version": 2, "owner": args.owner,
+    data: Dict[str, Any] = {"segbind": "pairing", "version": 3, "owner": args.owner,
                             "camera": args.camera, "secret": os.urandom(KEY_SIZE).hex()}
     if args.test_only:
         data["test_only"] = True
@@ -123,26 +123,34 @@ def cmd_keys_epoch(args: argparse.Namespace) -> int:
 
     owner, camera, secret = _load_pairing(args.pairing)
     try:
-        epoch = Epoch.of_pairing(secret, owner, camera, args.epoch, args.share or [])
+        epoch = Epoch.of_pairing(secret, owner, camera, args.epoch, args.share or [], args.period)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     EpochFile.save(epoch, args.out)
-    print("wrote epoch %d of %s/%s (%d slot(s)) to %s" % (args.epoch, owner, camera,
-                                                          len(epoch.holders()), args.out), file=sys.stderr)
+    print("wrote epoch %d of %s/%s (%d slot(s), %d s periods) to %s" % (
+        args.epoch, owner, camera, len(epoch.holders()), epoch.period_s, args.out), file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_keys_grant(args: argparse.Namespace) -> int:
+    import time
+
+    from segbind_core.tag import MAX_U53
+
     from .keyring import Binding, EpochFile, Keyring
 
     epoch = EpochFile.load(args.epoch)
-    binding = Binding.of_epoch(epoch, args.holder)
+    start_ms = int((time.time() - 86400) * 1000) if args.start is None else args.start
+    if not 0 <= start_ms <= MAX_U53 or not 0 < args.hours <= 24 * 366:
+        raise CliError("--from must be a time in ms since 1970 and --hours from 1 to %d" % (24 * 366))
+    bindings = Binding.periods_of_epoch(epoch, start_ms, start_ms + int(args.hours * 3600 * 1000), args.holder)
     ring = Keyring.load(args.keyring) if os.path.exists(args.keyring) else Keyring()
-    ring.grant(binding)
+    ring.grant_all(bindings)
     ring.save(args.keyring)
-    print("granted %s slot %d of %s/%s epoch %d in %s (%d grants)"
-          % (epoch.holders()[binding.slot], binding.slot, epoch.owner, epoch.camera, epoch.epoch,
-             args.keyring, len(ring)),
+    first = bindings[0]
+    print("granted %s slot %d of %s/%s epoch %d, %d periods of %d s from %d ms, in %s (%d grants)"
+          % (epoch.holders()[first.slot], first.slot, epoch.owner, epoch.camera, epoch.epoch, len(bindings),
+             epoch.period_s, first.start_ms, args.keyring, len(ring)),
           file=sys.stderr)
     return EXIT_OK
 
@@ -492,6 +500,15 @@ def _describe(index: int, verdict: "Verdict") -> str:
     return text + (" - " + verdict.detail if verdict.detail else "")
 
 
+def _say_verdict(args: argparse.Namespace, index: int, verdict: "Verdict") -> None:
+    import json
+
+    if args.json:
+        print(json.dumps(dict(verdict.as_dict(), segment=index), sort_keys=True), flush=True)
+    else:
+        print(_describe(index, verdict), flush=True)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     import json
 
@@ -500,16 +517,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
     keyring = Keyring.load(args.keyring)
     counts: Dict[str, int] = {}
     worst = EXIT_OK
-    with _open_input(args, keyring) as source:
-        for result in source:
-            verdict = result.verdict
-            counts[verdict.reason.value] = counts.get(verdict.reason.value, 0) + 1
-            if not verdict.accepted:
-                worst = EXIT_REFUSED
-            if args.json:
-                print(json.dumps(dict(verdict.as_dict(), segment=result.index), sort_keys=True), flush=True)
-            else:
-                print(_describe(result.index, verdict), flush=True)
+    out = None
+    if args.out is not None:
+        try:
+            out = open(args.out, "wb")
+        except OSError as exc:
+            raise CliError("%s: cannot write (%s)" % (args.out, exc.strerror or exc)) from None
+    try:
+        with _open_input(args, keyring) as source:
+            for result in source:
+                verdict = result.verdict
+                counts[verdict.reason.value] = counts.get(verdict.reason.value, 0) + 1
+                if not verdict.accepted:
+                    worst = EXIT_REFUSED
+                elif out is not None and result.data is not None:
+                    out.write(result.data)  # decrypted only once accepted; a refused segment never
+                    out.flush()
+                _say_verdict(args, result.index, verdict)
+    finally:
+        if out is not None:
+            out.close()
     summary = ", ".join("%d %s" % (n, r) for r, n in sorted(counts.items()))
     if args.json:
         print(json.dumps({"summary": counts, "ok": worst == EXIT_OK}, sort_keys=True))
@@ -533,10 +560,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             try:
                 tag, _signed = reader.tag_of(segment)
                 entry: Dict[str, Any] = {"segment": index, "tag": {
-                    "version": tag.version, "alg": tag.alg, "codec": tag.codec, "owner": tag.owner,
-                    "camera": tag.camera, "epoch": tag.epoch, "stream_id": tag.stream_id, "seq": tag.seq,
-                    "capture_ms": tag.capture_ms, "duration_ms": tag.duration_ms,
-                    "pictures": tag.pictures, "units": tag.units, "end_of_stream": tag.end_of_stream,
+                    "version": tag.version, "alg": tag.alg, "codec": tag.codec, "key_id": tag.key_id.hex(),
+                    "stream_id": tag.stream_id, "seq": tag.seq, "capture_ms": tag.capture_ms,
+                    "duration_ms": tag.duration_ms, "pictures": tag.pictures, "units": tag.units,
+                    "clear_lead": tag.clear_lead, "end_of_stream": tag.end_of_stream, "still": tag.still,
                     "link": tag.link.hex(), "slots": tag.slots, "macs": [m.hex() for m in tag.macs]},
                     "nal_units": units}
             except InvalidSegment as exc:
@@ -548,11 +575,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 print("segment %d: %s (%s)" % (index, entry["problem"], entry["detail"]), flush=True)
             else:
                 t = entry["tag"]
-                print("segment %d: v%d camera %s owner %s epoch %d stream %d seq %d capture_ms %d "
-                      "%d pictures %d ms%s, %d slot(s)" % (
-                          index, t["version"], t["camera"], t["owner"], t["epoch"], t["stream_id"], t["seq"],
-                          t["capture_ms"], t["pictures"], t["duration_ms"],
-                          ", end of stream" if t["end_of_stream"] else "", t["slots"]), flush=True)
+                print("segment %d: v%d key id %s stream %d seq %d capture_ms %d %d pictures %d ms%s%s, "
+                      "%d slot(s)" % (
+                          index, t["version"], t["key_id"], t["stream_id"], t["seq"], t["capture_ms"],
+                          t["pictures"], t["duration_ms"], ", end of stream" if t["end_of_stream"] else "",
+                          ", still" if t["still"] else "", t["slots"]), flush=True)
     return EXIT_OK
 
 
@@ -587,9 +614,14 @@ def cmd_hls(args: argparse.Namespace) -> int:
     if not os.path.isdir(out_dir):
         raise CliError("%s: no such directory" % out_dir)
     counts = write_hls(source, args.playlist, args.type, args.segment_duration, args.fps)
-    print("wrote %s: %d tagged segments, %d pictures, %s segments"
+    left_out = ""
+    if counts.get("left_out_units"):
+        left_out = "; left out, as no tag says how to package them: %d NAL units%s" % (
+            counts["left_out_units"], " (%d segments whose tag cannot be read)" % counts["left_out_segments"]
+            if counts.get("left_out_segments") else "")
+    print("wrote %s: %d tagged segments, %d pictures, %s segments%s"
           % (args.playlist, counts["tagged_segments"], counts["packets"],
-             "fMP4" if args.type == "fmp4" else "MPEG-TS"), file=sys.stderr)
+             "Common Encryption ('cenc') fMP4" if args.type == "fmp4" else "MPEG-TS", left_out), file=sys.stderr)
     return EXIT_OK
 
 
@@ -625,7 +657,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
         description="Bind camera video to its owner: tag H.264 or H.265 segments on the camera, "
                     "refuse every segment not bound to the viewer.")
     parser.add_argument("--version", action="version",
-                        version="segbind %s (format version 2)" % __version__)
+                        version="segbind %s (format version 3)" % __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -647,13 +679,21 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
         p = ksub.add_parser("epoch", help="the owner: one epoch's keys, for segbind tag (a camera stand-in)")
         p.add_argument("--pairing", required=True, metavar="PAIRING.json")
         p.add_argument("--epoch", type=int, default=1, help="the epoch (default 1)")
+        p.add_argument("--period", type=int, default=1800, metavar="S",
+                       help="the epoch's key period in seconds, 60 to 86400 (default 1800): a holder not "
+                            "renewed loses access when its last period ends")
         p.add_argument("--share", action="append", metavar="ACCOUNT",
                        help="an account this epoch is shared with (repeat, in slot order)")
         p.add_argument("--out", required=True, metavar="EPOCH.json")
         p.set_defaults(func=cmd_keys_epoch)
-        p = ksub.add_parser("grant", help="add one slot's key to a viewer's keyring (created if missing)")
+        p = ksub.add_parser("grant", help="add one slot's keys, period by period, to a holder's keyring "
+                            "(created if missing)")
         p.add_argument("--epoch", required=True, metavar="EPOCH.json")
         p.add_argument("--holder", metavar="ACCOUNT", help="whose slot (default: the owner's)")
+        p.add_argument("--from", dest="start", type=int, metavar="MS",
+                       help="the first capture time to grant, ms since 1970 (default: a day ago)")
+        p.add_argument("--hours", type=float, default=48.0,
+                       help="how long from then, in hours (default 48: the periods that cover it)")
         p.add_argument("--keyring", required=True, metavar="KEYRING.json")
         p.set_defaults(func=cmd_keys_grant)
 
@@ -697,6 +737,9 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
         p.add_argument("--idle", type=float, metavar="S",
                        help="a live playlist that lists nothing new for S seconds has ended "
                             "(default: three target durations, at least 10 s)")
+        p.add_argument("--out", metavar="OUT.h264",
+                       help="write the accepted segments there, decrypted, as Annex-B (H.264 or H.265) "
+                            "for a decoder; a refused segment is never decrypted or written")
         p.add_argument("files", nargs="+", metavar="FILE",
                        help="tagged stream: Annex-B, MPEG-TS, MP4, fragmented MP4 (init segment first, "
                             "then media segments), Matroska, FLV, or an HLS playlist (a file or an "
@@ -711,18 +754,26 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_inspect)
 
     if only in (None, 'hls'):
-        p = sub.add_parser("hls", help="write a tagged Annex-B stream as an HLS playlist (fMP4 or TS segments)")
-        p.add_argument("--type", choices=("fmp4", "ts"), default="fmp4", help="segment format (default fmp4)")
+        p = sub.add_parser("hls", help="write a tagged Annex-B stream as an HLS playlist (fMP4 or TS segments), "
+                                       "without keys")
+        p.add_argument("--type", choices=("fmp4", "ts"), default="fmp4",
+                       help="segment format (default fmp4: Common Encryption 'cenc', which a ClearKey player plays "
+                            "given the content key; ts: the camera's protected form as it is)")
         p.add_argument("--segment-duration", type=float, default=4.0, metavar="S",
                        help="target media segment duration; segments hold whole tagged segments (default 4)")
         p.add_argument("--fps", type=float, help="frame rate (default: from the SPS, else 25)")
         p.add_argument("input", metavar="IN", help="tagged Annex-B stream, - for stdin")
         p.add_argument("playlist", metavar="OUT.m3u8", help="playlist to write; segments go next to it")
         p.set_defaults(func=cmd_hls)
+
+    if only in (None, 'serve'):
+        from .service.commands import add_parser
+
+        add_parser(sub)  # the verifying service on NATS JetStream (docs/SERVICE.md)
     return parser
 
 
-COMMANDS = ("keys", "tag", "verify", "inspect", "hls")
+COMMANDS = ("keys", "tag", "verify", "inspect", "hls", "serve")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,14 +1,19 @@
-"""Owner-held keys: accounts, displays, grants and share offers (docs/GRANTS.md, normative).
+"""Owner-held keys: accounts, displays, services, grants and share offers (docs/GRANTS.md,
+normative, format 3).
 
-A display shows only what its owner granted it. The owner's app signs the display's
-whole keyring and seals it to that display, so the cloud that stores and carries it
-can neither read it nor change it, and a grant the cloud delivers to the wrong
-display, or one made by anyone but the pinned owner, is refused and changes nothing.
+A display or a service verifies only what its owner granted it, period by period. The
+owner's app signs each grant set and seals it to its recipient, so the cloud that stores
+and carries it can neither read it nor change it; a grant the cloud delivers to the wrong
+recipient, or one made by anyone but the pinned owner, is refused and changes nothing.
 
     owner = Account.new("alice");  screen = Display.new("tv-1")
     code = OutOfBand.enroll(owner, screen)            # both sides show it; the owner compares
-    sealed = owner.grants_for(screen.card(), 1, [binding])      # carried by the cloud
+    sealed = owner.grants_for(screen.card(), 1, bindings, cameras=[...])   # carried by the cloud
     keyring = DisplayGrants(screen).accept(sealed)    # or GrantError(reason)
+
+A grant carries, for each period, the key id, the holder's slot key and the content key
+(``segbind.keyring.Binding``), and nothing that derives another period's keys: a holder
+the owner stops renewing verifies nothing captured after its last period ends.
 
 Every primitive is the ``cryptography`` package's (Ed25519, X25519, HKDF-SHA256,
 AES-256-GCM). Secret keys never appear in ``repr``, in logs or in error messages.
@@ -24,7 +29,7 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -34,31 +39,44 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from segbind_core.keys import KEY_SIZE
-from segbind_core.tag import MAX_EPOCH, MAX_SLOTS, encode_id
+from segbind_core.keys import CONTENT_KEY_SIZE, KEY_SIZE, MAX_PERIOD_S, MIN_PERIOD_S
+from segbind_core.tag import KEY_ID_SIZE, MAX_EPOCH, MAX_SLOTS, encode_id
 
 from .errors import KeyringError, SegbindError
-from .keyring import FILE_VERSION, Binding, GrantId, Keyring, read_json, write_json
+from .keyring import EPOCH_ID_SIZE, FILE_VERSION, Binding, EpochName, Keyring, read_json, write_json
 
-VERSION = 2
+if TYPE_CHECKING:
+    from .verifier import StreamVerifier
+
+VERSION = 3
 GRANTS = "grants"
 SHARE_OFFER = "share-offer"
-KINDS = (GRANTS, SHARE_OFFER)
+SERVICE_GRANTS = "service-grants"
+KINDS = (GRANTS, SHARE_OFFER, SERVICE_GRANTS)
 
-SIGN_LABEL = b"segbind/v2 "
-SEAL_LABEL = b"segbind/v2 seal\x00"
-AAD_LABEL = b"segbind/v2 sealed\x00"
-ENROLL_LABEL = b"segbind/v2 enroll\x00"
+SIGN_LABEL = b"segbind/v3 "
+SEAL_LABEL = b"segbind/v3 seal\x00"
+AAD_LABEL = b"segbind/v3 sealed\x00"
+ENROLL_LABEL = b"segbind/v3 enroll\x00"
+CARD_LABEL = b"segbind/v3 account-card\x00"
 NONCE = bytes(12)  # safe: every message has a fresh ephemeral key, so each AES key is used once
 SIGNATURE_SIZE = 64
 MAX_U64 = (1 << 64) - 1
+MAX_MS = (1 << 53) - 1
+MAX_KEYS = 4096         # period grants in one message (GRANTS.md section 5)
+MAX_ENTRIES = 1024      # camera and revoked entries in one message
+DEFAULT_KEEP_MS = 24 * 3600 * 1000   # a holder keeps period keys a day after their period ended
+DEFAULT_ALARM_AFTER_MS = 60_000      # a rotation unconfirmed this long raises an alarm
 
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
 _SEALED_FIELDS = ("segbind", "version", "kind", "to", "to_pub", "from", "eph", "ciphertext")
+_KEY_FIELDS = ("key_id", "owner", "camera", "epoch", "epoch_id", "period", "period_s", "slot", "key", "content_key")
+_REVOKED_FIELDS = ("owner", "epoch_id")
+_CAMERA_FIELDS = ("owner", "camera", "epoch", "since_ms", "pending")
 
 
 class GrantRefusal(str, Enum):
-    """Why a sealed message was refused: GRANTS.md section 6 (displays) and 7 (accounts)."""
+    """Why a sealed message was refused: GRANTS.md section 7 (displays, services) and 9 (accounts)."""
 
     MALFORMED = "malformed"
     NOT_ENROLLED = "not_enrolled"
@@ -66,7 +84,9 @@ class GrantRefusal(str, Enum):
     CANNOT_OPEN = "cannot_open"
     NOT_FROM_OWNER = "not_from_owner"
     STALE = "stale"
-    # Share offers (section 7): the same checks, named for an account and its contact.
+    # Service grants (section 10): the same checks, named for a service.
+    NOT_FOR_THIS_SERVICE = "not_for_this_service"
+    # Share offers (section 9): the same checks, named for an account and its contact.
     NOT_FOR_THIS_ACCOUNT = "not_for_this_account"
     NOT_FROM_CONTACT = "not_from_contact"
 
@@ -83,6 +103,7 @@ class GrantError(SegbindError):
 # Per kind, the refusals for "addressed to someone else" and "not made by the expected issuer".
 _REFUSALS = {
     GRANTS: (GrantRefusal.NOT_FOR_THIS_DISPLAY, GrantRefusal.NOT_FROM_OWNER),
+    SERVICE_GRANTS: (GrantRefusal.NOT_FOR_THIS_SERVICE, GrantRefusal.NOT_FROM_OWNER),
     SHARE_OFFER: (GrantRefusal.NOT_FOR_THIS_ACCOUNT, GrantRefusal.NOT_FROM_CONTACT),
 }
 
@@ -117,8 +138,14 @@ def _uint(value: object, what: str, low: int, high: int) -> int:
     return value
 
 
+def _bool(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("%s must be true or false" % what)
+    return value
+
+
 def _object(data: object, kind: str, fields: Sequence[str], optional: Sequence[str] = ()) -> Dict[str, Any]:
-    """``data`` as a segbind object of ``kind``, version 2, with exactly these fields."""
+    """``data`` as a segbind object of ``kind``, version 3, with exactly these fields."""
     if not isinstance(data, dict):
         raise ValueError("a %s is a JSON object" % kind)
     if data.get("segbind") != kind:
@@ -155,11 +182,18 @@ def _secret_bytes(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
     return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
 
+def _check_pub(value: object, what: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) != KEY_SIZE:
+        raise ValueError("%s must be %d bytes" % (what, KEY_SIZE))
+    return value
+
+
 # -- cards -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class AccountCard:
-    """An account's public identity: what its displays pin and its contacts seal offers to."""
+    """An account's public identity: what its displays and services pin, and its contacts seal
+    offers to."""
 
     account: str
     signing_pub: bytes
@@ -168,10 +202,8 @@ class AccountCard:
     def __post_init__(self) -> None:
         try:
             _check_id(self.account, "account", topic=True)
-            if not isinstance(self.signing_pub, bytes) or len(self.signing_pub) != KEY_SIZE:
-                raise ValueError("signing_pub must be %d bytes" % KEY_SIZE)
-            if not isinstance(self.sealing_pub, bytes) or len(self.sealing_pub) != KEY_SIZE:
-                raise ValueError("sealing_pub must be %d bytes" % KEY_SIZE)
+            _check_pub(self.signing_pub, "signing_pub")
+            _check_pub(self.sealing_pub, "sealing_pub")
             _ed25519_pub(self.signing_pub, "signing_pub")
         except ValueError as exc:
             raise KeyringError("account card: %s" % exc) from None
@@ -181,8 +213,8 @@ class AccountCard:
 
     @property
     def fingerprint(self) -> str:
-        """32 hex digits naming the card (id and both keys), for people and logs; not in the spec."""
-        return hashlib.sha256(b"segbind/v2 account-card\x00" + encode_id(self.account, "account")
+        """32 hex digits naming the card (id and both keys), for people and logs."""
+        return hashlib.sha256(CARD_LABEL + encode_id(self.account, "account")
                               + self.signing_pub + self.sealing_pub).hexdigest()[:32]
 
     def to_json(self) -> Dict[str, Any]:
@@ -213,8 +245,7 @@ class DisplayCard:
     def __post_init__(self) -> None:
         try:
             _check_id(self.display, "display")
-            if not isinstance(self.sealing_pub, bytes) or len(self.sealing_pub) != KEY_SIZE:
-                raise ValueError("sealing_pub must be %d bytes" % KEY_SIZE)
+            _check_pub(self.sealing_pub, "sealing_pub")
         except ValueError as exc:
             raise KeyringError("display card: %s" % exc) from None
 
@@ -237,13 +268,401 @@ class DisplayCard:
         return cls(display, sealing_pub)
 
 
-def enrollment_code(display_card: DisplayCard, account_card: AccountCard) -> str:
+@dataclass(frozen=True)
+class ServiceCard:
+    """A service's public identity (a cloud recording or event service that verifies and
+    decrypts on its owners' behalf): what an owner's app seals service grants to."""
+
+    service: str
+    sealing_pub: bytes
+
+    def __post_init__(self) -> None:
+        try:
+            _check_id(self.service, "service", topic=True)
+            _check_pub(self.sealing_pub, "sealing_pub")
+        except ValueError as exc:
+            raise KeyringError("service card: %s" % exc) from None
+
+    def __repr__(self) -> str:
+        return "ServiceCard(service=%r, sealing_pub=%s)" % (self.service, self.sealing_pub.hex())
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"segbind": "service-card", "version": VERSION, "service": self.service,
+                "sealing_pub": self.sealing_pub.hex()}
+
+    @classmethod
+    def from_json(cls, data: object, where: str = "service card") -> "ServiceCard":
+        try:
+            obj = _object(data, "service-card", ("segbind", "version", "service", "sealing_pub"))
+            service = _check_id(obj["service"], "service", topic=True)
+            sealing_pub = _unhex(obj["sealing_pub"], "sealing_pub", KEY_SIZE)
+        except ValueError as exc:
+            raise KeyringError("%s: %s" % (where, exc)) from None
+        return cls(service, sealing_pub)
+
+
+def enrollment_code(holder_card: DisplayCard | ServiceCard, account_card: AccountCard) -> str:
     """The eight characters both sides show at enrollment (section 3): a swapped card changes them."""
-    digest = hashlib.sha256(ENROLL_LABEL + display_card.sealing_pub + account_card.signing_pub).digest()
+    digest = hashlib.sha256(ENROLL_LABEL + holder_card.sealing_pub + account_card.signing_pub).digest()
     return base64.b32encode(digest[:5]).decode("ascii")
 
 
-# -- the two parties that hold secrets ---------------------------------------------------------
+# -- messages (section 5) -----------------------------------------------------------------------
+
+class CameraState(NamedTuple):
+    """What the owner's grants say of one of its cameras (section 5): ``epoch`` is the newest
+    epoch the owner issued, since ``since_ms`` (the app's clock); ``pending`` while the camera
+    has not confirmed it. A display flags video still tagged under an older epoch, and raises
+    an alarm when a rotation stays pending past the grants' ``alarm_after_ms``."""
+
+    owner: str
+    camera: str
+    epoch: int
+    since_ms: int
+    pending: bool
+
+    @property
+    def stream(self) -> Tuple[str, str]:
+        return self.owner, self.camera
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"owner": self.owner, "camera": self.camera, "epoch": self.epoch, "since_ms": self.since_ms,
+                "pending": self.pending}
+
+    @classmethod
+    def from_json(cls, data: object) -> "CameraState":
+        e = _entry(data, _CAMERA_FIELDS, "a camera entry")
+        return cls(_check_id(e["owner"], "a camera entry's owner", topic=True),
+                   _check_id(e["camera"], "a camera entry's camera", topic=True),
+                   _uint(e["epoch"], "a camera entry's epoch", 1, MAX_EPOCH),
+                   _uint(e["since_ms"], "a camera entry's since_ms", 0, MAX_MS),
+                   _bool(e["pending"], "a camera entry's pending"))
+
+
+def _entry(data: object, fields: Sequence[str], what: str) -> Dict[str, Any]:
+    if not isinstance(data, dict) or sorted(data) != sorted(fields):
+        raise ValueError("%s must be an object with exactly %s" % (what, ", ".join(fields)))
+    return data
+
+
+def _binding_of(data: object) -> Binding:
+    """One period grant (section 5), strictly: exactly its fields, each in range."""
+    e = _entry(data, _KEY_FIELDS, "a key")
+    period_s = _uint(e["period_s"], "a key's period_s", MIN_PERIOD_S, MAX_PERIOD_S)
+    return Binding(_unhex(e["key_id"], "a key id", KEY_ID_SIZE),
+                   _check_id(e["owner"], "a key's owner", topic=True),
+                   _check_id(e["camera"], "a key's camera", topic=True),
+                   _uint(e["epoch"], "a key's epoch", 1, MAX_EPOCH),
+                   _unhex(e["epoch_id"], "an epoch id", EPOCH_ID_SIZE),
+                   _uint(e["period"], "a key's period", 0, MAX_MS // (period_s * 1000)),
+                   period_s,
+                   _uint(e["slot"], "a key's slot", 0, MAX_SLOTS - 1),
+                   _unhex(e["key"], "a slot key", KEY_SIZE),
+                   _unhex(e["content_key"], "a content key", CONTENT_KEY_SIZE))
+
+
+def _check_keys(keys: Sequence[Binding]) -> None:
+    """Every field in range; a key id granted once; an epoch's period granted once; every period
+    of one epoch (one (owner, epoch id)) of one camera, epoch number and period length."""
+    if len(keys) > MAX_KEYS:
+        raise ValueError("at most %d keys in one message" % MAX_KEYS)
+    ids: Set[bytes] = set()
+    periods: Set[Tuple[EpochName, int]] = set()
+    facts: Dict[EpochName, Tuple[str, int, int]] = {}
+    for b in keys:
+        if not isinstance(b, Binding):
+            raise ValueError("keys must be Bindings")
+        if not isinstance(b.key_id, bytes) or len(b.key_id) != KEY_ID_SIZE:
+            raise ValueError("a key id must be %d bytes" % KEY_ID_SIZE)
+        _check_id(b.owner, "a key's owner", topic=True)
+        _check_id(b.camera, "a key's camera", topic=True)
+        _uint(b.epoch, "a key's epoch", 1, MAX_EPOCH)
+        if not isinstance(b.epoch_id, bytes) or len(b.epoch_id) != EPOCH_ID_SIZE:
+            raise ValueError("an epoch id must be %d bytes" % EPOCH_ID_SIZE)
+        _uint(b.period_s, "a key's period_s", MIN_PERIOD_S, MAX_PERIOD_S)
+        _uint(b.period, "a key's period", 0, MAX_MS // (b.period_s * 1000))
+        _uint(b.slot, "a key's slot", 0, MAX_SLOTS - 1)
+        if not isinstance(b.key, bytes) or len(b.key) != KEY_SIZE:
+            raise ValueError("a slot key must be %d bytes" % KEY_SIZE)
+        if not isinstance(b.content_key, bytes) or len(b.content_key) != CONTENT_KEY_SIZE:
+            raise ValueError("a content key must be %d bytes" % CONTENT_KEY_SIZE)
+        if b.key_id in ids:
+            raise ValueError("a key id is granted twice")
+        ids.add(b.key_id)
+        if (b.epoch_name, b.period) in periods:
+            raise ValueError("period %d of epoch %d of camera %r is granted twice" % (b.period, b.epoch, b.camera))
+        periods.add((b.epoch_name, b.period))
+        if facts.setdefault(b.epoch_name, b.epoch_facts) != b.epoch_facts:
+            raise ValueError("epoch id %s names two cameras, epochs or period lengths" % b.epoch_id.hex())
+
+
+def _check_revoked(revoked: Sequence[EpochName], keys: Sequence[Binding]) -> None:
+    if len(revoked) > MAX_ENTRIES:
+        raise ValueError("at most %d revoked entries" % MAX_ENTRIES)
+    granted = {b.epoch_name for b in keys}
+    gone: Set[EpochName] = set()
+    for entry in revoked:
+        if not isinstance(entry, EpochName):
+            raise ValueError("a revoked entry is an EpochName (owner, epoch id)")
+        _check_id(entry.owner, "a revoked owner", topic=True)
+        if not isinstance(entry.epoch_id, bytes) or len(entry.epoch_id) != EPOCH_ID_SIZE:
+            raise ValueError("a revoked epoch id must be %d bytes" % EPOCH_ID_SIZE)
+        if entry in granted:
+            raise ValueError("epoch id %s is both granted and revoked" % entry.epoch_id.hex())
+        if entry in gone:
+            raise ValueError("epoch id %s is revoked twice" % entry.epoch_id.hex())
+        gone.add(entry)
+
+
+def _check_cameras(cameras: Sequence[CameraState], issuer: str) -> None:
+    if len(cameras) > MAX_ENTRIES:
+        raise ValueError("at most %d camera entries" % MAX_ENTRIES)
+    seen: Set[Tuple[str, str]] = set()
+    for entry in cameras:
+        if not isinstance(entry, CameraState):
+            raise ValueError("cameras must be CameraStates")
+        CameraState.from_json(entry.to_json())  # every field in range
+        if entry.owner != issuer:
+            raise ValueError("a camera entry names only the issuer's own cameras")
+        if entry.stream in seen:
+            raise ValueError("camera %r has two entries" % entry.camera)
+        seen.add(entry.stream)
+
+
+def _parse_keys(value: object) -> List[Binding]:
+    if not isinstance(value, list):
+        raise ValueError("keys must be a list")
+    if len(value) > MAX_KEYS:
+        raise ValueError("at most %d keys in one message" % MAX_KEYS)
+    return [_binding_of(item) for item in value]
+
+
+def _parse_revoked(value: object) -> List[EpochName]:
+    if not isinstance(value, list):
+        raise ValueError("revoked must be a list")
+    if len(value) > MAX_ENTRIES:
+        raise ValueError("at most %d revoked entries" % MAX_ENTRIES)
+    out = []
+    for item in value:
+        e = _entry(item, _REVOKED_FIELDS, "a revoked entry")
+        out.append(EpochName(_check_id(e["owner"], "a revoked owner", topic=True),
+                             _unhex(e["epoch_id"], "a revoked epoch id", EPOCH_ID_SIZE)))
+    return out
+
+
+def _parse_cameras(value: object) -> List[CameraState]:
+    if not isinstance(value, list):
+        raise ValueError("cameras must be a list")
+    if len(value) > MAX_ENTRIES:
+        raise ValueError("at most %d camera entries" % MAX_ENTRIES)
+    return [CameraState.from_json(item) for item in value]
+
+
+def _revoked_json(revoked: Sequence[EpochName]) -> List[Dict[str, Any]]:
+    return [entry.to_json() for entry in revoked]
+
+
+def _canonical(obj: Dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    result: Dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise ValueError("a field appears twice")
+        result[name] = value
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError("%s is not JSON" % name)
+
+
+def _json_payload(payload: bytes, kind: str, fields: Sequence[str]) -> Dict[str, Any]:
+    if not isinstance(payload, bytes):
+        raise ValueError("a payload is bytes")
+    try:
+        data = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                          parse_constant=_refuse_constant)
+    except (UnicodeError, RecursionError):
+        raise ValueError("%s: not UTF-8 JSON" % kind) from None
+    except ValueError:
+        raise ValueError("%s: not valid JSON" % kind) from None
+    return _object(data, kind, fields)
+
+
+@dataclass(frozen=True)
+class GrantSet:
+    """What an owner grants one of its displays: the payload of a ``grants`` message.
+
+    ``keys``: period grants (its own cameras' slot 0, and the slots its contacts shared with
+    it); ``cameras``: each of its own cameras' newest epoch and whether it is still pending;
+    ``alarm_after_ms``: how long a pending rotation may last before the display raises an
+    alarm; ``revoked``: epochs never to be held again.
+    """
+
+    issuer: str
+    display: str
+    display_pub: bytes
+    serial: int
+    issued_ms: int
+    keys: List[Binding]
+    revoked: List[EpochName]
+    cameras: List[CameraState]
+    alarm_after_ms: int = DEFAULT_ALARM_AFTER_MS
+
+    _FIELDS = ("segbind", "version", "issuer", "display", "display_pub", "serial", "issued_ms", "keys",
+               "revoked", "cameras", "alarm_after_ms")
+
+    def __post_init__(self) -> None:
+        try:
+            _check_id(self.issuer, "issuer", topic=True)
+            _check_id(self.display, "display")
+            _check_pub(self.display_pub, "display_pub")
+            _uint(self.serial, "serial", 1, MAX_U64)
+            _uint(self.issued_ms, "issued_ms", 0, MAX_MS)
+            _uint(self.alarm_after_ms, "alarm_after_ms", 0, MAX_MS)
+            _check_keys(self.keys)
+            _check_revoked(self.revoked, self.keys)
+            _check_cameras(self.cameras, self.issuer)
+        except ValueError as exc:
+            raise GrantError(GrantRefusal.MALFORMED, "grants: %s" % exc) from None
+
+    def __repr__(self) -> str:
+        return "GrantSet(issuer=%r, display=%r, serial=%d, %d keys, %d cameras, %d revoked)" % (
+            self.issuer, self.display, self.serial, len(self.keys), len(self.cameras), len(self.revoked))
+
+    def to_payload(self) -> bytes:
+        """Canonical JSON (sorted keys, no spaces, UTF-8): the bytes that are signed and sealed."""
+        return _canonical({"segbind": GRANTS, "version": VERSION, "issuer": self.issuer, "display": self.display,
+                           "display_pub": self.display_pub.hex(), "serial": self.serial,
+                           "issued_ms": self.issued_ms, "keys": [b.to_json() for b in self.keys],
+                           "revoked": _revoked_json(self.revoked), "cameras": [c.to_json() for c in self.cameras],
+                           "alarm_after_ms": self.alarm_after_ms})
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> "GrantSet":
+        """The grant set in ``payload``, or GrantError(malformed) saying what is wrong."""
+        try:
+            obj = _json_payload(payload, GRANTS, cls._FIELDS)
+            return cls(obj["issuer"], obj["display"], _unhex(obj["display_pub"], "display_pub", KEY_SIZE),
+                       obj["serial"], obj["issued_ms"], _parse_keys(obj["keys"]), _parse_revoked(obj["revoked"]),
+                       _parse_cameras(obj["cameras"]), obj["alarm_after_ms"])
+        except ValueError as exc:
+            raise GrantError(GrantRefusal.MALFORMED, str(exc)) from None
+
+
+@dataclass(frozen=True)
+class ServiceGrantSet:
+    """What an owner grants a service: the payload of a ``service-grants`` message. Only the
+    issuer's own cameras, in its own slot (0): a contact shared a camera with the issuer's
+    displays, not with the cloud services it uses."""
+
+    issuer: str
+    service: str
+    service_pub: bytes
+    serial: int
+    issued_ms: int
+    keys: List[Binding]
+    revoked: List[EpochName]
+
+    _FIELDS = ("segbind", "version", "issuer", "service", "service_pub", "serial", "issued_ms", "keys", "revoked")
+
+    def __post_init__(self) -> None:
+        try:
+            _check_id(self.issuer, "issuer", topic=True)
+            _check_id(self.service, "service", topic=True)
+            _check_pub(self.service_pub, "service_pub")
+            _uint(self.serial, "serial", 1, MAX_U64)
+            _uint(self.issued_ms, "issued_ms", 0, MAX_MS)
+            _check_keys(self.keys)
+            _check_revoked(self.revoked, self.keys)
+            if any(b.owner != self.issuer or b.slot != 0 for b in self.keys) or any(
+                    r.owner != self.issuer for r in self.revoked):
+                raise ValueError("a service is granted only the issuer's own cameras, in slot 0")
+        except ValueError as exc:
+            raise GrantError(GrantRefusal.MALFORMED, "service-grants: %s" % exc) from None
+
+    def __repr__(self) -> str:
+        return "ServiceGrantSet(issuer=%r, service=%r, serial=%d, %d keys, %d revoked)" % (
+            self.issuer, self.service, self.serial, len(self.keys), len(self.revoked))
+
+    def to_payload(self) -> bytes:
+        return _canonical({"segbind": SERVICE_GRANTS, "version": VERSION, "issuer": self.issuer,
+                           "service": self.service, "service_pub": self.service_pub.hex(), "serial": self.serial,
+                           "issued_ms": self.issued_ms, "keys": [b.to_json() for b in self.keys],
+                           "revoked": _revoked_json(self.revoked)})
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> "ServiceGrantSet":
+        try:
+            obj = _json_payload(payload, SERVICE_GRANTS, cls._FIELDS)
+            return cls(obj["issuer"], obj["service"], _unhex(obj["service_pub"], "service_pub", KEY_SIZE),
+                       obj["serial"], obj["issued_ms"], _parse_keys(obj["keys"]), _parse_revoked(obj["revoked"]))
+        except ValueError as exc:
+            raise GrantError(GrantRefusal.MALFORMED, str(exc)) from None
+
+
+@dataclass(frozen=True)
+class ShareOffer:
+    """Period keys one account offers another: the payload of a ``share-offer`` message.
+
+    An offer carries only the issuer's own cameras, and never slot 0 (the owner's key):
+    with it the receiver could make tags the issuer's own displays take as the owner's.
+    """
+
+    issuer: str
+    to: str
+    serial: int
+    issued_ms: int
+    keys: List[Binding]
+    revoked: List[EpochName]
+
+    _FIELDS = ("segbind", "version", "issuer", "to", "serial", "issued_ms", "keys", "revoked")
+
+    def __post_init__(self) -> None:
+        try:
+            _check_id(self.issuer, "issuer", topic=True)
+            _check_id(self.to, "to", topic=True)
+            _uint(self.serial, "serial", 1, MAX_U64)
+            _uint(self.issued_ms, "issued_ms", 0, MAX_MS)
+            _check_keys(self.keys)
+            _check_revoked(self.revoked, self.keys)
+            owners = {b.owner for b in self.keys} | {r.owner for r in self.revoked}
+            if owners - {self.issuer}:
+                raise ValueError("an offer carries only the issuer's own cameras")
+            if any(b.slot == 0 for b in self.keys):
+                raise ValueError("an offer never carries slot 0, the owner's")
+        except ValueError as exc:
+            raise GrantError(GrantRefusal.MALFORMED, "share-offer: %s" % exc) from None
+
+    def __repr__(self) -> str:
+        return "ShareOffer(issuer=%r, to=%r, serial=%d, %d keys, %d revoked)" % (
+            self.issuer, self.to, self.serial, len(self.keys), len(self.revoked))
+
+    def to_payload(self) -> bytes:
+        """Canonical JSON (sorted keys, no spaces, UTF-8): the bytes that are signed and sealed."""
+        return _canonical({"segbind": SHARE_OFFER, "version": VERSION, "issuer": self.issuer, "to": self.to,
+                           "serial": self.serial, "issued_ms": self.issued_ms,
+                           "keys": [b.to_json() for b in self.keys], "revoked": _revoked_json(self.revoked)})
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> "ShareOffer":
+        """The offer in ``payload``, or GrantError(malformed) saying what is wrong."""
+        try:
+            obj = _json_payload(payload, SHARE_OFFER, cls._FIELDS)
+            return cls(obj["issuer"], obj["to"], obj["serial"], obj["issued_ms"], _parse_keys(obj["keys"]),
+                       _parse_revoked(obj["revoked"]))
+        except ValueError as exc:
+            raise GrantError(GrantRefusal.MALFORMED, str(exc)) from None
+
+
+# -- the parties that hold secrets ---------------------------------------------------------------
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
 
 class Account:
     """An owner's account, as its app holds it: it signs what it issues, and opens what is sealed to it."""
@@ -275,7 +694,7 @@ class Account:
         return AccountCard(self.account, _pub_bytes(self._signing_key.public_key()), self.sealing_pub)
 
     def sign(self, kind: str, payload: bytes) -> bytes:
-        """Ed25519 over "segbind/v2 " || kind || 00 || payload: a signature for one kind only."""
+        """Ed25519 over "segbind/v3 " || kind || 00 || payload: a signature for one kind only."""
         return self._signing_key.sign(_signed(kind, payload))
 
     @classmethod
@@ -308,25 +727,35 @@ class Account:
         write_json(path, self.to_json())
 
     def grants_for(self, display_card: DisplayCard, serial: int, keys: Iterable[Binding],
-                   revoked: Iterable[GrantId] = (), issued_ms: Optional[int] = None) -> Dict[str, Any]:
-        """A sealed ``grants`` message: the display's whole keyring, above every serial it holds."""
+                   revoked: Iterable[EpochName] = (), issued_ms: Optional[int] = None,
+                   cameras: Iterable[CameraState] = (),
+                   alarm_after_ms: int = DEFAULT_ALARM_AFTER_MS) -> Dict[str, Any]:
+        """A sealed ``grants`` message to one of the account's displays, above every serial it holds."""
         grant_set = GrantSet(self.account, display_card.display, display_card.sealing_pub, serial,
-                             _now_ms() if issued_ms is None else issued_ms, list(keys), list(revoked))
+                             _now_ms() if issued_ms is None else issued_ms, list(keys), list(revoked),
+                             list(cameras), alarm_after_ms)
         return seal(self, GRANTS, display_card.display, display_card.sealing_pub, grant_set.to_payload())
 
+    def service_grants_for(self, service_card: ServiceCard, serial: int, keys: Iterable[Binding],
+                           revoked: Iterable[EpochName] = (), issued_ms: Optional[int] = None) -> Dict[str, Any]:
+        """A sealed ``service-grants`` message to a service the account enrolled."""
+        grant_set = ServiceGrantSet(self.account, service_card.service, service_card.sealing_pub, serial,
+                                    _now_ms() if issued_ms is None else issued_ms, list(keys), list(revoked))
+        return seal(self, SERVICE_GRANTS, service_card.service, service_card.sealing_pub, grant_set.to_payload())
+
     def offer_share(self, to_card: AccountCard, serial: int, keys: Iterable[Binding],
-                    revoked: Iterable[GrantId] = (), issued_ms: Optional[int] = None) -> Dict[str, Any]:
-        """A sealed ``share-offer`` to a contact: the slot keys of the epochs shared with it."""
+                    revoked: Iterable[EpochName] = (), issued_ms: Optional[int] = None) -> Dict[str, Any]:
+        """A sealed ``share-offer`` to a contact: the period keys of its slot in the issuer's cameras."""
         offer = ShareOffer(self.account, to_card.account, serial, _now_ms() if issued_ms is None else issued_ms,
                            list(keys), list(revoked))
         return seal(self, SHARE_OFFER, to_card.account, to_card.sealing_pub, offer.to_payload())
 
     def open_offer(self, sealed: object, from_card: AccountCard, after_serial: int = 0) -> ShareOffer:
-        """A contact's offer, checked like a display checks grants (section 7), or GrantError.
+        """A contact's offer, checked like a display checks grants (section 9), or GrantError.
 
         ``from_card`` is the contact's card from the out-of-band exchange, never from the
         cloud. An offer with a serial at or below ``after_serial`` (the last one taken from
-        this contact) is ``stale``. Taking the keys is the owner's decision, then its grants.
+        this contact) is ``stale``. Taking the keys is the owner's app's decision, then its grants.
         """
         payload = open_sealed(sealed, SHARE_OFFER, self.account, self._sealing_key, self.sealing_pub, from_card)
         offer = ShareOffer.from_payload(payload)
@@ -379,6 +808,13 @@ class Display:
             raise KeyringError("display %r is enrolled to another account: reset it first" % self.display)
         self._owner = owner_card
 
+    def open(self, sealed: object) -> bytes:
+        """The payload of a ``grants`` message sealed to this display by its pinned owner
+        (checks 1 to 4 of section 7), or GrantError."""
+        if self._owner is None:
+            raise GrantError(GrantRefusal.NOT_ENROLLED, "display %r has no owner: enroll it first" % self.display)
+        return open_sealed(sealed, GRANTS, self.display, self._sealing_key, self.sealing_pub, self._owner)
+
     @classmethod
     def load(cls, path: Path | str) -> "Display":
         data = read_json(path, "display")
@@ -401,8 +837,89 @@ class Display:
         write_json(path, data)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+class Service:
+    """A service's identity (its sealing key) and the accounts that enrolled it, each pinned
+    by its card (section 10). A service works for many owners and keeps each one's grants
+    apart (``ServiceGrants``)."""
+
+    def __init__(self, service: str, sealing_key: X25519PrivateKey,
+                 accounts: Optional[Dict[str, AccountCard]] = None, test_only: bool = False) -> None:
+        try:
+            self.service = _check_id(service, "service", topic=True)
+        except ValueError as exc:
+            raise KeyringError("service: %s" % exc) from None
+        self._sealing_key = sealing_key
+        self._accounts: Dict[str, AccountCard] = dict(accounts or {})
+        self.test_only = test_only
+
+    @classmethod
+    def new(cls, service_id: str, test_only: bool = False) -> "Service":
+        return cls(service_id, X25519PrivateKey.generate(), None, test_only)
+
+    def __repr__(self) -> str:
+        return "Service(%r, %d accounts%s)" % (self.service, len(self._accounts),
+                                               ", test_only" if self.test_only else "")
+
+    @property
+    def sealing_pub(self) -> bytes:
+        return _pub_bytes(self._sealing_key.public_key())
+
+    def card(self) -> ServiceCard:
+        return ServiceCard(self.service, self.sealing_pub)
+
+    @property
+    def accounts(self) -> Dict[str, AccountCard]:
+        """The enrolled accounts' pinned cards, by account id (a copy)."""
+        return dict(self._accounts)
+
+    def enroll(self, account_card: AccountCard) -> str:
+        """Pin ``account_card`` for its account id (section 10); the code the owner's app compares.
+        Another card for an account already enrolled is refused until that account leaves."""
+        known = self._accounts.get(account_card.account)
+        if known is not None and known != account_card:
+            raise KeyringError("account %r is enrolled here with another key: it must leave first"
+                               % account_card.account)
+        self._accounts[account_card.account] = account_card
+        return enrollment_code(self.card(), account_card)
+
+    def leave(self, account: str) -> None:
+        """Forget an account (it unenrolled, or closed): nothing it granted is taken again."""
+        self._accounts.pop(account, None)
+
+    def open(self, sealed: object) -> Tuple[str, bytes]:
+        """(account, payload) of a ``service-grants`` message sealed here by an enrolled account
+        (checks 1 to 4 of section 10), or GrantError. The envelope's ``from`` only picks the
+        pinned card the signature must verify under."""
+        issuer = sealed.get("from") if isinstance(sealed, dict) else None
+        card = self._accounts.get(issuer) if isinstance(issuer, str) else None
+        if card is None:
+            raise GrantError(GrantRefusal.NOT_ENROLLED, "the issuer has not enrolled service %r" % self.service)
+        return card.account, open_sealed(sealed, SERVICE_GRANTS, self.service, self._sealing_key,
+                                         self.sealing_pub, card)
+
+    @classmethod
+    def load(cls, path: Path | str) -> "Service":
+        data = read_json(path, "service")
+        try:
+            obj = _object(data, "service", ("segbind", "version", "service", "sealing_key", "accounts"),
+                          ("test_only",))
+            if not isinstance(obj["accounts"], list):
+                raise ValueError("accounts must be a list of account cards")
+            cards = [AccountCard.from_json(c, "an enrolled account") for c in obj["accounts"]]
+            return cls(_check_id(obj["service"], "service", topic=True),
+                       X25519PrivateKey.from_private_bytes(_unhex(obj["sealing_key"], "sealing_key", KEY_SIZE)),
+                       {c.account: c for c in cards}, _test_only(obj, "service"))
+        except (ValueError, KeyringError) as exc:
+            raise KeyringError("%s: %s" % (path, exc)) from None
+
+    def save(self, path: Path | str) -> None:
+        """Written atomically, 0600."""
+        data: Dict[str, Any] = {"segbind": "service", "version": FILE_VERSION, "service": self.service,
+                                "sealing_key": _secret_bytes(self._sealing_key).hex(),
+                                "accounts": [c.to_json() for _, c in sorted(self._accounts.items())]}
+        if self.test_only:
+            data["test_only"] = True
+        write_json(path, data)
 
 
 # -- sealed, signed messages (section 4) ----------------------------------------------------------
@@ -421,17 +938,21 @@ def _aad(kind: str, recipient_id: str, issuer_id: str) -> bytes:
             + encode_id(issuer_id, "issuer"))
 
 
-def seal(issuer: Account, kind: str, recipient_id: str, recipient_pub: bytes, payload: bytes) -> Dict[str, Any]:
-    """Sign ``payload`` as ``issuer`` and seal it to the recipient's key: only it can open it."""
+def seal(issuer: Account, kind: str, recipient_id: str, recipient_pub: bytes, payload: bytes,
+         _ephemeral: Optional[X25519PrivateKey] = None) -> Dict[str, Any]:
+    """Sign ``payload`` as ``issuer`` and seal it to the recipient's key: only it can open it.
+
+    ``_ephemeral`` is for the test vectors alone (tools/make_grant_vectors.py): a sealed
+    message's ephemeral key is fresh every time, or its AES key would be used twice.
+    """
     if kind not in KINDS:
         raise GrantError(GrantRefusal.MALFORMED, "unknown message kind")
     if len(payload) > 0xFFFFFFFF:
         raise GrantError(GrantRefusal.MALFORMED, "payload too large")
     try:
         _check_id(recipient_id, "recipient")
-        if not isinstance(recipient_pub, bytes) or len(recipient_pub) != KEY_SIZE:
-            raise ValueError("recipient sealing_pub must be %d bytes" % KEY_SIZE)
-        eph = X25519PrivateKey.generate()
+        _check_pub(recipient_pub, "recipient sealing_pub")
+        eph = _ephemeral if _ephemeral is not None else X25519PrivateKey.generate()
         eph_pub = _pub_bytes(eph.public_key())
         shared = eph.exchange(X25519PublicKey.from_public_bytes(recipient_pub))
     except ValueError as exc:  # includes a low-order recipient key (an all-zero shared secret)
@@ -446,12 +967,13 @@ def seal(issuer: Account, kind: str, recipient_id: str, recipient_pub: bytes, pa
 
 def open_sealed(sealed: object, kind: str, recipient_id: str, recipient_private_key: X25519PrivateKey,
                 recipient_pub: bytes, issuer_card: AccountCard) -> bytes:
-    """The payload of a sealed message, after checks 1 to 4 of section 6 in order; else GrantError.
+    """The payload of a sealed message, after checks 1 to 4 of section 7 in order; else GrantError.
 
-    The refusals are named for ``kind``: a display's (``grants``) or an account's (``share-offer``).
+    The refusals are named for ``kind``: a display's (``grants``), a service's
+    (``service-grants``) or an account's (``share-offer``).
     """
     not_for, not_from = _REFUSALS.get(kind, (GrantRefusal.MALFORMED, GrantRefusal.MALFORMED))
-    # 1. it parses: version 2, the expected kind
+    # 1. it parses: version 3, the expected kind
     try:
         env = _object(sealed, "sealed", _SEALED_FIELDS)
         if env["kind"] != kind:
@@ -487,203 +1009,68 @@ def open_sealed(sealed: object, kind: str, recipient_id: str, recipient_private_
     return payload
 
 
-# -- messages (section 5) -----------------------------------------------------------------------
+# -- what a holder keeps (sections 7, 8 and 10) -------------------------------------------------------
 
-_GRANT_FIELDS = ("owner", "camera", "epoch", "slot", "key")
-_REVOKED_FIELDS = ("owner", "camera", "epoch")
+class HeldKeys:
+    """The period keys one holder took from one issuer, and what makes them change: the serial
+    of the last message taken, the epochs revoked here (by EpochName: never held again), and
+    how long keys are kept after their period ended (``keep_ms``, measured on the issuer's
+    clock: each message's ``issued_ms``).
 
-
-def _entry(data: object, fields: Sequence[str], what: str) -> Dict[str, Any]:
-    if not isinstance(data, dict) or sorted(data) != sorted(fields):
-        raise ValueError("%s must be an object with exactly %s" % (what, ", ".join(fields)))
-    return data
-
-
-def _parse_lists(obj: Dict[str, Any]) -> Tuple[List[Binding], List[GrantId]]:
-    if not isinstance(obj["keys"], list) or not isinstance(obj["revoked"], list):
-        raise ValueError("keys and revoked must be lists")
-    keys = []
-    for item in obj["keys"]:
-        e = _entry(item, _GRANT_FIELDS, "a key")
-        keys.append(Binding(e["owner"], e["camera"], e["epoch"], _unhex(e["key"], "a key", KEY_SIZE), e["slot"]))
-    revoked = []
-    for item in obj["revoked"]:
-        e = _entry(item, _REVOKED_FIELDS, "a revoked entry")
-        revoked.append((e["owner"], e["camera"], e["epoch"]))
-    return keys, revoked
-
-
-def _check_lists(keys: Sequence[Binding], revoked: Sequence[GrantId]) -> None:
-    """Every id and number in range; no epoch granted twice, none both granted and revoked."""
-    seen: Set[GrantId] = set()
-    for b in keys:
-        if not isinstance(b, Binding):
-            raise ValueError("keys must be Bindings")
-        _check_id(b.owner, "a key's owner", topic=True)
-        _check_id(b.camera, "a key's camera", topic=True)
-        _uint(b.epoch, "a key's epoch", 1, MAX_EPOCH)
-        _uint(b.slot, "a key's slot", 0, MAX_SLOTS - 1)
-        if not isinstance(b.key, bytes) or len(b.key) != KEY_SIZE:
-            raise ValueError("a key must be %d bytes" % KEY_SIZE)
-        gid = (b.owner, b.camera, b.epoch)
-        if gid in seen:
-            raise ValueError("epoch %d of camera %r is granted twice" % (b.epoch, b.camera))
-        seen.add(gid)
-    gone: Set[GrantId] = set()
-    for entry in revoked:
-        if not isinstance(entry, tuple) or len(entry) != 3:
-            raise ValueError("a revoked entry is (owner, camera, epoch)")
-        owner, camera, epoch = entry
-        _check_id(owner, "a revoked owner", topic=True)
-        _check_id(camera, "a revoked camera", topic=True)
-        _uint(epoch, "a revoked epoch", 1, MAX_EPOCH)
-        if entry in seen:
-            raise ValueError("epoch %d of camera %r is both granted and revoked" % (epoch, camera))
-        if entry in gone:
-            raise ValueError("epoch %d of camera %r is revoked twice" % (epoch, camera))
-        gone.add(entry)
-
-
-def _lists_json(keys: Sequence[Binding], revoked: Sequence[GrantId]) -> Dict[str, Any]:
-    return {"keys": [b.to_json() for b in keys],
-            "revoked": [{"owner": o, "camera": c, "epoch": e} for o, c, e in revoked]}
-
-
-def _canonical(obj: Dict[str, Any]) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
-    result: Dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise ValueError("a field appears twice")
-        result[name] = value
-    return result
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError("%s is not JSON" % name)
-
-
-def _json_payload(payload: bytes, kind: str, fields: Sequence[str]) -> Dict[str, Any]:
-    if not isinstance(payload, bytes):
-        raise ValueError("a payload is bytes")
-    try:
-        data = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                          parse_constant=_refuse_constant)
-    except (UnicodeError, RecursionError):
-        raise ValueError("%s: not UTF-8 JSON" % kind) from None
-    except ValueError:
-        raise ValueError("%s: not valid JSON" % kind) from None
-    return _object(data, kind, fields)
-
-
-@dataclass(frozen=True)
-class GrantSet:
-    """A display's whole keyring as its owner issues it: the payload of a ``grants`` message."""
-
-    issuer: str
-    display: str
-    display_pub: bytes
-    serial: int
-    issued_ms: int
-    keys: List[Binding]
-    revoked: List[GrantId]
-
-    _FIELDS = ("segbind", "version", "issuer", "display", "display_pub", "serial", "issued_ms", "keys", "revoked")
-
-    def __post_init__(self) -> None:
-        try:
-            _check_id(self.issuer, "issuer", topic=True)
-            _check_id(self.display, "display")
-            if not isinstance(self.display_pub, bytes) or len(self.display_pub) != KEY_SIZE:
-                raise ValueError("display_pub must be %d bytes" % KEY_SIZE)
-            _uint(self.serial, "serial", 1, MAX_U64)
-            _uint(self.issued_ms, "issued_ms", 0, MAX_U64)
-            _check_lists(self.keys, self.revoked)
-        except ValueError as exc:
-            raise GrantError(GrantRefusal.MALFORMED, "grants: %s" % exc) from None
-
-    def __repr__(self) -> str:
-        return "GrantSet(issuer=%r, display=%r, serial=%d, %d keys, %d revoked)" % (
-            self.issuer, self.display, self.serial, len(self.keys), len(self.revoked))
-
-    def to_payload(self) -> bytes:
-        """Canonical JSON (sorted keys, no spaces): the bytes that are signed and sealed."""
-        return _canonical({"segbind": GRANTS, "version": VERSION, "issuer": self.issuer, "display": self.display,
-                           "display_pub": self.display_pub.hex(), "serial": self.serial,
-                           "issued_ms": self.issued_ms, **_lists_json(self.keys, self.revoked)})
-
-    @classmethod
-    def from_payload(cls, payload: bytes) -> "GrantSet":
-        """The grant set in ``payload``, or GrantError(malformed) saying what is wrong."""
-        try:
-            obj = _json_payload(payload, GRANTS, cls._FIELDS)
-            keys, revoked = _parse_lists(obj)
-            return cls(obj["issuer"], obj["display"], _unhex(obj["display_pub"], "display_pub", KEY_SIZE),
-                       obj["serial"], obj["issued_ms"], keys, revoked)
-        except ValueError as exc:
-            raise GrantError(GrantRefusal.MALFORMED, str(exc)) from None
-
-
-@dataclass(frozen=True)
-class ShareOffer:
-    """Slot keys one account offers another: the payload of a ``share-offer`` message.
-
-    An offer carries only the issuer's own cameras, and never slot 0 (the owner's key):
-    with it the receiver could make tags the issuer's own displays take as the owner's.
+    A message adds its keys to what is held (a holder keeps the periods it was granted, so a
+    late segment still verifies), drops every period of a revoked epoch, and drops periods
+    that ended ``keep_ms`` before it was issued. A key that contradicts what is held after
+    those drops (``Keyring.conflict``: a key id held for another grant, an epoch id held for
+    another camera, epoch or period length, a revoked epoch) is refused with the whole
+    message (``malformed``): key ids are the only name a tag carries.
     """
 
-    issuer: str
-    to: str
-    serial: int
-    issued_ms: int
-    keys: List[Binding]
-    revoked: List[GrantId]
+    def __init__(self, keep_ms: int = DEFAULT_KEEP_MS) -> None:
+        self.serial = 0
+        self.keep_ms = keep_ms
+        self.keyring = Keyring()
+        self._revoked: Set[EpochName] = set()
 
-    _FIELDS = ("segbind", "version", "issuer", "to", "serial", "issued_ms", "keys", "revoked")
+    def take(self, serial: int, issued_ms: int, keys: Sequence[Binding], revoked: Sequence[EpochName]) -> Keyring:
+        """The new keyring after one message (checked in full before anything changes)."""
+        if serial <= self.serial:
+            raise GrantError(GrantRefusal.STALE, "serial %d is not above %d" % (serial, self.serial))
+        gone = self._revoked | set(revoked)
+        oldest_end_ms = issued_ms - self.keep_ms
+        keyring = Keyring()
+        for name in sorted(gone):
+            keyring.mark_revoked(name)
+        keyring.grant_all(b for b in self.keyring.bindings() if b.epoch_name not in gone and b.end_ms > oldest_end_ms)
+        for b in keys:
+            why = keyring.conflict(b)
+            if why is not None:
+                raise GrantError(GrantRefusal.MALFORMED, why)
+            keyring.grant(b)
+        keyring.drop_before(oldest_end_ms)
+        self.keyring, self.serial, self._revoked = keyring, serial, gone
+        return keyring
 
-    def __post_init__(self) -> None:
-        try:
-            _check_id(self.issuer, "issuer", topic=True)
-            _check_id(self.to, "to", topic=True)
-            _uint(self.serial, "serial", 1, MAX_U64)
-            _uint(self.issued_ms, "issued_ms", 0, MAX_U64)
-            _check_lists(self.keys, self.revoked)
-            owners = {b.owner for b in self.keys} | {r[0] for r in self.revoked}
-            if owners - {self.issuer}:
-                raise ValueError("an offer carries only the issuer's own cameras")
-            if any(b.slot == 0 for b in self.keys):
-                raise ValueError("an offer never carries slot 0, the owner's")
-        except ValueError as exc:
-            raise GrantError(GrantRefusal.MALFORMED, "share-offer: %s" % exc) from None
-
-    def __repr__(self) -> str:
-        return "ShareOffer(issuer=%r, to=%r, serial=%d, %d keys, %d revoked)" % (
-            self.issuer, self.to, self.serial, len(self.keys), len(self.revoked))
-
-    def to_payload(self) -> bytes:
-        """Canonical JSON (sorted keys, no spaces): the bytes that are signed and sealed."""
-        return _canonical({"segbind": SHARE_OFFER, "version": VERSION, "issuer": self.issuer, "to": self.to,
-                           "serial": self.serial, "issued_ms": self.issued_ms,
-                           **_lists_json(self.keys, self.revoked)})
+    def to_json(self) -> Dict[str, Any]:
+        return {"serial": self.serial, "keep_ms": self.keep_ms, "keyring": self.keyring.to_json()}
 
     @classmethod
-    def from_payload(cls, payload: bytes) -> "ShareOffer":
-        """The offer in ``payload``, or GrantError(malformed) saying what is wrong."""
+    def from_json(cls, data: object, where: str) -> "HeldKeys":
         try:
-            obj = _json_payload(payload, SHARE_OFFER, cls._FIELDS)
-            keys, revoked = _parse_lists(obj)
-            return cls(obj["issuer"], obj["to"], obj["serial"], obj["issued_ms"], keys, revoked)
-        except ValueError as exc:
-            raise GrantError(GrantRefusal.MALFORMED, str(exc)) from None
+            obj = _entry(data, ("serial", "keep_ms", "keyring"), "held keys")
+            held = cls(_uint(obj["keep_ms"], "keep_ms", 0, MAX_MS))
+            held.serial = _uint(obj["serial"], "serial", 0, MAX_U64)
+            if not isinstance(obj["keyring"], dict):
+                raise ValueError("keyring must be an object")
+            held.keyring = Keyring.from_json(obj["keyring"], where)
+        except (ValueError, KeyringError) as exc:
+            raise KeyringError("%s: %s" % (where, exc)) from None
+        held._revoked = set(held.keyring.revoked_ids())
+        return held
 
-
-# -- what a display holds (section 6) --------------------------------------------------------------
 
 class DisplayGrants:
-    """A display's keyring, changed only by a grants message that passes every check of section 6.
+    """A display's keys, changed only by a ``grants`` message that passes every check of
+    section 7, and what its owner says of its cameras (``cameras``, ``alarm_after_ms``).
 
     With ``path`` it is kept in the display's own store (0600, written atomically after
     every accepted message, read back at start), so the serial and the revoked epochs
@@ -691,72 +1078,183 @@ class DisplayGrants:
     ``stale``. Without it, replay protection lasts as long as this object.
     """
 
-    def __init__(self, display: Display, path: Optional[Path | str] = None) -> None:
+    def __init__(self, display: Display, path: Optional[Path | str] = None, keep_ms: int = DEFAULT_KEEP_MS) -> None:
         self._display = display
-        self._keyring = Keyring()
-        self._serial = 0
-        self._revoked: Set[GrantId] = set()
+        self._held = HeldKeys(keep_ms)
+        self._cameras: Dict[Tuple[str, str], CameraState] = {}
+        self._alarm_after_ms = DEFAULT_ALARM_AFTER_MS
         self._path = path
         if path is not None and Path(path).exists():
             self._restore(read_json(path, "display-grants"), str(path))
 
     def _restore(self, data: Dict[str, Any], where: str) -> None:
         try:
-            obj = _object(data, "display-grants", ("segbind", "version", "display", "serial", "keyring"))
+            obj = _object(data, "display-grants", ("segbind", "version", "display", "held", "cameras",
+                                                   "alarm_after_ms"))
             if obj["display"] != self._display.display:
                 raise ValueError("kept by display %r" % obj["display"])
-            serial = _uint(obj["serial"], "serial", 0, MAX_U64)
-            keyring = Keyring.from_json(obj["keyring"], where)
+            held = HeldKeys.from_json(obj["held"], where)
+            cameras = _parse_cameras(obj["cameras"])
+            alarm_after_ms = _uint(obj["alarm_after_ms"], "alarm_after_ms", 0, MAX_MS)
         except (ValueError, KeyringError) as exc:
             raise KeyringError("%s: %s" % (where, exc)) from None
-        self._keyring, self._serial = keyring, serial
-        self._revoked = set(keyring.revoked_ids())
+        self._held, self._alarm_after_ms = held, alarm_after_ms
+        self._cameras = {c.stream: c for c in cameras}
 
     def _save(self) -> None:
         if self._path is not None:
             write_json(self._path, {"segbind": "display-grants", "version": FILE_VERSION,
-                                    "display": self._display.display, "serial": self._serial,
-                                    "keyring": self._keyring.to_json()})
+                                    "display": self._display.display, "held": self._held.to_json(),
+                                    "cameras": [c.to_json() for _, c in sorted(self._cameras.items())],
+                                    "alarm_after_ms": self._alarm_after_ms})
 
     def __repr__(self) -> str:
-        return "DisplayGrants(%r, serial=%d, %r)" % (self._display.display, self._serial, self._keyring)
+        return "DisplayGrants(%r, serial=%d, %r)" % (self._display.display, self.serial, self.keyring)
+
+    @property
+    def display(self) -> Display:
+        return self._display
 
     @property
     def keyring(self) -> Keyring:
-        """The keyring held now: the one of the last accepted grants (empty before the first)."""
-        return self._keyring
+        """The keys held now (empty before the first grants)."""
+        return self._held.keyring
 
     @property
     def serial(self) -> int:
         """The serial of the last accepted grants; 0 before the first."""
-        return self._serial
+        return self._held.serial
+
+    @property
+    def cameras(self) -> Dict[Tuple[str, str], CameraState]:
+        """What the owner's last grants said of each of its cameras, by (owner, camera) (a copy)."""
+        return dict(self._cameras)
+
+    @property
+    def alarm_after_ms(self) -> int:
+        return self._alarm_after_ms
 
     def accept(self, sealed: object) -> Keyring:
-        """The new keyring of a ``grants`` message, or GrantError(reason) and the old keyring kept."""
+        """The keyring after a ``grants`` message, or GrantError(reason) and nothing changed."""
         display = self._display
+        payload = display.open(sealed)
         owner = display.owner
-        if owner is None:
-            raise GrantError(GrantRefusal.NOT_ENROLLED, "display %r has no owner: enroll it first" % display.display)
-        payload = open_sealed(sealed, GRANTS, display.display, display._sealing_key, display.sealing_pub, owner)
+        assert owner is not None  # open() refuses a display that was never enrolled
         grants = GrantSet.from_payload(payload)
         if grants.issuer != owner.account:
             raise GrantError(GrantRefusal.NOT_FROM_OWNER, "the grants name another issuer than the owner")
         if grants.display != display.display or grants.display_pub != display.sealing_pub:
             raise GrantError(GrantRefusal.NOT_FOR_THIS_DISPLAY, "the grants are for another display")
-        if grants.serial <= self._serial:
-            raise GrantError(GrantRefusal.STALE, "serial %d is not above %d" % (grants.serial, self._serial))
-        revoked = self._revoked | set(grants.revoked)
-        keyring = Keyring()
-        for owner_id, camera, epoch in sorted(revoked):
-            keyring.mark_revoked(owner_id, camera, epoch)
-        for binding in grants.keys:
-            if (binding.owner, binding.camera, binding.epoch) in revoked:
-                raise GrantError(GrantRefusal.MALFORMED, "epoch %d of camera %r was revoked here: never granted again"
-                                 % (binding.epoch, binding.camera))
-            keyring.grant(binding)
-        self._keyring, self._serial, self._revoked = keyring, grants.serial, revoked
+        keyring = self._held.take(grants.serial, grants.issued_ms, grants.keys, grants.revoked)
+        self._cameras = {c.stream: c for c in grants.cameras}
+        self._alarm_after_ms = grants.alarm_after_ms
         self._save()
         return keyring
+
+
+class ServiceGrants:
+    """What a service holds: for each account that enrolled it, the period keys that account
+    granted it (a keyring per account, never merged: a key id one account names cannot
+    shadow another's), changed only by a ``service-grants`` message that passes every
+    check of section 10.
+
+    What an account granted is kept with the card it was granted under: an account that left
+    and an account enrolled later under the same id with another card (another person, once
+    the id was free) share nothing, neither keys nor serial.
+
+    The API a verifying worker uses::
+
+        service = Service.load("svc.json")                 # its key and the pinned accounts
+        grants = ServiceGrants(service, "svc-grants/")      # each account's keys, kept across restarts
+        account, keyring = grants.accept(sealed)            # a message from an enrolled account
+        verifier = grants.verifier("alice")                 # alice's segments: no_grant for any
+        verdict = verifier.verify(segment)                  # camera alice never granted
+    """
+
+    def __init__(self, service: Service, directory: Optional[Path | str] = None,
+                 keep_ms: int = DEFAULT_KEEP_MS) -> None:
+        self._service = service
+        self._dir = Path(directory) if directory is not None else None
+        self._keep_ms = keep_ms
+        self._held: Dict[str, Tuple[str, HeldKeys]] = {}   # account -> (its card's fingerprint, what it granted)
+        if self._dir is not None:
+            self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for account in service.accounts:
+                path = self._path(account)
+                if path.exists():
+                    restored = self._restore(read_json(path, "service-grants-held"), account, str(path))
+                    if restored is not None:
+                        self._held[account] = restored
+
+    def _path(self, account: str) -> Path:
+        assert self._dir is not None
+        return self._dir / ("%s.grants.json" % hashlib.sha256(account.encode("utf-8")).hexdigest()[:32])
+
+    def _restore(self, data: Dict[str, Any], account: str, where: str) -> Optional[Tuple[str, HeldKeys]]:
+        """What ``account`` granted, from its file; None when it was granted under another card
+        than the one pinned now (nothing of it is taken)."""
+        try:
+            obj = _object(data, "service-grants-held", ("segbind", "version", "service", "account", "card", "held"))
+            if (obj["service"], obj["account"]) != (self._service.service, account):
+                raise ValueError("kept for another service or account")
+            fingerprint = obj["card"]
+            if not isinstance(fingerprint, str) or not re.fullmatch(r"[0-9a-f]{32}", fingerprint):
+                raise ValueError("card must be an account card's fingerprint")
+        except ValueError as exc:
+            raise KeyringError("%s: %s" % (where, exc)) from None
+        if not self._pinned(account, fingerprint):
+            return None
+        return fingerprint, HeldKeys.from_json(obj["held"], where)
+
+    def _pinned(self, account: str, fingerprint: str) -> bool:
+        card = self._service.accounts.get(account)
+        return card is not None and card.fingerprint == fingerprint
+
+    def _held_now(self, account: str) -> Optional[HeldKeys]:
+        """What ``account`` granted, if it is enrolled now under the card it granted it with."""
+        kept = self._held.get(account)
+        return kept[1] if kept is not None and self._pinned(account, kept[0]) else None
+
+    def __repr__(self) -> str:
+        return "ServiceGrants(%r, %d accounts)" % (self._service.service, len(self._held))
+
+    def keyring(self, account: str) -> Keyring:
+        """The keys ``account`` granted this service (empty when it granted none)."""
+        held = self._held_now(account)
+        return held.keyring if held is not None else Keyring()
+
+    def serial(self, account: str) -> int:
+        held = self._held_now(account)
+        return held.serial if held is not None else 0
+
+    def verifier(self, account: str, **options: Any) -> "StreamVerifier":
+        """A stream verifier over ``account``'s keys (options as ``StreamVerifier``'s). Keep one
+        per account and set its ``keyring`` to ``keyring(account)`` after each accepted message."""
+        from .verifier import StreamVerifier
+
+        return StreamVerifier(self.keyring(account), **options)
+
+    def accept(self, sealed: object) -> Tuple[str, Keyring]:
+        """(account, its keyring now) after a ``service-grants`` message; GrantError and nothing
+        changed otherwise."""
+        service = self._service
+        account, payload = service.open(sealed)
+        card = service.accounts[account]
+        grants = ServiceGrantSet.from_payload(payload)
+        if grants.issuer != account:
+            raise GrantError(GrantRefusal.NOT_FROM_OWNER, "the grants name another issuer than their signer")
+        if grants.service != service.service or grants.service_pub != service.sealing_pub:
+            raise GrantError(GrantRefusal.NOT_FOR_THIS_SERVICE, "the grants are for another service")
+        held = self._held_now(account)
+        if held is None:
+            held = HeldKeys(self._keep_ms)
+        keyring = held.take(grants.serial, grants.issued_ms, grants.keys, grants.revoked)
+        self._held[account] = (card.fingerprint, held)
+        if self._dir is not None:
+            write_json(self._path(account), {"segbind": "service-grants-held", "version": FILE_VERSION,
+                                             "service": service.service, "account": account,
+                                             "card": card.fingerprint, "held": held.to_json()})
+        return account, keyring
 
 
 # -- the out-of-band hand-over ------------------------------------------------------------------

@@ -12,10 +12,13 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple, Union
 
-from segbind_core.keys import KEY_SIZE, Epoch, slot_key
-from segbind_core.tag import MAX_SLOTS
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .errors import InvalidSegment, KeyringError
+from segbind_core.keys import CONTENT_KEY_SIZE, KEY_SIZE, SALT, Epoch, check_period_s
+from segbind_core.tag import KEY_ID_SIZE, MAX_EPOCH, MAX_SLOTS
+
+from .errors import GrantConflict, InvalidSegment, KeyringError
 from .verdict import Reason
 
 if TYPE_CHECKING:
@@ -23,19 +26,57 @@ if TYPE_CHECKING:
 
 PathText = Union[str, "PathLike[str]"]
 
-GrantId = Tuple[str, str, int]  # (owner, camera, epoch)
-FILE_VERSION = 2
+GrantId = Tuple[str, str, int]  # (owner, camera, epoch): for people; two pairings may share one
+FILE_VERSION = 3
+EPOCH_ID_SIZE = 16
+EPOCH_ID_LABEL = b"segbind/v3 epoch id\x00"
 
 
-def _hex_key(value: object, what: str) -> bytes:
+def epoch_id(root: bytes) -> bytes:
+    """EID(E) = HKDF(R(E), "segbind/v3", "segbind/v3 epoch id" 00, 16): the public name of one
+    epoch of one pairing (FORMAT.md section 2).
+
+    Epoch numbers restart at 1 in every pairing, so (owner, camera, epoch) does not name an
+    epoch for good; EID does, as the root it comes from is fresh at every claim. It is
+    one-way: it tells a holder nothing of the root or of any key. Only the owner's app makes
+    it (it holds the root); holders and revoked entries carry it. The camera never needs it.
+    """
+    if len(root) != KEY_SIZE:
+        raise ValueError("an epoch root is %d bytes" % KEY_SIZE)
+    return HKDF(algorithm=hashes.SHA256(), length=EPOCH_ID_SIZE, salt=SALT, info=EPOCH_ID_LABEL).derive(root)
+
+
+class EpochName(NamedTuple):
+    """What names one epoch of one pairing, as a holder keeps it: the owner the issuer says it
+    is, and its epoch id. Revoked entries are EpochNames; so is the key of a holder's revoked
+    set. The owner is part of the name so that a contact can only ever name (and revoke) an
+    epoch of its own, whatever epoch id it copies."""
+
+    owner: str
+    epoch_id: bytes
+
+    def __repr__(self) -> str:
+        return "EpochName(owner=%r, epoch id %s)" % (self.owner, self.epoch_id.hex())
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"owner": self.owner, "epoch_id": self.epoch_id.hex()}
+
+    @classmethod
+    def from_json(cls, data: Any, what: str = "a revoked entry") -> "EpochName":
+        if not isinstance(data, dict) or sorted(data) != ["epoch_id", "owner"]:
+            raise KeyringError("%s must be an object with exactly owner, epoch_id" % what)
+        return cls(_id(data["owner"], "owner", what), _hex_key(data["epoch_id"], what, EPOCH_ID_SIZE))
+
+
+def _hex_key(value: object, what: str, size: int = KEY_SIZE) -> bytes:
     if not isinstance(value, str):
         raise KeyringError("%s: key is not a hex string" % what)
     try:
         key = bytes.fromhex(value)
     except ValueError:
         raise KeyringError("%s: key is not valid hex" % what) from None
-    if len(key) != KEY_SIZE:
-        raise KeyringError("%s: key must be %d bytes" % (what, KEY_SIZE))
+    if len(key) != size:
+        raise KeyringError("%s: key must be %d bytes" % (what, size))
     return key
 
 
@@ -90,56 +131,112 @@ def _id(value: object, what: str, where: str) -> str:
 
 
 def _epoch(value: object, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 0xFFFFFFFF:
-        raise KeyringError("%s: epoch must be an integer from 1 to 2^32-1" % where)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_EPOCH:
+        raise KeyringError("%s: epoch must be an integer from 1 to 2^31-1" % where)
+    return value
+
+
+def _int(value: object, where: str, what: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise KeyringError("%s: %s must be an integer from %d to %d" % (where, what, low, high))
     return value
 
 
 class Binding(NamedTuple):
-    """One slot of one (owner, camera, epoch) and its key: what a viewer is granted.
+    """What a holder is granted for one period of one epoch of one camera: the key id that
+    names it in tags, whose it is (owner, camera, epoch, and the epoch id that names that
+    epoch of that pairing), the period and its length, the holder's slot and slot key, and
+    the period's content key. (A named tuple: immutable, and cheap to make.)
 
-    Slot 0 is the owner's; slots from 1 are the accounts the epoch is shared with. (A named
-    tuple: immutable, and cheap to make.)
+    Slot 0 is the owner's; slots from 1 are the accounts the epoch is shared with.
     """
 
+    key_id: bytes
     owner: str
     camera: str
     epoch: int
+    epoch_id: bytes
+    period: int
+    period_s: int
+    slot: int
     key: bytes
-    slot: int = 0
+    content_key: bytes
 
     def __repr__(self) -> str:
-        return "Binding(owner=%r, camera=%r, epoch=%d, slot=%d, key=<hidden>)" % (
-            self.owner, self.camera, self.epoch, self.slot)
+        return "Binding(owner=%r, camera=%r, epoch=%d, period=%d, slot=%d, key id %s, epoch id %s, keys=<hidden>)" % (
+            self.owner, self.camera, self.epoch, self.period, self.slot, self.key_id.hex(), self.epoch_id.hex())
+
+    @property
+    def start_ms(self) -> int:
+        """The first capture time (ms since 1970) the period holds."""
+        return self.period * self.period_s * 1000
+
+    @property
+    def end_ms(self) -> int:
+        """The capture time (ms) the next period begins at."""
+        return (self.period + 1) * self.period_s * 1000
+
+    @property
+    def stream(self) -> Tuple[str, str]:
+        """(owner, camera): what a display keys a stream, a tile and its state by."""
+        return self.owner, self.camera
+
+    @property
+    def epoch_name(self) -> EpochName:
+        """(owner, epoch id): the epoch of the pairing this period belongs to, as revoked entries name it."""
+        return EpochName(self.owner, self.epoch_id)
+
+    @property
+    def epoch_facts(self) -> Tuple[str, int, int]:
+        """(camera, epoch, period_s): what one epoch id stands for; every period of it agrees."""
+        return self.camera, self.epoch, self.period_s
 
     def to_json(self) -> Dict[str, Any]:
-        return {"owner": self.owner, "camera": self.camera, "epoch": self.epoch,
-                "slot": self.slot, "key": self.key.hex()}
+        return {"key_id": self.key_id.hex(), "owner": self.owner, "camera": self.camera, "epoch": self.epoch,
+                "epoch_id": self.epoch_id.hex(), "period": self.period, "period_s": self.period_s,
+                "slot": self.slot, "key": self.key.hex(), "content_key": self.content_key.hex()}
 
     @classmethod
-    def of_epoch(cls, epoch: Epoch, holder: Optional[str] = None) -> "Binding":
-        """The slot of ``holder`` (default: the owner) in ``epoch``, with its key; KeyringError when
-        ``holder`` holds no slot."""
+    def of_epoch(cls, epoch: Epoch, period: int, holder: Optional[str] = None) -> "Binding":
+        """The slot of ``holder`` (default: the owner) in one period of ``epoch``, with its keys;
+        KeyringError when ``holder`` holds no slot."""
         holders = epoch.holders()
         holder = epoch.owner if holder is None else holder
         if holder not in holders:
             raise KeyringError("%s holds no slot of epoch %d (slots: %s)" % (holder, epoch.epoch, ", ".join(holders)))
         slot = holders.index(holder)
-        return cls(epoch.owner, epoch.camera, epoch.epoch, slot_key(epoch.root, slot, holder), slot)
+        keys = epoch.period_keys(period)
+        return cls(keys.key_id, epoch.owner, epoch.camera, epoch.epoch, epoch_id(epoch.root), period,
+                   epoch.period_s, slot, keys.slot_keys[slot][1], keys.content_key)
+
+    @classmethod
+    def periods_of_epoch(cls, epoch: Epoch, from_ms: int, to_ms: int,
+                         holder: Optional[str] = None) -> List["Binding"]:
+        """``holder``'s bindings for every period of ``epoch`` that holds a capture time in
+        [from_ms, to_ms)."""
+        first, last = epoch.period_of(from_ms), epoch.period_of(max(from_ms, to_ms - 1))
+        return [cls.of_epoch(epoch, p, holder) for p in range(first, last + 1)]
 
     @classmethod
     def from_json(cls, data: Any, what: str = "grant") -> "Binding":
         if not isinstance(data, dict):
             raise KeyringError("%s: a grant is not an object" % what)
-        slot = data.get("slot", 0)
-        if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < MAX_SLOTS:
-            raise KeyringError("%s: slot must be an integer from 0 to %d" % (what, MAX_SLOTS - 1))
-        return cls(_id(data.get("owner"), "owner", what), _id(data.get("camera"), "camera", what),
-                   _epoch(data.get("epoch"), what), _hex_key(data.get("key"), what), slot)
+        period_s = _int(data.get("period_s"), what, "period_s", 60, 86400)
+        try:
+            check_period_s(period_s)
+        except ValueError as exc:
+            raise KeyringError("%s: %s" % (what, exc)) from None
+        return cls(_hex_key(data.get("key_id"), what, KEY_ID_SIZE), _id(data.get("owner"), "owner", what),
+                   _id(data.get("camera"), "camera", what), _epoch(data.get("epoch"), what),
+                   _hex_key(data.get("epoch_id"), what, EPOCH_ID_SIZE),
+                   _int(data.get("period"), what, "period", 0, ((1 << 53) - 1) // (period_s * 1000)), period_s,
+                   _int(data.get("slot", 0), what, "slot", 0, MAX_SLOTS - 1), _hex_key(data.get("key"), what),
+                   _hex_key(data.get("content_key"), what, CONTENT_KEY_SIZE))
 
 
 class EpochFile:
-    """An epoch file: one epoch's root and who holds its slots (``segbind keys epoch``).
+    """An epoch file: one epoch's root, its period length and who holds its slots (``segbind
+    keys epoch``).
 
     What ``segbind tag`` tags with, standing in for a camera: it can make every
     slot's MAC, so it is the owner's secret, like the pairing it comes from.
@@ -149,7 +246,7 @@ class EpochFile:
     def to_json(epoch: Epoch) -> Dict[str, Any]:
         return {"segbind": "epoch", "version": FILE_VERSION, "owner": epoch.owner,
                 "camera": epoch.camera, "epoch": epoch.epoch, "shares": list(epoch.shares),
-                "root": epoch.root.hex()}
+                "period_s": epoch.period_s, "root": epoch.root.hex()}
 
     @staticmethod
     def load(path: PathText) -> Epoch:
@@ -163,7 +260,7 @@ class EpochFile:
             return Epoch(_id(data.get("owner"), "owner", where), _id(data.get("camera"), "camera", where),
                          _epoch(data.get("epoch"), where),
                          [_id(a, "a share", where) for a in shares],
-                         _hex_key(data.get("root"), where))
+                         _hex_key(data.get("root"), where), _int(data.get("period_s"), where, "period_s", 60, 86400))
         except ValueError as exc:
             raise KeyringError("%s: %s" % (where, exc)) from None
 
@@ -173,11 +270,20 @@ class EpochFile:
 
 
 class Keyring:
-    """A viewer's grants: (owner, camera, epoch) -> its slot and key, plus revoked epochs."""
+    """A holder's grants: key id -> the binding it names (owner, camera, epoch, epoch id,
+    period, slot, keys), plus the epochs it was told are revoked (by EpochName: an epoch of
+    one pairing, never to be held again).
+
+    What it holds is consistent, or ``grant`` refuses (``GrantConflict``): a key id names one
+    binding (it is the only name a tag carries: rebinding it would move a camera's segments
+    to another name), an epoch id names one camera, epoch and period length, and a revoked
+    epoch is held no more.
+    """
 
     def __init__(self, bindings: Iterable[Binding] = ()) -> None:
-        self._keys: Dict[GrantId, Binding] = {}
-        self._revoked: Set[GrantId] = set()
+        self._keys: Dict[bytes, Binding] = {}
+        self._epochs: Dict[EpochName, Tuple[Tuple[str, int, int], int]] = {}  # -> (its facts, periods held)
+        self._revoked: Set[EpochName] = set()
         for binding in bindings:
             self.grant(binding)
 
@@ -187,64 +293,99 @@ class Keyring:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def grant(self, binding: Binding) -> None:
-        """Hold ``binding``'s key; granting a revoked epoch again is refused."""
-        gid = (binding.owner, binding.camera, binding.epoch)
-        if gid in self._revoked:
-            raise KeyringError("epoch %d of camera %r (owner %r) was revoked"
-                               % (binding.epoch, binding.camera, binding.owner))
-        self._keys[gid] = binding
+    def conflict(self, binding: Binding) -> Optional[str]:
+        """Why ``grant(binding)`` would be refused (one line, no key bytes), or None."""
+        if binding.epoch_name in self._revoked:
+            return "epoch %d of camera %r (owner %r, epoch id %s) was revoked here: never held again" % (
+                binding.epoch, binding.camera, binding.owner, binding.epoch_id.hex())
+        held = self._keys.get(binding.key_id)
+        if held is not None and held != binding:
+            return "key id %s is held here for another grant" % binding.key_id.hex()
+        facts = self._epochs.get(binding.epoch_name)
+        if facts is not None and facts[0] != binding.epoch_facts:
+            return "epoch id %s of owner %r is held here for another camera, epoch or period length" % (
+                binding.epoch_id.hex(), binding.owner)
+        return None
 
-    def mark_revoked(self, owner: str, camera: str, epoch: int) -> None:
-        """Remember (owner, camera, epoch) as revoked: it can never be granted again here."""
-        self._keys.pop((owner, camera, epoch), None)
-        self._revoked.add((owner, camera, epoch))
+    def grant(self, binding: Binding) -> None:
+        """Hold ``binding``'s keys (again: the same binding twice is one grant). GrantConflict
+        when it contradicts what is held (``conflict``): nothing changes then."""
+        why = self.conflict(binding)
+        if why is not None:
+            raise GrantConflict(why)
+        if binding.key_id in self._keys:
+            return
+        self._keys[binding.key_id] = binding
+        facts = self._epochs.get(binding.epoch_name)
+        self._epochs[binding.epoch_name] = (binding.epoch_facts, 1 if facts is None else facts[1] + 1)
+
+    def grant_all(self, bindings: Iterable[Binding]) -> "Keyring":
+        for binding in bindings:
+            self.grant(binding)
+        return self
+
+    def _drop(self, key_id: bytes) -> None:
+        binding = self._keys.pop(key_id)
+        facts, count = self._epochs[binding.epoch_name]
+        if count > 1:
+            self._epochs[binding.epoch_name] = (facts, count - 1)
+        else:
+            del self._epochs[binding.epoch_name]
+
+    def mark_revoked(self, name: EpochName) -> None:
+        """Remember the epoch ``name`` as revoked: its periods are dropped, and none can be granted here again."""
+        for kid in [k for k, b in self._keys.items() if b.epoch_name == name]:
+            self._drop(kid)
+        self._revoked.add(EpochName(*name))
 
     def revoke(self, owner: str, camera: str, below_epoch: int) -> None:
-        """Drop every epoch of (owner, camera) below ``below_epoch``, and remember them."""
-        for gid in [g for g in self._keys if g[0] == owner and g[1] == camera and g[2] < below_epoch]:
-            del self._keys[gid]
-            self._revoked.add(gid)
+        """Revoke every epoch held of (owner, camera) below ``below_epoch`` (as ``mark_revoked``)."""
+        for name in {b.epoch_name for b in self._keys.values()
+                     if (b.owner, b.camera) == (owner, camera) and b.epoch < below_epoch}:
+            self.mark_revoked(name)
 
     def revoke_camera(self, camera: str) -> None:
-        """Drop every grant for ``camera`` (the viewer lost access to it)."""
-        for gid in [g for g in self._keys if g[1] == camera]:
-            del self._keys[gid]
-            self._revoked.add(gid)
+        """Revoke every epoch held of ``camera`` (the holder lost access to it)."""
+        for name in {b.epoch_name for b in self._keys.values() if b.camera == camera}:
+            self.mark_revoked(name)
+
+    def drop_before(self, end_ms: int) -> int:
+        """Forget periods that ended before ``end_ms`` (a display keeps a bounded keyring); how
+        many were dropped."""
+        old = [k for k, b in self._keys.items() if b.end_ms <= end_ms]
+        for kid in old:
+            self._drop(kid)
+        return len(old)
 
     def grants(self) -> List[GrantId]:
-        return sorted(self._keys)
+        """The (owner, camera, epoch) held, each once, sorted (for people: two pairings of one
+        camera may both have an epoch 1)."""
+        return sorted({(b.owner, b.camera, b.epoch) for b in self._keys.values()})
 
-    def revoked_ids(self) -> List[GrantId]:
-        """The revoked (owner, camera, epoch) entries, sorted."""
+    def revoked_ids(self) -> List[EpochName]:
+        """The epochs revoked here, sorted."""
         return sorted(self._revoked)
 
-    def binding(self, owner: str, camera: str, epoch: int) -> Binding:
-        """The slot and key held for it, or InvalidSegment(NO_GRANT) saying precisely what is missing."""
-        found = self._keys.get((owner, camera, epoch))
+    def binding(self, key_id: bytes) -> Binding:
+        """The binding a key id names, or InvalidSegment(NO_GRANT) saying what is missing. A
+        holder cannot tell a stranger's key id from one it was not granted: both are no grant."""
+        found = self._keys.get(bytes(key_id))
         if found is not None:
             return found
-        raise InvalidSegment(Reason.NO_GRANT, self._why_not(owner, camera, epoch))
+        raise InvalidSegment(Reason.NO_GRANT, "no grant for key id %s (%d periods held)"
+                             % (bytes(key_id).hex(), len(self._keys)))
+
+    def binding_or_none(self, key_id: bytes) -> Optional[Binding]:
+        return self._keys.get(key_id)
 
     def bindings(self) -> List[Binding]:
-        return [self._keys[g] for g in sorted(self._keys)]
-
-    def _why_not(self, owner: str, camera: str, epoch: int) -> str:
-        if (owner, camera, epoch) in self._revoked:
-            return "epoch %d of camera %r (owner %r) was revoked" % (epoch, camera, owner)
-        epochs = sorted(g[2] for g in self._keys if g[0] == owner and g[1] == camera)
-        if epochs:
-            return "epoch %d of camera %r (owner %r) is not granted (granted: %s)" % (
-                epoch, camera, owner, ", ".join(str(e) for e in epochs))
-        if any(g[1] == camera for g in self._keys):
-            return "camera %r is not granted for owner %r" % (camera, owner)
-        return "no grant for camera %r of owner %r" % (camera, owner)
+        return sorted(self._keys.values(), key=lambda b: (b.owner, b.camera, b.epoch, b.epoch_id, b.period, b.key_id))
 
     def to_json(self) -> Dict[str, Any]:
         return {
             "segbind": "keyring", "version": FILE_VERSION,
             "grants": [b.to_json() for b in self.bindings()],
-            "revoked": [{"owner": o, "camera": c, "epoch": e} for o, c, e in sorted(self._revoked)],
+            "revoked": [name.to_json() for name in sorted(self._revoked)],
         }
 
     @classmethod
@@ -254,14 +395,13 @@ class Keyring:
             raise KeyringError("%s: grants and revoked must be lists" % what)
         ring = cls()
         for item in revoked:
-            if not isinstance(item, dict):
-                raise KeyringError("%s: a revoked entry is not an object" % what)
-            try:
-                ring.mark_revoked(str(item["owner"]), str(item["camera"]), int(item["epoch"]))
-            except (KeyError, TypeError, ValueError):
-                raise KeyringError("%s: a revoked entry lacks owner, camera or epoch" % what) from None
+            ring.mark_revoked(EpochName.from_json(item, "%s: a revoked entry" % what))
         for item in grants:
-            ring.grant(Binding.from_json(item, what))
+            binding = Binding.from_json(item, what)
+            why = ring.conflict(binding)
+            if why is not None:
+                raise KeyringError("%s: %s" % (what, why))
+            ring.grant(binding)
         return ring
 
     @classmethod

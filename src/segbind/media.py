@@ -28,7 +28,7 @@ from .read.sniff import ANNEXB, HLS, MP4, SNIFF_BYTES, sniff
 from .read.sources import ConcatReader, Prefixed, as_stream, is_url, open_range, read_head
 from .read.split import MAX_SEGMENT_BYTES
 from .verdict import Reason, TagInfo, Verdict
-from .verifier import Canonical, StreamVerifier, TimeWindow
+from .verifier import Accepted, Canonical, StreamVerifier, TimeWindow
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes], Sequence[str]]
 
@@ -36,12 +36,12 @@ Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes],
 class SegmentResult:
     """One segment's result: its place in the input, the verdict, and (accepted only) its bytes."""
 
-    __slots__ = ("index", "verdict", "_form")
+    __slots__ = ("index", "verdict", "_accepted")
 
-    def __init__(self, index: int, verdict: Verdict, form: Optional[Canonical]) -> None:
+    def __init__(self, index: int, verdict: Verdict, accepted: Optional[Accepted]) -> None:
         self.index = index
         self.verdict = verdict
-        self._form = form if verdict.accepted else None
+        self._accepted = accepted if verdict.accepted else None
 
     @property
     def accepted(self) -> bool:
@@ -61,9 +61,16 @@ class SegmentResult:
 
     @property
     def data(self) -> Optional[bytes]:
-        """The verified NAL units in canonical form (Annex-B, 4-byte start codes, the tag
-        included): exactly the camera's bytes. None for a refused segment."""
-        return self._form.output() if self._form is not None else None
+        """The verified NAL units, decrypted, in canonical form (Annex-B, 4-byte start codes,
+        the tag included): what the camera's encoder made. Decrypted when first asked for;
+        None for a refused segment, which is never decrypted."""
+        return self._accepted.plaintext() if self._accepted is not None else None
+
+    @property
+    def protected(self) -> Optional[bytes]:
+        """The verified segment still encrypted, exactly as the camera emitted it (what a keyless
+        recorder keeps); None for a refused segment."""
+        return self._accepted.protected() if self._accepted is not None else None
 
     @property
     def capture_ms(self) -> Optional[int]:
@@ -76,7 +83,7 @@ class SegmentResult:
 
     def __repr__(self) -> str:
         return "SegmentResult(%d, %s%s)" % (self.index, self.verdict.reason.value,
-                                            ", %d bytes" % len(self._form) if self._form is not None else "")
+                                            ", %d bytes" % len(self._accepted) if self._accepted is not None else "")
 
 
 class Input:
@@ -103,10 +110,10 @@ class Input:
         verifier = self.verifier
         index = -1
         for index, segment in enumerate(self._segments):
-            verdict, form = verifier.judge(segment)
+            verdict, accepted = verifier.judge(segment)
             if self._lock and verifier.camera is None and verdict.accepted and verdict.tag is not None:
-                verifier.camera = verdict.tag.camera  # an input is one camera's stream
-            yield SegmentResult(index, verdict, form)
+                verifier.camera, verifier.owner = verdict.tag.camera, verdict.tag.owner  # one stream per input
+            yield SegmentResult(index, verdict, accepted)
         final = verifier.finish()
         if final is not None:
             yield SegmentResult(index + 1, final, None)

@@ -80,7 +80,9 @@ _ACCEPTED = (Reason.OK, Reason.GAP, Reason.LATE)
 
 
 class TagInfo(NamedTuple):
-    """The public fields of a tag (never key material)."""
+    """The public fields of a tag (never key material), and whose segment it is: the owner,
+    camera and epoch its key id stands for in the viewer's keyring ("" and 0 when the
+    viewer holds no grant for it)."""
 
     owner: str
     camera: str
@@ -92,6 +94,13 @@ class TagInfo(NamedTuple):
     pictures: int = 0
     codec: int = 1
     end_of_stream: bool = False
+    key_id: bytes = b""
+    still: bool = False
+
+    @property
+    def stream(self) -> "tuple[str, str]":
+        """(owner, camera): what a stream is known by."""
+        return self.owner, self.camera
 
     def as_dict(self) -> Dict[str, Any]:
         return {
@@ -99,6 +108,7 @@ class TagInfo(NamedTuple):
             "stream_id": self.stream_id, "seq": self.seq, "capture_ms": self.capture_ms,
             "duration_ms": self.duration_ms, "pictures": self.pictures,
             "codec": "H.264" if self.codec == 1 else "H.265", "end_of_stream": self.end_of_stream,
+            "key_id": self.key_id.hex(), "still": self.still,
         }
 
 

@@ -18,26 +18,32 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 from segbind_core.crypto import MacKey, constant_time_equal
 from segbind_core.h264 import SeiError
 from segbind_core.nal import annexb_units
+from segbind_core.protect import DOMAIN_SEGMENT, DOMAIN_STILL, unprotect
 from segbind_core.sei import SEGBIND_UUID, segbind_payload, tag_codec
 from segbind_core.tag import (
     CODEC_H264,
     CODEC_H265,
     CODEC_NAMES,
     DIGEST_HINT_SIZE,
+    DIGEST_SIZE,
     FLAG_END_OF_STREAM,
+    FLAG_STILL,
     GENESIS_LINK,
+    KEY_ID_SIZE,
     LINK_SIZE,
     MAC_SIZE,
+    PREFIX_SIZE,
     UNKNOWN_VERSION,
     Tag,
     TagError,
     decode_fields,
     decode_tag,
     decode_tail,
+    decode_uvarint,
     encode_uvarint,
 )
 
-from .errors import InvalidSegment
+from .errors import InvalidSegment, StateError
 from .framing import (
     START_CODE,
     canonical_annexb,
@@ -82,11 +88,14 @@ LIVE = TimeWindow(max_age_s=30.0, max_future_s=5.0)
 """The window a live display uses: video captured in the last 30 s (or 5 s ahead of a slow clock)."""
 
 
-def _info(tag: Union[Tag, TagInfo]) -> TagInfo:
+def _info(tag: Union[Tag, TagInfo], binding: Optional[Binding] = None) -> TagInfo:
+    """A tag's public fields, with the owner, camera and epoch its key id stands for when the
+    viewer holds a grant for it."""
     if isinstance(tag, TagInfo):
         return tag
-    return TagInfo(tag.owner, tag.camera, tag.epoch, tag.stream_id, tag.seq, tag.capture_ms,
-                   tag.duration_ms, tag.pictures, tag.codec, tag.end_of_stream)
+    owner, camera, epoch = (binding.owner, binding.camera, binding.epoch) if binding is not None else ("", "", 0)
+    return _make(TagInfo, (owner, camera, epoch, tag.stream_id, tag.seq, tag.capture_ms, tag.duration_ms,
+                           tag.pictures, tag.codec, tag.end_of_stream, bytes(tag.key_id), tag.still))
 
 
 class Timing:
@@ -240,7 +249,7 @@ class Canonical:
         tag = START_CODE + self.tag_nal
         codec = self.codec or tag_codec(self.tag_nal)
         exact_tag = self.tag_end - self.tag_start == len(tag) and data.startswith(tag, self.tag_start)
-        if exact_tag and self.tag_start and data.find(START_CODE, 4, self.tag_start + 1) == self.tag_start \
+        if exact_tag and self.tag_start and data.find(START_CODE, 4, self.tag_start + 4) == self.tag_start \
                 and is_delimiter(data[4:self.tag_start], codec):
             return data  # as the camera emits it: the tag right after the delimiter
         rest = data[:self.tag_start] + data[self.tag_end:]  # every unit but the tag: as the camera's
@@ -362,12 +371,15 @@ def _camera_shape(buf: bytes) -> Optional[Tuple[int, int]]:
 
 class Authentic(NamedTuple):
     """A segment whose tag authenticated: its public fields, its link, its digest, the MAC of
-    the viewer's slot."""
+    the viewer's slot, the binding its key id names (whose content key decrypts it, once
+    accepted) and its clear lead."""
 
     tag: TagInfo
     link: bytes
     digest: bytes
     mac: bytes
+    binding: Binding
+    clear_lead: int
     note: str = ""  # what an accepted verdict says besides (a container that hides pictures)
 
 
@@ -382,9 +394,9 @@ class Authenticator:
     def __init__(self, keyring: Keyring, window: Optional[TimeWindow] = None) -> None:
         self._keyring = keyring
         self.window = window
-        self._macs: Dict[Tuple[str, str, int], Tuple[Binding, MacKey]] = {}
+        self._macs: Dict[bytes, Tuple[Binding, MacKey]] = {}
         self._prefix = b""
-        self._prefix_fields: Tuple[int, str, str, int, int] = (0, "", "", 0, 0)
+        self._prefix_fields: Tuple[int, bytes, int] = (0, b"", 0)
 
     @property
     def keyring(self) -> Keyring:
@@ -398,13 +410,11 @@ class Authenticator:
     def _decode(self, body: bytes) -> Tuple[Tag, bytes]:
         prefix = self._prefix
         if prefix and body.startswith(prefix):
-            codec, owner, camera, epoch, stream_id = self._prefix_fields
-            return decode_tail(body, len(prefix), codec, owner, camera, epoch, stream_id)
+            codec, key_id, stream_id = self._prefix_fields
+            return decode_tail(body, len(prefix), codec, key_id, stream_id)
         tag, signed = decode_tag(body)
-        size = (3 + 2 + len(tag.owner.encode()) + len(tag.camera.encode())
-                + len(encode_uvarint(tag.epoch)) + len(encode_uvarint(tag.stream_id)))
-        self._prefix = body[:size]
-        self._prefix_fields = (tag.codec, tag.owner, tag.camera, tag.epoch, tag.stream_id)
+        self._prefix = body[:PREFIX_SIZE + len(encode_uvarint(tag.stream_id))]
+        self._prefix_fields = (tag.codec, bytes(tag.key_id), tag.stream_id)
         return tag, signed
 
     def tag_of(self, seg: Canonical) -> Tuple[Tag, bytes]:
@@ -432,52 +442,55 @@ class Authenticator:
                 CODEC_NAMES[tag.codec], CODEC_NAMES.get(codec, "unknown")), _info(tag))
         return tag, signed
 
-    def _key(self, tag: Union[Tag, TagInfo], slots: int) -> Tuple[int, MacKey]:
-        """The viewer's slot and key for the tag's (owner, camera, epoch); NO_GRANT when the
-        keyring holds none, or the tag carries no MAC for that slot."""
+    def _key(self, tag: Tag) -> Tuple[Binding, MacKey]:
+        """The binding the tag's key id names in the keyring, and its MAC key; NO_GRANT when the
+        keyring holds none, the tag carries no MAC for the holder's slot, or the key's period
+        does not hold the segment's capture time."""
+        key_id = bytes(tag.key_id)
+        found = self._macs.get(key_id)
         try:
-            binding = self._keyring.binding(tag.owner, tag.camera, tag.epoch)
+            binding = self._keyring.binding(key_id)
         except InvalidSegment as exc:
             raise InvalidSegment(exc.reason, exc.detail, _info(tag)) from None
-        gid = (tag.owner, tag.camera, tag.epoch)
-        found = self._macs.get(gid)
         if found is None or found[0] is not binding:
-            found = self._macs[gid] = (binding, MacKey(binding.key))
-        if binding.slot >= slots:
+            found = self._macs[key_id] = (binding, MacKey(binding.key))
+        if binding.slot >= tag.slots:
             raise InvalidSegment(Reason.NO_GRANT, "the tag has no slot %d for this viewer (%d slots)"
-                                 % (binding.slot, slots), _info(tag))
-        return binding.slot, found[1]
+                                 % (binding.slot, tag.slots), _info(tag, binding))
+        if not binding.start_ms <= tag.capture_ms < binding.end_ms:
+            raise InvalidSegment(Reason.NO_GRANT, "the key of period %d does not cover a capture time of %d ms"
+                                 % (binding.period, tag.capture_ms), _info(tag, binding))
+        return binding, found[1]
 
     def authenticate(self, seg: Canonical, now_s: Optional[float] = None) -> Authentic:
         """Checks 1 to 8 on the segment as it is; InvalidSegment with the first that fails."""
         tag, signed = self.tag_of(seg)
-        slot, key = self._key(tag, tag.slots)
+        binding, key = self._key(tag)
+        info = _info(tag, binding)
         if seg.problem:
             raise InvalidSegment(Reason.TIMING if seg.problem_reason == "timing" else Reason.FRAMING, seg.problem,
-                                 _info(tag))
+                                 info)
         digest = seg.digest
         if digest is None:
             digest = seg.content_digest()
         if seg.units is not None and seg.units != tag.units:
             if constant_time_equal(digest[:DIGEST_HINT_SIZE], tag.digest_hint):
                 raise InvalidSegment(Reason.FRAMING, "the framing delimits %d NAL units where the "
-                                     "camera tagged %d" % (seg.units, tag.units), _info(tag))
+                                     "camera tagged %d" % (seg.units, tag.units), info)
             raise InvalidSegment(Reason.CONTENT_MISMATCH, "%d NAL units where the camera tagged %d"
-                                 % (seg.units, tag.units), _info(tag))
+                                 % (seg.units, tag.units), info)
         mac = key.mac(signed, digest)[:MAC_SIZE]
-        if not constant_time_equal(mac, tag.macs[slot]):
+        if not constant_time_equal(mac, tag.macs[binding.slot]):
             if not constant_time_equal(digest[:DIGEST_HINT_SIZE], tag.digest_hint):
                 raise InvalidSegment(Reason.CONTENT_MISMATCH,
-                                     "video content differs from what the camera tagged", _info(tag))
-            raise InvalidSegment(Reason.MAC_MISMATCH, "tag does not authenticate under the granted key",
-                                 _info(tag))
+                                     "video content differs from what the camera tagged", info)
+            raise InvalidSegment(Reason.MAC_MISMATCH, "tag does not authenticate under the granted key", info)
         if seg.required:
-            _check_required(tag, seg)
-        note = _check_timing(tag, seg.timing) if seg.timing is not None else ""
-        info = _info(tag)
+            _check_required(info, seg)
+        note = _check_timing(tag, seg.timing, info) if seg.timing is not None else ""
         if self.window is not None:
             self.window.check(info, time.time() if now_s is None else now_s)
-        return Authentic(info, tag.link, digest, mac, note)
+        return Authentic(info, tag.link, digest, mac, binding, tag.clear_lead, note)
 
     def judge(self, seg: Canonical, now_s: Optional[float] = None) -> Tuple[Authentic, Canonical]:
         """``authenticate``, and when only the content mismatched: the segment read into
@@ -543,26 +556,33 @@ class Authenticator:
             return None
         body = data[body_at:end - 1]
         try:
-            seq, capture_ms, duration_ms, pictures, _units, flags, link, _hint, slots, macs_at = \
+            seq, capture_ms, duration_ms, pictures, _units, lead, flags, link, _hint, slots, macs_at = \
                 decode_fields(body, len(prefix))
         except TagError:
             return None
-        codec, owner, camera, epoch, stream_id = self._prefix_fields
-        info = _make(TagInfo, (owner, camera, epoch, stream_id, seq, capture_ms, duration_ms, pictures,
-                               codec, bool(flags & FLAG_END_OF_STREAM)))
-        slot, key = self._key(info, slots)
+        if flags & FLAG_STILL:
+            return None  # a still: the general path
+        codec, key_id, stream_id = self._prefix_fields
+        found = self._macs.get(key_id)
+        binding = self._keyring.binding_or_none(key_id)
+        if binding is None or found is None or found[0] is not binding or binding.slot >= slots \
+                or not binding.start_ms <= capture_ms < binding.end_ms:
+            return None  # the general path says why (or makes the MAC key)
         h = hashlib.sha256(data[:tag_at])
         h.update(memoryview(data)[end:])
         digest = h.digest()
-        mac = key.mac(body[:macs_at] + digest)[:MAC_SIZE]
+        slot = binding.slot
+        mac = found[1].mac(body[:macs_at] + digest)[:MAC_SIZE]
         if not constant_time_equal(mac, body[macs_at + MAC_SIZE * slot:macs_at + MAC_SIZE * (slot + 1)]):
             return None  # the general path says why
+        info = _make(TagInfo, (binding.owner, binding.camera, binding.epoch, stream_id, seq, capture_ms,
+                               duration_ms, pictures, codec, bool(flags & FLAG_END_OF_STREAM), key_id, False))
         if self.window is not None:
             self.window.check(info, time.time() if now_s is None else now_s)
-        return _make(Authentic, (info, link, digest, mac, ""))
+        return _make(Authentic, (info, link, digest, mac, binding, lead, ""))
 
 
-def _check_required(tag: Tag, seg: Canonical) -> None:
+def _check_required(tag: TagInfo, seg: Canonical) -> None:
     head = head_units(seg.head(), tag.codec)
     untagged = sum(1 for unit in seg.required if bytes(unit) not in head)
     if untagged:
@@ -570,27 +590,27 @@ def _check_required(tag: Tag, seg: Canonical) -> None:
                              "the camera did not tag in this segment's head" % untagged, _info(tag))
 
 
-def _check_timing(tag: Tag, timing: Timing) -> str:
+def _check_timing(tag: Tag, timing: Timing, info: TagInfo) -> str:
     """docs/FORMAT.md 7.5: the container presents the tagged number of pictures over the tagged
     duration, each at its place in the camera's picture order; a note ("" when none) when it
     hides pictures (an edit list), which shows nothing that is not the camera's."""
     if timing.samples != tag.pictures:
         raise InvalidSegment(Reason.TIMING, "%d pictures where the camera tagged %d"
-                             % (timing.samples, tag.pictures), _info(tag))
+                             % (timing.samples, tag.pictures), info)
     slack = max(timing.frame_ms, tag.duration_ms / tag.pictures if tag.pictures else 0,
                 0.1 * tag.duration_ms) + 1
     if abs(timing.duration_ms - tag.duration_ms) > slack:
         raise InvalidSegment(Reason.TIMING, "the container plays it in %.0f ms; the camera captured %d ms"
-                             % (timing.duration_ms, tag.duration_ms), _info(tag))
+                             % (timing.duration_ms, tag.duration_ms), info)
     unreadable = sum(1 for key in timing.order if isinstance(key, str))
     if unreadable:
         raise InvalidSegment(Reason.TIMING, "the picture order of %d picture(s) cannot be read: where the "
-                             "container presents them cannot be checked" % unreadable, _info(tag))
+                             "container presents them cannot be checked" % unreadable, info)
     misplaced = picture_displacement(timing)
     if misplaced is not None:
         picture, off_ms, allowed_ms = misplaced
         raise InvalidSegment(Reason.TIMING, "the container presents picture %d of the camera's order %.0f ms from "
-                             "its place (%.0f ms allowed)" % (picture, off_ms, allowed_ms), _info(tag))
+                             "its place (%.0f ms allowed)" % (picture, off_ms, allowed_ms), info)
     if timing.hidden:
         return "the container hides %d of its %d pictures (an edit list)" % (timing.hidden, timing.samples)
     return ""
@@ -643,7 +663,7 @@ class _Accepted(NamedTuple):
     mac: bytes
 
 
-class _CameraState:
+class _StreamState:
     __slots__ = ("stream_id", "epoch", "highest", "recent", "last", "tip")
 
     def __init__(self, found: Authentic) -> None:
@@ -672,36 +692,183 @@ class _CameraState:
         """What was accepted at ``seq``, when it lies in the window."""
         return self.recent.get(seq) if seq >= self.highest - REPLAY_WINDOW else None
 
+    # -- export and import (StreamVerifier.export_state and import_state) ------------------------
+    # Version 1. Every integer an unsigned LEB128 varint:
+    #   "SBst" 01 | stream_id | epoch | highest | the latest segment's capture_ms, duration_ms,
+    #   pictures, codec, flags (1: end of stream), key id (16 bytes) | n | n entries by rising seq:
+    #   the first's distance below highest, then each one's distance above the one before; a
+    #   flags byte (1: its link is the digest of the seq before, left out); digest (32); MAC (16);
+    #   link (8) unless left out.
+    # Only the entries the window still consults (seq >= highest - REPLAY_WINDOW) are written: at
+    # most REPLAY_WINDOW + 1, so a state is at most STATE_MAX_BYTES. The tip is the highest
+    # entry's digest, and the latest segment's seq, stream and epoch are the state's own: neither
+    # is written.
+
+    def to_bytes(self) -> bytes:
+        last = self.last
+        highest = self.highest
+        out = bytearray(_STATE_MAGIC)
+        for value in (self.stream_id, self.epoch, highest, last.capture_ms, last.duration_ms,
+                      last.pictures, last.codec, 1 if last.end_of_stream else 0):
+            out += encode_uvarint(value)
+        out += last.key_id
+        recent = self.recent
+        floor = highest - REPLAY_WINDOW
+        seqs = sorted(seq for seq in recent if seq >= floor)
+        out += encode_uvarint(len(seqs))
+        previous = -1
+        for seq in seqs:
+            entry = recent[seq]
+            out += encode_uvarint(highest - seq if previous < 0 else seq - previous)
+            elided = previous >= 0 and previous == seq - 1 and entry.link == recent[previous].digest[:LINK_SIZE]
+            out.append(1 if elided else 0)
+            out += entry.digest
+            out += entry.mac
+            if not elided:
+                out += entry.link
+            previous = seq
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, owner: str, camera: str) -> "_StreamState":
+        if not isinstance(data, (bytes, bytearray)):
+            raise StateError("a stream state is bytes, not %s" % type(data).__name__)
+        if len(data) > STATE_MAX_BYTES:
+            raise StateError("a stream state of %d bytes is over its bound (%d)" % (len(data), STATE_MAX_BYTES))
+        if not data.startswith(_STATE_MAGIC[:4]) or len(data) < len(_STATE_MAGIC):
+            raise StateError("not a segbind stream state")
+        if data[4] != STATE_VERSION:
+            raise StateError("stream state version %d, not %d" % (data[4], STATE_VERSION))
+        data = bytes(data)
+        try:
+            pos = len(_STATE_MAGIC)
+            fields = []
+            for limit in _STATE_LIMITS:
+                value, pos = decode_uvarint(data, pos, limit)
+                fields.append(value)
+            stream_id, epoch, highest, capture_ms, duration_ms, pictures, codec, eos = fields
+            if codec not in CODEC_NAMES:
+                raise StateError("stream state: unknown codec %d" % codec)
+            key_id = data[pos:pos + KEY_ID_SIZE]
+            pos += KEY_ID_SIZE
+            count, pos = decode_uvarint(data, pos, REPLAY_WINDOW + 1)
+            recent: Dict[int, _Accepted] = {}
+            previous = -1
+            for _ in range(count):
+                step, pos = decode_uvarint(data, pos, REPLAY_WINDOW)
+                seq = highest - step if previous < 0 else previous + step
+                if previous >= 0 and not step:
+                    raise StateError("stream state: entries out of order")
+                if seq < 0 or seq > highest:
+                    raise StateError("stream state: an entry outside the window")
+                flags = data[pos] if pos < len(data) else 255
+                if flags > 1:
+                    raise StateError("stream state: bad entry flags")
+                digest = data[pos + 1:pos + 1 + DIGEST_SIZE]
+                pos += 1 + DIGEST_SIZE
+                mac = data[pos:pos + MAC_SIZE]
+                pos += MAC_SIZE
+                if flags:
+                    if previous < 0 or previous != seq - 1:
+                        raise StateError("stream state: a link left out with no entry before it")
+                    link = recent[previous].digest[:LINK_SIZE]
+                else:
+                    link = data[pos:pos + LINK_SIZE]
+                    pos += LINK_SIZE
+                if len(digest) != DIGEST_SIZE or len(mac) != MAC_SIZE or len(link) != LINK_SIZE:
+                    raise StateError("stream state truncated in an entry")
+                recent[seq] = _make(_Accepted, (digest, link, mac))
+                previous = seq
+        except TagError as exc:
+            raise StateError("stream state: %s" % exc) from None
+        if len(key_id) != KEY_ID_SIZE or pos != len(data):
+            raise StateError("stream state: %s" % ("truncated" if pos > len(data) else
+                                                   "%d bytes after its end" % (len(data) - pos)))
+        top = recent.get(highest)
+        if top is None:
+            raise StateError("stream state: no entry for its highest segment")
+        state = cls.__new__(cls)
+        state.stream_id, state.epoch, state.highest, state.recent = stream_id, epoch, highest, recent
+        state.last = _make(TagInfo, (owner, camera, epoch, stream_id, highest, capture_ms, duration_ms, pictures,
+                                     codec, bool(eos), key_id, False))
+        state.tip = top.digest[:LINK_SIZE]
+        return state
+
+
+STATE_VERSION = 1
+"""The version of ``StreamVerifier.export_state``'s bytes (import refuses any other)."""
+_STATE_MAGIC = b"SBst" + bytes((STATE_VERSION,))
+# stream_id, epoch, highest seq, capture_ms, duration_ms, pictures, codec, flags
+_STATE_LIMITS = ((1 << 48) - 1, 0x7FFFFFFF, 0xFFFFFFFF, (1 << 53) - 1, 0xFFFFFFFF, 0xFFFF, 2, 1)
+STATE_MAX_BYTES = 5 + 8 + 5 + 9 + 5 + 3 + 2 + 1 + KEY_ID_SIZE + 2 + (REPLAY_WINDOW + 1) * (
+    2 + 1 + DIGEST_SIZE + MAC_SIZE + LINK_SIZE)
+"""The bound of an exported stream state, in bytes (its header, and REPLAY_WINDOW + 1 entries)."""
+
+
+class Accepted:
+    """An accepted segment: what may be handed on, built only when asked for. ``plaintext()``
+    is what a decoder gets (docs/FORMAT.md 7.4: decrypted, in canonical form, the tag where
+    the camera puts it); ``protected()`` the same bytes still encrypted, as the camera emitted
+    them (what a keyless recorder or relay keeps)."""
+
+    __slots__ = ("_form", "found", "_protected")
+
+    def __init__(self, form: Union[bytes, Canonical], found: Authentic) -> None:
+        self._form = form
+        self.found = found
+        self._protected: Optional[bytes] = None
+
+    def protected(self) -> bytes:
+        if self._protected is None:
+            form = self._form
+            self._protected = form.output() if isinstance(form, Canonical) else form
+        return self._protected
+
+    def plaintext(self) -> bytes:
+        found = self.found
+        tag = found.tag
+        return unprotect(self.protected(), tag.codec, found.clear_lead, found.binding.content_key, tag.stream_id,
+                         tag.seq, DOMAIN_STILL if tag.still else DOMAIN_SEGMENT)
+
+    def __len__(self) -> int:
+        form = self._form
+        return len(form)
+
 
 class StreamVerifier:
-    """Verifies segments in arrival order, keeping the stream state of each camera.
+    """Verifies segments in arrival order, keeping the stream state of each stream: an
+    (owner, camera), as the keyring names the tag's key id.
 
-    With ``camera`` set, the stream is that camera's alone and a segment of any
-    other camera is a ``chain_break``; without it, each camera is its own stream.
+    With ``camera`` (and ``owner``) set, the stream is that one alone and a segment of any
+    other is a ``chain_break``; without them, each (owner, camera) is its own stream.
     With ``recording`` (a finished recording, not a live feed), gaps, streams
     that do not follow a clean end and discontinuous capture times are refused,
     and ``finish()`` says whether the recording ends cleanly. ``verify`` never
-    raises, whatever bytes it is given.
+    raises, whatever bytes it is given. An accepted segment is decrypted only when asked
+    for (``verified``); a refused one never is.
     """
 
-    def __init__(self, keyring: Keyring, *, camera: Optional[str] = None,
+    def __init__(self, keyring: Keyring, *, camera: Optional[str] = None, owner: Optional[str] = None,
                  window: Optional[TimeWindow] = None, recording: bool = False,
                  clock: Callable[[], float] = time.time) -> None:
         self.auth = Authenticator(keyring, window)
         self.camera = camera
+        self.owner = owner
         self.recording = recording
         self.clock = clock
-        self._cameras: Dict[str, _CameraState] = {}
-        self._verified: Union[None, bytes, Canonical] = None
+        self._streams: Dict[Tuple[str, str], _StreamState] = {}
+        self._accepted: Optional[Accepted] = None
 
     @property
     def verified(self) -> Optional[bytes]:
-        """The segment accepted last, as a decoder may be given it (``Canonical.output()``:
-        exactly what was verified); None after a refusal. Built only when asked for."""
-        form = self._verified
-        if isinstance(form, Canonical):
-            form = self._verified = form.output()
-        return form
+        """The segment accepted last, decrypted, as a decoder may be given it; None after a
+        refusal. Decrypted only when asked for."""
+        return self._accepted.plaintext() if self._accepted is not None else None
+
+    @property
+    def accepted(self) -> Optional[Accepted]:
+        """The segment accepted last (``Accepted``), or None after a refusal."""
+        return self._accepted
 
     @property
     def keyring(self) -> Keyring:
@@ -720,11 +887,34 @@ class StreamVerifier:
     def window(self, window: Optional[TimeWindow]) -> None:
         self.auth.window = window
 
+    def streams(self) -> List[Tuple[str, str]]:
+        """The (owner, camera) streams this verifier keeps a state for, sorted."""
+        return sorted(self._streams)
+
+    def export_state(self, owner: str, camera: str) -> Optional[bytes]:
+        """The state kept for the stream (owner, camera) as bytes: versioned, at most
+        ``STATE_MAX_BYTES``, no key material (the digests, MACs and links of what the window still
+        holds, and the public fields of the latest segment); None when no segment of it was
+        accepted. ``import_state`` on another verifier with the same keys and options then gives
+        the verdicts this one would have given: a service that hands a stream to another process
+        continues its chain exactly (docs/SERVICE.md)."""
+        state = self._streams.get((owner, camera))
+        return state.to_bytes() if state is not None else None
+
+    def import_state(self, owner: str, camera: str, data: Optional[bytes]) -> None:
+        """Take the state of the stream (owner, camera) from ``export_state``'s bytes, replacing
+        the one kept; None forgets it. StateError, and nothing changed, when the bytes are not a
+        state this version wrote."""
+        if data is None:
+            self._streams.pop((owner, camera), None)
+            return
+        self._streams[(owner, camera)] = _StreamState.from_bytes(data, owner, camera)
+
     def verify(self, segment: Buffer) -> Verdict:
         """Verdict for one Annex-B segment (as the camera emits it, or any Annex-B framing)."""
         if not isinstance(segment, (bytes, bytearray, memoryview)):
             return Verdict(Reason.FRAMING, "a segment is bytes, not %s" % type(segment).__name__)
-        self._verified = None
+        self._accepted = None
         auth = self.auth
         try:
             data = segment if type(segment) is bytes else bytes(segment)
@@ -737,17 +927,17 @@ class StreamVerifier:
             return Verdict(exc.reason, exc.detail, exc.tag)
         verdict = self._sequence(found)
         if verdict.reason in _ACCEPTED:
-            self._verified = form
+            self._accepted = Accepted(form, found)
         return verdict
 
     def verify_canonical(self, seg: Canonical) -> Verdict:
         """Verdict for a segment a reader found (containers, streams)."""
         return self.judge(seg)[0]
 
-    def judge(self, seg: Canonical) -> Tuple[Verdict, Optional[Canonical]]:
-        """(verdict, the segment in the form that authenticated, when accepted): what a
-        decoder may be handed is that form's ``output()``, and nothing else."""
-        self._verified = None
+    def judge(self, seg: Canonical) -> Tuple[Verdict, Optional[Accepted]]:
+        """(verdict, the accepted segment when accepted): what a decoder may be handed is its
+        ``plaintext()``, and nothing else."""
+        self._accepted = None
         try:
             found, form = self.auth.judge(seg, self._now())
         except InvalidSegment as exc:
@@ -757,8 +947,8 @@ class StreamVerifier:
             return verdict, None
         if found.note:
             verdict = verdict._replace(detail="; ".join(d for d in (verdict.detail, found.note) if d))
-        self._verified = form
-        return verdict, form
+        self._accepted = Accepted(form, found)
+        return verdict, self._accepted
 
     def _now(self) -> Optional[float]:
         return self.clock() if self.auth.window is not None else None
@@ -767,31 +957,39 @@ class StreamVerifier:
         """Recording mode, at the end of the input: a refusal when a stream did not end cleanly."""
         if not self.recording:
             return None
-        for camera, state in sorted(self._cameras.items()):
+        for (owner, camera), state in sorted(self._streams.items()):
             if not state.last.end_of_stream:
-                return Verdict(Reason.INCOMPLETE, "the recording of camera %r ends at segment %d of "
-                               "stream %d, without its end of stream" % (camera, state.highest,
+                return Verdict(Reason.INCOMPLETE, "the recording of camera %r of %r ends at segment %d of "
+                               "stream %d, without its end of stream" % (camera, owner, state.highest,
                                                                          state.stream_id),
                                state.last)
-        if not self._cameras:
+        if not self._streams:
             return Verdict(Reason.INCOMPLETE, "no segment was accepted")
         return None
 
+    def _foreign(self, tag: TagInfo) -> bool:
+        return (self.camera is not None and tag.camera != self.camera) or \
+            (self.owner is not None and tag.owner != self.owner)
+
     def _sequence(self, found: Authentic) -> Verdict:
         tag = info = found.tag
-        state = self._cameras.get(tag.camera)
+        key = (tag.owner, tag.camera)
+        state = self._streams.get(key)
         if (state is not None and tag.seq == state.highest + 1 and tag.stream_id == state.stream_id
-                and tag.epoch >= state.epoch and not self.recording
-                and (self.camera is None or tag.camera == self.camera)):  # the next one: most segments
+                and tag.epoch >= state.epoch and not self.recording and not tag.still
+                and not self._foreign(tag)):  # the next one: most segments
             if not constant_time_equal(found.link, state.tip):
                 return Verdict(Reason.CHAIN_BREAK, "segment %d does not follow segment %d"
                                % (tag.seq, state.highest), info)
             state.accept(found)
             return _make(Verdict, (Reason.OK, "", info, 0))
-        if self.camera is not None and tag.camera != self.camera:
-            return Verdict(Reason.CHAIN_BREAK, "segment of camera %r in the stream of camera %r"
-                           % (tag.camera, self.camera), info)
-        state = self._cameras.get(tag.camera)
+        if self._foreign(tag):
+            return Verdict(Reason.CHAIN_BREAK, "segment of camera %r of %r in the stream of camera %r of %r"
+                           % (tag.camera, tag.owner, self.camera, self.owner or "its owner"), info)
+        if tag.still:  # a thumbnail: judged alone, chained to nothing (docs/FORMAT.md 10)
+            return Verdict(Reason.OK, "a still (an event's thumbnail) of segment %d of stream %d"
+                           % (tag.seq, tag.stream_id), info)
+        state = self._streams.get(key)
         if state is None:
             if tag.seq == 0 and found.link != GENESIS_LINK:
                 return Verdict(Reason.CHAIN_BREAK, "first segment of a stream without the genesis link",
@@ -799,7 +997,7 @@ class StreamVerifier:
             if self.recording and tag.seq:
                 return Verdict(Reason.MISSING, "the recording starts at segment %d of stream %d"
                                % (tag.seq, tag.stream_id), info, tag.seq)
-            self._cameras[tag.camera] = _CameraState(found)
+            self._streams[key] = _StreamState(found)
             return Verdict(Reason.OK, "first segment seen of stream %d" % tag.stream_id, info)
         if tag.stream_id < state.stream_id:
             return Verdict(Reason.CHAIN_BREAK, "stream %d is older than stream %d already seen"
@@ -810,7 +1008,7 @@ class StreamVerifier:
             if self.recording and (tag.seq or not state.last.end_of_stream):
                 return Verdict(Reason.MISSING, "stream %d begins before stream %d ended cleanly"
                                % (tag.stream_id, state.stream_id), info, tag.seq)
-            self._cameras[tag.camera] = _CameraState(found)
+            self._streams[key] = _StreamState(found)
             if tag.seq:
                 return Verdict(Reason.GAP, "new stream %d joined at segment %d" % (tag.stream_id, tag.seq),
                                info, tag.seq)
@@ -846,7 +1044,7 @@ class StreamVerifier:
                            % (tag.capture_ms, tag.capture_ms - expected, previous.seq), info)
         return None
 
-    def _earlier(self, state: _CameraState, found: Authentic, info: TagInfo) -> Verdict:
+    def _earlier(self, state: _StreamState, found: Authentic, info: TagInfo) -> Verdict:
         """A segment at or below the highest seq: a copy, a replay, or an intact late one."""
         tag = found.tag
         if tag.seq < state.highest - REPLAY_WINDOW:
@@ -883,5 +1081,5 @@ def tags_in(buf: Union[bytes, bytearray]) -> List[Tuple[int, int]]:
     return [(s, e) for s, e in annexb_units(buf) if tag_codec(memoryview(buf)[s:e])]
 
 
-__all__ = ["Authentic", "Authenticator", "Canonical", "LIVE", "REPLAY_WINDOW", "StreamVerifier",
-           "TimeWindow", "Timing", "tags_in", "verify_segment"]
+__all__ = ["Accepted", "Authentic", "Authenticator", "Canonical", "LIVE", "REPLAY_WINDOW", "STATE_MAX_BYTES",
+           "STATE_VERSION", "StreamVerifier", "TimeWindow", "Timing", "tags_in", "verify_segment"]

@@ -1,9 +1,12 @@
 """Writing a tagged Annex-B stream (H.264 or H.265) into containers and HLS, with timestamps
 from the picture order.
 
-NAL units are copied unchanged (the tag stays in-band); raw H.264 and H.265 have no
-timestamps, so ``PocClock`` derives presentation order from the picture order
-counts (``segbind_core.h264.PocCounter``, ``segbind_core.h265.PocCounter``).
+NAL units are copied unchanged (the tag stays in-band; picture data in the camera's protected
+form), but for HLS with fMP4 segments, which is Common Encryption 'cenc' (docs/FORMAT.md 4.4,
+``segbind.web.fmp4``): the same units with each picture unit's ciphertext unescaped, so that a
+ClearKey player decrypts them; written here, without keys. Raw H.264 and H.265 have no
+timestamps, so ``PocClock`` derives presentation order from the picture order counts
+(``segbind_core.h264.PocCounter``, ``segbind_core.h265.PocCounter``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from segbind_core.tag import CODEC_H264, CODEC_H265, CODEC_NAMES
 
 from .errors import InputError
 from .read.pyav import Source, av_module, av_reason, open_av, video_stream
+from .web import fmp4
 
 Unit = Tuple[int, int]
 
@@ -131,29 +135,180 @@ def _annexb_codec(source: Source) -> int:
 def write_hls(source: Source, playlist: str, segment_type: str = "fmp4", target_s: float = 4.0,
               fps: Optional[float] = None) -> Dict[str, int]:
     """Write a tagged Annex-B stream (H.264 or H.265) as an HLS playlist with fMP4 or MPEG-TS
-    segments.
+    segments, without keys.
 
-    NAL units are copied unchanged; packets get timestamps from the POC (raw video
-    has none) at ``fps`` (default: the SPS timing info, else 25). Only access units
-    that begin a tagged segment are marked as keyframes, so every media segment
-    starts at a tagged segment (each holds whole tagged segments, about
-    ``target_s`` seconds). Files go next to the playlist: NAME_00000.m4s or .ts,
-    and NAME_init.mp4 for fMP4. Returns counts for the caller to report.
+    fMP4 segments are Common Encryption 'cenc' (docs/FORMAT.md 4.4, ``segbind.web.fmp4``): a
+    ClearKey player given the period's content key plays them, a segbind verifier puts them back
+    into the camera's protected form. Each tagged segment is one fragment, one sample per access
+    unit; each media segment holds whole tagged segments (about ``target_s`` seconds), and a new
+    init segment (``EXT-X-MAP``) begins wherever the key id or the parameter sets change. MPEG-TS
+    segments carry the protected form as it is (FFmpeg's muxer). Either way, exactly the access
+    units that begin a tagged segment are marked as keyframes, and pictures get timestamps from
+    their picture order (raw video has none) at ``fps`` (default: the SPS timing info, else 25).
+
+    Files go next to the playlist: NAME_00000.m4s or .ts, and NAME_init.mp4 (then
+    NAME_init_00001.mp4, ...) for fMP4. Bytes before the first tag, and segments whose tag
+    cannot be read, cannot be packaged as 'cenc' and are left out (counted). Returns counts for
+    the caller to report.
     """
     if segment_type not in ("fmp4", "ts"):
         raise InputError("HLS segment type is fmp4 or ts")
     out_dir = os.path.dirname(os.path.abspath(playlist))
     stem = os.path.splitext(os.path.basename(playlist))[0]
-    ext = "m4s" if segment_type == "fmp4" else "ts"
+    if segment_type == "fmp4":
+        return CencHlsWriter(out_dir, stem, playlist, target_s, fps).write(source)
     options = {
         "hls_time": "%g" % target_s,
         "hls_playlist_type": "vod",
-        "hls_segment_type": "fmp4" if segment_type == "fmp4" else "mpegts",
-        "hls_segment_filename": os.path.join(out_dir, "%s_%%05d.%s" % (stem, ext)),
+        "hls_segment_type": "mpegts",
+        "hls_segment_filename": os.path.join(out_dir, "%s_%%05d.ts" % stem),
     }
-    if segment_type == "fmp4":
-        options["hls_fmp4_init_filename"] = "%s_init.mp4" % stem
     return remux_annexb(source, playlist, "hls", options, fps, keys="tags")
+
+
+class _Fragment:
+    """A tagged segment being packaged: its samples, waiting for their timestamps."""
+
+    __slots__ = ("fields", "sets", "samples", "times", "waiting")
+
+    def __init__(self, fields: fmp4.TagFields, sets: List[bytes], samples: List[Tuple[bytes, bytes, Any]]) -> None:
+        self.fields = fields
+        self.sets = sets            # the parameter sets of its head: its init segment's
+        self.samples = samples      # (data, iv, subsamples) per access unit
+        self.times: List[Tuple[int, int]] = [(0, 0)] * len(samples)  # (dts, pts) in ticks
+        self.waiting = len(samples)
+
+
+class CencHlsWriter:
+    """``write_hls`` for fMP4: tagged segments in, 'cenc' fragments, init segments and the
+    playlist out, one media segment in memory at a time."""
+
+    def __init__(self, out_dir: str, stem: str, playlist: str, target_s: float, fps: Optional[float]) -> None:
+        self.out_dir = out_dir
+        self.stem = stem
+        self.playlist = playlist
+        self.target_ticks = int(target_s * fmp4.TIMESCALE)
+        self.fps = fps
+        self.counts = {"packets": 0, "tagged_segments": 0, "media_segments": 0, "init_segments": 0,
+                       "left_out_units": 0, "left_out_segments": 0}
+        self._lines: List[str] = []
+        self._longest = 0.0
+        self._pending: List[_Fragment] = []   # in decoding order, waiting for timestamps
+        self._media: List[bytes] = []         # fragments of the media segment being filled
+        self._media_ticks = 0
+        self._init: Optional[Tuple[Any, ...]] = None  # what the init segment in force holds
+        self._frame: Optional[fractions.Fraction] = None  # seconds per picture
+        self._offset = 0                      # the pictures B-frames delay presentation by
+        self._number = 0                      # fragments written (mfhd sequence numbers from 1)
+
+    def write(self, source: Source) -> Dict[str, int]:
+        name = source if isinstance(source, str) else "input"
+        codec = _annexb_codec(source)
+        clock = PocClock(codec)
+        for segment in self._segments(source, name):
+            data = segment.data
+            found = annexb_units(data)
+            units = [bytes(data[s:e]) for s, e in found]
+            try:
+                fields = fmp4.segment_fields(units)
+                if fields.codec != codec:
+                    raise fmp4.PackagingError("an %s segment in an %s stream" % (
+                        CODEC_NAMES[fields.codec], CODEC_NAMES[codec]))
+                sets = fmp4.head_parameter_sets(units, codec)
+            except fmp4.PackagingError:
+                self.counts["left_out_units"] += len(units)
+                self.counts["left_out_segments"] += segment.tag_start >= 0
+                continue
+            aus = fmp4.delimited_access_units(units, codec)
+            fragment = _Fragment(fields, sets, fmp4.cenc_samples(aus, fields))
+            self._pending.append(fragment)
+            self.counts["tagged_segments"] += 1
+            at = 0
+            for index, au in enumerate(aus):
+                offsets = found[at:at + len(au)]
+                at += len(au)
+                self._timed(clock.push((fragment, index), data, offsets), clock)
+        self._timed(clock.flush(), clock)
+        self._flush_media()
+        if not self.counts["packets"]:
+            raise InputError("%s: no tagged %s access units" % (name, CODEC_NAMES[codec]))
+        target = max(1, int(self._longest + 0.5))
+        head = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:%d" % target, "#EXT-X-MEDIA-SEQUENCE:0",
+                "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-INDEPENDENT-SEGMENTS"]
+        self._save(self.playlist, ("\n".join(head + self._lines + ["#EXT-X-ENDLIST"]) + "\n").encode())
+        return self.counts
+
+    @staticmethod
+    def _segments(source: Source, name: str) -> Any:
+        from .read.annexb import annexb_segments
+
+        if isinstance(source, str):
+            try:
+                with open(source, "rb") as f:
+                    yield from annexb_segments(f, name)
+            except OSError as exc:
+                raise InputError("%s: cannot read (%s)" % (source, exc.strerror)) from None
+        else:
+            yield from annexb_segments(source, name)
+
+    def _timed(self, released: List[Tuple[Any, int, int]], clock: PocClock) -> None:
+        """Timestamps for the access units the picture order placed; fragments whose every sample
+        has one are written, in decoding order."""
+        for (fragment, index), display, decode in released:
+            if self._frame is None:
+                self._frame = 1 / fractions.Fraction(self.fps or clock.fps or 25).limit_denominator(1001)
+                self._offset = clock.reorder or 0
+            tick = self._frame * fmp4.TIMESCALE
+            fragment.times[index] = (int(decode * tick), int(max(display + self._offset, decode) * tick))
+            fragment.waiting -= 1
+        while self._pending and not self._pending[0].waiting:
+            self._fragment(self._pending.pop(0))
+
+    def _fragment(self, fragment: _Fragment) -> None:
+        assert self._frame is not None
+        duration = int(self._frame * fmp4.TIMESCALE)
+        init = (fragment.fields.key_id, tuple(fragment.sets))
+        if self._media and (self._media_ticks >= self.target_ticks or init != self._init):
+            self._flush_media()
+        if init != self._init:
+            self._new_init(fragment)
+            self._init = init
+        self._number += 1
+        samples = [fmp4.Sample(data, duration, pts - dts, i == 0, iv, subsamples)
+                   for i, ((data, iv, subsamples), (dts, pts)) in enumerate(zip(fragment.samples, fragment.times))]
+        self._media.append(fmp4.movie_fragment(self._number, fragment.times[0][0], samples))
+        self._media_ticks += duration * len(samples)
+        self.counts["packets"] += len(samples)
+
+    def _new_init(self, fragment: _Fragment) -> None:
+        """An init segment for the fragment's key id and parameter sets, and its EXT-X-MAP."""
+        assert self._frame is not None
+        count = self.counts["init_segments"]
+        name = "%s_init.mp4" % self.stem if not count else "%s_init_%05d.mp4" % (self.stem, count)
+        media_time = int(self._offset * self._frame * fmp4.TIMESCALE)
+        movie = fmp4.movie(fragment.fields.codec, fragment.sets, fragment.fields.key_id, media_time)
+        self._save(os.path.join(self.out_dir, name), movie)
+        self._lines.append('#EXT-X-MAP:URI="%s"' % name)
+        self.counts["init_segments"] += 1
+
+    def _flush_media(self) -> None:
+        if not self._media:
+            return
+        name = "%s_%05d.m4s" % (self.stem, self.counts["media_segments"])
+        self._save(os.path.join(self.out_dir, name), b"".join(self._media))
+        seconds = self._media_ticks / fmp4.TIMESCALE
+        self._longest = max(self._longest, seconds)
+        self._lines += ["#EXTINF:%.6f," % seconds, name]
+        self.counts["media_segments"] += 1
+        self._media, self._media_ticks = [], 0
+
+    @staticmethod
+    def _save(path: str, data: bytes) -> None:
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise InputError("%s: cannot write (%s)" % (path, exc.strerror)) from None
 
 
 def remux_annexb(source: Source, dest: str, fmt: str, options: Optional[Dict[str, str]] = None,

@@ -16,8 +16,8 @@ import pytest
 
 from host_sim import clips
 from host_sim.broker import free_port
-from host_sim.camera import FIRMWARE, Camera, vendor_dir
-from segbind import Binding, Epoch, Keyring, StreamVerifier, verify_segment
+from host_sim.camera import FIRMWARE
+from segbind import Epoch, Keyring, StreamVerifier, verify_segment
 from segbind.errors import InvalidSegment
 from segbind.owner import Owner
 from segbind_agent import daemon as agent_mod
@@ -28,6 +28,7 @@ from segbind_agent.state import StateStore
 from segbind_core import control, topics
 from segbind_core.keys import command_key
 from segbind_core.segment import Segmenter
+from tests.support.agent import agent_camera, camera_vendor_dir, raw_command, ring_of
 
 CAM = "cam-1"
 
@@ -147,16 +148,18 @@ def result_of(agent, owner: Owner) -> control.Result:
     return owner.on_result(CAM, agent.link.leaf(topics.CTL_RESULT)[-1])
 
 
-def raw_command(owner: Owner, op: int, counter: int, epoch: int = 0, shares=(), as_owner: str = "",
-                camera: str = CAM) -> bytes:
-    """A command with chosen fields under ``owner``'s command key (replays, reused counters...)."""
+def command_of(owner: Owner, op: int, counter: int, epoch: int = 1, shares=(), as_owner: str = "",
+               camera: str = CAM, period_s: int = 1800) -> bytes:
+    """A command with chosen fields under ``owner``'s command key (replays, reused counters, any
+    number out of its bounds...)."""
     key = command_key(owner.cameras[CAM].pairing, owner.name, camera)
-    return control.Command(op, camera, as_owner or owner.name, counter, epoch, list(shares), 0).encode(key)
+    return raw_command(key, op, camera, as_owner or owner.name, counter, epoch, shares=list(shares),
+                       period_s=period_s if op == control.ROTATE else 0)
 
 
 def owners_ring(*owners: Owner) -> Keyring:
-    """Each owner's slot of every epoch it holds, as its displays are granted."""
-    return Keyring([b for o in owners for b in o.keys()])
+    """Each owner's slot of every epoch of its pairing of cam-1, as its displays are granted."""
+    return Keyring([b for o in owners for b in ring_of(o).bindings()])
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +189,7 @@ def test_bindings_change_only_between_segments(tmp_path: Path, secret: bytes, sh
             agent.local_handover()
         on_segment(agent, seg)
     assert {i: (r.status, r.epoch, r.seq) for i, r in effective.items()} == {
-        0: ("ok", 1, 0), 3: ("ok", 2, 3), 6: ("ok", 3, 0)}
+        0: ("ok", 1, 0), 3: ("ok", 2, 3), 6: ("ok", 1, 0)}  # epochs count from 1 in each pairing
     published = agent.link.leaf(topics.SEG)
     assert len(published) == 8  # nothing after the reset
     rings = {"alice": alice_ring, "bob": owners_ring(bob)}
@@ -201,12 +204,12 @@ def test_bindings_change_only_between_segments(tmp_path: Path, secret: bytes, sh
                 pass
         assert len(fits) == 1
         owners.append(fits[0])
-    assert owners == [("alice", 1)] * 3 + [("alice", 2)] * 3 + [("bob", 3)] * 2
+    assert owners == [("alice", 1)] * 3 + [("alice", 2)] * 3 + [("bob", 1)] * 2
     # one chained stream across the rotation; bob's pairing began a new stream
     verifier = StreamVerifier(Keyring(alice_ring.bindings() + owners_ring(bob).bindings()))
     assert [str(verifier.verify(p).reason) for p in published] == ["ok"] * 8
     state = agent.store.load()
-    assert (state.owner, state.epoch, state.epoch_hwm, state.pairing) == (None, 0, 3, None)
+    assert (state.owner, state.epoch, state.epoch_hwm, state.pairing) == (None, 0, 0, None)
     assert agent.counts["segments_unclaimed"] == 2
     assert agent.counter.read() == state.generation  # the monotonic counter followed every write
 
@@ -215,21 +218,26 @@ def test_refused_commands_are_reported_and_change_nothing(tmp_path: Path, secret
     agent = make_agent(tmp_path, secret)
     alice = Owner.new("alice", test_only=True)
     assert pair(agent, alice).status == control.OK
-    good = raw_command(alice, control.ROTATE, 5, 2)
+    good = command_of(alice, control.ROTATE, 5, 2)
     assert send(agent, good).acked and result_of(agent, alice).status == control.OK
     before = agent.store.load().to_json()
     mallory = Owner.new("mallory", test_only=True)
     mallory.pairing_offer(CAM, 0)                      # mallory's own pairing secret for cam-1
-    altered = bytearray(raw_command(alice, control.ROTATE, 6, 3, ["mallory"]))
+    altered = bytearray(command_of(alice, control.ROTATE, 6, 3, ["mallory"]))
     altered[altered.index(b"mallory")] ^= 0x20         # "mallory" -> "Mallory": the MAC no longer fits
     cases = [
-        (raw_command(mallory, control.RELEASE, 6), control.BAD_MAC),                     # forged
+        (command_of(mallory, control.RELEASE, 6), control.BAD_MAC),                     # forged
         (bytes(altered), control.BAD_MAC),                                               # altered
         (good, control.ALREADY_APPLIED),                                                 # redelivered
-        (raw_command(alice, control.ROTATE, 4, 7), control.REPLAY),                      # replayed
-        (raw_command(alice, control.ROTATE, 5, 7), control.REPLAY),                      # counter reused
-        (raw_command(alice, control.RELEASE, 9, camera="cam-2"), control.WRONG_CAMERA),
-        (b"\x02C\x02garbage", control.MALFORMED),
+        (command_of(alice, control.ROTATE, 4, 7), control.REPLAY),                      # replayed
+        (command_of(alice, control.ROTATE, 5, 7), control.REPLAY),                      # counter reused
+        (command_of(alice, control.RELEASE, 9, camera="cam-2"), control.WRONG_CAMERA),
+        (b"\x03C\x02garbage", control.MALFORMED),
+        (b"\x02C\x02" + bytes(40), control.UNKNOWN_VERSION),                              # format 2
+        (command_of(alice, control.ROTATE, 1 << 53, 3), control.OUT_OF_RANGE),           # authentic, out of
+        (command_of(alice, control.ROTATE, 6, 1 << 31), control.OUT_OF_RANGE),           # its bounds: nothing
+        (command_of(alice, control.ROTATE, 6, 3, period_s=59), control.OUT_OF_RANGE),    # changes, not even
+        (command_of(alice, control.RELEASE, 6, 0), control.OUT_OF_RANGE),                # the counter
     ]
     for payload, status in cases:
         msg = send(agent, payload)
@@ -239,18 +247,16 @@ def test_refused_commands_are_reported_and_change_nothing(tmp_path: Path, secret
     events = [json.loads(e) for e in agent.link.leaf(topics.EVENT)]
     refused = [e["status"] for e in events if e["event"] == "command_refused"]
     assert refused == [control.BAD_MAC, control.BAD_MAC, control.REPLAY, control.REPLAY,
-                       control.WRONG_CAMERA, control.MALFORMED]
-    assert agent.core.refused == {"bad_mac": 2, "replay": 2, "wrong_camera": 1, "malformed": 1}
+                       control.WRONG_CAMERA, control.MALFORMED, control.UNKNOWN_VERSION] + [control.OUT_OF_RANGE] * 4
+    assert agent.core.refused == {"bad_mac": 2, "replay": 2, "wrong_camera": 1, "malformed": 1,
+                                  "unknown_version": 1, "out_of_range": 4}
     # authentic but not applicable: refused, and the counter is used up
-    send(agent, raw_command(alice, control.ROTATE, 10, 1))
+    send(agent, command_of(alice, control.ROTATE, 10, 1))
     assert result_of(agent, alice).status == control.STALE_EPOCH
-    send(agent, raw_command(alice, control.ROTATE, 11, 5, as_owner="bob"))
+    send(agent, command_of(alice, control.ROTATE, 11, 5, as_owner="bob"))
     assert result_of(agent, alice).status == control.OWNER_MISMATCH
     # eight shares cannot even be encoded by the library: written out here, MAC and all
-    key = command_key(alice.cameras[CAM].pairing, "alice", CAM)
-    body = (control._head(control.KIND_COMMAND, control.ROTATE, CAM, "alice", 12, 5) + bytes([8])
-            + b"".join(bytes([2]) + b"s%d" % i for i in range(8)) + b"\x00")
-    send(agent, body + control.mac_of(key, body))
+    send(agent, command_of(alice, control.ROTATE, 12, 5, ["s%d" % i for i in range(8)]))
     assert control.decode_result(agent.link.leaf(topics.CTL_RESULT)[-1])[0].status == control.TOO_MANY_SHARES
     state = agent.store.load()
     assert (state.owner, state.epoch, state.counter) == ("alice", 2, 11)
@@ -284,7 +290,7 @@ def test_reset_drops_the_spool_and_no_old_claim_or_epoch_comes_back(tmp_path: Pa
     assert not agent.state.claimed and agent.core.refused.get(control.REPLAY) == 1
     carol = Owner.new("carol", test_only=True)
     result = pair(agent, carol)
-    assert result.status == control.OK and result.epoch == 3 and result.seq == 0   # above every epoch used
+    assert result.status == control.OK and result.epoch == 1 and result.seq == 0   # a fresh pairing, from 1
     assert result.stream_id == agent.store.load().stream_id   # a new stream for the new owner
 
 
@@ -446,12 +452,12 @@ from segbind_core import crypto, control
 from segbind_core.keys import command_key
 assert crypto._openssl_hmac_digest is None
 key = command_key(bytes(32), "a", "cam-1")
-control.open_command(key, "cam-1", control.Command(2, "cam-1", "a", 1, 1).encode(key))
+control.open_command(key, "cam-1", control.Command(2, "cam-1", "a", 1, 1, period_s=60).encode(key))
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("segbind", "numpy", "av", "hypothesis"))
 print("FOREIGN", bad)
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONPATH"] = os.pathsep.join([str(FIRMWARE), str(vendor_dir(tmp_path))])
+    env["PYTHONPATH"] = os.pathsep.join([str(FIRMWARE), str(camera_vendor_dir(tmp_path))])
     proc = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -471,7 +477,8 @@ def test_config_and_secret_errors(tmp_path: Path, secret: bytes) -> None:
     device.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="belongs to"):
         make_agent(tmp_path, secret)
-    cam = Camera(CAM, str(device), tmp_path / "cam", "127.0.0.1", free_port(), input_mode="file")
+    cam = agent_camera(CAM, tmp_path / "cam", "127.0.0.1", free_port(), input_mode="file")
+    cam.config_path.write_text(json.dumps(dict(cam.config, device_secret_file=str(device))))
     cam.write_file(b"")
     cam.start()
     assert cam.wait(30) == 2
@@ -485,8 +492,8 @@ def test_sigterm_stops_cleanly_and_keeps_the_spool(tmp_path: Path, secret: bytes
     device.write_text(json.dumps({"segbind": "device", "version": 1, "device_id": CAM,
                                   "secret": secret.hex()}))
     os.chmod(device, 0o600)
-    cam = Camera(CAM, str(device), tmp_path / "cam", "127.0.0.1", free_port(), input_mode="file",
-                 on_eof="idle")
+    cam = agent_camera(CAM, tmp_path / "cam", "127.0.0.1", free_port(), input_mode="file", on_eof="idle")
+    cam.config_path.write_text(json.dumps(dict(cam.config, device_secret_file=str(device))))
     alice = Owner.new("alice", test_only=True)
     cam.handover(alice.pairing_offer(CAM, int(time.time() * 1000)))   # paired before its first start
     cam.write_file(short_clip)
@@ -500,7 +507,10 @@ def test_sigterm_stops_cleanly_and_keeps_the_spool(tmp_path: Path, secret: bytes
     assert "stopped: 10 segment(s) tagged, 0 delivered, 10 left in the spool" in log
     pairing = alice.cameras[CAM].pairing
     epoch = Epoch.of_pairing(pairing, "alice", CAM, 1, [])
-    for key in [secret, pairing, epoch.root, command_key(pairing, "alice", CAM)] + [k for _h, k in epoch.slot_keys()]:
+    keys = [secret, pairing, epoch.root, command_key(pairing, "alice", CAM)]
+    for b in ring_of(alice).bindings():
+        keys += [b.key, b.content_key]
+    for key in keys:
         assert key.hex() not in log and key.hex().upper() not in log
     # restarted, it starts a later stream and still holds the first stream's segments
     first = cam.state()["stream_id"]
@@ -555,11 +565,12 @@ def test_agent_cloud_and_displays_in_process(tmp_path: Path, secret: bytes, shor
     step()
     apps["carol"].pair(CAM, agent.inbox.put_offer)
     step(*segs[8:])
-    shown = {name: [(t.owner, t.epoch, t.seq) for t in d.shown.get(CAM, [])] for name, d in displays.items()}
+    shown = {name: [(t.owner, t.epoch, t.seq) for (_o, camera), tags in sorted(d.shown.items()) if camera == CAM
+                    for t in tags] for name, d in displays.items()}
     assert shown["alice"] == [("alice", 1, 0), ("alice", 1, 1), ("alice", 1, 2), ("alice", 2, 3),
                               ("alice", 2, 4), ("alice", 2, 5), ("alice", 3, 6), ("alice", 3, 7)]
     assert shown["bob"] == [("alice", 2, 3), ("alice", 2, 4), ("alice", 2, 5)]
-    assert shown["carol"] == [("carol", 4, 0), ("carol", 4, 1)]
+    assert shown["carol"] == [("carol", 1, 0), ("carol", 1, 1)]
     assert all(d.rejected == 0 for d in displays.values())
     assert not agent.core.spool.to_send(10)
 
@@ -573,7 +584,8 @@ def test_reset_cut_short_still_deletes_the_old_owners_spool(tmp_path: Path, secr
     # the reset's state write happened, then the power went before the spool was purged
     store = StateStore(str(tmp_path / "state"), CAM)
     state = store.load()
-    state.owner, state.pairing, state.epoch = None, None, 0
+    state.owner, state.pairing, state.epoch, state.period_s, state.epoch_hwm, state.counter = None, None, 0, 0, 0, 0
+    state.shares, state.last_command, state.last_result = [], "", ""
     state.generation += 1
     store.save(state)
     again = make_agent(tmp_path, secret, link=FakeLink(connected=False))
@@ -694,28 +706,41 @@ def test_the_daemon_and_a_fleet_camera_run_the_same_core(tmp_path: Path, secret:
     agent.end_of_input()
     assert agent.link.leaf(topics.SEG) == fleet_out
     assert agent.link.leaf(topics.CTL_RESULT) == fleet_results
-    alice_keys = [Binding.of_epoch(Epoch.of_pairing(alice.cameras[CAM].pairing, "alice", CAM, e, []))
-                  for e in (1, 2)]
+    alice.cameras[CAM].epochs[1] = []   # what alice's app knew before it let go
+    alice.cameras[CAM].paired = True
     bob.on_result(CAM, fleet_results[-1])
-    verifier = StreamVerifier(Keyring(alice_keys + bob.keys()))
+    verifier = StreamVerifier(Keyring(ring_of(alice, around_ms=BASE_MS).bindings()
+                                      + ring_of(bob, around_ms=BASE_MS).bindings()))
     assert [(v.reason.value, v.tag.owner, v.tag.epoch) for v in map(verifier.verify, fleet_out)] == [
-        ("ok", "alice", 1)] * 3 + [("ok", "alice", 2), ("ok", "bob", 3)]
+        ("ok", "alice", 1)] * 3 + [("ok", "alice", 2), ("ok", "bob", 1)]
 
 
-
-
-def test_after_a_lost_state_and_a_reset_no_epoch_number_comes_back(tmp_path: Path, secret: bytes) -> None:
-    """A display remembers revoked epochs by number: a camera whose state was lost must never
-    hand out an epoch number it used before, even to the same owner."""
+def test_after_a_lost_state_and_a_reset_the_camera_pairs_afresh(tmp_path: Path, secret: bytes) -> None:
+    """Epochs count from 1 in each pairing: after a lost state and the reset button, the camera
+    takes a new pairing at epoch 1, under a fresh secret, so no key of the old pairing opens it
+    (and the old owner's recorded commands find nothing to act on)."""
     agent = make_agent(tmp_path, secret)
     alice = Owner.new("alice", test_only=True)
     pair(agent, alice)
-    for _ in range(3):
-        send(agent, alice.rotate(CAM, [], 0))
-    used = agent.state.epoch_hwm
-    assert used == 4
+    old_commands = [alice.rotate(CAM, [], 0) for _ in range(3)]
+    for command in old_commands:
+        send(agent, command)
+    assert agent.state.epoch_hwm == 4
+    old_ring = owners_ring(alice)
     (tmp_path / "state" / "state.json").unlink()                    # the state is lost
     agent.inbox.put_reset()
     again = make_agent(tmp_path, secret)
     alice.forget(CAM)
-    assert pair(again, alice).epoch > used
+    result = pair(again, alice)
+    assert (result.status, result.epoch) == (control.OK, 1)
+    for command in old_commands:
+        assert send(again, command).acked
+    assert control.decode_result(again.link.leaf(topics.CTL_RESULT)[-1])[0].status == control.BAD_MAC
+    assert again.state.epoch == 1
+    for seg in segments_of(clips.encode_pyav(frames=10, gop=5)):
+        on_segment(again, seg)
+    published = again.link.leaf(topics.SEG)
+    assert published and all(verify_segment(p, owners_ring(alice)).epoch == 1 for p in published)
+    for payload in published:
+        with pytest.raises(InvalidSegment):
+            verify_segment(payload, old_ring)

@@ -8,12 +8,13 @@ import json
 import pytest
 
 from host_sim import clips, streamer
-from segbind import Binding, Epoch, Keyring, Reason, StreamVerifier
+from segbind import Epoch, Reason, StreamVerifier
 from segbind_agent.core import AgentCore, AgentSettings, BindingState
 from segbind_core import control
 from segbind_core.keys import command_key
 from segbind_core.tag import CODEC_H264, CODEC_H265
 from tests.support.agent import CoreRunner
+from tests.support.tagged import keyring_of
 
 T0 = 1_790_000_000_000
 GOP = 10
@@ -43,9 +44,21 @@ def feed_units(runner: CoreRunner, aus, first: int = 0) -> None:
             runner.run(runner.core.encoder_unit(unit, T0 + 1000, T0 + 40 * (first + n)))
 
 
-def verdicts(epoch: Epoch, segments):
-    verifier = StreamVerifier(Keyring([Binding.of_epoch(epoch)]))
-    return [verifier.verify(s) for s in segments]
+def owners_ring(*epochs: Epoch):
+    """The owner's keyring: every period from an hour before T0, for two hours."""
+    return keyring_of(*epochs, start_ms=T0 - 3_600_000, hours=2)
+
+
+def verdicts(epoch: Epoch, segments, plaintexts=None):
+    """Each segment's verdict, by the owner's verifier; the accepted ones decrypted into
+    ``plaintexts`` when given (what the owner's decoder gets)."""
+    verifier = StreamVerifier(owners_ring(epoch))
+    out = []
+    for s in segments:
+        out.append(verifier.verify(s))
+        if plaintexts is not None and out[-1].accepted:
+            plaintexts.append(verifier.verified)
+    return out
 
 
 def test_a_loss_closes_the_segment_at_its_last_whole_picture_and_leaves_a_gap(clip, epoch):
@@ -59,14 +72,15 @@ def test_a_loss_closes_the_segment_at_its_last_whole_picture_and_leaves_a_gap(cl
     feed_units(runner, aus[17:], first=17)            # 17-19 depend on the lost: dropped; 20 is an IDR
     runner.run(runner.core.encoder_end(T0 + 5000))
     segments = runner.segments
-    results = verdicts(epoch, segments)
+    plaintexts: list = []
+    results = verdicts(epoch, segments, plaintexts)
     assert [v.reason for v in results] == [Reason.OK, Reason.OK, Reason.GAP, Reason.OK]
     assert [v.tag.seq for v in results] == [0, 1, 3, 4]  # one number left out for both losses
     assert [v.tag.pictures for v in results] == [10, 5, 10, 10]
     assert results[1].tag.capture_ms == T0 + 400 and results[2].tag.capture_ms == T0 + 800
     # what was tagged decodes to exactly the source's first 15 pictures in decoding order (in
     # display order: B-frames come out between them) and every picture from the IDR at 20 on
-    decoded = clips.decode_hashes_pyav(b"".join(segments), fmt)
+    decoded = clips.decode_hashes_pyav(b"".join(plaintexts), fmt)
     assert len(decoded) == 35 and decoded[15:] == source[20:]
     assert set(decoded[:15]) <= set(source[:20]) and sorted(decoded[:15], key=source.index) == decoded[:15]
     assert runner.core.counts["input_gaps"] == 2 and runner.core.counts["pictures_dropped"] == 3
@@ -89,7 +103,7 @@ def test_a_loss_right_after_a_segment_closed_and_before_anything(epoch, clip):
 
 def test_a_rotation_waiting_for_its_cut_takes_effect_at_the_loss():
     secret = bytes(range(32))
-    offer = control.PairingOffer("alice", "cam-1", secret, T0 + 600_000).encode()
+    offer = control.PairingOffer("alice", "cam-1", secret, T0 + 600_000, 1800).encode()
     video = clips.encode_pyav(frames=30, gop=GOP, seed=6)
     aus = streamer.access_units(video, CODEC_H264)
     runner = CoreRunner("cam-1")
@@ -97,7 +111,7 @@ def test_a_rotation_waiting_for_its_cut_takes_effect_at_the_loss():
     runner.pair(offer, T0)
     feed_units(runner, aus[:5])
     key = command_key(secret, "alice", "cam-1")
-    rotate = control.Command(control.ROTATE, "cam-1", "alice", 1, 2, ["bob"], T0).encode(key)
+    rotate = control.Command(control.ROTATE, "cam-1", "alice", 1, 2, ["bob"], T0, period_s=1800).encode(key)
     result = control.open_result(key, "cam-1", runner.command(rotate, T0 + 100))
     assert result.status == control.OK
     runner.run(runner.core.encoder_gap(T0 + 200, "lost"))
@@ -105,7 +119,7 @@ def test_a_rotation_waiting_for_its_cut_takes_effect_at_the_loss():
     runner.run(runner.core.encoder_end(T0 + 3000))
     epoch1 = Epoch.of_pairing(secret, "alice", "cam-1", 1, [])
     epoch2 = Epoch.of_pairing(secret, "alice", "cam-1", 2, ["bob"])
-    verifier = StreamVerifier(Keyring([Binding.of_epoch(epoch1), Binding.of_epoch(epoch2)]))
+    verifier = StreamVerifier(owners_ring(epoch1, epoch2))
     results = [verifier.verify(s) for s in runner.segments]
     assert [(v.reason, v.tag.epoch, v.tag.seq) for v in results] == [
         (Reason.OK, 1, 0), (Reason.GAP, 2, 2), (Reason.OK, 2, 3)]

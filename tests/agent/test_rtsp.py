@@ -94,10 +94,19 @@ def each_segment_decodes_to_source_pictures(segments: list, source_frames: list,
     return decoded
 
 
-def tagged_segments(path: Path) -> list:
-    from segbind.read.annexb import tagged_segments as split
+def tagged_segments(keys: Path, path: Path) -> list:
+    """The owner's view of each tagged segment: verified, then decrypted (format 3 encrypts
+    every picture; a segment the owner refuses fails the test)."""
+    import segbind
 
-    return split(path.read_bytes())
+    with segbind.open(path.read_bytes(), segbind.Keyring.load(keys / "alice-ring.json")) as media:
+        results = list(media)
+    assert results and all(r.accepted for r in results), [r.verdict.reason.value for r in results]
+    return [r.data for r in results]
+
+
+def plaintext(keys: Path, path: Path) -> bytes:
+    return b"".join(tagged_segments(keys, path))
 
 
 @pytest.mark.parametrize("codec", [CODEC_H264, CODEC_H265], ids=["h264", "h265"])
@@ -111,7 +120,8 @@ def test_tcp_stream_verifies_for_the_owner_and_decodes_to_the_source_frames(serv
     assert code == 0 and [v["reason"] for v in verdicts] == ["ok"] * segments, verdicts
     code, verdicts = verify(keys, "bob-ring.json", str(out))
     assert code == 1 and {v["reason"] for v in verdicts} == {"no_grant"}
-    assert clips.decode_hashes_ffmpeg(out.read_bytes(), FMT[codec]) == sources[codec][1]
+    assert clips.decode_hashes_ffmpeg(plaintext(keys, out), FMT[codec]) == sources[codec][1]
+    assert not set(clips.decode_hashes_ffmpeg(out.read_bytes(), FMT[codec])) & set(sources[codec][1])  # encrypted
     tags = inspect(out)
     assert [t["pictures"] for t in tags] == [GOP] * segments and tags[-1]["end_of_stream"]
     # capture times: the encoder's clock (RTP timestamps, 40 ms a picture), anchored to the wall
@@ -129,7 +139,7 @@ def test_udp_transport(server, sources, keys, tmp_path):
     code, verdicts = verify(keys, "alice-ring.json", str(out))
     assert code == 0 and {v["reason"] for v in verdicts} <= {"ok", "gap"}, verdicts
     source = sources[CODEC_H264][1]
-    decoded = each_segment_decodes_to_source_pictures(tagged_segments(out), source, "h264")
+    decoded = each_segment_decodes_to_source_pictures(tagged_segments(keys, out), source, "h264")
     if b" 0 gap(s)" in result.stderr:  # loopback UDP usually loses nothing: then every frame is there
         assert decoded == source
 
@@ -192,7 +202,7 @@ def test_dropped_packets_give_a_gap_and_no_picture_tagged_without_all_its_packet
     assert [v["tag"]["seq"] for v in verdicts] == [0, 1, 2, 4]
     assert [v["tag"]["pictures"] for v in verdicts] == [GOP, GOP, 5, GOP]
     source = sources[codec][1]
-    decoded = each_segment_decodes_to_source_pictures(tagged_segments(out), source, FMT[codec])
+    decoded = each_segment_decodes_to_source_pictures(tagged_segments(keys, out), source, FMT[codec])
     assert len(decoded) == 2 * GOP + 5 + GOP and decoded[-GOP:] == source[-GOP:]
     assert b"2 lost, 2 gap(s)" in result.stderr or b"2 lost, 1 gap(s)" in result.stderr, result.stderr
 
@@ -206,7 +216,7 @@ def test_reordered_and_duplicated_packets_are_repaired(server, sources, keys, tm
     assert len(faults.done) == 4 and len(proxy.held) == 3
     code, verdicts = verify(keys, "alice-ring.json", str(out))
     assert code == 0 and [v["reason"] for v in verdicts] == ["ok"] * (FRAMES // GOP), verdicts
-    assert clips.decode_hashes_ffmpeg(out.read_bytes(), "h264") == sources[CODEC_H264][1]
+    assert clips.decode_hashes_ffmpeg(plaintext(keys, out), "h264") == sources[CODEC_H264][1]
 
 
 def test_a_server_restart_is_a_gap_and_the_stream_is_taken_again(sources, keys, tmp_path):
@@ -228,7 +238,7 @@ def test_a_server_restart_is_a_gap_and_the_stream_is_taken_again(sources, keys, 
     assert code == 0 and reasons.count("gap") == 1 and set(reasons) == {"ok", "gap"}, verdicts
     assert reasons[-FRAMES // GOP] == "gap"  # the second session: the clip again, from its first IDR
     source = sources[CODEC_H264][1]
-    decoded = each_segment_decodes_to_source_pictures(tagged_segments(out), source, "h264")
+    decoded = each_segment_decodes_to_source_pictures(tagged_segments(keys, out), source, "h264")
     assert decoded[-FRAMES:] == source
 
 
@@ -248,7 +258,7 @@ def test_ctrl_c_and_seconds_stop_cleanly_with_every_segment_written(server, keys
     assert code == 0 and {v["reason"] for v in verdicts} == {"ok"} and len(verdicts) >= 3
     tags = inspect(out)
     assert tags[-1]["end_of_stream"] and not any(t["end_of_stream"] for t in tags[:-1])
-    clips.decode_hashes_ffmpeg(out.read_bytes(), "h264")  # decodes
+    assert len(clips.decode_hashes_ffmpeg(plaintext(keys, out), "h264")) == sum(t["pictures"] for t in tags)
     out = tmp_path / "seconds.h264"
     started = time.monotonic()
     result = tag(keys, server.url("/live"), out, "--seconds", "2")

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from host_sim import clips, streamer
-from segbind import Binding, Epoch, Keyring, Reason, StreamVerifier
+from segbind import Epoch, Reason, StreamVerifier
 from segbind_agent.core import AgentCore, AgentSettings, BindingState
 from segbind_core import h264, h265, rtsp
 from segbind_core.nal import annexb_units
@@ -38,6 +38,7 @@ from segbind_core.rtp import AccessUnit, Loss, VideoReceiver
 from segbind_core.sei import tag_codec
 from segbind_core.tag import CODEC_H264, CODEC_H265
 from tests.support.agent import CoreRunner
+from tests.support.tagged import keyring_of
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +47,10 @@ MTU = 500
 REORDER = 16
 MAX_AU = 256 * 1024
 EPOCH = Epoch.of_pairing(bytes(range(32)), "alice", "cam-1", 1, [])
+# The owner's periods around T0. Capture times follow the RTP clock: a mutated 32-bit timestamp
+# moves one by at most 2^31 ticks of 90 kHz (6.6 hours), each of up to 8 mutations, so the
+# owner's keyring covers T0 +- 56 hours: every capture time the agent can be made to tag.
+RING = keyring_of(EPOCH, start_ms=T0 - 56 * 3_600_000, hours=112)
 
 
 def _stream(codec: int):
@@ -148,8 +153,9 @@ def run(codec: int, packets: List[bytes]):
 
 
 def check_tagged(codec: int, aus: List[List[bytes]], segments: List[bytes]) -> None:
-    """Every segment verifies; each picture in it has all of its slices, in the encoder's order."""
-    verifier = StreamVerifier(Keyring([Binding.of_epoch(EPOCH)]))
+    """Every segment verifies; each picture in it (as the owner decrypts it) has all of its
+    slices, in the encoder's order."""
+    verifier = StreamVerifier(RING)
     syntax = h264 if codec == CODEC_H264 else h265
     kind = (lambda u: u[0] & 0x1F) if codec == CODEC_H264 else (lambda u: (u[0] >> 1) & 0x3F)
     picture_of: Dict[bytes, int] = {}
@@ -160,8 +166,10 @@ def check_tagged(codec: int, aus: List[List[bytes]], segments: List[bytes]) -> N
             picture_of[u] = n
     for segment in segments:
         assert verifier.verify(segment).reason in (Reason.OK, Reason.GAP)
-        view = memoryview(segment)
-        units = [bytes(view[s:e]) for s, e in annexb_units(segment)]
+        plain = verifier.verified
+        assert plain is not None
+        view = memoryview(plain)
+        units = [bytes(view[s:e]) for s, e in annexb_units(plain)]
         vcl = [u for u in units if syntax.is_vcl(kind(u)) and not tag_codec(u)]
         pictures: Dict[int, List[bytes]] = {}
         for u in vcl:
@@ -198,7 +206,7 @@ def test_lost_duplicated_reordered_foreign_packets_never_get_a_partial_picture_t
 def test_any_mutant_never_crashes_stays_bounded_and_what_is_tagged_verifies(codec, ops, seed):
     packets, _aus = stream(codec)
     _given, _losses, segments, _receiver = run(codec, mutate(packets, ops, seed))
-    verifier = StreamVerifier(Keyring([Binding.of_epoch(EPOCH)]))
+    verifier = StreamVerifier(RING)
     for segment in segments:
         assert verifier.verify(segment).reason in (Reason.OK, Reason.GAP)
 

@@ -12,8 +12,9 @@ import sys
 import threading
 
 from host_sim import clips
+from segbind import Keyring
 from tests.support import run_cli
-from tests.support.media import verify
+from tests.support.media import decrypted, verify
 from tests.support.rtsp import wait_until
 
 
@@ -59,7 +60,8 @@ def test_ctrl_c_on_a_fifo_closes_and_writes_every_segment(keys, tmp_path):
     assert [t["pictures"] for t in tags] == [20, 20, 20] and tags[-1]["end_of_stream"]
     code, verdicts = verify(keys, "alice-ring.json", str(out))
     assert code == 0 and [v["reason"] for v in verdicts] == ["ok"] * 3
-    assert clips.decode_hashes_pyav(out.read_bytes()) == clips.decode_hashes_pyav(video)
+    owner = Keyring.load(keys / "alice-ring.json")  # what the owner's decoder gets: verified, decrypted
+    assert clips.decode_hashes_pyav(decrypted(out.read_bytes(), owner)) == clips.decode_hashes_pyav(video)
 
 
 def test_seconds_ends_a_pipe_that_stays_open(keys, tmp_path):

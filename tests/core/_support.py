@@ -51,3 +51,36 @@ class patched:
     def __exit__(self, *exc):
         setattr(self.obj, self.name, self.saved)
         return False
+
+
+def generated(seed: bytes, n: int) -> bytes:
+    """n deterministic bytes (SHA-256 in counter mode): the same on every interpreter."""
+    import hashlib
+
+    out = b""
+    i = 0
+    while len(out) < n:
+        out += hashlib.sha256(seed + i.to_bytes(4, "big")).digest()
+        i += 1
+    return out[:n]
+
+
+def aes_ctr_reference(key: bytes, counter: int, data: bytes) -> bytes:
+    """AES-128-CTR from the initial counter block ``counter`` (an integer, whole-block big-endian
+    increment) sharing no code with segbind_core.aes's CTR: OpenSSL through ``cryptography`` on
+    CPython; on MicroPython the mode's definition, C_i = P_i XOR AES(counter + i), block by block
+    over the pure AES (FIPS-197, checked against its published vectors in test_core_aes)."""
+    block = (counter % (1 << 128)).to_bytes(16, "big")
+    if not IS_MICROPYTHON:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        return Cipher(algorithms.AES(key), modes.CTR(block)).encryptor().update(data)
+    from segbind_core.aes import PureAes
+
+    cipher = PureAes(key)
+    out = bytearray()
+    stream = bytearray(16)
+    for off in range(0, len(data), 16):
+        cipher.encrypt(((counter + off // 16) % (1 << 128)).to_bytes(16, "big"), stream)
+        out += bytes(a ^ b for a, b in zip(data[off:off + 16], stream))
+    return bytes(out)

@@ -140,7 +140,7 @@ def test_manifest_lists_every_file_with_its_true_hash(bundle):
     victim = bundle.tree / "opt/segbind/lib/segbind_core/tag.py"
     original = victim.read_bytes()
     try:
-        changed = original.replace(b"VERSION = 2\n", b"VERSION = 3\n", 1)
+        changed = original.replace(b"VERSION = 3\n", b"VERSION = 4\n", 1)
         assert changed != original
         victim.write_bytes(changed)
         r = subprocess.run(["sha256sum", "-c", "--strict", "--quiet", bt.MANIFEST_PATH],
@@ -180,9 +180,10 @@ def test_every_core_module_has_its_mpy(bundle):
 
 def test_bundled_mpy_runs_on_real_micropython_and_tags_a_vector(bundle):
     """The .mpy files alone (no .py on sys.path) import on the MicroPython VM, derive a pairing's
-    keys and tag a vector segment with two slots byte for byte."""
-    vectors = json.loads((REPO / "tests/vectors/segbind_v2.json").read_text())
-    seg = next(v for v in vectors["segments"] if v["shares"])
+    keys for one period and tag and encrypt a format 3 vector segment with two slots byte for
+    byte (the VM has no cryptolib: its AES is the core's pure one)."""
+    vectors = json.loads((REPO / "tests/vectors/segbind_v3.json").read_text())
+    seg = next(v for v in vectors["segments"] if v["shares"] and not v["still"] and len(v["shares"]) == 1)
     script = bundle.tree.parent / "mp_tag.py"
     script.write_text(
         "import sys\n"
@@ -190,34 +191,40 @@ def test_bundled_mpy_runs_on_real_micropython_and_tags_a_vector(bundle):
         "from segbind_core.keys import Epoch, command_key\n"
         "from segbind_core.nal import annexb_units\n"
         "from segbind_core.tagger import Tagger\n"
-        "import segbind_core.tag\n"
+        "import segbind_core.tag, segbind_core.aes\n"
         "v = dict(%r)\n"
         "P = bytes.fromhex(v['pairing_secret'])\n"
-        "epoch = Epoch.of_pairing(P, v['owner'], v['camera'], v['epoch'], v['shares'])\n"
+        "epoch = Epoch.of_pairing(P, v['owner'], v['camera'], v['epoch'], v['shares'], v['period_s'])\n"
+        "keys = epoch.period_keys(epoch.period_of(v['capture_ms']))\n"
         "buf = bytes.fromhex(v['segment'])\n"
         "t = Tagger(epoch, v['stream_id'], v['codec'], v['seq'], bytes.fromhex(v['link']))\n"
         "out, tag = t.tag(buf, len(annexb_units(buf)), v['capture_ms'], v['duration_ms'], v['pictures'],\n"
         "                 v['end_of_stream'])\n"
-        "print(sys.implementation.name, segbind_core.tag.__file__)\n"
-        "print(','.join(k.hex() for _h, k in epoch.slot_keys()), command_key(P, v['owner'], v['camera']).hex())\n"
+        "print(sys.implementation.name, segbind_core.tag.__file__, segbind_core.aes.BACKEND)\n"
+        "print(','.join(k.hex() for _h, k in keys.slot_keys), keys.key_id.hex(), keys.content_key.hex(),\n"
+        "      command_key(P, v['owner'], v['camera']).hex())\n"
         "print(out.hex())\n" % ({k: seg[k] for k in (
-            "pairing_secret", "owner", "camera", "epoch", "shares", "codec", "stream_id", "seq", "link",
+            "pairing_secret", "owner", "camera", "epoch", "period_s", "shares", "codec", "stream_id", "seq", "link",
             "capture_ms", "duration_ms", "pictures", "end_of_stream", "segment")},))
     files = []
     for p in sorted((bundle.tree / "opt/segbind/mpy/segbind_core").iterdir()):
         files += ["--file", f"/mpy/segbind_core/{p.name}={p}"]
     r = subprocess.run(["node", str(NODE_RUNNER), "exec", str(script), *files],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr + r.stdout
-    impl, source, slot_keys, command_key, tagged = r.stdout.split()
-    assert impl == "micropython" and source == "/mpy/segbind_core/tag.mpy"
-    same_pairing = [k for k in vectors["keys"] if (k["pairing_secret"], k["owner"], k["camera"], k["epoch"])
-                    == (seg["pairing_secret"], seg["owner"], seg["camera"], seg["epoch"])]
+    impl, source, backend, slot_keys, key_id, content_key, command_key, tagged = r.stdout.split()
+    assert impl == "micropython" and source == "/mpy/segbind_core/tag.mpy" and backend == "pure"
+    same_pairing = [k for k in vectors["keys"] if (k["pairing_secret"], k["owner"], k["camera"], k["epoch"],
+                                                   k["period_s"])
+                    == (seg["pairing_secret"], seg["owner"], seg["camera"], seg["epoch"], seg["period_s"])]
     assert len(same_pairing) == 1
-    assert slot_keys.split(",")[0] == same_pairing[0]["slot_keys"][0]  # the owner's slot
+    (period,) = [p for p in same_pairing[0]["periods"] if p["period"] == seg["period"]]
+    assert slot_keys.split(",")[0] == period["slot_keys"][0]  # the owner's slot
+    assert slot_keys.split(",") == seg["slot_keys"] and len(seg["slot_keys"]) == len(seg["macs"]) == 2
+    assert (key_id, content_key) == (period["key_id"], period["content_key"]) == (seg["key_id"], seg["content_key"])
     assert command_key == same_pairing[0]["command_key"]
-    assert len(slot_keys.split(",")) == len(seg["shares"]) + 1 == len(seg["macs"]) == 2
     assert tagged == seg["tagged_segment"]
+    assert seg["protected_units"] and seg["segment"] not in tagged  # its pictures left encrypted
 
 
 def test_paho_is_vendored_from_the_host_package_with_its_license(bundle):

@@ -17,9 +17,10 @@ import time
 import pytest
 
 from host_sim.broker import Broker
-from segbind import Keyring, Reason, StreamVerifier
+from segbind import Reason, StreamVerifier
 from segbind_core import control, topics
 from segbind_core.tag import CODEC_H264
+from tests.support.agent import ring_of
 from tests.support.qemu import GuestCamera, load_tool
 from tests.support.rtsp import RtspServer, live_launch
 from tests.support.world import World
@@ -84,7 +85,7 @@ def test_the_arm_agent_pulls_1080p_rtsp_from_the_host_and_keeps_up(broker, tmp_p
     assert "plays H.264 over TCP" in log and "rtsp://***@127.0.0.1" in log
     # every segment the camera published verifies for its owner, one chain with no gap: the
     # agent took every picture the streamer sent while it ran
-    verifier = StreamVerifier(Keyring(app.owner.keys()))
+    verifier = StreamVerifier(ring_of(app.owner, CAMERA))
     verdicts = [verifier.verify(s) for s in tap]
     assert verdicts and {v.reason for v in verdicts} == {Reason.OK}, [v.reason for v in verdicts]
     assert [v.tag.seq for v in verdicts] == list(range(len(verdicts)))

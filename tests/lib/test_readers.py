@@ -14,40 +14,45 @@ from hypothesis import strategies as st
 
 import segbind
 from host_sim import clips
-from segbind import Binding, Canonical, Epoch, InputError, InvalidSegment, Keyring, Reason, StreamVerifier
+from segbind import Canonical, Epoch, InputError, InvalidSegment, Reason, StreamVerifier
 from segbind.framing import canonical_prefixed, prefixed_parts
 from segbind.read import AnnexBSplitter
 from segbind_core.nal import START_CODE, annexb_units
 from segbind_core.segment import Segment, Segmenter
 from segbind_core.tagger import Tagger
+from tests.support.tagged import keyring_of, strip_tag
 
 EPOCH = Epoch.of_pairing(os.urandom(32), "alice", "cam-1", 1, [])
-RING = Keyring([Binding.of_epoch(EPOCH)])
 T0 = 1_795_000_000_000
+RING = keyring_of(EPOCH)
+
+
+@lru_cache(maxsize=None)
+def cut() -> Tuple[Segment, ...]:
+    segmenter = Segmenter(delimit=True)
+    video = clips.encode_pyav(frames=30, gop=5, width=128, height=96, seed=8)
+    return tuple(s for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment))
 
 
 @lru_cache(maxsize=None)
 def stream() -> Tuple[bytes, ...]:
-    """Six tagged segments of real x264 video, as the camera emits them."""
-    segmenter = Segmenter(delimit=True)
-    video = clips.encode_pyav(frames=30, gop=5, width=128, height=96, seed=8)
+    """Six encrypted, tagged segments of real x264 video, as the camera emits them."""
     tagger = Tagger(EPOCH, T0)
-    out = []
-    for s in segmenter.push(video) + segmenter.finish():
-        if isinstance(s, Segment):
-            out.append(tagger.tag(s.data, s.units, T0 + 200 * len(out), s.duration_ms, s.pictures)[0])
-    return tuple(out)
+    return tuple(tagger.tag(s.data, s.units, T0 + 200 * i, s.duration_ms, s.pictures)[0] for i, s in enumerate(cut()))
 
 
 def results(data: bytes) -> List[tuple]:
+    """(verdict, the segment as the camera emitted it) for each segment ``segbind.open`` finds."""
     with segbind.open(data, RING) as media:
-        return [(r.reason, r.data) for r in media]
+        return [(r.reason, r.protected) for r in media]
 
 
 def test_open_hands_on_exactly_the_camera_segments() -> None:
     segments = stream()
     assert results(b"".join(segments)) == [(Reason.OK, s) for s in segments]
     assert segbind.tagged_segments(b"".join(segments)) == list(segments)
+    with segbind.open(b"".join(segments), RING) as media:  # what a decoder gets: the encoder's units
+        assert [strip_tag(r.data or b"") for r in media] == [s.data for s in cut()]
 
 
 @settings(max_examples=120, deadline=None)

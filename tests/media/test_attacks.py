@@ -3,7 +3,8 @@ output, and refused with its reason (docs/FORMAT.md 7.3, docs/CONTAINERS.md).
 
 Each attack is first shown to work on a decoder (what FFmpeg decodes is not what the
 camera tagged), then shown to be refused by ``segbind verify`` and by ``segbind.open``,
-which never hands a refused segment's bytes on.
+which never hands a refused segment's bytes on, nor decrypts it (format 3: the camera's
+picture data is encrypted; an attacker's own pictures need no key to show).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 import segbind
 from host_sim import clips
-from segbind import Binding, Epoch, Keyring
+from segbind import Epoch, Keyring
 from segbind.write import remux_annexb, write_hls
 from segbind_core import h265
 from segbind_core.nal import START_CODE, annexb_units
@@ -33,6 +34,7 @@ from tests.support.media import (
     tag,
     tag_recording,
 )
+from tests.support.tagged import keyring_of
 
 FRAG = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
 
@@ -66,9 +68,14 @@ def camera_segments(work: Path) -> List[bytes]:
 
 
 def opened(source, keys: Path, **options) -> list:
-    """(reason, bytes handed on) per segment, through the library."""
+    """(reason, the camera's segment handed on) per segment, through the library; a segment is
+    decrypted for a decoder exactly when it is handed on."""
+    out = []
     with segbind.open(source, rings(keys)[0], **options) as media:
-        return [(r.reason.value, r.data) for r in media]
+        for r in media:
+            assert (r.data is None) == (r.protected is None) == (not r.accepted), r
+            out.append((r.reason.value, r.protected))
+    return out
 
 
 def dangling_length(index: int, data: bytes) -> bytes:
@@ -193,14 +200,21 @@ def test_an_hls_ts_segment_after_fmp4_ones_refuses_the_playlist(work: Path, keys
 def test_delimiters_put_between_the_slices_of_a_picture_are_refused(keys: Path, tmp_path: Path) -> None:
     tagged = tag(keys, clips.make_kind("pyav-bframes-slices-aud"), tmp_path / "t.h264").read_bytes()
     segments = segbind.tagged_segments(tagged)
-    units = annexb_units(segments[1])
-    slices = [i for i, (s, _) in enumerate(units) if segments[1][s] & 0x1F in (1, 5)]
-    cut = units[slices[1]][0] - 4  # between the first and second slice of the segment's first picture
-    assert not segments[1][units[slices[1]][0] + 1] & 0x80  # not a first slice: the same picture
-    attacked = segments[1][:cut] + START_CODE + b"\x09\xf0" + segments[1][cut:]
-    stream = segments[0] + attacked + b"".join(segments[2:])
+
+    def split_first_picture(segment: bytes) -> bytes:
+        units = annexb_units(segment)
+        slices = [i for i, (s, _) in enumerate(units) if segment[s] & 0x1F in (1, 5)]
+        cut = units[slices[1]][0] - 4  # between the first and second slice of the segment's first picture
+        assert not segment[units[slices[1]][0] + 1] & 0x80  # not a first slice: the same picture
+        return segment[:cut] + START_CODE + b"\x09\xf0" + segment[cut:]
+
+    stream = segments[0] + split_first_picture(segments[1]) + b"".join(segments[2:])
     (tmp_path / "x.h264").write_bytes(stream)
-    assert clips.decode_hashes_pyav(stream) != clips.decode_hashes_pyav(tagged)  # the picture is split
+    # the attack works on a decoder: done to the video the camera encoded, the picture is split
+    with segbind.open(tagged, rings(keys)[0]) as media:
+        plain = [r.data or b"" for r in media]
+    split = plain[0] + split_first_picture(plain[1]) + b"".join(plain[2:])
+    assert clips.decode_hashes_pyav(split) != clips.decode_hashes_pyav(b"".join(plain))
     assert reasons(keys, tmp_path / "x.h264") == ["ok", "content_mismatch", "gap", "ok"]
 
 
@@ -239,8 +253,7 @@ def test_timestamps_divided_by_20_are_refused(work: Path, keys: Path, tmp_path: 
 def test_a_recording_cut_in_the_middle_or_at_the_tail_is_refused(tmp_path: Path) -> None:
     pairing = os.urandom(32)
     epoch = Epoch.of_pairing(pairing, "alice", "cam-3", 1, [])
-    keyring = Keyring([Binding.of_epoch(epoch)])
-    keyring.save(tmp_path / "ring.json")
+    keyring_of(epoch).save(tmp_path / "ring.json")
     video = clips.encode_pyav(frames=150, gop=25, seed=4)
     recording = tag_recording(epoch, video, stream_id=1_795_000_000_000, t0_ms=1_795_000_000_000)
     assert len(recording) == 6

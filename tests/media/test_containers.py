@@ -107,6 +107,11 @@ def test_head_variants_undo_remuxers_but_not_changes(tagged: Path, keys: Path) -
     container's samples (one access unit each) and as an Annex-B stream."""
     alice = rings(keys)[0]
     segments = [[seg[s:e] for s, e in annexb_units(seg)] for seg in tagged_segments(tagged.read_bytes())]
+    plaintexts = []
+    owner = StreamVerifier(alice)
+    for seg in tagged_segments(tagged.read_bytes()):
+        assert owner.verify(seg).accepted
+        plaintexts.append(owner.verified)
     head_sets = [u for u in segments[0] if u[0] & 0x1F in (7, 8)]
 
     def access_units(units):  # a picture's first slice begins an access unit, with what leads it
@@ -172,10 +177,12 @@ def test_head_variants_undo_remuxers_but_not_changes(tagged: Path, keys: Path) -
                 assert as_found == ["ok"] * len(segments)
             else:
                 assert "content_mismatch" in as_found, order
-            # What a decoder gets is the camera's segment, byte for byte.
+            # What is handed on is the camera's segment, byte for byte, and a decoder gets it decrypted.
             assert [fixed.judge(s)[1] for s in rebuilt] == [None] * len(segments)  # duplicates now
             again = StreamVerifier(alice)
-            assert [again.judge(s)[1].output() for s in rebuilt] == tagged_segments(tagged.read_bytes())
+            accepted = [again.judge(s)[1] for s in rebuilt]
+            assert [a.protected() for a in accepted] == tagged_segments(tagged.read_bytes())
+            assert [a.plaintext() for a in accepted] == plaintexts
         # Changed video never passes through a variant.
         for order in (sets_behind_seis, stripped, sets_first):
             if rebuild is as_annexb and order is stripped:

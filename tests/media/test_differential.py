@@ -287,8 +287,9 @@ def test_found_ts_bytes_of_a_refused_pes_join_the_last_picture_of_an_accepted_se
     broken PES (a PTS with a wrong marker bit) and stops (sync lost). FFmpeg's parser, which
     re-frames the PES stream into access units, reads that PES's payload (no start code at its
     start) as the continuation of the last NAL unit of segment 0: PyAV's last picture of segment 0
-    has 30 bytes more than segbind verified (hls.js appends such bytes to the previous unit too,
-    docs/readers/mpegts.md)."""
+    has bytes more than segbind verified (30 in format 2's plaintext; with format 3's protected
+    form the cut lands on other bytes, and the count differs: hls.js appends such bytes to the
+    previous unit too, docs/readers/mpegts.md)."""
     tagged, camera = _small(keys, tmp_path)
     ffmpeg("-r", "25", "-i", str(tagged), "-c", "copy", str(tmp_path / "c.mp4"))
     ffmpeg("-i", str(tmp_path / "c.mp4"), "-c", "copy", str(tmp_path / "c.ts"))
@@ -297,8 +298,8 @@ def test_found_ts_bytes_of_a_refused_pes_join_the_last_picture_of_an_accepted_se
     pes = data.rfind(b"\x00\x00\x01\xe0", 0, second_tag)
     mutant = data[:pes + 7] + data[pes + 7 + 25:]
     last_of_segment_0 = 9  # its tenth picture
-    assert pyav_reading(mutant, "mpegts").samples[last_of_segment_0].size == \
-        our_reading(mutant, "mpegts").reading.samples[last_of_segment_0].size + 30
+    assert pyav_reading(mutant, "mpegts").samples[last_of_segment_0].size > \
+        our_reading(mutant, "mpegts").reading.samples[last_of_segment_0].size
     assert not _rule(mutant, camera, keys, js_reader, tmp_path)
 
 

@@ -3,10 +3,11 @@
 The segmenter cuts H.265 streams of the shapes cameras emit (closed and open
 GOP, B-frames with leading pictures, several slices, encoder AUDs, parameter
 sets once, field coding, intra refresh with and without recovery points);
-``segbind tag`` tags them; the tagged stream decodes exactly as the untagged one
-in PyAV and in Debian's ffmpeg; the owner's keyring accepts every segment and a
-stranger's refuses it; the adversarial properties of tests/lib/test_verifier.py
-hold on H.265 segments.
+``segbind tag`` encrypts and tags them; the tagged stream decodes, without keys, to pictures
+none of which is the camera's, and what the owner's verifier hands a decoder decodes exactly
+as the untagged one, in PyAV and in Debian's ffmpeg; the owner's keyring accepts every segment
+and a stranger's refuses it; the adversarial properties of tests/lib/test_verifier.py hold on
+H.265 segments.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from host_sim import clips
-from segbind import Binding, Epoch, InvalidSegment, Keyring, Reason, StreamVerifier, verify_segment
+from segbind import Epoch, InvalidSegment, Keyring, Reason, StreamVerifier, verify_segment
 from segbind.verifier import tags_in
 from segbind_core import h265
 from segbind_core.nal import START_CODE, annexb_units
@@ -33,8 +34,15 @@ from segbind_core.sei import SEGBIND_UUID, segbind_payload, tag_codec
 from segbind_core.tag import CODEC_H264, CODEC_H265, MAC_SIZE, decode_tag
 from segbind_core.tagger import Tagger
 from tests.support import ROOT, run_cli
-from tests.support.media import rings, tag
-from tests.support.tagged import flip_mac_bit, refused_by_owner_or_share, replace_tag_body, strip_tag, tag_unit
+from tests.support.media import decrypted, keyless_garbage, keyless_hashes, rings, tag
+from tests.support.tagged import (
+    flip_mac_bit,
+    keyring_of,
+    refused_by_owner_or_share,
+    replace_tag_body,
+    strip_tag,
+    tag_unit,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -230,11 +238,16 @@ def split(stream: bytes) -> List[bytes]:
 
 
 @pytest.mark.parametrize("name", KINDS)
-def test_tagged_stream_decodes_exactly_as_the_untagged_one(name: str, keys: Path) -> None:
+def test_tagged_stream_decodes_keyless_to_garbage_and_verified_exactly_as_the_untagged_one(name: str,
+                                                                                          keys: Path) -> None:
     data = clips.make_kind(name)
     tagged = tagged_by_cli(name, keys)
-    assert clips.decode_hashes_pyav(tagged, "hevc") == clips.decode_hashes_pyav(data, "hevc")
-    assert clips.decode_hashes_ffmpeg(tagged, "hevc") == clips.decode_hashes_ffmpeg(data, "hevc")
+    reference = clips.decode_hashes_pyav(data, "hevc")
+    keyless_garbage(keyless_hashes(tagged, "hevc"), reference)
+    keyless_garbage(clips.decode_hashes_ffmpeg(tagged, "hevc"), clips.decode_hashes_ffmpeg(data, "hevc"))
+    verified = decrypted(tagged, rings(keys)[0])
+    assert clips.decode_hashes_pyav(verified, "hevc") == reference
+    assert clips.decode_hashes_ffmpeg(verified, "hevc") == clips.decode_hashes_ffmpeg(data, "hevc")
 
 
 @pytest.mark.parametrize("name", ["x265-pyav-open-gop", "x265-ffmpeg-once-slices", "x265-pyav-recovery-points"])
@@ -251,11 +264,12 @@ def test_owner_accepts_every_segment_and_a_stranger_refuses_them(name: str, keys
         assert (verdict.tag.seq, verdict.tag.stream_id, verdict.tag.pictures) == (seq, 42, raw.pictures)
         info = verify_segment(segment, alice)
         assert info.codec == CODEC_H265 and info.duration_ms == raw.duration_ms
-        assert stranger.verify(segment).reason is Reason.NO_GRANT
-        # the camera's segment, with the tag right after its delimiter
+        assert stranger.verify(segment).reason is Reason.NO_GRANT and stranger.verified is None
+        # the camera's segment, encrypted, with the tag right after its delimiter; decrypted, the encoder's
         tag_at = tags_in(segment)[0][0]
         assert segment[:tag_at - 4] == START_CODE + h265.DELIMITER
-        assert segment[:tag_at - 4] + segment[tags_in(segment)[0][1]:] == raw.data
+        assert strip_tag(segment) != raw.data
+        assert strip_tag(owner.verified or b"") == raw.data
     assert owner.finish() is None
 
 
@@ -276,7 +290,9 @@ def test_segbind_tag_reads_the_codec_and_verify_and_inspect_read_h265(keys: Path
     result = run_cli("inspect", "--json", "-", stdin=tagged)
     entries = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.returncode == 0 and [e["tag"]["codec"] for e in entries] == [CODEC_H265] * 4
-    assert [e["tag"]["owner"] for e in entries] == ["alice"] * 4
+    held = {g.key_id.hex() for g in rings(keys)[0].bindings()}
+    assert all(e["tag"]["key_id"] in held and "owner" not in e["tag"] for e in entries)
+    assert b"alice" not in result.stdout
     # untagged H.265 is read, and refused segment by segment, as untagged H.264 is
     result = run_cli("verify", "--keyring", str(keys / "alice-ring.json"), "-", stdin=data)
     assert result.returncode == 1 and b"REFUSED: 1 no_tag" in result.stdout, result.stdout
@@ -332,11 +348,11 @@ def refused_by_alice_or_bob(flipped: bytes, at: int, original: bytes) -> None:
 
 
 def alice_keyring() -> Keyring:
-    return Keyring([Binding.of_epoch(epoch())])
+    return keyring_of(epoch())
 
 
 def bob_keyring() -> Keyring:
-    return Keyring([Binding.of_epoch(epoch(), "bob")])
+    return keyring_of(epoch(), holder="bob")
 
 
 @lru_cache(maxsize=None)
@@ -410,11 +426,13 @@ def test_x265s_own_sei_is_covered_and_never_taken_for_the_tag() -> None:
     assert info.value.reason is Reason.CONTENT_MISMATCH
 
 
+EPOCH_2 = Epoch.of_pairing(PAIRING, "alice", "cam-1", 2, ["bob"])
 FIELD_EDITS = {
-    "owner": ("owner", "mallory"), "epoch": ("epoch", 2), "stream_id": ("stream_id", T0 + 1),
-    "seq": ("seq", 5), "capture_ms": ("capture_ms", T0 + 1), "duration_ms": ("duration_ms", 999),
-    "pictures": ("pictures", 9), "units": ("units", 3), "flags": ("flags", 1),
-    "link": ("link", b"\x00" * 8),
+    # the key id of alice's next epoch, for the same period: held by the viewer, covering the capture time
+    "key_id": ("key_id", EPOCH_2.period_keys(EPOCH_2.period_of(T0)).key_id),
+    "stream_id": ("stream_id", T0 + 1), "seq": ("seq", 5), "capture_ms": ("capture_ms", T0 + 1),
+    "duration_ms": ("duration_ms", 999), "pictures": ("pictures", 9), "units": ("units", 3),
+    "clear_lead": ("clear_lead", 2), "flags": ("flags", 1), "link": ("link", b"\x00" * 8),
 }
 
 
@@ -424,8 +442,7 @@ def test_rewriting_any_signed_field_is_refused(field: str) -> None:
     tag, _ = decode_tag(segbind_payload(memoryview(segment)[slice(*tag_unit(segment))]))
     setattr(tag, *FIELD_EDITS[field])
     ring = alice_keyring()
-    for ep in (epoch(owner="mallory"), Epoch.of_pairing(PAIRING, "alice", "cam-1", 2, ["bob"])):
-        ring.grant(Binding.of_epoch(ep))
+    ring.grant_all(keyring_of(EPOCH_2).bindings())
     with pytest.raises(InvalidSegment) as info:
         verify_segment(replace_tag_body(segment, lambda body: tag.encode()), ring)
     assert info.value.reason is Reason.MAC_MISMATCH, info.value.detail
@@ -523,5 +540,8 @@ def test_whatever_the_network_does_only_authentic_segments_show_and_each_once(ac
         if verdict.accepted:
             assert action in ("deliver", "dup")
             assert verdict.tag is not None and verdict.tag.owner == "alice" and verdict.tag.codec == CODEC_H265
+            assert strip_tag(verifier.verified or b"") == raw_segments()[index].data
             shown.append(verdict.tag.seq)
+        else:
+            assert verifier.verified is None
     assert len(shown) == len(set(shown))

@@ -1,8 +1,10 @@
 """`segbind tag` on every kind of stream cameras emit, from both real encoders (issue items 1, 2).
 
-Decoders see nothing: the tagged stream decodes to the untagged stream's frames in
-PyAV and in the ffmpeg CLI, every tagged segment decodes on its own, no stretch
-goes untagged for longer than the bound, and the owner accepts every segment.
+A decoder without keys gets nothing: the tagged stream (format 3: encrypted) decodes, in PyAV
+and in the ffmpeg CLI, to pictures none of which is the camera's. What the owner's verifier hands
+a decoder (``segbind.open``'s ``SegmentResult.data``) decodes to exactly the untagged stream's
+frames; every tagged segment, verified, decodes on its own; no stretch goes untagged for longer
+than the bound; the owner accepts every segment, a stranger none.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from segbind import StreamVerifier, tagged_segments
 from segbind_core.h264 import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS, is_vcl
 from segbind_core.nal import annexb_units
 from segbind_core.sei import tag_codec
-from tests.support.media import rings, tag
+from tests.support.media import decrypted, keyless_garbage, keyless_hashes, rings, tag
 
 KINDS = sorted(clips.KINDS)
 
@@ -26,14 +28,19 @@ def pictures(segment: bytes) -> int:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_tagged_stream_decodes_to_the_same_frames(kind: str, keys: Path, tmp_path: Path) -> None:
+def test_tagged_stream_decodes_keyless_to_garbage_and_verified_to_the_same_frames(kind: str, keys: Path,
+                                                                                   tmp_path: Path) -> None:
     data = clips.make_kind(kind)
-    tagged = tag(keys, data, tmp_path / "tagged.h264").read_bytes()
+    tagged_path = tag(keys, data, tmp_path / "tagged.h264")
+    tagged = tagged_path.read_bytes()
     assert tagged != data and len(tagged) > len(data)
     reference = clips.decode_hashes_pyav(data)
     assert len(reference) >= 60
-    assert clips.decode_hashes_pyav(tagged) == reference
-    assert clips.decode_hashes_ffmpeg(tagged) == clips.decode_hashes_ffmpeg(data)
+    keyless_garbage(keyless_hashes(tagged), reference)
+    keyless_garbage(clips.decode_hashes_ffmpeg(tagged), clips.decode_hashes_ffmpeg(data))
+    verified = decrypted(tagged_path, rings(keys)[0])
+    assert clips.decode_hashes_pyav(verified) == reference
+    assert clips.decode_hashes_ffmpeg(verified) == clips.decode_hashes_ffmpeg(data)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -47,8 +54,9 @@ def test_every_tagged_segment_is_bound_and_decodes_on_its_own(kind: str, keys: P
     assert len(segments) >= 3 and b"".join(segments) == tagged
     at = 0
     for index, segment in enumerate(segments):
+        assert stranger.verify(segment).reason.value == "no_grant" and stranger.verified is None
         assert owner.verify(segment).reason.value == "ok"
-        assert stranger.verify(segment).reason.value == "no_grant"
+        segment = owner.verified or b""  # what a decoder is handed: decrypted
         units = annexb_units(segment)
         kinds = [segment[s] & 0x1F for s, _ in units]
         first_vcl = next(i for i, k in enumerate(kinds) if is_vcl(k))
@@ -88,4 +96,5 @@ def test_no_stretch_goes_untagged_longer_than_the_bound(encoder: str, keys: Path
         assert max(counts) == most and sum(counts) == 260, counts
         verifier = StreamVerifier(rings(keys)[0])
         assert all(verifier.verify(segment).accepted for segment in tagged_segments(tagged))
-    assert clips.decode_hashes_ffmpeg(tagged) == clips.decode_hashes_ffmpeg(data)
+    verified = decrypted(tmp_path / "t.h264", rings(keys)[0])
+    assert clips.decode_hashes_ffmpeg(verified) == clips.decode_hashes_ffmpeg(data)

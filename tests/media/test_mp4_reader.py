@@ -369,6 +369,23 @@ def test_progressive_refusals(corpus: Dict[str, Path], case: str) -> None:
         assert 0 < len(samples_of(events)) < 50 and defects[0].reason == TIMING
 
 
+def test_a_data_reference_count_ffmpeg_cannot_read_refuses_the_file(corpus: Dict[str, Path]) -> None:
+    """A 'dref' whose entry count says more entries than it holds: FFmpeg reads that many
+    (mov_read_dref) and gives up the whole header, so a player shows nothing; the reader refuses
+    the file the same way, whole (found by tests/media/test_mutations.py: a flipped count byte)."""
+    data = corpus["mp4-pyav-hev1-bframes-faststart"].read_bytes()
+
+    def dref_count(moov: Box) -> None:
+        dref = moov.first(b"trak", b"mdia", b"minf", b"dinf", b"dref")
+        dref.prefix = dref.prefix[:4] + struct.pack(">I", 65537)
+
+    mutated = edit_moov(data, dref_count)
+    with pytest.raises(av.error.InvalidDataError):
+        av.open(io.BytesIO(mutated)).close()
+    with pytest.raises(InputError, match="'dref' says 65537 entries and holds 1"):
+        read_events(mutated)
+
+
 def test_an_edit_far_into_the_table_is_refused_without_reading_it(corpus: Dict[str, Path]) -> None:
     """Work no input byte pays for is bounded: a table of four billion one-byte samples whose edit
     list starts past them is refused after a bounded look ahead (mp4.MAX_EDIT_SCAN)."""

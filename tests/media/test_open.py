@@ -24,10 +24,11 @@ import pytest
 
 import segbind
 from host_sim import clips
-from segbind import Binding, Epoch, InputError, Keyring, Reason
+from segbind import Epoch, InputError, Keyring, Reason
 from segbind.write import remux_annexb, write_hls
 from tests.support import run_cli
-from tests.support.media import ffmpeg, http_server, live_playlist, publish, tag_recording
+from tests.support.media import cut, ffmpeg, http_server, live_playlist, publish, tag_recording
+from tests.support.tagged import keyring_of, strip_tag
 
 WAIT_S = 60
 T0 = 1_795_000_000_000
@@ -35,12 +36,14 @@ T0 = 1_795_000_000_000
 
 @pytest.fixture(scope="module")
 def camera(tmp_path_factory: pytest.TempPathFactory):
-    """A recording of 6 one-second segments, tagged as the camera does; its keyring file; the
-    same stream as fMP4 HLS, MPEG-TS HLS and MP4 written by segbind's own writer."""
+    """A recording of 6 one-second segments, encrypted and tagged as the camera does; its keyring
+    file; the segments; their plaintexts (the encoder's, cut by the camera's segmenter); the same
+    stream as fMP4 HLS, MPEG-TS HLS and MP4 written by segbind's own writer."""
     d = tmp_path_factory.mktemp("open")
     epoch = Epoch.of_pairing(os.urandom(32), "alice", "cam-5", 1, [])
-    Keyring([Binding.of_epoch(epoch)]).save(d / "ring.json")
-    segments = tag_recording(epoch, clips.encode_pyav(frames=150, gop=25, seed=6), T0, T0)
+    keyring_of(epoch).save(d / "ring.json")
+    video = clips.encode_pyav(frames=150, gop=25, seed=6)
+    segments = tag_recording(epoch, video, T0, T0)
     (d / "rec.h264").write_bytes(b"".join(segments))
     for kind in ("fmp4", "ts"):
         (d / kind).mkdir()
@@ -48,22 +51,25 @@ def camera(tmp_path_factory: pytest.TempPathFactory):
     remux_annexb(str(d / "rec.h264"), str(d / "rec.mp4"), "mp4")
     remux_annexb(str(d / "rec.h264"), str(d / "rec.mkv"), "matroska")
     ffmpeg("-i", str(d / "rec.mp4"), "-c", "copy", str(d / "rec.flv"))
-    return d, Keyring.load(d / "ring.json"), segments
+    return d, Keyring.load(d / "ring.json"), segments, [s.data for s in cut(video)]
 
 
 def results(source, ring: Keyring, **options) -> List[tuple]:
+    """(verdict, the segment as the camera emitted it, what a decoder is handed without the tag,
+    its capture time and duration) for each segment ``segbind.open`` finds."""
     with segbind.open(source, ring, **options) as media:
-        return [(r.reason, r.data, r.capture_ms, r.duration_ms) for r in media]
+        return [(r.reason, r.protected, r.data and strip_tag(r.data), r.capture_ms, r.duration_ms) for r in media]
 
 
 def test_every_source_gives_the_camera_segments_and_their_time_span(camera) -> None:
-    d, ring, segments = camera
+    d, ring, segments, plaintexts = camera
     spans = []
     at = T0
     for segment in segments:
         spans.append(at)
         at += 1000
-    expected = [(Reason.OK, segment, start, 1000) for segment, start in zip(segments, spans)]
+    expected = [(Reason.OK, segment, plain, start, 1000) for segment, plain, start in zip(segments, plaintexts, spans)]
+    assert all(strip_tag(s) != p for s, p in zip(segments, plaintexts))  # encrypted in every source
     init = d / "fmp4" / "vod_init.mp4"
     media = sorted((d / "fmp4").glob("vod_0*.m4s"))
     sources = {
@@ -84,14 +90,14 @@ def test_every_source_gives_the_camera_segments_and_their_time_span(camera) -> N
     # The kind is told by content; a refused segment hands on nothing.
     with segbind.open(str(d / "rec.mp4"), Keyring()) as opened:
         assert opened.kind == "mp4"
-        assert [(r.reason, r.data) for r in opened] == [(Reason.NO_GRANT, None)] * 6
+        assert [(r.reason, r.data, r.protected) for r in opened] == [(Reason.NO_GRANT, None, None)] * 6
     assert str(Reason.OK) == "ok"
 
 
 def test_byte_ranges_over_http(camera, tmp_path: Path) -> None:
     """One file holding every media segment, listed by byte range (servers that ignore Range
     are read past the offset)."""
-    d, ring, segments = camera
+    d, ring, segments, plaintexts = camera
     parts = sorted((d / "ts").glob("vod_*.ts"))
     blob = b"".join(p.read_bytes() for p in parts)
     (tmp_path / "all.ts").write_bytes(blob)
@@ -102,8 +108,8 @@ def test_byte_ranges_over_http(camera, tmp_path: Path) -> None:
         at += size
     (tmp_path / "ranges.m3u8").write_text("\n".join(lines + ["#EXT-X-ENDLIST", ""]))
     with http_server(tmp_path) as base:
-        assert [r[1] for r in results(base + "/ranges.m3u8", ring)] == segments
-    assert [r[1] for r in results(str(tmp_path / "ranges.m3u8"), ring)] == segments
+        assert [r[1:3] for r in results(base + "/ranges.m3u8", ring)] == list(zip(segments, plaintexts))
+    assert [r[1:3] for r in results(str(tmp_path / "ranges.m3u8"), ring)] == list(zip(segments, plaintexts))
 
 
 def read_line(proc: subprocess.Popen, timeout: float = WAIT_S) -> dict:
@@ -118,7 +124,7 @@ def read_line(proc: subprocess.Popen, timeout: float = WAIT_S) -> dict:
 def test_verify_follows_a_live_playlist_over_http(camera, tmp_path: Path, kind: str, window) -> None:
     """An EVENT playlist (or a sliding window of two) grows by one media segment at a time;
     each verdict comes before the next segment is published; the end is ENDLIST."""
-    d, ring, segments = camera
+    d, ring, segments, plaintexts = camera
     site = tmp_path / "site"
     site.mkdir()
     for f in (d / kind).iterdir():
@@ -154,7 +160,7 @@ def test_verify_follows_a_live_playlist_over_http(camera, tmp_path: Path, kind: 
 
 
 def test_a_live_playlist_that_stops_growing_ends_after_the_idle_time(camera, tmp_path: Path) -> None:
-    d, ring, segments = camera
+    d, ring, segments, plaintexts = camera
     for f in (d / "fmp4").iterdir():
         os.link(f, tmp_path / f.name)
     publish(tmp_path / "live.m3u8", live_playlist(d / "fmp4" / "vod.m3u8", 3))
@@ -171,7 +177,7 @@ def test_a_live_playlist_that_stops_growing_ends_after_the_idle_time(camera, tmp
 
 
 def test_unreadable_remote_inputs_are_one_line_errors(camera, tmp_path: Path) -> None:
-    d, ring, segments = camera
+    d, ring, segments, plaintexts = camera
     (tmp_path / "master.m3u8").write_text("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow.m3u8\n")
     (tmp_path / "holes.m3u8").write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nmissing.ts\n#EXT-X-ENDLIST\n")
     (tmp_path / "local.m3u8").write_text("#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n")
@@ -192,7 +198,7 @@ def test_unreadable_remote_inputs_are_one_line_errors(camera, tmp_path: Path) ->
 def test_verify_from_a_pipe_gives_each_verdict_as_its_segment_arrives(camera) -> None:
     """``segbind verify -`` fed one segment at a time (as ``segbind tag - -`` writes them): each
     verdict comes before the next segment is written, not when the next tag arrives."""
-    d, ring, segments = camera
+    d, ring, segments, plaintexts = camera
     proc = subprocess.Popen([sys.executable, "-m", "segbind.cli", "verify", "--keyring", str(d / "ring.json"),
                              "--json", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -335,11 +335,15 @@ class Verdicts(NamedTuple):
 
 def verdicts(data: bytes, keyring: Keyring) -> Verdicts:
     """segbind.open over the bytes, verifying the video alone (other tracks dropped, the most
-    it accepts): each segment's verdict, its tag's seq and what it hands on."""
+    it accepts): each segment's verdict, its tag's seq and what it hands on (the segment as the
+    camera emitted it, encrypted: format 3; a decoder gets it decrypted, exactly when accepted)."""
     try:
         with segbind.open(data, keyring, video_only=True) as media:
-            return Verdicts("", [(r.accepted, r.tag.seq if r.tag is not None else None, r.data,
-                                  str(r.reason)) for r in media])
+            out = []
+            for r in media:
+                assert (r.data is not None) == (r.protected is not None) == r.accepted, r
+                out.append((r.accepted, r.tag.seq if r.tag is not None else None, r.protected, str(r.reason)))
+            return Verdicts("", out)
     except InputError as exc:
         return Verdicts(str(exc), [])
 

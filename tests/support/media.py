@@ -77,8 +77,8 @@ def decoded_frames(path: Path) -> List[str]:
     import av
 
     out = []
-    # FFmpeg ignores the bytes of a metadata string; PyAV's strict UTF-8 decoding of them is
-    # no decoder refusing the file.
+    # metadata_errors: PyAV decodes the container's metadata strings (an 'ftyp' brand, a handler
+    # name) as strict UTF-8 and would refuse a file FFmpeg plays (tests/media/test_mutations.py)
     with av.open(str(path), metadata_errors="replace") as container:
         stream = container.streams.video[0]
         for packet in container.demux(stream):
@@ -90,6 +90,49 @@ def decoded_frames(path: Path) -> List[str]:
     return out
 
 
+def decrypted(source, keyring: Keyring, **options) -> bytes:
+    """What ``segbind.open`` hands a decoder for ``source``, every segment accepted: the verified
+    segments decrypted (``SegmentResult.data``), one after the other, as Annex-B."""
+    import segbind
+
+    out = []
+    with segbind.open(source, keyring, **options) as media:
+        for result in media:
+            assert result.accepted, (result.index, result.verdict)
+            assert result.data is not None
+            out.append(result.data)
+    assert out, "no segment"
+    return b"".join(out)
+
+
+def keyless_hashes(data: bytes, fmt: str = "h264") -> List[str]:
+    """MD5 of every picture PyAV's decoder outputs from bytes it cannot make sense of (an encrypted
+    stream, without keys): a packet it refuses is skipped, as players do."""
+    import io
+
+    import av
+
+    out = []
+    with av.open(io.BytesIO(data), format=fmt) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                continue
+            out.extend(clips.frame_md5(frame) for frame in frames)
+    return out
+
+
+def keyless_garbage(tagged: List[str], plain: List[str]) -> None:
+    """A decoder without keys makes nothing of a tagged stream: not one of the pictures it outputs
+    (frame hashes) is a picture of the untagged stream. (tests/media/test_confidentiality.py
+    measures how little resembles the scene.)"""
+    assert plain, "the reference decoded to nothing"
+    assert not set(tagged) & set(plain), "a keyless decoder output %d of the camera's own pictures" % len(
+        set(tagged) & set(plain))
+
+
 def owner_accepts_stranger_refuses(keys: Path, *files: str, segments: int) -> None:
     code, verdicts = verify(keys, "alice-ring.json", *files)
     assert code == 0 and [v["reason"] for v in verdicts] == ["ok"] * segments, verdicts
@@ -98,11 +141,17 @@ def owner_accepts_stranger_refuses(keys: Path, *files: str, segments: int) -> No
     assert code == 1 and [v["reason"] for v in verdicts] == ["no_grant"] * segments, verdicts
 
 
-def tag_recording(epoch: Epoch, video: bytes, stream_id: int, t0_ms: int, end: bool = True) -> List[bytes]:
-    """A camera's recording, segment by segment: cut and tagged as the camera does, each
-    segment's capture time where the previous one ended; the last marked end of stream."""
+def cut(video: bytes) -> List[Segment]:
+    """The segments the camera's segmenter cuts ``video`` into, untagged (delimited as it emits them)."""
     segmenter = Segmenter(delimit=True)
-    segments = [s for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment)]
+    return [s for s in segmenter.push(video) + segmenter.finish() if isinstance(s, Segment)]
+
+
+def tag_recording(epoch: Epoch, video: bytes, stream_id: int, t0_ms: int, end: bool = True) -> List[bytes]:
+    """A camera's recording, segment by segment: cut, encrypted and tagged as the camera does, each
+    segment's capture time where the previous one ended; the last marked end of stream. (The
+    plaintext of segment i is ``cut(video)[i].data``.)"""
+    segments = cut(video)
     tagger = Tagger(epoch, stream_id)
     out, at = [], t0_ms
     for i, segment in enumerate(segments):
@@ -288,16 +337,26 @@ def discarded_packets(path: Path) -> int:
 
 def raw_remux_verifies_for_its_owner_only(keys: Path, step: str, plain: Path, tagged: Path, count: int,
                                           directory: Path) -> Tuple[int, List[str]]:
-    """One step of ``RAW_CHAIN`` on a tagged stream and on the same stream untagged: it decodes as
-    the same remux of the untagged stream (PyAV and the ffmpeg CLI), every segment is accepted for
-    its owner (the first saying how many pictures an edit list hides, where one does; no other
-    says so) and refused for a stranger. Returns (pictures hidden, pictures PyAV decodes)."""
+    """One step of ``RAW_CHAIN`` on a tagged stream and on the same stream untagged: without keys
+    it decodes to as many pictures as the same remux of the untagged stream, none of them the
+    camera's (PyAV and the ffmpeg CLI); what segbind.open hands the owner's decoder decodes to
+    every picture of the untagged stream; every segment is accepted for its owner (the first
+    saying how many pictures an edit list hides, where one does; no other says so) and refused
+    for a stranger. Returns (pictures hidden, pictures PyAV decodes from the untagged remux: what
+    the container shows)."""
     files, decodable = ffmpeg_raw_remux(step, tagged, directory / "tagged")
     _, plain_decodable = ffmpeg_raw_remux(step, plain, directory / "plain")
-    pictures = decoded_frames(decodable)
-    assert pictures == decoded_frames(plain_decodable)
-    assert frame_hashes(decodable) == frame_hashes(plain_decodable)
+    pictures = decoded_frames(plain_decodable)
+    keyless = decoded_frames(decodable)
+    assert len(keyless) == len(pictures)
+    keyless_garbage(keyless, pictures)
+    keyless_garbage(frame_hashes(decodable), frame_hashes(plain_decodable))
+    source = [str(f) for f in files] if len(files) > 1 else files[0]
+    fmt = "hevc" if plain.suffix == ".h265" else "h264"
+    assert clips.decode_hashes_pyav(decrypted(source, Keyring.load(keys / "alice-ring.json")), fmt) == \
+        clips.decode_hashes_pyav(plain.read_bytes(), fmt)
     hidden = discarded_packets(decodable) if decodable.suffix == ".mp4" else 0
+    assert hidden == (discarded_packets(plain_decodable) if decodable.suffix == ".mp4" else 0)
     code, verdicts = verify(keys, "alice-ring.json", *[str(f) for f in files])
     assert code == 0 and [v["reason"] for v in verdicts] == ["ok"] * count, verdicts
     assert [v["tag"]["seq"] for v in verdicts] == list(range(count))

@@ -111,3 +111,32 @@ def refused_by_owner_or_share(flipped: bytes, at: int, original: bytes, owner: K
 def strip_tag(segment: bytes) -> bytes:
     s, e = tag_unit(segment)
     return segment[:s - 4] + segment[e:]
+
+
+def first_access_unit(data: bytes) -> Tuple[bytes, int]:
+    """(the first access unit of a segment cut as the camera cuts it, its number of units): up to
+    its second delimiter."""
+    units = annexb_units(data)
+    ends = [s - 4 for s, _ in units[1:] if data[s] & 0x1F == 9]
+    end = ends[0] if ends else len(data)
+    return data[:end], sum(1 for s, _ in units if s < end)
+
+
+def still_of(index: int, ep: Optional[Epoch] = None, stream_id: int = T0, t0: int = T0) -> bytes:
+    """A still (FORMAT.md section 10) of the first access unit of segment ``index`` of a stream
+    as ``tag_stream`` tags it: the seq of that segment, its capture time."""
+    raw = raw_segments()[index % len(raw_segments())]
+    head, units = first_access_unit(raw.data)
+    return Tagger(ep or epoch(), stream_id).tag_still(head, units, t0 + 200 * index, index)[0]
+
+
+def keyring_of(*epochs: Epoch, holder: Optional[str] = None, start_ms: int = T0 - 3_600_000,
+               hours: float = 48.0) -> Keyring:
+    """A holder's keyring for ``epochs`` (its slot in each; the owner's by default), every period
+    from an hour before T0 for ``hours``."""
+    from segbind import Binding
+
+    ring = Keyring()
+    for ep in epochs:
+        ring.grant_all(Binding.periods_of_epoch(ep, start_ms, start_ms + int(hours * 3_600_000), holder))
+    return ring

@@ -4,6 +4,7 @@ cases and fMP4 chunks they are made of."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -15,10 +16,12 @@ from typing import Any, Dict, List, Optional
 from host_sim import clips
 from segbind import Binding, Epoch, Keyring, StreamVerifier, TimeWindow
 from segbind.errors import InputError
+from segbind.keyring import EpochName
 from segbind.read.annexb import annexb_segments
 from segbind.read.containers import container_segments
 from segbind.read.events import TrackInfo
 from segbind.read.mp4 import mp4_events
+from segbind.verifier import Accepted
 from segbind.write import remux_annexb
 from segbind_core.nal import START_CODE, annexb_units
 from segbind_core.segment import Segment, Segmenter
@@ -36,25 +39,33 @@ def run_node(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([NODE, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def grant(ep: Epoch, holder: Optional[str] = None) -> dict:
-    b = Binding.of_epoch(ep, holder)
-    return {"owner": b.owner, "camera": b.camera, "epoch": b.epoch, "slot": b.slot, "key": b.key.hex()}
+# The periods the tests' keyrings hold: from an hour before T0 (the tests' capture times) to a few
+# hours after (every stream, recording and clip of the tests is captured in between).
+GRANT_FROM_MS, GRANT_TO_MS = T0 - 3_600_000, T0 + 4 * 3_600_000
+
+
+def grant(ep: Epoch, holder: Optional[str] = None, from_ms: int = GRANT_FROM_MS,
+          to_ms: int = GRANT_TO_MS) -> List[dict]:
+    """``holder``'s period grants of ``ep`` (its slot; the owner's by default) for every period
+    holding a capture time in [from_ms, to_ms), as keyring files hold them (segbind.Binding)."""
+    return [b.to_json() for b in Binding.periods_of_epoch(ep, from_ms, to_ms, holder)]
 
 
 # The viewers of the tests' streams (tests.support.tagged): alice (her two cameras, two epochs),
 # bob (a share of cam-1) and eve (a stranger: her own camera only).
 RINGS = {
-    "alice": lambda: [grant(epoch()), grant(epoch(camera="cam-2", pairing=PAIRING_CAM2, shares=())),
-                      grant(epoch(number=2))],
-    "bob": lambda: [grant(epoch(), "bob")],
-    "eve": lambda: [grant(epoch(owner="eve", pairing=PAIRING_EVE, shares=()))],
+    "alice": lambda: grant(epoch()) + grant(epoch(camera="cam-2", pairing=PAIRING_CAM2, shares=()))
+    + grant(epoch(number=2)),
+    "bob": lambda: grant(epoch(), "bob"),
+    "eve": lambda: grant(epoch(owner="eve", pairing=PAIRING_EVE, shares=())),
 }
 
 
 def case(name: str, inputs: List[dict], ring: str = "alice", **options: Any) -> dict:
     """A ``verdicts`` case: ``inputs`` given to a StreamVerifier holding ``ring``'s grants
-    (options: camera, window, now, recording, revoked; details: True for every verdict's text,
-    or the reasons whose texts are compared)."""
+    (options: camera, owner, window, now, recording, revoked; details: True for every verdict's
+    text, or the reasons whose texts are compared; plaintext: True for a digest of what each
+    accepted segment decrypts to)."""
     return dict(name=name, keyring=RINGS[ring](), inputs=inputs, now=options.pop("now", T0 / 1000 + 10),
                 **options)
 
@@ -198,12 +209,12 @@ def python_verdicts(case: Dict[str, Any]) -> List[str]:
     """The Python verifier's reasons for a ``verdicts`` case, in the harness's terms (fragments
     read with the container reader, each as the init segment followed by that fragment; "pass"
     when every segment of a fragment is accepted)."""
-    keyring = Keyring([Binding(g["owner"], g["camera"], g["epoch"], bytes.fromhex(g["key"]), g["slot"])
-                       for g in case["keyring"]])
-    for owner, camera, number in case.get("revoked", []):
-        keyring.mark_revoked(owner, camera, number)
+    keyring = Keyring([Binding.from_json(g) for g in case["keyring"]])
+    for owner, epoch_id in case.get("revoked", []):
+        keyring.mark_revoked(EpochName(owner, bytes.fromhex(epoch_id)))
     window = case.get("window")
-    verifier = StreamVerifier(keyring, camera=case.get("camera"), recording=case.get("recording", False),
+    verifier = StreamVerifier(keyring, camera=case.get("camera"), owner=case.get("owner"),
+                              recording=case.get("recording", False),
                               window=TimeWindow(window["maxAgeS"], window["maxFutureS"]) if window else None,
                               clock=lambda: case["now"])
 
@@ -221,11 +232,21 @@ def python_verdicts(case: Dict[str, Any]) -> List[str]:
             inputs += [{"fragment": f} for f in item["fragments"]]
         else:
             inputs.append(item)
+
+    def plain(accepted: Optional[Accepted]) -> None:
+        if case.get("plaintext") and accepted is not None:
+            out.append("plaintext " + hashlib.sha256(accepted.plaintext()).hexdigest())
+
     for item in inputs:
         if "annexb" in item:
-            out.append(say(verifier.verify(bytes.fromhex(item["annexb"]))))
+            verdict = verifier.verify(bytes.fromhex(item["annexb"]))
+            out.append(say(verdict))
+            plain(verifier.accepted)
         elif "stream" in item:
-            out += [say(verifier.verify_canonical(s)) for s in annexb_segments(bytes.fromhex(item["stream"]))]
+            for s in annexb_segments(bytes.fromhex(item["stream"])):
+                verdict, accepted = verifier.judge(s)
+                out.append(say(verdict))
+                plain(accepted)
         elif "init" in item:
             init = bytes.fromhex(item["init"])
             if not _init_readable(init):
@@ -233,14 +254,18 @@ def python_verdicts(case: Dict[str, Any]) -> List[str]:
         elif "fragment" in item:
             data = io.BytesIO(init + bytes.fromhex(item["fragment"]))
             try:
-                found = [verifier.verify_canonical(s) for s in container_segments(data, "mp4", "fragment")]
+                found = [verifier.judge(s) for s in container_segments(data, "mp4", "fragment")]
             except InputError as exc:  # a fragment that cannot be read at all: refused, as the gate refuses it
                 text = str(exc)[len("fragment: "):]
                 shown = details is True or (isinstance(details, list) and "framing" in details)
                 out += ["framing: " + text if shown else "framing", "held"]
                 continue
-            out += [say(v) for v in found]
-            out.append("pass" if found and all(v.accepted for v in found) else "held")
+            passed = bool(found) and all(v.accepted for v, _a in found)
+            for verdict, accepted in found:  # a fragment's segments are decrypted only when it passes
+                out.append(say(verdict))
+                if passed:
+                    plain(accepted)
+            out.append("pass" if passed else "held")
         elif item.get("finish"):
             last = verifier.finish()
             if last is not None:

@@ -9,7 +9,7 @@ import time
 from typing import Any, List, Optional
 
 from host_sim.cloud import CloudFaults, peek_tag
-from host_sim.households import RECENT, RECORDING, Households
+from host_sim.households import RECENT, RECORDING, Household, Households
 from host_sim.netem import Clock
 from host_sim.web import Published
 from segbind.grants import Display as DisplayIdentity
@@ -31,6 +31,12 @@ def fields(items: List[Published]) -> List[Any]:
     return [peek_tag(p.data) for p in items]
 
 
+def camera_of(world: Households, household: Household, key_id: bytes) -> str:
+    """The camera a key id names in its owner's keys (the cloud cannot tell: the tag names no one)."""
+    ring = household.app.owner.keyring(world.base_ms - 3_600_000, world.base_ms + 3_600_000)
+    return ring.binding(key_id).camera
+
+
 def test_recent_segments_are_bounded_and_numbered_by_the_cloud() -> None:
     world = run(RECORDING + RECENT + 10)
     for household in (world.alice, world.eve):
@@ -39,7 +45,11 @@ def test_recent_segments_are_bounded_and_numbered_by_the_cloud() -> None:
             received = cam.tagged  # every segment the camera tagged reached the cloud (a perfect link)
             assert received == RECORDING + RECENT + 10
             assert [p.number for p in kept] == list(range(received - RECENT, received))
-            assert all(f is not None and f.camera == cam.name for f in fields(kept))
+            # the tags name no camera (FORMAT.md 5): their key ids are this camera's, as its owner knows them
+            ring = household.app.owner.keyring(world.base_ms, world.base_ms + 1000 * (RECORDING + RECENT + 20))
+            bindings = [ring.binding_or_none(bytes(f.key_id)) if f is not None else None for f in fields(kept)]
+            assert all(b is not None and (b.owner, b.camera) == (household.name, cam.name) for b in bindings)
+            assert not hasattr(kept[0], "owner") and not any(hasattr(f, "owner") for f in fields(kept))
 
 
 def test_the_recording_is_the_last_finished_stream_as_received() -> None:
@@ -102,3 +112,37 @@ def test_the_cloud_stores_grants_only_from_the_displays_account_unless_at_fault(
         stored = (world.cloud.sealed_grants("alice-tv") or {}).get("from")
         assert stored == ("eve" if unchecked else "alice")
         assert world.cloud.requests["grants:not the account's display"] == (0 if unchecked else 1)
+
+
+def test_a_segment_carried_as_another_cameras_is_refused_by_its_key_id() -> None:
+    """The second line without names: a key id first seen on one camera's uplink is never another's.
+    A buggy path that hands one camera's segment out as another's (the 2020 cache's refill) is
+    refused, though the account is one the cloud routes both to; with the second line off it goes."""
+    world = run(RECORDING + 4)
+    cloud, alice = world.cloud, world.alice
+    front, garden = (c.name for c in alice.cameras)
+    garden_segment = cloud.segments("alice", garden)[-1].data
+    assert cloud.deliver("alice", front, garden_segment, "quality-cache") is False
+    assert cloud.refused["second_line:quality-cache:key_id_of_another_camera"] == 1
+    assert cloud.deliver("alice", garden, garden_segment, "quality-cache") is True
+    cloud.second_line = False
+    assert cloud.deliver("alice", front, garden_segment, "quality-cache") is True
+
+
+def test_stills_go_where_their_cameras_video_goes_and_nowhere_else() -> None:
+    """The cameras make their thumbnails (an event every tenth segment); the cloud routes them like
+    video, to the camera's audience, and makes none of its own."""
+    world = run(1, recording=0)
+    got: dict = {"alice": [], "eve": []}
+    spy = world.bus.transport("spy").start()
+    for account in got:
+        spy.subscribe(topics.account_topic(account, topics.STILL), lambda m, a=account: got[a].append(m))
+    clock, before = world.scheduler, world.cloud.stills["delivered"]
+    clock.run(clock.now_ms + 25_000)
+    assert world.cloud.stills["delivered"] - before == len(got["alice"]) + len(got["eve"]) >= 4
+    for household in (world.alice, world.eve):
+        for msg in got[household.name]:
+            f = peek_tag(msg.payload)
+            assert f is not None and f.still
+            assert camera_of(world, household, f.key_id) in {c.name for c in household.cameras}
+            assert msg.user_properties["camera"] == camera_of(world, household, f.key_id)

@@ -9,6 +9,7 @@ simulated time: twelve seconds, a recorded stream of four segments, then eight l
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
@@ -22,10 +23,11 @@ import pytest
 from host_sim.households import RECORDING, Household, Households
 from host_sim.netem import Clock
 from host_sim.web import WINDOW, Faults, WebCloud
-from segbind import Keyring
+from segbind import Keyring, StreamVerifier
+from segbind.errors import InputError
 from segbind.grants import Display as DisplayIdentity
 from segbind.grants import DisplayGrants
-from segbind.web import hlsjs_path
+from segbind.read.containers import container_segments
 from segbind_core import topics
 from tests.support import run_cli
 from tests.support.web import js_results, python_verdicts
@@ -76,10 +78,32 @@ def wait_warm(cloud: WebCloud, account: str, camera: str) -> str:
     raise AssertionError("the edge was never warmed")
 
 
+def owner_keyring(household: Household) -> Keyring:
+    """The owner's own keys over the time its cameras streamed (what its app grants its displays,
+    period by period)."""
+    now = int(time.time() * 1000)
+    return household.app.owner.keyring(now - 3_600_000, now + 3_600_000)
+
+
 def keyring_file(household: Household, path: Path) -> Path:
-    """The keys the owner's app grants its displays, as a keyring file for ``segbind verify``."""
-    Keyring(household.app.owner.keys()).save(path)
+    """The owner's keys as a keyring file for ``segbind verify``."""
+    owner_keyring(household).save(path)
     return path
+
+
+def fragment_verdicts(keyring: Keyring, init: bytes, fragments: List[bytes]) -> List[List[str]]:
+    """What a display's verifier says of each fragment, read as HLS delivers it (the init segment
+    the playlist names, then the fragment): the reasons of its segments, in order."""
+    verifier = StreamVerifier(keyring)
+    out = []
+    for fragment in fragments:
+        try:
+            segments = list(container_segments(io.BytesIO(init + fragment), "mp4", "fragment"))
+        except InputError:
+            out.append(["unreadable"])
+            continue
+        out.append([str(verifier.verify_canonical(s).reason) for s in segments])
+    return out
 
 
 @pytest.mark.slow  # runs `segbind verify` on live playlists and the recording over HTTP: most of a minute
@@ -124,16 +148,30 @@ def test_the_2020_cache_fault_serves_a_strangers_fragments_for_own_urls(househol
         else:
             assert stats["foreign_total"] == 0
     # The same fragments, judged by both verifiers through the gate a display uses.
-    ring = [{"owner": b.owner, "camera": b.camera, "epoch": b.epoch, "slot": b.slot, "key": b.key.hex()}
-            for b in alice.app.owner.keys()]
+    ring = [b.to_json() for b in owner_keyring(alice).bindings()]
     cases = [{"name": "bug" if bug else "no bug", "keyring": ring, "camera": None, "window": None, "now": 0,
-              "recording": False, "inputs": [{"init": frags[0].hex()}] + [{"fragment": f.hex()} for f in frags[1:]]}
+              "recording": False, "plaintext": True,
+              "inputs": [{"init": frags[0].hex()}] + [{"fragment": f.hex()} for f in frags[1:]]}
              for bug, frags in served.items()]
     js = js_results("verdicts", cases, tmp_path)
     py = {c["name"]: python_verdicts(c) for c in cases}
     assert js == py
-    assert py["no bug"][0] == "ok" and set(py["no bug"]) == {"ok", "pass"}
-    assert "no_grant" in py["bug"] and py["bug"].count("held") == py["bug"].count("no_grant")
+    judged = {name: [v for v in verdicts if not v.startswith("plaintext ")] for name, verdicts in py.items()}
+    assert judged["no bug"][0] == "ok" and set(judged["no bug"]) == {"ok", "pass"}
+    assert "no_grant" in judged["bug"] and judged["bug"].count("held") == judged["bug"].count("no_grant")
+    # The same fragments, judged by alice's display's verifier as HLS hands them over. (The browser
+    # display's gate judges the same bytes in tests/browser.)
+    ring = owner_keyring(alice)
+    clean = fragment_verdicts(ring, served[False][0], served[False][1:])
+    buggy = fragment_verdicts(ring, served[True][0], served[True][1:])
+    assert clean == [["ok"]] * len(clean)
+    assert ["ok"] in buggy and all(v == ["ok"] or "ok" not in v for v in buggy)
+    strangers = [v for v in buggy if v != ["ok"]]
+    assert strangers and all(set(v) <= {"no_grant", "framing", "unreadable"} for v in strangers), strangers
+    assert any("no_grant" in v for v in strangers)
+    # Every fragment served carries its pictures encrypted (Common Encryption: its sample encryption box).
+    for fragment in served[True][1:]:
+        assert b"senc" in fragment
 
 
 def test_grants_are_stored_and_served_as_the_owners_app_left_them(households) -> None:
@@ -152,9 +190,10 @@ def test_grants_are_stored_and_served_as_the_owners_app_left_them(households) ->
         screen.pin(alice.account.card())  # what the display does at enrollment: the grants open for it
         ring = DisplayGrants(screen).accept(json.loads(get(cloud.url + "/displays/tv-9/grants")))
         assert sorted(c for _o, c, _e in ring.grants()) == sorted(c.name for c in alice.cameras)
-        page = get(cloud.url + "/a/alice/display?display=tv-9").decode()
-        assert '<script type="module" src="/static/display.js">' in page
-        assert b"export class StreamVerifier" in get(cloud.url + "/static/segbind-verify.js")
-        assert status(cloud.url + "/static/../web.py") == 404
-        expected = 200 if hlsjs_path() is not None else 503
-        assert status(cloud.url + "/static/hls.min.js") == expected
+        assert all(len(b.content_key) == 16 for b in ring.bindings())  # the period's keys, sealed to tv-9
+        # data only, readable from the display's own origin; no page, no script: a display's code is not the cloud's
+        with urllib.request.urlopen(cloud.url + "/displays/tv-9/grants", timeout=20) as response:
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+        for path in ("/a/alice/display?display=tv-9", "/static/segbind-verify.js", "/static/display.js",
+                     "/static/hls.min.js"):
+            assert status(cloud.url + path) == 404, path

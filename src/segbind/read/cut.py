@@ -13,7 +13,11 @@ its samples; this says what the samples hold, once, for every container:
   record is one the camera tagged (``Canonical.required``);
 - each picture's presentation time, and its place in the camera's picture order (its
   picture order count, from the slice header the digest covers), go to the verifier, which
-  checks them against the tag (``verifier.Timing``).
+  checks them against the tag (``verifier.Timing``);
+- a Common Encryption ('cenc') sample's subsamples and IV are exactly what FORMAT.md 4.4
+  derives from its units and its segment's tag (clear lead, stream id, seq, still flag), the
+  track's default_KID is the tag's key id, and its ciphertext goes back into the protected
+  form before hashing (``CencSamples``); any other scheme is refused.
 
 Each sample is put into canonical form once (length-prefixed samples of 4-byte lengths in
 place, when the reader gave a bytearray: nothing copied), and a segment's bytes are the views
@@ -23,15 +27,26 @@ of its samples: memory is one segment and a constant, whatever its NAL units.
 from __future__ import annotations
 
 import re
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 from segbind_core import h264, h265
+from segbind_core.protect import protected_form
 from segbind_core.sei import tag_codec
 from segbind_core.tag import CODEC_H264, CODEC_H265, CODEC_NAMES
 
 from ..framing import START_CODE, canonical_annexb, head_parameter_sets, repeated_sets
 from ..verifier import Canonical, Timing
-from .events import FRAMING, TIMING, Defect, Event, Sample, TrackInfo
+from ..web.fmp4 import (
+    IV_SIZE,
+    PackagingError,
+    TagFields,
+    blocks_used,
+    counter_block_after,
+    iter_subsamples,
+    protected_size,
+    segment_fields,
+)
+from .events import FRAMING, TIMING, Defect, Event, Protection, Sample, TrackInfo
 from .split import MAX_SEGMENT_BYTES, units_in_tag
 
 _START3 = b"\x00\x00\x01"
@@ -271,6 +286,159 @@ def scan_annexb(data: Any, classes: bytes, clock: PictureClock) -> SampleScan:
     return scan
 
 
+class CencSamples:
+    """Common Encryption ('cenc') samples of one track put back into the camera's protected form,
+    each checked against what FORMAT.md 4.4 derives from its units and its segment's tag (read
+    without a key: the clear lead, stream id, seq and still flag), one sample at a time.
+
+    ``read(sample)`` gives the sample's units in protected form (4-byte lengths: each picture
+    unit's ciphertext escaped as the camera carries it, ``protect.protected_form``) and what is
+    wrong with its encryption ("" when nothing): subsamples or an IV other than derived, a
+    default_KID other than the tag's key id. Samples before the first tag, or of a segment
+    whose tag cannot be read, are left as they are (that segment is refused for its tag)."""
+
+    def __init__(self, protection: Protection, length_size: int) -> None:
+        self.protection = protection
+        self.length_size = length_size
+        self.fields: Optional[TagFields] = None  # the current segment's tag
+        self.blocks = 0                          # keystream blocks its samples so far took
+
+    @staticmethod
+    def track_problem(protection: Protection) -> str:
+        """Why a track protected this way cannot carry segbind's ciphertext ("" when it can)."""
+        if protection.scheme != "cenc":
+            return ("the track is protected with scheme '%s': segbind's ciphertext is AES-CTR, carried as 'cenc' "
+                    "only (FORMAT.md 4.4)" % protection.scheme)
+        if protection.crypt_byte_block or protection.skip_byte_block:
+            # 'cenc' has no pattern (ISO/IEC 23001-7 10.1): a player that applied one would decrypt
+            # other bytes than the verifier put back
+            return "a 'cenc' track with an encryption pattern (%d:%d): 'cenc' encrypts every protected byte" % (
+                protection.crypt_byte_block, protection.skip_byte_block)
+        if protection.iv_size != IV_SIZE:
+            return ("the track's 'tenc' gives %s: a 'cenc' sample of segbind's carries the 16-byte counter block "
+                    "its access unit begins at (FORMAT.md 4.4)" % (
+                        "%d-byte IVs" % protection.iv_size if protection.iv_size
+                        else "a constant %d-byte IV" % len(protection.constant_iv)))
+        return ""
+
+    def read(self, sample: Sample) -> Tuple[Any, int, str]:
+        """(the sample's bytes for ``scan_prefixed``, their NAL length size, what is wrong with its
+        encryption). The units are walked a few times, none kept (memory: the sample, whatever
+        its units); the bytes are the sample's own unless a picture unit's ciphertext needs
+        emulation prevention in its protected form (rare), when the units are copied out."""
+        data = sample.data
+        size = self.length_size
+        if not _prefixed_tile(data, size):
+            return data, size, ""
+        found: Optional[TagFields] = None
+        for begin, end in _prefixed_walk(data, size):
+            if data[begin] in _TAG_HEADERS and tag_codec(data[begin:begin + 24]):
+                try:
+                    found = segment_fields([bytes(data[begin:end])])
+                except PackagingError:
+                    found = None
+                self.fields, self.blocks = found, 0
+                break
+        fields = self.fields
+        if fields is None:
+            return data, size, ""
+        lead, codec = fields.clear_lead, fields.codec
+        problem = ""
+        if found is not None and self.protection.default_kid != fields.key_id:
+            problem = ("the track's default_KID ('tenc') %s is not the tag's key id %s: a ClearKey player asks "
+                       "for another key" % (self.protection.default_kid.hex(), fields.key_id.hex()))
+        given = sample.subsamples or ()
+        derived = 0   # subsamples derived
+        protected = 0  # their protected bytes
+        differ = -1    # the first subsample that differs from the one derived
+        for k, pair in enumerate(iter_subsamples(((data[b], e - b) for b, e in _prefixed_walk(data, size)),
+                                                 codec, lead, size)):
+            derived += 1
+            protected += pair[1]
+            if differ < 0 and (k >= len(given) or tuple(given[k]) != pair):
+                differ = k
+        if not problem and (differ >= 0 or len(given) != derived):
+            problem = _subsample_difference(given, data, size, codec, lead, derived, differ)
+        iv = counter_block_after(fields.initial_counter_block(), self.blocks)
+        if not problem and sample.iv != iv:
+            problem = ("a sample's IV %s is not %s, the counter block its access unit begins at (FORMAT.md 4.3)"
+                       % (bytes(sample.iv).hex(), iv.hex()))
+        self.blocks += blocks_used(protected)
+        # The protected form is the sample's units, each picture unit's ciphertext escaped: the
+        # sample itself unless some ciphertext holds 00 00 0x (x <= 3) with the zero bytes ending
+        # the clear lead before it and the unit's last byte after it (what ``escape`` reads).
+        escaped = False
+        for begin, end in _prefixed_walk(data, size):
+            if protected_size(data[begin], end - begin, codec, lead):
+                zeros = _trailing_zeros(data, begin, begin + lead)
+                if _search_escape(data, begin + lead - zeros, end):
+                    escaped = True
+                    break
+        if not escaped:
+            return data, size, problem
+        out = bytearray()
+        view = memoryview(data)
+        for begin, end in _prefixed_walk(data, size):
+            unit: Any = view[begin:end]
+            if protected_size(data[begin], end - begin, codec, lead):
+                unit = protected_form(unit, lead, view[begin + lead:end - 1])
+            out += len(unit).to_bytes(4, "big")
+            out += unit
+        return out, 4, problem
+
+
+def _prefixed_tile(data: Any, length_size: int) -> bool:
+    """Whether the lengths of a length-prefixed sample tile it exactly, with no empty unit
+    (``scan_prefixed`` says how they do not)."""
+    n = len(data)
+    pos = 0
+    from_bytes = int.from_bytes
+    while pos < n:
+        begin = pos + length_size
+        if begin > n:
+            return False
+        end = begin + from_bytes(data[pos:begin], "big")
+        if end == begin or end > n:
+            return False
+        pos = end
+    return True
+
+
+def _prefixed_walk(data: Any, length_size: int) -> Iterator[Tuple[int, int]]:
+    """(begin, end) of each unit of a length-prefixed sample whose lengths tile it."""
+    n = len(data)
+    pos = 0
+    from_bytes = int.from_bytes
+    while pos < n:
+        begin = pos + length_size
+        pos = begin + from_bytes(data[pos:begin], "big")
+        yield begin, pos
+
+
+def _trailing_zeros(data: Any, begin: int, end: int) -> int:
+    """How many zero bytes end data[begin:end] (0, 1 or 2: what emulation prevention counts)."""
+    if end <= begin or data[end - 1]:
+        return 0
+    return 2 if end - 1 > begin and not data[end - 2] else 1
+
+
+_search_escape = re.compile(b"\x00\x00[\x00-\x03]").search
+
+
+def _subsample_difference(given: Sequence[Any], data: Any, length_size: int, codec: int, lead: int,
+                          derived: int, differ: int) -> str:
+    """One line: where a sample's subsamples differ from FORMAT.md 4.4's (``derived`` of them, the
+    first different at ``differ``)."""
+    if len(given) != derived:
+        return ("a sample has %d subsamples where its units and the tag's clear lead %d give %d (FORMAT.md 4.4)"
+                % (len(given), lead, derived))
+    pair = next(p for k, p in enumerate(iter_subsamples(((data[b], e - b) for b, e in
+                                                          _prefixed_walk(data, length_size)), codec, lead,
+                                                         length_size)) if k == differ)
+    return ("a sample's subsample %d is (%d clear, %d protected) where its units and the tag's clear lead %d give "
+            "(%d, %d) (FORMAT.md 4.4)" % (differ, given[differ][0], given[differ][1], lead, pair[0], pair[1]))
+
+
 class Picture:
     """One picture of a segment as the container presents it: its times (track ticks), whether
     the container hides it, and its place in the camera's picture order (``PictureClock``)."""
@@ -303,6 +471,7 @@ class SampleCutter:
         self._required: Sequence[bytes] = ()
         self._sets: Sequence[bytes] = ()     # the parameter sets in force (to restore a stripped head)
         self._presented = False              # a sample of this track was presented (not hidden) already
+        self._cenc: Optional[CencSamples] = None  # the track's 'cenc' samples, back into protected form
         self._out: List[Canonical] = []
         self._reset_pending()
 
@@ -357,8 +526,13 @@ class SampleCutter:
                 o for o in info.others if o.startswith("video"))
         elif info.others and not self.video_only:
             self._track_problem = "the container holds other tracks, never verified: %s" % ", ".join(info.others)
+        elif info.protection is not None:
+            self._track_problem = CencSamples.track_problem(info.protection)
         else:
             self._track_problem = ""
+        self._cenc = None
+        if info.protection is not None and info.length_size and not self._track_problem:
+            self._cenc = CencSamples(info.protection, info.length_size)
         codec = info.codec or CODEC_H264
         self._classes = _CLASSES[codec]
         config = [bytes(u).rstrip(b"\x00") for u in info.config_units]
@@ -375,7 +549,11 @@ class SampleCutter:
         if info is None or clock is None:
             raise ValueError("a Sample before its TrackInfo")
         data = sample.data
-        if info.length_size:
+        encryption = ""
+        if self._cenc is not None:
+            data, length_size, encryption = self._cenc.read(sample)
+            scan = scan_prefixed(data, length_size, self._classes, clock)
+        elif info.length_size:
             scan = scan_prefixed(data, info.length_size, self._classes, clock)
         else:
             scan = scan_annexb(data, self._classes, clock)
@@ -385,6 +563,12 @@ class SampleCutter:
         if scan.tags:
             self._tag_in_sample(scan)
         if self._tag >= 0:  # a run before the first tag is refused as untagged, whatever it holds
+            if encryption:
+                self.defect(encryption)
+            elif self._cenc is not None and scan.delimiters > 1:
+                self.defect("a Common Encryption sample holds %d access units: the camera begins each one's "
+                            "keystream at a fresh counter block, 'cenc' continues it across a sample"
+                            % scan.delimiters)
             if scan.rule:
                 self.defect(scan.rule)
             elif scan.delimiters > 1 and not self._field_pair(scan):

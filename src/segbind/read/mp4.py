@@ -343,6 +343,9 @@ class Movie:
         full_box(buf, dref)
         body = need(buf, dref, 8)
         entries = scan(buf, body + 8, dref[3], "dref", wide)
+        count = _U32.unpack_from(buf, body + 4)[0]
+        if count != len(entries):  # FFmpeg reads that many (mov_read_dref) and fails the file past them
+            raise Refusal("'dref' says %d entries and holds %d" % (count, len(entries)))
         if not entries or entries[0][0] not in (b"url ", b"urn ") or \
                 not full_box(buf, entries[0], (0,))[1] & 1:
             raise Refusal("the video's data reference is not this file")

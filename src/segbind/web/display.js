@@ -1,25 +1,38 @@
-// The browser display: every camera of the account in its own tile, played with hls.js,
-// and every fragment verified before it reaches Media Source Extensions.
+// The browser display: every stream of the account in its own tile, played with hls.js, every
+// fragment verified before anything of it is decrypted, and only verified, decrypted video
+// handed to Media Source Extensions.
 //
-// - Keys come only from the owner's sealed grants, opened here with this display's own
-//   X25519 key (made in WebCrypto, never exported) and checked against the owner's card
-//   pinned at enrollment (an out-of-band hand-over: window.segbind.outOfBand).
-// - The cloud's camera list only says which playlists to load. What a tile shows is
-//   decided by the authenticated tag: a tile takes the camera of the first segment that
-//   verifies, and from then on refuses any other camera's (chain_break).
-// - hls.js's fragment loader (fLoader) hands each fragment to a FragmentGate: a fragment
-//   that is refused is reported to hls.js as a load error and never appended; its tile
-//   shows the reason. A tile with no accepted segment for STALE_S seconds is flagged
-//   stale; one whose capture time or video time stops advancing, frozen.
+// - This code is not the cloud's: it is a static bundle (tools/display_bundle.py) whose loader
+//   page pins every script by its Subresource Integrity hash, installed from the project's
+//   release or served from an origin the cloud does not control. The cloud is only asked for
+//   data, across origins: its routing (cameras.json), playlists, fragments, sealed grants
+//   (docs/THREAT_MODEL.md, "Who delivers a display's code").
+// - Keys come only from the owner's sealed grants, opened here with this display's own X25519
+//   key (made in WebCrypto, never exported) and checked against the owner's card pinned at
+//   enrollment (an out-of-band hand-over: window.segbind.outOfBand). Period keys are looked up
+//   by the tag's key id (PeriodKeyring: HMAC and AES-CTR keys, not extractable).
+// - The cloud's camera list only says which playlists to load. What a tile shows is decided by
+//   the authenticated tag: a tile takes the stream, (owner, camera) as the owner's grants name
+//   the key id, of the first segment that verifies, and from then on refuses any other stream's
+//   (chain_break); a stream is shown in one tile only.
+// - hls.js's fragment loader (fLoader) hands each fragment to a FragmentGate with `decrypt`: a
+//   fragment that is refused is reported to hls.js as a load error, never decrypted and never
+//   appended; its tile shows the reason. A fragment that passes is replaced by a clear fMP4 of
+//   its verified segments, decrypted with WebCrypto AES-CTR under the content key of each
+//   segment's own key id (docs/DISPLAYS.md: why not EME ClearKey). A tile with no accepted
+//   segment for STALE_S seconds is flagged stale; one whose capture time or video time stops
+//   advancing, frozen. The owner's grants raise rotation_pending alarms and flag video tagged
+//   under an epoch the owner superseded.
 //
 // window.segbind.state() exposes what each tile appended and refused (the tests read it).
-// URL: /a/ACCOUNT/display?display=ID[&mode=recording][&stale=S][&frozen=S]
+// URL: index.html?cloud=URL&account=ACCOUNT&display=ID[&mode=recording][&stale=S][&frozen=S]
 
 import { FragmentGate, LIVE, StreamVerifier, tagInfo } from "./segbind-verify.js";
 import { DisplayGrants, DisplayIdentity, GrantError, parseStrictJson } from "./segbind-grants.js";
 
 const params = new URLSearchParams(location.search);
-const account = decodeURIComponent(location.pathname.split("/")[2] || "");
+const CLOUD = new URL(params.get("cloud") || location.origin);  // where the data comes from: trusted for nothing
+const account = params.get("account") || "";
 const displayId = params.get("display") || `${account}-display`;
 const mode = params.get("mode") === "recording" ? "recording" : "live";
 const STALE_S = Number(params.get("stale") || 6);
@@ -29,10 +42,11 @@ const REFUSED = 460;  // the error code the loader reports for a refused fragmen
 
 const $ = (id) => document.getElementById(id);
 const now = () => performance.now() / 1000;
+const cloudUrl = (path) => new URL(path, CLOUD).href;
 
 const state = {
-  display: displayId, account, mode, enrolled: false, code: null, card: null,
-  serial: "0", grantRefusals: [], granted: [], tiles: [], errors: [],
+  display: displayId, account, cloud: CLOUD.origin, mode, enrolled: false, code: null, card: null,
+  serial: "0", grantRefusals: [], granted: [], alarms: [], tiles: [], errors: [],
 };
 
 // ---- the display's identity, kept across reloads (IndexedDB: the key stays a CryptoKey) ----
@@ -75,19 +89,26 @@ async function save(identity, grants) {
 
 // ---- tiles ------------------------------------------------------------------------------------
 
+/** Which tile shows which stream: (owner, camera) -> tile. A stream is shown in one tile only. */
+const streams = new Map();
+const streamKey = (owner, camera) => JSON.stringify([owner, camera]);
+
 class Tile {
-  constructor(feed, keyring) {
+  constructor(feed, display) {
     this.feed = feed;  // {camera (the cloud's word for it), live, recording}
-    this.verifier = new StreamVerifier(keyring, mode === "live" ? { window: LIVE } : { recording: true });
-    this.gate = new FragmentGate(this.verifier);
+    this.display = display;
+    this.verifier = new StreamVerifier(display.keyring, mode === "live" ? { window: LIVE } : { recording: true });
+    this.gate = new FragmentGate(this.verifier, { decrypt: true });
     this.owner = null;
-    this.camera = null;        // the authenticated camera this tile shows, from the first verified tag
+    this.camera = null;        // the authenticated stream this tile shows, from the first verified tag
     this.passed = new Map();   // fragment sn -> the tags of its verified segments
     this.inits = new Map();    // init segment URL -> {promise, resolve, bytes}: hls.js loads a
                                // fragment and its init segment at once; a fragment waits for its init
     this.currentInit = null;
     this.appended = [];        // fragments hls.js appended to the SourceBuffer, with their tags
     this.refused = [];         // refused fragments: reason, detail, the tag's public fields
+    this.decrypted = 0;        // segments decrypted (each of a fragment that passed)
+    this.superseded = 0;       // segments shown under an epoch the owner superseded (flagged)
     this.unverifiedAppends = 0;
     this.lastAcceptedAt = null;
     this.lastCapture = null;
@@ -97,6 +118,7 @@ class Tile {
     this.startedAt = now();
     this.stale = false;
     this.frozen = false;
+    this.flagged = false;
     this.finished = null;
     this.build();
   }
@@ -122,7 +144,7 @@ class Tile {
     return entry;
   }
 
-  /** The gate, for one loaded fragment or init segment: true to let it through. */
+  /** The gate, for one loaded fragment or init segment: the bytes a decoder may have, or null. */
   async check(frag, bytes) {
     const url = frag.url || frag.relurl || "";
     if (frag.sn === "initSegment") {
@@ -131,8 +153,11 @@ class Tile {
       this.currentInit = url;
       entry.bytes = bytes;
       entry.resolve();
-      if (problem) this.refuse({ reason: "framing", detail: problem, tag: null }, url, "init");
-      return !problem;
+      if (problem) {
+        this.refuse({ reason: "framing", detail: problem, tag: null }, url, "init");
+        return null;
+      }
+      return this.gate.initMedia;  // its protection renamed away: what the decoder reads
     }
     const initUrl = frag.initSegment && frag.initSegment.url;
     if (initUrl) {
@@ -143,18 +168,31 @@ class Tile {
         this.currentInit = initUrl;
       }
     }
-    const { pass, verdicts } = await this.gate.fragment(bytes);
+    const { pass, verdicts, media } = await this.gate.fragment(bytes);
     if (!pass) {
       const bad = verdicts.find((v) => !v.accepted) || verdicts[verdicts.length - 1];
       this.refuse(bad, url, frag.sn);
-      return false;
+      return null;
     }
+    this.decrypted += verdicts.length;  // the gate decrypted them: every segment of the fragment verified
     const tags = verdicts.map((v) => tagInfo(v.tag));
     if (this.camera === null) {
+      const key = streamKey(tags[0].owner, tags[0].camera);
+      const other = streams.get(key);
+      if (other && other !== this) {
+        this.refuse({ reason: "chain_break", detail: `the stream of camera ${tags[0].camera} of ${tags[0].owner} is shown in another tile`,
+          tag: verdicts[0].tag }, url, frag.sn);
+        return null;
+      }
+      streams.set(key, this);
       this.camera = tags[0].camera;
       this.owner = tags[0].owner;
-      this.verifier.camera = this.camera;  // from now on this tile is this camera's alone
+      this.verifier.camera = this.camera;  // from now on this tile is this stream's alone
+      this.verifier.owner = this.owner;
     }
+    const flagged = tags.filter((t) => this.display.superseded(t.owner, t.camera, t.epoch, t.capture_ms)).length;
+    this.superseded += flagged;
+    this.flagged = flagged > 0;
     this.passed.set(frag.sn, tags);
     this.lastAcceptedAt = now();
     const capture = Math.max(...tags.map((t) => Number(t.capture_ms)));
@@ -164,7 +202,7 @@ class Tile {
     }
     this.lastVerdict = verdicts.map((v) => v.reason).join(", ");
     this.render();
-    return true;
+    return media;
   }
 
   refuse(verdict, url, sn) {
@@ -204,9 +242,10 @@ class Tile {
           ...callbacks,
           onSuccess: (response, stats, ctx, details) => {
             const bytes = new Uint8Array(response.data);
-            tile.check(frag, bytes).then((pass) => {
+            tile.check(frag, bytes).then((media) => {
               if (this.gateAborted) return;
-              if (pass) callbacks.onSuccess(response, stats, ctx, details);
+              // what the decoder gets: never the bytes served, only what the gate made of them
+              if (media) callbacks.onSuccess({ ...response, data: media.buffer }, stats, ctx, details);
               else callbacks.onError({ code: REFUSED, text: `segbind refused: ${tile.lastRefusal.reason}` }, ctx, details, stats);
             }, (error) => {
               state.errors.push(`gate: ${error}`);
@@ -226,6 +265,7 @@ class Tile {
     const hls = this.hls = new Hls({
       fLoader: GateLoader,
       liveSyncDurationCount: 3,
+      emeEnabled: false,  // decrypted here, after verification: no key ever reaches a CDM
       fragLoadPolicy: { default: { maxTimeToFirstByteMs: 10000, maxLoadTimeMs: 20000,
         timeoutRetry: { maxNumRetry: 4, retryDelayMs: 0, maxRetryDelayMs: 0 }, errorRetry: retry } },
     });
@@ -239,7 +279,7 @@ class Tile {
         else setTimeout(() => hls.startLoad(-1), 1000);
       }
     });
-    hls.loadSource(mode === "live" ? this.feed.live : this.feed.recording);
+    hls.loadSource(cloudUrl(mode === "live" ? this.feed.live : this.feed.recording));
     hls.attachMedia(this.video);
   }
 
@@ -266,14 +306,14 @@ class Tile {
   render() {
     const label = this.el.querySelector(".label");
     const who = this.camera ? `${this.owner} / ${this.camera}` : "unverified feed";
-    label.innerHTML = "";
+    label.textContent = "";
     label.append(who, " ");
     const routing = document.createElement("span");
     routing.className = "routing";
     routing.textContent = `(the cloud calls it ${this.feed.camera})`;
     label.append(routing);
     const verdict = this.el.querySelector(".verdict");
-    verdict.innerHTML = "";
+    verdict.textContent = "";
     const line = document.createElement("div");
     const refusedFragments = new Set(this.refused.map((r) => r.url)).size;
     line.textContent = `${this.appended.length} fragments shown, ${refusedFragments} refused` + (this.lastVerdict ? `; last: ${this.lastVerdict}` : "");
@@ -283,13 +323,17 @@ class Tile {
       const r = document.createElement("div");
       r.className = "refused";
       const tag = this.lastRefusal.tag ? tagInfo(this.lastRefusal.tag) : null;
-      r.textContent = `refused: ${this.lastRefusal.reason}` + (tag ? ` (${tag.owner} / ${tag.camera})` : "") + (this.lastRefusal.detail ? ` - ${this.lastRefusal.detail}` : "");
+      const whose = tag && tag.owner ? ` (${tag.owner} / ${tag.camera})` : "";
+      r.textContent = `refused: ${this.lastRefusal.reason}` + whose + (this.lastRefusal.detail ? ` - ${this.lastRefusal.detail}` : "");
       verdict.append(r);
     }
-    if (this.stale || this.frozen || this.finished) {
+    const alarm = this.owner && state.alarms.find((a) => a.owner === this.owner && a.camera === this.camera);
+    if (this.stale || this.frozen || this.finished || this.flagged || alarm) {
       const f = document.createElement("div");
       f.className = "flag";
-      f.textContent = this.stale ? `STALE: no verified video for over ${STALE_S} s` : this.frozen ? "FROZEN: the picture is not advancing" : `recording: ${this.finished}`;
+      f.textContent = this.stale ? `STALE: no verified video for over ${STALE_S} s` : this.frozen ? "FROZEN: the picture is not advancing"
+        : this.finished ? `recording: ${this.finished}` : alarm ? `ROTATION PENDING: epoch ${alarm.epoch} not confirmed by the camera`
+          : "SUPERSEDED EPOCH: video under an epoch its owner replaced";
       verdict.append(f);
     }
     this.el.className = "tile" + (this.stale ? " stale" : this.frozen ? " frozen" : recent ? " refusing" : this.camera ? " ok" : "");
@@ -300,9 +344,10 @@ class Tile {
     const box = this.video.getBoundingClientRect();
     return {
       feed: this.feed.camera, owner: this.owner, camera: this.camera, appended: this.appended, refused: this.refused,
-      unverifiedAppends: this.unverifiedAppends, currentTime: this.video.currentTime,
-      decodedFrames: q ? q.totalVideoFrames : null, stale: this.stale, frozen: this.frozen, finished: this.finished,
-      rect: { x: box.x, y: box.y, width: box.width, height: box.height },
+      passed: [...this.passed.entries()].map(([sn, tags]) => ({ sn, tags })),
+      decrypted: this.decrypted, superseded: this.superseded, unverifiedAppends: this.unverifiedAppends,
+      currentTime: this.video.currentTime, decodedFrames: q ? q.totalVideoFrames : null, stale: this.stale, frozen: this.frozen,
+      finished: this.finished, rect: { x: box.x, y: box.y, width: box.width, height: box.height },
     };
   }
 }
@@ -313,7 +358,7 @@ async function pollGrants(display, tiles, identity) {
   let last = null;
   for (;;) {
     try {
-      const response = await fetch(`/displays/${encodeURIComponent(displayId)}/grants`, { cache: "no-store" });
+      const response = await fetch(cloudUrl(`/displays/${encodeURIComponent(displayId)}/grants`), { cache: "no-store" });
       if (response.ok) {
         const text = await response.text();
         if (text !== last) {
@@ -322,7 +367,7 @@ async function pollGrants(display, tiles, identity) {
             const keyring = await display.accept(parseStrictJson(text));
             for (const tile of tiles) tile.verifier.keyring = keyring;
             state.serial = display.serial.toString();
-            state.granted = keyring.grants();
+            state.granted = keyring.grants().map((g) => ({ ...g, period: g.period.toString() }));
             await save(identity, display.state());
             onGrants(keyring);
           } catch (exc) {
@@ -340,8 +385,11 @@ async function pollGrants(display, tiles, identity) {
 }
 
 function renderGrants() {
-  const cams = state.granted.map((g) => `${g.owner}/${g.camera} (epoch ${g.epoch})`).join(", ") || "none";
-  $("grants").textContent = `grants serial ${state.serial}: ${cams}` + (state.grantRefusals.length ? `; refused: ${state.grantRefusals.join(", ")}` : "");
+  const held = new Map();
+  for (const g of state.granted) held.set(`${g.owner}/${g.camera} (epoch ${g.epoch})`, true);
+  const alarms = state.alarms.map((a) => `rotation of ${a.owner}/${a.camera} to epoch ${a.epoch} pending`).join("; ");
+  $("grants").textContent = `grants serial ${state.serial}: ${[...held.keys()].join(", ") || "none"}`
+    + (alarms ? `; ALARM: ${alarms}` : "") + (state.grantRefusals.length ? `; refused: ${state.grantRefusals.join(", ")}` : "");
 }
 
 let onGrants = () => undefined;
@@ -384,15 +432,19 @@ async function main() {
     if (started) return;
     started = true;
     // The cloud's routing says which feeds to load; it decides nothing about what they show.
-    const response = await fetch(`/a/${encodeURIComponent(account)}/cameras.json`, { cache: "no-store" });
+    const response = await fetch(cloudUrl(`/a/${encodeURIComponent(account)}/cameras.json`), { cache: "no-store" });
     const routing = await response.json();
     for (const feed of routing.cameras) {
-      const tile = new Tile(feed, display.keyring);
+      const tile = new Tile(feed, display);
       tiles.push(tile);
       tile.start();
     }
   };
-  setInterval(() => tiles.forEach((t) => t.watch()), 500);
+  setInterval(() => {
+    state.alarms = display.rotationAlarms(Date.now());
+    tiles.forEach((t) => t.watch());
+    renderGrants();
+  }, 500);
   pollGrants(display, tiles, identity);
 }
 

@@ -1091,6 +1091,13 @@ export class Mp4Reader {
           if (!source.skip(s.size)) return ended();
           continue;
         }
+        if (s.hidden) {
+          // FFmpeg reads a fragment's samples without the edit list's discard flag: it shows what
+          // the edit list hides from Chromium (read/mp4.py _read_plan)
+          out.push({ type: "defect", text: "an edit list hides a picture of a fragment (FFmpeg shows it)", reason: TIMING, fatal: false });
+          if (!source.skip(s.size)) return ended();
+          continue;
+        }
         const data = source.read(s.size);
         if (data.length < s.size) return ended();
         out.push({

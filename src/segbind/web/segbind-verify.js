@@ -1,22 +1,25 @@
-// segbind verifier for browsers and Node, written from docs/FORMAT.md (format version 2).
+// segbind verifier for browsers and Node, written from docs/FORMAT.md (format version 3).
 //
-// An ES module with no dependencies and no build step: SHA-256 and HMAC come from
+// An ES module with no dependencies and no build step: SHA-256, HMAC and AES-CTR come from
 // WebCrypto (globalThis.crypto.subtle: Node 20, chromium). It judges segments in
 // every framing a web display meets:
 //
 //   - Annex-B H.264 and H.265, one segment (verifyAnnexB) or a stream cut back into
 //     segments (annexbSegments);
-//   - fragmented MP4 (CMAF, what hls.js hands to Media Source Extensions), through a
-//     FragmentGate: read by segbind-mp4.js (the strict reader, the same reading as
-//     segbind/read/mp4.py), cut into the camera's segments by SampleCutter (the rules of
-//     segbind/read/cut.py, with its texts), each picture placed in the camera's order by
-//     segbind-syntax.js (the slice headers and picture order counts of segbind_core), and
-//     judged as segbind/verifier.py judges it: one reading, the decoders';
+//   - fragmented MP4 (CMAF, what hls.js hands to Media Source Extensions), clear or Common
+//     Encryption 'cenc' (FORMAT.md 4.4), through a FragmentGate: read by segbind-mp4.js (the
+//     strict reader, the same reading as segbind/read/mp4.py), cut into the camera's segments
+//     by SampleCutter (the rules of segbind/read/cut.py with its texts; 'cenc' samples put back
+//     into the camera's protected form as its CencSamples does), each picture placed in the
+//     camera's order by segbind-syntax.js (the slice headers and picture order counts of
+//     segbind_core), and judged as segbind/verifier.py judges it: one reading, the decoders';
 //
-// and keeps the stream rules of FORMAT.md 7.2 per camera (StreamVerifier). Keys come
-// only from a Keyring (filled from the owner's sealed grants: segbind-grants.js).
-// Nothing here throws on bad input: every entry point that takes bytes gives a
-// Verdict whose reason is one of Reason.
+// and keeps the stream rules of FORMAT.md 7.2 per stream, (owner, camera) as the keyring names
+// a tag's key id (StreamVerifier). Keys come only from a keyring of period keys looked up by
+// key id (PeriodKeyring, filled from the owner's sealed grants: segbind-grants.js). Picture
+// data is decrypted only once its segment is accepted (Verdict.plaintext, FragmentGate's
+// `decrypt` option: FORMAT.md 7.1, 7.4). Nothing here throws on bad input: every entry point
+// that takes bytes gives a Verdict whose reason is one of Reason.
 
 import { Mp4Reader } from "./segbind-mp4.js";
 import { PastEnd, PictureClock, SyntaxFault, UNREADABLE, h264, h265 } from "./segbind-syntax.js";
@@ -53,16 +56,27 @@ export const REPLAY_WINDOW = 128n;   // sequence numbers remembered per camera (
 const CONTINUITY_MS = 1000;          // recording mode: how far capture may be from the previous end
 const START_CODE = Uint8Array.of(0, 0, 0, 1);
 const GENESIS_LINK = new Uint8Array(8).fill(0xff);
-const VERSION = 2;
-const ALG = 1;
+const VERSION = 3;
+const ALG = 2;                       // MACs HMAC-SHA256/16, digest SHA-256, picture data AES-128-CTR
 const MAC_SIZE = 16;
 const LINK_SIZE = 8;
 const HINT_SIZE = 4;
+const KEY_ID_SIZE = 16;
+const PREFIX_SIZE = 3 + KEY_ID_SIZE; // version, alg, codec, key id: then the stream id
 const MAX_SLOTS = 8;
 const MAX_ID_BYTES = 32;
 const MAX_U32 = 0xffffffffn;
-const MAX_U64 = 0xffffffffffffffffn;
-// The longest tag body: version, alg, codec, two ids, the varints at their longest,
+const MAX_U53 = (1n << 53n) - 1n;
+const MAX_STREAM_ID = (1n << 48n) - 1n;
+const MAX_PICTURES = 0xffffn;
+const MAX_CLEAR_LEAD = 4096n;
+const FLAG_END_OF_STREAM = 1;
+const FLAG_STILL = 2;                // a one-picture segment taken for an event (FORMAT.md 10)
+const KNOWN_FLAGS = FLAG_END_OF_STREAM | FLAG_STILL;
+// seq, capture time, duration, pictures, units, clear lead (tag.py _TAIL_LIMITS)
+const TAIL_LIMITS = [MAX_U32, MAX_U53, MAX_U32, MAX_PICTURES, MAX_U32, MAX_CLEAR_LEAD];
+// The longest tag body of any version, so that an earlier version's tag is still found (and
+// refused as such): format 2's, version, alg, codec, two ids, the varints at their longest,
 // flags, link, hint, slot count, eight MACs. A longer payload is not a segbind tag.
 const MAX_BODY = 3 + 2 * (1 + MAX_ID_BYTES) + 50 + 1 + LINK_SIZE + HINT_SIZE + 1 + MAX_SLOTS * MAC_SIZE;
 const SEI_HEADER = { 1: Uint8Array.of(0x06), 2: Uint8Array.of(0x4e, 0x01) };
@@ -120,17 +134,10 @@ export async function sha256(data) {
 
 // ---- NAL units --------------------------------------------------------------------------------
 
-/** Offsets of every 00 00 01 in buf (non-overlapping, left to right). */
+/** Offsets of every 00 00 01 in buf (they never overlap), left to right. */
 function startCodes(buf) {
   const found = [];
-  const n = buf.length;
-  let i = 0;
-  while (i + 2 < n) {
-    const third = buf[i + 2];
-    if (third > 1) { i += 3; continue; }
-    if (third === 1 && buf[i] === 0 && buf[i + 1] === 0) { found.push(i); i += 3; continue; }
-    i += 1;
-  }
+  for (let k = zeroPairAt(buf, 0, buf.length, 1, 1); k >= 0; k = zeroPairAt(buf, k + 3, buf.length, 1, 1)) found.push(k);
   return found;
 }
 
@@ -234,7 +241,7 @@ function tagBody(unit, codec) {
     messages.push([kind, rbsp.subarray(pos, pos + size)]);
     pos += size;
   }
-  if (messages.length !== 1) throw new TagError(Reason.MALFORMED_TAG, "a segbind SEI must hold exactly one message");
+  if (messages.length !== 1) throw new TagError(Reason.MALFORMED_TAG, "a segbind SEI NAL unit must hold exactly one SEI message");
   const [kind, payload] = messages[0];
   if (kind !== 5 || !sameBytes(payload.subarray(0, 16), SEGBIND_UUID)) {
     throw new TagError(Reason.MALFORMED_TAG, "SEI message is not segbind user data");
@@ -245,9 +252,13 @@ function tagBody(unit, codec) {
 
 // ---- the tag body (FORMAT.md 5) ----------------------------------------------------------------
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
+/** tag.py decode_uvarint: (value, new pos); truncated, non-minimal and out-of-range varints refused. */
 function readUvarint(body, pos, limit) {
+  if (pos < body.length && body[pos] < 0x80) {  // one byte: most fields of most tags
+    const value = BigInt(body[pos]);
+    if (value > limit) throw new TagError(Reason.MALFORMED_TAG, "integer field out of range");
+    return [value, pos + 1];
+  }
   let value = 0n;
   let shift = 0n;
   for (;;) {
@@ -264,75 +275,77 @@ function readUvarint(body, pos, limit) {
   }
 }
 
-function readId(body, pos, what) {
-  if (pos >= body.length) throw new TagError(Reason.MALFORMED_TAG, `tag truncated before the ${what} id`);
-  const size = body[pos++];
-  if (size < 1 || size > MAX_ID_BYTES || pos + size > body.length) {
-    throw new TagError(Reason.MALFORMED_TAG, `${what} id has a bad length`);
-  }
-  const raw = body.subarray(pos, pos + size);
-  if (raw.includes(0)) throw new TagError(Reason.MALFORMED_TAG, `${what} id contains a zero byte`);
-  let text;
-  try { text = utf8.decode(raw); } catch { throw new TagError(Reason.MALFORMED_TAG, `${what} id is not UTF-8`); }
-  return [text, pos + size];
-}
+const hex2 = (n) => (n < 16 ? "0" : "") + n.toString(16);
 
 /**
- * {tag, signed} of a tag body; TagError(unknown_version | malformed_tag) on any defect.
- * stream_id, seq and capture_ms are BigInts (64-bit fields); the 32-bit ones are Numbers.
+ * {tag, signed} of a tag body (tag.py decode_tag, its texts); TagError(unknown_version |
+ * malformed_tag) on any defect. stream_id, seq and capture_ms are BigInts; the other integers
+ * are Numbers. The tag names its keys by key id alone: owner, camera and epoch are filled in
+ * ("" and 0 until then) when a keyring holds the key id.
  */
 export function decodeTag(body) {
-  if (body.length < 1) throw new TagError(Reason.MALFORMED_TAG, "empty tag");
-  if (body[0] !== VERSION) throw new TagError(Reason.UNKNOWN_VERSION, `tag format version ${body[0]} is not supported`);
-  if (body.length < 3) throw new TagError(Reason.MALFORMED_TAG, "tag truncated after the version");
+  const n = body.length;
+  if (n < 1) throw new TagError(Reason.MALFORMED_TAG, "empty tag");
+  if (body[0] !== VERSION) {
+    if (body[0] === 1 || body[0] === 2) {
+      throw new TagError(Reason.UNKNOWN_VERSION, `a format ${body[0]} tag (unencrypted video, names in clear): this verifier `
+        + `reads format ${VERSION} only; the camera needs its format ${VERSION} agent`);
+    }
+    throw new TagError(Reason.UNKNOWN_VERSION, `tag format version ${body[0]} is not supported`);
+  }
+  if (n < 3) throw new TagError(Reason.MALFORMED_TAG, "tag truncated after the version");
   if (body[1] !== ALG) throw new TagError(Reason.UNKNOWN_VERSION, `tag algorithm ${body[1]} is not supported`);
   if (body[2] !== CODEC_H264 && body[2] !== CODEC_H265) {
     throw new TagError(Reason.UNKNOWN_VERSION, `tag codec ${body[2]} is not supported`);
   }
+  if (n < PREFIX_SIZE + 1) throw new TagError(Reason.MALFORMED_TAG, "tag truncated inside its key id");
   const codec = body[2];
-  let pos = 3;
-  let owner, camera, epoch, streamId, seq, captureMs, durationMs, pictures, units;
-  [owner, pos] = readId(body, pos, "owner");
-  [camera, pos] = readId(body, pos, "camera");
-  [epoch, pos] = readUvarint(body, pos, MAX_U32);
-  if (epoch === 0n) throw new TagError(Reason.MALFORMED_TAG, "epoch 0 is not an epoch");
-  [streamId, pos] = readUvarint(body, pos, MAX_U64);
-  [seq, pos] = readUvarint(body, pos, MAX_U64);
-  [captureMs, pos] = readUvarint(body, pos, MAX_U64);
-  [durationMs, pos] = readUvarint(body, pos, MAX_U32);
-  [pictures, pos] = readUvarint(body, pos, MAX_U32);
-  [units, pos] = readUvarint(body, pos, MAX_U32);
-  if (!pictures || !units) throw new TagError(Reason.MALFORMED_TAG, "a segment has at least one picture and one NAL unit");
-  if (body.length < pos + 1 + LINK_SIZE + HINT_SIZE + 1) throw new TagError(Reason.MALFORMED_TAG, "tag truncated before its MACs");
+  const keyId = body.slice(3, PREFIX_SIZE);
+  let pos;
+  let streamId;
+  [streamId, pos] = readUvarint(body, PREFIX_SIZE, MAX_STREAM_ID);
+  const values = [];
+  for (const limit of TAIL_LIMITS) {
+    let value;
+    [value, pos] = readUvarint(body, pos, limit);
+    values.push(value);
+  }
+  const [seq, captureMs, durationMs, pictures, units, clearLead] = values;
+  if (!pictures || !units || !clearLead) {
+    throw new TagError(Reason.MALFORMED_TAG, "a segment has at least one picture and one NAL unit, and a clear lead");
+  }
+  if (n < pos + 1 + LINK_SIZE + HINT_SIZE + 1) throw new TagError(Reason.MALFORMED_TAG, "tag truncated before its MACs");
   const flags = body[pos];
-  if (flags & ~1) throw new TagError(Reason.MALFORMED_TAG, `unknown flags ${flags}`);
+  if (flags & ~KNOWN_FLAGS) throw new TagError(Reason.MALFORMED_TAG, `unknown flags ${hex2(flags)}`);
+  if (flags & FLAG_STILL && pictures !== 1n) throw new TagError(Reason.MALFORMED_TAG, `a still of ${pictures} pictures`);
   const link = body.slice(pos + 1, pos + 1 + LINK_SIZE);
   pos += 1 + LINK_SIZE;
   const hint = body.slice(pos, pos + HINT_SIZE);
   const slots = body[pos + HINT_SIZE];
   pos += HINT_SIZE + 1;
   if (slots < 1 || slots > MAX_SLOTS) throw new TagError(Reason.MALFORMED_TAG, `tag has ${slots} slots`);
-  if (body.length - pos !== slots * MAC_SIZE) {
-    throw new TagError(Reason.MALFORMED_TAG, `tag has ${body.length - pos} bytes of MACs for ${slots} slots`);
+  if (n - pos !== slots * MAC_SIZE) {
+    throw new TagError(Reason.MALFORMED_TAG, `tag has ${n - pos} bytes of MACs for ${slots} slots`);
   }
   const macs = [];
   for (let s = 0; s < slots; s++) macs.push(body.slice(pos + s * MAC_SIZE, pos + (s + 1) * MAC_SIZE));
   const tag = {
-    codec, owner, camera, epoch: Number(epoch), streamId, seq, captureMs,
-    durationMs: Number(durationMs), pictures: Number(pictures), units: Number(units),
-    endOfStream: Boolean(flags & 1), link, hint, slots, macs,
+    codec, keyId, keyIdHex: toHex(keyId), streamId, seq, captureMs, durationMs: Number(durationMs),
+    pictures: Number(pictures), units: Number(units), clearLead: Number(clearLead), flags,
+    endOfStream: Boolean(flags & FLAG_END_OF_STREAM), still: Boolean(flags & FLAG_STILL), link, hint, slots, macs,
+    owner: "", camera: "", epoch: 0,  // whose the key id is: from the keyring (verifier.py _info)
   };
   return { tag, signed: body.slice(0, pos) };
 }
 
-/** The public fields of a tag (never key material), as JSON-friendly values. */
+/** The public fields of a tag (never key material), as JSON-friendly values (verdict.py TagInfo.as_dict). */
 export function tagInfo(tag) {
   if (!tag) return null;
   const big = (v) => (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString());
   return {
     owner: tag.owner, camera: tag.camera, epoch: tag.epoch, stream_id: big(tag.streamId), seq: big(tag.seq),
     capture_ms: big(tag.captureMs), duration_ms: tag.durationMs, pictures: tag.pictures,
-    codec: CODEC_NAMES[tag.codec], end_of_stream: tag.endOfStream,
+    codec: CODEC_NAMES[tag.codec], end_of_stream: tag.endOfStream, key_id: tag.keyIdHex, still: tag.still,
   };
 }
 
@@ -345,13 +358,24 @@ export class Verdict {
     this.detail = detail;
     this.tag = tag;          // the decoded tag (authenticated only when accepted), or null
     this.missing = missing;  // segments lost just before this one (gap, missing)
-    this._form = null;       // accepted: the form that authenticated
+    this._accepted = null;   // accepted: {form, binding}: the form that authenticated, whose keys
   }
 
   get accepted() { return ACCEPTED.has(this.reason); }
 
-  /** Accepted: the verified units in canonical form, the tag where the camera puts it (FORMAT.md 7.4). */
-  get verified() { return this._form ? this._form.output() : null; }
+  /** Accepted: the verified units in canonical form, still encrypted, the tag where the camera puts it (FORMAT.md 7.4). */
+  get verified() { return this.accepted && this._accepted ? this._accepted.form.output() : null; }
+
+  /**
+   * Accepted: the verified units decrypted, as a decoder may be given them (FORMAT.md 7.4:
+   * canonical form, each picture unit as the encoder made it); null otherwise. A refused
+   * segment is never decrypted: its content key is never used.
+   */
+  async plaintext() {
+    if (!this.accepted || !this._accepted) return null;
+    const { form, binding } = this._accepted;
+    return (await unprotect(form.output(), this.tag, binding.content)).plain;
+  }
 
   toString() { return this.reason + (this.detail ? ": " + this.detail : ""); }
 
@@ -366,57 +390,217 @@ class Refusal extends Error {
   constructor(reason, detail, tag = null) { super(`${reason}: ${detail}`); this.reason = reason; this.detail = detail; this.tag = tag; }
 }
 
-// ---- keys -----------------------------------------------------------------------------------------
+/** Python's repr() of a str, as verdict texts quote ids (`%r`). */
+export function pyRepr(text) {
+  const quote = text.includes("'") && !text.includes("\"") ? "\"" : "'";
+  let out = quote;
+  for (const ch of text) {
+    const code = ch.codePointAt(0);
+    if (ch === quote || ch === "\\") out += "\\" + ch;
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (ch === "\t") out += "\\t";
+    else if (code < 0x20 || code === 0x7f || (code > 0x7f && ch !== " " && /[\p{C}\p{Z}]/u.test(ch))) {
+      out += code < 0x100 ? "\\x" + hex2(code) : code < 0x10000 ? "\\u" + code.toString(16).padStart(4, "0")
+        : "\\U" + code.toString(16).padStart(8, "0");
+    } else out += ch;
+  }
+  return out + quote;
+}
+
+// ---- picture data (FORMAT.md 4): the protected form and its keystream -------------------------
+
+const DOMAIN_SEGMENT = 0;
+const DOMAIN_STILL = 1;
+
+/** The initial counter block of a segment's keystream (FORMAT.md 4.3): u8 domain, u48 stream id, u32 seq, u40 0. */
+export function counterBlock(domain, streamId, seq) {
+  const out = new Uint8Array(16);
+  out[0] = domain;
+  let s = BigInt(streamId);
+  for (let i = 6; i >= 1; i--) { out[i] = Number(s & 0xffn); s >>= 8n; }
+  let q = BigInt(seq);
+  for (let i = 10; i >= 7; i--) { out[i] = Number(q & 0xffn); q >>= 8n; }
+  return out;
+}
 
 /**
- * A viewer's grants: (owner, camera, epoch) -> its slot and HMAC key, and the epochs
- * revoked here. Keys are imported into WebCrypto, not extractable.
+ * The first i in [begin, end - 1) where buf[i] and buf[i + 1] are both zero, -1 when nowhere:
+ * what emulation prevention (and its undoing) looks at.
  */
-export class Keyring {
-  constructor() {
-    this._keys = new Map();
-    this._revoked = new Set();
+function zeroPair(buf, begin, end) {
+  for (let i = begin; i + 1 < end; i++) if (buf[i] === 0 && buf[i + 1] === 0) return i;
+  return -1;
+}
+
+/** Whether 00 00 begins at buf[k], followed inside buf[..end] by a byte from `low` to `high`. */
+function pairBefore(buf, k, end, low, high) {
+  return buf[k + 1] === 0 && buf[k] === 0 && k + 2 < end && buf[k + 2] >= low && buf[k + 2] <= high;
+}
+
+/**
+ * The first k in [begin, end - 2) where buf[k:k+3] is 00 00 and a byte from `low` to `high` (a
+ * start code, where emulation prevention puts a 03, or where one was put); -1 when nowhere. A
+ * word at a time, the masks never leaving int32: a word whose bytes 0-1, 1-2 or 2-3 are zero, or
+ * whose first or last byte is (a pair across two words), has its bytes looked at: about one word
+ * in a hundred of random ciphertext.
+ */
+function zeroPairAt(buf, begin, end, low, high) {
+  const base = buf.byteOffset;
+  let i = begin;
+  const head = Math.min(end, begin + ((4 - ((base + begin) & 3)) & 3));
+  for (; i < head; i++) if (pairBefore(buf, i, end, low, high)) return i;
+  const words = (end - i) >> 2;
+  if (words > 0) {
+    const view = new Int32Array(buf.buffer, base + i, words);
+    for (let w = 0; w < words; w++) {
+      const v = view[w];  // little-endian or not, a zero pair inside it zeroes one of these masks
+      if ((v & 0xffff) === 0 || (v & 0xffff00) === 0 || (v & 0xffff0000) === 0 || (v & 0xff000000) === 0 || (v & 0xff) === 0) {
+        for (let k = i + 4 * w, last = k + 4; k < last; k++) if (pairBefore(buf, k, end, low, high)) return k;
+      }
+    }
+    i += 4 * words;
   }
+  for (; i < end; i++) if (pairBefore(buf, i, end, low, high)) return i;
+  return -1;
+}
 
-  static id(owner, camera, epoch) { return JSON.stringify([owner, camera, Number(epoch)]); }
+/** Whether buf[begin:end] holds 00 00 followed by a byte from `low` to `high`. */
+function zeroPairBefore(buf, begin, end, low, high) { return zeroPairAt(buf, begin, end, low, high) >= 0; }
 
-  /** A keyring from grants [{owner, camera, epoch, slot, key: hex or bytes}, ...]. */
-  static async of(grants, revoked = []) {
-    const ring = new Keyring();
-    for (const [owner, camera, epoch] of revoked) ring.markRevoked(owner, camera, epoch);
-    for (const g of grants) await ring.grant(g);
-    return ring;
+/** How many zero bytes end buf[begin:end] (0, 1 or 2: what emulation prevention counts). */
+function trailingZeros(buf, begin, end) {
+  if (end <= begin || buf[end - 1]) return 0;
+  return end - begin > 1 && !buf[end - 2] ? 2 : 1;
+}
+
+/**
+ * protect.escape: `data` with a 03 byte after every two zero bytes followed by a byte 00 to 03,
+ * `zerosBefore` zero bytes counted as preceding it and `next` as following it (FORMAT.md 4.2).
+ */
+function escapeCipher(data, zerosBefore, next) {
+  const padded = new Uint8Array(zerosBefore + data.length + 1);
+  padded.set(data, zerosBefore);
+  padded[padded.length - 1] = next;
+  const out = [];
+  let start = 0;
+  let pos = 0;
+  for (;;) {
+    const k = zeroPair(padded, pos, padded.length);
+    if (k < 0 || k + 2 >= padded.length) break;
+    if (padded[k + 2] <= 3) {
+      out.push(padded.subarray(start, k + 2), Uint8Array.of(3));
+      start = pos = k + 2;
+    } else {
+      pos = k + 1;
+    }
   }
+  out.push(padded.subarray(start));
+  const joined = concatBytes(out);
+  return joined.subarray(zerosBefore, joined.length - 1);
+}
 
-  get size() { return this._keys.size; }
-
-  async grant({ owner, camera, epoch, slot = 0, key }) {
-    const id = Keyring.id(owner, camera, epoch);
-    if (this._revoked.has(id)) throw new Error(`epoch ${epoch} of camera ${JSON.stringify(camera)} was revoked`);
-    const raw = typeof key === "string" ? fromHex(key) : key;
-    if (raw.length !== 32) throw new Error("a slot key is 32 bytes");
-    const hmac = await subtle.importKey("raw", raw, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-    this._keys.set(id, { owner, camera, epoch: Number(epoch), slot: Number(slot), hmac });
+/** protect.unescape: every 03 after two zero bytes removed, `zerosBefore` zero bytes counted as preceding. */
+function unescapeCipher(data, zerosBefore) {
+  const padded = new Uint8Array(zerosBefore + data.length);
+  padded.set(data, zerosBefore);
+  const out = [];
+  let start = 0;
+  let pos = 0;
+  for (;;) {
+    let k = zeroPair(padded, pos, padded.length);
+    while (k >= 0 && !(k + 2 < padded.length && padded[k + 2] === 3)) k = zeroPair(padded, k + 1, padded.length);
+    if (k < 0) break;
+    out.push(padded.subarray(start, k + 2));
+    start = pos = k + 3;
   }
+  out.push(padded.subarray(start));
+  return concatBytes(out).subarray(zerosBefore);
+}
 
-  markRevoked(owner, camera, epoch) {
-    const id = Keyring.id(owner, camera, epoch);
-    this._keys.delete(id);
-    this._revoked.add(id);
-  }
+/**
+ * A picture unit's protected form (protect.protected_form) from the unit as a Common Encryption
+ * sample stores it, unit = buf[begin:end] (its ciphertext in clear between its first `lead` bytes
+ * and its last): the ciphertext escaped in the context of the bytes around it. The unit itself
+ * (a view) when nothing needs escaping, which is almost always.
+ */
+function protectedForm(buf, begin, end, lead) {
+  if (!zeroPairBefore(buf, Math.max(begin, begin + lead - 2), end, 0, 3)) return buf.subarray(begin, end);
+  const cipher = escapeCipher(buf.subarray(begin + lead, end - 1), trailingZeros(buf, begin, begin + lead), buf[end - 1]);
+  return concatBytes([buf.subarray(begin, begin + lead), cipher, buf.subarray(end - 1, end)]);
+}
 
-  /** The cameras granted: [{owner, camera, epoch, slot}] (no keys). */
-  grants() {
-    return [...this._keys.values()].map(({ owner, camera, epoch, slot }) => ({ owner, camera, epoch, slot }));
-  }
+/** The kind of a NAL unit's header byte, and whether it is a picture unit (protect.py's reading). */
+function isVcl(header, codec) {
+  return codec === CODEC_H265 ? ((header >> 1) & 0x3f) <= 31 : (header & 0x1f) >= 1 && (header & 0x1f) <= 5;
+}
 
-  binding(owner, camera, epoch) {
-    const id = Keyring.id(owner, camera, epoch);
-    const found = this._keys.get(id);
-    if (found) return found;
-    if (this._revoked.has(id)) throw new Refusal(Reason.NO_GRANT, `epoch ${epoch} of camera ${camera} was revoked`);
-    throw new Refusal(Reason.NO_GRANT, `no grant for owner ${owner}, camera ${camera}, epoch ${epoch}`);
+function isAud(header, codec) {
+  return codec === CODEC_H265 ? ((header >> 1) & 0x3f) === 35 : (header & 0x1f) === 9;
+}
+
+/**
+ * protect.unprotect: an accepted segment's protected form (Annex-B, the tag in it or not)
+ * decrypted under its period's content key (a WebCrypto AES-CTR key, not extractable): each
+ * picture unit's bytes after the clear lead but its last, unescaped, are the segment's one
+ * keystream, each access unit's from a fresh counter block. One AES-CTR call for the segment.
+ * Returns {plain, units}: the plaintext (Annex-B, the same start codes) and where its units are
+ * ([begin, end) of each, without its start code), as annexbUnits would find them.
+ */
+async function unprotect(data, tag, contentKey) {
+  const codec = tag.codec;
+  const lead = tag.clearLead;
+  const { units } = annexbUnits(data);
+  const pieces = [];   // [begin, end, cipher, offset]: each protected range, its ciphertext, where in the keystream
+  let size = 0;        // the keystream's bytes so far (padded at each access unit that used it)
+  let opened = false;
+  for (const unit of units) {
+    const begin = unit.byteOffset - data.byteOffset;
+    const end = begin + unit.length;
+    const header = data[begin];
+    if (isAud(header, codec)) {
+      if (opened) size = (size + 15) & ~15;
+      opened = false;
+      continue;
+    }
+    if (!isVcl(header, codec) || end - begin - 1 <= lead) continue;
+    const from = begin + lead;
+    let cipher = data.subarray(from, end - 1);
+    if (zeroPairBefore(data, Math.max(begin, from - 2), end - 1, 3, 3)) cipher = unescapeCipher(cipher, trailingZeros(data, begin, from));
+    pieces.push([from, end - 1, cipher, size]);
+    size += cipher.length;
+    opened = true;
   }
+  const spans = units.map((u) => [u.byteOffset - data.byteOffset, u.byteOffset - data.byteOffset + u.length]);
+  if (!pieces.length) return { plain: data.slice(), units: spans };
+  const stream = new Uint8Array(size);
+  for (const [, , cipher, at] of pieces) stream.set(cipher, at);
+  const domain = tag.still ? DOMAIN_STILL : DOMAIN_SEGMENT;
+  const clear = new Uint8Array(await subtle.decrypt({ name: "AES-CTR", counter: counterBlock(domain, tag.streamId, tag.seq), length: 128 },
+    contentKey, stream));
+  let length = data.length;
+  for (const [begin, end, cipher] of pieces) length += cipher.length - (end - begin);
+  const out = new Uint8Array(length);
+  let at = 0;
+  let from = 0;
+  for (const [begin, end, cipher, offset] of pieces) {
+    out.set(data.subarray(from, begin), at);
+    at += begin - from;
+    out.set(clear.subarray(offset, offset + cipher.length), at);
+    at += cipher.length;
+    from = end;
+  }
+  out.set(data.subarray(from), at);
+  // each unit moves back by what the escapes removed before it, and ends earlier by its own
+  let shift = 0;
+  let p = 0;
+  for (const span of spans) {
+    for (; p < pieces.length && pieces[p][1] <= span[0]; p++) shift += pieces[p][1] - pieces[p][0] - pieces[p][2].length;
+    span[0] -= shift;
+    for (; p < pieces.length && pieces[p][1] <= span[1]; p++) shift += pieces[p][1] - pieces[p][0] - pieces[p][2].length;
+    span[1] -= shift;
+  }
+  return { plain: out, units: spans };
 }
 
 
@@ -452,16 +636,18 @@ function tagCodecOf(unit) { return tagCodec(unit.subarray(0, 24)); }
  *   problem   a framing defect that refuses it whatever its tag (problemReason: framing | timing);
  *   restore   the parameter sets in force, to put back where a packager stripped them;
  *   required  units a container hands decoders apart from the samples (its avcC/hvcC): each
- *             must be one the camera tagged in this segment's head.
+ *             must be one the camera tagged in this segment's head;
+ *   samples   a container's samples, in decoding order, with their times (what a display's
+ *             decoder is given the decrypted segment in: FragmentGate's `decrypt`).
  */
 class Canonical {
   constructor({ data = null, rest = null, tagBytes = EMPTY, tagStart, tagEnd, units = null, timing = null,
-    problem = "", problemReason = Reason.FRAMING, restore = [], codec = 0, required = [], exact = true }) {
+    problem = "", problemReason = Reason.FRAMING, restore = [], codec = 0, required = [], exact = true, samples = null }) {
     this._data = data;
     this._rest = rest;
     this._tagBytes = tagBytes;
     this._head = null;
-    Object.assign(this, { tagStart, tagEnd, units, timing, problem, problemReason, restore, codec, required, exact });
+    Object.assign(this, { tagStart, tagEnd, units, timing, problem, problemReason, restore, codec, required, exact, samples });
   }
 
   /** The whole canonical form, the tag included. */
@@ -849,17 +1035,30 @@ export class Authenticator {
     return decoded;
   }
 
-  /** Checks 1 to 8 on the segment as it is: {tag, digest, mac, note, form}, or a Refusal. */
+  /**
+   * The binding the tag's key id names in the keyring (verifier.py _key): no_grant when the
+   * keyring holds none, the tag carries no MAC for the holder's slot, or the key's period does
+   * not hold the segment's capture time. The tag learns whose it is (owner, camera, epoch).
+   */
+  _key(tag) {
+    const binding = this.keyring.binding(tag.keyIdHex);
+    if (!binding) {
+      throw new Refusal(Reason.NO_GRANT, `no grant for key id ${tag.keyIdHex} (${this.keyring.size} periods held)`, tag);
+    }
+    tag.owner = binding.owner;
+    tag.camera = binding.camera;
+    tag.epoch = binding.epoch;
+    if (binding.slot >= tag.slots) throw new Refusal(Reason.NO_GRANT, `the tag has no slot ${binding.slot} for this viewer (${tag.slots} slots)`, tag);
+    if (!(binding.startMs <= tag.captureMs && tag.captureMs < binding.endMs)) {
+      throw new Refusal(Reason.NO_GRANT, `the key of period ${binding.period} does not cover a capture time of ${tag.captureMs} ms`, tag);
+    }
+    return binding;
+  }
+
+  /** Checks 1 to 8 on the segment as it is: {tag, digest, mac, note, form, binding}, or a Refusal. */
   async authenticate(seg, nowS) {
     const { tag, signed } = this.tagOf(seg);
-    let grant;
-    try {
-      grant = this.keyring.binding(tag.owner, tag.camera, tag.epoch);
-    } catch (exc) {
-      if (exc instanceof Refusal) throw new Refusal(exc.reason, exc.detail, tag);
-      throw exc;
-    }
-    if (grant.slot >= tag.slots) throw new Refusal(Reason.NO_GRANT, `the tag has no slot ${grant.slot} for this viewer (${tag.slots} slots)`, tag);
+    const binding = this._key(tag);
     if (seg.problem) throw new Refusal(seg.problemReason === Reason.TIMING ? Reason.TIMING : Reason.FRAMING, seg.problem, tag);
     const digest = await sha256(seg.rest);
     if (seg.units !== null && seg.units !== tag.units) {
@@ -868,9 +1067,9 @@ export class Authenticator {
       }
       throw new Refusal(Reason.CONTENT_MISMATCH, `${seg.units} NAL units where the camera tagged ${tag.units}`, tag);
     }
-    const full = new Uint8Array(await subtle.sign("HMAC", grant.hmac, concatBytes([signed, digest])));
+    const full = new Uint8Array(await subtle.sign("HMAC", binding.hmac, concatBytes([signed, digest])));
     const mac = full.subarray(0, MAC_SIZE);
-    if (!constantTimeEqual(mac, tag.macs[grant.slot])) {
+    if (!constantTimeEqual(mac, tag.macs[binding.slot])) {
       if (!constantTimeEqual(digest.subarray(0, HINT_SIZE), tag.hint)) {
         throw new Refusal(Reason.CONTENT_MISMATCH, "video content differs from what the camera tagged", tag);
       }
@@ -879,7 +1078,7 @@ export class Authenticator {
     if (seg.required.length) checkRequired(tag, seg);
     const note = seg.timing ? checkTiming(tag, seg.timing) : "";
     if (this.window) checkWindow(this.window, tag, nowS);
-    return { tag, digest, mac: mac.slice(), note, form: seg };
+    return { tag, digest, mac: mac.slice(), note, form: seg, binding };
   }
 
   /**
@@ -899,7 +1098,7 @@ export class Authenticator {
     if (!seg.exact) {
       tried = Canonical.ofAnnexB(seg.data);  // several tags, once split, are malformed_tag
       Object.assign(tried, { timing: seg.timing, problem: seg.problem, restore: seg.restore,
-        problemReason: seg.problemReason, required: seg.required });
+        problemReason: seg.problemReason, required: seg.required, samples: seg.samples });
       if (!sameBytes(tried.data, seg.data)) {
         try {
           return await this.authenticate(tried, nowS);
@@ -911,7 +1110,7 @@ export class Authenticator {
     for (const variant of headVariants(tried.data, tried.tagStart, tried.tagEnd, tried.restore, tried.codec || tagCodec(tried.tagNal))) {
       const other = new Canonical({ data: variant.data, tagStart: variant.tagStart, tagEnd: variant.tagEnd,
         units: tried.units === null ? null : tried.units + variant.added, timing: tried.timing, problem: tried.problem,
-        problemReason: tried.problemReason, codec: tried.codec, required: tried.required });
+        problemReason: tried.problemReason, codec: tried.codec, required: tried.required, samples: tried.samples });
       try {
         return await this.authenticate(other, nowS);
       } catch (exc) {
@@ -1210,6 +1409,174 @@ function unitsInTag(nal) {
   }
 }
 
+// ---- Common Encryption ('cenc') samples back into the protected form (read/cut.py CencSamples) -------
+//
+// FORMAT.md 4.4: one sample per access unit; each picture unit's length prefix and first L bytes
+// clear, its ciphertext protected, its last byte clear; 16-byte IVs, the counter block the access
+// unit begins at. What a sample's subsamples and IV must be is derived from its units and its
+// segment's tag (read without a key), as segbind/web/fmp4.py derives them for the packager.
+
+const IV_SIZE = 16;
+const MAX_CLEAR_BYTES = 0xffff;  // BytesOfClearData is 16 bits: a longer clear run is split
+
+/** (begin, end) of each unit of a length-prefixed sample; null when the lengths do not tile it. */
+function prefixedUnits(data, lengthSize) {
+  const units = [];
+  const n = data.length;
+  let pos = 0;
+  while (pos < n) {
+    const begin = pos + lengthSize;
+    if (begin > n) return null;
+    const end = begin + lengthAt(data, pos, lengthSize);
+    if (end === begin || end > n) return null;
+    units.push([begin, end]);
+    pos = end;
+  }
+  return units;
+}
+
+/** fmp4.protected_size: how many bytes of a NAL unit 'cenc' protects (a picture unit's after the clear lead but its last). */
+function protectedSize(header, size, codec, lead) {
+  return isVcl(header, codec) && size - 1 > lead ? size - 1 - lead : 0;
+}
+
+/** fmp4.subsamples_of: the (clear, protected) byte counts of a sample whose units are [[header, size], ...]. */
+function subsamplesOf(units, codec, lead, lengthSize) {
+  const out = [];
+  let clear = 0;
+  for (const [header, size] of units) {
+    const protectedBytes = protectedSize(header, size, codec, lead);
+    if (protectedBytes) {
+      clear += lengthSize + lead;
+      while (clear > MAX_CLEAR_BYTES) { out.push([MAX_CLEAR_BYTES, 0]); clear -= MAX_CLEAR_BYTES; }
+      out.push([clear, protectedBytes]);
+      clear = 1;
+    } else {
+      clear += lengthSize + size;
+    }
+  }
+  while (clear > MAX_CLEAR_BYTES) { out.push([MAX_CLEAR_BYTES, 0]); clear -= MAX_CLEAR_BYTES; }
+  if (clear || !out.length) out.push([clear, 0]);
+  return out;
+}
+
+/** The counter block `blocks` (< 2^53) blocks after `initial` (a 128-bit big-endian counter). */
+function counterBlockAfter(initial, blocks) {
+  const out = initial.slice();
+  let carry = blocks;
+  for (let i = 15; i >= 0 && carry; i--) {
+    const sum = out[i] + (carry % 256);
+    out[i] = sum & 255;
+    carry = Math.floor(carry / 256) + (sum >> 8);
+  }
+  return out;
+}
+
+/** The public fields of a tag NAL unit that 'cenc' derives from (fmp4.segment_fields); null when it cannot be read. */
+function cencFields(unit) {
+  try {
+    const { tag } = decodeTag(tagBody(unit, tagCodec(unit)));
+    return { codec: tag.codec, keyId: tag.keyId, clearLead: tag.clearLead,
+      initial: counterBlock(tag.still ? DOMAIN_STILL : DOMAIN_SEGMENT, tag.streamId, tag.seq) };
+  } catch (exc) {
+    if (exc instanceof TagError) return null;
+    throw exc;
+  }
+}
+
+function differs(given, derived, lead) {
+  if (given.length !== derived.length) {
+    return `a sample has ${given.length} subsamples where its units and the tag's clear lead ${lead} give ${derived.length} (FORMAT.md 4.4)`;
+  }
+  const k = given.findIndex((pair, i) => pair[0] !== derived[i][0] || pair[1] !== derived[i][1]);
+  if (k < 0) return "";
+  return `a sample's subsample ${k} is (${given[k][0]} clear, ${given[k][1]} protected) where its units and the tag's clear lead ${lead} give (${derived[k][0]}, ${derived[k][1]}) (FORMAT.md 4.4)`;
+}
+
+/**
+ * Common Encryption ('cenc') samples of one track put back into the camera's protected form,
+ * each checked against what FORMAT.md 4.4 derives from its units and its segment's tag
+ * (read/cut.py CencSamples, its texts). `read(sample)` gives [the sample's units in protected
+ * form (4-byte lengths), 4, what is wrong with its encryption ("" when nothing)]. Samples before
+ * the first tag, or of a segment whose tag cannot be read, are left as they are.
+ */
+export class CencSamples {
+  constructor(protection, lengthSize) {
+    this.protection = protection;
+    this.lengthSize = lengthSize;
+    this.fields = null;  // the current segment's tag
+    this.blocks = 0;     // keystream blocks its samples so far took
+  }
+
+  /** Why a track protected this way cannot carry segbind's ciphertext ("" when it can). */
+  static trackProblem(p) {
+    if (p.scheme !== "cenc") {
+      return `the track is protected with scheme '${p.scheme}': segbind's ciphertext is AES-CTR, carried as 'cenc' only (FORMAT.md 4.4)`;
+    }
+    if (p.cryptByteBlock || p.skipByteBlock) {
+      return `a 'cenc' track with an encryption pattern (${p.cryptByteBlock}:${p.skipByteBlock}): 'cenc' encrypts every protected byte`;
+    }
+    if (p.ivSize !== IV_SIZE) {
+      const given = p.ivSize ? `${p.ivSize}-byte IVs` : `a constant ${p.constantIv.length}-byte IV`;
+      return `the track's 'tenc' gives ${given}: a 'cenc' sample of segbind's carries the 16-byte counter block its access unit begins at (FORMAT.md 4.4)`;
+    }
+    return "";
+  }
+
+  read(sample) {
+    const data = sample.data;
+    const size = this.lengthSize;
+    const units = prefixedUnits(data, size);
+    if (units === null) return [data, size, ""];
+    let found = null;
+    for (const [begin, end] of units) {
+      if ((data[begin] === 0x06 || data[begin] === 0x4e) && tagCodec(data.subarray(begin, begin + 24))) {
+        found = cencFields(data.subarray(begin, end));
+        this.fields = found;
+        this.blocks = 0;
+        break;
+      }
+    }
+    const fields = this.fields;
+    if (fields === null) return [data, size, ""];
+    const lead = fields.clearLead;
+    const codec = fields.codec;
+    let problem = "";
+    if (found !== null && !sameBytes(this.protection.defaultKid, fields.keyId)) {
+      problem = `the track's default_KID ('tenc') ${toHex(this.protection.defaultKid)} is not the tag's key id ${toHex(fields.keyId)}: a ClearKey player asks for another key`;
+    }
+    const derived = subsamplesOf(units.map(([b, e]) => [data[b], e - b]), codec, lead, size);
+    if (!problem) problem = differs(sample.subsamples || [], derived, lead);
+    const iv = counterBlockAfter(fields.initial, this.blocks);
+    if (!problem && !sameBytes(sample.iv || EMPTY, iv)) {
+      problem = `a sample's IV ${toHex(sample.iv || EMPTY)} is not ${toHex(iv)}, the counter block its access unit begins at (FORMAT.md 4.3)`;
+    }
+    let total = 0;
+    for (const [, p] of derived) total += p;
+    this.blocks += Math.ceil(total / 16);
+    // the protected form: the sample itself when its lengths are 4 bytes and nothing needs escaping
+    let forms = null;
+    for (let k = 0; k < units.length; k++) {
+      const [begin, end] = units[k];
+      if (!protectedSize(data[begin], end - begin, codec, lead)) continue;
+      const form = protectedForm(data, begin, end, lead);
+      if (form.length === end - begin && form.buffer === data.buffer) continue;  // the unit itself
+      forms ??= units.map(([b, e]) => data.subarray(b, e));
+      forms[k] = form;
+    }
+    if (forms === null && size === 4) return [data, 4, problem];
+    forms ??= units.map(([b, e]) => data.subarray(b, e));
+    const out = new Uint8Array(forms.reduce((n, f) => n + 4 + f.length, 0));
+    let at = 0;
+    for (const form of forms) {
+      out[at] = form.length >>> 24; out[at + 1] = (form.length >>> 16) & 255; out[at + 2] = (form.length >>> 8) & 255; out[at + 3] = form.length & 255;
+      out.set(form, at + 4);
+      at += 4 + form.length;
+    }
+    return [out, 4, problem];
+  }
+}
+
 /**
  * Cuts one container reader's events (segbind-mp4.js: track, sample, defect) into Canonical
  * segments, checking the rules above: feed(event) returns the segments it completed, finish()
@@ -1233,6 +1600,7 @@ export class SampleCutter {
     this._required = [];
     this._sets = [];        // the parameter sets in force (to restore a stripped head)
     this._presented = false;  // a sample of this track was presented (not hidden) already
+    this._cenc = null;        // the track's 'cenc' samples, back into the protected form
     this._out = [];
     this._resetPending();
   }
@@ -1289,9 +1657,12 @@ export class SampleCutter {
       this._trackProblem = `the container holds another video track, never verified: ${info.others.filter((o) => o.startsWith("video")).join(", ")}`;
     } else if (info.others.length && !this.videoOnly) {
       this._trackProblem = `the container holds other tracks, never verified: ${info.others.join(", ")}`;
+    } else if (info.protection) {
+      this._trackProblem = CencSamples.trackProblem(info.protection);
     } else {
       this._trackProblem = "";
     }
+    this._cenc = info.protection && info.lengthSize && !this._trackProblem ? new CencSamples(info.protection, info.lengthSize) : null;
     const codec = info.codec || CODEC_H264;
     this._classes = CLASSES[codec];
     // the record's units as the camera tagged them: zero bytes after a unit are the muxer's
@@ -1306,12 +1677,14 @@ export class SampleCutter {
     const info = this.track;
     const clock = this._clock;
     if (info === null || clock === null) throw new Error("a sample before its track");
-    const data = sample.data;
-    const lengthSize = info.lengthSize;
+    let data = sample.data;
+    let lengthSize = info.lengthSize;
     if (!lengthSize) {  // Annex-B samples (MPEG-TS) come through no reader of this gate
       this.defect("a sample that is not length-prefixed");
       return;
     }
+    let encryption = "";
+    if (this._cenc !== null) [data, lengthSize, encryption] = this._cenc.read(sample);
     const scan = scanPrefixed(data, lengthSize, this._classes, clock);
     if (scan.defect) {
       this.defect(scan.defect);  // its units cannot be told apart: not kept
@@ -1320,6 +1693,11 @@ export class SampleCutter {
     let skip = null;  // the tag's bytes, in this sample's canonical form: not in what is hashed
     if (scan.tags.length) skip = this._tagInSample(scan, data, lengthSize);
     if (this._tag >= 0) {  // a run before the first tag is refused as untagged, whatever it holds
+      if (encryption) {
+        this.defect(encryption);
+      } else if (this._cenc !== null && scan.delimiters > 1) {
+        this.defect(`a Common Encryption sample holds ${scan.delimiters} access units: the camera begins each one's keystream at a fresh counter block, 'cenc' continues it across a sample`);
+      }
       if (scan.rule) {
         this.defect(scan.rule);
       } else if (scan.delimiters > 1 && !this._fieldPair(scan)) {
@@ -1345,7 +1723,8 @@ export class SampleCutter {
     }
     this._presented = this._presented || !sample.hidden;
     const key = scan.pictures.length ? scan.pictures[0][0] : UNREADABLE;
-    this._pictures.push({ pts: sample.pts, duration: sample.duration, hidden: sample.hidden, key });
+    this._pictures.push({ pts: sample.pts, duration: sample.duration, hidden: sample.hidden, key, dts: sample.dts,
+      sync: sample.sync, aus: scan.delimiters });
     if (this._tag >= 0 && this._expect >= 0 && this._expect < this._units - this._repeats) this._close();
   }
 
@@ -1430,7 +1809,8 @@ export class SampleCutter {
     let seg;
     if (this._tag >= 0) {
       seg = new Canonical({ rest, tagBytes: this._tagBytes, tagStart: this._tag, tagEnd: this._tagEnd, units: this._units - 1,
-        timing, problem, problemReason: reason, restore: this._sets, codec: this._codec, required: this._required });
+        timing, problem, problemReason: reason, restore: this._sets, codec: this._codec, required: this._required,
+        samples: this._pictures });
       const found = headParameterSets(seg.head(65536), this._codec);
       if (found.length) this._sets = found.map((u) => u.slice());
       if (info !== null && info.codec && this._codec && this._codec !== info.codec) {
@@ -1447,7 +1827,7 @@ export class SampleCutter {
 
 // ---- stream order (FORMAT.md 7.2) -----------------------------------------------------------------------
 
-class CameraState {
+class StreamState {
   constructor(found) {
     this.streamId = found.tag.streamId;
     this.epoch = found.tag.epoch;
@@ -1471,24 +1851,34 @@ class CameraState {
       this.recent.delete(seq);
     }
   }
+
+  /** What was accepted at `seq`, when it lies in the window (verifier.py _StreamState.seen). */
+  seen(seq) { return seq >= this.highest - REPLAY_WINDOW ? this.recent.get(seq) ?? null : null; }
 }
 
 function linkOf(digest) { return digest.subarray(0, LINK_SIZE); }
 
+/** A stream's key in the verifier's state: (owner, camera), never a camera id alone. */
+function streamKey(owner, camera) { return JSON.stringify([owner, camera]); }
+
 /**
- * Verifies segments in arrival order, keeping each camera's stream state. With `camera`
- * set, a segment of any other camera is a chain_break (the stream is that camera's alone).
- * With `recording`, gaps, streams that do not follow a clean end and discontinuous capture
- * times are refused, and finish() says whether the recording ends cleanly. Verdicts come
- * in the order segments were given, whatever WebCrypto's timing.
+ * Verifies segments in arrival order, keeping the state of each stream: an (owner, camera), as
+ * the keyring names the tag's key id (verifier.py StreamVerifier). With `camera` (and `owner`)
+ * set, the stream is that one alone and a segment of any other is a chain_break; without them,
+ * each (owner, camera) is its own stream. Stills (FORMAT.md 10) are judged alone and change no
+ * stream. With `recording`, gaps, streams that do not follow a clean end and discontinuous
+ * capture times are refused, and finish() says whether the recording ends cleanly. Verdicts
+ * come in the order segments were given, whatever WebCrypto's timing. An accepted segment is
+ * decrypted only when asked for (Verdict.plaintext); a refused one never is.
  */
 export class StreamVerifier {
-  constructor(keyring, { camera = null, window = null, recording = false, clock = () => Date.now() / 1000 } = {}) {
+  constructor(keyring, { camera = null, owner = null, window = null, recording = false, clock = () => Date.now() / 1000 } = {}) {
     this.auth = new Authenticator(keyring, window);
     this.camera = camera;
+    this.owner = owner;
     this.recording = recording;
     this.clock = clock;
-    this._cameras = new Map();
+    this._streams = new Map();
     this._queue = Promise.resolve();
   }
 
@@ -1518,12 +1908,15 @@ export class StreamVerifier {
   /** Recording mode, at the end of the input: a refusal when a stream did not end cleanly (else null). */
   finish() {
     if (!this.recording) return null;
-    for (const [camera, state] of [...this._cameras.entries()].sort()) {
+    const streams = [...this._streams.values()].sort((a, b) => compareText(a.last.owner, b.last.owner)
+      || compareText(a.last.camera, b.last.camera));
+    for (const state of streams) {
       if (!state.last.endOfStream) {
-        return new Verdict(Reason.INCOMPLETE, `the recording of camera ${camera} ends at segment ${state.highest} of stream ${state.streamId}, without its end of stream`, state.last);
+        return new Verdict(Reason.INCOMPLETE, `the recording of camera ${pyRepr(state.last.camera)} of ${pyRepr(state.last.owner)} `
+          + `ends at segment ${state.highest} of stream ${state.streamId}, without its end of stream`, state.last);
       }
     }
-    if (!this._cameras.size) return new Verdict(Reason.INCOMPLETE, "no segment was accepted");
+    if (!this._streams.size) return new Verdict(Reason.INCOMPLETE, "no segment was accepted");
     return null;
   }
 
@@ -1545,18 +1938,27 @@ export class StreamVerifier {
     }
     const verdict = this._sequence(found);
     if (verdict.accepted) {
-      verdict._form = found.form;
+      verdict._accepted = { form: found.form, binding: found.binding };
       if (found.note) verdict.detail = [verdict.detail, found.note].filter(Boolean).join("; ");
     }
     return verdict;
   }
 
+  _foreign(tag) {
+    return (this.camera !== null && tag.camera !== this.camera) || (this.owner !== null && tag.owner !== this.owner);
+  }
+
   _sequence(found) {
     const { tag } = found;
-    if (this.camera !== null && tag.camera !== this.camera) {
-      return new Verdict(Reason.CHAIN_BREAK, `segment of camera ${tag.camera} in the stream of camera ${this.camera}`, tag);
+    if (this._foreign(tag)) {
+      return new Verdict(Reason.CHAIN_BREAK, `segment of camera ${pyRepr(tag.camera)} of ${pyRepr(tag.owner)} in the stream `
+        + `of camera ${this.camera === null ? "None" : pyRepr(this.camera)} of ${pyRepr(this.owner || "its owner")}`, tag);
     }
-    const state = this._cameras.get(tag.camera);
+    if (tag.still) {  // a thumbnail: judged alone, chained to nothing (FORMAT.md 10)
+      return new Verdict(Reason.OK, `a still (an event's thumbnail) of segment ${tag.seq} of stream ${tag.streamId}`, tag);
+    }
+    const key = streamKey(tag.owner, tag.camera);
+    const state = this._streams.get(key);
     if (!state) {
       if (tag.seq === 0n && !sameBytes(tag.link, GENESIS_LINK)) {
         return new Verdict(Reason.CHAIN_BREAK, "first segment of a stream without the genesis link", tag);
@@ -1564,7 +1966,7 @@ export class StreamVerifier {
       if (this.recording && tag.seq) {
         return new Verdict(Reason.MISSING, `the recording starts at segment ${tag.seq} of stream ${tag.streamId}`, tag, Number(tag.seq));
       }
-      this._cameras.set(tag.camera, new CameraState(found));
+      this._streams.set(key, new StreamState(found));
       return new Verdict(Reason.OK, `first segment seen of stream ${tag.streamId}`, tag);
     }
     if (tag.streamId < state.streamId) {
@@ -1577,7 +1979,7 @@ export class StreamVerifier {
       if (this.recording && (tag.seq || !state.last.endOfStream)) {
         return new Verdict(Reason.MISSING, `stream ${tag.streamId} begins before stream ${state.streamId} ended cleanly`, tag, Number(tag.seq));
       }
-      this._cameras.set(tag.camera, new CameraState(found));
+      this._streams.set(key, new StreamState(found));
       if (tag.seq) return new Verdict(Reason.GAP, `new stream ${tag.streamId} joined at segment ${tag.seq}`, tag, Number(tag.seq));
       return new Verdict(Reason.OK, `new stream ${tag.streamId}`, tag);
     }
@@ -1605,26 +2007,26 @@ export class StreamVerifier {
     return new Verdict(Reason.GAP, `${missing} segment(s) lost before segment ${tag.seq}`, tag, missing);
   }
 
-  /** A segment at or below the highest seq: a copy, a replay, or an intact late one. */
+  /** A segment at or below the highest seq: a copy, a replay, or an intact late one (verifier.py _earlier). */
   _earlier(state, found) {
     const { tag } = found;
-    const seen = state.recent.get(tag.seq);
+    if (tag.seq < state.highest - REPLAY_WINDOW) {
+      return new Verdict(Reason.REPLAY, `segment ${tag.seq} is older than the window (${REPLAY_WINDOW})`, tag);
+    }
+    const seen = state.seen(tag.seq);
     if (seen) {
       if (constantTimeEqual(seen.digest, found.digest) && constantTimeEqual(seen.mac, found.mac)) {
         return new Verdict(Reason.DUPLICATE, `segment ${tag.seq} already accepted`, tag);
       }
       return new Verdict(Reason.REPLAY, `sequence number ${tag.seq} already used`, tag);
     }
-    if (tag.seq < state.highest - REPLAY_WINDOW) {
-      return new Verdict(Reason.REPLAY, `segment ${tag.seq} is older than the window (${REPLAY_WINDOW})`, tag);
-    }
-    const before = state.recent.get(tag.seq - 1n);
+    const before = state.seen(tag.seq - 1n);
     if (tag.seq === 0n) {
       if (!sameBytes(tag.link, GENESIS_LINK)) return new Verdict(Reason.CHAIN_BREAK, "segment 0 without the genesis link", tag);
     } else if (before && !constantTimeEqual(tag.link, linkOf(before.digest))) {
       return new Verdict(Reason.CHAIN_BREAK, `late segment ${tag.seq} does not follow segment ${tag.seq - 1n}`, tag);
     }
-    const after = state.recent.get(tag.seq + 1n);
+    const after = state.seen(tag.seq + 1n);
     if (after && !constantTimeEqual(after.link, linkOf(found.digest))) {
       return new Verdict(Reason.CHAIN_BREAK, `segment ${tag.seq} does not lead to segment ${tag.seq + 1n}`, tag);
     }
@@ -1637,22 +2039,172 @@ export class StreamVerifier {
   }
 }
 
+/** Python's ordering of str (code points), for sorting streams as verifier.py does. */
+function compareText(a, b) {
+  const x = [...a].map((c) => c.codePointAt(0));
+  const y = [...b].map((c) => c.codePointAt(0));
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
+// ---- what a decoder is handed: the verified segments decrypted, in a clear fMP4 of their own ------------
+//
+// A display that decrypts (FragmentGate's `decrypt`) hands Media Source Extensions no byte of the
+// fragment it was served: the init segment with its protection boxes renamed away ('encv' back to
+// its original format, 'sinf' and 'pssh' to 'free'; nothing else changed), and for each fragment
+// that passed, a fragment written here from what was verified: the accepted segments' units
+// decrypted (Verdict.plaintext: FORMAT.md 7.4), one sample per sample of the container, each with
+// the times and sync flag the container gave it and the verifier checked (FORMAT.md 7.5).
+
+const u32be = (out, at, v) => { out[at] = v >>> 24; out[at + 1] = (v >>> 16) & 255; out[at + 2] = (v >>> 8) & 255; out[at + 3] = v & 255; };
+const ascii = (text) => Uint8Array.from(text, (c) => c.charCodeAt(0));
+
+/** The boxes of buf[start:end]: [type, start, end, header size]; an Error when they do not tile it. */
+function boxesIn(buf, start, end) {
+  const out = [];
+  let at = start;
+  while (at < end) {
+    if (at + 8 > end) throw new Error("a box header runs past its parent");
+    let size = ((buf[at] << 24) >>> 0) + (buf[at + 1] << 16) + (buf[at + 2] << 8) + buf[at + 3];
+    let head = 8;
+    if (size === 1) {
+      if (at + 16 > end) throw new Error("a box header runs past its parent");
+      size = (((buf[at + 8] << 24) >>> 0) + (buf[at + 9] << 16) + (buf[at + 10] << 8) + buf[at + 11]) * 2 ** 32
+        + ((buf[at + 12] << 24) >>> 0) + (buf[at + 13] << 16) + (buf[at + 14] << 8) + buf[at + 15];
+      head = 16;
+    } else if (size === 0) {
+      size = end - at;
+    }
+    if (size < head || at + size > end) throw new Error("a box runs past its parent");
+    out.push([String.fromCharCode(...buf.subarray(at + 4, at + 8)), at, at + size, head]);
+    at += size;
+  }
+  return out;
+}
+
+const rename = (buf, at, type) => buf.set(ascii(type), at + 4);
+
+/**
+ * The init segment as the decoder is to read it (a copy): its protection renamed away, and the
+ * video track's id. An Error when it does not hold one track as expected (the gate has read it).
+ */
+export function clearInit(init) {
+  const out = init.slice();
+  const moov = boxesIn(out, 0, out.length).find(([type]) => type === "moov");
+  if (!moov) throw new Error("no 'moov'");
+  const traks = [];
+  for (const [type, start, end, head] of boxesIn(out, moov[1] + moov[3], moov[2])) {
+    if (type === "pssh") rename(out, start, "free");
+    if (type === "trak") traks.push([start + head, end]);
+  }
+  if (traks.length !== 1) throw new Error(`${traks.length} tracks`);
+  const child = (range, type) => {
+    const found = boxesIn(out, range[0], range[1]).find(([t]) => t === type);
+    if (!found) throw new Error(`no '${type}'`);
+    return found;
+  };
+  const inside = ([, start, end, head]) => [start + head, end];
+  const tkhd = child(traks[0], "tkhd");
+  const at = tkhd[1] + tkhd[3] + 4 + (out[tkhd[1] + tkhd[3]] === 1 ? 16 : 8);
+  const trackId = ((out[at] << 24) >>> 0) + (out[at + 1] << 16) + (out[at + 2] << 8) + out[at + 3];
+  const stbl = inside(child(inside(child(inside(child(traks[0], "mdia")), "minf")), "stbl"));
+  const stsd = child(stbl, "stsd");
+  for (const [type, start, end] of boxesIn(out, stsd[1] + stsd[3] + 8, stsd[2])) {
+    if (type !== "encv") continue;
+    const kids = boxesIn(out, start + 86, end);  // a visual sample entry's 78 bytes, then its boxes
+    const sinf = kids.find(([t]) => t === "sinf");
+    if (!sinf) throw new Error("an 'encv' entry without 'sinf'");
+    const frma = boxesIn(out, sinf[1] + sinf[3], sinf[2]).find(([t]) => t === "frma");
+    if (!frma || frma[2] - frma[1] < 12) throw new Error("no 'frma'");
+    out.set(out.subarray(frma[1] + 8, frma[1] + 12), start + 4);
+    rename(out, sinf[1], "free");
+  }
+  return { bytes: out, trackId };
+}
+
+/**
+ * A segment's decrypted units grouped into its container's samples (each begins at its
+ * delimiter): the [begin, end) of each sample's units in `plain`.
+ */
+function unitsBySample(plain, spans, samples, codec) {
+  const out = samples.map(() => []);
+  let k = -1;
+  let left = 0;  // delimiters left in the current sample (an H.264 frame's two fields: two)
+  for (const span of spans) {
+    if (isAud(plain[span[0]], codec)) {
+      if (left === 0) {
+        k++;
+        if (k >= samples.length) throw new Error("more access units than samples");
+        left = Math.max(1, samples[k].aus);
+      }
+      left--;
+    }
+    if (k < 0) throw new Error("a unit before the first sample's delimiter");
+    out[k].push(span);
+  }
+  if (k !== samples.length - 1) throw new Error("fewer access units than samples");
+  return out;
+}
+
+/**
+ * moof + mdat for each run of samples whose decode times follow on; samples are [{plain, units:
+ * [[begin, end], ...], pts, dts, duration, sync}] (each unit in its segment's plaintext), written
+ * behind `lengthSize`-byte lengths into one buffer.
+ */
+function clearFragment(samples, trackId, lengthSize, sequence) {
+  const sizes = samples.map(({ units }) => units.reduce((n, [b, e]) => n + lengthSize + e - b, 0));
+  const runs = [];
+  for (let first = 0; first < samples.length;) {
+    let last = first + 1;
+    while (last < samples.length && samples[last].dts === samples[last - 1].dts + samples[last - 1].duration) last++;
+    runs.push([first, last]);
+    first = last;
+  }
+  const moofSize = (count) => 8 + 16 + 8 + 16 + 20 + 8 + 4 + 8 + 16 * count;  // moof, mfhd, traf, tfhd, tfdt, trun
+  const total = runs.reduce((n, [a, z]) => n + moofSize(z - a) + 8 + sizes.slice(a, z).reduce((x, y) => x + y, 0), 0);
+  const out = new Uint8Array(total);
+  let at = 0;
+  const put32 = (v) => { u32be(out, at, v >>> 0); at += 4; };
+  const head = (size, type) => { put32(size); out.set(ascii(type), at); at += 4; };
+  for (const [first, last] of runs) {
+    const count = last - first;
+    const media = sizes.slice(first, last).reduce((x, y) => x + y, 0);
+    const negative = samples.slice(first, last).some((x) => x.pts < x.dts);
+    const dts = samples[first].dts;
+    head(moofSize(count), "moof");
+    head(16, "mfhd"); put32(0); put32(sequence);
+    head(moofSize(count) - 24, "traf");
+    head(16, "tfhd"); put32(0x020000); put32(trackId);
+    head(20, "tfdt"); put32(0x01000000); put32(Math.floor(dts / 2 ** 32)); put32(dts % 2 ** 32);
+    head(20 + 16 * count, "trun"); put32(((negative ? 1 : 0) << 24) | 0x000f01); put32(count); put32(moofSize(count) + 8);
+    for (let k = first; k < last; k++) {
+      const x = samples[k];
+      put32(x.duration); put32(sizes[k]); put32(x.sync ? 0x02000000 : 0x01010000); put32(x.pts - x.dts);
+    }
+    head(8 + media, "mdat");
+    for (let k = first; k < last; k++) {
+      const { plain, units } = samples[k];
+      for (const [begin, end] of units) {
+        const size = end - begin;
+        if (size >= 2 ** (8 * lengthSize)) throw new Error(`a unit of ${size} bytes behind a ${lengthSize}-byte length`);
+        for (let b = lengthSize - 1; b >= 0; b--) out[at + lengthSize - 1 - b] = Math.floor(size / 2 ** (8 * b)) & 255;
+        out.set(plain.subarray(begin, end), at + lengthSize);
+        at += lengthSize + size;
+      }
+    }
+  }
+  return out;
+}
+
 // ---- a gate in front of a decoder -------------------------------------------------------------------------
 
 const errorText = (exc) => (exc && exc.message ? exc.message : String(exc));
 
-// segbind/read/mp4.py refuses a sample an edit list hides in a fragment (FFmpeg reads fragments
-// without the edit list's discard flag: it shows what Chromium hides) and does not hand it on.
-// segbind-mp4.js still hands such a sample on, marked hidden: the gate reads it as read.mp4 does
-// until the reader itself refuses it.
-const HIDDEN_IN_FRAGMENT = Object.freeze({ type: "defect", text: "an edit list hides a picture of a fragment (FFmpeg shows it)",
-  reason: Reason.TIMING, fatal: false });
-
 /**
  * Verifies the fragments of one fMP4 feed before they reach a decoder (what a display's
  * fragment loader calls). `init(bytes)` takes the init segment and returns "" or why it cannot
- * be used; `fragment(bytes)` returns {pass, verdicts}: pass is true only when the fragment holds
- * at least one segment and every segment in it is accepted. A refused fragment must not be
+ * be used; `fragment(bytes)` returns {pass, verdicts, media}: pass is true only when the fragment
+ * holds at least one segment and every segment in it is accepted. A refused fragment must not be
  * appended. Each fragment is read as the init segment followed by that fragment (as
  * `segbind verify init.mp4 fragment.m4s` reads it): a fragment loaded again, or out of order,
  * is read the same way, with the init segment given last before the call. Fragments are judged
@@ -1660,57 +2212,100 @@ const HIDDEN_IN_FRAGMENT = Object.freeze({ type: "defect", text: "an edit list h
  * verdict counts for the stream as given: a fragment whose first segment is accepted and second
  * refused is held whole, its first segment still seen. Never throws; the bytes given are never
  * changed.
+ *
+ * With `decrypt`, what a decoder is to be given instead of the bytes served: `initMedia` (the init
+ * segment, its protection renamed away) and, for a fragment that passes and only then, `media`: a
+ * clear fragment of its segments decrypted (each accepted verdict's `clear` holds its segment's
+ * plaintext). Nothing of a held fragment is decrypted; a content key is used only for segments
+ * its own MAC verified. Without `decrypt`, `media` is null.
  */
 export class FragmentGate {
-  constructor(verifier) {
+  constructor(verifier, { decrypt = false } = {}) {
     this.verifier = verifier;
-    this.initBytes = null;
-    this.initProblem = "no init segment yet";
+    this.decrypt = decrypt;
+    this._init = { bytes: null, problem: "no init segment yet", media: null, trackId: 0 };
+    this._sequence = 0;
     this._scratch = { buf: null };  // one segment's canonical bytes, reused from fragment to fragment
     this._queue = Promise.resolve();  // one fragment at a time: they share the scratch buffer
   }
 
   /** Whether an init segment that can be read was given. */
-  get ready() { return this.initBytes !== null; }
+  get ready() { return this._init.bytes !== null; }
+
+  get initBytes() { return this._init.bytes; }
+
+  get initProblem() { return this._init.problem; }
+
+  /** With `decrypt`: the init segment a decoder is to be given (null until one can be used). */
+  get initMedia() { return this._init.media; }
 
   init(bytes) {
-    this.initBytes = null;
+    let problem = "";
+    let kept = null;
+    let media = null;
+    let trackId = 0;
     try {
       if (!(bytes instanceof Uint8Array)) throw new TypeError("an init segment is bytes");
       const error = new Mp4Reader().init(bytes).find((e) => e.type === "error");
       if (error) {
-        this.initProblem = `the init segment cannot be used (${error.text})`;
+        problem = `the init segment cannot be used (${error.text})`;
       } else {
-        this.initBytes = bytes.slice();  // the loader's buffer is the player's
-        this.initProblem = "";
+        kept = bytes.slice();  // the loader's buffer is the player's
+        if (this.decrypt) ({ bytes: media, trackId } = clearInit(kept));
       }
     } catch (exc) {
-      this.initProblem = `the init segment cannot be used (${errorText(exc)})`;
+      problem = `the init segment cannot be used (${errorText(exc)})`;
+      kept = media = null;
     }
-    return this.initProblem;
+    this._init = { bytes: kept, problem, media, trackId };
+    return problem;
   }
 
   fragment(bytes) {
-    const [init, problem] = [this.initBytes, this.initProblem];
+    const init = this._init;
     const run = this._queue.then(async () => {
       try {
-        if (!(bytes instanceof Uint8Array)) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, "a fragment is bytes")] };
-        if (!init) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, problem)] };
-        const verdicts = await this._verdicts(init, bytes);
-        return { pass: verdicts.length > 0 && verdicts.every((v) => v.accepted), verdicts };
+        if (!(bytes instanceof Uint8Array)) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, "a fragment is bytes")], media: null };
+        if (!init.bytes) return { pass: false, verdicts: [new Verdict(Reason.FRAMING, init.problem)], media: null };
+        const { verdicts, lengthSize, codec } = await this._verdicts(init.bytes, bytes);
+        const pass = verdicts.length > 0 && verdicts.every((v) => v.accepted);
+        if (!pass || !this.decrypt) {
+          for (const v of verdicts) v._accepted = null;  // nothing of a held fragment is ever decrypted
+          return { pass, verdicts, media: null };
+        }
+        try {
+          return { pass, verdicts, media: await this._decrypted(verdicts, init.trackId, lengthSize, codec) };
+        } catch (exc) {  // never expected: held rather than handed on
+          for (const v of verdicts) { v._accepted = null; v.clear = null; }
+          return { pass: false, verdicts: [...verdicts, new Verdict(Reason.FRAMING, `the verified fragment cannot be handed on (${errorText(exc)})`)], media: null };
+        }
       } catch (exc) {  // never expected: a refusal rather than an exception out of the gate
-        return { pass: false, verdicts: [new Verdict(Reason.FRAMING, `the fragment cannot be verified (${errorText(exc)})`)] };
+        return { pass: false, verdicts: [new Verdict(Reason.FRAMING, `the fragment cannot be verified (${errorText(exc)})`)], media: null };
       }
     });
     this._queue = run;
     return run;
   }
 
+  /** The clear fragment of a passed fragment's segments (FORMAT.md 7.4), each decrypted under its own key. */
+  async _decrypted(verdicts, trackId, lengthSize, codec) {
+    const samples = [];
+    for (const verdict of verdicts) {
+      const { form, binding } = verdict._accepted;
+      const { plain, units } = await unprotect(form.output(), verdict.tag, binding.content);
+      verdict.clear = plain;
+      unitsBySample(plain, units, form.samples, verdict.tag.codec || codec)
+        .forEach((spans, k) => samples.push({ ...form.samples[k], plain, units: spans }));
+    }
+    this._sequence = (this._sequence + 1) >>> 0;
+    return clearFragment(samples, trackId, lengthSize, this._sequence);
+  }
+
   async _verdicts(init, bytes) {
     const reader = new Mp4Reader();
     const events = [reader.init(init), reader.fragment(bytes)];  // as the init segment followed by the fragment
     const error = events.flatMap((list) => list.filter((e) => e.type === "error"))[0];
-    if (error) return [new Verdict(Reason.FRAMING, error.text)];
+    if (error) return { verdicts: [new Verdict(Reason.FRAMING, error.text)] };
     const scratch = this._scratch;
     if (!scratch.buf || scratch.buf.length < bytes.length) {  // one segment's bytes fit its fragment's
       scratch.buf = new Uint8Array(Math.min(bytes.length, MAX_CUT_SEGMENT_BYTES));
@@ -1719,23 +2314,27 @@ export class FragmentGate {
     const verdicts = [];
     const judge = async (segment) => {
       const verdict = await this.verifier.verifyCanonical(segment);
-      verdict._form = null;  // its bytes are the scratch buffer's: the fragment is what a decoder gets
+      if (verdict._accepted) {  // its bytes are the scratch buffer's: the protected form kept (a copy) to decrypt
+        const { form, binding } = verdict._accepted;
+        const kept = this.decrypt ? form.output() : null;
+        verdict._accepted = this.decrypt ? { form: { output: () => kept, samples: form.samples }, binding } : null;
+      }
       verdicts.push(verdict);
     };
     let samples = 0;
     let codec = 0;
+    let lengthSize = 4;
     for (const list of events) {
-      for (let event of list) {
-        if (event.type === "sample" && event.hidden) event = HIDDEN_IN_FRAGMENT;
+      for (const event of list) {
         if (event.type === "sample") samples++;
-        else if (event.type === "track") codec = event.codec;
+        else if (event.type === "track") [codec, lengthSize] = [event.codec, event.lengthSize];
         for (const segment of cutter.feed(event)) await judge(segment);
       }
     }
     for (const segment of cutter.finish()) await judge(segment);
     if (!verdicts.length && !samples) {
-      return [new Verdict(Reason.FRAMING, `no ${CODEC_NAMES[codec] || "video"} samples in the MP4`)];
+      return { verdicts: [new Verdict(Reason.FRAMING, `no ${CODEC_NAMES[codec] || "video"} samples in the MP4`)] };
     }
-    return verdicts;
+    return { verdicts, lengthSize, codec };
   }
 }
