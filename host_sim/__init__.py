@@ -3,15 +3,17 @@ displays, live HLS, and the fleet that runs the incidents' faults.
 
 Its modules form layers: each imports only from the layers below it, never from its own or
 above (tests/sim/test_layers.py walks every import, lazy ones included, and checks it):
-the leaves (options, the network model, clips, the broker, the ledger, the display's own origin ...), then time and
-transports, the plan and the cameras, the cloud and its HTTP front end, the owners' apps and
-the displays, the demo households, the browser and the demo server, the report, and the fleet
-(its engines, parties, faults, metrics, world and scenarios, in that order).
+a server thread, the leaves (options, the network model, clips, the broker, the ledger, the
+display's own origin ...), then time and transports, the plan and the cameras, the cloud and
+its HTTP front end, the owners' apps and the displays, the demo households, the browser and
+the demo server, the report, and the fleet (its engines, parties, faults, metrics, world and
+scenarios, in that order).
 """
 
 # The layers, lowest first (module names under host_sim). Standard library only: this package
 # is imported by ``host_sim.fleet_options`` on a bare python3 (``bash tools/run.sh --help``).
 LAYERS = (
+    ("app_thread",),
     ("fleet_options", "netem", "clips", "broker", "live", "ledger", "streamer", "stranger", "tagview", "display_host"),
     ("scenes", "transport", "scheduler"),
     ("plan", "camera", "cache"),

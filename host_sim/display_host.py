@@ -16,14 +16,13 @@ pinned loader page (a mirror that was tampered with): the browser refuses to run
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
-import threading
 import urllib.parse
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
+from host_sim.app_thread import AppThread
 from segbind.web import bundle
 
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -40,9 +39,7 @@ class DisplayHost:
         self.manifest: Dict[str, Any] = bundle.build(self.directory, overrides)
         self.host, self.port = host, port
         self.requests: List[str] = []  # the paths asked for, in order
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._runner: Any = None
+        self._server: Optional[AppThread] = None
 
     @property
     def url(self) -> str:
@@ -57,8 +54,6 @@ class DisplayHost:
         from aiohttp import web
 
         served = set(self.manifest["files"]) | {bundle.MANIFEST}  # type: ignore[arg-type]
-        ready = threading.Event()
-        failure: List[BaseException] = []
 
         async def handle(request: Any) -> Any:
             name = request.match_info.get("name") or bundle.LOADER
@@ -68,39 +63,19 @@ class DisplayHost:
             return web.FileResponse(self.directory / name, headers={
                 "Content-Type": TYPES.get(Path(name).suffix, "application/octet-stream"), "Cache-Control": "no-cache"})
 
-        async def serve() -> None:
+        def make_app() -> Any:
             app = web.Application()
             app.add_routes([web.get("/", handle), web.get("/{name}", handle)])
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            await web.TCPSite(self._runner, self.host, self.port).start()
-            self.port = int(self._runner.addresses[0][1])
+            return app
 
-        def run() -> None:
-            loop = self._loop = asyncio.new_event_loop()
-            try:
-                loop.run_until_complete(serve())
-            except BaseException as exc:  # reported to start()'s caller
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="segbind-display-host", daemon=True)
-        self._thread.start()
-        ready.wait(30)
-        if failure:
-            raise failure[0]
+        self._server = AppThread(make_app, self.host, self.port, "segbind-display-host")
+        self.port = self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._loop = self._thread = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
         if self._temporary:
             shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -37,8 +37,9 @@ import random
 import threading
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
+from host_sim.app_thread import AppThread
 from host_sim.live import LiveSource, Published
 from segbind.web import fmp4
 from segbind_core.nal import annexb_units
@@ -351,10 +352,7 @@ class WebCloud:
         self.faults = faults or Faults()
         self.edge = EdgeCache(self.faults)
         self.host, self.port = host, port
-        self.app: Any = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._runner: Any = None
+        self._server: Optional[AppThread] = None
 
     @property
     def url(self) -> str:
@@ -365,43 +363,14 @@ class WebCloud:
         return self.edge.stats
 
     def start(self) -> "WebCloud":
-        from aiohttp import web
-
-        ready = threading.Event()
-        failure: List[BaseException] = []
-
-        async def serve() -> None:
-            self.app = make_app(self.source, self.edge)
-            self._runner = web.AppRunner(self.app, access_log=None)
-            await self._runner.setup()
-            await web.TCPSite(self._runner, self.host, self.port).start()
-            self.port = int(self._runner.addresses[0][1])
-
-        def run() -> None:
-            loop = self._loop = asyncio.new_event_loop()
-            try:
-                loop.run_until_complete(serve())
-            except BaseException as exc:  # reported to start()'s caller
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="segbind-web", daemon=True)
-        self._thread.start()
-        ready.wait(30)
-        if failure:
-            raise failure[0]
+        self._server = AppThread(lambda: make_app(self.source, self.edge), self.host, self.port, "segbind-web")
+        self.port = self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._loop = self._thread = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
     def __enter__(self) -> "WebCloud":
         return self.start()
