@@ -56,17 +56,7 @@ def annexb_units(buf: Union[bytes, bytearray], start: int = 0,
     """
     if end < 0:
         end = len(buf)
-    codes = _start_codes(buf, start, end)
-    codes.append(end)
-    units = []
-    for i in range(len(codes) - 1):
-        s = codes[i] + 3
-        e = codes[i + 1]
-        while e > s and buf[e - 1] == 0:
-            e -= 1
-        if e > s:
-            units.append((s, e))
-    return units
+    return _units_between(buf, _start_codes(buf, start, end), end)
 
 
 def _units_between(buf: Union[bytes, bytearray], codes: list[int], end: int) -> list[tuple[int, int]]:
