@@ -9,7 +9,7 @@ over 64 bytes), cut by the camera's segmenter and tagged by the camera's tagger.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import List, Tuple
+from typing import Tuple
 
 import pytest
 
@@ -20,7 +20,7 @@ from segbind_core.tag import CODEC_H264, CODEC_H265
 from segbind_core.tagger import Tagger
 from tests.support import format_v3 as F
 from tests.support.tagged import PAIRING, T0, epoch, keyring_of, strip_tag
-from tests.support.trace_headers import traced_slices
+from tests.support.trace_headers import lead_by_ffmpeg
 
 STREAMS = {
     "x264 cabac b-pyramid": lambda: clips.encode_ffmpeg(frames=24, extra=("-x264-params",
@@ -46,29 +46,6 @@ def segments(name: str) -> Tuple[int, Tuple[Segment, ...]]:
     return codec, tuple(s for s in segmenter.push(data) + segmenter.finish() if isinstance(s, Segment))
 
 
-def stored_bytes(unit: bytes, bits: int, header: int) -> int:
-    """How many stored bytes hold the first ``bits`` RBSP bits (emulation-prevention bytes hold none)."""
-    count, have, zeros = header, 8 * header, 0
-    for b in unit[header:]:
-        if have >= bits:
-            break
-        count += 1
-        if zeros >= 2 and b == 3:
-            zeros = 0
-            continue
-        have += 8
-        zeros = zeros + 1 if b == 0 else 0
-    return count
-
-
-def lead_by_ffmpeg(units: List[bytes], codec: int) -> int:
-    pictures = [u for u in units if F.is_picture(u, codec)]
-    traced = traced_slices(F.canonical(units), "h264" if codec == CODEC_H264 else "hevc")
-    assert len(traced) == len(pictures)
-    header = 1 if codec == CODEC_H264 else 2
-    return max(stored_bytes(u, t.end_bit, header) for u, t in zip(pictures, traced))
-
-
 @pytest.mark.parametrize("name", sorted(STREAMS))
 def test_real_segments_are_encrypted_and_tagged_as_format_3_says(name: str) -> None:
     codec, cut = segments(name)
@@ -81,7 +58,7 @@ def test_real_segments_are_encrypted_and_tagged_as_format_3_says(name: str) -> N
         capture = T0 + 1000 * i
         tagged, _ = tagger.tag(seg.data, seg.units, capture, seg.duration_ms, seg.pictures)
         units = F.split_annexb(seg.data)
-        lead = lead_by_ffmpeg(units, codec)
+        lead = lead_by_ffmpeg(units, codec, readable=True)
         assert lead > (1 if codec == CODEC_H264 else 2), name  # every slice header was read: all kept clear
         keys = F.period_keys(PAIRING, "alice", "cam-1", 1, ep.period_s, ["bob", "carol"], capture)
         made = F.tag(units, codec, lead, keys, T0, i, capture, seg.duration_ms, seg.pictures, link)

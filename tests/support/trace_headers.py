@@ -180,3 +180,38 @@ def output_order(data: bytes, codec: str) -> List[int]:
         order += [int(frame.pts) for frame in ctx.decode(packet)]
     order += [int(frame.pts) for frame in ctx.decode(None)]
     return order
+
+
+def stored_bytes(unit: bytes, bits: int, header: int) -> int:
+    """How many bytes of a unit as stored hold its first ``bits`` RBSP bits (the NAL header's
+    included): emulation-prevention bytes hold none."""
+    count, have, zeros = header, 8 * header, 0
+    for b in unit[header:]:
+        if have >= bits:
+            break
+        count += 1
+        if zeros >= 2 and b == 3:
+            zeros = 0
+            continue
+        have += 8
+        zeros = zeros + 1 if b == 0 else 0
+    return count
+
+
+def lead_by_ffmpeg(units: List[bytes], codec: int, readable: bool = False) -> int:
+    """FORMAT.md 4.1's clear lead, from FFmpeg's trace_headers: the most stored bytes any picture
+    unit needs for its NAL header and slice header; the NAL header alone when FFmpeg cannot read
+    every slice header (``readable``: it must, else AssertionError)."""
+    from tests.support import format_v3 as F
+
+    header = 1 if codec == 1 else 2
+    pictures = [u for u in units if F.is_picture(u, codec)]
+    try:
+        traced = traced_slices(F.canonical(units), "h264" if codec == 1 else "hevc")
+    except RuntimeError:
+        assert not readable, "FFmpeg cannot trace the slice headers"
+        return header
+    if len(traced) != len(pictures) or not all(t.value("slice_type") is not None or codec == 2 for t in traced):
+        assert not readable, (len(traced), len(pictures))
+        return header
+    return max(stored_bytes(u, t.end_bit, header) for u, t in zip(pictures, traced))
