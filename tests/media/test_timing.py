@@ -15,9 +15,8 @@ from segbind import Keyring
 from segbind.verifier import Timing, picture_displacement
 from segbind.write import remux_annexb
 from segbind_core.nal import annexb_units
-from segbind_core.sei import tag_codec
 from segbind_core.tag import CODEC_H264, CODEC_H265
-from tests.support.media import rewrite_packets, tag
+from tests.support.media import by_segment, rewrite_packets, sample_has_tag, tag
 
 pytestmark = pytest.mark.slow
 
@@ -40,25 +39,10 @@ def remuxed(keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, T
         remux_annexb(str(tagged), str(d / "own.mp4"), "mp4")
         with av.open(str(d / "own.mp4")) as container:
             packets = [bytes(p) for p in container.demux(container.streams.video[0]) if p.size]
-        starts = [i for i, data in enumerate(packets) if _has_tag(data)]
+        starts = [i for i, data in enumerate(packets) if sample_has_tag(data)]
         assert len(starts) == 4 and starts[0] == 0
         out[codec] = (d / "own.mp4", starts)
     return out
-
-
-def _has_tag(sample: bytes) -> bool:
-    pos = 0
-    while pos + 4 <= len(sample):
-        size = int.from_bytes(sample[pos:pos + 4], "big")
-        if tag_codec(sample[pos + 4:pos + 4 + min(size, 24)]):
-            return True
-        pos += 4 + size
-    return False
-
-
-def by_segment(starts: List[int], count: int) -> List[range]:
-    bounds = starts + [count]
-    return [range(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 def reversed_in_segments(starts: List[int]):

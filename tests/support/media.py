@@ -366,3 +366,22 @@ def raw_remux_verifies_for_its_owner_only(keys: Path, step: str, plain: Path, ta
     code, verdicts = verify(keys, "bob-ring.json", *[str(f) for f in files])
     assert code == 1 and [v["reason"] for v in verdicts] == ["no_grant"] * count, verdicts
     return hidden, pictures
+
+
+def sample_has_tag(sample: bytes) -> bool:
+    """Whether an MP4 sample (4-byte length prefixes) holds a segbind tag: a segment's first."""
+    from segbind_core.sei import tag_codec
+
+    pos = 0
+    while pos + 4 <= len(sample):
+        size = int.from_bytes(sample[pos:pos + 4], "big")
+        if tag_codec(sample[pos + 4:pos + 4 + min(size, 24)]):
+            return True
+        pos += 4 + size
+    return False
+
+
+def by_segment(starts: List[int], count: int) -> List[range]:
+    """The sample numbers of each segment, from each segment's first sample and the count."""
+    bounds = starts + [count]
+    return [range(a, b) for a, b in zip(bounds, bounds[1:])]

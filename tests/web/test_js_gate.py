@@ -30,7 +30,7 @@ from segbind_core.sei import tag_codec
 from segbind_core.tag import CODEC_H264, CODEC_H265, decode_tag
 from segbind_core.tagger import Tagger
 from tests.support import ROOT
-from tests.support.media import rewrite_packets
+from tests.support.media import by_segment, rewrite_packets, sample_has_tag
 from tests.support.tagged import T0, body_of, epoch, raw_segments
 from tests.support.web import (
     CAMERA_KINDS,
@@ -125,20 +125,6 @@ def test_a_zero_byte_after_a_parameter_set_of_the_init_segment_is_not_part_of_it
 
 # ---- timing: each picture where the camera put it (FORMAT.md 7.5) ------------------------------------------
 
-def _has_tag(sample: bytes) -> bool:
-    pos = 0
-    while pos + 4 <= len(sample):
-        size = int.from_bytes(sample[pos:pos + 4], "big")
-        if tag_codec(sample[pos + 4:pos + 4 + min(size, 24)]):
-            return True
-        pos += 4 + size
-    return False
-
-
-def _by_segment(starts: List[int], count: int) -> List[range]:
-    bounds = starts + [count]
-    return [range(a, b) for a, b in zip(bounds, bounds[1:])]
-
 
 Times = List[Tuple[int, int]]
 
@@ -148,7 +134,7 @@ def reversed_in_segments(starts: List[int]) -> Callable[[Times], Times]:
     def retime(times: Times) -> Times:
         out = list(times)
         shift = max(p for p, _ in times) - min(p for p, _ in times)
-        for seg in _by_segment(starts, len(times)):
+        for seg in by_segment(starts, len(times)):
             low, high = min(times[i][0] for i in seg), max(times[i][0] for i in seg)
             for i in seg:
                 out[i] = (low + high - times[i][0], times[i][1] - shift)
@@ -161,7 +147,7 @@ def frozen_in_segments(starts: List[int], freeze: int) -> Callable[[Times], Time
     squeezed into what is left (the attack of tests/media/test_timing.py)."""
     def retime(times: Times) -> Times:
         out = list(times)
-        for seg in _by_segment(starts, len(times)):
+        for seg in by_segment(starts, len(times)):
             order = sorted(seg, key=lambda i: times[i][0])
             t = [times[i][0] for i in order]
             after, rest = t[2] + freeze, len(t) - 4
@@ -183,7 +169,7 @@ def test_pictures_out_of_the_cameras_order_are_refused_alike(codec: str, work: P
         stream = container.streams.video[0]
         packets = [bytes(p) for p in container.demux(stream) if p.size]
         half_second = int(0.5 / stream.time_base)
-    starts = [i for i, data in enumerate(packets) if _has_tag(data)]
+    starts = [i for i, data in enumerate(packets) if sample_has_tag(data)]
     files = {
         "honest": rewrite_packets(own, tmp_path / "honest.mp4", "mp4", options=FRAG),
         "reversed": rewrite_packets(own, tmp_path / "reversed.mp4", "mp4", options=FRAG,
