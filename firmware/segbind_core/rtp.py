@@ -685,14 +685,18 @@ class VideoReceiver:
         self._resync_ts = None if ended_here else ts
 
     def _drop(self, out: "list[Event]", packets: int, why: str, detail: str) -> None:
+        self._clear_au()
+        self._depacketizer.reset()
+        out.append(Loss(packets, why, detail))
+
+    def _clear_au(self) -> None:
+        """No access unit in progress."""
         self._au = []
         self._au_ts = None
         self._au_bytes = 0
         self._au_packets = 0
         self._au_markers = 0
         self._au_last_marked = False
-        self._depacketizer.reset()
-        out.append(Loss(packets, why, detail))
 
     def _emit(self, out: "list[Event]") -> None:
         units = self._au
@@ -704,12 +708,7 @@ class VideoReceiver:
         self._sets_given = True
         ts = self._extend(self._au_ts if self._au_ts is not None else 0)
         out.append(AccessUnit(units, ts, self.capture_ms(ts), size))
-        self._au = []
-        self._au_ts = None
-        self._au_bytes = 0
-        self._au_packets = 0
-        self._au_markers = 0
-        self._au_last_marked = False
+        self._clear_au()
 
     def _with_parameter_sets(self, units: "list[bytes]", size: int) -> "tuple[list[bytes], int]":
         """The session's first access unit with the description's parameter sets where it lacks

@@ -8,9 +8,7 @@ C_i = P_i XOR AES(counter + i), written out block by block over the pure AES, on
 (the WebAssembly VM and the unix port run this file too, where ``cryptography`` does not exist).
 """
 
-import hashlib
-
-from _support import IS_MICROPYTHON, h, load_vectors, patched, raises
+from _support import IS_MICROPYTHON, generated, h, load_vectors, patched, raises
 
 from segbind_core import aes
 
@@ -21,16 +19,6 @@ SCALE = 1 if IS_MICROPYTHON else 8
 
 def _vectors():
     return load_vectors("nist_sp800_38a_aes128_ctr.json")
-
-
-def _generated(seed, n):
-    """n deterministic bytes (SHA-256 in counter mode): the same on every interpreter."""
-    out = b""
-    i = 0
-    while len(out) < n:
-        out += hashlib.sha256(seed + i.to_bytes(4, "big")).digest()
-        i += 1
-    return out[:n]
 
 
 def _block(value):
@@ -144,7 +132,7 @@ def test_the_interpreter_has_the_expected_backends():
 def test_calls_of_any_length_continue_one_keystream():
     case = _vectors()["ctr"][0]
     key_bytes, counter = h(case["key"]), h(case["initial_counter"])
-    data = b"".join(h(b["plaintext"]) for b in case["blocks"]) + _generated(b"tail", 61)  # 125 bytes
+    data = b"".join(h(b["plaintext"]) for b in case["blocks"]) + generated(b"tail", 61)  # 125 bytes
     cut_sets = ([], [0, 0, 125], [1], [15], [16], [17], [1, 2, 3, 4], [5, 21, 37, 64, 100, 124], list(range(0, 125, 7)))
     for backend in aes.BACKENDS:
         key = aes.CtrKey(key_bytes, backend)
@@ -158,7 +146,7 @@ def test_calls_of_any_length_continue_one_keystream():
 def test_xor_into_writes_exactly_its_range():
     for backend in aes.BACKENDS:
         key = aes.CtrKey(bytes(range(16)), backend)
-        data = _generated(b"range", 40)
+        data = generated(b"range", 40)
         expected = key.keystream(bytes(16)).xor(data)
         out = bytearray(b"\xee" * 50)
         key.keystream(bytes(16)).xor_into(data, memoryview(out)[3:])  # a longer buffer, at an odd offset
@@ -171,7 +159,7 @@ def test_xor_into_writes_exactly_its_range():
 def test_next_counter_block_continues_the_keystream_from_a_whole_block():
     """One keystream over several pictures: each picture's IV is the counter block where the
     previous picture's keystream stopped, rounded up to a whole block."""
-    key_bytes = _generated(b"next key", 16)
+    key_bytes = generated(b"next key", 16)
     for backend in aes.BACKENDS:
         key = aes.CtrKey(key_bytes, backend)
         for start in (5, TWO_128 - 2):
@@ -179,7 +167,7 @@ def test_next_counter_block_continues_the_keystream_from_a_whole_block():
             assert stream.next_counter_block() == _block(start)  # nothing used yet: the initial block
             counter = start
             for length in (1, 15, 16, 17, 0, 33, 40):
-                data = _generated(b"picture", length)
+                data = generated(b"picture", length)
                 # the picture through the shared keystream is what a fresh one from its IV gives
                 assert stream.xor(data) == key.keystream(_block(counter)).xor(data), (backend, start, length)
                 counter += (length + 15) // 16
@@ -201,9 +189,9 @@ def test_keys_counter_blocks_and_backends_are_checked():
 
 
 def test_counter_wraps_at_2_128_and_carries_across_words():
-    key = _generated(b"carry key", 16)
+    key = generated(b"carry key", 16)
     starts = (TWO_128 - 3, TWO_128 - 1, (1 << 32) - 2, (1 << 64) - 1, (1 << 96) - 2, 0xFFFFFFFF << 32)
-    data = _generated(b"carry data", 16 * 5 + 9)
+    data = generated(b"carry data", 16 * 5 + 9)
     for start in starts:
         expected = _by_definition(key, _block(start), data)
         if not IS_MICROPYTHON:
@@ -216,14 +204,14 @@ def test_counter_wraps_at_2_128_and_carries_across_words():
 def test_every_backend_matches_the_reference_on_generated_cases():
     for i in range(6):
         seed = ("case %d" % i).encode()
-        key = _generated(seed + b" key", 16)
+        key = generated(seed + b" key", 16)
         if i % 3 == 0:  # wrap-around inside the data
-            start = TWO_128 - 1 - _generated(seed + b" back", 1)[0] % 40
+            start = TWO_128 - 1 - generated(seed + b" back", 1)[0] % 40
         else:
-            start = int.from_bytes(_generated(seed + b" counter", 16), "big")
+            start = int.from_bytes(generated(seed + b" counter", 16), "big")
         size = (300 + 997 * i) * SCALE  # past the 4 KB and 16 KB chunks on CPython
-        data = _generated(seed + b" data", size)
-        r = _generated(seed + b" cuts", 8)
+        data = generated(seed + b" data", size)
+        r = generated(seed + b" cuts", 8)
         cuts = [r[j] * size // 256 for j in range(8)]
         expected = _reference(key, _block(start), data)
         for backend in aes.BACKENDS:
@@ -234,10 +222,10 @@ def test_every_backend_matches_the_reference_on_generated_cases():
 
 def test_a_chunk_boundary_inside_a_call_and_inside_a_block():
     """One call across the backend's chunk of counter blocks, another ending mid-block there."""
-    key = _generated(b"chunk key", 16)
+    key = generated(b"chunk key", 16)
     for backend in aes.BACKENDS:
         chunk = 16 * (aes.CHUNK_BLOCKS_VIPER if backend == "cryptolib+viper" else aes.CHUNK_BLOCKS_INTEGERS)
-        data = _generated(b"chunk data", chunk + 40)
+        data = generated(b"chunk data", chunk + 40)
         expected = _reference(key, _block(TWO_128 - 2), data)
         stream = aes.CtrKey(key, backend).keystream(_block(TWO_128 - 2))
         assert stream.xor(data[:chunk - 7]) + stream.xor(data[chunk - 7:chunk + 9]) + stream.xor(
@@ -250,7 +238,7 @@ def test_old_cryptography_update_into_path():
     if "cryptography" not in aes.BACKENDS:
         return  # MicroPython: no cryptography, nothing of this path runs there
     case = _vectors()["ctr"][0]
-    data = b"".join(h(b["plaintext"]) for b in case["blocks"]) + _generated(b"old", 100)
+    data = b"".join(h(b["plaintext"]) for b in case["blocks"]) + generated(b"old", 100)
     expected = _reference(h(case["key"]), h(case["initial_counter"]), data)
     with patched(aes, "_EXACT_UPDATE_INTO", False):
         key = aes.CtrKey(h(case["key"]), "cryptography")
