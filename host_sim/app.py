@@ -62,9 +62,6 @@ class OwnerApp:
         self.renewals = 0
         self.on_change: Optional[Callable[[str, control.Result], None]] = None
         self.on_alarm: Optional[Callable[[List[RotationAlarm]], None]] = None
-        # How service grants reach a service (the reference cloud has no service yet: the NATS
-        # workers will take them there); None keeps them here.
-        self.service_link: Optional[Callable[[str, Dict[str, Any]], None]] = None
         self._cond = threading.Condition()
         self._lock = threading.RLock()             # the Owner is used from the transport's thread and the ticker's
         self._stopped = threading.Event()
@@ -122,15 +119,14 @@ class OwnerApp:
 
     def enroll_service(self, card: ServiceCard) -> str:
         """Enroll a service by its card (the service pins this account's card on its side and
-        shows the same code); its grants go through ``service_link``."""
+        shows the same code); its grants go through the cloud, which carries them to the service."""
         with self._lock:
             code = self.owner.enroll_service(card)
         self.push_grants()
         return code
 
     def _to_service(self, service: str, sealed: Dict[str, Any]) -> None:
-        if self.service_link is not None:
-            self.service_link(service, sealed)
+        self._request("service-grants", service=service, sealed=sealed)
 
     def push_grants(self) -> None:
         """Every display and service of the owner gets its keys for now, sealed to it."""

@@ -71,6 +71,7 @@ REQUESTS = {
     "display": ("display",),            # this display is mine: its grants are mine to store
     "grants": ("display", "sealed"),    # store this sealed grants message for my display
     "offer": ("to", "sealed"),          # hand this sealed share offer to another account
+    "service-grants": ("service", "sealed"),  # carry this sealed grants message to a service I enrolled
 }
 
 
@@ -199,6 +200,8 @@ class Cloud:
         self.stills: collections.Counter = collections.Counter()      # delivered / refused:<why> -> stills
         self.dropped_commands = 0                                     # rotations dropped (dropped_rotate)
         self.on_delivery: Optional[Callable[[str, str, bytes], None]] = None
+        # The services this cloud carries owners' sealed grants to: service id -> its carrier.
+        self.services: Dict[str, Callable[[Dict[str, Any]], None]] = {}
         self.restarts = 0
         self._unflushed: List[Tuple[str, str, Any]] = []  # routing records changed since the last flush
         self._display_owner: Dict[str, str] = {d: a for a, ds in self.routing.displays.items() for d in ds}
@@ -550,7 +553,7 @@ class Cloud:
         except (ValueError, KeyError, TypeError):
             self.requests["malformed"] += 1
             return
-        handler = getattr(self, "_req_" + op)
+        handler = getattr(self, "_req_" + op.replace("-", "_"))
         with self._cond:
             refusal = handler(account, **params)
             self.requests[op if refusal is None else op + ":" + refusal] += 1
@@ -683,6 +686,17 @@ class Cloud:
         self.transport.publish(topics.account_topic(to, topics.OFFERS, self.prefix) + "/" + account,
                                json.dumps({"from": account, "sealed": sealed}, sort_keys=True).encode(),
                                qos=1, retain=True)
+        return None
+
+    def _req_service_grants(self, account: str, service: Any, sealed: Any) -> Optional[str]:
+        """The cloud only carries it (sealed to the service, signed by the owner): to the service
+        named, when this cloud runs one, and only as the account that sent it."""
+        carrier = self.services.get(service) if isinstance(service, str) else None
+        if carrier is None:
+            return "no such service"
+        if not isinstance(sealed, dict) or sealed.get("from") != account:
+            return "not the account's grants"
+        carrier(sealed)
         return None
 
     # -- waiting (tests, tools) --------------------------------------------------------------

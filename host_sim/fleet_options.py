@@ -27,7 +27,7 @@ FAULTS = {
 }
 
 # How the fleet's parties talk and how its time runs (host_sim.fleet.engines).
-ENGINES = ("in-process", "mqtt")
+ENGINES = ("in-process", "mqtt", "nats")
 
 def parser() -> argparse.ArgumentParser:
     """The fleet's command line (``python3 -m host_sim.fleet``)."""
@@ -43,10 +43,13 @@ def parser() -> argparse.ArgumentParser:
                         help="faults to switch on, one by one then together: 'all' (default), 'none', or "
                              "names from: %s" % ", ".join(FAULTS))
     parser.add_argument("--engine", choices=ENGINES, default=None,
-                        help="in-process (default: simulated time, no server) or mqtt (real time over a broker)")
+                        help="in-process (default: simulated time, no server), mqtt (real time over a broker) or "
+                             "nats (mqtt, and the owners' recording service on a local 3-node NATS cluster)")
     parser.add_argument("--broker", metavar="mqtt://HOST:PORT",
-                        help="the broker of --engine mqtt (implies it); 'local' (the default) starts a private "
-                             "Mosquitto")
+                        help="the broker of --engine mqtt (implies it) or nats; 'local' (the default) starts a "
+                             "private Mosquitto")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="--engine nats: the recording service's worker processes (2)")
     parser.add_argument("--speed", type=float, default=None,
                         help="over MQTT: simulated seconds per real second (1; 300/cameras above 300 "
                              "cameras, what one process keeps up with)")

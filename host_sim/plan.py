@@ -67,10 +67,11 @@ class FleetConfig:
     stranger_eye: bool = True     # decode what strangers were handed and compare it with the scenes
     good: LinkProfile = GOOD
     weak: LinkProfile = WEAK
-    engine: Optional[str] = None  # how the parties talk and time runs: "in-process" (default), "mqtt"
+    engine: Optional[str] = None  # how the parties talk and time runs: "in-process" (default), "mqtt", "nats"
     broker: Optional[str] = None  # mqtt: "host:port", "mqtt://host:port" or "local"
     speed: float = 1.0            # real-time runs: simulated ms per wall ms
     pool: int = 8                 # real-time runs: MQTT connections for cameras, and for displays
+    workers: int = 2              # nats: the recording service's worker processes
     samples: int = 4              # segments each display keeps for the picture
 
     def __post_init__(self) -> None:

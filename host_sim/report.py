@@ -11,7 +11,7 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 # The picture's geometry (pixels) and its marking colours.
 TILE_W, TILE_H = 160, 90
@@ -106,13 +106,25 @@ SINGLE = [  # with segbind only
     (("second line", "refused"), "cloud_refused"),
 ]
 CELL = 17
+SERVICE_COLUMNS = [  # the recording service's audit (--engine nats): (heading, key)
+    ("stored", "stored"), ("judged", "judged"), ("own accepted", "own_accepted"),
+    ("own refused", "own_refused"), ("foreign accepted", "foreign_accepted"),
+    ("forged accepted", "forged_accepted"), ("lost", "lost"), ("judged 2x diff.", "judged_twice_different"),
+]
+SERVICE_MUST_BE_ZERO = ("foreign_accepted", "forged_accepted", "lost", "judged_twice_different")
+
+
+def _total(value: Any) -> int:
+    return sum(value.values()) if isinstance(value, dict) else int(value)
 
 
 def table(matrix: dict) -> str:
     cfg = matrix["config"]
     engine = cfg.get("engine", "mqtt" if cfg["broker"] else "in-process")
-    where = ("over MQTT (%s), real time x%g" % (cfg["broker"], cfg["speed"]) if engine == "mqtt"
-             else "in-process, simulated time" if engine == "in-process" else "on %s" % engine)
+    where = ("in-process, simulated time" if engine == "in-process"
+             else "over MQTT (%s), real time x%g" % (cfg["broker"], cfg["speed"]))
+    if engine == "nats":
+        where += ", and the owners' recording service on NATS (%d workers)" % cfg.get("workers", 2)
     lines = ["", "segbind fleet: %d cameras x %d s, seed %d, %s; each scenario ran with segbind and without, "
              "on the same seed; each pair reads: without segbind / with segbind" % (
                  cfg["cameras"], cfg["seconds"], cfg["seed"], where), ""]
@@ -123,7 +135,15 @@ def table(matrix: dict) -> str:
         pairs = ["%s / %s" % (_cell(r, "without", key), _cell(r, "with", key)) for _h, key in TABLE]
         singles = [_cell(r, "with", key) for _h, key in SINGLE]
         lines.append("%-*s" % (w, r["scenario"]) + "".join("%*s" % (CELL, c) for c in pairs + singles))
-    bad = [r["scenario"] for r in matrix["scenarios"] if any(r["with"].get(k, 0) for k in MUST_BE_ZERO)]
+    served = [r for r in matrix["scenarios"] if "service" in r["with"]]
+    if served:
+        lines += ["", "the owners' recording service (NATS JetStream workers), with segbind:", ""]
+        lines.append("%-*s" % (w, "") + "".join("%*s" % (CELL, h) for h, _k in SERVICE_COLUMNS))
+        for r in served:
+            lines.append("%-*s" % (w, r["scenario"]) + "".join(
+                "%*s" % (CELL, "{:,}".format(_total(r["with"]["service"][k]))) for _h, k in SERVICE_COLUMNS))
+    bad = [r["scenario"] for r in matrix["scenarios"] if any(r["with"].get(k, 0) for k in MUST_BE_ZERO)
+           or any(r["with"].get("service", {}).get(k, 0) for k in SERVICE_MUST_BE_ZERO)]
     lines.append("")
     lines.append("with segbind, in every scenario: no foreign or forged segment shown, nothing a stranger's decoder "
                  "could see, nothing in another owner's tile, nothing a revoked viewer was not granted, no own "

@@ -46,10 +46,10 @@ for _path in (HERE, ROOT):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from nats_cluster import NatsCluster  # noqa: E402
 from service_faults import Deployment, cpu_seconds, rss_bytes, until  # noqa: E402
 from service_load import Fleet  # noqa: E402
 
+from host_sim.nats_cluster import NatsCluster  # noqa: E402
 from segbind import Keyring, StreamVerifier  # noqa: E402
 from segbind.keyring import Binding  # noqa: E402
 from segbind.service.names import partition_of  # noqa: E402

@@ -38,9 +38,9 @@ for _path in (HERE, ROOT):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from nats_cluster import NatsCluster, _die_with_parent  # noqa: E402
 from service_load import Camera, Fleet, raw_segments  # noqa: E402
 
+from host_sim.nats_cluster import NatsCluster, term_when_parent_exits  # noqa: E402
 from segbind.service.admin import ensure, read_verdicts  # noqa: E402
 from segbind.service.names import Names, token  # noqa: E402
 from segbind.verifier import tags_in  # noqa: E402
@@ -101,7 +101,7 @@ class WorkerProc:
                "--id", name, "--lease", str(dep.lease_s), "--batch", str(batch), "-v"]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         env=env, preexec_fn=_die_with_parent)
+                                         env=env, preexec_fn=term_when_parent_exits)
         self.pid = self.proc.pid
 
     def stats(self) -> Dict[str, Any]:
@@ -422,7 +422,7 @@ def fault_reconnect_storm(dep: Deployment) -> Outcome:
     bridge = subprocess.Popen([sys.executable, "-m", "segbind.cli", "serve", "bridge", "--nats", dep.servers,
                                "--prefix", dep.prefix, "--mqtt", "%s:%d" % (broker.host, broker.port),
                                "--client-id", "bridge-%s" % dep.prefix, "-v"],
-                              stdout=bridge_log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                              stdout=bridge_log, stderr=subprocess.STDOUT, preexec_fn=term_when_parent_exits)
     cams = {}
     try:
         for cam in dep.fleet.cameras:

@@ -5,6 +5,7 @@ the incidents' bugs switchable, and one display per account, over a weak network
     python3 -m host_sim.fleet --cameras 1044         # the 2020 incident's scale
     python3 -m host_sim.fleet --faults relay_cache_2020,viewer_forgery
     python3 -m host_sim.fleet --engine mqtt          # over a private Mosquitto, real time
+    python3 -m host_sim.fleet --engine nats          # ... and the owners' recording service on NATS
 
 Every camera runs the real agent core (``segbind_agent.core.AgentCore``) and is claimed by its
 owner's app (``segbind.owner`` behind ``host_sim.app``) with a pairing offer handed over out of
@@ -21,13 +22,23 @@ string, and who may watch it) comes from a ledger the fleet fills as cameras tag
 tag; what a stranger could see is measured by decoding what it was handed
 (``host_sim.stranger``). docs/FLEET.md defines every number.
 
-The package, by job: ``engines`` (how parties talk and time runs: in-process, MQTT; the seam
-for others), ``parties`` (the counting display and owner's app), ``faults`` (the hostile
-parties), ``world`` (one fleet: households, cloud, ground truth, events), ``metrics`` (its
-numbers), ``scenarios`` (fault by fault, with and without; the command line).
+The package, by job: ``engines`` (how parties talk and time runs: in-process, MQTT, and MQTT with
+the owners' recording service on NATS JetStream), ``parties`` (the counting display and owner's
+app), ``faults`` (the hostile parties), ``world`` (one fleet: households, cloud, ground truth,
+events), ``metrics`` (its numbers), ``scenarios`` (fault by fault, with and without; the command
+line).
 """
 
-from host_sim.fleet.engines import ENGINES, Engine, InProcessEngine, MqttEngine, Progress, Wiring, engine_for
+from host_sim.fleet.engines import (
+           ENGINES,
+           Engine,
+           InProcessEngine,
+           MqttEngine,
+           NatsEngine,
+           Progress,
+           Wiring,
+           engine_for,
+)
 from host_sim.fleet.scenarios import main, passed, row, run_scenarios, scenarios
 from host_sim.fleet.world import Fleet, run_fleet
 from host_sim.fleet_camera import FleetCamera
@@ -38,6 +49,6 @@ from host_sim.scenes import SCENES, scene_clip, scene_frame
 from host_sim.scheduler import RealTimeScheduler
 
 __all__ = ["AccountPlan", "BASE_MS", "CameraPlan", "ENGINES", "Engine", "FAULTS", "Fleet", "FleetCamera", "FleetConfig",
-           "InProcessEngine", "Ledger", "MqttEngine", "Origin", "Plan", "Progress", "REALTIME_CAMERAS",
+           "InProcessEngine", "Ledger", "MqttEngine", "NatsEngine", "Origin", "Plan", "Progress", "REALTIME_CAMERAS",
            "RealTimeScheduler", "SCENES", "Wiring", "clip_templates", "engine_for", "main", "make_plan", "passed",
            "row", "run_fleet", "run_scenarios", "scene_clip", "scene_frame", "scenarios"]

@@ -11,10 +11,13 @@ every engine, so their results mean the same.
 - ``mqtt``: real time (``RealTimeScheduler``) over a real broker (``--broker``, or ``local``: a
   private Mosquitto), each party an MQTT client.
 
-Another engine (NATS JetStream workers, ``--engine nats``) registers itself in ``ENGINES``
-with the same four duties: ``open`` (the wiring), ``settle`` (wait until the parties are set
-up), ``run`` and ``close``. It may also bring its own cloud (``make_cloud``): a verifying
-service in place of the reference cloud's in-process routing.
+- ``nats``: as ``mqtt``, and the owners' recording service on a local 3-node NATS cluster
+  (``host_sim.service_host``): every owner enrolls it and grants it its cameras through the
+  cloud; its workers judge every segment the cameras publish, and ``report`` audits them.
+
+Every engine has the same duties: ``open`` (the wiring), ``make_cloud``, ``join`` (the
+households are built), ``settle`` (wait until the parties are set up), ``run``, ``report``
+(what the engine adds to the results) and ``close``.
 """
 
 from __future__ import annotations
@@ -136,11 +139,18 @@ class Engine:
 
         return Cloud(wiring.cloud, RoutingStore(), faults=faults, second_line=second_line, prefix=wiring.prefix)
 
+    def join(self, fleet: Any) -> None:
+        """The fleet's households are built (``host_sim.fleet.world.Fleet``): what the engine adds to them."""
+
     def settle(self, fleet: Runnable) -> None:
         """Wait until the fleet is set up (an engine whose deliveries are instant needs nothing)."""
 
     def run(self, fleet: Runnable) -> "tuple[float, float, float]":
         raise NotImplementedError
+
+    def report(self, fleet: Any) -> Optional[dict]:
+        """What the engine adds to the run's results (None: nothing)."""
+        return None
 
     def close(self) -> None:
         pass
@@ -199,7 +209,7 @@ class MqttEngine(Engine):
             scheme, _, target = target.partition("://")
             if scheme != "mqtt":
                 raise ValueError("only mqtt:// brokers are supported")
-        host, port = parse_broker(target)
+        self.address = host, port = parse_broker(target)
         run_id = uuid.uuid4().hex[:8]
         self.prefix = "segbind/fleet-%s" % run_id
         self.sched = RealTimeScheduler(cfg.speed)
@@ -296,7 +306,96 @@ class MqttEngine(Engine):
             self.broker.close()
 
 
-ENGINES: Dict[str, Type[Engine]] = {InProcessEngine.name: InProcessEngine, MqttEngine.name: MqttEngine}
+class NatsEngine(MqttEngine):
+    """``mqtt``, and the owners' recording service (docs/SERVICE.md) on a local 3-node NATS
+    cluster: a bridge from the fleet's broker into JetStream, ``cfg.workers`` worker processes.
+    Every owner's app enrolls it (the provider pins the owner's card; both show one code) and
+    grants it its own cameras, through the cloud, period by period. A witness on the broker
+    notes every segment that reached it: ``report`` audits the service's verdicts against it
+    and the fleet's ledger. Without segbind there is nothing a service could verify: those runs
+    are ``mqtt`` runs."""
+
+    name = "nats"
+
+    def open(self) -> Wiring:
+        wiring = super().open()
+        self.host: Optional[Any] = None
+        self.seen: "set[bytes]" = set()
+        if self.cfg.defended:
+            from host_sim.ledger import Ledger
+            from host_sim.service_host import ServiceHost
+
+            host, port = self.address
+            self.host = ServiceHost(host, port, self.prefix, workers=self.cfg.workers).start()
+            self.witness = MqttTransport(host, port, "%s-witness" % self.prefix.replace("/", "-"), clean=True)
+            self.witness.subscribe(topics.every_camera(topics.SEG, self.prefix),
+                                   lambda msg: self.seen.add(Ledger.digest(msg.payload)))
+            self.witness.start()
+            if not self.witness.wait_ready(10):
+                raise RuntimeError("no MQTT connection to %s:%d" % (host, port))
+        return wiring
+
+    def make_cloud(self, wiring: Wiring, faults: Any, second_line: bool) -> Any:
+        cloud = super().make_cloud(wiring, faults, second_line)
+        if self.host is not None:
+            from host_sim.service_host import SERVICE_ID
+
+            cloud.services[SERVICE_ID] = self.host.carry
+        return cloud
+
+    def join(self, fleet: Any) -> None:
+        """The provider pins every owner's card, then each owner's app enrolls the service (the
+        codes must agree) and sends it its grants through the cloud."""
+        if self.host is None:
+            return
+        codes = {name: self.host.enroll(app.owner.account.card()) for name, app in fleet.owners.items()}
+        self.host.publish()
+        for name, app in fleet.owners.items():
+            if app.enroll_service(self.host.card()) != codes[name]:
+                raise RuntimeError("%s: the service's enrollment code is not the app's" % name)
+
+    def settle(self, fleet: Any, stall_s: float = 60.0, renew_s: float = 10.0) -> None:
+        """As ``mqtt``; then until every worker holds the grants of every camera (or nothing has
+        moved for 15 s: what it lacks is counted as refused, ``no_grant``)."""
+        super().settle(fleet, stall_s, renew_s)
+        if self.host is None:
+            return
+        wanted = len({c.name for c in fleet.plan.cameras})  # the ids the owners grant (a colliding camera reuses one)
+        last, moved = None, time.monotonic()
+        while True:
+            held = self.host.cameras_held()
+            if min(held) >= wanted:
+                return
+            if held != last:
+                last, moved = held, time.monotonic()
+            elif time.monotonic() - moved > 15.0:
+                log.warning("the service's workers hold the grants of %s of %d cameras", held, wanted)
+                return
+            time.sleep(0.2)
+
+    def run(self, fleet: Runnable) -> "tuple[float, float, float]":
+        wall, cpu, sim_ms = super().run(fleet)
+        if self.host is not None and not self.host.settle():
+            log.warning("the service did not judge every stored segment (counted as unjudged)")
+        return wall, cpu, sim_ms
+
+    def report(self, fleet: Any) -> Optional[dict]:
+        if self.host is None:
+            return None
+        return self.host.audit(set(self.seen), fleet.ledger.origin)
+
+    def close(self) -> None:
+        if self.host is not None:
+            self.witness.stop()
+        try:
+            super().close()
+        finally:
+            if self.host is not None:
+                self.host.close()
+
+
+ENGINES: Dict[str, Type[Engine]] = {InProcessEngine.name: InProcessEngine, MqttEngine.name: MqttEngine,
+                                    NatsEngine.name: NatsEngine}
 
 
 def engine_for(cfg: Any, progress: Optional[Progress] = None) -> Engine:

@@ -64,6 +64,9 @@ def row(name: str, faults: Tuple[str, ...], with_: dict, without: Optional[dict]
                  "display_refused": w["on"]["refused"], "grant_refusals": w["grant_refusals"],
                  "cameras_halted": w["cameras_halted"], "sent": w["sent"]},
     }
+    service = w.get("service")
+    if service is not None:  # --engine nats: the owners' recording service
+        out["with"]["service"] = {k: service[k] for k in SERVICE_KEYS}
     if without is not None:
         o = without["results"]
         out["without"] = {"foreign_shown": o["off"]["foreign_shown"], "forged_shown": o["off"]["forged_shown"],
@@ -82,13 +85,18 @@ def _seen_by_strangers(r: dict) -> dict:
             "revoked_late": r["revoked_late"]}
 
 
+SERVICE_KEYS = ("stored", "judged", "own_accepted", "foreign_accepted", "forged_accepted", "lost",
+                "judged_twice_different", "own_refused")
+
+
 def passed(matrix: dict) -> bool:
     """With segbind, in every scenario: nothing foreign or forged shown, nothing a stranger could
     see, nothing in another owner's tile, nothing a revoked viewer was not granted, no own segment
-    lost to verification."""
-    keys = ("foreign_shown", "forged_shown", "own_lost_to_verification", "readable_by_stranger",
-            "readable_thumbnails", "other_owners_tile", "revoked_late")
-    return all(r["with"][k] == 0 for r in matrix["scenarios"] for k in keys)
+    lost to verification; and where the owners' recording service ran (``--engine nats``), no
+    segment lost, judged twice to different verdicts, or accepted for another account or forged."""
+    return all(r["with"][k] == 0 for r in matrix["scenarios"] for k in report.MUST_BE_ZERO) and \
+        all(r["with"]["service"][k] == 0 for r in matrix["scenarios"] if "service" in r["with"]
+            for k in report.SERVICE_MUST_BE_ZERO)
 
 
 def main(argv=None) -> int:
@@ -97,8 +105,10 @@ def main(argv=None) -> int:
     if args.cameras < 1:
         parser.error("--cameras must be at least 1")
     engine = args.engine or ("mqtt" if args.broker else "in-process")
-    if engine != "mqtt" and args.broker:
-        parser.error("--broker is for --engine mqtt")
+    if engine == "in-process" and args.broker:
+        parser.error("--broker is for --engine mqtt or nats")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     realtime = engine != "in-process"
     seconds = args.seconds if args.seconds is not None else (20 if realtime else 60)
     if seconds < 1:
@@ -116,13 +126,15 @@ def main(argv=None) -> int:
         if unknown:
             parser.error("unknown fault %s (known: %s)" % (", ".join(unknown), ", ".join(FAULTS)))
     cfg = FleetConfig(cameras=args.cameras, seconds=seconds, seed=args.seed, share=args.share, engine=engine,
-                      broker=args.broker or ("local" if engine == "mqtt" else None), speed=speed)
+                      broker=args.broker or ("local" if realtime else None), speed=speed, workers=args.workers)
     if args.weak is not None:
         cfg.weak_cameras = cfg.weak_displays = args.weak
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
 
-    where = "over MQTT at %s, real time x%g" % (cfg.broker, speed) if engine == "mqtt" else \
-        "in-process, simulated time" if engine == "in-process" else "on %s, real time x%g" % (engine, speed)
+    where = "in-process, simulated time" if engine == "in-process" else "over MQTT at %s, real time x%g" % (
+        cfg.broker, speed)
+    if engine == "nats":
+        where += ", and the owners' recording service on a local NATS cluster (%d workers)" % cfg.workers
     print("segbind fleet: %d cameras x %d s, seed %d, %s; faults: %s" % (
         cfg.cameras, cfg.seconds, cfg.seed, where, ", ".join(faults) or "none"), file=sys.stderr, flush=True)
     matrix, fleet, plain = run_scenarios(cfg, faults, progress=not args.no_progress)

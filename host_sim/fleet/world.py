@@ -187,6 +187,7 @@ class Fleet:
                 own = self.camera_plan[forger_app.plan.cameras[0]] if forger_app.plan.cameras else cam
                 self.forgers.append(Forger(self, cam, forger_app.display, forger_app.owner,  # type: ignore[arg-type]
                                            templates[(own.codec, own.clip)], wiring.camera(0, "forger")))
+        self.engine.join(self)
 
     def _on_change(self, camera: str, result: control.Result) -> None:
         """An owner's app learned its camera's pairing: share it as planned."""
@@ -316,6 +317,9 @@ class Fleet:
             self.build(self.engine.open())
             self.wall_s, self.cpu_s, self.sim_ms = self.engine.run(self)
             out = results(self)
+            service = self.engine.report(self)
+            if service is not None:
+                out["results"]["service"] = service
             clear = getattr(self.engine, "clear_retained", None)
             if clear is not None:  # leave the broker as found (displays gone first)
                 clear([topics.display_topic(a.display, topics.GRANTS, self.prefix) for a in self.plan.accounts]

@@ -8,13 +8,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.support.service import tool
+from host_sim.nats_cluster import NatsCluster
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if shutil.which("nats-server") is None and shutil.which("nats-server", path="/usr/sbin:/usr/bin") is None:
         pytest.fail("nats-server is not installed (bash tools/setup.sh test installs it)")
-    nats_cluster = tool("nats_cluster")
-    with nats_cluster.NatsCluster(str(tmp_path_factory.mktemp("nats"))) as c:
+    with NatsCluster(str(tmp_path_factory.mktemp("nats"))) as c:
         yield c

@@ -18,6 +18,7 @@ from typing import Any, Dict, List
 import pytest
 
 from host_sim import clips
+from host_sim.nats_cluster import NatsCluster
 from segbind.grants import Service
 from segbind.owner import Owner
 from segbind.service.admin import publish_grants
@@ -193,7 +194,7 @@ def test_nats_s_mqtt_listener_refuses_the_agent_s_mqtt_5(tmp_path: Path) -> None
 
     from segbind_agent.link import MqttTransport
 
-    with tool("nats_cluster").NatsCluster(str(tmp_path / "nats"), nodes=1, mqtt=True) as single:
+    with NatsCluster(str(tmp_path / "nats"), nodes=1, mqtt=True) as single:
         port = single.nodes[0].mqtt_port
         agent = MqttTransport("127.0.0.1", port, "camera-1")  # the agent's own transport
         agent.start()

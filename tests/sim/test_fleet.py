@@ -420,9 +420,12 @@ def test_the_command_line_runs_as_a_user_runs_it(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "host_sim.fleet", "--faults", "nonsense"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown fault nonsense" in bad.stderr
-    engine = subprocess.run([sys.executable, "-m", "host_sim.fleet", "--engine", "nats"], cwd=ROOT,
+    engine = subprocess.run([sys.executable, "-m", "host_sim.fleet", "--engine", "kafka"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
-    assert engine.returncode == 2 and "invalid choice: 'nats'" in engine.stderr
+    assert engine.returncode == 2 and "invalid choice: 'kafka'" in engine.stderr
+    workers = subprocess.run([sys.executable, "-m", "host_sim.fleet", "--engine", "nats", "--workers", "0"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert workers.returncode == 2 and "--workers must be at least 1" in workers.stderr
 
 
 def test_progress_draws_a_bar_on_a_terminal_and_lines_otherwise() -> None:

@@ -1,6 +1,6 @@
-"""The verifying service's test harness: tools/nats_cluster.py (a real 3-node nats-server
-cluster) and tools/service_faults.py (deployments, worker processes, the audit of verdicts and
-recordings, the named faults), loaded from tools/ as the people who run them do."""
+"""The verifying service's test harness: tools/service_faults.py (deployments, worker processes,
+the audit of verdicts and recordings, the named faults), loaded from tools/ as the people who
+run them do."""
 
 from __future__ import annotations
 

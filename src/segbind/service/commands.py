@@ -127,7 +127,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         raise _error("--mqtt: HOST:PORT, not %r" % args.mqtt) from None
     try:
         bridge(BridgeSettings(mqtt_host, mqtt_port, _servers(args.nats), args.prefix, args.client_id or "",
-                              args.group))
+                              args.group, args.topic_prefix))
     except ServiceSetupError:
         raise
     except OSError as exc:
@@ -222,6 +222,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """``segbind serve`` and its commands, on the ``segbind`` parser's subparsers."""
+    from segbind_core import topics
+
     serve = sub.add_parser("serve", help="the verifying service on NATS JetStream: workers, the MQTT bridge, "
                            "setup (docs/SERVICE.md)")
     ssub = serve.add_subparsers(dest="serve_command", metavar="SERVE_COMMAND")
@@ -264,6 +266,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--mqtt", required=True, metavar="HOST:PORT", help="the broker the cameras publish to")
     p.add_argument("--client-id", help="MQTT client id (default: random; keep it to keep the session)")
     p.add_argument("--group", help="share the cameras with other bridges (an MQTT shared subscription)")
+    p.add_argument("--topic-prefix", default=topics.TOPIC_PREFIX,
+                   help="the cameras' MQTT topic prefix (default %(default)s: <prefix>/cam/<camera>/seg)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_bridge)
 

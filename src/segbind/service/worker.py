@@ -709,7 +709,7 @@ class Worker:
                                "streams": sum(len(r.judge) for r in self.runs.values())}
         if self.coord is not None:
             out["leases"] = dict(self.coord.counts)
-        out["keys"] = dict(self.keys.counts)
+        out["keys"] = dict(self.keys.counts, cameras=len(self.keys.cameras()))
         return out
 
     def _write_stats(self) -> None:
