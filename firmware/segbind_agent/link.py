@@ -137,6 +137,7 @@ class MqttTransport(Transport):
         self._pending_subs = set()
         self._lock = threading.Lock()
         self._stopping = False
+        self._started = False
         self.connects = 0
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                   protocol=mqtt.MQTTv5, manual_ack=manual_ack)
@@ -159,6 +160,11 @@ class MqttTransport(Transport):
         return self.connected and not self._pending_subs
 
     def start(self) -> "MqttTransport":
+        """Connect (in the background) and keep connected; a transport started already, as one
+        shared by several parties, is left as it is."""
+        if self._started:
+            return self
+        self._started = True
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
@@ -171,6 +177,7 @@ class MqttTransport(Transport):
 
     def stop(self) -> None:
         self._stopping = True  # a disconnection asked for is not worth a warning
+        self._started = False
         try:
             self.client.disconnect()
         finally:

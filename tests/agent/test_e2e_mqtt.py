@@ -304,3 +304,22 @@ def test_a_camera_whose_state_rolled_back_refuses_to_run_until_reset(world: Worl
     bob = world.displays["bob"]
     assert bob.wait_for(lambda d: d.shown_total() >= 5, 30), bob.summary()
     assert not any(camera == "cam-1" for _owner, camera in alice.shown)
+
+
+def test_a_transport_shared_by_several_parties_is_started_once(broker: Broker) -> None:
+    """Each party starts the transport it is given; a shared one (the fleet's pools) keeps its one
+    connection, its subscriptions and its queued messages: starting it again connects nothing."""
+    shared = MqttTransport(broker.host, broker.port, "shared", clean=True).start()
+    got: List[bytes] = []
+    shared.subscribe("t/1", lambda msg: got.append(msg.payload))
+    assert shared.wait_ready(10)
+    for _party in range(3):
+        assert shared.start() is shared and shared.wait_ready(1)
+    shared.publish("t/1", b"once", qos=1)
+    until(lambda: got == [b"once"], 10, "the message")
+    assert shared.connects == 1
+    shared.stop()
+    assert not shared.connected
+    shared.start()  # stopped, a transport starts again
+    assert shared.wait_ready(10) and shared.connects == 2
+    shared.stop()
