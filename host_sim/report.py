@@ -163,7 +163,8 @@ def markdown(matrix: dict, picture: Optional[dict]) -> str:
            "video, shown as routed). A stranger's decoder is FFmpeg's, given the bytes the stranger was handed "
            "(host_sim.stranger). Definitions are in docs/FLEET.md." % (
                cfg["cameras"], cfg["seconds"], cfg["seed"],
-               "in-process, simulated time" if engine == "in-process" else "over %s, real time" % engine), "",
+               "in-process, simulated time" if engine == "in-process" else "over MQTT%s, real time" % (
+                   " with the owners' recording service on NATS" if engine == "nats" else "")), "",
            "## What reached the wrong people: without segbind / with segbind", "",
            "| scenario | " + " | ".join(h for h, _k in PAIRS) + " |",
            "| --- |" + " ---: |" * len(PAIRS)]
@@ -175,6 +176,16 @@ def markdown(matrix: dict, picture: Optional[dict]) -> str:
             "| --- |" + " ---: |" * len(WITH_ONLY)]
     for r in matrix["scenarios"]:
         out.append("| %s | %s |" % (r["scenario"], " | ".join(_cell(r, "with", k) for _h, k in WITH_ONLY)))
+    served = [r for r in matrix["scenarios"] if "service" in r["with"]]
+    if served:
+        out += ["", "## The owners' recording service (NATS JetStream workers), with segbind", "",
+                "Every segment that reached the broker, as the service judged it (docs/FLEET.md, \"The owners' "
+                "recording service\").", "",
+                "| scenario | " + " | ".join(h for h, _k in SERVICE_COLUMNS) + " |",
+                "| --- |" + " ---: |" * len(SERVICE_COLUMNS)]
+        for r in served:
+            out.append("| %s | %s |" % (r["scenario"], " | ".join(
+                "{:,}".format(_total(r["with"]["service"][k])) for _h, k in SERVICE_COLUMNS)))
     out += ["", "## The faults", ""]
     for name, what in FAULTS.items():
         out.append("- `%s`: %s." % (name, what))

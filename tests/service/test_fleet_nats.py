@@ -57,3 +57,4 @@ def test_the_command_line_runs_the_fleet_with_its_service(tmp_path: Path) -> Non
     service = doc["picture_run"]["results"]["service"]
     assert service["workers"] == 1 and service["lost"] == 0 and service["judged"] == service["stored"] > 0
     assert [r["with"]["service"]["foreign_accepted"] for r in doc["scenarios"]] == [0]
+    assert "## The owners' recording service" in (tmp_path / "fleet.md").read_text()
