@@ -77,6 +77,14 @@ class ServiceHost:
     # -- running -----------------------------------------------------------------------------
 
     def start(self) -> "ServiceHost":
+        """Everything up, the bridge subscribed; on any failure, everything started is stopped."""
+        try:
+            return self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> "ServiceHost":
         self.cluster = NatsCluster(str(self.dir / "nats")).start()
         self.service.save(self.service_path)
         self._thread.start()

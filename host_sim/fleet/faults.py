@@ -121,7 +121,10 @@ class CollidingCamera:
         self.local.subscribe(topics.camera_topic(camera.device, topics.CTL_RESULT, fleet.prefix), self._on_result)
 
     def pair(self) -> None:
-        """The contact pairs its device out of band, under the other owner's camera id."""
+        """The contact pairs its device out of band, under the other owner's camera id. Only once
+        the broker has its subscription to the device's results: the result is not retained, and
+        over MQTT it would otherwise race the subscription (a lost result stalled the set-up)."""
+        self.local.wait_ready(10)
         self.app.pair(self.camera.name, self.camera.handover)
 
     def _on_result(self, msg: Message) -> None:
