@@ -67,6 +67,7 @@ class ServiceHost:
         self.cluster: Optional[NatsCluster] = None
         self.procs: Dict[str, subprocess.Popen] = {}
         self.carried = 0
+        self.carry_retries = 0
         self.carry_failed = 0
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -155,19 +156,30 @@ class ServiceHost:
 
     def carry(self, sealed: Dict[str, Any]) -> None:
         """An owner's sealed service-grants message, into the grants stream (from any thread; in
-        the order given)."""
+        the order given), retried until JetStream stores it, as the bridge does with segments: a
+        message lost here would leave the service without the period's keys until the owner's
+        next renewal."""
+        asyncio.run_coroutine_threadsafe(self._carry(sealed), self._loop)
+
+    async def _carry(self, sealed: Dict[str, Any], tries: int = 60) -> None:
         from segbind.service.admin import publish_grants
 
-        future = asyncio.run_coroutine_threadsafe(publish_grants(self._js, self.names, sealed), self._loop)
-        future.add_done_callback(self._carried)
-
-    def _carried(self, future: Any) -> None:
-        with self._lock:
-            if future.exception() is None:
-                self.carried += 1
+        for attempt in range(tries):
+            try:
+                await publish_grants(self._js, self.names, sealed)
+            except Exception as exc:  # noqa: BLE001 - nats-py: timeouts, no responders, a leader moving
+                with self._lock:
+                    self.carry_retries += 1
+                if attempt + 1 == tries:
+                    log.warning("a sealed grants message was not stored: %s", type(exc).__name__)
+                    with self._lock:
+                        self.carry_failed += 1
+                    return
+                await asyncio.sleep(0.5)
             else:
-                self.carry_failed += 1
-                log.warning("a sealed grants message was not stored: %s", type(future.exception()).__name__)
+                with self._lock:
+                    self.carried += 1
+                return
 
     def cameras_held(self) -> List[int]:
         """Per worker, how many cameras' grants it holds (its stats file; 0 before the first)."""
@@ -252,7 +264,7 @@ class ServiceHost:
             "forged_accepted": counts["forged_accepted"],
             "own_refused": dict(sorted(own_refused.items())), "refused": dict(sorted(refused.items())),
             "accounts_recorded": len(accepted_by), "grants_carried": self.carried,
-            "grants_not_carried": self.carry_failed,
+            "grants_carry_retries": self.carry_retries, "grants_not_carried": self.carry_failed,
             "recorded_files": sum(1 for _ in self.recording.rglob("*.h264")) if self.recording.exists() else 0,
         }
 

@@ -42,6 +42,7 @@ def test_the_recording_service_judges_every_segment_and_accepts_each_for_its_own
     owners_then = {fleet.true_owner[c.device] for c in fleet.plan.cameras} | {c.owner for c in fleet.plan.cameras}
     assert s["accounts_recorded"] == len(owners_then), (s, owners_then)
     assert s["recorded_files"] == s["own_accepted"] and s["grants_carried"] >= len(fleet.owners)
+    assert s["grants_not_carried"] == 0
     assert r["cloud"]["requests"].get("service-grants", 0) == s["grants_carried"]
 
 
