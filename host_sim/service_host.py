@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import json
 import logging
 import os
@@ -34,16 +33,12 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set
 
+from host_sim.ledger import Ledger
 from host_sim.nats_cluster import NatsCluster, term_when_parent_exits
 
 log = logging.getLogger("segbind.fleet.service")
 
 SERVICE_ID = "recorder"
-
-
-def _digest(payload: bytes) -> bytes:
-    """The ledger's digest of a byte string (``host_sim.ledger.Ledger.digest``)."""
-    return hashlib.sha256(payload).digest()[:16]
 
 
 class ServiceHost:
@@ -228,7 +223,7 @@ class ServiceHost:
         by_seq: Dict[int, List[dict]] = collections.defaultdict(list)
         for v in verdicts:
             by_seq[int(v["stream_seq"])].append(v)
-        stored = {seq: _digest(data) for seq, data in segments}
+        stored = {seq: Ledger.digest(data) for seq, data in segments}
         counts = collections.Counter()
         own_refused: collections.Counter = collections.Counter()
         refused: collections.Counter = collections.Counter()
