@@ -21,13 +21,20 @@ _PREFIX = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _TOKEN = re.compile(r"^(?:[A-Za-z0-9_-]|=[0-9A-F]{2})+$")
 
 
+_ALL_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def token(name: str) -> str:
     """One subject token (and KV key part) for an account or camera id."""
+    if _ALL_PLAIN.fullmatch(name):  # the usual id, kept as it is (a token per message: the fast path)
+        return name
     return "".join(chr(b) if b in _PLAIN else "=%02X" % b for b in name.encode("utf-8"))
 
 
 def untoken(tok: str) -> Optional[str]:
     """The id a token stands for; None when it is not a token ``token`` writes."""
+    if _ALL_PLAIN.fullmatch(tok):
+        return tok
     if not _TOKEN.match(tok):
         return None
     out = bytearray()

@@ -28,7 +28,6 @@ import os
 import signal
 import socket
 import time
-from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from ..grants import Service
@@ -135,21 +134,28 @@ class Recording:
     segment judged again is written again, to the same bytes."""
 
     def __init__(self, root: str) -> None:
-        self.root = Path(root)
-        self._dirs: Set[Path] = set()
+        self.root = str(root)
+        self._dirs: Set[str] = set()
+        self._pid = os.getpid()
 
     def write(self, outcome: Outcome) -> None:
         tag = outcome.verdict.tag
         if tag is None or outcome.plaintext is None:
             return
-        directory = self.root / token(outcome.account) / token(outcome.camera) / str(tag.stream_id)
+        # plain strings and os calls: a file per accepted segment, so this is on the hot path
+        directory = os.path.join(self.root, token(outcome.account), token(outcome.camera), str(tag.stream_id))
         if directory not in self._dirs:
-            directory.mkdir(parents=True, exist_ok=True)
+            os.makedirs(directory, exist_ok=True)
             self._dirs.add(directory)
-        path = directory / ("%010d.h264" % tag.seq)
-        tmp = directory / (".%010d.%d.tmp" % (tag.seq, os.getpid()))
-        tmp.write_bytes(outcome.plaintext)
-        os.replace(tmp, path)
+        tmp = "%s/.%010d.%d.tmp" % (directory, tag.seq, self._pid)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(outcome.plaintext)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, "%s/%010d.h264" % (directory, tag.seq))
 
 
 def verdict_json(outcome: Outcome, worker: str) -> bytes:
@@ -531,12 +537,11 @@ class Worker:
         outcomes: List[Outcome] = []
         # the records of every stream the batch meets for the first time, read together (one
         # round trip each, in parallel, rather than one after the other as each is met)
-        cameras = [c for c in (self.names.camera_of(subject) for _, subject, _ in batch) if c is not None]
-        wanted = judge.wanted(cameras)
+        cameras = [self.names.camera_of(subject) for _, subject, _ in batch]
+        wanted = judge.wanted([c for c in cameras if c is not None])
         if wanted:
             await self._load(run, wanted)
-        for seq, subject, data in batch:
-            camera = self.names.camera_of(subject)
+        for (seq, subject, data), camera in zip(batch, cameras):
             if camera is None:
                 outcomes.append(Outcome(seq, "", "", Verdict(Reason.NO_GRANT, "not a camera's subject: %r"
                                                              % subject[:80])))
