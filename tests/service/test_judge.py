@@ -194,3 +194,21 @@ def test_an_account_that_leaves_is_granted_nothing_and_a_message_that_came_first
     assert keys.enrolled(service.accounts) == ["alice"] and keys.cameras() == []
     outcome: Optional[Outcome] = judge_all(Judge(keys), [(1, "cam-1", alice.segments("cam-1", T0 + 5000)[0])])[0]
     assert outcome is not None and outcome.verdict.reason is Reason.NO_GRANT
+
+
+def test_messages_that_wait_for_enrollment_out_of_order_leave_the_newest_serial_in_force() -> None:
+    """An app may send two grants messages from two threads (a push at enrollment, another on a
+    pairing result) and the second serial may come first: both wait, and at enrollment the
+    newest serial's keys are the ones held, as if they had come in order."""
+    alice = Household("alice", ["cam-1"])
+    service = Service.new("recorder", test_only=True)
+    keys = ServiceKeys(service)
+    alice.owner.enroll_service(service.card())
+    older = alice.owner.service_grants_for("recorder", T0)          # serial 1: cam-1
+    cam = CoreRunner("cam-2").start(T0)
+    alice.owner.on_result("cam-2", cam.pair(alice.owner.pairing_offer("cam-2", T0), T0 + 1))
+    newer = alice.owner.service_grants_for("recorder", T0 + 2)      # serial 2: cam-1 and cam-2
+    assert keys.take(newer) is None and keys.take(older) is None   # not enrolled yet; newer came first
+    service.enroll(alice.owner.account.card())
+    assert keys.enrolled(service.accounts) == ["alice"]
+    assert keys.cameras() == ["cam-1", "cam-2"]

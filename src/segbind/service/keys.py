@@ -15,8 +15,9 @@ refusal is final: a memo that hands out another account's keys (the cache mix-up
 
 from __future__ import annotations
 
+import collections
 import logging
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Deque, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..grants import DEFAULT_KEEP_MS, GrantError, GrantRefusal, Service, ServiceGrants
 from ..keyring import Keyring
@@ -24,6 +25,8 @@ from ..keyring import Keyring
 log = logging.getLogger("segbind.service")
 
 Entries = Tuple[Tuple[str, Keyring], ...]
+
+WAITING_PER_ACCOUNT = 8  # messages kept per account not yet enrolled (the newest, bounded)
 
 
 class ServiceKeys:
@@ -35,7 +38,10 @@ class ServiceKeys:
         self._cameras: Dict[str, Set[str]] = {}          # account -> the cameras it granted
         self._index: Dict[str, Tuple[str, ...]] = {}     # camera -> the accounts that granted it
         self._memo: Dict[str, Entries] = {}
-        self._waiting: Dict[str, object] = {}            # account -> its newest message, refused as not enrolled
+        # account -> its last messages refused as not enrolled, in the order they came (not
+        # always their serials' order: an app may send two from two threads); all are taken at
+        # enrollment, and the newest serial wins, as it would have
+        self._waiting: Dict[str, Deque[object]] = {}
         self.version = 0
         self.counts = {"grants_taken": 0, "grants_refused": 0}
 
@@ -48,7 +54,8 @@ class ServiceKeys:
             self.counts["grants_refused"] += 1
             issuer = sealed.get("from") if isinstance(sealed, dict) else None
             if exc.reason is GrantRefusal.NOT_ENROLLED and isinstance(issuer, str):
-                self._waiting[issuer] = sealed  # taken if the account enrolls (``enrolled``)
+                # taken if the account enrolls (``enrolled``)
+                self._waiting.setdefault(issuer, collections.deque(maxlen=WAITING_PER_ACCOUNT)).append(sealed)
             if exc.reason is not GrantRefusal.STALE:
                 log.warning("service grants refused: %s", exc.reason.value)
             return None
@@ -78,8 +85,8 @@ class ServiceKeys:
             self._set(account, Keyring())
             changed.append(account)
         for account in sorted(now & set(self._waiting)):
-            sealed = self._waiting.pop(account)
-            if self.take(sealed) is not None:
+            taken = [self.take(sealed) for sealed in self._waiting.pop(account)]
+            if any(a is not None for a in taken):
                 changed.append(account)
         return changed
 
