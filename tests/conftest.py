@@ -29,10 +29,18 @@ def pytest_configure(config: pytest.Config) -> None:
             "bash tools/test.sh, which installs this checkout" % (here.parent, ROOT))
 
 
+# Real-time runs that a loaded machine can fail (a browser playing live HLS, a fleet over a
+# broker in real time) go to one xdist worker, one after another (tools/test.sh runs
+# --dist loadgroup): two of them at once on two cores starve each other.
+REALTIME_MODULES = ("test_fleet_mqtt", "test_fleet_nats")
+
+
 def pytest_collection_modifyitems(items: list) -> None:
     for item in items:
         if not any(item.get_closest_marker(name) for name in HEAVY):
             item.add_marker(pytest.mark.quick)
+        if item.get_closest_marker("browser") or item.module.__name__.rsplit(".", 1)[-1] in REALTIME_MODULES:
+            item.add_marker(pytest.mark.xdist_group("realtime"))
 
 
 @pytest.fixture(scope="session")

