@@ -60,7 +60,7 @@ class RtspError(Exception):
 def number(text: str, default: int = -1) -> int:
     """A decimal number of ASCII digits (at most 18), else ``default``: what a server sends as a
     number is read as nothing else (``str.isdigit`` takes other scripts' digits too)."""
-    text = text.strip()
+    text = text.strip(" \t")  # the spaces RTSP allows around a value (str.strip would take \x1c-\x1f too)
     if not 0 < len(text) <= 18 or any(not "0" <= ch <= "9" for ch in text):
         return default
     return int(text)
@@ -213,9 +213,12 @@ class Message:
         self.method = ""
         if first_line.startswith("RTSP/"):
             parts = first_line.split(" ", 2)
-            if len(parts) < 2 or number(parts[1]) < 0 or len(parts[1]) != 3:
+            # exactly three ASCII digits: nothing stripped first (str.strip takes \x1c-\x1f as
+            # spaces, int() does not)
+            status = parts[1] if len(parts) > 1 else ""
+            if len(status) != 3 or number(status) < 0 or status.strip(" \t") != status:
                 raise RtspError(MALFORMED, "an RTSP status line without a status")
-            self.status = int(parts[1])
+            self.status = number(status)
             self.reason = parts[2].strip() if len(parts) > 2 else ""
         else:
             parts = first_line.split(" ")
