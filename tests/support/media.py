@@ -81,6 +81,10 @@ def decoded_frames(path: Path) -> List[str]:
     # name) as strict UTF-8 and would refuse a file FFmpeg plays (tests/media/test_mutations.py)
     with av.open(str(path), metadata_errors="replace") as container:
         stream = container.streams.video[0]
+        # one thread: with frame threads, how FFmpeg conceals damage (ciphertext decoded without
+        # keys) depends on timing, and two decodes of the same bytes could differ (CI saw it)
+        stream.codec_context.thread_type = "NONE"
+        stream.codec_context.thread_count = 1
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
@@ -115,6 +119,10 @@ def keyless_hashes(data: bytes, fmt: str = "h264") -> List[str]:
     out = []
     with av.open(io.BytesIO(data), format=fmt) as container:
         stream = container.streams.video[0]
+        # one thread: with frame threads, how FFmpeg conceals damage (ciphertext decoded without
+        # keys) depends on timing, and two decodes of the same bytes could differ (CI saw it)
+        stream.codec_context.thread_type = "NONE"
+        stream.codec_context.thread_count = 1
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
