@@ -20,6 +20,7 @@ displays through the grants) once it is pending past the owner's deadline.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from host_sim.cloud import request
 from host_sim.transport import Message, Transport
@@ -64,6 +65,10 @@ class OwnerApp:
         self.on_alarm: Optional[Callable[[List[RotationAlarm]], None]] = None
         self._cond = threading.Condition()
         self._lock = threading.RLock()             # the Owner is used from the transport's thread and the ticker's
+        # requests leave in the order they were made: a message is queued in the same critical
+        # section that gave it its serial, and one thread at a time sends the queue (see _flush)
+        self._outbox: Deque[Tuple[str, Dict[str, Any]]] = collections.deque()
+        self._sending = False
         self._stopped = threading.Event()
 
     @property
@@ -96,8 +101,31 @@ class OwnerApp:
                 log.exception("%s: tick failed", self.name)
 
     def _request(self, op: str, **params) -> None:
-        self.transport.publish(topics.account_topic(self.name, topics.REQUESTS, self.prefix),
-                               request(op, **params), qos=1)
+        with self._lock:
+            self._outbox.append((op, params))
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send the queued requests, oldest first. Two threads each sending what they sealed could
+        deliver an older grants message after a newer one, and the cloud keeps the last message it
+        got for a display: a display that restarts would then read stale grants. A thread that
+        finds another sending leaves its requests to it (publishing never blocks: paho queues, the
+        in-process bus drains on one thread), as does a callback that runs inside a send."""
+        with self._lock:
+            if self._sending:
+                return
+            self._sending = True
+        try:
+            while True:
+                with self._lock:
+                    if not self._outbox:
+                        return
+                    op, params = self._outbox.popleft()
+                self.transport.publish(topics.account_topic(self.name, topics.REQUESTS, self.prefix),
+                                       request(op, **params), qos=1)
+        finally:
+            with self._lock:
+                self._sending = False
 
     # -- what the owner does -----------------------------------------------------------------
 
@@ -125,28 +153,26 @@ class OwnerApp:
         self.push_grants()
         return code
 
-    def _to_service(self, service: str, sealed: Dict[str, Any]) -> None:
-        self._request("service-grants", service=service, sealed=sealed)
-
     def push_grants(self) -> None:
         """Every display and service of the owner gets its keys for now, sealed to it."""
         with self._lock:
             now = self.now_ms()
-            grants = {d: self.owner.grants_for(d, now) for d in sorted(self.owner.displays)}
-            services = {s: self.owner.service_grants_for(s, now) for s in sorted(self.owner.services)}
-        for display, sealed in grants.items():
-            self._request("grants", display=display, sealed=sealed)
-        for service, sealed in services.items():
-            self._to_service(service, sealed)
+            for display in sorted(self.owner.displays):
+                self._outbox.append(("grants", {"display": display, "sealed": self.owner.grants_for(display, now)}))
+            for service in sorted(self.owner.services):
+                self._outbox.append(("service-grants", {"service": service,
+                                                        "sealed": self.owner.service_grants_for(service, now)}))
+        self._flush()
 
     def _offers(self) -> None:
         """Every contact still shared with gets its period keys for now."""
         with self._lock:
             now = self.now_ms()
-            offers = {c: self.owner.offer_for(c, now) for c in self.owner.sharing_with()}
-        for contact, sealed in offers.items():
-            if sealed is not None:
-                self._request("offer", to=contact, sealed=sealed)
+            for contact in self.owner.sharing_with():
+                sealed = self.owner.offer_for(contact, now)
+                if sealed is not None:
+                    self._outbox.append(("offer", {"to": contact, "sealed": sealed}))
+        self._flush()
 
     def renew(self) -> None:
         """Every holder's keys for now, sent again: each display's grants, each contact's
@@ -155,12 +181,11 @@ class OwnerApp:
         with self._lock:
             renewal: Renewal = self.owner.renew(self.now_ms())
             self.renewals += 1
-        for display, sealed in renewal.grants.items():
-            self._request("grants", display=display, sealed=sealed)
-        for contact, sealed in renewal.offers.items():
-            self._request("offer", to=contact, sealed=sealed)
-        for service, sealed in renewal.services.items():
-            self._to_service(service, sealed)
+            self._outbox.extend(("grants", {"display": d, "sealed": sealed}) for d, sealed in renewal.grants.items())
+            self._outbox.extend(("offer", {"to": c, "sealed": sealed}) for c, sealed in renewal.offers.items())
+            self._outbox.extend(("service-grants", {"service": s, "sealed": sealed})
+                                for s, sealed in renewal.services.items())
+        self._flush()
 
     def tick(self) -> None:
         """What the app does as time passes: renew every holder ahead of each period, send
