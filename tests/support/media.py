@@ -70,6 +70,13 @@ def frame_hashes(path: Path) -> List[str]:
     return clips.decode_hashes_ffmpeg(b"", path=str(path))
 
 
+def on_one_thread(stream) -> None:
+    """Decode ``stream`` on one thread: with frame threads, how FFmpeg conceals damage (ciphertext
+    decoded without keys) depends on timing, and two decodes of the same bytes differed in CI."""
+    stream.codec_context.thread_type = "NONE"
+    stream.codec_context.thread_count = 1
+
+
 def decoded_frames(path: Path) -> List[str]:
     """MD5 of every picture PyAV's decoder outputs from a file (any container, or a playlist),
     in output order: what a player has to show (pictures an edit list hides are not output;
@@ -81,10 +88,7 @@ def decoded_frames(path: Path) -> List[str]:
     # name) as strict UTF-8 and would refuse a file FFmpeg plays (tests/media/test_mutations.py)
     with av.open(str(path), metadata_errors="replace") as container:
         stream = container.streams.video[0]
-        # one thread: with frame threads, how FFmpeg conceals damage (ciphertext decoded without
-        # keys) depends on timing, and two decodes of the same bytes could differ (CI saw it)
-        stream.codec_context.thread_type = "NONE"
-        stream.codec_context.thread_count = 1
+        on_one_thread(stream)
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
@@ -119,10 +123,7 @@ def keyless_hashes(data: bytes, fmt: str = "h264") -> List[str]:
     out = []
     with av.open(io.BytesIO(data), format=fmt) as container:
         stream = container.streams.video[0]
-        # one thread: with frame threads, how FFmpeg conceals damage (ciphertext decoded without
-        # keys) depends on timing, and two decodes of the same bytes could differ (CI saw it)
-        stream.codec_context.thread_type = "NONE"
-        stream.codec_context.thread_count = 1
+        on_one_thread(stream)
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
