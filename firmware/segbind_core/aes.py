@@ -335,6 +335,12 @@ def _check_out(data: "Buffer", out: "WritableBuffer") -> None:
         raise ValueError("out is shorter than data")
 
 
+def _exporter(buffer: "Buffer") -> "Any":
+    """The object whose memory ``buffer`` is: a memoryview's (a slice's too) is the object it
+    was made from."""
+    return getattr(buffer, "obj", buffer)
+
+
 def _update_into_takes_exact_buffers() -> bool:
     """cryptography before 42 wants 15 spare bytes after the output of ``update_into``."""
     encryptor = Cipher(algorithms.AES(bytes(KEY_SIZE)), modes.CTR(bytes(BLOCK_SIZE))).encryptor()
@@ -377,6 +383,11 @@ class _OpensslKeystream(Keystream):
         _check_out(data, out)
         n = len(data)
         self._used += n
+        if _exporter(data) is _exporter(out):
+            # in place (or views of one buffer): cryptography 51 refuses overlapping buffers
+            # in update_into ("data and buf must not overlap"), so through a copy
+            out[:n] = self._encryptor.update(data)
+            return
         if _EXACT_UPDATE_INTO:
             self._encryptor.update_into(data, out)
             return

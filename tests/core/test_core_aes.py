@@ -47,15 +47,20 @@ def _reference(key, counter_block, data):
     return Cipher(algorithms.AES(key), modes.CTR(counter_block)).encryptor().update(data)
 
 
-def _in_pieces(stream, data, cuts, into):
-    """data through one keystream in the pieces between cuts, by xor or by xor_into."""
+WAYS = ("xor", "in place", "apart")
+
+
+def _in_pieces(stream, data, cuts, way):
+    """data through one keystream in the pieces between cuts: by xor, by xor_into in place, or
+    by xor_into from data into another buffer."""
     edges = [0] + sorted(cuts) + [len(data)]
-    if not into:
+    if way == "xor":
         return b"".join(stream.xor(data[a:b]) for a, b in zip(edges, edges[1:]))
-    out = bytearray(data)
+    out = bytearray(data) if way == "in place" else bytearray(len(data))
     view = memoryview(out)
+    source = view if way == "in place" else memoryview(data)
     for a, b in zip(edges, edges[1:]):
-        stream.xor_into(view[a:b], view[a:b])  # in place
+        stream.xor_into(source[a:b], view[a:b])
     return bytes(out)
 
 
@@ -139,8 +144,8 @@ def test_calls_of_any_length_continue_one_keystream():
         whole = key.keystream(counter).xor(data)
         assert whole[:64] == b"".join(h(b["ciphertext"]) for b in case["blocks"]), backend
         for cuts in cut_sets:
-            for into in (False, True):
-                assert _in_pieces(key.keystream(counter), data, cuts, into) == whole, (backend, cuts, into)
+            for way in WAYS:
+                assert _in_pieces(key.keystream(counter), data, cuts, way) == whole, (backend, cuts, way)
 
 
 def test_xor_into_writes_exactly_its_range():
@@ -217,7 +222,7 @@ def test_every_backend_matches_the_reference_on_generated_cases():
         for backend in aes.BACKENDS:
             key_object = aes.CtrKey(key, backend)
             assert key_object.keystream(_block(start)).xor(data) == expected, (backend, i)
-            assert _in_pieces(key_object.keystream(_block(start)), data, cuts, i % 2 == 1) == expected, (backend, i)
+            assert _in_pieces(key_object.keystream(_block(start)), data, cuts, WAYS[i % 3]) == expected, (backend, i)
 
 
 def test_a_chunk_boundary_inside_a_call_and_inside_a_block():
@@ -243,4 +248,5 @@ def test_old_cryptography_update_into_path():
     with patched(aes, "_EXACT_UPDATE_INTO", False):
         key = aes.CtrKey(h(case["key"]), "cryptography")
         for cuts in ([], [1], [14], [15], [16], [17], [3, 30, 31, 100]):
-            assert _in_pieces(key.keystream(h(case["initial_counter"])), data, cuts, True) == expected, cuts
+            for way in ("in place", "apart"):
+                assert _in_pieces(key.keystream(h(case["initial_counter"])), data, cuts, way) == expected, (cuts, way)
